@@ -1,0 +1,75 @@
+// berthd: the supervisor. Starts the private Redis and every service process, keeps
+// them running, and stops them (never the container shims) on SIGTERM.
+import { existsSync, mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { serviceSocketPath } from "../../core/config.ts";
+import { createLogger } from "../../core/log.ts";
+import { serviceProcesses } from "../../core/routes.ts";
+import { loadDaemonConfig } from "./config.ts";
+import { startPrivateRedis, type PrivateRedis } from "./redis.ts";
+import { acquireRootLock } from "./single-instance.ts";
+import { SupervisedService } from "./supervisor.ts";
+
+const log = createLogger("berthd");
+
+async function main(): Promise<void> {
+  const config = loadDaemonConfig(process.argv.slice(2));
+  mkdirSync(config.root, { recursive: true, mode: 0o711 });
+  mkdirSync(config.state, { recursive: true, mode: 0o711 });
+  await acquireRootLock(config.root);
+
+  let redis: PrivateRedis | undefined;
+  let redisUrl = config.redisUrl;
+  if (!redisUrl) {
+    redis = await startPrivateRedis(config.root, config.state, log);
+    redisUrl = `unix://${redis.socket}`;
+  }
+
+  const common = ["--root", config.root, "--state", config.state];
+  const built = serviceProcesses.filter((name) => {
+    const present = existsSync(new URL(`./${name}.js`, import.meta.url));
+    if (!present) log.warn({ service: name }, "service is not built; its API answers Unimplemented");
+    return present;
+  });
+  const services = built.map(
+    (name) =>
+      new SupervisedService(
+        {
+          name,
+          script: fileURLToPath(new URL(`./${name}.js`, import.meta.url)),
+          args: name === "gateway" ? [...common, "--address", config.address] : common,
+          env: { ...process.env, BERTH_REDIS_URL: redisUrl },
+          socket: name === "gateway" ? config.address : serviceSocketPath(config.state, name),
+        },
+        log,
+      ),
+  );
+
+  let stopping = false;
+  const shutdown = async (why: string, exitCode = 0) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ why }, "berthd stopping");
+    for (const service of [...services].reverse()) await service.stop();
+    await redis?.stop();
+    log.info("berthd stopped");
+    process.exit(exitCode);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+
+  for (const service of services) {
+    try {
+      await service.start();
+    } catch (err) {
+      log.error({ err: (err as Error).message }, "start-up failed");
+      await shutdown("start-up failed", 1);
+    }
+  }
+  log.info({ address: config.address, root: config.root, state: config.state }, "berthd ready");
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`berthd: ${err.message}\n`);
+  process.exit(1);
+});

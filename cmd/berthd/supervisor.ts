@@ -1,0 +1,101 @@
+// Keeps each service process running: starts it, waits for its socket, restarts it
+// with exponential backoff when it dies, and stops it on shutdown. Each child holds
+// a pipe to us on its stdin and exits when that pipe closes, so a killed berthd
+// never leaves services running behind it.
+import { spawn, type ChildProcess } from "node:child_process";
+import net from "node:net";
+import type { Logger } from "../../core/log.ts";
+
+export interface ServiceSpec {
+  name: string;
+  script: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  /** The socket that accepts connections once the service is ready. */
+  socket: string;
+}
+
+const minBackoffMs = 100;
+const maxBackoffMs = 5000;
+const stableAfterMs = 10_000;
+
+function canConnect(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const conn = net.connect(socket);
+    conn.once("connect", () => {
+      conn.destroy();
+      resolve(true);
+    });
+    conn.once("error", () => resolve(false));
+  });
+}
+
+export class SupervisedService {
+  private child: ChildProcess | undefined;
+  private stopping = false;
+  private backoffMs = minBackoffMs;
+  private restartTimer: NodeJS.Timeout | undefined;
+  restarts = 0;
+
+  readonly spec: ServiceSpec;
+  private readonly log: Logger;
+
+  constructor(spec: ServiceSpec, log: Logger) {
+    this.spec = spec;
+    this.log = log;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** Starts the process and resolves once its socket accepts connections. */
+  async start(): Promise<void> {
+    const child = this.spawnChild();
+    for (let i = 0; i < 400; i++) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`service ${this.spec.name} exited during start-up (code ${child.exitCode}, signal ${child.signalCode})`);
+      }
+      if (await canConnect(this.spec.socket)) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`service ${this.spec.name} did not open ${this.spec.socket} within 10s`);
+  }
+
+  private spawnChild(): ChildProcess {
+    const startedAt = Date.now();
+    const child = spawn(process.execPath, [this.spec.script, ...this.spec.args], {
+      stdio: ["pipe", "inherit", "inherit"],
+      env: { ...this.spec.env, BERTH_SUPERVISED: "1" },
+    });
+    this.child = child;
+    // EPIPE on our end of the pipe while the child dies is expected.
+    child.stdin?.on("error", () => {});
+    child.on("exit", (code, signal) => {
+      if (this.child === child) this.child = undefined;
+      if (this.stopping) return;
+      if (Date.now() - startedAt > stableAfterMs) this.backoffMs = minBackoffMs;
+      const delay = this.backoffMs;
+      this.backoffMs = Math.min(this.backoffMs * 2, maxBackoffMs);
+      this.restarts++;
+      this.log.warn({ service: this.spec.name, code, signal, restartInMs: delay }, "service exited; restarting");
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = undefined;
+        if (!this.stopping) this.spawnChild();
+      }, delay);
+    });
+    return child;
+  }
+
+  async stop(timeoutMs = 10_000): Promise<void> {
+    this.stopping = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    await exited;
+    clearTimeout(timer);
+  }
+}

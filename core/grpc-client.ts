@@ -1,0 +1,42 @@
+// Clients for our own sockets: the gateway (CLIs) and service-to-service calls.
+// The client middleware carries the active trace context in the metadata.
+import { createChannel, createClientFactory, Metadata, type Channel, type ClientMiddlewareCall, type CallOptions, type CompatServiceDefinition, type Client } from "nice-grpc";
+import { injectContext, telemetryEnabled } from "./telemetry.ts";
+import { namespaceHeader, leaseHeader } from "./grpc-server.ts";
+
+async function* traceContextMiddleware<Req, Res>(call: ClientMiddlewareCall<Req, Res>, options: CallOptions) {
+  const metadata = Metadata(options.metadata);
+  injectContext(metadata);
+  return yield* call.next(call.request, { ...options, metadata });
+}
+
+const channels = new Map<string, Channel>();
+
+export function unixChannel(socketPath: string): Channel {
+  let channel = channels.get(socketPath);
+  if (!channel) {
+    channel = createChannel(`unix://${socketPath}`, undefined, {
+      "grpc.max_receive_message_length": 16 * 1024 * 1024,
+      "grpc.max_send_message_length": 16 * 1024 * 1024,
+    });
+    channels.set(socketPath, channel);
+  }
+  return channel;
+}
+
+export function grpcClient<D extends CompatServiceDefinition>(definition: D, socketPath: string): Client<D> {
+  const factory = telemetryEnabled() ? createClientFactory().use(traceContextMiddleware) : createClientFactory();
+  return factory.create(definition, unixChannel(socketPath));
+}
+
+/** Call options that select a namespace (and optionally a lease). */
+export function inNamespace(namespace: string, lease?: string): CallOptions {
+  const metadata = Metadata({ [namespaceHeader]: namespace });
+  if (lease) metadata.set(leaseHeader, lease);
+  return { metadata };
+}
+
+export function closeChannels(): void {
+  for (const channel of channels.values()) channel.close();
+  channels.clear();
+}

@@ -1,0 +1,19 @@
+// Which process serves which gRPC service. The gateway routes by this table, berthd
+// starts the processes it names, and Introspection reports them.
+
+/** Service processes in start order (each may call the ones before it). */
+export const serviceProcesses = ["metadata", "content", "images", "gateway"] as const;
+export type ServiceProcess = (typeof serviceProcesses)[number];
+
+export const grpcRoutes: Record<string, ServiceProcess> = {
+  "containerd.services.version.v1.Version": "gateway",
+  "containerd.services.introspection.v1.Introspection": "gateway",
+  "containerd.services.namespaces.v1.Namespaces": "metadata",
+  "containerd.services.leases.v1.Leases": "metadata",
+  "containerd.services.events.v1.Events": "metadata",
+  "containerd.services.content.v1.Content": "content",
+  "containerd.services.images.v1.Images": "images",
+};
+
+/** Processes that hold per-namespace objects and answer berth.internal.v1.NamespaceUsage. */
+export const namespaceHolders: ServiceProcess[] = ["content", "images"];

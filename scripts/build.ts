@@ -1,0 +1,42 @@
+// npm run build: generate the gRPC code, type-check, and bundle every process entry
+// (services/<name>/main.ts, cmd/<name>/main.ts) into dist/<name>.js with esbuild.
+// Flags: --no-typecheck (bundle only), --no-generate.
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { build } from "esbuild";
+
+const root = new URL("..", import.meta.url).pathname;
+const args = new Set(process.argv.slice(2));
+const bin = (tool: string) => join(root, "node_modules", ".bin", tool);
+const run = (tool: string, toolArgs: string[]) => execFileSync(bin(tool), toolArgs, { cwd: root, stdio: "inherit" });
+
+if (!args.has("--no-generate")) {
+  rmSync(join(root, "core", "gen"), { recursive: true, force: true });
+  run("buf", ["generate"]);
+}
+if (!args.has("--no-typecheck")) run("tsc", ["--noEmit", "-p", "."]);
+
+function entries(dir: string): Record<string, string> {
+  const found: Record<string, string> = {};
+  for (const name of readdirSync(join(root, dir))) {
+    const main = join(root, dir, name, "main.ts");
+    if (existsSync(main)) found[name] = main;
+  }
+  return found;
+}
+
+await build({
+  entryPoints: { ...entries("services"), ...entries("cmd") },
+  outdir: join(root, "dist"),
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node24",
+  sourcemap: "linked",
+  logLevel: "warning",
+  // CommonJS dependencies inside an ESM bundle still call require().
+  banner: { js: "import { createRequire as __berthCreateRequire } from 'node:module'; const require = __berthCreateRequire(import.meta.url);" },
+  // Loaded only when tracing is configured (see core/telemetry.ts).
+  external: ["@opentelemetry/sdk-trace-node", "@opentelemetry/exporter-trace-otlp-http", "@opentelemetry/resources", "@opentelemetry/core"],
+});

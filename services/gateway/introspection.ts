@@ -1,0 +1,67 @@
+// Version and Introspection live in the gateway: it is the one process that knows
+// which services exist and can tell whether each is answering.
+import { randomUUID } from "node:crypto";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import { join } from "node:path";
+import type { IntrospectionServiceImplementation, Plugin } from "../../core/gen/containerd/services/introspection/v1/introspection.ts";
+import type { VersionServiceImplementation } from "../../core/gen/containerd/services/version/v1/version.ts";
+import { fieldsAndLabels, parseFilters } from "../../core/filters.ts";
+import { grpcRoutes } from "../../core/routes.ts";
+import packageJson from "../../package.json" with { type: "json" };
+
+export const berthVersion = `v${packageJson.version}`;
+
+/** The server's identity, made once per root and kept across restarts. */
+export function loadServerUuid(root: string): string {
+  const dir = join(root, "gateway");
+  const file = join(dir, "uuid");
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const uuid = randomUUID();
+    writeFileSync(`${file}.tmp`, uuid);
+    renameSync(`${file}.tmp`, file);
+    return uuid;
+  }
+}
+
+function answers(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const conn = net.connect(socket);
+    conn.once("connect", () => {
+      conn.destroy();
+      resolve(true);
+    });
+    conn.once("error", () => resolve(false));
+  });
+}
+
+export const versionService: VersionServiceImplementation = {
+  async version() {
+    return { version: berthVersion, revision: "berth" };
+  },
+};
+
+export function introspectionService(uuid: string, socketOf: (process: string) => string): IntrospectionServiceImplementation {
+  return {
+    async server() {
+      return { uuid };
+    },
+    async plugins(request) {
+      const match = parseFilters(request.filters);
+      const plugins: Partial<Plugin>[] = [];
+      for (const [service, process] of Object.entries(grpcRoutes)) {
+        // containerd.services.content.v1.Content → id "content"
+        const id = service.split(".")[2] ?? service;
+        const plugin: Partial<Plugin> = { type: "io.containerd.grpc.v1", id, exports: { process } };
+        if (!(await answers(socketOf(process)))) {
+          plugin.initErr = { code: 14, message: `service process ${process} is not running`, details: [] };
+        }
+        if (match(fieldsAndLabels({ type: plugin.type, id }, {}))) plugins.push(plugin);
+      }
+      return { plugins };
+    },
+  };
+}

@@ -1,0 +1,199 @@
+// Starts a real berthd (the built dist/ bundles) on temp root and state dirs, and
+// runs real clients (ctr, berthctl) against it. Every test file uses its own daemon
+// and removes everything it made in stop().
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export const repoRoot = new URL("..", import.meta.url).pathname;
+export const distDir = join(repoRoot, "dist");
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface DaemonOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Reuse these dirs (a restart) instead of making new temp dirs. */
+  dirs?: { base: string; root: string; state: string };
+}
+
+function canConnect(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const conn = net.connect(socket);
+    conn.once("connect", () => {
+      conn.destroy();
+      resolve(true);
+    });
+    conn.once("error", () => resolve(false));
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class Daemon {
+  readonly base: string;
+  readonly root: string;
+  readonly state: string;
+  readonly address: string;
+  private proc: ChildProcess | undefined;
+  private output = "";
+  private readonly env: NodeJS.ProcessEnv;
+
+  constructor(options: DaemonOptions = {}) {
+    this.base = options.dirs?.base ?? mkdtempSync(join(tmpdir(), "berth-test-"));
+    this.root = options.dirs?.root ?? join(this.base, "root");
+    this.state = options.dirs?.state ?? join(this.base, "state");
+    this.address = join(this.state, "berth.sock");
+    this.env = { ...process.env, BERTH_LOG_LEVEL: process.env.BERTH_LOG_LEVEL ?? "warn", ...options.env };
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  /** berthd's combined stdout/stderr so far (for failure messages). */
+  get log(): string {
+    return this.output;
+  }
+
+  async start(): Promise<this> {
+    const proc = spawn(process.execPath, [join(distDir, "berthd.js"), "--root", this.root, "--state", this.state], {
+      env: this.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.proc = proc;
+    proc.stdout!.on("data", (d) => (this.output += d));
+    proc.stderr!.on("data", (d) => (this.output += d));
+    for (let i = 0; i < 600; i++) {
+      if (proc.exitCode !== null || proc.signalCode !== null) {
+        throw new Error(`berthd exited during start-up:\n${this.output}`);
+      }
+      if (this.output.includes('"berthd ready"') || ((await canConnect(this.address)) && this.servicesUp())) return this;
+      await sleep(50);
+    }
+    throw new Error(`berthd did not become ready:\n${this.output}`);
+  }
+
+  private servicesUp(): boolean {
+    return this.output.includes("berthd ready");
+  }
+
+  /** The pid of one service process (a child of berthd running dist/<name>.js). */
+  servicePid(name: string): number | undefined {
+    if (!this.proc?.pid) return undefined;
+    for (const pid of childPids(this.proc.pid)) {
+      try {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+        if (cmdline.some((arg) => arg.endsWith(`/dist/${name}.js`))) return pid;
+      } catch {
+        // exited meanwhile
+      }
+    }
+    return undefined;
+  }
+
+  /** Waits until a service runs under a pid other than `oldPid` and its socket answers. */
+  async waitForRestart(name: string, oldPid: number): Promise<number> {
+    for (let i = 0; i < 400; i++) {
+      const pid = this.servicePid(name);
+      const socket = name === "gateway" ? this.address : join(this.state, "services", `${name}.sock`);
+      if (pid && pid !== oldPid && (await canConnect(socket))) return pid;
+      await sleep(50);
+    }
+    throw new Error(`service ${name} was not restarted:\n${this.output}`);
+  }
+
+  /** SIGKILL berthd alone (its services notice and exit; redis stays). */
+  async kill9(): Promise<void> {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const services = childPids(proc.pid!);
+    const exited = new Promise((r) => proc.once("exit", r));
+    proc.kill("SIGKILL");
+    await exited;
+    // services exit when their stdin pipe closes
+    for (let i = 0; i < 200 && services.some(alive); i++) await sleep(25);
+  }
+
+  async stop(): Promise<void> {
+    const proc = this.proc;
+    if (proc && proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise((r) => proc.once("exit", r));
+      proc.kill("SIGTERM");
+      const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    this.proc = undefined;
+  }
+
+  /** Stops the daemon and removes the temp dirs (and any redis a kill9 left). */
+  async destroy(): Promise<void> {
+    await this.stop();
+    killRedisLeftIn(this.state);
+    rmSync(this.base, { recursive: true, force: true });
+  }
+
+  ctr(args: string[], input?: string | Buffer, namespace = "default"): RunResult {
+    return run("ctr", ["--address", this.address, "--namespace", namespace, ...args], input);
+  }
+
+  berthctl(args: string[], input?: string | Buffer, namespace = "default"): RunResult {
+    return run(process.execPath, [join(distDir, "berthctl.js"), "--address", this.address, "--namespace", namespace, ...args], input);
+  }
+}
+
+export function run(cmd: string, args: string[], input?: string | Buffer, env?: NodeJS.ProcessEnv): RunResult {
+  const r = spawnSync(cmd, args, { input, env: env ?? process.env, encoding: "buffer", timeout: 60_000, maxBuffer: 256 * 1024 * 1024 });
+  if (r.error) throw r.error;
+  return { code: r.status ?? 128, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function childPids(pid: number): number[] {
+  const pids: number[] = [];
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const children = readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim();
+      if (children) pids.push(...children.split(/\s+/).map(Number));
+    }
+  } catch {
+    // process gone
+  }
+  return pids;
+}
+
+function killRedisLeftIn(state: string): void {
+  const pidFile = join(state, "redis.pid");
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, "utf8").trim());
+  try {
+    if (pid && readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("redis-server")) process.kill(pid, "SIGKILL");
+  } catch {
+    // already gone
+  }
+}
+
+/** Starts a daemon on fresh temp dirs. */
+export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> {
+  const daemon = new Daemon(options);
+  try {
+    return await daemon.start();
+  } catch (err) {
+    await daemon.destroy();
+    throw err;
+  }
+}
