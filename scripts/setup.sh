@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what Berth needs on a Debian machine (run as root): the system packages,
+# then the npm dependencies (which pin Node 24 and build dist/ via `prepare`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  runc              # the OCI runtime
+  redis-server      # BullMQ jobs and events (berthd starts a private one)
+  busybox-static    # test and demo images are built from it
+  containerd        # only for its `ctr` client in interop tests; never started
+  docker-registry   # a real registry for pull/push tests
+  skopeo            # third-party image tool for interop tests
+  iproute2
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d keeps the packages' daemons (containerd, registry, redis) from starting.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  rm -f /usr/sbin/policy-rc.d
+fi
+
+npm ci --no-audit --no-fund

@@ -1,0 +1,78 @@
+// The supervisor: one berthd per root, sockets not world-writable, services restarted
+// when they die, clean shutdown, a clear Unimplemented for services Berth lacks, and
+// everything stored surviving a kill -9 of berthd itself.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { statSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createChannel, createClient, Status } from "nice-grpc";
+import { Empty } from "../core/gen/google/protobuf/empty.ts";
+import { Daemon, run, startDaemon, distDir } from "./harness.ts";
+
+describe("berthd", () => {
+  let d: Daemon;
+  before(async () => {
+    d = await startDaemon();
+  });
+  after(async () => {
+    await d?.destroy();
+  });
+
+  test("a second berthd on the same root refuses to start", () => {
+    const r = run(process.execPath, [join(distDir, "berthd.js"), "--root", d.root, "--state", join(d.base, "state2")]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /another berthd is already running with root/);
+  });
+
+  test("sockets are not world-accessible", () => {
+    for (const socket of [d.address, join(d.state, "services", "gateway.sock"), join(d.state, "redis.sock")]) {
+      const mode = statSync(socket).mode & 0o777;
+      assert.equal(mode & 0o007, 0, `${socket} has mode ${mode.toString(8)}`);
+    }
+  });
+
+  test("ctr version reaches the gateway", () => {
+    const r = d.ctr(["version"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Server:\s+Version:\s+v\d+\.\d+\.\d+/);
+    assert.match(r.stdout, /UUID: [0-9a-f-]{36}/);
+  });
+
+  test("a service Berth does not have answers Unimplemented, naming it", async () => {
+    const channel = createChannel(`unix://${d.address}`);
+    const definition = {
+      name: "Nothing",
+      fullName: "containerd.services.nothing.v1.Nothing",
+      methods: {
+        get: { name: "Get", requestType: Empty, requestStream: false, responseType: Empty, responseStream: false, options: {} },
+      },
+    } as const;
+    const client = createClient(definition, channel);
+    await assert.rejects(client.get(new Uint8Array()), (err: { code: Status; details: string }) => {
+      assert.equal(err.code, Status.UNIMPLEMENTED);
+      assert.match(err.details, /containerd\.services\.nothing\.v1\.Nothing/);
+      return true;
+    });
+    channel.close();
+  });
+
+  test("a killed service is restarted and serves again", async () => {
+    const pid = d.servicePid("gateway");
+    assert.ok(pid, "gateway pid");
+    process.kill(pid, "SIGKILL");
+    const newPid = await d.waitForRestart("gateway", pid);
+    assert.notEqual(newPid, pid);
+    const r = d.ctr(["version"]);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  test("SIGTERM stops every service and redis", async () => {
+    const services = ["gateway", "metadata", "content", "images"].map((name) => d.servicePid(name)).filter((p): p is number => !!p);
+    const redisPid = Number(readFileSync(join(d.state, "redis.pid"), "utf8"));
+    await d.stop();
+    for (const pid of [...services, redisPid]) {
+      assert.throws(() => process.kill(pid, 0), `process ${pid} still runs after berthd stopped`);
+    }
+    await d.start();
+  });
+});
