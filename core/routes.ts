@@ -2,7 +2,7 @@
 // starts the processes it names, and Introspection reports them.
 
 /** Service processes in start order (each may call the ones before it). */
-export const serviceProcesses = ["metadata", "content", "images", "gateway"] as const;
+export const serviceProcesses = ["metadata", "content", "images", "snapshots", "diff", "gateway"] as const;
 export type ServiceProcess = (typeof serviceProcesses)[number];
 
 export const grpcRoutes: Record<string, ServiceProcess> = {
@@ -13,6 +13,8 @@ export const grpcRoutes: Record<string, ServiceProcess> = {
   "containerd.services.events.v1.Events": "metadata",
   "containerd.services.content.v1.Content": "content",
   "containerd.services.images.v1.Images": "images",
+  "containerd.services.snapshots.v1.Snapshots": "snapshots",
+  "containerd.services.diff.v1.Diff": "diff",
 };
 
 /** Processes that hold per-namespace objects and answer berth.internal.v1.NamespaceUsage. */
