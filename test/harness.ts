@@ -73,14 +73,19 @@ export class Daemon {
       if (proc.exitCode !== null || proc.signalCode !== null) {
         throw new Error(`berthd exited during start-up:\n${this.output}`);
       }
-      if (this.output.includes('"berthd ready"') || ((await canConnect(this.address)) && this.servicesUp())) return this;
+      if (this.ready() && (await canConnect(this.address))) return this;
       await sleep(50);
     }
     throw new Error(`berthd did not become ready:\n${this.output}`);
   }
 
-  private servicesUp(): boolean {
-    return this.output.includes("berthd ready");
+  /** berthd writes its pid file once every service is up. */
+  private ready(): boolean {
+    try {
+      return Number(readFileSync(join(this.state, "berthd.pid"), "utf8")) === this.proc?.pid;
+    } catch {
+      return false;
+    }
   }
 
   /** The pid of one service process (a child of berthd running dist/<name>.js). */
@@ -149,7 +154,7 @@ export class Daemon {
 }
 
 export function run(cmd: string, args: string[], input?: string | Buffer, env?: NodeJS.ProcessEnv): RunResult {
-  const r = spawnSync(cmd, args, { input, env: env ?? process.env, encoding: "buffer", timeout: 60_000, maxBuffer: 256 * 1024 * 1024 });
+  const r = spawnSync(cmd, args, { input, env: env ?? process.env, timeout: 60_000, maxBuffer: 256 * 1024 * 1024 });
   if (r.error) throw r.error;
   return { code: r.status ?? 128, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }

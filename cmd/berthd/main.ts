@@ -1,6 +1,7 @@
 // berthd: the supervisor. Starts the private Redis and every service process, keeps
 // them running, and stops them (never the container shims) on SIGTERM.
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { serviceSocketPath } from "../../core/config.ts";
 import { createLogger } from "../../core/log.ts";
@@ -50,6 +51,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ why }, "berthd stopping");
+    rmSync(join(config.state, "berthd.pid"), { force: true });
     for (const service of [...services].reverse()) await service.stop();
     await redis?.stop();
     log.info("berthd stopped");
@@ -66,6 +68,10 @@ async function main(): Promise<void> {
       await shutdown("start-up failed", 1);
     }
   }
+  // The pid file says "ready": it appears only once every service answers.
+  const pidFile = join(config.state, "berthd.pid");
+  writeFileSync(`${pidFile}.tmp`, String(process.pid));
+  renameSync(`${pidFile}.tmp`, pidFile);
   log.info({ address: config.address, root: config.root, state: config.state }, "berthd ready");
 }
 

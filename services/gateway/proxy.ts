@@ -136,7 +136,7 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
     stream.pipe(upstream);
   });
 
-  server.on("sessionError", (err) => log.warn({ err: err.message }, "client session error"));
+  server.on("sessionError", (err) => log.debug({ err: err.message }, "client session error"));
 
   return {
     server,
