@@ -2,7 +2,7 @@
 // middleware maps it to a status once (grpcStatusOf), the Engine API to an HTTP
 // status once (httpStatusOf). Messages end with containerd's class suffix
 // (": not found") because Go clients read the class from it.
-import { Status } from "nice-grpc-common";
+import { ClientError, Status } from "nice-grpc-common";
 
 export type ErrorKind =
   | "invalid argument"
@@ -74,4 +74,14 @@ const kindByGrpcStatus = new Map<Status, ErrorKind>(
 /** The error kind a gRPC status code stands for (clients use it to branch on NOT_FOUND etc.). */
 export function kindOfGrpcStatus(code: Status): ErrorKind {
   return kindByGrpcStatus.get(code) ?? "unknown";
+}
+
+/**
+ * A failed call to another Berth service, kept as our own error class so that its
+ * status reaches our caller unchanged (a lease NOT_FOUND stays NOT_FOUND).
+ */
+export function fromClientError(err: unknown, what: string): unknown {
+  if (!(err instanceof ClientError)) return err;
+  const kind = kindOfGrpcStatus(err.code);
+  return new BerthError(kind, kind === "unknown" ? `${what}: ${err.details}` : err.details || what);
 }

@@ -6,6 +6,7 @@ import { NamespacesDefinition } from "./gen/containerd/services/namespaces/v1/na
 import { EventsDefinition } from "./gen/containerd/services/events/v1/events.ts";
 import { LeasesDefinition } from "./gen/containerd/services/leases/v1/leases.ts";
 import { serviceSocketPath } from "./config.ts";
+import { fromClientError } from "./errors.ts";
 import { grpcClient, inNamespace } from "./grpc-client.ts";
 import type { Logger } from "./log.ts";
 
@@ -31,7 +32,7 @@ export class MetadataClient {
     try {
       await grpcClient(NamespacesDefinition, this.socket).create({ namespace: { name: namespace, labels: {} } });
     } catch (err) {
-      if ((err as { code?: Status }).code !== Status.ALREADY_EXISTS) throw err;
+      if ((err as { code?: Status }).code !== Status.ALREADY_EXISTS) throw fromClientError(err, `namespace ${namespace}`);
     }
     this.knownNamespaces.add(namespace);
   }
@@ -54,7 +55,24 @@ export class MetadataClient {
     }
   }
 
+  /** Fails with NOT_FOUND when the lease does not exist. */
   async addLeaseResource(namespace: string, lease: string, type: string, id: string): Promise<void> {
-    await grpcClient(LeasesDefinition, this.socket).addResource({ id: lease, resource: { id, type } }, inNamespace(namespace));
+    try {
+      await grpcClient(LeasesDefinition, this.socket).addResource({ id: lease, resource: { id, type } }, inNamespace(namespace));
+    } catch (err) {
+      throw fromClientError(err, `lease "${lease}"`);
+    }
+  }
+
+  /**
+   * Drops a resource that no longer needs its lease (a committed ingest). Best
+   * effort: a stale entry keeps nothing alive that would otherwise go.
+   */
+  async removeLeaseResource(namespace: string, lease: string, type: string, id: string): Promise<void> {
+    try {
+      await grpcClient(LeasesDefinition, this.socket).deleteResource({ id: lease, resource: { id, type } }, inNamespace(namespace));
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message, lease, type, id }, "cannot drop lease resource");
+    }
   }
 }

@@ -1,0 +1,249 @@
+// Ingests in progress: <root>/content/ingest/<sha256(namespace "\0" ref)>/ holds
+// `data` (the bytes received so far) and `ref` (JSON: who and what the ingest is,
+// replaced atomically). Refs are arbitrary strings, so they are never file names
+// themselves. An ingest outlives its stream and the process: reopening the ref
+// resumes at the size of `data`.
+import { createHash, type Hash } from "node:crypto";
+import { createReadStream, existsSync, fsyncSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, renameSync } from "node:fs";
+import { open, rename, rm, writeFile, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import { failedPrecondition, notFound } from "../../core/errors.ts";
+
+/** The `ref` file. */
+interface IngestRecord {
+  ref: string;
+  namespace: string;
+  total: number;
+  expected: string;
+  started_at: number;
+  updated_at: number;
+}
+
+export interface IngestStatus {
+  ref: string;
+  offset: number;
+  total: number;
+  expected: string;
+  startedAt: number;
+  updatedAt: number;
+}
+
+function readRecord(dir: string): IngestRecord | undefined {
+  try {
+    const rec = JSON.parse(readFileSync(join(dir, "ref"), "utf8")) as IngestRecord;
+    if (typeof rec.ref !== "string" || typeof rec.namespace !== "string") return undefined;
+    return rec;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeRecordSync(dir: string, rec: IngestRecord): void {
+  const tmp = join(dir, "ref.tmp");
+  const fd = openSync(tmp, "w", 0o644);
+  try {
+    writeFileSync(fd, JSON.stringify(rec));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, join(dir, "ref"));
+}
+
+function sizeOf(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+function statusOf(dir: string, rec: IngestRecord): IngestStatus {
+  return {
+    ref: rec.ref,
+    offset: sizeOf(join(dir, "data")),
+    total: rec.total,
+    expected: rec.expected,
+    startedAt: rec.started_at,
+    updatedAt: rec.updated_at,
+  };
+}
+
+async function hashFile(file: string, hash: Hash): Promise<number> {
+  let size = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return size;
+}
+
+/** One open ingest: appends to `data` and keeps a running sha256 of it. */
+export class FileIngest {
+  readonly dir: string;
+  readonly dataPath: string;
+  private readonly record: IngestRecord;
+  private handle: FileHandle;
+  private hash: Hash;
+  private size: number;
+
+  constructor(dir: string, record: IngestRecord, handle: FileHandle, hash: Hash, size: number) {
+    this.dir = dir;
+    this.dataPath = join(dir, "data");
+    this.record = record;
+    this.handle = handle;
+    this.hash = hash;
+    this.size = size;
+  }
+
+  get offset(): number {
+    return this.size;
+  }
+
+  get total(): number {
+    return this.record.total;
+  }
+
+  get startedAt(): number {
+    return this.record.started_at;
+  }
+
+  get updatedAt(): number {
+    return this.record.updated_at;
+  }
+
+  /** sha256 of the bytes so far. */
+  digest(): string {
+    return `sha256:${this.hash.copy().digest("hex")}`;
+  }
+
+  async write(data: Buffer): Promise<void> {
+    let written = 0;
+    while (written < data.length) {
+      const { bytesWritten } = await this.handle.write(data, written, data.length - written);
+      written += bytesWritten;
+    }
+    this.hash.update(data);
+    this.size += data.length;
+    await this.touch();
+  }
+
+  async truncate(): Promise<void> {
+    await this.handle.truncate(0);
+    this.hash = createHash("sha256");
+    this.size = 0;
+    await this.touch();
+  }
+
+  /** Flushes `data` to disk and returns its size there. */
+  async sync(): Promise<number> {
+    await this.handle.sync();
+    return (await this.handle.stat()).size;
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close().catch(() => {});
+  }
+
+  private async touch(): Promise<void> {
+    this.record.updated_at = Date.now();
+    // Only the timestamp changes here; losing it in a crash costs nothing, so no fsync.
+    const tmp = join(this.dir, "ref.tmp");
+    await writeFile(tmp, JSON.stringify(this.record));
+    await rename(tmp, join(this.dir, "ref"));
+  }
+}
+
+export class IngestStore {
+  private readonly root: string;
+
+  constructor(contentRoot: string) {
+    this.root = join(contentRoot, "ingest");
+    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+  }
+
+  dirOf(namespace: string, ref: string): string {
+    return join(this.root, createHash("sha256").update(`${namespace}\0${ref}`).digest("hex"));
+  }
+
+  /**
+   * Start-up clean-up of what a crash can leave: a dir without a readable `ref`
+   * (crash while creating it), a dir without `data` (crash after its commit renamed
+   * the data into the blob store; it would resume at 0 anyway), stray temp files.
+   */
+  sweep(): number {
+    let removed = 0;
+    for (const name of readdirSync(this.root)) {
+      const dir = join(this.root, name);
+      if (!readRecord(dir) || !existsSync(join(dir, "data"))) {
+        rmSync(dir, { recursive: true, force: true });
+        removed++;
+      } else {
+        rmSync(join(dir, "ref.tmp"), { force: true });
+      }
+    }
+    return removed;
+  }
+
+  /**
+   * Opens the ingest for a ref, creating it or resuming it: the offset is the size
+   * of `data` and the digest is recomputed from it.
+   */
+  async open(namespace: string, ref: string, total: number, expected: string): Promise<FileIngest> {
+    const dir = this.dirOf(namespace, ref);
+    let record = readRecord(dir);
+    if (record && (record.ref !== ref || record.namespace !== namespace)) record = undefined;
+    if (record && total > 0 && record.total > 0 && total !== record.total) {
+      throw failedPrecondition(`ref ${ref}: provided total differs from status: ${total} != ${record.total}`);
+    }
+    const now = Date.now();
+    if (!record) {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      rmSync(join(dir, "data"), { force: true });
+      record = { ref, namespace, total, expected, started_at: now, updated_at: now };
+      writeRecordSync(dir, record);
+    } else if ((total > 0 && record.total === 0) || (expected !== "" && expected !== record.expected)) {
+      record = { ...record, total: total > 0 ? total : record.total, expected: expected || record.expected };
+      writeRecordSync(dir, record);
+    }
+    const handle = await open(join(dir, "data"), "a", 0o644);
+    try {
+      const hash = createHash("sha256");
+      const size = await hashFile(join(dir, "data"), hash);
+      return new FileIngest(dir, record, handle, hash, size);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  status(namespace: string, ref: string): IngestStatus {
+    const dir = this.dirOf(namespace, ref);
+    const rec = readRecord(dir);
+    if (!rec || rec.ref !== ref || rec.namespace !== namespace) throw notFound(`ingest ref "${ref}"`);
+    return statusOf(dir, rec);
+  }
+
+  list(namespace: string): IngestStatus[] {
+    const out: IngestStatus[] = [];
+    for (const name of readdirSync(this.root)) {
+      const dir = join(this.root, name);
+      const rec = readRecord(dir);
+      if (rec && rec.namespace === namespace) out.push(statusOf(dir, rec));
+    }
+    return out.sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
+  }
+
+  exists(namespace: string, ref: string): boolean {
+    const rec = readRecord(this.dirOf(namespace, ref));
+    return rec !== undefined && rec.ref === ref && rec.namespace === namespace;
+  }
+
+  async remove(namespace: string, ref: string): Promise<void> {
+    await rm(this.dirOf(namespace, ref), { recursive: true, force: true });
+  }
+
+  countIn(namespace: string): number {
+    return this.list(namespace).length;
+  }
+}

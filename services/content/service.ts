@@ -1,0 +1,161 @@
+// containerd.services.content.v1.Content and berth.internal.v1.NamespaceUsage over
+// the content and ingest stores.
+import { open } from "node:fs/promises";
+import type { CallContext } from "nice-grpc-common";
+import { notFound, outOfRange } from "../../core/errors.ts";
+import { parseDigest } from "../../core/digest.ts";
+import { fieldsAndLabels, parseFilters } from "../../core/filters.ts";
+import { namespaceOf } from "../../core/grpc-server.ts";
+import { timestampFromMillis } from "../../core/timestamp.ts";
+import type {
+  ContentServiceImplementation,
+  Info,
+  ReadContentResponse,
+  Status,
+} from "../../core/gen/containerd/services/content/v1/content.ts";
+import type { NamespaceUsageServiceImplementation } from "../../core/gen/berth/internal/v1/namespace_usage.ts";
+import type { BlobInfo } from "./store.ts";
+import type { IngestStatus } from "./ingest.ts";
+import { writeContent, type WriteDeps } from "./write.ts";
+
+const listBatch = 100;
+const readChunk = 1024 * 1024;
+
+function infoToProto(info: BlobInfo): Info {
+  return {
+    digest: info.digest,
+    size: BigInt(info.size),
+    createdAt: timestampFromMillis(info.createdAt),
+    updatedAt: timestampFromMillis(info.updatedAt),
+    labels: info.labels,
+  };
+}
+
+function statusToProto(status: IngestStatus): Status {
+  return {
+    ref: status.ref,
+    offset: BigInt(status.offset),
+    total: BigInt(status.total),
+    expected: status.expected,
+    startedAt: timestampFromMillis(status.startedAt),
+    updatedAt: timestampFromMillis(status.updatedAt),
+  };
+}
+
+export function contentService(deps: WriteDeps): ContentServiceImplementation {
+  const { store, ingests, locks, metadata } = deps;
+  return {
+    async info(request, ctx) {
+      const namespace = namespaceOf(ctx);
+      return { info: infoToProto(store.info(namespace, parseDigest(request.digest))) };
+    },
+
+    async update(request, ctx) {
+      const namespace = namespaceOf(ctx);
+      const digest = parseDigest(request.info?.digest ?? "");
+      const paths = request.updateMask ?? [];
+      // Fail on a missing blob before creating its namespace as a side effect.
+      store.info(namespace, digest);
+      await metadata.ensureNamespace(namespace);
+      return { info: infoToProto(store.update(namespace, digest, request.info?.labels ?? {}, paths)) };
+    },
+
+    async *list(request, ctx) {
+      const namespace = namespaceOf(ctx);
+      const filter = parseFilters(request.filters);
+      let batch: Info[] = [];
+      for (const info of store.list(namespace)) {
+        if (!filter(fieldsAndLabels({ digest: info.digest, size: String(info.size) }, info.labels))) continue;
+        batch.push(infoToProto(info));
+        if (batch.length >= listBatch) {
+          yield { info: batch };
+          batch = [];
+        }
+      }
+      if (batch.length > 0) yield { info: batch };
+    },
+
+    async delete(request, ctx) {
+      const namespace = namespaceOf(ctx);
+      const digest = parseDigest(request.digest);
+      store.delete(namespace, digest);
+      await metadata.contentDeleted(namespace, digest);
+      return {};
+    },
+
+    async *read(request, ctx) {
+      const namespace = namespaceOf(ctx);
+      const digest = parseDigest(request.digest);
+      const info = store.info(namespace, digest);
+      const offset = request.offset > 0n ? Number(request.offset) : 0;
+      if (offset > info.size) throw outOfRange(`read past object length ${info.size} bytes`);
+      const wanted = Number(request.size);
+      const end = wanted <= 0 || offset + wanted > info.size ? info.size : offset + wanted;
+      // The open handle keeps the bytes readable even if the blob is deleted meanwhile.
+      const handle = await open(store.blobPath(digest), "r").catch(() => {
+        throw notFound(`content digest ${digest}`);
+      });
+      try {
+        for (let position = offset; position < end; ) {
+          const length = Math.min(readChunk, end - position);
+          const buffer = Buffer.allocUnsafe(length);
+          const { bytesRead } = await handle.read(buffer, 0, length, position);
+          if (bytesRead === 0) throw outOfRange(`content ${digest} is shorter than its recorded size ${info.size}`);
+          const chunk: ReadContentResponse = { offset: BigInt(position), data: buffer.subarray(0, bytesRead) };
+          yield chunk;
+          position += bytesRead;
+        }
+      } finally {
+        await handle.close();
+      }
+    },
+
+    async status(request, ctx) {
+      const namespace = namespaceOf(ctx);
+      return { status: statusToProto(ingests.status(namespace, request.ref)) };
+    },
+
+    async listStatuses(request, ctx) {
+      const namespace = namespaceOf(ctx);
+      const filter = parseFilters(request.filters);
+      const statuses = ingests
+        .list(namespace)
+        .filter((s) => filter(fieldsAndLabels({ ref: s.ref, expected: s.expected }, {})))
+        .map(statusToProto);
+      return { statuses };
+    },
+
+    write(requests, ctx: CallContext) {
+      return writeContent(deps, requests, ctx);
+    },
+
+    async abort(request, ctx) {
+      const namespace = namespaceOf(ctx);
+      const lock = locks.get(namespace, request.ref);
+      if (!lock && !ingests.exists(namespace, request.ref)) throw notFound(`ingest ref "${request.ref}"`);
+      // A stream still writing this ref fails on its next message.
+      if (lock) lock.aborted = true;
+      await ingests.remove(namespace, request.ref);
+      return {};
+    },
+  };
+}
+
+export function namespaceUsageService(deps: WriteDeps): NamespaceUsageServiceImplementation {
+  const { store, ingests, metadata } = deps;
+  return {
+    async check(request) {
+      const blobs = store.countIn(request.namespace);
+      const active = ingests.countIn(request.namespace);
+      if (blobs === 0 && active === 0) {
+        // The metadata service is about to delete it: the next write must recreate it.
+        metadata.forgetNamespace(request.namespace);
+        return { empty: true, detail: "" };
+      }
+      const parts: string[] = [];
+      if (blobs > 0) parts.push(`${blobs} blob${blobs === 1 ? "" : "s"}`);
+      if (active > 0) parts.push(`${active} active ingest${active === 1 ? "" : "s"}`);
+      return { empty: false, detail: parts.join(" and ") };
+    },
+  };
+}

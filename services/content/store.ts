@@ -1,0 +1,194 @@
+// Committed content: blob files shared by every namespace under
+// <root>/content/blobs/sha256/<hex>, and one SQLite row per (namespace, digest)
+// that makes a blob visible in a namespace. A blob file is written once (by rename)
+// and unlinked only when no namespace refers to it any more.
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { alreadyExists, invalidArgument, notFound } from "../../core/errors.ts";
+import { digestHex } from "../../core/digest.ts";
+import { applyLabelMask, validateLabels } from "../../core/labels.ts";
+import { openDatabase, parseLabels, transaction, type Database } from "../../core/sqlite.ts";
+
+export interface BlobInfo {
+  digest: string;
+  size: number;
+  createdAt: number;
+  updatedAt: number;
+  labels: Record<string, string>;
+}
+
+/** What the content service needs from committed content, per namespace. */
+export interface ContentStore {
+  info(namespace: string, digest: string): BlobInfo;
+  /** Every blob of the namespace, ordered by digest. */
+  list(namespace: string): BlobInfo[];
+  /** Changes labels (the only mutable field) under a field mask; empty mask = all. */
+  update(namespace: string, digest: string, labels: Record<string, string>, paths: readonly string[]): BlobInfo;
+  /** Removes the namespace's row; reports whether the shared blob file went too. */
+  delete(namespace: string, digest: string): { blobRemoved: boolean };
+  has(namespace: string, digest: string): boolean;
+  /** Size of the blob in the shared store, whatever namespace holds it. */
+  sharedSize(digest: string): number | undefined;
+  blobPath(digest: string): string;
+  /**
+   * Makes a verified blob visible in the namespace. `dataFile` (fsynced, already
+   * verified against digest and size) is renamed into the shared store unless the
+   * blob is there already; without it the shared blob must exist. Throws
+   * already-exists when the namespace held the digest before (the data file is
+   * consumed either way).
+   */
+  commit(namespace: string, digest: string, size: number, labels: Record<string, string>, dataFile?: string): BlobInfo;
+  countIn(namespace: string): number;
+  close(): void;
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS blobs (
+  namespace  TEXT    NOT NULL,
+  digest     TEXT    NOT NULL,
+  size       INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  labels     TEXT    NOT NULL DEFAULT '{}',
+  PRIMARY KEY (namespace, digest)
+);
+CREATE INDEX IF NOT EXISTS blobs_by_digest ON blobs (digest);
+`;
+
+interface BlobRow {
+  digest: string;
+  size: number;
+  created_at: number;
+  updated_at: number;
+  labels: string;
+}
+
+function fromRow(row: BlobRow): BlobInfo {
+  return {
+    digest: row.digest,
+    size: Number(row.size),
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+    labels: parseLabels(row.labels),
+  };
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export class SqliteContentStore implements ContentStore {
+  private readonly db: Database;
+  private readonly blobDir: string;
+
+  constructor(contentRoot: string) {
+    this.blobDir = join(contentRoot, "blobs", "sha256");
+    mkdirSync(this.blobDir, { recursive: true, mode: 0o755 });
+    this.db = openDatabase(join(contentRoot, "meta.db"), schema);
+  }
+
+  blobPath(digest: string): string {
+    return join(this.blobDir, digestHex(digest));
+  }
+
+  private row(namespace: string, digest: string): BlobRow | undefined {
+    return this.db
+      .prepare("SELECT digest, size, created_at, updated_at, labels FROM blobs WHERE namespace = ? AND digest = ?")
+      .get(namespace, digest) as BlobRow | undefined;
+  }
+
+  has(namespace: string, digest: string): boolean {
+    return this.row(namespace, digest) !== undefined;
+  }
+
+  info(namespace: string, digest: string): BlobInfo {
+    const row = this.row(namespace, digest);
+    if (!row) throw notFound(`content digest ${digest}`);
+    return fromRow(row);
+  }
+
+  list(namespace: string): BlobInfo[] {
+    const rows = this.db
+      .prepare("SELECT digest, size, created_at, updated_at, labels FROM blobs WHERE namespace = ? ORDER BY digest")
+      .all(namespace) as unknown as BlobRow[];
+    return rows.map(fromRow);
+  }
+
+  update(namespace: string, digest: string, labels: Record<string, string>, paths: readonly string[]): BlobInfo {
+    return transaction(this.db, () => {
+      const current = this.info(namespace, digest);
+      for (const path of paths) {
+        if (path !== "labels" && !path.startsWith("labels.")) {
+          throw invalidArgument(`cannot update "${path}" field on content info "${digest}"`);
+        }
+      }
+      const next =
+        paths.length === 0
+          ? Object.fromEntries(Object.entries(labels).filter(([, v]) => v !== ""))
+          : applyLabelMask(current.labels, labels, paths);
+      validateLabels(next);
+      const updatedAt = Date.now();
+      this.db
+        .prepare("UPDATE blobs SET labels = ?, updated_at = ? WHERE namespace = ? AND digest = ?")
+        .run(JSON.stringify(next), updatedAt, namespace, digest);
+      return { ...current, labels: next, updatedAt };
+    });
+  }
+
+  delete(namespace: string, digest: string): { blobRemoved: boolean } {
+    // No await between the row check and the unlink: a commit in another namespace
+    // cannot link the blob in between (see commit()).
+    const stillUsed = transaction(this.db, () => {
+      const result = this.db.prepare("DELETE FROM blobs WHERE namespace = ? AND digest = ?").run(namespace, digest);
+      if (Number(result.changes) === 0) throw notFound(`content digest ${digest}`);
+      return this.db.prepare("SELECT 1 FROM blobs WHERE digest = ? LIMIT 1").get(digest) !== undefined;
+    });
+    if (stillUsed) return { blobRemoved: false };
+    rmSync(this.blobPath(digest), { force: true });
+    return { blobRemoved: true };
+  }
+
+  sharedSize(digest: string): number | undefined {
+    try {
+      return statSync(this.blobPath(digest)).size;
+    } catch {
+      return undefined;
+    }
+  }
+
+  commit(namespace: string, digest: string, size: number, labels: Record<string, string>, dataFile?: string): BlobInfo {
+    const target = this.blobPath(digest);
+    // Synchronous from here to the row insert, so delete() never sees the blob
+    // unreferenced while we are linking it.
+    if (existsSync(target)) {
+      if (dataFile) rmSync(dataFile, { force: true });
+    } else if (dataFile) {
+      renameSync(dataFile, target);
+      fsyncDir(this.blobDir);
+    } else {
+      throw notFound(`content ${digest} (removed from the shared store during the ingest)`);
+    }
+    return transaction(this.db, () => {
+      if (this.has(namespace, digest)) throw alreadyExists(`content ${digest}`);
+      const now = Date.now();
+      this.db
+        .prepare("INSERT INTO blobs (namespace, digest, size, created_at, updated_at, labels) VALUES (?, ?, ?, ?, ?, ?)")
+        .run(namespace, digest, size, now, now, JSON.stringify(labels));
+      return { digest, size, createdAt: now, updatedAt: now, labels };
+    });
+  }
+
+  countIn(namespace: string): number {
+    const row = this.db.prepare("SELECT COUNT(*) AS n FROM blobs WHERE namespace = ?").get(namespace) as { n: number };
+    return Number(row.n);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

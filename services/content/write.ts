@@ -1,0 +1,237 @@
+// Content/Write: one bidi stream drives one ingest, one reply per request
+// (containerd's protocol, reference §1.9). The stream owns its ref until it ends;
+// the ingest itself stays on disk for a later stream to resume, until it is
+// committed or aborted.
+import { createReadStream } from "node:fs";
+import type { CallContext } from "nice-grpc-common";
+import { BerthError, alreadyExists, failedPrecondition, invalidArgument, notFound, outOfRange } from "../../core/errors.ts";
+import { parseDigest } from "../../core/digest.ts";
+import { leaseOf, namespaceOf } from "../../core/grpc-server.ts";
+import { validateLabels } from "../../core/labels.ts";
+import { timestampFromMillis } from "../../core/timestamp.ts";
+import { WriteAction, type WriteContentRequest, type WriteContentResponse } from "../../core/gen/containerd/services/content/v1/content.ts";
+import type { ContentStore } from "./store.ts";
+import type { FileIngest, IngestStore } from "./ingest.ts";
+import type { RefLock, RefLocks } from "./locks.ts";
+import type { ContentMetadata } from "./metadata.ts";
+
+export interface WriteDeps {
+  store: ContentStore;
+  ingests: IngestStore;
+  locks: RefLocks;
+  metadata: ContentMetadata;
+}
+
+type Reply = Partial<WriteContentResponse>;
+
+/**
+ * The blob is already in the shared store but not in this namespace: the session
+ * starts "complete" (offset = size) so the client commits without sending data,
+ * and commit only links the namespace's row. Writing turns it into a real ingest.
+ */
+interface SharedBlob {
+  digest: string;
+  size: number;
+  startedAt: number;
+}
+
+class WriteSession {
+  private readonly deps: WriteDeps;
+  private readonly namespace: string;
+  private readonly ref: string;
+  private readonly lease: string | undefined;
+  private readonly lock: RefLock;
+  private total: number;
+  private expected: string;
+  private file: FileIngest | undefined;
+  private shared: SharedBlob | undefined;
+
+  constructor(deps: WriteDeps, namespace: string, ref: string, lease: string | undefined, lock: RefLock, total: number, expected: string) {
+    this.deps = deps;
+    this.namespace = namespace;
+    this.ref = ref;
+    this.lease = lease;
+    this.lock = lock;
+    this.total = total;
+    this.expected = expected;
+  }
+
+  async open(): Promise<void> {
+    const { store, ingests, metadata } = this.deps;
+    await metadata.ensureNamespace(this.namespace);
+    if (this.lease) await metadata.addToLease(this.namespace, this.lease, "ingests", this.ref);
+    if (this.expected !== "") {
+      const size = store.sharedSize(this.expected);
+      if (size !== undefined && (this.total === 0 || this.total === size)) {
+        this.shared = { digest: this.expected, size, startedAt: Date.now() };
+        this.total = size;
+        return;
+      }
+    }
+    this.file = await ingests.open(this.namespace, this.ref, this.total, this.expected);
+    if (this.total === 0) this.total = this.file.total;
+  }
+
+  async close(): Promise<void> {
+    await this.file?.close();
+    this.lock.release();
+  }
+
+  private get offset(): number {
+    return this.shared ? this.shared.size : this.file!.offset;
+  }
+
+  private digest(): string {
+    return this.shared ? this.shared.digest : this.file!.digest();
+  }
+
+  private reply(action: WriteAction): Reply {
+    const startedAt = this.shared ? this.shared.startedAt : this.file!.startedAt;
+    const updatedAt = this.shared ? this.shared.startedAt : this.file!.updatedAt;
+    return {
+      action,
+      startedAt: timestampFromMillis(startedAt),
+      updatedAt: timestampFromMillis(updatedAt),
+      offset: BigInt(this.offset),
+      total: BigInt(this.total),
+      digest: this.digest(),
+    };
+  }
+
+  /** Turns a shared session into a file ingest: empty, or holding a copy of the blob. */
+  private async unshare(keepAll: boolean): Promise<FileIngest> {
+    const shared = this.shared!;
+    const file = await this.deps.ingests.open(this.namespace, this.ref, 0, "");
+    this.file = file;
+    this.shared = undefined;
+    if (file.offset > 0) await file.truncate();
+    if (keepAll) {
+      for await (const chunk of createReadStream(this.deps.store.blobPath(shared.digest), { highWaterMark: 1024 * 1024 })) {
+        await file.write(chunk as Buffer);
+      }
+      if (file.offset !== shared.size) throw failedPrecondition(`content ${shared.digest} changed while it was copied`);
+    }
+    return file;
+  }
+
+  /** Handles one request; returns the reply and whether the stream is finished. */
+  async step(req: WriteContentRequest): Promise<{ reply: Reply; done: boolean }> {
+    if (this.lock.aborted) throw notFound(`ingest ref "${this.ref}" was aborted`);
+    if (req.expected !== "") {
+      this.expected = parseDigest(req.expected);
+      if (this.deps.store.has(this.namespace, this.expected)) {
+        await this.finish();
+        throw alreadyExists(`blob with expected digest ${this.expected} exists`);
+      }
+    }
+    if (req.total > 0n) this.total = Number(req.total);
+
+    switch (req.action) {
+      case WriteAction.STAT:
+        return { reply: this.reply(req.action), done: false };
+      case WriteAction.WRITE:
+      case WriteAction.COMMIT: {
+        const offset = Number(req.offset);
+        if (offset > 0 && offset !== this.offset) {
+          throw outOfRange(`write @${offset} must occur at current offset ${this.offset}`);
+        }
+        if (offset === 0 && this.offset > 0) {
+          if (this.shared) await this.unshare(false);
+          else await this.file!.truncate();
+        }
+        if (req.data.length > 0) {
+          const file = this.shared ? await this.unshare(true) : this.file!;
+          await file.write(req.data);
+        }
+        if (req.action === WriteAction.COMMIT) {
+          const reply = this.reply(req.action);
+          await this.commit(req.labels);
+          return { reply, done: true };
+        }
+        return { reply: this.reply(req.action), done: false };
+      }
+      default:
+        throw invalidArgument(`unknown write action ${req.action}`);
+    }
+  }
+
+  private async commit(labels: Record<string, string>): Promise<void> {
+    const { store, metadata } = this.deps;
+    const kept = validateLabels(Object.fromEntries(Object.entries(labels).filter(([, v]) => v !== "")));
+    let size: number;
+    let digest: string;
+    let dataFile: string | undefined;
+    if (this.shared) {
+      size = this.shared.size;
+      digest = this.shared.digest;
+    } else {
+      size = await this.file!.sync();
+      // The running hash covers exactly the bytes we appended; anything else on disk
+      // means the file was changed behind our back.
+      if (size !== this.file!.offset) throw failedPrecondition(`ingest ref "${this.ref}": data changed on disk`);
+      digest = this.file!.digest();
+      dataFile = this.file!.dataPath;
+    }
+    if (this.total > 0 && size !== this.total) {
+      throw failedPrecondition(`unexpected commit size ${size}, expected ${this.total}`);
+    }
+    if (this.expected !== "" && digest !== this.expected) {
+      throw failedPrecondition(`unexpected commit digest ${digest}, expected ${this.expected}`);
+    }
+    // Lease first: if the lease is gone the ingest stays intact and the call fails.
+    if (this.lease) await metadata.addToLease(this.namespace, this.lease, "content", digest);
+    try {
+      store.commit(this.namespace, digest, size, kept, dataFile);
+    } catch (err) {
+      if (err instanceof BerthError && err.kind === "already exists") await this.finish();
+      throw err;
+    }
+    await this.finish();
+  }
+
+  /** The ingest is done with (committed or superseded): its dir and lease entry go. */
+  private async finish(): Promise<void> {
+    await this.file?.close();
+    this.file = undefined;
+    await this.deps.ingests.remove(this.namespace, this.ref);
+    if (this.lease) await this.deps.metadata.dropFromLease(this.namespace, this.lease, "ingests", this.ref);
+  }
+}
+
+export async function* writeContent(
+  deps: WriteDeps,
+  requests: AsyncIterable<WriteContentRequest>,
+  ctx: CallContext,
+): AsyncGenerator<Reply, void, undefined> {
+  const namespace = namespaceOf(ctx);
+  let session: WriteSession | undefined;
+  try {
+    for await (const req of requests) {
+      if (!session) {
+        if (req.ref === "") throw invalidArgument("first message must have a reference");
+        const expected = req.expected === "" ? "" : parseDigest(req.expected);
+        // Checked before taking the lock: a finished blob is not an ingest conflict.
+        if (expected !== "" && deps.store.has(namespace, expected)) {
+          // containerd leases the existing blob so a concurrent removal cannot take it.
+          const lease = leaseOf(ctx);
+          if (lease) await deps.metadata.addToLease(namespace, lease, "content", expected);
+          throw alreadyExists(`content ${expected}`);
+        }
+        const lock = deps.locks.acquire(namespace, req.ref);
+        session = new WriteSession(deps, namespace, req.ref, leaseOf(ctx), lock, Number(req.total > 0n ? req.total : 0n), expected);
+        try {
+          await session.open();
+        } catch (err) {
+          await session.close();
+          session = undefined;
+          throw err;
+        }
+      }
+      const { reply, done } = await session.step(req);
+      yield reply;
+      if (done) return;
+    }
+  } finally {
+    await session?.close();
+  }
+}
