@@ -5,6 +5,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
+import { buildNativeAddon } from "../native/build.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const args = new Set(process.argv.slice(2));
@@ -25,6 +26,9 @@ function entries(dir: string): Record<string, string> {
   }
   return found;
 }
+
+// The Node-API addon (native/) that services load for mount, mknod and xattrs.
+buildNativeAddon();
 
 await build({
   entryPoints: { ...entries("services"), ...entries("cmd") },

@@ -1,0 +1,120 @@
+// Typed access to Berth's Node-API addon (native/src/berth_native.c): the syscalls Node's fs
+// lacks. The addon is loaded on first use, so a process that never calls it never maps it.
+// Failures throw fs-style errors: { code: "ENOENT", errno: -2, syscall: "mount", path }.
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const MOUNT_FLAGS = [
+  "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_SYNCHRONOUS", "MS_REMOUNT", "MS_MANDLOCK", "MS_DIRSYNC",
+  "MS_NOATIME", "MS_NODIRATIME", "MS_BIND", "MS_MOVE", "MS_REC", "MS_SILENT", "MS_POSIXACL", "MS_UNBINDABLE",
+  "MS_PRIVATE", "MS_SLAVE", "MS_SHARED", "MS_RELATIME", "MS_STRICTATIME", "MS_LAZYTIME",
+] as const;
+const UMOUNT_FLAGS = ["MNT_FORCE", "MNT_DETACH", "MNT_EXPIRE", "UMOUNT_NOFOLLOW"] as const;
+const XATTR_FLAGS = ["XATTR_CREATE", "XATTR_REPLACE"] as const;
+const FS_MAGIC = [
+  "TMPFS_MAGIC", "RAMFS_MAGIC", "OVERLAYFS_SUPER_MAGIC", "EXT4_SUPER_MAGIC", "BTRFS_SUPER_MAGIC", "XFS_SUPER_MAGIC",
+  "SQUASHFS_MAGIC", "FUSE_SUPER_MAGIC", "NFS_SUPER_MAGIC", "PROC_SUPER_MAGIC", "SYSFS_MAGIC", "CGROUP2_SUPER_MAGIC",
+] as const;
+
+type Constants<K extends string> = Readonly<Record<K, number>>;
+
+/** The raw binding, exactly as the C module exports it. Every argument is required. */
+export interface NativeAddon {
+  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
+  umount(target: string, flags: number): void;
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  statfsType(path: string): number;
+  lsetxattr(path: string, name: string, value: Uint8Array, flags: number): void;
+  lgetxattr(path: string, name: string): Buffer | null;
+  llistxattr(path: string): string[];
+  lremovexattr(path: string, name: string): void;
+  mountFlags: Constants<(typeof MOUNT_FLAGS)[number]>;
+  umountFlags: Constants<(typeof UMOUNT_FLAGS)[number]>;
+  xattrFlags: Constants<(typeof XATTR_FLAGS)[number]>;
+  fsMagic: Constants<(typeof FS_MAGIC)[number]>;
+}
+
+const BUILT_ADDON = join("native", "build", "Release", "berth_native.node");
+
+/**
+ * Where the addon is: $BERTH_NATIVE_ADDON (the sanitizer build in tests), else the Release
+ * build under the repository root. Walking up from this module finds the root both from
+ * native/index.ts (tests run the .ts directly) and from a bundle in dist/.
+ */
+export function addonPath(): string {
+  const override = process.env.BERTH_NATIVE_ADDON;
+  if (override) return resolve(override);
+  const start = dirname(fileURLToPath(import.meta.url));
+  for (let dir = start; ; dir = dirname(dir)) {
+    const candidate = join(dir, BUILT_ADDON);
+    if (existsSync(candidate)) return candidate;
+    if (dirname(dir) === dir) break;
+  }
+  throw new Error(`berth native addon not found: no ${BUILT_ADDON} in ${start} or above (npm run build builds it)`);
+}
+
+let loaded: NativeAddon | undefined;
+
+/** The raw binding, loaded on first call. */
+export function nativeAddon(): NativeAddon {
+  loaded ??= createRequire(import.meta.url)(addonPath()) as NativeAddon;
+  return loaded;
+}
+
+// Constant objects whose values come from the C headers, read on first property access.
+function lazyConstants<K extends string>(keys: readonly K[], pick: (addon: NativeAddon) => Constants<K>): Constants<K> {
+  const object = {} as Record<K, number>;
+  for (const key of keys) Object.defineProperty(object, key, { enumerable: true, get: () => pick(nativeAddon())[key] });
+  return Object.freeze(object);
+}
+
+/** mount(2) flags (MS_*). */
+export const mountFlags = lazyConstants(MOUNT_FLAGS, (addon) => addon.mountFlags);
+/** umount2(2) flags. */
+export const umountFlags = lazyConstants(UMOUNT_FLAGS, (addon) => addon.umountFlags);
+/** lsetxattr(2) flags. */
+export const xattrFlags = lazyConstants(XATTR_FLAGS, (addon) => addon.xattrFlags);
+/** statfs(2) f_type values, to tell what a path lives on. */
+export const fsMagic = lazyConstants(FS_MAGIC, (addon) => addon.fsMagic);
+
+/** mount(2). source, fstype and data may be null (bind mounts, remounts, propagation changes). */
+export function mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null = null): void {
+  nativeAddon().mount(source, target, fstype, flags, data);
+}
+
+/** umount2(2). */
+export function umount(target: string, flags = 0): void {
+  nativeAddon().umount(target, flags);
+}
+
+/** mknod(2); mode includes the type bits (fs.constants.S_IFCHR, S_IFBLK, S_IFIFO). */
+export function mknod(path: string, mode: number, major = 0, minor = 0): void {
+  nativeAddon().mknod(path, mode, major, minor);
+}
+
+/** statfs(2) f_type of the filesystem holding path (follows symlinks); compare with fsMagic. */
+export function statfsType(path: string): number {
+  return nativeAddon().statfsType(path);
+}
+
+/** lsetxattr(2): on the path itself, never a symlink's target. flags: xattrFlags or 0. */
+export function lsetxattr(path: string, name: string, value: Uint8Array, flags = 0): void {
+  nativeAddon().lsetxattr(path, name, value, flags);
+}
+
+/** lgetxattr(2); null when the attribute does not exist. */
+export function lgetxattr(path: string, name: string): Buffer | null {
+  return nativeAddon().lgetxattr(path, name);
+}
+
+/** llistxattr(2): the attribute names visible to this process. */
+export function llistxattr(path: string): string[] {
+  return nativeAddon().llistxattr(path);
+}
+
+/** lremovexattr(2); ENODATA when absent. */
+export function lremovexattr(path: string, name: string): void {
+  nativeAddon().lremovexattr(path, name);
+}

@@ -1,0 +1,333 @@
+// The native addon against the real kernel (needs root). The same checks run twice: here
+// against the Release build, and in a child process against the ASan/UBSan build
+// (native/build/Sanitize), which must pass and print no sanitizer report.
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { constants, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as native from "./index.ts";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const sanitizerChild = process.env.BERTH_NATIVE_SANITIZER_CHILD === "1";
+const sanitizeBuild = join(here, "build", "Sanitize", "berth_native.node");
+const needsRoot = process.getuid?.() !== 0 && "needs root (mount, mknod, trusted.* xattrs)";
+
+// Asserts fn throws an fs-style system error with this code and syscall.
+function assertSystemError(fn: () => unknown, code: string, syscall: string, path: string): void {
+  assert.throws(fn, (error: NodeJS.ErrnoException) => {
+    assert.ok(error instanceof Error);
+    assert.equal(error.code, code);
+    assert.equal(error.syscall, syscall);
+    assert.equal(error.path, path);
+    assert.equal(typeof error.errno, "number");
+    assert.ok(error.errno! < 0, "errno is negated, as in Node's fs errors");
+    assert.match(error.message, new RegExp(`^${code}: .+, ${syscall} '`));
+    return true;
+  });
+}
+
+function assertArgError(fn: () => unknown, type: typeof TypeError | typeof RangeError, code: string): void {
+  assert.throws(fn, (error: NodeJS.ErrnoException) => {
+    assert.ok(error instanceof type, `expected ${type.name}, got ${error}`);
+    assert.equal(error.code, code);
+    return true;
+  });
+}
+
+function mountPoints(): string[] {
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => line.split(" ")[4]!);
+}
+
+function isMountPoint(path: string): boolean {
+  return mountPoints().includes(path);
+}
+
+// Detaches every mount under dir (deepest first), then deletes it: a failed check, or a
+// child killed by a sanitizer, must not leave mounts behind.
+function removeTestDir(dir: string): void {
+  const inside = mountPoints().filter((point) => point.startsWith(`${dir}/`));
+  for (const point of inside.sort((a, b) => b.length - a.length)) native.umount(point, native.umountFlags.MNT_DETACH);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+describe(sanitizerChild ? "native addon (ASan/UBSan build)" : "native addon (Release build)", { skip: needsRoot }, () => {
+  let base = "";
+  let tmpfs = "";
+
+  before(() => {
+    // The sanitizer child works inside its parent's dir, which the parent removes.
+    base = mkdtempSync(join(process.env.BERTH_NATIVE_TEST_DIR ?? tmpdir(), "berth-native-"));
+    tmpfs = join(base, "tmpfs");
+    mkdirSync(tmpfs);
+    native.mount("tmpfs", tmpfs, "tmpfs", 0, "size=16m,mode=0755");
+  });
+
+  after(() => {
+    if (base) removeTestDir(base);
+  });
+
+  test("loads the build selected for this run", () => {
+    const expected = sanitizerChild ? sanitizeBuild : join(here, "build", "Release", "berth_native.node");
+    assert.equal(native.addonPath(), expected);
+    native.nativeAddon();
+    const maps = readFileSync("/proc/self/maps", "utf8");
+    assert.ok(maps.includes(expected), "the addon is mapped from the expected file");
+    if (sanitizerChild) assert.match(maps, /libasan\.so/);
+  });
+
+  test("constants match the Linux ABI and the wrapper's key lists", () => {
+    const raw = native.nativeAddon();
+    assert.deepEqual(Object.keys(native.mountFlags), Object.keys(raw.mountFlags));
+    assert.deepEqual(Object.keys(native.umountFlags), Object.keys(raw.umountFlags));
+    assert.deepEqual(Object.keys(native.xattrFlags), Object.keys(raw.xattrFlags));
+    assert.deepEqual(Object.keys(native.fsMagic), Object.keys(raw.fsMagic));
+    const { MS_RDONLY, MS_NOSUID, MS_BIND, MS_REC, MS_REMOUNT, MS_PRIVATE, MS_SHARED } = native.mountFlags;
+    assert.deepEqual([MS_RDONLY, MS_NOSUID, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE, MS_SHARED], [1, 2, 32, 4096, 16384, 1 << 18, 1 << 20]);
+    assert.deepEqual({ ...native.umountFlags }, { MNT_FORCE: 1, MNT_DETACH: 2, MNT_EXPIRE: 4, UMOUNT_NOFOLLOW: 8 });
+    assert.deepEqual({ ...native.xattrFlags }, { XATTR_CREATE: 1, XATTR_REPLACE: 2 });
+    assert.equal(native.fsMagic.TMPFS_MAGIC, 0x01021994);
+    assert.equal(native.fsMagic.OVERLAYFS_SUPER_MAGIC, 0x794c7630);
+    assert.ok(Object.isFrozen(native.mountFlags) && Object.isFrozen(raw.mountFlags));
+  });
+
+  test("mounts a tmpfs and statfsType reports TMPFS_MAGIC; umount restores the parent fs", () => {
+    const hostType = native.statfsType(base);
+    assert.notEqual(hostType, 0x01021994, "the temp dir itself must not be on tmpfs for this check");
+    const dir = join(base, "another-tmpfs");
+    mkdirSync(dir);
+    native.mount("tmpfs", dir, "tmpfs", native.mountFlags.MS_NOSUID, "size=1m");
+    try {
+      assert.equal(native.statfsType(dir), 0x01021994);
+      assert.ok(isMountPoint(dir));
+      writeFileSync(join(dir, "on-tmpfs"), "x");
+    } finally {
+      native.umount(dir, 0);
+    }
+    assert.ok(!isMountPoint(dir));
+    assert.equal(native.statfsType(dir), hostType);
+    assert.ok(!existsSync(join(dir, "on-tmpfs")), "the file lived on the unmounted tmpfs");
+  });
+
+  test("a read-only bind mount refuses writes with EROFS", () => {
+    const source = join(base, "bind-source");
+    const target = join(base, "bind-target");
+    mkdirSync(source);
+    mkdirSync(target);
+    writeFileSync(join(source, "file"), "original");
+    const { MS_BIND, MS_REMOUNT, MS_RDONLY } = native.mountFlags;
+    native.mount(source, target, null, MS_BIND, null);
+    try {
+      native.mount(null, target, null, MS_REMOUNT | MS_BIND | MS_RDONLY, null);
+      assert.equal(readFileSync(join(target, "file"), "utf8"), "original");
+      assert.throws(() => writeFileSync(join(target, "file"), "changed"), { code: "EROFS" });
+      assert.throws(() => writeFileSync(join(target, "new"), "x"), { code: "EROFS" });
+      writeFileSync(join(source, "file"), "changed at the source");
+      assert.equal(readFileSync(join(target, "file"), "utf8"), "changed at the source");
+    } finally {
+      native.umount(target, native.umountFlags.MNT_DETACH);
+    }
+    assert.ok(!isMountPoint(target));
+    assert.ok(!existsSync(join(target, "file")));
+  });
+
+  test("mknod makes character devices (with glibc's dev_t encoding) and FIFOs", () => {
+    const null0 = join(tmpfs, "char-0-0");
+    native.mknod(null0, constants.S_IFCHR | 0o600, 0, 0);
+    const st = statSync(null0);
+    assert.ok(st.isCharacterDevice());
+    assert.equal(st.rdev, 0);
+    assert.equal(st.mode & 0o777, 0o600);
+
+    // Minor numbers above 255 are split across dev_t; a plain shift would get this wrong.
+    const wide = join(tmpfs, "char-4-300");
+    native.mknod(wide, constants.S_IFCHR | 0o600, 4, 300);
+    assert.equal(statSync(wide).rdev, (300 & 0xff) | ((300 & ~0xff) << 12) | (4 << 8));
+
+    const fifo = join(tmpfs, "fifo");
+    native.mknod(fifo, constants.S_IFIFO | 0o644, 0, 0);
+    assert.ok(statSync(fifo).isFIFO());
+
+    assertSystemError(() => native.mknod(fifo, constants.S_IFIFO | 0o644, 0, 0), "EEXIST", "mknod", fifo);
+  });
+
+  // tmpfs has user.* xattrs since Linux 6.6; the host temp dir checks a disk filesystem too.
+  for (const where of ["tmpfs", "host"] as const) {
+    test(`xattrs round-trip on ${where}: user.* and trusted.*`, () => {
+      const file = join(where === "tmpfs" ? tmpfs : base, `xattr-file-${where}`);
+      writeFileSync(file, "");
+      const { XATTR_CREATE, XATTR_REPLACE } = native.xattrFlags;
+
+      assert.equal(native.lgetxattr(file, "user.berth.missing"), null);
+      native.lsetxattr(file, "user.berth.label", Buffer.from("hello"), 0);
+      native.lsetxattr(file, "trusted.berth.opaque", Buffer.from([0, 1, 2, 255]), XATTR_CREATE);
+      assert.deepEqual(native.lgetxattr(file, "user.berth.label"), Buffer.from("hello"));
+      assert.deepEqual(native.lgetxattr(file, "trusted.berth.opaque"), Buffer.from([0, 1, 2, 255]));
+      assert.deepEqual(native.llistxattr(file).filter((name) => name.includes("berth")).sort(), [
+        "trusted.berth.opaque",
+        "user.berth.label",
+      ]);
+
+      assertSystemError(() => native.lsetxattr(file, "user.berth.label", Buffer.from("x"), XATTR_CREATE), "EEXIST", "lsetxattr", file);
+      assertSystemError(() => native.lsetxattr(file, "user.berth.nope", Buffer.from("x"), XATTR_REPLACE), "ENODATA", "lsetxattr", file);
+      native.lsetxattr(file, "user.berth.label", Buffer.from("replaced"), XATTR_REPLACE);
+      assert.deepEqual(native.lgetxattr(file, "user.berth.label"), Buffer.from("replaced"));
+
+      // An empty value exists (a Buffer), unlike a missing one (null).
+      native.lsetxattr(file, "user.berth.empty", Buffer.alloc(0), 0);
+      assert.deepEqual(native.lgetxattr(file, "user.berth.empty"), Buffer.alloc(0));
+
+      // A view into a larger buffer writes exactly the viewed bytes.
+      const backing = Buffer.from("0123456789");
+      native.lsetxattr(file, "user.berth.view", new Uint8Array(backing.buffer, backing.byteOffset + 3, 4), 0);
+      assert.deepEqual(native.lgetxattr(file, "user.berth.view"), Buffer.from("3456"));
+
+      native.lremovexattr(file, "user.berth.label");
+      native.lremovexattr(file, "trusted.berth.opaque");
+      assert.equal(native.lgetxattr(file, "user.berth.label"), null);
+      assert.equal(native.lgetxattr(file, "trusted.berth.opaque"), null);
+      assert.ok(!native.llistxattr(file).includes("user.berth.label"));
+      assertSystemError(() => native.lremovexattr(file, "user.berth.label"), "ENODATA", "lremovexattr", file);
+    });
+  }
+
+  test("large values and long name lists are read whole (sized, not fixed buffers)", () => {
+    const file = join(tmpfs, "xattr-large");
+    writeFileSync(file, "");
+    // 64 KiB is the kernel's XATTR_SIZE_MAX.
+    const big = Buffer.alloc(65536, 0);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
+    native.lsetxattr(file, "trusted.berth.big", big, 0);
+    assert.deepEqual(native.lgetxattr(file, "trusted.berth.big"), big);
+
+    const names = Array.from({ length: 150 }, (_, i) => `trusted.berth.${"n".repeat(60)}.${i}`);
+    for (const name of names) native.lsetxattr(file, name, Buffer.from("v"), 0);
+    const listed = native.llistxattr(file);
+    assert.deepEqual(listed.filter((name) => name.includes("nnnn")).sort(), [...names].sort());
+    assert.ok(listed.includes("trusted.berth.big"));
+  });
+
+  test("l*xattr act on a symlink itself, not its target", () => {
+    const target = join(tmpfs, "link-target");
+    const link = join(tmpfs, "link");
+    writeFileSync(target, "");
+    symlinkSync(target, link);
+    native.lsetxattr(link, "trusted.berth.on-link", Buffer.from("link"), 0);
+    assert.deepEqual(native.lgetxattr(link, "trusted.berth.on-link"), Buffer.from("link"));
+    assert.equal(native.lgetxattr(target, "trusted.berth.on-link"), null);
+    assert.ok(native.llistxattr(link).includes("trusted.berth.on-link"));
+    assert.ok(!native.llistxattr(target).includes("trusted.berth.on-link"));
+    // The kernel allows user.* only on regular files and directories.
+    assertSystemError(() => native.lsetxattr(link, "user.berth.x", Buffer.from("x"), 0), "EPERM", "lsetxattr", link);
+  });
+
+  test("syscall failures throw fs-style errors", () => {
+    const missing = join(base, "does-not-exist");
+    assertSystemError(() => native.mount("tmpfs", missing, "tmpfs", 0, null), "ENOENT", "mount", missing);
+    assert.throws(() => native.mount("tmpfs", missing, "tmpfs", 0, null), { errno: -2 });
+    const notMounted = join(base, "not-a-mount-point");
+    mkdirSync(notMounted);
+    assertSystemError(() => native.umount(notMounted, 0), "EINVAL", "umount2", notMounted);
+    assertSystemError(() => native.mount("none", notMounted, "no-such-fstype", 0, null), "ENODEV", "mount", notMounted);
+    assertSystemError(() => native.statfsType(missing), "ENOENT", "statfs", missing);
+    assertSystemError(() => native.lgetxattr(missing, "user.x"), "ENOENT", "lgetxattr", missing);
+    assertSystemError(() => native.llistxattr(missing), "ENOENT", "llistxattr", missing);
+    assertSystemError(() => native.lsetxattr(missing, "user.x", Buffer.from("x"), 0), "ENOENT", "lsetxattr", missing);
+    assertSystemError(() => native.lremovexattr(missing, "user.x"), "ENOENT", "lremovexattr", missing);
+    assertSystemError(() => native.mknod(join(missing, "dev"), constants.S_IFIFO | 0o600, 0, 0), "ENOENT", "mknod", join(missing, "dev"));
+    // A namespace the kernel does not know.
+    assertSystemError(() => native.lsetxattr(notMounted, "bogus.x", Buffer.from("x"), 0), "ENOTSUP", "lsetxattr", notMounted);
+  });
+
+  test("wrong argument types throw TypeError, out-of-range numbers RangeError", () => {
+    // Deliberately wrong calls, as untyped JavaScript could make them.
+    const loose = native as unknown as Record<string, (...args: unknown[]) => unknown>;
+    const raw = native.nativeAddon() as unknown as Record<string, (...args: unknown[]) => unknown>;
+    const dir = join(base, "arg-checks");
+    mkdirSync(dir, { recursive: true });
+
+    assertArgError(() => loose.mount!(1, dir, "tmpfs", 0, null), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.mount!("tmpfs", null, "tmpfs", 0, null), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.mount!("tmpfs", dir, "tmpfs", "0", null), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.mount!("tmpfs", dir, "tmpfs", 0, {}), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.umount!(dir, 1n), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.mknod!(join(dir, "n"), "8592", 0, 0), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.statfsType!(undefined), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.lsetxattr!(dir, "user.x", "a string, not bytes", 0), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.lsetxattr!(dir, "user.x", new Uint16Array(2), 0), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.lgetxattr!(dir, 7), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.llistxattr!([dir]), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.lremovexattr!(dir, Symbol("x")), TypeError, "ERR_INVALID_ARG_TYPE");
+
+    // Embedded NUL: refused, rather than silently acting on the path before it.
+    assertArgError(() => native.statfsType(`${dir}\0/elsewhere`), TypeError, "ERR_INVALID_ARG_VALUE");
+    assertArgError(() => native.lgetxattr(dir, "user.a\0b"), TypeError, "ERR_INVALID_ARG_VALUE");
+
+    assertArgError(() => native.umount(dir, -1), RangeError, "ERR_OUT_OF_RANGE");
+    assertArgError(() => native.umount(dir, 1.5), RangeError, "ERR_OUT_OF_RANGE");
+    assertArgError(() => native.umount(dir, Number.NaN), RangeError, "ERR_OUT_OF_RANGE");
+    assertArgError(() => native.mknod(join(dir, "n"), 2 ** 32, 0, 0), RangeError, "ERR_OUT_OF_RANGE");
+
+    // The raw binding insists on every argument.
+    assertArgError(() => raw.mount!("tmpfs", dir, "tmpfs", 0), TypeError, "ERR_INVALID_ARG_COUNT");
+    assertArgError(() => raw.umount!(dir), TypeError, "ERR_INVALID_ARG_COUNT");
+    assertArgError(() => raw.llistxattr!(dir, dir), TypeError, "ERR_INVALID_ARG_COUNT");
+
+    assert.ok(!isMountPoint(dir), "no rejected call reached the kernel");
+    assert.ok(!existsSync(join(dir, "n")));
+  });
+
+  test("the addon is loaded on first use, not on import", () => {
+    const script = `
+      const hasAddon = () => require("node:fs").readFileSync("/proc/self/maps", "utf8").includes("berth_native");
+      import(${JSON.stringify(join(here, "index.ts"))}).then((native) => {
+        const before = hasAddon();
+        native.statfsType("/");
+        console.log(JSON.stringify({ before, after: hasAddon() }));
+      });`;
+    const output = execFileSync(process.execPath, ["-e", script], { encoding: "utf8" });
+    assert.deepEqual(JSON.parse(output), { before: false, after: true });
+  });
+});
+
+if (!sanitizerChild) {
+  test("the same checks pass under ASan and UBSan with no sanitizer report", { skip: needsRoot }, () => {
+    assert.ok(existsSync(sanitizeBuild), `${sanitizeBuild} is missing: npm run build makes it`);
+    const libasan = execFileSync("gcc", ["-print-file-name=libasan.so"], { encoding: "utf8" }).trim();
+    assert.ok(existsSync(libasan), `libasan not found (gcc says ${libasan})`);
+    const dir = mkdtempSync(join(tmpdir(), "berth-native-sanitize-"));
+    const child = (() => {
+      try {
+        return spawnSync(process.execPath, ["--test", "--test-reporter=tap", fileURLToPath(import.meta.url)], {
+          encoding: "utf8",
+          timeout: 240_000,
+          env: {
+            ...process.env,
+            BERTH_NATIVE_SANITIZER_CHILD: "1",
+            BERTH_NATIVE_TEST_DIR: dir,
+            BERTH_NATIVE_ADDON: sanitizeBuild,
+            LD_PRELOAD: libasan,
+            // Node itself is not built with ASan and keeps allocations alive at exit.
+            ASAN_OPTIONS: "detect_leaks=0:halt_on_error=1",
+            UBSAN_OPTIONS: "print_stacktrace=1:halt_on_error=1",
+            // Else the child thinks it reports to this runner, in its binary format.
+            NODE_TEST_CONTEXT: undefined,
+          },
+        });
+      } finally {
+        removeTestDir(dir);
+      }
+    })();
+    const output = `${child.stdout}\n${child.stderr}`;
+    assert.doesNotMatch(output, /AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer|runtime error:/, output);
+    assert.equal(child.status, 0, output);
+    assert.match(output, /^# fail 0$/m, output);
+    const passed = Number(/^# pass (\d+)$/m.exec(output)?.[1] ?? 0);
+    assert.ok(passed >= 10, `the child ran ${passed} checks:\n${output}`);
+  });
+}

@@ -1,0 +1,629 @@
+/*
+ * berth_native: the Linux syscalls Node's fs module lacks — mount(2), umount2(2),
+ * mknod(2) for device nodes, the l*xattr(2) family, statfs(2)'s f_type.
+ *
+ * Written against node_api.h only (ABI-stable, so one build loads in every Node
+ * release that has Node-API 8). Every function is synchronous: each is one fast
+ * syscall, and the async machinery would cost more than the call.
+ *
+ * Failures throw like Node's fs: an Error whose code is the errno name, errno the
+ * negated number, syscall the call's name and path the path it was given.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+#include <linux/magic.h>
+
+#include <node_api.h>
+
+/* ---- throwing ---------------------------------------------------------------------- */
+
+enum error_kind { KIND_ERROR, KIND_TYPE_ERROR, KIND_RANGE_ERROR };
+
+__attribute__((format(printf, 4, 5)))
+static void throw_fmt(napi_env env, enum error_kind kind, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int needed = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *msg = needed >= 0 ? malloc((size_t)needed + 1) : NULL;
+    if (msg != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(msg, (size_t)needed + 1, fmt, ap);
+        va_end(ap);
+    }
+    /* Out of memory for the message: the format string still says what failed. */
+    const char *text = msg != NULL ? msg : fmt;
+    switch (kind) {
+    case KIND_TYPE_ERROR:
+        napi_throw_type_error(env, code, text);
+        break;
+    case KIND_RANGE_ERROR:
+        napi_throw_range_error(env, code, text);
+        break;
+    case KIND_ERROR:
+        napi_throw_error(env, code, text);
+        break;
+    }
+    free(msg);
+}
+
+/*
+ * A failed napi_* call may or may not have left an exception pending; either way the
+ * caller must unwind with exactly one pending.
+ */
+static bool call_ok(napi_env env, napi_status status, const char *call)
+{
+    if (status == napi_ok)
+        return true;
+    /* Read the error info first: any later napi call overwrites it. */
+    const napi_extended_error_info *info = NULL;
+    const char *reason = "unknown failure";
+    if (napi_get_last_error_info(env, &info) == napi_ok && info != NULL && info->error_message != NULL)
+        reason = info->error_message;
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending)
+        return false;
+    throw_fmt(env, KIND_ERROR, "ERR_BERTH_NATIVE", "berth_native: %s failed: %s", call, reason);
+    return false;
+}
+
+/* For functions with cleanup: every napi call's status is checked, failure unwinds. */
+#define CHECK(call)                                                                          \
+    do {                                                                                     \
+        if (!call_ok(env, (call), #call))                                                    \
+            goto done;                                                                       \
+    } while (0)
+
+struct errno_name {
+    int number;
+    const char *name;
+    const char *description;
+};
+
+#define ERRNO(name, description) { name, #name, description }
+/* The errno values these syscalls can return, with libuv's wording (as Node prints). */
+static const struct errno_name errno_names[] = {
+    ERRNO(EPERM, "operation not permitted"),
+    ERRNO(ENOENT, "no such file or directory"),
+    ERRNO(ESRCH, "no such process"),
+    ERRNO(EINTR, "interrupted system call"),
+    ERRNO(EIO, "i/o error"),
+    ERRNO(ENXIO, "no such device or address"),
+    ERRNO(E2BIG, "argument list too long"),
+    ERRNO(EBADF, "bad file descriptor"),
+    ERRNO(EAGAIN, "resource temporarily unavailable"),
+    ERRNO(ENOMEM, "not enough memory"),
+    ERRNO(EACCES, "permission denied"),
+    ERRNO(EFAULT, "bad address in system call argument"),
+    ERRNO(ENOTBLK, "block device required"),
+    ERRNO(EBUSY, "resource busy or locked"),
+    ERRNO(EEXIST, "file already exists"),
+    ERRNO(EXDEV, "cross-device link not permitted"),
+    ERRNO(ENODEV, "no such device"),
+    ERRNO(ENOTDIR, "not a directory"),
+    ERRNO(EISDIR, "illegal operation on a directory"),
+    ERRNO(EINVAL, "invalid argument"),
+    ERRNO(ENFILE, "file table overflow"),
+    ERRNO(EMFILE, "too many open files"),
+    ERRNO(ETXTBSY, "text file is busy"),
+    ERRNO(EFBIG, "file too large"),
+    ERRNO(ENOSPC, "no space left on device"),
+    ERRNO(EROFS, "read-only file system"),
+    ERRNO(EMLINK, "too many links"),
+    ERRNO(ERANGE, "result too large"),
+    ERRNO(ENAMETOOLONG, "name too long"),
+    ERRNO(ENOSYS, "function not implemented"),
+    ERRNO(ENOTEMPTY, "directory not empty"),
+    ERRNO(ELOOP, "too many symbolic links encountered"),
+    ERRNO(ENODATA, "no data available"),
+    ERRNO(EOVERFLOW, "value too large for defined data type"),
+    ERRNO(ENOTSUP, "operation not supported"),
+    ERRNO(ESTALE, "stale file handle"),
+    ERRNO(EDQUOT, "disk quota exceeded"),
+    ERRNO(EUCLEAN, "structure needs cleaning"),
+    ERRNO(ENOMEDIUM, "no medium found"),
+};
+
+/* Throws an fs-style system error; errnum must be captured right after the syscall. */
+static void throw_errno(napi_env env, int errnum, const char *syscall, const char *path)
+{
+    const char *name = "UNKNOWN";
+    const char *description = "unknown error";
+    for (size_t i = 0; i < sizeof errno_names / sizeof errno_names[0]; i++) {
+        if (errno_names[i].number == errnum) {
+            name = errno_names[i].name;
+            description = errno_names[i].description;
+            break;
+        }
+    }
+
+    char *msg = NULL;
+    int needed = snprintf(NULL, 0, "%s: %s, %s '%s'", name, description, syscall, path);
+    if (needed >= 0 && (msg = malloc((size_t)needed + 1)) != NULL)
+        snprintf(msg, (size_t)needed + 1, "%s: %s, %s '%s'", name, description, syscall, path);
+
+    napi_value code_v, msg_v, error, errno_v, syscall_v, path_v;
+    if (!call_ok(env, napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code_v), "napi_create_string_utf8") ||
+        !call_ok(env, napi_create_string_utf8(env, msg != NULL ? msg : description, NAPI_AUTO_LENGTH, &msg_v),
+                 "napi_create_string_utf8") ||
+        !call_ok(env, napi_create_error(env, code_v, msg_v, &error), "napi_create_error") ||
+        !call_ok(env, napi_create_int32(env, -errnum, &errno_v), "napi_create_int32") ||
+        !call_ok(env, napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_v), "napi_create_string_utf8") ||
+        !call_ok(env, napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &path_v), "napi_create_string_utf8") ||
+        !call_ok(env, napi_set_named_property(env, error, "errno", errno_v), "napi_set_named_property") ||
+        !call_ok(env, napi_set_named_property(env, error, "syscall", syscall_v), "napi_set_named_property") ||
+        !call_ok(env, napi_set_named_property(env, error, "path", path_v), "napi_set_named_property"))
+        goto done;
+    call_ok(env, napi_throw(env, error), "napi_throw");
+done:
+    free(msg);
+}
+
+/* ---- arguments --------------------------------------------------------------------- */
+
+static const char *type_name(napi_valuetype type)
+{
+    switch (type) {
+    case napi_undefined: return "undefined";
+    case napi_null: return "null";
+    case napi_boolean: return "boolean";
+    case napi_number: return "number";
+    case napi_string: return "string";
+    case napi_symbol: return "symbol";
+    case napi_object: return "object";
+    case napi_function: return "function";
+    case napi_external: return "external";
+    case napi_bigint: return "bigint";
+    }
+    return "unknown";
+}
+
+/* Fills argv[0..count) and insists on exactly count arguments. */
+static bool get_args(napi_env env, napi_callback_info info, const char *fn, size_t count, napi_value *argv)
+{
+    size_t argc = count;
+    if (!call_ok(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL), "napi_get_cb_info"))
+        return false;
+    if (argc != count) {
+        throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_COUNT", "%s: expected %zu arguments, got %zu", fn, count,
+                  argc);
+        return false;
+    }
+    return true;
+}
+
+static bool get_type(napi_env env, napi_value value, napi_valuetype *type)
+{
+    return call_ok(env, napi_typeof(env, value, type), "napi_typeof");
+}
+
+/*
+ * Copies a JS string into a malloc'd C string (*out; the caller frees it). With
+ * nullable, null and undefined give NULL. Embedded NUL bytes are refused: the kernel
+ * would silently stop at the first one and act on a different path.
+ */
+static bool get_string(napi_env env, napi_value value, const char *fn, const char *arg, bool nullable, char **out)
+{
+    *out = NULL;
+    napi_valuetype type;
+    if (!get_type(env, value, &type))
+        return false;
+    if (nullable && (type == napi_null || type == napi_undefined))
+        return true;
+    if (type != napi_string) {
+        throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_TYPE", "%s: argument \"%s\" must be a string%s, got %s", fn,
+                  arg, nullable ? " or null" : "", type_name(type));
+        return false;
+    }
+    size_t length;
+    if (!call_ok(env, napi_get_value_string_utf8(env, value, NULL, 0, &length), "napi_get_value_string_utf8"))
+        return false;
+    char *text = malloc(length + 1);
+    if (text == NULL) {
+        throw_errno(env, ENOMEM, fn, arg);
+        return false;
+    }
+    size_t copied;
+    if (!call_ok(env, napi_get_value_string_utf8(env, value, text, length + 1, &copied), "napi_get_value_string_utf8")) {
+        free(text);
+        return false;
+    }
+    if (strlen(text) != copied) {
+        free(text);
+        throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_VALUE", "%s: argument \"%s\" must not contain null bytes", fn,
+                  arg);
+        return false;
+    }
+    *out = text;
+    return true;
+}
+
+/* An integer in [0, 2^32): flags, modes and device numbers all fit. */
+static bool get_uint32(napi_env env, napi_value value, const char *fn, const char *arg, uint32_t *out)
+{
+    napi_valuetype type;
+    if (!get_type(env, value, &type))
+        return false;
+    if (type != napi_number) {
+        throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_TYPE", "%s: argument \"%s\" must be a number, got %s", fn,
+                  arg, type_name(type));
+        return false;
+    }
+    double number;
+    if (!call_ok(env, napi_get_value_double(env, value, &number), "napi_get_value_double"))
+        return false;
+    /* The range test comes first so the cast below is defined (NaN fails it too). */
+    if (!(number >= 0 && number <= (double)UINT32_MAX) || number != (double)(uint32_t)number) {
+        throw_fmt(env, KIND_RANGE_ERROR, "ERR_OUT_OF_RANGE",
+                  "%s: argument \"%s\" must be an integer from 0 to 4294967295, got %g", fn, arg, number);
+        return false;
+    }
+    *out = (uint32_t)number;
+    return true;
+}
+
+/* A Buffer or other Uint8Array; *data stays valid until the next call into JS. */
+static bool get_bytes(napi_env env, napi_value value, const char *fn, const char *arg, void **data, size_t *length)
+{
+    bool is_typedarray = false;
+    if (!call_ok(env, napi_is_typedarray(env, value, &is_typedarray), "napi_is_typedarray"))
+        return false;
+    napi_typedarray_type type = napi_int8_array;
+    if (is_typedarray &&
+        !call_ok(env, napi_get_typedarray_info(env, value, &type, length, data, NULL, NULL), "napi_get_typedarray_info"))
+        return false;
+    if (!is_typedarray || type != napi_uint8_array) {
+        throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_TYPE", "%s: argument \"%s\" must be a Buffer or Uint8Array",
+                  fn, arg);
+        return false;
+    }
+    return true;
+}
+
+static napi_value undefined_value(napi_env env)
+{
+    napi_value result = NULL;
+    call_ok(env, napi_get_undefined(env, &result), "napi_get_undefined");
+    return result;
+}
+
+/* ---- mount, umount, mknod, statfs -------------------------------------------------- */
+
+/* mount(source: string | null, target, fstype: string | null, flags, data: string | null) */
+static napi_value js_mount(napi_env env, napi_callback_info info)
+{
+    napi_value result = NULL;
+    napi_value argv[5];
+    char *source = NULL, *target = NULL, *fstype = NULL, *data = NULL;
+    uint32_t flags;
+    if (!get_args(env, info, "mount", 5, argv) || !get_string(env, argv[0], "mount", "source", true, &source) ||
+        !get_string(env, argv[1], "mount", "target", false, &target) ||
+        !get_string(env, argv[2], "mount", "fstype", true, &fstype) ||
+        !get_uint32(env, argv[3], "mount", "flags", &flags) || !get_string(env, argv[4], "mount", "data", true, &data))
+        goto done;
+    if (mount(source, target, fstype, flags, data) != 0) {
+        throw_errno(env, errno, "mount", target);
+        goto done;
+    }
+    result = undefined_value(env);
+done:
+    free(source);
+    free(target);
+    free(fstype);
+    free(data);
+    return result;
+}
+
+/* umount(target, flags) */
+static napi_value js_umount(napi_env env, napi_callback_info info)
+{
+    napi_value result = NULL;
+    napi_value argv[2];
+    char *target = NULL;
+    uint32_t flags;
+    if (!get_args(env, info, "umount", 2, argv) || !get_string(env, argv[0], "umount", "target", false, &target) ||
+        !get_uint32(env, argv[1], "umount", "flags", &flags))
+        goto done;
+    if (umount2(target, (int)flags) != 0) {
+        throw_errno(env, errno, "umount2", target);
+        goto done;
+    }
+    result = undefined_value(env);
+done:
+    free(target);
+    return result;
+}
+
+/* mknod(path, mode, major, minor); mode carries the file type (S_IFCHR, S_IFBLK, S_IFIFO …). */
+static napi_value js_mknod(napi_env env, napi_callback_info info)
+{
+    napi_value result = NULL;
+    napi_value argv[4];
+    char *path = NULL;
+    uint32_t mode, major_number, minor_number;
+    if (!get_args(env, info, "mknod", 4, argv) || !get_string(env, argv[0], "mknod", "path", false, &path) ||
+        !get_uint32(env, argv[1], "mknod", "mode", &mode) ||
+        !get_uint32(env, argv[2], "mknod", "major", &major_number) ||
+        !get_uint32(env, argv[3], "mknod", "minor", &minor_number))
+        goto done;
+    if (mknod(path, (mode_t)mode, makedev(major_number, minor_number)) != 0) {
+        throw_errno(env, errno, "mknod", path);
+        goto done;
+    }
+    result = undefined_value(env);
+done:
+    free(path);
+    return result;
+}
+
+/* statfsType(path) → f_type, the filesystem's magic number (all are 32-bit). */
+static napi_value js_statfs_type(napi_env env, napi_callback_info info)
+{
+    napi_value result = NULL;
+    napi_value argv[1];
+    char *path = NULL;
+    if (!get_args(env, info, "statfsType", 1, argv) || !get_string(env, argv[0], "statfsType", "path", false, &path))
+        goto done;
+    struct statfs st;
+    if (statfs(path, &st) != 0) {
+        throw_errno(env, errno, "statfs", path);
+        goto done;
+    }
+    CHECK(napi_create_uint32(env, (uint32_t)st.f_type, &result));
+done:
+    free(path);
+    return result;
+}
+
+/* ---- extended attributes ----------------------------------------------------------- */
+
+typedef ssize_t (*xattr_reader)(const char *path, const char *name, void *buffer, size_t size);
+
+static ssize_t read_lgetxattr(const char *path, const char *name, void *buffer, size_t size)
+{
+    return lgetxattr(path, name, buffer, size);
+}
+
+static ssize_t read_llistxattr(const char *path, const char *name, void *buffer, size_t size)
+{
+    (void)name;
+    return llistxattr(path, buffer, size);
+}
+
+/* Bounds the retries when another process keeps growing the value under us. */
+#define XATTR_READ_ATTEMPTS 64
+
+/*
+ * Reads a value whose size is only known to the kernel: asks for the size, reads into
+ * a buffer of that size, and starts over if the value grew in between (ERANGE).
+ * On success *out is malloc'd (NULL when empty) holding *length bytes.
+ * On failure returns false with errno set.
+ */
+static bool read_sized(xattr_reader reader, const char *path, const char *name, char **out, size_t *length)
+{
+    *out = NULL;
+    *length = 0;
+    for (int attempt = 0; attempt < XATTR_READ_ATTEMPTS; attempt++) {
+        ssize_t size = reader(path, name, NULL, 0);
+        if (size < 0)
+            return false;
+        if (size == 0)
+            return true;
+        char *buffer = malloc((size_t)size);
+        if (buffer == NULL) {
+            errno = ENOMEM;
+            return false;
+        }
+        ssize_t got = reader(path, name, buffer, (size_t)size);
+        if (got >= 0) {
+            *out = buffer;
+            *length = (size_t)got;
+            return true;
+        }
+        int saved = errno;
+        free(buffer);
+        errno = saved;
+        if (saved != ERANGE)
+            return false;
+    }
+    errno = ERANGE;
+    return false;
+}
+
+/* lsetxattr(path, name, value: Buffer, flags: XATTR_CREATE | XATTR_REPLACE | 0) */
+static napi_value js_lsetxattr(napi_env env, napi_callback_info info)
+{
+    napi_value result = NULL;
+    napi_value argv[4];
+    char *path = NULL, *name = NULL;
+    void *value = NULL;
+    size_t size = 0;
+    uint32_t flags;
+    if (!get_args(env, info, "lsetxattr", 4, argv) || !get_string(env, argv[0], "lsetxattr", "path", false, &path) ||
+        !get_string(env, argv[1], "lsetxattr", "name", false, &name) ||
+        !get_bytes(env, argv[2], "lsetxattr", "value", &value, &size) ||
+        !get_uint32(env, argv[3], "lsetxattr", "flags", &flags))
+        goto done;
+    if (lsetxattr(path, name, value, size, (int)flags) != 0) {
+        throw_errno(env, errno, "lsetxattr", path);
+        goto done;
+    }
+    result = undefined_value(env);
+done:
+    free(path);
+    free(name);
+    return result;
+}
+
+/* lgetxattr(path, name) → Buffer, or null when the attribute is absent (ENODATA). */
+static napi_value js_lgetxattr(napi_env env, napi_callback_info info)
+{
+    napi_value result = NULL;
+    napi_value argv[2];
+    char *path = NULL, *name = NULL, *value = NULL;
+    size_t length = 0;
+    if (!get_args(env, info, "lgetxattr", 2, argv) || !get_string(env, argv[0], "lgetxattr", "path", false, &path) ||
+        !get_string(env, argv[1], "lgetxattr", "name", false, &name))
+        goto done;
+    if (!read_sized(read_lgetxattr, path, name, &value, &length)) {
+        if (errno == ENODATA)
+            CHECK(napi_get_null(env, &result));
+        else
+            throw_errno(env, errno, "lgetxattr", path);
+        goto done;
+    }
+    if (length == 0)
+        CHECK(napi_create_buffer(env, 0, NULL, &result));
+    else
+        CHECK(napi_create_buffer_copy(env, length, value, NULL, &result));
+done:
+    free(path);
+    free(name);
+    free(value);
+    return result;
+}
+
+/* llistxattr(path) → the attribute names. */
+static napi_value js_llistxattr(napi_env env, napi_callback_info info)
+{
+    napi_value result = NULL;
+    napi_value argv[1];
+    char *path = NULL, *names = NULL;
+    size_t length = 0;
+    if (!get_args(env, info, "llistxattr", 1, argv) || !get_string(env, argv[0], "llistxattr", "path", false, &path))
+        goto done;
+    if (!read_sized(read_llistxattr, path, NULL, &names, &length)) {
+        throw_errno(env, errno, "llistxattr", path);
+        goto done;
+    }
+    napi_value list;
+    CHECK(napi_create_array(env, &list));
+    /* NUL-separated names; strnlen keeps a missing final NUL from running off the end. */
+    uint32_t index = 0;
+    for (size_t offset = 0; offset < length;) {
+        size_t name_length = strnlen(names + offset, length - offset);
+        if (name_length > 0) {
+            napi_value name;
+            CHECK(napi_create_string_utf8(env, names + offset, name_length, &name));
+            CHECK(napi_set_element(env, list, index++, name));
+        }
+        offset += name_length + 1;
+    }
+    result = list;
+done:
+    free(path);
+    free(names);
+    return result;
+}
+
+/* lremovexattr(path, name) */
+static napi_value js_lremovexattr(napi_env env, napi_callback_info info)
+{
+    napi_value result = NULL;
+    napi_value argv[2];
+    char *path = NULL, *name = NULL;
+    if (!get_args(env, info, "lremovexattr", 2, argv) ||
+        !get_string(env, argv[0], "lremovexattr", "path", false, &path) ||
+        !get_string(env, argv[1], "lremovexattr", "name", false, &name))
+        goto done;
+    if (lremovexattr(path, name) != 0) {
+        throw_errno(env, errno, "lremovexattr", path);
+        goto done;
+    }
+    result = undefined_value(env);
+done:
+    free(path);
+    free(name);
+    return result;
+}
+
+/* ---- module ------------------------------------------------------------------------ */
+
+struct constant {
+    const char *name;
+    uint32_t value;
+};
+
+#define CONSTANT(name) { #name, (uint32_t)(name) }
+
+static const struct constant mount_flags[] = {
+    CONSTANT(MS_RDONLY),     CONSTANT(MS_NOSUID),     CONSTANT(MS_NODEV),      CONSTANT(MS_NOEXEC),
+    CONSTANT(MS_SYNCHRONOUS), CONSTANT(MS_REMOUNT),   CONSTANT(MS_MANDLOCK),   CONSTANT(MS_DIRSYNC),
+    CONSTANT(MS_NOATIME),    CONSTANT(MS_NODIRATIME), CONSTANT(MS_BIND),       CONSTANT(MS_MOVE),
+    CONSTANT(MS_REC),        CONSTANT(MS_SILENT),     CONSTANT(MS_POSIXACL),   CONSTANT(MS_UNBINDABLE),
+    CONSTANT(MS_PRIVATE),    CONSTANT(MS_SLAVE),      CONSTANT(MS_SHARED),     CONSTANT(MS_RELATIME),
+    CONSTANT(MS_STRICTATIME), CONSTANT(MS_LAZYTIME),
+};
+
+static const struct constant umount_flags[] = {
+    CONSTANT(MNT_FORCE),
+    CONSTANT(MNT_DETACH),
+    CONSTANT(MNT_EXPIRE),
+    CONSTANT(UMOUNT_NOFOLLOW),
+};
+
+static const struct constant xattr_flags[] = {
+    CONSTANT(XATTR_CREATE),
+    CONSTANT(XATTR_REPLACE),
+};
+
+static const struct constant fs_magic[] = {
+    CONSTANT(TMPFS_MAGIC),       CONSTANT(RAMFS_MAGIC),         CONSTANT(OVERLAYFS_SUPER_MAGIC),
+    CONSTANT(EXT4_SUPER_MAGIC),  CONSTANT(BTRFS_SUPER_MAGIC),   CONSTANT(XFS_SUPER_MAGIC),
+    CONSTANT(SQUASHFS_MAGIC),    CONSTANT(FUSE_SUPER_MAGIC),    CONSTANT(NFS_SUPER_MAGIC),
+    CONSTANT(PROC_SUPER_MAGIC),  CONSTANT(SYSFS_MAGIC),         CONSTANT(CGROUP2_SUPER_MAGIC),
+};
+
+#define COUNT(array) (sizeof(array) / sizeof((array)[0]))
+
+/* Sets exports[key] to a frozen object of the given constants. */
+static bool export_constants(napi_env env, napi_value exports, const char *key, const struct constant *constants,
+                             size_t count)
+{
+    napi_value object;
+    if (!call_ok(env, napi_create_object(env, &object), "napi_create_object"))
+        return false;
+    for (size_t i = 0; i < count; i++) {
+        napi_value value;
+        if (!call_ok(env, napi_create_uint32(env, constants[i].value, &value), "napi_create_uint32") ||
+            !call_ok(env, napi_set_named_property(env, object, constants[i].name, value), "napi_set_named_property"))
+            return false;
+    }
+    return call_ok(env, napi_object_freeze(env, object), "napi_object_freeze") &&
+           call_ok(env, napi_set_named_property(env, exports, key, object), "napi_set_named_property");
+}
+
+#define FUNCTION(name, callback) { name, NULL, callback, NULL, NULL, NULL, napi_enumerable, NULL }
+
+NAPI_MODULE_INIT()
+{
+    static const napi_property_descriptor functions[] = {
+        FUNCTION("mount", js_mount),
+        FUNCTION("umount", js_umount),
+        FUNCTION("mknod", js_mknod),
+        FUNCTION("statfsType", js_statfs_type),
+        FUNCTION("lsetxattr", js_lsetxattr),
+        FUNCTION("lgetxattr", js_lgetxattr),
+        FUNCTION("llistxattr", js_llistxattr),
+        FUNCTION("lremovexattr", js_lremovexattr),
+    };
+    if (!call_ok(env, napi_define_properties(env, exports, COUNT(functions), functions), "napi_define_properties") ||
+        !export_constants(env, exports, "mountFlags", mount_flags, COUNT(mount_flags)) ||
+        !export_constants(env, exports, "umountFlags", umount_flags, COUNT(umount_flags)) ||
+        !export_constants(env, exports, "xattrFlags", xattr_flags, COUNT(xattr_flags)) ||
+        !export_constants(env, exports, "fsMagic", fs_magic, COUNT(fs_magic)))
+        return NULL;
+    return exports;
+}
