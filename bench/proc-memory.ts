@@ -38,7 +38,8 @@ export function processName(pid: number): string {
   const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
   const bundle = argv.find((a) => /\/dist\/[^/]+\.js$/.test(a));
   if (bundle) return bundle.replace(/^.*\/dist\/(.*)\.js$/, "$1");
-  return (argv[0] ?? String(pid)).replace(/^.*\//, "");
+  // redis-server rewrites its title to "redis-server unixsocket:…": keep the command
+  return (argv[0] ?? String(pid)).split(" ")[0]!.replace(/^.*\//, "");
 }
 
 export const mib = (kib: number) => (kib / 1024).toFixed(1);

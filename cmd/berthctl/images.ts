@@ -1,0 +1,158 @@
+// berthctl images (image, i): ls, tag, rm, label — as ctr images.
+import { randomBytes } from "node:crypto";
+import type { Command } from "commander";
+import { ImagesDefinition, type Image } from "../../core/gen/containerd/services/images/v1/images.ts";
+import { LeasesDefinition } from "../../core/gen/containerd/services/leases/v1/leases.ts";
+import { readWholeBlob } from "./content-io.ts";
+import { formatPlatform, imagePlatforms, imageSize, type BlobReader } from "./image-walk.ts";
+import { CommandError, isAlreadyExists, isNotFound, logError, logWarning, messageOf, writeOut } from "./output.ts";
+import { formatLabels, labelArgs, type Session } from "./session.ts";
+import { Table } from "./tabwriter.ts";
+import { binarySize } from "./units.ts";
+
+function cachedReader(session: Session): BlobReader {
+  const blobs = new Map<string, Promise<Buffer>>();
+  return (digest) => {
+    let blob = blobs.get(digest);
+    if (!blob) {
+      blob = readWholeBlob(session, digest);
+      blobs.set(digest, blob);
+    }
+    return blob;
+  };
+}
+
+async function listImages(session: Session, filters: string[], quiet: boolean): Promise<void> {
+  let images: Image[];
+  try {
+    ({ images } = await session.client(ImagesDefinition).list({ filters }, session.call()));
+  } catch (err) {
+    throw new CommandError(`failed to list images: ${messageOf(err)}`);
+  }
+  if (quiet) {
+    await writeOut(images.map((image) => `${image.name}\n`).join(""));
+    return;
+  }
+  const read = cachedReader(session);
+  const table = new Table().line("REF\tTYPE\tDIGEST\tSIZE\tPLATFORMS\tLABELS\t");
+  for (const image of images) {
+    const target = image.target ?? { mediaType: "", digest: "", size: 0n, annotations: {} };
+    const size = await imageSize(read, target);
+    if (size.error !== undefined) logError(`failed calculating size for image ${image.name}`, size.error);
+    const platforms = await imagePlatforms(read, target);
+    let platformColumn = "-";
+    if (platforms.error !== undefined) {
+      logError(`failed resolving platform for image ${image.name}`, platforms.error);
+    } else if (platforms.value.length > 0) {
+      platformColumn = [...new Set(platforms.value.map(formatPlatform))].sort().join(",");
+    }
+    const labels = formatLabels(image.labels) || "-";
+    table.line(`${image.name}\t${target.mediaType}\t${target.digest}\t${binarySize(size.value)}\t${platformColumn}\t${labels}\t`);
+  }
+  await writeOut(table.toString());
+}
+
+/** A short-lived lease like the one ctr's client.WithLease opens (24h expiry, deleted after). */
+async function withLease<T>(session: Session, fn: (lease: string) => Promise<T>): Promise<T> {
+  const leases = session.client(LeasesDefinition);
+  const now = new Date();
+  const id = `${(now.getTime() % 1000) * 1_000_000 + Math.floor(Math.random() * 1_000_000)}-${randomBytes(3).toString("base64url")}`;
+  const expire = new Date(now.getTime() + 24 * 3600 * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+  await leases.create({ id, labels: { "containerd.io/gc.expire": expire } }, session.call());
+  try {
+    return await fn(id);
+  } finally {
+    await leases.delete({ id, sync: false }, session.call()).catch(() => {});
+  }
+}
+
+export function registerImages(program: Command, session: (cmd: Command) => Session): void {
+  const images = program.command("images").aliases(["image", "i"]).description("manage images");
+
+  images
+    .command("list")
+    .alias("ls")
+    .description("list images known to berth")
+    .option("-q, --quiet", "print only the image refs")
+    .argument("[filters...]")
+    .action(async (filters: string[], opts: { quiet?: boolean }, cmd: Command) => {
+      await listImages(session(cmd), filters, Boolean(opts.quiet));
+    });
+
+  images
+    .command("tag")
+    .description("tag an image")
+    .option("--force", "force target_ref to be created, regardless if it already exists")
+    .argument("[source_ref]")
+    .argument("[target_refs...]")
+    .action(async (source: string | undefined, targets: string[], opts: { force?: boolean }, cmd: Command) => {
+      if (!source) throw new CommandError("please provide an image reference to tag from");
+      if (targets.length === 0) throw new CommandError("please provide an image reference to tag to");
+      const s = session(cmd);
+      const client = s.client(ImagesDefinition);
+      await withLease(s, async (lease) => {
+        const { image } = await client.get({ name: source }, s.call(lease));
+        for (const target of targets) {
+          const tagged = { ...image, name: target };
+          try {
+            await client.create({ image: tagged }, s.call(lease));
+          } catch (err) {
+            if (!(isAlreadyExists(err) && opts.force)) throw err;
+            await client.delete({ name: target }, s.call(lease));
+            await client.create({ image: tagged }, s.call(lease));
+          }
+          await writeOut(`${target}\n`);
+        }
+      });
+    });
+
+  images
+    .command("delete")
+    .aliases(["del", "remove", "rm"])
+    .description("remove one or more images by reference")
+    .option("--sync", "synchronously remove image and all associated resources")
+    .argument("[refs...]")
+    .action(async (refs: string[], opts: { sync?: boolean }, cmd: Command) => {
+      const s = session(cmd);
+      const client = s.client(ImagesDefinition);
+      let firstError: CommandError | undefined;
+      for (const [i, name] of refs.entries()) {
+        try {
+          // ctr waits for garbage collection once, after the last delete.
+          await client.delete({ name, sync: Boolean(opts.sync) && i === refs.length - 1 }, s.call());
+        } catch (err) {
+          if (isNotFound(err)) {
+            logWarning(`${name}: image not found`);
+          } else {
+            firstError ??= new CommandError(`unable to delete ${name}: ${messageOf(err)}`);
+            logError(`unable to delete ${name}`, err);
+          }
+          continue;
+        }
+        await writeOut(`${name}\n`);
+      }
+      if (firstError) throw firstError;
+    });
+
+  images
+    .command("label")
+    .description("set and clear labels for an image")
+    .option("-r, --replace-all", "replace all labels")
+    .argument("[name]")
+    .argument("[labels...]", "<key>=<value> (an empty value clears the label)")
+    .action(async (name: string | undefined, args: string[], opts: { replaceAll?: boolean }, cmd: Command) => {
+      if (!name) throw new CommandError("please specify an image");
+      const s = session(cmd);
+      const client = s.client(ImagesDefinition);
+      const labels = labelArgs(args);
+      const set = Object.fromEntries(Object.entries(labels).filter(([, value]) => value !== ""));
+      const paths = opts.replaceAll ? ["labels"] : Object.keys(labels).map((key) => `labels.${key}`);
+      // No labels given: show the current ones rather than send an empty mask
+      // (which would mean "replace everything").
+      const { image } =
+        paths.length === 0
+          ? await client.get({ name }, s.call())
+          : await client.update({ image: { name, labels: set }, updateMask: paths }, s.call());
+      await writeOut(`${formatLabels(image?.labels ?? {})}\n`);
+    });
+}

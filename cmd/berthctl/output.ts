@@ -1,0 +1,60 @@
+// How berthctl reports: results on stdout, diagnostics on stderr in the logrus text
+// format ctr uses (`time="…" level=warning msg="…"`), and the fatal error as
+// `berthctl: <message>` with exit code 1.
+import { once } from "node:events";
+import { ClientError, Status } from "nice-grpc";
+
+/** A failure to report as is (no gRPC status behind it). */
+export class CommandError extends Error {
+  override name = "CommandError";
+}
+
+export function isAbort(err: unknown): boolean {
+  return err instanceof Error && err.name === "AbortError";
+}
+
+export function grpcCode(err: unknown): Status | undefined {
+  return err instanceof ClientError ? err.code : undefined;
+}
+
+export const isNotFound = (err: unknown) => grpcCode(err) === Status.NOT_FOUND;
+export const isAlreadyExists = (err: unknown) => grpcCode(err) === Status.ALREADY_EXISTS;
+
+/** The message a user should read: the server's status text without nice-grpc's method prefix. */
+export function messageOf(err: unknown): string {
+  if (err instanceof ClientError) return err.details || Status[err.code] || `status ${err.code}`;
+  if (isAbort(err)) return "context deadline exceeded";
+  return err instanceof Error ? err.message : String(err);
+}
+
+function logValue(value: string): string {
+  return /^[A-Za-z0-9\-._/@^+]+$/.test(value) ? value : JSON.stringify(value);
+}
+
+function logLine(level: "error" | "warning", msg: string, err?: unknown): void {
+  const time = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  let line = `time=${logValue(time)} level=${level} msg=${logValue(msg)}`;
+  if (err !== undefined) line += ` error=${logValue(messageOf(err))}`;
+  process.stderr.write(`${line}\n`);
+}
+
+export const logError = (msg: string, err?: unknown) => logLine("error", msg, err);
+export const logWarning = (msg: string, err?: unknown) => logLine("warning", msg, err);
+
+/** Writes to stdout, waiting when the pipe is full (large blobs, slow readers). */
+export async function writeOut(data: string | Uint8Array): Promise<void> {
+  if (!process.stdout.write(data)) await once(process.stdout, "drain");
+}
+
+/** grpc-js's wording when the socket cannot be reached, reduced to ctr's `failed to dial`. */
+function dialFailure(err: unknown, address: string): string | undefined {
+  if (grpcCode(err) !== Status.UNAVAILABLE) return undefined;
+  const match = /^No connection established\. Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/s.exec(messageOf(err));
+  return match ? `failed to dial ${JSON.stringify(address)}: ${match[1]}` : undefined;
+}
+
+export function fail(err: unknown, address?: string): never {
+  const message = (address !== undefined ? dialFailure(err, address) : undefined) ?? messageOf(err);
+  process.stderr.write(`berthctl: ${message}\n`);
+  process.exit(1);
+}
