@@ -18,4 +18,4 @@ export const grpcRoutes: Record<string, ServiceProcess> = {
 };
 
 /** Processes that hold per-namespace objects and answer berth.internal.v1.NamespaceUsage. */
-export const namespaceHolders: ServiceProcess[] = ["content", "images"];
+export const namespaceHolders: ServiceProcess[] = ["content", "images", "snapshots"];

@@ -1,0 +1,186 @@
+// containerd.services.snapshots.v1.Snapshots over the loaded snapshotters, plus the
+// internal NamespaceUsage check the metadata service asks before deleting a namespace.
+// This layer owns what containerd's service and metadata layers do around a
+// snapshotter: the snapshotter name, namespaces, label limits, leases and events.
+import type { CallContext } from "nice-grpc";
+import { alreadyExists, invalidArgument } from "../../core/errors.ts";
+import { parseFilters, fieldsAndLabels, type FieldAdaptor } from "../../core/filters.ts";
+import { leaseOf, namespaceOf } from "../../core/grpc-server.ts";
+import { validateLabels } from "../../core/labels.ts";
+import type { Logger } from "../../core/log.ts";
+import { timestampFromMillis } from "../../core/timestamp.ts";
+import { Kind, type Info, type SnapshotsServiceImplementation } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
+import type { NamespaceUsageServiceImplementation } from "../../core/gen/berth/internal/v1/namespace_usage.ts";
+import type { SnapshotMetadata } from "./metadata.ts";
+import type { SnapshotRecord, Snapshotter } from "./snapshotter.ts";
+
+/** Snapshots are streamed in blocks of this many, as containerd does. */
+const listBatchSize = 100;
+
+const kindNames: Record<number, string> = { [Kind.VIEW]: "view", [Kind.ACTIVE]: "active", [Kind.COMMITTED]: "committed" };
+
+function infoOf(record: SnapshotRecord): Info {
+  return {
+    name: record.key,
+    parent: record.parent,
+    kind: record.kind,
+    createdAt: timestampFromMillis(record.createdAt),
+    updatedAt: timestampFromMillis(record.updatedAt),
+    labels: record.labels,
+  };
+}
+
+/** The fields List filters may name: kind, name, parent, labels.<key>. */
+function snapshotAdaptor(record: SnapshotRecord): FieldAdaptor {
+  return fieldsAndLabels({ kind: kindNames[record.kind], name: record.key, parent: record.parent }, record.labels);
+}
+
+function requireName(value: string, what: string): string {
+  if (value === "") throw invalidArgument(`${what} must not be empty`);
+  return value;
+}
+
+export function snapshotsService(
+  snapshotters: ReadonlyMap<string, Snapshotter>,
+  metadata: SnapshotMetadata,
+  log: Logger,
+): SnapshotsServiceImplementation {
+  const snapshotterOf = (name: string): Snapshotter => {
+    if (name === "") throw invalidArgument("snapshotter argument missing");
+    const snapshotter = snapshotters.get(name);
+    if (!snapshotter) throw invalidArgument(`snapshotter not loaded: ${name}`);
+    return snapshotter;
+  };
+
+  /**
+   * Makes a just-created snapshot known to the namespace and the caller's lease; if
+   * either fails, the snapshot is taken back so the call leaves nothing behind.
+   */
+  const adopt = async (snapshotter: Snapshotter, snapshotterName: string, namespace: string, key: string, ctx: CallContext) => {
+    try {
+      await metadata.ensureNamespace(namespace);
+      const lease = leaseOf(ctx);
+      if (lease) await metadata.addToLease(namespace, lease, snapshotterName, key);
+    } catch (err) {
+      await snapshotter.remove(namespace, key).catch((undo: unknown) => {
+        log.warn({ err: (undo as Error).message, key }, "cannot take back snapshot");
+      });
+      throw err;
+    }
+  };
+
+  return {
+    async prepare(request, ctx) {
+      const snapshotter = snapshotterOf(request.snapshotter);
+      const namespace = namespaceOf(ctx);
+      const key = requireName(request.key, "snapshot key");
+      const mounts = snapshotter.prepare(namespace, key, request.parent, validateLabels({ ...request.labels }));
+      await adopt(snapshotter, request.snapshotter, namespace, key, ctx);
+      await metadata.prepared(namespace, key, request.parent);
+      return { mounts };
+    },
+
+    async view(request, ctx) {
+      const snapshotter = snapshotterOf(request.snapshotter);
+      const namespace = namespaceOf(ctx);
+      const key = requireName(request.key, "snapshot key");
+      const mounts = snapshotter.view(namespace, key, request.parent, validateLabels({ ...request.labels }));
+      await adopt(snapshotter, request.snapshotter, namespace, key, ctx);
+      return { mounts };
+    },
+
+    async mounts(request, ctx) {
+      const snapshotter = snapshotterOf(request.snapshotter);
+      return { mounts: snapshotter.mounts(namespaceOf(ctx), request.key) };
+    },
+
+    async commit(request, ctx) {
+      const snapshotter = snapshotterOf(request.snapshotter);
+      const namespace = namespaceOf(ctx);
+      const name = requireName(request.name, "snapshot name");
+      const labels = validateLabels({ ...request.labels });
+      // Fail before the lease learns the name (the commit checks again atomically).
+      if (snapshotter.find(namespace, name)) throw alreadyExists(`snapshot ${JSON.stringify(name)}`);
+      snapshotter.stat(namespace, request.key);
+      await metadata.ensureNamespace(namespace);
+      const lease = leaseOf(ctx);
+      if (lease) await metadata.addToLease(namespace, lease, request.snapshotter, name);
+      await snapshotter.commit(namespace, name, request.key, labels);
+      if (lease) await metadata.dropFromLease(namespace, lease, request.snapshotter, request.key);
+      await metadata.committed(namespace, request.key, name);
+      return {};
+    },
+
+    async remove(request, ctx) {
+      const snapshotter = snapshotterOf(request.snapshotter);
+      const namespace = namespaceOf(ctx);
+      await snapshotter.remove(namespace, request.key);
+      const lease = leaseOf(ctx);
+      if (lease) await metadata.dropFromLease(namespace, lease, request.snapshotter, request.key);
+      await metadata.removed(namespace, request.key);
+      return {};
+    },
+
+    async stat(request, ctx) {
+      const snapshotter = snapshotterOf(request.snapshotter);
+      return { info: infoOf(snapshotter.stat(namespaceOf(ctx), request.key)) };
+    },
+
+    async update(request, ctx) {
+      const snapshotter = snapshotterOf(request.snapshotter);
+      const namespace = namespaceOf(ctx);
+      const name = requireName(request.info?.name ?? "", "snapshot name");
+      snapshotter.stat(namespace, name);
+      await metadata.ensureNamespace(namespace);
+      const updated = snapshotter.update(namespace, name, { ...request.info?.labels }, request.updateMask ?? []);
+      return { info: infoOf(updated) };
+    },
+
+    async *list(request, ctx) {
+      const snapshotter = snapshotterOf(request.snapshotter);
+      const namespace = namespaceOf(ctx);
+      const matches = parseFilters(request.filters);
+      let batch: Info[] = [];
+      for (const record of snapshotter.list(namespace)) {
+        if (!matches(snapshotAdaptor(record))) continue;
+        batch.push(infoOf(record));
+        if (batch.length >= listBatchSize) {
+          yield { info: batch };
+          batch = [];
+        }
+      }
+      if (batch.length > 0) yield { info: batch };
+    },
+
+    async usage(request, ctx) {
+      const snapshotter = snapshotterOf(request.snapshotter);
+      const usage = await snapshotter.usage(namespaceOf(ctx), request.key);
+      return { size: usage.size, inodes: usage.inodes };
+    },
+
+    async cleanup(request) {
+      // Orphan directories belong to no namespace, so none is required here.
+      const removed = await snapshotterOf(request.snapshotter).cleanup();
+      if (removed.length > 0) log.info({ removed }, "removed orphan snapshot directories");
+      return {};
+    },
+  };
+}
+
+export function namespaceUsageService(
+  snapshotters: ReadonlyMap<string, Snapshotter>,
+  metadata: SnapshotMetadata,
+): NamespaceUsageServiceImplementation {
+  return {
+    async check(request) {
+      let count = 0;
+      for (const snapshotter of snapshotters.values()) count += snapshotter.count(request.namespace);
+      if (count === 0) {
+        // The metadata service is about to delete it: the next write must recreate it.
+        metadata.forgetNamespace(request.namespace);
+        return { empty: true, detail: "" };
+      }
+      return { empty: false, detail: `namespace ${request.namespace} has ${count} snapshot${count === 1 ? "" : "s"}` };
+    },
+  };
+}

@@ -1,0 +1,270 @@
+// Snapshot records per namespace, for one snapshotter. Keys are arbitrary strings, so
+// each snapshot gets a numeric id (never reused: AUTOINCREMENT) and the snapshotter
+// names its directory after that id. A parent is referenced by id, so committing (which
+// renames key → name) keeps every link valid. Kinds use the proto's numbers.
+import type { StatementSync } from "node:sqlite";
+import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../core/errors.ts";
+import { openDatabase, parseLabels, transaction, type Database } from "../../core/sqlite.ts";
+
+export type SnapshotKind = typeof Kind.VIEW | typeof Kind.ACTIVE | typeof Kind.COMMITTED;
+
+export interface SnapshotRecord {
+  id: number;
+  /** The key (active, view) or name (committed) in its namespace. */
+  key: string;
+  /** The parent's key, "" when none. */
+  parent: string;
+  parentId: number | undefined;
+  kind: SnapshotKind;
+  labels: Record<string, string>;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  updatedAt: number;
+  /** Usage recorded at commit (0 for active snapshots and views). */
+  size: bigint;
+  inodes: bigint;
+}
+
+export interface NewSnapshot {
+  key: string;
+  parent: string;
+  kind: typeof Kind.VIEW | typeof Kind.ACTIVE;
+  labels: Record<string, string>;
+  now: number;
+}
+
+export interface SnapshotStore {
+  get(namespace: string, key: string): SnapshotRecord | undefined;
+  /** A namespace's snapshots ordered by key (byte order, like containerd's bolt buckets). */
+  list(namespace: string): SnapshotRecord[];
+  /**
+   * Checks the new snapshot against the namespace (key free, parent present and
+   * committed), inserts it and calls `materialize(id)` inside the same transaction, so
+   * the row only exists if materialize (making its directory) succeeded.
+   */
+  create(namespace: string, snapshot: NewSnapshot, materialize: (record: SnapshotRecord) => void): SnapshotRecord;
+  /** Turns the active snapshot `key` into the committed snapshot `name`. */
+  commit(namespace: string, key: string, name: string, labels: Record<string, string>, usage: Usage, now: number): SnapshotRecord;
+  /** Deletes the row; FAILED_PRECONDITION while the snapshot has children. */
+  remove(namespace: string, key: string): SnapshotRecord;
+  /** Reads, changes and writes the labels in one transaction. */
+  updateLabels(
+    namespace: string,
+    key: string,
+    change: (current: SnapshotRecord) => Record<string, string>,
+    now: number,
+  ): SnapshotRecord;
+  /** Parent ids, nearest first. */
+  parentChain(record: SnapshotRecord): number[];
+  /** Every id in every namespace (what Cleanup must keep). */
+  ids(): Set<number>;
+  count(namespace: string): number;
+  close(): void;
+}
+
+export interface Usage {
+  size: bigint;
+  inodes: bigint;
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS snapshots (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  namespace  TEXT    NOT NULL,
+  key        TEXT    NOT NULL,
+  parent_id  INTEGER REFERENCES snapshots(id) ON DELETE RESTRICT,
+  kind       INTEGER NOT NULL,
+  labels     TEXT    NOT NULL DEFAULT '{}',
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  size       INTEGER NOT NULL DEFAULT 0,
+  inodes     INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (namespace, key)
+);
+CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots (parent_id);
+`;
+
+interface SnapshotRow {
+  id: bigint;
+  key: string;
+  parent: string | null;
+  parent_id: bigint | null;
+  kind: bigint;
+  labels: string;
+  created_at: bigint;
+  updated_at: bigint;
+  size: bigint;
+  inodes: bigint;
+}
+
+const select = `SELECT s.id, s.key, p.key AS parent, s.parent_id, s.kind, s.labels, s.created_at, s.updated_at, s.size, s.inodes
+  FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id`;
+
+function recordFromRow(row: SnapshotRow): SnapshotRecord {
+  return {
+    id: Number(row.id),
+    key: row.key,
+    parent: row.parent ?? "",
+    parentId: row.parent_id === null ? undefined : Number(row.parent_id),
+    kind: Number(row.kind) as SnapshotKind,
+    labels: parseLabels(row.labels),
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+    size: BigInt(row.size),
+    inodes: BigInt(row.inodes),
+  };
+}
+
+export const snapshotNotFound = (key: string) => notFound(`snapshot ${key} does not exist`);
+
+/** Label the Go client's unpacker sets to the target chain id, so a shared layer is found. */
+const snapshotRefLabel = "containerd.io/snapshot.ref";
+
+export class SqliteSnapshotStore implements SnapshotStore {
+  private readonly db: Database;
+  private readonly selectOne: StatementSync;
+  private readonly selectById: StatementSync;
+  private readonly selectAll: StatementSync;
+  private readonly selectChild: StatementSync;
+  private readonly selectIds: StatementSync;
+  private readonly insert: StatementSync;
+  private readonly toCommitted: StatementSync;
+  private readonly writeLabels: StatementSync;
+  private readonly deleteOne: StatementSync;
+  private readonly countAll: StatementSync;
+
+  constructor(file: string) {
+    this.db = openDatabase(file, schema);
+    this.selectOne = this.db.prepare(`${select} WHERE s.namespace = ? AND s.key = ?`);
+    this.selectById = this.db.prepare(`SELECT parent_id FROM snapshots WHERE id = ?`);
+    this.selectAll = this.db.prepare(`${select} WHERE s.namespace = ? ORDER BY s.key`);
+    this.selectChild = this.db.prepare(`SELECT id FROM snapshots WHERE parent_id = ? LIMIT 1`);
+    this.selectIds = this.db.prepare(`SELECT id FROM snapshots`);
+    this.insert = this.db.prepare(
+      `INSERT INTO snapshots (namespace, key, parent_id, kind, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.toCommitted = this.db.prepare(
+      `UPDATE snapshots SET key = ?, kind = ?, labels = ?, created_at = ?, updated_at = ?, size = ?, inodes = ? WHERE id = ?`,
+    );
+    this.writeLabels = this.db.prepare(`UPDATE snapshots SET labels = ?, updated_at = ? WHERE id = ?`);
+    this.deleteOne = this.db.prepare(`DELETE FROM snapshots WHERE id = ?`);
+    this.countAll = this.db.prepare(`SELECT COUNT(*) AS n FROM snapshots WHERE namespace = ?`);
+    for (const statement of [this.selectOne, this.selectAll, this.selectById, this.selectIds, this.selectChild]) {
+      statement.setReadBigInts(true);
+    }
+  }
+
+  get(namespace: string, key: string): SnapshotRecord | undefined {
+    const row = this.selectOne.get(namespace, key) as SnapshotRow | undefined;
+    return row ? recordFromRow(row) : undefined;
+  }
+
+  list(namespace: string): SnapshotRecord[] {
+    return (this.selectAll.all(namespace) as unknown as SnapshotRow[]).map(recordFromRow);
+  }
+
+  create(namespace: string, snapshot: NewSnapshot, materialize: (record: SnapshotRecord) => void): SnapshotRecord {
+    return transaction(this.db, () => {
+      const target = snapshot.labels[snapshotRefLabel];
+      if (target !== undefined && target !== "" && this.get(namespace, target)) {
+        throw alreadyExists(`target snapshot ${JSON.stringify(target)}`);
+      }
+      if (this.get(namespace, snapshot.key)) throw alreadyExists(`snapshot ${JSON.stringify(snapshot.key)}`);
+      let parentId: number | undefined;
+      if (snapshot.parent !== "") {
+        const parent = this.get(namespace, snapshot.parent);
+        if (!parent) throw notFound(`parent snapshot ${snapshot.parent} does not exist`);
+        if (parent.kind !== Kind.COMMITTED) {
+          throw invalidArgument(`failed to create snapshot: parent ${JSON.stringify(snapshot.parent)} is not committed snapshot`);
+        }
+        parentId = parent.id;
+      }
+      const result = this.insert.run(
+        namespace,
+        snapshot.key,
+        parentId ?? null,
+        snapshot.kind,
+        JSON.stringify(snapshot.labels),
+        snapshot.now,
+        snapshot.now,
+      );
+      const record: SnapshotRecord = {
+        id: Number(result.lastInsertRowid),
+        key: snapshot.key,
+        parent: snapshot.parent,
+        parentId,
+        kind: snapshot.kind,
+        labels: snapshot.labels,
+        createdAt: snapshot.now,
+        updatedAt: snapshot.now,
+        size: 0n,
+        inodes: 0n,
+      };
+      materialize(record);
+      return record;
+    });
+  }
+
+  commit(namespace: string, key: string, name: string, labels: Record<string, string>, usage: Usage, now: number): SnapshotRecord {
+    return transaction(this.db, () => {
+      if (this.get(namespace, name)) throw alreadyExists(`snapshot ${JSON.stringify(name)}`);
+      const active = this.get(namespace, key);
+      if (!active) throw snapshotNotFound(key);
+      if (active.kind !== Kind.ACTIVE) throw failedPrecondition(`failed to commit snapshot: snapshot ${JSON.stringify(key)} is not active`);
+      // containerd gives the committed snapshot fresh timestamps and only the commit's labels.
+      this.toCommitted.run(name, Kind.COMMITTED, JSON.stringify(labels), now, now, usage.size, usage.inodes, active.id);
+      return { ...active, key: name, kind: Kind.COMMITTED, labels, createdAt: now, updatedAt: now, size: usage.size, inodes: usage.inodes };
+    });
+  }
+
+  remove(namespace: string, key: string): SnapshotRecord {
+    return transaction(this.db, () => {
+      const record = this.get(namespace, key);
+      if (!record) throw snapshotNotFound(key);
+      if (this.selectChild.get(record.id)) throw failedPrecondition("cannot remove snapshot with child");
+      this.deleteOne.run(record.id);
+      return record;
+    });
+  }
+
+  updateLabels(
+    namespace: string,
+    key: string,
+    change: (current: SnapshotRecord) => Record<string, string>,
+    now: number,
+  ): SnapshotRecord {
+    return transaction(this.db, () => {
+      const current = this.get(namespace, key);
+      if (!current) throw snapshotNotFound(key);
+      const labels = change(current);
+      this.writeLabels.run(JSON.stringify(labels), now, current.id);
+      return { ...current, labels, updatedAt: now };
+    });
+  }
+
+  parentChain(record: SnapshotRecord): number[] {
+    const chain: number[] = [];
+    let next = record.parentId;
+    while (next !== undefined) {
+      chain.push(next);
+      const row = this.selectById.get(next) as { parent_id: bigint | null } | undefined;
+      if (!row) throw notFound(`parent of snapshot ${record.key} is missing`);
+      next = row.parent_id === null ? undefined : Number(row.parent_id);
+    }
+    return chain;
+  }
+
+  ids(): Set<number> {
+    return new Set((this.selectIds.all() as { id: bigint }[]).map((row) => Number(row.id)));
+  }
+
+  count(namespace: string): number {
+    const row = this.countAll.get(namespace) as { n: number | bigint };
+    return Number(row.n);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
