@@ -1,7 +1,10 @@
 // Which process serves which gRPC service. The gateway routes by this table, berthd
 // starts the processes it names, and Introspection reports them.
 
-/** Service processes in start order (each may call the ones before it). */
+/**
+ * Service processes in start order: metadata first (every other service calls it),
+ * the gateway last; berthd starts the ones between in parallel.
+ */
 export const serviceProcesses = ["metadata", "content", "images", "snapshots", "diff", "gateway"] as const;
 export type ServiceProcess = (typeof serviceProcesses)[number];
 

@@ -3,10 +3,13 @@
 // everything stored surviving a kill -9 of berthd itself.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { statSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createChannel, createClient, Status } from "nice-grpc";
 import { Empty } from "../core/gen/google/protobuf/empty.ts";
+import { ImagesDefinition } from "../core/gen/containerd/services/images/v1/images.ts";
+import { grpcClient, inNamespace } from "../core/grpc-client.ts";
 import { Daemon, run, startDaemon, distDir } from "./harness.ts";
 
 describe("berthd", () => {
@@ -67,12 +70,46 @@ describe("berthd", () => {
   });
 
   test("SIGTERM stops every service and redis", async () => {
-    const services = ["gateway", "metadata", "content", "images"].map((name) => d.servicePid(name)).filter((p): p is number => !!p);
+    const services = ["gateway", "metadata", "content", "images", "snapshots"].map((name) => d.servicePid(name)).filter((p): p is number => !!p);
     const redisPid = Number(readFileSync(join(d.state, "redis.pid"), "utf8"));
     await d.stop();
     for (const pid of [...services, redisPid]) {
       assert.throws(() => process.kill(pid, 0), `process ${pid} still runs after berthd stopped`);
     }
     await d.start();
+  });
+});
+
+describe("kill -9 of berthd", () => {
+  let d: Daemon;
+  before(async () => {
+    d = await startDaemon();
+  });
+  after(async () => {
+    await d?.destroy();
+  });
+
+  test("content, images, namespaces and leases are all there after a restart", async () => {
+    const blob = Buffer.from("kept across a crash\n");
+    assert.equal(d.ctr(["namespaces", "create", "crash", "team=core"]).code, 0);
+    const ingest = d.ctr(["content", "ingest", "crash-ref"], blob, "crash");
+    assert.equal(ingest.code, 0, ingest.stderr);
+    const digest = `sha256:${createHash("sha256").update(blob).digest("hex")}`;
+    const images = grpcClient(ImagesDefinition, d.address);
+    await images.create(
+      { image: { name: "berth.local/crash:1", target: { mediaType: "application/vnd.oci.image.manifest.v1+json", digest, size: BigInt(blob.length) } } },
+      inNamespace("crash"),
+    );
+    const lease = d.ctr(["leases", "create", "--id", "crash-lease"], undefined, "crash");
+    assert.equal(lease.code, 0, lease.stderr);
+
+    await d.kill9();
+    await d.start();
+
+    assert.match(d.ctr(["namespaces", "ls"]).stdout, /^crash\s+team=core\s*$/m);
+    assert.match(d.ctr(["content", "ls"], undefined, "crash").stdout, new RegExp(digest));
+    assert.equal(d.ctr(["content", "get", digest], undefined, "crash").stdout, blob.toString());
+    assert.match(d.ctr(["images", "ls", "-q"], undefined, "crash").stdout, /^berth\.local\/crash:1$/m);
+    assert.match(d.ctr(["leases", "ls"], undefined, "crash").stdout, /^crash-lease\s/m);
   });
 });

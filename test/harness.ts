@@ -117,7 +117,8 @@ export class Daemon {
   async kill9(): Promise<void> {
     const proc = this.proc;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    const services = childPids(proc.pid!);
+    // redis-server outlives a killed berthd by design (the next berthd stops it)
+    const services = childPids(proc.pid!).filter((pid) => !isRedis(pid));
     const exited = new Promise((r) => proc.once("exit", r));
     proc.kill("SIGKILL");
     await exited;
@@ -179,6 +180,14 @@ function childPids(pid: number): number[] {
     // process gone
   }
   return pids;
+}
+
+function isRedis(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("redis-server");
+  } catch {
+    return false;
+  }
 }
 
 function killRedisLeftIn(state: string): void {

@@ -60,13 +60,17 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
 
-  for (const service of services) {
-    try {
-      await service.start();
-    } catch (err) {
-      log.error({ err: (err as Error).message }, "start-up failed");
-      await shutdown("start-up failed", 1);
-    }
+  // metadata first (the others call it), the gateway last (it is the front door);
+  // the ones between do not depend on each other and start together.
+  const [first, ...rest] = services;
+  const last = rest.pop();
+  try {
+    await first?.start();
+    await Promise.all(rest.map((service) => service.start()));
+    await last?.start();
+  } catch (err) {
+    log.error({ err: (err as Error).message }, "start-up failed");
+    await shutdown("start-up failed", 1);
   }
   // The pid file says "ready": it appears only once every service answers.
   const pidFile = join(config.state, "berthd.pid");

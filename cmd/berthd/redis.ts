@@ -11,10 +11,11 @@ export interface PrivateRedis {
   stop(): Promise<void>;
 }
 
+/** Running, and not a zombie (an orphaned redis waits to be reaped by init). */
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
   }

@@ -57,7 +57,12 @@ class UpstreamSessions {
     };
     session.on("error", forget);
     session.on("close", forget);
-    session.on("goaway", forget);
+    // The service is shutting down: let calls in flight finish, then close, so
+    // the service's graceful shutdown is not held up by our idle connection.
+    session.on("goaway", () => {
+      forget();
+      session.close();
+    });
     this.sessions.set(socketPath, session);
     return session;
   }
