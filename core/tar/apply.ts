@@ -1,0 +1,309 @@
+// Writes the entries of a layer tar into a root directory, the way containerd's
+// archive.Apply does: every path is resolved inside the root (./resolve.ts), an
+// existing path is replaced unless directory meets directory, directory times are
+// set last, and OCI whiteouts become either deletions ("delete": a plain directory or
+// a mounted rootfs) or overlayfs whiteouts ("overlay": the root is an upper dir).
+//
+// The per-entry syscalls are synchronous on purpose: each is short, and the thread-pool
+// round trip of the async versions dominated. Measured on a 342 MB, 8190-entry layer:
+// async 12–14 s, sync 9 s, GNU tar 7.5 s. The event loop still turns between chunks of
+// the decompressed stream, so concurrent calls interleave.
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeSync,
+  type Stats,
+} from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { BerthError, invalidArgument, type ErrorKind } from "../errors.ts";
+import type { TarEntry, TarHeader } from "./reader.ts";
+import { entryComponents, isWithin, resolveInRoot } from "./resolve.ts";
+import { errnoCode, overlayOpaqueXattr, overlayXattrPrefix, whiteoutMetaPrefix, whiteoutOpaque, whiteoutPrefix, type LayerSys } from "./sys.ts";
+
+export interface ApplyOptions {
+  /** Existing directory the layer is extracted into; nothing outside it is written. */
+  root: string;
+  /** "delete": whiteouts remove paths. "overlay": root is an overlayfs upper dir, whiteouts become 0:0 char devices and opaque xattrs. */
+  whiteouts: "delete" | "overlay";
+  /** overlay mode: lower dirs, topmost first; a parent dir the layer lacks copies their metadata (overlayfs shows the upper's). */
+  lowers?: readonly string[];
+  sys: LayerSys;
+  warn?: (message: string) => void;
+  /** Stops between entries once aborted (the caller went away). */
+  signal?: AbortSignal;
+}
+
+export interface ApplyResult {
+  entries: number;
+}
+
+/** Error classes of fs failures that mean "this layer does not fit its target". */
+const layerErrorCodes = new Set(["EEXIST", "ENOTDIR", "EISDIR", "ELOOP", "ENAMETOOLONG", "EMLINK", "ENOTEMPTY"]);
+
+function entryError(name: string, err: unknown): BerthError {
+  if (err instanceof BerthError) {
+    return err.message.includes(JSON.stringify(name)) ? err : new BerthError(err.kind, `entry ${JSON.stringify(name)}: ${err.message}`);
+  }
+  const code = errnoCode(err);
+  const kind: ErrorKind = code && layerErrorCodes.has(code) ? "invalid argument" : "unknown";
+  return new BerthError(kind, `entry ${JSON.stringify(name)}: ${err instanceof Error ? err.message : String(err)}`);
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  return lstatSync(path, { throwIfNoEntry: false });
+}
+
+async function writeAll(path: string, body: AsyncIterable<Buffer>): Promise<void> {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    for await (const chunk of body) {
+      for (let offset = 0; offset < chunk.length; ) offset += writeSync(fd, chunk, offset, chunk.length - offset);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+interface DeferredDir {
+  components: string[];
+  atime: number;
+  mtime: number;
+}
+
+class LayerApplier {
+  private readonly root: string;
+  private readonly options: ApplyOptions;
+  /** Host paths this layer wrote; an opaque marker keeps them and clears the rest. */
+  private readonly unpacked = new Set<string>();
+  private readonly dirs: DeferredDir[] = [];
+  /**
+   * Parent paths already resolved and known to be real directories, by entry path.
+   * Only a removal can invalidate one (nothing else replaces an existing directory),
+   * so every removal goes through remove() and clears it.
+   */
+  private readonly dirCache = new Map<string, string>();
+
+  constructor(root: string, options: ApplyOptions) {
+    this.root = root;
+    this.options = options;
+  }
+
+  async entry(entry: TarEntry): Promise<void> {
+    const h = entry.header;
+    const components = entryComponents(h.name);
+    // The root itself ("./"): containerd ignores its metadata, so do we.
+    if (components.length === 0) return;
+    const base = components[components.length - 1]!;
+    const parentKey = components.slice(0, -1).join("/");
+    let parent = this.dirCache.get(parentKey);
+    const known = parent !== undefined;
+    parent ??= resolveInRoot(this.root, components.slice(0, -1));
+    const path = join(parent, base);
+    if (!isWithin(this.root, path) || path === this.root) throw invalidArgument("path escapes the root");
+
+    if (base.startsWith(whiteoutPrefix)) return this.whiteout(h, parent, base);
+
+    if (!known) {
+      this.ensureDir(parent);
+      this.dirCache.set(parentKey, parent);
+    }
+    if (h.type === "link") return this.hardLink(h, path);
+
+    const existing = lstatOrUndefined(path);
+    if (existing && !(existing.isDirectory() && h.type === "directory")) this.remove(path);
+
+    switch (h.type) {
+      case "directory":
+        if (!existing?.isDirectory()) mkdirSync(path, 0o700);
+        break;
+      case "file":
+        await writeAll(path, entry.body());
+        break;
+      case "symlink":
+        symlinkSync(h.linkname, path);
+        break;
+      case "char":
+        this.options.sys.mknod(path, constants.S_IFCHR | h.mode, h.devmajor, h.devminor);
+        break;
+      case "block":
+        this.options.sys.mknod(path, constants.S_IFBLK | h.mode, h.devmajor, h.devminor);
+        break;
+      case "fifo":
+        this.options.sys.mknod(path, constants.S_IFIFO | h.mode, 0, 0);
+        break;
+    }
+    this.unpacked.add(path);
+
+    // chown before xattrs (it clears security.capability) and before chmod (it clears setuid).
+    lchownSync(path, h.uid, h.gid);
+    this.setXattrs(path, h);
+    if (h.type !== "symlink") chmodSync(path, h.mode);
+    const atime = h.atime ?? h.mtime;
+    if (h.type === "directory") this.dirs.push({ components, atime, mtime: h.mtime });
+    else lutimesSync(path, atime, h.mtime);
+  }
+
+  private remove(path: string): void {
+    this.dirCache.clear();
+    rmSync(path, { recursive: true, force: true });
+  }
+
+  private hardLink(h: TarHeader, path: string): void {
+    const targetComponents = entryComponents(h.linkname, "hard link target");
+    if (targetComponents.length === 0) throw invalidArgument(`hard link to the root directory`);
+    const targetParent = resolveInRoot(this.root, targetComponents.slice(0, -1));
+    const target = join(targetParent, targetComponents[targetComponents.length - 1]!);
+    if (!isWithin(this.root, target)) throw invalidArgument(`hard link target ${JSON.stringify(h.linkname)} escapes the root`);
+    if (target === path) return;
+    const stat = lstatOrUndefined(target);
+    if (!stat) throw invalidArgument(`hard link target ${JSON.stringify(h.linkname)} does not exist`);
+    if (stat.isDirectory()) throw invalidArgument(`hard link target ${JSON.stringify(h.linkname)} is a directory`);
+    this.remove(path);
+    // The link shares the target's inode and so its metadata; the header's copy is not applied.
+    linkSync(target, path);
+    this.unpacked.add(path);
+  }
+
+  private whiteout(h: TarHeader, parent: string, base: string): void {
+    const overlay = this.options.whiteouts === "overlay";
+    if (base === whiteoutOpaque) {
+      if (overlay) {
+        this.ensureDir(parent);
+        this.options.sys.lsetxattr(parent, overlayOpaqueXattr, Buffer.from("y"), 0);
+        return;
+      }
+      if (lstatOrUndefined(parent)?.isDirectory()) this.clearExceptUnpacked(parent);
+      return;
+    }
+    // Other ".wh..wh." names are aufs bookkeeping (e.g. .wh..wh.plnk): nothing to apply.
+    if (base.startsWith(whiteoutMetaPrefix)) return;
+    const original = base.slice(whiteoutPrefix.length);
+    if (original === "" || original === "." || original === "..") throw invalidArgument(`invalid whiteout name ${JSON.stringify(base)}`);
+    const target = join(parent, original);
+    if (!overlay) {
+      if (lstatOrUndefined(parent)?.isDirectory()) this.remove(target);
+      return;
+    }
+    this.ensureDir(parent);
+    this.remove(target);
+    this.options.sys.mknod(target, constants.S_IFCHR, 0, 0);
+    lchownSync(target, h.uid, h.gid);
+  }
+
+  /** Removes what earlier layers left under dir, keeping what this layer wrote. */
+  private clearExceptUnpacked(dir: string): void {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      if (!this.unpacked.has(path)) {
+        this.remove(path);
+        continue;
+      }
+      if (lstatSync(path).isDirectory()) this.clearExceptUnpacked(path);
+    }
+  }
+
+  /**
+   * Creates a missing parent directory chain. In overlay mode a parent the layer does
+   * not carry takes its metadata from the lower dirs, as overlayfs copy-up would.
+   */
+  private ensureDir(path: string): void {
+    if (path === this.root) return;
+    const stat = lstatOrUndefined(path);
+    if (stat) {
+      if (stat.isDirectory()) return;
+      throw invalidArgument(`${JSON.stringify(relative(this.root, path))} is not a directory`);
+    }
+    this.ensureDir(dirname(path));
+    mkdirSync(path, 0o755);
+    chmodSync(path, 0o755);
+    if (this.options.whiteouts === "overlay") this.copyUpDirInfo(path);
+  }
+
+  private copyUpDirInfo(path: string): void {
+    const components = relative(this.root, path).split("/");
+    for (const lower of this.options.lowers ?? []) {
+      let source: string;
+      try {
+        source = resolveInRoot(lower, components);
+      } catch {
+        return;
+      }
+      const stat = lstatOrUndefined(source);
+      if (!stat) continue;
+      if (!stat.isDirectory()) return;
+      lchownSync(path, stat.uid, stat.gid);
+      const sys = this.options.sys;
+      for (const name of sys.llistxattr(source)) {
+        if (name.startsWith(overlayXattrPrefix)) continue;
+        const value = sys.lgetxattr(source, name);
+        if (value !== null) this.trySetXattr(path, name, value, true);
+      }
+      chmodSync(path, stat.mode & 0o7777);
+      lutimesSync(path, stat.atime, stat.mtime);
+      return;
+    }
+  }
+
+  private setXattrs(path: string, h: TarHeader): void {
+    for (const [name, value] of h.xattrs) {
+      // A layer must not steer overlayfs (opaque, redirect, metacopy): those are ours to set.
+      if (name.startsWith(overlayXattrPrefix)) {
+        this.options.warn?.(`ignored xattr ${name} on ${JSON.stringify(h.name)}`);
+        continue;
+      }
+      this.trySetXattr(path, name, value, h.type === "file" || h.type === "directory");
+    }
+  }
+
+  private trySetXattr(path: string, name: string, value: Buffer, regular: boolean): void {
+    try {
+      this.options.sys.lsetxattr(path, name, value, 0);
+    } catch (err) {
+      const code = errnoCode(err);
+      // As containerd: xattrs the filesystem or the LSM refuses are skipped, not fatal.
+      const skippable =
+        code === "ENOTSUP" ||
+        code === "EOPNOTSUPP" ||
+        (code === "EPERM" && (name.startsWith("security.") || (name.startsWith("user.") && !regular)));
+      if (!skippable) throw err;
+      this.options.warn?.(`ignored xattr ${name} on ${relative(this.root, path)}: ${code}`);
+    }
+  }
+
+  finish(): void {
+    for (const dir of this.dirs) {
+      const parent = resolveInRoot(this.root, dir.components.slice(0, -1));
+      const path = join(parent, dir.components[dir.components.length - 1]!);
+      if (!isWithin(this.root, path)) continue;
+      if (lstatOrUndefined(path)?.isDirectory()) lutimesSync(path, dir.atime, dir.mtime);
+    }
+  }
+}
+
+/** Applies tar entries to options.root. Stops at the first bad entry with an error naming it. */
+export async function applyTar(entries: AsyncIterable<TarEntry>, options: ApplyOptions): Promise<ApplyResult> {
+  const applier = new LayerApplier(realpathSync(options.root), options);
+  let count = 0;
+  for await (const entry of entries) {
+    options.signal?.throwIfAborted();
+    try {
+      await applier.entry(entry);
+    } catch (err) {
+      throw entryError(entry.header.name, err);
+    }
+    count++;
+  }
+  applier.finish();
+  return { entries: count };
+}

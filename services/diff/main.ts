@@ -1,0 +1,26 @@
+// The diff service process: applies layer blobs to snapshot mounts and writes the
+// difference of two mount sets as a layer into the content store.
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { runService } from "../../core/grpc-server.ts";
+import { grpcClient } from "../../core/grpc-client.ts";
+import { serviceSocketPath } from "../../core/config.ts";
+import { ContentDefinition } from "../../core/gen/containerd/services/content/v1/content.ts";
+import { DiffDefinition } from "../../core/gen/containerd/services/diff/v1/diff.ts";
+import * as native from "../../native/index.ts";
+import { TempMounts } from "./mounts.ts";
+import { diffService } from "./service.ts";
+
+await runService("diff", async (server, ctx) => {
+  const root = join(ctx.root, "diff");
+  const mounts = new TempMounts(join(root, "mounts"), native);
+  const swept = await mounts.sweep();
+  if (swept > 0) ctx.log.info({ swept }, "removed mount points left by an earlier run");
+  // Spool files of calls a crash interrupted are of no further use.
+  const spoolDir = join(root, "spool");
+  await rm(spoolDir, { recursive: true, force: true });
+  server.add(
+    DiffDefinition,
+    diffService({ content: grpcClient(ContentDefinition, serviceSocketPath(ctx.state, "content")), sys: native, mounts, spoolDir, log: ctx.log }),
+  );
+});
