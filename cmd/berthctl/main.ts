@@ -4,6 +4,7 @@ import { Command, Option } from "commander";
 import { closeChannels } from "../../core/grpc-client.ts";
 import { registerContent } from "./content.ts";
 import { registerImages } from "./images.ts";
+import { registerImagesArchive } from "./images-archive.ts";
 import { registerNamespaces } from "./namespaces.ts";
 import { registerSnapshots } from "./snapshots.ts";
 import { CommandError, fail } from "./output.ts";
@@ -37,6 +38,7 @@ registerVersion(program, sessionOf);
 registerNamespaces(program, sessionOf);
 registerContent(program, sessionOf);
 registerImages(program, sessionOf);
+registerImagesArchive(program, sessionOf);
 registerSnapshots(program, sessionOf);
 
 try {

@@ -1,0 +1,58 @@
+// Client leases as ctr opens them (reference §1.8): id "<nanos>-<4 base64url
+// chars>", an expiry label 24 h ahead, deleted when the work is done.
+import { randomBytes } from "node:crypto";
+import { callOptions, isAlreadyExists, isNotFound, type ImageServices } from "./services.ts";
+import { labels as wellKnown } from "./media-types.ts";
+
+/** "<nanosecond-of-second>-<4 base64url chars>", like containerd's uniquePart. */
+export function uniquePart(): string {
+  const nanos = Number(process.hrtime.bigint() % 1_000_000_000n);
+  return `${nanos}-${randomBytes(3).toString("base64url")}`;
+}
+
+/** RFC 3339 without fractions, as Go's time.RFC3339 prints UTC. */
+export function rfc3339(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
+}
+
+export interface LeaseOptions {
+  id?: string;
+  labels?: Record<string, string>;
+  /** Expiry from now (default 24 h). */
+  expireMs?: number;
+  /** Tolerate an existing lease with this id (images mount reuses its target's lease). */
+  reuse?: boolean;
+}
+
+export async function createLease(svc: ImageServices, options: LeaseOptions = {}): Promise<string> {
+  const id = options.id ?? uniquePart();
+  const labels = { [wellKnown.gcExpire]: rfc3339(Date.now() + (options.expireMs ?? 24 * 3600 * 1000)), ...options.labels };
+  try {
+    await svc.leases.create({ id, labels }, callOptions(svc));
+  } catch (err) {
+    if (!(options.reuse && isAlreadyExists(err))) throw err;
+  }
+  return id;
+}
+
+export async function deleteLease(svc: ImageServices, id: string): Promise<void> {
+  try {
+    await svc.leases.delete({ id, sync: false }, callOptions(svc));
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
+
+/**
+ * Runs `fn` under a lease: the given one (client.WithLease reuses a lease already
+ * in the context), or a new one deleted afterwards.
+ */
+export async function withLease<T>(svc: ImageServices, existing: string | undefined, fn: (lease: string) => Promise<T>): Promise<T> {
+  if (existing) return fn(existing);
+  const lease = await createLease(svc);
+  try {
+    return await fn(lease);
+  } finally {
+    await deleteLease(svc, lease).catch(() => undefined);
+  }
+}

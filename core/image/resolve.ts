@@ -1,0 +1,130 @@
+// Walking an image in the content store: a descriptor's children, and the one
+// manifest (and config) that serves a platform — containerd's images.Children,
+// images.Manifest and images.RootFS over gRPC.
+import { readBlobBytes } from "./content.ts";
+import { isConfigType, isIndexType, isManifestType } from "./media-types.ts";
+import { parseConfig, parseIndex, parseManifest, ImageFormatError, type Descriptor, type ImageConfig, type ImageManifest } from "./manifest.ts";
+import { normalizePlatform, type PlatformMatcher, type Platform } from "./platform.ts";
+import type { ImageServices } from "./services.ts";
+
+export async function readManifest(svc: ImageServices, desc: Descriptor, lease?: string): Promise<ImageManifest> {
+  return parseManifest(await readBlobBytes(svc, desc.digest, undefined, lease), `manifest ${desc.digest}`, desc.mediaType);
+}
+
+export async function readIndex(svc: ImageServices, desc: Descriptor, lease?: string) {
+  return parseIndex(await readBlobBytes(svc, desc.digest, undefined, lease), `index ${desc.digest}`, desc.mediaType);
+}
+
+export async function readConfig(svc: ImageServices, desc: Descriptor, lease?: string): Promise<ImageConfig> {
+  return parseConfig(await readBlobBytes(svc, desc.digest, undefined, lease), `config ${desc.digest}`);
+}
+
+/** images.Children: a manifest's config and layers, an index's manifests. */
+export async function childrenOf(svc: ImageServices, desc: Descriptor, lease?: string): Promise<Descriptor[]> {
+  if (isManifestType(desc.mediaType)) {
+    const m = await readManifest(svc, desc, lease);
+    return [m.config, ...m.layers];
+  }
+  if (isIndexType(desc.mediaType)) return (await readIndex(svc, desc, lease)).manifests;
+  return [];
+}
+
+/** Keeps the descriptors without a platform and those the matcher accepts (images.FilterPlatforms). */
+export function filterPlatforms(descs: Descriptor[], matcher: PlatformMatcher | undefined): Descriptor[] {
+  if (!matcher) return descs;
+  return descs.filter((d) => !d.platform || matcher.match(d.platform));
+}
+
+/** Matching descriptors first by preference, those without a platform last (stable). */
+export function sortByPlatform(descs: Descriptor[], matcher: PlatformMatcher): Descriptor[] {
+  return descs
+    .map((d, i) => ({ d, i }))
+    .sort((a, b) => {
+      if (!a.d.platform && !b.d.platform) return a.i - b.i;
+      if (!a.d.platform) return 1;
+      if (!b.d.platform) return -1;
+      if (matcher.less(a.d.platform, b.d.platform)) return -1;
+      if (matcher.less(b.d.platform, a.d.platform)) return 1;
+      return a.i - b.i;
+    })
+    .map(({ d }) => d);
+}
+
+export class NoMatchingManifestError extends Error {
+  override name = "NoMatchingManifestError";
+}
+
+export interface ResolvedManifest {
+  descriptor: Descriptor;
+  manifest: ImageManifest;
+}
+
+/** images.Manifest: the first manifest under `target` that serves the platform. */
+export async function resolveManifest(svc: ImageServices, target: Descriptor, matcher: PlatformMatcher, lease?: string): Promise<ResolvedManifest> {
+  let wasIndex = false;
+  const visit = async (desc: Descriptor): Promise<ResolvedManifest | undefined> => {
+    if (isManifestType(desc.mediaType)) {
+      const manifest = await readManifest(svc, desc, lease);
+      if (desc.digest !== target.digest) {
+        if (desc.platform && !matcher.match(desc.platform)) return undefined;
+        if (!desc.platform) {
+          const config = await readConfig(svc, manifest.config, lease);
+          if (!matcher.match(normalizePlatform({ os: config.os, architecture: config.architecture }))) return undefined;
+        }
+      }
+      return { descriptor: desc, manifest };
+    }
+    if (isIndexType(desc.mediaType)) {
+      wasIndex = true;
+      const index = await readIndex(svc, desc, lease);
+      for (const child of sortByPlatform(filterPlatforms(index.manifests, matcher), matcher).slice(0, 1)) {
+        const found = await visit(child);
+        if (found) return found;
+      }
+      return undefined;
+    }
+    throw new ImageFormatError(`unexpected media type ${desc.mediaType} for ${desc.digest}: not found`);
+  };
+  const found = await visit(target);
+  if (!found) {
+    throw new NoMatchingManifestError(
+      wasIndex ? `no match for platform in manifest ${target.digest}: not found (platform ${matcher.description})` : `manifest ${target.digest}: not found`,
+    );
+  }
+  return found;
+}
+
+export interface ResolvedImage extends ResolvedManifest {
+  configDescriptor: Descriptor;
+  config: ImageConfig;
+}
+
+/** The manifest, config and diff ids of `target` for a platform (images.Config + images.RootFS). */
+export async function resolveImage(svc: ImageServices, target: Descriptor, matcher: PlatformMatcher, lease?: string): Promise<ResolvedImage> {
+  const resolved = await resolveManifest(svc, target, matcher, lease);
+  const configDescriptor = resolved.manifest.config;
+  if (!isConfigType(configDescriptor.mediaType)) {
+    throw new ImageFormatError(`manifest ${resolved.descriptor.digest}: config has unknown media type ${JSON.stringify(configDescriptor.mediaType)}`);
+  }
+  const config = await readConfig(svc, configDescriptor, lease);
+  return { ...resolved, configDescriptor, config };
+}
+
+/** images.Platforms: what an index names, or what a manifest's config declares. */
+export async function imagePlatforms(svc: ImageServices, target: Descriptor, lease?: string): Promise<Platform[]> {
+  const found: Platform[] = [];
+  const visit = async (desc: Descriptor): Promise<void> => {
+    if (desc.platform) {
+      found.push(desc.platform);
+      return;
+    }
+    if (isConfigType(desc.mediaType)) {
+      const config = await readConfig(svc, desc, lease);
+      found.push(normalizePlatform({ os: config.os, architecture: config.architecture }));
+      return;
+    }
+    for (const child of await childrenOf(svc, desc, lease)) await visit(child);
+  };
+  await visit(target);
+  return found;
+}

@@ -1,0 +1,57 @@
+// The containerd services image handling talks to, bundled with the namespace
+// (and an optional abort signal) so library calls need one argument, not six.
+import { ClientError, Status, type CallOptions, type Client } from "nice-grpc";
+import { grpcClient, inNamespace } from "../grpc-client.ts";
+import { ContentDefinition } from "../gen/containerd/services/content/v1/content.ts";
+import { DiffDefinition } from "../gen/containerd/services/diff/v1/diff.ts";
+import { ImagesDefinition } from "../gen/containerd/services/images/v1/images.ts";
+import { LeasesDefinition } from "../gen/containerd/services/leases/v1/leases.ts";
+import { NamespacesDefinition } from "../gen/containerd/services/namespaces/v1/namespace.ts";
+import { SnapshotsDefinition } from "../gen/containerd/services/snapshots/v1/snapshots.ts";
+
+export interface ImageServices {
+  namespace: string;
+  content: Client<typeof ContentDefinition>;
+  images: Client<typeof ImagesDefinition>;
+  snapshots: Client<typeof SnapshotsDefinition>;
+  diff: Client<typeof DiffDefinition>;
+  leases: Client<typeof LeasesDefinition>;
+  namespaces: Client<typeof NamespacesDefinition>;
+  signal?: AbortSignal;
+}
+
+/** Clients on one socket (the gateway, for CLIs). */
+export function connectImageServices(address: string, namespace: string, signal?: AbortSignal): ImageServices {
+  return {
+    namespace,
+    content: grpcClient(ContentDefinition, address),
+    images: grpcClient(ImagesDefinition, address),
+    snapshots: grpcClient(SnapshotsDefinition, address),
+    diff: grpcClient(DiffDefinition, address),
+    leases: grpcClient(LeasesDefinition, address),
+    namespaces: grpcClient(NamespacesDefinition, address),
+    ...(signal ? { signal } : {}),
+  };
+}
+
+/** Options for one call: the namespace, the lease (if any), the caller's signal. */
+export function callOptions(svc: ImageServices, lease?: string, signal?: AbortSignal): CallOptions {
+  const signals = [svc.signal, signal].filter((s): s is AbortSignal => s !== undefined);
+  return {
+    ...inNamespace(svc.namespace, lease),
+    ...(signals.length > 0 ? { signal: signals.length === 1 ? signals[0] : AbortSignal.any(signals) } : {}),
+  };
+}
+
+export function grpcCode(err: unknown): Status | undefined {
+  return err instanceof ClientError ? err.code : undefined;
+}
+
+export const isNotFound = (err: unknown) => grpcCode(err) === Status.NOT_FOUND;
+export const isAlreadyExists = (err: unknown) => grpcCode(err) === Status.ALREADY_EXISTS;
+
+/** The server's message without nice-grpc's "/pkg.Service/Method" prefix. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof ClientError) return err.details || Status[err.code] || `status ${err.code}`;
+  return err instanceof Error ? err.message : String(err);
+}

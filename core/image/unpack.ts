@@ -1,0 +1,177 @@
+// Unpacking an image into snapshots, client-side, exactly as containerd's client
+// does it (image.Unpack + rootfs.ApplyLayer, reference §1.10): under a lease, per
+// layer Stat(chain id) → Prepare(extract key) → Diff/Apply → Commit, then the
+// uncompressed and gc.ref.snapshot labels.
+import type { Mount } from "../gen/containerd/types/mount.ts";
+import { chainIds } from "./chain-id.ts";
+import { updateBlobLabels } from "./content.ts";
+import { uniquePart, withLease } from "./lease.ts";
+import { labels as wellKnown } from "./media-types.ts";
+import type { Descriptor } from "./manifest.ts";
+import { defaultPlatformMatcher, type PlatformMatcher } from "./platform.ts";
+import { resolveImage } from "./resolve.ts";
+import { callOptions, errorMessage, isAlreadyExists, isNotFound, type ImageServices } from "./services.ts";
+
+export const defaultSnapshotter = "overlayfs";
+
+export class UnpackError extends Error {
+  override name = "UnpackError";
+}
+
+/** The snapshotter to use: the given name, else the namespace's default label, else overlayfs. */
+export async function resolveSnapshotter(svc: ImageServices, name?: string, lease?: string): Promise<string> {
+  if (name) return name;
+  try {
+    const { namespace } = await svc.namespaces.get({ name: svc.namespace }, callOptions(svc, lease));
+    const label = namespace?.labels[wellKnown.defaultSnapshotter];
+    if (label) return label;
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  return defaultSnapshotter;
+}
+
+export interface LayerEvent {
+  index: number;
+  diffId: string;
+  chainId: string;
+  /** "exists": the snapshot was already there; "applied": this call unpacked it. */
+  state: "exists" | "applied";
+}
+
+export interface UnpackOptions {
+  /** "" / undefined: the namespace default, else overlayfs. */
+  snapshotter?: string;
+  /** Which manifest of an index (default: this host, non-strict). */
+  platform?: PlatformMatcher;
+  /** Run under this lease instead of a fresh one (images mount). */
+  lease?: string;
+  onLayer?: (event: LayerEvent) => void;
+}
+
+export interface UnpackResult {
+  snapshotter: string;
+  /** The top chain id: the snapshot holding the whole rootfs. */
+  chainId: string;
+  diffIds: string[];
+  config: Descriptor;
+  /** Chain ids this call committed, bottom first (the rest existed). */
+  created: string[];
+}
+
+function protoDescriptor(d: Descriptor) {
+  return { mediaType: d.mediaType, digest: d.digest, size: BigInt(d.size), annotations: d.annotations ?? {} };
+}
+
+interface ApplyContext {
+  svc: ImageServices;
+  snapshotter: string;
+  lease: string;
+}
+
+async function removeSnapshot(ctx: ApplyContext, key: string): Promise<void> {
+  try {
+    await ctx.svc.snapshots.remove({ snapshotter: ctx.snapshotter, key }, callOptions(ctx.svc, ctx.lease));
+  } catch {
+    // best effort: the caller reports the original failure
+  }
+}
+
+/** rootfs.applyLayers for one layer. Returns false when another unpack committed it first. */
+async function applyLayer(ctx: ApplyContext, layer: Descriptor, diffId: string, chainId: string, parent: string): Promise<boolean> {
+  const { svc, snapshotter, lease } = ctx;
+  let key = "";
+  let mounts: Mount[] = [];
+  for (let attempt = 0; ; attempt++) {
+    key = `extract-${uniquePart()} ${chainId}`;
+    try {
+      mounts = (await svc.snapshots.prepare({ snapshotter, key, parent, labels: {} }, callOptions(svc, lease))).mounts;
+      break;
+    } catch (err) {
+      if (isAlreadyExists(err) && attempt < 5) continue;
+      throw new UnpackError(`failed to prepare extraction snapshot "${key}": ${errorMessage(err)}`);
+    }
+  }
+  try {
+    let applied;
+    try {
+      applied = (await svc.diff.apply({ diff: protoDescriptor(layer), mounts, payloads: {} }, callOptions(svc, lease))).applied;
+    } catch (err) {
+      throw new UnpackError(`failed to extract layer ${diffId}: ${errorMessage(err)}`);
+    }
+    if (applied?.digest !== diffId) {
+      throw new UnpackError(`wrong diff id calculated on extraction "${applied?.digest ?? ""}" (layer ${layer.digest}, expected ${diffId})`);
+    }
+    try {
+      await svc.snapshots.commit({ snapshotter, name: chainId, key, labels: {} }, callOptions(svc, lease));
+    } catch (err) {
+      if (isAlreadyExists(err)) {
+        await removeSnapshot(ctx, key);
+        return false;
+      }
+      throw new UnpackError(`failed to commit snapshot ${key}: ${errorMessage(err)}`);
+    }
+    return true;
+  } catch (err) {
+    await removeSnapshot(ctx, key);
+    throw err;
+  }
+}
+
+async function snapshotExists(ctx: ApplyContext, chainId: string): Promise<boolean> {
+  try {
+    await ctx.svc.snapshots.stat({ snapshotter: ctx.snapshotter, key: chainId }, callOptions(ctx.svc, ctx.lease));
+    return true;
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw new UnpackError(`failed to stat snapshot ${chainId}: ${errorMessage(err)}`);
+  }
+}
+
+/**
+ * Unpacks `target` (a manifest or an index) for one platform. Layers whose chain
+ * id already exists are reused. On failure the extraction snapshot is removed,
+ * and so are the layers this call committed (Berth has no garbage collector to
+ * reclaim them), so a refused layer leaves nothing behind.
+ */
+export async function unpackImage(svc: ImageServices, target: Descriptor, options: UnpackOptions = {}): Promise<UnpackResult> {
+  return withLease(svc, options.lease, async (lease) => {
+    const resolved = await resolveImage(svc, target, options.platform ?? defaultPlatformMatcher(), lease);
+    const layers = resolved.manifest.layers;
+    const diffIds = resolved.config.diffIds;
+    if (layers.length !== diffIds.length) {
+      throw new UnpackError(`mismatched image rootfs and manifest layers: ${layers.length} layers, ${diffIds.length} diff ids (config ${resolved.configDescriptor.digest})`);
+    }
+    const snapshotter = await resolveSnapshotter(svc, options.snapshotter, lease);
+    const ctx: ApplyContext = { svc, snapshotter, lease };
+    const chain = chainIds(diffIds);
+    const created: string[] = [];
+    try {
+      for (let i = 0; i < layers.length; i++) {
+        const chainId = chain[i]!;
+        let applied = false;
+        if (!(await snapshotExists(ctx, chainId))) {
+          applied = await applyLayer(ctx, layers[i]!, diffIds[i]!, chainId, i === 0 ? "" : chain[i - 1]!);
+        }
+        if (applied) {
+          created.push(chainId);
+          // Set only once apply has verified the diff id.
+          await updateBlobLabels(svc, layers[i]!.digest, { [wellKnown.uncompressed]: diffIds[i]! }, lease);
+        }
+        options.onLayer?.({ index: i, diffId: diffIds[i]!, chainId, state: applied ? "applied" : "exists" });
+      }
+    } catch (err) {
+      for (const chainId of created.reverse()) await removeSnapshot(ctx, chainId);
+      throw err;
+    }
+    const top = chain.at(-1) ?? "";
+    await updateBlobLabels(svc, resolved.configDescriptor.digest, { [`${wellKnown.gcRefSnapshotPrefix}${snapshotter}`]: top }, lease);
+    return { snapshotter, chainId: top, diffIds, config: resolved.configDescriptor, created };
+  });
+}
+
+/** Best-effort removal, top first (an unpack's rollback when a later step fails). */
+export async function removeSnapshots(svc: ImageServices, snapshotter: string, chainIdsBottomFirst: readonly string[], lease?: string): Promise<void> {
+  const ctx: ApplyContext = { svc, snapshotter, lease: lease ?? "" };
+  for (const chainId of [...chainIdsBottomFirst].reverse()) await removeSnapshot(ctx, chainId);
+}
