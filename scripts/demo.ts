@@ -2,18 +2,18 @@
 // from the machine's busybox-static, store it, and run a container from it. Each step
 // prints what it did; a step the engine cannot do yet says so and the demo stops there.
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, openSync } from "node:fs";
+import { mkdirSync, mkdtempSync, openSync, readdirSync, rmSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import { Readable } from "node:stream";
 import { join } from "node:path";
-import { Status } from "nice-grpc";
 import { defaultRoot, defaultState, gatewaySocketPath } from "../core/config.ts";
-import { writeBlob } from "../core/content-writer.ts";
-import { ContentDefinition } from "../core/gen/containerd/services/content/v1/content.ts";
-import { ImagesDefinition } from "../core/gen/containerd/services/images/v1/images.ts";
 import { IntrospectionDefinition } from "../core/gen/containerd/services/introspection/v1/introspection.ts";
 import { VersionDefinition } from "../core/gen/containerd/services/version/v1/version.ts";
-import { grpcClient, inNamespace } from "../core/grpc-client.ts";
+import { grpcClient } from "../core/grpc-client.ts";
+import { connectImageServices, importArchive, mountImage, unmountImage } from "../core/image/index.ts";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
+import { descriptor, layoutEntries, tarOf } from "../test/fixtures/archives.ts";
 
 const repo = new URL("..", import.meta.url).pathname;
 const address = gatewaySocketPath(defaultState);
@@ -52,40 +52,36 @@ async function main(): Promise<void> {
   const version = await grpcClient(VersionDefinition, address).version({});
   console.log(`server version ${version.version} on ${address}`);
 
-  step("2. build a busybox image from /bin/busybox (busybox-static)");
+  step("2. build a busybox image from /bin/busybox (busybox-static), as an OCI archive");
   const image = await buildBusyboxImage();
   for (const blob of image.blobs) console.log(`${blob.mediaType}  ${blob.digest}  ${blob.size} bytes`);
+  const archive = await tarOf(
+    layoutEntries(image.blobs, [descriptor(image.manifest, { annotations: { "io.containerd.image.name": imageName } })]),
+  );
 
-  step("3. store the blobs in the content service");
-  const content = grpcClient(ContentDefinition, address);
-  for (const blob of image.blobs) {
-    const labels: Record<string, string> =
-      blob === image.manifest
-        ? { "containerd.io/gc.ref.content.config": image.config.digest, "containerd.io/gc.ref.content.l.0": image.layers[0]!.digest }
-        : {};
-    const { skipped } = await writeBlob(content, blob.data, { ref: `demo-${blob.digest}`, expected: blob.digest, total: blob.size, labels }, inNamespace(namespace));
-    console.log(`${blob.digest} ${skipped ? "already stored" : "stored"}`);
-  }
-
-  step(`4. create the image ${imageName}`);
-  const images = grpcClient(ImagesDefinition, address);
-  const target = { mediaType: image.manifest.mediaType, digest: image.manifest.digest, size: BigInt(image.manifest.size) };
-  try {
-    await images.create({ image: { name: imageName, target, labels: {} } }, inNamespace(namespace));
-  } catch (err) {
-    if ((err as { code?: Status }).code !== Status.ALREADY_EXISTS) throw err;
-    await images.update({ image: { name: imageName, target, labels: {} }, updateMask: ["target"] }, inNamespace(namespace));
-  }
+  step(`3. import it (content, images) and unpack it (snapshots, diff) as ${imageName}`);
+  const svc = connectImageServices(address, namespace);
+  const imported = await importArchive(svc, Readable.from([archive]), { unpack: true });
+  for (const img of imported.images) console.log(`imported ${img.name} (${img.target.digest})`);
   const listing = spawnSync(process.execPath, [join(repo, "dist", "berthctl.js"), "--address", address, "images", "ls"], { encoding: "utf8" });
   process.stdout.write(listing.status === 0 ? listing.stdout : `(berthctl images ls failed: ${listing.stderr.trim()})\n`);
 
+  step("4. mount its root filesystem (a read-only overlay view of the unpacked snapshot)");
+  const target = mkdtempSync(join(tmpdir(), "berth-demo-rootfs-"));
+  try {
+    await mountImage(svc, imageName, target);
+    console.log(`${target}/bin: ${readdirSync(join(target, "bin")).join(" ")}`);
+  } finally {
+    await unmountImage(svc, target, { remove: true });
+    rmSync(target, { recursive: true, force: true });
+  }
+
   step("5. run a container from it");
   const { plugins } = await grpcClient(IntrospectionDefinition, address).plugins({ filters: [] });
-  const missing = ["snapshots", "diff", "containers", "tasks"].filter((id) => !plugins.some((p) => p.id === id && !p.initErr));
+  const missing = ["containers", "tasks"].filter((id) => !plugins.some((p) => p.id === id && !p.initErr));
   if (missing.length > 0) {
-    console.log(`not yet: running containers needs the ${missing.join(", ")} services, which Berth does not have yet.`);
-    console.log("Furthest step that works: the image is stored and listed above (try: ctr --address " + address + " images ls).");
-    return;
+    console.log(`not yet: running containers needs the ${missing.join(" and ")} services, which Berth does not have yet.`);
+    console.log(`Furthest step that works: the image is imported, unpacked and mountable (try: ctr --address ${address} images mount ${imageName} /mnt).`);
   }
 }
 
