@@ -1,0 +1,86 @@
+// Image import, side by side: the same Docker archive (as `docker save` writes it,
+// produced here by skopeo) imported into Berth (`berthctl images import`) and into a
+// real containerd (`ctr images import`), each on its own temp root. Every run uses
+// a fresh namespace, so nothing is reused between runs; import includes unpacking
+// into overlayfs snapshots in both. Reports the median wall time and the ratio.
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, statSync, writeFileSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { containerdInstalled, repo, startBerth, startContainerd, type RunningDaemon } from "./daemons.ts";
+import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
+import { buildImage, skopeoArchives, type TarEntry } from "../test/fixtures/archives.ts";
+
+const runs = Number(process.env.BENCH_RUNS ?? 5);
+
+/** A bigger image: three layers of many small files and a few large ones. */
+async function syntheticImage() {
+  const layer = (n: number) => {
+    const entries: TarEntry[] = [];
+    for (let i = 0; i < 600; i++) entries.push({ name: `data${n}/small/f${i}.txt`, data: randomBytes(2048).toString("base64") });
+    for (let i = 0; i < 4; i++) entries.push({ name: `data${n}/large/blob${i}.bin`, data: randomBytes(4 * 1024 * 1024) });
+    return { entries };
+  };
+  return buildImage([layer(1), layer(2), layer(3)]);
+}
+
+function timeImport(daemon: RunningDaemon, archive: string, namespace: string): number {
+  const [cmd, args] =
+    daemon.name === "berth"
+      ? [process.execPath, [join(repo, "dist", "berthctl.js"), "--address", daemon.address, "--namespace", namespace, "images", "import", archive]]
+      : ["ctr", ["--address", daemon.address, "--namespace", namespace, "images", "import", archive]];
+  const started = process.hrtime.bigint();
+  const r = spawnSync(cmd as string, args as string[], { encoding: "utf8" });
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  if (r.status !== 0) throw new Error(`${daemon.name} import failed: ${r.stderr}`);
+  return ms;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function bench(name: string, archive: string, base: string): Promise<string> {
+  const results: Record<string, number[]> = {};
+  const daemons: Array<[string, (dir: string) => Promise<RunningDaemon>]> = [["berth", startBerth]];
+  if (containerdInstalled()) daemons.push(["containerd", startContainerd]);
+  for (const [label, start] of daemons) {
+    const daemon = await start(join(base, `${name}-${label}`));
+    try {
+      timeImport(daemon, archive, "warmup");
+      results[label] = Array.from({ length: runs }, (_, i) => timeImport(daemon, archive, `run${i}`));
+    } finally {
+      await daemon.stop();
+    }
+  }
+  const size = (statSync(archive).size / 1024 / 1024).toFixed(1);
+  const berth = median(results.berth!);
+  const row = [`| ${name} (${size} MiB) | ${berth.toFixed(0)} |`];
+  if (results.containerd) {
+    const containerd = median(results.containerd);
+    row.push(` ${containerd.toFixed(0)} | ${(berth / containerd).toFixed(2)}× |`);
+  } else row.push(" n/a | n/a |");
+  return row.join("");
+}
+
+const base = mkdtempSync(join(tmpdir(), "berth-bench-import-"));
+try {
+  const busyboxDir = join(base, "busybox");
+  mkdirSync(busyboxDir);
+  const busybox = skopeoArchives(busyboxDir, await buildBusyboxImage(), "busybox:latest").dockerArchive;
+  const bigDir = join(base, "synthetic");
+  mkdirSync(bigDir);
+  const big = skopeoArchives(bigDir, await syntheticImage(), "synthetic:latest").dockerArchive;
+  const lines = [
+    `# Image import: Berth vs containerd (${new Date().toISOString()}, median of ${runs} runs after a warm-up, fresh namespace per run)`,
+    "",
+    "| archive (docker-archive) | Berth ms | containerd ms | Berth / containerd |",
+    "|---|---:|---:|---:|",
+    await bench("busybox", busybox, base),
+    await bench("synthetic 3 layers", big, base),
+  ];
+  const report = lines.join("\n") + "\n";
+  process.stdout.write(report);
+  writeFileSync(join(repo, "bench", "results", "import.md"), report);
+} finally {
+  rmSync(base, { recursive: true, force: true });
+}
