@@ -1,6 +1,7 @@
 // Image import, side by side: the same Docker archive (as `docker save` writes it,
 // produced here by skopeo) imported into Berth (`berthctl images import`) and into a
-// real containerd (`ctr images import`), each on its own temp root. Every run uses
+// real containerd (`ctr images import`), each on its own temp root; also the real ctr
+// against Berth, which separates the server's cost from the client's. Every run uses
 // a fresh namespace, so nothing is reused between runs; import includes unpacking
 // into overlayfs snapshots in both. Reports the median wall time and the ratio.
 import { spawnSync } from "node:child_process";
@@ -25,41 +26,43 @@ async function syntheticImage() {
   return buildImage([layer(1), layer(2), layer(3)]);
 }
 
-function timeImport(daemon: RunningDaemon, archive: string, namespace: string): number {
+type Client = "berthctl" | "ctr";
+
+function timeImport(daemon: RunningDaemon, client: Client, archive: string, namespace: string): number {
   const [cmd, args] =
-    daemon.name === "berth"
+    client === "berthctl"
       ? [process.execPath, [join(repo, "dist", "berthctl.js"), "--address", daemon.address, "--namespace", namespace, "images", "import", archive]]
       : ["ctr", ["--address", daemon.address, "--namespace", namespace, "images", "import", archive]];
   const started = process.hrtime.bigint();
   const r = spawnSync(cmd as string, args as string[], { encoding: "utf8" });
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  if (r.status !== 0) throw new Error(`${daemon.name} import failed: ${r.stderr}`);
+  if (r.status !== 0) throw new Error(`${client} import into ${daemon.name} failed: ${r.stderr}`);
   return ms;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function bench(name: string, archive: string, base: string): Promise<string> {
-  const results: Record<string, number[]> = {};
-  const daemons: Array<[string, (dir: string) => Promise<RunningDaemon>]> = [["berth", startBerth]];
-  if (containerdInstalled()) daemons.push(["containerd", startContainerd]);
-  for (const [label, start] of daemons) {
-    const daemon = await start(join(base, `${name}-${label}`));
+  const results: Record<string, number> = {};
+  const measure = async (label: string, daemon: RunningDaemon, clients: Client[]) => {
     try {
-      timeImport(daemon, archive, "warmup");
-      results[label] = Array.from({ length: runs }, (_, i) => timeImport(daemon, archive, `run${i}`));
+      for (const client of clients) {
+        timeImport(daemon, client, archive, `warmup-${client}`);
+        results[`${client}→${label}`] = median(Array.from({ length: runs }, (_, i) => timeImport(daemon, client, archive, `${client}-run${i}`)));
+      }
     } finally {
       await daemon.stop();
     }
-  }
+  };
+  await measure("berth", await startBerth(join(base, `${name}-berth`)), ["berthctl", "ctr"]);
+  if (containerdInstalled()) await measure("containerd", await startContainerd(join(base, `${name}-containerd`)), ["ctr"]);
   const size = (statSync(archive).size / 1024 / 1024).toFixed(1);
-  const berth = median(results.berth!);
-  const row = [`| ${name} (${size} MiB) | ${berth.toFixed(0)} |`];
-  if (results.containerd) {
-    const containerd = median(results.containerd);
-    row.push(` ${containerd.toFixed(0)} | ${(berth / containerd).toFixed(2)}× |`);
-  } else row.push(" n/a | n/a |");
-  return row.join("");
+  const cell = (key: string) => (results[key] === undefined ? "n/a" : results[key]!.toFixed(0));
+  const ratio = (key: string) => {
+    const c = results["ctr→containerd"];
+    return c === undefined || results[key] === undefined ? "n/a" : `${(results[key]! / c).toFixed(2)}×`;
+  };
+  return `| ${name} (${size} MiB) | ${cell("berthctl→berth")} | ${cell("ctr→berth")} | ${cell("ctr→containerd")} | ${ratio("berthctl→berth")} | ${ratio("ctr→berth")} |`;
 }
 
 const base = mkdtempSync(join(tmpdir(), "berth-bench-import-"));
@@ -73,8 +76,8 @@ try {
   const lines = [
     `# Image import: Berth vs containerd (${new Date().toISOString()}, median of ${runs} runs after a warm-up, fresh namespace per run)`,
     "",
-    "| archive (docker-archive) | Berth ms | containerd ms | Berth / containerd |",
-    "|---|---:|---:|---:|",
+    "| archive (docker-archive) | berthctl → Berth ms | ctr → Berth ms | ctr → containerd ms | berthctl→Berth / containerd | ctr→Berth / containerd |",
+    "|---|---:|---:|---:|---:|---:|",
     await bench("busybox", busybox, base),
     await bench("synthetic 3 layers", big, base),
   ];
