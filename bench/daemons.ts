@@ -3,8 +3,8 @@
 // has no CRI yet). Both stop with stop(), leaving nothing running.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import { join } from "node:path";
+import { socketAccepts } from "../core/socket.ts";
 
 export const repo = new URL("..", import.meta.url).pathname;
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -17,17 +17,9 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
-function accepts(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const conn = net.connect(socket);
-    conn.once("connect", () => (conn.destroy(), resolve(true)));
-    conn.once("error", () => resolve(false));
-  });
-}
-
 async function waitFor(socket: string, what: string): Promise<void> {
   for (let i = 0; i < 400; i++) {
-    if (await accepts(socket)) return;
+    if (await socketAccepts(socket)) return;
     await sleep(50);
   }
   throw new Error(`${what} did not open ${socket}`);

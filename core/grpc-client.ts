@@ -1,6 +1,6 @@
 // Clients for our own sockets: the gateway (CLIs) and service-to-service calls.
 // The client middleware carries the active trace context in the metadata.
-import { createChannel, createClientFactory, Metadata, type Channel, type ClientMiddlewareCall, type CallOptions, type CompatServiceDefinition, type Client } from "nice-grpc";
+import { ClientError, createChannel, createClientFactory, Metadata, Status, type Channel, type ClientMiddlewareCall, type CallOptions, type CompatServiceDefinition, type Client } from "nice-grpc";
 import { injectContext, telemetryEnabled } from "./telemetry.ts";
 import { namespaceHeader, leaseHeader } from "./grpc-server.ts";
 
@@ -34,6 +34,19 @@ export function inNamespace(namespace: string, lease?: string): CallOptions {
   const metadata = Metadata({ [namespaceHeader]: namespace });
   if (lease) metadata.set(leaseHeader, lease);
   return { metadata };
+}
+
+export function grpcCode(err: unknown): Status | undefined {
+  return err instanceof ClientError ? err.code : undefined;
+}
+
+export const isNotFound = (err: unknown) => grpcCode(err) === Status.NOT_FOUND;
+export const isAlreadyExists = (err: unknown) => grpcCode(err) === Status.ALREADY_EXISTS;
+
+/** The server's message without nice-grpc's "/pkg.Service/Method" prefix. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof ClientError) return err.details || Status[err.code] || `status ${err.code}`;
+  return err instanceof Error ? err.message : String(err);
 }
 
 export function closeChannels(): void {

@@ -3,7 +3,6 @@
 // prints what it did; a step the engine cannot do yet says so and the demo stops there.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, openSync, readdirSync, rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { Readable } from "node:stream";
 import { join } from "node:path";
@@ -14,6 +13,7 @@ import { grpcClient } from "../core/grpc-client.ts";
 import { connectImageServices, importArchive, mountImage, unmountImage } from "../core/image/index.ts";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { descriptor, layoutEntries, tarOf } from "../test/fixtures/archives.ts";
+import { socketAccepts } from "../core/socket.ts";
 
 const repo = new URL("..", import.meta.url).pathname;
 const address = gatewaySocketPath(defaultState);
@@ -22,16 +22,8 @@ const imageName = "berth.local/library/busybox:latest";
 
 const step = (text: string) => console.log(`\n==> ${text}`);
 
-function answers(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const conn = net.connect(socket);
-    conn.once("connect", () => (conn.destroy(), resolve(true)));
-    conn.once("error", () => resolve(false));
-  });
-}
-
 async function ensureDaemon(): Promise<void> {
-  if (await answers(address)) {
+  if (await socketAccepts(address)) {
     console.log(`berthd is already running (${address})`);
     return;
   }
@@ -40,8 +32,8 @@ async function ensureDaemon(): Promise<void> {
   const out = openSync(logFile, "a");
   const child = spawn(process.execPath, [join(repo, "dist", "berthd.js")], { detached: true, stdio: ["ignore", out, out] });
   child.unref();
-  for (let i = 0; i < 400 && !(await answers(address)); i++) await new Promise((r) => setTimeout(r, 50));
-  if (!(await answers(address))) throw new Error(`berthd did not start; see ${logFile}`);
+  for (let i = 0; i < 400 && !(await socketAccepts(address)); i++) await new Promise((r) => setTimeout(r, 50));
+  if (!(await socketAccepts(address))) throw new Error(`berthd did not start; see ${logFile}`);
   console.log(`started berthd (pid ${child.pid}) with root ${defaultRoot} and state ${defaultState}; log: ${logFile}`);
   console.log(`stop it with: kill ${child.pid}`);
 }

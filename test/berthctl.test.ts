@@ -5,50 +5,18 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { startDaemon, distDir, run, sleep, type Daemon, type RunResult } from "./harness.ts";
+import { startDaemon, distDir, ok, run, sleep, type Daemon } from "./harness.ts";
 import { closeChannels, grpcClient, inNamespace } from "../core/grpc-client.ts";
 import { sha256Digest } from "../core/digest.ts";
 import { ImagesDefinition } from "../core/gen/containerd/services/images/v1/images.ts";
 import { ContentDefinition, WriteAction, type WriteContentRequest } from "../core/gen/containerd/services/content/v1/content.ts";
 import type { DeepPartial } from "../core/gen/containerd/services/content/v1/content.ts";
-
-const manifestType = "application/vnd.oci.image.manifest.v1+json";
-const indexType = "application/vnd.oci.image.index.v1+json";
-
-interface Blob {
-  mediaType: string;
-  digest: string;
-  size: number;
-  data: Buffer;
-}
-
-function blob(mediaType: string, data: Buffer | string): Blob {
-  const bytes = Buffer.from(data);
-  return { mediaType, digest: sha256Digest(bytes), size: bytes.length, data: bytes };
-}
-
-const descriptor = (b: Blob, extra: object = {}) => ({ mediaType: b.mediaType, digest: b.digest, size: b.size, ...extra });
-
-/** A tiny OCI image for one platform: config, one layer of filler bytes, manifest. */
-function tinyImage(seed: string, architecture = "amd64") {
-  const layer = blob("application/vnd.oci.image.layer.v1.tar", `${seed} `.repeat(300));
-  const config = blob(
-    "application/vnd.oci.image.config.v1+json",
-    JSON.stringify({ architecture, os: "linux", rootfs: { type: "layers", diff_ids: [layer.digest] } }),
-  );
-  const manifest = blob(manifestType, JSON.stringify({ schemaVersion: 2, mediaType: manifestType, config: descriptor(config), layers: [descriptor(layer)] }));
-  return { manifest, config, layer, blobs: [config, layer, manifest] };
-}
+import { ociIndexType, ociManifestType, tinyImage, twoPlatformIndex, type Blob } from "./fixtures/archives.ts";
 
 let d: Daemon;
 
 const ctr = (args: string[], input?: string | Buffer, ns?: string) => d.ctr(args, input, ns);
 const berthctl = (args: string[], input?: string | Buffer, ns?: string) => d.berthctl(args, input, ns);
-
-function ok(r: RunResult, what = "command"): RunResult {
-  assert.equal(r.code, 0, `${what} failed (${r.code}):\n${r.stderr}`);
-  return r;
-}
 
 /** Binary-safe variants (content get). */
 function ctrRaw(args: string[]): Buffer {
@@ -263,17 +231,7 @@ describe("content", () => {
 describe("images", () => {
   const amd = tinyImage("amd", "amd64");
   const arm = tinyImage("arm", "aarch64");
-  const index = blob(
-    indexType,
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: indexType,
-      manifests: [
-        descriptor(amd.manifest, { platform: { os: "linux", architecture: "amd64" } }),
-        descriptor(arm.manifest, { platform: { os: "linux", architecture: "arm64", variant: "v8" } }),
-      ],
-    }),
-  );
+  const index = twoPlatformIndex(amd.manifest, arm.manifest);
   const images = () => grpcClient(ImagesDefinition, d.address);
   const target = (b: Blob) => ({ mediaType: b.mediaType, digest: b.digest, size: BigInt(b.size) });
 
@@ -285,7 +243,7 @@ describe("images", () => {
     await create("docker.io/library/tiny:arm", target(arm.manifest), { "org.example/team": "infra", tier: "gold" });
     await create("example.com/multi:1", target(index));
     // Its manifest is not in the content store: both tools log and print "-".
-    await create("gone:1", { mediaType: manifestType, digest: sha256Digest("absent"), size: 1234n });
+    await create("gone:1", { mediaType: ociManifestType, digest: sha256Digest("absent"), size: 1234n });
     await create("odd:1", { mediaType: "application/x-not-a-manifest", digest: amd.layer.digest, size: BigInt(amd.layer.size) });
   });
 
@@ -300,7 +258,7 @@ describe("images", () => {
     assert.match(mine.stdout, /^gone:1 +\S+ +\S+ +1\.2 KiB +- +- +$/m);
     assert.match(mine.stderr, /level=error msg="failed calculating size for image gone:1" error="content digest sha256:[0-9a-f]{64}: not found"/);
 
-    for (const filter of ["name~=^docker.io", "labels.tier==gold", `target.mediatype==${indexType}`]) {
+    for (const filter of ["name~=^docker.io", "labels.tier==gold", `target.mediatype==${ociIndexType}`]) {
       assert.equal(ok(berthctl(["images", "ls", filter])).stdout, ok(ctr(["images", "ls", filter])).stdout, filter);
       assert.equal(ok(berthctl(["images", "ls", "-q", filter])).stdout, ok(ctr(["images", "ls", "-q", filter])).stdout, filter);
     }
@@ -312,15 +270,15 @@ describe("images", () => {
     assert.equal(r.stdout, "tiny:2\ntiny:3\n");
     const rows = ok(ctr(["images", "ls", "name~=^tiny:"])).stdout.trimEnd().split("\n").slice(1).map((l) => l.split(/\s+/).slice(0, 3));
     assert.deepEqual(rows, [
-      ["tiny:2", manifestType, amd.manifest.digest],
-      ["tiny:3", manifestType, amd.manifest.digest],
+      ["tiny:2", ociManifestType, amd.manifest.digest],
+      ["tiny:3", ociManifestType, amd.manifest.digest],
     ]);
 
     const again = berthctl(["images", "tag", "example.com/multi:1", "tiny:2"]);
     assert.deepEqual([again.code, again.stderr], [1, 'berthctl: image "tiny:2": already exists\n']);
     const forced = ok(berthctl(["images", "tag", "--force", "example.com/multi:1", "tiny:2"]));
     assert.equal(forced.stdout, "tiny:2\n");
-    assert.match(ok(ctr(["images", "ls", "name==tiny:2"])).stdout, new RegExp(`^tiny:2 +${indexType.replace(/[.+]/g, "\\$&")} +${index.digest} `, "m"));
+    assert.match(ok(ctr(["images", "ls", "name==tiny:2"])).stdout, new RegExp(`^tiny:2 +${ociIndexType.replace(/[.+]/g, "\\$&")} +${index.digest} `, "m"));
 
     const missing = berthctl(["images", "tag", "no-such:1", "x:1"]);
     assert.equal(missing.code, 1);

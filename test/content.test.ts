@@ -8,9 +8,10 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { ClientError, Status } from "nice-grpc";
-import { startDaemon, sleep, type Daemon } from "./harness.ts";
+import { grpcError, startDaemon, sleep, type Daemon } from "./harness.ts";
 import { grpcClient, inNamespace } from "../core/grpc-client.ts";
 import { serviceSocketPath } from "../core/config.ts";
+import { RequestQueue } from "../core/content-client.ts";
 import {
   ContentDefinition,
   WriteAction,
@@ -63,31 +64,6 @@ function ctrGet(d: Daemon, digest: string, ns = "default"): { code: number; stdo
   return { code: r.status ?? 128, stdout: r.stdout, stderr: r.stderr.toString() };
 }
 
-/** A request stream fed by hand, so each request can be paired with its reply. */
-class RequestQueue<T> implements AsyncIterable<T> {
-  private readonly items: T[] = [];
-  private wake: (() => void) | undefined;
-  private closed = false;
-
-  push(item: T): void {
-    this.items.push(item);
-    this.wake?.();
-  }
-
-  close(): void {
-    this.closed = true;
-    this.wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<T> {
-    while (true) {
-      if (this.items.length > 0) yield this.items.shift()!;
-      else if (this.closed) return;
-      else await new Promise<void>((resolve) => (this.wake = resolve));
-    }
-  }
-}
-
 type ContentClient = ReturnType<typeof grpcClient<typeof ContentDefinition>>;
 
 /** One Content/Write stream, driven in lockstep as ctr does. */
@@ -124,15 +100,10 @@ class Writer {
 }
 
 async function rejectsWith(promise: Promise<unknown>, code: Status, message?: RegExp): Promise<ClientError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof ClientError, `expected a gRPC error, got ${err}`);
-    assert.equal(Status[err.code], Status[code], err.details);
-    if (message) assert.match(err.details, message);
-    return err;
-  }
-  assert.fail(`expected ${Status[code]}, the call succeeded`);
+  const err = await grpcError(promise);
+  assert.equal(Status[err.code], Status[code], err.details);
+  if (message) assert.match(err.details, message);
+  return err;
 }
 
 /** Retries while the daemon's socket is not (yet) answering. */

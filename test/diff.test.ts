@@ -30,10 +30,10 @@ import { constants as zlib, gunzipSync, gzipSync, zstdCompressSync, zstdDecompre
 import { extract, pack, type Header } from "tar-stream";
 
 type Headers = Partial<Header> & { name: string; pax?: Record<string, string> };
-import { ClientError, Status } from "nice-grpc";
-import { startDaemon, type Daemon } from "./harness.ts";
+import { Status } from "nice-grpc";
+import { grpcError, startDaemon, type Daemon } from "./harness.ts";
 import { grpcClient, inNamespace } from "../core/grpc-client.ts";
-import { writeBlob } from "../core/content-writer.ts";
+import { writeBlob } from "../core/content-client.ts";
 import { ContentDefinition } from "../core/gen/containerd/services/content/v1/content.ts";
 import { DiffDefinition } from "../core/gen/containerd/services/diff/v1/diff.ts";
 import type { Mount } from "../core/gen/containerd/types/mount.ts";
@@ -116,16 +116,6 @@ async function applyBlob(data: Buffer, mediaType: string, mounts: Mount[]) {
   const digest = await ingest(data);
   const { applied } = await diffClient.apply({ diff: { mediaType, digest, size: BigInt(data.length), annotations: {} }, mounts, payloads: {} }, ns);
   return applied!;
-}
-
-async function applyError(promise: Promise<unknown>): Promise<ClientError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof ClientError, String(err));
-    return err;
-  }
-  assert.fail("expected the call to fail");
 }
 
 /** Everything a container sees of a tree, keyed by path; hard links grouped by inode. */
@@ -458,7 +448,7 @@ describe("Apply refuses bad layers", () => {
     const root = join(base, "root");
     mkdirSync(root);
     const tar = await buildTar([[{ name: "ok" }, "ok"], [{ name: "../escape" }, "out"]]);
-    const err = await applyError(applyBlob(tar, oci.tar, bind(root)));
+    const err = await grpcError(applyBlob(tar, oci.tar, bind(root)));
     assert.equal(err.code, Status.INVALID_ARGUMENT);
     assert.match(err.details, /"\.\.\/escape".*escapes the root/);
     assert.deepEqual(readdirSync(base), ["root"], "nothing written next to the root");
@@ -484,7 +474,7 @@ describe("Apply refuses bad layers", () => {
   test("a hard link to a path above the root", async () => {
     const root = freshDir("hlroot");
     const tar = await buildTar([[{ name: "passwd", type: "link", linkname: "../../etc/passwd" }]]);
-    const err = await applyError(applyBlob(tar, oci.tar, bind(root)));
+    const err = await grpcError(applyBlob(tar, oci.tar, bind(root)));
     assert.equal(err.code, Status.INVALID_ARGUMENT);
     assert.match(err.details, /"passwd".*escapes the root/);
     assert.deepEqual(readdirSync(root), []);
@@ -496,7 +486,7 @@ describe("Apply refuses bad layers", () => {
       [{ name: "etcl", type: "symlink", linkname: "/etc" }],
       [{ name: "stolen", type: "link", linkname: "etcl/passwd" }],
     ]);
-    const err = await applyError(applyBlob(tar, oci.tar, bind(root)));
+    const err = await grpcError(applyBlob(tar, oci.tar, bind(root)));
     assert.equal(err.code, Status.INVALID_ARGUMENT);
     assert.match(err.details, /"stolen".*does not exist/);
     assert.ok(!existsSync(join(root, "stolen")));
@@ -510,7 +500,7 @@ describe("Apply refuses bad layers", () => {
 
   test("a whiteout naming the parent dir", async () => {
     const root = freshDir("whdots");
-    const err = await applyError(applyBlob(await buildTar([[{ name: "a/.wh.." }, ""]]), oci.tar, bind(root)));
+    const err = await grpcError(applyBlob(await buildTar([[{ name: "a/.wh.." }, ""]]), oci.tar, bind(root)));
     assert.equal(err.code, Status.INVALID_ARGUMENT);
     assert.match(err.details, /invalid whiteout name/);
   });
@@ -519,14 +509,14 @@ describe("Apply refuses bad layers", () => {
     // Compressible data: corruption then hits deflate blocks, not stored raw bytes.
     const gz = gzipSync(await buildTar([[{ name: "f" }, Buffer.from("compressible layer text ".repeat(4000))]]));
     for (let i = 100; i < 400; i++) gz[i] = gz[i]! ^ 0x5a;
-    const err = await applyError(applyBlob(gz, oci.gzip, bind(freshDir("gz"))));
+    const err = await grpcError(applyBlob(gz, oci.gzip, bind(freshDir("gz"))));
     assert.equal(err.code, Status.INVALID_ARGUMENT);
     assert.match(err.details, /corrupt gzip data/);
   });
 
   test("truncated gzip", async () => {
     const gz = gzipSync(await buildTar([[{ name: "f" }, randomBytes(64 * 1024)]]));
-    const err = await applyError(applyBlob(gz.subarray(0, gz.length - 2000), oci.gzip, bind(freshDir("gzt"))));
+    const err = await grpcError(applyBlob(gz.subarray(0, gz.length - 2000), oci.gzip, bind(freshDir("gzt"))));
     assert.equal(err.code, Status.INVALID_ARGUMENT);
     assert.match(err.details, /gzip/);
   });
@@ -535,32 +525,32 @@ describe("Apply refuses bad layers", () => {
     const text = Buffer.from("compressible layer text ".repeat(4000));
     const zst = zstdCompressSync(await buildTar([[{ name: "f" }, text]]), { params: { [zlib.ZSTD_c_checksumFlag]: 1 } });
     for (let i = 40; i < 300; i++) zst[i] = zst[i]! ^ 0x5a;
-    const err = await applyError(applyBlob(zst, oci.zstd, bind(freshDir("zst"))));
+    const err = await grpcError(applyBlob(zst, oci.zstd, bind(freshDir("zst"))));
     assert.equal(err.code, Status.INVALID_ARGUMENT);
     assert.match(err.details, /corrupt zstd data/);
   });
 
   test("truncated tar", async () => {
     const tar = await buildTar([[{ name: "big" }, randomBytes(10_000)]]);
-    const err = await applyError(applyBlob(tar.subarray(0, 3000), oci.tar, bind(freshDir("trunc"))));
+    const err = await grpcError(applyBlob(tar.subarray(0, 3000), oci.tar, bind(freshDir("trunc"))));
     assert.equal(err.code, Status.INVALID_ARGUMENT);
     assert.match(err.details, /truncated layer/);
   });
 
   test("garbage that is not a tar", async () => {
-    const err = await applyError(applyBlob(randomBytes(2048), oci.tar, bind(freshDir("garbage"))));
+    const err = await grpcError(applyBlob(randomBytes(2048), oci.tar, bind(freshDir("garbage"))));
     assert.equal(err.code, Status.INVALID_ARGUMENT);
     assert.match(err.details, /checksum/);
   });
 
   test("a gzip media type over uncompressed data", async () => {
-    const err = await applyError(applyBlob(await buildTar(simpleLayer()), oci.gzip, bind(freshDir("mislabel"))));
+    const err = await grpcError(applyBlob(await buildTar(simpleLayer()), oci.gzip, bind(freshDir("mislabel"))));
     assert.equal(err.code, Status.INVALID_ARGUMENT);
     assert.match(err.details, /media type says gzip/);
   });
 
   test("an unsupported media type", async () => {
-    const err = await applyError(applyBlob(await buildTar(simpleLayer()), "application/vnd.oci.image.layer.v1.tar+encrypted", bind(freshDir("enc"))));
+    const err = await grpcError(applyBlob(await buildTar(simpleLayer()), "application/vnd.oci.image.layer.v1.tar+encrypted", bind(freshDir("enc"))));
     assert.equal(err.code, Status.UNIMPLEMENTED);
     assert.match(err.details, /unsupported diff media type/);
   });
@@ -574,7 +564,7 @@ describe("Apply refuses bad layers", () => {
     bytes[600] = bytes[600]! ^ 0xff;
     writeFileSync(blob, bytes);
     const dir = freshDir("mismatch");
-    const err = await applyError(diffClient.apply({ diff: { mediaType: oci.tar, digest, size: BigInt(tar.length), annotations: {} }, mounts: bind(dir), payloads: {} }, ns));
+    const err = await grpcError(diffClient.apply({ diff: { mediaType: oci.tar, digest, size: BigInt(tar.length), annotations: {} }, mounts: bind(dir), payloads: {} }, ns));
     assert.equal(err.code, Status.FAILED_PRECONDITION);
     assert.match(err.details, /digest mismatch/);
     assert.deepEqual(readdirSync(dir), [], "nothing extracted from unverified data");
@@ -584,7 +574,7 @@ describe("Apply refuses bad layers", () => {
     const tar = await buildTar(simpleLayer());
     const digest = await ingest(tar);
     const dir = freshDir("size");
-    const err = await applyError(diffClient.apply({ diff: { mediaType: oci.tar, digest, size: BigInt(tar.length + 1), annotations: {} }, mounts: bind(dir), payloads: {} }, ns));
+    const err = await grpcError(diffClient.apply({ diff: { mediaType: oci.tar, digest, size: BigInt(tar.length + 1), annotations: {} }, mounts: bind(dir), payloads: {} }, ns));
     assert.equal(err.code, Status.FAILED_PRECONDITION);
     assert.match(err.details, /size/);
     assert.deepEqual(readdirSync(dir), []);
@@ -592,7 +582,7 @@ describe("Apply refuses bad layers", () => {
 
   test("a blob that is not in the content store", async () => {
     const missing = sha256(randomBytes(32));
-    const err = await applyError(diffClient.apply({ diff: { mediaType: oci.tar, digest: missing, size: 10n, annotations: {} }, mounts: bind(freshDir("missing")), payloads: {} }, ns));
+    const err = await grpcError(diffClient.apply({ diff: { mediaType: oci.tar, digest: missing, size: 10n, annotations: {} }, mounts: bind(freshDir("missing")), payloads: {} }, ns));
     assert.equal(err.code, Status.NOT_FOUND);
     assert.match(err.details, new RegExp(missing));
   });
@@ -600,7 +590,7 @@ describe("Apply refuses bad layers", () => {
   test("a blob of another namespace is not visible", async () => {
     const tar = await buildTar(simpleLayer());
     const digest = await ingest(tar);
-    const err = await applyError(
+    const err = await grpcError(
       diffClient.apply({ diff: { mediaType: oci.tar, digest, size: BigInt(tar.length), annotations: {} }, mounts: bind(freshDir("otherns")), payloads: {} }, inNamespace("elsewhere")),
     );
     assert.equal(err.code, Status.NOT_FOUND);
@@ -617,7 +607,7 @@ describe("Apply refuses bad layers", () => {
       [{ diff: desc, mounts: [{ type: "overlay", source: "overlay", target: "", options: [`lowerdir=${freshDir("l1")}:${freshDir("l2")}`] }], payloads: {} }, /no upperdir/],
     ];
     for (const [request, message] of cases) {
-      const err = await applyError(diffClient.apply(request, ns));
+      const err = await grpcError(diffClient.apply(request, ns));
       assert.equal(err.code, Status.INVALID_ARGUMENT, err.details);
       assert.match(err.details, message);
     }
@@ -894,7 +884,7 @@ describe("Diff", () => {
 
   test("an unsupported output media type", async () => {
     const tree = freshDir("unsup");
-    const err = await applyError(diffClient.diff({ left: [], right: bind(tree), mediaType: "application/x-rar", ref: "", labels: {} }, ns));
+    const err = await grpcError(diffClient.diff({ left: [], right: bind(tree), mediaType: "application/x-rar", ref: "", labels: {} }, ns));
     assert.equal(err.code, Status.UNIMPLEMENTED);
   });
 });

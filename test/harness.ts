@@ -1,11 +1,13 @@
 // Starts a real berthd (the built dist/ bundles) on temp root and state dirs, and
 // runs real clients (ctr, berthctl) against it. Every test file uses its own daemon
 // and removes everything it made in stop().
+import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ClientError, createChannel, createClient, type Channel, type Client, type CompatServiceDefinition } from "nice-grpc";
+import { socketAccepts } from "../core/socket.ts";
 
 export const repoRoot = new URL("..", import.meta.url).pathname;
 export const distDir = join(repoRoot, "dist");
@@ -20,17 +22,6 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
   /** Reuse these dirs (a restart) instead of making new temp dirs. */
   dirs?: { base: string; root: string; state: string };
-}
-
-function canConnect(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const conn = net.connect(socket);
-    conn.once("connect", () => {
-      conn.destroy();
-      resolve(true);
-    });
-    conn.once("error", () => resolve(false));
-  });
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -73,7 +64,7 @@ export class Daemon {
       if (proc.exitCode !== null || proc.signalCode !== null) {
         throw new Error(`berthd exited during start-up:\n${this.output}`);
       }
-      if (this.ready() && (await canConnect(this.address))) return this;
+      if (this.ready() && (await socketAccepts(this.address))) return this;
       await sleep(50);
     }
     throw new Error(`berthd did not become ready:\n${this.output}`);
@@ -107,7 +98,7 @@ export class Daemon {
     for (let i = 0; i < 400; i++) {
       const pid = this.servicePid(name);
       const socket = name === "gateway" ? this.address : join(this.state, "services", `${name}.sock`);
-      if (pid && pid !== oldPid && (await canConnect(socket))) return pid;
+      if (pid && pid !== oldPid && (await socketAccepts(socket))) return pid;
       await sleep(50);
     }
     throw new Error(`service ${name} was not restarted:\n${this.output}`);
@@ -159,6 +150,44 @@ export function run(cmd: string, args: string[], input?: string | Buffer, env?: 
   if (r.error) throw r.error;
   return { code: r.status ?? 128, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
+
+/** `r`, after asserting that the command succeeded. */
+export function ok(r: RunResult, what = "command"): RunResult {
+  assert.equal(r.code, 0, `${what} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+  return r;
+}
+
+/** The gRPC error `call` fails with; the test fails if it succeeds or fails some other way. */
+export async function grpcError(call: Promise<unknown>): Promise<ClientError> {
+  try {
+    await call;
+  } catch (err) {
+    assert.ok(err instanceof ClientError, `expected a gRPC error, got ${String(err)}`);
+    return err;
+  }
+  assert.fail("expected the call to fail");
+}
+
+const freshChannels: Channel[] = [];
+
+/** A client on a channel of its own, so a restarted daemon is reached anew. Close them with closeFreshChannels(). */
+export function freshClient<D extends CompatServiceDefinition>(definition: D, address: string): Client<D> {
+  const channel = createChannel(`unix://${address}`);
+  freshChannels.push(channel);
+  return createClient(definition, channel);
+}
+
+export function closeFreshChannels(): void {
+  for (const channel of freshChannels.splice(0)) channel.close();
+}
+
+/** The rows of a table ctr printed (header dropped), split on runs of white space. */
+export const tableRows = (out: string) =>
+  out
+    .trimEnd()
+    .split("\n")
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/));
 
 function alive(pid: number): boolean {
   try {

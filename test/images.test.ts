@@ -6,46 +6,14 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Metadata, Status } from "nice-grpc";
-import { startDaemon, distDir, sleep, type Daemon } from "./harness.ts";
+import { startDaemon, distDir, grpcError, sleep, tableRows, type Daemon } from "./harness.ts";
 import { closeChannels, grpcClient, inNamespace } from "../core/grpc-client.ts";
 import { sha256Digest } from "../core/digest.ts";
 import { ImagesDefinition, type Image } from "../core/gen/containerd/services/images/v1/images.ts";
 import { ImageCreate, ImageDelete, ImageUpdate } from "../core/gen/containerd/services/images/v1/events.ts";
 import { EventsDefinition, type Envelope } from "../core/gen/containerd/services/events/v1/events.ts";
 import type { DeepPartial } from "../core/gen/containerd/services/images/v1/images.ts";
-
-const manifestType = "application/vnd.oci.image.manifest.v1+json";
-
-interface Blob {
-  mediaType: string;
-  digest: string;
-  size: number;
-  data: Buffer;
-}
-
-function blob(mediaType: string, data: Buffer | string): Blob {
-  const bytes = Buffer.from(data);
-  return { mediaType, digest: sha256Digest(bytes), size: bytes.length, data: bytes };
-}
-
-/** A tiny OCI image: a config, one "layer" (any bytes will do here) and a manifest naming both. */
-function tinyImage(seed: string) {
-  const layer = blob("application/vnd.oci.image.layer.v1.tar", `layer bytes for ${seed}\n`.repeat(40));
-  const config = blob(
-    "application/vnd.oci.image.config.v1+json",
-    JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [layer.digest] }, config: {} }),
-  );
-  const manifest = blob(
-    manifestType,
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: manifestType,
-      config: { mediaType: config.mediaType, digest: config.digest, size: config.size },
-      layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.size }],
-    }),
-  );
-  return { manifest, config, layer, blobs: [config, layer, manifest] };
-}
+import { ociManifestType, tinyImage, type Blob } from "./fixtures/archives.ts";
 
 let d: Daemon;
 const image = tinyImage("one");
@@ -63,27 +31,8 @@ async function create(name: string, labels: Record<string, string> = {}, namespa
   return created!;
 }
 
-async function failure(call: Promise<unknown>): Promise<{ code: Status; details: string }> {
-  try {
-    await call;
-  } catch (err) {
-    const { code, details } = err as { code?: Status; details?: string };
-    assert.notEqual(code, undefined, `expected a gRPC error, got ${String(err)}`);
-    return { code: code!, details: details ?? "" };
-  }
-  assert.fail("expected the call to fail");
-}
-
 const names = async (namespace = "default", filters: string[] = []) =>
   (await images().list({ filters }, inNamespace(namespace))).images.map((i) => i.name);
-
-/** ctr images ls rows (header dropped), split on runs of spaces. */
-const ctrImageRows = (out: string) =>
-  out
-    .trimEnd()
-    .split("\n")
-    .slice(1)
-    .map((line) => line.trim().split(/\s+/));
 
 before(async () => {
   d = await startDaemon();
@@ -112,8 +61,8 @@ describe("images with the real ctr", () => {
     assert.deepEqual(header, ["REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"]);
     const total = image.manifest.size + image.config.size + image.layer.size;
     const size = total < 1024 ? `${total.toFixed(1)} B` : `${(total / 1024).toFixed(1)} KiB`;
-    assert.deepEqual(ctrImageRows(r.stdout), [
-      ["docker.io/library/tiny:1", manifestType, image.manifest.digest, ...size.split(" "), "linux/amd64", "-"],
+    assert.deepEqual(tableRows(r.stdout), [
+      ["docker.io/library/tiny:1", ociManifestType, image.manifest.digest, ...size.split(" "), "linux/amd64", "-"],
     ]);
     assert.equal(r.stderr, "", "ctr found every blob it walked");
 
@@ -145,7 +94,7 @@ describe("images with the real ctr", () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, "tiny:copy\n");
     assert.deepEqual(await names(), ["docker.io/library/tiny:1"]);
-    const code = (await failure(images().get({ name: "tiny:copy" }, inDefault()))).code;
+    const code = (await grpcError(images().get({ name: "tiny:copy" }, inDefault()))).code;
     assert.equal(code, Status.NOT_FOUND);
 
     const missing = d.ctr(["images", "rm", "--sync", "no-such:image"]);
@@ -207,7 +156,7 @@ describe("Images over gRPC", () => {
       assert.deepEqual(await names("default", ["name~=^filter:,labels.tier!=gold"]), ["filter:b"]);
       assert.deepEqual((await names("default", [`target.digest==${image.manifest.digest}`])).length, 3);
       assert.deepEqual(await names("default", [`target.digest==${sha256Digest("nothing")}`]), []);
-      assert.deepEqual((await names("default", [`target.mediatype==${manifestType}`])).length, 3);
+      assert.deepEqual((await names("default", [`target.mediatype==${ociManifestType}`])).length, 3);
       const r = d.ctr(["images", "ls", "-q", "labels.tier==gold"]);
       assert.equal(r.stdout, "filter:a\n");
     } finally {
@@ -220,7 +169,7 @@ describe("Images over gRPC", () => {
     await create("scoped:1", {}, "imgscope");
     assert.deepEqual(await names("imgscope"), ["scoped:1"]);
     assert.ok(!(await names()).includes("scoped:1"), "not visible in default");
-    assert.equal((await failure(images().get({ name: "scoped:1" }, inDefault()))).code, Status.NOT_FOUND);
+    assert.equal((await grpcError(images().get({ name: "scoped:1" }, inDefault()))).code, Status.NOT_FOUND);
 
     const ls = d.ctr(["namespaces", "ls", "-q"]);
     assert.ok(ls.stdout.split("\n").includes("imgscope"), `implicitly created namespace listed:\n${ls.stdout}`);
@@ -308,7 +257,7 @@ describe("bad input is refused and changes nothing", () => {
   for (const [what, call, code, message] of cases) {
     test(what, async () => {
       const before = await images().list({}, inDefault());
-      const err = await failure(call());
+      const err = await grpcError(call());
       assert.equal(Status[err.code], Status[code], err.details);
       assert.match(err.details, message);
       const after = await images().list({}, inDefault());

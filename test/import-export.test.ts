@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { spawn, spawnSync } from "node:child_process";
-import { startDaemon, run, distDir, type Daemon, type RunResult } from "./harness.ts";
+import { startDaemon, ok, run, distDir, type Daemon, type RunResult } from "./harness.ts";
 import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
 import {
   blobOf,
@@ -31,7 +31,7 @@ import { familiarizeRef, normalizeDockerRef, ociReferenceName, refTranslator } f
 import { onlyPlatform, onlyPlatformStrict, parsePlatform } from "../core/image/platform.ts";
 import { parseIndex, parseManifest } from "../core/image/manifest.ts";
 import { archivePath, symlinkTarget } from "../core/image/archive-reader.ts";
-import { isMountPoint } from "../core/image/local-mount.ts";
+import { isMountPoint } from "../core/mounts.ts";
 
 const refName = "org.opencontainers.image.ref.name";
 
@@ -108,11 +108,6 @@ let busybox: BuiltImage;
 let diffId: string;
 let archives: { layout: string; dockerArchive: string; ociArchive: string };
 const mounted: string[] = [];
-
-function ok(r: RunResult, what: string): RunResult {
-  assert.equal(r.code, 0, `${what} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
-  return r;
-}
 
 const ctr = (ns: string, ...args: string[]) => d.ctr(args, undefined, ns);
 const berthctl = (ns: string, ...args: string[]) => d.berthctl(args, undefined, ns);

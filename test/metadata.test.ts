@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { createChannel, createClient, Metadata, Status, type Channel, type CompatServiceDefinition, type Client } from "nice-grpc";
-import { startDaemon, distDir, run, sleep, type Daemon, type RunResult } from "./harness.ts";
+import { Metadata, Status, type CompatServiceDefinition } from "nice-grpc";
+import { startDaemon, closeFreshChannels, distDir, freshClient, grpcError, run, sleep, tableRows, type Daemon, type RunResult } from "./harness.ts";
 import { NamespacesDefinition } from "../core/gen/containerd/services/namespaces/v1/namespace.ts";
 import { LeasesDefinition } from "../core/gen/containerd/services/leases/v1/leases.ts";
 import { EventsDefinition, type Envelope } from "../core/gen/containerd/services/events/v1/events.ts";
@@ -15,7 +15,6 @@ import { NamespaceCreate } from "../core/gen/containerd/events/namespace.ts";
 const built = (name: string) => existsSync(join(distDir, `${name}.js`));
 
 let d: Daemon;
-const channels: Channel[] = [];
 
 /** The socket serving a service: the gateway when it is built, else the service's own. */
 function addressFor(service: string): string {
@@ -26,33 +25,11 @@ function ctr(args: string[], namespace = "default", service = "metadata", input?
   return run("ctr", ["--address", addressFor(service), "--namespace", namespace, ...args], input);
 }
 
-function client<D extends CompatServiceDefinition>(definition: D): Client<D> {
-  // A fresh channel per client, so a restarted daemon is reached anew.
-  const channel = createChannel(`unix://${addressFor("metadata")}`);
-  channels.push(channel);
-  return createClient(definition, channel);
-}
+const client = <D extends CompatServiceDefinition>(definition: D) => freshClient(definition, addressFor("metadata"));
 
 const ns = (namespace: string) => ({ metadata: Metadata({ "containerd-namespace": namespace }) });
 
-async function grpcCode(call: Promise<unknown>): Promise<Status> {
-  try {
-    await call;
-  } catch (err) {
-    const code = (err as { code?: Status }).code;
-    assert.notEqual(code, undefined, `expected a gRPC error, got ${String(err)}`);
-    return code!;
-  }
-  assert.fail("expected the call to fail");
-}
-
-/** ctr's table rows (header dropped) split into columns. */
-const rows = (out: string) =>
-  out
-    .trim()
-    .split("\n")
-    .slice(1)
-    .map((line) => line.trim().split(/\s+/));
+const grpcCode = async (call: Promise<unknown>) => (await grpcError(call)).code;
 
 const namespaceNames = async () => (await client(NamespacesDefinition).list({})).namespaces.map((n) => n.name);
 
@@ -61,7 +38,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const channel of channels) channel.close();
+  closeFreshChannels();
   await d?.destroy();
 });
 
@@ -72,7 +49,7 @@ describe("namespaces through ctr", () => {
 
     const listed = ctr(["ns", "ls"]);
     assert.equal(listed.code, 0, listed.stderr);
-    assert.deepEqual(rows(listed.stdout).find((r) => r[0] === "n1"), ["n1", "a=b"]);
+    assert.deepEqual(tableRows(listed.stdout).find((r) => r[0] === "n1"), ["n1", "a=b"]);
 
     const duplicate = ctr(["namespaces", "create", "n1"]);
     assert.notEqual(duplicate.code, 0);
@@ -80,7 +57,7 @@ describe("namespaces through ctr", () => {
 
     const removed = ctr(["ns", "rm", "n1"]);
     assert.equal(removed.code, 0, removed.stderr);
-    assert.ok(!rows(ctr(["ns", "ls"]).stdout).some((r) => r[0] === "n1"), "n1 is gone");
+    assert.ok(!tableRows(ctr(["ns", "ls"]).stdout).some((r) => r[0] === "n1"), "n1 is gone");
   });
 
   test("removing a namespace that does not exist exits 0 (ctr ignores NOT_FOUND)", async () => {
@@ -98,28 +75,28 @@ describe("leases through ctr", () => {
     const id = created.stdout.trim();
     assert.match(id, /^\d+-[A-Za-z0-9_-]{4}$/, "containerd's generated id shape");
 
-    assert.ok(rows(ctr(["ns", "ls"]).stdout).some((r) => r[0] === "x"), "namespace x exists implicitly");
+    assert.ok(tableRows(ctr(["ns", "ls"]).stdout).some((r) => r[0] === "x"), "namespace x exists implicitly");
 
     const listed = ctr(["leases", "ls"], "x");
     assert.equal(listed.code, 0, listed.stderr);
-    const row = rows(listed.stdout).find((r) => r[0] === id);
+    const row = tableRows(listed.stdout).find((r) => r[0] === id);
     assert.ok(row, `lease ${id} listed:\n${listed.stdout}`);
     assert.match(row[2] ?? "", /^containerd\.io\/gc\.expire=/);
     // Leases are per namespace.
-    assert.ok(!rows(ctr(["leases", "ls"], "default").stdout).some((r) => r[0] === id));
+    assert.ok(!tableRows(ctr(["leases", "ls"], "default").stdout).some((r) => r[0] === id));
 
     const blocked = ctr(["ns", "rm", "x"]);
     assert.notEqual(blocked.code, 0);
     assert.match(blocked.stderr, /namespace "x" must be empty, but it still has 1 lease: failed precondition/);
-    assert.ok(rows(ctr(["ns", "ls"]).stdout).some((r) => r[0] === "x"), "x survived the refused removal");
+    assert.ok(tableRows(ctr(["ns", "ls"]).stdout).some((r) => r[0] === "x"), "x survived the refused removal");
 
     const removed = ctr(["leases", "rm", id], "x");
     assert.equal(removed.code, 0, removed.stderr);
-    assert.ok(!rows(ctr(["leases", "ls"], "x").stdout).some((r) => r[0] === id), "lease gone");
+    assert.ok(!tableRows(ctr(["leases", "ls"], "x").stdout).some((r) => r[0] === id), "lease gone");
 
     const nsRemoved = ctr(["ns", "rm", "x"]);
     assert.equal(nsRemoved.code, 0, nsRemoved.stderr);
-    assert.ok(!rows(ctr(["ns", "ls"]).stdout).some((r) => r[0] === "x"));
+    assert.ok(!tableRows(ctr(["ns", "ls"]).stdout).some((r) => r[0] === "x"));
   });
 
   test("lease list filters on id and labels", async () => {
@@ -172,7 +149,7 @@ describe("namespace holders", () => {
     assert.equal(removedBlob.code, 0, removedBlob.stderr);
     const removed = ctr(["ns", "rm", "y"]);
     assert.equal(removed.code, 0, removed.stderr);
-    assert.ok(!rows(ctr(["ns", "ls"]).stdout).some((r) => r[0] === "y"));
+    assert.ok(!tableRows(ctr(["ns", "ls"]).stdout).some((r) => r[0] === "y"));
   });
 
   test("a holder that cannot answer blocks removal (never delete blindly)", async (t) => {
@@ -389,8 +366,8 @@ describe("persistence", () => {
 
     const listed = ctr(["ns", "ls"]);
     assert.equal(listed.code, 0, listed.stderr);
-    assert.deepEqual(rows(listed.stdout).find((r) => r[0] === "p1"), ["p1", "keep=yes"]);
-    const leaseRows = rows(ctr(["leases", "ls"], "p1").stdout);
+    assert.deepEqual(tableRows(listed.stdout).find((r) => r[0] === "p1"), ["p1", "keep=yes"]);
+    const leaseRows = tableRows(ctr(["leases", "ls"], "p1").stdout);
     assert.ok(leaseRows.some((r) => r[0] === "kept" && r[2] === "why=persistence"), JSON.stringify(leaseRows));
     const after = client(LeasesDefinition);
     assert.deepEqual((await after.listResources({ id: "kept" }, ns("p1"))).resources, [

@@ -5,8 +5,8 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createChannel, createClient, Metadata, Status, type Channel, type CompatServiceDefinition, type Client } from "nice-grpc";
-import { startDaemon, run, sleep, type Daemon, type RunResult } from "./harness.ts";
+import { Metadata, Status, type CompatServiceDefinition } from "nice-grpc";
+import { startDaemon, closeFreshChannels, freshClient, grpcError, ok, run, sleep, tableRows, type Daemon } from "./harness.ts";
 import { Kind, SnapshotsDefinition, type Info } from "../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import { LeasesDefinition } from "../core/gen/containerd/services/leases/v1/leases.ts";
 import { EventsDefinition, type Envelope } from "../core/gen/containerd/services/events/v1/events.ts";
@@ -14,32 +14,15 @@ import { SnapshotCommit, SnapshotPrepare, SnapshotRemove } from "../core/gen/con
 import { NamespaceUsageDefinition } from "../core/gen/berth/internal/v1/namespace_usage.ts";
 
 let d: Daemon;
-const channels: Channel[] = [];
 const snapshotter = "overlayfs";
 
-function client<D extends CompatServiceDefinition>(definition: D, address = d.address): Client<D> {
-  // A fresh channel per client, so a restarted daemon is reached anew.
-  const channel = createChannel(`unix://${address}`);
-  channels.push(channel);
-  return createClient(definition, channel);
-}
+const client = <D extends CompatServiceDefinition>(definition: D, address = d.address) => freshClient(definition, address);
 
 const snapshots = () => client(SnapshotsDefinition);
 
 const ns = (namespace: string, lease?: string) => ({
   metadata: Metadata({ "containerd-namespace": namespace, ...(lease ? { "containerd-lease": lease } : {}) }),
 });
-
-async function grpcError(call: Promise<unknown>): Promise<{ code: Status; details: string }> {
-  try {
-    await call;
-  } catch (err) {
-    const { code, details } = err as { code?: Status; details?: string };
-    assert.notEqual(code, undefined, `expected a gRPC error, got ${String(err)}`);
-    return { code: code!, details: details ?? "" };
-  }
-  assert.fail("expected the call to fail");
-}
 
 async function listInfos(namespace = "default", filters: string[] = []): Promise<Info[]> {
   const infos: Info[] = [];
@@ -48,11 +31,6 @@ async function listInfos(namespace = "default", filters: string[] = []): Promise
 }
 
 const listNames = async (namespace = "default", filters: string[] = []) => (await listInfos(namespace, filters)).map((i) => i.name);
-
-function ok(r: RunResult, what: string): RunResult {
-  assert.equal(r.code, 0, `${what} failed: ${r.stderr}`);
-  return r;
-}
 
 const snapshotsDir = () => join(d.root, "snapshots", "overlayfs", "snapshots");
 
@@ -80,20 +58,12 @@ async function withCtrMount<T>(key: string, fn: (target: string) => Promise<T> |
   }
 }
 
-/** ctr's table rows (header dropped), split on runs of spaces. */
-const rows = (out: string) =>
-  out
-    .trimEnd()
-    .split("\n")
-    .slice(1)
-    .map((line) => line.trim().split(/\s+/));
-
 before(async () => {
   d = await startDaemon();
 });
 
 after(async () => {
-  for (const channel of channels) channel.close();
+  closeFreshChannels();
   await d?.destroy();
 });
 
@@ -141,7 +111,7 @@ describe("ctr snapshots: a layer chain mounted for real", () => {
 
   test("ls and tree show the chain", () => {
     const listed = ok(d.ctr(["snapshots", "ls"]), "ls").stdout;
-    assert.deepEqual(rows(listed), [
+    assert.deepEqual(tableRows(listed), [
       ["c1", "Committed"],
       ["c2", "c1", "Committed"],
       ["v0", "c1", "View"],
@@ -152,7 +122,7 @@ describe("ctr snapshots: a layer chain mounted for real", () => {
 
   test("usage: committed layers keep what commit measured, views hold nothing", async () => {
     const usage = ok(d.ctr(["snapshots", "usage", "-b"]), "usage").stdout;
-    const byKey = new Map(rows(usage).map(([key, size, inodes]) => [key!, { size: Number(size), inodes: Number(inodes) }]));
+    const byKey = new Map(tableRows(usage).map(([key, size, inodes]) => [key!, { size: Number(size), inodes: Number(inodes) }]));
     // c1: its fs dir, dir/, first.txt and the 10000-byte kept.txt.
     assert.equal(byKey.get("c1")?.inodes, 4);
     assert.ok(byKey.get("c1")!.size >= 10_000 + 4096, usage);

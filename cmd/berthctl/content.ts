@@ -3,8 +3,9 @@ import type { Command } from "commander";
 import { ContentDefinition } from "../../core/gen/containerd/services/content/v1/content.ts";
 import { isDigest } from "../../core/digest.ts";
 import { millisFromTimestamp } from "../../core/timestamp.ts";
-import { ingest, readBlob } from "./content-io.ts";
-import { CommandError, isNotFound, logError, writeOut } from "./output.ts";
+import { readBlob, writeBlob } from "../../core/content-client.ts";
+import { isNotFound } from "../../core/grpc-client.ts";
+import { CommandError, logError, writeOut } from "./output.ts";
 import { formatLabels, labelArgs, type Session } from "./session.ts";
 import { Table } from "./tabwriter.ts";
 import { humanDuration, humanSize } from "./units.ts";
@@ -50,7 +51,7 @@ export function registerContent(program: Command, session: (cmd: Command) => Ses
     .allowExcessArguments() // ctr reads the first digest and ignores the rest
     .action(async (digest: string | undefined, _opts: unknown, cmd: Command) => {
       const s = session(cmd);
-      for await (const data of readBlob(s, parseDigestArg(digest))) await writeOut(data);
+      for await (const data of readBlob(s.client(ContentDefinition), parseDigestArg(digest), s.call())) await writeOut(data);
     });
 
   content
@@ -65,11 +66,9 @@ export function registerContent(program: Command, session: (cmd: Command) => Ses
         throw new CommandError(`invalid value ${JSON.stringify(opts.expectedSize)} for flag -expected-size: parse error`);
       }
       if (!ref) throw new CommandError("must specify a transaction reference");
-      await ingest(session(cmd), process.stdin, {
-        ref,
-        expectedSize: BigInt(opts.expectedSize.trim()),
-        expectedDigest: opts.expectedDigest,
-      });
+      const s = session(cmd);
+      // As ctr: resume an interrupted ingest of the ref; a failed one stays for the next try.
+      await writeBlob(s.client(ContentDefinition), process.stdin, { ref, total: BigInt(opts.expectedSize.trim()), expected: opts.expectedDigest, resume: true }, s.call());
     });
 
   content

@@ -1,18 +1,13 @@
 // What `images ls` shows beyond the record: the image's size and platforms, found by
 // walking its index/manifest/config blobs in the content store the way containerd's
 // images.Size and images.Platforms do (one manifest per index for the host platform).
+import { hostPlatform, normalizePlatform, type Platform } from "../../core/image/platform.ts";
 
 export interface Descriptor {
   mediaType: string;
   digest: string;
   size: bigint;
   platform?: Platform;
-}
-
-export interface Platform {
-  os: string;
-  architecture: string;
-  variant?: string;
 }
 
 const manifestTypes = new Set(["application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json"]);
@@ -52,66 +47,6 @@ async function childrenOf(read: BlobReader, desc: Descriptor): Promise<Descripto
     return (Array.isArray(index.manifests) ? index.manifests : []).map(descriptorFromJson);
   }
   return [];
-}
-
-/** platforms.Normalize. */
-export function normalizePlatform(p: Platform): Platform {
-  let os = p.os.toLowerCase();
-  if (os === "macos") os = "darwin";
-  let arch = p.architecture.toLowerCase();
-  let variant = (p.variant ?? "").toLowerCase();
-  switch (arch) {
-    case "i386":
-      arch = "386";
-      variant = "";
-      break;
-    case "x86_64":
-    case "x86-64":
-    case "amd64":
-      arch = "amd64";
-      if (variant === "v1") variant = "";
-      break;
-    case "aarch64":
-    case "arm64":
-      arch = "arm64";
-      if (variant === "8" || variant === "v8") variant = "";
-      break;
-    case "armhf":
-      arch = "arm";
-      variant = "v7";
-      break;
-    case "armel":
-      arch = "arm";
-      variant = "v6";
-      break;
-    case "arm":
-      if (variant === "" || variant === "7") variant = "v7";
-      else if (variant === "5" || variant === "6" || variant === "8") variant = `v${variant}`;
-      break;
-  }
-  return { os, architecture: arch, variant };
-}
-
-/** platforms.Format: os/arch[/variant], "unknown" without an OS. */
-export function formatPlatform(p: Platform): string {
-  if (p.os === "") return "unknown";
-  return [p.os, p.architecture, p.variant ?? ""].filter((part) => part !== "").join("/");
-}
-
-const nodeArchitectures: Record<string, Platform> = {
-  x64: { os: "linux", architecture: "amd64" },
-  arm64: { os: "linux", architecture: "arm64" },
-  arm: { os: "linux", architecture: "arm", variant: "v7" },
-  ia32: { os: "linux", architecture: "386" },
-  ppc64: { os: "linux", architecture: "ppc64le" },
-  s390x: { os: "linux", architecture: "s390x" },
-  riscv64: { os: "linux", architecture: "riscv64" },
-};
-
-/** platforms.DefaultSpec for this host. */
-export function hostPlatform(): Platform {
-  const p = nodeArchitectures[process.arch] ?? { os: "linux", architecture: process.arch };
-  return normalizePlatform({ ...p, os: process.platform });
 }
 
 function matchesPlatform(want: Platform, p: Platform): boolean {

@@ -3,9 +3,12 @@ import { randomBytes } from "node:crypto";
 import type { Command } from "commander";
 import { ImagesDefinition, type Image } from "../../core/gen/containerd/services/images/v1/images.ts";
 import { LeasesDefinition } from "../../core/gen/containerd/services/leases/v1/leases.ts";
-import { readWholeBlob } from "./content-io.ts";
-import { formatPlatform, imagePlatforms, imageSize, type BlobReader } from "./image-walk.ts";
-import { CommandError, isAlreadyExists, isNotFound, logError, logWarning, messageOf, writeOut } from "./output.ts";
+import { ContentDefinition } from "../../core/gen/containerd/services/content/v1/content.ts";
+import { readBlobBytes } from "../../core/content-client.ts";
+import { formatPlatform } from "../../core/image/platform.ts";
+import { imagePlatforms, imageSize, type BlobReader } from "./image-walk.ts";
+import { isAlreadyExists, isNotFound } from "../../core/grpc-client.ts";
+import { CommandError, logError, logWarning, messageOf, writeOut } from "./output.ts";
 import { formatLabels, labelArgs, type Session } from "./session.ts";
 import { Table } from "./tabwriter.ts";
 import { binarySize } from "./units.ts";
@@ -15,7 +18,7 @@ function cachedReader(session: Session): BlobReader {
   return (digest) => {
     let blob = blobs.get(digest);
     if (!blob) {
-      blob = readWholeBlob(session, digest);
+      blob = readBlobBytes(session.client(ContentDefinition), digest, session.call());
       blobs.set(digest, blob);
     }
     return blob;

@@ -2,7 +2,8 @@
 // format ctr uses (`time="…" level=warning msg="…"`), and the fatal error as
 // `berthctl: <message>` with exit code 1.
 import { once } from "node:events";
-import { ClientError, Status } from "nice-grpc";
+import { Status } from "nice-grpc";
+import { errorMessage, grpcCode } from "../../core/grpc-client.ts";
 
 /** A failure to report as is (no gRPC status behind it). */
 export class CommandError extends Error {
@@ -13,18 +14,10 @@ export function isAbort(err: unknown): boolean {
   return err instanceof Error && err.name === "AbortError";
 }
 
-export function grpcCode(err: unknown): Status | undefined {
-  return err instanceof ClientError ? err.code : undefined;
-}
-
-export const isNotFound = (err: unknown) => grpcCode(err) === Status.NOT_FOUND;
-export const isAlreadyExists = (err: unknown) => grpcCode(err) === Status.ALREADY_EXISTS;
-
 /** The message a user should read: the server's status text without nice-grpc's method prefix. */
 export function messageOf(err: unknown): string {
-  if (err instanceof ClientError) return err.details || Status[err.code] || `status ${err.code}`;
   if (isAbort(err)) return "context deadline exceeded";
-  return err instanceof Error ? err.message : String(err);
+  return errorMessage(err);
 }
 
 function logValue(value: string): string {

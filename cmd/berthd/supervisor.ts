@@ -3,8 +3,8 @@
 // a pipe to us on its stdin and exits when that pipe closes, so a killed berthd
 // never leaves services running behind it.
 import { spawn, type ChildProcess } from "node:child_process";
-import net from "node:net";
 import type { Logger } from "../../core/log.ts";
+import { socketAccepts } from "../../core/socket.ts";
 
 export interface ServiceSpec {
   name: string;
@@ -18,17 +18,6 @@ export interface ServiceSpec {
 const minBackoffMs = 100;
 const maxBackoffMs = 5000;
 const stableAfterMs = 10_000;
-
-function canConnect(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const conn = net.connect(socket);
-    conn.once("connect", () => {
-      conn.destroy();
-      resolve(true);
-    });
-    conn.once("error", () => resolve(false));
-  });
-}
 
 export class SupervisedService {
   private child: ChildProcess | undefined;
@@ -56,7 +45,7 @@ export class SupervisedService {
       if (child.exitCode !== null || child.signalCode !== null) {
         throw new Error(`service ${this.spec.name} exited during start-up (code ${child.exitCode}, signal ${child.signalCode})`);
       }
-      if (await canConnect(this.spec.socket)) return;
+      if (await socketAccepts(this.spec.socket)) return;
       await new Promise((r) => setTimeout(r, 25));
     }
     throw new Error(`service ${this.spec.name} did not open ${this.spec.socket} within 10s`);

@@ -4,6 +4,7 @@
 import { pipeline, Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { extract, type Extract } from "tar-stream";
+import { writeChunk } from "../stream-write.ts";
 
 /** tar-stream's (streamx) entry stream; the package does not export its name. */
 type Entry = Extract extends AsyncIterable<infer S> ? S : never;
@@ -120,17 +121,7 @@ export async function* readArchive(input: AsyncIterable<Buffer | string>): Async
   void (async () => {
     for await (const chunk of source) {
       if (tar.destroyed) return;
-      if (!tar.write(chunk)) {
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            tar.off("drain", done);
-            tar.off("close", done);
-            resolve();
-          };
-          tar.on("drain", done);
-          tar.on("close", done);
-        });
-      }
+      await writeChunk(tar, chunk);
     }
     if (!tar.destroyed) tar.end(undefined);
   })().catch((err: unknown) => tar.destroy(err as Error));

@@ -8,13 +8,15 @@ import { once } from "node:events";
 import type { Writable } from "node:stream";
 import { pack } from "tar-stream";
 import { digestHex } from "../digest.ts";
-import { blobInfo, readBlob, readBlobBytes } from "./content.ts";
+import { blobInfo, readBlob, readBlobBytes } from "../content-client.ts";
+import { writeChunk } from "../stream-write.ts";
 import { annotations, isIndexType, isManifestType } from "./media-types.ts";
 import { descriptorJson, goJson, parseIndex, parseManifest, type Descriptor } from "./manifest.ts";
 import { defaultStrictMatcher, orderedPlatforms, parsePlatform, type Platform, type PlatformMatcher } from "./platform.ts";
 import { familiarizeRef, ociReferenceName } from "./reference.ts";
 import { childrenOf } from "./resolve.ts";
-import { callOptions, errorMessage, isNotFound, type ImageServices } from "./services.ts";
+import { errorMessage, isNotFound } from "../grpc-client.ts";
+import { callOptions, type ImageServices } from "./services.ts";
 
 export interface ExportOptions {
   /** The platform to export from an index (default: this host, strict). */
@@ -78,7 +80,7 @@ function exportMatcher(options: ExportOptions): PlatformMatcher {
 async function manifestJsonRecord(svc: ImageServices, entries: DockerManifestEntry[]): Promise<TarRecord> {
   const out: { Config: string; RepoTags: string[] | null; Layers: string[] | null }[] = [];
   for (const entry of entries) {
-    const manifest = parseManifest(await readBlobBytes(svc, entry.manifest.digest), `manifest ${entry.manifest.digest}`, entry.manifest.mediaType);
+    const manifest = parseManifest(await readBlobBytes(svc.content, entry.manifest.digest, callOptions(svc)), `manifest ${entry.manifest.digest}`, entry.manifest.mediaType);
     const layers = manifest.layers.map((l) => blobPath(l.digest));
     out.push({
       Config: blobPath(manifest.config.digest),
@@ -126,7 +128,7 @@ async function planExport(svc: ImageServices, names: string[], options: ExportOp
       let chosen = resolvedIndex.get(desc.digest);
       if (chosen === undefined) {
         records.push(blobRecord(desc));
-        const index = parseIndex(await readBlobBytes(svc, desc.digest), `index ${desc.digest}`, desc.mediaType);
+        const index = parseIndex(await readBlobBytes(svc.content, desc.digest, callOptions(svc)), `index ${desc.digest}`, desc.mediaType);
         const matching: Descriptor[] = [];
         for (const m of index.manifests) {
           if (!m.platform || matcher.match(m.platform)) matching.push(m);
@@ -168,7 +170,7 @@ async function planExport(svc: ImageServices, names: string[], options: ExportOp
   // Fail before the first byte is written when a blob is missing or its size is off.
   for (const r of unique) {
     if (!r.blob) continue;
-    const info = await blobInfo(svc, r.blob.digest);
+    const info = await blobInfo(svc.content, r.blob.digest, callOptions(svc));
     if (!info) throw new ExportError(`blob ${r.blob.digest} (${r.blob.mediaType}) is not in the content store: not found`);
     if (Number(info.size) !== r.blob.size) throw new ExportError(`blob ${r.blob.digest}: descriptor says ${r.blob.size} bytes, the store has ${info.size}`);
   }
@@ -188,20 +190,10 @@ async function writeRecord(svc: ImageServices, tar: ReturnType<typeof pack>, rec
   const hash = createHash("sha256");
   let copied = 0;
   try {
-    for await (const chunk of readBlob(svc, blob.digest)) {
+    for await (const chunk of readBlob(svc.content, blob.digest, callOptions(svc))) {
       hash.update(chunk);
       copied += chunk.length;
-      if (!sink.write(chunk)) {
-        await new Promise<void>((resolve) => {
-          const go = () => {
-            sink.off("drain", go);
-            sink.off("close", go);
-            resolve();
-          };
-          sink.on("drain", go);
-          sink.on("close", go);
-        });
-      }
+      await writeChunk(sink, chunk);
     }
   } catch (err) {
     sink.destroy(err as Error);

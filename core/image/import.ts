@@ -23,14 +23,15 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { readArchive, entryBytes, entryChunks, symlinkTarget, archivePath, ArchiveError, type ArchiveEntry } from "./archive-reader.ts";
-import { blobInfo, BlobWriter, readBlobHead, updateBlobLabels, writeBlobBytes } from "./content.ts";
+import { blobInfo, readBlobBytes, updateBlobLabels, writeBlob } from "../content-client.ts";
 import { withLease } from "./lease.ts";
 import { annotations, childGcLabel, detectCompression, isIndexType, isManifestType, mediaTypes, labels as wellKnown, type Compression } from "./media-types.ts";
 import { descriptorJson, goJson, parseDockerArchiveManifest, parseIndex, type Descriptor } from "./manifest.ts";
 import { allPlatforms, defaultPlatformMatcher, onlyPlatformStrict, parsePlatform, type Platform, type PlatformMatcher } from "./platform.ts";
 import { normalizeDockerRef, ociReferenceName, refTranslator, ReferenceError } from "./reference.ts";
 import { childrenOf, filterPlatforms, imagePlatforms } from "./resolve.ts";
-import { callOptions, isNotFound, type ImageServices } from "./services.ts";
+import { isNotFound } from "../grpc-client.ts";
+import { callOptions, type ImageServices } from "./services.ts";
 import { removeSnapshots, resolveSnapshotter, unpackImage, type UnpackResult } from "./unpack.ts";
 import { sha256Digest } from "../digest.ts";
 
@@ -118,30 +119,25 @@ async function ingestEntry(state: ImportState, entry: ArchiveEntry, keep = false
   if (keep && entry.size > jsonLimit) throw new ArchiveError(`archive entry "${entry.path}" is ${entry.size} bytes, more than the ${jsonLimit} allowed`);
   const kept: Buffer[] = [];
   const expected = digestOfPath(entry.path);
-  const hash = createHash("sha256");
+  // Without an expected digest the writer computes one; with it, the archive's bytes are checked here.
+  const hash = expected !== "" ? createHash("sha256") : undefined;
   let head = Buffer.alloc(0);
-  const writer = await BlobWriter.open(state.svc, { ref: `tar-${entry.path}`, total: entry.size, expected, lease: state.lease });
-  try {
+  async function* chunks(): AsyncGenerator<Buffer> {
     for await (const chunk of entryChunks(entry)) {
-      hash.update(chunk);
+      hash?.update(chunk);
       if (keep) kept.push(chunk);
       if (head.length < 16) head = Buffer.concat([head, chunk.subarray(0, 16 - head.length)]);
-      if (writer !== "exists") await writer.write(chunk);
+      yield chunk;
     }
-    const digest = `sha256:${hash.digest("hex")}`;
-    if (expected !== "" && digest !== expected) {
-      throw new ArchiveError(`blob "${entry.path}": digest mismatch: its content hashes to ${digest}`);
-    }
-    if (writer !== "exists") {
-      const committed = await writer.commit({}, digest);
-      if (committed.digest !== digest) throw new ArchiveError(`blob "${entry.path}": the content store computed ${committed.digest}, expected ${digest}`);
-      if (!committed.existed) state.fresh.add(digest);
-    }
-    return { digest, size: entry.size, compression: detectCompression(head), ...(keep ? { bytes: Buffer.concat(kept) } : {}) };
-  } catch (err) {
-    if (writer !== "exists") await writer.cancel();
-    throw err;
+    const digest = hash ? `sha256:${hash.digest("hex")}` : expected;
+    if (digest !== expected) throw new ArchiveError(`blob "${entry.path}": digest mismatch: its content hashes to ${digest}`);
   }
+  const source = chunks();
+  const written = await writeBlob(state.svc.content, source, { ref: `tar-${entry.path}`, total: entry.size, expected, abortOnFailure: true }, callOptions(state.svc, state.lease));
+  // A blob the store already has is not read by the writer; the archive still is.
+  for await (const _ of source);
+  if (!written.existed) state.fresh.add(written.digest);
+  return { digest: written.digest, size: entry.size, compression: detectCompression(head), ...(keep ? { bytes: Buffer.concat(kept) } : {}) };
 }
 
 async function readContents(state: ImportState, input: AsyncIterable<Buffer | string>): Promise<ArchiveContents> {
@@ -193,7 +189,7 @@ interface TopIndex {
 async function storeJson(state: ImportState, value: unknown, mediaType: string): Promise<TopIndex> {
   const bytes = Buffer.from(goJson(value));
   const digest = sha256Digest(bytes);
-  const result = await writeBlobBytes(state.svc, bytes, { ref: `manifest-${digest}`, expected: digest, lease: state.lease });
+  const result = await writeBlob(state.svc.content, bytes, { ref: `manifest-${digest}`, expected: digest, abortOnFailure: true }, callOptions(state.svc, state.lease));
   if (!result.existed) state.fresh.add(digest);
   return { descriptor: { mediaType, digest, size: bytes.length }, bytes };
 }
@@ -220,7 +216,7 @@ async function resolveDockerLayers(state: ImportState, contents: ArchiveContents
   for (const layer of layers) {
     const swap = replacements.get(layer.digest);
     if (!swap) continue;
-    const head = await readBlobHead(state.svc, swap.digest, 10, state.lease).catch(() => undefined);
+    const head = await readBlobBytes(state.svc.content, swap.digest, callOptions(state.svc, state.lease), { size: 10 }).catch(() => undefined);
     if (!head) continue;
     layer.digest = swap.digest;
     layer.size = swap.size;
@@ -294,7 +290,7 @@ function imageName(ann: Record<string, string> | undefined, translate: (ref: str
 }
 
 async function requirePresent(state: ImportState, child: Descriptor, parent: Descriptor): Promise<void> {
-  const info = await blobInfo(state.svc, child.digest, state.lease);
+  const info = await blobInfo(state.svc.content, child.digest, callOptions(state.svc, state.lease));
   if (!info) {
     throw new ArchiveError(`blob ${child.digest} (${child.mediaType || "no media type"}) referenced by ${parent.digest} is neither in the archive nor in the content store`);
   }
@@ -339,7 +335,7 @@ async function labelAndName(state: ImportState, top: TopIndex, matcher: Platform
       labels[n > 0 || key.endsWith(".") ? `${key}${n}` : key] = child.digest;
     }
     for (const child of children) await requirePresent(state, child, desc);
-    await updateBlobLabels(state.svc, desc.digest, labels, state.lease);
+    await updateBlobLabels(state.svc.content, desc.digest, labels, callOptions(state.svc, state.lease));
     for (const child of children) {
       state.reachable.add(child.digest);
       if (isManifestType(child.mediaType) || isIndexType(child.mediaType)) await visit(child, false);

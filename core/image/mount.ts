@@ -3,12 +3,13 @@
 // client mounts the snapshot's mounts itself (reference §1.10: mounts are valid
 // mount(2) input on this host). `unmount --rm` drops lease and view.
 import type { Mount } from "../gen/containerd/types/mount.ts";
-import { MountError, mountAll, unmountAll } from "./local-mount.ts";
+import { MountError, mountAll, unmountAll } from "../mounts.ts";
 import { createLease, deleteLease } from "./lease.ts";
 import { labels as wellKnown } from "./media-types.ts";
 import type { Descriptor } from "./manifest.ts";
 import { onlyPlatform, hostPlatform, parsePlatform, type Platform } from "./platform.ts";
-import { callOptions, isAlreadyExists, isNotFound, errorMessage, type ImageServices } from "./services.ts";
+import { errorMessage, isAlreadyExists, isNotFound } from "../grpc-client.ts";
+import { callOptions, type ImageServices } from "./services.ts";
 import { resolveSnapshotter, unpackImage } from "./unpack.ts";
 
 export interface MountImageOptions {

@@ -1,22 +1,22 @@
 // Walking an image in the content store: a descriptor's children, and the one
 // manifest (and config) that serves a platform — containerd's images.Children,
 // images.Manifest and images.RootFS over gRPC.
-import { readBlobBytes } from "./content.ts";
+import { readBlobBytes } from "../content-client.ts";
 import { isConfigType, isIndexType, isManifestType } from "./media-types.ts";
 import { parseConfig, parseIndex, parseManifest, ImageFormatError, type Descriptor, type ImageConfig, type ImageManifest } from "./manifest.ts";
 import { normalizePlatform, type PlatformMatcher, type Platform } from "./platform.ts";
-import type { ImageServices } from "./services.ts";
+import { callOptions, type ImageServices } from "./services.ts";
 
 export async function readManifest(svc: ImageServices, desc: Descriptor, lease?: string): Promise<ImageManifest> {
-  return parseManifest(await readBlobBytes(svc, desc.digest, undefined, lease), `manifest ${desc.digest}`, desc.mediaType);
+  return parseManifest(await readBlobBytes(svc.content, desc.digest, callOptions(svc, lease)), `manifest ${desc.digest}`, desc.mediaType);
 }
 
 export async function readIndex(svc: ImageServices, desc: Descriptor, lease?: string) {
-  return parseIndex(await readBlobBytes(svc, desc.digest, undefined, lease), `index ${desc.digest}`, desc.mediaType);
+  return parseIndex(await readBlobBytes(svc.content, desc.digest, callOptions(svc, lease)), `index ${desc.digest}`, desc.mediaType);
 }
 
 export async function readConfig(svc: ImageServices, desc: Descriptor, lease?: string): Promise<ImageConfig> {
-  return parseConfig(await readBlobBytes(svc, desc.digest, undefined, lease), `config ${desc.digest}`);
+  return parseConfig(await readBlobBytes(svc.content, desc.digest, callOptions(svc, lease)), `config ${desc.digest}`);
 }
 
 /** images.Children: a manifest's config and layers, an index's manifests. */

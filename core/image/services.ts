@@ -1,6 +1,6 @@
 // The containerd services image handling talks to, bundled with the namespace
 // (and an optional abort signal) so library calls need one argument, not six.
-import { ClientError, Status, type CallOptions, type Client } from "nice-grpc";
+import type { CallOptions, Client } from "nice-grpc";
 import { grpcClient, inNamespace } from "../grpc-client.ts";
 import { ContentDefinition } from "../gen/containerd/services/content/v1/content.ts";
 import { DiffDefinition } from "../gen/containerd/services/diff/v1/diff.ts";
@@ -41,17 +41,4 @@ export function callOptions(svc: ImageServices, lease?: string, signal?: AbortSi
     ...inNamespace(svc.namespace, lease),
     ...(signals.length > 0 ? { signal: signals.length === 1 ? signals[0] : AbortSignal.any(signals) } : {}),
   };
-}
-
-export function grpcCode(err: unknown): Status | undefined {
-  return err instanceof ClientError ? err.code : undefined;
-}
-
-export const isNotFound = (err: unknown) => grpcCode(err) === Status.NOT_FOUND;
-export const isAlreadyExists = (err: unknown) => grpcCode(err) === Status.ALREADY_EXISTS;
-
-/** The server's message without nice-grpc's "/pkg.Service/Method" prefix. */
-export function errorMessage(err: unknown): string {
-  if (err instanceof ClientError) return err.details || Status[err.code] || `status ${err.code}`;
-  return err instanceof Error ? err.message : String(err);
 }

@@ -4,13 +4,14 @@
 // uncompressed and gc.ref.snapshot labels.
 import type { Mount } from "../gen/containerd/types/mount.ts";
 import { chainIds } from "./chain-id.ts";
-import { updateBlobLabels } from "./content.ts";
+import { updateBlobLabels } from "../content-client.ts";
 import { uniquePart, withLease } from "./lease.ts";
 import { labels as wellKnown } from "./media-types.ts";
 import type { Descriptor } from "./manifest.ts";
 import { defaultPlatformMatcher, type PlatformMatcher } from "./platform.ts";
 import { resolveImage } from "./resolve.ts";
-import { callOptions, errorMessage, isAlreadyExists, isNotFound, type ImageServices } from "./services.ts";
+import { errorMessage, isAlreadyExists, isNotFound } from "../grpc-client.ts";
+import { callOptions, type ImageServices } from "./services.ts";
 
 export const defaultSnapshotter = "overlayfs";
 
@@ -156,7 +157,7 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
         if (applied) {
           created.push(chainId);
           // Set only once apply has verified the diff id.
-          await updateBlobLabels(svc, layers[i]!.digest, { [wellKnown.uncompressed]: diffIds[i]! }, lease);
+          await updateBlobLabels(svc.content, layers[i]!.digest, { [wellKnown.uncompressed]: diffIds[i]! }, callOptions(svc, lease));
         }
         options.onLayer?.({ index: i, diffId: diffIds[i]!, chainId, state: applied ? "applied" : "exists" });
       }
@@ -165,7 +166,7 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
       throw err;
     }
     const top = chain.at(-1) ?? "";
-    await updateBlobLabels(svc, resolved.configDescriptor.digest, { [`${wellKnown.gcRefSnapshotPrefix}${snapshotter}`]: top }, lease);
+    await updateBlobLabels(svc.content, resolved.configDescriptor.digest, { [`${wellKnown.gcRefSnapshotPrefix}${snapshotter}`]: top }, callOptions(svc, lease));
     return { snapshotter, chainId: top, diffIds, config: resolved.configDescriptor, created };
   });
 }

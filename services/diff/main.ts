@@ -13,7 +13,7 @@ import { diffService } from "./service.ts";
 
 await runService("diff", async (server, ctx) => {
   const root = join(ctx.root, "diff");
-  const mounts = new TempMounts(join(root, "mounts"), native);
+  const mounts = new TempMounts(join(root, "mounts"));
   const swept = await mounts.sweep();
   if (swept > 0) ctx.log.info({ swept }, "removed mount points left by an earlier run");
   // Spool files of calls a crash interrupted are of no further use.

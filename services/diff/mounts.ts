@@ -1,18 +1,11 @@
 // Mount records (containerd.types.Mount) as the diff service meets them: which shape
 // can be written or read in place (a bind's source dir, an overlay's upper dir), and
-// mounting the rest on temporary directories with mount(2), the way containerd's
-// mount.All parses options.
+// mounting the rest on temporary directories (core/mounts.ts does the mounting).
 import { mkdir, mkdtemp, readdir, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import { invalidArgument } from "../../core/errors.ts";
+import { mountOne, unmountAll } from "../../core/mounts.ts";
 import type { Mount } from "../../core/gen/containerd/types/mount.ts";
-
-export interface MountSys {
-  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
-  umount(target: string, flags: number): void;
-  mountFlags: Readonly<Record<string, number>>;
-  umountFlags: Readonly<Record<string, number>>;
-}
 
 /** Options of an overlay mount record. */
 export interface OverlayOptions {
@@ -88,92 +81,12 @@ export function readOnlyMounts(mounts: Mount[]): Mount[] {
   });
 }
 
-/** containerd's option table: name → [clear?, flag name]. */
-const flagOptions: Record<string, [boolean, string[]]> = {
-  async: [true, ["MS_SYNCHRONOUS"]],
-  atime: [true, ["MS_NOATIME"]],
-  bind: [false, ["MS_BIND"]],
-  defaults: [false, []],
-  dev: [true, ["MS_NODEV"]],
-  diratime: [true, ["MS_NODIRATIME"]],
-  dirsync: [false, ["MS_DIRSYNC"]],
-  exec: [true, ["MS_NOEXEC"]],
-  mand: [false, ["MS_MANDLOCK"]],
-  noatime: [false, ["MS_NOATIME"]],
-  nodev: [false, ["MS_NODEV"]],
-  nodiratime: [false, ["MS_NODIRATIME"]],
-  noexec: [false, ["MS_NOEXEC"]],
-  nomand: [true, ["MS_MANDLOCK"]],
-  norelatime: [true, ["MS_RELATIME"]],
-  nostrictatime: [true, ["MS_STRICTATIME"]],
-  nosuid: [false, ["MS_NOSUID"]],
-  rbind: [false, ["MS_BIND", "MS_REC"]],
-  relatime: [false, ["MS_RELATIME"]],
-  remount: [false, ["MS_REMOUNT"]],
-  ro: [false, ["MS_RDONLY"]],
-  rw: [true, ["MS_RDONLY"]],
-  strictatime: [false, ["MS_STRICTATIME"]],
-  suid: [true, ["MS_NOSUID"]],
-  sync: [false, ["MS_SYNCHRONOUS"]],
-};
-
-const propagationOptions = new Set(["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"]);
-
-export function parseMountOptions(options: string[], flagValues: Readonly<Record<string, number>>): { flags: number; data: string } {
-  let flags = 0;
-  const data: string[] = [];
-  for (const option of options) {
-    const known = flagOptions[option];
-    if (known) {
-      const [clear, names] = known;
-      const value = names.reduce((acc, name) => acc | (flagValues[name] ?? 0), 0);
-      flags = clear ? flags & ~value : flags | value;
-    } else if (!propagationOptions.has(option)) {
-      data.push(option);
-    }
-  }
-  return { flags, data: data.join(",") };
-}
-
-/** Mounts one record at target (bind + ro needs the remount containerd also does). */
-export function mountOne(sys: MountSys, m: Mount, target: string): void {
-  const { flags, data } = parseMountOptions(m.options, sys.mountFlags);
-  const f = sys.mountFlags;
-  sys.mount(m.source, target, m.type, flags & ~f.MS_REMOUNT!, data === "" ? null : data);
-  if ((flags & f.MS_BIND!) !== 0 && (flags & f.MS_RDONLY!) !== 0) {
-    sys.mount(null, target, null, flags | f.MS_REMOUNT!, null);
-  }
-}
-
-/** Unmounts, retrying busy mounts briefly, then detaching. */
-export async function unmountAll(sys: MountSys, target: string): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      sys.umount(target, 0);
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code === "EINVAL") return; // nothing (more) mounted there
-      if (code === "EBUSY" && attempt < 20) {
-        await new Promise((r) => setTimeout(r, 25));
-        continue;
-      }
-      if (code === "EBUSY") {
-        sys.umount(target, sys.umountFlags.MNT_DETACH!);
-        return;
-      }
-      throw err;
-    }
-  }
-}
-
 /** Temp mount points under one directory of the service's own. */
 export class TempMounts {
   private readonly base: string;
-  private readonly sys: MountSys;
 
-  constructor(base: string, sys: MountSys) {
+  constructor(base: string) {
     this.base = base;
-    this.sys = sys;
   }
 
   /** Detaches and removes mount points a crashed run left behind. */
@@ -182,7 +95,7 @@ export class TempMounts {
     let swept = 0;
     for (const name of await readdir(this.base)) {
       const dir = join(this.base, name);
-      await unmountAll(this.sys, dir).catch(() => {});
+      await unmountAll(dir, { detachBusy: true }).catch(() => {});
       await rmdir(dir).then(() => swept++).catch(() => {});
     }
     return swept;
@@ -196,7 +109,7 @@ export class TempMounts {
     try {
       for (const m of mounts) {
         try {
-          mountOne(this.sys, m, dir);
+          await mountOne(m, dir);
         } catch (err) {
           throw invalidArgument(`mount ${m.type} ${m.source} [${m.options.join(",")}]: ${(err as Error).message}`);
         }
@@ -204,7 +117,7 @@ export class TempMounts {
       }
       return await fn(dir);
     } finally {
-      if (mounted > 0) await unmountAll(this.sys, dir);
+      if (mounted > 0) await unmountAll(dir, { detachBusy: true });
       await rmdir(dir).catch(() => {});
     }
   }

@@ -21,7 +21,8 @@ import { changesToTar, overlayUpperChanges, treeChanges, UpperDirNotPortable, ty
 import { unpackLayer } from "../../core/tar/layer.ts";
 import type { LayerSys } from "../../core/tar/sys.ts";
 import { applyTarget, overlayOptions, readOnlyMounts, viewLayers, type ApplyTarget, type TempMounts } from "./mounts.ts";
-import { fromContentError, spoolBlob, uniqueRef, writeStream } from "./content-io.ts";
+import { updateBlobLabels, writeBlob } from "../../core/content-client.ts";
+import { fromContentError, spoolBlob, uniqueRef } from "./content-io.ts";
 
 export const uncompressedLabel = "containerd.io/uncompressed";
 
@@ -146,21 +147,22 @@ export function diffService(deps: DiffDeps): DiffServiceImplementation {
           pipeline(Readable.from(source), codec, () => {});
           source = codec;
         }
-        const result = await writeStream(
+        // Unknown length and digest: written from offset 0, hashed on the way, aborted on failure.
+        const result = await writeBlob(
           deps.content,
           source,
-          { ref, labels: () => ({ ...request.labels, [uncompressedLabel]: diffId }) },
+          { ref, labels: () => ({ ...request.labels, [uncompressedLabel]: diffId }), abortOnFailure: true },
           callOptions,
-        );
+        ).catch((err) => {
+          throw fromContentError(err, `content write of ${ref}`);
+        });
         return { ...result, diffId };
       });
       if (written.existed) {
         // containerd keeps the existing blob but makes sure it names its diff id.
-        await deps.content
-          .update({ info: { digest: written.digest, size: 0n, createdAt: undefined, updatedAt: undefined, labels: { [uncompressedLabel]: written.diffId } }, updateMask: [`labels.${uncompressedLabel}`] }, callOptions)
-          .catch((err) => {
-            throw fromContentError(err, `content digest ${written.digest}`);
-          });
+        await updateBlobLabels(deps.content, written.digest, { [uncompressedLabel]: written.diffId }, callOptions).catch((err) => {
+          throw fromContentError(err, `content digest ${written.digest}`);
+        });
       }
       deps.log.debug({ digest: written.digest, diffId: written.diffId, size: written.size }, "diff written");
       return { diff: { mediaType, digest: written.digest, size: BigInt(written.size), annotations: {} } };

@@ -2,13 +2,13 @@
 // which services exist and can tell whether each is answering.
 import { randomUUID } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import { join } from "node:path";
 import type { IntrospectionServiceImplementation, Plugin } from "../../core/gen/containerd/services/introspection/v1/introspection.ts";
 import type { VersionServiceImplementation } from "../../core/gen/containerd/services/version/v1/version.ts";
 import { fieldsAndLabels, parseFilters } from "../../core/filters.ts";
 import { grpcRoutes } from "../../core/routes.ts";
 import packageJson from "../../package.json" with { type: "json" };
+import { socketAccepts } from "../../core/socket.ts";
 
 export const berthVersion = `v${packageJson.version}`;
 
@@ -25,17 +25,6 @@ export function loadServerUuid(root: string): string {
     renameSync(`${file}.tmp`, file);
     return uuid;
   }
-}
-
-function answers(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const conn = net.connect(socket);
-    conn.once("connect", () => {
-      conn.destroy();
-      resolve(true);
-    });
-    conn.once("error", () => resolve(false));
-  });
 }
 
 export const versionService: VersionServiceImplementation = {
@@ -56,7 +45,7 @@ export function introspectionService(uuid: string, socketOf: (process: string) =
         // containerd.services.content.v1.Content → id "content"
         const id = service.split(".")[2] ?? service;
         const plugin: Partial<Plugin> = { type: "io.containerd.grpc.v1", id, exports: { process } };
-        if (!(await answers(socketOf(process)))) {
+        if (!(await socketAccepts(socketOf(process)))) {
           plugin.initErr = { code: 14, message: `service process ${process} is not running`, details: [] };
         }
         if (match(fieldsAndLabels({ type: plugin.type, id }, {}))) plugins.push(plugin);

@@ -6,8 +6,8 @@ import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
 import { promisify } from "node:util";
-import type { Mount } from "../gen/containerd/types/mount.ts";
-import { mount as sysMount, mountFlags, nativeAddon, umount as sysUmount } from "../../native/index.ts";
+import type { Mount } from "./gen/containerd/types/mount.ts";
+import { mount as sysMount, mountFlags, nativeAddon, umount as sysUmount, umountFlags } from "../native/index.ts";
 
 const run = promisify(execFile);
 
@@ -123,39 +123,54 @@ async function mountCommand(m: Mount, target: string): Promise<void> {
   }
 }
 
+/** Mounts one record on `target`. A failed mount(2) throws the addon's fs-style error (with its code). */
+export async function mountOne(m: Mount, target: string): Promise<void> {
+  if (nativeAvailable()) mountNative(m, target);
+  else await mountCommand(m, target);
+}
+
 /** mount.All: each Mount on `target`, in order. */
 export async function mountAll(mounts: readonly Mount[], target: string): Promise<void> {
-  const native = nativeAvailable();
   for (const m of mounts) {
-    if (!native) {
-      await mountCommand(m, target);
-      continue;
-    }
     try {
-      mountNative(m, target);
+      await mountOne(m, target);
     } catch (err) {
+      if (err instanceof MountError) throw err;
       throw new MountError(`failed to mount ${target} (type ${m.type}, source ${m.source}, options ${m.options.join(",")}): ${(err as Error).message}`);
     }
   }
 }
 
-/** mount.UnmountAll: unmount until nothing is mounted at `target` (a missing target is fine). */
-export async function unmountAll(target: string): Promise<void> {
+/**
+ * mount.UnmountAll: unmount until nothing is mounted at `target` (a missing target is
+ * fine). A busy mount is retried briefly; with `detachBusy` it is then detached (lazy
+ * unmount) rather than reported.
+ */
+export async function unmountAll(target: string, options: { detachBusy?: boolean } = {}): Promise<void> {
   const native = nativeAvailable();
-  for (let i = 0; i < 64 && isMountPoint(target); i++) {
-    if (native) {
+  for (let i = 0, busy = 0; i < 64; i++) {
+    if (!native) {
+      if (!isMountPoint(target)) return;
       try {
-        sysUmount(target, 0);
+        await run("umount", [target]);
       } catch (err) {
-        throw new MountError(`failed to unmount ${target}: ${(err as Error).message}`);
+        const stderr = (err as { stderr?: string }).stderr?.trim();
+        throw new MountError(`umount ${target}: ${stderr || (err as Error).message}`);
       }
       continue;
     }
     try {
-      await run("umount", [target]);
+      sysUmount(target, 0);
     } catch (err) {
-      const stderr = (err as { stderr?: string }).stderr?.trim();
-      throw new MountError(`umount ${target}: ${stderr || (err as Error).message}`);
+      const code = (err as { code?: string }).code;
+      // EINVAL: nothing (more) is mounted there.
+      if (code === "EINVAL" || code === "ENOENT") return;
+      if (code === "EBUSY" && busy++ < 20) {
+        await new Promise((r) => setTimeout(r, 25));
+        continue;
+      }
+      if (code !== "EBUSY" || !options.detachBusy) throw new MountError(`failed to unmount ${target}: ${(err as Error).message}`);
+      sysUmount(target, umountFlags.MNT_DETACH);
     }
   }
 }
