@@ -30,7 +30,7 @@ import { descriptorJson, goJson, parseDockerArchiveManifest, parseIndex, type De
 import { allPlatforms, defaultPlatformMatcher, onlyPlatformStrict, parsePlatform, type Platform, type PlatformMatcher } from "./platform.ts";
 import { normalizeDockerRef, ociReferenceName, refTranslator, ReferenceError } from "./reference.ts";
 import { childrenOf, filterPlatforms, imagePlatforms } from "./resolve.ts";
-import { isNotFound } from "../grpc-client.ts";
+import { isAlreadyExists, isNotFound } from "../grpc-client.ts";
 import { callOptions, type ImageServices } from "./services.ts";
 import { removeSnapshots, resolveSnapshotter, unpackImage, type UnpackResult } from "./unpack.ts";
 import { sha256Digest } from "../digest.ts";
@@ -358,11 +358,18 @@ async function saveImage(svc: ImageServices, image: ImportedImage, lease: string
     labels: {},
     target: { mediaType: image.target.mediaType, digest: image.target.digest, size: BigInt(image.target.size), annotations: image.target.annotations ?? {} },
   };
+  const update = () => svc.images.update({ image: record, updateMask: ["target"] }, callOptions(svc, lease));
   try {
-    await svc.images.update({ image: record, updateMask: ["target"] }, callOptions(svc, lease));
+    await update();
   } catch (err) {
     if (!isNotFound(err)) throw err;
-    await svc.images.create({ image: record }, callOptions(svc, lease));
+    try {
+      await svc.images.create({ image: record }, callOptions(svc, lease));
+    } catch (createErr) {
+      // A concurrent import created it between our Update and Create: update that one.
+      if (!isAlreadyExists(createErr)) throw createErr;
+      await update();
+    }
   }
 }
 
