@@ -6,26 +6,19 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Metadata, Status, type CompatServiceDefinition } from "nice-grpc";
-import { startDaemon, closeFreshChannels, distDir, freshClient, grpcError, run, sleep, tableRows, type Daemon, type RunResult } from "./harness.ts";
+import { startDaemon, closeFreshChannels, freshClient, grpcError, run, sleep, tableRows, type Daemon, type RunResult } from "./harness.ts";
 import { NamespacesDefinition } from "../core/gen/containerd/services/namespaces/v1/namespace.ts";
 import { LeasesDefinition } from "../core/gen/containerd/services/leases/v1/leases.ts";
 import { EventsDefinition, type Envelope } from "../core/gen/containerd/services/events/v1/events.ts";
 import { NamespaceCreate } from "../core/gen/containerd/events/namespace.ts";
 
-const built = (name: string) => existsSync(join(distDir, `${name}.js`));
-
 let d: Daemon;
 
-/** The socket serving a service: the gateway when it is built, else the service's own. */
-function addressFor(service: string): string {
-  return built("gateway") ? d.address : join(d.state, "services", `${service}.sock`);
+function ctr(args: string[], namespace = "default", input?: string | Buffer): RunResult {
+  return run("ctr", ["--address", d.address, "--namespace", namespace, ...args], input);
 }
 
-function ctr(args: string[], namespace = "default", service = "metadata", input?: string | Buffer): RunResult {
-  return run("ctr", ["--address", addressFor(service), "--namespace", namespace, ...args], input);
-}
-
-const client = <D extends CompatServiceDefinition>(definition: D) => freshClient(definition, addressFor("metadata"));
+const client = <D extends CompatServiceDefinition>(definition: D) => freshClient(definition, d.address);
 
 const ns = (namespace: string) => ({ metadata: Metadata({ "containerd-namespace": namespace }) });
 
@@ -132,12 +125,11 @@ describe("leases through ctr", () => {
 });
 
 describe("namespace holders", () => {
-  test("a namespace whose content still holds a blob cannot be removed", { skip: !built("content") && "content service not built" }, () => {
-    // Buffer, not string: the harness runs children with encoding "buffer".
+  test("a namespace whose content still holds a blob cannot be removed", () => {
     const data = Buffer.from(`metadata test blob ${Date.now()}\n`);
-    const ingested = ctr(["content", "ingest", "r1"], "y", "content", data);
+    const ingested = ctr(["content", "ingest", "r1"], "y", data);
     assert.equal(ingested.code, 0, ingested.stderr);
-    const listed = ctr(["content", "ls", "-q"], "y", "content");
+    const listed = ctr(["content", "ls", "-q"], "y");
     const digest = listed.stdout.trim().split("\n")[0]!;
     assert.match(digest, /^sha256:[a-f0-9]{64}$/, listed.stdout + listed.stderr);
 
@@ -145,7 +137,7 @@ describe("namespace holders", () => {
     assert.notEqual(blocked.code, 0);
     assert.match(blocked.stderr, /namespace "y" must be empty, but it still has 1 blob: failed precondition/);
 
-    const removedBlob = ctr(["content", "rm", digest], "y", "content");
+    const removedBlob = ctr(["content", "rm", digest], "y");
     assert.equal(removedBlob.code, 0, removedBlob.stderr);
     const removed = ctr(["ns", "rm", "y"]);
     assert.equal(removed.code, 0, removed.stderr);
@@ -176,7 +168,7 @@ describe("namespace holders", () => {
 
 describe("events", () => {
   test("ctr events sees a namespace created by another ctr process", async () => {
-    const events: ChildProcess = spawn("ctr", ["--address", addressFor("metadata"), "events"], { stdio: ["ignore", "pipe", "pipe"] });
+    const events: ChildProcess = spawn("ctr", ["--address", d.address, "events"], { stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     events.stdout!.on("data", (chunk) => (output += chunk));
     events.stderr!.on("data", (chunk) => (output += chunk));
