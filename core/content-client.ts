@@ -15,6 +15,8 @@ import {
 } from "./gen/containerd/services/content/v1/content.ts";
 
 const chunkSize = 1024 * 1024;
+/** WRITE messages sent ahead of their replies. */
+const writesInFlight = 3;
 /** How long an open is retried while another stream holds the ref. */
 const lockWaitMs = 30_000;
 
@@ -99,6 +101,10 @@ export class RequestQueue<T> implements AsyncIterable<T> {
 
 interface WriteStream {
   send(request: DeepPartial<WriteContentRequest>): Promise<WriteContentResponse>;
+  /** Queues a request without waiting for its reply (see receive). */
+  post(request: DeepPartial<WriteContentRequest>): void;
+  /** The next reply, in request order. */
+  receive(): Promise<WriteContentResponse>;
   /** Ends the request side and waits for the server to end the stream. */
   finish(): Promise<void>;
   /** Drops the stream (the ingest stays on the server for a later resume or an abort). */
@@ -110,13 +116,20 @@ function openStream(content: ContentClient, ref: string, call: CallOptions): Wri
   const requests = new RequestQueue<DeepPartial<WriteContentRequest>>();
   const signal = call.signal ? AbortSignal.any([call.signal, abort.signal]) : abort.signal;
   const responses = content.write(requests, { ...call, signal })[Symbol.asyncIterator]();
+  const receive = async () => {
+    const next = await responses.next();
+    if (next.done) throw new Error(`content write of ${ref}: stream ended early`);
+    return next.value;
+  };
   return {
     async send(request) {
       requests.push(request);
-      const next = await responses.next();
-      if (next.done) throw new Error(`content write of ${ref}: stream ended early`);
-      return next.value;
+      return receive();
     },
+    post(request) {
+      requests.push(request);
+    },
+    receive,
     async finish() {
       requests.close();
       // containerd may repeat the commit reply before it ends the stream.
@@ -203,6 +216,53 @@ export interface WrittenBlob {
   existed: boolean;
 }
 
+/** The commit failure as containerd's content.Copy words it. */
+function commitFailure(err: unknown, ref: string): unknown {
+  return err instanceof ClientError ? new ClientError(err.path, err.code, `failed commit on ref ${JSON.stringify(ref)}: commit failed: ${err.details}`) : err;
+}
+
+/**
+ * A blob that fits one message goes in one round trip: the first (and only) request
+ * is a COMMIT carrying the data, total and digest (the protocol allows data on a
+ * commit, and any action on the first request). Each round trip costs 0.4-0.7 ms of
+ * CPU in every process on the path (measured); STAT, WRITE, COMMIT made three. Sending
+ * from offset 0 replaces whatever a stale ingest under the ref held.
+ */
+async function writeSmallBlob(content: ContentClient, data: Buffer, options: WriteBlobOptions, call: CallOptions): Promise<WrittenBlob> {
+  const { ref } = options;
+  const total = BigInt(options.total ?? data.length);
+  // Fewer bytes than promised fail here, as the streaming path does; more fail the commit.
+  if (total > BigInt(data.length)) throw new Error("failed to read expected number of bytes: unexpected EOF");
+  const digest = options.expected || `sha256:${createHash("sha256").update(data).digest("hex")}`;
+  const labels = typeof options.labels === "function" ? options.labels() : (options.labels ?? {});
+  const request = { action: WriteAction.COMMIT, ref, total, offset: 0n, expected: digest, labels, data };
+  let committed: WriteContentResponse;
+  const started = Date.now();
+  for (let backoff = 16; ; backoff = Math.min(backoff * 2, 2048)) {
+    const stream = openStream(content, ref, call);
+    try {
+      committed = await stream.send(request);
+      await stream.finish();
+      break;
+    } catch (err) {
+      if (isAlreadyExists(err)) return { digest, size: data.length, existed: true };
+      if (grpcCode(err) === Status.UNAVAILABLE && Date.now() - started <= lockWaitMs) {
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * backoff));
+        continue;
+      }
+      // UNAVAILABLE means another stream holds the ref: its ingest is not ours to abort.
+      if (options.abortOnFailure && grpcCode(err) !== Status.UNAVAILABLE) await content.abort({ ref }, call).catch(() => {});
+      // Only the commit itself fails with FAILED_PRECONDITION (size or digest); opening the ref fails otherwise.
+      throw grpcCode(err) === Status.FAILED_PRECONDITION ? commitFailure(err, ref) : err;
+    } finally {
+      stream.cancel();
+    }
+  }
+  if (committed.offset !== total) throw new Error(`unexpected size: ${committed.offset} != ${total}`);
+  if (committed.digest !== digest) throw new Error(`unexpected digest: ${committed.digest} != ${digest}`);
+  return { digest, size: data.length, existed: false };
+}
+
 /**
  * content.WriteBlob: open the ref (stating total and expected digest), skip what the
  * server already holds where that is safe, write the rest in 1 MiB messages in lockstep,
@@ -216,6 +276,7 @@ export async function writeBlob(
   options: WriteBlobOptions,
   call: CallOptions,
 ): Promise<WrittenBlob> {
+  if (Buffer.isBuffer(source) && source.length <= chunkSize && !options.resume) return writeSmallBlob(content, source, options, call);
   const { ref } = options;
   const expected = options.expected ?? "";
   const total = BigInt(options.total ?? (Buffer.isBuffer(source) ? source.length : 0));
@@ -227,11 +288,21 @@ export async function writeBlob(
     // The server may already hold every byte (the blob is in the shared store): then only the commit is needed.
     const complete = expected !== "" && total > 0n && opened.offset === total;
     let offset = complete || options.resume ? opened.offset : 0n;
+    // WRITE messages are pipelined: the service handles a stream's requests in order and
+    // answers each, so the next piece can travel while the last is written and hashed.
+    const expectedOffsets: bigint[] = [];
+    const nextReply = async () => {
+      const want = expectedOffsets.shift()!;
+      const reply = await stream.receive();
+      if (reply.offset !== want) throw new Error(`content write of ${ref}: service is at offset ${reply.offset}, expected ${want}`);
+    };
     for await (const data of pieces(source, offset, hash)) {
-      const reply = await stream.send({ action: WriteAction.WRITE, ref, offset, data });
+      stream.post({ action: WriteAction.WRITE, ref, offset, data });
       offset += BigInt(data.length);
-      if (reply.offset !== offset) throw new Error(`content write of ${ref}: service is at offset ${reply.offset}, expected ${offset}`);
+      expectedOffsets.push(offset);
+      if (expectedOffsets.length >= writesInFlight) await nextReply();
     }
+    while (expectedOffsets.length > 0) await nextReply();
     // Nothing sent from offset 0: a stale partial ingest under this ref must still be truncated.
     if (offset === 0n && opened.offset > 0n) await stream.send({ action: WriteAction.WRITE, ref, offset: 0n, data: Buffer.alloc(0) });
     if (total !== 0n && offset < total) throw new Error("failed to read expected number of bytes: unexpected EOF");
@@ -242,8 +313,7 @@ export async function writeBlob(
       committed = await stream.send({ action: WriteAction.COMMIT, ref, total, offset, expected: digest, labels });
     } catch (err) {
       if (isAlreadyExists(err)) return { digest, size: Number(offset), existed: true };
-      if (err instanceof ClientError) throw new ClientError(err.path, err.code, `failed commit on ref ${JSON.stringify(ref)}: commit failed: ${err.details}`);
-      throw err;
+      throw commitFailure(err, ref);
     }
     if (total !== 0n && committed.offset !== total) throw new Error(`unexpected size: ${committed.offset} != ${total}`);
     if (committed.digest !== digest) throw new Error(`unexpected digest: ${committed.digest} != ${digest}`);

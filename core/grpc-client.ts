@@ -2,7 +2,8 @@
 // The client middleware carries the active trace context in the metadata.
 import { ClientError, createChannel, createClientFactory, Metadata, Status, type Channel, type ClientMiddlewareCall, type CallOptions, type CompatServiceDefinition, type Client } from "nice-grpc";
 import { injectContext, telemetryEnabled } from "./telemetry.ts";
-import { namespaceHeader, leaseHeader } from "./grpc-server.ts";
+import { namespaceHeader, leaseHeader } from "./headers.ts";
+import { flowControlWindow } from "./flow-control.ts";
 
 async function* traceContextMiddleware<Req, Res>(call: ClientMiddlewareCall<Req, Res>, options: CallOptions) {
   const metadata = Metadata(options.metadata);
@@ -18,6 +19,7 @@ export function unixChannel(socketPath: string): Channel {
     channel = createChannel(`unix://${socketPath}`, undefined, {
       "grpc.max_receive_message_length": 16 * 1024 * 1024,
       "grpc.max_send_message_length": 16 * 1024 * 1024,
+      "grpc-node.flow_control_window": flowControlWindow,
     });
     channels.set(socketPath, channel);
   }

@@ -11,9 +11,11 @@ import { parseServicePaths, serviceSocketPath, type Paths } from "./config.ts";
 import { extractContext, initTelemetry, stopTelemetry, telemetryEnabled, tracer } from "./telemetry.ts";
 import { validateIdentifier } from "./identifiers.ts";
 import { failedPrecondition } from "./errors.ts";
+import { widenGrpcServerWindows } from "./flow-control.ts";
 
-export const namespaceHeader = "containerd-namespace";
-export const leaseHeader = "containerd-lease";
+import { namespaceHeader, leaseHeader } from "./headers.ts";
+
+export { namespaceHeader, leaseHeader };
 
 /** The call's namespace (containerd-namespace metadata), validated. */
 export function namespaceOf(ctx: CallContext): string {
@@ -84,6 +86,7 @@ export interface ServiceHandle {
 
 /** Listens on a UNIX socket that only root (and the socket's group) may use. */
 export async function listenUnix(server: Server, path: string): Promise<void> {
+  widenGrpcServerWindows();
   mkdirSync(dirname(path), { recursive: true, mode: 0o711 });
   rmSync(path, { force: true });
   await server.listen(`unix://${path}`);

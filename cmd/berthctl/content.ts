@@ -1,6 +1,6 @@
 // berthctl content: ls, get, ingest, rm, label — as ctr content.
 import type { Command } from "commander";
-import { ContentDefinition } from "../../core/gen/containerd/services/content/v1/content.ts";
+import { BulkContentDefinition } from "../../core/content-codec.ts";
 import { isDigest } from "../../core/digest.ts";
 import { millisFromTimestamp } from "../../core/timestamp.ts";
 import { readBlob, writeBlob } from "../../core/content-client.ts";
@@ -31,7 +31,7 @@ export function registerContent(program: Command, session: (cmd: Command) => Ses
       // ctr's content ls is the one table it pads with tabs.
       const table = new Table("\t").line("DIGEST\tSIZE\tAGE\tLABELS");
       const quiet: string[] = [];
-      for await (const batch of s.client(ContentDefinition).list({ filters }, s.call())) {
+      for await (const batch of s.client(BulkContentDefinition).list({ filters }, s.call())) {
         for (const info of batch.info) {
           if (opts.quiet) {
             quiet.push(`${info.digest}\n`);
@@ -51,7 +51,7 @@ export function registerContent(program: Command, session: (cmd: Command) => Ses
     .allowExcessArguments() // ctr reads the first digest and ignores the rest
     .action(async (digest: string | undefined, _opts: unknown, cmd: Command) => {
       const s = session(cmd);
-      for await (const data of readBlob(s.client(ContentDefinition), parseDigestArg(digest), s.call())) await writeOut(data);
+      for await (const data of readBlob(s.client(BulkContentDefinition), parseDigestArg(digest), s.call())) await writeOut(data);
     });
 
   content
@@ -68,7 +68,7 @@ export function registerContent(program: Command, session: (cmd: Command) => Ses
       if (!ref) throw new CommandError("must specify a transaction reference");
       const s = session(cmd);
       // As ctr: resume an interrupted ingest of the ref; a failed one stays for the next try.
-      await writeBlob(s.client(ContentDefinition), process.stdin, { ref, total: BigInt(opts.expectedSize.trim()), expected: opts.expectedDigest, resume: true }, s.call());
+      await writeBlob(s.client(BulkContentDefinition), process.stdin, { ref, total: BigInt(opts.expectedSize.trim()), expected: opts.expectedDigest, resume: true }, s.call());
     });
 
   content
@@ -78,7 +78,7 @@ export function registerContent(program: Command, session: (cmd: Command) => Ses
     .argument("[digests...]")
     .action(async (digests: string[], _opts: unknown, cmd: Command) => {
       const s = session(cmd);
-      const client = s.client(ContentDefinition);
+      const client = s.client(BulkContentDefinition);
       let firstError: unknown;
       for (const arg of digests) {
         if (!isDigest(arg)) {
@@ -111,7 +111,7 @@ export function registerContent(program: Command, session: (cmd: Command) => Ses
     .action(async (digestArg: string | undefined, args: string[], _opts: unknown, cmd: Command) => {
       const digest = parseDigestArg(digestArg);
       const s = session(cmd);
-      const client = s.client(ContentDefinition);
+      const client = s.client(BulkContentDefinition);
       const labels = labelArgs(args);
       const paths = Object.keys(labels).map((key) => `labels.${key}`);
       const set = Object.fromEntries(Object.entries(labels).filter(([, value]) => value !== ""));

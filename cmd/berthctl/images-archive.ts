@@ -1,5 +1,6 @@
 // berthctl images import / export / unpack / mount / unmount — as ctr's, on top
-// of the image library in core/image.
+// of the image library in core/image, which is loaded only when one of these commands
+// runs (every berthctl start would otherwise pay for initialising it and tar-stream).
 import { createWriteStream } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
@@ -7,13 +8,16 @@ import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import type { Command } from "commander";
 import { Option } from "commander";
-import { connectImageServices, exportImages, importArchive, mountImage, onlyPlatformStrict, parsePlatform, unmountImage, unpackImage, defaultPlatformMatcher, type ImageServices } from "../../core/image/index.ts";
+import type { ImageServices } from "../../core/image/index.ts";
+import { defaultPlatformMatcher, onlyPlatformStrict, parsePlatform } from "../../core/image/platform.ts";
 import { CommandError, writeOut } from "./output.ts";
 import type { Session } from "./session.ts";
 
-function servicesOf(session: Session): ImageServices {
+const imageLibrary = () => import("../../core/image/index.ts");
+
+async function servicesOf(session: Session): Promise<ImageServices> {
   const signal = session.call().signal as AbortSignal | undefined;
-  return connectImageServices(session.address, session.namespace, signal);
+  return (await imageLibrary()).connectImageServices(session.address, session.namespace, signal);
 }
 
 const snapshotterOption = () =>
@@ -54,7 +58,7 @@ async function exportToFile(svc: ImageServices, out: string, names: string[], fl
   const file = createWriteStream(temp, { flags: "wx", mode: 0o644 });
   await once(file, "open");
   try {
-    await exportImages(svc, file, names, exportOptions(flags));
+    await (await imageLibrary()).exportImages(svc, file, names, exportOptions(flags));
     file.end();
     await once(file, "finish");
     await rename(temp, out);
@@ -92,9 +96,9 @@ export function registerImagesArchive(program: Command, session: (cmd: Command) 
       if (!input) throw new CommandError("please provide an input file or - for stdin");
       if (flags.skipDigestForNamed && !flags.digests) throw new CommandError("--skip-digest-for-named must be specified with --digests option");
       if (flags.platform) parsePlatform(flags.platform);
-      const svc = servicesOf(session(cmd));
+      const svc = await servicesOf(session(cmd));
       const stream = await inputStream(input);
-      await importArchive(svc, stream, {
+      await (await imageLibrary()).importArchive(svc, stream, {
         ...(flags.platform ? { platform: flags.platform } : {}),
         allPlatforms: Boolean(flags.allPlatforms),
         ...(flags.baseName ? { namePrefix: flags.baseName } : {}),
@@ -127,9 +131,9 @@ export function registerImagesArchive(program: Command, session: (cmd: Command) 
           throw new CommandError(`invalid platform "${p}": ${(err as Error).message}`);
         }
       }
-      const svc = servicesOf(session(cmd));
+      const svc = await servicesOf(session(cmd));
       if (out === "-") {
-        await exportImages(svc, process.stdout, names, exportOptions(flags));
+        await (await imageLibrary()).exportImages(svc, process.stdout, names, exportOptions(flags));
         return;
       }
       await exportToFile(svc, out, names, flags);
@@ -144,12 +148,12 @@ export function registerImagesArchive(program: Command, session: (cmd: Command) 
     .action(async (name: string | undefined, flags: { platform?: string; snapshotter: string }, cmd: Command) => {
       if (!name) throw new CommandError("please provide an image reference to unpack");
       const s = session(cmd);
-      const svc = servicesOf(s);
+      const svc = await servicesOf(s);
       const matcher = flags.platform ? onlyPlatformStrict(parsePlatform(flags.platform)) : defaultPlatformMatcher();
       const { image } = await svc.images.get({ name }, s.call());
       const t = image!.target!;
       await writeOut(`unpacking ${name} (${t.digest})...`);
-      await unpackImage(svc, { mediaType: t.mediaType, digest: t.digest, size: Number(t.size), annotations: t.annotations }, { snapshotter: flags.snapshotter, platform: matcher });
+      await (await imageLibrary()).unpackImage(svc, { mediaType: t.mediaType, digest: t.digest, size: Number(t.size), annotations: t.annotations }, { snapshotter: flags.snapshotter, platform: matcher });
       await writeOut("done\n");
     });
 
@@ -164,8 +168,8 @@ export function registerImagesArchive(program: Command, session: (cmd: Command) 
     .action(async (name: string | undefined, target: string | undefined, flags: { rw?: boolean; platform?: string; snapshotter: string }, cmd: Command) => {
       if (!name) throw new CommandError("please provide an image reference to mount");
       if (!target) throw new CommandError("please provide a target path to mount to");
-      const svc = servicesOf(session(cmd));
-      const result = await mountImage(svc, name, target, {
+      const svc = await servicesOf(session(cmd));
+      const result = await (await imageLibrary()).mountImage(svc, name, target, {
         ...(flags.snapshotter ? { snapshotter: flags.snapshotter } : {}),
         ...(flags.platform ? { platform: flags.platform } : {}),
         rw: Boolean(flags.rw),
@@ -181,8 +185,8 @@ export function registerImagesArchive(program: Command, session: (cmd: Command) 
     .argument("[target]")
     .action(async (target: string | undefined, flags: { rm?: boolean; snapshotter: string }, cmd: Command) => {
       if (!target) throw new CommandError("please provide a target path to unmount from");
-      const svc = servicesOf(session(cmd));
-      await unmountImage(svc, target, { remove: Boolean(flags.rm), ...(flags.snapshotter ? { snapshotter: flags.snapshotter } : {}) });
+      const svc = await servicesOf(session(cmd));
+      await (await imageLibrary()).unmountImage(svc, target, { remove: Boolean(flags.rm), ...(flags.snapshotter ? { snapshotter: flags.snapshotter } : {}) });
       await writeOut(`${target}\n`);
     });
 }

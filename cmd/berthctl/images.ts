@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import type { Command } from "commander";
 import { ImagesDefinition, type Image } from "../../core/gen/containerd/services/images/v1/images.ts";
 import { LeasesDefinition } from "../../core/gen/containerd/services/leases/v1/leases.ts";
-import { ContentDefinition } from "../../core/gen/containerd/services/content/v1/content.ts";
+import { BulkContentDefinition } from "../../core/content-codec.ts";
 import { readBlobBytes } from "../../core/content-client.ts";
 import { formatPlatform } from "../../core/image/platform.ts";
 import { imagePlatforms, imageSize, type BlobReader } from "./image-walk.ts";
@@ -18,7 +18,7 @@ function cachedReader(session: Session): BlobReader {
   return (digest) => {
     let blob = blobs.get(digest);
     if (!blob) {
-      blob = readBlobBytes(session.client(ContentDefinition), digest, session.call());
+      blob = readBlobBytes(session.client(BulkContentDefinition), digest, session.call());
       blobs.set(digest, blob);
     }
     return blob;

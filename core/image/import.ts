@@ -9,6 +9,9 @@
 // layer is held in memory or copied to a temp file. A Docker layer's digest is not
 // known up front, and needs not be: Content/Write commits without an expected
 // digest and the server reports the one it computed (we check it against ours).
+// Small files (JSON documents, Docker's legacy files) are read whole and written
+// while the archive reading goes on: each Content/Write costs several round trips,
+// which then overlap instead of adding up.
 //
 // Differences from ctr, on purpose (Berth has no garbage collector yet, and a
 // refused archive must leave nothing behind):
@@ -31,7 +34,7 @@ import { allPlatforms, defaultPlatformMatcher, onlyPlatformStrict, parsePlatform
 import { normalizeDockerRef, ociReferenceName, refTranslator, ReferenceError } from "./reference.ts";
 import { childrenOf, filterPlatforms, imagePlatforms } from "./resolve.ts";
 import { isAlreadyExists, isNotFound } from "../grpc-client.ts";
-import { callOptions, type ImageServices } from "./services.ts";
+import { callOptions, withDocumentCache, type ImageServices } from "./services.ts";
 import { removeSnapshots, resolveSnapshotter, unpackImage, type UnpackResult } from "./unpack.ts";
 import { sha256Digest } from "../digest.ts";
 
@@ -114,6 +117,23 @@ function digestOfPath(path: string): string {
   return `sha256:${m[2]}`;
 }
 
+/** Archive files up to this size are read whole and written in the background. */
+const smallBlob = 1024 * 1024;
+/** Background writes of small files at a time. */
+const writesInFlight = 8;
+
+/** Stores a small archive file, already read, as a blob. */
+async function ingestBytes(state: ImportState, path: string, bytes: Buffer): Promise<ArchiveBlob> {
+  const expected = digestOfPath(path);
+  if (expected !== "") {
+    const digest = sha256Digest(bytes);
+    if (digest !== expected) throw new ArchiveError(`blob "${path}": digest mismatch: its content hashes to ${digest}`);
+  }
+  const written = await writeBlob(state.svc.content, bytes, { ref: `tar-${path}`, total: bytes.length, expected, abortOnFailure: true }, callOptions(state.svc, state.lease));
+  if (!written.existed) state.fresh.add(written.digest);
+  return { digest: written.digest, size: bytes.length, compression: detectCompression(bytes.subarray(0, 16)) };
+}
+
 /** Stores one archive file as a blob; `keep` also returns its bytes (small JSON documents). */
 async function ingestEntry(state: ImportState, entry: ArchiveEntry, keep = false): Promise<ArchiveBlob & { bytes?: Buffer }> {
   if (keep && entry.size > jsonLimit) throw new ArchiveError(`archive entry "${entry.path}" is ${entry.size} bytes, more than the ${jsonLimit} allowed`);
@@ -142,24 +162,45 @@ async function ingestEntry(state: ImportState, entry: ArchiveEntry, keep = false
 
 async function readContents(state: ImportState, input: AsyncIterable<Buffer | string>): Promise<ArchiveContents> {
   const contents: ArchiveContents = { blobs: new Map(), links: new Map() };
-  for await (const entry of readArchive(input)) {
-    if (entry.type === "symlink") {
-      contents.links.set(entry.path, symlinkTarget(entry.path, entry.linkname));
-      continue;
+  // Every blob in archive order (a later entry of the same path wins, as before).
+  const blobs: [string, Promise<ArchiveBlob>][] = [];
+  const inFlight = new Set<Promise<unknown>>();
+  try {
+    for await (const entry of readArchive(input)) {
+      if (entry.type === "symlink") {
+        contents.links.set(entry.path, symlinkTarget(entry.path, entry.linkname));
+        continue;
+      }
+      if (entry.type === "link") {
+        contents.links.set(entry.path, archivePath(entry.linkname));
+        continue;
+      }
+      if (entry.type !== "file") continue;
+      if (entry.path === "oci-layout") contents.ociLayout = await entryBytes(entry);
+      else if (entry.path === "manifest.json") contents.dockerManifest = await entryBytes(entry);
+      else if (entry.path === "index.json") {
+        const { bytes, ...blob } = await ingestEntry(state, entry, true);
+        contents.indexJson = bytes;
+        blobs.push([entry.path, Promise.resolve(blob)]);
+      } else if (entry.size <= smallBlob) {
+        // A bad blob path fails here, in archive order, as it does for streamed entries.
+        digestOfPath(entry.path);
+        const bytes = await entryBytes(entry);
+        while (inFlight.size >= writesInFlight) await Promise.race(inFlight);
+        const write = ingestBytes(state, entry.path, bytes);
+        const settled: Promise<unknown> = write.then(
+          () => inFlight.delete(settled),
+          () => inFlight.delete(settled),
+        );
+        inFlight.add(settled);
+        blobs.push([entry.path, write]);
+      } else blobs.push([entry.path, Promise.resolve(await ingestEntry(state, entry))]);
     }
-    if (entry.type === "link") {
-      contents.links.set(entry.path, archivePath(entry.linkname));
-      continue;
-    }
-    if (entry.type !== "file") continue;
-    if (entry.path === "oci-layout") contents.ociLayout = await entryBytes(entry);
-    else if (entry.path === "manifest.json") contents.dockerManifest = await entryBytes(entry);
-    else if (entry.path === "index.json") {
-      const { bytes, ...blob } = await ingestEntry(state, entry, true);
-      contents.indexJson = bytes;
-      contents.blobs.set(entry.path, blob);
-    } else contents.blobs.set(entry.path, await ingestEntry(state, entry));
+  } finally {
+    // Whatever happens, no write may still be running when the caller cleans up.
+    await Promise.allSettled(blobs.map(([, write]) => write));
   }
+  for (const [path, write] of blobs) contents.blobs.set(path, await write);
   return contents;
 }
 
@@ -334,8 +375,14 @@ async function labelAndName(state: ImportState, top: TopIndex, matcher: Platform
       counts.set(key, n + 1);
       labels[n > 0 || key.endsWith(".") ? `${key}${n}` : key] = child.digest;
     }
-    for (const child of children) await requirePresent(state, child, desc);
-    await updateBlobLabels(state.svc.content, desc.digest, labels, callOptions(state.svc, state.lease));
+    await Promise.all(children.map((child) => requirePresent(state, child, desc)));
+    try {
+      await updateBlobLabels(state.svc.content, desc.digest, labels, callOptions(state.svc, state.lease));
+    } catch (err) {
+      // An index no image keeps is pruned at the end (see TopIndex): a concurrent import
+      // of the same archive may have pruned it already, and this one would too.
+      if (!(isTop && !options.indexName && isNotFound(err))) throw err;
+    }
     for (const child of children) {
       state.reachable.add(child.digest);
       if (isManifestType(child.mediaType) || isIndexType(child.mediaType)) await visit(child, false);
@@ -358,29 +405,26 @@ async function saveImage(svc: ImageServices, image: ImportedImage, lease: string
     labels: {},
     target: { mediaType: image.target.mediaType, digest: image.target.digest, size: BigInt(image.target.size), annotations: image.target.annotations ?? {} },
   };
-  const update = () => svc.images.update({ image: record, updateMask: ["target"] }, callOptions(svc, lease));
+  const create = () => svc.images.create({ image: record }, callOptions(svc, lease));
+  // Create first, as containerd's client does: an import usually brings new names (one
+  // round trip instead of two).
   try {
-    await update();
+    await create();
   } catch (err) {
-    if (!isNotFound(err)) throw err;
+    if (!isAlreadyExists(err)) throw err;
     try {
-      await svc.images.create({ image: record }, callOptions(svc, lease));
-    } catch (createErr) {
-      // A concurrent import created it between our Update and Create: update that one.
-      if (!isAlreadyExists(createErr)) throw createErr;
-      await update();
+      await svc.images.update({ image: record, updateMask: ["target"] }, callOptions(svc, lease));
+    } catch (updateErr) {
+      // A concurrent removal deleted it between our Create and Update: create it after all.
+      if (!isNotFound(updateErr)) throw updateErr;
+      await create();
     }
   }
 }
 
 async function deleteBlobs(state: ImportState, digests: Iterable<string>): Promise<void> {
-  for (const digest of digests) {
-    try {
-      await state.svc.content.delete({ digest }, callOptions(state.svc, state.lease));
-    } catch {
-      // best effort
-    }
-  }
+  // Independent of each other: all at once. Best effort.
+  await Promise.all([...digests].map((digest) => state.svc.content.delete({ digest }, callOptions(state.svc, state.lease)).catch(() => undefined)));
 }
 
 function platformMatchers(options: ImportOptions): { label: PlatformMatcher; unpack: PlatformMatcher } {
@@ -390,7 +434,8 @@ function platformMatchers(options: ImportOptions): { label: PlatformMatcher; unp
 }
 
 /** Imports an archive from a stream (or a file path). */
-export async function importArchive(svc: ImageServices, archive: AsyncIterable<Buffer | string> | string, options: ImportOptions = {}): Promise<ImportResult> {
+export async function importArchive(caller: ImageServices, archive: AsyncIterable<Buffer | string> | string, options: ImportOptions = {}): Promise<ImportResult> {
+  const svc = withDocumentCache(caller);
   const matchers = platformMatchers(options);
   const input = typeof archive === "string" ? createReadStream(archive) : archive;
   const prefix = options.namePrefix || todayPrefix(options.now ?? new Date());
@@ -413,7 +458,8 @@ export async function importArchive(svc: ImageServices, archive: AsyncIterable<B
         const snapshotter = await resolveSnapshotter(svc, options.snapshotter, lease);
         for (const image of images) {
           options.onProgress?.({ type: "unpack-start", image });
-          const result = await unpackImage(svc, image.target, { snapshotter, platform: matchers.unpack });
+          // Under the import's lease, as containerd's client.WithLease reuses the lease in the context.
+          const result = await unpackImage(svc, image.target, { snapshotter, platform: matchers.unpack, lease });
           state.snapshots.push({ snapshotter, chainIds: result.created });
           unpacked.push(result);
           options.onProgress?.({ type: "unpack-done", image, result });

@@ -7,16 +7,30 @@ import { parseConfig, parseIndex, parseManifest, ImageFormatError, type Descript
 import { normalizePlatform, type PlatformMatcher, type Platform } from "./platform.ts";
 import { callOptions, type ImageServices } from "./services.ts";
 
+/** A JSON document's bytes, through the services' document cache when they have one. */
+function readDocument(svc: ImageServices, digest: string, lease?: string): Promise<Buffer> {
+  const cache = svc.documents;
+  if (!cache) return readBlobBytes(svc.content, digest, callOptions(svc, lease));
+  let bytes = cache.get(digest);
+  if (!bytes) {
+    bytes = readBlobBytes(svc.content, digest, callOptions(svc, lease));
+    cache.set(digest, bytes);
+    // A failed read is not remembered: the next reader asks the store again.
+    bytes.catch(() => cache.get(digest) === bytes && cache.delete(digest));
+  }
+  return bytes;
+}
+
 export async function readManifest(svc: ImageServices, desc: Descriptor, lease?: string): Promise<ImageManifest> {
-  return parseManifest(await readBlobBytes(svc.content, desc.digest, callOptions(svc, lease)), `manifest ${desc.digest}`, desc.mediaType);
+  return parseManifest(await readDocument(svc, desc.digest, lease), `manifest ${desc.digest}`, desc.mediaType);
 }
 
 export async function readIndex(svc: ImageServices, desc: Descriptor, lease?: string) {
-  return parseIndex(await readBlobBytes(svc.content, desc.digest, callOptions(svc, lease)), `index ${desc.digest}`, desc.mediaType);
+  return parseIndex(await readDocument(svc, desc.digest, lease), `index ${desc.digest}`, desc.mediaType);
 }
 
 export async function readConfig(svc: ImageServices, desc: Descriptor, lease?: string): Promise<ImageConfig> {
-  return parseConfig(await readBlobBytes(svc.content, desc.digest, callOptions(svc, lease)), `config ${desc.digest}`);
+  return parseConfig(await readDocument(svc, desc.digest, lease), `config ${desc.digest}`);
 }
 
 /** images.Children: a manifest's config and layers, an index's manifests. */

@@ -147,6 +147,8 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
     const ctx: ApplyContext = { svc, snapshotter, lease };
     const chain = chainIds(diffIds);
     const created: string[] = [];
+    // Label updates run while the next layer unpacks; all must succeed before we return.
+    const labelling: Promise<void>[] = [];
     try {
       for (let i = 0; i < layers.length; i++) {
         const chainId = chain[i]!;
@@ -157,11 +159,15 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
         if (applied) {
           created.push(chainId);
           // Set only once apply has verified the diff id.
-          await updateBlobLabels(svc.content, layers[i]!.digest, { [wellKnown.uncompressed]: diffIds[i]! }, callOptions(svc, lease));
+          const labelled = updateBlobLabels(svc.content, layers[i]!.digest, { [wellKnown.uncompressed]: diffIds[i]! }, callOptions(svc, lease));
+          labelled.catch(() => undefined);
+          labelling.push(labelled);
         }
         options.onLayer?.({ index: i, diffId: diffIds[i]!, chainId, state: applied ? "applied" : "exists" });
       }
+      await Promise.all(labelling);
     } catch (err) {
+      await Promise.allSettled(labelling);
       for (const chainId of created.reverse()) await removeSnapshot(ctx, chainId);
       throw err;
     }

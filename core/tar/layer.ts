@@ -78,15 +78,24 @@ export function decompressed(source: AsyncIterable<Buffer>, compression: Compres
 export async function unpackLayer(
   source: ByteSource,
   declared: Compression | "detect",
-  options: ApplyOptions & { what: string },
+  options: ApplyOptions & {
+    what: string;
+    /**
+     * The source's own digest, when the caller verifies the source against it: an
+     * uncompressed layer's diff id is that digest, so the bytes are not hashed twice
+     * (a second sha256 over every byte of a plain layer). The result is only as good as
+     * the caller's check, which must come before the result is used.
+     */
+    sourceDigest?: string;
+  },
 ): Promise<UnpackResult> {
   const { head, source: whole } = await peekBytes(source, 6);
   const compression = resolveCompression(declared, head, options.what);
-  const hash = createHash("sha256");
+  const hash = compression === "none" && options.sourceDigest ? undefined : createHash("sha256");
   let size = 0;
   async function* hashed(): AsyncGenerator<Buffer> {
     for await (const chunk of decompressed(whole, compression, options.what)) {
-      hash.update(chunk);
+      hash?.update(chunk);
       size += chunk.length;
       yield chunk;
     }
@@ -96,7 +105,7 @@ export async function unpackLayer(
     const { entries } = await applyTar(readTar(reader), options);
     // The diff id covers everything the decompressor yields, padding after the end marker too.
     await reader.drain();
-    return { digest: `sha256:${hash.digest("hex")}`, size, compression, entries };
+    return { digest: hash ? `sha256:${hash.digest("hex")}` : options.sourceDigest!, size, compression, entries };
   } finally {
     await reader.close();
   }

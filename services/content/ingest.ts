@@ -2,10 +2,11 @@
 // `data` (the bytes received so far) and `ref` (JSON: who and what the ingest is,
 // replaced atomically). Refs are arbitrary strings, so they are never file names
 // themselves. An ingest outlives its stream and the process: reopening the ref
-// resumes at the size of `data`.
-import { createHash, type Hash } from "node:crypto";
-import { createReadStream, existsSync, fsyncSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, renameSync } from "node:fs";
-import { open, rename, rm, writeFile, type FileHandle } from "node:fs/promises";
+// resumes at the size of `data`. While a stream holds an ingest, its update time lives
+// in memory (and Status reads it from there); `ref` gets it when the stream lets go.
+import { createHash, randomBytes, type Hash } from "node:crypto";
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdir, open, rename, rm, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { failedPrecondition, notFound } from "../../core/errors.ts";
 
@@ -38,16 +39,16 @@ function readRecord(dir: string): IngestRecord | undefined {
   }
 }
 
-function writeRecordSync(dir: string, rec: IngestRecord): void {
+/**
+ * Replaces `ref` atomically (temp name, rename). Not fsynced, as containerd does not
+ * either: `data` is only fsynced at commit, so after a power loss an ingest may have
+ * lost bytes anyway, and a `ref` lost or torn with it makes sweep() drop the ingest,
+ * which a client then starts again. A process crash loses nothing (the kernel has it).
+ */
+async function writeRecord(dir: string, rec: IngestRecord): Promise<void> {
   const tmp = join(dir, "ref.tmp");
-  const fd = openSync(tmp, "w", 0o644);
-  try {
-    writeFileSync(fd, JSON.stringify(rec));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, join(dir, "ref"));
+  await writeFile(tmp, JSON.stringify(rec), { mode: 0o644 });
+  await rename(tmp, join(dir, "ref"));
 }
 
 function sizeOf(file: string): number {
@@ -58,7 +59,8 @@ function sizeOf(file: string): number {
   }
 }
 
-function statusOf(dir: string, rec: IngestRecord): IngestStatus {
+function statusOf(dir: string, rec: IngestRecord, live: FileIngest | undefined): IngestStatus {
+  if (live) return live.status();
   return {
     ref: rec.ref,
     offset: sizeOf(join(dir, "data")),
@@ -86,14 +88,23 @@ export class FileIngest {
   private handle: FileHandle;
   private hash: Hash;
   private size: number;
+  /** updated_at changed since `ref` was written. */
+  private touched = false;
+  private readonly onClose: () => void;
 
-  constructor(dir: string, record: IngestRecord, handle: FileHandle, hash: Hash, size: number) {
+  constructor(dir: string, record: IngestRecord, handle: FileHandle, hash: Hash, size: number, onClose: () => void) {
     this.dir = dir;
     this.dataPath = join(dir, "data");
     this.record = record;
     this.handle = handle;
     this.hash = hash;
     this.size = size;
+    this.onClose = onClose;
+  }
+
+  status(): IngestStatus {
+    const rec = this.record;
+    return { ref: rec.ref, offset: this.size, total: rec.total, expected: rec.expected, startedAt: rec.started_at, updatedAt: rec.updated_at };
   }
 
   get offset(): number {
@@ -125,14 +136,14 @@ export class FileIngest {
     }
     this.hash.update(data);
     this.size += data.length;
-    await this.touch();
+    this.touch();
   }
 
   async truncate(): Promise<void> {
     await this.handle.truncate(0);
     this.hash = createHash("sha256");
     this.size = 0;
-    await this.touch();
+    this.touch();
   }
 
   /** Flushes `data` to disk and returns its size there. */
@@ -141,21 +152,37 @@ export class FileIngest {
     return (await this.handle.stat()).size;
   }
 
-  async close(): Promise<void> {
+  /**
+   * Lets go of the ingest; `keep` writes the update time into `ref` for a later
+   * stream (not wanted when the ingest is about to be removed).
+   */
+  async close(keep = true): Promise<void> {
+    this.onClose();
     await this.handle.close().catch(() => {});
+    if (keep && this.touched) {
+      this.touched = false;
+      // Only the timestamp changes here; losing it in a crash costs nothing, so no fsync.
+      const tmp = join(this.dir, "ref.tmp");
+      try {
+        await writeFile(tmp, JSON.stringify(this.record));
+        await rename(tmp, join(this.dir, "ref"));
+      } catch {
+        // the ingest was aborted meanwhile
+      }
+    }
   }
 
-  private async touch(): Promise<void> {
+  /** Per write: in memory only (a file write per 1 MiB message cost two more fs round trips). */
+  private touch(): void {
     this.record.updated_at = Date.now();
-    // Only the timestamp changes here; losing it in a crash costs nothing, so no fsync.
-    const tmp = join(this.dir, "ref.tmp");
-    await writeFile(tmp, JSON.stringify(this.record));
-    await rename(tmp, join(this.dir, "ref"));
+    this.touched = true;
   }
 }
 
 export class IngestStore {
   private readonly root: string;
+  /** Ingests a stream holds open, by dir: their status is in memory. */
+  private readonly live = new Map<string, FileIngest>();
 
   constructor(contentRoot: string) {
     this.root = join(contentRoot, "ingest");
@@ -197,20 +224,26 @@ export class IngestStore {
       throw failedPrecondition(`ref ${ref}: provided total differs from status: ${total} != ${record.total}`);
     }
     const now = Date.now();
+    const fresh = !record;
     if (!record) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      rmSync(join(dir, "data"), { force: true });
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await rm(join(dir, "data"), { force: true });
       record = { ref, namespace, total, expected, started_at: now, updated_at: now };
-      writeRecordSync(dir, record);
+      await writeRecord(dir, record);
     } else if ((total > 0 && record.total === 0) || (expected !== "" && expected !== record.expected)) {
       record = { ...record, total: total > 0 ? total : record.total, expected: expected || record.expected };
-      writeRecordSync(dir, record);
+      await writeRecord(dir, record);
     }
     const handle = await open(join(dir, "data"), "a", 0o644);
     try {
       const hash = createHash("sha256");
-      const size = await hashFile(join(dir, "data"), hash);
-      return new FileIngest(dir, record, handle, hash, size);
+      // A new ingest's data file was just created empty: nothing to hash.
+      const size = fresh ? 0 : await hashFile(join(dir, "data"), hash);
+      const ingest: FileIngest = new FileIngest(dir, record, handle, hash, size, () => {
+        if (this.live.get(dir) === ingest) this.live.delete(dir);
+      });
+      this.live.set(dir, ingest);
+      return ingest;
     } catch (err) {
       await handle.close();
       throw err;
@@ -221,7 +254,7 @@ export class IngestStore {
     const dir = this.dirOf(namespace, ref);
     const rec = readRecord(dir);
     if (!rec || rec.ref !== ref || rec.namespace !== namespace) throw notFound(`ingest ref "${ref}"`);
-    return statusOf(dir, rec);
+    return statusOf(dir, rec, this.live.get(dir));
   }
 
   list(namespace: string): IngestStatus[] {
@@ -229,7 +262,7 @@ export class IngestStore {
     for (const name of readdirSync(this.root)) {
       const dir = join(this.root, name);
       const rec = readRecord(dir);
-      if (rec && rec.namespace === namespace) out.push(statusOf(dir, rec));
+      if (rec && rec.namespace === namespace) out.push(statusOf(dir, rec, this.live.get(dir)));
     }
     return out.sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
   }
@@ -237,6 +270,17 @@ export class IngestStore {
   exists(namespace: string, ref: string): boolean {
     const rec = readRecord(this.dirOf(namespace, ref));
     return rec !== undefined && rec.ref === ref && rec.namespace === namespace;
+  }
+
+  /**
+   * A blob's bytes in a temp file of their own (fsynced), for a commit that needs no
+   * ingest. A crash leaves at most the file, which sweep() removes like any dir
+   * without a readable `ref`.
+   */
+  async writeTemp(data: Buffer): Promise<string> {
+    const file = join(this.root, `tmp-${randomBytes(12).toString("hex")}`);
+    await writeFile(file, data, { flag: "wx", mode: 0o644, flush: true });
+    return file;
   }
 
   async remove(namespace: string, ref: string): Promise<void> {

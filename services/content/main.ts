@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { runService } from "../../core/grpc-server.ts";
 import { MetadataClient } from "../../core/metadata-client.ts";
-import { ContentDefinition } from "../../core/gen/containerd/services/content/v1/content.ts";
+import { BulkContentDefinition } from "../../core/content-codec.ts";
 import { NamespaceUsageDefinition } from "../../core/gen/berth/internal/v1/namespace_usage.ts";
 import { SqliteContentStore } from "./store.ts";
 import { IngestStore } from "./ingest.ts";
@@ -22,7 +22,12 @@ await runService("content", (server, ctx) => {
     locks: new RefLocks(),
     metadata: new ContentMetadata(new MetadataClient(ctx.state, ctx.log)),
   };
-  server.add(ContentDefinition, contentService(deps));
+  server.add(BulkContentDefinition, contentService(deps));
   server.add(NamespaceUsageDefinition, namespaceUsageService(deps));
-  return { close: () => store.close() };
+  return {
+    async close() {
+      await deps.metadata.flush();
+      store.close();
+    },
+  };
 });

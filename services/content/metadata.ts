@@ -24,12 +24,18 @@ export class ContentMetadata {
     return this.client.addLeaseResource(namespace, lease, type, id);
   }
 
-  /** A committed ingest no longer needs its lease entry (containerd drops it too). */
-  dropFromLease(namespace: string, lease: string, type: LeaseResource, id: string): Promise<void> {
-    return this.client.removeLeaseResource(namespace, lease, type, id);
+  /** A committed ingest no longer needs its lease entry (containerd drops it too). In the background. */
+  dropFromLease(namespace: string, lease: string, type: LeaseResource, id: string): void {
+    this.client.removeLeaseResource(namespace, lease, type, id);
   }
 
-  contentDeleted(namespace: string, digest: string): Promise<void> {
-    return this.client.publish(namespace, "/content/delete", "containerd.events.ContentDelete", ContentDelete, { digest });
+  /** In the background (events are best effort). */
+  contentDeleted(namespace: string, digest: string): void {
+    this.client.publish(namespace, "/content/delete", "containerd.events.ContentDelete", ContentDelete, { digest });
+  }
+
+  /** Waits for what is still being sent in the background. */
+  flush(): Promise<void> {
+    return this.client.flush();
   }
 }

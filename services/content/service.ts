@@ -79,7 +79,7 @@ export function contentService(deps: WriteDeps): ContentServiceImplementation {
       const namespace = namespaceOf(ctx);
       const digest = parseDigest(request.digest);
       store.delete(namespace, digest);
-      await metadata.contentDeleted(namespace, digest);
+      metadata.contentDeleted(namespace, digest);
       return {};
     },
 

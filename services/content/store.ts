@@ -2,7 +2,8 @@
 // <root>/content/blobs/sha256/<hex>, and one SQLite row per (namespace, digest)
 // that makes a blob visible in a namespace. A blob file is written once (by rename)
 // and unlinked only when no namespace refers to it any more.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { alreadyExists, invalidArgument, notFound } from "../../core/errors.ts";
 import { digestHex } from "../../core/digest.ts";
@@ -37,7 +38,7 @@ export interface ContentStore {
    * already-exists when the namespace held the digest before (the data file is
    * consumed either way).
    */
-  commit(namespace: string, digest: string, size: number, labels: Record<string, string>, dataFile?: string): BlobInfo;
+  commit(namespace: string, digest: string, size: number, labels: Record<string, string>, dataFile?: string): Promise<BlobInfo>;
   countIn(namespace: string): number;
   close(): void;
 }
@@ -73,18 +74,20 @@ function fromRow(row: BlobRow): BlobInfo {
   };
 }
 
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, "r");
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
   try {
-    fsyncSync(fd);
+    await handle.sync();
   } finally {
-    closeSync(fd);
+    await handle.close();
   }
 }
 
 export class SqliteContentStore implements ContentStore {
   private readonly db: Database;
   private readonly blobDir: string;
+  /** Digests renamed into the store whose row is not inserted yet: delete() must leave their file. */
+  private readonly linking = new Map<string, number>();
 
   constructor(contentRoot: string) {
     this.blobDir = join(contentRoot, "blobs", "sha256");
@@ -148,7 +151,7 @@ export class SqliteContentStore implements ContentStore {
       if (Number(result.changes) === 0) throw notFound(`content digest ${digest}`);
       return this.db.prepare("SELECT 1 FROM blobs WHERE digest = ? LIMIT 1").get(digest) !== undefined;
     });
-    if (stillUsed) return { blobRemoved: false };
+    if (stillUsed || this.linking.has(digest)) return { blobRemoved: false };
     rmSync(this.blobPath(digest), { force: true });
     return { blobRemoved: true };
   }
@@ -161,18 +164,32 @@ export class SqliteContentStore implements ContentStore {
     }
   }
 
-  commit(namespace: string, digest: string, size: number, labels: Record<string, string>, dataFile?: string): BlobInfo {
+  async commit(namespace: string, digest: string, size: number, labels: Record<string, string>, dataFile?: string): Promise<BlobInfo> {
     const target = this.blobPath(digest);
-    // Synchronous from here to the row insert, so delete() never sees the blob
-    // unreferenced while we are linking it.
+    // A blob already in the store: synchronous from the check to the row insert, so
+    // delete() cannot unlink it in between.
     if (existsSync(target)) {
       if (dataFile) rmSync(dataFile, { force: true });
     } else if (dataFile) {
-      renameSync(dataFile, target);
-      fsyncDir(this.blobDir);
+      // The rename is made durable before a row refers to the blob; meanwhile (the
+      // directory fsync runs off the event loop) `linking` keeps delete() off the file.
+      this.linking.set(digest, (this.linking.get(digest) ?? 0) + 1);
+      try {
+        renameSync(dataFile, target);
+        await fsyncDir(this.blobDir);
+        return this.insertRow(namespace, digest, size, labels);
+      } finally {
+        const left = (this.linking.get(digest) ?? 1) - 1;
+        if (left > 0) this.linking.set(digest, left);
+        else this.linking.delete(digest);
+      }
     } else {
       throw notFound(`content ${digest} (removed from the shared store during the ingest)`);
     }
+    return this.insertRow(namespace, digest, size, labels);
+  }
+
+  private insertRow(namespace: string, digest: string, size: number, labels: Record<string, string>): BlobInfo {
     return transaction(this.db, () => {
       if (this.has(namespace, digest)) throw alreadyExists(`content ${digest}`);
       const now = Date.now();

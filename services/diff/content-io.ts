@@ -1,6 +1,7 @@
 // The diff service's side of its conversations with the content service: a layer blob
 // fetched into a local spool file, verified against its descriptor before anything
-// uses it; content-service failures as our own errors; refs for new blobs.
+// uses it, or streamed and verified once read to the end; content-service failures as
+// our own errors; refs for new blobs.
 import { createHash, randomBytes } from "node:crypto";
 import { open } from "node:fs/promises";
 import { ClientError, Status, type CallOptions } from "nice-grpc";
@@ -29,14 +30,7 @@ export interface BlobRef {
 export async function spoolBlob(client: ContentClient, ref: BlobRef, file: string, options: CallOptions): Promise<number> {
   const digest = parseDigest(ref.digest);
   const what = `content digest ${digest}`;
-  const info = await blobInfo(client, digest, options).catch((err) => {
-    throw fromContentError(err, what);
-  });
-  if (!info) throw notFound(what);
-  const stored = Number(info.size);
-  if (ref.size > 0 && ref.size !== stored) {
-    throw failedPrecondition(`layer ${digest}: descriptor size ${ref.size} does not match the stored size ${stored}`);
-  }
+  const stored = await storedSize(client, ref, digest, options);
   const hash = createHash("sha256");
   let received = 0;
   const handle = await open(file, "wx", 0o600);
@@ -55,6 +49,113 @@ export async function spoolBlob(client: ContentClient, ref: BlobRef, file: strin
   if (received !== stored) throw failedPrecondition(`layer ${digest}: read ${received} bytes, the store records ${stored}`);
   if (actual !== digest) throw failedPrecondition(`layer ${digest}: content digest mismatch: the stored bytes hash to ${actual}`);
   return received;
+}
+
+/**
+ * A blob streamed from the content service and hashed on the way, for callers that
+ * consume it directly (Apply into an empty target). The caller must not let anything
+ * built from the bytes count as done before verify() passes: the bytes are checked
+ * only once all of them have been read.
+ */
+export class VerifiedBlobStream {
+  private readonly iterator: AsyncIterator<Buffer>;
+  private readonly hash = createHash("sha256");
+  private readonly digest: string;
+  private readonly stored: number;
+  private readonly what: string;
+  private received = 0;
+  private ended = false;
+  /** A failed read: the bytes can no longer be checked. */
+  private readError: unknown;
+
+  private constructor(iterator: AsyncIterator<Buffer>, digest: string, stored: number) {
+    this.iterator = iterator;
+    this.digest = digest;
+    this.stored = stored;
+    this.what = `content digest ${digest}`;
+  }
+
+  /** Checks the blob exists with the stated size (before any byte is read) and opens it. */
+  static async open(client: ContentClient, ref: BlobRef, options: CallOptions): Promise<VerifiedBlobStream> {
+    const digest = parseDigest(ref.digest);
+    const stored = await storedSize(client, ref, digest, options);
+    return new VerifiedBlobStream(readBlob(client, digest, options)[Symbol.asyncIterator](), digest, stored);
+  }
+
+  private async next(): Promise<IteratorResult<Buffer, undefined>> {
+    if (this.ended) return { done: true, value: undefined };
+    let step: IteratorResult<Buffer>;
+    try {
+      step = await this.iterator.next();
+    } catch (err) {
+      this.ended = true;
+      this.readError ??= fromContentError(err, this.what);
+      throw this.readError;
+    }
+    if (step.done) {
+      this.ended = true;
+      return { done: true, value: undefined };
+    }
+    this.hash.update(step.value);
+    this.received += step.value.length;
+    return step;
+  }
+
+  /**
+   * The bytes. A consumer that stops early (an error, the end-of-archive marker) leaves
+   * the rest unread rather than closing the stream, so verify() can still hash it.
+   */
+  chunks(): AsyncIterable<Buffer> {
+    return { [Symbol.asyncIterator]: () => ({ next: () => this.next(), return: async () => ({ done: true, value: undefined }) }) };
+  }
+
+  /** Reads whatever is left and fails (failed precondition) unless size and digest match. */
+  async verify(): Promise<void> {
+    const failure = await this.check();
+    if (failure) throw failure;
+  }
+
+  /**
+   * After a failed extraction: the integrity failure when the bytes are bad (it is the
+   * one to report), undefined when they are good or can no longer be read.
+   */
+  async mismatch(): Promise<BerthError | undefined> {
+    try {
+      return await this.check();
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async check(): Promise<BerthError | undefined> {
+    while (!(await this.next()).done);
+    if (this.readError !== undefined) throw this.readError;
+    if (this.received !== this.stored) return failedPrecondition(`layer ${this.digest}: read ${this.received} bytes, the store records ${this.stored}`);
+    const actual = `sha256:${this.hash.digest("hex")}`;
+    if (actual !== this.digest) return failedPrecondition(`layer ${this.digest}: content digest mismatch: the stored bytes hash to ${actual}`);
+    return undefined;
+  }
+
+  /** Stops the read (when the bytes are no longer wanted). */
+  async close(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    await this.iterator.return?.(undefined).catch(() => undefined);
+  }
+}
+
+/** The blob's stored size; not found, or failed precondition when the descriptor states another size. */
+async function storedSize(client: ContentClient, ref: BlobRef, digest: string, options: CallOptions): Promise<number> {
+  const what = `content digest ${digest}`;
+  const info = await blobInfo(client, digest, options).catch((err) => {
+    throw fromContentError(err, what);
+  });
+  if (!info) throw notFound(what);
+  const stored = Number(info.size);
+  if (ref.size > 0 && ref.size !== stored) {
+    throw failedPrecondition(`layer ${digest}: descriptor size ${ref.size} does not match the stored size ${stored}`);
+  }
+  return stored;
 }
 
 /** containerd's uniqueRef(): "<unix nanos>-<base64url of 9 random bytes>". */

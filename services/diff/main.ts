@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { runService } from "../../core/grpc-server.ts";
 import { grpcClient } from "../../core/grpc-client.ts";
 import { serviceSocketPath } from "../../core/config.ts";
-import { ContentDefinition } from "../../core/gen/containerd/services/content/v1/content.ts";
+import { BulkContentDefinition } from "../../core/content-codec.ts";
 import { DiffDefinition } from "../../core/gen/containerd/services/diff/v1/diff.ts";
 import * as native from "../../native/index.ts";
 import { TempMounts } from "./mounts.ts";
@@ -21,6 +21,6 @@ await runService("diff", async (server, ctx) => {
   await rm(spoolDir, { recursive: true, force: true });
   server.add(
     DiffDefinition,
-    diffService({ content: grpcClient(ContentDefinition, serviceSocketPath(ctx.state, "content")), sys: native, mounts, spoolDir, log: ctx.log }),
+    diffService({ content: grpcClient(BulkContentDefinition, serviceSocketPath(ctx.state, "content")), sys: native, mounts, spoolDir, log: ctx.log }),
   );
 });

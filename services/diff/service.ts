@@ -2,11 +2,12 @@
 // unpack step of pull/import), Diff writes the changes between two mount sets into
 // the content store as a layer (commit flows).
 import { createReadStream } from "node:fs";
-import { mkdir, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import { createHash, randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { pipeline, Readable } from "node:stream";
 import type { CallContext } from "nice-grpc-common";
+import type { CallOptions } from "nice-grpc";
 import type { Logger } from "../../core/log.ts";
 import { BerthError, invalidArgument } from "../../core/errors.ts";
 import { parseDigest } from "../../core/digest.ts";
@@ -20,9 +21,10 @@ import { compressor, diffOutputCompression, layerCompression, layerMediaTypes, m
 import { changesToTar, overlayUpperChanges, treeChanges, UpperDirNotPortable, type LayerChange } from "../../core/tar/changes.ts";
 import { unpackLayer } from "../../core/tar/layer.ts";
 import type { LayerSys } from "../../core/tar/sys.ts";
+import type { ByteSource } from "../../core/tar/byte-reader.ts";
 import { applyTarget, overlayOptions, readOnlyMounts, viewLayers, type ApplyTarget, type TempMounts } from "./mounts.ts";
 import { updateBlobLabels, writeBlob } from "../../core/content-client.ts";
-import { fromContentError, spoolBlob, uniqueRef } from "./content-io.ts";
+import { fromContentError, spoolBlob, uniqueRef, VerifiedBlobStream } from "./content-io.ts";
 
 export const uncompressedLabel = "containerd.io/uncompressed";
 
@@ -39,23 +41,74 @@ async function isDirectory(path: string): Promise<boolean> {
   return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
 }
 
+async function checkDirectory(target: Exclude<ApplyTarget, { kind: "mount" }>): Promise<void> {
+  if (await isDirectory(target.root)) return;
+  throw invalidArgument(target.kind === "dir" ? `apply: bind source ${target.root} is not a directory` : `apply: overlay upperdir ${target.root} is not a directory`);
+}
+
+/** Extracts a layer stream into the directory a dir or overlay-upper target names. */
+function unpackInto(deps: DiffDeps, source: ByteSource, desc: Descriptor, target: Exclude<ApplyTarget, { kind: "mount" }>, signal: AbortSignal) {
+  const warn = (message: string) => deps.log.warn({ layer: desc.digest }, message);
+  const whiteouts = target.kind === "dir" ? "delete" : "overlay";
+  const lowers = target.kind === "overlay-upper" ? target.lowers : [];
+  // Both callers verify the blob against desc.digest before the result is used.
+  const sourceDigest = desc.digest;
+  return unpackLayer(source, layerCompression(desc.mediaType), { root: target.root, whiteouts, lowers, sys: deps.sys, warn, what: `layer ${desc.digest}`, signal, sourceDigest });
+}
+
 /** Applies the verified blob in `file` to the target the mounts describe. */
 async function applyFile(deps: DiffDeps, file: string, desc: Descriptor, target: ApplyTarget, signal: AbortSignal): Promise<{ digest: string; size: number }> {
-  const declared = layerCompression(desc.mediaType);
-  const what = `layer ${desc.digest}`;
+  const read = () => createReadStream(file, { highWaterMark: 256 * 1024 });
+  if (target.kind !== "mount") {
+    await checkDirectory(target);
+    return unpackInto(deps, read(), desc, target, signal);
+  }
   const warn = (message: string) => deps.log.warn({ layer: desc.digest }, message);
-  const unpack = (root: string, whiteouts: "delete" | "overlay", lowers: string[] = []) =>
-    unpackLayer(createReadStream(file, { highWaterMark: 256 * 1024 }), declared, { root, whiteouts, lowers, sys: deps.sys, warn, what, signal });
+  return deps.mounts.with(target.mounts, (dir) =>
+    unpackLayer(read(), layerCompression(desc.mediaType), { root: dir, whiteouts: "delete", sys: deps.sys, warn, what: `layer ${desc.digest}`, signal, sourceDigest: desc.digest }),
+  );
+}
 
-  switch (target.kind) {
-    case "dir":
-      if (!(await isDirectory(target.root))) throw invalidArgument(`apply: bind source ${target.root} is not a directory`);
-      return unpack(target.root, "delete");
-    case "overlay-upper":
-      if (!(await isDirectory(target.root))) throw invalidArgument(`apply: overlay upperdir ${target.root} is not a directory`);
-      return unpack(target.root, "overlay", target.lowers);
-    case "mount":
-      return deps.mounts.with(target.mounts, (dir) => unpack(dir, "delete"));
+/** An empty directory (a fresh snapshot's upper or bind dir): undefined when it is not. */
+async function emptyDirectory(target: ApplyTarget): Promise<Exclude<ApplyTarget, { kind: "mount" }> | undefined> {
+  if (target.kind === "mount") return undefined;
+  await checkDirectory(target);
+  return (await readdir(target.root)).length === 0 ? target : undefined;
+}
+
+/** Puts a directory that was empty back the way it was. */
+async function emptyAgain(deps: DiffDeps, root: string): Promise<void> {
+  try {
+    for (const name of await readdir(root)) await rm(join(root, name), { recursive: true, force: true });
+  } catch (err) {
+    deps.log.warn({ err: (err as Error).message, root }, "apply: cannot clear the target after a failure");
+  }
+}
+
+/**
+ * Streams the blob into an empty target, hashing it on the way, instead of spooling it
+ * to disk first (a third copy of every layer, measured at a third of Apply's time).
+ * Nothing unverified survives: when the bytes do not match their digest — checked once
+ * all are read, and before any other failure is reported, since corrupt bytes may be
+ * what made extraction fail — or anything else fails, the target is emptied again, and
+ * the call fails, so the caller never commits the snapshot.
+ */
+async function applyStreaming(deps: DiffDeps, desc: Descriptor, target: Exclude<ApplyTarget, { kind: "mount" }>, options: CallOptions, signal: AbortSignal) {
+  const blob = await VerifiedBlobStream.open(deps.content, { digest: desc.digest, size: Number(desc.size) }, options);
+  try {
+    let applied;
+    try {
+      applied = await unpackInto(deps, blob.chunks(), desc, target, signal);
+    } catch (err) {
+      throw (signal.aborted ? undefined : await blob.mismatch()) ?? naming(err, desc.digest);
+    }
+    await blob.verify();
+    return applied;
+  } catch (err) {
+    await emptyAgain(deps, target.root);
+    throw err;
+  } finally {
+    await blob.close();
   }
 }
 
@@ -110,19 +163,27 @@ export function diffService(deps: DiffDeps): DiffServiceImplementation {
       // Refuse what cannot work before fetching anything.
       layerCompression(desc.mediaType);
       const target = applyTarget(request.mounts);
-      await mkdir(deps.spoolDir, { recursive: true, mode: 0o700 });
-      const file = join(deps.spoolDir, `${randomBytes(12).toString("hex")}.blob`);
       const started = Date.now();
-      try {
-        await spoolBlob(deps.content, { digest: desc.digest, size: Number(desc.size) }, file, { ...inNamespace(namespace), signal: ctx.signal });
-        const applied = await applyFile(deps, file, desc, target, ctx.signal).catch((err) => {
-          throw naming(err, desc.digest);
-        });
-        deps.log.debug({ layer: desc.digest, diffId: applied.digest, ms: Date.now() - started }, "layer applied");
-        return { applied: { mediaType: layerMediaTypes.ociTar, digest: applied.digest, size: BigInt(applied.size), annotations: {} } };
-      } finally {
-        await rm(file, { force: true });
+      const options = { ...inNamespace(namespace), signal: ctx.signal };
+      const empty = await emptyDirectory(target);
+      let applied: { digest: string; size: number };
+      if (empty) {
+        applied = await applyStreaming(deps, desc, empty, options, ctx.signal);
+      } else {
+        // A target with content of its own cannot be put back after a failure: verify first.
+        await mkdir(deps.spoolDir, { recursive: true, mode: 0o700 });
+        const file = join(deps.spoolDir, `${randomBytes(12).toString("hex")}.blob`);
+        try {
+          await spoolBlob(deps.content, { digest: desc.digest, size: Number(desc.size) }, file, options);
+          applied = await applyFile(deps, file, desc, target, ctx.signal).catch((err) => {
+            throw naming(err, desc.digest);
+          });
+        } finally {
+          await rm(file, { force: true });
+        }
       }
+      deps.log.debug({ layer: desc.digest, diffId: applied.digest, streamed: empty !== undefined, ms: Date.now() - started }, "layer applied");
+      return { applied: { mediaType: layerMediaTypes.ociTar, digest: applied.digest, size: BigInt(applied.size), annotations: {} } };
     },
 
     async diff(request, ctx: CallContext) {

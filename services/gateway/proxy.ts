@@ -7,6 +7,7 @@ import net from "node:net";
 import { context as otelContext, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { extractContext, injectContext, telemetryEnabled, tracer } from "../../core/telemetry.ts";
 import type { Logger } from "../../core/log.ts";
+import { flowControlWindow, widenSessionWindow } from "../../core/flow-control.ts";
 
 export interface ProxyRoutes {
   /** The socket path serving a fully qualified gRPC service name, if any. */
@@ -51,7 +52,11 @@ class UpstreamSessions {
   get(socketPath: string): ClientHttp2Session {
     const existing = this.sessions.get(socketPath);
     if (existing && !existing.closed && !existing.destroyed) return existing;
-    const session = http2.connect("http://localhost", { createConnection: () => net.connect(socketPath) });
+    const session = http2.connect("http://localhost", {
+      createConnection: () => net.connect(socketPath),
+      settings: { initialWindowSize: flowControlWindow },
+    });
+    widenSessionWindow(session);
     const forget = () => {
       if (this.sessions.get(socketPath) === session) this.sessions.delete(socketPath);
     };
@@ -75,7 +80,8 @@ class UpstreamSessions {
 
 export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
   const upstreams = new UpstreamSessions();
-  const server = http2.createServer({ maxSessionMemory: 64 });
+  const server = http2.createServer({ maxSessionMemory: 64, settings: { initialWindowSize: flowControlWindow } });
+  server.on("session", widenSessionWindow);
   const tracing = telemetryEnabled();
 
   server.on("stream", (stream, headers) => {

@@ -15,5 +15,10 @@ await runService("images", (server, ctx) => {
   const metadata = new MetadataClient(ctx.state, ctx.log);
   server.add(ImagesDefinition, imagesService(store, metadata));
   server.add(NamespaceUsageDefinition, namespaceUsageService(store, metadata));
-  return { close: () => store.close() };
+  return {
+    async close() {
+      await metadata.flush();
+      store.close();
+    },
+  };
 });

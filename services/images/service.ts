@@ -38,7 +38,7 @@ export function imagesService(store: ImageStore, metadata: MetadataClient): Imag
       const image = newImage(request.image, Date.now());
       await metadata.ensureNamespace(namespace);
       const created = store.create(namespace, image);
-      await metadata.publish(namespace, "/images/create", eventTypes.create, ImageCreate, { name: created.name, labels: created.labels });
+      metadata.publish(namespace, "/images/create", eventTypes.create, ImageCreate, { name: created.name, labels: created.labels });
       return { image: messageFromRecord(created) };
     },
 
@@ -55,7 +55,7 @@ export function imagesService(store: ImageStore, metadata: MetadataClient): Imag
       applyUpdate(existing, requested, paths, now);
       await metadata.ensureNamespace(namespace);
       const updated = store.update(namespace, requested.name, (current) => applyUpdate(current, requested, paths, now));
-      await metadata.publish(namespace, "/images/update", eventTypes.update, ImageUpdate, { name: updated.name, labels: updated.labels });
+      metadata.publish(namespace, "/images/update", eventTypes.update, ImageUpdate, { name: updated.name, labels: updated.labels });
       return { image: messageFromRecord(updated) };
     },
 
@@ -64,7 +64,7 @@ export function imagesService(store: ImageStore, metadata: MetadataClient): Imag
       // `sync` asks to wait for garbage collection; images hold no space of their
       // own, and content GC runs in its own service, so there is nothing to wait for here.
       store.delete(namespace, request.name);
-      await metadata.publish(namespace, "/images/delete", eventTypes.delete, ImageDelete, { name: request.name });
+      metadata.publish(namespace, "/images/delete", eventTypes.delete, ImageDelete, { name: request.name });
       return {};
     },
   };

@@ -15,8 +15,13 @@ await runService("snapshots", async (server, ctx) => {
   const removed = await overlay.cleanup();
   if (removed.length > 0) ctx.log.info({ removed }, "removed orphan snapshot directories");
   const snapshotters = new Map<string, Snapshotter>([["overlayfs", overlay]]);
-  const metadata = new SnapshotMetadata(new MetadataClient(ctx.state, ctx.log), ctx.state, ctx.log);
+  const metadata = new SnapshotMetadata(new MetadataClient(ctx.state, ctx.log));
   server.add(SnapshotsDefinition, snapshotsService(snapshotters, metadata, ctx.log));
   server.add(NamespaceUsageDefinition, namespaceUsageService(snapshotters, metadata));
-  return { close: () => overlay.close() };
+  return {
+    async close() {
+      await metadata.flush();
+      overlay.close();
+    },
+  };
 });

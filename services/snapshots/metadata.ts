@@ -3,12 +3,8 @@
 // metadata service's answers keep their class (a missing lease stays NOT_FOUND).
 import { ClientError, Status } from "nice-grpc";
 import { BerthError, kindOfGrpcStatus } from "../../core/errors.ts";
-import { grpcClient, inNamespace } from "../../core/grpc-client.ts";
-import { serviceSocketPath } from "../../core/config.ts";
-import { LeasesDefinition } from "../../core/gen/containerd/services/leases/v1/leases.ts";
 import { SnapshotCommit, SnapshotPrepare, SnapshotRemove } from "../../core/gen/containerd/events/snapshot.ts";
 import type { MetadataClient } from "../../core/metadata-client.ts";
-import type { Logger } from "../../core/log.ts";
 
 function asBerthError(err: unknown, what: string): unknown {
   if (err instanceof ClientError) {
@@ -22,13 +18,9 @@ const leaseResourceType = (snapshotter: string) => `snapshots/${snapshotter}`;
 
 export class SnapshotMetadata {
   private readonly client: MetadataClient;
-  private readonly state: string;
-  private readonly log: Logger;
 
-  constructor(client: MetadataClient, state: string, log: Logger) {
+  constructor(client: MetadataClient) {
     this.client = client;
-    this.state = state;
-    this.log = log;
   }
 
   async ensureNamespace(namespace: string): Promise<void> {
@@ -55,28 +47,28 @@ export class SnapshotMetadata {
 
   /**
    * A committed or removed key no longer needs its lease entry (containerd drops it in
-   * the same transaction). Best effort: a stale entry names a key that is gone.
+   * the same transaction). Best effort, in the background: a stale entry names a key
+   * that is gone.
    */
-  async dropFromLease(namespace: string, lease: string, snapshotter: string, key: string): Promise<void> {
-    try {
-      await grpcClient(LeasesDefinition, serviceSocketPath(this.state, "metadata")).deleteResource(
-        { id: lease, resource: { id: key, type: leaseResourceType(snapshotter) } },
-        inNamespace(namespace),
-      );
-    } catch (err) {
-      this.log.debug({ err: (err as Error).message, lease, key }, "cannot drop lease resource");
-    }
+  dropFromLease(namespace: string, lease: string, snapshotter: string, key: string): void {
+    this.client.removeLeaseResource(namespace, lease, leaseResourceType(snapshotter), key);
   }
 
-  async prepared(namespace: string, key: string, parent: string): Promise<void> {
-    await this.client.publish(namespace, "/snapshot/prepare", "containerd.events.SnapshotPrepare", SnapshotPrepare, { key, parent });
+  // Events are best effort and go out in the background (in order).
+  prepared(namespace: string, key: string, parent: string): void {
+    this.client.publish(namespace, "/snapshot/prepare", "containerd.events.SnapshotPrepare", SnapshotPrepare, { key, parent });
   }
 
-  async committed(namespace: string, key: string, name: string): Promise<void> {
-    await this.client.publish(namespace, "/snapshot/commit", "containerd.events.SnapshotCommit", SnapshotCommit, { key, name });
+  committed(namespace: string, key: string, name: string): void {
+    this.client.publish(namespace, "/snapshot/commit", "containerd.events.SnapshotCommit", SnapshotCommit, { key, name });
   }
 
-  async removed(namespace: string, key: string): Promise<void> {
-    await this.client.publish(namespace, "/snapshot/remove", "containerd.events.SnapshotRemove", SnapshotRemove, { key });
+  removed(namespace: string, key: string): void {
+    this.client.publish(namespace, "/snapshot/remove", "containerd.events.SnapshotRemove", SnapshotRemove, { key });
+  }
+
+  /** Waits for what is still being sent in the background. */
+  flush(): Promise<void> {
+    return this.client.flush();
   }
 }

@@ -80,10 +80,11 @@ export class OverlaySnapshotter implements Snapshotter {
     return this.create(namespace, Kind.VIEW, key, parent, labels);
   }
 
-  async commit(namespace: string, name: string, key: string, labels: Record<string, string>): Promise<void> {
+  async commit(namespace: string, name: string, key: string, labels: Record<string, string>, ready?: Promise<void>): Promise<void> {
     const active = this.store.get(namespace, key);
     if (!active) throw snapshotNotFound(key);
-    const usage = await diskUsage(this.upperPath(active.id));
+    // Measuring only reads the layer, so it may overlap `ready`.
+    const [usage] = await Promise.all([diskUsage(this.upperPath(active.id)), ready]);
     // The store checks again inside its transaction: the snapshot may have changed meanwhile.
     this.store.commit(namespace, key, name, labels, usage, Date.now());
   }

@@ -58,9 +58,10 @@ export function snapshotsService(
    */
   const adopt = async (snapshotter: Snapshotter, snapshotterName: string, namespace: string, key: string, ctx: CallContext) => {
     try {
-      await metadata.ensureNamespace(namespace);
       const lease = leaseOf(ctx);
+      // A lease exists only in an existing namespace (see MetadataClient.addLeaseResource).
       if (lease) await metadata.addToLease(namespace, lease, snapshotterName, key);
+      else await metadata.ensureNamespace(namespace);
     } catch (err) {
       await snapshotter.remove(namespace, key).catch((undo: unknown) => {
         log.warn({ err: (undo as Error).message, key }, "cannot take back snapshot");
@@ -76,7 +77,7 @@ export function snapshotsService(
       const key = requireName(request.key, "snapshot key");
       const mounts = snapshotter.prepare(namespace, key, request.parent, validateLabels({ ...request.labels }));
       await adopt(snapshotter, request.snapshotter, namespace, key, ctx);
-      await metadata.prepared(namespace, key, request.parent);
+      metadata.prepared(namespace, key, request.parent);
       return { mounts };
     },
 
@@ -102,12 +103,14 @@ export function snapshotsService(
       // Fail before the lease learns the name (the commit checks again atomically).
       if (snapshotter.find(namespace, name)) throw alreadyExists(`snapshot ${JSON.stringify(name)}`);
       snapshotter.stat(namespace, request.key);
-      await metadata.ensureNamespace(namespace);
       const lease = leaseOf(ctx);
-      if (lease) await metadata.addToLease(namespace, lease, request.snapshotter, name);
-      await snapshotter.commit(namespace, name, request.key, labels);
-      if (lease) await metadata.dropFromLease(namespace, lease, request.snapshotter, request.key);
-      await metadata.committed(namespace, request.key, name);
+      // The lease must take the name before the commit; it runs while the usage is measured.
+      const ready = lease ? metadata.addToLease(namespace, lease, request.snapshotter, name) : metadata.ensureNamespace(namespace);
+      // Reported through commit(); a commit that fails first must not leave it unhandled.
+      ready.catch(() => undefined);
+      await snapshotter.commit(namespace, name, request.key, labels, ready);
+      if (lease) metadata.dropFromLease(namespace, lease, request.snapshotter, request.key);
+      metadata.committed(namespace, request.key, name);
       return {};
     },
 
@@ -116,8 +119,8 @@ export function snapshotsService(
       const namespace = namespaceOf(ctx);
       await snapshotter.remove(namespace, request.key);
       const lease = leaseOf(ctx);
-      if (lease) await metadata.dropFromLease(namespace, lease, request.snapshotter, request.key);
-      await metadata.removed(namespace, request.key);
+      if (lease) metadata.dropFromLease(namespace, lease, request.snapshotter, request.key);
+      metadata.removed(namespace, request.key);
       return {};
     },
 

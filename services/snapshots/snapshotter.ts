@@ -17,7 +17,12 @@ export interface Snapshotter {
   mounts(namespace: string, key: string): Mount[];
   prepare(namespace: string, key: string, parent: string, labels: Record<string, string>): Mount[];
   view(namespace: string, key: string, parent: string, labels: Record<string, string>): Mount[];
-  commit(namespace: string, name: string, key: string, labels: Record<string, string>): Promise<void>;
+  /**
+   * Commits the active snapshot `key` as `name`. `ready` (e.g. the lease taking the
+   * name) runs alongside the work that precedes the change; the change is made only if
+   * it resolves.
+   */
+  commit(namespace: string, name: string, key: string, labels: Record<string, string>, ready?: Promise<void>): Promise<void>;
   remove(namespace: string, key: string): Promise<void>;
   /** All snapshots of a namespace, ordered by key. */
   list(namespace: string): SnapshotRecord[];
