@@ -1,13 +1,12 @@
 // The daemons a benchmark compares, each started on its own temp root: berthd (with
 // its private redis and every service) and a real containerd (CRI disabled: Berth
 // has no CRI yet). Both stop with stop(), leaving nothing running.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { socketAccepts } from "../core/socket.ts";
-
-export const repo = new URL("..", import.meta.url).pathname;
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { hasExited, stopChild } from "../core/process.ts";
+import { waitForSocket } from "../core/socket.ts";
+import { startDaemon } from "../test/harness.ts";
 
 export interface RunningDaemon {
   name: string;
@@ -17,34 +16,9 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
-async function waitFor(socket: string, what: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (await socketAccepts(socket)) return;
-    await sleep(50);
-  }
-  throw new Error(`${what} did not open ${socket}`);
-}
-
-function stopper(child: ChildProcess): () => Promise<void> {
-  return async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-    await exited;
-    clearTimeout(timer);
-  };
-}
-
 export async function startBerth(base: string): Promise<RunningDaemon> {
-  const state = join(base, "state");
-  const child = spawn(process.execPath, [join(repo, "dist", "berthd.js"), "--root", join(base, "root"), "--state", state], {
-    stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, BERTH_LOG_LEVEL: "warn" },
-  });
-  const address = join(state, "berth.sock");
-  await waitFor(address, "berthd");
-  return { name: "berth", pid: child.pid!, address, stop: stopper(child) };
+  const daemon = await startDaemon({ base, env: { BERTH_LOG_LEVEL: "warn" } });
+  return { name: "berth", pid: daemon.pid!, address: daemon.address, stop: () => daemon.stop() };
 }
 
 export function containerdInstalled(): boolean {
@@ -74,6 +48,6 @@ export async function startContainerd(base: string): Promise<RunningDaemon> {
     ].join("\n"),
   );
   const child = spawn("containerd", ["--config", config], { stdio: ["ignore", "ignore", "ignore"] });
-  await waitFor(address, "containerd");
-  return { name: "containerd", pid: child.pid!, address, stop: stopper(child) };
+  if (!(await waitForSocket(address, 20_000, () => hasExited(child)))) throw new Error(`containerd did not open ${address}`);
+  return { name: "containerd", pid: child.pid!, address, stop: () => stopChild(child, 15_000) };
 }

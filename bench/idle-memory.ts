@@ -5,8 +5,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { containerdInstalled, repo, sleep, startBerth, startContainerd, type RunningDaemon } from "./daemons.ts";
-import { childPids, mib, processMemory, processName, type ProcessMemory } from "./proc-memory.ts";
+import { childPids, repoRoot, sleep } from "../test/harness.ts";
+import { containerdInstalled, startBerth, startContainerd, type RunningDaemon } from "./daemons.ts";
+import { mib, processMemory, processName, type ProcessMemory } from "./proc-memory.ts";
 
 const settleMs = Number(process.env.BENCH_SETTLE_MS ?? 5000);
 
@@ -46,7 +47,7 @@ try {
   }
   const report = out.join("\n") + "\n";
   process.stdout.write(report);
-  writeFileSync(join(repo, "bench", "results", "idle-memory.md"), report);
+  writeFileSync(join(repoRoot, "bench", "results", "idle-memory.md"), report);
 } finally {
   rmSync(base, { recursive: true, force: true });
 }

@@ -9,9 +9,10 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { containerdInstalled, repo, startBerth, startContainerd, type RunningDaemon } from "./daemons.ts";
+import { containerdInstalled, startBerth, startContainerd, type RunningDaemon } from "./daemons.ts";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { buildImage, skopeoArchives, type TarEntry } from "../test/fixtures/archives.ts";
+import { distDir, repoRoot } from "../test/harness.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 5);
 
@@ -31,7 +32,7 @@ type Client = "berthctl" | "ctr";
 function timeImport(daemon: RunningDaemon, client: Client, archive: string, namespace: string): number {
   const [cmd, args] =
     client === "berthctl"
-      ? [process.execPath, [join(repo, "dist", "berthctl.js"), "--address", daemon.address, "--namespace", namespace, "images", "import", archive]]
+      ? [process.execPath, [join(distDir, "berthctl.js"), "--address", daemon.address, "--namespace", namespace, "images", "import", archive]]
       : ["ctr", ["--address", daemon.address, "--namespace", namespace, "images", "import", archive]];
   const started = process.hrtime.bigint();
   const r = spawnSync(cmd as string, args as string[], { encoding: "utf8" });
@@ -83,7 +84,7 @@ try {
   ];
   const report = lines.join("\n") + "\n";
   process.stdout.write(report);
-  writeFileSync(join(repo, "bench", "results", "import.md"), report);
+  writeFileSync(join(repoRoot, "bench", "results", "import.md"), report);
 } finally {
   rmSync(base, { recursive: true, force: true });
 }

@@ -1,6 +1,6 @@
 // Memory of a process tree, from /proc/<pid>/smaps_rollup: private memory (USS =
 // Private_Clean + Private_Dirty) and the proportional set size (PSS).
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync } from "node:fs";
 
 export interface ProcessMemory {
   pid: number;
@@ -22,15 +22,6 @@ export function processMemory(pid: number, name: string): ProcessMemory {
     ussKiB: field(rollup, "Private_Clean") + field(rollup, "Private_Dirty"),
     pssKiB: field(rollup, "Pss"),
   };
-}
-
-export function childPids(pid: number): number[] {
-  const pids: number[] = [];
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    const children = readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim();
-    if (children) pids.push(...children.split(/\s+/).map(Number));
-  }
-  return pids;
 }
 
 /** A short name for a process: the bundle it runs (dist/<name>.js) or its command. */

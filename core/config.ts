@@ -10,6 +10,8 @@ export const defaultState = "/run/berth";
 export interface Paths {
   root: string;
   state: string;
+  /** The public gRPC socket, given (by berthd) to the gateway only. */
+  address?: string;
 }
 
 export function serviceSocketPath(state: string, service: string): string {
@@ -20,7 +22,7 @@ export function gatewaySocketPath(state: string): string {
   return join(state, "berth.sock");
 }
 
-/** The --root/--state flags every service process is started with. */
+/** The --root/--state flags every service process is started with (and the gateway's --address). */
 export function parseServicePaths(argv: string[] = process.argv.slice(2)): Paths {
   const { values } = parseArgs({
     args: argv,
@@ -30,5 +32,6 @@ export function parseServicePaths(argv: string[] = process.argv.slice(2)): Paths
   return {
     root: typeof values.root === "string" ? values.root : defaultRoot,
     state: typeof values.state === "string" ? values.state : defaultState,
+    address: typeof values.address === "string" ? values.address : undefined,
   };
 }

@@ -36,7 +36,7 @@ export async function* readBlob(
   }
 }
 
-export class BlobTooLargeError extends Error {
+class BlobTooLargeError extends Error {
   override name = "BlobTooLargeError";
 }
 
@@ -143,25 +143,36 @@ function openStream(content: ContentClient, ref: string, call: CallOptions): Wri
 }
 
 /**
- * Opens the ref; "exists" when the namespace already holds the expected digest.
- * Another stream holding the ref answers UNAVAILABLE: like containerd's OpenWriter we
- * retry with a growing random backoff (bounded here, so a service that stays
- * unavailable does not hang the caller forever).
+ * Runs `attempt` (which opens the ref) again while another stream holds the ref and
+ * the service answers UNAVAILABLE: like containerd's OpenWriter, with a growing random
+ * backoff (bounded here, so a service that stays unavailable does not hang the caller
+ * forever).
  */
-async function openWriter(content: ContentClient, request: DeepPartial<WriteContentRequest>, call: CallOptions): Promise<{ stream: WriteStream; offset: bigint } | "exists"> {
+async function retryWhileLocked<T>(attempt: () => Promise<T>): Promise<T> {
   const started = Date.now();
   for (let backoff = 16; ; backoff = Math.min(backoff * 2, 2048)) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (grpcCode(err) !== Status.UNAVAILABLE || Date.now() - started > lockWaitMs) throw err;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * backoff));
+    }
+  }
+}
+
+/** Opens the ref; "exists" when the namespace already holds the expected digest. */
+function openWriter(content: ContentClient, request: DeepPartial<WriteContentRequest>, call: CallOptions): Promise<{ stream: WriteStream; offset: bigint } | "exists"> {
+  return retryWhileLocked(async () => {
     const stream = openStream(content, request.ref ?? "", call);
     try {
       const status = await stream.send(request);
       return { stream, offset: status.offset };
     } catch (err) {
       stream.cancel();
-      if (isAlreadyExists(err)) return "exists";
-      if (grpcCode(err) !== Status.UNAVAILABLE || Date.now() - started > lockWaitMs) throw err;
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * backoff));
+      if (isAlreadyExists(err)) return "exists" as const;
+      throw err;
     }
-  }
+  });
 }
 
 /** The source cut into pieces of at most 1 MiB from byte `skip` on; every byte, skipped ones too, goes into `hash`. */
@@ -237,26 +248,23 @@ async function writeSmallBlob(content: ContentClient, data: Buffer, options: Wri
   const labels = typeof options.labels === "function" ? options.labels() : (options.labels ?? {});
   const request = { action: WriteAction.COMMIT, ref, total, offset: 0n, expected: digest, labels, data };
   let committed: WriteContentResponse;
-  const started = Date.now();
-  for (let backoff = 16; ; backoff = Math.min(backoff * 2, 2048)) {
-    const stream = openStream(content, ref, call);
-    try {
-      committed = await stream.send(request);
-      await stream.finish();
-      break;
-    } catch (err) {
-      if (isAlreadyExists(err)) return { digest, size: data.length, existed: true };
-      if (grpcCode(err) === Status.UNAVAILABLE && Date.now() - started <= lockWaitMs) {
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * backoff));
-        continue;
+  try {
+    committed = await retryWhileLocked(async () => {
+      const stream = openStream(content, ref, call);
+      try {
+        const reply = await stream.send(request);
+        await stream.finish();
+        return reply;
+      } finally {
+        stream.cancel();
       }
-      // UNAVAILABLE means another stream holds the ref: its ingest is not ours to abort.
-      if (options.abortOnFailure && grpcCode(err) !== Status.UNAVAILABLE) await content.abort({ ref }, call).catch(() => {});
-      // Only the commit itself fails with FAILED_PRECONDITION (size or digest); opening the ref fails otherwise.
-      throw grpcCode(err) === Status.FAILED_PRECONDITION ? commitFailure(err, ref) : err;
-    } finally {
-      stream.cancel();
-    }
+    });
+  } catch (err) {
+    if (isAlreadyExists(err)) return { digest, size: data.length, existed: true };
+    // UNAVAILABLE means another stream holds the ref: its ingest is not ours to abort.
+    if (options.abortOnFailure && grpcCode(err) !== Status.UNAVAILABLE) await content.abort({ ref }, call).catch(() => {});
+    // Only the commit itself fails with FAILED_PRECONDITION (size or digest); opening the ref fails otherwise.
+    throw grpcCode(err) === Status.FAILED_PRECONDITION ? commitFailure(err, ref) : err;
   }
   if (committed.offset !== total) throw new Error(`unexpected size: ${committed.offset} != ${total}`);
   if (committed.digest !== digest) throw new Error(`unexpected digest: ${committed.digest} != ${digest}`);

@@ -84,10 +84,10 @@ function decodeWriteRequest(input: BinaryReader | Uint8Array, length?: number): 
 function encodeReadResponse(message: ReadContentResponse) {
   const offset = message.offset;
   if (offset < 0n || offset > BigInt(Number.MAX_SAFE_INTEGER)) return ReadContentResponse.encode(message);
-  let head: Uint8Array = empty;
+  let head = empty;
   if (offset !== 0n) {
     head = Buffer.allocUnsafe(1 + varintLength(Number(offset)));
-    putVarint(head as Buffer, putVarint(head as Buffer, 0, readOffsetTag), Number(offset));
+    putVarint(head, putVarint(head, 0, readOffsetTag), Number(offset));
   }
   if (message.data.length === 0) return finished(head);
   return finished(appendBytesField(head, readDataTag, message.data));

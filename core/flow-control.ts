@@ -21,21 +21,20 @@ export function widenSessionWindow(session: http2.Http2Session): void {
   else widen();
 }
 
-let patched = false;
+const createServer = http2.createServer;
+
+/** An h2c server whose peers may send flowControlWindow bytes per stream and per connection. */
+export function createWideServer(options: http2.ServerOptions = {}, listener?: Parameters<typeof http2.createServer>[1]): http2.Http2Server {
+  const server = createServer({ ...options, settings: { ...options.settings, initialWindowSize: flowControlWindow } }, listener);
+  server.on("session", widenSessionWindow);
+  return server;
+}
 
 /**
  * grpc-js takes no window option for servers (only for channels), so its
- * http2.createServer calls get our settings added. Idempotent; affects only servers
- * created after it runs, in this process.
+ * http2.createServer calls are made through createWideServer. Idempotent; affects only
+ * servers created after it runs, in this process.
  */
 export function widenGrpcServerWindows(): void {
-  if (patched) return;
-  patched = true;
-  const create = http2.createServer;
-  const widened = (options?: http2.ServerOptions, listener?: Parameters<typeof http2.createServer>[1]) => {
-    const server = create({ ...options, settings: { ...options?.settings, initialWindowSize: flowControlWindow } }, listener);
-    server.on("session", widenSessionWindow);
-    return server;
-  };
-  (http2 as { createServer: unknown }).createServer = widened;
+  (http2 as { createServer: unknown }).createServer = createWideServer;
 }

@@ -31,11 +31,11 @@ export function grpcClient<D extends CompatServiceDefinition>(definition: D, soc
   return factory.create(definition, unixChannel(socketPath));
 }
 
-/** Call options that select a namespace (and optionally a lease). */
-export function inNamespace(namespace: string, lease?: string): CallOptions {
+/** Call options that select a namespace (and optionally a lease and an abort signal). */
+export function inNamespace(namespace: string, lease?: string, signal?: AbortSignal): CallOptions {
   const metadata = Metadata({ [namespaceHeader]: namespace });
   if (lease) metadata.set(leaseHeader, lease);
-  return { metadata };
+  return signal ? { metadata, signal } : { metadata };
 }
 
 export function grpcCode(err: unknown): Status | undefined {

@@ -1,21 +1,16 @@
 // Bootstrap shared by every service process: a nice-grpc server on
 // <state>/services/<name>.sock with the cross-cutting middleware (trace span per
 // call, error mapping), graceful SIGTERM, and exit when berthd (our parent) goes away.
-import { mkdirSync, rmSync, chmodSync } from "node:fs";
-import { dirname } from "node:path";
 import { createServer, ServerError, Status, type CallContext, type Server, type ServerMiddlewareCall } from "nice-grpc";
 import { context as otelContext, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import { BerthError, grpcStatusOf } from "./errors.ts";
+import { BerthError, failedPrecondition, grpcStatusOf } from "./errors.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { parseServicePaths, serviceSocketPath, type Paths } from "./config.ts";
 import { extractContext, initTelemetry, stopTelemetry, telemetryEnabled, tracer } from "./telemetry.ts";
 import { validateIdentifier } from "./identifiers.ts";
-import { failedPrecondition } from "./errors.ts";
 import { widenGrpcServerWindows } from "./flow-control.ts";
-
 import { namespaceHeader, leaseHeader } from "./headers.ts";
-
-export { namespaceHeader, leaseHeader };
+import { listenOnSocket } from "./socket.ts";
 
 /** The call's namespace (containerd-namespace metadata), validated. */
 export function namespaceOf(ctx: CallContext): string {
@@ -84,15 +79,6 @@ export interface ServiceHandle {
   close?(): Promise<void> | void;
 }
 
-/** Listens on a UNIX socket that only root (and the socket's group) may use. */
-export async function listenUnix(server: Server, path: string): Promise<void> {
-  widenGrpcServerWindows();
-  mkdirSync(dirname(path), { recursive: true, mode: 0o711 });
-  rmSync(path, { force: true });
-  await server.listen(`unix://${path}`);
-  chmodSync(path, 0o660);
-}
-
 /**
  * Runs a service process: builds the server through `setup`, listens, and shuts
  * down cleanly on SIGTERM/SIGINT or when the parent's stdin pipe closes.
@@ -100,7 +86,6 @@ export async function listenUnix(server: Server, path: string): Promise<void> {
 export async function runService(
   name: string,
   setup: (server: Server, ctx: ServiceContext) => Promise<ServiceHandle | void> | ServiceHandle | void,
-  socketPath?: (paths: Paths) => string,
 ): Promise<void> {
   const paths = parseServicePaths();
   const log = createLogger(name);
@@ -108,8 +93,9 @@ export async function runService(
   const base = createServer().use(errorMiddleware(log));
   const server = telemetryEnabled() ? base.use(tracingMiddleware) : base;
   const handle = (await setup(server as Server, { ...paths, name, log })) ?? {};
-  const socket = socketPath ? socketPath(paths) : serviceSocketPath(paths.state, name);
-  await listenUnix(server as Server, socket);
+  const socket = serviceSocketPath(paths.state, name);
+  widenGrpcServerWindows();
+  await listenOnSocket(socket, (path) => server.listen(`unix://${path}`));
   await handle.afterListen?.();
   log.info({ socket }, "service listening");
 

@@ -15,9 +15,9 @@ export function validateLabels(labels: Record<string, string>): Record<string, s
 }
 
 /**
- * Applies a field mask's `labels.<key>` paths (or `labels` for all) to a label map.
- * A masked key with an empty or absent value is removed. Returns undefined when the
- * mask names no labels.
+ * Applies a field mask's `labels.<key>` paths (or `labels` for all) to a label map;
+ * no paths at all (an update without a mask) replace every label, as in containerd.
+ * A masked key with an empty or absent value is removed; other paths are ignored.
  */
 export function applyLabelMask(
   current: Record<string, string>,
@@ -25,7 +25,7 @@ export function applyLabelMask(
   paths: readonly string[],
 ): Record<string, string> {
   let result = { ...current };
-  for (const path of paths) {
+  for (const path of paths.length > 0 ? paths : ["labels"]) {
     if (path === "labels") {
       result = { ...update };
     } else if (path.startsWith("labels.")) {

@@ -7,13 +7,13 @@
 // best effort, so they leave the request path: they are sent in the background, in
 // order, and a failure is logged (measured: ~1-3 ms per awaited round trip, four of
 // them in every Content/Write).
-import { Status, type Client } from "nice-grpc";
+import type { Client } from "nice-grpc";
 import { NamespacesDefinition } from "./gen/containerd/services/namespaces/v1/namespace.ts";
 import { EventsDefinition } from "./gen/containerd/services/events/v1/events.ts";
 import { LeasesDefinition } from "./gen/containerd/services/leases/v1/leases.ts";
 import { serviceSocketPath } from "./config.ts";
 import { fromClientError } from "./errors.ts";
-import { grpcClient, inNamespace } from "./grpc-client.ts";
+import { grpcClient, inNamespace, isAlreadyExists } from "./grpc-client.ts";
 import type { Logger } from "./log.ts";
 
 /** A protobuf message type as ts-proto generates it. */
@@ -23,6 +23,8 @@ export interface MessageType<T> {
 }
 
 const resourceKey = (namespace: string, lease: string, type: string, id: string) => `${namespace}\0${lease}\0${type}\0${id}`;
+/** The background queue events share (a resourceKey always has a \0 in it). */
+const eventsKey = "events";
 
 export class MetadataClient {
   private readonly knownNamespaces = new Set<string>();
@@ -30,10 +32,11 @@ export class MetadataClient {
   private readonly namespaces: Client<typeof NamespacesDefinition>;
   private readonly events: Client<typeof EventsDefinition>;
   private readonly leases: Client<typeof LeasesDefinition>;
-  /** The last event sent or queued: events go out one after the other, in order. */
-  private eventQueue: Promise<void> = Promise.resolve();
-  /** Lease resources being dropped in the background, by resourceKey. */
-  private readonly drops = new Map<string, Promise<void>>();
+  /**
+   * Background calls not finished yet, as one chain per key: every event under
+   * eventsKey (they go out in order), each lease resource's drops under its resourceKey.
+   */
+  private readonly background = new Map<string, Promise<void>>();
 
   constructor(state: string, log: Logger) {
     this.log = log;
@@ -48,7 +51,7 @@ export class MetadataClient {
     try {
       await this.namespaces.create({ namespace: { name: namespace, labels: {} } });
     } catch (err) {
-      if ((err as { code?: Status }).code !== Status.ALREADY_EXISTS) throw fromClientError(err, `namespace ${namespace}`);
+      if (!isAlreadyExists(err)) throw fromClientError(err, `namespace ${namespace}`);
     }
     this.knownNamespaces.add(namespace);
   }
@@ -65,13 +68,11 @@ export class MetadataClient {
    */
   publish<T>(namespace: string, topic: string, typeUrl: string, type: MessageType<T>, event: Partial<T>): void {
     const value = Buffer.from(type.encode(type.fromPartial(event)).finish());
-    this.eventQueue = this.eventQueue.then(async () => {
-      try {
-        await this.events.publish({ topic, event: { typeUrl, value } }, inNamespace(namespace));
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message, topic }, "cannot publish event");
-      }
-    });
+    this.inBackground(
+      eventsKey,
+      () => this.events.publish({ topic, event: { typeUrl, value } }, inNamespace(namespace)),
+      (err) => this.log.warn({ err: err.message, topic }, "cannot publish event"),
+    );
   }
 
   /**
@@ -81,7 +82,7 @@ export class MetadataClient {
    */
   async addLeaseResource(namespace: string, lease: string, type: string, id: string): Promise<void> {
     // A drop of the same resource still on its way must not land after this add.
-    await this.drops.get(resourceKey(namespace, lease, type, id));
+    await this.background.get(resourceKey(namespace, lease, type, id));
     try {
       await this.leases.addResource({ id: lease, resource: { id, type } }, inNamespace(namespace));
     } catch (err) {
@@ -96,18 +97,19 @@ export class MetadataClient {
    * would otherwise go.
    */
   removeLeaseResource(namespace: string, lease: string, type: string, id: string): void {
-    const key = resourceKey(namespace, lease, type, id);
-    const previous = this.drops.get(key) ?? Promise.resolve();
-    const drop = previous.then(async () => {
-      try {
-        await this.leases.deleteResource({ id: lease, resource: { id, type } }, inNamespace(namespace));
-      } catch (err) {
-        this.log.debug({ err: (err as Error).message, lease, type, id }, "cannot drop lease resource");
-      }
-    });
-    this.drops.set(key, drop);
-    void drop.then(() => {
-      if (this.drops.get(key) === drop) this.drops.delete(key);
+    this.inBackground(
+      resourceKey(namespace, lease, type, id),
+      () => this.leases.deleteResource({ id: lease, resource: { id, type } }, inNamespace(namespace)),
+      (err) => this.log.debug({ err: err.message, lease, type, id }, "cannot drop lease resource"),
+    );
+  }
+
+  /** Runs `call` after the calls queued under `key` before it; a failure goes to `failed`. */
+  private inBackground(key: string, call: () => Promise<unknown>, failed: (err: Error) => void): void {
+    const done = (this.background.get(key) ?? Promise.resolve()).then(call).then(() => {}, failed);
+    this.background.set(key, done);
+    void done.then(() => {
+      if (this.background.get(key) === done) this.background.delete(key);
     });
   }
 
@@ -115,7 +117,7 @@ export class MetadataClient {
   async flush(timeoutMs = 2000): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
-    await Promise.race([Promise.all([this.eventQueue, ...this.drops.values()]), timeout]);
+    await Promise.race([Promise.all(this.background.values()), timeout]);
     clearTimeout(timer);
   }
 }

@@ -1,6 +1,10 @@
-// Whether something listens on a UNIX socket: a connection is opened and dropped at
-// once, so it works for any protocol (gRPC, redis) and tells "up" from "not yet".
+// UNIX sockets: whether something listens on one (a connection is opened and dropped
+// at once, so it works for any protocol — gRPC, redis — and tells "up" from "not
+// yet"), waiting until it does, and listening on one that only root and the socket's
+// group may use.
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import net from "node:net";
+import { dirname } from "node:path";
 
 export function socketAccepts(path: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -11,4 +15,26 @@ export function socketAccepts(path: string): Promise<boolean> {
     });
     conn.once("error", () => resolve(false));
   });
+}
+
+/**
+ * Polls until something listens on `path`: false once `timeoutMs` has passed, or as
+ * soon as `gaveUp()` says there is no point waiting (the process that would listen exited).
+ */
+export async function waitForSocket(path: string, timeoutMs: number, gaveUp: () => boolean = () => false): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!gaveUp()) {
+    if (await socketAccepts(path)) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return false;
+}
+
+/** Listens (through `listen`) on a fresh socket at `path`, then makes it root's and its group's only. */
+export async function listenOnSocket(path: string, listen: (path: string) => Promise<unknown>): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o711 });
+  rmSync(path, { force: true });
+  await listen(path);
+  chmodSync(path, 0o660);
 }

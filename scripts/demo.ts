@@ -13,7 +13,7 @@ import { grpcClient } from "../core/grpc-client.ts";
 import { connectImageServices, importArchive, mountImage, unmountImage } from "../core/image/index.ts";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { descriptor, layoutEntries, tarOf } from "../test/fixtures/archives.ts";
-import { socketAccepts } from "../core/socket.ts";
+import { socketAccepts, waitForSocket } from "../core/socket.ts";
 
 const repo = new URL("..", import.meta.url).pathname;
 const address = gatewaySocketPath(defaultState);
@@ -32,8 +32,7 @@ async function ensureDaemon(): Promise<void> {
   const out = openSync(logFile, "a");
   const child = spawn(process.execPath, [join(repo, "dist", "berthd.js")], { detached: true, stdio: ["ignore", out, out] });
   child.unref();
-  for (let i = 0; i < 400 && !(await socketAccepts(address)); i++) await new Promise((r) => setTimeout(r, 50));
-  if (!(await socketAccepts(address))) throw new Error(`berthd did not start; see ${logFile}`);
+  if (!(await waitForSocket(address, 20_000))) throw new Error(`berthd did not start; see ${logFile}`);
   console.log(`started berthd (pid ${child.pid}) with root ${defaultRoot} and state ${defaultState}; log: ${logFile}`);
   console.log(`stop it with: kill ${child.pid}`);
 }

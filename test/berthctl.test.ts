@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { startDaemon, distDir, ok, run, sleep, type Daemon } from "./harness.ts";
+import { startDaemon, distDir, ok, run, type Daemon } from "./harness.ts";
 import { closeChannels, grpcClient, inNamespace } from "../core/grpc-client.ts";
 import { sha256Digest } from "../core/digest.ts";
 import { ImagesDefinition } from "../core/gen/containerd/services/images/v1/images.ts";
@@ -51,12 +51,9 @@ const contentRows = (out: string) =>
     });
 
 before(async () => {
-  for (const name of ["metadata", "content", "images", "gateway"]) {
-    // The other services land separately; waiting is cheaper than a confusing failure.
-    for (let i = 0; i < 360 && !existsSync(join(distDir, `${name}.js`)); i++) await sleep(5000);
+  for (const name of ["metadata", "content", "images", "gateway", "berthctl"]) {
     assert.ok(existsSync(join(distDir, `${name}.js`)), `dist/${name}.js is built`);
   }
-  assert.ok(existsSync(join(distDir, "berthctl.js")), "dist/berthctl.js is built");
   d = await startDaemon();
 });
 

@@ -3,12 +3,12 @@
 // everything stored surviving a kill -9 of berthd itself.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { statSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createChannel, createClient, Status } from "nice-grpc";
 import { Empty } from "../core/gen/google/protobuf/empty.ts";
 import { ImagesDefinition } from "../core/gen/containerd/services/images/v1/images.ts";
+import { sha256Digest } from "../core/digest.ts";
 import { grpcClient, inNamespace } from "../core/grpc-client.ts";
 import { Daemon, run, startDaemon, distDir } from "./harness.ts";
 
@@ -70,7 +70,7 @@ describe("berthd", () => {
   });
 
   test("SIGTERM stops every service and redis", async () => {
-    const services = ["gateway", "metadata", "content", "images", "snapshots"].map((name) => d.servicePid(name)).filter((p): p is number => !!p);
+    const services = ["gateway", "metadata", "content", "images", "snapshots", "diff"].map((name) => d.servicePid(name)).filter((p): p is number => !!p);
     const redisPid = Number(readFileSync(join(d.state, "redis.pid"), "utf8"));
     await d.stop();
     for (const pid of [...services, redisPid]) {
@@ -94,7 +94,7 @@ describe("kill -9 of berthd", () => {
     assert.equal(d.ctr(["namespaces", "create", "crash", "team=core"]).code, 0);
     const ingest = d.ctr(["content", "ingest", "crash-ref"], blob, "crash");
     assert.equal(ingest.code, 0, ingest.stderr);
-    const digest = `sha256:${createHash("sha256").update(blob).digest("hex")}`;
+    const digest = sha256Digest(blob);
     const images = grpcClient(ImagesDefinition, d.address);
     await images.create(
       { image: { name: "berth.local/crash:1", target: { mediaType: "application/vnd.oci.image.manifest.v1+json", digest, size: BigInt(blob.length) } } },

@@ -99,6 +99,22 @@ class Writer {
   }
 }
 
+/** Opens the ref again once the stream that held it has let go (a held ref answers UNAVAILABLE). */
+async function reopen(client: ContentClient, ns: string, ref: string): Promise<WriteContentResponse | undefined> {
+  for (let i = 0; i < 50; i++) {
+    const w = new Writer(client, ns);
+    try {
+      return await w.open(ref);
+    } catch (err) {
+      if (!(err instanceof ClientError) || err.code !== Status.UNAVAILABLE) throw err;
+      await sleep(20);
+    } finally {
+      w.close();
+    }
+  }
+  return undefined;
+}
+
 async function rejectsWith(promise: Promise<unknown>, code: Status, message?: RegExp): Promise<ClientError> {
   const err = await grpcError(promise);
   assert.equal(Status[err.code], Status[code], err.details);
@@ -369,19 +385,7 @@ describe("content service", () => {
     await responses.next();
     abort.abort();
     await responses.next().catch(() => undefined);
-    let reopened: WriteContentResponse | undefined;
-    for (let i = 0; i < 50 && !reopened; i++) {
-      const w = new Writer(client, "t");
-      try {
-        reopened = await w.open("cancel-ref");
-      } catch (err) {
-        if (!(err instanceof ClientError) || err.code !== Status.UNAVAILABLE) throw err;
-        await sleep(20);
-      } finally {
-        w.close();
-      }
-    }
-    assert.equal(reopened?.offset, 7n);
+    assert.equal((await reopen(client, "t", "cancel-ref"))?.offset, 7n);
     await client.abort({ ref: "cancel-ref" }, inNamespace("t"));
   });
 
@@ -539,19 +543,7 @@ describe("content service", () => {
       assert.equal((await elsewhere.open("busy-ref")).offset, 0n);
       elsewhere.close();
       first.close();
-      let reopened: WriteContentResponse | undefined;
-      for (let i = 0; i < 50 && !reopened; i++) {
-        const third = new Writer(client, "t");
-        try {
-          reopened = await third.open("busy-ref");
-        } catch (err) {
-          if (!(err instanceof ClientError) || err.code !== Status.UNAVAILABLE) throw err;
-          await sleep(20);
-        } finally {
-          third.close();
-        }
-      }
-      assert.equal(reopened?.offset, 4n);
+      assert.equal((await reopen(client, "t", "busy-ref"))?.offset, 4n);
       await client.abort({ ref: "busy-ref" }, inNamespace("t"));
       await client.abort({ ref: "busy-ref" }, inNamespace("t2"));
     });

@@ -86,6 +86,17 @@ function unmount(target: string): void {
   mounted.splice(mounted.indexOf(target), 1);
 }
 
+/** Runs fn on a read-only overlay of `lowers` (topmost first) mounted on a fresh dir, then unmounts it. */
+async function withOverlayView<T>(name: string, lowers: string[], fn: (view: string) => T | Promise<T>): Promise<T> {
+  const view = freshDir(name);
+  mountOverlay(view, `lowerdir=${lowers.join(":")}`);
+  try {
+    return await fn(view);
+  } finally {
+    unmount(view);
+  }
+}
+
 /** A fresh directory under the test's work dir. */
 function freshDir(name: string): string {
   return mkdtempSync(join(work, `${name}-`));
@@ -360,9 +371,7 @@ describe("Apply", () => {
     assert.deepEqual([shared.mode & 0o7777, shared.uid, shared.gid], [0o1777, 7, 8], "parent copied up from the lower");
     assert.equal(lstatSync(join(target.upper, "etc")).mode & 0o7777, 0o755);
 
-    const merged = freshDir("merged");
-    mountOverlay(merged, `lowerdir=${target.upper}:${lower}`);
-    try {
+    await withOverlayView("merged", [target.upper, lower], (merged) => {
       assert.deepEqual(readdirSync(join(merged, "etc")).sort(), ["hard", "hard2", "kept"]);
       assert.ok(!existsSync(join(merged, "olddir")));
       assert.deepEqual(readdirSync(join(merged, "var/cache")), ["fresh"], "opaque dir hides the lower content");
@@ -370,9 +379,7 @@ describe("Apply", () => {
       assert.equal(lstatSync(join(merged, "etc/hard")).ino, lstatSync(join(merged, "etc/hard2")).ino, "hard link stays linked");
       assert.deepEqual(readdirSync(join(merged, "shared")), ["file"]);
       assert.equal(lstatSync(join(merged, "shared")).mode & 0o7777, 0o1777);
-    } finally {
-      unmount(merged);
-    }
+    });
   });
 
   test("any other mount shape is mounted, extracted into, and unmounted", async () => {
@@ -623,7 +630,11 @@ async function layerNames(digest: string, mediaType: string): Promise<string[]> 
   const chunks: Buffer[] = [];
   for await (const { data } of contentClient.read({ digest, offset: 0n, size: 0n }, ns)) chunks.push(data);
   const blob = Buffer.concat(chunks);
-  const tar = mediaType.endsWith("gzip") ? gunzipSync(blob) : mediaType.endsWith("zstd") ? zstdDecompressSync(blob) : blob;
+  return tarNames(mediaType.endsWith("gzip") ? gunzipSync(blob) : mediaType.endsWith("zstd") ? zstdDecompressSync(blob) : blob);
+}
+
+/** Entry names of an uncompressed tar, read with tar-stream. */
+async function tarNames(tar: Buffer): Promise<string[]> {
   const names: string[] = [];
   const ex = extract();
   ex.end(tar);
@@ -682,6 +693,14 @@ function makeChanges(root: string): void {
   utimesSync(join(root, "etc/added"), stamp, stamp);
 }
 
+/** A populateLower tree under a fresh directory. */
+function lowerTree(name: string): string {
+  const dir = join(freshDir(name), "tree");
+  mkdirSync(dir);
+  populateLower(dir);
+  return dir;
+}
+
 function copyTree(from: string, name: string): string {
   const to = join(freshDir(name), "tree");
   sh("cp", ["-a", from, to]);
@@ -690,9 +709,7 @@ function copyTree(from: string, name: string): string {
 
 describe("Diff", () => {
   test("an overlay upper becomes a layer that recreates the merged view on a copy of the lower", async () => {
-    const lower = join(freshDir("dlower"), "tree");
-    mkdirSync(lower);
-    populateLower(lower);
+    const lower = lowerTree("dlower");
     const target = overlayTarget([lower]);
     const merged = freshDir("dmerged");
     mountOverlay(merged, target.mounts[0]!.options.join(","));
@@ -728,9 +745,7 @@ describe("Diff", () => {
     const applied = await diffClient.apply({ diff, mounts: bind(copy), payloads: {} }, ns);
     assert.equal(applied.applied!.digest, diffId, "Apply's diff id matches the label Diff set");
 
-    const view = freshDir("dview");
-    mountOverlay(view, `lowerdir=${target.upper}:${lower}`);
-    try {
+    await withOverlayView("dview", [target.upper, lower], async (view) => {
       const expected = snapshotTree(view);
       assert.deepEqual(snapshotTree(copy), expected);
       assert.ok(expected["bin/tool-alias"]?.includes("linkgroup=bin/tool"), "hard link pair in the view");
@@ -739,22 +754,14 @@ describe("Diff", () => {
       // Overlay upper: applying the same layer over the lower gives the same view.
       const target2 = overlayTarget([lower]);
       await diffClient.apply({ diff, mounts: target2.mounts, payloads: {} }, ns);
-      const view2 = freshDir("dview2");
-      mountOverlay(view2, `lowerdir=${target2.upper}:${lower}`);
-      try {
+      await withOverlayView("dview2", [target2.upper, lower], (view2) => {
         assert.deepEqual(snapshotTree(view2), expected);
-      } finally {
-        unmount(view2);
-      }
-    } finally {
-      unmount(view);
-    }
+      });
+    });
   });
 
   test("two plain trees are compared file by file (tar and zstd outputs)", async () => {
-    const lower = join(freshDir("tlower"), "tree");
-    mkdirSync(lower);
-    populateLower(lower);
+    const lower = lowerTree("tlower");
     const upper = copyTree(lower, "tupper");
     makeChanges(upper);
     for (const mediaType of [oci.tar, oci.zstd]) {
@@ -773,9 +780,7 @@ describe("Diff", () => {
   });
 
   test("an overlay over other lower dirs is mounted read-only and compared as a tree", async () => {
-    const lower = join(freshDir("mlower"), "tree");
-    mkdirSync(lower);
-    populateLower(lower);
+    const lower = lowerTree("mlower");
     // The right side stacks on a copy: its lower dirs are not the left view, so no upper-dir shortcut.
     const base = copyTree(lower, "mbase");
     const target = overlayTarget([base]);
@@ -788,20 +793,14 @@ describe("Diff", () => {
     assert.ok(names.includes("opaque/.wh.old") && !names.includes("opaque/.wh..wh..opq"), names.join(" "));
     const copy = copyTree(lower, "mcopy");
     await diffClient.apply({ diff: diff!, mounts: bind(copy), payloads: {} }, ns);
-    const view = freshDir("mview");
-    mountOverlay(view, `lowerdir=${target.upper}:${base}`);
-    try {
+    await withOverlayView("mview", [target.upper, base], (view) => {
       assert.deepEqual(snapshotTree(copy), snapshotTree(view));
-    } finally {
-      unmount(view);
-    }
+    });
     assert.deepEqual(readdirSync(join(d.root, "diff", "mounts")), [], "temp mounts removed");
   });
 
   test("an upper dir with overlayfs redirects falls back to comparing the mounted trees", async () => {
-    const lower = join(freshDir("rlower"), "tree");
-    mkdirSync(lower);
-    populateLower(lower);
+    const lower = lowerTree("rlower");
     const target = overlayTarget([lower]);
     mkdirSync(join(target.upper, "moved"));
     writeFileSync(join(target.upper, "moved/file"), "moved");
@@ -810,23 +809,17 @@ describe("Diff", () => {
     const { diff } = await diffClient.diff({ left: bind(lower), right: target.mounts, mediaType: oci.gzip, ref: "", labels: {} }, ns);
     const copy = copyTree(lower, "rcopy");
     await diffClient.apply({ diff: diff!, mounts: bind(copy), payloads: {} }, ns);
-    const view = freshDir("rview");
-    mountOverlay(view, `lowerdir=${target.upper}:${lower}`);
-    try {
+    await withOverlayView("rview", [target.upper, lower], (view) => {
       const expected = snapshotTree(view);
       // The kernel follows the redirect (redirect_always_follow), so the view shows /etc's
       // files under moved/: a plain read of the upper dir would have missed them.
       assert.ok("moved/file" in expected && "moved/unchanged" in expected, Object.keys(expected).join(" "));
       assert.deepEqual(snapshotTree(copy), expected);
-    } finally {
-      unmount(view);
-    }
+    });
   });
 
   test("an unchanged tree gives an empty layer; the same diff twice is the same blob", async () => {
-    const lower = join(freshDir("elower"), "tree");
-    mkdirSync(lower);
-    populateLower(lower);
+    const lower = lowerTree("elower");
     const same = copyTree(lower, "esame");
     const first = await diffClient.diff({ left: bind(lower), right: bind(same), mediaType: oci.tar, ref: "", labels: {} }, ns);
     assert.equal(first.diff!.size, 1024n, "only the end-of-archive marker");
@@ -835,9 +828,7 @@ describe("Diff", () => {
   });
 
   test("a first layer (no left mounts) holds the whole tree", async () => {
-    const tree = join(freshDir("first"), "tree");
-    mkdirSync(tree);
-    populateLower(tree);
+    const tree = lowerTree("first");
     const { diff } = await diffClient.diff({ left: [], right: bind(tree), mediaType: oci.gzip, ref: "", labels: {} }, ns);
     const target = freshDir("firstcopy");
     await diffClient.apply({ diff: diff!, mounts: bind(target), payloads: {} }, ns);
@@ -870,14 +861,7 @@ describe("Diff", () => {
     const r = spawnSync("ctr", ["--address", d.address, "--namespace", "default", "snapshots", "diff", "diff-child"], { encoding: "buffer" });
     assert.equal(r.status, 0, r.stderr.toString());
     const tar = gunzipSync(r.stdout);
-    const names: string[] = [];
-    const ex = extract();
-    ex.end(tar);
-    for await (const entry of ex) {
-      names.push(entry.header.name);
-      entry.resume();
-    }
-    assert.deepEqual(names.sort(), [".wh.removed", "added"]);
+    assert.deepEqual((await tarNames(tar)).sort(), [".wh.removed", "added"]);
     const ls = d.ctr(["content", "ls"]).stdout;
     assert.ok(ls.includes(`containerd.io/uncompressed=${sha256(tar)}`), ls);
   });

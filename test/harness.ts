@@ -1,12 +1,14 @@
 // Starts a real berthd (the built dist/ bundles) on temp root and state dirs, and
 // runs real clients (ctr, berthctl) against it. Every test file uses its own daemon
-// and removes everything it made in stop().
+// and removes everything it made in destroy().
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClientError, createChannel, createClient, type Channel, type Client, type CompatServiceDefinition } from "nice-grpc";
+import { redisLeftIn } from "../cmd/berthd/redis.ts";
+import { hasExited, isRunning, stopChild } from "../core/process.ts";
 import { socketAccepts } from "../core/socket.ts";
 
 export const repoRoot = new URL("..", import.meta.url).pathname;
@@ -20,8 +22,8 @@ export interface RunResult {
 
 export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
-  /** Reuse these dirs (a restart) instead of making new temp dirs. */
-  dirs?: { base: string; root: string; state: string };
+  /** The dir to keep root/ and state/ in, instead of a new temp dir. */
+  base?: string;
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -36,9 +38,9 @@ export class Daemon {
   private readonly env: NodeJS.ProcessEnv;
 
   constructor(options: DaemonOptions = {}) {
-    this.base = options.dirs?.base ?? mkdtempSync(join(tmpdir(), "berth-test-"));
-    this.root = options.dirs?.root ?? join(this.base, "root");
-    this.state = options.dirs?.state ?? join(this.base, "state");
+    this.base = options.base ?? mkdtempSync(join(tmpdir(), "berth-test-"));
+    this.root = join(this.base, "root");
+    this.state = join(this.base, "state");
     this.address = join(this.state, "berth.sock");
     this.env = { ...process.env, BERTH_LOG_LEVEL: process.env.BERTH_LOG_LEVEL ?? "warn", ...options.env };
   }
@@ -61,7 +63,7 @@ export class Daemon {
     proc.stdout!.on("data", (d) => (this.output += d));
     proc.stderr!.on("data", (d) => (this.output += d));
     for (let i = 0; i < 600; i++) {
-      if (proc.exitCode !== null || proc.signalCode !== null) {
+      if (hasExited(proc)) {
         throw new Error(`berthd exited during start-up:\n${this.output}`);
       }
       if (this.ready() && (await socketAccepts(this.address))) return this;
@@ -107,32 +109,27 @@ export class Daemon {
   /** SIGKILL berthd alone (its services notice and exit; redis stays). */
   async kill9(): Promise<void> {
     const proc = this.proc;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    if (!proc || hasExited(proc)) return;
     // redis-server outlives a killed berthd by design (the next berthd stops it)
-    const services = childPids(proc.pid!).filter((pid) => !isRedis(pid));
+    const redis = redisLeftIn(this.state);
+    const services = childPids(proc.pid!).filter((pid) => pid !== redis);
     const exited = new Promise((r) => proc.once("exit", r));
     proc.kill("SIGKILL");
     await exited;
     // services exit when their stdin pipe closes
-    for (let i = 0; i < 200 && services.some(alive); i++) await sleep(25);
+    for (let i = 0; i < 200 && services.some(isRunning); i++) await sleep(25);
   }
 
   async stop(): Promise<void> {
-    const proc = this.proc;
-    if (proc && proc.exitCode === null && proc.signalCode === null) {
-      const exited = new Promise((r) => proc.once("exit", r));
-      proc.kill("SIGTERM");
-      const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    if (this.proc) await stopChild(this.proc, 15_000);
     this.proc = undefined;
   }
 
   /** Stops the daemon and removes the temp dirs (and any redis a kill9 left). */
   async destroy(): Promise<void> {
     await this.stop();
-    killRedisLeftIn(this.state);
+    const redis = redisLeftIn(this.state);
+    if (redis) process.kill(redis, "SIGKILL");
     rmSync(this.base, { recursive: true, force: true });
   }
 
@@ -189,16 +186,8 @@ export const tableRows = (out: string) =>
     .slice(1)
     .map((line) => line.trim().split(/\s+/));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function childPids(pid: number): number[] {
+/** The pids of a process's children (none once it is gone). */
+export function childPids(pid: number): number[] {
   const pids: number[] = [];
   try {
     for (const task of readdirSync(`/proc/${pid}/task`)) {
@@ -211,26 +200,7 @@ function childPids(pid: number): number[] {
   return pids;
 }
 
-function isRedis(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("redis-server");
-  } catch {
-    return false;
-  }
-}
-
-function killRedisLeftIn(state: string): void {
-  const pidFile = join(state, "redis.pid");
-  if (!existsSync(pidFile)) return;
-  const pid = Number(readFileSync(pidFile, "utf8").trim());
-  try {
-    if (pid && readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("redis-server")) process.kill(pid, "SIGKILL");
-  } catch {
-    // already gone
-  }
-}
-
-/** Starts a daemon on fresh temp dirs. */
+/** Starts a daemon on fresh temp dirs (or in `options.base`). */
 export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> {
   const daemon = new Daemon(options);
   try {

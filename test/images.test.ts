@@ -3,10 +3,8 @@
 // code and nothing changed; events, namespace bookkeeping and restarts.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { Metadata, Status } from "nice-grpc";
-import { startDaemon, distDir, grpcError, sleep, tableRows, type Daemon } from "./harness.ts";
+import { startDaemon, grpcError, sleep, tableRows, type Daemon } from "./harness.ts";
 import { closeChannels, grpcClient, inNamespace } from "../core/grpc-client.ts";
 import { sha256Digest } from "../core/digest.ts";
 import { ImagesDefinition, type Image } from "../core/gen/containerd/services/images/v1/images.ts";
@@ -18,8 +16,7 @@ import { ociManifestType, tinyImage, type Blob } from "./fixtures/archives.ts";
 let d: Daemon;
 const image = tinyImage("one");
 
-const address = () => (existsSync(join(distDir, "gateway.js")) ? d.address : join(d.state, "services", "images.sock"));
-const images = () => grpcClient(ImagesDefinition, address());
+const images = () => grpcClient(ImagesDefinition, d.address);
 const inDefault = () => inNamespace("default");
 
 function target(b: Blob = image.manifest) {
@@ -191,7 +188,7 @@ describe("Images over gRPC", () => {
   });
 
   test("Create, Update and Delete publish /images/* events with the images.v1 type URLs", async () => {
-    const events = grpcClient(EventsDefinition, existsSync(join(distDir, "gateway.js")) ? d.address : join(d.state, "services", "metadata.sock"));
+    const events = grpcClient(EventsDefinition, d.address);
     const abort = new AbortController();
     const seen: Envelope[] = [];
     const done = (async () => {

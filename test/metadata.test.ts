@@ -5,8 +5,9 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { Metadata, Status, type CompatServiceDefinition } from "nice-grpc";
-import { startDaemon, closeFreshChannels, freshClient, grpcError, run, sleep, tableRows, type Daemon, type RunResult } from "./harness.ts";
+import { Status, type CompatServiceDefinition } from "nice-grpc";
+import { startDaemon, closeFreshChannels, freshClient, grpcError, sleep, tableRows, type Daemon, type RunResult } from "./harness.ts";
+import { inNamespace } from "../core/grpc-client.ts";
 import { NamespacesDefinition } from "../core/gen/containerd/services/namespaces/v1/namespace.ts";
 import { LeasesDefinition } from "../core/gen/containerd/services/leases/v1/leases.ts";
 import { EventsDefinition, type Envelope } from "../core/gen/containerd/services/events/v1/events.ts";
@@ -14,13 +15,11 @@ import { NamespaceCreate } from "../core/gen/containerd/events/namespace.ts";
 
 let d: Daemon;
 
-function ctr(args: string[], namespace = "default", input?: string | Buffer): RunResult {
-  return run("ctr", ["--address", d.address, "--namespace", namespace, ...args], input);
-}
+const ctr = (args: string[], namespace = "default", input?: string | Buffer): RunResult => d.ctr(args, input, namespace);
 
 const client = <D extends CompatServiceDefinition>(definition: D) => freshClient(definition, d.address);
 
-const ns = (namespace: string) => ({ metadata: Metadata({ "containerd-namespace": namespace }) });
+const ns = (namespace: string) => inNamespace(namespace);
 
 const grpcCode = async (call: Promise<unknown>) => (await grpcError(call)).code;
 

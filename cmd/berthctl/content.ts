@@ -6,7 +6,7 @@ import { millisFromTimestamp } from "../../core/timestamp.ts";
 import { readBlob, writeBlob } from "../../core/content-client.ts";
 import { isNotFound } from "../../core/grpc-client.ts";
 import { CommandError, logError, writeOut } from "./output.ts";
-import { formatLabels, labelArgs, type Session } from "./session.ts";
+import { formatLabels, labelUpdate, type Session } from "./session.ts";
 import { Table } from "./tabwriter.ts";
 import { humanDuration, humanSize } from "./units.ts";
 
@@ -112,14 +112,12 @@ export function registerContent(program: Command, session: (cmd: Command) => Ses
       const digest = parseDigestArg(digestArg);
       const s = session(cmd);
       const client = s.client(BulkContentDefinition);
-      const labels = labelArgs(args);
-      const paths = Object.keys(labels).map((key) => `labels.${key}`);
-      const set = Object.fromEntries(Object.entries(labels).filter(([, value]) => value !== ""));
+      const { labels, paths } = labelUpdate(args);
       // No labels given: show the current ones rather than clear anything.
       const { info } =
         paths.length === 0
           ? await client.info({ digest }, s.call())
-          : await client.update({ info: { digest, labels: set }, updateMask: paths }, s.call());
+          : await client.update({ info: { digest, labels }, updateMask: paths }, s.call());
       await writeOut(`${formatLabels(info?.labels ?? {})}\n`);
     });
 }

@@ -1,6 +1,7 @@
 // What `images ls` shows beyond the record: the image's size and platforms, found by
 // walking its index/manifest/config blobs in the content store the way containerd's
 // images.Size and images.Platforms do (one manifest per index for the host platform).
+import { isConfigType, isIndexType, isManifestType } from "../../core/image/media-types.ts";
 import { hostPlatform, normalizePlatform, type Platform } from "../../core/image/platform.ts";
 
 export interface Descriptor {
@@ -9,10 +10,6 @@ export interface Descriptor {
   size: bigint;
   platform?: Platform;
 }
-
-const manifestTypes = new Set(["application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json"]);
-const indexTypes = new Set(["application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json"]);
-const configTypes = new Set(["application/vnd.docker.container.image.v1+json", "application/vnd.oci.image.config.v1+json"]);
 
 /** Reads a whole blob by digest. */
 export type BlobReader = (digest: string) => Promise<Buffer>;
@@ -37,12 +34,12 @@ async function readJson(read: BlobReader, desc: Descriptor): Promise<Record<stri
 
 /** images.Children: a manifest's config and layers, an index's manifests, nothing else. */
 async function childrenOf(read: BlobReader, desc: Descriptor): Promise<Descriptor[]> {
-  if (manifestTypes.has(desc.mediaType)) {
+  if (isManifestType(desc.mediaType)) {
     const manifest = await readJson(read, desc);
     const layers = Array.isArray(manifest.layers) ? manifest.layers : [];
     return [descriptorFromJson(manifest.config), ...layers.map(descriptorFromJson)];
   }
-  if (indexTypes.has(desc.mediaType)) {
+  if (isIndexType(desc.mediaType)) {
     const index = await readJson(read, desc);
     return (Array.isArray(index.manifests) ? index.manifests : []).map(descriptorFromJson);
   }
@@ -66,7 +63,7 @@ export async function imageSize(read: BlobReader, target: Descriptor, platform =
   const walk = async (desc: Descriptor): Promise<void> => {
     size += desc.size;
     let children = (await childrenOf(read, desc)).filter((c) => !c.platform || matchesPlatform(platform, c.platform));
-    if (indexTypes.has(desc.mediaType)) {
+    if (isIndexType(desc.mediaType)) {
       // Matching manifests first (only exact matches remain), those without a platform last.
       children = [...children.filter((c) => c.platform), ...children.filter((c) => !c.platform)];
       if (children.length === 0) throw new Error("no match for platform in manifest: not found");
@@ -90,7 +87,7 @@ export async function imagePlatforms(read: BlobReader, target: Descriptor): Prom
       if (desc.platform.os !== "unknown" && desc.platform.architecture !== "unknown") found.push(desc.platform);
       return;
     }
-    if (configTypes.has(desc.mediaType)) {
+    if (isConfigType(desc.mediaType)) {
       const config = await readJson(read, desc);
       found.push(normalizePlatform({ os: String(config.os ?? ""), architecture: String(config.architecture ?? "") }));
     }

@@ -16,8 +16,7 @@ import type { Session } from "./session.ts";
 const imageLibrary = () => import("../../core/image/index.ts");
 
 async function servicesOf(session: Session): Promise<ImageServices> {
-  const signal = session.call().signal as AbortSignal | undefined;
-  return (await imageLibrary()).connectImageServices(session.address, session.namespace, signal);
+  return (await imageLibrary()).connectImageServices(session.address, session.namespace, session.signal);
 }
 
 const snapshotterOption = () =>

@@ -1,15 +1,13 @@
 // berthctl images (image, i): ls, tag, rm, label — as ctr images.
-import { randomBytes } from "node:crypto";
 import type { Command } from "commander";
 import { ImagesDefinition, type Image } from "../../core/gen/containerd/services/images/v1/images.ts";
-import { LeasesDefinition } from "../../core/gen/containerd/services/leases/v1/leases.ts";
 import { BulkContentDefinition } from "../../core/content-codec.ts";
 import { readBlobBytes } from "../../core/content-client.ts";
 import { formatPlatform } from "../../core/image/platform.ts";
 import { imagePlatforms, imageSize, type BlobReader } from "./image-walk.ts";
 import { isAlreadyExists, isNotFound } from "../../core/grpc-client.ts";
 import { CommandError, logError, logWarning, messageOf, writeOut } from "./output.ts";
-import { formatLabels, labelArgs, type Session } from "./session.ts";
+import { formatLabels, labelUpdate, type Session } from "./session.ts";
 import { Table } from "./tabwriter.ts";
 import { binarySize } from "./units.ts";
 
@@ -55,20 +53,6 @@ async function listImages(session: Session, filters: string[], quiet: boolean): 
   await writeOut(table.toString());
 }
 
-/** A short-lived lease like the one ctr's client.WithLease opens (24h expiry, deleted after). */
-async function withLease<T>(session: Session, fn: (lease: string) => Promise<T>): Promise<T> {
-  const leases = session.client(LeasesDefinition);
-  const now = new Date();
-  const id = `${(now.getTime() % 1000) * 1_000_000 + Math.floor(Math.random() * 1_000_000)}-${randomBytes(3).toString("base64url")}`;
-  const expire = new Date(now.getTime() + 24 * 3600 * 1000).toISOString().replace(/\.\d+Z$/, "Z");
-  await leases.create({ id, labels: { "containerd.io/gc.expire": expire } }, session.call());
-  try {
-    return await fn(id);
-  } finally {
-    await leases.delete({ id, sync: false }, session.call()).catch(() => {});
-  }
-}
-
 export function registerImages(program: Command, session: (cmd: Command) => Session): void {
   const images = program.command("images").aliases(["image", "i"]).description("manage images");
 
@@ -93,7 +77,9 @@ export function registerImages(program: Command, session: (cmd: Command) => Sess
       if (targets.length === 0) throw new CommandError("please provide an image reference to tag to");
       const s = session(cmd);
       const client = s.client(ImagesDefinition);
-      await withLease(s, async (lease) => {
+      // a short-lived lease like the one ctr's client.WithLease opens
+      const { connectImageServices, withLease } = await import("../../core/image/index.ts");
+      await withLease(connectImageServices(s.address, s.namespace, s.signal), undefined, async (lease) => {
         const { image } = await client.get({ name: source }, s.call(lease));
         for (const target of targets) {
           const tagged = { ...image, name: target };
@@ -147,15 +133,14 @@ export function registerImages(program: Command, session: (cmd: Command) => Sess
       if (!name) throw new CommandError("please specify an image");
       const s = session(cmd);
       const client = s.client(ImagesDefinition);
-      const labels = labelArgs(args);
-      const set = Object.fromEntries(Object.entries(labels).filter(([, value]) => value !== ""));
-      const paths = opts.replaceAll ? ["labels"] : Object.keys(labels).map((key) => `labels.${key}`);
+      const { labels, paths: keys } = labelUpdate(args);
+      const paths = opts.replaceAll ? ["labels"] : keys;
       // No labels given: show the current ones rather than send an empty mask
       // (which would mean "replace everything").
       const { image } =
         paths.length === 0
           ? await client.get({ name }, s.call())
-          : await client.update({ image: { name, labels: set }, updateMask: paths }, s.call());
+          : await client.update({ image: { name, labels }, updateMask: paths }, s.call());
       await writeOut(`${formatLabels(image?.labels ?? {})}\n`);
     });
 }

@@ -10,7 +10,7 @@ export class CommandError extends Error {
   override name = "CommandError";
 }
 
-export function isAbort(err: unknown): boolean {
+function isAbort(err: unknown): boolean {
   return err instanceof Error && err.name === "AbortError";
 }
 

@@ -13,7 +13,8 @@ export interface GlobalOptions {
 export class Session {
   readonly address: string;
   readonly namespace: string;
-  private readonly signal: AbortSignal | undefined;
+  /** The command's deadline (--timeout), if any. */
+  readonly signal: AbortSignal | undefined;
 
   constructor(options: GlobalOptions) {
     this.address = options.address;
@@ -27,12 +28,8 @@ export class Session {
   }
 
   /** Options for one call: namespace header, optional lease, the command's deadline. */
-  call(lease?: string, signal?: AbortSignal): CallOptions {
-    const signals = [this.signal, signal].filter((s): s is AbortSignal => s !== undefined);
-    return {
-      ...inNamespace(this.namespace, lease),
-      ...(signals.length > 0 ? { signal: signals.length === 1 ? signals[0] : AbortSignal.any(signals) } : {}),
-    };
+  call(lease?: string): CallOptions {
+    return inNamespace(this.namespace, lease, this.signal);
   }
 }
 
@@ -45,6 +42,18 @@ export function labelArgs(args: readonly string[]): Record<string, string> {
     else labels[arg.slice(0, eq)] = arg.slice(eq + 1);
   }
   return labels;
+}
+
+/**
+ * `k=v` arguments as an update of just those labels: the values to set, and the mask
+ * (`labels.<key>` for every key named, so an empty value removes its label).
+ */
+export function labelUpdate(args: readonly string[]): { labels: Record<string, string>; paths: string[] } {
+  const requested = labelArgs(args);
+  return {
+    labels: Object.fromEntries(Object.entries(requested).filter(([, value]) => value !== "")),
+    paths: Object.keys(requested).map((key) => `labels.${key}`),
+  };
 }
 
 /** Labels as ctr prints them: k=v pairs, sorted, joined by commas. */

@@ -5,7 +5,7 @@ import { Kind, SnapshotsDefinition, type Info } from "../../core/gen/containerd/
 import type { Mount } from "../../core/gen/containerd/types/mount.ts";
 import type { Timestamp } from "../../core/gen/google/protobuf/timestamp.ts";
 import { CommandError, messageOf, writeOut } from "./output.ts";
-import { formatLabels, labelArgs, type Session } from "./session.ts";
+import { formatLabels, labelUpdate, type Session } from "./session.ts";
 import { Table } from "./tabwriter.ts";
 import { binarySize } from "./units.ts";
 
@@ -227,9 +227,7 @@ export function registerSnapshots(program: Command, session: (cmd: Command) => S
       const { session: s, snapshotter } = context(cmd);
       const client = s.client(SnapshotsDefinition);
       const key = name ?? "";
-      const requested = labelArgs(args);
-      const paths = Object.keys(requested).map((k) => `labels.${k}`);
-      const labels = Object.fromEntries(Object.entries(requested).filter(([, v]) => v !== ""));
+      const { labels, paths } = labelUpdate(args);
       // Nothing to change: show the labels rather than clear them.
       const { info } =
         paths.length === 0

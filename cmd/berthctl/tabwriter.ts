@@ -60,7 +60,7 @@ function formatBlock(lines: string[][], pad: PadChar): string {
 }
 
 /** Formats text the way a flushed Go tabwriter would print it. */
-export function tabwrite(text: string, pad: PadChar = " "): string {
+function tabwrite(text: string, pad: PadChar = " "): string {
   const lines = text.split("\n").map((line) => line.split("\t"));
   let out = "";
   let start = 0;

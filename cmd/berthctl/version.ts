@@ -8,7 +8,7 @@ import type { Session } from "./session.ts";
 
 export const clientVersion = `v${packageJson.version}`;
 // The gateway reports the same revision string for the server.
-export const clientRevision = "berth";
+const clientRevision = "berth";
 
 export function registerVersion(program: Command, session: (cmd: Command) => Session): void {
   program

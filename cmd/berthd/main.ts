@@ -46,12 +46,14 @@ async function main(): Promise<void> {
       ),
   );
 
+  // The pid file says "ready": it appears only once every service answers.
+  const pidFile = join(config.state, "berthd.pid");
   let stopping = false;
   const shutdown = async (why: string, exitCode = 0) => {
     if (stopping) return;
     stopping = true;
     log.info({ why }, "berthd stopping");
-    rmSync(join(config.state, "berthd.pid"), { force: true });
+    rmSync(pidFile, { force: true });
     for (const service of [...services].reverse()) await service.stop();
     await redis?.stop();
     log.info("berthd stopped");
@@ -72,8 +74,6 @@ async function main(): Promise<void> {
     log.error({ err: (err as Error).message }, "start-up failed");
     await shutdown("start-up failed", 1);
   }
-  // The pid file says "ready": it appears only once every service answers.
-  const pidFile = join(config.state, "berthd.pid");
   writeFileSync(`${pidFile}.tmp`, String(process.pid));
   renameSync(`${pidFile}.tmp`, pidFile);
   log.info({ address: config.address, root: config.root, state: config.state }, "berthd ready");

@@ -5,41 +5,34 @@ import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import type { Logger } from "../../core/log.ts";
+import { hasExited, isRunning } from "../../core/process.ts";
 
 export interface PrivateRedis {
   socket: string;
   stop(): Promise<void>;
 }
 
-/** Running, and not a zombie (an orphaned redis waits to be reaped by init). */
-function alive(pid: number): boolean {
+/**
+ * The pid in <state>/redis.pid if that process is a redis-server that still runs:
+ * one left by a berthd that was killed.
+ */
+export function redisLeftIn(state: string): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+    const pid = Number(readFileSync(join(state, "redis.pid"), "utf8").trim());
+    if (pid && isRunning(pid) && readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("redis-server")) return pid;
   } catch {
-    return false;
+    // no pid file, or the process is gone
   }
+  return undefined;
 }
 
 /** A redis left running by a berthd that was killed: stop it so we own the socket. */
-async function stopStaleRedis(pidFile: string, log: Logger): Promise<void> {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(pidFile, "utf8").trim());
-  } catch {
-    return;
-  }
-  if (!pid || !alive(pid)) return;
-  let cmdline = "";
-  try {
-    cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-  } catch {
-    return;
-  }
-  if (!cmdline.startsWith("redis-server")) return;
+async function stopStaleRedis(state: string, log: Logger): Promise<void> {
+  const pid = redisLeftIn(state);
+  if (!pid) return;
   log.warn({ pid }, "stopping redis-server left by a previous berthd");
   process.kill(pid, "SIGTERM");
-  for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 100 && isRunning(pid); i++) await new Promise((r) => setTimeout(r, 50));
 }
 
 function ping(socket: string): Promise<boolean> {
@@ -63,8 +56,7 @@ export async function startPrivateRedis(root: string, state: string, log: Logger
   const dir = join(root, "redis");
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const socket = join(state, "redis.sock");
-  const pidFile = join(state, "redis.pid");
-  await stopStaleRedis(pidFile, log);
+  await stopStaleRedis(state, log);
   rmSync(socket, { force: true });
   const child: ChildProcess = spawn(
     "redis-server",
@@ -75,7 +67,7 @@ export async function startPrivateRedis(root: string, state: string, log: Logger
       "--dir", dir,
       "--appendonly", "yes",
       "--save", "",
-      "--pidfile", pidFile,
+      "--pidfile", join(state, "redis.pid"),
       "--daemonize", "no",
       "--loglevel", "warning",
     ],
@@ -84,13 +76,13 @@ export async function startPrivateRedis(root: string, state: string, log: Logger
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   child.once("error", (err) => log.error({ err: err.message }, "cannot start redis-server"));
   for (let i = 0; i < 200; i++) {
-    if (child.exitCode !== null || child.signalCode !== null) break;
+    if (hasExited(child)) break;
     if (await ping(socket)) {
       log.info({ socket, pid: child.pid }, "redis ready");
       return {
         socket,
         async stop() {
-          if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+          if (!hasExited(child)) child.kill("SIGTERM");
           await exited;
         },
       };

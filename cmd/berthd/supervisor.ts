@@ -4,7 +4,8 @@
 // never leaves services running behind it.
 import { spawn, type ChildProcess } from "node:child_process";
 import type { Logger } from "../../core/log.ts";
-import { socketAccepts } from "../../core/socket.ts";
+import { hasExited, stopChild } from "../../core/process.ts";
+import { waitForSocket } from "../../core/socket.ts";
 
 export interface ServiceSpec {
   name: string;
@@ -24,9 +25,7 @@ export class SupervisedService {
   private stopping = false;
   private backoffMs = minBackoffMs;
   private restartTimer: NodeJS.Timeout | undefined;
-  restarts = 0;
-
-  readonly spec: ServiceSpec;
+  private readonly spec: ServiceSpec;
   private readonly log: Logger;
 
   constructor(spec: ServiceSpec, log: Logger) {
@@ -34,19 +33,12 @@ export class SupervisedService {
     this.log = log;
   }
 
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
-
   /** Starts the process and resolves once its socket accepts connections. */
   async start(): Promise<void> {
     const child = this.spawnChild();
-    for (let i = 0; i < 400; i++) {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        throw new Error(`service ${this.spec.name} exited during start-up (code ${child.exitCode}, signal ${child.signalCode})`);
-      }
-      if (await socketAccepts(this.spec.socket)) return;
-      await new Promise((r) => setTimeout(r, 25));
+    if (await waitForSocket(this.spec.socket, 10_000, () => hasExited(child))) return;
+    if (hasExited(child)) {
+      throw new Error(`service ${this.spec.name} exited during start-up (code ${child.exitCode}, signal ${child.signalCode})`);
     }
     throw new Error(`service ${this.spec.name} did not open ${this.spec.socket} within 10s`);
   }
@@ -66,7 +58,6 @@ export class SupervisedService {
       if (Date.now() - startedAt > stableAfterMs) this.backoffMs = minBackoffMs;
       const delay = this.backoffMs;
       this.backoffMs = Math.min(this.backoffMs * 2, maxBackoffMs);
-      this.restarts++;
       this.log.warn({ service: this.spec.name, code, signal, restartInMs: delay }, "service exited; restarting");
       this.restartTimer = setTimeout(() => {
         this.restartTimer = undefined;
@@ -79,12 +70,6 @@ export class SupervisedService {
   async stop(timeoutMs = 10_000): Promise<void> {
     this.stopping = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    await exited;
-    clearTimeout(timer);
+    if (this.child) await stopChild(this.child, timeoutMs);
   }
 }

@@ -8,15 +8,15 @@ import { once } from "node:events";
 import type { Writable } from "node:stream";
 import { pack } from "tar-stream";
 import { digestHex } from "../digest.ts";
-import { blobInfo, readBlob, readBlobBytes } from "../content-client.ts";
+import { blobInfo, readBlob } from "../content-client.ts";
 import { writeChunk } from "../stream-write.ts";
 import { annotations, isIndexType, isManifestType } from "./media-types.ts";
-import { descriptorJson, goJson, parseIndex, parseManifest, type Descriptor } from "./manifest.ts";
+import { descriptorJson, goJson, type Descriptor } from "./manifest.ts";
 import { defaultStrictMatcher, orderedPlatforms, parsePlatform, type Platform, type PlatformMatcher } from "./platform.ts";
 import { familiarizeRef, ociReferenceName } from "./reference.ts";
-import { childrenOf } from "./resolve.ts";
+import { childrenOf, readIndex, readManifest, sortByPlatform } from "./resolve.ts";
 import { errorMessage, isNotFound } from "../grpc-client.ts";
-import { callOptions, type ImageServices } from "./services.ts";
+import { callOptions, withDocumentCache, type ImageServices } from "./services.ts";
 
 export interface ExportOptions {
   /** The platform to export from an index (default: this host, strict). */
@@ -80,7 +80,7 @@ function exportMatcher(options: ExportOptions): PlatformMatcher {
 async function manifestJsonRecord(svc: ImageServices, entries: DockerManifestEntry[]): Promise<TarRecord> {
   const out: { Config: string; RepoTags: string[] | null; Layers: string[] | null }[] = [];
   for (const entry of entries) {
-    const manifest = parseManifest(await readBlobBytes(svc.content, entry.manifest.digest, callOptions(svc)), `manifest ${entry.manifest.digest}`, entry.manifest.mediaType);
+    const manifest = await readManifest(svc, entry.manifest);
     const layers = manifest.layers.map((l) => blobPath(l.digest));
     out.push({
       Config: blobPath(manifest.config.digest),
@@ -128,7 +128,7 @@ async function planExport(svc: ImageServices, names: string[], options: ExportOp
       let chosen = resolvedIndex.get(desc.digest);
       if (chosen === undefined) {
         records.push(blobRecord(desc));
-        const index = parseIndex(await readBlobBytes(svc.content, desc.digest, callOptions(svc)), `index ${desc.digest}`, desc.mediaType);
+        const index = await readIndex(svc, desc);
         const matching: Descriptor[] = [];
         for (const m of index.manifests) {
           if (!m.platform || matcher.match(m.platform)) matching.push(m);
@@ -137,16 +137,7 @@ async function planExport(svc: ImageServices, names: string[], options: ExportOp
         }
         chosen = "";
         if (!skipDocker) {
-          const sorted = matching
-            .map((d, i) => ({ d, i }))
-            .sort((a, b) => {
-              if (!a.d.platform && !b.d.platform) return a.i - b.i;
-              if (!a.d.platform) return 1;
-              if (!b.d.platform) return -1;
-              return matcher.less(a.d.platform, b.d.platform) ? -1 : matcher.less(b.d.platform, a.d.platform) ? 1 : a.i - b.i;
-            })
-            .map(({ d }) => d);
-          const first = sorted[0];
+          const first = sortByPlatform(matching, matcher)[0];
           if (first) {
             chosen = first.digest;
             docker.set(chosen, { manifest: first, names: [] });
@@ -213,8 +204,10 @@ async function writeRecord(svc: ImageServices, tar: ReturnType<typeof pack>, rec
  * image is resolved and every blob checked before the first byte goes out, so a
  * missing image or blob leaves `output` untouched.
  */
-export async function exportImages(svc: ImageServices, output: Writable, names: string[], options: ExportOptions = {}): Promise<void> {
+export async function exportImages(caller: ImageServices, output: Writable, names: string[], options: ExportOptions = {}): Promise<void> {
   if (names.length === 0) throw new ExportError("no image to export");
+  // The walk reads each manifest again for manifest.json: from the cache then.
+  const svc = withDocumentCache(caller);
   const records = await planExport(svc, names, options);
   const tar = pack();
   const producer = (async () => {

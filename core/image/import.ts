@@ -24,7 +24,6 @@
 // - every blob an image references must be present (containerd only notices a
 //   missing layer at unpack time), with the size its descriptor states.
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { readArchive, entryBytes, entryChunks, symlinkTarget, archivePath, ArchiveError, type ArchiveEntry } from "./archive-reader.ts";
 import { blobInfo, readBlobBytes, updateBlobLabels, writeBlob } from "../content-client.ts";
 import { withLease } from "./lease.ts";
@@ -60,8 +59,6 @@ export interface ImportOptions {
   /** Run the import under this lease instead of a fresh one. */
   lease?: string;
   onProgress?: (event: ImportProgress) => void;
-  /** For the default name prefix (tests). */
-  now?: Date;
 }
 
 export type ImportProgress =
@@ -105,7 +102,6 @@ interface ImportState {
   snapshots: { snapshotter: string; chainIds: string[] }[];
 }
 
-const jsonLimit = 20 * 1024 * 1024;
 const blobPathPattern = /^blobs\/([^/]+)\/([^/]+)$/;
 
 /** The digest a blobs/<alg>/<hex> path promises ("" for other paths). */
@@ -134,10 +130,8 @@ async function ingestBytes(state: ImportState, path: string, bytes: Buffer): Pro
   return { digest: written.digest, size: bytes.length, compression: detectCompression(bytes.subarray(0, 16)) };
 }
 
-/** Stores one archive file as a blob; `keep` also returns its bytes (small JSON documents). */
-async function ingestEntry(state: ImportState, entry: ArchiveEntry, keep = false): Promise<ArchiveBlob & { bytes?: Buffer }> {
-  if (keep && entry.size > jsonLimit) throw new ArchiveError(`archive entry "${entry.path}" is ${entry.size} bytes, more than the ${jsonLimit} allowed`);
-  const kept: Buffer[] = [];
+/** Streams one archive file into the store as a blob. */
+async function ingestEntry(state: ImportState, entry: ArchiveEntry): Promise<ArchiveBlob> {
   const expected = digestOfPath(entry.path);
   // Without an expected digest the writer computes one; with it, the archive's bytes are checked here.
   const hash = expected !== "" ? createHash("sha256") : undefined;
@@ -145,7 +139,6 @@ async function ingestEntry(state: ImportState, entry: ArchiveEntry, keep = false
   async function* chunks(): AsyncGenerator<Buffer> {
     for await (const chunk of entryChunks(entry)) {
       hash?.update(chunk);
-      if (keep) kept.push(chunk);
       if (head.length < 16) head = Buffer.concat([head, chunk.subarray(0, 16 - head.length)]);
       yield chunk;
     }
@@ -157,7 +150,7 @@ async function ingestEntry(state: ImportState, entry: ArchiveEntry, keep = false
   // A blob the store already has is not read by the writer; the archive still is.
   for await (const _ of source);
   if (!written.existed) state.fresh.add(written.digest);
-  return { digest: written.digest, size: entry.size, compression: detectCompression(head), ...(keep ? { bytes: Buffer.concat(kept) } : {}) };
+  return { digest: written.digest, size: entry.size, compression: detectCompression(head) };
 }
 
 async function readContents(state: ImportState, input: AsyncIterable<Buffer | string>): Promise<ArchiveContents> {
@@ -179,9 +172,8 @@ async function readContents(state: ImportState, input: AsyncIterable<Buffer | st
       if (entry.path === "oci-layout") contents.ociLayout = await entryBytes(entry);
       else if (entry.path === "manifest.json") contents.dockerManifest = await entryBytes(entry);
       else if (entry.path === "index.json") {
-        const { bytes, ...blob } = await ingestEntry(state, entry, true);
-        contents.indexJson = bytes;
-        blobs.push([entry.path, Promise.resolve(blob)]);
+        contents.indexJson = await entryBytes(entry);
+        blobs.push([entry.path, Promise.resolve(await ingestBytes(state, entry.path, contents.indexJson))]);
       } else if (entry.size <= smallBlob) {
         // A bad blob path fails here, in archive order, as it does for streamed entries.
         digestOfPath(entry.path);
@@ -433,12 +425,11 @@ function platformMatchers(options: ImportOptions): { label: PlatformMatcher; unp
   return { label: options.allPlatforms ? allPlatforms : unpack, unpack };
 }
 
-/** Imports an archive from a stream (or a file path). */
-export async function importArchive(caller: ImageServices, archive: AsyncIterable<Buffer | string> | string, options: ImportOptions = {}): Promise<ImportResult> {
+/** Imports an archive from a stream. */
+export async function importArchive(caller: ImageServices, input: AsyncIterable<Buffer | string>, options: ImportOptions = {}): Promise<ImportResult> {
   const svc = withDocumentCache(caller);
   const matchers = platformMatchers(options);
-  const input = typeof archive === "string" ? createReadStream(archive) : archive;
-  const prefix = options.namePrefix || todayPrefix(options.now ?? new Date());
+  const prefix = options.namePrefix || todayPrefix(new Date());
   return withLease(svc, options.lease, async (lease) => {
     const state: ImportState = { svc, lease, fresh: new Set(), reachable: new Set(), snapshots: [] };
     try {

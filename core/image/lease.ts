@@ -12,7 +12,7 @@ export function uniquePart(): string {
 }
 
 /** RFC 3339 without fractions, as Go's time.RFC3339 prints UTC. */
-export function rfc3339(ms: number): string {
+function rfc3339(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
 }
 

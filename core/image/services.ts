@@ -46,11 +46,7 @@ export function connectImageServices(address: string, namespace: string, signal?
   };
 }
 
-/** Options for one call: the namespace, the lease (if any), the caller's signal. */
-export function callOptions(svc: ImageServices, lease?: string, signal?: AbortSignal): CallOptions {
-  const signals = [svc.signal, signal].filter((s): s is AbortSignal => s !== undefined);
-  return {
-    ...inNamespace(svc.namespace, lease),
-    ...(signals.length > 0 ? { signal: signals.length === 1 ? signals[0] : AbortSignal.any(signals) } : {}),
-  };
+/** Options for one call: the namespace, the lease (if any), the services' signal. */
+export function callOptions(svc: ImageServices, lease?: string): CallOptions {
+  return inNamespace(svc.namespace, lease, svc.signal);
 }

@@ -168,7 +168,7 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
       await Promise.all(labelling);
     } catch (err) {
       await Promise.allSettled(labelling);
-      for (const chainId of created.reverse()) await removeSnapshot(ctx, chainId);
+      await removeSnapshots(svc, snapshotter, created, lease);
       throw err;
     }
     const top = chain.at(-1) ?? "";

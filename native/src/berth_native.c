@@ -292,10 +292,17 @@ static bool get_bytes(napi_env env, napi_value value, const char *fn, const char
     return true;
 }
 
-static napi_value undefined_value(napi_env env)
+/*
+ * What a binding returns after a syscall that gives 0 or -1: undefined, or NULL with the
+ * fs-style error thrown. Call it with the syscall itself as rc, so errno is still its own.
+ */
+static napi_value syscall_result(napi_env env, int rc, const char *syscall, const char *path)
 {
     napi_value result = NULL;
-    call_ok(env, napi_get_undefined(env, &result), "napi_get_undefined");
+    if (rc != 0)
+        throw_errno(env, errno, syscall, path);
+    else
+        call_ok(env, napi_get_undefined(env, &result), "napi_get_undefined");
     return result;
 }
 
@@ -313,11 +320,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info)
         !get_string(env, argv[2], "mount", "fstype", true, &fstype) ||
         !get_uint32(env, argv[3], "mount", "flags", &flags) || !get_string(env, argv[4], "mount", "data", true, &data))
         goto done;
-    if (mount(source, target, fstype, flags, data) != 0) {
-        throw_errno(env, errno, "mount", target);
-        goto done;
-    }
-    result = undefined_value(env);
+    result = syscall_result(env, mount(source, target, fstype, flags, data), "mount", target);
 done:
     free(source);
     free(target);
@@ -336,11 +339,7 @@ static napi_value js_umount(napi_env env, napi_callback_info info)
     if (!get_args(env, info, "umount", 2, argv) || !get_string(env, argv[0], "umount", "target", false, &target) ||
         !get_uint32(env, argv[1], "umount", "flags", &flags))
         goto done;
-    if (umount2(target, (int)flags) != 0) {
-        throw_errno(env, errno, "umount2", target);
-        goto done;
-    }
-    result = undefined_value(env);
+    result = syscall_result(env, umount2(target, (int)flags), "umount2", target);
 done:
     free(target);
     return result;
@@ -358,11 +357,7 @@ static napi_value js_mknod(napi_env env, napi_callback_info info)
         !get_uint32(env, argv[2], "mknod", "major", &major_number) ||
         !get_uint32(env, argv[3], "mknod", "minor", &minor_number))
         goto done;
-    if (mknod(path, (mode_t)mode, makedev(major_number, minor_number)) != 0) {
-        throw_errno(env, errno, "mknod", path);
-        goto done;
-    }
-    result = undefined_value(env);
+    result = syscall_result(env, mknod(path, (mode_t)mode, makedev(major_number, minor_number)), "mknod", path);
 done:
     free(path);
     return result;
@@ -456,11 +451,7 @@ static napi_value js_lsetxattr(napi_env env, napi_callback_info info)
         !get_bytes(env, argv[2], "lsetxattr", "value", &value, &size) ||
         !get_uint32(env, argv[3], "lsetxattr", "flags", &flags))
         goto done;
-    if (lsetxattr(path, name, value, size, (int)flags) != 0) {
-        throw_errno(env, errno, "lsetxattr", path);
-        goto done;
-    }
-    result = undefined_value(env);
+    result = syscall_result(env, lsetxattr(path, name, value, size, (int)flags), "lsetxattr", path);
 done:
     free(path);
     free(name);
@@ -538,11 +529,7 @@ static napi_value js_lremovexattr(napi_env env, napi_callback_info info)
         !get_string(env, argv[0], "lremovexattr", "path", false, &path) ||
         !get_string(env, argv[1], "lremovexattr", "name", false, &name))
         goto done;
-    if (lremovexattr(path, name) != 0) {
-        throw_errno(env, errno, "lremovexattr", path);
-        goto done;
-    }
-    result = undefined_value(env);
+    result = syscall_result(env, lremovexattr(path, name), "lremovexattr", path);
 done:
     free(path);
     free(name);

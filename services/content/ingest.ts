@@ -59,16 +59,12 @@ function sizeOf(file: string): number {
   }
 }
 
+function recordStatus(rec: IngestRecord, offset: number): IngestStatus {
+  return { ref: rec.ref, offset, total: rec.total, expected: rec.expected, startedAt: rec.started_at, updatedAt: rec.updated_at };
+}
+
 function statusOf(dir: string, rec: IngestRecord, live: FileIngest | undefined): IngestStatus {
-  if (live) return live.status();
-  return {
-    ref: rec.ref,
-    offset: sizeOf(join(dir, "data")),
-    total: rec.total,
-    expected: rec.expected,
-    startedAt: rec.started_at,
-    updatedAt: rec.updated_at,
-  };
+  return live ? live.status() : recordStatus(rec, sizeOf(join(dir, "data")));
 }
 
 async function hashFile(file: string, hash: Hash): Promise<number> {
@@ -103,8 +99,7 @@ export class FileIngest {
   }
 
   status(): IngestStatus {
-    const rec = this.record;
-    return { ref: rec.ref, offset: this.size, total: rec.total, expected: rec.expected, startedAt: rec.started_at, updatedAt: rec.updated_at };
+    return recordStatus(this.record, this.size);
   }
 
   get offset(): number {
@@ -161,11 +156,9 @@ export class FileIngest {
     await this.handle.close().catch(() => {});
     if (keep && this.touched) {
       this.touched = false;
-      // Only the timestamp changes here; losing it in a crash costs nothing, so no fsync.
-      const tmp = join(this.dir, "ref.tmp");
+      // Only the timestamp changes here; losing it in a crash costs nothing.
       try {
-        await writeFile(tmp, JSON.stringify(this.record));
-        await rename(tmp, join(this.dir, "ref"));
+        await writeRecord(this.dir, this.record);
       } catch {
         // the ingest was aborted meanwhile
       }

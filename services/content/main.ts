@@ -7,7 +7,6 @@ import { NamespaceUsageDefinition } from "../../core/gen/berth/internal/v1/names
 import { SqliteContentStore } from "./store.ts";
 import { IngestStore } from "./ingest.ts";
 import { RefLocks } from "./locks.ts";
-import { ContentMetadata } from "./metadata.ts";
 import { contentService, namespaceUsageService } from "./service.ts";
 
 await runService("content", (server, ctx) => {
@@ -20,7 +19,7 @@ await runService("content", (server, ctx) => {
     store,
     ingests,
     locks: new RefLocks(),
-    metadata: new ContentMetadata(new MetadataClient(ctx.state, ctx.log)),
+    metadata: new MetadataClient(ctx.state, ctx.log),
   };
   server.add(BulkContentDefinition, contentService(deps));
   server.add(NamespaceUsageDefinition, namespaceUsageService(deps));

@@ -7,6 +7,7 @@ import { parseDigest } from "../../core/digest.ts";
 import { fieldsAndLabels, parseFilters } from "../../core/filters.ts";
 import { namespaceOf } from "../../core/grpc-server.ts";
 import { timestampFromMillis } from "../../core/timestamp.ts";
+import { ContentDelete } from "../../core/gen/containerd/events/content.ts";
 import type {
   ContentServiceImplementation,
   Info,
@@ -79,7 +80,7 @@ export function contentService(deps: WriteDeps): ContentServiceImplementation {
       const namespace = namespaceOf(ctx);
       const digest = parseDigest(request.digest);
       store.delete(namespace, digest);
-      metadata.contentDeleted(namespace, digest);
+      metadata.publish(namespace, "/content/delete", "containerd.events.ContentDelete", ContentDelete, { digest });
       return {};
     },
 

@@ -130,11 +130,7 @@ export class SqliteContentStore implements ContentStore {
           throw invalidArgument(`cannot update "${path}" field on content info "${digest}"`);
         }
       }
-      const next =
-        paths.length === 0
-          ? Object.fromEntries(Object.entries(labels).filter(([, v]) => v !== ""))
-          : applyLabelMask(current.labels, labels, paths);
-      validateLabels(next);
+      const next = validateLabels(applyLabelMask(current.labels, labels, paths));
       const updatedAt = Date.now();
       this.db
         .prepare("UPDATE blobs SET labels = ?, updated_at = ? WHERE namespace = ? AND digest = ?")

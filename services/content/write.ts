@@ -8,22 +8,25 @@ import type { CallContext } from "nice-grpc-common";
 import { BerthError, alreadyExists, failedPrecondition, invalidArgument, notFound, outOfRange } from "../../core/errors.ts";
 import { parseDigest, sha256Digest } from "../../core/digest.ts";
 import { leaseOf, namespaceOf } from "../../core/grpc-server.ts";
-import { validateLabels } from "../../core/labels.ts";
+import { applyLabelMask, validateLabels } from "../../core/labels.ts";
 import { timestampFromMillis } from "../../core/timestamp.ts";
 import { WriteAction, type WriteContentRequest, type WriteContentResponse } from "../../core/gen/containerd/services/content/v1/content.ts";
 import type { ContentStore } from "./store.ts";
 import type { FileIngest, IngestStore } from "./ingest.ts";
 import type { RefLock, RefLocks } from "./locks.ts";
-import type { ContentMetadata } from "./metadata.ts";
+import type { MetadataClient } from "../../core/metadata-client.ts";
 
 export interface WriteDeps {
   store: ContentStore;
   ingests: IngestStore;
   locks: RefLocks;
-  metadata: ContentMetadata;
+  metadata: MetadataClient;
 }
 
 type Reply = Partial<WriteContentResponse>;
+
+/** The labels a commit stores: validated, without the empty values (as containerd). */
+const commitLabels = (labels: Record<string, string>) => validateLabels(applyLabelMask({}, labels, ["labels"]));
 
 /**
  * The blob is already in the shared store but not in this namespace: the session
@@ -64,7 +67,7 @@ class WriteSession {
       return this.openIngest();
     }
     // A lease exists only in an existing namespace (see MetadataClient.addLeaseResource).
-    const leased = metadata.addToLease(this.namespace, this.lease, "ingests", this.ref);
+    const leased = metadata.addLeaseResource(this.namespace, this.lease, "ingests", this.ref);
     if (ingests.exists(this.namespace, this.ref)) {
       // Resuming: the lease must hold before the ingest's record is touched.
       await leased;
@@ -183,7 +186,7 @@ class WriteSession {
 
   private async commit(labels: Record<string, string>): Promise<void> {
     const { store, metadata } = this.deps;
-    const kept = validateLabels(Object.fromEntries(Object.entries(labels).filter(([, v]) => v !== "")));
+    const kept = commitLabels(labels);
     const file = this.file;
     const size = this.shared ? this.shared.size : file!.offset;
     const digest = this.shared ? this.shared.digest : file!.digest();
@@ -198,7 +201,7 @@ class WriteSession {
     // data's fsync does not depend on it, so the two round trips overlap.
     const [onDisk] = await Promise.all([
       file?.sync(),
-      this.lease ? metadata.addToLease(this.namespace, this.lease, "content", digest) : undefined,
+      this.lease ? metadata.addLeaseResource(this.namespace, this.lease, "content", digest) : undefined,
     ]);
     // The running hash covers exactly the bytes we appended; anything else on disk
     // means the file was changed behind our back.
@@ -214,13 +217,13 @@ class WriteSession {
 
   /**
    * The ingest is done with (committed or superseded): its dir goes, and its lease entry
-   * (in the background: best effort, see ContentMetadata.dropFromLease).
+   * (in the background: best effort, see MetadataClient.removeLeaseResource).
    */
   private async finish(): Promise<void> {
     await this.file?.close(false);
     this.file = undefined;
     await this.deps.ingests.remove(this.namespace, this.ref);
-    if (this.lease) this.deps.metadata.dropFromLease(this.namespace, this.lease, "ingests", this.ref);
+    if (this.lease) this.deps.metadata.removeLeaseResource(this.namespace, this.lease, "ingests", this.ref);
   }
 }
 
@@ -245,7 +248,7 @@ function oneShotCommit(deps: WriteDeps, namespace: string, req: WriteContentRequ
   if (req.total > 0n && req.total !== BigInt(req.data.length)) return undefined;
   let labels: Record<string, string>;
   try {
-    labels = validateLabels(Object.fromEntries(Object.entries(req.labels).filter(([, v]) => v !== "")));
+    labels = commitLabels(req.labels);
   } catch {
     return undefined;
   }
@@ -260,7 +263,7 @@ async function commitOneShot(deps: WriteDeps, namespace: string, lease: string |
   const now = Date.now();
   const size = shot.data.length;
   // Lease first, as on the ingest path: a missing lease fails the call before anything is stored.
-  if (lease) await metadata.addToLease(namespace, lease, "content", shot.digest);
+  if (lease) await metadata.addLeaseResource(namespace, lease, "content", shot.digest);
   else await metadata.ensureNamespace(namespace);
   // Bytes the shared store holds already (another namespace's blob) need no copy.
   const dataFile = store.sharedSize(shot.digest) === size ? undefined : await ingests.writeTemp(shot.data);
@@ -290,7 +293,7 @@ export async function* writeContent(
         if (expected !== "" && deps.store.has(namespace, expected)) {
           // containerd leases the existing blob so a concurrent removal cannot take it.
           const lease = leaseOf(ctx);
-          if (lease) await deps.metadata.addToLease(namespace, lease, "content", expected);
+          if (lease) await deps.metadata.addLeaseResource(namespace, lease, "content", expected);
           throw alreadyExists(`content ${expected}`);
         }
         const lock = deps.locks.acquire(namespace, req.ref);

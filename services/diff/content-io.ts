@@ -27,33 +27,24 @@ export interface BlobRef {
  * Copies blob `ref.digest` into `file`, hashing on the way; fails (failed precondition)
  * unless the bytes hash to the digest and match the stated size.
  */
-export async function spoolBlob(client: ContentClient, ref: BlobRef, file: string, options: CallOptions): Promise<number> {
-  const digest = parseDigest(ref.digest);
-  const what = `content digest ${digest}`;
-  const stored = await storedSize(client, ref, digest, options);
-  const hash = createHash("sha256");
-  let received = 0;
-  const handle = await open(file, "wx", 0o600);
+export async function spoolBlob(client: ContentClient, ref: BlobRef, file: string, options: CallOptions): Promise<void> {
+  const blob = await VerifiedBlobStream.open(client, ref, options);
   try {
-    for await (const data of readBlob(client, digest, options)) {
-      hash.update(data);
-      received += data.length;
-      await handle.write(data);
+    const handle = await open(file, "wx", 0o600);
+    try {
+      for await (const data of blob.chunks()) await handle.write(data);
+    } finally {
+      await handle.close();
     }
-  } catch (err) {
-    throw fromContentError(err, what);
+    await blob.verify();
   } finally {
-    await handle.close();
+    await blob.close();
   }
-  const actual = `sha256:${hash.digest("hex")}`;
-  if (received !== stored) throw failedPrecondition(`layer ${digest}: read ${received} bytes, the store records ${stored}`);
-  if (actual !== digest) throw failedPrecondition(`layer ${digest}: content digest mismatch: the stored bytes hash to ${actual}`);
-  return received;
 }
 
 /**
  * A blob streamed from the content service and hashed on the way, for callers that
- * consume it directly (Apply into an empty target). The caller must not let anything
+ * consume it directly (Apply into an empty target, spoolBlob). The caller must not let anything
  * built from the bytes count as done before verify() passes: the bytes are checked
  * only once all of them have been read.
  */

@@ -24,9 +24,8 @@ import type { LayerSys } from "../../core/tar/sys.ts";
 import type { ByteSource } from "../../core/tar/byte-reader.ts";
 import { applyTarget, overlayOptions, readOnlyMounts, viewLayers, type ApplyTarget, type TempMounts } from "./mounts.ts";
 import { updateBlobLabels, writeBlob } from "../../core/content-client.ts";
+import { labels as wellKnown } from "../../core/image/media-types.ts";
 import { fromContentError, spoolBlob, uniqueRef, VerifiedBlobStream } from "./content-io.ts";
-
-export const uncompressedLabel = "containerd.io/uncompressed";
 
 export interface DiffDeps {
   content: ContentClient;
@@ -56,20 +55,17 @@ function unpackInto(deps: DiffDeps, source: ByteSource, desc: Descriptor, target
   return unpackLayer(source, layerCompression(desc.mediaType), { root: target.root, whiteouts, lowers, sys: deps.sys, warn, what: `layer ${desc.digest}`, signal, sourceDigest });
 }
 
-/** Applies the verified blob in `file` to the target the mounts describe. */
+/**
+ * Applies the verified blob in `file` to the target the mounts describe (a dir or
+ * overlay-upper target was checked by emptyDirectory already).
+ */
 async function applyFile(deps: DiffDeps, file: string, desc: Descriptor, target: ApplyTarget, signal: AbortSignal): Promise<{ digest: string; size: number }> {
   const read = () => createReadStream(file, { highWaterMark: 256 * 1024 });
-  if (target.kind !== "mount") {
-    await checkDirectory(target);
-    return unpackInto(deps, read(), desc, target, signal);
-  }
-  const warn = (message: string) => deps.log.warn({ layer: desc.digest }, message);
-  return deps.mounts.with(target.mounts, (dir) =>
-    unpackLayer(read(), layerCompression(desc.mediaType), { root: dir, whiteouts: "delete", sys: deps.sys, warn, what: `layer ${desc.digest}`, signal, sourceDigest: desc.digest }),
-  );
+  if (target.kind !== "mount") return unpackInto(deps, read(), desc, target, signal);
+  return deps.mounts.with(target.mounts, (dir) => unpackInto(deps, read(), desc, { kind: "dir", root: dir }, signal));
 }
 
-/** An empty directory (a fresh snapshot's upper or bind dir): undefined when it is not. */
+/** An empty directory (a fresh snapshot's upper or bind dir): undefined when it is not. Throws when the target is not a directory. */
 async function emptyDirectory(target: ApplyTarget): Promise<Exclude<ApplyTarget, { kind: "mount" }> | undefined> {
   if (target.kind === "mount") return undefined;
   await checkDirectory(target);
@@ -212,7 +208,7 @@ export function diffService(deps: DiffDeps): DiffServiceImplementation {
         const result = await writeBlob(
           deps.content,
           source,
-          { ref, labels: () => ({ ...request.labels, [uncompressedLabel]: diffId }), abortOnFailure: true },
+          { ref, labels: () => ({ ...request.labels, [wellKnown.uncompressed]: diffId }), abortOnFailure: true },
           callOptions,
         ).catch((err) => {
           throw fromContentError(err, `content write of ${ref}`);
@@ -221,7 +217,7 @@ export function diffService(deps: DiffDeps): DiffServiceImplementation {
       });
       if (written.existed) {
         // containerd keeps the existing blob but makes sure it names its diff id.
-        await updateBlobLabels(deps.content, written.digest, { [uncompressedLabel]: written.diffId }, callOptions).catch((err) => {
+        await updateBlobLabels(deps.content, written.digest, { [wellKnown.uncompressed]: written.diffId }, callOptions).catch((err) => {
           throw fromContentError(err, `content digest ${written.digest}`);
         });
       }

@@ -40,12 +40,15 @@ export function introspectionService(uuid: string, socketOf: (process: string) =
     },
     async plugins(request) {
       const match = parseFilters(request.filters);
+      // Each process is asked once, however many services it serves.
+      const processes = [...new Set(Object.values(grpcRoutes))];
+      const answering = await Promise.all(processes.map((process) => socketAccepts(socketOf(process))));
       const plugins: Partial<Plugin>[] = [];
       for (const [service, process] of Object.entries(grpcRoutes)) {
         // containerd.services.content.v1.Content → id "content"
         const id = service.split(".")[2] ?? service;
         const plugin: Partial<Plugin> = { type: "io.containerd.grpc.v1", id, exports: { process } };
-        if (!(await socketAccepts(socketOf(process)))) {
+        if (!answering[processes.indexOf(process)]) {
           plugin.initErr = { code: 14, message: `service process ${process} is not running`, details: [] };
         }
         if (match(fieldsAndLabels({ type: plugin.type, id }, {}))) plugins.push(plugin);

@@ -7,7 +7,7 @@ import net from "node:net";
 import { context as otelContext, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { extractContext, injectContext, telemetryEnabled, tracer } from "../../core/telemetry.ts";
 import type { Logger } from "../../core/log.ts";
-import { flowControlWindow, widenSessionWindow } from "../../core/flow-control.ts";
+import { createWideServer, flowControlWindow, widenSessionWindow } from "../../core/flow-control.ts";
 
 export interface ProxyRoutes {
   /** The socket path serving a fully qualified gRPC service name, if any. */
@@ -29,19 +29,11 @@ function trailersOnly(stream: ServerHttp2Stream, status: string, message: string
   );
 }
 
-/** Request headers to pass on: everything but the pseudo-headers we set ourselves. */
-function forwardedHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+/** Headers to pass on: all but the pseudo-headers (each hop sets its own), except `keep`. */
+function passOn(headers: IncomingHttpHeaders, keep?: ":status"): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const [key, value] of Object.entries(headers)) {
-    if (!key.startsWith(":") && value !== undefined) out[key] = value;
-  }
-  return out;
-}
-
-function responseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const [key, value] of Object.entries(headers)) {
-    if (value !== undefined && (key === ":status" || !key.startsWith(":"))) out[key] = value;
+    if (value !== undefined && (key === keep || !key.startsWith(":"))) out[key] = value;
   }
   return out;
 }
@@ -80,8 +72,7 @@ class UpstreamSessions {
 
 export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
   const upstreams = new UpstreamSessions();
-  const server = http2.createServer({ maxSessionMemory: 64, settings: { initialWindowSize: flowControlWindow } });
-  server.on("session", widenSessionWindow);
+  const server = createWideServer({ maxSessionMemory: 64 });
   const tracing = telemetryEnabled();
 
   server.on("stream", (stream, headers) => {
@@ -92,7 +83,7 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
       trailersOnly(stream, grpcUnimplemented, `unknown service ${service}: berth does not implement it (yet): not implemented`);
       return;
     }
-    const outgoing = forwardedHeaders(headers);
+    const outgoing = passOn(headers);
     const span = tracing
       ? tracer().startSpan(`gateway ${path}`, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.method": path } }, extractContext(headerBag(headers)))
       : undefined;
@@ -113,16 +104,15 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
     let trailers: OutgoingHttpHeaders | undefined;
     upstream.on("response", (resHeaders, flags) => {
       if (flags & constants.NGHTTP2_FLAG_END_STREAM) {
-        if (!stream.destroyed) stream.respond(responseHeaders(resHeaders), { endStream: true });
+        if (!stream.destroyed) stream.respond(passOn(resHeaders, ":status"), { endStream: true });
         return;
       }
       if (stream.destroyed) return;
-      stream.respond(responseHeaders(resHeaders), { waitForTrailers: true });
+      stream.respond(passOn(resHeaders, ":status"), { waitForTrailers: true });
       upstream.pipe(stream);
     });
     upstream.on("trailers", (t) => {
-      trailers = responseHeaders(t);
-      delete trailers[":status"];
+      trailers = passOn(t);
       const status = trailers["grpc-status"];
       if (span && status !== undefined && status !== "0") span.setStatus({ code: SpanStatusCode.ERROR, message: `grpc-status ${status}` });
     });

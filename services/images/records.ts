@@ -35,18 +35,14 @@ export function messageFromRecord(record: ImageRecord): Image {
   };
 }
 
-function withoutEmptyValues(map: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(map).filter(([, value]) => value !== ""));
-}
-
 /** A validated record for Create; like containerd, labels with empty values are not stored. */
 export function newImage(image: Image | undefined, now: number): ImageRecord {
   const requested = recordFromMessage(image, now);
-  return validateImage({ ...requested, labels: withoutEmptyValues(requested.labels) });
+  return validateImage({ ...requested, labels: applyLabelMask({}, requested.labels, ["labels"]) });
 }
 
 /** Throws INVALID_ARGUMENT naming the first thing wrong with the image. */
-export function validateImage(image: ImageRecord): ImageRecord {
+function validateImage(image: ImageRecord): ImageRecord {
   if (image.name === "") throw invalidArgument("image name must not be empty");
   const what = `image ${JSON.stringify(image.name)}`;
   try {
@@ -79,7 +75,7 @@ function validateTarget(what: string, target: ImageTarget): void {
 export function applyUpdate(current: ImageRecord, requested: ImageRecord, paths: readonly string[], now: number): ImageRecord {
   let next: ImageRecord;
   if (paths.length === 0) {
-    next = { ...requested, labels: withoutEmptyValues(requested.labels) };
+    next = { ...requested, labels: applyLabelMask(current.labels, requested.labels, ["labels"]) };
   } else {
     next = { ...current, target: { ...current.target } };
     const labelPaths: string[] = [];

@@ -82,6 +82,20 @@ function recordFromRow(row: ImageRow): ImageRecord {
   };
 }
 
+/** The columns after `name`, in schema order (INSERT takes them after namespace and name, UPDATE before). */
+function rowValues(image: ImageRecord) {
+  const { target } = image;
+  return [
+    target.mediaType,
+    target.digest,
+    target.size,
+    JSON.stringify(target.annotations),
+    JSON.stringify(image.labels),
+    image.createdAt,
+    image.updatedAt,
+  ] as const;
+}
+
 export const imageNotFound = (name: string) => notFound(`image ${JSON.stringify(name)}`);
 
 export class SqliteImageStore implements ImageStore {
@@ -123,17 +137,7 @@ export class SqliteImageStore implements ImageStore {
   create(namespace: string, image: ImageRecord): ImageRecord {
     return transaction(this.db, () => {
       if (this.selectOne.get(namespace, image.name)) throw alreadyExists(`image ${JSON.stringify(image.name)}`);
-      this.insert.run(
-        namespace,
-        image.name,
-        image.target.mediaType,
-        image.target.digest,
-        image.target.size,
-        JSON.stringify(image.target.annotations),
-        JSON.stringify(image.labels),
-        image.createdAt,
-        image.updatedAt,
-      );
+      this.insert.run(namespace, image.name, ...rowValues(image));
       return image;
     });
   }
@@ -143,17 +147,7 @@ export class SqliteImageStore implements ImageStore {
       const row = this.selectOne.get(namespace, name) as ImageRow | undefined;
       if (!row) throw imageNotFound(name);
       const next = change(recordFromRow(row));
-      this.replace.run(
-        next.target.mediaType,
-        next.target.digest,
-        next.target.size,
-        JSON.stringify(next.target.annotations),
-        JSON.stringify(next.labels),
-        next.createdAt,
-        next.updatedAt,
-        namespace,
-        name,
-      );
+      this.replace.run(...rowValues(next), namespace, name);
       return next;
     });
   }

@@ -13,7 +13,7 @@ import type {
 import { NamespaceCreate, NamespaceDelete, NamespaceUpdate } from "../../core/gen/containerd/events/namespace.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../core/errors.ts";
 import { fieldsAndLabels, parseFilters } from "../../core/filters.ts";
-import { namespaceHeader } from "../../core/grpc-server.ts";
+import { namespaceOf } from "../../core/grpc-server.ts";
 import { validateIdentifier } from "../../core/identifiers.ts";
 import { applyLabelMask, validateLabels } from "../../core/labels.ts";
 import type { PublishEvent } from "./events.ts";
@@ -30,10 +30,8 @@ export interface NamespacesDeps {
 // containerd publishes create/update in the caller's namespace. Callers that send
 // none (services creating a namespace implicitly) get the new namespace's own.
 function eventNamespace(ctx: CallContext, fallback: string): string {
-  const header = ctx.metadata.get(namespaceHeader);
-  if (typeof header !== "string" || header === "") return fallback;
   try {
-    return validateIdentifier(header, "namespace");
+    return namespaceOf(ctx);
   } catch {
     return fallback;
   }
@@ -73,9 +71,7 @@ export function namespacesService(deps: NamespacesDeps): NamespacesServiceImplem
           throw invalidArgument(`cannot update "${path}" field on namespace "${name}"`);
         }
       }
-      const updated = namespaces.updateLabels(name, (current) =>
-        validateLabels(paths.length === 0 ? applyLabelMask(current, update, ["labels"]) : applyLabelMask(current, update, paths)),
-      );
+      const updated = namespaces.updateLabels(name, (current) => validateLabels(applyLabelMask(current, update, paths)));
       if (!updated) throw notFound(`namespace "${name}"`);
       publish(eventNamespace(ctx, name), "/namespaces/update", "containerd.events.NamespaceUpdate", NamespaceUpdate, updated);
       return { namespace: updated };

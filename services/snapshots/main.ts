@@ -5,7 +5,6 @@ import { MetadataClient } from "../../core/metadata-client.ts";
 import { SnapshotsDefinition } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import { NamespaceUsageDefinition } from "../../core/gen/berth/internal/v1/namespace_usage.ts";
 import { OverlaySnapshotter } from "./overlay.ts";
-import { SnapshotMetadata } from "./metadata.ts";
 import { namespaceUsageService, snapshotsService } from "./service.ts";
 import type { Snapshotter } from "./snapshotter.ts";
 
@@ -15,7 +14,7 @@ await runService("snapshots", async (server, ctx) => {
   const removed = await overlay.cleanup();
   if (removed.length > 0) ctx.log.info({ removed }, "removed orphan snapshot directories");
   const snapshotters = new Map<string, Snapshotter>([["overlayfs", overlay]]);
-  const metadata = new SnapshotMetadata(new MetadataClient(ctx.state, ctx.log));
+  const metadata = new MetadataClient(ctx.state, ctx.log);
   server.add(SnapshotsDefinition, snapshotsService(snapshotters, metadata, ctx.log));
   server.add(NamespaceUsageDefinition, namespaceUsageService(snapshotters, metadata));
   return {

@@ -81,8 +81,7 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   async commit(namespace: string, name: string, key: string, labels: Record<string, string>, ready?: Promise<void>): Promise<void> {
-    const active = this.store.get(namespace, key);
-    if (!active) throw snapshotNotFound(key);
+    const active = this.stat(namespace, key);
     // Measuring only reads the layer, so it may overlap `ready`.
     const [usage] = await Promise.all([diskUsage(this.upperPath(active.id)), ready]);
     // The store checks again inside its transaction: the snapshot may have changed meanwhile.

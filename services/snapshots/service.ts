@@ -9,9 +9,10 @@ import { leaseOf, namespaceOf } from "../../core/grpc-server.ts";
 import { validateLabels } from "../../core/labels.ts";
 import type { Logger } from "../../core/log.ts";
 import { timestampFromMillis } from "../../core/timestamp.ts";
+import type { MetadataClient } from "../../core/metadata-client.ts";
+import { SnapshotCommit, SnapshotPrepare, SnapshotRemove } from "../../core/gen/containerd/events/snapshot.ts";
 import { Kind, type Info, type SnapshotsServiceImplementation } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import type { NamespaceUsageServiceImplementation } from "../../core/gen/berth/internal/v1/namespace_usage.ts";
-import type { SnapshotMetadata } from "./metadata.ts";
 import type { SnapshotRecord, Snapshotter } from "./snapshotter.ts";
 
 /** Snapshots are streamed in blocks of this many, as containerd does. */
@@ -35,6 +36,17 @@ function snapshotAdaptor(record: SnapshotRecord): FieldAdaptor {
   return fieldsAndLabels({ kind: kindNames[record.kind], name: record.key, parent: record.parent }, record.labels);
 }
 
+/** A snapshot's lease resource type (the id is its key). */
+const leaseResourceType = (snapshotter: string) => `snapshots/${snapshotter}`;
+
+/** What Prepare and View are asked. */
+interface CreateRequest {
+  snapshotter: string;
+  key: string;
+  parent: string;
+  labels: Record<string, string>;
+}
+
 function requireName(value: string, what: string): string {
   if (value === "") throw invalidArgument(`${what} must not be empty`);
   return value;
@@ -42,7 +54,7 @@ function requireName(value: string, what: string): string {
 
 export function snapshotsService(
   snapshotters: ReadonlyMap<string, Snapshotter>,
-  metadata: SnapshotMetadata,
+  metadata: MetadataClient,
   log: Logger,
 ): SnapshotsServiceImplementation {
   const snapshotterOf = (name: string): Snapshotter => {
@@ -53,41 +65,52 @@ export function snapshotsService(
   };
 
   /**
-   * Makes a just-created snapshot known to the namespace and the caller's lease; if
-   * either fails, the snapshot is taken back so the call leaves nothing behind.
+   * Puts `key` on the caller's lease, or else makes sure the namespace exists: a lease
+   * exists only in an existing namespace (see MetadataClient.addLeaseResource).
    */
-  const adopt = async (snapshotter: Snapshotter, snapshotterName: string, namespace: string, key: string, ctx: CallContext) => {
+  const claim = (namespace: string, lease: string | undefined, snapshotter: string, key: string): Promise<void> =>
+    lease ? metadata.addLeaseResource(namespace, lease, leaseResourceType(snapshotter), key) : metadata.ensureNamespace(namespace);
+
+  /**
+   * A committed or removed key no longer needs its lease entry (containerd drops it in
+   * the same transaction). Best effort, in the background: a stale entry names a key
+   * that is gone.
+   */
+  const release = (namespace: string, lease: string | undefined, snapshotter: string, key: string): void => {
+    if (lease) metadata.removeLeaseResource(namespace, lease, leaseResourceType(snapshotter), key);
+  };
+
+  /**
+   * Prepare and View: creates the snapshot, then makes it known to the namespace and the
+   * caller's lease; if either fails, the snapshot is taken back so the call leaves
+   * nothing behind.
+   */
+  const create = async (kind: "prepare" | "view", request: CreateRequest, ctx: CallContext) => {
+    const snapshotter = snapshotterOf(request.snapshotter);
+    const namespace = namespaceOf(ctx);
+    const key = requireName(request.key, "snapshot key");
+    const mounts = snapshotter[kind](namespace, key, request.parent, validateLabels({ ...request.labels }));
     try {
-      const lease = leaseOf(ctx);
-      // A lease exists only in an existing namespace (see MetadataClient.addLeaseResource).
-      if (lease) await metadata.addToLease(namespace, lease, snapshotterName, key);
-      else await metadata.ensureNamespace(namespace);
+      await claim(namespace, leaseOf(ctx), request.snapshotter, key);
     } catch (err) {
       await snapshotter.remove(namespace, key).catch((undo: unknown) => {
         log.warn({ err: (undo as Error).message, key }, "cannot take back snapshot");
       });
       throw err;
     }
+    return { namespace, key, mounts };
   };
 
   return {
     async prepare(request, ctx) {
-      const snapshotter = snapshotterOf(request.snapshotter);
-      const namespace = namespaceOf(ctx);
-      const key = requireName(request.key, "snapshot key");
-      const mounts = snapshotter.prepare(namespace, key, request.parent, validateLabels({ ...request.labels }));
-      await adopt(snapshotter, request.snapshotter, namespace, key, ctx);
-      metadata.prepared(namespace, key, request.parent);
+      const { namespace, key, mounts } = await create("prepare", request, ctx);
+      // Events are best effort and go out in the background (in order).
+      metadata.publish(namespace, "/snapshot/prepare", "containerd.events.SnapshotPrepare", SnapshotPrepare, { key, parent: request.parent });
       return { mounts };
     },
 
     async view(request, ctx) {
-      const snapshotter = snapshotterOf(request.snapshotter);
-      const namespace = namespaceOf(ctx);
-      const key = requireName(request.key, "snapshot key");
-      const mounts = snapshotter.view(namespace, key, request.parent, validateLabels({ ...request.labels }));
-      await adopt(snapshotter, request.snapshotter, namespace, key, ctx);
-      return { mounts };
+      return { mounts: (await create("view", request, ctx)).mounts };
     },
 
     async mounts(request, ctx) {
@@ -105,12 +128,12 @@ export function snapshotsService(
       snapshotter.stat(namespace, request.key);
       const lease = leaseOf(ctx);
       // The lease must take the name before the commit; it runs while the usage is measured.
-      const ready = lease ? metadata.addToLease(namespace, lease, request.snapshotter, name) : metadata.ensureNamespace(namespace);
+      const ready = claim(namespace, lease, request.snapshotter, name);
       // Reported through commit(); a commit that fails first must not leave it unhandled.
       ready.catch(() => undefined);
       await snapshotter.commit(namespace, name, request.key, labels, ready);
-      if (lease) metadata.dropFromLease(namespace, lease, request.snapshotter, request.key);
-      metadata.committed(namespace, request.key, name);
+      release(namespace, lease, request.snapshotter, request.key);
+      metadata.publish(namespace, "/snapshot/commit", "containerd.events.SnapshotCommit", SnapshotCommit, { key: request.key, name });
       return {};
     },
 
@@ -118,9 +141,8 @@ export function snapshotsService(
       const snapshotter = snapshotterOf(request.snapshotter);
       const namespace = namespaceOf(ctx);
       await snapshotter.remove(namespace, request.key);
-      const lease = leaseOf(ctx);
-      if (lease) metadata.dropFromLease(namespace, lease, request.snapshotter, request.key);
-      metadata.removed(namespace, request.key);
+      release(namespace, leaseOf(ctx), request.snapshotter, request.key);
+      metadata.publish(namespace, "/snapshot/remove", "containerd.events.SnapshotRemove", SnapshotRemove, { key: request.key });
       return {};
     },
 
@@ -172,7 +194,7 @@ export function snapshotsService(
 
 export function namespaceUsageService(
   snapshotters: ReadonlyMap<string, Snapshotter>,
-  metadata: SnapshotMetadata,
+  metadata: MetadataClient,
 ): NamespaceUsageServiceImplementation {
   return {
     async check(request) {

@@ -48,5 +48,5 @@ export function labelsAfterUpdate(
       throw invalidArgument(`cannot update ${JSON.stringify(path)} field on snapshot ${JSON.stringify(key)}`);
     }
   }
-  return validateLabels(applyLabelMask(current, update, paths.length > 0 ? paths : ["labels"]));
+  return validateLabels(applyLabelMask(current, update, paths));
 }
