@@ -28,7 +28,7 @@ describe("berthd", () => {
   });
 
   test("sockets are not world-accessible", () => {
-    for (const socket of [d.address, join(d.state, "services", "gateway.sock"), join(d.state, "redis.sock")]) {
+    for (const socket of [d.address, join(d.state, "services", "metadata.sock"), join(d.state, "redis.sock")]) {
       const mode = statSync(socket).mode & 0o777;
       assert.equal(mode & 0o007, 0, `${socket} has mode ${mode.toString(8)}`);
     }
@@ -60,17 +60,17 @@ describe("berthd", () => {
   });
 
   test("a killed service is restarted and serves again", async () => {
-    const pid = d.servicePid("gateway");
-    assert.ok(pid, "gateway pid");
+    const pid = d.servicePid("content");
+    assert.ok(pid, "content pid");
     process.kill(pid, "SIGKILL");
-    const newPid = await d.waitForRestart("gateway", pid);
+    const newPid = await d.waitForRestart("content", pid);
     assert.notEqual(newPid, pid);
-    const r = d.ctr(["version"]);
+    const r = d.ctr(["content", "ls"]);
     assert.equal(r.code, 0, r.stderr);
   });
 
   test("SIGTERM stops every service and redis", async () => {
-    const services = ["gateway", "metadata", "content", "images", "snapshots", "diff"].map((name) => d.servicePid(name)).filter((p): p is number => !!p);
+    const services = ["content", "images", "snapshots", "diff", "jobs"].map((name) => d.servicePid(name)).filter((p): p is number => !!p);
     const redisPid = Number(readFileSync(join(d.state, "redis.pid"), "utf8"));
     await d.stop();
     for (const pid of [...services, redisPid]) {

@@ -12,6 +12,8 @@ import { createWideServer, flowControlWindow, widenSessionWindow } from "../../c
 export interface ProxyRoutes {
   /** The socket path serving a fully qualified gRPC service name, if any. */
   socketFor(service: string): string | undefined;
+  /** A promise when the process serving it must first be started (on demand). */
+  ready?(service: string): Promise<void> | undefined;
 }
 
 const grpcUnimplemented = "12";
@@ -83,6 +85,17 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
       trailersOnly(stream, grpcUnimplemented, `unknown service ${service}: berth does not implement it (yet): not implemented`);
       return;
     }
+    const ready = routes.ready?.(service);
+    if (!ready) return forward(stream, headers, path, service, socket);
+    ready.then(
+      () => forward(stream, headers, path, service, socket),
+      (err: Error) => trailersOnly(stream, grpcUnavailable, `service for ${service} is unavailable: ${err.message}`),
+    );
+  });
+
+  /** Passes one call to the upstream socket; the request body waits (buffered) until then. */
+  function forward(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: string, service: string, socket: string): void {
+    if (stream.destroyed) return;
     const outgoing = passOn(headers);
     const span = tracing
       ? tracer().startSpan(`gateway ${path}`, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.method": path } }, extractContext(headerBag(headers)))
@@ -135,7 +148,7 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
     });
     stream.on("error", () => upstream.close(constants.NGHTTP2_CANCEL));
     stream.pipe(upstream);
-  });
+  }
 
   server.on("sessionError", (err) => log.debug({ err: err.message }, "client session error"));
 

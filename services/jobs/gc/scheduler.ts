@@ -6,8 +6,9 @@
 //   at most pauseShare of the time), so a burst of deletions costs one collection.
 //   A request that arrives while that job runs queues the next one.
 // - A synchronous delete (collectNow()): a job of its own, run next, and awaited.
-// - Periodically (a BullMQ job scheduler), for leases that expire, and once at start,
-//   for whatever a crash left.
+// - Once when this process starts (for whatever a crash left, and jobs a crashed
+//   worker left in Redis), and whenever berthd's timer asks (leases that expire).
+// The process runs on demand: busy() keeps it while any job is pending.
 import { randomUUID } from "node:crypto";
 import { Queue, Worker, type ConnectionOptions, type Job } from "bullmq";
 import { unavailable } from "../../../core/errors.ts";
@@ -20,7 +21,6 @@ export interface SchedulerOptions {
   /** Separates the queues of daemons that share one Redis (a hash of the root). */
   prefix: string;
   debounceMs?: number;
-  periodMs?: number;
   /** Longest a synchronous caller waits. */
   waitTimeoutMs?: number;
 }
@@ -35,7 +35,6 @@ export class CollectionScheduler {
   private readonly worker: Worker;
   private readonly log: Logger;
   private readonly debounceMs: number;
-  private readonly periodMs: number;
   private readonly waitTimeoutMs: number;
   private readonly waiters = new Map<string, { resolve: () => void; reject: (err: Error) => void }>();
   /** Requests since the running job started: they need another run. */
@@ -52,7 +51,6 @@ export class CollectionScheduler {
       typeof base === "string" ? { url: base, maxRetriesPerRequest: null } : { path: base.path, maxRetriesPerRequest: null };
     this.log = log;
     this.debounceMs = options.debounceMs ?? 100;
-    this.periodMs = options.periodMs ?? 60 * 60_000;
     this.waitTimeoutMs = options.waitTimeoutMs ?? 60_000;
     this.queue = new Queue(queueName, { connection, prefix: options.prefix });
     this.worker = new Worker(queueName, (job) => this.process(job, run), { connection, prefix: options.prefix, concurrency: 1, autorun: false });
@@ -64,10 +62,16 @@ export class CollectionScheduler {
     this.worker.on("error", (err) => log.warn({ err: err.message }, "garbage collection queue error"));
   }
 
-  async start(): Promise<void> {
-    await this.queue.upsertJobScheduler("periodic", { every: this.periodMs }, { name: "collect", opts: { removeOnComplete: true, removeOnFail: true } });
+  start(): void {
     void this.worker.run();
     this.schedule();
+  }
+
+  /** True while a collection runs or a job waits (then the process must not exit). */
+  async busy(): Promise<boolean> {
+    if (this.running) return true;
+    const counts = await this.queue.getJobCounts("waiting", "delayed", "active", "prioritized");
+    return Object.values(counts).some((n) => n > 0);
   }
 
   private async process(job: Job, run: () => Promise<CollectionResult>): Promise<CollectionResult> {

@@ -51,10 +51,15 @@ export function collectionRun(db: Database, state: string, log: Logger): () => P
   };
 }
 
-export function startCollector(db: Database, root: string, state: string, log: Logger): { scheduler: CollectionScheduler; service: CollectorServiceImplementation } {
+export function startCollector(
+  db: Database,
+  root: string,
+  state: string,
+  redisUrl: string | undefined,
+  log: Logger,
+): { scheduler: CollectionScheduler; service: CollectorServiceImplementation } {
   const prefix = `berth:${createHash("sha256").update(root).digest("hex").slice(0, 16)}`;
-  const periodMs = Number(process.env.BERTH_GC_PERIOD_MS) || undefined;
-  const scheduler = new CollectionScheduler({ redisUrl: process.env.BERTH_REDIS_URL, prefix, periodMs }, collectionRun(db, state, log), log);
+  const scheduler = new CollectionScheduler({ redisUrl, prefix }, collectionRun(db, state, log), log);
   const service: CollectorServiceImplementation = {
     async schedule(request) {
       if (request.wait) await scheduler.collectNow();
