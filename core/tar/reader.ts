@@ -40,8 +40,20 @@ export interface TarEntry {
 }
 
 const block = 512;
-/** Same limit as Go's archive/tar for PAX and GNU long-name payloads. */
-const maxSpecialSize = 1 << 20;
+
+export interface TarLimits {
+  /**
+   * Bytes of extended headers (PAX, global PAX, GNU long name and long link payloads)
+   * in front of one entry, all of them together. Go's archive/tar caps each at 1 MiB
+   * and keeps only the last of a kind; merging any number of them, as PAX allows, needs
+   * a cap on their sum or a few MB of gzip claim gigabytes.
+   */
+  perEntry: number;
+  /** The same bytes summed over the whole archive: parsing work that no data stands for. */
+  perArchive: number;
+}
+
+export const defaultTarLimits: TarLimits = { perEntry: 1 << 20, perArchive: 256 << 20 };
 const paxXattr = "SCHILY.xattr.";
 
 const typeByFlag: Record<string, TarEntryType> = {
@@ -217,8 +229,10 @@ function applyPax(header: TarHeader, pax: Map<string, Buffer>): void {
  * for the next entry. Stops at the end-of-archive marker without reading further: pass
  * a ByteReader and drain() it afterwards when the trailing bytes matter (a diff id).
  */
-export async function* readTar(source: ByteSource | ByteReader): AsyncGenerator<TarEntry> {
+export async function* readTar(source: ByteSource | ByteReader, limits: TarLimits = defaultTarLimits): AsyncGenerator<TarEntry> {
   const reader = source instanceof ByteReader ? source : new ByteReader(source);
+  let entryExtended = 0;
+  let archiveExtended = 0;
   let longName: string | undefined;
   let longLink: string | undefined;
   let pax: Map<string, Buffer> | undefined;
@@ -239,7 +253,15 @@ export async function* readTar(source: ByteSource | ByteReader): AsyncGenerator<
     const padded = header.size + ((block - (header.size % block)) % block);
 
     if (flag === "x" || flag === "g" || flag === "L" || flag === "K") {
-      if (header.size > maxSpecialSize) throw invalidArgument(`tar: extended header of ${header.size} bytes exceeds the 1 MiB limit`);
+      // Checked before reading, so the bytes are never buffered.
+      entryExtended += header.size;
+      archiveExtended += header.size;
+      if (entryExtended > limits.perEntry) {
+        throw invalidArgument(`tar: extended headers of one entry total more than ${limits.perEntry} bytes (the limit)`);
+      }
+      if (archiveExtended > limits.perArchive) {
+        throw invalidArgument(`tar: extended headers of the archive total more than ${limits.perArchive} bytes (the limit)`);
+      }
       const data = header.size === 0 ? Buffer.alloc(0) : await reader.readExact(padded, "tar extended header");
       if (data === null) throw invalidArgument("tar: unexpected end of archive in an extended header");
       const payload = data.subarray(0, header.size);
@@ -254,6 +276,7 @@ export async function* readTar(source: ByteSource | ByteReader): AsyncGenerator<
     if (longLink !== undefined) header.linkname = longLink;
     if (pax !== undefined) applyPax(header, pax);
     longName = longLink = pax = undefined;
+    entryExtended = 0;
 
     if (!(flag in typeByFlag)) {
       throw invalidArgument(`tar: entry "${header.name}": unsupported entry type '${flag.replace(/[^\x20-\x7e]/g, "?")}'`);
