@@ -2,13 +2,14 @@
 // <root>/content/blobs/sha256/<hex>, and one SQLite row per (namespace, digest)
 // that makes a blob visible in a namespace. A blob file is written once (by rename)
 // and unlinked only when no namespace refers to it any more.
-import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { existsSync, renameSync, rmSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { alreadyExists, invalidArgument, notFound } from "../../core/errors.ts";
 import { digestHex } from "../../core/digest.ts";
 import { applyLabelMask, validateLabels } from "../../core/labels.ts";
 import { openDatabase, parseLabels, transaction, type Database } from "../../core/sqlite.ts";
+import { makePrivateDir } from "../../core/private-files.ts";
 
 export interface BlobInfo {
   digest: string;
@@ -91,7 +92,7 @@ export class SqliteContentStore implements ContentStore {
 
   constructor(contentRoot: string) {
     this.blobDir = join(contentRoot, "blobs", "sha256");
-    mkdirSync(this.blobDir, { recursive: true, mode: 0o755 });
+    for (const dir of [contentRoot, join(contentRoot, "blobs"), this.blobDir]) makePrivateDir(dir);
     this.db = openDatabase(join(contentRoot, "meta.db"), schema);
   }
 
