@@ -36,7 +36,7 @@ export async function* readBlob(
   }
 }
 
-class BlobTooLargeError extends Error {
+export class BlobTooLargeError extends Error {
   override name = "BlobTooLargeError";
 }
 

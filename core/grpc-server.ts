@@ -12,6 +12,19 @@ import { validateIdentifier } from "./identifiers.ts";
 import { widenGrpcServerWindows } from "./flow-control.ts";
 import { namespaceHeader, leaseHeader } from "./headers.ts";
 import { listenOnSocket } from "./socket.ts";
+import { maxMessageBytes } from "./grpc-client.ts";
+
+/**
+ * Message size bounds of every service. Sending: grpc-js has none, so a reply that no
+ * client would accept (a List grown past 16 MiB) was still built and sent; now it fails
+ * here with RESOURCE_EXHAUSTED. Receiving: grpc-js' 4 MiB, kept explicit — every request
+ * Berth or ctr makes is far smaller (content moves in 1 MiB messages), and labels are
+ * capped per object (core/labels.ts).
+ */
+const serverOptions = {
+  "grpc.max_send_message_length": maxMessageBytes,
+  "grpc.max_receive_message_length": 4 * 1024 * 1024,
+};
 
 /** The call's namespace (containerd-namespace metadata), validated. */
 export function namespaceOf(ctx: CallContext): string {
@@ -93,7 +106,7 @@ export async function startGrpcServer(
   setup: (server: Server) => Promise<void> | void,
   idle?: { ms: number; onIdle: () => Promise<boolean> | boolean },
 ): Promise<{ close(): Promise<void> }> {
-  const base = createServer().use(errorMiddleware(ctx.log));
+  const base = createServer(serverOptions).use(errorMiddleware(ctx.log));
   const traced = telemetryEnabled() ? base.use(tracingMiddleware) : base;
   const server = (idle ? traced.use(idleMiddleware(idle.ms, idle.onIdle)) : traced) as Server;
   await setup(server);

@@ -3,11 +3,12 @@
 // shims) on SIGTERM. It serves, in-process, what is cheap to host beside it: the
 // public gateway socket, namespaces, leases, events, garbage collection, version and
 // introspection (docs/processes.md says why).
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { serviceSocketPath } from "../../core/config.ts";
 import { createLogger } from "../../core/log.ts";
+import { makePrivateDir, makeTopDir, writePrivateFile } from "../../core/private-files.ts";
 import { processTable } from "../../core/routes.ts";
 import { initTelemetry, stopTelemetry } from "../../core/telemetry.ts";
 import { openGateway } from "../../services/gateway/gateway.ts";
@@ -23,8 +24,13 @@ const idleExitMs = Number(process.env.BERTH_IDLE_EXIT_MS) || 30_000;
 
 async function main(): Promise<void> {
   const config = loadDaemonConfig(process.argv.slice(2));
-  mkdirSync(config.root, { recursive: true, mode: 0o711 });
-  mkdirSync(config.state, { recursive: true, mode: 0o711 });
+  // The root is its owner's only, as containerd's.
+  makeTopDir(config.root, 0o700);
+  // <state> holds the public socket (0660): its group must be able to traverse <state>
+  // to reach it, so <state> is 0711 (others may pass through, not list it); everything
+  // in it is private, the service sockets' dir included.
+  makeTopDir(config.state, 0o711);
+  makePrivateDir(dirname(serviceSocketPath(config.state, "any")));
   await acquireRootLock(config.root);
   await initTelemetry("berth-berthd");
 
@@ -86,8 +92,7 @@ async function main(): Promise<void> {
     log.error({ err: (err as Error).message }, "start-up failed");
     await shutdown("start-up failed", 1);
   }
-  writeFileSync(`${pidFile}.tmp`, String(process.pid));
-  renameSync(`${pidFile}.tmp`, pidFile);
+  writePrivateFile(pidFile, String(process.pid));
   log.info({ address: config.address, root: config.root, state: config.state }, "berthd ready");
 }
 

@@ -1,7 +1,7 @@
 // Version and Introspection, served by berthd: it runs the process table, so it knows
 // which services exist and can tell whether each is answering.
 import { randomUUID } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { IntrospectionServiceImplementation, Plugin } from "../../core/gen/containerd/services/introspection/v1/introspection.ts";
 import type { VersionServiceImplementation } from "../../core/gen/containerd/services/version/v1/version.ts";
@@ -9,6 +9,7 @@ import { fieldsAndLabels, parseFilters } from "../../core/filters.ts";
 import { grpcRoutes, processTable } from "../../core/routes.ts";
 import packageJson from "../../package.json" with { type: "json" };
 import { socketAccepts } from "../../core/socket.ts";
+import { makePrivateDir, writePrivateFile } from "../../core/private-files.ts";
 
 export const berthVersion = `v${packageJson.version}`;
 
@@ -19,10 +20,9 @@ export function loadServerUuid(root: string): string {
   try {
     return readFileSync(file, "utf8").trim();
   } catch {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    makePrivateDir(dir);
     const uuid = randomUUID();
-    writeFileSync(`${file}.tmp`, uuid);
-    renameSync(`${file}.tmp`, file);
+    writePrivateFile(file, uuid);
     return uuid;
   }
 }

@@ -43,7 +43,8 @@ export class CollectionScheduler {
   private lastRunMs = 0;
   private lastEndAt = 0;
 
-  constructor(options: SchedulerOptions, run: () => Promise<CollectionResult>, log: Logger) {
+  /** `run(sync)`: sync is true for a job a synchronous delete waits for. */
+  constructor(options: SchedulerOptions, run: (sync: boolean) => Promise<CollectionResult>, log: Logger) {
     if (!options.redisUrl) throw unavailable("garbage collection: BERTH_REDIS_URL is not set");
     const base = redisOptionsFromUrl(options.redisUrl);
     // BullMQ's worker blocks on Redis, so it needs no per-request retry limit.
@@ -53,7 +54,16 @@ export class CollectionScheduler {
     this.debounceMs = options.debounceMs ?? 100;
     this.waitTimeoutMs = options.waitTimeoutMs ?? 60_000;
     this.queue = new Queue(queueName, { connection, prefix: options.prefix });
-    this.worker = new Worker(queueName, (job) => this.process(job, run), { connection, prefix: options.prefix, concurrency: 1, autorun: false });
+    // A job whose worker died (kill -9 mid-collection) is taken up again once its lock
+    // lapses: kept short, since a collection renews it every few seconds while it runs.
+    this.worker = new Worker(queueName, (job) => this.process(job, run), {
+      connection,
+      prefix: options.prefix,
+      concurrency: 1,
+      autorun: false,
+      lockDuration: 5000,
+      stalledInterval: 5000,
+    });
     this.worker.on("completed", (job) => this.settle(job.id, undefined));
     this.worker.on("failed", (job, err) => {
       log.warn({ err: err.message, job: job?.id }, "garbage collection failed");
@@ -74,12 +84,12 @@ export class CollectionScheduler {
     return Object.values(counts).some((n) => n > 0);
   }
 
-  private async process(job: Job, run: () => Promise<CollectionResult>): Promise<CollectionResult> {
+  private async process(job: Job, run: (sync: boolean) => Promise<CollectionResult>): Promise<CollectionResult> {
     this.running = true;
     this.requestedDuringRun = false;
     const started = Date.now();
     try {
-      const result = await run();
+      const result = await run(job.data?.sync === true);
       if (result.blobs + result.snapshots + result.leases > 0) this.log.info({ job: job.id, ...result }, "garbage collected");
       return result;
     } finally {
@@ -109,7 +119,7 @@ export class CollectionScheduler {
       timer = setTimeout(() => reject(unavailable(`garbage collection did not finish within ${this.waitTimeoutMs / 1000}s`)), this.waitTimeoutMs);
     });
     try {
-      await this.queue.add("collect", {}, { jobId: id, removeOnComplete: true, removeOnFail: true });
+      await this.queue.add("collect", { sync: true }, { jobId: id, removeOnComplete: true, removeOnFail: true });
       await Promise.race([done, timeout]);
     } finally {
       clearTimeout(timer);

@@ -29,10 +29,18 @@ function crashPoint(point: string): void {
   process.kill(process.pid, "SIGKILL");
 }
 
-export function collectionRun(db: Database, state: string, log: Logger): () => Promise<CollectionResult> {
-  return async () => {
-    // Only a collection with something to delete is worth crashing in.
-    const result = collect(db, Date.now(), (doomed) => doomed > 0 && crashPoint("after-mark"));
+/** How long background collections spare new objects (see CollectOptions.spareCreatedSince). */
+const backgroundGraceMs = 30_000;
+
+export function collectionRun(db: Database, state: string, log: Logger): (sync: boolean) => Promise<CollectionResult> {
+  return async (sync) => {
+    const now = Date.now();
+    const result = collect(db, {
+      now,
+      spareCreatedSince: sync ? Infinity : now - backgroundGraceMs,
+      // Only a collection with something to delete is worth crashing in.
+      afterMark: (doomed) => doomed > 0 && crashPoint("after-mark"),
+    });
     if (result.blobs + result.snapshots + result.leases > 0) crashPoint("after-commit");
     for (const owner of fileOwners) {
       // A channel per run: a shared one stays in backoff after the owner restarted,
