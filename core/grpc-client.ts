@@ -1,5 +1,6 @@
 // Clients for our own sockets: the gateway (CLIs) and service-to-service calls.
 // The client middleware carries the active trace context in the metadata.
+import { errorKind } from "./errors.ts";
 import { ClientError, createChannel, createClientFactory, Metadata, Status, type Channel, type ClientMiddlewareCall, type CallOptions, type CompatServiceDefinition, type Client } from "nice-grpc";
 import { injectContext, telemetryEnabled } from "./telemetry.ts";
 import { namespaceHeader, leaseHeader } from "./headers.ts";
@@ -48,8 +49,8 @@ export function grpcCode(err: unknown): Status | undefined {
   return err instanceof ClientError ? err.code : undefined;
 }
 
-export const isNotFound = (err: unknown) => grpcCode(err) === Status.NOT_FOUND;
-export const isAlreadyExists = (err: unknown) => grpcCode(err) === Status.ALREADY_EXISTS;
+export const isNotFound = (err: unknown) => err instanceof ClientError && errorKind(err) === "not found";
+export const isAlreadyExists = (err: unknown) => err instanceof ClientError && errorKind(err) === "already exists";
 
 /** The server's message without nice-grpc's "/pkg.Service/Method" prefix. */
 export function errorMessage(err: unknown): string {

@@ -2,7 +2,7 @@
 // archive/tar writes FormatPAX) and a streaming packer. PAX values are bytes, so binary
 // xattrs (security.capability) survive, and so are names: a Buffer name is written as
 // its exact bytes (in a PAX path record when not ASCII, as Go does), UTF-8 or not.
-import { invalidArgument } from "../errors.ts";
+import { failedPrecondition, invalidArgument } from "../errors.ts";
 import { byteString, displayPath } from "./byte-fs.ts";
 import type { TarEntryType } from "./reader.ts";
 
@@ -193,11 +193,11 @@ export async function* packTar(entries: AsyncIterable<PackEntry> | Iterable<Pack
     let written = 0;
     for await (const chunk of entry.body()) {
       const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      if (written + buf.length > size) throw new Error(`tar: entry ${displayPath(byteString(asBytes(h.name)))} grew beyond ${size} bytes while being archived`);
+      if (written + buf.length > size) throw failedPrecondition(`tar: entry ${displayPath(byteString(asBytes(h.name)))} grew beyond ${size} bytes while being archived`);
       written += buf.length;
       yield buf;
     }
-    if (written !== size) throw new Error(`tar: entry ${displayPath(byteString(asBytes(h.name)))} shrank to ${written} of ${size} bytes while being archived`);
+    if (written !== size) throw failedPrecondition(`tar: entry ${displayPath(byteString(asBytes(h.name)))} shrank to ${written} of ${size} bytes while being archived`);
     yield padding(size);
   }
   yield endOfArchive;

@@ -7,6 +7,7 @@ import net from "node:net";
 import { context as otelContext, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { extractContext, injectContext, telemetryEnabled, tracer } from "../../core/telemetry.ts";
 import type { Logger } from "../../core/log.ts";
+import { grpcStatusText } from "../../core/errors.ts";
 import { createWideServer, flowControlWindow, widenSessionWindow } from "../../core/flow-control.ts";
 
 export interface ProxyRoutes {
@@ -16,8 +17,8 @@ export interface ProxyRoutes {
   ready?(service: string): Promise<void> | undefined;
 }
 
-const grpcUnimplemented = "12";
-const grpcUnavailable = "14";
+const grpcUnimplemented = grpcStatusText("not implemented");
+const grpcUnavailable = grpcStatusText("unavailable");
 
 function trailersOnly(stream: ServerHttp2Stream, status: string, message: string): void {
   if (stream.destroyed || stream.closed) return;
