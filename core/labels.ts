@@ -48,3 +48,23 @@ export function applyLabelMask(
   for (const [key, value] of Object.entries(result)) if (value === "") delete result[key];
   return result;
 }
+
+/**
+ * The labels an Update leaves on an object whose only mutable field is its labels
+ * (content, snapshots, namespaces): the mask may name `labels` or `labels.<key>` and
+ * nothing else (INVALID_ARGUMENT naming the path and `object`, e.g. `snapshot "k"`),
+ * then applyLabelMask, then the limits.
+ */
+export function labelsAfterUpdate(
+  object: string,
+  current: Record<string, string>,
+  update: Record<string, string>,
+  paths: readonly string[],
+): Record<string, string> {
+  for (const path of paths) {
+    if (path !== "labels" && !(path.startsWith("labels.") && path.length > "labels.".length)) {
+      throw invalidArgument(`cannot update ${JSON.stringify(path)} field on ${object}`);
+    }
+  }
+  return validateLabels(applyLabelMask(current, update, paths));
+}

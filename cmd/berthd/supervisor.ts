@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import type { Logger } from "../../core/log.ts";
 import { hasExited, stopChild } from "../../core/process.ts";
-import { waitForSocket } from "../../core/socket.ts";
+import { socketAccepts, waitForSocket } from "../../core/socket.ts";
 
 export interface ServiceSpec {
   name: string;
@@ -50,14 +50,26 @@ export class SupervisedService {
   }
 
   /**
-   * Undefined when the process runs (the call goes straight through); otherwise a
-   * promise that settles once it has started (on demand) or failed to.
+   * Undefined for an always-on process (the call goes straight through; while it is
+   * being restarted the call fails UNAVAILABLE); for one started on demand, a promise
+   * that settles once it accepts calls, starting it if needed, or fails.
    */
   ready(): Promise<void> | undefined {
-    if (this.child && !this.starting) return undefined;
+    if (!this.spec.onDemand) return undefined;
     if (this.stopping) return Promise.reject(new Error(`service ${this.spec.name} is stopping`));
-    this.starting ??= this.start().finally(() => (this.starting = undefined));
+    this.starting ??= this.startOnDemand().finally(() => (this.starting = undefined));
     return this.starting;
+  }
+
+  /**
+   * An on-demand process may be on its way out (idle: its socket already closed): then
+   * it is let go and started afresh.
+   */
+  private async startOnDemand(): Promise<void> {
+    const child = this.child;
+    if (child && (await socketAccepts(this.spec.socket))) return;
+    if (child && !hasExited(child)) await stopChild(child, 5000);
+    await this.start();
   }
 
   private spawnChild(): ChildProcess {

@@ -4,7 +4,8 @@
 // themselves. An ingest outlives its stream and the process: reopening the ref
 // resumes at the size of `data`. While a stream holds an ingest, its update time lives
 // in memory (and Status reads it from there); `ref` gets it when the stream lets go.
-import { createHash, randomBytes, type Hash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
+import { tempName } from "../../core/ids.ts";
 import { createReadStream, existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { mkdir, open, rename, rm, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
@@ -274,7 +275,7 @@ export class IngestStore {
    * without a readable `ref`.
    */
   async writeTemp(data: Buffer): Promise<string> {
-    const file = join(this.root, `tmp-${randomBytes(12).toString("hex")}`);
+    const file = join(this.root, tempName("tmp-"));
     await writeFile(file, data, { flag: "wx", mode: privateFileMode, flush: true });
     return file;
   }

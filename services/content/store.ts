@@ -7,9 +7,9 @@
 import { existsSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
-import { alreadyExists, invalidArgument, notFound } from "../../core/errors.ts";
+import { alreadyExists, notFound } from "../../core/errors.ts";
 import { digestHex } from "../../core/digest.ts";
-import { applyLabelMask, validateLabels } from "../../core/labels.ts";
+import { labelsAfterUpdate } from "../../core/labels.ts";
 import type { Database, NamespacedWrites } from "../../core/metadata-db.ts";
 import { parseLabels, transaction } from "../../core/sqlite.ts";
 import { makePrivateDir } from "../../core/private-files.ts";
@@ -132,12 +132,7 @@ export class SqliteContentStore implements ContentStore {
   update(namespace: string, digest: string, labels: Record<string, string>, paths: readonly string[]): BlobInfo {
     return transaction(this.db, () => {
       const current = this.info(namespace, digest);
-      for (const path of paths) {
-        if (path !== "labels" && !path.startsWith("labels.")) {
-          throw invalidArgument(`cannot update "${path}" field on content info "${digest}"`);
-        }
-      }
-      const next = validateLabels(applyLabelMask(current.labels, labels, paths));
+      const next = labelsAfterUpdate(`content info "${digest}"`, current.labels, labels, paths);
       const updatedAt = Date.now();
       this.db
         .prepare("UPDATE blobs SET labels = ?, updated_at = ? WHERE namespace = ? AND digest = ?")

@@ -2,7 +2,7 @@
 // fetched into a local spool file, verified against its descriptor before anything
 // uses it, or streamed and verified once read to the end; content-service failures as
 // our own errors; refs for new blobs.
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { ClientError, type CallOptions } from "nice-grpc";
 import { BerthError, errorKind, failedPrecondition, notFound } from "../../core/errors.ts";
@@ -148,10 +148,4 @@ async function storedSize(client: ContentClient, ref: BlobRef, digest: string, o
     throw failedPrecondition(`layer ${digest}: descriptor size ${ref.size} does not match the stored size ${stored}`);
   }
   return stored;
-}
-
-/** containerd's uniqueRef(): "<unix nanos>-<base64url of 9 random bytes>". */
-export function uniqueRef(): string {
-  const nanos = BigInt(Date.now()) * 1_000_000n + BigInt(Math.floor(Math.random() * 1_000_000));
-  return `${nanos}-${randomBytes(9).toString("base64url")}`;
 }

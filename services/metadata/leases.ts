@@ -1,7 +1,7 @@
 // containerd.services.leases.v1.Leases: named, labelled sets of resources (content,
 // ingests, snapshots) that garbage collection must keep while the lease lives. A
 // lease going away releases its resources; it deletes nothing itself.
-import { randomBytes } from "node:crypto";
+import { leaseId } from "../../core/ids.ts";
 import type { CallContext } from "nice-grpc";
 import type {
   AddResourceRequest,
@@ -22,11 +22,6 @@ import { timestampFromMillis } from "../../core/timestamp.ts";
 import type { LeaseRecord, LeaseResource, LeaseStore } from "./store.ts";
 import type { CollectorFront } from "./collector-front.ts";
 
-/** containerd's generated id shape: "<nanosecond of the second>-<4 base64url chars>". */
-function randomLeaseId(): string {
-  const nanos = (Date.now() % 1000) * 1_000_000 + Number(process.hrtime.bigint() % 1_000_000n);
-  return `${nanos}-${randomBytes(3).toString("base64url")}`;
-}
 
 function validateResource(resource: Resource | undefined): LeaseResource {
   if (!resource) throw invalidArgument("lease resource is required");
@@ -51,7 +46,7 @@ export function leasesService(leases: LeaseStore, collector: Pick<CollectorFront
       const generated = request.id === "";
       // A generated id that collides is simply drawn again.
       for (let attempt = 0; attempt < 5; attempt++) {
-        const lease: LeaseRecord = { id: generated ? randomLeaseId() : request.id, createdAtMs: Date.now(), labels };
+        const lease: LeaseRecord = { id: generated ? leaseId() : request.id, createdAtMs: Date.now(), labels };
         if (leases.create(namespace, lease)) return { lease: toLease(lease) };
         if (!generated) break;
       }

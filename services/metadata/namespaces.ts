@@ -11,11 +11,11 @@ import type {
   UpdateNamespaceRequest,
 } from "../../core/gen/containerd/services/namespaces/v1/namespace.ts";
 import { NamespaceCreate, NamespaceDelete, NamespaceUpdate } from "../../core/gen/containerd/events/namespace.ts";
-import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../core/errors.ts";
+import { alreadyExists, failedPrecondition, notFound } from "../../core/errors.ts";
 import { fieldsAndLabels, parseFilters } from "../../core/filters.ts";
 import { namespaceOf } from "../../core/grpc-server.ts";
 import { validateIdentifier } from "../../core/identifiers.ts";
-import { applyLabelMask, validateLabels } from "../../core/labels.ts";
+import { labelsAfterUpdate, validateLabels } from "../../core/labels.ts";
 import type { PublishEvent } from "./events.ts";
 import type { NamespaceStore } from "./store.ts";
 
@@ -61,12 +61,7 @@ export function namespacesService(deps: NamespacesDeps): NamespacesServiceImplem
       const name = validateIdentifier(request.namespace?.name ?? "", "namespace");
       const update = validateLabels(request.namespace?.labels ?? {});
       const paths = request.updateMask ?? [];
-      for (const path of paths) {
-        if (path !== "labels" && !(path.startsWith("labels.") && path.length > "labels.".length)) {
-          throw invalidArgument(`cannot update "${path}" field on namespace "${name}"`);
-        }
-      }
-      const updated = namespaces.updateLabels(name, (current) => validateLabels(applyLabelMask(current, update, paths)));
+      const updated = namespaces.updateLabels(name, (current) => labelsAfterUpdate(`namespace "${name}"`, current, update, paths));
       if (!updated) throw notFound(`namespace "${name}"`);
       publish(eventNamespace(ctx, name), "/namespaces/update", "containerd.events.NamespaceUpdate", NamespaceUpdate, updated);
       return { namespace: updated };

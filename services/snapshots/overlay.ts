@@ -15,7 +15,8 @@ import { makePrivateDir } from "../../core/private-files.ts";
 import type { Logger } from "../../core/log.ts";
 import type { Database } from "../../core/metadata-db.ts";
 import { diskUsage } from "./disk-usage.ts";
-import { labelsAfterUpdate, type Mount, type Snapshotter } from "./snapshotter.ts";
+import { labelsAfterUpdate } from "../../core/labels.ts";
+import type { Mount, Snapshotter } from "./snapshotter.ts";
 import { snapshotNotFound, SqliteSnapshotStore, type SnapshotRecord, type SnapshotStore, type Usage } from "./store.ts";
 
 /** containerd adds index=off whenever the kernel's overlay module has the knob. */
@@ -56,7 +57,7 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   update(namespace: string, key: string, labels: Record<string, string>, paths: readonly string[]): SnapshotRecord {
-    return this.store.updateLabels(namespace, key, (current) => labelsAfterUpdate(key, current.labels, labels, paths), Date.now());
+    return this.store.updateLabels(namespace, key, (current) => labelsAfterUpdate(`snapshot ${JSON.stringify(key)}`, current.labels, labels, paths), Date.now());
   }
 
   async usage(namespace: string, key: string): Promise<Usage> {

@@ -1,8 +1,6 @@
 // What the Snapshots service asks of a snapshotter (containerd's snapshots.Snapshotter
 // with the metadata layer's namespacing folded in). Every key lives in a namespace.
 import type { Mount } from "../../core/gen/containerd/types/mount.ts";
-import { invalidArgument } from "../../core/errors.ts";
-import { applyLabelMask, validateLabels } from "../../core/labels.ts";
 import type { SnapshotRecord, Usage } from "./store.ts";
 
 export type { Mount, SnapshotRecord, Usage };
@@ -25,23 +23,4 @@ export interface Snapshotter {
   list(namespace: string): SnapshotRecord[];
   /** Removes directories no snapshot owns; returns their paths. */
   cleanup(): Promise<string[]>;
-}
-
-/**
- * The labels an Update leaves, as containerd computes them: no mask replaces all
- * labels; `labels` replaces all; `labels.<k>` sets or (empty value) clears one key.
- * Any other path is an InvalidArgument: nothing else of a snapshot may change.
- */
-export function labelsAfterUpdate(
-  key: string,
-  current: Record<string, string>,
-  update: Record<string, string>,
-  paths: readonly string[],
-): Record<string, string> {
-  for (const path of paths) {
-    if (path !== "labels" && !path.startsWith("labels.")) {
-      throw invalidArgument(`cannot update ${JSON.stringify(path)} field on snapshot ${JSON.stringify(key)}`);
-    }
-  }
-  return validateLabels(applyLabelMask(current, update, paths));
 }
