@@ -6,7 +6,7 @@
 // "berthd" itself serves what is cheap to host beside the supervisor (namespaces,
 // leases, events, version, introspection, and the Collector front of the jobs process) on
 // <state>/services/metadata.sock, and the public gateway socket: each Node process
-// costs ~18 MiB idle, so only what must be isolated runs on its own (docs/processes.md).
+// costs ~18 MiB idle, so only what must be isolated runs on its own (docs/architecture.md).
 
 export interface ProcessSpec {
   /** The process name: its bundle is dist/<name>.js, its socket <state>/services/<name>.sock. */

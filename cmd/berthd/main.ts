@@ -2,7 +2,7 @@
 // table (core/routes.ts), keeps them running, and stops them (never the container
 // shims) on SIGTERM. It serves, in-process, what is cheap to host beside it: the
 // public gateway socket, namespaces, leases, events, garbage collection, version and
-// introspection (docs/processes.md says why).
+// introspection (docs/architecture.md says why).
 import { existsSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
