@@ -3,7 +3,9 @@
 // everything stored surviving a kill -9 of berthd itself.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { statSync, readFileSync } from "node:fs";
+import net from "node:net";
 import { join } from "node:path";
 import { createChannel, createClient, Status } from "nice-grpc";
 import { Empty } from "../core/gen/google/protobuf/empty.ts";
@@ -78,6 +80,57 @@ describe("berthd", () => {
       assert.throws(() => process.kill(pid, 0), `process ${pid} still runs after berthd stopped`);
     }
     await d.start();
+  });
+});
+
+describe("the private redis", () => {
+  let d: Daemon;
+  before(async () => {
+    d = await startDaemon();
+  });
+  after(async () => {
+    await d?.destroy();
+  });
+
+  /** What redis answers a raw command sent without the password. */
+  function unauthenticated(command: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const conn = net.connect(join(d.state, "redis.sock"));
+      conn.once("connect", () => conn.write(`${command}\r\n`));
+      conn.once("data", (data) => {
+        conn.destroy();
+        resolve(data.toString());
+      });
+      conn.once("error", reject);
+    });
+  }
+
+  test("refuses clients without the password made at start, so events cannot be forged", async () => {
+    assert.match(await unauthenticated("PING"), /^-NOAUTH/);
+    assert.match(await unauthenticated("PUBLISH berth:events forged"), /^-NOAUTH/);
+    assert.doesNotMatch(readFileSync(`/proc/${Number(readFileSync(join(d.state, "redis.pid"), "utf8"))}/cmdline`, "utf8"), /requirepass/);
+  });
+
+  test("kill -9 of redis: berthd restarts it and events flow again", async () => {
+    const events = spawn("ctr", ["--address", d.address, "events"], { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    events.stdout!.on("data", (chunk) => (output += chunk));
+    try {
+      const pidFile = join(d.state, "redis.pid");
+      const old = Number(readFileSync(pidFile, "utf8"));
+      process.kill(old, "SIGKILL");
+      // Namespaces created until one of them shows in the stream that was open all along.
+      let seen = false;
+      for (let i = 0; i < 100 && !seen; i++) {
+        d.ctr(["namespaces", "create", `after-redis-${i}`]);
+        await new Promise((r) => setTimeout(r, 200));
+        seen = /\/namespaces\/create \{"name":"after-redis-\d+"/.test(output);
+      }
+      assert.ok(seen, `ctr events output after redis came back:\n${output}\n${d.log}`);
+      assert.notEqual(Number(readFileSync(pidFile, "utf8")), old, "a new redis-server runs");
+    } finally {
+      events.kill("SIGTERM");
+    }
   });
 });
 

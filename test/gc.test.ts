@@ -160,6 +160,26 @@ describe("garbage collection through ctr", () => {
   });
 });
 
+describe("abandoned ingests", () => {
+  test("a collection removes an ingest nobody touched for BERTH_INGEST_EXPIRY_MS unless a lease holds it", async () => {
+    const d = await startDaemon({ env: { BERTH_INGEST_EXPIRY_MS: "1000" } });
+    try {
+      const content = grpcClient(ContentDefinition, d.address);
+      const lease = ok(d.ctr(["leases", "create"]), "lease").stdout.trim();
+      await writePartial(content, "abandoned-ref", undefined);
+      await writePartial(content, "leased-ref", lease);
+      const active = () => tableRows(ok(d.ctr(["content", "active"]), "content active").stdout).map((r) => r[0]).sort();
+      assert.deepEqual(active(), ["abandoned-ref", "leased-ref"]);
+      const written = Date.now();
+      await eventually("the expiry time has passed", () => Date.now() - written > 1100);
+      collectNow(d);
+      assert.deepEqual(active(), ["leased-ref"], "only the leased ingest is left");
+    } finally {
+      await d.destroy();
+    }
+  });
+});
+
 describe("a collector killed mid-run", () => {
   for (const point of ["after-mark", "after-commit"] as const) {
     test(`kill -9 ${point}: nothing referenced is lost, nothing unreferenced is kept after the next run`, async () => {
@@ -200,6 +220,16 @@ describe("a collector killed mid-run", () => {
     });
   }
 });
+
+/** Starts an ingest and leaves it unfinished (the stream ends after one WRITE). */
+async function writePartial(client: ReturnType<typeof grpcClient<typeof ContentDefinition>>, ref: string, lease: string | undefined): Promise<void> {
+  async function* requests() {
+    yield { action: WriteAction.WRITE, ref, offset: 0n, total: 100n, expected: "", data: Buffer.alloc(10, 1), labels: {} };
+  }
+  for await (const _ of client.write(requests(), inNamespace("default", lease))) {
+    // one reply
+  }
+}
 
 /** Writes a small blob through the Content Writer, under a lease when given. */
 async function writeBlob(client: ReturnType<typeof grpcClient<typeof ContentDefinition>>, ns: string, data: Buffer, lease?: string): Promise<void> {

@@ -39,6 +39,8 @@ async function main(): Promise<void> {
   if (!redisUrl) {
     redis = await startPrivateRedis(config.root, config.state, log);
     redisUrl = `unix://${redis.socket}`;
+    // berthd's own clients and every process it starts inherit it.
+    process.env.BERTH_REDIS_PASSWORD = redis.password;
   }
 
   const common = ["--root", config.root, "--state", config.state];

@@ -208,6 +208,23 @@ export class IngestStore {
   }
 
   /**
+   * Removes ingests a dead or vanished writer abandoned: not open now, untouched since
+   * `cutoff` (ms), and not held by a lease (`leased`); returns their refs. Ingests on a
+   * lease go when the lease does (expired leases are collected).
+   */
+  expire(cutoff: number, leased: (namespace: string, ref: string) => boolean): string[] {
+    const removed: string[] = [];
+    for (const name of readdirSync(this.root)) {
+      const dir = join(this.root, name);
+      const rec = readRecord(dir);
+      if (!rec || this.live.has(dir) || rec.updated_at >= cutoff || leased(rec.namespace, rec.ref)) continue;
+      rmSync(dir, { recursive: true, force: true });
+      removed.push(rec.ref);
+    }
+    return removed;
+  }
+
+  /**
    * Opens the ingest for a ref, creating it or resuming it: the offset is the size
    * of `data` and the digest is recomputed from it.
    */

@@ -9,7 +9,7 @@ import { SweeperDefinition } from "../../core/gen/berth/internal/v1/gc.ts";
 import { SqliteContentStore } from "./store.ts";
 import { IngestStore } from "./ingest.ts";
 import { RefLocks } from "./locks.ts";
-import { contentService, sweeperService } from "./service.ts";
+import { contentService, sweepContent, sweeperService } from "./service.ts";
 
 await runService("content", (server, ctx) => {
   const root = join(ctx.root, "content");
@@ -19,10 +19,11 @@ await runService("content", (server, ctx) => {
   const ingests = new IngestStore(root);
   const swept = ingests.sweep();
   if (swept > 0) ctx.log.info({ swept }, "removed unfinished ingest dirs");
-  // Blob files a crash left between a collection's row deletes and their unlink.
-  const orphans = store.sweep();
-  if (orphans.length > 0) ctx.log.info({ removed: orphans.length }, "removed unreferenced blob files");
   const deps = { store, ingests, locks: new RefLocks(), writes, metadata: new MetadataClient(ctx.state, ctx.log) };
+  // Blob files a crash left between a collection's row deletes and their unlink, and
+  // ingests their writers abandoned.
+  const orphans = sweepContent(deps);
+  if (orphans.length > 0) ctx.log.info({ removed: orphans.length }, "removed unreferenced blob files and abandoned ingests");
   server.add(BulkContentDefinition, contentService(deps));
   server.add(SweeperDefinition, sweeperService(deps));
   return {

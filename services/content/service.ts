@@ -149,10 +149,20 @@ export function contentService(deps: WriteDeps): ContentServiceImplementation {
   };
 }
 
+/** How long an ingest no lease holds may sit untouched before a collection removes it. */
+const ingestExpiryMs = Number(process.env.BERTH_INGEST_EXPIRY_MS) || 6 * 60 * 60_000;
+
+/** Blob files no row refers to, and ingests their writer abandoned (see IngestStore.expire). */
+export function sweepContent(deps: WriteDeps): string[] {
+  const leased = deps.writes.db.prepare("SELECT 1 FROM lease_resources WHERE namespace = ? AND type = 'ingests' AND id = ? LIMIT 1");
+  const ingests = deps.ingests.expire(Date.now() - ingestExpiryMs, (namespace, ref) => leased.get(namespace, ref) !== undefined);
+  return [...deps.store.sweep(), ...ingests.map((ref) => `ingest ${ref}`)];
+}
+
 export function sweeperService(deps: WriteDeps): SweeperServiceImplementation {
   return {
     async sweep() {
-      return { removed: deps.store.sweep() };
+      return { removed: sweepContent(deps) };
     },
   };
 }

@@ -49,7 +49,7 @@ export class CollectionScheduler {
     const base = redisOptionsFromUrl(options.redisUrl);
     // BullMQ's worker blocks on Redis, so it needs no per-request retry limit.
     const connection: ConnectionOptions =
-      typeof base === "string" ? { url: base, maxRetriesPerRequest: null } : { path: base.path, maxRetriesPerRequest: null };
+      typeof base === "string" ? { url: base, maxRetriesPerRequest: null } : { path: base.path, password: base.password, maxRetriesPerRequest: null };
     this.log = log;
     this.debounceMs = options.debounceMs ?? 100;
     this.waitTimeoutMs = options.waitTimeoutMs ?? 60_000;
