@@ -216,18 +216,31 @@ function whiteoutName(name: string, base: string): string {
   return slash === -1 ? base : `${name.slice(0, slash + 1)}${base}`;
 }
 
-async function* packEntries(changes: AsyncIterable<LayerChange>, sys: LayerSys): AsyncGenerator<PackEntry> {
+export interface ChangesToTarOptions {
+  /**
+   * The mtime (seconds) of whiteout and opaque marker entries. containerd stamps them all
+   * with the time the diff started (rounded to the second, as Go's tar writer does), so
+   * that is the default.
+   */
+  whiteoutMtime?: number;
+}
+
+/** A marker entry (whiteout or opaque): an empty regular file with mode 0 and root's ids, as containerd writes it. */
+function markerEntry(name: string, mtime: number): PackEntry {
+  return { header: { name, type: "file", mode: 0, uid: 0, gid: 0, size: 0, mtime } };
+}
+
+async function* packEntries(changes: AsyncIterable<LayerChange>, sys: LayerSys, whiteoutMtime: number): AsyncGenerator<PackEntry> {
   // Files with several links are written once; later names become hard links to the first.
   const firstName = new Map<string, string>();
   for await (const change of changes) {
     if (change.kind === "whiteout") {
       const slash = change.name.lastIndexOf("/");
-      const name = whiteoutName(change.name, `${whiteoutPrefix}${change.name.slice(slash + 1)}`);
-      yield { header: { name, type: "file", mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0 } };
+      yield markerEntry(whiteoutName(change.name, `${whiteoutPrefix}${change.name.slice(slash + 1)}`), whiteoutMtime);
       continue;
     }
     if (change.kind === "opaque") {
-      yield { header: { name: change.name === "" ? whiteoutOpaque : `${change.name}/${whiteoutOpaque}`, type: "file", mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0 } };
+      yield markerEntry(change.name === "" ? whiteoutOpaque : `${change.name}/${whiteoutOpaque}`, whiteoutMtime);
       continue;
     }
     const { stat, path } = change;
@@ -273,6 +286,6 @@ async function* packEntries(changes: AsyncIterable<LayerChange>, sys: LayerSys):
 }
 
 /** A layer tar (uncompressed) of the changes. */
-export function changesToTar(changes: AsyncIterable<LayerChange>, sys: LayerSys): AsyncGenerator<Buffer> {
-  return packTar(packEntries(changes, sys));
+export function changesToTar(changes: AsyncIterable<LayerChange>, sys: LayerSys, options: ChangesToTarOptions = {}): AsyncGenerator<Buffer> {
+  return packTar(packEntries(changes, sys, options.whiteoutMtime ?? Math.round(Date.now() / 1000)));
 }
