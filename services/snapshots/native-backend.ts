@@ -8,7 +8,6 @@
 // symlinks as they are; reflinks where the filesystem shares extents.
 import { execFile } from "node:child_process";
 import { chmodSync } from "node:fs";
-import { join } from "node:path";
 import { promisify } from "node:util";
 import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import type { Mount } from "../../core/gen/containerd/types/mount.ts";
@@ -22,8 +21,9 @@ const execFileAsync = promisify(execFile);
 /** Copies the tree `from` into the existing directory `to`, `to` taking `from`'s own attributes. */
 async function copyTree(from: string, to: string): Promise<void> {
   try {
-    // "from/." copies the directory itself onto `to` (its mode, owner, times, xattrs) and then its entries.
-    await execFileAsync("cp", ["-a", "--reflink=auto", "--", join(from, "."), to], { maxBuffer: 1024 * 1024 });
+    // "from/." copies the directory itself onto `to` (its mode, owner, times, xattrs) and
+    // then its entries; path.join would drop the "." and copy `from` into `to` instead.
+    await execFileAsync("cp", ["-a", "--reflink=auto", "--", `${from}/.`, to], { maxBuffer: 1024 * 1024 });
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr?.trim();
     throw new Error(`copying snapshot ${from} to ${to}: ${stderr || (err as Error).message}`);
