@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { chownSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Metadata, Status } from "nice-grpc";
 import { extract, type Header } from "tar-stream";
 import { startDaemon, closeFreshChannels, freshClient, grpcError, ok, run, tableRows, type Daemon } from "./harness.ts";
@@ -316,6 +316,22 @@ function conformance(sn: SnapshotterName): void {
       await unchanged(() => snapshots().mounts({ snapshotter: sn, key: "c1" }, ns("default")), Status.FAILED_PRECONDITION, /not active or view/);
     });
 
+    test("a parent whose directory is gone from disk: FAILED_PRECONDITION naming the directory, nothing made", async () => {
+      const { mounts } = await snapshots().prepare({ snapshotter: sn, key: "to-break", labels: pinned }, ns("default"));
+      const dir = sn === "overlayfs" ? dirname(ownDir(mounts)) : ownDir(mounts);
+      await snapshots().commit({ snapshotter: sn, name: "broken", key: "to-break", labels: pinned }, ns("default"));
+      rmSync(dir, { recursive: true });
+      try {
+        await unchanged(
+          () => snapshots().prepare({ snapshotter: sn, key: "on-broken", parent: "broken" }, ns("default")),
+          Status.FAILED_PRECONDITION,
+          new RegExp(`parent snapshot directory ${dir} is missing`),
+        );
+      } finally {
+        await snapshots().remove({ snapshotter: sn, key: "broken" }, ns("default"));
+      }
+    });
+
     test("a missing lease: NOT_FOUND, and the snapshot is not made", async () => {
       await unchanged(() => snapshots().prepare({ snapshotter: sn, key: "unleased", parent: "c3" }, ns("default", "no-such-lease")), Status.NOT_FOUND, /lease/);
     });
@@ -362,6 +378,30 @@ function conformance(sn: SnapshotterName): void {
       const freed = before - allocatedBytes(snapshotsDir());
       assert.ok(freed >= 4 * 1024 * 1024, `freed ${freed} bytes`);
       assert.equal(existsSync(dir), false);
+    });
+
+    test("a snapshot being built is left alone by Cleanups running meanwhile", async () => {
+      // A parent wide enough that building on it (a full copy for native) takes a while.
+      const { mounts } = await snapshots().prepare({ snapshotter: sn, key: "wide", labels: pinned }, ns("default"));
+      const files = 3000;
+      for (let i = 0; i < files; i++) writeFileSync(join(ownDir(mounts), `f${i}`), String(i));
+      await snapshots().commit({ snapshotter: sn, name: "wide done", key: "wide", labels: pinned }, ns("default"));
+      const building = snapshots().prepare({ snapshotter: sn, key: "on wide", parent: "wide done", labels: pinned }, ns("default"));
+      let settled = false;
+      void building.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      let sweeps = 0;
+      while (!settled) {
+        await snapshots().cleanup({ snapshotter: sn }, ns("default"));
+        sweeps++;
+      }
+      await building;
+      assert.ok(sweeps > 0);
+      await withMount("on wide", (t) => assert.equal(readdirSync(t).length, files, `complete after ${sweeps} Cleanups`));
+      await snapshots().remove({ snapshotter: sn, key: "on wide" }, ns("default"));
+      await snapshots().remove({ snapshotter: sn, key: "wide done" }, ns("default"));
     });
 
     test("Cleanup and the collector's sweep remove directories no snapshot owns, and nothing else", async () => {

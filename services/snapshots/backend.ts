@@ -5,9 +5,10 @@
 //
 // The directory layout shared by the backends: <root>/snapshots/<id> per snapshot,
 // and <root>/snapshots/new-* while one is being built (staged) and not yet placed.
-import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
+import { failedPrecondition } from "../../core/errors.ts";
 import type { Mount } from "../../core/gen/containerd/types/mount.ts";
 import type { Logger } from "../../core/log.ts";
 import type { SnapshotKind, Usage } from "./store.ts";
@@ -57,6 +58,13 @@ export class SnapshotDirs {
 
   pathOf(id: number): string {
     return join(this.dir, String(id));
+  }
+
+  /** Snapshot `id`'s directory, which a new snapshot is built on; FAILED_PRECONDITION when it is gone from disk. */
+  parentPath(id: number): string {
+    const path = this.pathOf(id);
+    if (!existsSync(path)) throw failedPrecondition(`parent snapshot directory ${path} is missing`);
+    return path;
   }
 
   /** Runs `build` on a fresh temp directory; on failure the directory is gone again. */

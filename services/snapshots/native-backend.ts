@@ -40,7 +40,7 @@ export class NativeBackend implements SnapshotBackend {
   stage(_kind: NewKind, parents: readonly number[]): Promise<string> {
     return this.dirs.stage(async (temp) => {
       // The nearest parent already holds its whole chain.
-      if (parents.length > 0) await copyTree(this.dirs.pathOf(parents[0]!), temp);
+      if (parents.length > 0) await copyTree(this.dirs.parentPath(parents[0]!), temp);
       else chmodSync(temp, 0o755);
     });
   }

@@ -39,7 +39,7 @@ export class OverlayBackend implements SnapshotBackend {
       if (parents.length > 0) {
         // The new upper layer belongs to whoever owns the layer below (containerd does
         // the same), so a rootfs owned by a remapped user stays writable for it.
-        const below = lstatSync(this.upperPath(parents[0]!));
+        const below = lstatSync(join(this.dirs.parentPath(parents[0]!), "fs"));
         lchownSync(join(temp, "fs"), below.uid, below.gid);
       }
     });
