@@ -555,6 +555,18 @@ function conformance(sn: SnapshotterName): void {
       } finally {
         sctrOk(["rm", "image-view"], namespace);
       }
+      // berthctl images mount: the image's rootfs through prepareRootfs, read-write on this snapshotter.
+      const target = mountPoint();
+      ok(d.berthctl(["images", "mount", "--rw", "--snapshotter", sn, name, target], undefined, namespace), "berthctl images mount");
+      try {
+        assert.deepEqual(readdirSync(target).sort(), ["bin", "cache", "etc"]);
+        writeFileSync(join(target, "etc", "written"), "w");
+        const { info } = await snapshots().stat({ snapshotter: sn, key: target }, ns(namespace));
+        assert.equal(info?.kind, Kind.ACTIVE);
+      } finally {
+        ok(d.berthctl(["images", "unmount", "--rm", "--snapshotter", sn, target], undefined, namespace), "berthctl images unmount --rm");
+        rmSync(target, { recursive: true, force: true });
+      }
       ok(d.ctr(["images", "rm", "--sync", name], undefined, namespace), "images rm --sync");
       assert.deepEqual(tableRows(sctrOk(["ls"], namespace)), [], "the collection took the image's snapshots");
       assert.deepEqual(dirs(), before, "and their directories");
