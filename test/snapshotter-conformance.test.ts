@@ -9,7 +9,7 @@ import { chownSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, rea
 import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { Metadata, Status } from "nice-grpc";
+import { ClientError, Metadata, Status } from "nice-grpc";
 import { extract, type Header } from "tar-stream";
 import { startDaemon, closeFreshChannels, freshClient, grpcError, ok, run, tableRows, type Daemon } from "./harness.ts";
 import { buildImage, skopeoArchives } from "./fixtures/archives.ts";
@@ -380,12 +380,23 @@ function conformance(sn: SnapshotterName): void {
       assert.equal(existsSync(dir), false);
     });
 
-    test("a snapshot being built is left alone by Cleanups running meanwhile", async () => {
-      // A parent wide enough that building on it (a full copy for native) takes a while.
-      const { mounts } = await snapshots().prepare({ snapshotter: sn, key: "wide", labels: pinned }, ns("default"));
-      const files = 3000;
+    const files = 3000;
+
+    /** A committed snapshot wide enough that building on it (a full copy for native) takes a while. */
+    async function wideParent(name: string): Promise<void> {
+      const { mounts } = await snapshots().prepare({ snapshotter: sn, key: `${name} active`, labels: pinned }, ns("default"));
       for (let i = 0; i < files; i++) writeFileSync(join(ownDir(mounts), `f${i}`), String(i));
-      await snapshots().commit({ snapshotter: sn, name: "wide done", key: "wide", labels: pinned }, ns("default"));
+      await snapshots().commit({ snapshotter: sn, name, key: `${name} active`, labels: pinned }, ns("default"));
+    }
+
+    const outcome = (call: Promise<unknown>) =>
+      call.then(
+        () => "ok" as const,
+        (err: unknown) => err,
+      );
+
+    test("a snapshot being built is left alone by Cleanups running meanwhile", async () => {
+      await wideParent("wide done");
       const building = snapshots().prepare({ snapshotter: sn, key: "on wide", parent: "wide done", labels: pinned }, ns("default"));
       let settled = false;
       void building.then(
@@ -402,6 +413,36 @@ function conformance(sn: SnapshotterName): void {
       await withMount("on wide", (t) => assert.equal(readdirSync(t).length, files, `complete after ${sweeps} Cleanups`));
       await snapshots().remove({ snapshotter: sn, key: "on wide" }, ns("default"));
       await snapshots().remove({ snapshotter: sn, key: "wide done" }, ns("default"));
+    });
+
+    test("a parent removed, or removed and made again, while a child is built on it: NOT_FOUND or a child of the new parent", async (t) => {
+      const onDisk = dirs();
+      await wideParent("racy parent");
+      const building = outcome(snapshots().prepare({ snapshotter: sn, key: "racy child", parent: "racy parent", labels: pinned }, ns("default")));
+      const removal = await outcome(snapshots().remove({ snapshotter: sn, key: "racy parent" }, ns("default")));
+      let built: unknown;
+      if (removal === "ok") {
+        // Made again under the same key, holding one file only.
+        const { mounts } = await snapshots().prepare({ snapshotter: sn, key: "racy next", labels: pinned }, ns("default"));
+        writeFileSync(join(ownDir(mounts), "second-parent"), "2");
+        await snapshots().commit({ snapshotter: sn, name: "racy parent", key: "racy next", labels: pinned }, ns("default"));
+        built = await building;
+        if (built !== "ok") {
+          assert.ok(built instanceof ClientError && built.code === Status.NOT_FOUND, `the child fails as NOT_FOUND, not ${String(built)}`);
+        } else {
+          await withMount("racy child", (dir) => assert.deepEqual(readdirSync(dir), ["second-parent"], "built on the parent that exists now"));
+        }
+      } else {
+        // The child's row came first: the parent has a child now.
+        assert.ok(removal instanceof ClientError && removal.code === Status.FAILED_PRECONDITION, String(removal));
+        built = await building;
+        assert.equal(built, "ok");
+        await withMount("racy child", (dir) => assert.equal(readdirSync(dir).length, files));
+      }
+      t.diagnostic(`removal: ${removal === "ok" ? "first" : "refused"}; child: ${built === "ok" ? "built" : "NOT_FOUND"}`);
+      if (built === "ok") await snapshots().remove({ snapshotter: sn, key: "racy child" }, ns("default"));
+      await snapshots().remove({ snapshotter: sn, key: "racy parent" }, ns("default"));
+      assert.deepEqual(dirs(), onDisk, "nothing left on disk");
     });
 
     test("Cleanup and the collector's sweep remove directories no snapshot owns, and nothing else", async () => {

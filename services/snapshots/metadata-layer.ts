@@ -104,7 +104,15 @@ export class NamespacedSnapshotter implements Snapshotter {
     // Refuse a bad request before building anything.
     const parent = this.store.check(namespace, snapshot);
     const parents = parent ? [parent.id, ...this.store.parentChain(parent)] : [];
-    const staged = await this.backend.stage(kind, parents);
+    let staged: string;
+    try {
+      staged = await this.backend.stage(kind, parents);
+    } catch (err) {
+      // A parent removed while it was being copied fails the copy: report what happened
+      // to the parent (NOT_FOUND, or a build on its replacement), not the copy's error.
+      if (parent && this.store.get(namespace, snapshot.parent)?.id !== parent.id) throw new ParentChanged();
+      throw err;
+    }
     let placed: number | undefined;
     let record: SnapshotRecord;
     try {
