@@ -495,8 +495,10 @@ function conformance(sn: SnapshotterName): void {
       await pin("diffed");
       await withMount("diffed", (t) => {
         rmSync(join(t, "a.txt"));
-        rmSync(join(t, "dir", "sub"), { recursive: true });
         writeFileSync(join(t, "added"), "added");
+        // Neither changes dir's own metadata: the layer must still carry dir/ before them.
+        writeFileSync(join(t, "dir", "b.txt"), "rewritten in place");
+        rmSync(join(t, "dir", "sub", "c.txt"));
       });
       const diff = (extra: string[]): Buffer => {
         const args = ["--address", d.address, "--namespace", "default", "snapshots", "--snapshotter", sn, "diff", "--media-type", "application/vnd.oci.image.layer.v1.tar", ...extra, "diffed"];
@@ -510,11 +512,12 @@ function conformance(sn: SnapshotterName): void {
       const headers = await tarHeaders(tar);
       const byName = new Map(headers.map((h) => [h.name, h]));
       assert.deepEqual(
-        headers.map((h) => h.name).filter((n) => n !== "dir/").sort(),
-        [".wh.a.txt", "added", "dir/.wh.sub"],
-        headers.map((h) => h.name).join(" "),
+        headers.map((h) => h.name),
+        [".wh.a.txt", "added", "dir/", "dir/b.txt", "dir/sub/", "dir/sub/.wh.c.txt"],
+        "layer order, each entry's parent directories before it",
       );
-      for (const name of [".wh.a.txt", "dir/.wh.sub"]) {
+      assert.deepEqual([byName.get("dir/")!.mode, byName.get("dir/b.txt")!.uid], [0o755, 1000], "parents and files keep their metadata");
+      for (const name of [".wh.a.txt", "dir/sub/.wh.c.txt"]) {
         const h = byName.get(name)!;
         assert.equal(h.type, "file");
         assert.equal(h.mode, 0, `${name} has mode 0`);
