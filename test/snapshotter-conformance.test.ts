@@ -618,6 +618,43 @@ function conformance(sn: SnapshotterName): void {
   });
 
   describe(`${sn}: restart`, () => {
+    test("the snapshots process killed (-9) while a snapshot is built: after its restart the snapshot is whole or absent, nothing else", async (t) => {
+      const { mounts } = await snapshots().prepare({ snapshotter: sn, key: "crash parent active", labels: pinned }, ns("default"));
+      const files = 3000;
+      for (let i = 0; i < files; i++) writeFileSync(join(ownDir(mounts), `f${i}`), String(i));
+      await snapshots().commit({ snapshotter: sn, name: "crash parent", key: "crash parent active", labels: pinned }, ns("default"));
+      const onDisk = dirs();
+      const pid = d.servicePid("snapshots");
+      assert.ok(pid, "the snapshots process runs");
+      let settled = false;
+      const building = snapshots()
+        .prepare({ snapshotter: sn, key: "crash child", parent: "crash parent", labels: pinned }, ns("default"))
+        .then(
+          () => "made",
+          (err: unknown) => err,
+        )
+        .finally(() => (settled = true));
+      // Kill it as soon as the build is under way (a native copy takes a while; an overlay build may be done by then).
+      while (!settled && !dirs().some((name) => name.startsWith("new-"))) await new Promise((r) => setImmediate(r));
+      process.kill(pid, "SIGKILL");
+      await d.waitForRestart("snapshots", pid);
+      const outcome = await building;
+      const staging = dirs().filter((name) => name.startsWith("new-"));
+      assert.deepEqual(staging, [], "start-up swept the half-made directory");
+      const copies = run("pgrep", ["-af", `cp -a --reflink=auto -- ${snapshotsDir()}`]);
+      assert.equal(copies.code, 1, `no copy outlived the process: ${copies.stdout}`);
+      const child = (await listInfos()).find((i) => i.name === "crash child");
+      t.diagnostic(child ? "the snapshot was made before the kill" : `killed while building: ${String(outcome)}`);
+      if (child) {
+        await withMount("crash child", (dir) => assert.equal(readdirSync(dir).length, files), "default");
+        await snapshots().remove({ snapshotter: sn, key: "crash child" }, ns("default"));
+      } else {
+        assert.notEqual(outcome, "made", "a snapshot reported made must exist");
+      }
+      assert.deepEqual(dirs(), onDisk);
+      await snapshots().remove({ snapshotter: sn, key: "crash parent" }, ns("default"));
+    });
+
     test("after a restart the pinned snapshots are listed and mountable, and a crash's leftovers are gone", async () => {
       const infos = await listInfos();
       const tree = sctrOk(["tree"]);

@@ -5,7 +5,8 @@
 //
 // The copy is GNU cp's archive mode: ownership, modes, times, xattrs (file
 // capabilities among them), hard links within the tree, device nodes, FIFOs and
-// symlinks as they are; reflinks where the filesystem shares extents.
+// symlinks as they are; reflinks where the filesystem shares extents. Both cp and
+// setpriv come with every Debian system (coreutils, util-linux).
 import { execFile } from "node:child_process";
 import { chmodSync } from "node:fs";
 import { promisify } from "node:util";
@@ -23,7 +24,9 @@ async function copyTree(from: string, to: string): Promise<void> {
   try {
     // "from/." copies the directory itself onto `to` (its mode, owner, times, xattrs) and
     // then its entries; path.join would drop the "." and copy `from` into `to` instead.
-    await execFileAsync("cp", ["-a", "--reflink=auto", "--", `${from}/.`, to], { maxBuffer: 1024 * 1024 });
+    // setpriv's parent-death signal ends the copy with this process: a copy left running
+    // after a crash would go on writing into the directory the restart sweeps away.
+    await execFileAsync("setpriv", ["--pdeathsig", "KILL", "--", "cp", "-a", "--reflink=auto", "--", `${from}/.`, to], { maxBuffer: 1024 * 1024 });
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr?.trim();
     throw new Error(`copying snapshot ${from} to ${to}: ${stderr || (err as Error).message}`);
