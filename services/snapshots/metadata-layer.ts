@@ -61,11 +61,11 @@ export class NamespacedSnapshotter implements Snapshotter {
   }
 
   prepare(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Promise<Mount[]> {
-    return this.create(namespace, "active", { key, parent, kind: Kind.ACTIVE, labels, now: 0 }, lease);
+    return this.create(namespace, { key, parent, kind: Kind.ACTIVE, labels }, lease);
   }
 
   view(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Promise<Mount[]> {
-    return this.create(namespace, "view", { key, parent, kind: Kind.VIEW, labels, now: 0 }, lease);
+    return this.create(namespace, { key, parent, kind: Kind.VIEW, labels }, lease);
   }
 
   async commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string): Promise<void> {
@@ -89,10 +89,10 @@ export class NamespacedSnapshotter implements Snapshotter {
     return this.backend.sweep(this.store.ids());
   }
 
-  private async create(namespace: string, kind: NewKind, snapshot: NewSnapshot, lease: string | undefined): Promise<Mount[]> {
+  private async create(namespace: string, snapshot: Omit<NewSnapshot, "now">, lease: string | undefined): Promise<Mount[]> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.createOnce(namespace, kind, snapshot, lease);
+        return await this.createOnce(namespace, snapshot, lease);
       } catch (err) {
         if (!(err instanceof ParentChanged)) throw err;
         if (attempt >= parentChangeRetries) throw new BerthError("unavailable", `parent snapshot ${snapshot.parent} keeps changing`);
@@ -100,9 +100,10 @@ export class NamespacedSnapshotter implements Snapshotter {
     }
   }
 
-  private async createOnce(namespace: string, kind: NewKind, snapshot: NewSnapshot, lease: string | undefined): Promise<Mount[]> {
+  private async createOnce(namespace: string, snapshot: Omit<NewSnapshot, "now">, lease: string | undefined): Promise<Mount[]> {
     // Refuse a bad request before building anything.
     const parent = this.store.check(namespace, snapshot);
+    const kind: NewKind = snapshot.kind === Kind.ACTIVE ? "active" : "view";
     const parents = parent ? [parent.id, ...this.store.parentChain(parent)] : [];
     let staged: string;
     try {

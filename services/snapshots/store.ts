@@ -44,7 +44,7 @@ export interface SnapshotStore {
    * free, parent present and committed); returns the parent. create() checks them again
    * inside its transaction; calling this first refuses a bad request before any work.
    */
-  check(namespace: string, snapshot: NewSnapshot): SnapshotRecord | undefined;
+  check(namespace: string, snapshot: Pick<NewSnapshot, "key" | "parent" | "labels">): SnapshotRecord | undefined;
   /**
    * Checks the new snapshot against the namespace (key free, parent present and
    * committed), inserts it (with its namespace, and on `lease` when given) and calls
@@ -169,7 +169,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
     return (this.selectAll.all(namespace) as unknown as SnapshotRow[]).map(recordFromRow);
   }
 
-  check(namespace: string, snapshot: NewSnapshot): SnapshotRecord | undefined {
+  check(namespace: string, snapshot: Pick<NewSnapshot, "key" | "parent" | "labels">): SnapshotRecord | undefined {
     const target = snapshot.labels[snapshotRefLabel];
     if (target !== undefined && target !== "" && this.get(namespace, target)) {
       throw alreadyExists(`target snapshot ${JSON.stringify(target)}`);
