@@ -1,7 +1,7 @@
 // The native backend (containerd's "native"): every snapshot is a whole tree in
-// <root>/snapshots/<id>, a new one starting as a full copy of its parent, so it works
-// on any filesystem and needs no overlayfs. A snapshot is mounted as one bind mount,
-// read-write while active, read-only as a view.
+// <root>/snapshots/<id>, a new active one starting as a full copy of its parent, so it
+// works on any filesystem and needs no overlayfs. A snapshot is mounted as one bind
+// mount, read-write while active; a view is its parent's tree bound read-only.
 //
 // The copy is GNU cp's archive mode: ownership, modes, times, xattrs (file
 // capabilities among them), hard links within the tree, device nodes, FIFOs and
@@ -40,11 +40,18 @@ export class NativeBackend implements SnapshotBackend {
     this.dirs = new SnapshotDirs(root, log);
   }
 
-  stage(_kind: NewKind, parents: readonly number[]): Promise<string> {
+  stage(kind: NewKind, parents: readonly number[]): Promise<string> {
     return this.dirs.stage(async (temp) => {
-      // The nearest parent already holds its whole chain.
-      if (parents.length > 0) await copyTree(this.dirs.parentPath(parents[0]!), temp);
-      else chmodSync(temp, 0o755);
+      if (parents.length === 0) {
+        chmodSync(temp, 0o755);
+      } else if (kind === "active") {
+        // The nearest parent already holds its whole chain.
+        await copyTree(this.dirs.parentPath(parents[0]!), temp);
+      } else {
+        // A view shows its parent's tree read-only (see mounts): nothing to copy. The
+        // parent must still be there, and the empty directory marks the view as owned.
+        this.dirs.parentPath(parents[0]!);
+      }
     });
   }
 
@@ -60,8 +67,11 @@ export class NativeBackend implements SnapshotBackend {
     return this.dirs.pathOf(id);
   }
 
-  mounts(id: number, kind: SnapshotKind): Mount[] {
-    return [{ type: "bind", source: this.dirs.pathOf(id), target: "", options: [kind === Kind.VIEW ? "ro" : "rw", "rbind"] }];
+  /** containerd's native shapes: a view of a parent binds the parent's tree, which a committed snapshot never changes. */
+  mounts(id: number, kind: SnapshotKind, parents: readonly number[]): Mount[] {
+    const view = kind === Kind.VIEW;
+    const source = view && parents.length > 0 ? this.dirs.pathOf(parents[0]!) : this.dirs.pathOf(id);
+    return [{ type: "bind", source, target: "", options: [view ? "ro" : "rw", "rbind"] }];
   }
 
   usage(id: number): Promise<Usage> {
