@@ -5,10 +5,11 @@
 //
 // The directory layout shared by the backends: <root>/snapshots/<id> per snapshot,
 // and <root>/snapshots/new-* while one is being built (staged) and not yet placed.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { failedPrecondition } from "../../core/errors.ts";
+import { makePrivateDir } from "../../core/private-files.ts";
 import type { Mount } from "../../core/gen/containerd/types/mount.ts";
 import type { Logger } from "../../core/log.ts";
 import type { SnapshotKind, Usage } from "./store.ts";
@@ -52,7 +53,7 @@ export class SnapshotDirs {
 
   constructor(root: string, log: Logger) {
     this.dir = join(root, "snapshots");
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    makePrivateDir(this.dir);
     this.log = log;
   }
 

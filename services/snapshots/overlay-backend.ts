@@ -35,7 +35,7 @@ export class OverlayBackend implements SnapshotBackend {
   stage(kind: NewKind, parents: readonly number[]): Promise<string> {
     return this.dirs.stage((temp) => {
       mkdirSync(join(temp, "fs"), { mode: 0o755 });
-      if (kind === "active") mkdirSync(join(temp, "work"), { mode: 0o711 });
+      if (kind === "active") mkdirSync(join(temp, "work"), { mode: 0o700 });
       if (parents.length > 0) {
         // The new upper layer belongs to whoever owns the layer below (containerd does
         // the same), so a rootfs owned by a remapped user stays writable for it.
