@@ -1,0 +1,110 @@
+// Pulling an image into the content store: resolve the reference for a platform,
+// fetch config and layers (a few at a time), then store the manifest and indexes with
+// the gc.ref labels that keep their children alive, and name the image. All under a
+// lease, so a half-done pull is collected rather than left behind.
+import { blobInfo, updateBlobLabels, writeBlob } from "../content-client.ts";
+import { isAlreadyExists, isNotFound } from "../grpc-client.ts";
+import type { Descriptor } from "../image/manifest.ts";
+import { childGcLabel } from "../image/media-types.ts";
+import { withLease } from "../image/lease.ts";
+import { callOptions, type ImageServices } from "../image/services.ts";
+import type { RegistryClient } from "./client.ts";
+import { fetchBlob, ingestRef } from "./blobs.ts";
+import { resolve, type RemoteImage, type ResolveOptions } from "./resolve.ts";
+import type { RegistryReference } from "./reference.ts";
+
+export type PullEvent =
+  | { type: "resolved"; image: RemoteImage }
+  | { type: "blob"; descriptor: Descriptor; existed: boolean }
+  | { type: "resume"; descriptor: Descriptor; offset: number };
+
+export interface PullOptions extends ResolveOptions {
+  /** The image record's name (default: the normalised reference). */
+  name?: string;
+  /** Run under this lease instead of a new one. */
+  lease?: string;
+  /** Blobs fetched at once (default 3). */
+  concurrency?: number;
+  onProgress?: (event: PullEvent) => void;
+}
+
+export interface PullResult {
+  image: RemoteImage;
+  /** Blobs downloaded (the rest were already in the namespace). */
+  fetched: string[];
+}
+
+/** containerd.io/distribution.source.<registry> = repository: where a blob can be mounted from on a later push. */
+export function distributionSourceLabel(registry: string): string {
+  return `containerd.io/distribution.source.${registry}`;
+}
+
+export function addSource(existing: string | undefined, repository: string): string {
+  const repos = new Set((existing ?? "").split(",").filter(Boolean));
+  repos.add(repository);
+  return [...repos].sort().join(",");
+}
+
+async function runLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/** A document (manifest, index) with its gc labels; an existing one gets the labels added. */
+async function storeDocument(svc: ImageServices, lease: string, desc: Descriptor, data: Buffer, labels: Record<string, string>): Promise<void> {
+  const call = callOptions(svc, lease);
+  const written = await writeBlob(svc.content, data, { ref: ingestRef(desc), expected: desc.digest, total: desc.size, labels }, call);
+  if (written.existed) await updateBlobLabels(svc.content, desc.digest, labels, call);
+}
+
+async function nameImage(svc: ImageServices, lease: string, name: string, target: Descriptor): Promise<void> {
+  const image = { name, labels: {}, target: { mediaType: target.mediaType, digest: target.digest, size: BigInt(target.size), annotations: target.annotations ?? {} } };
+  const call = callOptions(svc, lease);
+  try {
+    await svc.images.create({ image }, call);
+  } catch (err) {
+    if (!isAlreadyExists(err)) throw err;
+    try {
+      await svc.images.update({ image, updateMask: ["target"] }, call);
+    } catch (updateErr) {
+      if (!isNotFound(updateErr)) throw updateErr;
+      await svc.images.create({ image }, call);
+    }
+  }
+}
+
+export async function pullImage(client: RegistryClient, svc: ImageServices, reference: string | RegistryReference, options: PullOptions = {}): Promise<PullResult> {
+  const image = await resolve(client, reference, options);
+  options.onProgress?.({ type: "resolved", image });
+  const { registry, repository } = image.reference;
+  const sourceKey = distributionSourceLabel(registry);
+  const fetched: string[] = [];
+  await withLease(svc, options.lease, async (lease) => {
+    const call = callOptions(svc, lease);
+    await runLimited(image.blobs, options.concurrency ?? 3, async (desc) => {
+      const known = await blobInfo(svc.content, desc.digest, call);
+      const labels = { [sourceKey]: addSource(known?.labels[sourceKey], repository) };
+      const written = await fetchBlob(client, image.reference, desc, svc.content, {
+        call,
+        labels,
+        onResume: (offset) => options.onProgress?.({ type: "resume", descriptor: desc, offset }),
+      });
+      if (written.existed) await updateBlobLabels(svc.content, desc.digest, labels, call);
+      else fetched.push(desc.digest);
+      options.onProgress?.({ type: "blob", descriptor: desc, existed: written.existed });
+    });
+    const { descriptor, manifest } = image.manifest;
+    const manifestLabels: Record<string, string> = { [childGcLabel(manifest.config.mediaType)]: manifest.config.digest };
+    manifest.layers.forEach((layer, i) => (manifestLabels[`${childGcLabel(layer.mediaType)}${i}`] = layer.digest));
+    await storeDocument(svc, lease, descriptor, image.documents.get(descriptor.digest)!, manifestLabels);
+    for (const { descriptor: indexDesc, index, chosen } of [...image.indexes].reverse()) {
+      const position = index.manifests.findIndex((m) => m.digest === chosen.digest);
+      await storeDocument(svc, lease, indexDesc, image.documents.get(indexDesc.digest)!, { [`${childGcLabel(chosen.mediaType)}${position}`]: chosen.digest });
+    }
+    await nameImage(svc, lease, options.name ?? image.name, image.root);
+  });
+  return { image, fetched };
+}
