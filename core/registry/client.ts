@@ -53,6 +53,17 @@ export function headerValue(res: { headers: RegistryResponse["headers"] }, name:
 
 const maxRedirects = 5;
 
+/** Errors raised before any HTTP answer came (refused, reset, TLS handshake garbage). */
+const connectFailures = new WeakSet<object>();
+
+function isConnectFailure(err: unknown): err is BerthError {
+  return err instanceof BerthError && connectFailures.has(err);
+}
+
+function stripKind(err: BerthError): string {
+  return err.message.endsWith(`: ${err.kind}`) ? err.message.slice(0, -(err.kind.length + 2)) : err.message;
+}
+
 export class RegistryClient {
   readonly hosts: RegistryHosts;
   readonly auth: Authorizer;
@@ -100,9 +111,17 @@ export class RegistryClient {
         this.schemes.set(ep.host, scheme);
         return res;
       } catch (err) {
-        const fallback = i + 1 < schemes.length && err instanceof BerthError && err.kind === "unavailable" && (err as { connectFailure?: boolean }).connectFailure;
-        if (!fallback) throw firstError && err instanceof BerthError ? new BerthError(err.kind, `${err.message} (after ${firstError.message})`) : err;
-        firstError ??= err;
+        if (!isConnectFailure(err)) {
+          // An HTTP answer, even an error: this scheme is the one the host speaks.
+          if (err instanceof BerthError && err.kind !== "failed precondition") this.schemes.set(ep.host, scheme);
+          throw err;
+        }
+        if (i + 1 < schemes.length) {
+          firstError ??= err;
+          continue;
+        }
+        if (!firstError) throw err;
+        throw new BerthError(err.kind, `${stripKind(err)} (and over ${schemes[0]}: ${stripKind(firstError)})`);
       }
     }
     throw firstError!;
@@ -144,7 +163,7 @@ export class RegistryClient {
       } catch (err) {
         const failure = transportError(err, req.method, url.href);
         // No HTTP answer at all: the next scheme may connect where this one could not.
-        (failure as { connectFailure?: boolean }).connectFailure = !(err instanceof BerthError);
+        if (!(err instanceof BerthError) && failure.kind === "unavailable") connectFailures.add(failure);
         throw failure;
       }
       const location = res.headers.location;

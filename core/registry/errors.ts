@@ -102,7 +102,7 @@ export function transportError(err: unknown, method: string, url: string): Berth
   if (err instanceof BerthError) return err;
   const e = err as { code?: string; message?: string; name?: string };
   if (e?.name === "AbortError") return new BerthError("canceled", `${method} ${url}: canceled`);
-  const detail = `${e?.code ? `${e.code}: ` : ""}${e?.message ?? String(err)}`;
+  const detail = `${e?.code ? `${e.code}: ` : ""}${(e?.message ?? String(err)).replace(/\s+/g, " ").trim()}`;
   const certificate = /CERT|SELF_SIGNED|UNABLE_TO_|HOSTNAME|ALTNAME/.test(e?.code ?? "");
   if (certificate) return new BerthError("failed precondition", `${method} ${url}: TLS certificate not trusted: ${detail}`);
   return new BerthError("unavailable", `${method} ${url}: ${detail}`);

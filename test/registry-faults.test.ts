@@ -1,0 +1,239 @@
+// The distribution client when things go wrong, against a real docker-registry behind
+// FaultProxy (a fake-registry wrapper that forwards or injects faults): dropped
+// connections resume with Range, wrong or short blobs commit nothing, HTML error
+// pages, 5xx retries, 4xx not retried, 401 loops bounded, oversized manifests
+// refused, and mirrors tried first with a fall back.
+import { test, describe, before, after, beforeEach } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { IncomingMessage } from "node:http";
+import { startDaemon, type Daemon } from "./harness.ts";
+import { closeChannels } from "../core/grpc-client.ts";
+import { blobInfo } from "../core/content-client.ts";
+import { BerthError } from "../core/errors.ts";
+import { connectImageServices, callOptions, type ImageServices } from "../core/image/services.ts";
+import { mediaTypes } from "../core/image/media-types.ts";
+import { RegistryClient, pullImage, pushImage, resolve, withRetry, type PullEvent, type RegistryClientOptions } from "../core/registry/index.ts";
+import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
+import { FaultProxy, TestRegistry, freePort, storeImage, type Fault } from "./fixtures/registry.ts";
+
+let d: Daemon;
+let registry: TestRegistry;
+let proxy: FaultProxy;
+let work: string;
+let busybox: BuiltImage;
+const clients: RegistryClient[] = [];
+const repo = "faults/busybox";
+
+function client(options: RegistryClientOptions = {}): RegistryClient {
+  const c = new RegistryClient({ certsDir: join(work, "no-certs"), credentials: async () => undefined, retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 }, ...options });
+  clients.push(c);
+  return c;
+}
+
+const ns = (namespace: string): ImageServices => connectImageServices(d.address, namespace);
+const layer = () => busybox.layers[0]!;
+const isLayerGet = (req: IncomingMessage) => req.method === "GET" && req.url === `/v2/${repo}/blobs/${layer().digest}`;
+const requests = (pattern: RegExp) => proxy.log.filter((r) => pattern.test(`${r.method} ${r.url}`));
+
+/** Nothing of the failed pull is left in the namespace: no blob, no ingest, no image. */
+async function assertNothingCommitted(svc: ImageServices): Promise<void> {
+  assert.equal(await blobInfo(svc.content, layer().digest, callOptions(svc)), undefined, "the layer was not committed");
+  const { statuses } = await svc.content.listStatuses({ filters: [] }, callOptions(svc));
+  assert.deepEqual(statuses.map((s) => s.ref), [], "no ingest is left behind");
+  const { images } = await svc.images.list({ filters: [] }, callOptions(svc));
+  assert.deepEqual(images, []);
+}
+
+before(async () => {
+  work = mkdtempSync(join(tmpdir(), "berth-registry-faults-"));
+  busybox = await buildBusyboxImage();
+  d = await startDaemon();
+  registry = await TestRegistry.start(join(work, "registry"));
+  proxy = await FaultProxy.start(registry.port);
+  await storeImage(ns("default"), busybox.blobs, "busybox:latest", busybox.manifest);
+  await pushImage(client(), ns("default"), "busybox:latest", `${registry.host}/${repo}:1`);
+});
+
+beforeEach(() => {
+  proxy.rule = undefined;
+  proxy.log.length = 0;
+});
+
+after(async () => {
+  for (const c of clients) await c.close();
+  closeChannels();
+  await proxy?.stop();
+  await registry?.stop();
+  await d?.destroy();
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe("blob faults", () => {
+  test("a connection dropped mid-blob resumes with a Range request and completes", async () => {
+    let cut = false;
+    proxy.rule = (req) => {
+      if (!isLayerGet(req) || cut) return undefined;
+      cut = true;
+      return { cutAfter: 100_000 };
+    };
+    const events: PullEvent[] = [];
+    const svc = ns("resumed");
+    const pulled = await pullImage(client(), svc, `${proxy.host}/${repo}:1`, { onProgress: (e) => events.push(e) });
+    assert.equal(pulled.image.root.digest, busybox.manifest.digest);
+    const resumes = events.filter((e) => e.type === "resume");
+    assert.equal(resumes.length, 1);
+    const offset = resumes[0]!.type === "resume" ? resumes[0]!.offset : -1;
+    assert.ok(offset > 0 && offset <= 100_000, `resumed at ${offset}`);
+    assert.deepEqual(proxy.log.filter((r) => r.range).map((r) => r.range), [`bytes=${offset}-`]);
+    const info = await blobInfo(svc.content, layer().digest, callOptions(svc));
+    assert.equal(Number(info?.size), layer().size);
+  });
+
+  test("a blob whose bytes do not match its digest is refused and nothing is committed", async () => {
+    proxy.rule = (req) => (isLayerGet(req) ? { rewrite: (body) => Buffer.concat([body.subarray(0, 1000), Buffer.from([body[1000]! ^ 0xff]), body.subarray(1001)]) } : undefined);
+    const svc = ns("corrupt");
+    await assert.rejects(pullImage(client(), svc, `${proxy.host}/${repo}:1`), (err: unknown) => {
+      assert.ok(err instanceof BerthError, String(err));
+      assert.equal(err.kind, "failed precondition");
+      assert.match(err.message, new RegExp(`blob ${layer().digest} from http://${proxy.host}/v2/${repo}/blobs/sha256:[0-9a-f]+: digest mismatch: the ${layer().size} bytes received hash to sha256:[0-9a-f]{64}; nothing was committed`));
+      return true;
+    });
+    await assertNothingCommitted(svc);
+  });
+
+  test("a blob the server keeps cutting short fails as truncated and nothing is committed", async () => {
+    proxy.rule = (req) => (isLayerGet(req) ? { rewrite: (body) => body.subarray(0, Math.max(0, body.length - 1000)) } : undefined);
+    const svc = ns("truncated");
+    await assert.rejects(pullImage(client(), svc, `${proxy.host}/${repo}:1`), (err: unknown) => {
+      assert.ok(err instanceof BerthError, String(err));
+      assert.match(err.message, new RegExp(`truncated: the registry sent ${layer().size - 1000} of ${layer().size} bytes after 1 resumes; nothing was committed`));
+      return true;
+    });
+    assert.equal(requests(/blobs\/sha256/).filter((r) => r.url.endsWith(layer().digest)).length, 2, "one resume, then no more");
+    await assertNothingCommitted(svc);
+  });
+
+  test("a blob longer than its descriptor is refused", async () => {
+    proxy.rule = (req) => (isLayerGet(req) ? { rewrite: (body) => Buffer.concat([body, Buffer.from("extra")]) } : undefined);
+    const svc = ns("too-long");
+    await assert.rejects(pullImage(client(), svc, `${proxy.host}/${repo}:1`), /more than the \d+ bytes its descriptor names; nothing was committed/);
+    await assertNothingCommitted(svc);
+  });
+});
+
+describe("error answers", () => {
+  test("an HTML error page reads as the status and the URL, not a JSON parse error; 5xx is retried", async () => {
+    proxy.rule = (req) =>
+      req.url?.includes("/manifests/")
+        ? { respond: { status: 502, headers: { "content-type": "text/html" }, body: "<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h1></body></html>" } }
+        : undefined;
+    await assert.rejects(resolve(client(), `${proxy.host}/${repo}:1`), (err: unknown) => {
+      assert.ok(err instanceof BerthError);
+      assert.equal(err.kind, "unavailable");
+      assert.equal(err.message, `GET http://${proxy.host}/v2/${repo}/manifests/1: 502 Bad Gateway: the server answered with an HTML page, not a registry error ("502 Bad Gateway"): unavailable`);
+      return true;
+    });
+    assert.equal(requests(/manifests/).length, 3, "three attempts in all");
+  });
+
+  test("5xx answers are retried until the registry answers", async () => {
+    let failures = 2;
+    proxy.rule = (req) => (req.url?.includes("/manifests/") && failures-- > 0 ? { respond: { status: 503, body: "busy" } } : undefined);
+    const image = await resolve(client(), `${proxy.host}/${repo}:1`);
+    assert.equal(image.root.digest, busybox.manifest.digest);
+    assert.equal(requests(/manifests/).length, 3);
+  });
+
+  test("4xx answers are not retried", async () => {
+    await assert.rejects(resolve(client(), `${proxy.host}/${repo}:missing`), (err: unknown) => err instanceof BerthError && err.kind === "not found");
+    proxy.rule = (req) => (req.url?.includes("/manifests/") ? { respond: { status: 400, headers: { "content-type": "application/json" }, body: JSON.stringify({ errors: [{ code: "NAME_INVALID", message: "invalid repository name" }] }) } } : undefined);
+    await assert.rejects(resolve(client(), `${proxy.host}/${repo}:1`), /400 Bad Request: NAME_INVALID: invalid repository name: invalid argument/);
+    assert.equal(requests(/manifests/).length, 2, "one request each");
+  });
+
+  test("the retry helper backs off on unavailable and gives up at once on anything else", async () => {
+    let calls = 0;
+    const value = await withRetry(async () => {
+      if (++calls < 3) throw new BerthError("unavailable", "try again");
+      return "done";
+    }, { attempts: 5, baseDelayMs: 1 });
+    assert.equal(value, "done");
+    assert.equal(calls, 3);
+    calls = 0;
+    await assert.rejects(withRetry(async () => {
+      calls++;
+      throw new BerthError("failed precondition", "no");
+    }, { attempts: 5, baseDelayMs: 1 }), /no: failed precondition/);
+    assert.equal(calls, 1);
+  });
+
+  test("a registry that keeps answering 401 to a fresh token ends in a clear error after one retry", async () => {
+    proxy.rule = (req): Fault => {
+      if (req.url?.startsWith("/token")) return { respond: { status: 200, headers: { "content-type": "application/json" }, body: JSON.stringify({ token: "never-accepted" }) } };
+      return { respond: { status: 401, headers: { "www-authenticate": `Bearer realm="http://${proxy.host}/token",service="fake",scope="repository:${repo}:pull"`, "content-type": "application/json" }, body: JSON.stringify({ errors: [{ code: "UNAUTHORIZED", message: "authentication required" }] }) } };
+    };
+    const c = client();
+    await assert.rejects(resolve(c, `${proxy.host}/${repo}:1`), (err: unknown) => {
+      assert.ok(err instanceof BerthError);
+      assert.equal(err.kind, "failed precondition");
+      assert.match(err.message, /^unauthorized: .*the registry refused the credentials/);
+      return true;
+    });
+    assert.equal(requests(/manifests/).length, 2);
+    assert.equal(requests(/token/).length, 1);
+    assert.equal(c.auth.tokenRequests, 1);
+  });
+
+  test("a Basic challenge that keeps refusing the credentials is bounded too", async () => {
+    proxy.rule = () => ({ respond: { status: 401, headers: { "www-authenticate": 'Basic realm="fake"' } } });
+    await assert.rejects(resolve(client({ credentials: async () => ({ username: "u", password: "wrong" }) }), `${proxy.host}/${repo}:1`), /unauthorized: GET .*401 Unauthorized.*refused the credentials/);
+    assert.equal(requests(/manifests/).length, 2);
+    proxy.log.length = 0;
+    await assert.rejects(resolve(client(), `${proxy.host}/${repo}:1`), /unauthorized: .*wants a user name and password, and there are no credentials for 127\.0\.0\.1:\d+/);
+    assert.equal(requests(/manifests/).length, 1);
+  });
+});
+
+describe("manifest limits and checks", () => {
+  const big = JSON.stringify({ schemaVersion: 2, mediaType: mediaTypes.ociManifest, config: {}, layers: [], annotations: { pad: "x".repeat(5 * 1024 * 1024) } });
+
+  test("a manifest over 4 MiB is refused, whether its length is declared or not", async () => {
+    proxy.rule = (req) => (req.url?.endsWith("/manifests/declared") ? { respond: { status: 200, headers: { "content-type": mediaTypes.ociManifest }, body: big } } : undefined);
+    await assert.rejects(resolve(client(), `${proxy.host}/${repo}:declared`), /manifest of \d+ bytes is larger than the 4 MiB limit: invalid argument/);
+    proxy.rule = (req) => (req.url?.endsWith("/manifests/chunked") ? { respond: { status: 200, headers: { "content-type": mediaTypes.ociManifest, "transfer-encoding": "chunked" }, body: big } } : undefined);
+    await assert.rejects(resolve(client(), `${proxy.host}/${repo}:chunked`), /manifest is larger than the 4 MiB limit: invalid argument/);
+  });
+
+  test("a manifest fetched by digest must hash to that digest", async () => {
+    proxy.rule = (req) => (req.url?.includes("/manifests/sha256:") ? { rewrite: (body) => Buffer.from(body.toString().replace("}", ' }')) } : undefined);
+    await assert.rejects(resolve(client(), `${proxy.host}/${repo}@${busybox.manifest.digest}`), (err: unknown) => {
+      assert.ok(err instanceof BerthError && err.kind === "failed precondition");
+      assert.match(err.message, /digest mismatch: the registry sent content with digest sha256:/);
+      return true;
+    });
+  });
+});
+
+describe("mirrors", () => {
+  test("a mirror serves a registry that is down", async () => {
+    const deadRegistry = `127.0.0.1:${await freePort()}`;
+    const c = client({ mirrors: { [deadRegistry]: [`http://${registry.host}`] } });
+    const svc = ns("mirrored");
+    const pulled = await pullImage(c, svc, `${deadRegistry}/${repo}:1`);
+    assert.equal(pulled.image.root.digest, busybox.manifest.digest);
+    assert.equal(pulled.image.name, `${deadRegistry}/${repo}:1`);
+    const info = await blobInfo(svc.content, layer().digest, callOptions(svc));
+    assert.equal(Number(info?.size), layer().size);
+  });
+
+  test("a mirror that lacks the image hands over to the registry", async () => {
+    proxy.rule = () => ({ respond: { status: 404, headers: { "content-type": "application/json" }, body: JSON.stringify({ errors: [{ code: "MANIFEST_UNKNOWN", message: "manifest unknown" }] }) } });
+    const c = client({ mirrors: { [registry.host]: [`http://${proxy.host}`] } });
+    const pulled = await pullImage(c, ns("fallback"), `${registry.host}/${repo}:1`);
+    assert.equal(pulled.image.root.digest, busybox.manifest.digest);
+    assert.ok(requests(/manifests\/1$/).length >= 1, "the mirror was asked first");
+  });
+});
