@@ -37,6 +37,20 @@ export function parseChallenges(header: string): Challenge[] {
   return challenges;
 }
 
+/** Scopes with the actions for one resource merged: [repo:x:pull, repo:x:pull,push] → [repo:x:pull,push]. */
+export function mergeScopes(scopes: string[]): string[] {
+  const byResource = new Map<string, Set<string>>();
+  for (const scope of scopes) {
+    const cut = scope.lastIndexOf(":");
+    if (cut <= 0) continue;
+    const resource = scope.slice(0, cut);
+    const actions = byResource.get(resource) ?? new Set<string>();
+    for (const action of scope.slice(cut + 1).split(",")) if (action) actions.add(action);
+    byResource.set(resource, actions);
+  }
+  return [...byResource.entries()].map(([resource, actions]) => `${resource}:${[...actions].sort().join(",")}`).sort();
+}
+
 interface CachedToken {
   header: string;
   expiresAt: number;
@@ -75,7 +89,7 @@ export class Authorizer {
   }
 
   private static tokenKey(host: string, scopes: string[]): string {
-    return `${host} ${[...new Set(scopes)].sort().join(" ")}`;
+    return `${host} ${mergeScopes(scopes).join(" ")}`;
   }
 
   /** The Authorization header to send before any challenge: what worked for this host before. */
@@ -85,7 +99,7 @@ export class Authorizer {
     if (known.scheme === "basic") return this.basicHeader(registry);
     const cached = this.tokens.get(Authorizer.tokenKey(host, scopes));
     if (cached && cached.expiresAt > Date.now()) return cached.header;
-    return this.fetchToken(host, registry, known.realm, known.service, scopes);
+    return this.fetchToken(host, registry, known.realm, known.service, mergeScopes(scopes));
   }
 
   private async basicHeader(registry: string): Promise<string | undefined> {
@@ -110,9 +124,10 @@ export class Authorizer {
       const service = bearer.params.service ?? "";
       this.schemes.set(host, { scheme: "bearer", realm, service });
       const challenged = bearer.params.scope ? bearer.params.scope.split(" ") : [];
-      const all = [...new Set([...scopes, ...challenged])];
-      this.tokens.delete(Authorizer.tokenKey(host, all));
-      header = await this.fetchToken(host, registry, realm, service, all);
+      const all = mergeScopes([...scopes, ...challenged]);
+      // Requests running side by side all meet the challenge; one token serves them all.
+      const cached = this.tokens.get(Authorizer.tokenKey(host, all));
+      header = cached && cached.header !== refused && cached.expiresAt > Date.now() ? cached.header : await this.fetchToken(host, registry, realm, service, all, refused);
     } else if (basic) {
       this.schemes.set(host, { scheme: "basic" });
       header = await this.basicHeader(registry);
@@ -124,7 +139,19 @@ export class Authorizer {
     return header;
   }
 
-  private async fetchToken(host: string, registry: string, realm: string, service: string, scopes: string[]): Promise<string> {
+  private readonly inFlight = new Map<string, Promise<string>>();
+
+  /** One token request per host and scopes at a time; callers that come meanwhile share its answer. */
+  private fetchToken(host: string, registry: string, realm: string, service: string, scopes: string[], refused?: string): Promise<string> {
+    const key = Authorizer.tokenKey(host, scopes);
+    const running = this.inFlight.get(key);
+    if (running) return running.then((header) => (header === refused ? this.requestToken(host, registry, realm, service, scopes) : header));
+    const request = this.requestToken(host, registry, realm, service, scopes).finally(() => this.inFlight.delete(key));
+    this.inFlight.set(key, request);
+    return request;
+  }
+
+  private async requestToken(host: string, registry: string, realm: string, service: string, scopes: string[]): Promise<string> {
     const creds = await this.credentialsFor(registry);
     let url: URL;
     try {

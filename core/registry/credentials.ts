@@ -102,18 +102,29 @@ function decodeEntry(entry: AuthEntry, key: string, path: string): Credentials |
   return undefined;
 }
 
+const helperTimeoutMs = 30_000;
+
 /** Runs docker-credential-<helper> <action> with `input` on stdin; resolves with its exit code and stdout. */
 function runHelper(helper: string, action: "get" | "store" | "erase", input: string): Promise<{ code: number; stdout: string; stderr: string }> {
   if (!/^[A-Za-z0-9._-]+$/.test(helper)) return Promise.reject(invalidArgument(`credential helper name "${helper}" is not a plain name`));
   const program = `docker-credential-${helper}`;
   return new Promise((resolve, reject) => {
-    const child = spawn(program, [action], { stdio: ["pipe", "pipe", "pipe"], timeout: 30_000 });
+    const child = spawn(program, [action], { stdio: ["pipe", "pipe", "pipe"] });
+    // Not spawn's own timeout: its timer outlives a helper that failed to start.
+    const timer = setTimeout(() => child.kill("SIGKILL"), helperTimeoutMs);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
     child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", (err) => reject(new BerthError("failed precondition", `credential helper ${program}: ${err.message}`)));
-    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    child.on("error", (err) => {
+      clearTimeout(timer);
+      reject(new BerthError("failed precondition", `credential helper ${program}: ${err.message}`));
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      if (signal === "SIGKILL") reject(new BerthError("unavailable", `credential helper ${program} ${action}: no answer within ${helperTimeoutMs / 1000} s`));
+      else resolve({ code: code ?? 1, stdout, stderr });
+    });
     child.stdin.on("error", () => {}); // a helper that exits without reading: its exit code tells
     child.stdin.end(input);
   });

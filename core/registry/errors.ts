@@ -104,6 +104,8 @@ export function transportError(err: unknown, method: string, url: string): Berth
   if (e?.name === "AbortError") return new BerthError("canceled", `${method} ${url}: canceled`);
   const detail = `${e?.code ? `${e.code}: ` : ""}${(e?.message ?? String(err)).replace(/\s+/g, " ").trim()}`;
   const certificate = /CERT|SELF_SIGNED|UNABLE_TO_|HOSTNAME|ALTNAME/.test(e?.code ?? "");
+  // The server speaks TLS and refused the handshake (most often: it wants a client certificate).
+  if (/^ERR_SSL_.*ALERT/.test(e?.code ?? "")) return new BerthError("failed precondition", `${method} ${url}: TLS handshake refused by the server (does it want a client certificate?): ${detail}`);
   if (certificate) return new BerthError("failed precondition", `${method} ${url}: TLS certificate not trusted: ${detail}`);
   return new BerthError("unavailable", `${method} ${url}: ${detail}`);
 }
