@@ -5,25 +5,28 @@
 // refused, and mirrors tried first with a fall back.
 import { test, describe, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { IncomingMessage } from "node:http";
 import { startDaemon, type Daemon } from "./harness.ts";
 import { closeChannels } from "../core/grpc-client.ts";
-import { blobInfo } from "../core/content-client.ts";
+import { blobInfo, RequestQueue } from "../core/content-client.ts";
+import { WriteAction, type DeepPartial, type WriteContentRequest } from "../core/gen/containerd/services/content/v1/content.ts";
 import { BerthError } from "../core/errors.ts";
 import { connectImageServices, callOptions, type ImageServices } from "../core/image/services.ts";
 import { mediaTypes } from "../core/image/media-types.ts";
-import { RegistryClient, pullImage, pushImage, resolve, withRetry, type PullEvent, type RegistryClientOptions } from "../core/registry/index.ts";
-import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
-import { FaultProxy, TestRegistry, freePort, storeImage, type Fault } from "./fixtures/registry.ts";
+import { RegistryClient, fetchBlob, ingestRef, parseRegistryReference, pullImage, pushBlob, pushManifest, resolve, withRetry, type PullEvent, type RegistryClientOptions } from "../core/registry/index.ts";
+import { blobOf, imageFromLayers, type ImageParts } from "./fixtures/archives.ts";
+import { FaultProxy, TestRegistry, freePort, type Fault } from "./fixtures/registry.ts";
 
 let d: Daemon;
 let registry: TestRegistry;
 let proxy: FaultProxy;
 let work: string;
-let busybox: BuiltImage;
+/** The image under test, uploaded straight to the registry (not through berthd) with fresh random bytes for every test: no namespace, nor the shared store, has its layer yet. */
+let img: ImageParts;
 const clients: RegistryClient[] = [];
 const repo = "faults/busybox";
 
@@ -34,7 +37,7 @@ function client(options: RegistryClientOptions = {}): RegistryClient {
 }
 
 const ns = (namespace: string): ImageServices => connectImageServices(d.address, namespace);
-const layer = () => busybox.layers[0]!;
+const layer = () => img.layers[0]!;
 const isLayerGet = (req: IncomingMessage) => req.method === "GET" && req.url === `/v2/${repo}/blobs/${layer().digest}`;
 const requests = (pattern: RegExp) => proxy.log.filter((r) => pattern.test(`${r.method} ${r.url}`));
 
@@ -49,17 +52,15 @@ async function assertNothingCommitted(svc: ImageServices): Promise<void> {
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-registry-faults-"));
-  busybox = await buildBusyboxImage();
   d = await startDaemon();
   registry = await TestRegistry.start(join(work, "registry"));
   proxy = await FaultProxy.start(registry.port);
-  await storeImage(ns("default"), busybox.blobs, "busybox:latest", busybox.manifest);
-  await pushImage(client(), ns("default"), "busybox:latest", `${registry.host}/${repo}:1`);
 });
 
-beforeEach(() => {
+beforeEach(async () => {
   proxy.rule = undefined;
   proxy.log.length = 0;
+  await publish(600_000);
 });
 
 after(async () => {
@@ -82,7 +83,7 @@ describe("blob faults", () => {
     const events: PullEvent[] = [];
     const svc = ns("resumed");
     const pulled = await pullImage(client(), svc, `${proxy.host}/${repo}:1`, { onProgress: (e) => events.push(e) });
-    assert.equal(pulled.image.root.digest, busybox.manifest.digest);
+    assert.equal(pulled.image.root.digest, img.manifest.digest);
     const resumes = events.filter((e) => e.type === "resume");
     assert.equal(resumes.length, 1);
     const offset = resumes[0]!.type === "resume" ? resumes[0]!.offset : -1;
@@ -124,6 +125,65 @@ describe("blob faults", () => {
   });
 });
 
+/** What a crashed attempt leaves: an ingest under `ref` holding `data`, its stream gone. */
+async function leaveIngest(svc: ImageServices, ref: string, data: Buffer, desc: { digest: string; size: number }): Promise<void> {
+  const requests = new RequestQueue<DeepPartial<WriteContentRequest>>();
+  const responses = svc.content.write(requests, callOptions(svc))[Symbol.asyncIterator]();
+  requests.push({ action: WriteAction.WRITE, ref, offset: 0n, total: BigInt(desc.size), expected: desc.digest, data });
+  await responses.next();
+  requests.close();
+  while (!(await responses.next()).done);
+}
+
+/** A new image of `size` random layer bytes, uploaded as repo:1. */
+async function publish(size: number): Promise<void> {
+  const layerBlob = blobOf(mediaTypes.ociLayer, randomBytes(size));
+  img = imageFromLayers([layerBlob], [layerBlob.digest]);
+  const c = client();
+  const target = parseRegistryReference(`${registry.host}/${repo}:1`);
+  for (const b of [img.config, layerBlob]) await pushBlob(c, target, b, (async function* () { yield b.data; })());
+  await pushManifest(c, target, "1", img.manifest, img.manifest.data);
+}
+
+describe("resuming across attempts", () => {
+  test("an attempt that lost its connection keeps the ingest; the next attempt carries on from its offset", async () => {
+    // Big enough that the writer has confirmed at least one 1 MiB message before the failure.
+    await publish(6 * 1024 * 1024);
+    proxy.rule = (req) => (isLayerGet(req) ? { cutAfter: 2_500_000 } : undefined);
+    const svc = ns("across-attempts");
+    const c = client();
+    const ref = parseRegistryReference(`${proxy.host}/${repo}:1`);
+    await assert.rejects(fetchBlob(c, ref, layer(), svc.content, { call: callOptions(svc), maxResumes: 1 }), (err: unknown) => {
+      assert.ok(err instanceof BerthError && err.kind === "unavailable", String(err));
+      assert.match(err.message, /connection lost at \d+ of \d+ bytes after 1 resumes/);
+      return true;
+    });
+    const { status } = await svc.content.status({ ref: ingestRef(layer()) }, callOptions(svc));
+    const offset = Number(status?.offset);
+    assert.ok(offset >= 1024 * 1024 && offset < layer().size, `the ingest holds ${offset} bytes`);
+
+    proxy.rule = undefined;
+    proxy.log.length = 0;
+    const written = await fetchBlob(c, ref, layer(), svc.content, { call: callOptions(svc) });
+    assert.equal(written.existed, false);
+    assert.deepEqual(proxy.log.filter((r) => r.url.endsWith(layer().digest)).map((r) => r.range), [`bytes=${offset}-`], "only the missing bytes were fetched");
+    const info = await blobInfo(svc.content, layer().digest, callOptions(svc));
+    assert.equal(Number(info?.size), layer().size);
+  });
+
+  test("an earlier ingest holding wrong bytes fails the content service's digest check; nothing is committed", async () => {
+    const svc = ns("bad-partial");
+    await leaveIngest(svc, ingestRef(layer()), Buffer.alloc(100_000), layer());
+    await assert.rejects(fetchBlob(client(), parseRegistryReference(`${proxy.host}/${repo}:1`), layer(), svc.content, { call: callOptions(svc) }), (err: unknown) => {
+      assert.ok(err instanceof BerthError && err.kind === "failed precondition", String(err));
+      assert.match(err.message, /unexpected commit digest sha256:[0-9a-f]+, expected sha256:[0-9a-f]+.*; nothing was committed/);
+      return true;
+    });
+    assert.equal(proxy.log.at(-1)?.range, "bytes=100000-");
+    await assertNothingCommitted(svc);
+  });
+});
+
 describe("error answers", () => {
   test("an HTML error page reads as the status and the URL, not a JSON parse error; 5xx is retried", async () => {
     proxy.rule = (req) =>
@@ -143,7 +203,7 @@ describe("error answers", () => {
     let failures = 2;
     proxy.rule = (req) => (req.url?.includes("/manifests/") && failures-- > 0 ? { respond: { status: 503, body: "busy" } } : undefined);
     const image = await resolve(client(), `${proxy.host}/${repo}:1`);
-    assert.equal(image.root.digest, busybox.manifest.digest);
+    assert.equal(image.root.digest, img.manifest.digest);
     assert.equal(requests(/manifests/).length, 3);
   });
 
@@ -209,7 +269,7 @@ describe("manifest limits and checks", () => {
 
   test("a manifest fetched by digest must hash to that digest", async () => {
     proxy.rule = (req) => (req.url?.includes("/manifests/sha256:") ? { rewrite: (body) => Buffer.from(body.toString().replace("}", ' }')) } : undefined);
-    await assert.rejects(resolve(client(), `${proxy.host}/${repo}@${busybox.manifest.digest}`), (err: unknown) => {
+    await assert.rejects(resolve(client(), `${proxy.host}/${repo}@${img.manifest.digest}`), (err: unknown) => {
       assert.ok(err instanceof BerthError && err.kind === "failed precondition");
       assert.match(err.message, /digest mismatch: the registry sent content with digest sha256:/);
       return true;
@@ -223,7 +283,7 @@ describe("mirrors", () => {
     const c = client({ mirrors: { [deadRegistry]: [`http://${registry.host}`] } });
     const svc = ns("mirrored");
     const pulled = await pullImage(c, svc, `${deadRegistry}/${repo}:1`);
-    assert.equal(pulled.image.root.digest, busybox.manifest.digest);
+    assert.equal(pulled.image.root.digest, img.manifest.digest);
     assert.equal(pulled.image.name, `${deadRegistry}/${repo}:1`);
     const info = await blobInfo(svc.content, layer().digest, callOptions(svc));
     assert.equal(Number(info?.size), layer().size);
@@ -233,7 +293,7 @@ describe("mirrors", () => {
     proxy.rule = () => ({ respond: { status: 404, headers: { "content-type": "application/json" }, body: JSON.stringify({ errors: [{ code: "MANIFEST_UNKNOWN", message: "manifest unknown" }] }) } });
     const c = client({ mirrors: { [registry.host]: [`http://${proxy.host}`] } });
     const pulled = await pullImage(c, ns("fallback"), `${registry.host}/${repo}:1`);
-    assert.equal(pulled.image.root.digest, busybox.manifest.digest);
+    assert.equal(pulled.image.root.digest, img.manifest.digest);
     assert.ok(requests(/manifests\/1$/).length >= 1, "the mirror was asked first");
   });
 });

@@ -8,7 +8,10 @@ import type { CallOptions } from "nice-grpc";
 import { BerthError, failedPrecondition, invalidArgument } from "../errors.ts";
 import type { Descriptor } from "../image/manifest.ts";
 import { isConfigType, isIndexType, isManifestType } from "../image/media-types.ts";
+import { Status } from "nice-grpc";
 import { writeBlob, type WrittenBlob } from "../content-client.ts";
+import { errorMessage, grpcCode } from "../grpc-client.ts";
+import { isRetryable } from "./retry.ts";
 import type { ContentClient } from "../gen/containerd/services/content/v1/content.ts";
 import { discardBody } from "./errors.ts";
 import { headerValue, pullScope, pushScope, type RegistryClient, type RegistryResponse } from "./client.ts";
@@ -46,16 +49,21 @@ async function openBlob(client: RegistryClient, ref: RegistryReference, desc: De
 }
 
 /**
- * The blob's bytes, verified: resumed with Range requests where the connection drops,
- * and throwing at the end (before the consumer can commit) when the size or digest is
- * not the descriptor's.
+ * The blob's bytes from `start` on, verified: resumed with Range requests where the
+ * connection drops, and throwing at the end (before the consumer can commit) when the
+ * size is not the descriptor's, or — for a stream from byte 0 — the digest is not.
+ * (From a later start the earlier bytes are not here to hash: the content service
+ * checks the digest of the whole blob at commit.)
  */
-export async function* blobStream(client: RegistryClient, ref: RegistryReference, desc: Descriptor, options: BlobStreamOptions = {}): AsyncGenerator<Buffer> {
+export async function* blobStream(client: RegistryClient, ref: RegistryReference, desc: Descriptor, options: BlobStreamOptions & { start?: number } = {}): AsyncGenerator<Buffer> {
   const maxResumes = options.maxResumes ?? 5;
-  const hash = createHash("sha256");
-  let received = 0;
+  const start = options.start ?? 0;
+  if (start > desc.size) throw invalidArgument(`blob ${desc.digest}: cannot start at byte ${start} of ${desc.size}`);
+  if (start === desc.size) return;
+  const hash = start === 0 ? createHash("sha256") : undefined;
+  let received = start;
   let resumes = 0;
-  let open = await openBlob(client, ref, desc, 0);
+  let open = await openBlob(client, ref, desc, start);
   const what = () => `blob ${desc.digest} from ${open.res.url}`;
   try {
     while (true) {
@@ -72,7 +80,7 @@ export async function* blobStream(client: RegistryClient, ref: RegistryReference
             if (chunk.length === 0) continue;
           }
           if (received + chunk.length > desc.size) throw failedPrecondition(`${what()}: more than the ${desc.size} bytes its descriptor names; nothing was committed`);
-          hash.update(chunk);
+          hash?.update(chunk);
           received += chunk.length;
           yield chunk;
         }
@@ -84,15 +92,15 @@ export async function* blobStream(client: RegistryClient, ref: RegistryReference
       if (received === desc.size) break;
       // A resume that brings nothing new will not bring it next time either.
       if (resumes >= maxResumes || (received === before && resumes > 0)) {
-        const detail = `${received} of ${desc.size} bytes after ${resumes} resumes; nothing was committed`;
+        const detail = `${received} of ${desc.size} bytes after ${resumes} resumes`;
         if (failure) throw new BerthError("unavailable", `${what()}: connection lost at ${detail}: ${(failure as Error).message ?? String(failure)}`);
-        throw failedPrecondition(`${what()}: truncated: the registry sent ${detail}`);
+        throw failedPrecondition(`${what()}: truncated: the registry sent ${detail}; nothing was committed`);
       }
       resumes++;
       options.onResume?.(received);
       open = await openBlob(client, ref, desc, received, open.endpoint);
     }
-    const digest = `sha256:${hash.digest("hex")}`;
+    const digest = hash ? `sha256:${hash.digest("hex")}` : desc.digest;
     if (digest !== desc.digest) throw failedPrecondition(`${what()}: digest mismatch: the ${received} bytes received hash to ${digest}; nothing was committed`);
   } finally {
     discardBody(open.res.body);
@@ -112,15 +120,30 @@ export interface FetchBlobOptions extends BlobStreamOptions {
   labels?: Record<string, string>;
 }
 
-/** GET a blob into the content store; `existed` when the namespace already had it (then nothing is downloaded). */
+/**
+ * GET a blob into the content store; `existed` when the namespace already had it (then
+ * nothing is downloaded). An ingest an earlier attempt left under the ref is carried
+ * on from its offset with a Range request. A transient failure (connection lost, 5xx)
+ * keeps the ingest for the next attempt; any other failure (digest or size wrong)
+ * aborts it, so nothing of it stays.
+ */
 export async function fetchBlob(client: RegistryClient, ref: RegistryReference, desc: Descriptor, content: ContentClient, options: FetchBlobOptions): Promise<WrittenBlob> {
-  return writeBlob(content, blobStream(client, ref, desc, options), {
-    ref: options.ref ?? ingestRef(desc),
-    expected: desc.digest,
-    total: desc.size,
-    ...(options.labels ? { labels: options.labels } : {}),
-    abortOnFailure: true,
-  }, options.call);
+  const ingest = options.ref ?? ingestRef(desc);
+  try {
+    return await writeBlob(content, (offset) => blobStream(client, ref, desc, { ...options, start: Number(offset) }), {
+      ref: ingest,
+      expected: desc.digest,
+      total: desc.size,
+      ...(options.labels ? { labels: options.labels } : {}),
+      resume: true,
+    }, options.call);
+  } catch (err) {
+    if (isRetryable(err)) throw err;
+    await content.abort({ ref: ingest }, options.call).catch(() => undefined);
+    // The content service's own check of the whole blob (after a resumed download).
+    if (grpcCode(err) === Status.FAILED_PRECONDITION) throw failedPrecondition(`blob ${desc.digest} from ${ref.registry}/${ref.repository}: ${errorMessage(err)}; nothing was committed`);
+    throw err;
+  }
 }
 
 function pushEndpoint(client: RegistryClient, registry: string): Endpoint {
