@@ -11,7 +11,7 @@ import { startDaemon, type Daemon } from "./harness.ts";
 import { closeChannels } from "../core/grpc-client.ts";
 import { BerthError } from "../core/errors.ts";
 import { connectImageServices, type ImageServices } from "../core/image/services.ts";
-import { RegistryClient, getCredentials, login, logout, pullImage, pushImage, resolve, type RegistryClientOptions } from "../core/registry/index.ts";
+import { RegistryClient, getCredentials, login, logout, storeCredentials, pullImage, pushImage, resolve, type RegistryClientOptions } from "../core/registry/index.ts";
 import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
 import { TestRegistry, TokenServer, makePki, storeImage, writeHtpasswd, type TestPki } from "./fixtures/registry.ts";
 
@@ -151,6 +151,14 @@ if (action === "get") {
     await assert.rejects(getCredentials(registry.host, { configPath: config }), /credential helper docker-credential-absent: spawn docker-credential-absent ENOENT/);
   });
 
+  test("Docker Hub's credentials live under its historic key", async () => {
+    const config = join(work, "hub", "config.json");
+    await storeCredentials("docker.io", { username: "hubuser", password: "hubpass" }, { configPath: config });
+    assert.deepEqual(Object.keys(JSON.parse(readFileSync(config, "utf8")).auths), ["https://index.docker.io/v1/"]);
+    assert.deepEqual(await getCredentials("docker.io", { configPath: config }), { username: "hubuser", password: "hubpass" });
+    assert.equal(await getCredentials("index.docker.io.example", { configPath: config }), undefined);
+  });
+
   test("a config.json that is not JSON is named in the error", async () => {
     const config = join(work, "broken.json");
     writeFileSync(config, "{ not json");
@@ -255,6 +263,24 @@ describe("TLS with certs.d", () => {
       assert.match(err.message, /^GET https:\/\/.*TLS handshake refused by the server \(does it want a client certificate\?\)/);
       return true;
     });
+  });
+
+  test("a registry configured insecure is reached over TLS without verifying its certificate", async () => {
+    const clientOnly = join(work, "client-only");
+    mkdirSync(join(clientOnly, registry.host), { recursive: true });
+    copyFileSync(pki.clientCert, join(clientOnly, registry.host, "client.cert"));
+    copyFileSync(pki.clientKey, join(clientOnly, registry.host, "client.key"));
+    const image = await resolve(client({ certsDir: clientOnly, insecure: [registry.host] }), `${registry.host}/tls/busybox:1`);
+    assert.equal(image.root.digest, busybox.manifest.digest);
+  });
+
+  test("plain HTTP is tried only for insecure and loopback registries", () => {
+    const c = client({ insecure: ["insecure.example:5000", "bare.example"] });
+    assert.deepEqual(c.hosts.schemesFor("registry.example:5000"), ["https"]);
+    assert.deepEqual(c.hosts.schemesFor("insecure.example:5000"), ["https", "http"]);
+    assert.deepEqual(c.hosts.schemesFor("bare.example:443"), ["https", "http"], "a host named without a port covers every port");
+    for (const loopback of ["127.0.0.1:5000", "127.1.2.3", "localhost:5000", "[::1]:5000"]) assert.deepEqual(c.hosts.schemesFor(loopback), ["https", "http"], loopback);
+    assert.deepEqual(c.endpoints("docker.io", "pull").map((e) => e.host), ["registry-1.docker.io"]);
   });
 
   test("a client certificate without its key is refused, naming the file", async () => {

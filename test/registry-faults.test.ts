@@ -277,6 +277,24 @@ describe("manifest limits and checks", () => {
   });
 });
 
+describe("redirects", () => {
+  test("a blob served from elsewhere (307 to blob storage) is followed, without the registry's credentials", async () => {
+    proxy.rule = (req) => (isLayerGet(req) ? { respond: { status: 307, headers: { location: `http://${registry.host}${req.url}` } } } : undefined);
+    const svc = ns("redirected");
+    const pulled = await pullImage(client(), svc, `${proxy.host}/${repo}:1`);
+    assert.equal(pulled.image.root.digest, img.manifest.digest);
+    assert.equal(requests(/blobs/).filter((r) => r.url.endsWith(layer().digest)).length, 1);
+    const info = await blobInfo(svc.content, layer().digest, callOptions(svc));
+    assert.equal(Number(info?.size), layer().size);
+  });
+
+  test("a redirect loop ends after a few hops", async () => {
+    proxy.rule = (req) => (isLayerGet(req) ? { respond: { status: 302, headers: { location: req.url! } } } : undefined);
+    await assert.rejects(pullImage(client({ retry: { attempts: 1 } }), ns("redirect-loop"), `${proxy.host}/${repo}:1`), /more than 5 redirects/);
+    assert.equal(requests(/blobs/).filter((r) => r.url.endsWith(layer().digest)).length, 6);
+  });
+});
+
 describe("mirrors", () => {
   test("a mirror serves a registry that is down", async () => {
     const deadRegistry = `127.0.0.1:${await freePort()}`;

@@ -45,12 +45,26 @@ export function addSource(existing: string | undefined, repository: string): str
   return [...repos].sort().join(",");
 }
 
-async function runLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+/**
+ * `fn` over the items, `limit` at a time. After a failure no new item starts, and the
+ * ones running are waited for: the caller's cleanup must not race a write still going.
+ */
+export async function runLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
+  let failed = false;
   const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
+    while (!failed && next < items.length) {
+      try {
+        await fn(items[next++]!);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
   };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  const results = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker));
+  const rejected = results.find((r) => r.status === "rejected");
+  if (rejected) throw rejected.reason;
 }
 
 /** A document (manifest, index) with its gc labels; an existing one gets the labels added. */

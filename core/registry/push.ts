@@ -12,7 +12,7 @@ import { callOptions, type ImageServices } from "../image/services.ts";
 import type { RegistryClient } from "./client.ts";
 import { blobExists, mountBlob, pushBlob } from "./blobs.ts";
 import { pushManifest } from "./manifests.ts";
-import { addSource, distributionSourceLabel } from "./pull.ts";
+import { addSource, distributionSourceLabel, runLimited } from "./pull.ts";
 import { platformMatcher, type ResolveOptions } from "./resolve.ts";
 import { objectOf, parseRegistryReference, referenceString, type RegistryReference } from "./reference.ts";
 import { withRetry } from "./retry.ts";
@@ -154,10 +154,7 @@ export async function pushImage(client: RegistryClient, svc: ImageServices, sour
     options.onProgress?.({ type: "uploaded", descriptor: desc });
     await updateBlobLabels(svc.content, desc.digest, label, call);
   };
-  const queue = [...blobs.values()];
-  await Promise.all(Array.from({ length: Math.min(3, queue.length) }, async () => {
-    for (let next = queue.shift(); next; next = queue.shift()) await ensureBlob(next);
-  }));
+  await runLimited([...blobs.values()], 3, ensureBlob);
 
   for (const desc of order) {
     const object = desc.digest === result.root.digest ? objectOf(target) : desc.digest;
