@@ -20,5 +20,5 @@ export const grpcRoutes: Record<string, ServiceProcess> = {
   "containerd.services.diff.v1.Diff": "diff",
 };
 
-/** Processes that hold per-namespace objects and answer berth.internal.v1.NamespaceUsage. */
-export const namespaceHolders: ServiceProcess[] = ["content", "images", "snapshots"];
+
+

@@ -279,8 +279,4 @@ export class IngestStore {
   async remove(namespace: string, ref: string): Promise<void> {
     await rm(this.dirOf(namespace, ref), { recursive: true, force: true });
   }
-
-  countIn(namespace: string): number {
-    return this.list(namespace).length;
-  }
 }

@@ -20,6 +20,7 @@ import { namespaceOf } from "../../core/grpc-server.ts";
 import { validateLabels } from "../../core/labels.ts";
 import { timestampFromMillis } from "../../core/timestamp.ts";
 import type { LeaseRecord, LeaseResource, LeaseStore } from "./store.ts";
+import type { CollectionScheduler } from "./gc/scheduler.ts";
 
 /** containerd's generated id shape: "<nanosecond of the second>-<4 base64url chars>". */
 function randomLeaseId(): string {
@@ -42,7 +43,7 @@ function validateResource(resource: Resource | undefined): LeaseResource {
 
 const toLease = (lease: LeaseRecord) => ({ id: lease.id, createdAt: timestampFromMillis(lease.createdAtMs), labels: lease.labels });
 
-export function leasesService(leases: LeaseStore): LeasesServiceImplementation {
+export function leasesService(leases: LeaseStore, collector: Pick<CollectionScheduler, "collectNow">): LeasesServiceImplementation {
   return {
     async create(request: CreateRequest, ctx: CallContext) {
       const namespace = namespaceOf(ctx);
@@ -57,10 +58,14 @@ export function leasesService(leases: LeaseStore): LeasesServiceImplementation {
       throw alreadyExists(`lease "${request.id}"`);
     },
 
-    // `sync` asks to wait for garbage collection; there is none yet, so there is nothing to wait for.
+    // What the lease held may be unreferenced now: `sync` collects it before replying.
+    // Without it the next collection does (clients like ctr drop a short lease after
+    // every command, so collecting after each would sweep whatever they left
+    // unreferenced on purpose, which containerd leaves until its next collection too).
     async delete(request: DeleteRequest, ctx: CallContext) {
       const namespace = namespaceOf(ctx);
       if (!leases.delete(namespace, request.id)) throw notFound(`lease "${request.id}"`);
+      if (request.sync) await collector.collectNow();
       return {};
     },
 

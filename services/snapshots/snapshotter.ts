@@ -15,21 +15,16 @@ export interface Snapshotter {
   update(namespace: string, key: string, labels: Record<string, string>, paths: readonly string[]): SnapshotRecord;
   usage(namespace: string, key: string): Promise<Usage>;
   mounts(namespace: string, key: string): Mount[];
-  prepare(namespace: string, key: string, parent: string, labels: Record<string, string>): Mount[];
-  view(namespace: string, key: string, parent: string, labels: Record<string, string>): Mount[];
-  /**
-   * Commits the active snapshot `key` as `name`. `ready` (e.g. the lease taking the
-   * name) runs alongside the work that precedes the change; the change is made only if
-   * it resolves.
-   */
-  commit(namespace: string, name: string, key: string, labels: Record<string, string>, ready?: Promise<void>): Promise<void>;
-  remove(namespace: string, key: string): Promise<void>;
+  /** `lease`, when given, takes the new key in the same transaction (a missing lease creates nothing). */
+  prepare(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Mount[];
+  view(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Mount[];
+  /** Commits the active snapshot `key` as `name`; `lease` trades the key for the name. */
+  commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string): Promise<void>;
+  remove(namespace: string, key: string, lease?: string): Promise<void>;
   /** All snapshots of a namespace, ordered by key. */
   list(namespace: string): SnapshotRecord[];
   /** Removes directories no snapshot owns; returns their paths. */
   cleanup(): Promise<string[]>;
-  count(namespace: string): number;
-  close(): void;
 }
 
 /**
