@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startDaemon, type Daemon } from "./harness.ts";
+import { ok, startDaemon, type Daemon } from "./harness.ts";
 import { closeChannels } from "../core/grpc-client.ts";
 import { blobInfo } from "../core/content-client.ts";
 import { sha256Digest } from "../core/digest.ts";
@@ -32,6 +32,12 @@ function client(options: ConstructorParameters<typeof RegistryClient>[0] = {}): 
 }
 
 const ns = (namespace: string): ImageServices => connectImageServices(d.address, namespace);
+
+/** A synchronous garbage collection in a namespace (ctr leases rm --sync of a lease made for it). */
+function collectNow(namespace: string): void {
+  const lease = ok(d.ctr(["leases", "create"], undefined, namespace), "leases create").stdout.trim();
+  ok(d.ctr(["leases", "rm", "--sync", lease], undefined, namespace), "leases rm --sync");
+}
 
 async function assertHasBlobs(svc: ImageServices, blobs: { digest: string; size: number }[]): Promise<void> {
   for (const b of blobs) {
@@ -108,6 +114,10 @@ describe("push and pull over plain HTTP", () => {
     // The real ctr sees the pulled image in that namespace.
     const ls = d.ctr(["images", "ls", "-q"], undefined, "pulled");
     assert.equal(ls.stdout, `${ref}\n`, ls.stderr);
+
+    // The gc.ref labels hold the blobs: a collection keeps them while the image is named.
+    collectNow("pulled");
+    await assertHasBlobs(fresh, busybox.blobs);
 
     const again = await pushImage(client(), ns("default"), "docker.io/library/busybox:latest", ref);
     assert.deepEqual(again.uploaded, [], "nothing is uploaded twice");
@@ -196,8 +206,14 @@ describe("manifest lists and indexes", () => {
       assert.equal(host.image.root.mediaType, c.index.mediaType);
       assert.equal(host.image.manifest.descriptor.digest, c.amd64.manifest.digest, `${c.name}: this host's platform`);
       assert.equal(host.image.manifest.descriptor.mediaType, c.manifestType);
-      const indexInfo = await blobInfo(ns(`multi-${c.name}`).content, c.index.digest, callOptions(ns(`multi-${c.name}`)));
+      const pulledNs = ns(`multi-${c.name}`);
+      const indexInfo = await blobInfo(pulledNs.content, c.index.digest, callOptions(pulledNs));
       assert.equal(indexInfo?.labels["containerd.io/gc.ref.content.m.0"], c.amd64.manifest.digest);
+      collectNow(pulledNs.namespace);
+      await assertHasBlobs(pulledNs, [c.index, ...c.amd64.blobs]);
+      // Removing the name frees everything the pull stored.
+      ok(d.ctr(["images", "rm", "--sync", ref], undefined, pulledNs.namespace), "images rm --sync");
+      for (const b of [c.index, ...c.amd64.blobs]) assert.equal(await blobInfo(pulledNs.content, b.digest, callOptions(pulledNs)), undefined, `${b.digest} collected`);
 
       const arm = await resolve(client(), ref, { platform: "linux/arm64" });
       assert.equal(arm.manifest.descriptor.digest, c.arm64.manifest.digest, `${c.name}: explicit platform`);
