@@ -199,6 +199,15 @@ describe("bearer tokens (auth: token)", () => {
     assert.ok(tokens.requests.some((r) => r.scopes.includes("repository:tokens/busybox:pull") && r.scopes.includes("repository:tokens/copy:pull,push")));
   });
 
+  test("an identity token (OAuth2 refresh token) is exchanged with a form POST", async () => {
+    tokens.refreshTokens["refresh-for-bob"] = "bob";
+    const c = client({ credentials: async () => ({ username: "", password: "", identityToken: "refresh-for-bob" }) });
+    const image = await resolve(c, `${registry.host}/tokens/busybox:1`);
+    assert.equal(image.root.digest, busybox.manifest.digest);
+    assert.deepEqual(tokens.requests.at(-1), { account: "bob", scopes: ["repository:tokens/busybox:pull"], oauth: true });
+    await assert.rejects(resolve(client({ credentials: async () => ({ username: "", password: "", identityToken: "revoked" }) }), `${registry.host}/tokens/busybox:1`), unauthorized(/^unauthorized: POST http:\/\/127\.0\.0\.1:\d+\/token: 401 Unauthorized/));
+  });
+
   test("a token past its expiry is not reused", async () => {
     tokens.backdateAnswer = 3600;
     try {

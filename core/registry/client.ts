@@ -141,6 +141,8 @@ export class RegistryClient {
       }
       discardBody(res.body);
       authorization = await this.auth.answer(ep.host, key, challenge, req.scopes, authorization, res.url);
+      // A streamed body is gone once sent. The fresh answer is cached: the caller may start over (retryable).
+      if (typeof req.body === "function") throw new BerthError("unavailable", `${req.method} ${res.url}: 401 Unauthorized after the body was streamed (an expired token?); start the upload again`);
     }
   }
 

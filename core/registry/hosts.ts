@@ -72,12 +72,6 @@ export function loadTlsMaterial(certsDir: string, host: string): TlsMaterial {
   return material;
 }
 
-function mirrorEndpoint(mirror: string): Endpoint {
-  const match = /^(?:(https?):\/\/)?([^/]+)\/?$/.exec(mirror);
-  if (!match) throw invalidArgument(`registry mirror "${mirror}": expected [http[s]://]host[:port]`);
-  const scheme = match[1] as Scheme | undefined;
-  return { host: match[2]!, schemes: scheme ? [scheme] : ["https"], mirror: true };
-}
 
 export class RegistryHosts {
   private readonly agents = new Map<string, Agent>();
@@ -88,7 +82,16 @@ export class RegistryHosts {
   constructor(options: HostsOptions = {}) {
     this.certsDir = options.certsDir ?? defaultCertsDir;
     this.insecure = new Set(options.insecure ?? []);
-    this.mirrors = Object.fromEntries(Object.entries(options.mirrors ?? {}).map(([name, list]) => [name, list.map(mirrorEndpoint)]));
+    this.mirrors = Object.fromEntries(Object.entries(options.mirrors ?? {}).map(([name, list]) => [name, list.map((m) => this.mirrorEndpoint(m))]));
+  }
+
+  /** A mirror URL names its scheme, or gets the host's (HTTPS, plus HTTP where allowed). */
+  private mirrorEndpoint(mirror: string): Endpoint {
+    const match = /^(?:(https?):\/\/)?([^/]+)\/?$/.exec(mirror);
+    if (!match) throw invalidArgument(`registry mirror "${mirror}": expected [http[s]://]host[:port]`);
+    const scheme = match[1] as Scheme | undefined;
+    const host = match[2]!;
+    return { host, schemes: scheme ? [scheme] : this.schemesFor(host), mirror: true };
   }
 
   isInsecure(host: string): boolean {
