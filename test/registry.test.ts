@@ -148,6 +148,15 @@ describe("push and pull over plain HTTP", () => {
     await assertHasBlobs(ns("chunked"), busybox.blobs);
   });
 
+  test("a reference with a tag and a digest pushes under the tag; a digest that is not the image's is refused", async () => {
+    const ref = `${registry.host}/both/busybox:t@${busybox.manifest.digest}`;
+    const pushed = await pushImage(client(), ns("default"), "docker.io/library/busybox:latest", ref);
+    assert.equal(pushed.name, ref);
+    assert.equal((await resolve(client(), `${registry.host}/both/busybox:t`)).root.digest, busybox.manifest.digest);
+    await assert.rejects(pushImage(client(), ns("default"), "docker.io/library/busybox:latest", `${registry.host}/both/busybox:u@${busybox.config.digest}`), /cannot push sha256:[0-9a-f]+ as .*: the reference names another digest: invalid argument/);
+    await assert.rejects(pushImage(client(), ns("default"), "no/such:image", `${registry.host}/both/busybox:v`), /image "no\/such:image": not found/);
+  });
+
   test("a tag the registry does not have is not found (and not retried)", async () => {
     const c = client();
     await assert.rejects(fetchManifest(c, parseRegistryReference(`${registry.host}/test/busybox:nope`), "nope"), (err: unknown) => {

@@ -4,20 +4,19 @@
 // nothing is committed. Pushing asks first (HEAD), mounts across repositories where
 // the registry allows, and uploads in one PUT or in PATCH chunks.
 import { createHash } from "node:crypto";
-import type { CallOptions } from "nice-grpc";
+import { Status, type CallOptions } from "nice-grpc";
+import { writeBlob, type WrittenBlob } from "../content-client.ts";
 import { BerthError, failedPrecondition, invalidArgument } from "../errors.ts";
+import type { ContentClient } from "../gen/containerd/services/content/v1/content.ts";
+import { errorMessage, grpcCode } from "../grpc-client.ts";
 import type { Descriptor } from "../image/manifest.ts";
 import { isConfigType, isIndexType, isManifestType } from "../image/media-types.ts";
-import { Status } from "nice-grpc";
-import { writeBlob, type WrittenBlob } from "../content-client.ts";
-import { errorMessage, grpcCode } from "../grpc-client.ts";
-import { isRetryable } from "./retry.ts";
-import type { ContentClient } from "../gen/containerd/services/content/v1/content.ts";
-import { discardBody } from "./errors.ts";
 import { headerValue, pullScope, pushScope, type RegistryClient, type RegistryResponse } from "./client.ts";
+import { discardBody } from "./errors.ts";
 import type { Endpoint } from "./hosts.ts";
 import { onPullEndpoints } from "./manifests.ts";
 import type { RegistryReference } from "./reference.ts";
+import { isRetryable } from "./retry.ts";
 
 export interface BlobStreamOptions {
   /** Range requests after lost connections or short bodies (default 5). */
@@ -283,8 +282,14 @@ export async function pushBlob(client: RegistryClient, ref: RegistryReference, d
     discardBody(res.body);
     if (res.status !== 201) throw failedPrecondition(`PUT ${res.url}: expected 201 Created for blob ${desc.digest}, got ${res.status}`);
   } catch (err) {
-    // The registry would expire it in time; saying so now frees its temp space.
-    await client.send(ep, ref.registry, { method: "DELETE", path: url, scopes, accept: [404], retry: false }).then((r) => discardBody(r.body), () => undefined);
+    await cancelUpload(client, ref, url);
     throw err;
   }
+}
+
+/** DELETE an upload session (best effort): the registry would expire it in time, this frees its temp space now. */
+export async function cancelUpload(client: RegistryClient, ref: RegistryReference, uploadUrl: string): Promise<void> {
+  await client
+    .send(pushEndpoint(client, ref.registry), ref.registry, { method: "DELETE", path: uploadUrl, scopes: [pushScope(ref.repository)], accept: [404], retry: false })
+    .then((r) => discardBody(r.body), () => undefined);
 }

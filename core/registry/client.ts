@@ -98,7 +98,7 @@ export class RegistryClient {
     return withRetry(() => this.sendOnce(ep, registry, req), this.retryOptions);
   }
 
-  /** The base URL for an endpoint, trying its schemes in order until one connects. */
+  /** One try at an endpoint: its schemes in order until one connects (then that one is remembered). */
   private async sendOnce(ep: Endpoint, registry: string, req: RegistryRequest): Promise<RegistryResponse> {
     if (/^https?:\/\//.test(req.path)) return this.authorized(new URL(req.path), ep, registry, req);
     const known = this.schemes.get(ep.host);
@@ -171,7 +171,7 @@ export class RegistryClient {
       const location = res.headers.location;
       if ((req.method === "GET" || req.method === "HEAD") && [301, 302, 303, 307, 308].includes(res.statusCode) && typeof location === "string") {
         discardBody(res.body);
-        if (hop >= maxRedirects) throw new BerthError("unavailable", `${req.method} ${start.href}: more than ${maxRedirects} redirects`);
+        if (hop >= maxRedirects) throw new BerthError("failed precondition", `${req.method} ${start.href}: more than ${maxRedirects} redirects`);
         url = new URL(location, url);
         continue;
       }

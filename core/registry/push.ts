@@ -10,11 +10,11 @@ import { ImageFormatError, parseIndex, parseManifest, type Descriptor } from "..
 import { filterPlatforms, sortByPlatform } from "../image/resolve.ts";
 import { callOptions, type ImageServices } from "../image/services.ts";
 import type { RegistryClient } from "./client.ts";
-import { blobExists, mountBlob, pushBlob } from "./blobs.ts";
+import { blobExists, cancelUpload, mountBlob, pushBlob } from "./blobs.ts";
 import { pushManifest } from "./manifests.ts";
 import { addSource, distributionSourceLabel, runLimited } from "./pull.ts";
 import { platformMatcher, type ResolveOptions } from "./resolve.ts";
-import { objectOf, parseRegistryReference, referenceString, type RegistryReference } from "./reference.ts";
+import { parseRegistryReference, referenceString, type RegistryReference } from "./reference.ts";
 import { withRetry } from "./retry.ts";
 
 export type PushEvent =
@@ -22,6 +22,9 @@ export type PushEvent =
   | { type: "mounted"; descriptor: Descriptor; from: string }
   | { type: "uploaded"; descriptor: Descriptor }
   | { type: "manifest"; descriptor: Descriptor; object: string };
+
+/** Repositories tried for a cross-repository mount before uploading. */
+const maxMountSources = 3;
 
 export interface PushOptions {
   /** Push only the manifest for this platform (under the tag) instead of the whole index. */
@@ -129,17 +132,21 @@ export async function pushImage(client: RegistryClient, svc: ImageServices, sour
       await updateBlobLabels(svc.content, desc.digest, label, call);
       return;
     }
+    // Mount from a few of the repositories the blob is known in; a refusal starts an
+    // upload session, kept for the upload (the one before it is cancelled).
     let uploadUrl: string | undefined;
-    for (const from of (info.labels[sourceKey] ?? "").split(",").filter((r) => r !== "" && r !== target.repository)) {
+    const sources = (info.labels[sourceKey] ?? "").split(",").filter((r) => r !== "" && r !== target.repository);
+    for (const from of sources.slice(0, maxMountSources)) {
       const mount = await mountBlob(client, target, desc, from);
       if (mount.mounted) {
+        if (uploadUrl) await cancelUpload(client, target, uploadUrl);
         result.mounted.push(desc.digest);
         options.onProgress?.({ type: "mounted", descriptor: desc, from });
         await updateBlobLabels(svc.content, desc.digest, label, call);
         return;
       }
+      if (uploadUrl) await cancelUpload(client, target, uploadUrl);
       uploadUrl = mount.uploadUrl;
-      break;
     }
     // A failed upload is started afresh (pushBlob cancels the session it used).
     await withRetry(
@@ -157,7 +164,7 @@ export async function pushImage(client: RegistryClient, svc: ImageServices, sour
   await runLimited([...blobs.values()], 3, ensureBlob);
 
   for (const desc of order) {
-    const object = desc.digest === result.root.digest ? objectOf(target) : desc.digest;
+    const object = desc.digest === result.root.digest ? (target.tag ?? desc.digest) : desc.digest;
     await pushManifest(client, target, object, desc, await read(desc));
     options.onProgress?.({ type: "manifest", descriptor: desc, object });
   }
