@@ -4,6 +4,7 @@
 // an OCI directory. Pushes go to an empty registry (nothing to mount from): Berth
 // from berthd's content store, skopeo from the OCI directory. Fresh
 // daemons and registries per run; median wall time, and the client's peak RSS (GNU time).
+// Run: npm exec -- node bench/registry.ts (BENCH_RUNS=3); results in bench/results/registry.md.
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
