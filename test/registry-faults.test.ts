@@ -290,6 +290,14 @@ describe("manifest limits and checks", () => {
     await assert.rejects(resolve(client(), `${proxy.host}/${repo}:chunked`), /manifest is larger than the 4 MiB limit: invalid argument/);
   });
 
+  test("schema 1 manifests and bodies that are not JSON are refused by name", async () => {
+    const schema1 = JSON.stringify({ schemaVersion: 1, name: repo, tag: "old", fsLayers: [{ blobSum: img.layers[0]!.digest }] });
+    proxy.rule = (req) => (req.url?.endsWith("/manifests/old") ? { respond: { status: 200, headers: { "content-type": "application/vnd.docker.distribution.manifest.v1+prettyjws" }, body: schema1 } } : undefined);
+    await assert.rejects(resolve(client(), `${proxy.host}/${repo}:old`), /manifest .*:old \(http:\/\/.*\): schema 1 manifests are not supported: invalid argument/);
+    proxy.rule = (req) => (req.url?.endsWith("/manifests/text") ? { respond: { status: 200, headers: { "content-type": "text/plain" }, body: "hello" } } : undefined);
+    await assert.rejects(resolve(client(), `${proxy.host}/${repo}:text`), /manifest .*:text \(http:\/\/.*\): not a JSON document \(Content-Type "text\/plain"\): invalid argument/);
+  });
+
   test("a manifest fetched by tag must hash to the digest the registry names for it", async () => {
     proxy.rule = (req) => (req.url?.endsWith("/manifests/1") ? { rewrite: (body) => Buffer.from(body.toString().replace("}", " }")) } : undefined);
     await assert.rejects(resolve(client(), `${proxy.host}/${repo}:1`), /digest mismatch: Docker-Content-Digest says sha256:[0-9a-f]{64}, the content hashes to sha256:[0-9a-f]{64}: failed precondition/);
