@@ -65,6 +65,8 @@ export class Authorizer {
   private readonly schemes = new Map<string, HostScheme>();
   private readonly tokens = new Map<string, CachedToken>();
   private readonly credentials = new Map<string, Promise<Credentials | undefined>>();
+  /** Token requests under way, by host and scopes. */
+  private readonly inFlight = new Map<string, Promise<string>>();
   /** Token requests made (tests check that tokens are reused). */
   tokenRequests = 0;
 
@@ -139,8 +141,6 @@ export class Authorizer {
     return header;
   }
 
-  private readonly inFlight = new Map<string, Promise<string>>();
-
   /** One token request per host and scopes at a time; callers that come meanwhile share its answer. */
   private fetchToken(host: string, registry: string, realm: string, service: string, scopes: string[], refused?: string): Promise<string> {
     const key = Authorizer.tokenKey(host, scopes);
@@ -159,6 +159,7 @@ export class Authorizer {
     } catch {
       throw new BerthError("failed precondition", `unauthorized: token realm ${JSON.stringify(realm)} is not a URL`);
     }
+    if (url.protocol !== "https:" && url.protocol !== "http:") throw new BerthError("failed precondition", `unauthorized: token realm ${JSON.stringify(realm)} is not an http(s) URL`);
     const headers: Record<string, string> = { "user-agent": this.userAgent };
     let method: "GET" | "POST" = "GET";
     let body: string | undefined;

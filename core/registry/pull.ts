@@ -3,10 +3,10 @@
 // the gc.ref labels that keep their children alive, and name the image. All under a
 // lease, so a half-done pull is collected rather than left behind.
 import { blobInfo, updateBlobLabels, writeBlob } from "../content-client.ts";
-import { isAlreadyExists, isNotFound } from "../grpc-client.ts";
 import type { Descriptor } from "../image/manifest.ts";
 import { childGcLabel } from "../image/media-types.ts";
 import { withLease } from "../image/lease.ts";
+import { saveImage } from "../image/import.ts";
 import { callOptions, type ImageServices } from "../image/services.ts";
 import type { RegistryClient } from "./client.ts";
 import { fetchBlob, ingestRef } from "./blobs.ts";
@@ -74,22 +74,6 @@ async function storeDocument(svc: ImageServices, lease: string, desc: Descriptor
   if (written.existed) await updateBlobLabels(svc.content, desc.digest, labels, call);
 }
 
-async function nameImage(svc: ImageServices, lease: string, name: string, target: Descriptor): Promise<void> {
-  const image = { name, labels: {}, target: { mediaType: target.mediaType, digest: target.digest, size: BigInt(target.size), annotations: target.annotations ?? {} } };
-  const call = callOptions(svc, lease);
-  try {
-    await svc.images.create({ image }, call);
-  } catch (err) {
-    if (!isAlreadyExists(err)) throw err;
-    try {
-      await svc.images.update({ image, updateMask: ["target"] }, call);
-    } catch (updateErr) {
-      if (!isNotFound(updateErr)) throw updateErr;
-      await svc.images.create({ image }, call);
-    }
-  }
-}
-
 export async function pullImage(client: RegistryClient, svc: ImageServices, reference: string | RegistryReference, options: PullOptions = {}): Promise<PullResult> {
   const image = await resolve(client, reference, options);
   options.onProgress?.({ type: "resolved", image });
@@ -118,7 +102,7 @@ export async function pullImage(client: RegistryClient, svc: ImageServices, refe
       const position = index.manifests.findIndex((m) => m.digest === chosen.digest);
       await storeDocument(svc, lease, indexDesc, image.documents.get(indexDesc.digest)!, { [`${childGcLabel(chosen.mediaType)}${position}`]: chosen.digest });
     }
-    await nameImage(svc, lease, options.name ?? image.name, image.root);
+    await saveImage(svc, { name: options.name ?? image.name, target: image.root }, lease);
   });
   return { image, fetched };
 }
