@@ -18,7 +18,7 @@ import { WriteAction, type DeepPartial, type WriteContentRequest } from "../core
 import { BerthError } from "../core/errors.ts";
 import { connectImageServices, callOptions, type ImageServices } from "../core/image/services.ts";
 import { mediaTypes } from "../core/image/media-types.ts";
-import { RegistryClient, blobExists, pushImage, fetchBlob, ingestRef, parseRegistryReference, pullImage, pushBlob, pushManifest, resolve, withRetry, type PullEvent, type RegistryClientOptions } from "../core/registry/index.ts";
+import { RegistryClient, blobExists, mergeScopes, parseChallenges, pushImage, fetchBlob, ingestRef, parseRegistryReference, pullImage, pushBlob, pushManifest, resolve, withRetry, type PullEvent, type RegistryClientOptions } from "../core/registry/index.ts";
 import { blobOf, imageFromLayers, type ImageParts } from "./fixtures/archives.ts";
 import { FaultProxy, TestRegistry, freePort, storeImage, type Fault } from "./fixtures/registry.ts";
 
@@ -235,6 +235,18 @@ describe("error answers", () => {
     proxy.rule = (req) => (req.url?.includes("/manifests/") ? { respond: { status: 400, headers: { "content-type": "application/json" }, body: JSON.stringify({ errors: [{ code: "NAME_INVALID", message: "invalid repository name" }] }) } } : undefined);
     await assert.rejects(resolve(client(), `${proxy.host}/${repo}:1`), /400 Bad Request: NAME_INVALID: invalid repository name: invalid argument/);
     assert.equal(requests(/manifests/).length, 2, "one request each");
+  });
+
+  test("WWW-Authenticate challenges parse with quoted commas, escapes and several schemes", () => {
+    assert.deepEqual(parseChallenges('Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push repository:c:pull"'), [
+      { scheme: "bearer", params: { realm: "https://auth.example/token", service: "registry.example", scope: "repository:a/b:pull,push repository:c:pull" } },
+    ]);
+    assert.deepEqual(parseChallenges('Basic realm="say \\"hi\\"", Bearer realm=https://t.example/token,service=s'), [
+      { scheme: "basic", params: { realm: 'say "hi"' } },
+      { scheme: "bearer", params: { realm: "https://t.example/token", service: "s" } },
+    ]);
+    assert.deepEqual(parseChallenges(""), []);
+    assert.deepEqual(mergeScopes(["repository:a:push", "repository:a:pull", "repository:b:pull", "repository:a:pull,push"]), ["repository:a:pull,push", "repository:b:pull"]);
   });
 
   test("the retry helper backs off on unavailable and gives up at once on anything else", async () => {

@@ -89,14 +89,6 @@ export async function responseError(res: ErrorResponse, method: string, url: str
   return new BerthError(kindOfStatus(res.statusCode), `${prefix}${method} ${url}: ${status}${detail ? `: ${detail}` : ""}`);
 }
 
-const tlsCodes = /CERT|SELF_SIGNED|UNABLE_TO_|ERR_TLS|ERR_SSL|HOSTNAME|ALTNAME/;
-
-/** True for a failure to set up TLS (which the plain-HTTP fallback may answer). */
-export function isTlsError(err: unknown): boolean {
-  const code = (err as { code?: string })?.code ?? "";
-  return tlsCodes.test(code) || /SSL|TLS|certificate/i.test((err as Error)?.message ?? "");
-}
-
 /** A request that got no HTTP answer: refused, reset, timed out (retryable), or a TLS failure (not retryable). */
 export function transportError(err: unknown, method: string, url: string): BerthError {
   if (err instanceof BerthError) return err;
