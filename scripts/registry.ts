@@ -58,7 +58,7 @@ try {
     const svc = connectImageServices(values.address, values.namespace);
     const result = await pushImage(client, svc, args[0]!, args[1]!, {
       ...(values.platform ? { platform: values.platform } : {}),
-      onProgress: (e) => console.log(`${e.type.padEnd(8)} ${e.descriptor.digest}${e.type === "mounted" ? ` from ${e.from}` : ""}`),
+      onProgress: (e) => e.type !== "progress" && console.log(`${e.type.padEnd(8)} ${e.descriptor.digest}${e.type === "mounted" ? ` from ${e.from}` : ""}`),
     });
     console.log(`${result.name}: ${result.root.digest} (${elapsed()})`);
     await client.close();

@@ -90,6 +90,9 @@ describe("blob faults", () => {
     const offset = resumes[0]!.type === "resume" ? resumes[0]!.offset : -1;
     assert.ok(offset > 0 && offset <= 100_000, `resumed at ${offset}`);
     assert.deepEqual(proxy.log.filter((r) => r.range).map((r) => r.range), [`bytes=${offset}-`]);
+    const received = events.flatMap((e) => (e.type === "progress" && e.descriptor.digest === layer().digest ? [e.received] : []));
+    assert.ok(received.length > 1 && received.every((n, i) => i === 0 || n > received[i - 1]!), "progress rises across the resume");
+    assert.equal(received.at(-1), layer().size);
     const info = await blobInfo(svc.content, layer().digest, callOptions(svc));
     assert.equal(Number(info?.size), layer().size);
   });
@@ -365,6 +368,29 @@ describe("push faults", () => {
     assert.equal(requests(/^HEAD /).length, 0);
     const c = client();
     assert.equal(await blobExists(c, parseRegistryReference(`${registry.host}/short/blob:1`), desc), false, "nothing was stored");
+  });
+});
+
+describe("cancelling", () => {
+  test("a client's signal cancels a pull: canceled, nothing named, the ingest kept for a later attempt", async () => {
+    const controller = new AbortController();
+    // The layer's answer stops after 100 kB and never ends: the pull is waiting on it when cancelled.
+    let stalled: (() => void) | undefined;
+    proxy.rule = (req) => (isLayerGet(req) ? { stallAfter: 100_000, onStall: () => stalled?.() } : undefined);
+    const waiting = new Promise<void>((resolve) => (stalled = resolve));
+    const svc = ns("cancelled");
+    const pull = pullImage(client({ signal: controller.signal }), svc, `${proxy.host}/${repo}:1`);
+    await waiting;
+    controller.abort();
+    await assert.rejects(pull, (err: unknown) => {
+      assert.ok(err instanceof BerthError, String(err));
+      assert.equal(err.kind, "canceled");
+      return true;
+    });
+    const { images } = await svc.images.list({ filters: [] }, callOptions(svc));
+    assert.deepEqual(images, []);
+    const { statuses } = await svc.content.listStatuses({ filters: [] }, callOptions(svc));
+    assert.ok(statuses.some((st) => st.ref === ingestRef(layer())), "the layer's ingest stays for a later attempt");
   });
 });
 

@@ -97,6 +97,11 @@ describe("push and pull over plain HTTP", () => {
     assert.deepEqual(pushed.uploaded.sort(), [busybox.config.digest, busybox.layers[0]!.digest].sort());
     assert.deepEqual(events.filter((e) => e.type === "manifest").map((e) => e.type === "manifest" && e.object), ["1"]);
 
+    const layer = busybox.layers[0]!;
+    const sent = events.flatMap((e) => (e.type === "progress" && e.descriptor.digest === layer.digest ? [e.sent] : []));
+    assert.ok(sent.length > 1 && sent.every((n, i) => i === 0 || n > sent[i - 1]!), "upload progress rises");
+    assert.equal(sent.at(-1), layer.size);
+
     const fresh = ns("pulled");
     const pulled = await pullImage(client(), fresh, ref);
     assert.equal(pulled.image.root.digest, busybox.manifest.digest);

@@ -22,6 +22,8 @@ export interface BlobStreamOptions {
   /** Range requests after lost connections or short bodies (default 5). */
   maxResumes?: number;
   onResume?: (offset: number) => void;
+  /** Bytes of the blob held so far (with what an earlier attempt left), after each chunk. */
+  onData?: (received: number) => void;
 }
 
 interface OpenBlob {
@@ -82,6 +84,7 @@ export async function* blobStream(client: RegistryClient, ref: RegistryReference
           hash?.update(chunk);
           received += chunk.length;
           yield chunk;
+          options.onData?.(received);
         }
       } catch (err) {
         if (err instanceof BerthError) throw err;
@@ -137,7 +140,8 @@ export async function fetchBlob(client: RegistryClient, ref: RegistryReference, 
       resume: true,
     }, options.call);
   } catch (err) {
-    if (isRetryable(err)) throw err;
+    // Kept for the next attempt: what was received is good as far as it goes.
+    if (isRetryable(err) || (err instanceof BerthError && err.kind === "canceled")) throw err;
     await content.abort({ ref: ingest }, options.call).catch(() => undefined);
     // The content service's own check of the whole blob (after a resumed download).
     if (grpcCode(err) === Status.FAILED_PRECONDITION) throw failedPrecondition(`blob ${desc.digest} from ${ref.registry}/${ref.repository}: ${errorMessage(err)}; nothing was committed`);
@@ -208,12 +212,13 @@ function withDigest(url: string, digest: string): string {
 }
 
 /** Counts the bytes going out and refuses a source that gives more or fewer than the descriptor says. */
-async function* exactly(source: AsyncIterable<Uint8Array>, desc: Descriptor): AsyncGenerator<Uint8Array> {
+async function* exactly(source: AsyncIterable<Uint8Array>, desc: Descriptor, onData?: (sent: number) => void): AsyncGenerator<Uint8Array> {
   let sent = 0;
   for await (const chunk of source) {
     sent += chunk.length;
     if (sent > desc.size) throw invalidArgument(`blob ${desc.digest}: the source has more than the ${desc.size} bytes its descriptor names`);
     yield chunk;
+    onData?.(sent);
   }
   if (sent !== desc.size) throw invalidArgument(`blob ${desc.digest}: the source ended after ${sent} of ${desc.size} bytes`);
 }
@@ -240,6 +245,8 @@ export interface PushBlobOptions {
   chunkSize?: number;
   /** An upload already started (what a refused mount returns). */
   uploadUrl?: string;
+  /** Bytes handed to the connection so far, after each chunk. */
+  onData?: (sent: number) => void;
 }
 
 /** Uploads a blob from a stream; the registry checks the digest on the final PUT. */
@@ -247,7 +254,7 @@ export async function pushBlob(client: RegistryClient, ref: RegistryReference, d
   const ep = pushEndpoint(client, ref.registry);
   const scopes = [pushScope(ref.repository)];
   let url = options.uploadUrl ?? (await startUpload(client, ref));
-  const data = exactly(source, desc);
+  const data = exactly(source, desc, options.onData);
   try {
     let res: RegistryResponse;
     if (!options.chunkSize || desc.size <= options.chunkSize) {

@@ -21,6 +21,8 @@ export interface RegistryClientOptions extends HostsOptions {
   credentials?: (registry: string) => Promise<Credentials | undefined>;
   retry?: RetryOptions;
   userAgent?: string;
+  /** Cancels every request of this client, and the waits between retries (a cancelled job). */
+  signal?: AbortSignal;
 }
 
 export type RequestBody = Buffer | string | (() => AsyncIterable<Uint8Array>);
@@ -70,13 +72,15 @@ export class RegistryClient {
   readonly defaultRegistry: string;
   readonly retryOptions: RetryOptions;
   private readonly userAgent: string;
+  private readonly signal: AbortSignal | undefined;
   /** The scheme that worked for each host, so the fallback is paid once. */
   private readonly schemes = new Map<string, Scheme>();
 
   constructor(options: RegistryClientOptions = {}) {
     this.hosts = new RegistryHosts(options);
     this.defaultRegistry = options.defaultRegistry ?? dockerHub;
-    this.retryOptions = options.retry ?? {};
+    this.signal = options.signal;
+    this.retryOptions = { ...options.retry, ...(options.signal ? { signal: options.signal } : {}) };
     this.userAgent = options.userAgent ?? "berth/0.1";
     const lookup = options.credentials ?? ((registry: string) => getCredentials(registry, options.dockerConfig ? { configPath: options.dockerConfig } : {}));
     this.auth = new Authorizer(this.hosts, lookup, this.userAgent);
@@ -161,7 +165,7 @@ export class RegistryClient {
       const body = req.body === undefined ? undefined : typeof req.body === "function" ? Readable.from(req.body()) : req.body;
       let res;
       try {
-        res = await request(url, { method: req.method, headers, body, dispatcher: this.hosts.agentFor(url.host) });
+        res = await request(url, { method: req.method, headers, body, dispatcher: this.hosts.agentFor(url.host), ...(this.signal ? { signal: this.signal } : {}) });
       } catch (err) {
         const failure = transportError(err, req.method, url.href);
         // No HTTP answer at all: the next scheme may connect where this one could not.

@@ -93,7 +93,7 @@ export async function responseError(res: ErrorResponse, method: string, url: str
 export function transportError(err: unknown, method: string, url: string): BerthError {
   if (err instanceof BerthError) return err;
   const e = err as { code?: string; message?: string; name?: string };
-  if (e?.name === "AbortError") return new BerthError("canceled", `${method} ${url}: canceled`);
+  if (e?.name === "AbortError" || e?.code === "UND_ERR_ABORTED") return new BerthError("canceled", `${method} ${url}: canceled`);
   const detail = `${e?.code ? `${e.code}: ` : ""}${(e?.message ?? String(err)).replace(/\s+/g, " ").trim()}`;
   const certificate = /CERT|SELF_SIGNED|UNABLE_TO_|HOSTNAME|ALTNAME/.test(e?.code ?? "");
   // The server speaks TLS and refused the handshake (most often: it wants a client certificate).

@@ -16,7 +16,8 @@ import type { RegistryReference } from "./reference.ts";
 export type PullEvent =
   | { type: "resolved"; image: RemoteImage }
   | { type: "blob"; descriptor: Descriptor; existed: boolean }
-  | { type: "resume"; descriptor: Descriptor; offset: number };
+  | { type: "resume"; descriptor: Descriptor; offset: number }
+  | { type: "progress"; descriptor: Descriptor; received: number };
 
 export interface PullOptions extends ResolveOptions {
   /** The image record's name (default: the normalised reference). */
@@ -89,6 +90,7 @@ export async function pullImage(client: RegistryClient, svc: ImageServices, refe
         call,
         labels,
         onResume: (offset) => options.onProgress?.({ type: "resume", descriptor: desc, offset }),
+        onData: (received) => options.onProgress?.({ type: "progress", descriptor: desc, received }),
       });
       if (written.existed) await updateBlobLabels(svc.content, desc.digest, labels, call);
       else fetched.push(desc.digest);

@@ -21,6 +21,7 @@ export type PushEvent =
   | { type: "exists"; descriptor: Descriptor }
   | { type: "mounted"; descriptor: Descriptor; from: string }
   | { type: "uploaded"; descriptor: Descriptor }
+  | { type: "progress"; descriptor: Descriptor; sent: number }
   | { type: "manifest"; descriptor: Descriptor; object: string };
 
 /** Repositories tried for a cross-repository mount before uploading. */
@@ -154,6 +155,7 @@ export async function pushImage(client: RegistryClient, svc: ImageServices, sour
         pushBlob(client, target, desc, readBlob(svc.content, desc.digest, call), {
           ...(options.chunkSize ? { chunkSize: options.chunkSize } : {}),
           ...(attempt === 1 && uploadUrl ? { uploadUrl } : {}),
+          onData: (sent) => options.onProgress?.({ type: "progress", descriptor: desc, sent }),
         }),
       client.retryOptions,
     );

@@ -45,7 +45,11 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options:
       // Full jitter: many clients failing together should not come back together.
       const wait = Math.round(Math.random() * Math.min(max, base * 2 ** (attempt - 1)));
       options.onRetry?.(err, attempt, wait);
-      await delay(wait, options.signal);
+      try {
+        await delay(wait, options.signal);
+      } catch {
+        throw new BerthError("canceled", `${err.message.replace(/: unavailable$/, "")} (retry canceled)`);
+      }
     }
   }
 }
