@@ -97,6 +97,19 @@ describe("blob faults", () => {
     assert.equal(Number(info?.size), layer().size);
   });
 
+  test("a layer that repeats in a manifest is fetched once", async () => {
+    const repeated = imageFromLayers([layer(), layer()], [layer().digest, layer().digest]);
+    const target = parseRegistryReference(`${registry.host}/${repo}:twice`);
+    await pushBlob(client(), target, repeated.config, (async function* () { yield repeated.config.data; })());
+    await pushManifest(client(), target, "twice", repeated.manifest, repeated.manifest.data);
+    const svc = ns("repeated");
+    const pulled = await pullImage(client(), svc, `${proxy.host}/${repo}:twice`);
+    assert.deepEqual(pulled.fetched.sort(), [repeated.config.digest, layer().digest].sort());
+    assert.equal(requests(/blobs/).filter((r) => r.url.endsWith(layer().digest)).length, 1);
+    const manifestInfo = await blobInfo(svc.content, repeated.manifest.digest, callOptions(svc));
+    assert.equal(manifestInfo?.labels["containerd.io/gc.ref.content.l.1"], layer().digest);
+  });
+
   test("a server that ignores the Range header resends from byte 0; the bytes already held are skipped", async () => {
     let cut = false;
     proxy.rule = (req) => {

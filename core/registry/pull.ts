@@ -83,7 +83,9 @@ export async function pullImage(client: RegistryClient, svc: ImageServices, refe
   const fetched: string[] = [];
   await withLease(svc, options.lease, async (lease) => {
     const call = callOptions(svc, lease);
-    await runLimited(image.blobs, options.concurrency ?? 3, async (desc) => {
+    // A layer may repeat in a manifest (empty layers do): fetched once.
+    const blobs = [...new Map(image.blobs.map((b) => [b.digest, b])).values()];
+    await runLimited(blobs, options.concurrency ?? 3, async (desc) => {
       const known = await blobInfo(svc.content, desc.digest, call);
       const labels = { [sourceKey]: addSource(known?.labels[sourceKey], repository) };
       const written = await fetchBlob(client, image.reference, desc, svc.content, {
