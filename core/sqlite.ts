@@ -19,10 +19,15 @@
 // containerd's bbolt fsyncs every commit; we trade power-loss durability of the last
 // few changes for not stalling every service behind the disk.
 import { DatabaseSync } from "node:sqlite";
+import { ensurePrivateFile, tightenIfPresent } from "./private-files.ts";
 
 export type Database = DatabaseSync;
 
 export function openDatabase(file: string, schema: string): DatabaseSync {
+  // SQLite would create the file 0644; made 0600 first, it gives new -wal and -shm
+  // files the database file's mode. Ones left by an older version are tightened.
+  ensurePrivateFile(file);
+  for (const suffix of ["-wal", "-shm"]) tightenIfPresent(`${file}${suffix}`);
   const db = new DatabaseSync(file);
   db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;");
   db.exec(schema);

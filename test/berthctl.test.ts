@@ -51,7 +51,7 @@ const contentRows = (out: string) =>
     });
 
 before(async () => {
-  for (const name of ["metadata", "content", "images", "gateway", "berthctl"]) {
+  for (const name of ["berthd", "content", "images", "berthctl"]) {
     assert.ok(existsSync(join(distDir, `${name}.js`)), `dist/${name}.js is built`);
   }
   d = await startDaemon();

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { createChannel, createClient, Status } from "nice-grpc";
 import { Empty } from "../core/gen/google/protobuf/empty.ts";
 import { ImagesDefinition } from "../core/gen/containerd/services/images/v1/images.ts";
+import { DiffDefinition } from "../core/gen/containerd/services/diff/v1/diff.ts";
 import { sha256Digest } from "../core/digest.ts";
 import { grpcClient, inNamespace } from "../core/grpc-client.ts";
 import { Daemon, run, startDaemon, distDir } from "./harness.ts";
@@ -28,7 +29,7 @@ describe("berthd", () => {
   });
 
   test("sockets are not world-accessible", () => {
-    for (const socket of [d.address, join(d.state, "services", "gateway.sock"), join(d.state, "redis.sock")]) {
+    for (const socket of [d.address, join(d.state, "services", "metadata.sock"), join(d.state, "redis.sock")]) {
       const mode = statSync(socket).mode & 0o777;
       assert.equal(mode & 0o007, 0, `${socket} has mode ${mode.toString(8)}`);
     }
@@ -60,23 +61,65 @@ describe("berthd", () => {
   });
 
   test("a killed service is restarted and serves again", async () => {
-    const pid = d.servicePid("gateway");
-    assert.ok(pid, "gateway pid");
+    const pid = d.servicePid("content");
+    assert.ok(pid, "content pid");
     process.kill(pid, "SIGKILL");
-    const newPid = await d.waitForRestart("gateway", pid);
+    const newPid = await d.waitForRestart("content", pid);
     assert.notEqual(newPid, pid);
-    const r = d.ctr(["version"]);
+    const r = d.ctr(["content", "ls"]);
     assert.equal(r.code, 0, r.stderr);
   });
 
   test("SIGTERM stops every service and redis", async () => {
-    const services = ["gateway", "metadata", "content", "images", "snapshots", "diff"].map((name) => d.servicePid(name)).filter((p): p is number => !!p);
+    const services = ["content", "images", "snapshots", "diff", "jobs"].map((name) => d.servicePid(name)).filter((p): p is number => !!p);
     const redisPid = Number(readFileSync(join(d.state, "redis.pid"), "utf8"));
     await d.stop();
     for (const pid of [...services, redisPid]) {
       assert.throws(() => process.kill(pid, 0), `process ${pid} still runs after berthd stopped`);
     }
     await d.start();
+  });
+});
+
+describe("processes started on demand", () => {
+  let d: Daemon;
+  before(async () => {
+    d = await startDaemon({ env: { BERTH_IDLE_EXIT_MS: "1000" } });
+  });
+  after(async () => {
+    await d?.destroy();
+  });
+
+  /** Polls until the named process is running (true) or gone (false). */
+  async function until(name: string, running: boolean): Promise<void> {
+    for (let i = 0; i < 200; i++) {
+      if (Boolean(d.servicePid(name)) === running) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.fail(`${name} is ${running ? "not running" : "still running"}:\n${d.log}`);
+  }
+
+  test("diff starts with the first call that needs it and exits once idle; the next call starts it again", async () => {
+    await until("diff", false);
+    const diff = grpcClient(DiffDefinition, d.address);
+    // Refused by the diff service itself (so it ran): no mounts to apply to.
+    const applyNowhere = () =>
+      assert.rejects(diff.apply({ mounts: [], diff: { mediaType: "application/vnd.oci.image.layer.v1.tar", digest: `sha256:${"0".repeat(64)}`, size: 0n, annotations: {} } }, inNamespace("default")), (err: { code: Status; details: string }) => {
+        assert.equal(err.code, Status.INVALID_ARGUMENT);
+        assert.match(err.details, /no mounts given/);
+        return true;
+      });
+    await applyNowhere();
+    await until("diff", false);
+    await applyNowhere();
+  });
+
+  test("the jobs process runs a collection asked for and exits once nothing is queued", async () => {
+    await until("jobs", false);
+    const lease = d.ctr(["leases", "create"]).stdout.trim();
+    const removed = d.ctr(["leases", "rm", "--sync", lease]);
+    assert.equal(removed.code, 0, removed.stderr);
+    await until("jobs", false);
   });
 });
 

@@ -1,11 +1,12 @@
 // The private redis-server berthd runs when BERTH_REDIS_URL is not set: UNIX socket
 // only (no TCP port), append-only persistence under <root>/redis.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import type { Logger } from "../../core/log.ts";
 import { hasExited, isRunning } from "../../core/process.ts";
+import { makePrivateDir } from "../../core/private-files.ts";
 
 export interface PrivateRedis {
   socket: string;
@@ -52,13 +53,28 @@ function ping(socket: string): Promise<boolean> {
   });
 }
 
+/**
+ * spawn() with umask 077 for the child: redis-server creates its append-only files
+ * and pid file with the umask's leave (0644 at best) and has no option for it. The
+ * child takes the umask at fork, which spawn() does synchronously, so no other code of
+ * ours runs under the narrowed umask.
+ */
+function spawnPrivate(...args: Parameters<typeof spawn>): ChildProcess {
+  const saved = process.umask(0o077);
+  try {
+    return spawn(...args);
+  } finally {
+    process.umask(saved);
+  }
+}
+
 export async function startPrivateRedis(root: string, state: string, log: Logger): Promise<PrivateRedis> {
   const dir = join(root, "redis");
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makePrivateDir(dir);
   const socket = join(state, "redis.sock");
   await stopStaleRedis(state, log);
   rmSync(socket, { force: true });
-  const child: ChildProcess = spawn(
+  const child: ChildProcess = spawnPrivate(
     "redis-server",
     [
       "--port", "0",

@@ -1,7 +1,9 @@
 // Keeps each service process running: starts it, waits for its socket, restarts it
-// with exponential backoff when it dies, and stops it on shutdown. Each child holds
-// a pipe to us on its stdin and exits when that pipe closes, so a killed berthd
-// never leaves services running behind it.
+// with exponential backoff when it dies, and stops it on shutdown. A process declared
+// on demand is instead started by the first call that needs it (ready()) and left
+// stopped when it exits, as it does once idle. Each child holds a pipe to us on its
+// stdin and exits when that pipe closes, so a killed berthd never leaves services
+// running behind it.
 import { spawn, type ChildProcess } from "node:child_process";
 import type { Logger } from "../../core/log.ts";
 import { hasExited, stopChild } from "../../core/process.ts";
@@ -14,6 +16,8 @@ export interface ServiceSpec {
   env: NodeJS.ProcessEnv;
   /** The socket that accepts connections once the service is ready. */
   socket: string;
+  /** Started by ready() rather than at once, and not restarted when it exits. */
+  onDemand?: boolean;
 }
 
 const minBackoffMs = 100;
@@ -25,6 +29,8 @@ export class SupervisedService {
   private stopping = false;
   private backoffMs = minBackoffMs;
   private restartTimer: NodeJS.Timeout | undefined;
+  /** The start under way (on-demand processes), shared by the calls waiting for it. */
+  private starting: Promise<void> | undefined;
   private readonly spec: ServiceSpec;
   private readonly log: Logger;
 
@@ -43,6 +49,17 @@ export class SupervisedService {
     throw new Error(`service ${this.spec.name} did not open ${this.spec.socket} within 10s`);
   }
 
+  /**
+   * Undefined when the process runs (the call goes straight through); otherwise a
+   * promise that settles once it has started (on demand) or failed to.
+   */
+  ready(): Promise<void> | undefined {
+    if (this.child && !this.starting) return undefined;
+    if (this.stopping) return Promise.reject(new Error(`service ${this.spec.name} is stopping`));
+    this.starting ??= this.start().finally(() => (this.starting = undefined));
+    return this.starting;
+  }
+
   private spawnChild(): ChildProcess {
     const startedAt = Date.now();
     const child = spawn(process.execPath, [this.spec.script, ...this.spec.args], {
@@ -54,7 +71,9 @@ export class SupervisedService {
     child.stdin?.on("error", () => {});
     child.on("exit", (code, signal) => {
       if (this.child === child) this.child = undefined;
-      if (this.stopping) return;
+      // An on-demand process that exits cleanly (idle) waits for the next call; one that
+      // crashed comes back, since it may have left durable work half done.
+      if (this.stopping || (this.spec.onDemand && code === 0)) return;
       if (Date.now() - startedAt > stableAfterMs) this.backoffMs = minBackoffMs;
       const delay = this.backoffMs;
       this.backoffMs = Math.min(this.backoffMs * 2, maxBackoffMs);

@@ -4,7 +4,7 @@
 // once (by rename) and unlinked only when no namespace refers to it any more — by
 // delete(), or by sweep() after the garbage collector removed rows. Only this process
 // inserts blob rows, so checking rows and unlinking in one synchronous step is safe.
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { existsSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { alreadyExists, invalidArgument, notFound } from "../../core/errors.ts";
@@ -12,6 +12,7 @@ import { digestHex } from "../../core/digest.ts";
 import { applyLabelMask, validateLabels } from "../../core/labels.ts";
 import type { Database, NamespacedWrites } from "../../core/metadata-db.ts";
 import { parseLabels, transaction } from "../../core/sqlite.ts";
+import { makePrivateDir } from "../../core/private-files.ts";
 
 export interface BlobInfo {
   digest: string;
@@ -96,7 +97,7 @@ export class SqliteContentStore implements ContentStore {
 
   constructor(contentRoot: string, writes: NamespacedWrites) {
     this.blobDir = join(contentRoot, "blobs", "sha256");
-    mkdirSync(this.blobDir, { recursive: true, mode: 0o700 });
+    for (const dir of [contentRoot, join(contentRoot, "blobs"), this.blobDir]) makePrivateDir(dir);
     this.writes = writes;
     this.db = writes.db;
   }

@@ -20,7 +20,7 @@ import { namespaceOf } from "../../core/grpc-server.ts";
 import { validateLabels } from "../../core/labels.ts";
 import { timestampFromMillis } from "../../core/timestamp.ts";
 import type { LeaseRecord, LeaseResource, LeaseStore } from "./store.ts";
-import type { CollectionScheduler } from "./gc/scheduler.ts";
+import type { CollectorFront } from "./collector-front.ts";
 
 /** containerd's generated id shape: "<nanosecond of the second>-<4 base64url chars>". */
 function randomLeaseId(): string {
@@ -43,7 +43,7 @@ function validateResource(resource: Resource | undefined): LeaseResource {
 
 const toLease = (lease: LeaseRecord) => ({ id: lease.id, createdAt: timestampFromMillis(lease.createdAtMs), labels: lease.labels });
 
-export function leasesService(leases: LeaseStore, collector: Pick<CollectionScheduler, "collectNow">): LeasesServiceImplementation {
+export function leasesService(leases: LeaseStore, collector: Pick<CollectorFront, "collectNow">): LeasesServiceImplementation {
   return {
     async create(request: CreateRequest, ctx: CallContext) {
       const namespace = namespaceOf(ctx);

@@ -11,6 +11,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import { failedPrecondition } from "../../core/errors.ts";
+import { makePrivateDir } from "../../core/private-files.ts";
 import type { Logger } from "../../core/log.ts";
 import type { Database } from "../../core/metadata-db.ts";
 import { diskUsage } from "./disk-usage.ts";
@@ -30,7 +31,7 @@ export class OverlaySnapshotter implements Snapshotter {
 
   constructor(root: string, db: Database, log: Logger) {
     this.snapshotsDir = join(root, "snapshots");
-    mkdirSync(this.snapshotsDir, { recursive: true, mode: 0o700 });
+    makePrivateDir(this.snapshotsDir);
     this.store = new SqliteSnapshotStore(db, "overlayfs");
     this.indexOff = supportsIndexOption();
     this.log = log;
@@ -136,7 +137,7 @@ export class OverlaySnapshotter implements Snapshotter {
     let record: SnapshotRecord;
     try {
       mkdirSync(join(temp, "fs"), { mode: 0o755 });
-      if (kind === Kind.ACTIVE) mkdirSync(join(temp, "work"), { mode: 0o711 });
+      if (kind === Kind.ACTIVE) mkdirSync(join(temp, "work"), { mode: 0o700 });
       record = this.store.create(namespace, { key, parent, kind, labels, now: Date.now() }, (created) => {
         if (created.parentId !== undefined) {
           // The new upper layer belongs to whoever owns the layer below (containerd does

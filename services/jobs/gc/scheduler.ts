@@ -6,8 +6,9 @@
 //   at most pauseShare of the time), so a burst of deletions costs one collection.
 //   A request that arrives while that job runs queues the next one.
 // - A synchronous delete (collectNow()): a job of its own, run next, and awaited.
-// - Periodically (a BullMQ job scheduler), for leases that expire, and once at start,
-//   for whatever a crash left.
+// - Once when this process starts (for whatever a crash left, and jobs a crashed
+//   worker left in Redis), and whenever berthd's timer asks (leases that expire).
+// The process runs on demand: busy() keeps it while any job is pending.
 import { randomUUID } from "node:crypto";
 import { Queue, Worker, type ConnectionOptions, type Job } from "bullmq";
 import { unavailable } from "../../../core/errors.ts";
@@ -20,7 +21,6 @@ export interface SchedulerOptions {
   /** Separates the queues of daemons that share one Redis (a hash of the root). */
   prefix: string;
   debounceMs?: number;
-  periodMs?: number;
   /** Longest a synchronous caller waits. */
   waitTimeoutMs?: number;
 }
@@ -35,7 +35,6 @@ export class CollectionScheduler {
   private readonly worker: Worker;
   private readonly log: Logger;
   private readonly debounceMs: number;
-  private readonly periodMs: number;
   private readonly waitTimeoutMs: number;
   private readonly waiters = new Map<string, { resolve: () => void; reject: (err: Error) => void }>();
   /** Requests since the running job started: they need another run. */
@@ -44,7 +43,8 @@ export class CollectionScheduler {
   private lastRunMs = 0;
   private lastEndAt = 0;
 
-  constructor(options: SchedulerOptions, run: () => Promise<CollectionResult>, log: Logger) {
+  /** `run(sync)`: sync is true for a job a synchronous delete waits for. */
+  constructor(options: SchedulerOptions, run: (sync: boolean) => Promise<CollectionResult>, log: Logger) {
     if (!options.redisUrl) throw unavailable("garbage collection: BERTH_REDIS_URL is not set");
     const base = redisOptionsFromUrl(options.redisUrl);
     // BullMQ's worker blocks on Redis, so it needs no per-request retry limit.
@@ -52,10 +52,18 @@ export class CollectionScheduler {
       typeof base === "string" ? { url: base, maxRetriesPerRequest: null } : { path: base.path, maxRetriesPerRequest: null };
     this.log = log;
     this.debounceMs = options.debounceMs ?? 100;
-    this.periodMs = options.periodMs ?? 60 * 60_000;
     this.waitTimeoutMs = options.waitTimeoutMs ?? 60_000;
     this.queue = new Queue(queueName, { connection, prefix: options.prefix });
-    this.worker = new Worker(queueName, (job) => this.process(job, run), { connection, prefix: options.prefix, concurrency: 1, autorun: false });
+    // A job whose worker died (kill -9 mid-collection) is taken up again once its lock
+    // lapses: kept short, since a collection renews it every few seconds while it runs.
+    this.worker = new Worker(queueName, (job) => this.process(job, run), {
+      connection,
+      prefix: options.prefix,
+      concurrency: 1,
+      autorun: false,
+      lockDuration: 5000,
+      stalledInterval: 5000,
+    });
     this.worker.on("completed", (job) => this.settle(job.id, undefined));
     this.worker.on("failed", (job, err) => {
       log.warn({ err: err.message, job: job?.id }, "garbage collection failed");
@@ -64,18 +72,24 @@ export class CollectionScheduler {
     this.worker.on("error", (err) => log.warn({ err: err.message }, "garbage collection queue error"));
   }
 
-  async start(): Promise<void> {
-    await this.queue.upsertJobScheduler("periodic", { every: this.periodMs }, { name: "collect", opts: { removeOnComplete: true, removeOnFail: true } });
+  start(): void {
     void this.worker.run();
     this.schedule();
   }
 
-  private async process(job: Job, run: () => Promise<CollectionResult>): Promise<CollectionResult> {
+  /** True while a collection runs or a job waits (then the process must not exit). */
+  async busy(): Promise<boolean> {
+    if (this.running) return true;
+    const counts = await this.queue.getJobCounts("waiting", "delayed", "active", "prioritized");
+    return Object.values(counts).some((n) => n > 0);
+  }
+
+  private async process(job: Job, run: (sync: boolean) => Promise<CollectionResult>): Promise<CollectionResult> {
     this.running = true;
     this.requestedDuringRun = false;
     const started = Date.now();
     try {
-      const result = await run();
+      const result = await run(job.data?.sync === true);
       if (result.blobs + result.snapshots + result.leases > 0) this.log.info({ job: job.id, ...result }, "garbage collected");
       return result;
     } finally {
@@ -105,7 +119,7 @@ export class CollectionScheduler {
       timer = setTimeout(() => reject(unavailable(`garbage collection did not finish within ${this.waitTimeoutMs / 1000}s`)), this.waitTimeoutMs);
     });
     try {
-      await this.queue.add("collect", {}, { jobId: id, removeOnComplete: true, removeOnFail: true });
+      await this.queue.add("collect", { sync: true }, { jobId: id, removeOnComplete: true, removeOnFail: true });
       await Promise.race([done, timeout]);
     } finally {
       clearTimeout(timer);

@@ -29,10 +29,18 @@ function crashPoint(point: string): void {
   process.kill(process.pid, "SIGKILL");
 }
 
-export function collectionRun(db: Database, state: string, log: Logger): () => Promise<CollectionResult> {
-  return async () => {
-    // Only a collection with something to delete is worth crashing in.
-    const result = collect(db, Date.now(), (doomed) => doomed > 0 && crashPoint("after-mark"));
+/** How long background collections spare new objects (see CollectOptions.spareCreatedSince). */
+const backgroundGraceMs = 30_000;
+
+export function collectionRun(db: Database, state: string, log: Logger): (sync: boolean) => Promise<CollectionResult> {
+  return async (sync) => {
+    const now = Date.now();
+    const result = collect(db, {
+      now,
+      spareCreatedSince: sync ? Infinity : now - backgroundGraceMs,
+      // Only a collection with something to delete is worth crashing in.
+      afterMark: (doomed) => doomed > 0 && crashPoint("after-mark"),
+    });
     if (result.blobs + result.snapshots + result.leases > 0) crashPoint("after-commit");
     for (const owner of fileOwners) {
       // A channel per run: a shared one stays in backoff after the owner restarted,
@@ -51,10 +59,15 @@ export function collectionRun(db: Database, state: string, log: Logger): () => P
   };
 }
 
-export function startCollector(db: Database, root: string, state: string, log: Logger): { scheduler: CollectionScheduler; service: CollectorServiceImplementation } {
+export function startCollector(
+  db: Database,
+  root: string,
+  state: string,
+  redisUrl: string | undefined,
+  log: Logger,
+): { scheduler: CollectionScheduler; service: CollectorServiceImplementation } {
   const prefix = `berth:${createHash("sha256").update(root).digest("hex").slice(0, 16)}`;
-  const periodMs = Number(process.env.BERTH_GC_PERIOD_MS) || undefined;
-  const scheduler = new CollectionScheduler({ redisUrl: process.env.BERTH_REDIS_URL, prefix, periodMs }, collectionRun(db, state, log), log);
+  const scheduler = new CollectionScheduler({ redisUrl, prefix }, collectionRun(db, state, log), log);
   const service: CollectorServiceImplementation = {
     async schedule(request) {
       if (request.wait) await scheduler.collectNow();

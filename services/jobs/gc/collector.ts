@@ -34,6 +34,7 @@ interface SnapshotRow {
   key: string;
   parent_id: bigint | null;
   labels: string;
+  created_at: bigint;
 }
 
 /** Where a node's outgoing edges point: content digests and snapshot keys, in the node's namespace. */
@@ -67,12 +68,22 @@ function expired(labels: Record<string, string>, now: number): boolean {
 const blobKey = (namespace: string, digest: string) => `${namespace}\0${digest}`;
 const snapshotKey = (namespace: string, snapshotter: string, key: string) => `${namespace}\0${snapshotter}\0${key}`;
 
-/**
- * One collection: deletes expired leases and every unreachable blob and snapshot
- * record. `afterMark` runs between the mark and the deletes, told how many records are
- * to go (a crash-test hook).
- */
-export function collect(db: Database, now = Date.now(), afterMark?: (doomed: number) => void): CollectionResult {
+export interface CollectOptions {
+  now?: number;
+  /**
+   * Blobs and snapshots created at or after this time are kept as if they were roots.
+   * Background collections pass "a little while ago", so a client that writes an object
+   * and references it in a second call, without a lease, is not raced by a collection
+   * someone else's deletion started; synchronous ones (rm --sync) spare nothing.
+   */
+  spareCreatedSince?: number;
+  /** Runs between the mark and the deletes, told how many records are to go (a crash-test hook). */
+  afterMark?: (doomed: number) => void;
+}
+
+/** One collection: deletes expired leases and every unreachable blob and snapshot record. */
+export function collect(db: Database, options: CollectOptions = {}): CollectionResult {
+  const { now = Date.now(), spareCreatedSince = Infinity, afterMark } = options;
   return transaction(db, () => {
     // Expired leases go first: what only they held is then unreachable.
     const leases = db.prepare("SELECT namespace, id, labels FROM leases").all() as { namespace: string; id: string; labels: string }[];
@@ -88,10 +99,18 @@ export function collect(db: Database, now = Date.now(), afterMark?: (doomed: num
     }
 
     const blobs = new Map<string, Record<string, string>>();
-    for (const row of db.prepare("SELECT namespace, digest, labels FROM blobs").all() as { namespace: string; digest: string; labels: string }[]) {
+    const freshBlobs: [string, string][] = [];
+    const blobRows = db.prepare("SELECT namespace, digest, labels, created_at FROM blobs").all() as {
+      namespace: string;
+      digest: string;
+      labels: string;
+      created_at: number;
+    }[];
+    for (const row of blobRows) {
       blobs.set(blobKey(row.namespace, row.digest), parseLabels(row.labels));
+      if (Number(row.created_at) >= spareCreatedSince) freshBlobs.push([row.namespace, row.digest]);
     }
-    const snapshotRows = db.prepare("SELECT id, namespace, snapshotter, key, parent_id, labels FROM snapshots");
+    const snapshotRows = db.prepare("SELECT id, namespace, snapshotter, key, parent_id, labels, created_at FROM snapshots");
     snapshotRows.setReadBigInts(true);
     const snapshots = new Map<string, SnapshotRow>();
     const snapshotById = new Map<bigint, SnapshotRow>();
@@ -154,8 +173,9 @@ export function collect(db: Database, now = Date.now(), afterMark?: (doomed: num
       }
     }
     for (const row of snapshots.values()) {
-      if (parseLabels(row.labels)[rootLabel] !== undefined) markSnapshot(row);
+      if (parseLabels(row.labels)[rootLabel] !== undefined || Number(row.created_at) >= spareCreatedSince) markSnapshot(row);
     }
+    for (const [namespace, digest] of freshBlobs) markBlob(namespace, digest);
 
     // Edges, breadth first.
     while (pending.length > 0) {
