@@ -4,11 +4,11 @@
 // nothing is committed. Pushing asks first (HEAD), mounts across repositories where
 // the registry allows, and uploads in one PUT or in PATCH chunks.
 import { createHash } from "node:crypto";
-import { Status, type CallOptions } from "nice-grpc";
+import { ClientError, type CallOptions } from "nice-grpc";
 import { writeBlob, type WrittenBlob } from "../content-client.ts";
-import { BerthError, failedPrecondition, invalidArgument } from "../errors.ts";
+import { BerthError, errorKind, failedPrecondition, invalidArgument } from "../errors.ts";
 import type { ContentClient } from "../gen/containerd/services/content/v1/content.ts";
-import { errorMessage, grpcCode } from "../grpc-client.ts";
+import { errorMessage } from "../grpc-client.ts";
 import type { Descriptor } from "../image/manifest.ts";
 import { isConfigType, isIndexType, isManifestType } from "../image/media-types.ts";
 import { headerValue, pullScope, pushScope, type RegistryClient, type RegistryResponse } from "./client.ts";
@@ -144,7 +144,7 @@ export async function fetchBlob(client: RegistryClient, ref: RegistryReference, 
     if (isRetryable(err) || (err instanceof BerthError && err.kind === "canceled")) throw err;
     await content.abort({ ref: ingest }, options.call).catch(() => undefined);
     // The content service's own check of the whole blob (after a resumed download).
-    if (grpcCode(err) === Status.FAILED_PRECONDITION) throw failedPrecondition(`blob ${desc.digest} from ${ref.registry}/${ref.repository}: ${errorMessage(err)}; nothing was committed`);
+    if (err instanceof ClientError && errorKind(err) === "failed precondition") throw failedPrecondition(`blob ${desc.digest} from ${ref.registry}/${ref.repository}: ${errorMessage(err)}; nothing was committed`);
     throw err;
   }
 }

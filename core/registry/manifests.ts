@@ -6,12 +6,14 @@ import { BerthError, failedPrecondition, invalidArgument } from "../errors.ts";
 import { sha256Digest } from "../digest.ts";
 import { isIndexType, isManifestType, mediaTypes } from "../image/media-types.ts";
 import type { Descriptor } from "../image/manifest.ts";
+import { documentLimits } from "../image/resolve.ts";
 import { headerValue, pullScope, pushScope, type RegistryClient, type RegistryResponse } from "./client.ts";
 import { discardBody } from "./errors.ts";
 import type { Endpoint } from "./hosts.ts";
 import type { RegistryReference } from "./reference.ts";
 
-export const maxManifestBytes = 4 * 1024 * 1024;
+/** The registries' own cap on manifests and indexes (the content store's too). */
+export const maxManifestBytes = documentLimits.manifest;
 
 export const manifestAccept = [mediaTypes.ociIndex, mediaTypes.ociManifest, mediaTypes.dockerManifestList, mediaTypes.dockerManifest].join(", ");
 

@@ -11,7 +11,7 @@ import { filterPlatforms, sortByPlatform } from "../image/resolve.ts";
 import { callOptions, type ImageServices } from "../image/services.ts";
 import type { RegistryClient } from "./client.ts";
 import { blobExists, cancelUpload, mountBlob, pushBlob } from "./blobs.ts";
-import { pushManifest } from "./manifests.ts";
+import { maxManifestBytes, pushManifest } from "./manifests.ts";
 import { addSource, distributionSourceLabel, runLimited } from "./pull.ts";
 import { platformMatcher, type ResolveOptions } from "./resolve.ts";
 import { parseRegistryReference, referenceString, type RegistryReference } from "./reference.ts";
@@ -78,7 +78,7 @@ export async function pushImage(client: RegistryClient, svc: ImageServices, sour
     let data = documents.get(desc.digest);
     if (!data) {
       try {
-        data = await readBlobBytes(svc.content, desc.digest, call, { limit: 4 * 1024 * 1024 });
+        data = await readBlobBytes(svc.content, desc.digest, call, { limit: maxManifestBytes });
       } catch (err) {
         if (isNotFound(err)) throw failedPrecondition(`${desc.mediaType} ${desc.digest} is not in the content store of namespace "${svc.namespace}"`);
         throw err;
