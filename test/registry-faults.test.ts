@@ -18,7 +18,7 @@ import { WriteAction, type DeepPartial, type WriteContentRequest } from "../core
 import { BerthError } from "../core/errors.ts";
 import { connectImageServices, callOptions, type ImageServices } from "../core/image/services.ts";
 import { mediaTypes } from "../core/image/media-types.ts";
-import { RegistryClient, blobExists, mergeScopes, parseChallenges, pushImage, fetchBlob, ingestRef, parseRegistryReference, pullImage, pushBlob, pushManifest, resolve, withRetry, type PullEvent, type RegistryClientOptions } from "../core/registry/index.ts";
+import { RegistryClient, blobExists, mergeScopes, parseChallenges, retryAfterMs, pushImage, fetchBlob, ingestRef, parseRegistryReference, pullImage, pushBlob, pushManifest, resolve, withRetry, type PullEvent, type RegistryClientOptions } from "../core/registry/index.ts";
 import { blobOf, imageFromLayers, type ImageParts } from "./fixtures/archives.ts";
 import { FaultProxy, TestRegistry, freePort, storeImage, type Fault } from "./fixtures/registry.ts";
 
@@ -244,6 +244,20 @@ describe("error answers", () => {
     const image = await resolve(client(), `${proxy.host}/${repo}:1`);
     assert.equal(image.root.digest, img.manifest.digest);
     assert.equal(requests(/manifests/).length, 3);
+  });
+
+  test("a 429's Retry-After is waited out (and a wait too long is not)", async () => {
+    let limited = 1;
+    proxy.rule = (req) => (req.url?.includes("/manifests/") && limited-- > 0 ? { respond: { status: 429, headers: { "retry-after": "1" }, body: "slow down" } } : undefined);
+    const delays: number[] = [];
+    const image = await resolve(client({ retry: { attempts: 3, baseDelayMs: 5, onRetry: (_err, _attempt, ms) => delays.push(ms) } }), `${proxy.host}/${repo}:1`);
+    assert.equal(image.root.digest, img.manifest.digest);
+    assert.deepEqual(delays, [1000]);
+    proxy.rule = (req) => (req.url?.includes("/manifests/") ? { respond: { status: 503, headers: { "retry-after": "3600" } } } : undefined);
+    proxy.log.length = 0;
+    await assert.rejects(resolve(client(), `${proxy.host}/${repo}:1`), /503 Service Unavailable: unavailable/);
+    assert.equal(requests(/manifests/).length, 1);
+    assert.equal(retryAfterMs("Wed, 21 Oct 2015 07:28:00 GMT", Date.parse("Wed, 21 Oct 2015 07:27:00 GMT")), 60_000);
   });
 
   test("4xx answers are not retried", async () => {

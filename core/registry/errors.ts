@@ -2,6 +2,7 @@
 // the URL and the status, and whose kind says what the caller can do about it
 // (unavailable = try again; the rest will fail the same way again).
 import { BerthError, type ErrorKind } from "../errors.ts";
+import { setRetryAfter } from "./retry.ts";
 
 /** Bytes of an error body worth reading: registries answer with a small JSON document. */
 const errorBodyLimit = 64 * 1024;
@@ -86,7 +87,16 @@ export async function responseError(res: ErrorResponse, method: string, url: str
   const detail = describeErrorBody(body, header(res.headers, "content-type"));
   const status = `${res.statusCode}${statusText[res.statusCode] ? ` ${statusText[res.statusCode]}` : ""}`;
   const prefix = res.statusCode === 401 || res.statusCode === 403 ? "unauthorized: " : "";
-  return new BerthError(kindOfStatus(res.statusCode), `${prefix}${method} ${url}: ${status}${detail ? `: ${detail}` : ""}`);
+  const err = new BerthError(kindOfStatus(res.statusCode), `${prefix}${method} ${url}: ${status}${detail ? `: ${detail}` : ""}`);
+  const wait = retryAfterMs(header(res.headers, "retry-after"));
+  return (res.statusCode === 429 || res.statusCode === 503) && wait !== undefined ? setRetryAfter(err, wait) : err;
+}
+
+/** Retry-After: delay-seconds or an HTTP date. */
+export function retryAfterMs(value: string, now = Date.now()): number | undefined {
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
 /** A request that got no HTTP answer: refused, reset, timed out (retryable), or a TLS failure (not retryable). */

@@ -13,6 +13,17 @@ export interface RetryOptions {
   onRetry?: (err: BerthError, attempt: number, delayMs: number) => void;
 }
 
+/** How long a server asked us to wait (Retry-After on a 429 or 503), by error. */
+const serverDelays = new WeakMap<object, number>();
+
+export function setRetryAfter(err: BerthError, ms: number): BerthError {
+  serverDelays.set(err, ms);
+  return err;
+}
+
+/** A server's wait longer than this is not sat out: the error goes to the caller. */
+const maxServerDelayMs = 30_000;
+
 export function isRetryable(err: unknown): err is BerthError {
   return err instanceof BerthError && err.kind === "unavailable";
 }
@@ -42,8 +53,11 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options:
       return await fn(attempt);
     } catch (err) {
       if (!isRetryable(err) || attempt >= attempts) throw err;
-      // Full jitter: many clients failing together should not come back together.
-      const wait = Math.round(Math.random() * Math.min(max, base * 2 ** (attempt - 1)));
+      const asked = serverDelays.get(err) ?? 0;
+      if (asked > maxServerDelayMs) throw err;
+      // Full jitter: many clients failing together should not come back together. The
+      // server's Retry-After is a floor.
+      const wait = Math.max(asked, Math.round(Math.random() * Math.min(max, base * 2 ** (attempt - 1))));
       options.onRetry?.(err, attempt, wait);
       try {
         await delay(wait, options.signal);
