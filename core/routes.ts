@@ -44,10 +44,10 @@ export const processTable: readonly ProcessSpec[] = [
     onDemand: true,
   },
   {
-    // BullMQ workers (garbage collection); berthd forwards berth.internal.v1.Collector
-    // to it, so it serves nothing public.
+    // BullMQ workers: garbage collection (berthd forwards berth.internal.v1.Collector to
+    // it) and the public pulls and pushes (docs/pull-jobs.md).
     name: "jobs",
-    services: [],
+    services: ["berth.services.transfer.v1.Transfer"],
     onDemand: true,
   },
 ];

@@ -6,6 +6,7 @@ import { registerContent } from "./content.ts";
 import { registerImages } from "./images.ts";
 import { registerImagesArchive } from "./images-archive.ts";
 import { registerNamespaces } from "./namespaces.ts";
+import { registerPull, registerPush } from "./pull.ts";
 import { registerSnapshots } from "./snapshots.ts";
 import { CommandError, fail } from "./output.ts";
 import { Session } from "./session.ts";
@@ -40,6 +41,8 @@ registerContent(program, sessionOf);
 registerImages(program, sessionOf);
 registerImagesArchive(program, sessionOf);
 registerSnapshots(program, sessionOf);
+registerPull(program, sessionOf);
+registerPush(program, sessionOf);
 
 try {
   await program.parseAsync(process.argv);

@@ -51,7 +51,7 @@ async function main(): Promise<void> {
       log.warn({ service: spec.name }, "service is not built; its API answers Unavailable");
       continue;
     }
-    const env = { ...process.env, BERTH_REDIS_URL: redisUrl, ...(spec.onDemand ? { BERTH_IDLE_EXIT_MS: String(idleExitMs) } : {}) };
+    const env = { ...process.env, BERTH_REDIS_URL: redisUrl, BERTH_ADDRESS: config.address, ...(spec.onDemand ? { BERTH_IDLE_EXIT_MS: String(idleExitMs) } : {}) };
     services.set(
       spec.name,
       new SupervisedService({ name: spec.name, script, args: common, env, socket: serviceSocketPath(config.state, spec.name), onDemand: spec.onDemand }, log),

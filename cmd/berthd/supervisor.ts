@@ -92,7 +92,8 @@ export class SupervisedService {
       this.log.warn({ service: this.spec.name, code, signal, restartInMs: delay }, "service exited; restarting");
       this.restartTimer = setTimeout(() => {
         this.restartTimer = undefined;
-        if (!this.stopping) this.spawnChild();
+        // A call may have started it on demand meanwhile.
+        if (!this.stopping && !this.child) this.spawnChild();
       }, delay);
     });
     return child;

@@ -98,15 +98,23 @@ export async function pullImage(client: RegistryClient, svc: ImageServices, refe
       else fetched.push(desc.digest);
       options.onProgress?.({ type: "blob", descriptor: desc, existed: written.existed });
     });
-    const { descriptor, manifest } = image.manifest;
-    const manifestLabels: Record<string, string> = { [childGcLabel(manifest.config.mediaType)]: manifest.config.digest };
-    manifest.layers.forEach((layer, i) => (manifestLabels[`${childGcLabel(layer.mediaType)}${i}`] = layer.digest));
-    await storeDocument(svc, lease, descriptor, image.documents.get(descriptor.digest)!, manifestLabels);
-    for (const { descriptor: indexDesc, index, chosen } of [...image.indexes].reverse()) {
-      const position = index.manifests.findIndex((m) => m.digest === chosen.digest);
-      await storeDocument(svc, lease, indexDesc, image.documents.get(indexDesc.digest)!, { [`${childGcLabel(chosen.mediaType)}${position}`]: chosen.digest });
-    }
+    await storePulledDocuments(svc, image, lease);
     await saveImage(svc, { name: options.name ?? image.name, target: image.root }, lease);
   });
   return { image, fetched };
+}
+
+/**
+ * The last step of a pull before naming the image (its blobs are stored): the manifest
+ * and the indexes above it, each with the gc.ref labels that keep its children.
+ */
+export async function storePulledDocuments(svc: ImageServices, image: RemoteImage, lease: string): Promise<void> {
+  const { descriptor, manifest } = image.manifest;
+  const manifestLabels: Record<string, string> = { [childGcLabel(manifest.config.mediaType)]: manifest.config.digest };
+  manifest.layers.forEach((layer, i) => (manifestLabels[`${childGcLabel(layer.mediaType)}${i}`] = layer.digest));
+  await storeDocument(svc, lease, descriptor, image.documents.get(descriptor.digest)!, manifestLabels);
+  for (const { descriptor: indexDesc, index, chosen } of [...image.indexes].reverse()) {
+    const position = index.manifests.findIndex((m) => m.digest === chosen.digest);
+    await storeDocument(svc, lease, indexDesc, image.documents.get(indexDesc.digest)!, { [`${childGcLabel(chosen.mediaType)}${position}`]: chosen.digest });
+  }
 }

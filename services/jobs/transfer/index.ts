@@ -1,0 +1,32 @@
+// Pulls and pushes as durable BullMQ jobs (docs/pull-jobs.md): the queues, the workers
+// and the gRPC service of the jobs process.
+import type { Worker } from "bullmq";
+import type { TransferServiceImplementation } from "../../../core/gen/berth/services/transfer/v1/transfer.ts";
+import type { Logger } from "../../../core/log.ts";
+import { startPullWorkers } from "./pull-jobs.ts";
+import { startPushWorker } from "./push-job.ts";
+import { TransferQueues } from "./queues.ts";
+import { transferService } from "./service.ts";
+import { jobServices } from "./services.ts";
+
+/** Downloads at once per registry host (BERTH_PULL_PER_HOST, default 3). */
+const perHost = Number(process.env.BERTH_PULL_PER_HOST) || 3;
+
+export function startTransfers(root: string, state: string, redisUrl: string | undefined, log: Logger) {
+  const queues = new TransferQueues(redisUrl, root);
+  const services = jobServices(state);
+  const workers: Worker[] = [...startPullWorkers({ queues, services, log, perHost }), startPushWorker(queues, services, log)];
+  for (const worker of workers) worker.on("error", (err) => log.warn({ err: err.message, queue: worker.name }, "transfer queue error"));
+  const service: TransferServiceImplementation = transferService(queues, services);
+  return {
+    service,
+    start(): void {
+      for (const worker of workers) void worker.run();
+    },
+    busy: () => queues.busy(),
+    async close(): Promise<void> {
+      await Promise.allSettled(workers.map((w) => w.close(true)));
+      await queues.close();
+    },
+  };
+}

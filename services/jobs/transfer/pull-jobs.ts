@@ -1,0 +1,269 @@
+// The three workers of a pull (docs/pull-jobs.md):
+// - blobs: one download into the content store, under the pull's lease, resumed from
+//   what an earlier attempt (or a killed worker) left in the ingest; retried with
+//   backoff when the registry or the link failed (5xx, reset), never on a 4xx;
+// - layers: a pull's child per blob, which adds (or finds) the blob job and waits;
+// - pulls: the flow's parent, run once every child is done: the manifest and indexes
+//   stored with their gc labels, the image named, the layers unpacked, the lease gone.
+import { UnrecoverableError, Worker, type Job } from "bullmq";
+import { blobInfo, updateBlobLabels } from "../../../core/content-client.ts";
+import { BerthError, errorKind, type ErrorKind } from "../../../core/errors.ts";
+import { errorMessage } from "../../../core/grpc-client.ts";
+import type { Descriptor, ImageIndex, ImageManifest } from "../../../core/image/manifest.ts";
+import { deleteLease } from "../../../core/image/lease.ts";
+import { callOptions, type ImageServices } from "../../../core/image/services.ts";
+import { saveImage } from "../../../core/image/import.ts";
+import { unpackImage } from "../../../core/image/unpack.ts";
+import { platformMatcher } from "../../../core/registry/resolve.ts";
+import type { Logger } from "../../../core/log.ts";
+import { addSource, distributionSourceLabel, fetchBlob, isRetryable, parseRegistryReference, storePulledDocuments, type RemoteImage } from "../../../core/registry/index.ts";
+import { registryClient, type RegistryAccess } from "./access.ts";
+import { HostLimit } from "./host-limit.ts";
+import { blobJobId, queueNames, workerLock, type TransferQueues } from "./queues.ts";
+import type { ServicesFor } from "./services.ts";
+
+export interface BlobJobData {
+  namespace: string;
+  lease: string;
+  /** registry/repository[:tag|@digest] the blob is fetched from. */
+  ref: string;
+  access: RegistryAccess;
+  descriptor: Descriptor;
+}
+
+export type BlobProgressData = { status: "downloading" | "verifying"; done: number; total: number };
+export interface BlobResult {
+  existed: boolean;
+}
+
+export interface PullJobData {
+  namespace: string;
+  lease: string;
+  image: StoredImage;
+  platform: string;
+  unpack: boolean;
+  snapshotter: string;
+}
+
+/** The pull's own progress: how many layers are unpacked (the next one is being extracted). */
+export type PullProgressData = { phase: "storing" | "unpacking"; extracted: number };
+
+export interface PullResult {
+  name: string;
+  mediaType: string;
+  digest: string;
+  size: number;
+  blobsPresent: number;
+  blobsTotal: number;
+  unpacked: boolean;
+  snapshotter: string;
+}
+
+/** A resolved image as job data (JSON): documents in base64. */
+export interface StoredImage {
+  ref: string;
+  name: string;
+  root: Descriptor;
+  indexes: { descriptor: Descriptor; index: ImageIndex; chosen: Descriptor }[];
+  manifest: { descriptor: Descriptor; manifest: ImageManifest };
+  documents: Record<string, string>;
+  blobs: Descriptor[];
+}
+
+export function storedImage(image: RemoteImage, ref: string): StoredImage {
+  return {
+    ref,
+    name: image.name,
+    root: image.root,
+    indexes: image.indexes,
+    manifest: image.manifest,
+    documents: Object.fromEntries([...image.documents].map(([digest, data]) => [digest, data.toString("base64")])),
+    blobs: image.blobs,
+  };
+}
+
+function remoteImage(stored: StoredImage, defaultRegistry?: string): RemoteImage {
+  return {
+    reference: parseRegistryReference(stored.ref, defaultRegistry),
+    name: stored.name,
+    root: stored.root,
+    indexes: stored.indexes,
+    manifest: stored.manifest,
+    documents: new Map(Object.entries(stored.documents).map(([digest, data]) => [digest, Buffer.from(data, "base64")])),
+    blobs: stored.blobs,
+  };
+}
+
+const kinds: readonly ErrorKind[] = ["invalid argument", "not found", "already exists", "failed precondition", "unavailable", "not implemented", "out of range", "canceled", "deadline exceeded"];
+
+/** A job's failure reason back as the BerthError it was (its kind is the message's suffix). */
+export function errorFromReason(reason: string): BerthError {
+  const kind = kinds.find((k) => reason.endsWith(`: ${k}`)) ?? "unknown";
+  return new BerthError(kind, reason);
+}
+
+/** What a job throws: transient failures as they are (BullMQ retries), the rest never retried. */
+function jobFailure(err: unknown): Error {
+  const kind = errorKind(err);
+  const message = err instanceof BerthError ? err.message : `${errorMessage(err)}${kind === "unknown" ? "" : `: ${kind}`}`;
+  if (isRetryable(err) || kind === "unavailable") return new BerthError("unavailable", message);
+  return new UnrecoverableError(message);
+}
+
+const progressEveryMs = 250;
+
+/** Tries of one blob, and of one pull's final step; backoff doubles from 1 s. */
+export const blobAttempts = 5;
+export const retryBackoff = { type: "exponential", delay: 1000 } as const;
+
+export interface PullWorkerOptions {
+  queues: TransferQueues;
+  services: ServicesFor;
+  log: Logger;
+  /** Downloads at once per registry host. */
+  perHost: number;
+}
+
+async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, hosts: HostLimit): Promise<BlobResult> {
+  const { descriptor: desc, lease, access } = job.data;
+  const ref = parseRegistryReference(job.data.ref);
+  const call = callOptions(svc, lease);
+  const known = await blobInfo(svc.content, desc.digest, call);
+  const sourceKey = distributionSourceLabel(ref.registry);
+  const labels = { [sourceKey]: addSource(known?.labels[sourceKey], ref.repository) };
+  if (known) {
+    // Leased too (the pull's image will need it), as a write of an existing blob does.
+    await svc.leases.addResource({ id: lease, resource: { id: desc.digest, type: "content" } }, callOptions(svc));
+    await updateBlobLabels(svc.content, desc.digest, labels, call);
+    return { existed: true };
+  }
+  return hosts.run(ref.registry, async () => {
+    const client = registryClient(access, ref.registry, { attempts: 1 });
+    let last = 0;
+    const report = (progress: BlobProgressData, force = false) => {
+      const now = Date.now();
+      if (!force && now - last < progressEveryMs) return;
+      last = now;
+      job.updateProgress(progress).catch(() => undefined);
+    };
+    try {
+      const written = await fetchBlob(client, ref, desc, svc.content, {
+        call,
+        labels,
+        onData: (done) => report(done === desc.size ? { status: "verifying", done, total: desc.size } : { status: "downloading", done, total: desc.size }, done === desc.size),
+      });
+      if (written.existed) await updateBlobLabels(svc.content, desc.digest, labels, call);
+      return { existed: written.existed };
+    } finally {
+      await client.close();
+    }
+  });
+}
+
+export function startPullWorkers(options: PullWorkerOptions): Worker[] {
+  const { queues, services, log } = options;
+  const hosts = new HostLimit(options.perHost);
+  const common = { connection: queues.connection, prefix: queues.prefix, autorun: false, ...workerLock };
+
+  const blobs = new Worker<BlobJobData, BlobResult>(
+    queueNames.blobs,
+    async (job) => {
+      try {
+        return await fetchOne(job, services(job.data.namespace), hosts);
+      } catch (err) {
+        throw jobFailure(err);
+      }
+    },
+    { ...common, concurrency: 8 },
+  );
+
+  const layers = new Worker<BlobJobData, BlobResult>(
+    queueNames.layers,
+    async (job) => {
+      const id = blobJobId(job.data.namespace, job.data.descriptor.digest);
+      const events = await queues.eventsOf(queueNames.blobs);
+      const svc = services(job.data.namespace);
+      // The blob job may finish and be removed between add and wait (then it reads as
+      // failed with no reason that we know): the content store has the last word.
+      for (let attempt = 0; ; attempt++) {
+        const blobJob = await queues.queues.blobs.add("fetch", job.data, {
+          jobId: id,
+          attempts: blobAttempts,
+          backoff: retryBackoff,
+          removeOnComplete: true,
+          removeOnFail: true,
+        });
+        try {
+          return (await blobJob.waitUntilFinished(events)) as BlobResult;
+        } catch (err) {
+          const reason = (err as Error).message;
+          if (await blobInfo(svc.content, job.data.descriptor.digest, callOptions(svc)).catch(() => undefined)) return { existed: false };
+          if (/^(Missing key|Job .* (not found|does not exist))|^$/i.test(reason) && attempt < 3) continue;
+          throw new UnrecoverableError(reason);
+        }
+      }
+    },
+    // They only wait: many at once cost nothing.
+    { ...common, concurrency: 64 },
+  );
+
+  const pulls = new Worker<PullJobData, PullResult>(
+    queueNames.pulls,
+    async (job) => {
+      const svc = services(job.data.namespace);
+      const final = () => job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      try {
+        const failures = Object.values(await job.getIgnoredChildrenFailures());
+        if (failures.length > 0) throw new UnrecoverableError(failures[0]!);
+        return await finishPull(job, svc);
+      } catch (err) {
+        const failure = err instanceof UnrecoverableError ? err : jobFailure(err);
+        // What the pull stored goes with its lease (collected once nothing else holds it).
+        if (failure instanceof UnrecoverableError || final()) await deleteLease(svc, job.data.lease).catch(() => undefined);
+        log.warn({ job: job.id, err: failure.message }, "pull failed");
+        throw failure;
+      }
+    },
+    { ...common, concurrency: 2 },
+  );
+  return [blobs, layers, pulls];
+}
+
+async function finishPull(job: Job<PullJobData>, svc: ImageServices): Promise<PullResult> {
+  const { lease, unpack } = job.data;
+  const image = remoteImage(job.data.image);
+  const admin = callOptions(svc);
+  // A blob another pull downloaded is held by that pull's lease: hold it by ours too.
+  for (const desc of image.blobs) await svc.leases.addResource({ id: lease, resource: { id: desc.digest, type: "content" } }, admin);
+  await job.updateProgress({ phase: "storing", extracted: 0 } satisfies PullProgressData);
+  await storePulledDocuments(svc, image, lease);
+  await saveImage(svc, { name: image.name, target: image.root }, lease);
+  let snapshotter = job.data.snapshotter;
+  if (unpack) {
+    let extracted = 0;
+    await job.updateProgress({ phase: "unpacking", extracted } satisfies PullProgressData);
+    const result = await unpackImage(svc, image.root, {
+      lease,
+      ...(job.data.snapshotter ? { snapshotter: job.data.snapshotter } : {}),
+      platform: platformMatcher(job.data.platform || undefined),
+      onLayer: () => {
+        extracted++;
+        job.updateProgress({ phase: "unpacking", extracted } satisfies PullProgressData).catch(() => undefined);
+      },
+    });
+    snapshotter = result.snapshotter;
+  }
+  let present = 0;
+  for (const desc of image.blobs) if (await blobInfo(svc.content, desc.digest, admin)) present++;
+  await deleteLease(svc, lease);
+  return {
+    name: image.name,
+    mediaType: image.root.mediaType,
+    digest: image.root.digest,
+    size: image.blobs.reduce((sum, d) => sum + d.size, 0),
+    blobsPresent: present,
+    blobsTotal: image.blobs.length,
+    unpacked: unpack,
+    snapshotter,
+  };
+}

@@ -1,0 +1,226 @@
+// berth.services.transfer.v1.Transfer: a Pull resolves the reference (here, so a bad
+// name or a missing tag fails the call at once), then adds the pull's flow — or finds
+// the same pull under way and attaches to it — and streams the progress its jobs
+// publish until the image is stored. Push is one job, streamed the same way.
+import { randomBytes } from "node:crypto";
+import { Job } from "bullmq";
+import type { CallContext } from "nice-grpc";
+import { blobInfo } from "../../../core/content-client.ts";
+import { fromClientError, invalidArgument } from "../../../core/errors.ts";
+import {
+  LayerStatus,
+  type BlobProgress,
+  type PullProgress,
+  type PullRequest,
+  type PushProgress,
+  type PushRequest,
+  type TransferServiceImplementation,
+  type TransferredImage,
+} from "../../../core/gen/berth/services/transfer/v1/transfer.ts";
+import { createLease } from "../../../core/image/lease.ts";
+import type { Descriptor } from "../../../core/image/manifest.ts";
+import { callOptions } from "../../../core/image/services.ts";
+import { namespaceOf } from "../../../core/grpc-server.ts";
+import { parseRegistryReference, platformMatcher, referenceString, resolve } from "../../../core/registry/index.ts";
+import { snapshotterNames } from "../../../core/routes.ts";
+import { accessOf, registryClient } from "./access.ts";
+import {
+  blobAttempts,
+  errorFromReason,
+  retryBackoff,
+  storedImage,
+  type BlobJobData,
+  type BlobProgressData,
+  type BlobResult,
+  type PullJobData,
+  type PullProgressData,
+  type PullResult,
+} from "./pull-jobs.ts";
+import type { PushBlobStatus, PushJobData, PushProgressData } from "./push-job.ts";
+import { blobJobId, layerJobId, pullJobId, pushJobId, queueNames, type TransferQueues } from "./queues.ts";
+import type { ServicesFor } from "./services.ts";
+import { Watch } from "./watch.ts";
+
+const pullAttempts = 3;
+
+function transferred(result: PullResult): TransferredImage {
+  return { ...result, size: BigInt(result.size) };
+}
+
+/** A job that is still going (not finished, not gone). */
+async function liveJob(queue: TransferQueues["queues"]["pulls"], id: string): Promise<boolean> {
+  const job = await Job.fromId(queue, id);
+  if (!job) return false;
+  const state = await job.getState();
+  if (state === "completed" || state === "failed" || state === "unknown") {
+    await job.remove().catch(() => undefined);
+    return false;
+  }
+  return true;
+}
+
+function validatePlatform(platform: string): void {
+  if (platform !== "") platformMatcher(platform);
+}
+
+/** Failures of the services called on the way keep their status (a NOT_FOUND stays one). */
+async function* keepingStatus<T>(what: string, stream: AsyncGenerator<T>): AsyncGenerator<T> {
+  try {
+    return yield* stream;
+  } catch (err) {
+    throw fromClientError(err, what);
+  }
+}
+
+export function transferService(queues: TransferQueues, services: ServicesFor): TransferServiceImplementation {
+  return {
+    pull: (request, ctx) => keepingStatus("pull", pull(request, ctx)),
+    push: (request, ctx) => keepingStatus("push", push(request, ctx)),
+  };
+
+  async function* pull(request: PullRequest, ctx: CallContext): AsyncGenerator<PullProgress> {
+      const namespace = namespaceOf(ctx);
+      if (request.ref === "") throw invalidArgument("pull: an image reference is required");
+      if (request.snapshotter !== "" && !(snapshotterNames as readonly string[]).includes(request.snapshotter)) {
+        throw invalidArgument(`pull: unknown snapshotter "${request.snapshotter}" (known: ${snapshotterNames.join(", ")})`);
+      }
+      validatePlatform(request.platform);
+      const access = accessOf(request.registry);
+      const ref = parseRegistryReference(request.ref);
+      const client = registryClient(access, ref.registry);
+      let image;
+      try {
+        image = await resolve(client, ref, request.platform ? { platform: request.platform } : {});
+      } finally {
+        await client.close();
+      }
+      const svc = services(namespace);
+      const pullId = pullJobId(namespace, image.name, image.root.digest, request.platform, request.unpack, request.snapshotter);
+      // What the namespace holds before: those blobs read "exists", not "downloaded".
+      const blobs = image.blobs.map((desc) => ({ desc, status: LayerStatus.LAYER_STATUS_WAITING as LayerStatus, done: 0, total: desc.size }));
+      await Promise.all(
+        blobs.map(async (b) => {
+          if (await blobInfo(svc.content, b.desc.digest, callOptions(svc))) {
+            b.status = LayerStatus.LAYER_STATUS_EXISTS;
+            b.done = b.total;
+          }
+        }),
+      );
+      const byBlobJob = new Map(blobs.map((b) => [blobJobId(namespace, b.desc.digest), b]));
+      const layerIndex = new Map(image.manifest.manifest.layers.map((l, i) => [l.digest, i]));
+      let extracted = -1;
+
+      const watch = new Watch<PullResult>();
+      const blobEvents = await queues.eventsOf(queueNames.blobs);
+      const pullEvents = await queues.eventsOf(queueNames.pulls);
+      const onBlobProgress = ({ jobId, data }: { jobId: string; data: BlobProgressData }) => {
+        const b = byBlobJob.get(jobId);
+        if (!b || b.status === LayerStatus.LAYER_STATUS_EXISTS || typeof data !== "object") return;
+        b.status = data.status === "verifying" ? LayerStatus.LAYER_STATUS_VERIFYING : LayerStatus.LAYER_STATUS_DOWNLOADING;
+        b.done = data.done;
+        watch.changed();
+      };
+      const onBlobDone = ({ jobId, returnvalue }: { jobId: string; returnvalue: BlobResult }) => {
+        const b = byBlobJob.get(jobId);
+        if (!b || b.status === LayerStatus.LAYER_STATUS_EXISTS) return;
+        b.status = returnvalue?.existed ? LayerStatus.LAYER_STATUS_EXISTS : LayerStatus.LAYER_STATUS_DOWNLOADED;
+        b.done = b.total;
+        watch.changed();
+      };
+      watch.on(blobEvents, "progress", onBlobProgress as never);
+      watch.on(blobEvents, "completed", onBlobDone as never);
+      watch.on(pullEvents, `progress:${pullId}`, (({ data }: { data: PullProgressData }) => {
+        for (const b of blobs) if (b.status !== LayerStatus.LAYER_STATUS_EXISTS) [b.status, b.done] = [LayerStatus.LAYER_STATUS_DOWNLOADED, b.total];
+        if (data?.phase === "unpacking") extracted = data.extracted;
+        watch.changed();
+      }) as never);
+      watch.on(pullEvents, `completed:${pullId}`, (({ returnvalue }: { returnvalue: PullResult }) => watch.finish(returnvalue)) as never);
+      watch.on(pullEvents, `failed:${pullId}`, (({ failedReason }: { failedReason: string }) => watch.fail(errorFromReason(failedReason || "pull failed"))) as never);
+
+      try {
+        if (await liveJob(queues.queues.pulls, pullId)) {
+          // Attached to a pull under way: what its downloads have done so far.
+          for (const id of byBlobJob.keys()) {
+            const job = await Job.fromId(queues.queues.blobs, id);
+            if (job && typeof job.progress === "object") onBlobProgress({ jobId: id, data: job.progress as BlobProgressData });
+          }
+        } else {
+          const lease = await createLease(svc, { id: pullId, reuse: true, labels: { "berth.io/pull": image.name } });
+          const flow = `${pullId}.${randomBytes(4).toString("hex")}`;
+          const blobData = (desc: Descriptor): BlobJobData => ({ namespace, lease, ref: referenceString(image.reference), access, descriptor: desc });
+          const data: PullJobData = { namespace, lease, image: storedImage(image, referenceString(image.reference)), platform: request.platform, unpack: request.unpack, snapshotter: request.snapshotter };
+          await queues.flows.add({
+            name: "pull",
+            queueName: queueNames.pulls,
+            data,
+            opts: { jobId: pullId, attempts: pullAttempts, backoff: retryBackoff, removeOnComplete: true, removeOnFail: true },
+            children: [...new Map(image.blobs.map((d) => [d.digest, d])).values()].map((desc) => ({
+              name: "layer",
+              queueName: queueNames.layers,
+              data: blobData(desc),
+              opts: { jobId: layerJobId(flow, desc.digest), attempts: blobAttempts, backoff: retryBackoff, ignoreDependencyOnFailure: true, removeOnComplete: true, removeOnFail: { age: 3600 } },
+            })),
+          });
+        }
+        const view = (result?: PullResult): PullProgress => ({
+          name: image.name,
+          blobs: blobs.map((b): BlobProgress => {
+            let status = b.status;
+            const index = layerIndex.get(b.desc.digest);
+            if (result) status = status === LayerStatus.LAYER_STATUS_EXISTS ? status : LayerStatus.LAYER_STATUS_DONE;
+            else if (extracted >= 0 && index !== undefined && status !== LayerStatus.LAYER_STATUS_EXISTS) {
+              status = index < extracted ? LayerStatus.LAYER_STATUS_DONE : index === extracted ? LayerStatus.LAYER_STATUS_EXTRACTING : status;
+            }
+            return { digest: b.desc.digest, mediaType: b.desc.mediaType, status, done: BigInt(b.done), total: BigInt(b.total) };
+          }),
+          image: result ? transferred(result) : undefined,
+        });
+        yield* watch.stream(view, ctx.signal);
+      } finally {
+        watch.close();
+      }
+  }
+
+  async function* push(request: PushRequest, ctx: CallContext): AsyncGenerator<PushProgress> {
+      const namespace = namespaceOf(ctx);
+      if (request.source === "") throw invalidArgument("push: the local image to push is required");
+      validatePlatform(request.platform);
+      const target = referenceString(parseRegistryReference(request.ref || request.source));
+      const svc = services(namespace);
+      // Fails the call at once (NOT_FOUND) rather than a job later.
+      await svc.images.get({ name: request.source }, callOptions(svc));
+      const id = pushJobId(namespace, request.source, target, request.platform);
+      const watch = new Watch<PullResult>();
+      const events = await queues.eventsOf(queueNames.pushes);
+      let blobs: PushProgressData["blobs"] = [];
+      watch.on(events, `progress:${id}`, (({ data }: { data: PushProgressData }) => {
+        blobs = data?.blobs ?? blobs;
+        watch.changed();
+      }) as never);
+      watch.on(events, `completed:${id}`, (({ returnvalue }: { returnvalue: PullResult }) => watch.finish(returnvalue)) as never);
+      watch.on(events, `failed:${id}`, (({ failedReason }: { failedReason: string }) => watch.fail(errorFromReason(failedReason || "push failed"))) as never);
+      try {
+        if (!(await liveJob(queues.queues.pushes, id))) {
+          const data: PushJobData = { namespace, source: request.source, ref: target, platform: request.platform, access: accessOf(request.registry) };
+          await queues.queues.pushes.add("push", data, { jobId: id, attempts: pullAttempts, backoff: retryBackoff, removeOnComplete: true, removeOnFail: true });
+        }
+        const statuses: Record<PushBlobStatus, LayerStatus> = {
+          waiting: LayerStatus.LAYER_STATUS_WAITING,
+          uploading: LayerStatus.LAYER_STATUS_UPLOADING,
+          exists: LayerStatus.LAYER_STATUS_EXISTS,
+          mounted: LayerStatus.LAYER_STATUS_MOUNTED,
+          done: LayerStatus.LAYER_STATUS_DONE,
+        };
+        yield* watch.stream(
+          (result?: PullResult): PushProgress => ({
+            name: target,
+            blobs: blobs.map((b) => ({ digest: b.digest, mediaType: b.mediaType, status: statuses[b.status], done: BigInt(b.done), total: BigInt(b.total) })),
+            image: result ? transferred(result) : undefined,
+          }),
+          ctx.signal,
+        );
+      } finally {
+        watch.close();
+      }
+  }
+}

@@ -1,0 +1,64 @@
+// Streams a job's progress to a caller: state changed by queue events, handed out as
+// snapshots (at most every `everyMs`, and at once when something finished), until the
+// job completes or fails. The caller going away stops the watch, never the job.
+import type { QueueEvents } from "bullmq";
+
+export interface Subscription {
+  events: QueueEvents;
+  event: string;
+  listener: (args: never) => void;
+}
+
+export class Watch<Result> {
+  private wake: (() => void) | undefined;
+  private pending = true;
+  private result: { value: Result } | undefined;
+  private failure: Error | undefined;
+  private readonly subscriptions: Subscription[] = [];
+
+  on(events: QueueEvents, event: string, listener: (args: never) => void): void {
+    events.on(event as never, listener as never);
+    this.subscriptions.push({ events, event, listener });
+  }
+
+  /** Something changed: the next snapshot is due. */
+  changed(): void {
+    this.pending = true;
+    this.wake?.();
+  }
+
+  finish(value: Result): void {
+    this.result ??= { value };
+    this.changed();
+  }
+
+  fail(err: Error): void {
+    this.failure ??= err;
+    this.changed();
+  }
+
+  close(): void {
+    for (const { events, event, listener } of this.subscriptions.splice(0)) events.off(event as never, listener as never);
+    this.wake?.();
+  }
+
+  /** Snapshots of `view()` until finished; the last one is `view(result)`. */
+  async *stream<T>(view: (result?: Result) => T, signal: AbortSignal, everyMs = 100): AsyncGenerator<T> {
+    const aborted = new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    while (!signal.aborted) {
+      if (this.failure) throw this.failure;
+      if (this.result) {
+        yield view(this.result.value);
+        return;
+      }
+      if (this.pending) {
+        this.pending = false;
+        yield view();
+        await Promise.race([new Promise((r) => setTimeout(r, everyMs)), aborted]);
+        continue;
+      }
+      await Promise.race([new Promise<void>((resolve) => (this.wake = resolve)), aborted]);
+      this.wake = undefined;
+    }
+  }
+}
