@@ -1,0 +1,248 @@
+// Pulls and pushes as the daemon's durable jobs (berth.services.transfer.v1.Transfer),
+// driven by the real berthctl against a real berthd and Debian's docker-registry on
+// loopback, behind FaultProxy (which counts the registry's blob GETs and injects
+// faults): push then pull and unpack into a fresh namespace; two concurrent pulls
+// sharing a big layer fetch it once; a kill -9 of the jobs process mid-pull loses
+// nothing and fetches no committed blob again; a 4xx is not retried, a 5xx is.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { distDir, ok, sleep, startDaemon, tableRows, type Daemon, type RunResult } from "./harness.ts";
+import { closeChannels } from "../core/grpc-client.ts";
+import { blobInfo } from "../core/content-client.ts";
+import { sha256Digest } from "../core/digest.ts";
+import { connectImageServices, callOptions, type ImageServices } from "../core/image/services.ts";
+import { RegistryClient, parseRegistryReference, pushBlob, pushManifest } from "../core/registry/index.ts";
+import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
+import { blobOf, imageFromLayers, tarOf, type Blob, type ImageParts } from "./fixtures/archives.ts";
+import { FaultProxy, TestRegistry, storeImage } from "./fixtures/registry.ts";
+
+let d: Daemon;
+let registry: TestRegistry;
+let proxy: FaultProxy;
+let work: string;
+let busybox: BuiltImage;
+let seedClient: RegistryClient;
+
+const ns = (namespace: string): ImageServices => connectImageServices(d.address, namespace);
+
+/** berthctl, without blocking the event loop (the proxy and the test's own polling run meanwhile). */
+function berthctl(args: string[], namespace = "default"): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(distDir, "berthctl.js"), "--address", d.address, "--namespace", namespace, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c) => (stdout += c));
+    child.stderr.on("data", (c) => (stderr += c));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 240_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 128, stdout, stderr });
+    });
+  });
+}
+
+/** GETs of a blob through the proxy (any repository). */
+const blobGets = (digest: string) => proxy.log.filter((r) => r.method === "GET" && r.url.endsWith(`/blobs/${digest}`));
+
+/** A layer tar of one file of random bytes (uncompressed, so unpacking it is plain copying). */
+async function randomLayer(name: string, bytes: number): Promise<{ blob: Blob; diffId: string }> {
+  const tar = await tarOf([{ name, data: randomBytes(bytes) }]);
+  return { blob: blobOf("application/vnd.oci.image.layer.v1.tar", tar), diffId: sha256Digest(tar) };
+}
+
+function imageOf(layers: { blob: Blob; diffId: string }[]): ImageParts {
+  return imageFromLayers(layers.map((l) => l.blob), layers.map((l) => l.diffId));
+}
+
+/**
+ * Puts an image straight into the registry: not through the proxy (its log stays the
+ * pulls'), and not through berthd (whose content store, shared by namespaces, would
+ * then hold the blobs already).
+ */
+async function seed(image: ImageParts, repository: string): Promise<string> {
+  const target = parseRegistryReference(`${registry.host}/${repository}:1`);
+  for (const blob of [image.config, ...image.layers]) {
+    await pushBlob(seedClient, target, blob, (async function* () {
+      yield blob.data;
+    })());
+  }
+  await pushManifest(seedClient, target, "1", image.manifest, image.manifest.data);
+  return `${proxy.host}/${repository}:1`;
+}
+
+async function leasesOf(namespace: string): Promise<string[]> {
+  const { leases } = await ns(namespace).leases.list({ filters: [] }, callOptions(ns(namespace)));
+  return leases.map((l) => l.id);
+}
+
+/** The chain id of each layer (bottom first) as its snapshot's name. */
+function chainIds(diffIds: string[]): string[] {
+  const out: string[] = [];
+  for (const id of diffIds) out.push(out.length === 0 ? id : sha256Digest(`${out.at(-1)} ${id}`));
+  return out;
+}
+
+function committedSnapshots(namespace: string): string[] {
+  return tableRows(ok(d.ctr(["snapshots", "ls"], undefined, namespace), "snapshots ls").stdout)
+    // KEY PARENT KIND, PARENT empty for a bottom layer.
+    .filter((row) => row.at(-1) === "Committed")
+    .map((row) => row[0]!);
+}
+
+before(async () => {
+  work = mkdtempSync(join(tmpdir(), "berth-pull-jobs-"));
+  busybox = await buildBusyboxImage();
+  d = await startDaemon();
+  registry = await TestRegistry.start(join(work, "registry"));
+  proxy = await FaultProxy.start(registry.port);
+  seedClient = new RegistryClient({ certsDir: join(work, "no-certs"), credentials: async () => undefined });
+  await storeImage(ns("default"), busybox.blobs, "docker.io/library/busybox:latest", busybox.manifest);
+});
+
+after(async () => {
+  await seedClient?.close();
+  closeChannels();
+  await proxy?.stop();
+  await registry?.stop();
+  await d?.destroy();
+  rmSync(work, { recursive: true, force: true });
+});
+
+test("berthctl push of a local image, then pull into a fresh namespace: stored, unpacked, no lease left", async () => {
+  const remote = `${proxy.host}/test/busybox:1`;
+  const pushed = ok(await berthctl(["push", "--plain-http", remote, "docker.io/library/busybox:latest"]), "push");
+  assert.match(pushed.stdout, new RegExp(`${busybox.layers[0]!.digest.slice(7, 19)}: Pushed`));
+  const [pushRow] = tableRows(pushed.stdout.slice(pushed.stdout.indexOf("REF")));
+  assert.deepEqual(pushRow!.slice(0, 4), [remote, busybox.manifest.mediaType, busybox.manifest.digest, "complete"]);
+
+  const pulled = ok(await berthctl(["pull", "--plain-http", remote], "fresh"), "pull");
+  // Not a terminal: one line per status change, ending with the check table.
+  assert.match(pulled.stdout, new RegExp(`${busybox.layers[0]!.digest.slice(7, 19)}: Waiting\n`));
+  assert.match(pulled.stdout, new RegExp(`${busybox.layers[0]!.digest.slice(7, 19)}: Pull complete\n`));
+  const [row] = tableRows(pulled.stdout.slice(pulled.stdout.indexOf("REF")));
+  assert.deepEqual(row!.slice(0, 5), [remote, busybox.manifest.mediaType, busybox.manifest.digest, "complete", "(2/2)"]);
+  assert.equal(row!.at(-1), "true", "unpacked");
+
+  const image = ok(d.ctr(["images", "ls", "-q"], undefined, "fresh"), "images ls").stdout.trim();
+  assert.equal(image, remote);
+  const diffIds = (JSON.parse(busybox.config.data.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+  assert.deepEqual(committedSnapshots("fresh").sort(), chainIds(diffIds).sort());
+  assert.deepEqual(await leasesOf("fresh"), [], "the pull's lease is gone");
+  // Pulled again: every blob exists, nothing is fetched.
+  const before = proxy.log.length;
+  const again = ok(await berthctl(["pull", "--plain-http", remote], "fresh"), "second pull");
+  assert.match(again.stdout, /: Already exists\n/);
+  assert.deepEqual(proxy.log.slice(before).filter((r) => r.url.includes("/blobs/")), []);
+});
+
+test("two concurrent pulls of images sharing a big layer fetch that layer once", async () => {
+  const big = await randomLayer("big.bin", 24 * 1024 * 1024);
+  const a = imageOf([big, await randomLayer("a.txt", 1000)]);
+  const b = imageOf([big, await randomLayer("b.txt", 1000)]);
+  const [refA, refB] = [await seed(a, "shared/a"), await seed(b, "shared/b")];
+  const [pullA, pullB] = await Promise.all([berthctl(["pull", "--plain-http", refA], "shared"), berthctl(["pull", "--plain-http", refB], "shared")]);
+  ok(pullA, "pull a");
+  ok(pullB, "pull b");
+  assert.equal(blobGets(big.blob.digest).length, 1, "the shared layer was downloaded once");
+  for (const image of [a, b]) {
+    assert.equal(blobGets(image.layers[1]!.digest).length, 1);
+    const diffIds = (JSON.parse(image.config.data.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+    for (const chainId of chainIds(diffIds)) assert.ok(committedSnapshots("shared").includes(chainId), `snapshot ${chainId}`);
+  }
+  assert.deepEqual(await leasesOf("shared"), []);
+});
+
+test("kill -9 of the jobs process mid-pull: the pull completes, committed blobs are not fetched again", async () => {
+  const big = await randomLayer("big.bin", 32 * 1024 * 1024);
+  const small = await randomLayer("small.txt", 2000);
+  const image = imageOf([small, big]);
+  const ref = await seed(image, "crash/c");
+  const stallAt = 8 * 1024 * 1024;
+  let stalled = false;
+  // The big layer's first GET stops after 8 MiB and hangs: the worker is mid-download.
+  proxy.rule = (req) =>
+    req.method === "GET" && req.url?.endsWith(`/blobs/${big.blob.digest}`) && !stalled ? { stallAfter: stallAt, onStall: () => (stalled = true) } : undefined;
+  const pulling = berthctl(["pull", "--plain-http", ref], "crash");
+  const svc = ns("crash");
+  for (let i = 0; i < 600 && !(stalled && (await blobInfo(svc.content, small.blob.digest, callOptions(svc)))); i++) await sleep(50);
+  assert.ok(stalled, "the big layer's download started");
+  assert.ok(await blobInfo(svc.content, small.blob.digest, callOptions(svc)), "the small layer was committed before the kill");
+  // Wait for the ingest to hold what the proxy sent, so the restart has something to resume.
+  const ingestOffset = async () => {
+    const { statuses } = await svc.content.listStatuses({ filters: [] }, callOptions(svc));
+    return Number(statuses.find((s) => s.ref.includes(big.blob.digest))?.offset ?? 0n);
+  };
+  for (let i = 0; i < 400 && (await ingestOffset()) < stallAt; i++) await sleep(50);
+  const jobs = d.servicePid("jobs");
+  assert.ok(jobs, "the jobs process runs");
+  process.kill(jobs, "SIGKILL");
+  proxy.rule = undefined;
+
+  const result = ok(await pulling, "pull across the restart");
+  assert.match(result.stdout, /complete \(3\/3\)/);
+  assert.notEqual(d.servicePid("jobs"), jobs);
+  assert.equal(blobGets(small.blob.digest).length, 1, "the committed layer was not fetched again");
+  assert.equal(blobGets(image.config.digest).length, 1, "the committed config was not fetched again");
+  const bigGets = blobGets(big.blob.digest);
+  assert.equal(bigGets.length, 2, "the big layer: the stalled GET and one resumed GET");
+  const resumedFrom = Number(/^bytes=(\d+)-$/.exec(bigGets[1]!.range ?? "")?.[1]);
+  assert.ok(resumedFrom >= stallAt, `resumed from the ingest's offset (Range ${bigGets[1]!.range})`);
+  const diffIds = (JSON.parse(image.config.data.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+  assert.deepEqual(committedSnapshots("crash").sort(), chainIds(diffIds).sort());
+  assert.deepEqual(await leasesOf("crash"), []);
+});
+
+test("a 4xx is not retried: the pull fails at once, naming the status, and leaves no image or lease", async () => {
+  const image = imageOf([await randomLayer("denied.txt", 500)]);
+  const ref = await seed(image, "fault/denied");
+  const layer = image.layers[0]!.digest;
+  proxy.rule = (req) => (req.url?.endsWith(`/blobs/${layer}`) ? { respond: { status: 403, headers: { "content-type": "application/json" }, body: '{"errors":[{"code":"DENIED","message":"access denied"}]}' } } : undefined);
+  try {
+    const r = await berthctl(["pull", "--plain-http", ref], "denied");
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /^berthctl: unauthorized: GET http:\/\/127\.0\.0\.1:\d+\/v2\/fault\/denied\/blobs\/sha256:[0-9a-f]+: 403 Forbidden: DENIED: access denied/);
+    assert.equal(blobGets(layer).length, 1, "a 403 is asked once");
+    assert.equal(ok(d.ctr(["images", "ls", "-q"], undefined, "denied")).stdout, "");
+    assert.deepEqual(await leasesOf("denied"), []);
+  } finally {
+    proxy.rule = undefined;
+  }
+});
+
+test("a 5xx is retried with backoff until the registry answers", async () => {
+  const image = imageOf([await randomLayer("flaky.txt", 500)]);
+  const ref = await seed(image, "fault/flaky");
+  const layer = image.layers[0]!.digest;
+  let failures = 0;
+  proxy.rule = (req) => (req.url?.endsWith(`/blobs/${layer}`) && failures++ < 2 ? { respond: { status: 503, body: "busy" } } : undefined);
+  try {
+    ok(await berthctl(["pull", "--plain-http", ref], "flaky"), "pull");
+    assert.equal(blobGets(layer).length, 3, "two 503s, then the blob");
+  } finally {
+    proxy.rule = undefined;
+  }
+});
+
+test("bad requests fail with a message naming the problem", async () => {
+  const missing = await berthctl(["pull", "--plain-http", `${proxy.host}/no/such:tag`], "bad");
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /^berthctl: .*\/v2\/no\/such\/manifests\/tag: 404 Not Found.*: not found\n$/);
+  const user = await berthctl(["pull", "--user", "nopassword", "--plain-http", `${proxy.host}/test/busybox:1`], "bad");
+  assert.equal(user.code, 1);
+  assert.equal(user.stderr, 'berthctl: --user "nopassword": expected user:password\n');
+  const snapshotter = await berthctl(["pull", "--snapshotter", "zfs", "--plain-http", `${proxy.host}/test/busybox:1`], "bad");
+  assert.match(snapshotter.stderr, /^berthctl: pull: unknown snapshotter "zfs" \(known: overlayfs, native\): invalid argument\n$/);
+  const platform = await berthctl(["pull", "--platform", "linux/amd64/v9/x", "--plain-http", `${proxy.host}/test/busybox:1`], "bad");
+  assert.match(platform.stderr, /^berthctl: platform .*: invalid argument\n$/);
+  const reference = await berthctl(["pull", "Not/A/Valid:Ref"], "bad");
+  assert.match(reference.stderr, /^berthctl: .*must be lowercase.*: invalid argument\n$/);
+  const local = await berthctl(["push", "--plain-http", `${proxy.host}/x/y:1`, "no-such-image"], "bad");
+  assert.match(local.stderr, /^berthctl: image "no-such-image".*not found\n$/);
+  assert.equal(ok(d.ctr(["images", "ls", "-q"], undefined, "bad")).stdout, "");
+});
