@@ -27,6 +27,8 @@ let proxy: FaultProxy;
 let work: string;
 let busybox: BuiltImage;
 let seedClient: RegistryClient;
+/** Downloads at once per registry host, for this file's daemon. */
+const perHost = 2;
 
 const ns = (namespace: string): ImageServices => connectImageServices(d.address, namespace);
 
@@ -98,7 +100,7 @@ function committedSnapshots(namespace: string): string[] {
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-pull-jobs-"));
   busybox = await buildBusyboxImage();
-  d = await startDaemon();
+  d = await startDaemon({ env: { BERTH_PULL_PER_HOST: String(perHost) } });
   registry = await TestRegistry.start(join(work, "registry"));
   proxy = await FaultProxy.start(registry.port);
   seedClient = new RegistryClient({ certsDir: join(work, "no-certs"), credentials: async () => undefined });
@@ -196,6 +198,36 @@ test("kill -9 of the jobs process mid-pull: the pull completes, committed blobs 
   const diffIds = (JSON.parse(image.config.data.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
   assert.deepEqual(committedSnapshots("crash").sort(), chainIds(diffIds).sort());
   assert.deepEqual(await leasesOf("crash"), []);
+});
+
+test("downloads from one registry host run at most BERTH_PULL_PER_HOST at a time", async () => {
+  const image = imageOf(await Promise.all([1, 2, 3, 4, 5].map((i) => randomLayer(`layer${i}.txt`, 1000 + i))));
+  const ref = await seed(image, "limit/five");
+  const blobs = new Set([image.config.digest, ...image.layers.map((l) => l.digest)]);
+  const waiting: (() => void)[] = [];
+  let held = 0;
+  let mostHeld = 0;
+  // Every blob GET waits at the proxy until the test lets it through, one at a time.
+  proxy.rule = (req) => {
+    const digest = req.method === "GET" ? req.url?.split("/blobs/")[1] : undefined;
+    if (!digest || !blobs.has(digest)) return undefined;
+    mostHeld = Math.max(mostHeld, ++held);
+    return { hold: new Promise<void>((resolve) => waiting.push(() => (held--, resolve()))) };
+  };
+  try {
+    const pulling = berthctl(["pull", "--plain-http", ref], "limit");
+    for (let left = blobs.size; left > 0; left--) {
+      const expected = Math.min(perHost, left);
+      for (let i = 0; i < 600 && held < expected; i++) await sleep(25);
+      assert.equal(held, expected, `${expected} downloads wait at the registry`);
+      waiting.shift()!();
+    }
+    ok(await pulling, "pull");
+    assert.equal(mostHeld, perHost, "never more downloads at once than the limit");
+  } finally {
+    proxy.rule = undefined;
+    for (const release of waiting.splice(0)) release();
+  }
 });
 
 test("a 4xx is not retried: the pull fails at once, naming the status, and leaves no image or lease", async () => {
