@@ -1,0 +1,99 @@
+// Cold pull and unpack of a ~200 MiB multi-layer image from a local docker-registry,
+// side by side: `berthctl pull` (the daemon's pull jobs: fetch, store, unpack), the real
+// `ctr images pull` into a real containerd (which unpacks too), and `skopeo copy` to an
+// OCI directory (fetch only, no unpack: a floor for moving the bytes). Fresh daemons per
+// run; median wall time of BENCH_RUNS runs (default 3).
+// Run: npm exec -- node bench/pull.ts; results in bench/results/pull.md.
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { containerdInstalled, startBerth, startContainerd } from "./daemons.ts";
+import { blobOf, imageFromLayers, tarOf, type ImageParts } from "../test/fixtures/archives.ts";
+import { TestRegistry } from "../test/fixtures/registry.ts";
+import { distDir, repoRoot } from "../test/harness.ts";
+import { sha256Digest } from "../core/digest.ts";
+import { RegistryClient, parseRegistryReference, pushBlob, pushManifest } from "../core/registry/index.ts";
+
+const runs = Number(process.env.BENCH_RUNS ?? 3);
+const layerMiB = [80, 60, 40, 20];
+
+function timed(cmd: string, args: string[]): number {
+  const started = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed:\n${r.stdout}\n${r.stderr}`);
+  return Number(process.hrtime.bigint() - started) / 1e6;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Layers of a few files of random bytes each (uncompressed tars: unpacking them is real file writing). */
+async function benchImage(): Promise<ImageParts> {
+  const tars = await Promise.all(
+    layerMiB.map((mib, i) => tarOf(Array.from({ length: 4 }, (_, f) => ({ name: `layer${i}/file${f}.bin`, data: randomBytes((mib / 4) * 1024 * 1024) })))),
+  );
+  return imageFromLayers(tars.map((t) => blobOf("application/vnd.oci.image.layer.v1.tar", t)), tars.map((t) => sha256Digest(t)));
+}
+
+async function upload(registry: string, image: ImageParts): Promise<string> {
+  const client = new RegistryClient({ certsDir: "/nonexistent", credentials: async () => undefined });
+  const ref = parseRegistryReference(`${registry}/bench/pull:1`);
+  for (const b of [image.config, ...image.layers]) await pushBlob(client, ref, b, (async function* () { yield b.data; })());
+  await pushManifest(client, ref, "1", image.manifest, image.manifest.data);
+  await client.close();
+  return `${registry}/bench/pull:1`;
+}
+
+const base = mkdtempSync(join(tmpdir(), "berth-bench-pull-"));
+const stops: (() => Promise<void>)[] = [];
+try {
+  const registry = await TestRegistry.start(join(base, "registry"));
+  stops.push(() => registry.stop());
+  const image = await benchImage();
+  const ref = await upload(registry.host, image);
+  const size = image.blobs.reduce((n, b) => n + b.size, 0) / 1024 / 1024;
+  const policy = join(base, "policy.json");
+  writeFileSync(policy, JSON.stringify({ default: [{ type: "insecureAcceptAnything" }] }));
+  const samples: Record<"berth" | "containerd" | "skopeo", number[]> = { berth: [], containerd: [], skopeo: [] };
+  for (let run = 0; run < runs; run++) {
+    const runDir = join(base, `run${run}`);
+    const started: (() => Promise<void>)[] = [];
+    try {
+      const berth = await startBerth(join(runDir, "berth"));
+      started.push(() => berth.stop());
+      samples.berth.push(timed(process.execPath, [join(distDir, "berthctl.js"), "--address", berth.address, "pull", "--plain-http", ref]));
+      if (containerdInstalled()) {
+        const containerd = await startContainerd(join(runDir, "containerd"));
+        started.push(() => containerd.stop());
+        samples.containerd.push(timed("ctr", ["--address", containerd.address, "images", "pull", "--plain-http", ref]));
+      }
+      samples.skopeo.push(timed("skopeo", ["--policy", policy, "copy", "--src-tls-verify=false", `docker://${ref}`, `oci:${join(runDir, "oci")}:1`]));
+    } finally {
+      for (const stop of started.reverse()) await stop().catch(() => undefined);
+      rmSync(runDir, { recursive: true, force: true });
+    }
+  }
+  const berth = median(samples.berth);
+  const cell = (xs: number[]) => (xs.length ? `${median(xs).toFixed(0)}` : "n/a");
+  const ratio = (xs: number[]) => (xs.length ? `${(berth / median(xs)).toFixed(2)}×` : "n/a");
+  const report = [
+    `# Cold pull and unpack (${new Date().toISOString()}, median of ${runs} runs)`,
+    "",
+    `One image of ${layerMiB.length} uncompressed layers (${layerMiB.join(" + ")} MiB of random files, ${size.toFixed(1)} MiB in all) in a local docker-registry over plain HTTP.`,
+    "Fresh daemons per run, so every byte moves. Berth and containerd fetch, store and unpack (overlayfs); skopeo only copies the blobs to an OCI directory.",
+    "Wall ms of the client command (for Berth: berthctl, with the daemon's jobs doing the work).",
+    "",
+    "| berthctl pull | ctr images pull (containerd 1.6) | skopeo copy → OCI dir | Berth / containerd | Berth / skopeo |",
+    "|---:|---:|---:|---:|---:|",
+    `| ${cell(samples.berth)} | ${cell(samples.containerd)} | ${cell(samples.skopeo)} | ${ratio(samples.containerd)} | ${ratio(samples.skopeo)} |`,
+    "",
+    `Samples (ms): berth ${samples.berth.map((x) => x.toFixed(0)).join(", ")}; containerd ${samples.containerd.map((x) => x.toFixed(0)).join(", ")}; skopeo ${samples.skopeo.map((x) => x.toFixed(0)).join(", ")}. Load average at the end: ${(await import("node:os")).loadavg().map((x) => x.toFixed(1)).join(" ")} (2 cores, shared).`,
+    "",
+  ].join("\n");
+  process.stdout.write(report);
+  writeFileSync(join(repoRoot, "bench", "results", "pull.md"), report);
+} finally {
+  for (const stop of stops.reverse()) await stop().catch(() => undefined);
+  rmSync(base, { recursive: true, force: true });
+}
