@@ -18,7 +18,7 @@ import { sha256Digest } from "../core/digest.ts";
 import { connectImageServices, callOptions, type ImageServices } from "../core/image/services.ts";
 import { RegistryClient, parseRegistryReference, pushBlob, pushManifest } from "../core/registry/index.ts";
 import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
-import { blobOf, imageFromLayers, tarOf, type Blob, type ImageParts } from "./fixtures/archives.ts";
+import { blobOf, imageFromLayers, tarOf, twoPlatformIndex, type Blob, type ImageParts } from "./fixtures/archives.ts";
 import { FaultProxy, TestRegistry, storeImage } from "./fixtures/registry.ts";
 
 let d: Daemon;
@@ -68,13 +68,21 @@ function imageOf(layers: { blob: Blob; diffId: string }[]): ImageParts {
  * then hold the blobs already).
  */
 async function seed(image: ImageParts, repository: string): Promise<string> {
+  return seedAll([image], repository);
+}
+
+/** Several images under one tag: the index names them (pushed by digest first). */
+async function seedAll(images: ImageParts[], repository: string, index?: Blob): Promise<string> {
   const target = parseRegistryReference(`${registry.host}/${repository}:1`);
-  for (const blob of [image.config, ...image.layers]) {
-    await pushBlob(seedClient, target, blob, (async function* () {
-      yield blob.data;
-    })());
+  for (const image of images) {
+    for (const blob of [image.config, ...image.layers]) {
+      await pushBlob(seedClient, target, blob, (async function* () {
+        yield blob.data;
+      })());
+    }
+    await pushManifest(seedClient, target, index ? image.manifest.digest : "1", image.manifest, image.manifest.data);
   }
-  await pushManifest(seedClient, target, "1", image.manifest, image.manifest.data);
+  if (index) await pushManifest(seedClient, target, "1", index, index.data);
   return `${proxy.host}/${repository}:1`;
 }
 
@@ -144,13 +152,30 @@ test("berthctl push of a local image, then pull into a fresh namespace: stored, 
 });
 
 test("two concurrent pulls of images sharing a big layer fetch that layer once", async () => {
-  const big = await randomLayer("big.bin", 24 * 1024 * 1024);
+  const big = await randomLayer("big.bin", 40 * 1024 * 1024);
   const a = imageOf([big, await randomLayer("a.txt", 1000)]);
   const b = imageOf([big, await randomLayer("b.txt", 1000)]);
   const [refA, refB] = [await seed(a, "shared/a"), await seed(b, "shared/b")];
-  const [pullA, pullB] = await Promise.all([berthctl(["pull", "--plain-http", refA], "shared"), berthctl(["pull", "--plain-http", refB], "shared")]);
-  ok(pullA, "pull a");
-  ok(pullB, "pull b");
+  // The shared layer's download is held at the registry until both pulls fetched their
+  // own layers: the second one must then find the first one's download under way.
+  let release = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  proxy.rule = (req) => (req.url?.endsWith(`/blobs/${big.blob.digest}`) ? { hold: held } : undefined);
+  try {
+    const pulls = Promise.all([berthctl(["pull", "--plain-http", refA], "shared"), berthctl(["pull", "--plain-http", refB], "shared")]);
+    const ownLayersFetched = () => blobGets(a.layers[1]!.digest).length > 0 && blobGets(b.layers[1]!.digest).length > 0;
+    for (let i = 0; i < 600 && !ownLayersFetched(); i++) await sleep(25);
+    assert.ok(ownLayersFetched(), "both pulls are under way");
+    release();
+    const [pullA, pullB] = await pulls;
+    ok(pullA, "pull a");
+    ok(pullB, "pull b");
+    // Both callers saw the one download's progress.
+    for (const pull of [pullA, pullB]) assert.match(pull.stdout, new RegExp(`${big.blob.digest.slice(7, 19)}: Downloading\n`));
+  } finally {
+    proxy.rule = undefined;
+    release();
+  }
   assert.equal(blobGets(big.blob.digest).length, 1, "the shared layer was downloaded once");
   for (const image of [a, b]) {
     assert.equal(blobGets(image.layers[1]!.digest).length, 1);
@@ -198,6 +223,24 @@ test("kill -9 of the jobs process mid-pull: the pull completes, committed blobs 
   const diffIds = (JSON.parse(image.config.data.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
   assert.deepEqual(committedSnapshots("crash").sort(), chainIds(diffIds).sort());
   assert.deepEqual(await leasesOf("crash"), []);
+});
+
+test("--platform picks the manifest of an index: only its blobs are fetched, the index is the image", async () => {
+  const amd64Layer = await randomLayer("amd64.txt", 700);
+  const arm64Layer = await randomLayer("arm64.txt", 800);
+  const amd64 = imageFromLayers([amd64Layer.blob], [amd64Layer.diffId], { architecture: "amd64" });
+  const arm64 = imageFromLayers([arm64Layer.blob], [arm64Layer.diffId], { architecture: "arm64", variant: "v8" });
+  const index = twoPlatformIndex(amd64.manifest, arm64.manifest);
+  const ref = await seedAll([amd64, arm64], "multi/arch", index);
+  const r = ok(await berthctl(["pull", "--plain-http", "--platform", "linux/arm64", ref], "platform"), "pull");
+  const [row] = tableRows(r.stdout.slice(r.stdout.indexOf("REF")));
+  assert.deepEqual(row!.slice(0, 5), [ref, index.mediaType, index.digest, "complete", "(2/2)"]);
+  assert.equal(blobGets(arm64Layer.blob.digest).length, 1);
+  assert.equal(blobGets(amd64Layer.blob.digest).length, 0, "the other platform's layer is not fetched");
+  assert.deepEqual(committedSnapshots("platform"), [arm64Layer.diffId]);
+  const svc = ns("platform");
+  assert.ok(await blobInfo(svc.content, index.digest, callOptions(svc)), "the index is stored");
+  assert.equal(await blobInfo(svc.content, amd64.manifest.digest, callOptions(svc)), undefined);
 });
 
 test("downloads from one registry host run at most BERTH_PULL_PER_HOST at a time", async () => {
