@@ -183,6 +183,12 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
       const id = blobJobId(job.data.namespace, job.data.descriptor.digest);
       const events = await queues.eventsOf(queueNames.blobs);
       const svc = services(job.data.namespace);
+      // The blob job may have been added by another pull, under that pull's lease: ours
+      // holds the blob as soon as it is there.
+      const holdBlob = async (result: BlobResult) => {
+        await svc.leases.addResource({ id: job.data.lease, resource: { id: job.data.descriptor.digest, type: "content" } }, callOptions(svc));
+        return result;
+      };
       // The blob job may finish and be removed between add and wait (then it reads as
       // failed with no reason that we know): the content store has the last word.
       for (let attempt = 0; ; attempt++) {
@@ -194,10 +200,12 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
           removeOnFail: true,
         });
         try {
-          return (await blobJob.waitUntilFinished(events)) as BlobResult;
+          const result = (await blobJob.waitUntilFinished(events)) as BlobResult;
+          return await holdBlob(result);
         } catch (err) {
+          if (err instanceof BerthError || errorKind(err) !== "unknown") throw jobFailure(err);
           const reason = (err as Error).message;
-          if (await blobInfo(svc.content, job.data.descriptor.digest, callOptions(svc)).catch(() => undefined)) return { existed: false };
+          if (await blobInfo(svc.content, job.data.descriptor.digest, callOptions(svc)).catch(() => undefined)) return await holdBlob({ existed: false });
           if (/^(Missing key|Job .* (not found|does not exist))|^$/i.test(reason) && attempt < 3) continue;
           throw new UnrecoverableError(reason);
         }
