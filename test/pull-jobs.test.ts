@@ -29,6 +29,7 @@ let busybox: BuiltImage;
 let seedClient: RegistryClient;
 /** Downloads at once per registry host, for this file's daemon. */
 const perHost = 2;
+const idleExitMs = 400;
 
 const ns = (namespace: string): ImageServices => connectImageServices(d.address, namespace);
 
@@ -47,6 +48,19 @@ function berthctl(args: string[], namespace = "default"): Promise<RunResult> {
       resolve({ code: code ?? 128, stdout, stderr });
     });
   });
+}
+
+/** berthctl killed once `until` holds (a caller that goes away mid-pull). */
+async function berthctlKilledWhen(args: string[], namespace: string, until: () => boolean): Promise<void> {
+  const child = spawn(process.execPath, [join(distDir, "berthctl.js"), "--address", d.address, "--namespace", namespace, ...args], { stdio: "ignore" });
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  try {
+    for (let i = 0; i < 600 && !until(); i++) await sleep(25);
+    assert.ok(until(), "the pull got under way");
+  } finally {
+    child.kill("SIGKILL");
+    await exited;
+  }
 }
 
 /** GETs of a blob through the proxy (any repository). */
@@ -108,7 +122,8 @@ function committedSnapshots(namespace: string): string[] {
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-pull-jobs-"));
   busybox = await buildBusyboxImage();
-  d = await startDaemon({ env: { BERTH_PULL_PER_HOST: String(perHost) } });
+  // A short idle time: the jobs process must stay for its queued work, not for its callers.
+  d = await startDaemon({ env: { BERTH_PULL_PER_HOST: String(perHost), BERTH_IDLE_EXIT_MS: String(idleExitMs) } });
   registry = await TestRegistry.start(join(work, "registry"));
   proxy = await FaultProxy.start(registry.port);
   seedClient = new RegistryClient({ certsDir: join(work, "no-certs"), credentials: async () => undefined });
@@ -241,6 +256,39 @@ test("--platform picks the manifest of an index: only its blobs are fetched, the
   const svc = ns("platform");
   assert.ok(await blobInfo(svc.content, index.digest, callOptions(svc)), "the index is stored");
   assert.equal(await blobInfo(svc.content, amd64.manifest.digest, callOptions(svc)), undefined);
+});
+
+test("a pull goes on without its caller: the jobs process stays while the queues hold work", async () => {
+  const layer = await randomLayer("alone.txt", 900);
+  const image = imageOf([layer]);
+  const ref = await seed(image, "alone/x");
+  let release = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  proxy.rule = (req) => (req.url?.endsWith(`/blobs/${layer.blob.digest}`) ? { hold: held } : undefined);
+  try {
+    await berthctlKilledWhen(["pull", "--plain-http", ref], "alone", () => blobGets(layer.blob.digest).length > 0);
+    const jobs = d.servicePid("jobs");
+    assert.ok(jobs);
+    // No call in flight for several idle periods: it stays, its download being held.
+    for (let i = 0; i < (idleExitMs * 5) / 50; i++) {
+      assert.equal(d.servicePid("jobs"), jobs, "the jobs process stayed");
+      await sleep(50);
+    }
+    release();
+    // Named, then unpacked: done once the lease is gone.
+    const diffIds = (JSON.parse(image.config.data.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+    const finished = async () => (await leasesOf("alone")).length === 0 && committedSnapshots("alone").length > 0;
+    for (let i = 0; i < 400 && !(await finished()); i++) await sleep(50);
+    assert.ok(await finished(), "the pull finished with nobody watching");
+    assert.equal(ok(d.ctr(["images", "ls", "-q"], undefined, "alone")).stdout.trim(), ref);
+    assert.deepEqual(committedSnapshots("alone"), chainIds(diffIds));
+    // Then, with nothing left to do, it goes.
+    for (let i = 0; i < 400 && d.servicePid("jobs") !== undefined; i++) await sleep(50);
+    assert.equal(d.servicePid("jobs"), undefined, "the idle jobs process exited");
+  } finally {
+    proxy.rule = undefined;
+    release();
+  }
 });
 
 test("downloads from one registry host run at most BERTH_PULL_PER_HOST at a time", async () => {

@@ -51,7 +51,8 @@ async function main(): Promise<void> {
       log.warn({ service: spec.name }, "service is not built; its API answers Unavailable");
       continue;
     }
-    const env = { ...process.env, BERTH_REDIS_URL: redisUrl, BERTH_ADDRESS: config.address, ...(spec.onDemand ? { BERTH_IDLE_EXIT_MS: String(idleExitMs) } : {}) };
+    // Only on-demand processes exit when idle (an always-on one must not inherit berthd's setting).
+    const env = { ...process.env, BERTH_REDIS_URL: redisUrl, BERTH_ADDRESS: config.address, BERTH_IDLE_EXIT_MS: spec.onDemand ? String(idleExitMs) : undefined };
     services.set(
       spec.name,
       new SupervisedService({ name: spec.name, script, args: common, env, socket: serviceSocketPath(config.state, spec.name), onDemand: spec.onDemand }, log),
