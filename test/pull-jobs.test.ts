@@ -19,7 +19,7 @@ import { connectImageServices, callOptions, type ImageServices } from "../core/i
 import { RegistryClient, parseRegistryReference, pushBlob, pushManifest } from "../core/registry/index.ts";
 import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
 import { blobOf, imageFromLayers, tarOf, twoPlatformIndex, type Blob, type ImageParts } from "./fixtures/archives.ts";
-import { FaultProxy, TestRegistry, storeImage } from "./fixtures/registry.ts";
+import { FaultProxy, TestRegistry, storeImage, writeHtpasswd } from "./fixtures/registry.ts";
 
 let d: Daemon;
 let registry: TestRegistry;
@@ -318,6 +318,26 @@ test("downloads from one registry host run at most BERTH_PULL_PER_HOST at a time
   } finally {
     proxy.rule = undefined;
     for (const release of waiting.splice(0)) release();
+  }
+});
+
+test("--user: the credentials reach the registry from the jobs (push and pull); without them, unauthorized", async () => {
+  const htpasswd = join(work, "htpasswd");
+  writeHtpasswd(htpasswd, "alice", "s3cret");
+  const guarded = await TestRegistry.start(join(work, "guarded"), { auth: { htpasswd } });
+  try {
+    const remote = `${guarded.host}/private/busybox:1`;
+    const refused = await berthctl(["push", "--plain-http", remote, "docker.io/library/busybox:latest"]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /^berthctl: unauthorized: .*there are no credentials for 127\.0\.0\.1:\d+/);
+    const wrong = await berthctl(["push", "--plain-http", "--user", "alice:wrong", remote, "docker.io/library/busybox:latest"]);
+    assert.match(wrong.stderr, /^berthctl: unauthorized: .*\(the registry refused the credentials it asked for\)/);
+    ok(await berthctl(["push", "--plain-http", "--user", "alice:s3cret", remote, "docker.io/library/busybox:latest"]), "push with credentials");
+    assert.match((await berthctl(["pull", "--plain-http", remote], "guarded")).stderr, /^berthctl: unauthorized: /);
+    const pulled = ok(await berthctl(["pull", "--plain-http", "--user", "alice:s3cret", remote], "guarded"), "pull with credentials");
+    assert.match(pulled.stdout, /complete \(2\/2\)/);
+  } finally {
+    await guarded.stop();
   }
 });
 
