@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { Job } from "bullmq";
 import type { CallContext } from "nice-grpc";
 import { blobInfo } from "../../../core/content-client.ts";
-import { fromClientError, invalidArgument } from "../../../core/errors.ts";
+import { fromClientError, invalidArgument, unavailable } from "../../../core/errors.ts";
 import {
   LayerStatus,
   type BlobProgress,
@@ -45,6 +45,29 @@ const pullAttempts = 3;
 
 function transferred(result: PullResult): TransferredImage {
   return { ...result, size: BigInt(result.size) };
+}
+
+/**
+ * A finished pull or push stays a while, so a watcher that missed its last event (a
+ * reader that was not listening yet) still finds the outcome; a new request for the same
+ * work replaces it (liveJob).
+ */
+const keepOutcome = { removeOnComplete: { age: 600 }, removeOnFail: { age: 600 } };
+const outcomeCheckMs = 1000;
+
+/** Settles the watch from the job's state, for events the watch did not see. */
+function checkOutcome(queue: TransferQueues["queues"]["pulls"], id: string, watch: Watch<PullResult>): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    void (async () => {
+      const job = await Job.fromId(queue, id);
+      const state = job ? await job.getState() : "unknown";
+      if (state === "completed") watch.finish(job!.returnvalue as PullResult);
+      else if (state === "failed") watch.fail(errorFromReason(job!.failedReason || "failed"));
+      else if (state === "unknown") watch.fail(unavailable(`${id}: the job is gone without an outcome; ask again`));
+    })().catch(() => undefined);
+  }, outcomeCheckMs);
+  timer.unref();
+  return timer;
 }
 
 /** A job that is still going (not finished, not gone). */
@@ -153,7 +176,7 @@ export function transferService(queues: TransferQueues, services: ServicesFor): 
             name: "pull",
             queueName: queueNames.pulls,
             data,
-            opts: { jobId: pullId, attempts: pullAttempts, backoff: retryBackoff, removeOnComplete: true, removeOnFail: true },
+            opts: { jobId: pullId, attempts: pullAttempts, backoff: retryBackoff, ...keepOutcome },
             children: [...new Map(image.blobs.map((d) => [d.digest, d])).values()].map((desc) => ({
               name: "layer",
               queueName: queueNames.layers,
@@ -162,6 +185,8 @@ export function transferService(queues: TransferQueues, services: ServicesFor): 
             })),
           });
         }
+        const outcome = checkOutcome(queues.queues.pulls, pullId, watch);
+        watch.onClose(() => clearInterval(outcome));
         const view = (result?: PullResult): PullProgress => ({
           name: image.name,
           blobs: blobs.map((b): BlobProgress => {
@@ -202,8 +227,10 @@ export function transferService(queues: TransferQueues, services: ServicesFor): 
       try {
         if (!(await liveJob(queues.queues.pushes, id))) {
           const data: PushJobData = { namespace, source: request.source, ref: target, platform: request.platform, access: accessOf(request.registry) };
-          await queues.queues.pushes.add("push", data, { jobId: id, attempts: pullAttempts, backoff: retryBackoff, removeOnComplete: true, removeOnFail: true });
+          await queues.queues.pushes.add("push", data, { jobId: id, attempts: pullAttempts, backoff: retryBackoff, ...keepOutcome });
         }
+        const outcome = checkOutcome(queues.queues.pushes, id, watch);
+        watch.onClose(() => clearInterval(outcome));
         const statuses: Record<PushBlobStatus, LayerStatus> = {
           waiting: LayerStatus.LAYER_STATUS_WAITING,
           uploading: LayerStatus.LAYER_STATUS_UPLOADING,

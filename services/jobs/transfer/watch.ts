@@ -37,8 +37,15 @@ export class Watch<Result> {
     this.changed();
   }
 
+  private readonly closers: (() => void)[] = [];
+
+  onClose(fn: () => void): void {
+    this.closers.push(fn);
+  }
+
   close(): void {
     for (const { events, event, listener } of this.subscriptions.splice(0)) events.off(event as never, listener as never);
+    for (const fn of this.closers.splice(0)) fn();
     this.wake?.();
   }
 
