@@ -372,6 +372,23 @@ test("a 5xx is retried with backoff until the registry answers", async () => {
   }
 });
 
+test("a connection reset mid-blob: the download carries on from where it stopped (Range)", async () => {
+  const layer = await randomLayer("reset.bin", 3 * 1024 * 1024);
+  const image = imageOf([layer]);
+  const ref = await seed(image, "fault/reset");
+  let cut = false;
+  proxy.rule = (req) => (req.url?.endsWith(`/blobs/${layer.blob.digest}`) && !cut ? ((cut = true), { cutAfter: 1024 * 1024 }) : undefined);
+  try {
+    ok(await berthctl(["pull", "--plain-http", ref], "reset"), "pull");
+    const gets = blobGets(layer.blob.digest);
+    assert.equal(gets.length, 2, "the cut GET and one more");
+    const from = Number(/^bytes=(\d+)-$/.exec(gets[1]!.range ?? "")?.[1]);
+    assert.ok(from > 0 && from <= 1024 * 1024, `the second GET asks for the rest (Range ${gets[1]!.range})`);
+  } finally {
+    proxy.rule = undefined;
+  }
+});
+
 test("bad requests fail with a message naming the problem", async () => {
   const missing = await berthctl(["pull", "--plain-http", `${proxy.host}/no/such:tag`], "bad");
   assert.equal(missing.code, 1);
