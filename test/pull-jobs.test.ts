@@ -161,7 +161,7 @@ test("berthctl push of a local image, then pull into a fresh namespace: stored, 
   assert.deepEqual(await leasesOf("fresh"), [], "the pull's lease is gone");
   // Pulled again: every blob exists, nothing is fetched.
   const before = proxy.log.length;
-  const again = ok(await berthctl(["pull", "--plain-http", remote], "fresh"), "second pull");
+  const again = ok(await berthctl(["images", "pull", "--plain-http", remote], "fresh"), "second pull, as ctr spells it");
   assert.match(again.stdout, /: Already exists\n/);
   assert.deepEqual(proxy.log.slice(before).filter((r) => r.url.includes("/blobs/")), []);
 });

@@ -59,10 +59,25 @@ const registryFlags = (cmd: Command) =>
   cmd
     .option("--plain-http", "allow connections using plain HTTP")
     .option("-k, --skip-verify", "skip SSL certificate validation")
-    .option("-u, --user <user:password>", "user[:password] registry user and password");
+    .option("-u, --user <user:password>", "registry user and password");
+
+/** The command at the top level and, as in ctr, under `images`. */
+function both(program: Command, name: string, define: (cmd: Command) => void): void {
+  define(program.command(name));
+  const images = program.commands.find((c) => c.name() === "images");
+  if (images) define(images.command(name));
+}
 
 export function registerPull(program: Command, session: (cmd: Command) => Session): void {
-  registryFlags(program.command("pull"))
+  both(program, "pull", (cmd) => pullCommand(cmd, session));
+}
+
+export function registerPush(program: Command, session: (cmd: Command) => Session): void {
+  both(program, "push", (cmd) => pushCommand(cmd, session));
+}
+
+function pullCommand(command: Command, session: (cmd: Command) => Session): void {
+  registryFlags(command)
     .description("pull an image from a remote (the daemon fetches and unpacks it)")
     .option("--platform <platform>", "pull content from a specific platform")
     .addOption(new Option("--snapshotter <name>", "snapshotter name. Empty value stands for the default value.").env("CONTAINERD_SNAPSHOTTER").default(""))
@@ -79,8 +94,8 @@ export function registerPull(program: Command, session: (cmd: Command) => Sessio
     });
 }
 
-export function registerPush(program: Command, session: (cmd: Command) => Session): void {
-  registryFlags(program.command("push"))
+function pushCommand(command: Command, session: (cmd: Command) => Session): void {
+  registryFlags(command)
     .description("push an image to a remote (the daemon uploads it)")
     .option("--platform <platform>", "push content from a specific platform")
     .argument("[remote]", "where to push")
