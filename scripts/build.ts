@@ -4,7 +4,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { build } from "esbuild";
+import { build, type BuildOptions } from "esbuild";
 import { buildNativeAddon } from "../native/build.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -30,9 +30,7 @@ function entries(dir: string): Record<string, string> {
 // The Node-API addon (native/) that services load for mount, mknod and xattrs.
 buildNativeAddon();
 
-await build({
-  entryPoints: { ...entries("services"), ...entries("cmd") },
-  outdir: join(root, "dist"),
+const shared: BuildOptions = {
   bundle: true,
   platform: "node",
   format: "esm",
@@ -43,4 +41,11 @@ await build({
   banner: { js: "import { createRequire as __berthCreateRequire } from 'node:module'; const require = __berthCreateRequire(import.meta.url);" },
   // Loaded only when tracing is configured (see core/telemetry.ts).
   external: ["@opentelemetry/sdk-trace-node", "@opentelemetry/exporter-trace-otlp-http", "@opentelemetry/resources", "@opentelemetry/core"],
-});
+};
+
+const { berthctl, ...processes } = { ...entries("services"), ...entries("cmd") };
+await build({ ...shared, entryPoints: processes, outdir: join(root, "dist") });
+// berthctl starts once per command, so its start-up counts: its entry stays small and
+// the rest is split into chunks that are loaded (and compiled) only when needed.
+rmSync(join(root, "dist", "berthctl-chunks"), { recursive: true, force: true });
+await build({ ...shared, entryPoints: { berthctl: berthctl! }, outdir: join(root, "dist"), splitting: true, chunkNames: "berthctl-chunks/[name]-[hash]" });

@@ -1,0 +1,33 @@
+// Node's on-disk compile cache for our bundles: a short-lived CLI spends most of its
+// start compiling the bundle, and the cache turns that into a read of V8's code
+// cache. The directory is per user and private (root: /var/cache/berth; others:
+// $XDG_CACHE_HOME or ~/.cache), because whoever can write it decides what code runs.
+// Every failure only means running without the cache.
+import { lstatSync, mkdirSync } from "node:fs";
+import { enableCompileCache } from "node:module";
+import { isAbsolute, join } from "node:path";
+
+function cacheDir(): string | undefined {
+  if (process.getuid?.() === 0) return "/var/cache/berth/compile";
+  const xdg = process.env.XDG_CACHE_HOME;
+  if (xdg && isAbsolute(xdg)) return join(xdg, "berth", "compile");
+  const home = process.env.HOME;
+  return home && isAbsolute(home) ? join(home, ".cache", "berth", "compile") : undefined;
+}
+
+/** A directory only this user can write to (created 0700 when missing). */
+function privateDir(dir: string): boolean {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  return st.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o022) === 0;
+}
+
+/** Turns the compile cache on for modules loaded from now on; NODE_DISABLE_COMPILE_CACHE=1 turns it off. */
+export function useCompileCache(): void {
+  try {
+    const dir = cacheDir();
+    if (dir && privateDir(dir)) enableCompileCache(dir);
+  } catch {
+    // a read-only or foreign cache directory: run uncached
+  }
+}
