@@ -45,7 +45,20 @@ const shared: BuildOptions = {
 
 const { berthctl, ...processes } = { ...entries("services"), ...entries("cmd") };
 await build({ ...shared, entryPoints: processes, outdir: join(root, "dist") });
-// berthctl starts once per command, so its start-up counts: its entry stays small and
-// the rest is split into chunks that are loaded (and compiled) only when needed.
+
+// berthctl starts once per command, so its start-up counts. dist/berthctl.js is its
+// entry alone (compile cache, the fast path for `version`): one small file without the
+// require() banner. The command line proper is dist/berthctl-cli.js, which the entry
+// imports when needed, split so that the image library loads only for image commands.
+// Minified: parsing is a measurable part of a short command's time (5 ms less CPU for
+// `version`); the source maps keep stack traces readable.
+await build({ ...shared, banner: {}, minify: true, entryPoints: { berthctl: berthctl! }, outdir: join(root, "dist") });
 rmSync(join(root, "dist", "berthctl-chunks"), { recursive: true, force: true });
-await build({ ...shared, entryPoints: { berthctl: berthctl! }, outdir: join(root, "dist"), splitting: true, chunkNames: "berthctl-chunks/[name]-[hash]" });
+await build({
+  ...shared,
+  entryPoints: { "berthctl-cli": join(root, "cmd", "berthctl", "cli.ts") },
+  outdir: join(root, "dist"),
+  splitting: true,
+  minify: true,
+  chunkNames: "berthctl-chunks/[name]-[hash]",
+});

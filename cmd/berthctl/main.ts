@@ -1,7 +1,13 @@
-// berthctl's entry: kept tiny, because everything it imports statically is compiled
-// before the compile cache is on. The command line itself (commander, gRPC clients,
-// every command) is a separate chunk, loaded once the cache is enabled.
+// berthctl's entry: kept small, because what it imports statically is compiled before
+// the compile cache is on. `version` is answered here (fast-path.ts); everything else
+// loads the command line proper (commander, gRPC clients, every command) from its own
+// bundle next to this one (dist/berthctl-cli.js, see scripts/build.ts), compiled
+// through the cache.
 import { useCompileCache } from "../../core/compile-cache.ts";
+import { runFastPath } from "./fast-path.ts";
 
 useCompileCache();
-await import("./cli.ts");
+if (!(await runFastPath(process.argv.slice(2), process.env))) {
+  // A computed specifier: the bundler leaves it alone, so the CLI stays a bundle of its own.
+  await import(new URL("./berthctl-cli.js", import.meta.url).href);
+}
