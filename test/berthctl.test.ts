@@ -71,6 +71,41 @@ describe("version", () => {
     assert.equal(server(mine.stdout), server(theirs.stdout));
     assert.match(mine.stdout, /^Client:\n {2}Version: {2}v\S+\n {2}Revision: \S+\n {2}Node version: v\d+/);
   });
+
+  /** berthctl with a preload that reports, at exit, whether node:http2 (grpc-js's transport) was loaded. */
+  const withHttp2Probe = (args: string[], env: NodeJS.ProcessEnv = process.env) => {
+    const probe = `data:text/javascript,process.on("exit",()=>process.stderr.write(process.moduleLoadList.includes("NativeModule http2")?"[http2]":"[no-http2]"))`;
+    const r = run(process.execPath, ["--import", probe, join(distDir, "berthctl.js"), ...args], undefined, env);
+    return { ...r, http2: r.stderr.endsWith("[http2]"), stderr: r.stderr.replace(/\[(no-)?http2\]$/, "") };
+  };
+
+  test("version takes the fast path (no grpc-js) and prints what the full command prints", () => {
+    const fast = withHttp2Probe(["--address", d.address, "-n", "default", "version"]);
+    assert.deepEqual([fast.code, fast.stderr, fast.http2], [0, "", false]);
+    // --timeout is not something the fast path handles: the full command runs.
+    const full = withHttp2Probe(["--address", d.address, "--timeout", "30s", "version"]);
+    assert.deepEqual([full.code, full.stderr, full.http2], [0, "", true]);
+    assert.equal(fast.stdout, full.stdout);
+    assert.match(fast.stdout, /UUID: [0-9a-f-]{36}\n$/);
+
+    // The address from --address=… or from BERTH_ADDRESS, as the full command reads them.
+    const inline = withHttp2Probe([`--address=${d.address}`, "version"]);
+    assert.deepEqual([inline.stdout, inline.http2], [fast.stdout, false]);
+    const fromEnv = withHttp2Probe(["version"], { ...process.env, BERTH_ADDRESS: d.address });
+    assert.deepEqual([fromEnv.stdout, fromEnv.http2], [fast.stdout, false]);
+  });
+
+  test("when the fast path fails, the full command reports the error", () => {
+    const missing = join(d.base, "nowhere.sock");
+    const r = withHttp2Probe(["-a", missing, "version"]);
+    assert.equal(r.code, 1);
+    assert.ok(r.http2);
+    // Printed once (by the full command), with its error.
+    assert.match(r.stdout, /^Client:\n(?:.*\n){4}$/);
+    assert.match(r.stderr, new RegExp(`^berthctl: failed to dial "${missing.replace(/[.]/g, "\\.")}": .*ENOENT`));
+    // Extra arguments are the full command's to judge.
+    assert.equal(withHttp2Probe(["-a", d.address, "version", "extra"]).http2, true);
+  });
 });
 
 describe("namespaces", () => {
