@@ -3,8 +3,8 @@
 // (streamed or whole), Info, label updates, and the lockstep Content/Write protocol
 // (reference §1.9) that never needs the whole blob in memory.
 import { createHash, type Hash } from "node:crypto";
-import { ClientError, Status, type CallOptions } from "nice-grpc";
-import { grpcCode, isAlreadyExists, isNotFound } from "./grpc-client.ts";
+import { ClientError, Status, type CallOptions } from "nice-grpc-common";
+import { grpcCode, isAlreadyExists, isNotFound } from "./grpc-status.ts";
 import {
   WriteAction,
   type ContentClient,

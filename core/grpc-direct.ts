@@ -1,9 +1,10 @@
-// Unary gRPC calls on a unix socket, speaking HTTP/2 (h2c, prior knowledge) directly
-// over node:net. It exists for start-up time alone: grpc-js and node:http2 together
-// take most of a short CLI command's run (node:http2 pulls in tls, crypto and http),
-// while this needs net and a few hundred lines. It covers what a CLI's quick
-// commands need — small unary requests, any number of concurrent calls on one
-// connection — and leaves everything else (client streams, large requests) to grpc-js.
+// gRPC calls on a unix socket, speaking HTTP/2 (h2c, prior knowledge) directly over
+// node:net. It exists for start-up time: grpc-js and node:http2 together take most of
+// a short CLI command's run (node:http2 alone pulls in tls, crypto and http), while
+// this needs net and a few hundred lines. It serves unary and server-streaming calls
+// with requests of up to 64 KiB, any number at once on one connection; client and
+// bidirectional streams (and larger requests) go to a fallback client (grpc-js).
+// No trace context is sent: the CLIs that use it do not trace.
 import type { Socket } from "node:net";
 import { ClientError, Status } from "nice-grpc-common";
 import { encodeHeaders, HpackDecoder, type HeaderList } from "./hpack.ts";
@@ -15,8 +16,13 @@ const { connect } = process.getBuiltinModule("node:net");
 const frameType = { data: 0, headers: 1, rstStream: 3, settings: 4, pushPromise: 5, ping: 6, goaway: 7, windowUpdate: 8, continuation: 9 } as const;
 const flag = { endStream: 0x1, ack: 0x1, endHeaders: 0x4, padded: 0x8, priority: 0x20 } as const;
 const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
-/** The largest window HTTP/2 allows: the server never waits for us to read. */
+/** The largest window HTTP/2 allows: the connection as a whole never holds the server back. */
 const maxWindow = 2 ** 31 - 1;
+/** What one stream may have unread: the limit on what a slow reader of a stream buffers. */
+const streamWindow = 8 * 1024 * 1024;
+/** Received bytes worth a WINDOW_UPDATE. */
+const windowUpdateThreshold = 1024 * 1024;
+/** The server's initial windows until its SETTINGS say otherwise: requests stay below. */
 const defaultWindow = 65_535;
 /** What a peer may send in one frame until its SETTINGS say otherwise (and what we send at most). */
 const defaultMaxFrame = 16_384;
@@ -28,6 +34,9 @@ export class DirectGrpcError extends Error {
   override name = "DirectGrpcError";
 }
 
+/** Whether the direct client can send this request (larger ones go to the fallback). */
+export const fitsDirectRequest = (request: Uint8Array) => request.length + 5 <= defaultWindow;
+
 function frame(type: number, flags: number, streamId: number, payload: Uint8Array = Buffer.alloc(0)): Buffer {
   const header = Buffer.alloc(9);
   header.writeUIntBE(payload.length, 0, 3);
@@ -37,14 +46,47 @@ function frame(type: number, flags: number, streamId: number, payload: Uint8Arra
   return Buffer.concat([header, payload]);
 }
 
-interface PendingCall {
+function windowUpdate(streamId: number, increment: number): Buffer {
+  const payload = Buffer.alloc(4);
+  payload.writeUInt32BE(increment);
+  return frame(frameType.windowUpdate, 0, streamId, payload);
+}
+
+/** Call metadata: plain pairs, or nice-grpc's Metadata (an iterable of [key, values]). */
+export type MetadataInput = Record<string, string> | Iterable<[string, Array<string | Uint8Array>]>;
+
+function metadataHeaders(metadata: MetadataInput | undefined): HeaderList {
+  if (!metadata) return [];
+  const entries: Iterable<[string, Array<string | Uint8Array>]> =
+    Symbol.iterator in metadata ? metadata : Object.entries(metadata).map(([k, v]): [string, string[]] => [k, [v]]);
+  const headers: HeaderList = [];
+  for (const [key, values] of entries) {
+    const name = key.toLowerCase();
+    // The request's own headers are ours to set.
+    if (name.startsWith(":") || name === "content-type" || name === "te") continue;
+    for (const value of values) headers.push([name, typeof value === "string" ? value : Buffer.from(value).toString("base64")]);
+  }
+  return headers;
+}
+
+interface CallHandlers {
+  onMessage(message: Buffer): void;
+  /** The call is over: successfully without `error`. */
+  onEnd(error?: unknown): void;
+  /** Return window as soon as bytes arrive (a unary call's reader takes everything at once). */
+  acknowledgeOnReceipt: boolean;
+}
+
+interface PendingCall extends CallHandlers {
   path: string;
-  resolve(message: Buffer): void;
-  reject(err: unknown): void;
   /** Header blocks seen so far: the response headers, then the trailers. */
   headerBlocks: HeaderList[];
-  data: Buffer[];
-  dataBytes: number;
+  /** Received bytes of messages not complete yet. */
+  chunks: Buffer[];
+  chunkBytes: number;
+  /** Received bytes not yet returned to the server as stream window. */
+  credit: number;
+  cleanup(): void;
 }
 
 /** grpc-message is percent-encoded (gRPC over HTTP/2, "Status-Message"). */
@@ -61,6 +103,7 @@ const headerValue = (headers: HeaderList, name: string) => headers.find(([n]) =>
 
 /** One HTTP/2 connection to a gRPC server on a unix socket; opened on the first call. */
 export class DirectChannel {
+  readonly address: string;
   private socket: Socket | undefined;
   private readonly calls = new Map<number, PendingCall>();
   private nextStreamId = 1;
@@ -70,62 +113,69 @@ export class DirectChannel {
   private failure: Error | undefined;
   /** A header block split over HEADERS and CONTINUATION frames, until END_HEADERS; nothing else may come between. */
   private headerBlock: { streamId: number; fragments: Buffer[]; endStream: boolean } | undefined;
-
-  readonly address: string;
+  /** Received bytes not yet returned to the server as connection window. */
+  private connectionCredit = 0;
 
   constructor(address: string) {
     this.address = address;
   }
 
-  /** Sends one request message and resolves with the response message, or rejects with a ClientError. */
-  unary(path: string, request: Uint8Array, metadata: Record<string, string> = {}, signal?: AbortSignal): Promise<Buffer> {
-    if (request.length + 5 > defaultWindow) {
-      return Promise.reject(new DirectGrpcError(`${path}: a request of ${request.length} bytes is too large for the direct client`));
-    }
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.failure) return Promise.reject(this.unavailable(path, this.failure));
-    const socket = this.connection();
-    const streamId = this.nextStreamId;
-    this.nextStreamId += 2;
+  /** Sends one request message and resolves with the response message, or rejects (ClientError for gRPC statuses). */
+  unary(path: string, request: Uint8Array, metadata?: MetadataInput, signal?: AbortSignal): Promise<Buffer> {
     return new Promise<Buffer>((resolve, reject) => {
-      const onAbort = () => {
-        if (!this.calls.delete(streamId)) return;
-        const code = Buffer.alloc(4);
-        code.writeUInt32BE(errorCodeCancel);
-        socket.write(frame(frameType.rstStream, 0, streamId, code));
-        reject(signal!.reason);
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      const settle = <T>(fn: (v: T) => void) => (v: T) => {
-        signal?.removeEventListener("abort", onAbort);
-        fn(v);
-      };
-      this.calls.set(streamId, { path, resolve: settle(resolve), reject: settle(reject), headerBlocks: [], data: [], dataBytes: 0 });
-      const headers: HeaderList = [
-        [":method", "POST"],
-        [":scheme", "http"],
-        [":path", path],
-        [":authority", "localhost"],
-        ["content-type", "application/grpc"],
-        ["te", "trailers"],
-        ...Object.entries(metadata).map(([k, v]): [string, string] => [k.toLowerCase(), v]),
-      ];
-      const block = encodeHeaders(headers);
-      if (block.length > defaultMaxFrame) {
-        this.calls.delete(streamId);
-        reject(new DirectGrpcError(`${path}: request metadata too large for the direct client`));
-        return;
-      }
-      const message = Buffer.alloc(5 + request.length);
-      message.writeUInt32BE(request.length, 1);
-      message.set(request, 5);
-      const out = [frame(frameType.headers, flag.endHeaders, streamId, block)];
-      for (let off = 0; off < message.length; off += defaultMaxFrame) {
-        const end = Math.min(off + defaultMaxFrame, message.length);
-        out.push(frame(frameType.data, end === message.length ? flag.endStream : 0, streamId, message.subarray(off, end)));
-      }
-      socket.write(Buffer.concat(out));
+      const messages: Buffer[] = [];
+      this.open(path, request, metadata, signal, {
+        acknowledgeOnReceipt: true,
+        onMessage: (message) => messages.push(message),
+        onEnd: (error) => {
+          if (error !== undefined) reject(error);
+          else if (messages.length === 1) resolve(messages[0]!);
+          else reject(new ClientError(path, Status.INTERNAL, `expected one response message, got ${messages.length}`));
+        },
+      });
     });
+  }
+
+  /**
+   * Sends one request message and yields the response messages as they arrive. The
+   * server is held back (stream window) while the reader lags; leaving the loop early
+   * cancels the call.
+   */
+  async *serverStream(path: string, request: Uint8Array, metadata?: MetadataInput, signal?: AbortSignal): AsyncGenerator<Buffer> {
+    const queue: Buffer[] = [];
+    let ended = false;
+    let failure: unknown;
+    let wake: (() => void) | undefined;
+    const streamId = this.open(path, request, metadata, signal, {
+      acknowledgeOnReceipt: false,
+      onMessage: (message) => {
+        queue.push(message);
+        wake?.();
+      },
+      onEnd: (error) => {
+        ended = true;
+        failure = error;
+        wake?.();
+      },
+    });
+    try {
+      while (true) {
+        if (queue.length > 0) {
+          yield queue.shift()!;
+          continue;
+        }
+        if (ended) {
+          if (failure !== undefined) throw failure;
+          return;
+        }
+        // The reader has caught up: let the server send more.
+        this.acknowledge(streamId);
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+      }
+    } finally {
+      if (!ended) this.cancel(streamId);
+    }
   }
 
   /** Ends the connection; calls still running fail. */
@@ -134,11 +184,79 @@ export class DirectChannel {
     if (!socket) return;
     this.fail(new DirectGrpcError("channel closed"));
     const goaway = Buffer.alloc(8);
-    goaway.writeUInt32BE(0, 0);
-    goaway.writeUInt32BE(0, 4);
     socket.end(frame(frameType.goaway, 0, 0, goaway));
     // Exiting need not wait for the server to close its side.
     socket.unref();
+  }
+
+  /** Starts a call: HEADERS and the request in DATA frames. Throws (before sending anything) when it cannot. */
+  private open(path: string, request: Uint8Array, metadata: MetadataInput | undefined, signal: AbortSignal | undefined, handlers: CallHandlers): number {
+    if (!fitsDirectRequest(request)) throw new DirectGrpcError(`${path}: a request of ${request.length} bytes is too large for the direct client`);
+    if (signal?.aborted) throw signal.reason;
+    if (this.failure) throw this.unavailable(path, this.failure);
+    const block = encodeHeaders([
+      [":method", "POST"],
+      [":scheme", "http"],
+      [":path", path],
+      [":authority", "localhost"],
+      ["content-type", "application/grpc"],
+      ["te", "trailers"],
+      ...metadataHeaders(metadata),
+    ]);
+    if (block.length > defaultMaxFrame) throw new DirectGrpcError(`${path}: request metadata too large for the direct client`);
+    const socket = this.connection();
+    const streamId = this.nextStreamId;
+    this.nextStreamId += 2;
+    const onAbort = () => {
+      const call = this.calls.get(streamId);
+      if (!call) return;
+      this.cancel(streamId);
+      call.onEnd(signal!.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.calls.set(streamId, {
+      ...handlers,
+      path,
+      headerBlocks: [],
+      chunks: [],
+      chunkBytes: 0,
+      credit: 0,
+      cleanup: () => signal?.removeEventListener("abort", onAbort),
+    });
+    const message = Buffer.alloc(5 + request.length);
+    message.writeUInt32BE(request.length, 1);
+    message.set(request, 5);
+    const out = [frame(frameType.headers, flag.endHeaders, streamId, block)];
+    for (let off = 0; off < message.length; off += defaultMaxFrame) {
+      const end = Math.min(off + defaultMaxFrame, message.length);
+      out.push(frame(frameType.data, end === message.length ? flag.endStream : 0, streamId, message.subarray(off, end)));
+    }
+    socket.write(Buffer.concat(out));
+    return streamId;
+  }
+
+  /** Drops a call and tells the server (RST_STREAM CANCEL); its handlers are not called. */
+  private cancel(streamId: number): void {
+    const call = this.calls.get(streamId);
+    if (!call) return;
+    this.end(streamId, call);
+    if (this.failure) return;
+    const code = Buffer.alloc(4);
+    code.writeUInt32BE(errorCodeCancel);
+    this.socket?.write(frame(frameType.rstStream, 0, streamId, code));
+  }
+
+  /** Returns what a stream's reader has taken to the server's window for it. */
+  private acknowledge(streamId: number): void {
+    const call = this.calls.get(streamId);
+    if (!call || call.credit === 0 || this.failure) return;
+    this.socket?.write(windowUpdate(streamId, call.credit));
+    call.credit = 0;
+  }
+
+  private end(streamId: number, call: PendingCall): void {
+    this.calls.delete(streamId);
+    call.cleanup();
   }
 
   private connection(): Socket {
@@ -149,11 +267,9 @@ export class DirectChannel {
     settings.writeUInt16BE(0x2, 0); // ENABLE_PUSH
     settings.writeUInt32BE(0, 2);
     settings.writeUInt16BE(0x4, 6); // INITIAL_WINDOW_SIZE
-    settings.writeUInt32BE(maxWindow, 8);
-    const connectionWindow = Buffer.alloc(4);
-    connectionWindow.writeUInt32BE(maxWindow - defaultWindow);
+    settings.writeUInt32BE(streamWindow, 8);
     // Written before the connection is up; net sends it once connected.
-    socket.write(Buffer.concat([preface, frame(frameType.settings, 0, 0, settings), frame(frameType.windowUpdate, 0, 0, connectionWindow)]));
+    socket.write(Buffer.concat([preface, frame(frameType.settings, 0, 0, settings), windowUpdate(0, maxWindow - defaultWindow)]));
     socket.on("data", (chunk: Buffer) => {
       try {
         this.receive(chunk);
@@ -174,8 +290,8 @@ export class DirectChannel {
   private fail(err: Error): void {
     this.failure ??= err;
     for (const [id, call] of this.calls) {
-      this.calls.delete(id);
-      call.reject(err instanceof DirectGrpcError && err.message !== "connection closed by the server" ? err : this.unavailable(call.path, err));
+      this.end(id, call);
+      call.onEnd(err instanceof DirectGrpcError && err.message === "channel closed" ? err : this.unavailable(call.path, err));
     }
   }
 
@@ -195,6 +311,10 @@ export class DirectChannel {
       this.onFrame(type, flags, streamId, payload);
     }
     this.buffered = this.buffered.subarray(offset);
+    if (this.connectionCredit >= windowUpdateThreshold && !this.failure) {
+      this.socket!.write(windowUpdate(0, this.connectionCredit));
+      this.connectionCredit = 0;
+    }
   }
 
   private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
@@ -210,14 +330,13 @@ export class DirectChannel {
         return;
       case frameType.goaway: {
         const lastStream = payload.readUInt32BE(0) & 0x7fffffff;
-        const code = payload.readUInt32BE(4);
-        const err = new DirectGrpcError(`server sent GOAWAY (code ${code})`);
+        const err = new DirectGrpcError(`server sent GOAWAY (code ${payload.readUInt32BE(4)})`);
         this.failure ??= err;
         // Streams above lastStream were never processed; the ones below still finish.
         for (const [id, call] of this.calls) {
           if (id > lastStream) {
-            this.calls.delete(id);
-            call.reject(this.unavailable(call.path, err));
+            this.end(id, call);
+            call.onEnd(this.unavailable(call.path, err));
           }
         }
         return;
@@ -225,9 +344,9 @@ export class DirectChannel {
       case frameType.rstStream: {
         const call = this.calls.get(streamId);
         if (!call) return;
-        this.calls.delete(streamId);
+        this.end(streamId, call);
         const code = payload.readUInt32BE(0);
-        call.reject(new ClientError(call.path, code === errorCodeCancel ? Status.CANCELLED : Status.INTERNAL, `stream reset by the server (HTTP/2 error ${code})`));
+        call.onEnd(new ClientError(call.path, code === errorCodeCancel ? Status.CANCELLED : Status.INTERNAL, `stream reset by the server (HTTP/2 error ${code})`));
         return;
       }
       case frameType.pushPromise:
@@ -272,50 +391,69 @@ export class DirectChannel {
   }
 
   private onData(flags: number, streamId: number, payload: Buffer): void {
+    // Flow control counts the whole payload, padding included, also on streams we dropped.
+    this.connectionCredit += payload.length;
     const call = this.calls.get(streamId);
     if (!call) return;
-    let data = payload;
-    if (flags & flag.padded) data = payload.subarray(1, payload.length - (payload[0] ?? 0));
-    call.dataBytes += data.length;
-    if (call.dataBytes > maxMessageBytes + 5) {
-      this.calls.delete(streamId);
-      call.reject(new ClientError(call.path, Status.RESOURCE_EXHAUSTED, `response larger than ${maxMessageBytes} bytes`));
-      return;
+    call.credit += payload.length;
+    const data = flags & flag.padded ? payload.subarray(1, payload.length - (payload[0] ?? 0)) : payload;
+    if (data.length > 0) {
+      call.chunks.push(data);
+      call.chunkBytes += data.length;
     }
-    call.data.push(data);
+    if (!this.takeMessages(streamId, call)) return;
+    if (call.acknowledgeOnReceipt && call.credit >= windowUpdateThreshold) this.acknowledge(streamId);
     if (flags & flag.endStream) this.finish(streamId, call);
   }
 
+  /** Hands over every complete gRPC message received; false when the call failed on one. */
+  private takeMessages(streamId: number, call: PendingCall): boolean {
+    while (call.chunkBytes >= 5) {
+      const head = call.chunks[0]!.length >= 5 ? call.chunks[0]! : Buffer.concat(call.chunks);
+      const compressed = head[0] !== 0;
+      const length = head.readUInt32BE(1);
+      const failure = compressed
+        ? "compressed response (the direct client asks for none)"
+        : length > maxMessageBytes
+          ? `response message of ${length} bytes exceeds ${maxMessageBytes}`
+          : undefined;
+      if (failure) {
+        this.cancel(streamId);
+        call.onEnd(new ClientError(call.path, compressed ? Status.INTERNAL : Status.RESOURCE_EXHAUSTED, failure));
+        return false;
+      }
+      if (call.chunkBytes < 5 + length) return true;
+      const all = call.chunks.length === 1 ? call.chunks[0]! : Buffer.concat(call.chunks);
+      const rest = all.subarray(5 + length);
+      call.chunks = rest.length > 0 ? [rest] : [];
+      call.chunkBytes = rest.length;
+      call.onMessage(all.subarray(5, 5 + length));
+      // onMessage may have ended the call (a reader that stopped).
+      if (!this.calls.has(streamId)) return false;
+    }
+    return true;
+  }
+
   private finish(streamId: number, call: PendingCall): void {
-    this.calls.delete(streamId);
+    this.end(streamId, call);
     const [first, ...rest] = call.headerBlocks;
     const trailers = rest.at(-1) ?? first ?? [];
     const httpStatus = headerValue(first ?? [], ":status");
     const status = headerValue(trailers, "grpc-status");
     if (status === undefined) {
-      call.reject(new ClientError(call.path, httpStatus === "200" ? Status.INTERNAL : Status.UNKNOWN, `response without grpc-status (HTTP status ${httpStatus ?? "none"})`));
+      call.onEnd(new ClientError(call.path, httpStatus === "200" ? Status.INTERNAL : Status.UNKNOWN, `response without grpc-status (HTTP status ${httpStatus ?? "none"})`));
       return;
     }
     const code = Number(status);
     if (code !== Status.OK) {
-      call.reject(new ClientError(call.path, Number.isInteger(code) ? code : Status.UNKNOWN, decodeGrpcMessage(headerValue(trailers, "grpc-message"))));
+      call.onEnd(new ClientError(call.path, Number.isInteger(code) ? code : Status.UNKNOWN, decodeGrpcMessage(headerValue(trailers, "grpc-message"))));
       return;
     }
-    const body = Buffer.concat(call.data);
-    if (body.length < 5) {
-      call.reject(new ClientError(call.path, Status.INTERNAL, "response without a message"));
+    if (call.chunkBytes > 0) {
+      call.onEnd(new ClientError(call.path, Status.INTERNAL, `response ends inside a message (${call.chunkBytes} bytes left over)`));
       return;
     }
-    if (body[0] !== 0) {
-      call.reject(new ClientError(call.path, Status.INTERNAL, "compressed response (the direct client asks for none)"));
-      return;
-    }
-    const length = body.readUInt32BE(1);
-    if (body.length !== 5 + length) {
-      call.reject(new ClientError(call.path, Status.INTERNAL, `response framing: ${body.length - 5} bytes for a ${length}-byte message`));
-      return;
-    }
-    call.resolve(body.subarray(5));
+    call.onEnd();
   }
 }
 
@@ -326,15 +464,21 @@ interface MessageType<T> {
   fromPartial(object: never): T;
 }
 
-interface UnaryMethod {
+interface Method {
   name: string;
   requestType: MessageType<unknown>;
   responseType: MessageType<unknown>;
+  requestStream: boolean;
+  responseStream: boolean;
+}
+
+interface UnaryMethod extends Method {
   requestStream: false;
   responseStream: false;
 }
 
-interface ServiceDefinition {
+/** A generated (ts-proto, generic-definitions) service definition. */
+export interface DirectServiceDefinition {
   fullName: string;
   methods: Record<string, { requestStream: boolean; responseStream: boolean }>;
 }
@@ -343,28 +487,56 @@ type Request<M> = M extends { requestType: { fromPartial(object: infer P): unkno
 type Response<M> = M extends { responseType: MessageType<infer R> } ? R : never;
 
 export interface DirectCallOptions {
-  metadata?: Record<string, string>;
+  metadata?: MetadataInput;
   signal?: AbortSignal;
 }
 
 /** The unary methods of a generated service definition, typed, on a direct channel. */
-export type DirectClient<D extends ServiceDefinition> = {
+export type DirectClient<D extends DirectServiceDefinition> = {
   [K in keyof D["methods"] as D["methods"][K] extends UnaryMethod ? K : never]: (
     request: Request<D["methods"][K]>,
     options?: DirectCallOptions,
   ) => Promise<Response<D["methods"][K]>>;
 };
 
-export function directClient<D extends ServiceDefinition>(definition: D, channel: DirectChannel): DirectClient<D> {
-  const client: Record<string, unknown> = {};
-  for (const [key, method] of Object.entries(definition.methods) as Array<[string, UnaryMethod]>) {
-    if (method.requestStream || method.responseStream) continue;
+type AnyCall = (request: unknown, options?: DirectCallOptions) => unknown;
+
+/**
+ * A client for a generated service definition on a direct channel: unary and
+ * server-streaming methods (with the shapes nice-grpc gives them: a promise, an async
+ * iterable). Methods it cannot serve — streamed requests, requests over 64 KiB — go
+ * to `fallback` when one is given (loaded on first need); without one they are absent
+ * or fail with DirectGrpcError.
+ */
+export function directClient<D extends DirectServiceDefinition>(definition: D, channel: DirectChannel, fallback?: () => Promise<unknown>): DirectClient<D> {
+  const client: Record<string, AnyCall> = {};
+  const viaFallback = async (key: string) => ((await fallback!()) as Record<string, AnyCall>)[key]!;
+  for (const [key, method] of Object.entries(definition.methods) as Array<[string, Method]>) {
     const path = `/${definition.fullName}/${method.name}`;
-    client[key] = async (request: never, options: DirectCallOptions = {}) => {
-      const bytes = method.requestType.encode(method.requestType.fromPartial(request)).finish();
-      const response = await channel.unary(path, bytes, options.metadata, options.signal);
-      return method.responseType.decode(response);
-    };
+    const encode = (request: unknown) => method.requestType.encode(method.requestType.fromPartial(request as never)).finish();
+    if (method.requestStream) {
+      if (!fallback) continue;
+      client[key] = method.responseStream
+        ? async function* (request, options) {
+            yield* (await viaFallback(key))(request, options) as AsyncIterable<unknown>;
+          }
+        : async (request, options) => (await viaFallback(key))(request, options);
+    } else if (method.responseStream) {
+      client[key] = async function* (request, options: DirectCallOptions = {}) {
+        const bytes = encode(request);
+        if (fallback && !fitsDirectRequest(bytes)) {
+          yield* (await viaFallback(key))(request, options) as AsyncIterable<unknown>;
+          return;
+        }
+        for await (const message of channel.serverStream(path, bytes, options.metadata, options.signal)) yield method.responseType.decode(message);
+      };
+    } else {
+      client[key] = async (request, options: DirectCallOptions = {}) => {
+        const bytes = encode(request);
+        if (fallback && !fitsDirectRequest(bytes)) return (await viaFallback(key))(request, options);
+        return method.responseType.decode(await channel.unary(path, bytes, options.metadata, options.signal));
+      };
+    }
   }
   return client as DirectClient<D>;
 }

@@ -1,7 +1,6 @@
 // berthctl's command line: a ctr-style client for berth's gateway socket. Same command
 // names, flags and output layout as ctr 1.6, so either tool can be used on the same daemon.
 import { Command, Option } from "commander";
-import { closeChannels } from "../../core/grpc-client.ts";
 import { registerContent } from "./content.ts";
 import { registerImages } from "./images.ts";
 import { registerImagesArchive } from "./images-archive.ts";
@@ -46,5 +45,5 @@ try {
 } catch (err) {
   fail(err, session?.address);
 } finally {
-  closeChannels();
+  session?.close();
 }

@@ -2,10 +2,11 @@
 import type { Command } from "commander";
 import { ImagesDefinition, type Image } from "../../core/gen/containerd/services/images/v1/images.ts";
 import { imagePlatforms, imageSize } from "../../core/image/resolve.ts";
-import { connectImageServices, withDocumentCache } from "../../core/image/services.ts";
+import { withDocumentCache } from "../../core/image/services.ts";
+import { withLease } from "../../core/image/lease.ts";
 import { defaultPlatformMatcher, formatPlatform } from "../../core/image/platform.ts";
 import type { Descriptor } from "../../core/image/manifest.ts";
-import { isAlreadyExists, isNotFound } from "../../core/grpc-client.ts";
+import { isAlreadyExists, isNotFound } from "../../core/grpc-status.ts";
 import { CommandError, logError, logWarning, messageOf, writeOut } from "./output.ts";
 import { formatLabels, labelUpdate, type Session } from "./session.ts";
 import { Table } from "./tabwriter.ts";
@@ -23,7 +24,7 @@ async function listImages(session: Session, filters: string[], quiet: boolean): 
     return;
   }
   // One document cache for the whole listing: images often share manifests and configs.
-  const svc = withDocumentCache(connectImageServices(session.address, session.namespace, session.signal));
+  const svc = withDocumentCache(session.imageServices());
   const matcher = defaultPlatformMatcher();
   const table = new Table().line("REF\tTYPE\tDIGEST\tSIZE\tPLATFORMS\tLABELS\t");
   for (const image of images) {
@@ -69,8 +70,7 @@ export function registerImages(program: Command, session: (cmd: Command) => Sess
       const s = session(cmd);
       const client = s.client(ImagesDefinition);
       // a short-lived lease like the one ctr's client.WithLease opens
-      const { connectImageServices, withLease } = await import("../../core/image/index.ts");
-      await withLease(connectImageServices(s.address, s.namespace, s.signal), undefined, async (lease) => {
+      await withLease(s.imageServices(), undefined, async (lease) => {
         const { image } = await client.get({ name: source }, s.call(lease));
         for (const target of targets) {
           const tagged = { ...image, name: target };
