@@ -3,13 +3,9 @@
 // cache. The directory is per user and private (root: /var/cache/berth; others:
 // $XDG_CACHE_HOME or ~/.cache), because whoever can write it decides what code runs.
 // Every failure only means running without the cache.
-
-// Builtins through getBuiltinModule rather than `import`: an ES module import of
-// node:fs builds its whole namespace (fs/promises, readline, …), a cost paid before
-// the cache can help.
-const { lstatSync, mkdirSync } = process.getBuiltinModule("node:fs");
-const { enableCompileCache } = process.getBuiltinModule("node:module");
-const { isAbsolute, join } = process.getBuiltinModule("node:path");
+import { lstatSync, mkdirSync } from "node:fs";
+import { enableCompileCache } from "node:module";
+import { isAbsolute, join } from "node:path";
 
 function cacheDir(): string | undefined {
   if (process.getuid?.() === 0) return "/var/cache/berth/compile";

@@ -5,13 +5,9 @@
 // with requests of up to 64 KiB, any number at once on one connection; client and
 // bidirectional streams (and larger requests) go to a fallback client (grpc-js).
 // No trace context is sent: the CLIs that use it do not trace.
-import type { Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import { ClientError, Status } from "nice-grpc-common";
 import { encodeHeaders, HpackDecoder, type HeaderList } from "./hpack.ts";
-
-// Not `import … from "node:net"`: an ES module import of a builtin builds its whole
-// namespace, which for node:net (and node:fs) loads a dozen more modules.
-const { connect } = process.getBuiltinModule("node:net");
 
 const frameType = { data: 0, headers: 1, rstStream: 3, settings: 4, pushPromise: 5, ping: 6, goaway: 7, windowUpdate: 8, continuation: 9 } as const;
 const flag = { endStream: 0x1, ack: 0x1, endHeaders: 0x4, padded: 0x8, priority: 0x20 } as const;

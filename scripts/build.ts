@@ -6,6 +6,7 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { build, type BuildOptions } from "esbuild";
 import { buildNativeAddon } from "../native/build.ts";
+import { builtinsWithoutNamespaces } from "./builtins-plugin.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const args = new Set(process.argv.slice(2));
@@ -51,14 +52,20 @@ await build({ ...shared, entryPoints: processes, outdir: join(root, "dist") });
 // require() banner. The command line proper is dist/berthctl-cli.js, which the entry
 // imports when needed, split so that the image library loads only for image commands.
 // Minified: parsing is a measurable part of a short command's time (5 ms less CPU for
-// `version`); the source maps keep stack traces readable.
-await build({ ...shared, banner: {}, minify: true, entryPoints: { berthctl: berthctl! }, outdir: join(root, "dist") });
+// `version`); the source maps keep stack traces readable. Builtins come through
+// process.getBuiltinModule (see builtins-plugin.ts).
+const quickStart: BuildOptions = {
+  ...shared,
+  minify: true,
+  plugins: [builtinsWithoutNamespaces],
+  banner: { js: "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url);" },
+};
+await build({ ...quickStart, banner: {}, entryPoints: { berthctl: berthctl! }, outdir: join(root, "dist") });
 rmSync(join(root, "dist", "berthctl-chunks"), { recursive: true, force: true });
 await build({
-  ...shared,
+  ...quickStart,
   entryPoints: { "berthctl-cli": join(root, "cmd", "berthctl", "cli.ts") },
   outdir: join(root, "dist"),
   splitting: true,
-  minify: true,
   chunkNames: "berthctl-chunks/[name]-[hash]",
 });
