@@ -6,7 +6,7 @@
 // shared machine hits every column alike; each column is the median wall time.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBerth } from "./daemons.ts";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
@@ -32,6 +32,8 @@ function wallMs({ label, command, args }: Timed): number {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const base = mkdtempSync(join(tmpdir(), "berth-bench-startup-"));
+// Start-up times swing with the machine's load; the report says what it was.
+const loadBefore = loadavg()[0]!;
 try {
   const berth = await startBerth(join(base, "berth"));
   const results = new Map<string, number>();
@@ -70,6 +72,8 @@ try {
   const ratio = (a: string, b: string) => `${(ms(a) / ms(b)).toFixed(2)}×`;
   const report = [
     `# CLI start-up: berthctl vs ctr (${new Date().toISOString()}, median of ${runs} interleaved runs after a warm-up, one berthd on a temp root)`,
+    "",
+    `Machine: ${cpus().length} CPUs, 1-minute load average ${loadBefore.toFixed(2)} before the runs and ${loadavg()[0]!.toFixed(2)} after.`,
     "",
     "| command | median ms |",
     "|---|---:|",
