@@ -1,8 +1,9 @@
 #!/bin/sh
 # Installs `berthd` and `berthctl` launchers into /usr/local/bin (or the directory
 # given): each a script that execs this checkout's pinned Node 24 on its dist/ bundle.
-# Unlike `npx berthd`, which keeps an npm process (~70 MB) alive beside the daemon for
-# as long as it runs, nothing stays behind: the launcher's process becomes berthd.
+# Unlike `npx berthd`, which keeps `npm exec` (~75 MB RSS) and a shell beside the
+# daemon for as long as it runs, nothing stays behind: the launcher's process becomes
+# berthd.
 # Run after `npm ci` (scripts/setup.sh does); run again if the checkout moves.
 set -eu
 
