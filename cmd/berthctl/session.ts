@@ -29,6 +29,8 @@ export class Session {
   readonly namespace: string;
   /** The command's deadline (--timeout), if any. */
   readonly signal: AbortSignal | undefined;
+  private direct: DirectChannel | undefined;
+  private grpcJs: GrpcJs | undefined;
 
   constructor(options: GlobalOptions) {
     this.address = options.address;
@@ -36,9 +38,6 @@ export class Session {
     // ctr's --timeout bounds the whole command, not each call.
     this.signal = options.timeout > 0 ? AbortSignal.timeout(options.timeout) : undefined;
   }
-
-  private direct: DirectChannel | undefined;
-  private grpcJs: GrpcJs | undefined;
 
   /** A client with nice-grpc's shapes; what the direct client cannot do goes through grpc-js. */
   client<D extends CompatServiceDefinition>(definition: D): Client<D> {
