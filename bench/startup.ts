@@ -4,6 +4,7 @@
 // scripts start it (node dist/berthctl.js) and through the launcher setup.sh installs.
 // Runs are interleaved (one of each command per round) so that a burst of load on a
 // shared machine hits every column alike; each column is the median wall time.
+// BENCH_BASELINE=<path to another build's berthctl.js> adds its rows, for before/after.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -14,6 +15,7 @@ import { skopeoArchives } from "../test/fixtures/archives.ts";
 import { distDir, repoRoot } from "../test/harness.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 21);
+const baseline = process.env.BENCH_BASELINE;
 
 interface Timed {
   label: string;
@@ -58,6 +60,12 @@ try {
       { label: "berthctl version (launcher)", command: join(launchers, "berthctl"), args: [...address, "version"] },
       { label: "ctr images ls", command: "ctr", args: [...address, "images", "ls"] },
       { label: "berthctl images ls", ...berthctl(["images", "ls"]) },
+      ...(baseline
+        ? [
+            { label: "baseline berthctl version", command: process.execPath, args: [baseline, ...address, "version"] },
+            { label: "baseline berthctl images ls", command: process.execPath, args: [baseline, ...address, "images", "ls"] },
+          ]
+        : []),
     ];
     // A warm-up round: page cache, and berthctl's compile cache.
     for (const c of commands) wallMs(c);
@@ -73,6 +81,7 @@ try {
   const report = [
     `# CLI start-up: berthctl vs ctr (${new Date().toISOString()}, median of ${runs} interleaved runs after a warm-up, one berthd on a temp root)`,
     "",
+    ...(baseline ? [`Baseline: ${baseline}`, ""] : []),
     `Machine: ${cpus().length} CPUs, 1-minute load average ${loadBefore.toFixed(2)} before the runs and ${loadavg()[0]!.toFixed(2)} after.`,
     "",
     "| command | median ms |",
