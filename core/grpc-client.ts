@@ -12,14 +12,20 @@ async function* traceContextMiddleware<Req, Res>(call: ClientMiddlewareCall<Req,
   return yield* call.next(call.request, { ...options, metadata });
 }
 
+/**
+ * The largest gRPC message a Berth process sends or accepts as a client, and sends as a
+ * server: containerd's default (16 MiB) both ways, so what ctr accepts we send.
+ */
+export const maxMessageBytes = 16 * 1024 * 1024;
+
 const channels = new Map<string, Channel>();
 
 export function unixChannel(socketPath: string): Channel {
   let channel = channels.get(socketPath);
   if (!channel) {
     channel = createChannel(`unix://${socketPath}`, undefined, {
-      "grpc.max_receive_message_length": 16 * 1024 * 1024,
-      "grpc.max_send_message_length": 16 * 1024 * 1024,
+      "grpc.max_receive_message_length": maxMessageBytes,
+      "grpc.max_send_message_length": maxMessageBytes,
       "grpc-node.flow_control_window": flowControlWindow,
     });
     channels.set(socketPath, channel);

@@ -2,6 +2,7 @@
 // nice-grpc-common, so code that runs without grpc-js (berthctl on the direct client,
 // see grpc-direct.ts) can use them. grpc-client.ts re-exports all of it.
 import { ClientError, Metadata, Status, type CallOptions } from "nice-grpc-common";
+import { errorKind } from "./errors.ts";
 import { namespaceHeader, leaseHeader } from "./headers.ts";
 
 /** Call options that select a namespace (and optionally a lease and an abort signal). */
@@ -15,8 +16,8 @@ export function grpcCode(err: unknown): Status | undefined {
   return err instanceof ClientError ? err.code : undefined;
 }
 
-export const isNotFound = (err: unknown) => grpcCode(err) === Status.NOT_FOUND;
-export const isAlreadyExists = (err: unknown) => grpcCode(err) === Status.ALREADY_EXISTS;
+export const isNotFound = (err: unknown) => err instanceof ClientError && errorKind(err) === "not found";
+export const isAlreadyExists = (err: unknown) => err instanceof ClientError && errorKind(err) === "already exists";
 
 /** The server's message without nice-grpc's "/pkg.Service/Method" prefix. */
 export function errorMessage(err: unknown): string {

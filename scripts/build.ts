@@ -31,6 +31,11 @@ function entries(dir: string): Record<string, string> {
 // The Node-API addon (native/) that services load for mount, mknod and xattrs.
 buildNativeAddon();
 
+// Bundles of processes that no longer exist must not linger (berthd would start them).
+for (const name of (existsSync(join(root, "dist")) ? readdirSync(join(root, "dist"), { withFileTypes: true }) : []).filter((e) => /\.js(\.map)?$/.test(e.name))) {
+  rmSync(join(root, "dist", name.name));
+}
+
 const shared: BuildOptions = {
   bundle: true,
   platform: "node",

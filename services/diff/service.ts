@@ -3,7 +3,7 @@
 // the content store as a layer (commit flows).
 import { createReadStream } from "node:fs";
 import { mkdir, readdir, rm, stat } from "node:fs/promises";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { pipeline, Readable } from "node:stream";
 import type { CallContext } from "nice-grpc-common";
@@ -25,7 +25,8 @@ import type { ByteSource } from "../../core/tar/byte-reader.ts";
 import { applyTarget, overlayOptions, readOnlyMounts, viewLayers, type ApplyTarget, type TempMounts } from "./mounts.ts";
 import { updateBlobLabels, writeBlob } from "../../core/content-client.ts";
 import { labels as wellKnown } from "../../core/image/media-types.ts";
-import { fromContentError, spoolBlob, uniqueRef, VerifiedBlobStream } from "./content-io.ts";
+import { fromContentError, spoolBlob, VerifiedBlobStream } from "./content-io.ts";
+import { tempName, uniqueRef } from "../../core/ids.ts";
 
 export interface DiffDeps {
   content: ContentClient;
@@ -168,7 +169,7 @@ export function diffService(deps: DiffDeps): DiffServiceImplementation {
       } else {
         // A target with content of its own cannot be put back after a failure: verify first.
         await mkdir(deps.spoolDir, { recursive: true, mode: 0o700 });
-        const file = join(deps.spoolDir, `${randomBytes(12).toString("hex")}.blob`);
+        const file = join(deps.spoolDir, tempName("", ".blob"));
         try {
           await spoolBlob(deps.content, { digest: desc.digest, size: Number(desc.size) }, file, options);
           applied = await applyFile(deps, file, desc, target, ctx.signal).catch((err) => {

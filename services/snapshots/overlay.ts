@@ -1,6 +1,6 @@
 // The overlayfs snapshotter (containerd's "overlayfs"): snapshot <id> lives in
 // <root>/snapshots/<id>/{fs,work}; fs is the upper layer of an active snapshot and the
-// layer itself once committed. The records live in <root>/metadata.db.
+// layer itself once committed. The records live in the shared metadata database.
 //
 // Crash safety: a new snapshot's directory is built under a temp name and renamed to
 // its id inside the transaction that inserts its row; a removal deletes the row first
@@ -11,9 +11,12 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import { failedPrecondition } from "../../core/errors.ts";
+import { makePrivateDir } from "../../core/private-files.ts";
 import type { Logger } from "../../core/log.ts";
+import type { Database } from "../../core/metadata-db.ts";
 import { diskUsage } from "./disk-usage.ts";
-import { labelsAfterUpdate, type Mount, type Snapshotter } from "./snapshotter.ts";
+import { labelsAfterUpdate } from "../../core/labels.ts";
+import type { Mount, Snapshotter } from "./snapshotter.ts";
 import { snapshotNotFound, SqliteSnapshotStore, type SnapshotRecord, type SnapshotStore, type Usage } from "./store.ts";
 
 /** containerd adds index=off whenever the kernel's overlay module has the knob. */
@@ -27,10 +30,10 @@ export class OverlaySnapshotter implements Snapshotter {
   private readonly indexOff: boolean;
   private readonly log: Logger;
 
-  constructor(root: string, log: Logger) {
+  constructor(root: string, db: Database, log: Logger) {
     this.snapshotsDir = join(root, "snapshots");
-    mkdirSync(this.snapshotsDir, { recursive: true, mode: 0o700 });
-    this.store = new SqliteSnapshotStore(join(root, "metadata.db"));
+    makePrivateDir(this.snapshotsDir);
+    this.store = new SqliteSnapshotStore(db, "overlayfs");
     this.indexOff = supportsIndexOption();
     this.log = log;
   }
@@ -54,7 +57,7 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   update(namespace: string, key: string, labels: Record<string, string>, paths: readonly string[]): SnapshotRecord {
-    return this.store.updateLabels(namespace, key, (current) => labelsAfterUpdate(key, current.labels, labels, paths), Date.now());
+    return this.store.updateLabels(namespace, key, (current) => labelsAfterUpdate(`snapshot ${JSON.stringify(key)}`, current.labels, labels, paths), Date.now());
   }
 
   async usage(namespace: string, key: string): Promise<Usage> {
@@ -72,24 +75,23 @@ export class OverlaySnapshotter implements Snapshotter {
     return this.mountsOf(record);
   }
 
-  prepare(namespace: string, key: string, parent: string, labels: Record<string, string>): Mount[] {
-    return this.create(namespace, Kind.ACTIVE, key, parent, labels);
+  prepare(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Mount[] {
+    return this.create(namespace, Kind.ACTIVE, key, parent, labels, lease);
   }
 
-  view(namespace: string, key: string, parent: string, labels: Record<string, string>): Mount[] {
-    return this.create(namespace, Kind.VIEW, key, parent, labels);
+  view(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Mount[] {
+    return this.create(namespace, Kind.VIEW, key, parent, labels, lease);
   }
 
-  async commit(namespace: string, name: string, key: string, labels: Record<string, string>, ready?: Promise<void>): Promise<void> {
+  async commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string): Promise<void> {
     const active = this.stat(namespace, key);
-    // Measuring only reads the layer, so it may overlap `ready`.
-    const [usage] = await Promise.all([diskUsage(this.upperPath(active.id)), ready]);
+    const usage = await diskUsage(this.upperPath(active.id));
     // The store checks again inside its transaction: the snapshot may have changed meanwhile.
-    this.store.commit(namespace, key, name, labels, usage, Date.now());
+    this.store.commit(namespace, key, name, labels, usage, Date.now(), lease);
   }
 
-  async remove(namespace: string, key: string): Promise<void> {
-    const record = this.store.remove(namespace, key);
+  async remove(namespace: string, key: string, lease?: string): Promise<void> {
+    const record = this.store.remove(namespace, key, lease);
     const dir = join(this.snapshotsDir, String(record.id));
     try {
       await rm(dir, { recursive: true, force: true });
@@ -123,27 +125,20 @@ export class OverlaySnapshotter implements Snapshotter {
     return removed;
   }
 
-  count(namespace: string): number {
-    return this.store.count(namespace);
-  }
-
-  close(): void {
-    this.store.close();
-  }
-
   private create(
     namespace: string,
     kind: typeof Kind.ACTIVE | typeof Kind.VIEW,
     key: string,
     parent: string,
     labels: Record<string, string>,
+    lease: string | undefined,
   ): Mount[] {
     const temp = mkdtempSync(join(this.snapshotsDir, "new-"));
     let renamedTo: string | undefined;
     let record: SnapshotRecord;
     try {
       mkdirSync(join(temp, "fs"), { mode: 0o755 });
-      if (kind === Kind.ACTIVE) mkdirSync(join(temp, "work"), { mode: 0o711 });
+      if (kind === Kind.ACTIVE) mkdirSync(join(temp, "work"), { mode: 0o700 });
       record = this.store.create(namespace, { key, parent, kind, labels, now: Date.now() }, (created) => {
         if (created.parentId !== undefined) {
           // The new upper layer belongs to whoever owns the layer below (containerd does
@@ -154,7 +149,7 @@ export class OverlaySnapshotter implements Snapshotter {
         const final = join(this.snapshotsDir, String(created.id));
         renameSync(temp, final);
         renamedTo = final;
-      });
+      }, lease);
     } catch (err) {
       rmSync(temp, { recursive: true, force: true });
       // Renamed, then the transaction failed to commit: that directory has no row.
