@@ -223,6 +223,9 @@ export interface WriteBlobOptions {
   abortOnFailure?: boolean;
 }
 
+/** A source that can start at any byte: called once, with the offset the write resumes from. */
+export type BlobSourceFrom = (offset: bigint) => AsyncIterable<Uint8Array | string>;
+
 export interface WrittenBlob {
   digest: string;
   /** Bytes committed (with `existed` at open: the expected total). */
@@ -284,7 +287,7 @@ async function writeSmallBlob(content: ContentClient, data: Buffer, options: Wri
  */
 export async function writeBlob(
   content: ContentClient,
-  source: Buffer | AsyncIterable<Uint8Array | string>,
+  source: Buffer | AsyncIterable<Uint8Array | string> | BlobSourceFrom,
   options: WriteBlobOptions,
   call: CallOptions,
 ): Promise<WrittenBlob> {
@@ -308,7 +311,10 @@ export async function writeBlob(
       const reply = await stream.receive();
       if (reply.offset !== want) throw failedPrecondition(`content write of ${ref}: service is at offset ${reply.offset}, expected ${want}`);
     };
-    for await (const data of pieces(source, offset, hash)) {
+    // A source opened at the ingest's offset (an HTTP Range) brings only the missing bytes.
+    const opensAtOffset = typeof source === "function";
+    if (opensAtOffset && offset > 0n && hash) throw new Error(`content write of ${ref}: resuming from offset ${offset} needs the expected digest`);
+    for await (const data of pieces(opensAtOffset ? source(offset) : source, opensAtOffset ? 0n : offset, hash)) {
       stream.post({ action: WriteAction.WRITE, ref, offset, data });
       offset += BigInt(data.length);
       expectedOffsets.push(offset);

@@ -66,3 +66,6 @@ export const grpcRoutes: Readonly<Record<string, string>> = Object.fromEntries([
   ...inProcessServices.map((service) => [service, inProcess]),
   ...processTable.flatMap((process) => process.services.map((service) => [service, process.name])),
 ]);
+
+/** The snapshotters the snapshots process loads; "overlayfs" is every containerd client's default. */
+export const snapshotterNames = ["overlayfs", "native"] as const;

@@ -109,6 +109,22 @@ describe("garbage collection through ctr", () => {
     assert.deepEqual(contentDigests(d, ns), [], "its blob went with it");
   });
 
+  test("plugins ls lists the snapshotters, differ, content, metadata and gc plugins as containerd does", () => {
+    const rows = tableRows(ok(d.ctr(["plugins", "ls"]), "plugins ls").stdout).map((r) => `${r[0]} ${r[1]} ${r[r.length - 1]}`);
+    for (const plugin of [
+      "io.containerd.content.v1 content ok",
+      "io.containerd.snapshotter.v1 overlayfs ok",
+      "io.containerd.snapshotter.v1 native ok",
+      "io.containerd.metadata.v1 bolt ok",
+      "io.containerd.differ.v1 walking ok",
+      "io.containerd.gc.v1 scheduler ok",
+      "io.containerd.grpc.v1 content ok",
+      "io.containerd.grpc.v1 diff ok",
+    ]) {
+      assert.ok(rows.includes(plugin), `${plugin} in:\n${rows.join("\n")}`);
+    }
+  });
+
   test("leases ls orders by id", () => {
     const ns = "order";
     for (const id of ["b-lease", "c-lease", "a-lease"]) ok(d.ctr(["leases", "create", "--id", id], undefined, ns), `create ${id}`);

@@ -391,7 +391,8 @@ async function labelAndName(state: ImportState, top: TopIndex, matcher: Platform
   return images;
 }
 
-async function saveImage(svc: ImageServices, image: ImportedImage, lease: string): Promise<void> {
+/** Names an image: create, or move an existing name to the new target (registry pulls use it too). */
+export async function saveImage(svc: ImageServices, image: ImportedImage, lease: string): Promise<void> {
   const record = {
     name: image.name,
     labels: {},

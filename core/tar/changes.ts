@@ -223,64 +223,101 @@ function whiteoutName(name: string, base: string): string {
   return slash === -1 ? base : `${name.slice(0, slash + 1)}${base}`;
 }
 
-async function* packEntries(changes: AsyncIterable<LayerChange>, sys: LayerSys): AsyncGenerator<PackEntry> {
+export interface ChangesToTarOptions {
+  /**
+   * The mtime (seconds) of whiteout and opaque marker entries. containerd stamps them all
+   * with the time the diff started (rounded to the second, as Go's tar writer does), so
+   * that is the default.
+   */
+  whiteoutMtime?: number;
+  /**
+   * The new tree's root. When given, every entry's parent directories come before it
+   * even when they did not change (a file rewritten in place, a deletion that left the
+   * directory's mtime as it was), as containerd's change writer includes them, so a
+   * layer always carries the metadata of the directories it writes into.
+   */
+  upper?: string;
+}
+
+/** A marker entry (whiteout or opaque): an empty regular file with mode 0 and root's ids, as containerd writes it. */
+function markerEntry(name: string, mtime: number): PackEntry {
+  return { header: { name: rawPath(name), type: "file", mode: 0, uid: 0, gid: 0, size: 0, mtime } };
+}
+
+/** The entry for `entryName` as it is at `path` (byte strings); undefined for what layers do not hold (sockets). */
+function treeEntry(entryName: string, path: string, stat: BigIntStats, sys: LayerSys, firstName: Map<string, string>): PackEntry | undefined {
+  const type = entryType(stat);
+  const name = rawPath(entryName);
+  if (!type) return undefined;
+  const base = {
+    mode: Number(stat.mode & 0o7777n),
+    uid: Number(stat.uid),
+    gid: Number(stat.gid),
+    // Whole seconds, as containerd writes them: reproducible layers.
+    mtime: Number(stat.mtimeNs / 1_000_000_000n),
+    xattrs: readXattrs(sys, path),
+  };
   // Files with several links are written once; later names become hard links to the first.
+  if (type === "file" && stat.nlink > 1n) {
+    const key = `${stat.dev}:${stat.ino}`;
+    const first = firstName.get(key);
+    if (first !== undefined) return { header: { ...base, name, type: "link", linkname: rawPath(first) } };
+    firstName.set(key, entryName);
+  }
+  switch (type) {
+    case "directory":
+      return { header: { ...base, name: rawPath(`${entryName}/`), type } };
+    case "symlink":
+      return { header: { ...base, name, type, linkname: rawPath(readlink(path)) } };
+    case "char":
+    case "block": {
+      const { major, minor } = splitDevice(stat.rdev);
+      return { header: { ...base, name, type, devmajor: major, devminor: minor } };
+    }
+    case "file":
+      return { header: { ...base, name, type, size: Number(stat.size) }, body: () => fileBody(path, Number(stat.size)) };
+    default:
+      return { header: { ...base, name, type } };
+  }
+}
+
+async function* packEntries(changes: AsyncIterable<LayerChange>, sys: LayerSys, whiteoutMtime: number, upper: string | undefined): AsyncGenerator<PackEntry> {
   const firstName = new Map<string, string>();
+  const writtenDirs = new Set<string>();
+  /** Entries for the directories above `name` not written yet, outermost first. */
+  function* parentsOf(name: string): Generator<PackEntry> {
+    if (upper === undefined) return;
+    const parts = name.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const dir = parts.slice(0, i).join("/");
+      if (writtenDirs.has(dir)) continue;
+      writtenDirs.add(dir);
+      const path = join(upper, dir);
+      const entry = treeEntry(dir, path, lstatBig(path), sys, firstName);
+      if (entry) yield entry;
+    }
+  }
   for await (const change of changes) {
     if (change.kind === "whiteout") {
+      yield* parentsOf(change.name);
       const slash = change.name.lastIndexOf("/");
-      const name = rawPath(whiteoutName(change.name, `${whiteoutPrefix}${change.name.slice(slash + 1)}`));
-      yield { header: { name, type: "file", mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0 } };
+      yield markerEntry(whiteoutName(change.name, `${whiteoutPrefix}${change.name.slice(slash + 1)}`), whiteoutMtime);
       continue;
     }
     if (change.kind === "opaque") {
-      yield { header: { name: rawPath(change.name === "" ? whiteoutOpaque : `${change.name}/${whiteoutOpaque}`), type: "file", mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0 } };
+      if (change.name !== "") yield* parentsOf(`${change.name}/${whiteoutOpaque}`);
+      yield markerEntry(change.name === "" ? whiteoutOpaque : `${change.name}/${whiteoutOpaque}`, whiteoutMtime);
       continue;
     }
-    const { stat, path } = change;
-    const name = rawPath(change.name);
-    const type = entryType(stat);
-    if (!type) continue;
-    const base = {
-      mode: Number(stat.mode & 0o7777n),
-      uid: Number(stat.uid),
-      gid: Number(stat.gid),
-      // Whole seconds, as containerd writes them: reproducible layers.
-      mtime: Number(stat.mtimeNs / 1_000_000_000n),
-      xattrs: readXattrs(sys, path),
-    };
-    if (type === "file" && stat.nlink > 1n) {
-      const key = `${stat.dev}:${stat.ino}`;
-      const first = firstName.get(key);
-      if (first !== undefined) {
-        yield { header: { ...base, name, type: "link", linkname: rawPath(first) } };
-        continue;
-      }
-      firstName.set(key, change.name);
-    }
-    switch (type) {
-      case "directory":
-        yield { header: { ...base, name: rawPath(`${change.name}/`), type } };
-        break;
-      case "symlink":
-        yield { header: { ...base, name, type, linkname: rawPath(readlink(path)) } };
-        break;
-      case "char":
-      case "block": {
-        const { major, minor } = splitDevice(stat.rdev);
-        yield { header: { ...base, name, type, devmajor: major, devminor: minor } };
-        break;
-      }
-      case "file":
-        yield { header: { ...base, name, type, size: Number(stat.size) }, body: () => fileBody(path, Number(stat.size)) };
-        break;
-      default:
-        yield { header: { ...base, name, type } };
-    }
+    yield* parentsOf(change.name);
+    if (change.stat.isDirectory()) writtenDirs.add(change.name);
+    const entry = treeEntry(change.name, change.path, change.stat, sys, firstName);
+    if (entry) yield entry;
   }
 }
 
 /** A layer tar (uncompressed) of the changes. */
-export function changesToTar(changes: AsyncIterable<LayerChange>, sys: LayerSys): AsyncGenerator<Buffer> {
-  return packTar(packEntries(changes, sys));
+export function changesToTar(changes: AsyncIterable<LayerChange>, sys: LayerSys, options: ChangesToTarOptions = {}): AsyncGenerator<Buffer> {
+  const upper = options.upper === undefined ? undefined : byteStringOf(options.upper);
+  return packTar(packEntries(changes, sys, options.whiteoutMtime ?? Math.round(Date.now() / 1000), upper));
 }

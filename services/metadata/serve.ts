@@ -12,7 +12,7 @@ import { serviceSocketPath } from "../../core/config.ts";
 import { startGrpcServer } from "../../core/grpc-server.ts";
 import type { ProcessContext } from "../../core/lifecycle.ts";
 import { openMetadataDatabase } from "../../core/metadata-db.ts";
-import { inProcess } from "../../core/routes.ts";
+import { inProcess, snapshotterNames } from "../../core/routes.ts";
 import { introspectionService, loadServerUuid, versionService } from "../gateway/introspection.ts";
 import { RedisEventBus } from "./event-bus.ts";
 import { eventsService, localPublisher } from "./events.ts";
@@ -21,9 +21,6 @@ import { collect } from "../jobs/gc/collector.ts";
 import { leasesService } from "./leases.ts";
 import { namespacesService } from "./namespaces.ts";
 import { metadataStore } from "./store.ts";
-
-/** The snapshotters the snapshots process loads (Introspection lists them as plugins). */
-const snapshotters = ["overlayfs"] as const;
 
 /**
  * Serves the in-process services. `jobsReady` makes sure the jobs process runs (it is
@@ -48,7 +45,7 @@ export async function serveMetadata(
     server.add(EventsDefinition, eventsService(bus));
     server.add(CollectorDefinition, collector.service);
     server.add(VersionDefinition, versionService);
-    server.add(IntrospectionDefinition, introspectionService(loadServerUuid(ctx.root), (process) => serviceSocketPath(ctx.state, process), snapshotters));
+    server.add(IntrospectionDefinition, introspectionService(loadServerUuid(ctx.root), (process) => serviceSocketPath(ctx.state, process), snapshotterNames));
   });
   return {
     startCollections() {

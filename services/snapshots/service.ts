@@ -62,24 +62,24 @@ export function snapshotsService(
   };
 
   /** Prepare and View: the snapshot, its namespace and the caller's lease entry, in one step. */
-  const create = (kind: "prepare" | "view", request: CreateRequest, ctx: CallContext) => {
+  const create = async (kind: "prepare" | "view", request: CreateRequest, ctx: CallContext) => {
     const snapshotter = snapshotterOf(request.snapshotter);
     const namespace = namespaceOf(ctx);
     const key = requireName(request.key, "snapshot key");
-    const mounts = snapshotter[kind](namespace, key, request.parent, validateLabels({ ...request.labels }), leaseOf(ctx));
+    const mounts = await snapshotter[kind](namespace, key, request.parent, validateLabels({ ...request.labels }), leaseOf(ctx));
     return { namespace, key, mounts };
   };
 
   return {
     async prepare(request, ctx) {
-      const { namespace, key, mounts } = create("prepare", request, ctx);
+      const { namespace, key, mounts } = await create("prepare", request, ctx);
       // Events are best effort and go out in the background (in order).
       metadata.publish(namespace, "/snapshot/prepare", "containerd.events.SnapshotPrepare", SnapshotPrepare, { key, parent: request.parent });
       return { mounts };
     },
 
     async view(request, ctx) {
-      return { mounts: create("view", request, ctx).mounts };
+      return { mounts: (await create("view", request, ctx)).mounts };
     },
 
     async mounts(request, ctx) {

@@ -1,5 +1,6 @@
-// What the Snapshots service asks of a snapshotter (containerd's snapshots.Snapshotter
-// with the metadata layer's namespacing folded in). Every key lives in a namespace.
+// What the Snapshots service asks of a snapshotter: containerd's snapshots.Snapshotter
+// as its metadata layer offers it, every key in a namespace (see metadata-layer.ts,
+// which implements it over a backend).
 import type { Mount } from "../../core/gen/containerd/types/mount.ts";
 import type { SnapshotRecord, Usage } from "./store.ts";
 
@@ -14,8 +15,8 @@ export interface Snapshotter {
   usage(namespace: string, key: string): Promise<Usage>;
   mounts(namespace: string, key: string): Mount[];
   /** `lease`, when given, takes the new key in the same transaction (a missing lease creates nothing). */
-  prepare(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Mount[];
-  view(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Mount[];
+  prepare(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Promise<Mount[]>;
+  view(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Promise<Mount[]>;
   /** Commits the active snapshot `key` as `name`; `lease` trades the key for the name. */
   commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string): Promise<void>;
   remove(namespace: string, key: string, lease?: string): Promise<void>;

@@ -40,6 +40,12 @@ export interface SnapshotStore {
   /** A namespace's snapshots ordered by key (byte order, like containerd's bolt buckets). */
   list(namespace: string): SnapshotRecord[];
   /**
+   * The rules a new snapshot must meet in its namespace (snapshot.ref target and key
+   * free, parent present and committed); returns the parent. create() checks them again
+   * inside its transaction; calling this first refuses a bad request before any work.
+   */
+  check(namespace: string, snapshot: Pick<NewSnapshot, "key" | "parent" | "labels">): SnapshotRecord | undefined;
+  /**
    * Checks the new snapshot against the namespace (key free, parent present and
    * committed), inserts it (with its namespace, and on `lease` when given) and calls
    * `materialize(id)` inside the same transaction, so the row only exists if
@@ -163,24 +169,26 @@ export class SqliteSnapshotStore implements SnapshotStore {
     return (this.selectAll.all(namespace) as unknown as SnapshotRow[]).map(recordFromRow);
   }
 
+  check(namespace: string, snapshot: Pick<NewSnapshot, "key" | "parent" | "labels">): SnapshotRecord | undefined {
+    const target = snapshot.labels[snapshotRefLabel];
+    if (target !== undefined && target !== "" && this.get(namespace, target)) {
+      throw alreadyExists(`target snapshot ${JSON.stringify(target)}`);
+    }
+    if (this.get(namespace, snapshot.key)) throw alreadyExists(`snapshot ${JSON.stringify(snapshot.key)}`);
+    if (snapshot.parent === "") return undefined;
+    const parent = this.get(namespace, snapshot.parent);
+    if (!parent) throw notFound(`parent snapshot ${snapshot.parent} does not exist`);
+    if (parent.kind !== Kind.COMMITTED) {
+      throw invalidArgument(`failed to create snapshot: parent ${JSON.stringify(snapshot.parent)} is not committed snapshot`);
+    }
+    return parent;
+  }
+
   create(namespace: string, snapshot: NewSnapshot, materialize: (record: SnapshotRecord) => void, lease?: string): SnapshotRecord {
     return transaction(this.db, () => {
       ensureNamespace(this.db, namespace);
       if (lease) addLeaseResource(this.db, namespace, lease, { type: this.leaseType, id: snapshot.key });
-      const target = snapshot.labels[snapshotRefLabel];
-      if (target !== undefined && target !== "" && this.get(namespace, target)) {
-        throw alreadyExists(`target snapshot ${JSON.stringify(target)}`);
-      }
-      if (this.get(namespace, snapshot.key)) throw alreadyExists(`snapshot ${JSON.stringify(snapshot.key)}`);
-      let parentId: number | undefined;
-      if (snapshot.parent !== "") {
-        const parent = this.get(namespace, snapshot.parent);
-        if (!parent) throw notFound(`parent snapshot ${snapshot.parent} does not exist`);
-        if (parent.kind !== Kind.COMMITTED) {
-          throw invalidArgument(`failed to create snapshot: parent ${JSON.stringify(snapshot.parent)} is not committed snapshot`);
-        }
-        parentId = parent.id;
-      }
+      const parentId = this.check(namespace, snapshot)?.id;
       const result = this.insert.run(
         namespace,
         this.snapshotter,
