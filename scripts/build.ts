@@ -6,6 +6,7 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
 import { buildNativeAddon } from "../native/build.ts";
+import { buildShim } from "../shim/build.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const args = new Set(process.argv.slice(2));
@@ -29,6 +30,8 @@ function entries(dir: string): Record<string, string> {
 
 // The Node-API addon (native/) that services load for mount, mknod and xattrs.
 buildNativeAddon();
+// The per-container shim, in C (shim/).
+buildShim();
 
 await build({
   entryPoints: { ...entries("services"), ...entries("cmd") },
