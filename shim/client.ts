@@ -1,0 +1,128 @@
+// The starter's side of berth-shim (see shim/README.md): builds its command line, waits for
+// its verdict on the sync pipe, reads the state dir, sends control commands. The tasks
+// service drives shims through this module.
+import { spawn } from "node:child_process";
+import { closeSync, constants, existsSync, openSync, readFileSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { BerthError, invalidArgument, unavailable } from "../core/errors.ts";
+
+export interface ShimOptions {
+  /** The berth-shim executable. */
+  binary: string;
+  /** <run>/shims/<namespace>/<id>/ for an init, a sub dir of it for an exec; must exist. */
+  stateDir: string;
+  runc: string;
+  runcRoot: string;
+  /** The container id (for an exec too: the container it runs in). */
+  id: string;
+  /** The bundle, for a container's init. */
+  bundle?: string;
+  /** The process.json, for an exec. */
+  execProcess?: string;
+  terminal?: boolean;
+  stdin?: string;
+  stdout?: string;
+  stderr?: string;
+  /** A file the output is appended to, as well as the FIFOs. */
+  log?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface ShimStarted {
+  /** The container process (init or exec) the shim owns. */
+  pid: number;
+  shimPid: number;
+}
+
+export interface ShimExit {
+  pid: number;
+  /** The exit code, or 128 + the signal that killed it (containerd's convention). */
+  exitStatus: number;
+  /** The signal that killed it, or 0. */
+  signal: number;
+  /** RFC 3339 with nanoseconds. */
+  exitedAt: string;
+}
+
+export function shimArgs(options: ShimOptions): string[] {
+  const args = ["--state-dir", options.stateDir, "--runc", options.runc, "--runc-root", options.runcRoot, "--id", options.id];
+  const optional: [string, string | undefined][] = [
+    ["--bundle", options.bundle],
+    ["--exec", options.execProcess],
+    ["--stdin", options.stdin],
+    ["--stdout", options.stdout],
+    ["--stderr", options.stderr],
+    ["--log", options.log],
+  ];
+  for (const [flag, value] of optional) if (value) args.push(flag, value);
+  if (options.terminal) args.push("--terminal");
+  return args;
+}
+
+/**
+ * Starts a shim and resolves once runc has created the process (or rejects with runc's
+ * error). The shim is detached by then: it outlives this process. The caller runs
+ * `runc start` for an init; an exec already runs.
+ */
+export function startShim(options: ShimOptions): Promise<ShimStarted> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(options.binary, [...shimArgs(options), "--sync-fd", "3"], {
+      stdio: ["ignore", "ignore", "pipe", "pipe"],
+      env: options.env ?? process.env,
+    });
+    let verdict = "";
+    let stderr = "";
+    let exitCode: number | null = null;
+    let pending = 3; // the sync pipe's end, stderr's end, the exit
+    const settle = () => {
+      if (--pending > 0) return;
+      const ok = /^ok (\d+)\n$/.exec(verdict);
+      if (ok) {
+        resolve({ pid: Number(ok[1]), shimPid: Number(readFileSync(join(options.stateDir, "shim.pid"), "utf8")) });
+      } else if (verdict.startsWith("error ")) {
+        const message = verdict.slice("error ".length).trimEnd();
+        // Exit status 2: the shim refused its arguments before doing anything.
+        reject(exitCode === 2 ? invalidArgument(`berth-shim: ${message}`) : new BerthError("unknown", `OCI runtime failed: ${message}`));
+      } else {
+        reject(unavailable(`berth-shim exited with status ${exitCode} and no verdict: ${stderr.trim() || "no output"}`));
+      }
+    };
+    (child.stdio[3] as Readable).setEncoding("utf8").on("data", (text: string) => (verdict += text)).on("end", settle);
+    child.stderr!.setEncoding("utf8").on("data", (text: string) => (stderr += text)).on("end", settle);
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      exitCode = code;
+      settle();
+    });
+  });
+}
+
+/** The recorded exit, or undefined while the process runs (or the shim never started it). */
+export function readShimExit(stateDir: string): ShimExit | undefined {
+  const file = join(stateDir, "exit");
+  if (!existsSync(file)) return undefined;
+  return JSON.parse(readFileSync(file, "utf8")) as ShimExit;
+}
+
+/**
+ * Sends one control command ("resize <cols> <rows>", "close-stdin", "reopen-log").
+ * O_NONBLOCK: with no shim reading, opening fails with ENXIO instead of hanging.
+ */
+export function sendShimCommand(stateDir: string, command: string): void {
+  if (command.includes("\n")) throw invalidArgument(`shim command ${JSON.stringify(command)} must be one line`);
+  let fd: number;
+  try {
+    fd = openSync(join(stateDir, "control"), constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENXIO" || code === "ENOENT") throw unavailable(`the shim in ${stateDir} is not running`);
+    throw error;
+  }
+  try {
+    // One write below PIPE_BUF: never interleaved with another client's command.
+    writeSync(fd, `${command}\n`);
+  } finally {
+    closeSync(fd);
+  }
+}
