@@ -332,7 +332,8 @@ static void write_shim_pid(void)
 {
     char text[32];
     int n = snprintf(text, sizeof text, "%d\n", (int)getpid());
-    if (!write_file_atomic(shim.state_dir, "shim.pid", text, (size_t)n))
+    /* Not durable: after a crash of the machine no shim runs, so no pid to find is right. */
+    if (!write_file_atomic(shim.state_dir, "shim.pid", text, (size_t)n, false))
         fail_start("writing shim.pid: %s", strerror(errno));
 }
 
@@ -726,7 +727,7 @@ static void write_exit_file(int status)
     char text[256];
     int n = snprintf(text, sizeof text, "{\"pid\":%d,\"exitStatus\":%d,\"signal\":%d,\"exitedAt\":\"%s\"}\n",
                      (int)shim.main_pid, exit_status, signal_number, when);
-    if (!write_file_atomic(shim.state_dir, "exit", text, (size_t)n))
+    if (!write_file_atomic(shim.state_dir, "exit", text, (size_t)n, true))
         diag("writing the exit file failed: %m");
 }
 

@@ -24,7 +24,7 @@ bool write_all(int fd, const void *data, size_t length)
     return true;
 }
 
-bool write_file_atomic(int dirfd, const char *name, const void *data, size_t length)
+bool write_file_atomic(int dirfd, const char *name, const void *data, size_t length, bool durable)
 {
     char temp[256];
     int needed = snprintf(temp, sizeof temp, "%s.tmp", name);
@@ -35,7 +35,7 @@ bool write_file_atomic(int dirfd, const char *name, const void *data, size_t len
     int fd = openat(dirfd, temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0)
         return false;
-    if (!write_all(fd, data, length) || fsync(fd) != 0) {
+    if (!write_all(fd, data, length) || (durable && fsync(fd) != 0)) {
         int saved = errno;
         close(fd);
         unlinkat(dirfd, temp, 0);
@@ -49,7 +49,7 @@ bool write_file_atomic(int dirfd, const char *name, const void *data, size_t len
         return false;
     }
     /* The rename is only durable once the directory entry is. */
-    return fsync(dirfd) == 0;
+    return !durable || fsync(dirfd) == 0;
 }
 
 static int diag_fd = -1;

@@ -10,10 +10,11 @@
 bool write_all(int fd, const void *data, size_t length);
 
 /*
- * Replaces dirfd/name with data so a crash leaves either the old file or the whole new
- * one: write name.tmp, fsync, rename over name, fsync the directory.
+ * Replaces dirfd/name with data so a reader sees either no file or the whole new one:
+ * write name.tmp, rename over name. With durable, also fsync the file before the rename
+ * and the directory after it, so the file survives a crash of the machine too.
  */
-bool write_file_atomic(int dirfd, const char *name, const void *data, size_t length);
+bool write_file_atomic(int dirfd, const char *name, const void *data, size_t length, bool durable);
 
 /* The shim's own diagnostics go to shim.log in its state dir (its stderr is /dev/null). */
 void diag_open(int dirfd);
