@@ -138,14 +138,19 @@ static void parse_options(int argc, char **argv, struct options *o)
     };
     *o = (struct options){ .sync_fd = -1 };
     /* The sync fd first, so that every later usage error reaches the starter too. */
-    for (int i = 1; i + 1 < argc; i++) {
-        if (strcmp(argv[i], "--sync-fd") == 0) {
-            char *end;
-            errno = 0;
-            long fd = strtol(argv[i + 1], &end, 10);
-            if (errno == 0 && *end == '\0' && end != argv[i + 1] && fd >= 3 && fd < INT_MAX && fcntl((int)fd, F_GETFD) >= 0)
-                o->sync_fd = (int)fd;
-        }
+    for (int i = 1; i < argc; i++) {
+        const char *value = NULL;
+        if (strcmp(argv[i], "--sync-fd") == 0 && i + 1 < argc)
+            value = argv[i + 1];
+        else if (strncmp(argv[i], "--sync-fd=", 10) == 0)
+            value = argv[i] + 10;
+        if (value == NULL)
+            continue;
+        char *end;
+        errno = 0;
+        long fd = strtol(value, &end, 10);
+        if (errno == 0 && *end == '\0' && end != value && fd >= 3 && fd < INT_MAX && fcntl((int)fd, F_GETFD) >= 0)
+            o->sync_fd = (int)fd;
     }
     opterr = 0;
     int option;

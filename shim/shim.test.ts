@@ -4,7 +4,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { Socket } from "node:net";
 import { constants as os, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -359,6 +359,45 @@ for (const variant of ["release", "sanitize"] as const) {
       execFileSync("mkfifo", [join(c.stateDir, "control")]);
       await assert.rejects(start(c.options), /control: File exists \(is another shim using this state dir\?\)/);
       await waitFor("no process naming this state dir", () => spawnSync("pgrep", ["-f", c.stateDir]).status === 1);
+    });
+
+    test("a FIFO nobody reads yet holds the output back instead of dropping it", async () => {
+      // Far more than a pipe, the shim's buffer and the FIFO hold together.
+      const lines = 6000;
+      const c = newContainer(["sh", "-c", `i=0; while [ $i -lt ${lines} ]; do echo "line $i of the output, padded to some length"; i=$((i+1)); done`], {
+        fifos: ["stdout"],
+      });
+      const started = await start(c.options);
+      runc("start", c.id);
+      await waitFor("output in the log", () => existsSync(c.options.log!) && readFileSync(c.options.log!).length >= 65536);
+      const out = new FifoReader(c.options.stdout!);
+      await out.ended;
+      const expected = Array.from({ length: lines }, (_, i) => `line ${i} of the output, padded to some length\n`).join("");
+      assert.equal(out.text.length, expected.length);
+      assert.ok(out.text === expected, "every byte, in order");
+      assert.equal(readFileSync(c.options.log!, "utf8"), expected);
+      assert.equal(readShimExit(c.stateDir)?.exitStatus, 0);
+      await waitForShimExit(started.shimPid);
+      runc("delete", c.id);
+    });
+
+    test("reopen-log starts a new log file after rotation", async () => {
+      const c = newContainer(["cat"], { fifos: ["stdin", "stdout"] });
+      const started = await start(c.options);
+      const out = new FifoReader(c.options.stdout!);
+      runc("start", c.id);
+      writeFifo(c.options.stdin!, "before-rotation\n");
+      await waitFor("the first line logged", () => existsSync(c.options.log!) && readFileSync(c.options.log!, "utf8") === "before-rotation\n");
+      renameSync(c.options.log!, `${c.options.log}.1`);
+      sendShimCommand(c.stateDir, "reopen-log");
+      writeFifo(c.options.stdin!, "after-rotation\n");
+      await waitFor("the second line echoed", () => out.text === "before-rotation\nafter-rotation\n");
+      sendShimCommand(c.stateDir, "close-stdin");
+      await out.ended;
+      assert.equal(readFileSync(`${c.options.log}.1`, "utf8"), "before-rotation\n");
+      assert.equal(readFileSync(c.options.log!, "utf8"), "after-rotation\n");
+      await waitForShimExit(started.shimPid);
+      runc("delete", c.id);
     });
 
     test("an unknown control command is logged and the shim carries on", async () => {
