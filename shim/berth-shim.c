@@ -411,8 +411,8 @@ static void setup_stdio(void)
     shim.dev_null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (shim.dev_null < 0)
         fail_start("/dev/null: %s", strerror(errno));
-    if (o->log_path != NULL)
-        shim.log_fd = open_log();
+    if (o->log_path != NULL && (shim.log_fd = open_log()) < 0)
+        fail_start("--log %s: %s", o->log_path, strerror(errno));
 
     shim.out = (struct output_stream){ .name = "stdout", .source = -1, .fifo = -1, .log = &shim.log_fd };
     shim.err = (struct output_stream){ .name = "stderr", .source = -1, .fifo = -1, .log = &shim.log_fd };

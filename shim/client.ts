@@ -105,6 +105,51 @@ export function readShimExit(stateDir: string): ShimExit | undefined {
   return JSON.parse(readFileSync(file, "utf8")) as ShimExit;
 }
 
+export type ShimState =
+  | { state: "running"; shimPid: number; /** undefined until runc has created the process */ pid: number | undefined }
+  | { state: "exited"; exit: ShimExit }
+  | { state: "lost"; reason: string };
+
+function readPid(file: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(file, "utf8").trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// The pid is this state dir's shim only if its command line says so (pids get reused).
+function isShimOf(pid: number, stateDir: string): boolean {
+  let argv: string[];
+  try {
+    argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    if (/^Z/m.test(/^State:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? "")) return false;
+  } catch {
+    return false;
+  }
+  const at = argv.indexOf("--state-dir");
+  return /(^|\/)berth-shim[^/]*$/.test(argv[0] ?? "") && at > 0 && argv[at + 1] === stateDir;
+}
+
+/**
+ * What a state dir says about its process, for a daemon that did not start the shim (after
+ * a restart): exited (with the recorded status), running (its shim is alive), or lost (the
+ * shim died without recording an exit, e.g. killed with SIGKILL).
+ */
+export function inspectShimState(stateDir: string): ShimState {
+  const exit = readShimExit(stateDir);
+  if (exit) return { state: "exited", exit };
+  const shimPid = readPid(join(stateDir, "shim.pid"));
+  if (shimPid !== undefined && isShimOf(shimPid, stateDir)) {
+    return { state: "running", shimPid, pid: readPid(join(stateDir, "pid")) };
+  }
+  // The shim may have recorded the exit and gone between the two reads.
+  const late = readShimExit(stateDir);
+  if (late) return { state: "exited", exit: late };
+  return { state: "lost", reason: shimPid === undefined ? "no shim.pid in the state dir" : `shim ${shimPid} is gone and recorded no exit` };
+}
+
 /**
  * Sends one control command ("resize <cols> <rows>", "close-stdin", "reopen-log").
  * O_NONBLOCK: with no shim reading, opening fails with ENXIO instead of hanging.
