@@ -25,12 +25,16 @@ async function waitFor(what: string, condition: () => boolean, timeoutMs = 30_00
   }
 }
 
-/** A client FIFO's reading end, as ctr holds it; `ended` resolves when every writer has closed. */
+/**
+ * A client FIFO's reading end, as ctr holds it; `ended` resolves when every writer has closed.
+ * Opened before the shim starts, as ctr does: a FIFO nobody has open loses what it held,
+ * and a reader that arrives after the last writer left never sees EOF.
+ */
 class FifoReader {
   text = "";
   readonly ended: Promise<void>;
   constructor(path: string) {
-    // O_NONBLOCK: the open does not wait for a writer (the shim opened its end already).
+    // O_NONBLOCK: the open does not wait for a writer.
     const socket = new Socket({ fd: openSync(path, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
     socket.setEncoding("utf8");
     socket.on("data", (chunk: string) => (this.text += chunk));
@@ -152,9 +156,9 @@ for (const variant of ["release", "sanitize"] as const) {
     test("reports the pid, relays stdout and stderr to FIFOs and the log, records exit 3", async () => {
       const c = newContainer(["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"], { fifos: ["stdout", "stderr"] });
       const startedAt = Date.now();
-      const started = await start(c.options);
       const out = new FifoReader(c.options.stdout!);
       const err = new FifoReader(c.options.stderr!);
+      const started = await start(c.options);
       assert.ok(started.pid > 0 && started.shimPid > 0 && started.pid !== started.shimPid);
       assert.ok(isRunning(started.pid), "the created process waits for runc start");
       assert.equal(readFileSync(join(c.stateDir, "pid"), "utf8").trim(), String(started.pid));
@@ -232,8 +236,8 @@ for (const variant of ["release", "sanitize"] as const) {
 
     test("relays stdin until close-stdin, which ends cat", async () => {
       const c = newContainer(["cat"]);
-      const started = await start(c.options);
       const out = new FifoReader(c.options.stdout!);
+      const started = await start(c.options);
       writeFifo(c.options.stdin!, "before-start\n"); // waits in the FIFO until cat reads
       runc("start", c.id);
       await waitFor("the first line echoed", () => out.text === "before-start\n");
@@ -326,8 +330,9 @@ for (const variant of ["release", "sanitize"] as const) {
       const processJson = join(c.dir, "exec-tty.json");
       writeFileSync(processJson, JSON.stringify(processSpec({ args: ["sh", "-c", "[ -t 0 ] && echo exec-has-a-tty"], terminal: true })));
       execFileSync("mkfifo", [join(c.dir, "exec-tty-out")]);
-      const exec = await start({ binary, stateDir: execDir, runc: RUNC, runcRoot, id: c.id, execProcess: processJson, terminal: true, stdout: join(c.dir, "exec-tty-out"), env });
+      // An exec runs at once: its output would be gone with the FIFO if nobody had it open.
       const out = new FifoReader(join(c.dir, "exec-tty-out"));
+      const exec = await start({ binary, stateDir: execDir, runc: RUNC, runcRoot, id: c.id, execProcess: processJson, terminal: true, stdout: join(c.dir, "exec-tty-out"), env });
       await out.ended;
       assert.match(out.text, /exec-has-a-tty\r?\n/);
       assert.equal(readShimExit(execDir)?.exitStatus, 0);
@@ -342,9 +347,9 @@ for (const variant of ["release", "sanitize"] as const) {
         terminal: true,
         fifos: ["stdin", "stdout"],
       });
+      const out = new FifoReader(c.options.stdout!);
       const started = await start(c.options);
       assert.ok(!existsSync(join(c.stateDir, "console.sock")), "the console socket is gone once the pty arrived");
-      const out = new FifoReader(c.options.stdout!);
       runc("start", c.id);
       await waitFor("the tty check", () => out.text.includes("is-a-tty"));
       // Control is read before stdin, so this resize applies before the line arrives.
@@ -437,8 +442,8 @@ for (const variant of ["release", "sanitize"] as const) {
 
     test("reopen-log starts a new log file after rotation", async () => {
       const c = newContainer(["cat"], { fifos: ["stdin", "stdout"] });
-      const started = await start(c.options);
       const out = new FifoReader(c.options.stdout!);
+      const started = await start(c.options);
       runc("start", c.id);
       writeFifo(c.options.stdin!, "before-rotation\n");
       await waitFor("the first line logged", () => existsSync(c.options.log!) && readFileSync(c.options.log!, "utf8") === "before-rotation\n");
@@ -456,8 +461,8 @@ for (const variant of ["release", "sanitize"] as const) {
 
     test("an unknown control command is logged and the shim carries on", async () => {
       const c = newContainer(["cat"], { fifos: ["stdin", "stdout"] });
-      const started = await start(c.options);
       const out = new FifoReader(c.options.stdout!);
+      const started = await start(c.options);
       runc("start", c.id);
       sendShimCommand(c.stateDir, "explode now");
       sendShimCommand(c.stateDir, "resize 80 24"); // no terminal: logged, ignored
