@@ -375,6 +375,17 @@ for (const variant of ["release", "sanitize"] as const) {
       await waitFor("no process naming this state dir", () => spawnSync("pgrep", ["-f", c.stateDir]).status === 1);
     });
 
+    test("a terminal flag that contradicts config.json is refused by runc, and reported", async () => {
+      const noTty = newContainer(["true"], { fifos: [] });
+      await assert.rejects(start({ ...noTty.options, terminal: true }), /runc create failed: cannot use console socket if runc will not detach or allocate tty/);
+      const tty = newContainer(["true"], { terminal: true, fifos: [] });
+      await assert.rejects(start({ ...tty.options, terminal: false }), /runc create failed: cannot allocate tty if runc will detach without setting console socket/);
+      for (const dir of [noTty.stateDir, tty.stateDir]) {
+        await waitFor("no process naming this state dir", () => spawnSync("pgrep", ["-f", dir]).status === 1);
+        assert.ok(!existsSync(join(dir, "console.sock")) && !existsSync(join(dir, "control")));
+      }
+    });
+
     test("a runc that cannot run is reported too", async () => {
       const c = newContainer(["true"], { fifos: [] });
       await assert.rejects(start({ ...c.options, runc: join(base, "no-such-runc") }), /cannot run .*no-such-runc: No such file or directory/);
