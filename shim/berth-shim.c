@@ -11,7 +11,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -30,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "options.h"
 #include "relay.h"
 #include "util.h"
 
@@ -38,20 +38,6 @@
 /* runc's own error text that is kept for the starter. */
 #define RUNC_ERROR_MAX 4096
 
-struct options {
-    const char *state_dir;
-    const char *runc;
-    const char *runc_root;
-    const char *bundle;
-    const char *id;
-    const char *exec_process; /* set for an exec */
-    const char *stdin_path;
-    const char *stdout_path;
-    const char *stderr_path;
-    const char *log_path;
-    bool terminal;
-    int sync_fd;
-};
 
 struct shim {
     struct options options;
@@ -81,149 +67,19 @@ static struct shim shim;
 
 /* ---- starting up ------------------------------------------------------------------- */
 
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-/* Before detaching, errors go to the starter's stderr and the sync pipe; exit status 2. */
-static void usage_error(const char *fmt, ...)
-{
-    char message[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(message, sizeof message, fmt, ap);
-    va_end(ap);
-    dprintf(STDERR_FILENO, "berth-shim: %s\n", message);
-    if (shim.options.sync_fd >= 0)
-        dprintf(shim.options.sync_fd, "error %s\n", message);
-    exit(2);
-}
-
-static void require_absolute(const char *flag, const char *path)
-{
-    if (path != NULL && path[0] != '\0' && path[0] != '/')
-        usage_error("%s must be an absolute path, got \"%s\"", flag, path);
-}
-
-static void require_directory(const char *flag, const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) != 0)
-        usage_error("%s %s: %s", flag, path, strerror(errno));
-    if (!S_ISDIR(st.st_mode))
-        usage_error("%s %s: not a directory", flag, path);
-}
-
-static const char *empty_to_null(const char *value)
-{
-    return value != NULL && value[0] != '\0' ? value : NULL;
-}
-
-static void parse_options(int argc, char **argv, struct options *o)
-{
-    enum { OPT_STATE_DIR = 256, OPT_RUNC, OPT_RUNC_ROOT, OPT_BUNDLE, OPT_ID, OPT_EXEC, OPT_STDIN, OPT_STDOUT, OPT_STDERR,
-           OPT_LOG, OPT_TERMINAL, OPT_SYNC_FD };
-    static const struct option long_options[] = {
-        { "state-dir", required_argument, NULL, OPT_STATE_DIR },
-        { "runc", required_argument, NULL, OPT_RUNC },
-        { "runc-root", required_argument, NULL, OPT_RUNC_ROOT },
-        { "bundle", required_argument, NULL, OPT_BUNDLE },
-        { "id", required_argument, NULL, OPT_ID },
-        { "exec", required_argument, NULL, OPT_EXEC },
-        { "stdin", required_argument, NULL, OPT_STDIN },
-        { "stdout", required_argument, NULL, OPT_STDOUT },
-        { "stderr", required_argument, NULL, OPT_STDERR },
-        { "log", required_argument, NULL, OPT_LOG },
-        { "terminal", no_argument, NULL, OPT_TERMINAL },
-        { "sync-fd", required_argument, NULL, OPT_SYNC_FD },
-        { NULL, 0, NULL, 0 },
-    };
-    *o = (struct options){ .sync_fd = -1 };
-    /* The sync fd first, so that every later usage error reaches the starter too. */
-    for (int i = 1; i < argc; i++) {
-        const char *value = NULL;
-        if (strcmp(argv[i], "--sync-fd") == 0 && i + 1 < argc)
-            value = argv[i + 1];
-        else if (strncmp(argv[i], "--sync-fd=", 10) == 0)
-            value = argv[i] + 10;
-        if (value == NULL)
-            continue;
-        char *end;
-        errno = 0;
-        long fd = strtol(value, &end, 10);
-        if (errno == 0 && *end == '\0' && end != value && fd >= 3 && fd < INT_MAX && fcntl((int)fd, F_GETFD) >= 0)
-            o->sync_fd = (int)fd;
-    }
-    opterr = 0;
-    int option;
-    while ((option = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
-        switch (option) {
-        case OPT_STATE_DIR: o->state_dir = optarg; break;
-        case OPT_RUNC: o->runc = optarg; break;
-        case OPT_RUNC_ROOT: o->runc_root = optarg; break;
-        case OPT_BUNDLE: o->bundle = empty_to_null(optarg); break;
-        case OPT_ID: o->id = optarg; break;
-        case OPT_EXEC: o->exec_process = empty_to_null(optarg); break;
-        case OPT_STDIN: o->stdin_path = empty_to_null(optarg); break;
-        case OPT_STDOUT: o->stdout_path = empty_to_null(optarg); break;
-        case OPT_STDERR: o->stderr_path = empty_to_null(optarg); break;
-        case OPT_LOG: o->log_path = empty_to_null(optarg); break;
-        case OPT_TERMINAL: o->terminal = true; break;
-        case OPT_SYNC_FD:
-            if (o->sync_fd < 0)
-                usage_error("--sync-fd %s: not an open file descriptor number of 3 or more", optarg);
-            break;
-        case ':':
-            usage_error("%s needs a value", argv[optind - 1]);
-        default:
-            usage_error("unknown option %s", argv[optind - 1]);
-        }
-    }
-    if (optind < argc)
-        usage_error("unexpected argument \"%s\"", argv[optind]);
-    if (o->state_dir == NULL || o->state_dir[0] == '\0')
-        usage_error("--state-dir is required");
-    if (o->runc == NULL || o->runc[0] == '\0')
-        usage_error("--runc is required");
-    if (o->runc_root == NULL || o->runc_root[0] == '\0')
-        usage_error("--runc-root is required");
-    if (o->id == NULL || o->id[0] == '\0')
-        usage_error("--id is required");
-    if (strchr(o->id, '/') != NULL)
-        usage_error("--id \"%s\" must not contain '/'", o->id);
-    if (o->exec_process == NULL && o->bundle == NULL)
-        usage_error("--bundle is required (or --exec for an exec process)");
-    if (o->exec_process != NULL && o->bundle != NULL)
-        usage_error("--bundle and --exec exclude each other: an exec runs in the existing container");
-    if (o->terminal && o->stderr_path != NULL)
-        usage_error("--stderr cannot be used with --terminal: a terminal merges stderr into stdout");
-    /* The shim runs in "/", so a relative path would change meaning. */
-    require_absolute("--state-dir", o->state_dir);
-    require_absolute("--runc-root", o->runc_root);
-    require_absolute("--bundle", o->bundle);
-    require_absolute("--exec", o->exec_process);
-    require_absolute("--stdin", o->stdin_path);
-    require_absolute("--stdout", o->stdout_path);
-    require_absolute("--stderr", o->stderr_path);
-    require_absolute("--log", o->log_path);
-    require_directory("--state-dir", o->state_dir);
-    if (o->bundle != NULL)
-        require_directory("--bundle", o->bundle);
-    if (o->exec_process != NULL && access(o->exec_process, R_OK) != 0)
-        usage_error("--exec %s: %s", o->exec_process, strerror(errno));
-}
-
 /* Only the sync fd survives, as fd 3; 0-2 stay until the shim replaces them with /dev/null. */
 static void close_inherited_fds(struct options *o)
 {
     if (o->sync_fd >= 0 && o->sync_fd != 3) {
         if (dup2(o->sync_fd, 3) < 0)
-            usage_error("dup2 of the sync fd: %s", strerror(errno));
+            usage_error(shim.options.sync_fd, "dup2 of the sync fd: %s", strerror(errno));
         o->sync_fd = 3;
     }
     unsigned int first = o->sync_fd >= 0 ? 4 : 3;
     if (close_range(first, ~0U, 0) != 0)
-        usage_error("close_range: %s", strerror(errno));
+        usage_error(shim.options.sync_fd, "close_range: %s", strerror(errno));
     if (o->sync_fd >= 0 && fcntl(o->sync_fd, F_SETFD, FD_CLOEXEC) != 0)
-        usage_error("fcntl on the sync fd: %s", strerror(errno));
+        usage_error(shim.options.sync_fd, "fcntl on the sync fd: %s", strerror(errno));
 }
 
 /*
@@ -235,20 +91,20 @@ static void detach(void)
 {
     pid_t middle = fork();
     if (middle < 0)
-        usage_error("fork: %s", strerror(errno));
+        usage_error(shim.options.sync_fd, "fork: %s", strerror(errno));
     if (middle > 0) {
         int status;
         while (waitpid(middle, &status, 0) < 0) {
             if (errno != EINTR)
-                usage_error("waitpid: %s", strerror(errno));
+                usage_error(shim.options.sync_fd, "waitpid: %s", strerror(errno));
         }
         _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
     }
     if (setsid() < 0)
-        usage_error("setsid: %s", strerror(errno));
+        usage_error(shim.options.sync_fd, "setsid: %s", strerror(errno));
     pid_t shim_pid = fork();
     if (shim_pid < 0)
-        usage_error("fork: %s", strerror(errno));
+        usage_error(shim.options.sync_fd, "fork: %s", strerror(errno));
     if (shim_pid > 0)
         _exit(0);
 }
@@ -913,7 +769,7 @@ int main(int argc, char **argv)
     shim.child_stdio[0] = shim.child_stdio[1] = shim.child_stdio[2] = -1;
     shim.state_dir = open(shim.options.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (shim.state_dir < 0)
-        usage_error("--state-dir %s: %s", shim.options.state_dir, strerror(errno));
+        usage_error(shim.options.sync_fd, "--state-dir %s: %s", shim.options.state_dir, strerror(errno));
     detach();
 
     /* The shim proper: a new session, reparented away from its starter. */
