@@ -45,7 +45,7 @@ struct shim {
     int dev_null;
     int signal_fd;
     int control_fd;
-    int log_fd;
+    struct log_file output_log;
     int console_listener;
     int console_conn;
     int console_master;
@@ -267,11 +267,12 @@ static void setup_stdio(void)
     shim.dev_null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (shim.dev_null < 0)
         fail_start("/dev/null: %s", strerror(errno));
-    if (o->log_path != NULL && (shim.log_fd = open_log()) < 0)
+    shim.output_log.format = o->log_format;
+    if (o->log_path != NULL && (shim.output_log.fd = open_log()) < 0)
         fail_start("--log %s: %s", o->log_path, strerror(errno));
 
-    shim.out = (struct output_stream){ .name = "stdout", .source = -1, .fifo = -1, .log = &shim.log_fd };
-    shim.err = (struct output_stream){ .name = "stderr", .source = -1, .fifo = -1, .log = &shim.log_fd };
+    shim.out = (struct output_stream){ .name = "stdout", .source = -1, .fifo = -1, .log = &shim.output_log };
+    shim.err = (struct output_stream){ .name = "stderr", .source = -1, .fifo = -1, .log = &shim.output_log };
     shim.in = (struct input_stream){ .fifo = -1, .sink = -1 };
     if (o->stdout_path != NULL)
         shim.out.fifo = open_fifo("--stdout", o->stdout_path);
@@ -300,7 +301,7 @@ static void setup_stdio(void)
     } else {
         shim.child_stdio[0] = shim.dev_null;
     }
-    if (shim.out.fifo >= 0 || shim.log_fd >= 0) {
+    if (shim.out.fifo >= 0 || shim.output_log.fd >= 0) {
         make_pipe(fds, 0);
         shim.out.source = fds[0];
         shim.out.owns_source = true;
@@ -562,10 +563,10 @@ static void create_container(void)
         close_quietly(shim.err.source);
         shim.err.source = -1;
         shim.err.eof = true;
-    } else if (shim.runc_error_length > 0 && (shim.err.fifo >= 0 || shim.log_fd >= 0)) {
+    } else if (shim.runc_error_length > 0 && (shim.err.fifo >= 0 || shim.output_log.fd >= 0)) {
         /* What runc printed while succeeding (warnings) shares the container's stderr, as with runc alone. */
         shim.runc_error[shim.runc_error_length++] = '\n';
-        if (shim.log_fd >= 0 && !write_all(shim.log_fd, shim.runc_error, shim.runc_error_length))
+        if (!log_append(&shim.output_log, "stderr", shim.runc_error, shim.runc_error_length))
             diag("stderr: writing the log failed (%m)");
         if (shim.err.fifo >= 0 && !write_all(shim.err.fifo, shim.runc_error, shim.runc_error_length))
             diag("stderr: writing the FIFO failed (%m)");
@@ -638,8 +639,8 @@ static void reopen_log(void)
     int fd = open_log();
     if (fd < 0)
         return; /* keep writing to the old one */
-    close_quietly(shim.log_fd);
-    shim.log_fd = fd;
+    close_quietly(shim.output_log.fd);
+    shim.output_log.fd = fd;
 }
 
 static void run_command(char *line)
@@ -750,7 +751,7 @@ static void shut_down(void)
     output_close(&shim.err);
     input_close(&shim.in);
     close_quietly(shim.console_master);
-    close_quietly(shim.log_fd);
+    close_quietly(shim.output_log.fd);
     close_quietly(shim.control_fd);
     close_quietly(shim.signal_fd);
     close_quietly(shim.dev_null);
@@ -764,7 +765,7 @@ int main(int argc, char **argv)
     shim.options.sync_fd = -1;
     parse_options(argc, argv, &shim.options);
     close_inherited_fds(&shim.options);
-    shim.state_dir = shim.signal_fd = shim.control_fd = shim.log_fd = shim.dev_null = -1;
+    shim.state_dir = shim.signal_fd = shim.control_fd = shim.output_log.fd = shim.dev_null = -1;
     shim.console_listener = shim.console_conn = shim.console_master = -1;
     shim.child_stdio[0] = shim.child_stdio[1] = shim.child_stdio[2] = -1;
     shim.state_dir = open(shim.options.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -26,6 +26,8 @@ export interface ShimOptions {
   stderr?: string;
   /** A file the output is appended to, as well as the FIFOs. */
   log?: string;
+  /** raw (default): the bytes as they come; json: a JSON line per line of output, with stream and time. */
+  logFormat?: "raw" | "json";
   env?: NodeJS.ProcessEnv;
 }
 
@@ -54,6 +56,7 @@ export function shimArgs(options: ShimOptions): string[] {
     ["--stdout", options.stdout],
     ["--stderr", options.stderr],
     ["--log", options.log],
+    ["--log-format", options.logFormat],
   ];
   for (const [flag, value] of optional) if (value) args.push(flag, value);
   if (options.terminal) args.push("--terminal");

@@ -48,7 +48,7 @@ static const char *empty_to_null(const char *value)
 void parse_options(int argc, char **argv, struct options *o)
 {
     enum { OPT_STATE_DIR = 256, OPT_RUNC, OPT_RUNC_ROOT, OPT_BUNDLE, OPT_ID, OPT_EXEC, OPT_STDIN, OPT_STDOUT, OPT_STDERR,
-           OPT_LOG, OPT_TERMINAL, OPT_SYNC_FD };
+           OPT_LOG, OPT_LOG_FORMAT, OPT_TERMINAL, OPT_SYNC_FD };
     static const struct option long_options[] = {
         { "state-dir", required_argument, NULL, OPT_STATE_DIR },
         { "runc", required_argument, NULL, OPT_RUNC },
@@ -60,6 +60,7 @@ void parse_options(int argc, char **argv, struct options *o)
         { "stdout", required_argument, NULL, OPT_STDOUT },
         { "stderr", required_argument, NULL, OPT_STDERR },
         { "log", required_argument, NULL, OPT_LOG },
+        { "log-format", required_argument, NULL, OPT_LOG_FORMAT },
         { "terminal", no_argument, NULL, OPT_TERMINAL },
         { "sync-fd", required_argument, NULL, OPT_SYNC_FD },
         { NULL, 0, NULL, 0 },
@@ -80,6 +81,7 @@ void parse_options(int argc, char **argv, struct options *o)
         if (errno == 0 && *end == '\0' && end != value && fd >= 3 && fd < INT_MAX && fcntl((int)fd, F_GETFD) >= 0)
             o->sync_fd = (int)fd;
     }
+    bool log_format_given = false;
     opterr = 0;
     int option;
     while ((option = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
@@ -94,6 +96,15 @@ void parse_options(int argc, char **argv, struct options *o)
         case OPT_STDOUT: o->stdout_path = empty_to_null(optarg); break;
         case OPT_STDERR: o->stderr_path = empty_to_null(optarg); break;
         case OPT_LOG: o->log_path = empty_to_null(optarg); break;
+        case OPT_LOG_FORMAT:
+            if (strcmp(optarg, "raw") == 0)
+                o->log_format = LOG_FORMAT_RAW;
+            else if (strcmp(optarg, "json") == 0)
+                o->log_format = LOG_FORMAT_JSON;
+            else
+                usage_error(o->sync_fd, "--log-format must be raw or json, got \"%s\"", optarg);
+            log_format_given = true;
+            break;
         case OPT_TERMINAL: o->terminal = true; break;
         case OPT_SYNC_FD:
             if (o->sync_fd < 0)
@@ -121,6 +132,8 @@ void parse_options(int argc, char **argv, struct options *o)
         usage_error(o->sync_fd, "--bundle is required (or --exec for an exec process)");
     if (o->exec_process != NULL && o->bundle != NULL)
         usage_error(o->sync_fd, "--bundle and --exec exclude each other: an exec runs in the existing container");
+    if (log_format_given && o->log_path == NULL)
+        usage_error(o->sync_fd, "--log-format needs --log");
     if (o->terminal && o->stderr_path != NULL)
         usage_error(o->sync_fd, "--stderr cannot be used with --terminal: a terminal merges stderr into stdout");
     /* The shim runs in "/", so a relative path would change meaning. */

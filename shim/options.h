@@ -4,6 +4,8 @@
 
 #include <stdbool.h>
 
+#include "logfile.h"
+
 struct options {
     const char *state_dir;
     const char *runc;
@@ -15,6 +17,7 @@ struct options {
     const char *stdout_path;
     const char *stderr_path;
     const char *log_path;
+    enum log_format log_format;
     bool terminal;
     int sync_fd;
 };

@@ -65,7 +65,7 @@ void output_pump(struct output_stream *stream)
             output_end(stream);
             return;
         }
-        if (*stream->log >= 0 && !write_all(*stream->log, stream->buffer, (size_t)n))
+        if (!log_append(stream->log, stream->name, stream->buffer, (size_t)n))
             diag("%s: writing the log failed (%m)", stream->name);
         stream->pending_at = 0;
         stream->pending_length = stream->fifo >= 0 ? (size_t)n : 0;

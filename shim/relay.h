@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "logfile.h"
+
 /* Container output (a pipe, or the pty master) copied to the log file and a client FIFO. */
 struct output_stream {
     const char *name;
@@ -16,7 +18,7 @@ struct output_stream {
     bool owns_source; /* false for the pty master, which stdin shares */
     bool eof;
     int fifo;         /* -1 when there is none or it failed */
-    const int *log;   /* the current log fd (reopen-log swaps it), or a pointer to -1 */
+    const struct log_file *log; /* shared by both streams; reopen-log swaps its fd */
     size_t pending_at, pending_length;
     char buffer[16384];
 };

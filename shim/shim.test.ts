@@ -402,6 +402,8 @@ for (const variant of ["release", "sanitize"] as const) {
         [{ terminal: true, stderr: join(c.dir, "x") }, /--stderr cannot be used with --terminal/],
         [{ id: "a/b" }, /--id "a\/b" must not contain '\/'/],
         [{ log: "out.log" }, /--log must be an absolute path/],
+        [{ logFormat: "xml" as "json" }, /--log-format must be raw or json, got "xml"/],
+        [{ log: undefined, logFormat: "json" }, /--log-format needs --log/],
       ];
       for (const [change, message] of cases) {
         await assert.rejects(start({ ...c.options, ...change }), (error: Error & { kind?: string }) => {
@@ -448,6 +450,28 @@ for (const variant of ["release", "sanitize"] as const) {
       assert.equal(readFileSync(c.options.log!, "utf8"), expected);
       assert.equal(readShimExit(c.stateDir)?.exitStatus, 0);
       await waitForShimExit(started.shimPid);
+      runc("delete", c.id);
+    });
+
+    test("a JSON log keeps lines, streams and read times apart", async () => {
+      const c = newContainer(["sh", "-c", `echo out-line; echo err-line >&2; printf 'two\\nlines\\n'; printf 'tab\\t"quote" \\\\ bell\\a no newline'`], {
+        fifos: [],
+      });
+      const before = Date.now();
+      const started = await start({ ...c.options, logFormat: "json" });
+      runc("start", c.id);
+      await waitForShimExit(started.shimPid);
+      const records = readFileSync(c.options.log!, "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { log: string; stream: string; time: string });
+      const of = (stream: string) => records.filter((r) => r.stream === stream).map((r) => r.log);
+      assert.deepEqual(of("stdout"), ["out-line\n", "two\n", "lines\n", 'tab\t"quote" \\ bell\u0007 no newline']);
+      assert.deepEqual(of("stderr"), ["err-line\n"]);
+      for (const { time } of records) {
+        assert.match(time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
+        assert.ok(Date.parse(time) >= before);
+      }
       runc("delete", c.id);
     });
 
