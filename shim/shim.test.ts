@@ -321,6 +321,25 @@ for (const variant of ["release", "sanitize"] as const) {
       runc("delete", "--force", lost.id);
     });
 
+    test("an exec whose leftover child holds its stdout: the exit is recorded, the shim still leaves", async () => {
+      const c = newContainer(["sleep", "1000"], { fifos: [] });
+      const init = await start(c.options);
+      runc("start", c.id);
+      const execDir = join(c.stateDir, "execs", "leftover");
+      mkdirSync(execDir, { recursive: true });
+      const processJson = join(c.dir, "exec-leftover.json");
+      writeFileSync(processJson, JSON.stringify(processSpec({ args: ["sh", "-c", "sleep 1000 & echo started"] })));
+      const exec = await start({ binary, stateDir: execDir, runc: RUNC, runcRoot, id: c.id, execProcess: processJson, log: join(c.dir, "leftover.log"), env });
+      await waitFor("the exec's exit file", () => readShimExit(execDir) !== undefined);
+      assert.equal(readShimExit(execDir)?.exitStatus, 0);
+      await waitForShimExit(exec.shimPid);
+      assert.match(readFileSync(join(execDir, "shim.log"), "utf8"), /output still open .* after the process exited/);
+      assert.equal(readFileSync(join(c.dir, "leftover.log"), "utf8"), "started\n");
+      runc("kill", c.id, "KILL");
+      await waitForShimExit(init.shimPid);
+      runc("delete", c.id);
+    });
+
     test("an exec can have a terminal too", async () => {
       const c = newContainer(["sleep", "1000"], { fifos: [] });
       const init = await start(c.options);
