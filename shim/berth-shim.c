@@ -38,7 +38,6 @@
 /* runc's own error text that is kept for the starter. */
 #define RUNC_ERROR_MAX 4096
 
-
 struct shim {
     struct options options;
     int state_dir;
@@ -374,8 +373,8 @@ static void spawn_runc(const char *console_path)
 
 static size_t runc_error_room(void)
 {
-    /* One byte for the NUL, one for the newline added when it is passed on as stderr. */
-    return sizeof shim.runc_error - 2 - shim.runc_error_length;
+    /* One byte for the NUL that makes it a message. */
+    return sizeof shim.runc_error - 1 - shim.runc_error_length;
 }
 
 /*
@@ -528,7 +527,6 @@ static void create_container(void)
             runc_done = reap_runc(&status);
     }
     capture_runc_error();
-    trim_trailing_space(shim.runc_error, &shim.runc_error_length);
     const char *verb = shim.options.exec_process != NULL ? "exec" : "create";
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         char how[64];
@@ -536,6 +534,7 @@ static void create_container(void)
             snprintf(how, sizeof how, "was killed by signal %d", WTERMSIG(status));
         else
             snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+        trim_trailing_space(shim.runc_error, &shim.runc_error_length);
         if (shim.runc_error_length > 0)
             fail_start("%s", shim.runc_error);
         fail_start("runc %s %s and printed nothing (see %s/runc.log)", verb, how, shim.options.state_dir);
@@ -564,8 +563,10 @@ static void create_container(void)
         shim.err.source = -1;
         shim.err.eof = true;
     } else if (shim.runc_error_length > 0 && (shim.err.fifo >= 0 || shim.output_log.fd >= 0)) {
-        /* What runc printed while succeeding (warnings) shares the container's stderr, as with runc alone. */
-        shim.runc_error[shim.runc_error_length++] = '\n';
+        /*
+         * What arrived while runc ran is the container's stderr, byte for byte: an exec's
+         * first output, or runc's warnings (which share that stderr under runc alone too).
+         */
         if (!log_append(&shim.output_log, "stderr", shim.runc_error, shim.runc_error_length))
             diag("stderr: writing the log failed (%m)");
         if (shim.err.fifo >= 0 && !write_all(shim.err.fifo, shim.runc_error, shim.runc_error_length))

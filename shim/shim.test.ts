@@ -262,8 +262,11 @@ for (const variant of ["release", "sanitize"] as const) {
       const execDir = join(c.stateDir, "execs", "e1");
       mkdirSync(execDir, { recursive: true });
       const processJson = join(c.dir, "exec-process.json");
-      writeFileSync(processJson, JSON.stringify(processSpec({ args: ["sh", "-c", "echo exec-out; echo exec-err >&2; [ $$ -ne 1 ] && exit 5"] })));
+      // stderr without a final newline: it must arrive exactly as written, however early.
+      writeFileSync(processJson, JSON.stringify(processSpec({ args: ["sh", "-c", "echo exec-out; printf exec-err >&2; [ $$ -ne 1 ] && exit 5"] })));
       for (const name of ["exec-stdout", "exec-stderr"]) execFileSync("mkfifo", [join(c.dir, name)]);
+      const out = new FifoReader(join(c.dir, "exec-stdout"));
+      const err = new FifoReader(join(c.dir, "exec-stderr"));
       const exec = await start({
         binary,
         stateDir: execDir,
@@ -280,9 +283,12 @@ for (const variant of ["release", "sanitize"] as const) {
       assert.notEqual(exec.shimPid, init.shimPid);
       await waitFor("the exec's exit file", () => readShimExit(execDir) !== undefined);
       assert.equal(readShimExit(execDir)?.exitStatus, 5);
+      await Promise.all([out.ended, err.ended]);
+      assert.equal(out.text, "exec-out\n");
+      assert.equal(err.text, "exec-err");
       await waitForShimExit(exec.shimPid);
       const log = readFileSync(join(c.dir, "exec.log"), "utf8");
-      assert.ok(log.includes("exec-out\n") && log.includes("exec-err\n"), log);
+      assert.ok(log.includes("exec-out\n") && log.includes("exec-err") && log.length === "exec-out\nexec-err".length, log);
       assert.ok(isRunning(init.pid) && isRunning(init.shimPid), "the init and its shim are untouched");
       assert.equal(readShimExit(c.stateDir), undefined);
       runc("kill", c.id, "KILL");
