@@ -1,5 +1,6 @@
 // npm run bench: memory of the idle daemons, side by side. Starts berthd (with its
-// private redis and every service) and containerd (CRI plugin disabled: Berth has no
+// private redis and every always-on service; diff and jobs run only on demand, so an
+// idle daemon has none) and containerd (CRI plugin disabled: Berth has no
 // CRI yet), each on its own temp root, waits for them to settle, and reports each
 // process's private memory (USS) and the summed PSS, with the ratio Berth/containerd.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";

@@ -3,8 +3,12 @@
 // (streamed or whole), Info, label updates, and the lockstep Content/Write protocol
 // (reference §1.9) that never needs the whole blob in memory.
 import { createHash, type Hash } from "node:crypto";
-import { ClientError, Status, type CallOptions } from "nice-grpc";
-import { grpcCode, isAlreadyExists, isNotFound } from "./grpc-client.ts";
+import { ClientError, type CallOptions } from "nice-grpc";
+import { isAlreadyExists, isNotFound } from "./grpc-client.ts";
+import { BerthError, errorKind, failedPrecondition, unavailable } from "./errors.ts";
+
+/** The input ended before the size the caller declared (ctr's words, and no class suffix, like ctr). */
+const shortInput = () => new BerthError("unknown", "failed to read expected number of bytes: unexpected EOF");
 import {
   WriteAction,
   type ContentClient,
@@ -30,13 +34,13 @@ export async function* readBlob(
   let position = BigInt(range.offset ?? 0);
   for await (const chunk of content.read({ digest, offset: position, size: BigInt(range.size ?? 0) }, call)) {
     // Callers hash or spool what they read: a gap or an overlap would go unnoticed.
-    if (chunk.offset !== position) throw new Error(`content read of ${digest}: got offset ${chunk.offset}, expected ${position}`);
+    if (chunk.offset !== position) throw unavailable(`content read of ${digest}: got offset ${chunk.offset}, expected ${position}`);
     position += BigInt(chunk.data.length);
     if (chunk.data.length > 0) yield chunk.data;
   }
 }
 
-class BlobTooLargeError extends Error {
+export class BlobTooLargeError extends Error {
   override name = "BlobTooLargeError";
 }
 
@@ -118,7 +122,7 @@ function openStream(content: ContentClient, ref: string, call: CallOptions): Wri
   const responses = content.write(requests, { ...call, signal })[Symbol.asyncIterator]();
   const receive = async () => {
     const next = await responses.next();
-    if (next.done) throw new Error(`content write of ${ref}: stream ended early`);
+    if (next.done) throw unavailable(`content write of ${ref}: stream ended early`);
     return next.value;
   };
   return {
@@ -154,7 +158,7 @@ async function retryWhileLocked<T>(attempt: () => Promise<T>): Promise<T> {
     try {
       return await attempt();
     } catch (err) {
-      if (grpcCode(err) !== Status.UNAVAILABLE || Date.now() - started > lockWaitMs) throw err;
+      if (errorKind(err) !== "unavailable" || Date.now() - started > lockWaitMs) throw err;
       await new Promise((resolve) => setTimeout(resolve, Math.random() * backoff));
     }
   }
@@ -219,6 +223,9 @@ export interface WriteBlobOptions {
   abortOnFailure?: boolean;
 }
 
+/** A source that can start at any byte: called once, with the offset the write resumes from. */
+export type BlobSourceFrom = (offset: bigint) => AsyncIterable<Uint8Array | string>;
+
 export interface WrittenBlob {
   digest: string;
   /** Bytes committed (with `existed` at open: the expected total). */
@@ -243,7 +250,7 @@ async function writeSmallBlob(content: ContentClient, data: Buffer, options: Wri
   const { ref } = options;
   const total = BigInt(options.total ?? data.length);
   // Fewer bytes than promised fail here, as the streaming path does; more fail the commit.
-  if (total > BigInt(data.length)) throw new Error("failed to read expected number of bytes: unexpected EOF");
+  if (total > BigInt(data.length)) throw shortInput();
   const digest = options.expected || `sha256:${createHash("sha256").update(data).digest("hex")}`;
   const labels = typeof options.labels === "function" ? options.labels() : (options.labels ?? {});
   const request = { action: WriteAction.COMMIT, ref, total, offset: 0n, expected: digest, labels, data };
@@ -262,12 +269,12 @@ async function writeSmallBlob(content: ContentClient, data: Buffer, options: Wri
   } catch (err) {
     if (isAlreadyExists(err)) return { digest, size: data.length, existed: true };
     // UNAVAILABLE means another stream holds the ref: its ingest is not ours to abort.
-    if (options.abortOnFailure && grpcCode(err) !== Status.UNAVAILABLE) await content.abort({ ref }, call).catch(() => {});
+    if (options.abortOnFailure && errorKind(err) !== "unavailable") await content.abort({ ref }, call).catch(() => {});
     // Only the commit itself fails with FAILED_PRECONDITION (size or digest); opening the ref fails otherwise.
-    throw grpcCode(err) === Status.FAILED_PRECONDITION ? commitFailure(err, ref) : err;
+    throw errorKind(err) === "failed precondition" ? commitFailure(err, ref) : err;
   }
-  if (committed.offset !== total) throw new Error(`unexpected size: ${committed.offset} != ${total}`);
-  if (committed.digest !== digest) throw new Error(`unexpected digest: ${committed.digest} != ${digest}`);
+  if (committed.offset !== total) throw failedPrecondition(`unexpected size: ${committed.offset} != ${total}`);
+  if (committed.digest !== digest) throw failedPrecondition(`unexpected digest: ${committed.digest} != ${digest}`);
   return { digest, size: data.length, existed: false };
 }
 
@@ -280,7 +287,7 @@ async function writeSmallBlob(content: ContentClient, data: Buffer, options: Wri
  */
 export async function writeBlob(
   content: ContentClient,
-  source: Buffer | AsyncIterable<Uint8Array | string>,
+  source: Buffer | AsyncIterable<Uint8Array | string> | BlobSourceFrom,
   options: WriteBlobOptions,
   call: CallOptions,
 ): Promise<WrittenBlob> {
@@ -302,9 +309,12 @@ export async function writeBlob(
     const nextReply = async () => {
       const want = expectedOffsets.shift()!;
       const reply = await stream.receive();
-      if (reply.offset !== want) throw new Error(`content write of ${ref}: service is at offset ${reply.offset}, expected ${want}`);
+      if (reply.offset !== want) throw failedPrecondition(`content write of ${ref}: service is at offset ${reply.offset}, expected ${want}`);
     };
-    for await (const data of pieces(source, offset, hash)) {
+    // A source opened at the ingest's offset (an HTTP Range) brings only the missing bytes.
+    const opensAtOffset = typeof source === "function";
+    if (opensAtOffset && offset > 0n && hash) throw new Error(`content write of ${ref}: resuming from offset ${offset} needs the expected digest`);
+    for await (const data of pieces(opensAtOffset ? source(offset) : source, opensAtOffset ? 0n : offset, hash)) {
       stream.post({ action: WriteAction.WRITE, ref, offset, data });
       offset += BigInt(data.length);
       expectedOffsets.push(offset);
@@ -313,7 +323,7 @@ export async function writeBlob(
     while (expectedOffsets.length > 0) await nextReply();
     // Nothing sent from offset 0: a stale partial ingest under this ref must still be truncated.
     if (offset === 0n && opened.offset > 0n) await stream.send({ action: WriteAction.WRITE, ref, offset: 0n, data: Buffer.alloc(0) });
-    if (total !== 0n && offset < total) throw new Error("failed to read expected number of bytes: unexpected EOF");
+    if (total !== 0n && offset < total) throw shortInput();
     const digest = expected || `sha256:${hash!.digest("hex")}`;
     const labels = typeof options.labels === "function" ? options.labels() : (options.labels ?? {});
     let committed: WriteContentResponse;
@@ -323,8 +333,8 @@ export async function writeBlob(
       if (isAlreadyExists(err)) return { digest, size: Number(offset), existed: true };
       throw commitFailure(err, ref);
     }
-    if (total !== 0n && committed.offset !== total) throw new Error(`unexpected size: ${committed.offset} != ${total}`);
-    if (committed.digest !== digest) throw new Error(`unexpected digest: ${committed.digest} != ${digest}`);
+    if (total !== 0n && committed.offset !== total) throw failedPrecondition(`unexpected size: ${committed.offset} != ${total}`);
+    if (committed.digest !== digest) throw failedPrecondition(`unexpected digest: ${committed.digest} != ${digest}`);
     await stream.finish();
     return { digest, size: Number(offset), existed: false };
   } catch (err) {

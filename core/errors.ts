@@ -76,6 +76,16 @@ export function kindOfGrpcStatus(code: Status): ErrorKind {
   return kindByGrpcStatus.get(code) ?? "unknown";
 }
 
+/** The kind of any error: a BerthError's own, a gRPC client error's by its status, else unknown. */
+export function errorKind(err: unknown): ErrorKind {
+  if (err instanceof BerthError) return err.kind;
+  if (err instanceof ClientError) return kindOfGrpcStatus(err.code);
+  return "unknown";
+}
+
+/** The gRPC status code of a kind, as the text a trailer carries. */
+export const grpcStatusText = (kind: ErrorKind) => String(grpcStatus[kind]);
+
 /**
  * A failed call to another Berth service, kept as our own error class so that its
  * status reaches our caller unchanged (a lease NOT_FOUND stays NOT_FOUND).

@@ -1,5 +1,6 @@
 // Clients for our own sockets: the gateway (CLIs) and service-to-service calls.
 // The client middleware carries the active trace context in the metadata.
+import { errorKind } from "./errors.ts";
 import { ClientError, createChannel, createClientFactory, Metadata, Status, type Channel, type ClientMiddlewareCall, type CallOptions, type CompatServiceDefinition, type Client } from "nice-grpc";
 import { injectContext, telemetryEnabled } from "./telemetry.ts";
 import { namespaceHeader, leaseHeader } from "./headers.ts";
@@ -11,14 +12,20 @@ async function* traceContextMiddleware<Req, Res>(call: ClientMiddlewareCall<Req,
   return yield* call.next(call.request, { ...options, metadata });
 }
 
+/**
+ * The largest gRPC message a Berth process sends or accepts as a client, and sends as a
+ * server: containerd's default (16 MiB) both ways, so what ctr accepts we send.
+ */
+export const maxMessageBytes = 16 * 1024 * 1024;
+
 const channels = new Map<string, Channel>();
 
 export function unixChannel(socketPath: string): Channel {
   let channel = channels.get(socketPath);
   if (!channel) {
     channel = createChannel(`unix://${socketPath}`, undefined, {
-      "grpc.max_receive_message_length": 16 * 1024 * 1024,
-      "grpc.max_send_message_length": 16 * 1024 * 1024,
+      "grpc.max_receive_message_length": maxMessageBytes,
+      "grpc.max_send_message_length": maxMessageBytes,
       "grpc-node.flow_control_window": flowControlWindow,
     });
     channels.set(socketPath, channel);
@@ -42,8 +49,8 @@ export function grpcCode(err: unknown): Status | undefined {
   return err instanceof ClientError ? err.code : undefined;
 }
 
-export const isNotFound = (err: unknown) => grpcCode(err) === Status.NOT_FOUND;
-export const isAlreadyExists = (err: unknown) => grpcCode(err) === Status.ALREADY_EXISTS;
+export const isNotFound = (err: unknown) => err instanceof ClientError && errorKind(err) === "not found";
+export const isAlreadyExists = (err: unknown) => err instanceof ClientError && errorKind(err) === "already exists";
 
 /** The server's message without nice-grpc's "/pkg.Service/Method" prefix. */
 export function errorMessage(err: unknown): string {

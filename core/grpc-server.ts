@@ -1,16 +1,30 @@
-// Bootstrap shared by every service process: a nice-grpc server on
-// <state>/services/<name>.sock with the cross-cutting middleware (trace span per
-// call, error mapping), graceful SIGTERM, and exit when berthd (our parent) goes away.
+// The gRPC side of every service: a nice-grpc server on <state>/services/<name>.sock
+// with the cross-cutting middleware (trace span per call, error mapping). The process
+// around it (signals, parent death, telemetry) is core/lifecycle.ts.
 import { createServer, ServerError, Status, type CallContext, type Server, type ServerMiddlewareCall } from "nice-grpc";
 import { context as otelContext, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { BerthError, failedPrecondition, grpcStatusOf } from "./errors.ts";
-import { createLogger, type Logger } from "./log.ts";
-import { parseServicePaths, serviceSocketPath, type Paths } from "./config.ts";
-import { extractContext, initTelemetry, stopTelemetry, telemetryEnabled, tracer } from "./telemetry.ts";
+import type { Logger } from "./log.ts";
+import { serviceSocketPath } from "./config.ts";
+import { runProcess, type ProcessContext } from "./lifecycle.ts";
+import { extractContext, telemetryEnabled, tracer } from "./telemetry.ts";
 import { validateIdentifier } from "./identifiers.ts";
 import { widenGrpcServerWindows } from "./flow-control.ts";
 import { namespaceHeader, leaseHeader } from "./headers.ts";
 import { listenOnSocket } from "./socket.ts";
+import { maxMessageBytes } from "./grpc-client.ts";
+
+/**
+ * Message size bounds of every service. Sending: grpc-js has none, so a reply that no
+ * client would accept (a List grown past 16 MiB) was still built and sent; now it fails
+ * here with RESOURCE_EXHAUSTED. Receiving: grpc-js' 4 MiB, kept explicit — every request
+ * Berth or ctr makes is far smaller (content moves in 1 MiB messages), and labels are
+ * capped per object (core/labels.ts).
+ */
+const serverOptions = {
+  "grpc.max_send_message_length": maxMessageBytes,
+  "grpc.max_receive_message_length": 4 * 1024 * 1024,
+};
 
 /** The call's namespace (containerd-namespace metadata), validated. */
 export function namespaceOf(ctx: CallContext): string {
@@ -67,57 +81,106 @@ async function* tracingMiddleware<Req, Res>(call: ServerMiddlewareCall<Req, Res>
   }
 }
 
-export interface ServiceContext extends Paths {
-  name: string;
-  log: Logger;
-}
+export type ServiceContext = ProcessContext;
 
 export interface ServiceHandle {
   /** Called once the service socket listens (e.g. to open a second, public socket). */
   afterListen?(): Promise<void> | void;
-  /** Called on SIGTERM after the server stopped taking calls. */
+  /** A process started on demand stays while this answers true (work of its own, not calls). */
+  busy?(): Promise<boolean> | boolean;
+  /** Called on stop after the server stopped taking calls. */
   close?(): Promise<void> | void;
 }
 
+/** Open calls (streams such as `ctr events` included) get this long to end on stop. */
+const shutdownGraceMs = 500;
+
 /**
- * Runs a service process: builds the server through `setup`, listens, and shuts
- * down cleanly on SIGTERM/SIGINT or when the parent's stdin pipe closes.
+ * A gRPC server with the cross-cutting middleware on <state>/services/<socketName>.sock.
+ * `idle.onIdle`, when given, is called once no call has been in flight for `idle.ms`;
+ * when it answers false (still busy with work of its own) it is asked again later.
+ */
+export async function startGrpcServer(
+  ctx: ProcessContext,
+  socketName: string,
+  setup: (server: Server) => Promise<void> | void,
+  idle?: { ms: number; onIdle: () => Promise<boolean> | boolean },
+): Promise<{ close(): Promise<void> }> {
+  const base = createServer(serverOptions).use(errorMiddleware(ctx.log));
+  const traced = telemetryEnabled() ? base.use(tracingMiddleware) : base;
+  const server = (idle ? traced.use(idleMiddleware(idle.ms, idle.onIdle)) : traced) as Server;
+  await setup(server);
+  const socket = serviceSocketPath(ctx.state, socketName);
+  widenGrpcServerWindows();
+  await listenOnSocket(socket, (path) => server.listen(`unix://${path}`));
+  ctx.log.info({ socket }, "service listening");
+  return {
+    async close() {
+      const force = setTimeout(() => server.forceShutdown(), shutdownGraceMs);
+      force.unref();
+      await server.shutdown();
+      clearTimeout(force);
+    },
+  };
+}
+
+/** Counts calls in flight; calls onIdle after `ms` without any, and again if it declines. */
+function idleMiddleware(ms: number, onIdle: () => Promise<boolean> | boolean) {
+  let inFlight = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    timer = setTimeout(async () => {
+      const stopped = await Promise.resolve(onIdle()).catch(() => false);
+      if (!stopped && inFlight === 0) arm();
+    }, ms);
+  };
+  arm();
+  return async function* <Req, Res>(call: ServerMiddlewareCall<Req, Res>, ctx: CallContext) {
+    inFlight++;
+    clearTimeout(timer);
+    try {
+      return yield* call.next(call.request, ctx);
+    } finally {
+      if (--inFlight === 0) arm();
+    }
+  };
+}
+
+/**
+ * Runs a service process: builds the server through `setup`, listens on its socket,
+ * and stops cleanly (core/lifecycle.ts). A process berthd starts on demand
+ * (BERTH_IDLE_EXIT_MS set) exits by itself once idle that long.
  */
 export async function runService(
   name: string,
   setup: (server: Server, ctx: ServiceContext) => Promise<ServiceHandle | void> | ServiceHandle | void,
 ): Promise<void> {
-  const paths = parseServicePaths();
-  const log = createLogger(name);
-  await initTelemetry(`berth-${name}`);
-  const base = createServer().use(errorMiddleware(log));
-  const server = telemetryEnabled() ? base.use(tracingMiddleware) : base;
-  const handle = (await setup(server as Server, { ...paths, name, log })) ?? {};
-  const socket = serviceSocketPath(paths.state, name);
-  widenGrpcServerWindows();
-  await listenOnSocket(socket, (path) => server.listen(`unix://${path}`));
-  await handle.afterListen?.();
-  log.info({ socket }, "service listening");
-
-  let stopping = false;
-  const stop = async (why: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ why }, "stopping");
-    const force = setTimeout(() => server.forceShutdown(), 5000);
-    force.unref();
-    await server.shutdown();
-    await handle.close?.();
-    await stopTelemetry();
-    process.exit(0);
-  };
-  process.on("SIGTERM", () => void stop("SIGTERM"));
-  process.on("SIGINT", () => void stop("SIGINT"));
-  // berthd holds our stdin open; EOF means the supervisor is gone, so we go too
-  // rather than linger as an orphan holding the store.
-  if (process.env.BERTH_SUPERVISED === "1") {
-    process.stdin.on("end", () => void stop("supervisor exited"));
-    process.stdin.on("error", () => void stop("supervisor exited"));
-    process.stdin.resume();
-  }
+  await runProcess(name, async (ctx, stop) => {
+    let handle: ServiceHandle = {};
+    const idleMs = Number(process.env.BERTH_IDLE_EXIT_MS);
+    const grpc = await startGrpcServer(
+      ctx,
+      name,
+      async (server) => {
+        handle = (await setup(server, ctx)) ?? {};
+      },
+      idleMs > 0
+        ? {
+            ms: idleMs,
+            onIdle: async () => {
+              if (await handle.busy?.()) return false;
+              void stop("idle");
+              return true;
+            },
+          }
+        : undefined,
+    );
+    await handle.afterListen?.();
+    return {
+      async close() {
+        await grpc.close();
+        await handle.close?.();
+      },
+    };
+  });
 }

@@ -1,24 +1,71 @@
-// Which process serves which gRPC service. The gateway routes by this table, berthd
-// starts the processes it names, and Introspection reports them.
+// The process table: every process berthd runs, declared once. berthd starts, restarts
+// and stops them from this table with no per-service special cases, the gateway routes
+// gRPC services by it, and Introspection reports it. A new service joins by adding a
+// row (and its services/<name>/main.ts, which the build bundles to dist/<name>.js).
+//
+// "berthd" itself serves what is cheap to host beside the supervisor (namespaces,
+// leases, events, version, introspection, and the Collector front of the jobs process) on
+// <state>/services/metadata.sock, and the public gateway socket: each Node process
+// costs ~18 MiB idle, so only what must be isolated runs on its own (docs/architecture.md).
 
-/**
- * Service processes in start order: metadata first (every other service calls it),
- * the gateway last; berthd starts the ones between in parallel.
- */
-export const serviceProcesses = ["metadata", "content", "images", "snapshots", "diff", "gateway"] as const;
-export type ServiceProcess = (typeof serviceProcesses)[number];
+export interface ProcessSpec {
+  /** The process name: its bundle is dist/<name>.js, its socket <state>/services/<name>.sock. */
+  name: string;
+  /** Fully qualified gRPC services it serves (routed to it by the gateway). */
+  services: readonly string[];
+  /**
+   * Started only when a call for it arrives, and exits by itself after a while idle
+   * (a process that holds no state between calls and is rarely used costs nothing idle).
+   */
+  onDemand?: boolean;
+}
 
-export const grpcRoutes: Record<string, ServiceProcess> = {
-  "containerd.services.version.v1.Version": "gateway",
-  "containerd.services.introspection.v1.Introspection": "gateway",
-  "containerd.services.namespaces.v1.Namespaces": "metadata",
-  "containerd.services.leases.v1.Leases": "metadata",
-  "containerd.services.events.v1.Events": "metadata",
-  "containerd.services.content.v1.Content": "content",
-  "containerd.services.images.v1.Images": "images",
-  "containerd.services.snapshots.v1.Snapshots": "snapshots",
-  "containerd.services.diff.v1.Diff": "diff",
-};
+/** The socket name of what berthd serves in-process. */
+export const inProcess = "metadata";
 
-/** Processes that hold per-namespace objects and answer berth.internal.v1.NamespaceUsage. */
-export const namespaceHolders: ServiceProcess[] = ["content", "images", "snapshots"];
+export const processTable: readonly ProcessSpec[] = [
+  {
+    name: "content",
+    services: ["containerd.services.content.v1.Content"],
+  },
+  {
+    name: "images",
+    services: ["containerd.services.images.v1.Images"],
+  },
+  {
+    name: "snapshots",
+    services: ["containerd.services.snapshots.v1.Snapshots"],
+  },
+  {
+    // Layer extraction uses synchronous fs calls (measured faster), which must not stall
+    // another service's event loop; it runs only while layers are applied or diffed.
+    name: "diff",
+    services: ["containerd.services.diff.v1.Diff"],
+    onDemand: true,
+  },
+  {
+    // BullMQ workers (garbage collection); berthd forwards berth.internal.v1.Collector
+    // to it, so it serves nothing public.
+    name: "jobs",
+    services: [],
+    onDemand: true,
+  },
+];
+
+/** Services berthd answers itself, on its in-process socket. */
+export const inProcessServices: readonly string[] = [
+  "containerd.services.version.v1.Version",
+  "containerd.services.introspection.v1.Introspection",
+  "containerd.services.namespaces.v1.Namespaces",
+  "containerd.services.leases.v1.Leases",
+  "containerd.services.events.v1.Events",
+];
+
+/** Which socket name (a process, or inProcess) serves each gRPC service. */
+export const grpcRoutes: Readonly<Record<string, string>> = Object.fromEntries([
+  ...inProcessServices.map((service) => [service, inProcess]),
+  ...processTable.flatMap((process) => process.services.map((service) => [service, process.name])),
+]);
+
+/** The snapshotters the snapshots process loads; "overlayfs" is every containerd client's default. */
+export const snapshotterNames = ["overlayfs", "native"] as const;

@@ -1,4 +1,5 @@
-// One SQLite file per service, WAL mode, one transaction per change.
+// SQLite helpers: WAL mode, one transaction per change (core/metadata-db.ts opens the
+// one database every service shares).
 //
 // synchronous = NORMAL, not FULL. In WAL mode NORMAL writes every commit to the WAL
 // before COMMIT returns but fsyncs only at checkpoints, so:
@@ -18,25 +19,37 @@
 // containerd's bbolt fsyncs every commit; we trade power-loss durability of the last
 // few changes for not stalling every service behind the disk.
 import { DatabaseSync } from "node:sqlite";
+import { ensurePrivateFile, tightenIfPresent } from "./private-files.ts";
 
 export type Database = DatabaseSync;
 
 export function openDatabase(file: string, schema: string): DatabaseSync {
+  // SQLite would create the file 0644; made 0600 first, it gives new -wal and -shm
+  // files the database file's mode. Ones left by an older version are tightened.
+  ensurePrivateFile(file);
+  for (const suffix of ["-wal", "-shm"]) tightenIfPresent(`${file}${suffix}`);
   const db = new DatabaseSync(file);
   db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;");
   db.exec(schema);
   return db;
 }
 
-/** Runs fn inside BEGIN IMMEDIATE … COMMIT; any throw rolls everything back. */
+/**
+ * Runs fn inside BEGIN IMMEDIATE … COMMIT; any throw rolls everything back. Called
+ * inside a transaction already, fn simply joins it (a store method can then be part of
+ * a larger atomic change, see NamespacedWrites).
+ */
 export function transaction<T>(db: DatabaseSync, fn: () => T): T {
+  if (db.isTransaction) return fn();
   db.exec("BEGIN IMMEDIATE");
   try {
     const result = fn();
     db.exec("COMMIT");
     return result;
   } catch (err) {
-    db.exec("ROLLBACK");
+    // SQLite has already rolled back on some errors (a full disk): rolling back again
+    // would replace the real cause with "no transaction is active".
+    if (db.isTransaction) db.exec("ROLLBACK");
     throw err;
   }
 }

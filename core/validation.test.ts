@@ -27,6 +27,12 @@ test("labels: key+value over 4096 bytes is refused", () => {
   assert.throws(() => validateLabels({ "": "v" }), invalid);
 });
 
+test("labels: all of an object's labels over 256 KiB together are refused", () => {
+  const labels = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${String(i).padStart(4, "0")}`, "v".repeat(4091)]));
+  assert.doesNotThrow(() => validateLabels(labels(64)), "64 labels of 4096 bytes: exactly 256 KiB");
+  assert.throws(() => validateLabels(labels(65)), (err: unknown) => invalid(err) && /labels total 266240 bytes/.test((err as Error).message));
+});
+
 test("label masks set, replace and delete keys", () => {
   const current = { a: "1", b: "2" };
   assert.deepEqual(applyLabelMask(current, { a: "9" }, ["labels.a"]), { a: "9", b: "2" });

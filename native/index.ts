@@ -25,16 +25,19 @@ const PIDFD_FLAGS = ["PIDFD_NONBLOCK"] as const;
 
 type Constants<K extends string> = Readonly<Record<K, number>>;
 
+/** A path as text, or as the raw bytes of a name that is not valid UTF-8 (as Node's fs accepts). */
+export type PathArg = string | Uint8Array;
+
 /** The raw binding, exactly as the C module exports it. Every argument is required. */
 export interface NativeAddon {
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount(target: string, flags: number): void;
-  mknod(path: string, mode: number, major: number, minor: number): void;
+  mknod(path: PathArg, mode: number, major: number, minor: number): void;
   statfsType(path: string): number;
-  lsetxattr(path: string, name: string, value: Uint8Array, flags: number): void;
-  lgetxattr(path: string, name: string): Buffer | null;
-  llistxattr(path: string): string[];
-  lremovexattr(path: string, name: string): void;
+  lsetxattr(path: PathArg, name: string, value: Uint8Array, flags: number): void;
+  lgetxattr(path: PathArg, name: string): Buffer | null;
+  llistxattr(path: PathArg): string[];
+  lremovexattr(path: PathArg, name: string): void;
   mountFlags: Constants<(typeof MOUNT_FLAGS)[number]>;
   umountFlags: Constants<(typeof UMOUNT_FLAGS)[number]>;
   xattrFlags: Constants<(typeof XATTR_FLAGS)[number]>;
@@ -102,7 +105,7 @@ export function umount(target: string, flags = 0): void {
 }
 
 /** mknod(2); mode includes the type bits (fs.constants.S_IFCHR, S_IFBLK, S_IFIFO). */
-export function mknod(path: string, mode: number, major = 0, minor = 0): void {
+export function mknod(path: PathArg, mode: number, major = 0, minor = 0): void {
   nativeAddon().mknod(path, mode, major, minor);
 }
 
@@ -112,22 +115,22 @@ export function statfsType(path: string): number {
 }
 
 /** lsetxattr(2): on the path itself, never a symlink's target. flags: xattrFlags or 0. */
-export function lsetxattr(path: string, name: string, value: Uint8Array, flags = 0): void {
+export function lsetxattr(path: PathArg, name: string, value: Uint8Array, flags = 0): void {
   nativeAddon().lsetxattr(path, name, value, flags);
 }
 
 /** lgetxattr(2); null when the attribute does not exist. */
-export function lgetxattr(path: string, name: string): Buffer | null {
+export function lgetxattr(path: PathArg, name: string): Buffer | null {
   return nativeAddon().lgetxattr(path, name);
 }
 
 /** llistxattr(2): the attribute names visible to this process. */
-export function llistxattr(path: string): string[] {
+export function llistxattr(path: PathArg): string[] {
   return nativeAddon().llistxattr(path);
 }
 
 /** lremovexattr(2); ENODATA when absent. */
-export function lremovexattr(path: string, name: string): void {
+export function lremovexattr(path: PathArg, name: string): void {
   nativeAddon().lremovexattr(path, name);
 }
 

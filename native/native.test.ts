@@ -4,7 +4,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { constants as osConstants, hostname, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -210,6 +210,28 @@ describe(sanitizerChild ? "native addon (ASan/UBSan build)" : "native addon (Rel
     const listed = native.llistxattr(file);
     assert.deepEqual(listed.filter((name) => name.includes("nnnn")).sort(), [...names].sort());
     assert.ok(listed.includes("trusted.berth.big"));
+  });
+
+  test("paths may be raw bytes (Buffer) that are not UTF-8; look-alike names stay apart", () => {
+    const dir = Buffer.from(tmpfs);
+    const named = (name: string) => Buffer.concat([dir, Buffer.from("/"), Buffer.from(name, "latin1")]);
+    native.mknod(named("fifo\xff"), constants.S_IFIFO | 0o600);
+    native.mknod(named("fifo\xfe"), constants.S_IFIFO | 0o600);
+    native.lsetxattr(named("fifo\xff"), "trusted.berth.which", Buffer.from("ff"), 0);
+    native.lsetxattr(named("fifo\xfe"), "trusted.berth.which", Buffer.from("fe"), 0);
+    assert.deepEqual(native.lgetxattr(named("fifo\xff"), "trusted.berth.which"), Buffer.from("ff"));
+    assert.deepEqual(native.lgetxattr(named("fifo\xfe"), "trusted.berth.which"), Buffer.from("fe"));
+    assert.ok(native.llistxattr(named("fifo\xfe")).includes("trusted.berth.which"));
+    native.lremovexattr(named("fifo\xfe"), "trusted.berth.which");
+    assert.equal(native.lgetxattr(named("fifo\xfe"), "trusted.berth.which"), null);
+    assert.deepEqual(native.lgetxattr(named("fifo\xff"), "trusted.berth.which"), Buffer.from("ff"));
+    const listed = readdirSync(dir, { encoding: "buffer" }).map((n) => n.toString("latin1"));
+    assert.ok(listed.includes("fifo\xff") && listed.includes("fifo\xfe"), listed.join(" "));
+    // A NUL byte inside a Buffer path is refused like one in a string.
+    assertArgError(() => native.mknod(named("bad\0name"), constants.S_IFIFO | 0o600), TypeError, "ERR_INVALID_ARG_VALUE");
+    assertArgError(() => native.lgetxattr(Buffer.from("/\0etc"), "user.x"), TypeError, "ERR_INVALID_ARG_VALUE");
+    assertArgError(() => native.llistxattr(new Uint16Array(4) as unknown as Uint8Array), TypeError, "ERR_INVALID_ARG_TYPE");
+    assert.ok(!readdirSync(dir, { encoding: "buffer" }).some((n) => n.toString("latin1").startsWith("bad")));
   });
 
   test("l*xattr act on a symlink itself, not its target", () => {

@@ -33,6 +33,11 @@ buildNativeAddon();
 // The per-container shim, in C (shim/).
 buildShim();
 
+// Bundles of processes that no longer exist must not linger (berthd would start them).
+for (const name of (existsSync(join(root, "dist")) ? readdirSync(join(root, "dist"), { withFileTypes: true }) : []).filter((e) => /\.js(\.map)?$/.test(e.name))) {
+  rmSync(join(root, "dist", name.name));
+}
+
 await build({
   entryPoints: { ...entries("services"), ...entries("cmd") },
   outdir: join(root, "dist"),

@@ -11,6 +11,7 @@ packages=(
   containerd        # only for its `ctr` client in interop tests; never started
   docker-registry   # a real registry for pull/push tests
   skopeo            # third-party image tool for interop tests
+  apache2-utils     # htpasswd, for the registry basic-auth tests
   iproute2
 )
 missing=()

@@ -51,7 +51,7 @@ const contentRows = (out: string) =>
     });
 
 before(async () => {
-  for (const name of ["metadata", "content", "images", "gateway", "berthctl"]) {
+  for (const name of ["berthd", "content", "images", "berthctl"]) {
     assert.ok(existsSync(join(distDir, `${name}.js`)), `dist/${name}.js is built`);
   }
   d = await startDaemon();
@@ -314,6 +314,8 @@ describe("global flags and failures", () => {
   test("--namespace and BERTH_NAMESPACE select the namespace", () => {
     ok(berthctl(["content", "ingest", "ns-blob"], "in team2", "team2"));
     const digest = sha256Digest("in team2");
+    // Referenced, so that a collection another test triggers keeps it.
+    ok(berthctl(["content", "label", digest, "containerd.io/gc.root=test"], undefined, "team2"));
     assert.equal(ok(ctr(["content", "ls", "-q"], undefined, "team2")).stdout, `${digest}\n`);
     const env = run(process.execPath, [join(distDir, "berthctl.js"), "-a", d.address, "content", "ls", "-q"], undefined, {
       ...process.env,

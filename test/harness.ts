@@ -99,7 +99,7 @@ export class Daemon {
   async waitForRestart(name: string, oldPid: number): Promise<number> {
     for (let i = 0; i < 400; i++) {
       const pid = this.servicePid(name);
-      const socket = name === "gateway" ? this.address : join(this.state, "services", `${name}.sock`);
+      const socket = join(this.state, "services", `${name}.sock`);
       if (pid && pid !== oldPid && (await socketAccepts(socket))) return pid;
       await sleep(50);
     }

@@ -11,7 +11,6 @@ import { Kind, SnapshotsDefinition, type Info } from "../core/gen/containerd/ser
 import { LeasesDefinition } from "../core/gen/containerd/services/leases/v1/leases.ts";
 import { EventsDefinition, type Envelope } from "../core/gen/containerd/services/events/v1/events.ts";
 import { SnapshotCommit, SnapshotPrepare, SnapshotRemove } from "../core/gen/containerd/events/snapshot.ts";
-import { NamespaceUsageDefinition } from "../core/gen/berth/internal/v1/namespace_usage.ts";
 
 let d: Daemon;
 const snapshotter = "overlayfs";
@@ -352,14 +351,11 @@ describe("keys, filters, labels, namespaces", () => {
     assert.equal(info?.kind, Kind.ACTIVE, "snapns's c1 is its own active snapshot");
     assert.match(ok(d.ctr(["ns", "ls", "-q"]), "ns ls").stdout, /^snapns$/m, "the write created the namespace");
 
-    const usage = client(NamespaceUsageDefinition, join(d.state, "services", "snapshots.sock"));
-    assert.deepEqual(await usage.check({ namespace }), { empty: false, detail: "namespace snapns has 1 snapshot" });
     const refused = d.ctr(["ns", "rm", namespace]);
     assert.notEqual(refused.code, 0, "ns rm must refuse while snapshots remain");
-    assert.match(refused.stderr, /failed precondition/);
+    assert.match(refused.stderr, /still has 1 snapshot: failed precondition/);
 
     ok(d.ctr(["snapshots", "rm", "c1"], undefined, namespace), "rm c1 in snapns");
-    assert.equal((await usage.check({ namespace })).empty, true);
     ok(d.ctr(["ns", "rm", namespace]), "ns rm after the snapshots are gone");
     // A later write must bring the namespace back.
     ok(d.ctr(["snapshots", "view", "again"], undefined, namespace), "view in the removed namespace");
@@ -462,6 +458,16 @@ describe("cleanup and restarts", () => {
       return Number(/\/(\d+)\/fs$/.exec(mounts[0]!.source)![1]);
     };
     const lastId = await idOf("last before restart");
+    // berthd collects unreferenced snapshots when it starts (as containerd does): pin
+    // the ones earlier tests made without a reference.
+    for (const info of await listInfos()) {
+      if (info.labels["containerd.io/gc.root"] === undefined) {
+        await snapshots().update(
+          { snapshotter, info: { name: info.name, labels: { "containerd.io/gc.root": "pinned by the test" } }, updateMask: ["labels.containerd.io/gc.root"] },
+          ns("default"),
+        );
+      }
+    }
     const before = await listInfos();
     const beforeTree = ok(d.ctr(["snapshots", "tree"]), "tree").stdout;
     await d.stop();

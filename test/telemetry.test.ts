@@ -52,19 +52,19 @@ after(async () => {
   collector?.close();
 });
 
-test("a ctr call is one trace across gateway and metadata service", async () => {
-  const r = daemon.ctr(["namespaces", "ls"]);
+test("a ctr call is one trace across the gateway (in berthd) and the content service process", async () => {
+  const r = daemon.ctr(["content", "ls"]);
   assert.equal(r.code, 0, r.stderr);
-  const method = "/containerd.services.namespaces.v1.Namespaces/List";
+  const method = "/containerd.services.content.v1.Content/List";
   let gateway: ReceivedSpan | undefined;
   let service: ReceivedSpan | undefined;
   for (let i = 0; i < 100 && !(gateway && service); i++) {
     await sleep(100);
-    gateway = spans.find((s) => s.service === "berth-gateway" && s.name === `gateway ${method}`);
-    service = spans.find((s) => s.service === "berth-metadata" && s.name === method);
+    gateway = spans.find((s) => s.service === "berth-berthd" && s.name === `gateway ${method}`);
+    service = spans.find((s) => s.service === "berth-content" && s.name === method);
   }
   assert.ok(gateway, `no gateway span arrived; got ${JSON.stringify(spans)}`);
-  assert.ok(service, `no metadata span arrived; got ${JSON.stringify(spans)}`);
+  assert.ok(service, `no content span arrived; got ${JSON.stringify(spans)}`);
   assert.equal(service.traceId, gateway.traceId);
   assert.equal(service.parentSpanId, gateway.spanId);
 });

@@ -1,81 +1,100 @@
-// berthd: the supervisor. Starts the private Redis and every service process, keeps
-// them running, and stops them (never the container shims) on SIGTERM.
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+// berthd: the supervisor. Starts the private Redis and every process of the process
+// table (core/routes.ts), keeps them running, and stops them (never the container
+// shims) on SIGTERM. It serves, in-process, what is cheap to host beside it: the
+// public gateway socket, namespaces, leases, events, garbage collection, version and
+// introspection (docs/architecture.md says why).
+import { existsSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { serviceSocketPath } from "../../core/config.ts";
 import { createLogger } from "../../core/log.ts";
-import { serviceProcesses } from "../../core/routes.ts";
+import { makePrivateDir, makeTopDir, writePrivateFile } from "../../core/private-files.ts";
+import { processTable } from "../../core/routes.ts";
+import { initTelemetry, stopTelemetry } from "../../core/telemetry.ts";
+import { openGateway } from "../../services/gateway/gateway.ts";
+import { serveMetadata } from "../../services/metadata/serve.ts";
 import { loadDaemonConfig } from "./config.ts";
 import { startPrivateRedis, type PrivateRedis } from "./redis.ts";
 import { acquireRootLock } from "./single-instance.ts";
 import { SupervisedService } from "./supervisor.ts";
 
 const log = createLogger("berthd");
+/** An on-demand process exits after this long without a call. */
+const idleExitMs = Number(process.env.BERTH_IDLE_EXIT_MS) || 30_000;
 
 async function main(): Promise<void> {
   const config = loadDaemonConfig(process.argv.slice(2));
-  mkdirSync(config.root, { recursive: true, mode: 0o711 });
-  mkdirSync(config.state, { recursive: true, mode: 0o711 });
+  // The root is its owner's only, as containerd's.
+  makeTopDir(config.root, 0o700);
+  // <state> holds the public socket (0660): its group must be able to traverse <state>
+  // to reach it, so <state> is 0711 (others may pass through, not list it); everything
+  // in it is private, the service sockets' dir included.
+  makeTopDir(config.state, 0o711);
+  makePrivateDir(dirname(serviceSocketPath(config.state, "any")));
   await acquireRootLock(config.root);
+  await initTelemetry("berth-berthd");
 
   let redis: PrivateRedis | undefined;
   let redisUrl = config.redisUrl;
   if (!redisUrl) {
     redis = await startPrivateRedis(config.root, config.state, log);
     redisUrl = `unix://${redis.socket}`;
+    // berthd's own clients and every process it starts inherit it.
+    process.env.BERTH_REDIS_PASSWORD = redis.password;
   }
 
   const common = ["--root", config.root, "--state", config.state];
-  const built = serviceProcesses.filter((name) => {
-    const present = existsSync(new URL(`./${name}.js`, import.meta.url));
-    if (!present) log.warn({ service: name }, "service is not built; its API answers Unimplemented");
-    return present;
-  });
-  const services = built.map(
-    (name) =>
-      new SupervisedService(
-        {
-          name,
-          script: fileURLToPath(new URL(`./${name}.js`, import.meta.url)),
-          args: name === "gateway" ? [...common, "--address", config.address] : common,
-          env: { ...process.env, BERTH_REDIS_URL: redisUrl },
-          socket: name === "gateway" ? config.address : serviceSocketPath(config.state, name),
-        },
-        log,
-      ),
-  );
+  const services = new Map<string, SupervisedService>();
+  for (const spec of processTable) {
+    const script = fileURLToPath(new URL(`./${spec.name}.js`, import.meta.url));
+    if (!existsSync(script)) {
+      log.warn({ service: spec.name }, "service is not built; its API answers Unavailable");
+      continue;
+    }
+    const env = { ...process.env, BERTH_REDIS_URL: redisUrl, ...(spec.onDemand ? { BERTH_IDLE_EXIT_MS: String(idleExitMs) } : {}) };
+    services.set(
+      spec.name,
+      new SupervisedService({ name: spec.name, script, args: common, env, socket: serviceSocketPath(config.state, spec.name), onDemand: spec.onDemand }, log),
+    );
+  }
 
   // The pid file says "ready": it appears only once every service answers.
   const pidFile = join(config.state, "berthd.pid");
+  let metadata: Awaited<ReturnType<typeof serveMetadata>> | undefined;
+  let gateway: { close(): Promise<void> } | undefined;
   let stopping = false;
   const shutdown = async (why: string, exitCode = 0) => {
     if (stopping) return;
     stopping = true;
     log.info({ why }, "berthd stopping");
     rmSync(pidFile, { force: true });
-    for (const service of [...services].reverse()) await service.stop();
+    // The front door first; the services before what they call (metadata), Redis last.
+    const closing = (what: string) => (err: Error) => log.warn({ err: err.message, what }, "close failed");
+    await gateway?.close().catch(closing("gateway"));
+    await Promise.all([...services.values()].map((service) => service.stop()));
+    await metadata?.close().catch(closing("metadata"));
     await redis?.stop();
+    await stopTelemetry();
     log.info("berthd stopped");
     process.exit(exitCode);
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
 
-  // metadata first (the others call it), the gateway last (it is the front door);
-  // the ones between do not depend on each other and start together.
-  const [first, ...rest] = services;
-  const last = rest.pop();
+  // In-process services first (every other process calls them), the public socket last.
   try {
-    await first?.start();
-    await Promise.all(rest.map((service) => service.start()));
-    await last?.start();
+    const ctx = { root: config.root, state: config.state, name: "berthd", log };
+    metadata = await serveMetadata(ctx, redisUrl, () => services.get("jobs")?.ready());
+    await Promise.all(
+      processTable.filter((spec) => !spec.onDemand && services.has(spec.name)).map((spec) => services.get(spec.name)!.start()),
+    );
+    gateway = await openGateway(config.state, config.address, (name) => services.get(name)?.ready(), log);
+    metadata.startCollections();
   } catch (err) {
     log.error({ err: (err as Error).message }, "start-up failed");
     await shutdown("start-up failed", 1);
   }
-  writeFileSync(`${pidFile}.tmp`, String(process.pid));
-  renameSync(`${pidFile}.tmp`, pidFile);
+  writePrivateFile(pidFile, String(process.pid));
   log.info({ address: config.address, root: config.root, state: config.state }, "berthd ready");
 }
 

@@ -1,11 +1,13 @@
 // Keeps each service process running: starts it, waits for its socket, restarts it
-// with exponential backoff when it dies, and stops it on shutdown. Each child holds
-// a pipe to us on its stdin and exits when that pipe closes, so a killed berthd
-// never leaves services running behind it.
+// with exponential backoff when it dies, and stops it on shutdown. A process declared
+// on demand is instead started by the first call that needs it (ready()) and left
+// stopped when it exits, as it does once idle. Each child holds a pipe to us on its
+// stdin and exits when that pipe closes, so a killed berthd never leaves services
+// running behind it.
 import { spawn, type ChildProcess } from "node:child_process";
 import type { Logger } from "../../core/log.ts";
 import { hasExited, stopChild } from "../../core/process.ts";
-import { waitForSocket } from "../../core/socket.ts";
+import { socketAccepts, waitForSocket } from "../../core/socket.ts";
 
 export interface ServiceSpec {
   name: string;
@@ -14,6 +16,8 @@ export interface ServiceSpec {
   env: NodeJS.ProcessEnv;
   /** The socket that accepts connections once the service is ready. */
   socket: string;
+  /** Started by ready() rather than at once, and not restarted when it exits. */
+  onDemand?: boolean;
 }
 
 const minBackoffMs = 100;
@@ -25,6 +29,8 @@ export class SupervisedService {
   private stopping = false;
   private backoffMs = minBackoffMs;
   private restartTimer: NodeJS.Timeout | undefined;
+  /** The start under way (on-demand processes), shared by the calls waiting for it. */
+  private starting: Promise<void> | undefined;
   private readonly spec: ServiceSpec;
   private readonly log: Logger;
 
@@ -43,6 +49,29 @@ export class SupervisedService {
     throw new Error(`service ${this.spec.name} did not open ${this.spec.socket} within 10s`);
   }
 
+  /**
+   * Undefined for an always-on process (the call goes straight through; while it is
+   * being restarted the call fails UNAVAILABLE); for one started on demand, a promise
+   * that settles once it accepts calls, starting it if needed, or fails.
+   */
+  ready(): Promise<void> | undefined {
+    if (!this.spec.onDemand) return undefined;
+    if (this.stopping) return Promise.reject(new Error(`service ${this.spec.name} is stopping`));
+    this.starting ??= this.startOnDemand().finally(() => (this.starting = undefined));
+    return this.starting;
+  }
+
+  /**
+   * An on-demand process may be on its way out (idle: its socket already closed): then
+   * it is let go and started afresh.
+   */
+  private async startOnDemand(): Promise<void> {
+    const child = this.child;
+    if (child && (await socketAccepts(this.spec.socket))) return;
+    if (child && !hasExited(child)) await stopChild(child, 5000);
+    await this.start();
+  }
+
   private spawnChild(): ChildProcess {
     const startedAt = Date.now();
     const child = spawn(process.execPath, [this.spec.script, ...this.spec.args], {
@@ -54,7 +83,9 @@ export class SupervisedService {
     child.stdin?.on("error", () => {});
     child.on("exit", (code, signal) => {
       if (this.child === child) this.child = undefined;
-      if (this.stopping) return;
+      // An on-demand process that exits cleanly (idle) waits for the next call; one that
+      // crashed comes back, since it may have left durable work half done.
+      if (this.stopping || (this.spec.onDemand && code === 0)) return;
       if (Date.now() - startedAt > stableAfterMs) this.backoffMs = minBackoffMs;
       const delay = this.backoffMs;
       this.backoffMs = Math.min(this.backoffMs * 2, maxBackoffMs);

@@ -31,7 +31,7 @@ import { annotations, childGcLabel, detectCompression, isIndexType, isManifestTy
 import { descriptorJson, goJson, parseDockerArchiveManifest, parseIndex, type Descriptor } from "./manifest.ts";
 import { allPlatforms, defaultPlatformMatcher, onlyPlatformStrict, parsePlatform, type Platform, type PlatformMatcher } from "./platform.ts";
 import { normalizeDockerRef, ociReferenceName, refTranslator, ReferenceError } from "./reference.ts";
-import { childrenOf, filterPlatforms, imagePlatforms } from "./resolve.ts";
+import { childrenOf, documentLimits, filterPlatforms, imagePlatforms } from "./resolve.ts";
 import { isAlreadyExists, isNotFound } from "../grpc-client.ts";
 import { callOptions, withDocumentCache, type ImageServices } from "./services.ts";
 import { removeSnapshots, resolveSnapshotter, unpackImage, type UnpackResult } from "./unpack.ts";
@@ -169,10 +169,10 @@ async function readContents(state: ImportState, input: AsyncIterable<Buffer | st
         continue;
       }
       if (entry.type !== "file") continue;
-      if (entry.path === "oci-layout") contents.ociLayout = await entryBytes(entry);
-      else if (entry.path === "manifest.json") contents.dockerManifest = await entryBytes(entry);
+      if (entry.path === "oci-layout") contents.ociLayout = await entryBytes(entry, documentLimits.index);
+      else if (entry.path === "manifest.json") contents.dockerManifest = await entryBytes(entry, documentLimits.manifest);
       else if (entry.path === "index.json") {
-        contents.indexJson = await entryBytes(entry);
+        contents.indexJson = await entryBytes(entry, documentLimits.index);
         blobs.push([entry.path, Promise.resolve(await ingestBytes(state, entry.path, contents.indexJson))]);
       } else if (entry.size <= smallBlob) {
         // A bad blob path fails here, in archive order, as it does for streamed entries.
@@ -391,7 +391,8 @@ async function labelAndName(state: ImportState, top: TopIndex, matcher: Platform
   return images;
 }
 
-async function saveImage(svc: ImageServices, image: ImportedImage, lease: string): Promise<void> {
+/** Names an image: create, or move an existing name to the new target (registry pulls use it too). */
+export async function saveImage(svc: ImageServices, image: ImportedImage, lease: string): Promise<void> {
   const record = {
     name: image.name,
     labels: {},

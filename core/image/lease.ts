@@ -1,15 +1,10 @@
 // Client leases as ctr opens them (reference §1.8): id "<nanos>-<4 base64url
 // chars>", an expiry label 24 h ahead, deleted when the work is done.
-import { randomBytes } from "node:crypto";
+import { leaseId } from "../ids.ts";
 import { isAlreadyExists, isNotFound } from "../grpc-client.ts";
 import { callOptions, type ImageServices } from "./services.ts";
 import { labels as wellKnown } from "./media-types.ts";
 
-/** "<nanosecond-of-second>-<4 base64url chars>", like containerd's uniquePart. */
-export function uniquePart(): string {
-  const nanos = Number(process.hrtime.bigint() % 1_000_000_000n);
-  return `${nanos}-${randomBytes(3).toString("base64url")}`;
-}
 
 /** RFC 3339 without fractions, as Go's time.RFC3339 prints UTC. */
 function rfc3339(ms: number): string {
@@ -26,7 +21,7 @@ export interface LeaseOptions {
 }
 
 export async function createLease(svc: ImageServices, options: LeaseOptions = {}): Promise<string> {
-  const id = options.id ?? uniquePart();
+  const id = options.id ?? leaseId();
   const labels = { [wellKnown.gcExpire]: rfc3339(Date.now() + (options.expireMs ?? 24 * 3600 * 1000)), ...options.labels };
   try {
     await svc.leases.create({ id, labels }, callOptions(svc));

@@ -8,7 +8,8 @@ import { createLease, deleteLease } from "./lease.ts";
 import { labels as wellKnown } from "./media-types.ts";
 import type { Descriptor } from "./manifest.ts";
 import { onlyPlatform, hostPlatform, parsePlatform, type Platform } from "./platform.ts";
-import { errorMessage, isAlreadyExists, isNotFound } from "../grpc-client.ts";
+import { errorMessage, isNotFound } from "../grpc-client.ts";
+import { prepareRootfs } from "../rootfs.ts";
 import { callOptions, type ImageServices } from "./services.ts";
 import { resolveSnapshotter, unpackImage } from "./unpack.ts";
 
@@ -50,14 +51,16 @@ export async function mountImage(svc: ImageServices, image: string | Descriptor,
     } catch (err) {
       throw new MountError(`error unpacking image: ${errorMessage(err)}`);
     }
-    const request = { snapshotter, key: target, parent: unpacked.chainId, labels: {} };
-    let mounts: Mount[];
-    try {
-      mounts = (options.rw ? await svc.snapshots.prepare(request, callOptions(svc, lease)) : await svc.snapshots.view(request, callOptions(svc, lease))).mounts;
-    } catch (err) {
-      if (!isAlreadyExists(err)) throw err;
-      mounts = (await svc.snapshots.mounts({ snapshotter, key: target }, callOptions(svc, lease))).mounts;
-    }
+    const mounts = await prepareRootfs(svc.snapshots, {
+      namespace: svc.namespace,
+      snapshotter,
+      key: target,
+      parent: unpacked.chainId,
+      lease,
+      readOnly: !options.rw,
+      reuse: true,
+      ...(svc.signal ? { signal: svc.signal } : {}),
+    });
     try {
       await mountAll(mounts, target);
     } catch (err) {

@@ -1,19 +1,46 @@
 // Walking an image in the content store: a descriptor's children, and the one
 // manifest (and config) that serves a platform — containerd's images.Children,
 // images.Manifest and images.RootFS over gRPC.
-import { readBlobBytes } from "../content-client.ts";
+import { BlobTooLargeError, readBlobBytes } from "../content-client.ts";
 import { isConfigType, isIndexType, isManifestType } from "./media-types.ts";
 import { parseConfig, parseIndex, parseManifest, ImageFormatError, type Descriptor, type ImageConfig, type ImageManifest } from "./manifest.ts";
 import { normalizePlatform, type PlatformMatcher, type Platform } from "./platform.ts";
 import { callOptions, type ImageServices } from "./services.ts";
 
-/** A JSON document's bytes, through the services' document cache when they have one. */
-function readDocument(svc: ImageServices, digest: string, lease?: string): Promise<Buffer> {
+/**
+ * The most bytes a JSON document of an image may have; each is read whole into memory.
+ * Registries refuse manifests and indexes over 4 MiB (Docker Hub, distribution); a
+ * config's history can make it bigger, but not by megabytes.
+ */
+export const documentLimits = { manifest: 4 << 20, index: 4 << 20, config: 8 << 20 } as const;
+
+type DocumentKind = keyof typeof documentLimits;
+
+/** A JSON document's bytes, refused beyond its kind's limit (whatever the descriptor claims). */
+async function readDocument(svc: ImageServices, desc: Descriptor, kind: DocumentKind, lease?: string): Promise<Buffer> {
+  const limit = documentLimits[kind];
+  const tooLarge = (size?: number) =>
+    new ImageFormatError(`${kind} ${desc.digest} ${size === undefined ? "is larger" : `is ${size} bytes`}: an image ${kind} may have at most ${limit} bytes`);
+  if (desc.size > limit) throw tooLarge(desc.size);
+  let bytes: Buffer;
+  try {
+    bytes = await cachedBlob(svc, desc.digest, limit, lease);
+  } catch (err) {
+    if (err instanceof BlobTooLargeError) throw tooLarge();
+    throw err;
+  }
+  // A cached read may have been made for a kind with a higher limit.
+  if (bytes.length > limit) throw tooLarge(bytes.length);
+  return bytes;
+}
+
+/** A blob's bytes, through the services' document cache when they have one. */
+function cachedBlob(svc: ImageServices, digest: string, limit: number, lease?: string): Promise<Buffer> {
   const cache = svc.documents;
-  if (!cache) return readBlobBytes(svc.content, digest, callOptions(svc, lease));
+  if (!cache) return readBlobBytes(svc.content, digest, callOptions(svc, lease), { limit });
   let bytes = cache.get(digest);
   if (!bytes) {
-    bytes = readBlobBytes(svc.content, digest, callOptions(svc, lease));
+    bytes = readBlobBytes(svc.content, digest, callOptions(svc, lease), { limit });
     cache.set(digest, bytes);
     // A failed read is not remembered: the next reader asks the store again.
     bytes.catch(() => cache.get(digest) === bytes && cache.delete(digest));
@@ -22,15 +49,15 @@ function readDocument(svc: ImageServices, digest: string, lease?: string): Promi
 }
 
 export async function readManifest(svc: ImageServices, desc: Descriptor, lease?: string): Promise<ImageManifest> {
-  return parseManifest(await readDocument(svc, desc.digest, lease), `manifest ${desc.digest}`, desc.mediaType);
+  return parseManifest(await readDocument(svc, desc, "manifest", lease), `manifest ${desc.digest}`, desc.mediaType);
 }
 
 export async function readIndex(svc: ImageServices, desc: Descriptor, lease?: string) {
-  return parseIndex(await readDocument(svc, desc.digest, lease), `index ${desc.digest}`, desc.mediaType);
+  return parseIndex(await readDocument(svc, desc, "index", lease), `index ${desc.digest}`, desc.mediaType);
 }
 
 export async function readConfig(svc: ImageServices, desc: Descriptor, lease?: string): Promise<ImageConfig> {
-  return parseConfig(await readDocument(svc, desc.digest, lease), `config ${desc.digest}`);
+  return parseConfig(await readDocument(svc, desc, "config", lease), `config ${desc.digest}`);
 }
 
 /** images.Children: a manifest's config and layers, an index's manifests. */

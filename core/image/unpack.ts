@@ -5,7 +5,8 @@
 import type { Mount } from "../gen/containerd/types/mount.ts";
 import { chainIds } from "./chain-id.ts";
 import { updateBlobLabels } from "../content-client.ts";
-import { uniquePart, withLease } from "./lease.ts";
+import { withLease } from "./lease.ts";
+import { leaseId } from "../ids.ts";
 import { labels as wellKnown } from "./media-types.ts";
 import type { Descriptor } from "./manifest.ts";
 import { defaultPlatformMatcher, type PlatformMatcher } from "./platform.ts";
@@ -84,7 +85,7 @@ async function applyLayer(ctx: ApplyContext, layer: Descriptor, diffId: string, 
   let key = "";
   let mounts: Mount[] = [];
   for (let attempt = 0; ; attempt++) {
-    key = `extract-${uniquePart()} ${chainId}`;
+    key = `extract-${leaseId()} ${chainId}`;
     try {
       mounts = (await svc.snapshots.prepare({ snapshotter, key, parent, labels: {} }, callOptions(svc, lease))).mounts;
       break;

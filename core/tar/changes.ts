@@ -6,12 +6,16 @@
 // double-walk differ.
 // Metadata syscalls are synchronous for the same reason as in apply.ts (thread-pool round
 // trips dominated); file contents above a small size stream asynchronously.
-import { closeSync, createReadStream, lstatSync, openSync, readdirSync, readlinkSync, readSync, type BigIntStats } from "node:fs";
+// Names stay bytes from the disk to the tar: paths and names here are byte strings
+// (./byte-fs.ts), turned into Buffers for the tar writer.
+import { closeSync, constants, readSync, type BigIntStats } from "node:fs";
 import { join } from "node:path";
+import { byteStringOf, displayPath, lstatBig, open, rawPath, readdir, readlink, readStream } from "./byte-fs.ts";
 import type { TarEntryType } from "./reader.ts";
 import { overlayOpaqueXattr, overlayXattrPrefix, splitDevice, whiteoutOpaque, whiteoutPrefix, type LayerSys } from "./sys.ts";
 import { packTar, type PackEntry } from "./writer.ts";
 
+/** `name` (relative, in the layer) and `path` (on the host) are byte strings. */
 export type LayerChange =
   /** Write this path as it is in the new tree (a directory's contents follow as their own changes). */
   | { kind: "entry"; name: string; path: string; stat: BigIntStats }
@@ -23,15 +27,16 @@ export type LayerChange =
 /** Thrown when an upper dir uses overlayfs features that a plain read cannot turn into a layer. */
 export class UpperDirNotPortable extends Error {
   constructor(path: string, feature: string) {
-    super(`overlay upper dir entry ${path} uses ${feature}`);
+    super(`overlay upper dir entry ${displayPath(path)} uses ${feature}`);
     this.name = "UpperDirNotPortable";
   }
 }
 
-const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+// Byte strings compare char by char, which is byte by byte.
+const byteOrder = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 function sortedNames(dir: string): string[] {
-  return readdirSync(dir).sort(byteOrder);
+  return readdir(dir).sort(byteOrder);
 }
 
 const joinRel = (rel: string, name: string) => (rel === "" ? name : `${rel}/${name}`);
@@ -48,9 +53,10 @@ export function layerXattr(name: string): boolean {
 
 export function readXattrs(sys: LayerSys, path: string): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
-  for (const name of sys.llistxattr(path).sort()) {
+  const raw = rawPath(path);
+  for (const name of sys.llistxattr(raw).sort()) {
     if (!layerXattr(name)) continue;
-    const value = sys.lgetxattr(path, name);
+    const value = sys.lgetxattr(raw, name);
     if (value !== null) out.set(name, value);
   }
   return out;
@@ -58,27 +64,28 @@ export function readXattrs(sys: LayerSys, path: string): Map<string, Buffer> {
 
 /** Changes recorded in an overlayfs upper dir (whiteouts = 0:0 char devices, opaque xattr). */
 export async function* overlayUpperChanges(upper: string, sys: LayerSys): AsyncGenerator<LayerChange> {
-  if (sys.lgetxattr(upper, overlayOpaqueXattr)?.toString() === "y") yield { kind: "opaque", name: "" };
-  yield* walkUpper(upper, "", sys);
+  const root = byteStringOf(upper);
+  if (sys.lgetxattr(rawPath(root), overlayOpaqueXattr)?.toString() === "y") yield { kind: "opaque", name: "" };
+  yield* walkUpper(root, "", sys);
 }
 
 async function* walkUpper(dir: string, rel: string, sys: LayerSys): AsyncGenerator<LayerChange> {
   for (const name of sortedNames(dir)) {
     const path = join(dir, name);
     const entryName = joinRel(rel, name);
-    const stat = lstatSync(path, { bigint: true });
+    const stat = lstatBig(path);
     if (stat.isCharacterDevice() && stat.rdev === 0n) {
       yield { kind: "whiteout", name: entryName };
       continue;
     }
     if (!stat.isSymbolicLink()) {
       for (const attr of ["trusted.overlay.redirect", "trusted.overlay.metacopy"]) {
-        if (sys.lgetxattr(path, attr) !== null) throw new UpperDirNotPortable(path, attr);
+        if (sys.lgetxattr(rawPath(path), attr) !== null) throw new UpperDirNotPortable(path, attr);
       }
     }
     yield { kind: "entry", name: entryName, path, stat };
     if (stat.isDirectory()) {
-      if (sys.lgetxattr(path, overlayOpaqueXattr)?.toString() === "y") yield { kind: "opaque", name: entryName };
+      if (sys.lgetxattr(rawPath(path), overlayOpaqueXattr)?.toString() === "y") yield { kind: "opaque", name: entryName };
       yield* walkUpper(path, entryName, sys);
     }
   }
@@ -86,7 +93,7 @@ async function* walkUpper(dir: string, rel: string, sys: LayerSys): AsyncGenerat
 
 /** Changes that turn tree `lower` (undefined = empty) into tree `upper`. */
 export async function* treeChanges(lower: string | undefined, upper: string, sys: LayerSys): AsyncGenerator<LayerChange> {
-  yield* walkTrees(lower, upper, "", sys);
+  yield* walkTrees(lower === undefined ? undefined : byteStringOf(lower), byteStringOf(upper), "", sys);
 }
 
 async function* addTree(path: string, name: string, stat: BigIntStats): AsyncGenerator<LayerChange> {
@@ -94,7 +101,7 @@ async function* addTree(path: string, name: string, stat: BigIntStats): AsyncGen
   if (!stat.isDirectory()) return;
   for (const childName of sortedNames(path)) {
     const childPath = join(path, childName);
-    yield* addTree(childPath, joinRel(name, childName), lstatSync(childPath, { bigint: true }));
+    yield* addTree(childPath, joinRel(name, childName), lstatBig(childPath));
   }
 }
 
@@ -111,14 +118,14 @@ async function* walkTrees(lower: string | undefined, upper: string, rel: string,
     }
     const name = upperNames[j++]!;
     const upperPath = join(upper, name);
-    const upperStat = lstatSync(upperPath, { bigint: true });
+    const upperStat = lstatBig(upperPath);
     if (order > 0) {
       yield* addTree(upperPath, joinRel(rel, name), upperStat);
       continue;
     }
     i++;
     const lowerPath = join(lower!, name);
-    const lowerStat = lstatSync(lowerPath, { bigint: true });
+    const lowerStat = lstatBig(lowerPath);
     if (lowerStat.isDirectory() && upperStat.isDirectory()) {
       if (!sameMetadata(sys, lowerPath, lowerStat, upperPath, upperStat)) {
         yield { kind: "entry", name: joinRel(rel, name), path: upperPath, stat: upperStat };
@@ -143,9 +150,9 @@ function sameMetadata(sys: LayerSys, a: string, as: BigIntStats, b: string, bs: 
 }
 
 function sameContent(a: string, b: string): boolean {
-  const fa = openSync(a, "r");
+  const fa = open(a, constants.O_RDONLY);
   try {
-    const fb = openSync(b, "r");
+    const fb = open(b, constants.O_RDONLY);
     try {
       const bufA = Buffer.allocUnsafe(256 * 1024);
       const bufB = Buffer.allocUnsafe(256 * 1024);
@@ -178,8 +185,8 @@ const smallFile = 256 * 1024;
 
 /** A file's bytes: small files in one synchronous read, larger ones streamed. */
 function fileBody(path: string, size: number): AsyncIterable<Uint8Array> | Iterable<Uint8Array> {
-  if (size > smallFile) return createReadStream(path, { highWaterMark: smallFile });
-  const fd = openSync(path, "r");
+  if (size > smallFile) return readStream(path, smallFile);
+  const fd = open(path, constants.O_RDONLY);
   try {
     const buf = Buffer.allocUnsafe(size);
     // A short read is passed on as is: the packer reports the size change.
@@ -191,7 +198,7 @@ function fileBody(path: string, size: number): AsyncIterable<Uint8Array> | Itera
 
 function sameFile(sys: LayerSys, a: string, as: BigIntStats, b: string, bs: BigIntStats): boolean {
   if (!sameMetadata(sys, a, as, b, bs)) return false;
-  if (as.isSymbolicLink()) return readlinkSync(a) === readlinkSync(b);
+  if (as.isSymbolicLink()) return readlink(a) === readlink(b);
   if (as.isCharacterDevice() || as.isBlockDevice()) return as.rdev === bs.rdev;
   if (!as.isFile()) return true;
   if (as.size !== bs.size) return false;
@@ -216,63 +223,101 @@ function whiteoutName(name: string, base: string): string {
   return slash === -1 ? base : `${name.slice(0, slash + 1)}${base}`;
 }
 
-async function* packEntries(changes: AsyncIterable<LayerChange>, sys: LayerSys): AsyncGenerator<PackEntry> {
+export interface ChangesToTarOptions {
+  /**
+   * The mtime (seconds) of whiteout and opaque marker entries. containerd stamps them all
+   * with the time the diff started (rounded to the second, as Go's tar writer does), so
+   * that is the default.
+   */
+  whiteoutMtime?: number;
+  /**
+   * The new tree's root. When given, every entry's parent directories come before it
+   * even when they did not change (a file rewritten in place, a deletion that left the
+   * directory's mtime as it was), as containerd's change writer includes them, so a
+   * layer always carries the metadata of the directories it writes into.
+   */
+  upper?: string;
+}
+
+/** A marker entry (whiteout or opaque): an empty regular file with mode 0 and root's ids, as containerd writes it. */
+function markerEntry(name: string, mtime: number): PackEntry {
+  return { header: { name: rawPath(name), type: "file", mode: 0, uid: 0, gid: 0, size: 0, mtime } };
+}
+
+/** The entry for `entryName` as it is at `path` (byte strings); undefined for what layers do not hold (sockets). */
+function treeEntry(entryName: string, path: string, stat: BigIntStats, sys: LayerSys, firstName: Map<string, string>): PackEntry | undefined {
+  const type = entryType(stat);
+  const name = rawPath(entryName);
+  if (!type) return undefined;
+  const base = {
+    mode: Number(stat.mode & 0o7777n),
+    uid: Number(stat.uid),
+    gid: Number(stat.gid),
+    // Whole seconds, as containerd writes them: reproducible layers.
+    mtime: Number(stat.mtimeNs / 1_000_000_000n),
+    xattrs: readXattrs(sys, path),
+  };
   // Files with several links are written once; later names become hard links to the first.
+  if (type === "file" && stat.nlink > 1n) {
+    const key = `${stat.dev}:${stat.ino}`;
+    const first = firstName.get(key);
+    if (first !== undefined) return { header: { ...base, name, type: "link", linkname: rawPath(first) } };
+    firstName.set(key, entryName);
+  }
+  switch (type) {
+    case "directory":
+      return { header: { ...base, name: rawPath(`${entryName}/`), type } };
+    case "symlink":
+      return { header: { ...base, name, type, linkname: rawPath(readlink(path)) } };
+    case "char":
+    case "block": {
+      const { major, minor } = splitDevice(stat.rdev);
+      return { header: { ...base, name, type, devmajor: major, devminor: minor } };
+    }
+    case "file":
+      return { header: { ...base, name, type, size: Number(stat.size) }, body: () => fileBody(path, Number(stat.size)) };
+    default:
+      return { header: { ...base, name, type } };
+  }
+}
+
+async function* packEntries(changes: AsyncIterable<LayerChange>, sys: LayerSys, whiteoutMtime: number, upper: string | undefined): AsyncGenerator<PackEntry> {
   const firstName = new Map<string, string>();
+  const writtenDirs = new Set<string>();
+  /** Entries for the directories above `name` not written yet, outermost first. */
+  function* parentsOf(name: string): Generator<PackEntry> {
+    if (upper === undefined) return;
+    const parts = name.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const dir = parts.slice(0, i).join("/");
+      if (writtenDirs.has(dir)) continue;
+      writtenDirs.add(dir);
+      const path = join(upper, dir);
+      const entry = treeEntry(dir, path, lstatBig(path), sys, firstName);
+      if (entry) yield entry;
+    }
+  }
   for await (const change of changes) {
     if (change.kind === "whiteout") {
+      yield* parentsOf(change.name);
       const slash = change.name.lastIndexOf("/");
-      const name = whiteoutName(change.name, `${whiteoutPrefix}${change.name.slice(slash + 1)}`);
-      yield { header: { name, type: "file", mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0 } };
+      yield markerEntry(whiteoutName(change.name, `${whiteoutPrefix}${change.name.slice(slash + 1)}`), whiteoutMtime);
       continue;
     }
     if (change.kind === "opaque") {
-      yield { header: { name: change.name === "" ? whiteoutOpaque : `${change.name}/${whiteoutOpaque}`, type: "file", mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0 } };
+      if (change.name !== "") yield* parentsOf(`${change.name}/${whiteoutOpaque}`);
+      yield markerEntry(change.name === "" ? whiteoutOpaque : `${change.name}/${whiteoutOpaque}`, whiteoutMtime);
       continue;
     }
-    const { stat, path } = change;
-    const type = entryType(stat);
-    if (!type) continue;
-    const base = {
-      mode: Number(stat.mode & 0o7777n),
-      uid: Number(stat.uid),
-      gid: Number(stat.gid),
-      // Whole seconds, as containerd writes them: reproducible layers.
-      mtime: Number(stat.mtimeNs / 1_000_000_000n),
-      xattrs: readXattrs(sys, path),
-    };
-    if (type === "file" && stat.nlink > 1n) {
-      const key = `${stat.dev}:${stat.ino}`;
-      const first = firstName.get(key);
-      if (first !== undefined) {
-        yield { header: { ...base, name: change.name, type: "link", linkname: first } };
-        continue;
-      }
-      firstName.set(key, change.name);
-    }
-    switch (type) {
-      case "directory":
-        yield { header: { ...base, name: `${change.name}/`, type } };
-        break;
-      case "symlink":
-        yield { header: { ...base, name: change.name, type, linkname: readlinkSync(path) } };
-        break;
-      case "char":
-      case "block": {
-        const { major, minor } = splitDevice(stat.rdev);
-        yield { header: { ...base, name: change.name, type, devmajor: major, devminor: minor } };
-        break;
-      }
-      case "file":
-        yield { header: { ...base, name: change.name, type, size: Number(stat.size) }, body: () => fileBody(path, Number(stat.size)) };
-        break;
-      default:
-        yield { header: { ...base, name: change.name, type } };
-    }
+    yield* parentsOf(change.name);
+    if (change.stat.isDirectory()) writtenDirs.add(change.name);
+    const entry = treeEntry(change.name, change.path, change.stat, sys, firstName);
+    if (entry) yield entry;
   }
 }
 
 /** A layer tar (uncompressed) of the changes. */
-export function changesToTar(changes: AsyncIterable<LayerChange>, sys: LayerSys): AsyncGenerator<Buffer> {
-  return packTar(packEntries(changes, sys));
+export function changesToTar(changes: AsyncIterable<LayerChange>, sys: LayerSys, options: ChangesToTarOptions = {}): AsyncGenerator<Buffer> {
+  const upper = options.upper === undefined ? undefined : byteStringOf(options.upper);
+  return packTar(packEntries(changes, sys, options.whiteoutMtime ?? Math.round(Date.now() / 1000), upper));
 }

@@ -5,13 +5,20 @@
 // most layers in the wild: header-only types carry no data whatever their size field,
 // a lone zero block or a clean EOF at a header boundary ends the archive.
 import { invalidArgument } from "../errors.ts";
+import { byteString, displayPath } from "./byte-fs.ts";
 import { ByteReader, type ByteSource } from "./byte-reader.ts";
 
 export type TarEntryType = "file" | "link" | "symlink" | "char" | "block" | "directory" | "fifo";
 
 export interface TarHeader {
-  /** Entry name as recorded (after PAX path / GNU long name), not yet cleaned. */
+  /** Entry name as recorded (after PAX path / GNU long name), not yet cleaned, decoded as UTF-8: for messages. */
   name: string;
+  /**
+   * The name's exact bytes. Names are bytes on disk and need not be UTF-8 (even PAX
+   * `path`, UTF-8 by the spec, holds whatever Go's archive/tar was given): two names
+   * that decode to the same text are still two files.
+   */
+  rawName: Buffer;
   type: TarEntryType;
   /** Permission bits including setuid/setgid/sticky (07777). */
   mode: number;
@@ -23,6 +30,8 @@ export interface TarHeader {
   mtime: number;
   atime?: number;
   linkname: string;
+  /** The link target's exact bytes (see rawName). */
+  rawLinkname: Buffer;
   uname: string;
   gname: string;
   devmajor: number;
@@ -40,8 +49,20 @@ export interface TarEntry {
 }
 
 const block = 512;
-/** Same limit as Go's archive/tar for PAX and GNU long-name payloads. */
-const maxSpecialSize = 1 << 20;
+
+export interface TarLimits {
+  /**
+   * Bytes of extended headers (PAX, global PAX, GNU long name and long link payloads)
+   * in front of one entry, all of them together. Go's archive/tar caps each at 1 MiB
+   * and keeps only the last of a kind; merging any number of them, as PAX allows, needs
+   * a cap on their sum or a few MB of gzip claim gigabytes.
+   */
+  perEntry: number;
+  /** The same bytes summed over the whole archive: parsing work that no data stands for. */
+  perArchive: number;
+}
+
+export const defaultTarLimits: TarLimits = { perEntry: 1 << 20, perArchive: 256 << 20 };
 const paxXattr = "SCHILY.xattr.";
 
 const typeByFlag: Record<string, TarEntryType> = {
@@ -56,11 +77,19 @@ const typeByFlag: Record<string, TarEntryType> = {
   "6": "fifo",
 };
 
-function cString(buf: Buffer, start: number, length: number): string {
+/** A NUL-terminated field's bytes, copied (the block they come from is transient). */
+function cBytes(buf: Buffer, start: number, length: number): Buffer {
   const field = buf.subarray(start, start + length);
   const nul = field.indexOf(0);
-  return (nul === -1 ? field : field.subarray(0, nul)).toString("utf8");
+  return Buffer.from(nul === -1 ? field : field.subarray(0, nul));
 }
+
+function cString(buf: Buffer, start: number, length: number): string {
+  return cBytes(buf, start, length).toString("utf8");
+}
+
+/** The entry's name for a message: quoted, and cut short (a PAX path may be a megabyte). */
+const quoted = (header: TarHeader) => displayPath(byteString(header.rawName));
 
 /** Octal (space/NUL padded) or GNU base-256 numeric field. */
 function numeric(buf: Buffer, start: number, length: number, what: string): number {
@@ -148,21 +177,25 @@ function paxInteger(value: Buffer, key: string): number {
 function decodeHeader(buf: Buffer): { flag: string; header: TarHeader } {
   if (!checksumMatches(buf)) throw invalidArgument("tar: invalid header checksum (corrupt archive, or not a tar)");
   const flag = String.fromCharCode(buf[156]!);
-  let name = cString(buf, 0, 100);
+  let rawName = cBytes(buf, 0, 100);
   const magic = buf.subarray(257, 263).toString("latin1");
   // POSIX ustar keeps a 155-byte prefix; GNU ("ustar  ") uses that space for times.
-  if (magic === "ustar\0" && buf[345] !== 0) name = `${cString(buf, 345, 155)}/${name}`;
+  if (magic === "ustar\0" && buf[345] !== 0) rawName = Buffer.concat([cBytes(buf, 345, 155), Buffer.from("/"), rawName]);
+  const name = rawName.toString("utf8");
+  const rawLinkname = cBytes(buf, 157, 100);
   let type = typeByFlag[flag];
   if ((flag === "0" || flag === "\0") && name.endsWith("/")) type = "directory";
   const header: TarHeader = {
     name,
+    rawName,
     type: type ?? "file",
     mode: numeric(buf, 100, 8, "mode") & 0o7777,
     uid: numeric(buf, 108, 8, "uid"),
     gid: numeric(buf, 116, 8, "gid"),
     size: numeric(buf, 124, 12, "size"),
     mtime: numeric(buf, 136, 12, "mtime"),
-    linkname: cString(buf, 157, 100),
+    linkname: rawLinkname.toString("utf8"),
+    rawLinkname,
     uname: cString(buf, 265, 32),
     gname: cString(buf, 297, 32),
     devmajor: numeric(buf, 329, 8, "devmajor"),
@@ -179,9 +212,11 @@ function applyPax(header: TarHeader, pax: Map<string, Buffer>): void {
   for (const [key, value] of pax) {
     switch (key) {
       case "path":
+        header.rawName = value;
         header.name = value.toString("utf8");
         break;
       case "linkpath":
+        header.rawLinkname = value;
         header.linkname = value.toString("utf8");
         break;
       case "size":
@@ -207,7 +242,7 @@ function applyPax(header: TarHeader, pax: Map<string, Buffer>): void {
         break;
       default:
         if (key.startsWith(paxXattr)) header.xattrs.set(key.slice(paxXattr.length), value);
-        else if (key.startsWith("GNU.sparse.")) throw invalidArgument(`tar: entry "${header.name}": sparse files are not supported`);
+        else if (key.startsWith("GNU.sparse.")) throw invalidArgument(`tar: entry ${quoted(header)}: sparse files are not supported`);
     }
   }
 }
@@ -217,10 +252,12 @@ function applyPax(header: TarHeader, pax: Map<string, Buffer>): void {
  * for the next entry. Stops at the end-of-archive marker without reading further: pass
  * a ByteReader and drain() it afterwards when the trailing bytes matter (a diff id).
  */
-export async function* readTar(source: ByteSource | ByteReader): AsyncGenerator<TarEntry> {
+export async function* readTar(source: ByteSource | ByteReader, limits: TarLimits = defaultTarLimits): AsyncGenerator<TarEntry> {
   const reader = source instanceof ByteReader ? source : new ByteReader(source);
-  let longName: string | undefined;
-  let longLink: string | undefined;
+  let entryExtended = 0;
+  let archiveExtended = 0;
+  let longName: Buffer | undefined;
+  let longLink: Buffer | undefined;
   let pax: Map<string, Buffer> | undefined;
   while (true) {
     const raw = await reader.readExact(block, "tar header");
@@ -239,24 +276,39 @@ export async function* readTar(source: ByteSource | ByteReader): AsyncGenerator<
     const padded = header.size + ((block - (header.size % block)) % block);
 
     if (flag === "x" || flag === "g" || flag === "L" || flag === "K") {
-      if (header.size > maxSpecialSize) throw invalidArgument(`tar: extended header of ${header.size} bytes exceeds the 1 MiB limit`);
+      // Checked before reading, so the bytes are never buffered.
+      entryExtended += header.size;
+      archiveExtended += header.size;
+      if (entryExtended > limits.perEntry) {
+        throw invalidArgument(`tar: extended headers of one entry total more than ${limits.perEntry} bytes (the limit)`);
+      }
+      if (archiveExtended > limits.perArchive) {
+        throw invalidArgument(`tar: extended headers of the archive total more than ${limits.perArchive} bytes (the limit)`);
+      }
       const data = header.size === 0 ? Buffer.alloc(0) : await reader.readExact(padded, "tar extended header");
       if (data === null) throw invalidArgument("tar: unexpected end of archive in an extended header");
       const payload = data.subarray(0, header.size);
       if (flag === "x") pax = parsePaxRecords(payload, pax);
       // Global PAX headers are ignored, as containerd does.
-      else if (flag === "L") longName = cString(payload, 0, payload.length);
-      else if (flag === "K") longLink = cString(payload, 0, payload.length);
+      else if (flag === "L") longName = cBytes(payload, 0, payload.length);
+      else if (flag === "K") longLink = cBytes(payload, 0, payload.length);
       continue;
     }
 
-    if (longName !== undefined) header.name = longName;
-    if (longLink !== undefined) header.linkname = longLink;
+    if (longName !== undefined) {
+      header.rawName = longName;
+      header.name = longName.toString("utf8");
+    }
+    if (longLink !== undefined) {
+      header.rawLinkname = longLink;
+      header.linkname = longLink.toString("utf8");
+    }
     if (pax !== undefined) applyPax(header, pax);
     longName = longLink = pax = undefined;
+    entryExtended = 0;
 
     if (!(flag in typeByFlag)) {
-      throw invalidArgument(`tar: entry "${header.name}": unsupported entry type '${flag.replace(/[^\x20-\x7e]/g, "?")}'`);
+      throw invalidArgument(`tar: entry ${quoted(header)}: unsupported entry type '${flag.replace(/[^\x20-\x7e]/g, "?")}'`);
     }
     if (header.type !== "file") header.size = 0;
     const dataPadded = header.size + ((block - (header.size % block)) % block);
@@ -266,11 +318,11 @@ export async function* readTar(source: ByteSource | ByteReader): AsyncGenerator<
     const entry: TarEntry = {
       header,
       body: async function* () {
-        if (consumed) throw new Error(`tar entry "${header.name}": body already read`);
+        if (consumed) throw new Error(`tar entry ${quoted(header)}: body already read`);
         consumed = true;
         while (remaining > 0) {
           const chunk = await reader.readSome(remaining);
-          if (chunk === null) throw invalidArgument(`tar: unexpected end of archive in the data of "${header.name}" (truncated layer)`);
+          if (chunk === null) throw invalidArgument(`tar: unexpected end of archive in the data of ${quoted(header)} (truncated layer)`);
           remaining -= chunk.length;
           yield chunk;
         }
@@ -282,7 +334,7 @@ export async function* readTar(source: ByteSource | ByteReader): AsyncGenerator<
     remaining = 0;
     consumed = true;
     if (left > 0 && !(await reader.skip(left))) {
-      throw invalidArgument(`tar: unexpected end of archive in the data of "${header.name}" (truncated layer)`);
+      throw invalidArgument(`tar: unexpected end of archive in the data of ${quoted(header)} (truncated layer)`);
     }
   }
 }

@@ -3,10 +3,10 @@
 // that climbs above the root is refused). Existing components are then resolved
 // like a chroot would: a symlink met on the way is followed, but an absolute target
 // or ".." at the top lands on the root again, never outside it.
-// Synchronous syscalls on purpose: see apply.ts.
-import { lstatSync, readlinkSync } from "node:fs";
+// Synchronous syscalls on purpose: see apply.ts. Paths are byte strings (./byte-fs.ts).
 import { join } from "node:path";
 import { invalidArgument } from "../errors.ts";
+import { displayPath, lstat, readlink } from "./byte-fs.ts";
 
 const maxSymlinks = 255;
 
@@ -15,12 +15,12 @@ const maxSymlinks = 255;
  * the name climbs above the root or holds a NUL byte.
  */
 export function entryComponents(name: string, what = "entry"): string[] {
-  if (name.includes("\0")) throw invalidArgument(`${what} ${JSON.stringify(name)}: NUL byte in name`);
+  if (name.includes("\0")) throw invalidArgument(`${what} ${displayPath(name)}: NUL byte in name`);
   const out: string[] = [];
   for (const part of name.split("/")) {
     if (part === "" || part === ".") continue;
     if (part === "..") {
-      if (out.length === 0) throw invalidArgument(`${what} ${JSON.stringify(name)}: path escapes the root`);
+      if (out.length === 0) throw invalidArgument(`${what} ${displayPath(name)}: path escapes the root`);
       out.pop();
       continue;
     }
@@ -55,21 +55,21 @@ export function resolveInRoot(root: string, components: readonly string[], follo
       continue;
     }
     const path = join(root, ...resolved, part);
-    const stat = lstatSync(path, { throwIfNoEntry: false });
+    const stat = lstat(path);
     if (stat === undefined) {
       missing = true;
       resolved.push(part);
       continue;
     }
     if (stat.isSymbolicLink() && (!isLast || followLast)) {
-      if (++links > maxSymlinks) throw invalidArgument(`path ${JSON.stringify(components.join("/"))}: too many levels of symbolic links`);
-      const target = readlinkSync(path);
+      if (++links > maxSymlinks) throw invalidArgument(`path ${displayPath(components.join("/"))}: too many levels of symbolic links`);
+      const target = readlink(path);
       if (target.startsWith("/")) resolved.length = 0;
       for (const next of target.split("/").reverse()) todo.push(next);
       continue;
     }
     if (!isLast && !stat.isDirectory()) {
-      throw invalidArgument(`path ${JSON.stringify(components.join("/"))}: ${JSON.stringify([...resolved, part].join("/"))} is not a directory`);
+      throw invalidArgument(`path ${displayPath(components.join("/"))}: ${displayPath([...resolved, part].join("/"))} is not a directory`);
     }
     resolved.push(part);
   }

@@ -1,12 +1,13 @@
 // The few syscalls layer code needs beyond node:fs, as an interface so core/tar does
 // not load the native addon itself: a process passes native/index.ts (or a subset).
+// Paths are Buffers: layer file names are bytes, not necessarily UTF-8 (./byte-fs.ts).
 export interface LayerSys {
   /** mknod(2); mode includes the S_IF* type bits. */
-  mknod(path: string, mode: number, major: number, minor: number): void;
-  lsetxattr(path: string, name: string, value: Uint8Array, flags: number): void;
+  mknod(path: Buffer, mode: number, major: number, minor: number): void;
+  lsetxattr(path: Buffer, name: string, value: Uint8Array, flags: number): void;
   /** null when the attribute is absent. */
-  lgetxattr(path: string, name: string): Buffer | null;
-  llistxattr(path: string): string[];
+  lgetxattr(path: Buffer, name: string): Buffer | null;
+  llistxattr(path: Buffer): string[];
 }
 
 /** The overlayfs names: whiteout = char device 0:0, opaque dir = this xattr set to "y". */

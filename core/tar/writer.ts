@@ -1,11 +1,14 @@
 // Tar header encoding (ustar, with PAX records only for what ustar cannot hold, as Go's
 // archive/tar writes FormatPAX) and a streaming packer. PAX values are bytes, so binary
-// xattrs (security.capability) survive.
-import { invalidArgument } from "../errors.ts";
+// xattrs (security.capability) survive, and so are names: a Buffer name is written as
+// its exact bytes (in a PAX path record when not ASCII, as Go does), UTF-8 or not.
+import { failedPrecondition, invalidArgument } from "../errors.ts";
+import { byteString, displayPath } from "./byte-fs.ts";
 import type { TarEntryType } from "./reader.ts";
 
 export interface TarWriteHeader {
-  name: string;
+  /** Text (written as UTF-8) or the name's exact bytes. */
+  name: string | Buffer;
   type: TarEntryType;
   mode: number;
   uid: number;
@@ -14,7 +17,8 @@ export interface TarWriteHeader {
   size?: number;
   /** Seconds since the epoch (the fraction, if any, is dropped: canonical layers use whole seconds). */
   mtime: number;
-  linkname?: string;
+  /** Text (written as UTF-8) or the target's exact bytes. */
+  linkname?: string | Buffer;
   uname?: string;
   gname?: string;
   devmajor?: number;
@@ -42,6 +46,8 @@ export function padding(size: number): Buffer {
 }
 
 const isAscii = (s: string) => /^[\x00-\x7f]*$/.test(s);
+const isAsciiBytes = (b: Buffer) => b.every((byte) => byte < 0x80);
+const asBytes = (value: string | Buffer): Buffer => (typeof value === "string" ? Buffer.from(value, "utf8") : value);
 
 function octalFits(value: number, width: number): boolean {
   return Number.isSafeInteger(value) && value >= 0 && value < 8 ** (width - 1);
@@ -62,14 +68,19 @@ function checksum(buf: Buffer): void {
   buf.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, 8, "latin1");
 }
 
+interface UstarName {
+  prefix: Buffer;
+  name: Buffer;
+}
+
 /** Splits a long name into ustar prefix (≤155) + name (≤100) at a slash; undefined if it cannot. */
-function splitUstarName(name: string): { prefix: string; name: string } | undefined {
-  if (Buffer.byteLength(name) <= 100) return { prefix: "", name };
+function splitUstarName(name: Buffer): UstarName | undefined {
+  if (name.length <= 100) return { prefix: Buffer.alloc(0), name };
   for (let i = name.length - 1; i > 0; i--) {
-    if (name[i] !== "/") continue;
-    const prefix = name.slice(0, i);
-    const rest = name.slice(i + 1);
-    if (rest !== "" && Buffer.byteLength(rest) <= 100 && Buffer.byteLength(prefix) <= 155) return { prefix, name: rest };
+    if (name[i] !== 0x2f) continue;
+    const prefix = name.subarray(0, i);
+    const rest = name.subarray(i + 1);
+    if (rest.length > 0 && rest.length <= 100 && prefix.length <= 155) return { prefix, name: rest };
   }
   return undefined;
 }
@@ -81,9 +92,9 @@ function paxRecord(key: string, value: Buffer): Buffer {
   return Buffer.concat([Buffer.from(String(length), "latin1"), tail]);
 }
 
-function ustarBlock(h: TarWriteHeader, flag: string, name: { prefix: string; name: string }, size: number, linkname: string): Buffer {
+function ustarBlock(h: TarWriteHeader, flag: string, name: UstarName, size: number, linkname: Buffer): Buffer {
   const buf = Buffer.alloc(block);
-  writeString(buf, 0, 100, name.name);
+  name.name.copy(buf, 0, 0, Math.min(100, name.name.length));
   writeOctal(buf, 100, 8, h.mode & 0o7777);
   writeOctal(buf, 108, 8, octalFits(h.uid, 8) ? h.uid : 0);
   writeOctal(buf, 116, 8, octalFits(h.gid, 8) ? h.gid : 0);
@@ -91,7 +102,7 @@ function ustarBlock(h: TarWriteHeader, flag: string, name: { prefix: string; nam
   const mtime = Math.floor(h.mtime);
   writeOctal(buf, 136, 12, octalFits(mtime, 12) ? mtime : 0);
   buf.write(flag, 156, 1, "latin1");
-  writeString(buf, 157, 100, linkname);
+  linkname.copy(buf, 157, 0, Math.min(100, linkname.length));
   buf.write("ustar\x0000", 257, 8, "latin1");
   const uname = h.uname ?? "";
   const gname = h.gname ?? "";
@@ -101,7 +112,7 @@ function ustarBlock(h: TarWriteHeader, flag: string, name: { prefix: string; nam
     writeOctal(buf, 329, 8, octalFits(h.devmajor ?? 0, 8) ? h.devmajor ?? 0 : 0);
     writeOctal(buf, 337, 8, octalFits(h.devminor ?? 0, 8) ? h.devminor ?? 0 : 0);
   }
-  writeString(buf, 345, 155, name.prefix);
+  name.prefix.copy(buf, 345, 0, Math.min(155, name.prefix.length));
   checksum(buf);
   return buf;
 }
@@ -110,19 +121,22 @@ function ustarBlock(h: TarWriteHeader, flag: string, name: { prefix: string; nam
 export function encodeHeader(h: TarWriteHeader): Buffer {
   const flag = typeFlags[h.type];
   if (flag === undefined) throw invalidArgument(`tar: cannot write entry type "${h.type}"`);
-  if (h.name === "" || h.name.includes("\0")) throw invalidArgument(`tar: invalid entry name ${JSON.stringify(h.name)}`);
+  const nameBytes = asBytes(h.name);
+  const shown = displayPath(byteString(nameBytes));
+  if (nameBytes.length === 0 || nameBytes.includes(0)) throw invalidArgument(`tar: invalid entry name ${shown}`);
   const size = h.type === "file" ? (h.size ?? 0) : 0;
-  const linkname = h.linkname ?? "";
+  const linkname = asBytes(h.linkname ?? "");
+  if (linkname.includes(0)) throw invalidArgument(`tar: entry ${shown}: NUL byte in the link target`);
   const records = new Map<string, Buffer>();
 
-  let name = isAscii(h.name) ? splitUstarName(h.name) : undefined;
+  let name = isAsciiBytes(nameBytes) ? splitUstarName(nameBytes) : undefined;
   if (!name) {
-    records.set("path", Buffer.from(h.name, "utf8"));
-    name = { prefix: "", name: asciiTruncate(h.name, 100) };
+    records.set("path", nameBytes);
+    name = { prefix: Buffer.alloc(0), name: asciiTruncate(nameBytes, 100) };
   }
   let link = linkname;
-  if (!isAscii(linkname) || Buffer.byteLength(linkname) > 100) {
-    records.set("linkpath", Buffer.from(linkname, "utf8"));
+  if (!isAsciiBytes(linkname) || linkname.length > 100) {
+    records.set("linkpath", linkname);
     link = asciiTruncate(linkname, 100);
   }
   if (!octalFits(h.uid, 8)) records.set("uid", Buffer.from(String(h.uid)));
@@ -134,7 +148,7 @@ export function encodeHeader(h: TarWriteHeader): Buffer {
   if (h.gname && (!isAscii(h.gname) || h.gname.length > 32)) records.set("gname", Buffer.from(h.gname, "utf8"));
   if (h.type === "char" || h.type === "block") {
     if (!octalFits(h.devmajor ?? 0, 8) || !octalFits(h.devminor ?? 0, 8)) {
-      throw invalidArgument(`tar: entry "${h.name}": device number too large for a tar header`);
+      throw invalidArgument(`tar: entry ${shown}: device number too large for a tar header`);
     }
   }
   for (const [key, value] of h.xattrs ?? []) records.set(`SCHILY.xattr.${key}`, value);
@@ -143,20 +157,23 @@ export function encodeHeader(h: TarWriteHeader): Buffer {
   if (records.size === 0) return main;
   const body = Buffer.concat([...records.keys()].sort().map((key) => paxRecord(key, records.get(key)!)));
   // Same naming as Go: <dir>/PaxHeaders.0/<base>, cut to fit.
-  const slash = h.name.replace(/\/$/, "").lastIndexOf("/");
-  const paxName = asciiTruncate(`${slash === -1 ? "" : h.name.slice(0, slash + 1)}PaxHeaders.0/${h.name.replace(/\/$/, "").slice(slash + 1)}`, 100);
+  const trimmed = byteString(nameBytes).replace(/\/$/, "");
+  const slash = trimmed.lastIndexOf("/");
+  const paxName = asciiTruncate(Buffer.from(`${trimmed.slice(0, slash + 1)}PaxHeaders.0/${trimmed.slice(slash + 1)}`, "latin1"), 100);
   const paxHeader = ustarBlock(
     { name: paxName, type: "file", mode: h.mode, uid: 0, gid: 0, mtime: 0 },
     "x",
-    { prefix: "", name: paxName },
+    { prefix: Buffer.alloc(0), name: paxName },
     body.length,
-    "",
+    Buffer.alloc(0),
   );
   return Buffer.concat([paxHeader, body, padding(body.length), main]);
 }
 
-function asciiTruncate(s: string, bytes: number): string {
-  return s.replace(/[^\x20-\x7e]/g, "_").slice(0, bytes);
+/** The printable-ASCII stand-in ustar carries when the real name is in a PAX record. */
+function asciiTruncate(name: Buffer, bytes: number): Buffer {
+  // Decoded as UTF-8 so a multi-byte character stays one "_" (invalid bytes become one each).
+  return Buffer.from(name.toString("utf8").replace(/[^\x20-\x7e]/g, "_").slice(0, bytes), "latin1");
 }
 
 export interface PackEntry {
@@ -172,15 +189,15 @@ export async function* packTar(entries: AsyncIterable<PackEntry> | Iterable<Pack
     yield encodeHeader(h);
     const size = h.type === "file" ? (h.size ?? 0) : 0;
     if (size === 0) continue;
-    if (!entry.body) throw invalidArgument(`tar: entry "${h.name}" has ${size} bytes but no data`);
+    if (!entry.body) throw invalidArgument(`tar: entry ${displayPath(byteString(asBytes(h.name)))} has ${size} bytes but no data`);
     let written = 0;
     for await (const chunk of entry.body()) {
       const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      if (written + buf.length > size) throw new Error(`tar: entry "${h.name}" grew beyond ${size} bytes while being archived`);
+      if (written + buf.length > size) throw failedPrecondition(`tar: entry ${displayPath(byteString(asBytes(h.name)))} grew beyond ${size} bytes while being archived`);
       written += buf.length;
       yield buf;
     }
-    if (written !== size) throw new Error(`tar: entry "${h.name}" shrank to ${written} of ${size} bytes while being archived`);
+    if (written !== size) throw failedPrecondition(`tar: entry ${displayPath(byteString(asBytes(h.name)))} shrank to ${written} of ${size} bytes while being archived`);
     yield padding(size);
   }
   yield endOfArchive;

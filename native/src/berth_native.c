@@ -293,6 +293,40 @@ static bool get_bytes(napi_env env, napi_value value, const char *fn, const char
 }
 
 /*
+ * A path argument: a string, or the raw bytes of a name (Buffer / Uint8Array), since
+ * Linux names are bytes and need not be valid UTF-8. Copied into a malloc'd C string
+ * (*out; the caller frees it); embedded NUL bytes are refused as in get_string.
+ */
+static bool get_path(napi_env env, napi_value value, const char *fn, const char *arg, char **out)
+{
+    *out = NULL;
+    bool is_typedarray = false;
+    if (!call_ok(env, napi_is_typedarray(env, value, &is_typedarray), "napi_is_typedarray"))
+        return false;
+    if (!is_typedarray)
+        return get_string(env, value, fn, arg, false, out);
+    void *data = NULL;
+    size_t length = 0;
+    if (!get_bytes(env, value, fn, arg, &data, &length))
+        return false;
+    if (length > 0 && memchr(data, 0, length) != NULL) {
+        throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_VALUE", "%s: argument \"%s\" must not contain null bytes", fn,
+                  arg);
+        return false;
+    }
+    char *path = malloc(length + 1);
+    if (path == NULL) {
+        throw_errno(env, ENOMEM, fn, arg);
+        return false;
+    }
+    if (length > 0)
+        memcpy(path, data, length);
+    path[length] = '\0';
+    *out = path;
+    return true;
+}
+
+/*
  * What a binding returns after a syscall that gives 0 or -1: undefined, or NULL with the
  * fs-style error thrown. Call it with the syscall itself as rc, so errno is still its own.
  */
@@ -352,7 +386,7 @@ static napi_value js_mknod(napi_env env, napi_callback_info info)
     napi_value argv[4];
     char *path = NULL;
     uint32_t mode, major_number, minor_number;
-    if (!get_args(env, info, "mknod", 4, argv) || !get_string(env, argv[0], "mknod", "path", false, &path) ||
+    if (!get_args(env, info, "mknod", 4, argv) || !get_path(env, argv[0], "mknod", "path", &path) ||
         !get_uint32(env, argv[1], "mknod", "mode", &mode) ||
         !get_uint32(env, argv[2], "mknod", "major", &major_number) ||
         !get_uint32(env, argv[3], "mknod", "minor", &minor_number))
@@ -446,7 +480,7 @@ static napi_value js_lsetxattr(napi_env env, napi_callback_info info)
     void *value = NULL;
     size_t size = 0;
     uint32_t flags;
-    if (!get_args(env, info, "lsetxattr", 4, argv) || !get_string(env, argv[0], "lsetxattr", "path", false, &path) ||
+    if (!get_args(env, info, "lsetxattr", 4, argv) || !get_path(env, argv[0], "lsetxattr", "path", &path) ||
         !get_string(env, argv[1], "lsetxattr", "name", false, &name) ||
         !get_bytes(env, argv[2], "lsetxattr", "value", &value, &size) ||
         !get_uint32(env, argv[3], "lsetxattr", "flags", &flags))
@@ -465,7 +499,7 @@ static napi_value js_lgetxattr(napi_env env, napi_callback_info info)
     napi_value argv[2];
     char *path = NULL, *name = NULL, *value = NULL;
     size_t length = 0;
-    if (!get_args(env, info, "lgetxattr", 2, argv) || !get_string(env, argv[0], "lgetxattr", "path", false, &path) ||
+    if (!get_args(env, info, "lgetxattr", 2, argv) || !get_path(env, argv[0], "lgetxattr", "path", &path) ||
         !get_string(env, argv[1], "lgetxattr", "name", false, &name))
         goto done;
     if (!read_sized(read_lgetxattr, path, name, &value, &length)) {
@@ -493,7 +527,7 @@ static napi_value js_llistxattr(napi_env env, napi_callback_info info)
     napi_value argv[1];
     char *path = NULL, *names = NULL;
     size_t length = 0;
-    if (!get_args(env, info, "llistxattr", 1, argv) || !get_string(env, argv[0], "llistxattr", "path", false, &path))
+    if (!get_args(env, info, "llistxattr", 1, argv) || !get_path(env, argv[0], "llistxattr", "path", &path))
         goto done;
     if (!read_sized(read_llistxattr, path, NULL, &names, &length)) {
         throw_errno(env, errno, "llistxattr", path);
@@ -526,7 +560,7 @@ static napi_value js_lremovexattr(napi_env env, napi_callback_info info)
     napi_value argv[2];
     char *path = NULL, *name = NULL;
     if (!get_args(env, info, "lremovexattr", 2, argv) ||
-        !get_string(env, argv[0], "lremovexattr", "path", false, &path) ||
+        !get_path(env, argv[0], "lremovexattr", "path", &path) ||
         !get_string(env, argv[1], "lremovexattr", "name", false, &name))
         goto done;
     result = syscall_result(env, lremovexattr(path, name), "lremovexattr", path);

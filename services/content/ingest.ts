@@ -4,11 +4,13 @@
 // themselves. An ingest outlives its stream and the process: reopening the ref
 // resumes at the size of `data`. While a stream holds an ingest, its update time lives
 // in memory (and Status reads it from there); `ref` gets it when the stream lets go.
-import { createHash, randomBytes, type Hash } from "node:crypto";
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { createHash, type Hash } from "node:crypto";
+import { tempName } from "../../core/ids.ts";
+import { createReadStream, existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { mkdir, open, rename, rm, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { failedPrecondition, notFound } from "../../core/errors.ts";
+import { makePrivateDir, privateFileMode } from "../../core/private-files.ts";
 
 /** The `ref` file. */
 interface IngestRecord {
@@ -47,7 +49,7 @@ function readRecord(dir: string): IngestRecord | undefined {
  */
 async function writeRecord(dir: string, rec: IngestRecord): Promise<void> {
   const tmp = join(dir, "ref.tmp");
-  await writeFile(tmp, JSON.stringify(rec), { mode: 0o644 });
+  await writeFile(tmp, JSON.stringify(rec), { mode: privateFileMode });
   await rename(tmp, join(dir, "ref"));
 }
 
@@ -179,7 +181,7 @@ export class IngestStore {
 
   constructor(contentRoot: string) {
     this.root = join(contentRoot, "ingest");
-    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    makePrivateDir(this.root);
   }
 
   dirOf(namespace: string, ref: string): string {
@@ -206,6 +208,23 @@ export class IngestStore {
   }
 
   /**
+   * Removes ingests a dead or vanished writer abandoned: not open now, untouched since
+   * `cutoff` (ms), and not held by a lease (`leased`); returns their refs. Ingests on a
+   * lease go when the lease does (expired leases are collected).
+   */
+  expire(cutoff: number, leased: (namespace: string, ref: string) => boolean): string[] {
+    const removed: string[] = [];
+    for (const name of readdirSync(this.root)) {
+      const dir = join(this.root, name);
+      const rec = readRecord(dir);
+      if (!rec || this.live.has(dir) || rec.updated_at >= cutoff || leased(rec.namespace, rec.ref)) continue;
+      rmSync(dir, { recursive: true, force: true });
+      removed.push(rec.ref);
+    }
+    return removed;
+  }
+
+  /**
    * Opens the ingest for a ref, creating it or resuming it: the offset is the size
    * of `data` and the digest is recomputed from it.
    */
@@ -227,8 +246,10 @@ export class IngestStore {
       record = { ...record, total: total > 0 ? total : record.total, expected: expected || record.expected };
       await writeRecord(dir, record);
     }
-    const handle = await open(join(dir, "data"), "a", 0o644);
+    const handle = await open(join(dir, "data"), "a", privateFileMode);
     try {
+      // The data file becomes the blob by rename: its mode is the blob's, whatever the umask.
+      await handle.chmod(privateFileMode);
       const hash = createHash("sha256");
       // A new ingest's data file was just created empty: nothing to hash.
       const size = fresh ? 0 : await hashFile(join(dir, "data"), hash);
@@ -271,16 +292,12 @@ export class IngestStore {
    * without a readable `ref`.
    */
   async writeTemp(data: Buffer): Promise<string> {
-    const file = join(this.root, `tmp-${randomBytes(12).toString("hex")}`);
-    await writeFile(file, data, { flag: "wx", mode: 0o644, flush: true });
+    const file = join(this.root, tempName("tmp-"));
+    await writeFile(file, data, { flag: "wx", mode: privateFileMode, flush: true });
     return file;
   }
 
   async remove(namespace: string, ref: string): Promise<void> {
     await rm(this.dirOf(namespace, ref), { recursive: true, force: true });
-  }
-
-  countIn(namespace: string): number {
-    return this.list(namespace).length;
   }
 }

@@ -1,32 +1,35 @@
-// The content service process: content-addressed blobs and ingests under <root>/content.
+// The content service process: content-addressed blobs and ingests under <root>/content,
+// their rows in the shared metadata database.
 import { join } from "node:path";
 import { runService } from "../../core/grpc-server.ts";
 import { MetadataClient } from "../../core/metadata-client.ts";
+import { NamespacedWrites, openMetadataDatabase } from "../../core/metadata-db.ts";
 import { BulkContentDefinition } from "../../core/content-codec.ts";
-import { NamespaceUsageDefinition } from "../../core/gen/berth/internal/v1/namespace_usage.ts";
+import { SweeperDefinition } from "../../core/gen/berth/internal/v1/gc.ts";
 import { SqliteContentStore } from "./store.ts";
 import { IngestStore } from "./ingest.ts";
 import { RefLocks } from "./locks.ts";
-import { contentService, namespaceUsageService } from "./service.ts";
+import { contentService, sweepContent, sweeperService } from "./service.ts";
 
 await runService("content", (server, ctx) => {
   const root = join(ctx.root, "content");
-  const store = new SqliteContentStore(root);
+  const db = openMetadataDatabase(ctx.root);
+  const writes = new NamespacedWrites(db);
+  const store = new SqliteContentStore(root, writes);
   const ingests = new IngestStore(root);
   const swept = ingests.sweep();
   if (swept > 0) ctx.log.info({ swept }, "removed unfinished ingest dirs");
-  const deps = {
-    store,
-    ingests,
-    locks: new RefLocks(),
-    metadata: new MetadataClient(ctx.state, ctx.log),
-  };
+  const deps = { store, ingests, locks: new RefLocks(), writes, metadata: new MetadataClient(ctx.state, ctx.log) };
+  // Blob files a crash left between a collection's row deletes and their unlink, and
+  // ingests their writers abandoned.
+  const orphans = sweepContent(deps);
+  if (orphans.length > 0) ctx.log.info({ removed: orphans.length }, "removed unreferenced blob files and abandoned ingests");
   server.add(BulkContentDefinition, contentService(deps));
-  server.add(NamespaceUsageDefinition, namespaceUsageService(deps));
+  server.add(SweeperDefinition, sweeperService(deps));
   return {
     async close() {
       await deps.metadata.flush();
-      store.close();
+      db.close();
     },
   };
 });

@@ -1,5 +1,6 @@
-// containerd.services.content.v1.Content and berth.internal.v1.NamespaceUsage over
-// the content and ingest stores.
+// containerd.services.content.v1.Content over the content and ingest stores, and
+// berth.internal.v1.Sweeper (the garbage collector's request to unlink blob files no
+// namespace refers to any more).
 import { open } from "node:fs/promises";
 import type { CallContext } from "nice-grpc-common";
 import { notFound, outOfRange } from "../../core/errors.ts";
@@ -14,7 +15,7 @@ import type {
   ReadContentResponse,
   Status,
 } from "../../core/gen/containerd/services/content/v1/content.ts";
-import type { NamespaceUsageServiceImplementation } from "../../core/gen/berth/internal/v1/namespace_usage.ts";
+import type { SweeperServiceImplementation } from "../../core/gen/berth/internal/v1/gc.ts";
 import type { BlobInfo } from "./store.ts";
 import type { IngestStatus } from "./ingest.ts";
 import { writeContent, type WriteDeps } from "./write.ts";
@@ -43,6 +44,11 @@ function statusToProto(status: IngestStatus): Status {
   };
 }
 
+/** True when a gc.ref label was removed or changed. */
+function droppedReference(before: Record<string, string>, after: Record<string, string>): boolean {
+  return Object.entries(before).some(([name, value]) => name.startsWith("containerd.io/gc.ref.") && after[name] !== value);
+}
+
 export function contentService(deps: WriteDeps): ContentServiceImplementation {
   const { store, ingests, locks, metadata } = deps;
   return {
@@ -55,10 +61,11 @@ export function contentService(deps: WriteDeps): ContentServiceImplementation {
       const namespace = namespaceOf(ctx);
       const digest = parseDigest(request.info?.digest ?? "");
       const paths = request.updateMask ?? [];
-      // Fail on a missing blob before creating its namespace as a side effect.
-      store.info(namespace, digest);
-      await metadata.ensureNamespace(namespace);
-      return { info: infoToProto(store.update(namespace, digest, request.info?.labels ?? {}, paths)) };
+      const before = store.info(namespace, digest).labels;
+      const info = store.update(namespace, digest, request.info?.labels ?? {}, paths);
+      // A dropped reference is a deletion: what it held may be free now (ctr content prune references).
+      if (droppedReference(before, info.labels)) metadata.scheduleCollection();
+      return { info: infoToProto(info) };
     },
 
     async *list(request, ctx) {
@@ -142,21 +149,20 @@ export function contentService(deps: WriteDeps): ContentServiceImplementation {
   };
 }
 
-export function namespaceUsageService(deps: WriteDeps): NamespaceUsageServiceImplementation {
-  const { store, ingests, metadata } = deps;
+/** How long an ingest no lease holds may sit untouched before a collection removes it. */
+const ingestExpiryMs = Number(process.env.BERTH_INGEST_EXPIRY_MS) || 6 * 60 * 60_000;
+
+/** Blob files no row refers to, and ingests their writer abandoned (see IngestStore.expire). */
+export function sweepContent(deps: WriteDeps): string[] {
+  const leased = deps.writes.db.prepare("SELECT 1 FROM lease_resources WHERE namespace = ? AND type = 'ingests' AND id = ? LIMIT 1");
+  const ingests = deps.ingests.expire(Date.now() - ingestExpiryMs, (namespace, ref) => leased.get(namespace, ref) !== undefined);
+  return [...deps.store.sweep(), ...ingests.map((ref) => `ingest ${ref}`)];
+}
+
+export function sweeperService(deps: WriteDeps): SweeperServiceImplementation {
   return {
-    async check(request) {
-      const blobs = store.countIn(request.namespace);
-      const active = ingests.countIn(request.namespace);
-      if (blobs === 0 && active === 0) {
-        // The metadata service is about to delete it: the next write must recreate it.
-        metadata.forgetNamespace(request.namespace);
-        return { empty: true, detail: "" };
-      }
-      const parts: string[] = [];
-      if (blobs > 0) parts.push(`${blobs} blob${blobs === 1 ? "" : "s"}`);
-      if (active > 0) parts.push(`${active} active ingest${active === 1 ? "" : "s"}`);
-      return { empty: false, detail: parts.join(" and ") };
+    async sweep() {
+      return { removed: sweepContent(deps) };
     },
   };
 }

@@ -1,14 +1,18 @@
 // Committed content: blob files shared by every namespace under
-// <root>/content/blobs/sha256/<hex>, and one SQLite row per (namespace, digest)
-// that makes a blob visible in a namespace. A blob file is written once (by rename)
-// and unlinked only when no namespace refers to it any more.
-import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
+// <root>/content/blobs/sha256/<hex>, and one row per (namespace, digest) in the shared
+// metadata database that makes a blob visible in a namespace. A blob file is written
+// once (by rename) and unlinked only when no namespace refers to it any more — by
+// delete(), or by sweep() after the garbage collector removed rows. Only this process
+// inserts blob rows, so checking rows and unlinking in one synchronous step is safe.
+import { existsSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
-import { alreadyExists, invalidArgument, notFound } from "../../core/errors.ts";
+import { alreadyExists, notFound } from "../../core/errors.ts";
 import { digestHex } from "../../core/digest.ts";
-import { applyLabelMask, validateLabels } from "../../core/labels.ts";
-import { openDatabase, parseLabels, transaction, type Database } from "../../core/sqlite.ts";
+import { labelsAfterUpdate } from "../../core/labels.ts";
+import type { Database, NamespacedWrites } from "../../core/metadata-db.ts";
+import { parseLabels, transaction } from "../../core/sqlite.ts";
+import { makePrivateDir } from "../../core/private-files.ts";
 
 export interface BlobInfo {
   digest: string;
@@ -38,23 +42,20 @@ export interface ContentStore {
    * already-exists when the namespace held the digest before (the data file is
    * consumed either way).
    */
-  commit(namespace: string, digest: string, size: number, labels: Record<string, string>, dataFile?: string): Promise<BlobInfo>;
-  countIn(namespace: string): number;
-  close(): void;
+  commit(
+    namespace: string,
+    digest: string,
+    size: number,
+    labels: Record<string, string>,
+    dataFile?: string,
+    lease?: string,
+  ): Promise<BlobInfo>;
+  /** Unlinks blob files no namespace refers to (after garbage collection); returns their digests. */
+  sweep(): string[];
+  /** Keeps the shared blob file from being unlinked until the returned function is called. */
+  claim(digest: string): () => void;
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS blobs (
-  namespace  TEXT    NOT NULL,
-  digest     TEXT    NOT NULL,
-  size       INTEGER NOT NULL,
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL,
-  labels     TEXT    NOT NULL DEFAULT '{}',
-  PRIMARY KEY (namespace, digest)
-);
-CREATE INDEX IF NOT EXISTS blobs_by_digest ON blobs (digest);
-`;
 
 interface BlobRow {
   digest: string;
@@ -85,14 +86,20 @@ async function fsyncDir(dir: string): Promise<void> {
 
 export class SqliteContentStore implements ContentStore {
   private readonly db: Database;
+  private readonly writes: NamespacedWrites;
   private readonly blobDir: string;
-  /** Digests renamed into the store whose row is not inserted yet: delete() must leave their file. */
+  /**
+   * Digests whose file must stay although no row may refer to it yet: renamed into the
+   * store with the row still to come, or an existing file a write session is about to
+   * link into its namespace. delete() and sweep() leave them alone.
+   */
   private readonly linking = new Map<string, number>();
 
-  constructor(contentRoot: string) {
+  constructor(contentRoot: string, writes: NamespacedWrites) {
     this.blobDir = join(contentRoot, "blobs", "sha256");
-    mkdirSync(this.blobDir, { recursive: true, mode: 0o755 });
-    this.db = openDatabase(join(contentRoot, "meta.db"), schema);
+    for (const dir of [contentRoot, join(contentRoot, "blobs"), this.blobDir]) makePrivateDir(dir);
+    this.writes = writes;
+    this.db = writes.db;
   }
 
   blobPath(digest: string): string {
@@ -125,12 +132,7 @@ export class SqliteContentStore implements ContentStore {
   update(namespace: string, digest: string, labels: Record<string, string>, paths: readonly string[]): BlobInfo {
     return transaction(this.db, () => {
       const current = this.info(namespace, digest);
-      for (const path of paths) {
-        if (path !== "labels" && !path.startsWith("labels.")) {
-          throw invalidArgument(`cannot update "${path}" field on content info "${digest}"`);
-        }
-      }
-      const next = validateLabels(applyLabelMask(current.labels, labels, paths));
+      const next = labelsAfterUpdate(`content info "${digest}"`, current.labels, labels, paths);
       const updatedAt = Date.now();
       this.db
         .prepare("UPDATE blobs SET labels = ?, updated_at = ? WHERE namespace = ? AND digest = ?")
@@ -160,7 +162,14 @@ export class SqliteContentStore implements ContentStore {
     }
   }
 
-  async commit(namespace: string, digest: string, size: number, labels: Record<string, string>, dataFile?: string): Promise<BlobInfo> {
+  async commit(
+    namespace: string,
+    digest: string,
+    size: number,
+    labels: Record<string, string>,
+    dataFile?: string,
+    lease?: string,
+  ): Promise<BlobInfo> {
     const target = this.blobPath(digest);
     // A blob already in the store: synchronous from the check to the row insert, so
     // delete() cannot unlink it in between.
@@ -169,24 +178,23 @@ export class SqliteContentStore implements ContentStore {
     } else if (dataFile) {
       // The rename is made durable before a row refers to the blob; meanwhile (the
       // directory fsync runs off the event loop) `linking` keeps delete() off the file.
-      this.linking.set(digest, (this.linking.get(digest) ?? 0) + 1);
+      const release = this.claim(digest);
       try {
         renameSync(dataFile, target);
         await fsyncDir(this.blobDir);
-        return this.insertRow(namespace, digest, size, labels);
+        return this.insertRow(namespace, digest, size, labels, lease);
       } finally {
-        const left = (this.linking.get(digest) ?? 1) - 1;
-        if (left > 0) this.linking.set(digest, left);
-        else this.linking.delete(digest);
+        release();
       }
     } else {
       throw notFound(`content ${digest} (removed from the shared store during the ingest)`);
     }
-    return this.insertRow(namespace, digest, size, labels);
+    return this.insertRow(namespace, digest, size, labels, lease);
   }
 
-  private insertRow(namespace: string, digest: string, size: number, labels: Record<string, string>): BlobInfo {
-    return transaction(this.db, () => {
+  /** The row, the namespace and the lease entry in one transaction: a missing lease stores nothing. */
+  private insertRow(namespace: string, digest: string, size: number, labels: Record<string, string>, lease?: string): BlobInfo {
+    return this.writes.write(namespace, lease, { type: "content", id: digest }, () => {
       if (this.has(namespace, digest)) throw alreadyExists(`content ${digest}`);
       const now = Date.now();
       this.db
@@ -196,12 +204,27 @@ export class SqliteContentStore implements ContentStore {
     });
   }
 
-  countIn(namespace: string): number {
-    const row = this.db.prepare("SELECT COUNT(*) AS n FROM blobs WHERE namespace = ?").get(namespace) as { n: number };
-    return Number(row.n);
+  claim(digest: string): () => void {
+    this.linking.set(digest, (this.linking.get(digest) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.linking.get(digest) ?? 1) - 1;
+      if (left > 0) this.linking.set(digest, left);
+      else this.linking.delete(digest);
+    };
   }
 
-  close(): void {
-    this.db.close();
+  sweep(): string[] {
+    const used = this.db.prepare("SELECT 1 FROM blobs WHERE digest = ? LIMIT 1");
+    const removed: string[] = [];
+    for (const hex of readdirSync(this.blobDir)) {
+      const digest = `sha256:${hex}`;
+      if (this.linking.has(digest) || used.get(digest)) continue;
+      rmSync(join(this.blobDir, hex), { force: true });
+      removed.push(digest);
+    }
+    return removed;
   }
 }

@@ -14,12 +14,14 @@ import { WriteAction, type WriteContentRequest, type WriteContentResponse } from
 import type { ContentStore } from "./store.ts";
 import type { FileIngest, IngestStore } from "./ingest.ts";
 import type { RefLock, RefLocks } from "./locks.ts";
+import type { NamespacedWrites } from "../../core/metadata-db.ts";
 import type { MetadataClient } from "../../core/metadata-client.ts";
 
 export interface WriteDeps {
   store: ContentStore;
   ingests: IngestStore;
   locks: RefLocks;
+  writes: NamespacedWrites;
   metadata: MetadataClient;
 }
 
@@ -37,6 +39,8 @@ interface SharedBlob {
   digest: string;
   size: number;
   startedAt: number;
+  /** Lets the collector's sweep unlink the file again. */
+  release: () => void;
 }
 
 class WriteSession {
@@ -61,30 +65,12 @@ class WriteSession {
   }
 
   async open(): Promise<void> {
-    const { ingests, metadata } = this.deps;
-    if (!this.lease) {
-      await metadata.ensureNamespace(this.namespace);
-      return this.openIngest();
-    }
-    // A lease exists only in an existing namespace (see MetadataClient.addLeaseResource).
-    const leased = metadata.addLeaseResource(this.namespace, this.lease, "ingests", this.ref);
-    if (ingests.exists(this.namespace, this.ref)) {
-      // Resuming: the lease must hold before the ingest's record is touched.
-      await leased;
-      return this.openIngest();
-    }
-    // A new ingest: made while the lease round trip runs, and taken back if the lease
-    // refuses (a missing lease fails the call and leaves nothing behind).
-    const [lease, opened] = await Promise.allSettled([leased, this.openIngest()]);
-    if (lease.status === "rejected") {
-      if (opened.status === "fulfilled" && this.file) {
-        await this.file.close(false);
-        this.file = undefined;
-        await ingests.remove(this.namespace, this.ref);
-      }
-      throw lease.reason;
-    }
-    if (opened.status === "rejected") throw opened.reason;
+    const { writes } = this.deps;
+    // The lease must hold before the ingest is made or touched: a missing lease fails
+    // the call and leaves nothing behind.
+    if (this.lease) writes.lease(this.namespace, this.lease, { type: "ingests", id: this.ref });
+    else writes.ensureNamespace(this.namespace);
+    return this.openIngest();
   }
 
   private async openIngest(): Promise<void> {
@@ -92,7 +78,7 @@ class WriteSession {
     if (this.expected !== "") {
       const size = store.sharedSize(this.expected);
       if (size !== undefined && (this.total === 0 || this.total === size)) {
-        this.shared = { digest: this.expected, size, startedAt: Date.now() };
+        this.shared = { digest: this.expected, size, startedAt: Date.now(), release: store.claim(this.expected) };
         this.total = size;
         return;
       }
@@ -102,6 +88,7 @@ class WriteSession {
   }
 
   async close(): Promise<void> {
+    this.shared?.release();
     await this.file?.close();
     this.lock.release();
   }
@@ -130,17 +117,21 @@ class WriteSession {
   /** Turns a shared session into a file ingest: empty, or holding a copy of the blob. */
   private async unshare(keepAll: boolean): Promise<FileIngest> {
     const shared = this.shared!;
-    const file = await this.deps.ingests.open(this.namespace, this.ref, 0, "");
-    this.file = file;
-    this.shared = undefined;
-    if (file.offset > 0) await file.truncate();
-    if (keepAll) {
-      for await (const chunk of createReadStream(this.deps.store.blobPath(shared.digest), { highWaterMark: 1024 * 1024 })) {
-        await file.write(chunk as Buffer);
+    try {
+      const file = await this.deps.ingests.open(this.namespace, this.ref, 0, "");
+      this.file = file;
+      this.shared = undefined;
+      if (file.offset > 0) await file.truncate();
+      if (keepAll) {
+        for await (const chunk of createReadStream(this.deps.store.blobPath(shared.digest), { highWaterMark: 1024 * 1024 })) {
+          await file.write(chunk as Buffer);
+        }
+        if (file.offset !== shared.size) throw failedPrecondition(`content ${shared.digest} changed while it was copied`);
       }
-      if (file.offset !== shared.size) throw failedPrecondition(`content ${shared.digest} changed while it was copied`);
+      return file;
+    } finally {
+      shared.release();
     }
-    return file;
   }
 
   /** Handles one request; returns the reply and whether the stream is finished. */
@@ -185,7 +176,7 @@ class WriteSession {
   }
 
   private async commit(labels: Record<string, string>): Promise<void> {
-    const { store, metadata } = this.deps;
+    const { store, writes } = this.deps;
     const kept = commitLabels(labels);
     const file = this.file;
     const size = this.shared ? this.shared.size : file!.offset;
@@ -197,17 +188,14 @@ class WriteSession {
     if (this.expected !== "" && digest !== this.expected) {
       throw failedPrecondition(`unexpected commit digest ${digest}, expected ${this.expected}`);
     }
-    // Lease first: if the lease is gone the ingest stays intact and the call fails. The
-    // data's fsync does not depend on it, so the two round trips overlap.
-    const [onDisk] = await Promise.all([
-      file?.sync(),
-      this.lease ? metadata.addLeaseResource(this.namespace, this.lease, "content", digest) : undefined,
-    ]);
+    // Lease first: if the lease is gone the ingest stays intact and the call fails.
+    if (this.lease) writes.lease(this.namespace, this.lease, { type: "content", id: digest });
+    const onDisk = await file?.sync();
     // The running hash covers exactly the bytes we appended; anything else on disk
     // means the file was changed behind our back.
     if (file && onDisk !== size) throw failedPrecondition(`ingest ref "${this.ref}": data changed on disk`);
     try {
-      await store.commit(this.namespace, digest, size, kept, dataFile);
+      await store.commit(this.namespace, digest, size, kept, dataFile, this.lease);
     } catch (err) {
       if (err instanceof BerthError && err.kind === "already exists") await this.finish();
       throw err;
@@ -216,14 +204,13 @@ class WriteSession {
   }
 
   /**
-   * The ingest is done with (committed or superseded): its dir goes, and its lease entry
-   * (in the background: best effort, see MetadataClient.removeLeaseResource).
+   * The ingest is done with (committed or superseded): its dir goes, and its lease entry.
    */
   private async finish(): Promise<void> {
     await this.file?.close(false);
     this.file = undefined;
     await this.deps.ingests.remove(this.namespace, this.ref);
-    if (this.lease) this.deps.metadata.removeLeaseResource(this.namespace, this.lease, "ingests", this.ref);
+    if (this.lease) this.deps.writes.release(this.namespace, this.lease, { type: "ingests", id: this.ref });
   }
 }
 
@@ -238,8 +225,7 @@ interface OneShot {
  * The whole Write in its first request — COMMIT at offset 0 with all the data (what
  * berthctl sends for a blob up to 1 MiB) — when nothing can make the commit fail but
  * the lease or a concurrent writer. Such a blob needs no ingest at all: no ingest dir
- * and `ref` file, no "ingests" lease entry to add and drop again (two metadata round
- * trips), no resumable state; measured, a third of a small Write's cost. Anything else,
+ * and `ref` file, no "ingests" lease entry to add and drop again, no resumable state; measured, a third of a small Write's cost. Anything else,
  * a stale ingest under the ref included, takes the ingest path, so every failure
  * (a digest or size mismatch keeps the ingest for Status and Abort) is as before.
  */
@@ -259,16 +245,15 @@ function oneShotCommit(deps: WriteDeps, namespace: string, req: WriteContentRequ
 }
 
 async function commitOneShot(deps: WriteDeps, namespace: string, lease: string | undefined, shot: OneShot): Promise<Reply> {
-  const { store, ingests, metadata } = deps;
+  const { store, ingests, writes } = deps;
   const now = Date.now();
   const size = shot.data.length;
   // Lease first, as on the ingest path: a missing lease fails the call before anything is stored.
-  if (lease) await metadata.addLeaseResource(namespace, lease, "content", shot.digest);
-  else await metadata.ensureNamespace(namespace);
+  if (lease) writes.lease(namespace, lease, { type: "content", id: shot.digest });
   // Bytes the shared store holds already (another namespace's blob) need no copy.
   const dataFile = store.sharedSize(shot.digest) === size ? undefined : await ingests.writeTemp(shot.data);
   try {
-    await store.commit(namespace, shot.digest, size, shot.labels, dataFile);
+    await store.commit(namespace, shot.digest, size, shot.labels, dataFile, lease);
   } finally {
     // Gone already when the commit moved it into the store.
     if (dataFile) await rm(dataFile, { force: true });
@@ -293,7 +278,7 @@ export async function* writeContent(
         if (expected !== "" && deps.store.has(namespace, expected)) {
           // containerd leases the existing blob so a concurrent removal cannot take it.
           const lease = leaseOf(ctx);
-          if (lease) await deps.metadata.addLeaseResource(namespace, lease, "content", expected);
+          if (lease) deps.writes.lease(namespace, lease, { type: "content", id: expected });
           throw alreadyExists(`content ${expected}`);
         }
         const lock = deps.locks.acquire(namespace, req.ref);

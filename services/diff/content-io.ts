@@ -2,10 +2,10 @@
 // fetched into a local spool file, verified against its descriptor before anything
 // uses it, or streamed and verified once read to the end; content-service failures as
 // our own errors; refs for new blobs.
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
-import { ClientError, Status, type CallOptions } from "nice-grpc";
-import { BerthError, failedPrecondition, kindOfGrpcStatus, notFound } from "../../core/errors.ts";
+import { ClientError, type CallOptions } from "nice-grpc";
+import { BerthError, errorKind, failedPrecondition, notFound } from "../../core/errors.ts";
 import { parseDigest } from "../../core/digest.ts";
 import { blobInfo, readBlob } from "../../core/content-client.ts";
 import type { ContentClient } from "../../core/gen/containerd/services/content/v1/content.ts";
@@ -13,8 +13,9 @@ import type { ContentClient } from "../../core/gen/containerd/services/content/v
 /** A content-service failure as our own error kind, so its status code passes through. */
 export function fromContentError(err: unknown, what: string): unknown {
   if (!(err instanceof ClientError)) return err;
-  if (err.code === Status.NOT_FOUND) return notFound(what);
-  return new BerthError(kindOfGrpcStatus(err.code), `${what}: ${err.details}`);
+  const kind = errorKind(err);
+  if (kind === "not found") return notFound(what);
+  return new BerthError(kind, `${what}: ${err.details}`);
 }
 
 export interface BlobRef {
@@ -147,10 +148,4 @@ async function storedSize(client: ContentClient, ref: BlobRef, digest: string, o
     throw failedPrecondition(`layer ${digest}: descriptor size ${ref.size} does not match the stored size ${stored}`);
   }
   return stored;
-}
-
-/** containerd's uniqueRef(): "<unix nanos>-<base64url of 9 random bytes>". */
-export function uniqueRef(): string {
-  const nanos = BigInt(Date.now()) * 1_000_000n + BigInt(Math.floor(Math.random() * 1_000_000));
-  return `${nanos}-${randomBytes(9).toString("base64url")}`;
 }

@@ -3,7 +3,7 @@
 // the content store as a layer (commit flows).
 import { createReadStream } from "node:fs";
 import { mkdir, readdir, rm, stat } from "node:fs/promises";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { pipeline, Readable } from "node:stream";
 import type { CallContext } from "nice-grpc-common";
@@ -25,7 +25,8 @@ import type { ByteSource } from "../../core/tar/byte-reader.ts";
 import { applyTarget, overlayOptions, readOnlyMounts, viewLayers, type ApplyTarget, type TempMounts } from "./mounts.ts";
 import { updateBlobLabels, writeBlob } from "../../core/content-client.ts";
 import { labels as wellKnown } from "../../core/image/media-types.ts";
-import { fromContentError, spoolBlob, uniqueRef, VerifiedBlobStream } from "./content-io.ts";
+import { fromContentError, spoolBlob, VerifiedBlobStream } from "./content-io.ts";
+import { tempName, uniqueRef } from "../../core/ids.ts";
 
 export interface DiffDeps {
   content: ContentClient;
@@ -132,21 +133,21 @@ const sameList = (a: readonly string[] | undefined, b: readonly string[] | undef
  * dirs are exactly the left view is read from its upper dir; otherwise both sides
  * are walked and compared.
  */
-async function withChanges<T>(deps: DiffDeps, left: Mount[], right: Mount[], consume: (changes: AsyncIterable<LayerChange>) => Promise<T>): Promise<T> {
+async function withChanges<T>(deps: DiffDeps, left: Mount[], right: Mount[], consume: (changes: AsyncIterable<LayerChange>, upper: string) => Promise<T>): Promise<T> {
   if (right.length === 0) throw invalidArgument("diff: no right (upper) mounts given");
   const r = right[0]!;
   if (right.length === 1 && r.type === "overlay") {
     const o = overlayOptions(r);
     if (o.upperdir !== undefined && sameList(o.lowerdirs, viewLayers(left))) {
       try {
-        return await consume(overlayUpperChanges(o.upperdir, deps.sys));
+        return await consume(overlayUpperChanges(o.upperdir, deps.sys), o.upperdir);
       } catch (err) {
         if (!(err instanceof UpperDirNotPortable)) throw err;
         deps.log.info({ reason: err.message }, "diff: upper dir not portable, comparing trees");
       }
     }
   }
-  return withReadableView(deps, left, (lower) => withReadableView(deps, right, (upper) => consume(treeChanges(lower, upper!, deps.sys))));
+  return withReadableView(deps, left, (lower) => withReadableView(deps, right, (upper) => consume(treeChanges(lower, upper!, deps.sys), upper!)));
 }
 
 export function diffService(deps: DiffDeps): DiffServiceImplementation {
@@ -168,7 +169,7 @@ export function diffService(deps: DiffDeps): DiffServiceImplementation {
       } else {
         // A target with content of its own cannot be put back after a failure: verify first.
         await mkdir(deps.spoolDir, { recursive: true, mode: 0o700 });
-        const file = join(deps.spoolDir, `${randomBytes(12).toString("hex")}.blob`);
+        const file = join(deps.spoolDir, tempName("", ".blob"));
         try {
           await spoolBlob(deps.content, { digest: desc.digest, size: Number(desc.size) }, file, options);
           applied = await applyFile(deps, file, desc, target, ctx.signal).catch((err) => {
@@ -188,11 +189,11 @@ export function diffService(deps: DiffDeps): DiffServiceImplementation {
       const mediaType = mediaTypeFor(compression);
       const ref = request.ref !== "" ? request.ref : uniqueRef();
       const callOptions = { ...inNamespace(namespace, leaseOf(ctx)), signal: ctx.signal };
-      const written = await withChanges(deps, request.left, request.right, async (changes) => {
+      const written = await withChanges(deps, request.left, request.right, async (changes, upper) => {
         let diffId = "";
         const hash = createHash("sha256");
         async function* uncompressed(): AsyncGenerator<Buffer> {
-          for await (const chunk of changesToTar(changes, deps.sys)) {
+          for await (const chunk of changesToTar(changes, deps.sys, { upper })) {
             hash.update(chunk);
             yield chunk;
           }

@@ -7,15 +7,18 @@ import net from "node:net";
 import { context as otelContext, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { extractContext, injectContext, telemetryEnabled, tracer } from "../../core/telemetry.ts";
 import type { Logger } from "../../core/log.ts";
+import { grpcStatusText } from "../../core/errors.ts";
 import { createWideServer, flowControlWindow, widenSessionWindow } from "../../core/flow-control.ts";
 
 export interface ProxyRoutes {
   /** The socket path serving a fully qualified gRPC service name, if any. */
   socketFor(service: string): string | undefined;
+  /** A promise when the process serving it must first be started (on demand). */
+  ready?(service: string): Promise<void> | undefined;
 }
 
-const grpcUnimplemented = "12";
-const grpcUnavailable = "14";
+const grpcUnimplemented = grpcStatusText("not implemented");
+const grpcUnavailable = grpcStatusText("unavailable");
 
 function trailersOnly(stream: ServerHttp2Stream, status: string, message: string): void {
   if (stream.destroyed || stream.closed) return;
@@ -83,6 +86,17 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
       trailersOnly(stream, grpcUnimplemented, `unknown service ${service}: berth does not implement it (yet): not implemented`);
       return;
     }
+    const ready = routes.ready?.(service);
+    if (!ready) return forward(stream, headers, path, service, socket);
+    ready.then(
+      () => forward(stream, headers, path, service, socket),
+      (err: Error) => trailersOnly(stream, grpcUnavailable, `service for ${service} is unavailable: ${err.message}`),
+    );
+  });
+
+  /** Passes one call to the upstream socket; the request body waits (buffered) until then. */
+  function forward(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: string, service: string, socket: string): void {
+    if (stream.destroyed) return;
     const outgoing = passOn(headers);
     const span = tracing
       ? tracer().startSpan(`gateway ${path}`, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.method": path } }, extractContext(headerBag(headers)))
@@ -135,7 +149,7 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
     });
     stream.on("error", () => upstream.close(constants.NGHTTP2_CANCEL));
     stream.pipe(upstream);
-  });
+  }
 
   server.on("sessionError", (err) => log.debug({ err: err.message }, "client session error"));
 

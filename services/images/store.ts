@@ -1,8 +1,10 @@
 // Image records (name → target descriptor + labels) per namespace. The service talks
-// to the ImageStore interface; SqliteImageStore keeps them in <root>/images/meta.db,
-// one transaction per change.
+// to the ImageStore interface; SqliteImageStore keeps them in the shared metadata
+// database's images table, one transaction per change (which also makes the namespace
+// exist, see core/metadata-db.ts).
 import type { StatementSync } from "node:sqlite";
-import { openDatabase, parseLabels, transaction, type Database } from "../../core/sqlite.ts";
+import { ensureNamespace, type Database } from "../../core/metadata-db.ts";
+import { parseLabels, transaction } from "../../core/sqlite.ts";
 import { alreadyExists, notFound } from "../../core/errors.ts";
 
 export interface ImageTarget {
@@ -35,24 +37,8 @@ export interface ImageStore {
   update(namespace: string, name: string, change: (current: ImageRecord) => ImageRecord): ImageRecord;
   /** NOT_FOUND when the name is missing. */
   delete(namespace: string, name: string): void;
-  count(namespace: string): number;
-  close(): void;
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS images (
-  namespace   TEXT    NOT NULL,
-  name        TEXT    NOT NULL,
-  media_type  TEXT    NOT NULL,
-  digest      TEXT    NOT NULL,
-  size        INTEGER NOT NULL,
-  annotations TEXT    NOT NULL DEFAULT '{}',
-  labels      TEXT    NOT NULL DEFAULT '{}',
-  created_at  INTEGER NOT NULL,
-  updated_at  INTEGER NOT NULL,
-  PRIMARY KEY (namespace, name)
-) WITHOUT ROWID;
-`;
 
 interface ImageRow {
   name: string;
@@ -105,10 +91,9 @@ export class SqliteImageStore implements ImageStore {
   private readonly insert: StatementSync;
   private readonly replace: StatementSync;
   private readonly remove: StatementSync;
-  private readonly countAll: StatementSync;
 
-  constructor(file: string) {
-    this.db = openDatabase(file, schema);
+  constructor(db: Database) {
+    this.db = db;
     this.selectOne = this.db.prepare(`SELECT ${columns} FROM images WHERE namespace = ? AND name = ?`);
     this.selectAll = this.db.prepare(`SELECT ${columns} FROM images WHERE namespace = ? ORDER BY name`);
     // int64 sizes must survive beyond 2^53.
@@ -122,7 +107,6 @@ export class SqliteImageStore implements ImageStore {
        WHERE namespace = ? AND name = ?`,
     );
     this.remove = this.db.prepare(`DELETE FROM images WHERE namespace = ? AND name = ?`);
-    this.countAll = this.db.prepare(`SELECT COUNT(*) AS n FROM images WHERE namespace = ?`);
   }
 
   get(namespace: string, name: string): ImageRecord | undefined {
@@ -136,6 +120,7 @@ export class SqliteImageStore implements ImageStore {
 
   create(namespace: string, image: ImageRecord): ImageRecord {
     return transaction(this.db, () => {
+      ensureNamespace(this.db, namespace);
       if (this.selectOne.get(namespace, image.name)) throw alreadyExists(`image ${JSON.stringify(image.name)}`);
       this.insert.run(namespace, image.name, ...rowValues(image));
       return image;
@@ -157,12 +142,4 @@ export class SqliteImageStore implements ImageStore {
     if (Number(result.changes) === 0) throw imageNotFound(name);
   }
 
-  count(namespace: string): number {
-    const row = this.countAll.get(namespace) as { n: number | bigint };
-    return Number(row.n);
-  }
-
-  close(): void {
-    this.db.close();
-  }
 }

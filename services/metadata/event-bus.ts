@@ -1,9 +1,10 @@
 // Events cross processes through Redis pub/sub: every envelope is PUBLISHed on one
 // channel as its protobuf bytes, and this process keeps a single subscriber
 // connection that fans each message out to the local Subscribe streams. Both
-// connections are opened on first use, so a process that never publishes or
-// subscribes never talks to Redis.
-import { Redis, type RedisOptions } from "ioredis";
+// connections are opened on first use, and the Redis client itself is loaded then
+// (it costs berthd several MiB idle), so a daemon nobody publishes to or subscribes
+// at never talks to Redis.
+import type { Redis, RedisOptions } from "ioredis";
 import { Envelope } from "../../core/gen/containerd/services/events/v1/events.ts";
 import { unavailable } from "../../core/errors.ts";
 import { redisOptionsFromUrl } from "../../core/redis-url.ts";
@@ -26,7 +27,7 @@ const commandTimeoutMs = 5000;
 export class RedisEventBus implements EventBus {
   private readonly url: string | undefined;
   private readonly log: Logger;
-  private publisher: Redis | undefined;
+  private publisher: Promise<Redis> | undefined;
   private subscriber: Promise<Redis> | undefined;
   private readonly listeners = new Set<EnvelopeListener>();
 
@@ -35,8 +36,9 @@ export class RedisEventBus implements EventBus {
     this.log = log;
   }
 
-  private connect(role: string, extra: RedisOptions): Redis {
+  private async connect(role: string, extra: RedisOptions): Promise<Redis> {
     if (!this.url) throw unavailable("events: BERTH_REDIS_URL is not set");
+    const { Redis } = await import("ioredis");
     const base = redisOptionsFromUrl(this.url);
     const options: RedisOptions = { commandTimeout: commandTimeoutMs, maxRetriesPerRequest: 2, ...extra };
     const redis = typeof base === "string" ? new Redis(base, options) : new Redis({ ...base, ...options });
@@ -47,7 +49,7 @@ export class RedisEventBus implements EventBus {
   async publish(envelope: Envelope): Promise<void> {
     this.publisher ??= this.connect("publisher", {});
     try {
-      await this.publisher.publish(eventsChannel, Buffer.from(Envelope.encode(envelope).finish()));
+      await (await this.publisher).publish(eventsChannel, Buffer.from(Envelope.encode(envelope).finish()));
     } catch (err) {
       throw unavailable(`events: cannot publish ${envelope.topic}: ${(err as Error).message}`);
     }
@@ -68,7 +70,7 @@ export class RedisEventBus implements EventBus {
 
   private async openSubscriber(): Promise<Redis> {
     // A subscriber waits indefinitely for messages; the command timeout only guards SUBSCRIBE.
-    const redis = this.connect("subscriber", {});
+    const redis = await this.connect("subscriber", {});
     redis.on("messageBuffer", (channel: Buffer, message: Buffer) => {
       if (channel.toString() !== eventsChannel) return;
       let envelope: Envelope;
@@ -93,7 +95,7 @@ export class RedisEventBus implements EventBus {
     this.listeners.clear();
     const subscriber = this.subscriber;
     this.subscriber = undefined;
-    await Promise.allSettled([this.publisher?.quit(), subscriber?.then((r) => r.quit())]);
+    await Promise.allSettled([this.publisher?.then((r) => r.quit()), subscriber?.then((r) => r.quit())]);
     this.publisher = undefined;
   }
 }

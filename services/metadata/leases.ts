@@ -1,7 +1,7 @@
 // containerd.services.leases.v1.Leases: named, labelled sets of resources (content,
 // ingests, snapshots) that garbage collection must keep while the lease lives. A
 // lease going away releases its resources; it deletes nothing itself.
-import { randomBytes } from "node:crypto";
+import { leaseId } from "../../core/ids.ts";
 import type { CallContext } from "nice-grpc";
 import type {
   AddResourceRequest,
@@ -20,12 +20,8 @@ import { namespaceOf } from "../../core/grpc-server.ts";
 import { validateLabels } from "../../core/labels.ts";
 import { timestampFromMillis } from "../../core/timestamp.ts";
 import type { LeaseRecord, LeaseResource, LeaseStore } from "./store.ts";
+import type { CollectorFront } from "./collector-front.ts";
 
-/** containerd's generated id shape: "<nanosecond of the second>-<4 base64url chars>". */
-function randomLeaseId(): string {
-  const nanos = (Date.now() % 1000) * 1_000_000 + Number(process.hrtime.bigint() % 1_000_000n);
-  return `${nanos}-${randomBytes(3).toString("base64url")}`;
-}
 
 function validateResource(resource: Resource | undefined): LeaseResource {
   if (!resource) throw invalidArgument("lease resource is required");
@@ -42,7 +38,7 @@ function validateResource(resource: Resource | undefined): LeaseResource {
 
 const toLease = (lease: LeaseRecord) => ({ id: lease.id, createdAt: timestampFromMillis(lease.createdAtMs), labels: lease.labels });
 
-export function leasesService(leases: LeaseStore): LeasesServiceImplementation {
+export function leasesService(leases: LeaseStore, collector: Pick<CollectorFront, "collectNow">): LeasesServiceImplementation {
   return {
     async create(request: CreateRequest, ctx: CallContext) {
       const namespace = namespaceOf(ctx);
@@ -50,17 +46,21 @@ export function leasesService(leases: LeaseStore): LeasesServiceImplementation {
       const generated = request.id === "";
       // A generated id that collides is simply drawn again.
       for (let attempt = 0; attempt < 5; attempt++) {
-        const lease: LeaseRecord = { id: generated ? randomLeaseId() : request.id, createdAtMs: Date.now(), labels };
+        const lease: LeaseRecord = { id: generated ? leaseId() : request.id, createdAtMs: Date.now(), labels };
         if (leases.create(namespace, lease)) return { lease: toLease(lease) };
         if (!generated) break;
       }
       throw alreadyExists(`lease "${request.id}"`);
     },
 
-    // `sync` asks to wait for garbage collection; there is none yet, so there is nothing to wait for.
+    // What the lease held may be unreferenced now: `sync` collects it before replying.
+    // Without it the next collection does (clients like ctr drop a short lease after
+    // every command, so collecting after each would sweep whatever they left
+    // unreferenced on purpose, which containerd leaves until its next collection too).
     async delete(request: DeleteRequest, ctx: CallContext) {
       const namespace = namespaceOf(ctx);
       if (!leases.delete(namespace, request.id)) throw notFound(`lease "${request.id}"`);
+      if (request.sync) await collector.collectNow();
       return {};
     },
 

@@ -1,6 +1,6 @@
 // containerd.services.namespaces.v1.Namespaces. A namespace is a name with labels;
-// it may be deleted only when no process still holds objects in it and it has no
-// leases.
+// it may be deleted only when it holds no images, containers, blobs or snapshots (its
+// leases go with it), checked and done in one transaction over the shared database.
 import type { CallContext } from "nice-grpc";
 import type {
   CreateNamespaceRequest,
@@ -11,19 +11,16 @@ import type {
   UpdateNamespaceRequest,
 } from "../../core/gen/containerd/services/namespaces/v1/namespace.ts";
 import { NamespaceCreate, NamespaceDelete, NamespaceUpdate } from "../../core/gen/containerd/events/namespace.ts";
-import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../core/errors.ts";
+import { alreadyExists, failedPrecondition, notFound } from "../../core/errors.ts";
 import { fieldsAndLabels, parseFilters } from "../../core/filters.ts";
 import { namespaceOf } from "../../core/grpc-server.ts";
 import { validateIdentifier } from "../../core/identifiers.ts";
-import { applyLabelMask, validateLabels } from "../../core/labels.ts";
+import { labelsAfterUpdate, validateLabels } from "../../core/labels.ts";
 import type { PublishEvent } from "./events.ts";
-import type { NamespaceUsage } from "./namespace-usage.ts";
-import type { LeaseStore, NamespaceStore } from "./store.ts";
+import type { NamespaceStore } from "./store.ts";
 
 export interface NamespacesDeps {
   namespaces: NamespaceStore;
-  leases: LeaseStore;
-  usage: NamespaceUsage;
   publish: PublishEvent;
 }
 
@@ -37,10 +34,8 @@ function eventNamespace(ctx: CallContext, fallback: string): string {
   }
 }
 
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
-
 export function namespacesService(deps: NamespacesDeps): NamespacesServiceImplementation {
-  const { namespaces, leases, usage, publish } = deps;
+  const { namespaces, publish } = deps;
 
   return {
     async get(request: GetNamespaceRequest) {
@@ -66,12 +61,7 @@ export function namespacesService(deps: NamespacesDeps): NamespacesServiceImplem
       const name = validateIdentifier(request.namespace?.name ?? "", "namespace");
       const update = validateLabels(request.namespace?.labels ?? {});
       const paths = request.updateMask ?? [];
-      for (const path of paths) {
-        if (path !== "labels" && !(path.startsWith("labels.") && path.length > "labels.".length)) {
-          throw invalidArgument(`cannot update "${path}" field on namespace "${name}"`);
-        }
-      }
-      const updated = namespaces.updateLabels(name, (current) => validateLabels(applyLabelMask(current, update, paths)));
+      const updated = namespaces.updateLabels(name, (current) => labelsAfterUpdate(`namespace "${name}"`, current, update, paths));
       if (!updated) throw notFound(`namespace "${name}"`);
       publish(eventNamespace(ctx, name), "/namespaces/update", "containerd.events.NamespaceUpdate", NamespaceUpdate, updated);
       return { namespace: updated };
@@ -79,19 +69,9 @@ export function namespacesService(deps: NamespacesDeps): NamespacesServiceImplem
 
     async delete(request: DeleteNamespaceRequest) {
       const name = validateIdentifier(request.name, "namespace");
-      if (!namespaces.get(name)) throw notFound(`namespace "${name}"`);
-      const report = await usage.check(name);
-      const leaseCount = leases.count(name);
-      const held = [...report.objects, ...(leaseCount > 0 ? [plural(leaseCount, "lease")] : [])];
-      if (held.length > 0) throw failedPrecondition(`namespace "${name}" must be empty, but it still has ${held.join(", ")}`);
-      if (report.unknown.length > 0) {
-        throw failedPrecondition(`namespace "${name}" cannot be deleted: cannot tell whether it is empty (${report.unknown.join("; ")})`);
-      }
-      // Leases are checked again inside the delete's transaction: one may have been
-      // created while the holders were being asked.
       const result = namespaces.delete(name);
       if (result === "not found") throw notFound(`namespace "${name}"`);
-      if (result === "has leases") throw failedPrecondition(`namespace "${name}" must be empty, but it still has leases`);
+      if (result !== "deleted") throw failedPrecondition(`namespace "${name}" must be empty, but it still has ${result.join(", ")}`);
       // The envelope carries the deleted namespace itself, as containerd's does.
       publish(name, "/namespaces/delete", "containerd.events.NamespaceDelete", NamespaceDelete, { name });
       return {};

@@ -1,7 +1,10 @@
 // The metadata service's records — namespaces, leases and the resources leases
-// hold — in one SQLite file, so that "delete a namespace only while it has no
-// leases" is a single transaction.
-import { openDatabase, parseLabels, transaction, type Database } from "../../core/sqlite.ts";
+// hold — in the shared metadata database, so that deleting a namespace checks every
+// service's table and deletes in one transaction.
+import { ensureNamespace, type Database, type LeaseResource } from "../../core/metadata-db.ts";
+import { parseLabels, transaction } from "../../core/sqlite.ts";
+
+export type { LeaseResource };
 
 export interface NamespaceRecord {
   name: string;
@@ -14,12 +17,8 @@ export interface LeaseRecord {
   labels: Record<string, string>;
 }
 
-export interface LeaseResource {
-  type: string;
-  id: string;
-}
-
-export type NamespaceDeleteResult = "deleted" | "not found" | "has leases";
+/** "deleted", "not found", or what the namespace still holds, e.g. ["2 images", "4 blobs"]. */
+export type NamespaceDeleteResult = "deleted" | "not found" | string[];
 
 export interface NamespaceStore {
   get(name: string): NamespaceRecord | undefined;
@@ -28,18 +27,20 @@ export interface NamespaceStore {
   create(namespace: NamespaceRecord): boolean;
   /** Replaces the labels through `change`; undefined when the namespace is missing. */
   updateLabels(name: string, change: (current: Record<string, string>) => Record<string, string>): NamespaceRecord | undefined;
-  /** Deletes the namespace unless it still has leases. */
+  /**
+   * Deletes the namespace unless it still holds images, containers, blobs or
+   * snapshots; its leases go with it (as containerd's do).
+   */
   delete(name: string): NamespaceDeleteResult;
 }
 
 export interface LeaseStore {
   /** Creates the lease (and its namespace, implicitly); false when the id exists. */
   create(namespace: string, lease: LeaseRecord): boolean;
-  /** False when there was no such lease. Its resources go with it (nothing is collected). */
+  /** False when there was no such lease. Its resources go with it (the collector frees what they held). */
   delete(namespace: string, id: string): boolean;
   get(namespace: string, id: string): LeaseRecord | undefined;
   list(namespace: string): LeaseRecord[];
-  count(namespace: string): number;
   /** False when the lease is missing. Adding a resource twice is harmless. */
   addResource(namespace: string, lease: string, resource: LeaseResource): boolean;
   /** False when the lease is missing; removing a resource the lease lacks is harmless. */
@@ -48,28 +49,6 @@ export interface LeaseStore {
   listResources(namespace: string, lease: string): LeaseResource[] | undefined;
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS namespaces (
-  name TEXT PRIMARY KEY,
-  labels TEXT NOT NULL DEFAULT '{}',
-  created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS leases (
-  namespace TEXT NOT NULL REFERENCES namespaces(name),
-  id TEXT NOT NULL,
-  labels TEXT NOT NULL DEFAULT '{}',
-  created_at INTEGER NOT NULL,
-  PRIMARY KEY (namespace, id)
-);
-CREATE TABLE IF NOT EXISTS lease_resources (
-  namespace TEXT NOT NULL,
-  lease TEXT NOT NULL,
-  type TEXT NOT NULL,
-  id TEXT NOT NULL,
-  PRIMARY KEY (namespace, lease, type, id),
-  FOREIGN KEY (namespace, lease) REFERENCES leases(namespace, id) ON DELETE CASCADE
-);
-`;
 
 interface NamespaceRow {
   name: string;
@@ -91,13 +70,21 @@ export interface MetadataStore {
   close(): void;
 }
 
-export function openMetadataStore(file: string): MetadataStore {
-  const db = openDatabase(file, schema);
+export function metadataStore(db: Database): MetadataStore {
   return { namespaces: new SqliteNamespaceStore(db), leases: new SqliteLeaseStore(db), close: () => db.close() };
 }
 
-const countLeasesSql = "SELECT COUNT(*) AS n FROM leases WHERE namespace = ?";
 const ensureNamespaceSql = "INSERT OR IGNORE INTO namespaces (name, labels, created_at) VALUES (?, ?, ?)";
+
+/** The objects that keep a namespace from being deleted, by table, in containerd's words. */
+const holders = [
+  { table: "images", word: "image" },
+  { table: "containers", word: "container" },
+  { table: "blobs", word: "blob" },
+  { table: "snapshots", word: "snapshot" },
+] as const;
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 class SqliteNamespaceStore implements NamespaceStore {
   private readonly db: Database;
@@ -132,8 +119,13 @@ class SqliteNamespaceStore implements NamespaceStore {
   delete(name: string): NamespaceDeleteResult {
     return transaction(this.db, () => {
       if (!this.get(name)) return "not found";
-      const { n } = this.db.prepare(countLeasesSql).get(name) as { n: number };
-      if (n > 0) return "has leases";
+      const held: string[] = [];
+      for (const { table, word } of holders) {
+        const { n } = this.db.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE namespace = ?`).get(name) as { n: number };
+        if (Number(n) > 0) held.push(plural(Number(n), word));
+      }
+      if (held.length > 0) return held;
+      this.db.prepare("DELETE FROM leases WHERE namespace = ?").run(name);
       this.db.prepare("DELETE FROM namespaces WHERE name = ?").run(name);
       return "deleted";
     });
@@ -148,7 +140,7 @@ class SqliteLeaseStore implements LeaseStore {
 
   create(namespace: string, lease: LeaseRecord): boolean {
     return transaction(this.db, () => {
-      this.db.prepare(ensureNamespaceSql).run(namespace, "{}", Date.now());
+      ensureNamespace(this.db, namespace);
       const result = this.db
         .prepare("INSERT OR IGNORE INTO leases (namespace, id, labels, created_at) VALUES (?, ?, ?, ?)")
         .run(namespace, lease.id, JSON.stringify(lease.labels), lease.createdAtMs);
@@ -169,13 +161,9 @@ class SqliteLeaseStore implements LeaseStore {
 
   list(namespace: string): LeaseRecord[] {
     const rows = this.db
-      .prepare("SELECT id, labels, created_at FROM leases WHERE namespace = ? ORDER BY created_at, id")
+      .prepare("SELECT id, labels, created_at FROM leases WHERE namespace = ? ORDER BY id")
       .all(namespace) as unknown as LeaseRow[];
     return rows.map(toLease);
-  }
-
-  count(namespace: string): number {
-    return (this.db.prepare(countLeasesSql).get(namespace) as { n: number }).n;
   }
 
   addResource(namespace: string, lease: string, resource: LeaseResource): boolean {

@@ -1,8 +1,7 @@
-// What the Snapshots service asks of a snapshotter (containerd's snapshots.Snapshotter
-// with the metadata layer's namespacing folded in). Every key lives in a namespace.
+// What the Snapshots service asks of a snapshotter: containerd's snapshots.Snapshotter
+// as its metadata layer offers it, every key in a namespace (see metadata-layer.ts,
+// which implements it over a backend).
 import type { Mount } from "../../core/gen/containerd/types/mount.ts";
-import { invalidArgument } from "../../core/errors.ts";
-import { applyLabelMask, validateLabels } from "../../core/labels.ts";
 import type { SnapshotRecord, Usage } from "./store.ts";
 
 export type { Mount, SnapshotRecord, Usage };
@@ -15,38 +14,14 @@ export interface Snapshotter {
   update(namespace: string, key: string, labels: Record<string, string>, paths: readonly string[]): SnapshotRecord;
   usage(namespace: string, key: string): Promise<Usage>;
   mounts(namespace: string, key: string): Mount[];
-  prepare(namespace: string, key: string, parent: string, labels: Record<string, string>): Mount[];
-  view(namespace: string, key: string, parent: string, labels: Record<string, string>): Mount[];
-  /**
-   * Commits the active snapshot `key` as `name`. `ready` (e.g. the lease taking the
-   * name) runs alongside the work that precedes the change; the change is made only if
-   * it resolves.
-   */
-  commit(namespace: string, name: string, key: string, labels: Record<string, string>, ready?: Promise<void>): Promise<void>;
-  remove(namespace: string, key: string): Promise<void>;
+  /** `lease`, when given, takes the new key in the same transaction (a missing lease creates nothing). */
+  prepare(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Promise<Mount[]>;
+  view(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Promise<Mount[]>;
+  /** Commits the active snapshot `key` as `name`; `lease` trades the key for the name. */
+  commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string): Promise<void>;
+  remove(namespace: string, key: string, lease?: string): Promise<void>;
   /** All snapshots of a namespace, ordered by key. */
   list(namespace: string): SnapshotRecord[];
   /** Removes directories no snapshot owns; returns their paths. */
   cleanup(): Promise<string[]>;
-  count(namespace: string): number;
-  close(): void;
-}
-
-/**
- * The labels an Update leaves, as containerd computes them: no mask replaces all
- * labels; `labels` replaces all; `labels.<k>` sets or (empty value) clears one key.
- * Any other path is an InvalidArgument: nothing else of a snapshot may change.
- */
-export function labelsAfterUpdate(
-  key: string,
-  current: Record<string, string>,
-  update: Record<string, string>,
-  paths: readonly string[],
-): Record<string, string> {
-  for (const path of paths) {
-    if (path !== "labels" && !path.startsWith("labels.")) {
-      throw invalidArgument(`cannot update ${JSON.stringify(path)} field on snapshot ${JSON.stringify(key)}`);
-    }
-  }
-  return validateLabels(applyLabelMask(current, update, paths));
 }

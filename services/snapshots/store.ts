@@ -5,7 +5,8 @@
 import type { StatementSync } from "node:sqlite";
 import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../core/errors.ts";
-import { openDatabase, parseLabels, transaction, type Database } from "../../core/sqlite.ts";
+import { addLeaseResource, ensureNamespace, removeLeaseResource, type Database } from "../../core/metadata-db.ts";
+import { parseLabels, transaction } from "../../core/sqlite.ts";
 
 export type SnapshotKind = typeof Kind.VIEW | typeof Kind.ACTIVE | typeof Kind.COMMITTED;
 
@@ -39,15 +40,30 @@ export interface SnapshotStore {
   /** A namespace's snapshots ordered by key (byte order, like containerd's bolt buckets). */
   list(namespace: string): SnapshotRecord[];
   /**
-   * Checks the new snapshot against the namespace (key free, parent present and
-   * committed), inserts it and calls `materialize(id)` inside the same transaction, so
-   * the row only exists if materialize (making its directory) succeeded.
+   * The rules a new snapshot must meet in its namespace (snapshot.ref target and key
+   * free, parent present and committed); returns the parent. create() checks them again
+   * inside its transaction; calling this first refuses a bad request before any work.
    */
-  create(namespace: string, snapshot: NewSnapshot, materialize: (record: SnapshotRecord) => void): SnapshotRecord;
-  /** Turns the active snapshot `key` into the committed snapshot `name`. */
-  commit(namespace: string, key: string, name: string, labels: Record<string, string>, usage: Usage, now: number): SnapshotRecord;
-  /** Deletes the row; FAILED_PRECONDITION while the snapshot has children. */
-  remove(namespace: string, key: string): SnapshotRecord;
+  check(namespace: string, snapshot: Pick<NewSnapshot, "key" | "parent" | "labels">): SnapshotRecord | undefined;
+  /**
+   * Checks the new snapshot against the namespace (key free, parent present and
+   * committed), inserts it (with its namespace, and on `lease` when given) and calls
+   * `materialize(id)` inside the same transaction, so the row only exists if
+   * materialize (making its directory) succeeded and the lease took it.
+   */
+  create(namespace: string, snapshot: NewSnapshot, materialize: (record: SnapshotRecord) => void, lease?: string): SnapshotRecord;
+  /** Turns the active snapshot `key` into the committed snapshot `name`; the lease trades key for name. */
+  commit(
+    namespace: string,
+    key: string,
+    name: string,
+    labels: Record<string, string>,
+    usage: Usage,
+    now: number,
+    lease?: string,
+  ): SnapshotRecord;
+  /** Deletes the row (and its entry on `lease`); FAILED_PRECONDITION while the snapshot has children. */
+  remove(namespace: string, key: string, lease?: string): SnapshotRecord;
   /** Reads, changes and writes the labels in one transaction. */
   updateLabels(
     namespace: string,
@@ -57,10 +73,8 @@ export interface SnapshotStore {
   ): SnapshotRecord;
   /** Parent ids, nearest first. */
   parentChain(record: SnapshotRecord): number[];
-  /** Every id in every namespace (what Cleanup must keep). */
+  /** Every id of this snapshotter in every namespace (what Cleanup must keep). */
   ids(): Set<number>;
-  count(namespace: string): number;
-  close(): void;
 }
 
 export interface Usage {
@@ -68,22 +82,6 @@ export interface Usage {
   inodes: bigint;
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS snapshots (
-  id         INTEGER PRIMARY KEY AUTOINCREMENT,
-  namespace  TEXT    NOT NULL,
-  key        TEXT    NOT NULL,
-  parent_id  INTEGER REFERENCES snapshots(id) ON DELETE RESTRICT,
-  kind       INTEGER NOT NULL,
-  labels     TEXT    NOT NULL DEFAULT '{}',
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL,
-  size       INTEGER NOT NULL DEFAULT 0,
-  inodes     INTEGER NOT NULL DEFAULT 0,
-  UNIQUE (namespace, key)
-);
-CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots (parent_id);
-`;
 
 interface SnapshotRow {
   id: bigint;
@@ -100,6 +98,9 @@ interface SnapshotRow {
 
 const select = `SELECT s.id, s.key, p.key AS parent, s.parent_id, s.kind, s.labels, s.created_at, s.updated_at, s.size, s.inodes
   FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id`;
+
+/** A snapshot's lease resource type (the id is its key), as containerd names it. */
+export const snapshotLeaseType = (snapshotter: string) => `snapshots/${snapshotter}`;
 
 function recordFromRow(row: SnapshotRow): SnapshotRecord {
   return {
@@ -132,24 +133,28 @@ export class SqliteSnapshotStore implements SnapshotStore {
   private readonly toCommitted: StatementSync;
   private readonly writeLabels: StatementSync;
   private readonly deleteOne: StatementSync;
-  private readonly countAll: StatementSync;
+  private readonly snapshotter: string;
+  private readonly leaseType: string;
 
-  constructor(file: string) {
-    this.db = openDatabase(file, schema);
-    this.selectOne = this.db.prepare(`${select} WHERE s.namespace = ? AND s.key = ?`);
+  /** The records of one snapshotter (by name) in the shared metadata database. */
+  constructor(db: Database, snapshotter: string) {
+    this.db = db;
+    this.snapshotter = snapshotter;
+    this.leaseType = snapshotLeaseType(snapshotter);
+    const mine = `s.snapshotter = '${snapshotter.replaceAll("'", "''")}'`;
+    this.selectOne = this.db.prepare(`${select} WHERE ${mine} AND s.namespace = ? AND s.key = ?`);
     this.selectById = this.db.prepare(`SELECT parent_id FROM snapshots WHERE id = ?`);
-    this.selectAll = this.db.prepare(`${select} WHERE s.namespace = ? ORDER BY s.key`);
+    this.selectAll = this.db.prepare(`${select} WHERE ${mine} AND s.namespace = ? ORDER BY s.key`);
     this.selectChild = this.db.prepare(`SELECT id FROM snapshots WHERE parent_id = ? LIMIT 1`);
-    this.selectIds = this.db.prepare(`SELECT id FROM snapshots`);
+    this.selectIds = this.db.prepare(`SELECT id FROM snapshots s WHERE ${mine}`);
     this.insert = this.db.prepare(
-      `INSERT INTO snapshots (namespace, key, parent_id, kind, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO snapshots (namespace, snapshotter, key, parent_id, kind, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.toCommitted = this.db.prepare(
       `UPDATE snapshots SET key = ?, kind = ?, labels = ?, created_at = ?, updated_at = ?, size = ?, inodes = ? WHERE id = ?`,
     );
     this.writeLabels = this.db.prepare(`UPDATE snapshots SET labels = ?, updated_at = ? WHERE id = ?`);
     this.deleteOne = this.db.prepare(`DELETE FROM snapshots WHERE id = ?`);
-    this.countAll = this.db.prepare(`SELECT COUNT(*) AS n FROM snapshots WHERE namespace = ?`);
     for (const statement of [this.selectOne, this.selectAll, this.selectById, this.selectIds, this.selectChild]) {
       statement.setReadBigInts(true);
     }
@@ -164,24 +169,29 @@ export class SqliteSnapshotStore implements SnapshotStore {
     return (this.selectAll.all(namespace) as unknown as SnapshotRow[]).map(recordFromRow);
   }
 
-  create(namespace: string, snapshot: NewSnapshot, materialize: (record: SnapshotRecord) => void): SnapshotRecord {
+  check(namespace: string, snapshot: Pick<NewSnapshot, "key" | "parent" | "labels">): SnapshotRecord | undefined {
+    const target = snapshot.labels[snapshotRefLabel];
+    if (target !== undefined && target !== "" && this.get(namespace, target)) {
+      throw alreadyExists(`target snapshot ${JSON.stringify(target)}`);
+    }
+    if (this.get(namespace, snapshot.key)) throw alreadyExists(`snapshot ${JSON.stringify(snapshot.key)}`);
+    if (snapshot.parent === "") return undefined;
+    const parent = this.get(namespace, snapshot.parent);
+    if (!parent) throw notFound(`parent snapshot ${snapshot.parent} does not exist`);
+    if (parent.kind !== Kind.COMMITTED) {
+      throw invalidArgument(`failed to create snapshot: parent ${JSON.stringify(snapshot.parent)} is not committed snapshot`);
+    }
+    return parent;
+  }
+
+  create(namespace: string, snapshot: NewSnapshot, materialize: (record: SnapshotRecord) => void, lease?: string): SnapshotRecord {
     return transaction(this.db, () => {
-      const target = snapshot.labels[snapshotRefLabel];
-      if (target !== undefined && target !== "" && this.get(namespace, target)) {
-        throw alreadyExists(`target snapshot ${JSON.stringify(target)}`);
-      }
-      if (this.get(namespace, snapshot.key)) throw alreadyExists(`snapshot ${JSON.stringify(snapshot.key)}`);
-      let parentId: number | undefined;
-      if (snapshot.parent !== "") {
-        const parent = this.get(namespace, snapshot.parent);
-        if (!parent) throw notFound(`parent snapshot ${snapshot.parent} does not exist`);
-        if (parent.kind !== Kind.COMMITTED) {
-          throw invalidArgument(`failed to create snapshot: parent ${JSON.stringify(snapshot.parent)} is not committed snapshot`);
-        }
-        parentId = parent.id;
-      }
+      ensureNamespace(this.db, namespace);
+      if (lease) addLeaseResource(this.db, namespace, lease, { type: this.leaseType, id: snapshot.key });
+      const parentId = this.check(namespace, snapshot)?.id;
       const result = this.insert.run(
         namespace,
+        this.snapshotter,
         snapshot.key,
         parentId ?? null,
         snapshot.kind,
@@ -206,8 +216,20 @@ export class SqliteSnapshotStore implements SnapshotStore {
     });
   }
 
-  commit(namespace: string, key: string, name: string, labels: Record<string, string>, usage: Usage, now: number): SnapshotRecord {
+  commit(
+    namespace: string,
+    key: string,
+    name: string,
+    labels: Record<string, string>,
+    usage: Usage,
+    now: number,
+    lease?: string,
+  ): SnapshotRecord {
     return transaction(this.db, () => {
+      if (lease) {
+        addLeaseResource(this.db, namespace, lease, { type: this.leaseType, id: name });
+        removeLeaseResource(this.db, namespace, lease, { type: this.leaseType, id: key });
+      }
       if (this.get(namespace, name)) throw alreadyExists(`snapshot ${JSON.stringify(name)}`);
       const active = this.get(namespace, key);
       if (!active) throw snapshotNotFound(key);
@@ -218,12 +240,13 @@ export class SqliteSnapshotStore implements SnapshotStore {
     });
   }
 
-  remove(namespace: string, key: string): SnapshotRecord {
+  remove(namespace: string, key: string, lease?: string): SnapshotRecord {
     return transaction(this.db, () => {
       const record = this.get(namespace, key);
       if (!record) throw snapshotNotFound(key);
       if (this.selectChild.get(record.id)) throw failedPrecondition("cannot remove snapshot with child");
       this.deleteOne.run(record.id);
+      if (lease) removeLeaseResource(this.db, namespace, lease, { type: this.leaseType, id: key });
       return record;
     });
   }
@@ -259,12 +282,4 @@ export class SqliteSnapshotStore implements SnapshotStore {
     return new Set((this.selectIds.all() as { id: bigint }[]).map((row) => Number(row.id)));
   }
 
-  count(namespace: string): number {
-    const row = this.countAll.get(namespace) as { n: number | bigint };
-    return Number(row.n);
-  }
-
-  close(): void {
-    this.db.close();
-  }
 }

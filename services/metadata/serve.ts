@@ -1,0 +1,61 @@
+// What berthd serves in-process on <state>/services/metadata.sock: namespaces and leases
+// (in the shared metadata database), events (Redis pub/sub, so they cross processes),
+// the front of the garbage collector (which runs in the jobs process), and Version and
+// Introspection.
+import { EventsDefinition } from "../../core/gen/containerd/services/events/v1/events.ts";
+import { LeasesDefinition } from "../../core/gen/containerd/services/leases/v1/leases.ts";
+import { NamespacesDefinition } from "../../core/gen/containerd/services/namespaces/v1/namespace.ts";
+import { IntrospectionDefinition } from "../../core/gen/containerd/services/introspection/v1/introspection.ts";
+import { VersionDefinition } from "../../core/gen/containerd/services/version/v1/version.ts";
+import { CollectorDefinition } from "../../core/gen/berth/internal/v1/gc.ts";
+import { serviceSocketPath } from "../../core/config.ts";
+import { startGrpcServer } from "../../core/grpc-server.ts";
+import type { ProcessContext } from "../../core/lifecycle.ts";
+import { openMetadataDatabase } from "../../core/metadata-db.ts";
+import { inProcess, snapshotterNames } from "../../core/routes.ts";
+import { introspectionService, loadServerUuid, versionService } from "../gateway/introspection.ts";
+import { RedisEventBus } from "./event-bus.ts";
+import { eventsService, localPublisher } from "./events.ts";
+import { CollectorFront } from "./collector-front.ts";
+import { collect } from "../jobs/gc/collector.ts";
+import { leasesService } from "./leases.ts";
+import { namespacesService } from "./namespaces.ts";
+import { metadataStore } from "./store.ts";
+
+/**
+ * Serves the in-process services. `jobsReady` makes sure the jobs process runs (it is
+ * started on demand). Call startCollections() once every service process is up.
+ */
+export async function serveMetadata(
+  ctx: ProcessContext,
+  redisUrl: string | undefined,
+  jobsReady: () => Promise<void> | undefined,
+): Promise<{ startCollections(): void; close(): Promise<void> }> {
+  const db = openMetadataDatabase(ctx.root);
+  // Whatever a crash left unreferenced goes before any service starts (they unlink the
+  // files no row refers to when they start), so nothing races this first collection.
+  const startup = collect(db);
+  if (startup.blobs + startup.snapshots + startup.leases > 0) ctx.log.info(startup, "garbage collected at start");
+  const store = metadataStore(db);
+  const bus = new RedisEventBus(redisUrl, ctx.log);
+  const collector = new CollectorFront(ctx.state, jobsReady, ctx.log);
+  const grpc = await startGrpcServer(ctx, inProcess, (server) => {
+    server.add(NamespacesDefinition, namespacesService({ namespaces: store.namespaces, publish: localPublisher(bus, ctx.log) }));
+    server.add(LeasesDefinition, leasesService(store.leases, collector));
+    server.add(EventsDefinition, eventsService(bus));
+    server.add(CollectorDefinition, collector.service);
+    server.add(VersionDefinition, versionService);
+    server.add(IntrospectionDefinition, introspectionService(loadServerUuid(ctx.root), (process) => serviceSocketPath(ctx.state, process), snapshotterNames));
+  });
+  return {
+    startCollections() {
+      collector.startPeriodic(Number(process.env.BERTH_GC_PERIOD_MS) || 60 * 60_000);
+    },
+    async close() {
+      collector.stop();
+      await grpc.close();
+      await bus.close();
+      store.close();
+    },
+  };
+}

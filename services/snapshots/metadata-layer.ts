@@ -1,0 +1,144 @@
+// The namespaced metadata layer over a snapshotter backend (containerd's
+// metadata/snapshot.go over a snapshotter plugin): keys, namespaces, labels, kinds,
+// parents and leases live in the shared metadata database (SqliteSnapshotStore); the
+// backend only makes, mounts and deletes directories named by the row's numeric id.
+//
+// Crash safety: a new snapshot's directory is built under a temp name (outside any
+// transaction: a native copy may take a while) and renamed to its id inside the
+// transaction that inserts its row; a removal deletes the row first and the directory
+// after. A crash at any point therefore leaves at most a directory without a row, which
+// cleanup() (run at start-up, by Cleanup and by the collector's sweep) deletes.
+import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
+import { BerthError, failedPrecondition } from "../../core/errors.ts";
+import type { Database } from "../../core/metadata-db.ts";
+import type { NewKind, SnapshotBackend } from "./backend.ts";
+import { labelsAfterUpdate } from "../../core/labels.ts";
+import type { Mount, Snapshotter } from "./snapshotter.ts";
+import { snapshotNotFound, SqliteSnapshotStore, type NewSnapshot, type SnapshotRecord, type SnapshotStore, type Usage } from "./store.ts";
+
+/** Another request replaced the parent while the new snapshot was being built on it. */
+class ParentChanged extends Error {}
+
+/** How often a create is retried when its parent was replaced meanwhile. */
+const parentChangeRetries = 3;
+
+export class NamespacedSnapshotter implements Snapshotter {
+  private readonly store: SnapshotStore;
+  private readonly backend: SnapshotBackend;
+
+  /** The snapshots of `backend`, recorded under `name` in the shared metadata database. */
+  constructor(name: string, db: Database, backend: SnapshotBackend) {
+    this.store = new SqliteSnapshotStore(db, name);
+    this.backend = backend;
+  }
+
+  find(namespace: string, key: string): SnapshotRecord | undefined {
+    return this.store.get(namespace, key);
+  }
+
+  stat(namespace: string, key: string): SnapshotRecord {
+    const record = this.store.get(namespace, key);
+    if (!record) throw snapshotNotFound(key);
+    return record;
+  }
+
+  update(namespace: string, key: string, labels: Record<string, string>, paths: readonly string[]): SnapshotRecord {
+    return this.store.updateLabels(namespace, key, (current) => labelsAfterUpdate(`snapshot ${JSON.stringify(key)}`, current.labels, labels, paths), Date.now());
+  }
+
+  async usage(namespace: string, key: string): Promise<Usage> {
+    const record = this.stat(namespace, key);
+    // Only an active snapshot still changes; the others keep what commit measured.
+    if (record.kind !== Kind.ACTIVE) return { size: record.size, inodes: record.inodes };
+    return this.backend.usage(record.id);
+  }
+
+  mounts(namespace: string, key: string): Mount[] {
+    const record = this.stat(namespace, key);
+    if (record.kind !== Kind.ACTIVE && record.kind !== Kind.VIEW) {
+      throw failedPrecondition(`failed to get active mount: requested snapshot ${key} not active or view`);
+    }
+    return this.mountsOf(record);
+  }
+
+  prepare(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Promise<Mount[]> {
+    return this.create(namespace, { key, parent, kind: Kind.ACTIVE, labels }, lease);
+  }
+
+  view(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Promise<Mount[]> {
+    return this.create(namespace, { key, parent, kind: Kind.VIEW, labels }, lease);
+  }
+
+  async commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string): Promise<void> {
+    const active = this.stat(namespace, key);
+    const usage = await this.backend.usage(active.id);
+    // The store checks again inside its transaction: the snapshot may have changed meanwhile.
+    this.store.commit(namespace, key, name, labels, usage, Date.now(), lease);
+  }
+
+  async remove(namespace: string, key: string, lease?: string): Promise<void> {
+    const record = this.store.remove(namespace, key, lease);
+    await this.backend.remove(record.id);
+  }
+
+  list(namespace: string): SnapshotRecord[] {
+    return this.store.list(namespace);
+  }
+
+  cleanup(): Promise<string[]> {
+    // ids() and the backend's directory listing run in one synchronous step (see SnapshotDirs.sweep).
+    return this.backend.sweep(this.store.ids());
+  }
+
+  private async create(namespace: string, snapshot: Omit<NewSnapshot, "now">, lease: string | undefined): Promise<Mount[]> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.createOnce(namespace, snapshot, lease);
+      } catch (err) {
+        if (!(err instanceof ParentChanged)) throw err;
+        if (attempt >= parentChangeRetries) throw new BerthError("unavailable", `parent snapshot ${snapshot.parent} keeps changing`);
+      }
+    }
+  }
+
+  private async createOnce(namespace: string, snapshot: Omit<NewSnapshot, "now">, lease: string | undefined): Promise<Mount[]> {
+    // Refuse a bad request before building anything.
+    const parent = this.store.check(namespace, snapshot);
+    const kind: NewKind = snapshot.kind === Kind.ACTIVE ? "active" : "view";
+    const parents = parent ? [parent.id, ...this.store.parentChain(parent)] : [];
+    let staged: string;
+    try {
+      staged = await this.backend.stage(kind, parents);
+    } catch (err) {
+      // A parent removed while it was being copied fails the copy: report what happened
+      // to the parent (NOT_FOUND, or a build on its replacement), not the copy's error.
+      if (parent && this.store.get(namespace, snapshot.parent)?.id !== parent.id) throw new ParentChanged();
+      throw err;
+    }
+    let placed: number | undefined;
+    let record: SnapshotRecord;
+    try {
+      record = this.store.create(
+        namespace,
+        { ...snapshot, now: Date.now() },
+        (created) => {
+          // The directory was built on this parent: a parent removed and made again under
+          // the same key meanwhile is another snapshot.
+          if (created.parentId !== parent?.id) throw new ParentChanged();
+          this.backend.place(staged, created.id);
+          placed = created.id;
+        },
+        lease,
+      );
+    } catch (err) {
+      // Placed, then the transaction failed to commit: that directory has no row.
+      this.backend.discard(placed === undefined ? staged : this.backend.pathOf(placed));
+      throw err;
+    }
+    return this.backend.mounts(record.id, record.kind, parents);
+  }
+
+  private mountsOf(record: SnapshotRecord): Mount[] {
+    return this.backend.mounts(record.id, record.kind, this.store.parentChain(record));
+  }
+}

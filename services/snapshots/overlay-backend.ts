@@ -1,0 +1,87 @@
+// The overlayfs backend (containerd's "overlayfs"): snapshot <id> lives in
+// <root>/snapshots/<id>/{fs,work}; fs is the upper layer of an active snapshot and the
+// layer itself once committed, so a chain is mounted as an overlay of its fs dirs.
+import { existsSync, lchownSync, lstatSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
+import type { Logger } from "../../core/log.ts";
+import { SnapshotDirs, type NewKind, type SnapshotBackend } from "./backend.ts";
+import { diskUsage } from "./disk-usage.ts";
+import type { Mount } from "../../core/gen/containerd/types/mount.ts";
+import type { SnapshotKind, Usage } from "./store.ts";
+
+/** containerd adds index=off whenever the kernel's overlay module has the knob. */
+function supportsIndexOption(): boolean {
+  return existsSync("/sys/module/overlay/parameters/index");
+}
+
+export class OverlayBackend implements SnapshotBackend {
+  private readonly dirs: SnapshotDirs;
+  private readonly indexOff: boolean;
+
+  constructor(root: string, log: Logger) {
+    this.dirs = new SnapshotDirs(root, log);
+    this.indexOff = supportsIndexOption();
+  }
+
+  private upperPath(id: number): string {
+    return join(this.dirs.pathOf(id), "fs");
+  }
+
+  private workPath(id: number): string {
+    return join(this.dirs.pathOf(id), "work");
+  }
+
+  stage(kind: NewKind, parents: readonly number[]): Promise<string> {
+    return this.dirs.stage((temp) => {
+      mkdirSync(join(temp, "fs"), { mode: 0o755 });
+      if (kind === "active") mkdirSync(join(temp, "work"), { mode: 0o700 });
+      if (parents.length > 0) {
+        // The new upper layer belongs to whoever owns the layer below (containerd does
+        // the same), so a rootfs owned by a remapped user stays writable for it.
+        const below = lstatSync(join(this.dirs.parentPath(parents[0]!), "fs"));
+        lchownSync(join(temp, "fs"), below.uid, below.gid);
+      }
+    });
+  }
+
+  place(staged: string, id: number): void {
+    this.dirs.place(staged, id);
+  }
+
+  discard(path: string): void {
+    this.dirs.discard(path);
+  }
+
+  pathOf(id: number): string {
+    return this.dirs.pathOf(id);
+  }
+
+  /** containerd's overlay mount shapes (see snapshots/overlay/overlay.go). */
+  mounts(id: number, kind: SnapshotKind, parents: readonly number[]): Mount[] {
+    if (parents.length === 0) {
+      return [{ type: "bind", source: this.upperPath(id), target: "", options: [kind === Kind.VIEW ? "ro" : "rw", "rbind"] }];
+    }
+    const options = this.indexOff ? ["index=off"] : [];
+    if (kind === Kind.ACTIVE) {
+      options.push(`workdir=${this.workPath(id)}`, `upperdir=${this.upperPath(id)}`);
+    } else if (parents.length === 1) {
+      // A read-only view of a single layer needs no overlay at all.
+      return [{ type: "bind", source: this.upperPath(parents[0]!), target: "", options: ["ro", "rbind"] }];
+    }
+    options.push(`lowerdir=${parents.map((parent) => this.upperPath(parent)).join(":")}`);
+    return [{ type: "overlay", source: "overlay", target: "", options }];
+  }
+
+  usage(id: number): Promise<Usage> {
+    return diskUsage(this.upperPath(id));
+  }
+
+  remove(id: number): Promise<void> {
+    return this.dirs.remove(id);
+  }
+
+  sweep(keep: ReadonlySet<number>): Promise<string[]> {
+    return this.dirs.sweep(keep);
+  }
+}
