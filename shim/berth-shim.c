@@ -502,6 +502,8 @@ static void create_container(void)
             close_quietly(shim.child_stdio[fd]);
         shim.child_stdio[fd] = -1;
     }
+    close_quietly(shim.dev_null);
+    shim.dev_null = -1;
 
     int status = 0;
     bool runc_done = false;

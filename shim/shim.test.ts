@@ -211,6 +211,12 @@ for (const variant of ["release", "sanitize"] as const) {
       assert.ok(isRunning(shimPid), "the shim outlives its starter");
       const shimPipes = pipeInodes(shimPid);
       assert.deepEqual(shimPipes.filter((pipe) => starterPipes.includes(pipe)), [], "the shim closed every inherited fd");
+      // All it holds: /dev/null as stdio, its state dir's files, its signalfd, the container's stderr pipe.
+      for (const fd of readdirSync(`/proc/${shimPid}/fd`)) {
+        const link = readlinkSync(`/proc/${shimPid}/fd/${fd}`);
+        const expected = link === "/dev/null" || link === c.stateDir || link.startsWith(`${c.stateDir}/`) || link === "anon_inode:[signalfd]" || link.startsWith("pipe:");
+        assert.ok(expected, `fd ${fd} -> ${link}`);
+      }
       const status = readFileSync(`/proc/${shimPid}/status`, "utf8");
       assert.notEqual(Number(/^PPid:\s+(\d+)$/m.exec(status)?.[1]), starter.pid);
       const [sid, pgid] = (() => {
