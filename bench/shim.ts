@@ -1,6 +1,7 @@
 // node bench/shim.ts: what berth-shim costs per container.
 //  - idle memory: USS (Private_Clean + Private_Dirty) of each shim of a few idle `sleep`
-//    containers, and the same for the container process itself, for scale;
+//    containers, and the same for the container process itself, for scale; beside it
+//    containerd-shim-runc-v2 for the same containers run by a real containerd (ctr run -d);
 //  - start-to-pid latency: berth-shim + runc create (startShim resolving with the pid)
 //    against bare `runc create --pid-file` (spawn, wait for exit, read the pid file).
 // Needs root, runc and a built dist/berth-shim. Results in bench/results/shim.md.
@@ -13,6 +14,9 @@ import { isRunning } from "../core/process.ts";
 import { startShim } from "../shim/client.ts";
 import { makeBusyboxRootfs, removeCgroup, writeBundle } from "../shim/test-bundle.ts";
 import { processMemory } from "./proc-memory.ts";
+import { containerdInstalled, startContainerd } from "./daemons.ts";
+import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
+import { skopeoArchives } from "../test/fixtures/archives.ts";
 
 const idleContainers = Number(process.env.BENCH_SHIM_IDLE ?? 5);
 const rounds = Number(process.env.BENCH_SHIM_ROUNDS ?? 20);
@@ -51,6 +55,42 @@ function bareRuncCreate(id: string, bundle: string, pidFile: string): Promise<nu
     child.on("error", reject);
     child.on("exit", (code) => (code === 0 ? resolve(Number(readFileSync(pidFile, "utf8"))) : reject(new Error(`runc create exited ${code}`))));
   });
+}
+
+/**
+ * USS of containerd-shim-runc-v2 beside the same idle container, run by a real containerd
+ * through ctr (the busybox fixture image imported first); undefined without containerd.
+ */
+async function containerdShimUss(): Promise<number[] | undefined> {
+  if (!containerdInstalled()) return undefined;
+  const dir = join(base, "containerd");
+  mkdirSync(dir);
+  const daemon = await startContainerd(dir);
+  const ctr = (...args: string[]) => execFileSync("ctr", ["--address", daemon.address, "-n", "bench", ...args], { encoding: "utf8" });
+  const ids = Array.from({ length: idleContainers }, (_, i) => `bench-ctr-${i}-${process.pid}`);
+  const shimPids = new Set<number>();
+  try {
+    const archive = skopeoArchives(join(dir, "image"), await buildBusyboxImage(), "busybox:latest").dockerArchive;
+    ctr("images", "import", archive);
+    for (const id of ids) ctr("run", "-d", "docker.io/library/busybox:latest", id, "sleep", "1000");
+    await new Promise((r) => setTimeout(r, 500));
+    for (const line of execFileSync("pgrep", ["-f", "containerd-shim-runc-v2 -namespace bench"], { encoding: "utf8" }).split("\n")) {
+      if (line.trim()) shimPids.add(Number(line));
+    }
+    return [...shimPids].map((pid) => processMemory(pid, "containerd-shim-runc-v2").ussKiB);
+  } finally {
+    for (const id of ids) {
+      spawnSync("ctr", ["--address", daemon.address, "-n", "bench", "tasks", "kill", "-s", "SIGKILL", id], { stdio: "ignore" });
+    }
+    for (const id of ids) {
+      for (let i = 0; i < 100 && spawnSync("ctr", ["--address", daemon.address, "-n", "bench", "tasks", "rm", id], { stdio: "ignore" }).status !== 0; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      spawnSync("ctr", ["--address", daemon.address, "-n", "bench", "containers", "rm", id], { stdio: "ignore" });
+    }
+    await daemon.stop();
+    for (const pid of shimPids) if (isRunning(pid)) process.kill(pid, "SIGKILL");
+  }
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
@@ -97,6 +137,10 @@ try {
   }
 
   const shimUss = idle.map((r) => r.shimUss);
+  const containerdUss = await containerdShimUss();
+  const containerdRows = containerdUss?.length
+    ? [`| containerd-shim-runc-v2 (containerd ${/ (\d+\.\d+\S*)/.exec(execFileSync("containerd", ["--version"], { encoding: "utf8" }))?.[1] ?? "?"}), same container via \`ctr run -d\`, median | ${median(containerdUss)} |`]
+    : ["| containerd-shim-runc-v2 (DESIGN.md figure; containerd not installed here) | ~2400 |"];
   const lines = [
     `# berth-shim cost (${new Date().toISOString()})`,
     "",
@@ -109,7 +153,7 @@ try {
     `| berth-shim, median | ${median(shimUss)} |`,
     `| berth-shim, max | ${Math.max(...shimUss)} |`,
     `| the container's \`sleep\` (static busybox), median | ${median(idle.map((r) => r.containerUss))} |`,
-    "| containerd-shim-runc-v2 (DESIGN.md figure) | ~2400 |",
+    ...containerdRows,
     "| conmon (DESIGN.md figure) | ~1000 |",
     "",
     "## Start to pid",
