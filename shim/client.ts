@@ -6,6 +6,7 @@ import { closeSync, constants, existsSync, openSync, readFileSync, writeSync } f
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { BerthError, invalidArgument, unavailable } from "../core/errors.ts";
+import { pidfdOpen, pidfdWait } from "../native/index.ts";
 
 export interface ShimOptions {
   /** The berth-shim executable. */
@@ -151,6 +152,31 @@ export function inspectShimState(stateDir: string): ShimState {
   const late = readShimExit(stateDir);
   if (late) return { state: "exited", exit: late };
   return { state: "lost", reason: shimPid === undefined ? "no shim.pid in the state dir" : `shim ${shimPid} is gone and recorded no exit` };
+}
+
+/**
+ * Resolves once the shim of this state dir has gone, with what the dir then says: exited
+ * (the usual case) or lost. Works for a shim this process did not start (after a restart):
+ * it waits on a pidfd, not as a parent. The shim leaves after draining the output, so the
+ * exit file can appear earlier; watch the dir for `exit` to learn of the exit sooner.
+ */
+export async function waitForShim(stateDir: string): Promise<ShimState> {
+  const state = inspectShimState(stateDir);
+  if (state.state !== "running") return state;
+  let fd: number;
+  try {
+    fd = pidfdOpen(state.shimPid);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ESRCH") return inspectShimState(stateDir);
+    throw error;
+  }
+  try {
+    // The pid could have been reused between the check and pidfd_open: check again, now pinned.
+    if (inspectShimState(stateDir).state === "running") await pidfdWait(fd);
+  } finally {
+    closeSync(fd);
+  }
+  return inspectShimState(stateDir);
 }
 
 /**

@@ -10,7 +10,7 @@ import { constants as os, tmpdir } from "node:os";
 import { join } from "node:path";
 import { isRunning } from "../core/process.ts";
 import * as native from "../native/index.ts";
-import { inspectShimState, readShimExit, sendShimCommand, startShim, type ShimOptions, type ShimStarted } from "./client.ts";
+import { inspectShimState, readShimExit, sendShimCommand, startShim, waitForShim, type ShimOptions, type ShimStarted } from "./client.ts";
 import { cgroupLeftIn, makeBusyboxRootfs, processSpec, removeCgroup, writeBundle } from "./test-bundle.ts";
 
 const distDir = new URL("../dist/", import.meta.url).pathname;
@@ -313,23 +313,29 @@ for (const variant of ["release", "sanitize"] as const) {
       const pidfd = native.pidfdOpen(found.state === "running" ? found.shimPid : 0);
       try {
         const shimGone = native.pidfdWait(pidfd);
+        const finished = waitForShim(c.stateDir);
         runc("start", c.id);
         sendShimCommand(c.stateDir, "close-stdin");
         await shimGone;
+        const final = await finished;
+        assert.equal(final.state === "exited" && final.exit.exitStatus, 7);
         assert.ok(native.pidfdExited(pidfd));
       } finally {
         closeSync(pidfd);
       }
       const after = inspectShimState(c.stateDir);
       assert.equal(after.state, "exited");
+      assert.deepEqual(await waitForShim(c.stateDir), after, "a finished shim is reported at once");
       assert.deepEqual(after.state === "exited" && { pid: after.exit.pid, exitStatus: after.exit.exitStatus }, { pid, exitStatus: 7 });
       runc("delete", c.id);
       // A shim that died without recording an exit is reported as lost, not as running.
       const lost = newContainer(["sleep", "1000"], { fifos: [] });
       const lostShim = await start(lost.options);
+      const waited = waitForShim(lost.stateDir);
       process.kill(lostShim.shimPid, "SIGKILL");
-      await waitForShimExit(lostShim.shimPid);
-      assert.deepEqual(inspectShimState(lost.stateDir), { state: "lost", reason: `shim ${lostShim.shimPid} is gone and recorded no exit` });
+      const reason = `shim ${lostShim.shimPid} is gone and recorded no exit`;
+      assert.deepEqual(await waited, { state: "lost", reason });
+      assert.deepEqual(inspectShimState(lost.stateDir), { state: "lost", reason });
       runc("delete", "--force", lost.id);
     });
 
