@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { build, type BuildOptions } from "esbuild";
 import { buildNativeAddon } from "../native/build.ts";
 import { builtinsWithoutNamespaces } from "./builtins-plugin.ts";
+import { buildShim } from "../shim/build.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const args = new Set(process.argv.slice(2));
@@ -30,6 +31,8 @@ function entries(dir: string): Record<string, string> {
 
 // The Node-API addon (native/) that services load for mount, mknod and xattrs.
 buildNativeAddon();
+// The per-container shim, in C (shim/).
+buildShim();
 
 // Bundles of processes that no longer exist must not linger (berthd would start them).
 for (const name of (existsSync(join(root, "dist")) ? readdirSync(join(root, "dist"), { withFileTypes: true }) : []).filter((e) => /\.js(\.map)?$/.test(e.name))) {
