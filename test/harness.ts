@@ -126,8 +126,14 @@ export class Daemon {
     for (let i = 0; i < 200 && services.some(isRunning); i++) await sleep(25);
   }
 
+  /** How berthd last ended under stop(): signal "SIGKILL" means SIGTERM did not stop it in time. */
+  lastExit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+
   async stop(): Promise<void> {
-    if (this.proc) await stopChild(this.proc, 15_000);
+    if (this.proc) {
+      await stopChild(this.proc, 15_000);
+      this.lastExit = { code: this.proc.exitCode, signal: this.proc.signalCode };
+    }
     this.proc = undefined;
   }
 
