@@ -140,7 +140,7 @@ try {
   const containerdUss = await containerdShimUss();
   const containerdRows = containerdUss?.length
     ? [`| containerd-shim-runc-v2 (containerd ${/ (\d+\.\d+\S*)/.exec(execFileSync("containerd", ["--version"], { encoding: "utf8" }))?.[1] ?? "?"}), same container via \`ctr run -d\`, median | ${median(containerdUss)} |`]
-    : ["| containerd-shim-runc-v2 (DESIGN.md figure; containerd not installed here) | ~2400 |"];
+    : ["| containerd-shim-runc-v2 (published figure; containerd not installed here) | ~2400 |"];
   const lines = [
     `# berth-shim cost (${new Date().toISOString()})`,
     "",
@@ -154,7 +154,7 @@ try {
     `| berth-shim, max | ${Math.max(...shimUss)} |`,
     `| the container's \`sleep\` (static busybox), median | ${median(idle.map((r) => r.containerUss))} |`,
     ...containerdRows,
-    "| conmon (DESIGN.md figure) | ~1000 |",
+    "| conmon (published figure, not measured here) | ~1000 |",
     "",
     "## Start to pid",
     "",
