@@ -10,7 +10,7 @@ import { startDaemon, repoRoot } from "../test/harness.ts";
 import { TestRegistry } from "../test/fixtures/registry.ts";
 import { imageFromLayers } from "../test/fixtures/archives.ts";
 import { RegistryClient, parseRegistryReference, pullImage, pushBlob, pushManifest } from "../core/registry/index.ts";
-import { connectImageServices } from "../core/image/services.ts";
+import { connectImageServices } from "../core/image/connect.ts";
 import { closeChannels } from "../core/grpc-client.ts";
 
 const sizesMiB = (process.env.BENCH_SIZES_MIB ?? "32,128,512").split(",").map(Number);

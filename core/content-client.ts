@@ -3,8 +3,8 @@
 // (streamed or whole), Info, label updates, and the lockstep Content/Write protocol
 // (reference §1.9) that never needs the whole blob in memory.
 import { createHash, type Hash } from "node:crypto";
-import { ClientError, type CallOptions } from "nice-grpc";
-import { isAlreadyExists, isNotFound } from "./grpc-client.ts";
+import { ClientError, type CallOptions } from "nice-grpc-common";
+import { isAlreadyExists, isNotFound } from "./grpc-status.ts";
 import { BerthError, errorKind, failedPrecondition, unavailable } from "./errors.ts";
 
 /** The input ended before the size the caller declared (ctr's words, and no class suffix, like ctr). */

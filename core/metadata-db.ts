@@ -15,7 +15,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { notFound } from "./errors.ts";
-import { openDatabase, transaction, type Database } from "./sqlite.ts";
+import { keepReserve, openDatabase, transaction, type Database } from "./sqlite.ts";
 
 export type { Database };
 
@@ -94,7 +94,9 @@ CREATE TABLE IF NOT EXISTS containers (
 /** Opens (creating if needed) <root>/metadata.db with every service's tables. */
 export function openMetadataDatabase(root: string): Database {
   mkdirSync(root, { recursive: true, mode: 0o700 });
-  return openDatabase(join(root, "metadata.db"), schema);
+  const db = openDatabase(join(root, "metadata.db"), schema);
+  keepReserve(db, join(root, "metadata.reserve"));
+  return db;
 }
 
 const ensureNamespaceSql = "INSERT OR IGNORE INTO namespaces (name, labels, created_at) VALUES (?, '{}', ?)";

@@ -59,6 +59,7 @@ export const inProcessServices: readonly string[] = [
   "containerd.services.namespaces.v1.Namespaces",
   "containerd.services.leases.v1.Leases",
   "containerd.services.events.v1.Events",
+  "containerd.services.containers.v1.Containers",
 ];
 
 /** Which socket name (a process, or inProcess) serves each gRPC service. */

@@ -18,6 +18,7 @@
 // a slow Content/Update is the same wait on its commit.
 // containerd's bbolt fsyncs every commit; we trade power-loss durability of the last
 // few changes for not stalling every service behind the disk.
+import { closeSync, ftruncateSync, openSync, rmSync, writeSync } from "node:fs";
 import { DatabaseSync } from "node:sqlite";
 import { ensurePrivateFile, tightenIfPresent } from "./private-files.ts";
 
@@ -52,6 +53,63 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
     if (db.isTransaction) db.exec("ROLLBACK");
     throw err;
   }
+}
+
+// A full disk must not stop what frees it: a delete appends to the WAL like any write,
+// so with no byte left SQLite refuses it ("database or disk is full") and nothing can
+// ever be removed through the API. Each database keeps a reserve file beside it; a
+// freeing transaction that hits a full disk gives the reserve back and tries again,
+// and the reserve is made again once there is room.
+const reserveBytes = 4 * 1024 * 1024;
+const reserves = new WeakMap<DatabaseSync, string>();
+
+function isDiskFull(err: unknown): boolean {
+  return (err as { errcode?: number }).errcode === 13 || /database or disk is full|ENOSPC/.test(String((err as Error)?.message));
+}
+
+/** Keeps `file` as the database's reserve: written in full now if there is room (best effort). */
+export function keepReserve(db: DatabaseSync, file: string): void {
+  reserves.set(db, file);
+  refillReserve(db);
+}
+
+function refillReserve(db: DatabaseSync): void {
+  const file = reserves.get(db);
+  if (!file) return;
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, "wx", 0o600);
+    // Real blocks (zeros written), not a sparse file, or it would hold no space at all.
+    const chunk = Buffer.alloc(1024 * 1024);
+    for (let written = 0; written < reserveBytes; written += chunk.length) writeSync(fd, chunk);
+    closeSync(fd);
+  } catch (err) {
+    if (fd !== undefined) {
+      // No room for all of it: none of it, rather than a reserve that reserves less.
+      ftruncateSync(fd, 0);
+      closeSync(fd);
+      rmSync(file, { force: true });
+    }
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST" && (err as NodeJS.ErrnoException).code !== "ENOSPC") throw err;
+  }
+}
+
+/**
+ * A transaction that frees space (deletes): on a full disk it takes the reserve's
+ * space and tries once more, so deleting works when nothing else does.
+ */
+export function freeingTransaction<T>(db: DatabaseSync, fn: () => T): T {
+  let result: T;
+  try {
+    result = transaction(db, fn);
+  } catch (err) {
+    const reserve = reserves.get(db);
+    if (db.isTransaction || !reserve || !isDiskFull(err)) throw err;
+    rmSync(reserve, { force: true });
+    result = transaction(db, fn);
+  }
+  refillReserve(db);
+  return result;
 }
 
 export function parseLabels(json: unknown): Record<string, string> {

@@ -18,6 +18,11 @@ const FS_MAGIC = [
   "SQUASHFS_MAGIC", "FUSE_SUPER_MAGIC", "NFS_SUPER_MAGIC", "PROC_SUPER_MAGIC", "SYSFS_MAGIC", "CGROUP2_SUPER_MAGIC",
 ] as const;
 
+const NAMESPACE_TYPES = [
+  "CLONE_NEWNS", "CLONE_NEWUTS", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWPID", "CLONE_NEWUSER", "CLONE_NEWCGROUP", "CLONE_NEWTIME",
+] as const;
+const PIDFD_FLAGS = ["PIDFD_NONBLOCK"] as const;
+
 type Constants<K extends string> = Readonly<Record<K, number>>;
 
 /** A path as text, or as the raw bytes of a name that is not valid UTF-8 (as Node's fs accepts). */
@@ -37,6 +42,13 @@ export interface NativeAddon {
   umountFlags: Constants<(typeof UMOUNT_FLAGS)[number]>;
   xattrFlags: Constants<(typeof XATTR_FLAGS)[number]>;
   fsMagic: Constants<(typeof FS_MAGIC)[number]>;
+  pidfdOpen(pid: number, flags: number): number;
+  pidfdSendSignal(fd: number, signal: number): void;
+  pidfdExited(fd: number): boolean;
+  pidfdWait(fd: number): Promise<void>;
+  setns(fd: number, nstype: number): void;
+  namespaceTypes: Constants<(typeof NAMESPACE_TYPES)[number]>;
+  pidfdFlags: Constants<(typeof PIDFD_FLAGS)[number]>;
 }
 
 const BUILT_ADDON = join("native", "build", "Release", "berth_native.node");
@@ -120,4 +132,45 @@ export function llistxattr(path: PathArg): string[] {
 /** lremovexattr(2); ENODATA when absent. */
 export function lremovexattr(path: PathArg, name: string): void {
   nativeAddon().lremovexattr(path, name);
+}
+
+// ---- pidfds and namespaces: for watching and signalling processes this one did not start
+// (shims after a daemon restart), and entering a container's namespaces.
+
+/** setns(2) nstype values (CLONE_NEW*). */
+export const namespaceTypes = lazyConstants(NAMESPACE_TYPES, (addon) => addon.namespaceTypes);
+/** pidfd_open(2) flags. */
+export const pidfdFlags = lazyConstants(PIDFD_FLAGS, (addon) => addon.pidfdFlags);
+
+/** pidfd_open(2): a close-on-exec fd naming the process (no pid-reuse race); close it with fs.closeSync. */
+export function pidfdOpen(pid: number, flags = 0): number {
+  return nativeAddon().pidfdOpen(pid, flags);
+}
+
+/** pidfd_send_signal(2); signal as a number (os.constants.signals). */
+export function pidfdSendSignal(fd: number, signal: number): void {
+  nativeAddon().pidfdSendSignal(fd, signal);
+}
+
+/** Whether the process has exited (its pidfd polls readable); never blocks. Works for any process, not only children. */
+export function pidfdExited(fd: number): boolean {
+  return nativeAddon().pidfdExited(fd);
+}
+
+/**
+ * Resolves once the process has exited: a libuv poll handle on the event loop (no thread
+ * per wait), on a duplicate of fd, so the caller may close fd meanwhile. A pending wait
+ * keeps the event loop alive.
+ */
+export function pidfdWait(fd: number): Promise<void> {
+  return nativeAddon().pidfdWait(fd);
+}
+
+/**
+ * setns(2): moves the calling thread (Node's main thread) into the namespace fd refers to
+ * (e.g. fs.openSync("/proc/<pid>/ns/net")). nstype 0 accepts any type. The kernel refuses
+ * mount and user namespaces to a multi-threaded process, which Node always is.
+ */
+export function setns(fd: number, nstype = 0): void {
+  nativeAddon().setns(fd, nstype);
 }

@@ -3,9 +3,9 @@
 // (native/build/Sanitize), which must pass and print no sanitizer report.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
-import { constants, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { constants as osConstants, hostname, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as native from "./index.ts";
@@ -316,6 +316,125 @@ describe(sanitizerChild ? "native addon (ASan/UBSan build)" : "native addon (Rel
     assert.deepEqual(JSON.parse(output), { before: false, after: true });
   });
 });
+
+describe(`pidfds and namespaces (${sanitizerChild ? "ASan/UBSan" : "Release"} build)`, { skip: needsRoot }, () => {
+  const children: ChildProcess[] = [];
+  const strays: number[] = [];
+  const fds: number[] = [];
+  const track = (fd: number) => (fds.push(fd), fd);
+
+  after(() => {
+    for (const child of children) child.kill("SIGKILL");
+    for (const pid of strays) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    for (const fd of fds) {
+      try {
+        closeSync(fd);
+      } catch {
+        // closed by the test
+      }
+    }
+  });
+
+  function spawnSleeper(): ChildProcess {
+    const child = spawn("sleep", ["1000"], { stdio: "ignore" });
+    children.push(child);
+    return child;
+  }
+
+  test("pidfdSendSignal kills a child; pidfdExited and pidfdWait see the exit", async () => {
+    const child = spawnSleeper();
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, signal) => resolve(signal)));
+    const fd = track(native.pidfdOpen(child.pid!, 0));
+    assert.ok(fd > 2);
+    assert.ok(fcntlCloexec(fd), "the pidfd is close-on-exec");
+    assert.equal(native.pidfdExited(fd), false);
+    const waited = native.pidfdWait(fd);
+    native.pidfdSendSignal(fd, osConstants.signals.SIGTERM);
+    await waited;
+    assert.equal(native.pidfdExited(fd), true);
+    assert.equal(await exited, "SIGTERM");
+    // Once reaped, the process is gone for good: no signal can reach a reused pid.
+    assertSystemError(() => native.pidfdSendSignal(fd, 0), "ESRCH", "pidfd_send_signal", `fd ${fd}`);
+  });
+
+  test("pidfdWait watches a process that is not this one's child", async () => {
+    // A grandchild whose parent exits: it is reparented away, as a detached shim is.
+    const output = execFileSync("sh", ["-c", "sleep 1000 >/dev/null 2>&1 & echo $!"], { encoding: "utf8" });
+    const pid = Number(output.trim());
+    strays.push(pid);
+    const fd = track(native.pidfdOpen(pid, native.pidfdFlags.PIDFD_NONBLOCK));
+    let settled = false;
+    const waited = native.pidfdWait(fd).then(() => (settled = true));
+    // Two waits on one pidfd are independent (each polls its own duplicate).
+    const second = native.pidfdWait(fd);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(settled, false, "still running");
+    closeSync(fd); // the waits hold their own duplicates
+    fds.splice(fds.indexOf(fd), 1);
+    process.kill(pid, "SIGKILL");
+    await Promise.all([waited, second]);
+    assert.equal(settled, true);
+  });
+
+  test("pidfd errors: no such pid, a fd that is no pidfd, bad arguments", () => {
+    const pidMax = Number(readFileSync("/proc/sys/kernel/pid_max", "utf8"));
+    assertSystemError(() => native.pidfdOpen(pidMax + 1, 0), "ESRCH", "pidfd_open", `pid ${pidMax + 1}`);
+    assertSystemError(() => native.pidfdOpen(process.pid, 0xdead), "EINVAL", "pidfd_open", `pid ${process.pid}`);
+    const file = track(openSync("/proc/self/status", "r"));
+    assertSystemError(() => native.pidfdSendSignal(file, 0), "EBADF", "pidfd_send_signal", `fd ${file}`);
+    assertSystemError(() => native.pidfdExited(987654), "EBADF", "poll", "fd 987654");
+    // epoll refuses a regular file: the wait fails at once instead of never settling.
+    const regular = track(openSync(fileURLToPath(import.meta.url), "r"));
+    assertSystemError(() => native.pidfdWait(regular), "EPERM", "pidfdWait", `fd ${regular}`);
+    assertSystemError(() => native.pidfdWait(987654), "EBADF", "fcntl", "fd 987654");
+    const loose = native.nativeAddon() as unknown as Record<string, (...args: unknown[]) => unknown>;
+    assertArgError(() => loose.pidfdOpen!("1", 0), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.pidfdOpen!(-1, 0), RangeError, "ERR_OUT_OF_RANGE");
+    assertArgError(() => loose.pidfdSendSignal!(2 ** 31, 0), RangeError, "ERR_OUT_OF_RANGE");
+    assertArgError(() => loose.pidfdWait!(), TypeError, "ERR_INVALID_ARG_COUNT");
+    assertArgError(() => loose.setns!(1.5, 0), RangeError, "ERR_OUT_OF_RANGE");
+  });
+
+  test("setns moves this thread into another UTS namespace and back", async () => {
+    const holder = spawn("unshare", ["--uts", "sh", "-c", "hostname berth-setns-test && echo ready && exec sleep 1000"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    children.push(holder);
+    await new Promise((resolve, reject) => {
+      holder.stdout!.once("data", resolve);
+      holder.once("exit", (code) => reject(new Error(`unshare exited with ${code}`)));
+    });
+    const { CLONE_NEWUTS, CLONE_NEWNET } = native.namespaceTypes;
+    const own = track(openSync("/proc/thread-self/ns/uts", "r"));
+    const theirs = track(openSync(`/proc/${holder.pid}/ns/uts`, "r"));
+    const before = hostname();
+    assert.notEqual(before, "berth-setns-test");
+    // The wrong type for this namespace fd is refused, and nothing changes.
+    assertSystemError(() => native.setns(theirs, CLONE_NEWNET), "EINVAL", "setns", `fd ${theirs}`);
+    assert.equal(hostname(), before);
+    native.setns(theirs, CLONE_NEWUTS);
+    try {
+      assert.equal(hostname(), "berth-setns-test");
+    } finally {
+      native.setns(own, 0);
+    }
+    assert.equal(hostname(), before);
+    const file = track(openSync("/proc/self/status", "r"));
+    assertSystemError(() => native.setns(file, 0), "EINVAL", "setns", `fd ${file}`);
+  });
+});
+
+// F_GETFD through /proc: fdinfo's flags field carries O_CLOEXEC (02000000).
+function fcntlCloexec(fd: number): boolean {
+  const flags = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"))?.[1];
+  return (parseInt(flags ?? "0", 8) & 0o2000000) !== 0;
+}
 
 if (!sanitizerChild) {
   test("the same checks pass under ASan and UBSan with no sanitizer report", { skip: needsRoot }, () => {

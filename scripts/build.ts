@@ -4,8 +4,10 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { build } from "esbuild";
+import { build, type BuildOptions } from "esbuild";
 import { buildNativeAddon } from "../native/build.ts";
+import { builtinsWithoutNamespaces } from "./builtins-plugin.ts";
+import { buildShim } from "../shim/build.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const args = new Set(process.argv.slice(2));
@@ -29,15 +31,15 @@ function entries(dir: string): Record<string, string> {
 
 // The Node-API addon (native/) that services load for mount, mknod and xattrs.
 buildNativeAddon();
+// The per-container shim, in C (shim/).
+buildShim();
 
 // Bundles of processes that no longer exist must not linger (berthd would start them).
 for (const name of (existsSync(join(root, "dist")) ? readdirSync(join(root, "dist"), { withFileTypes: true }) : []).filter((e) => /\.js(\.map)?$/.test(e.name))) {
   rmSync(join(root, "dist", name.name));
 }
 
-await build({
-  entryPoints: { ...entries("services"), ...entries("cmd") },
-  outdir: join(root, "dist"),
+const shared: BuildOptions = {
   bundle: true,
   platform: "node",
   format: "esm",
@@ -48,4 +50,30 @@ await build({
   banner: { js: "import { createRequire as __berthCreateRequire } from 'node:module'; const require = __berthCreateRequire(import.meta.url);" },
   // Loaded only when tracing is configured (see core/telemetry.ts).
   external: ["@opentelemetry/sdk-trace-node", "@opentelemetry/exporter-trace-otlp-http", "@opentelemetry/resources", "@opentelemetry/core"],
+};
+
+const { berthctl, ...processes } = { ...entries("services"), ...entries("cmd") };
+await build({ ...shared, entryPoints: processes, outdir: join(root, "dist") });
+
+// berthctl starts once per command, so its start-up counts. dist/berthctl.js is its
+// entry alone (compile cache, the fast path for `version`): one small file without the
+// require() banner. The command line proper is dist/berthctl-cli.js, which the entry
+// imports when needed, split so that the image library loads only for image commands.
+// Minified: parsing is a measurable part of a short command's time (5 ms less CPU for
+// `version`); the source maps keep stack traces readable. Builtins come through
+// process.getBuiltinModule (see builtins-plugin.ts).
+const quickStart: BuildOptions = {
+  ...shared,
+  minify: true,
+  plugins: [builtinsWithoutNamespaces],
+  banner: { js: "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url);" },
+};
+await build({ ...quickStart, banner: {}, entryPoints: { berthctl: berthctl! }, outdir: join(root, "dist") });
+rmSync(join(root, "dist", "berthctl-chunks"), { recursive: true, force: true });
+await build({
+  ...quickStart,
+  entryPoints: { "berthctl-cli": join(root, "cmd", "berthctl", "cli.ts") },
+  outdir: join(root, "dist"),
+  splitting: true,
+  chunkNames: "berthctl-chunks/[name]-[hash]",
 });

@@ -8,7 +8,7 @@
 // --mirror <registry>=<url> (repeatable) --default-registry <host>
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { connectImageServices } from "../core/image/services.ts";
+import { connectImageServices } from "../core/image/connect.ts";
 import { closeChannels } from "../core/grpc-client.ts";
 import { RegistryClient, login, logout, pullImage, pushImage, type RegistryClientOptions } from "../core/registry/index.ts";
 

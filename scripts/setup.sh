@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Berth needs on a Debian machine (run as root): the system packages,
-# then the npm dependencies (which pin Node 24 and build dist/ via `prepare`).
+# then the npm dependencies (which pin Node 24 and build dist/ via `prepare`), then
+# the berthd and berthctl launchers in /usr/local/bin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,3 +29,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 npm ci --no-audit --no-fund
+sh scripts/install-launchers.sh

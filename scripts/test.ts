@@ -1,10 +1,10 @@
-// npm test: runs every *.test.ts under core/, services/, cmd/, native/ and test/ with Node's
+// npm test: runs every *.test.ts under core/, services/, cmd/, native/, shim/ and test/ with Node's
 // test runner against the built bundles (npm test builds first).
 import { spawnSync } from "node:child_process";
 import { globSync } from "node:fs";
 
 const root = new URL("..", import.meta.url).pathname;
-const files = globSync(["core/**/*.test.ts", "services/**/*.test.ts", "cmd/**/*.test.ts", "native/**/*.test.ts", "test/**/*.test.ts"], { cwd: root }).sort();
+const files = globSync(["core/**/*.test.ts", "services/**/*.test.ts", "cmd/**/*.test.ts", "native/**/*.test.ts", "shim/**/*.test.ts", "test/**/*.test.ts"], { cwd: root }).sort();
 const filter = process.argv.slice(2);
 const selected = filter.length ? files.filter((f) => filter.some((x) => f.includes(x))) : files;
 if (selected.length === 0) {

@@ -62,6 +62,24 @@ after(async () => {
   await d?.destroy();
 });
 
+/**
+ * berthctl with a preload that reports at exit whether the CLI bundle (dist/berthctl-cli.js)
+ * and node:http2 (grpc-js's transport) were loaded.
+ */
+function probed(args: string[], input?: string, env: NodeJS.ProcessEnv = process.env) {
+  const probe =
+    "data:text/javascript," +
+    encodeURIComponent(
+      'import { registerHooks } from "node:module"; let cli = false;' +
+        "registerHooks({ resolve(s, c, next) { const r = next(s, c); cli ||= r.url.endsWith('/berthctl-cli.js'); return r; } });" +
+        'process.on("exit", () => process.stderr.write(`[cli=${cli} http2=${process.moduleLoadList.includes("NativeModule http2")}]`));',
+    );
+  const r = run(process.execPath, ["--import", probe, join(distDir, "berthctl.js"), ...args], input, env);
+  const marker = /\[cli=(true|false) http2=(true|false)\]$/.exec(r.stderr);
+  assert.ok(marker, `no probe report in: ${r.stderr}`);
+  return { ...r, cli: marker[1] === "true", http2: marker[2] === "true", stderr: r.stderr.slice(0, marker.index) };
+}
+
 describe("version", () => {
   test("berthctl version shows the server ctr sees", () => {
     const mine = ok(berthctl(["version"]));
@@ -70,6 +88,48 @@ describe("version", () => {
     assert.match(server(mine.stdout), /^Server:\n {2}Version: {2}v\S+\n {2}Revision: \S+\n {2}UUID: [0-9a-f-]{36}\n$/);
     assert.equal(server(mine.stdout), server(theirs.stdout));
     assert.match(mine.stdout, /^Client:\n {2}Version: {2}v\S+\n {2}Revision: \S+\n {2}Node version: v\d+/);
+  });
+
+  test("version takes the fast path (not the CLI bundle) and prints what the full command prints", () => {
+    const fast = probed(["--address", d.address, "-n", "default", "version"]);
+    assert.deepEqual([fast.code, fast.stderr, fast.cli, fast.http2], [0, "", false, false]);
+    // --timeout is not something the fast path handles: the full command runs.
+    const full = probed(["--address", d.address, "--timeout", "30s", "version"]);
+    assert.deepEqual([full.code, full.stderr, full.cli], [0, "", true]);
+    assert.equal(fast.stdout, full.stdout);
+    assert.match(fast.stdout, /UUID: [0-9a-f-]{36}\n$/);
+
+    // The address from --address=… or from BERTH_ADDRESS, as the full command reads them.
+    const inline = probed([`--address=${d.address}`, "version"]);
+    assert.deepEqual([inline.stdout, inline.cli], [fast.stdout, false]);
+    const fromEnv = probed(["version"], undefined, { ...process.env, BERTH_ADDRESS: d.address });
+    assert.deepEqual([fromEnv.stdout, fromEnv.cli], [fast.stdout, false]);
+  });
+
+  test("when the fast path fails, the full command reports the error", () => {
+    const missing = join(d.base, "nowhere.sock");
+    const r = probed(["-a", missing, "version"]);
+    assert.equal(r.code, 1);
+    assert.ok(r.cli);
+    // Printed once (by the full command), with its error.
+    assert.match(r.stdout, /^Client:\n(?:.*\n){4}$/);
+    assert.match(r.stderr, new RegExp(`^berthctl: failed to dial "${missing.replace(/[.]/g, "\\.")}": .*ENOENT`));
+    // Extra arguments are the full command's to judge.
+    assert.equal(probed(["-a", d.address, "version", "extra"]).cli, true);
+  });
+});
+
+describe("transport", () => {
+  test("commands with unary and streamed answers run without grpc-js; streamed requests load it", () => {
+    for (const args of [["namespaces", "ls"], ["images", "ls"], ["content", "ls"], ["snapshots", "ls"]]) {
+      const r = probed(["-a", d.address, ...args]);
+      assert.deepEqual([r.code, r.cli, r.http2], [0, true, false], `${args.join(" ")}: ${r.stderr}`);
+    }
+    const ingest = probed(["-a", d.address, "content", "ingest", "transport-test"], "some bytes");
+    assert.deepEqual([ingest.code, ingest.http2], [0, true], ingest.stderr);
+    // What went in over grpc-js comes back over the direct client.
+    const got = probed(["-a", d.address, "content", "get", sha256Digest("some bytes")]);
+    assert.deepEqual([got.stdout, got.http2], ["some bytes", false]);
   });
 });
 

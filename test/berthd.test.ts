@@ -72,6 +72,25 @@ describe("berthd", () => {
     assert.equal(r.code, 0, r.stderr);
   });
 
+  test("SIGTERM stops berthd while a client holds a stream open (ctr events)", async () => {
+    const events = spawn("ctr", ["--address", d.address, "events"], { stdio: ["ignore", "pipe", "pipe"] });
+    try {
+      // The subscription is open once an event it was sent for arrives.
+      let output = "";
+      events.stdout!.on("data", (chunk) => (output += chunk));
+      for (let i = 0; i < 50 && !output.includes("/namespaces/create"); i++) {
+        d.ctr(["namespaces", "create", `held-open-${i}`]);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(output, /\/namespaces\/create/);
+      await d.stop();
+      assert.deepEqual(d.lastExit, { code: 0, signal: null }, "berthd ended on its own SIGTERM, not by the SIGKILL that follows 15 s later");
+    } finally {
+      events.kill("SIGTERM");
+    }
+    await d.start();
+  });
+
   test("SIGTERM stops every service and redis", async () => {
     const services = ["content", "images", "snapshots", "diff", "jobs"].map((name) => d.servicePid(name)).filter((p): p is number => !!p);
     const redisPid = Number(readFileSync(join(d.state, "redis.pid"), "utf8"));

@@ -3,13 +3,15 @@
 // namespace deletion racing writes, and a collector killed mid-run.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { startDaemon, ok, sleep, tableRows, type Daemon } from "./harness.ts";
+import { distDir, startDaemon, ok, sleep, tableRows, type Daemon } from "./harness.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
+import { buildImage, descriptor, layoutEntries, skopeoArchives, tarOf } from "./fixtures/archives.ts";
 import { grpcClient, inNamespace, closeChannels } from "../core/grpc-client.ts";
 import { ContentDefinition, WriteAction } from "../core/gen/containerd/services/content/v1/content.ts";
 import { NamespacesDefinition } from "../core/gen/containerd/services/namespaces/v1/namespace.ts";
@@ -42,11 +44,11 @@ function collectNow(d: Daemon, ns = "default"): void {
 }
 
 /** Polls until `check` holds (collections triggered without --sync run in the background). */
-async function eventually(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
+async function eventually(what: string, check: () => boolean, timeoutMs = 20_000, everyMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
-    await sleep(100);
+    await sleep(everyMs);
   }
 }
 
@@ -190,6 +192,48 @@ describe("abandoned ingests", () => {
       await eventually("the expiry time has passed", () => Date.now() - written > 1100);
       collectNow(d);
       assert.deepEqual(active(), ["leased-ref"], "only the leased ingest is left");
+    } finally {
+      await d.destroy();
+    }
+  });
+});
+
+describe("an import cut off by a dying service", () => {
+  test("kill -9 of the snapshots process mid-import: berthctl fails, and a collection leaves nothing behind", async () => {
+    const d = await startDaemon();
+    try {
+      // Two layers of 16 MiB random bytes: long enough an import to catch it unpacking.
+      const image = await buildImage([
+        { entries: [{ name: "a.bin", data: randomBytes(16 * 1024 * 1024) }] },
+        { entries: [{ name: "b.bin", data: randomBytes(16 * 1024 * 1024) }] },
+      ]);
+      const big = join(workdir, "big-oci.tar");
+      const annotations = { "org.opencontainers.image.ref.name": "berth.local/big:1", "io.containerd.image.name": "berth.local/big:1" };
+      writeFileSync(big, await tarOf(layoutEntries(image.blobs, [descriptor(image.manifest, { annotations })])));
+      const importing = spawn(process.execPath, [join(distDir, "berthctl.js"), "--address", d.address, "images", "import", big], { stdio: ["ignore", "pipe", "pipe"] });
+      let stderr = "";
+      importing.stderr!.on("data", (chunk) => (stderr += chunk));
+      const exited = new Promise<number | null>((resolve) => importing.once("exit", (code) => resolve(code)));
+      // The moment the diff process starts, the first layer's extract snapshot exists and
+      // its Apply is on its way: freeze snapshots (so the import's own clean-up cannot
+      // reach it), kill diff (so the Apply fails), then kill snapshots.
+      const pid = d.servicePid("snapshots");
+      assert.ok(pid, "snapshots pid");
+      let diffPid: number | undefined;
+      await eventually("the diff process started", () => (diffPid = d.servicePid("diff")) !== undefined, 60_000, 2);
+      process.kill(pid, "SIGSTOP");
+      process.kill(diffPid!, "SIGKILL");
+      await eventually("the diff process is gone", () => d.servicePid("diff") !== diffPid);
+      process.kill(pid, "SIGKILL");
+      const code = await exited;
+      assert.notEqual(code, 0, `the import must fail: ${stderr}`);
+      await d.waitForRestart("snapshots", pid);
+      collectNow(d);
+      assert.deepEqual(snapshotNames(d), [], "no extract snapshot is left");
+      assert.deepEqual(contentDigests(d), [], "no blob is left");
+      assert.deepEqual(tableRows(ok(d.ctr(["content", "active"]), "content active").stdout), [], "no ingest is left");
+      assert.deepEqual(snapshotDirs(d), [], "no snapshot directory is left");
+      assert.deepEqual(blobFiles(d), [], "no blob file is left");
     } finally {
       await d.destroy();
     }

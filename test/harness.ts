@@ -24,6 +24,8 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
   /** The dir to keep root/ and state/ in, instead of a new temp dir. */
   base?: string;
+  /** An executable that starts berthd (a launcher), instead of `node dist/berthd.js`. */
+  launcher?: string;
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -36,8 +38,10 @@ export class Daemon {
   private proc: ChildProcess | undefined;
   private output = "";
   private readonly env: NodeJS.ProcessEnv;
+  private readonly launcher: string | undefined;
 
   constructor(options: DaemonOptions = {}) {
+    this.launcher = options.launcher;
     this.base = options.base ?? mkdtempSync(join(tmpdir(), "berth-test-"));
     this.root = join(this.base, "root");
     this.state = join(this.base, "state");
@@ -55,7 +59,9 @@ export class Daemon {
   }
 
   async start(): Promise<this> {
-    const proc = spawn(process.execPath, [join(distDir, "berthd.js"), "--root", this.root, "--state", this.state], {
+    const paths = ["--root", this.root, "--state", this.state];
+    const [command, args] = this.launcher ? [this.launcher, paths] : [process.execPath, [join(distDir, "berthd.js"), ...paths]];
+    const proc = spawn(command, args, {
       env: this.env,
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -120,8 +126,14 @@ export class Daemon {
     for (let i = 0; i < 200 && services.some(isRunning); i++) await sleep(25);
   }
 
+  /** How berthd last ended under stop(): signal "SIGKILL" means SIGTERM did not stop it in time. */
+  lastExit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+
   async stop(): Promise<void> {
-    if (this.proc) await stopChild(this.proc, 15_000);
+    if (this.proc) {
+      await stopChild(this.proc, 15_000);
+      this.lastExit = { code: this.proc.exitCode, signal: this.proc.signalCode };
+    }
     this.proc = undefined;
   }
 

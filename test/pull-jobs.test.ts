@@ -15,7 +15,8 @@ import { distDir, ok, sleep, startDaemon, tableRows, type Daemon, type RunResult
 import { closeChannels } from "../core/grpc-client.ts";
 import { blobInfo } from "../core/content-client.ts";
 import { sha256Digest } from "../core/digest.ts";
-import { connectImageServices, callOptions, type ImageServices } from "../core/image/services.ts";
+import { connectImageServices } from "../core/image/connect.ts";
+import { callOptions, type ImageServices } from "../core/image/services.ts";
 import { RegistryClient, parseRegistryReference, pushBlob, pushManifest } from "../core/registry/index.ts";
 import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
 import { blobOf, imageFromLayers, tarOf, twoPlatformIndex, type Blob, type ImageParts } from "./fixtures/archives.ts";

@@ -16,7 +16,8 @@ import { blobInfo, RequestQueue, updateBlobLabels } from "../core/content-client
 import { sha256Digest } from "../core/digest.ts";
 import { WriteAction, type DeepPartial, type WriteContentRequest } from "../core/gen/containerd/services/content/v1/content.ts";
 import { BerthError } from "../core/errors.ts";
-import { connectImageServices, callOptions, type ImageServices } from "../core/image/services.ts";
+import { connectImageServices } from "../core/image/connect.ts";
+import { callOptions, type ImageServices } from "../core/image/services.ts";
 import { mediaTypes } from "../core/image/media-types.ts";
 import { RegistryClient, blobExists, mergeScopes, parseChallenges, retryAfterMs, pushImage, fetchBlob, ingestRef, parseRegistryReference, pullImage, pushBlob, pushManifest, resolve, withRetry, type PullEvent, type RegistryClientOptions } from "../core/registry/index.ts";
 import { blobOf, imageFromLayers, type ImageParts } from "./fixtures/archives.ts";

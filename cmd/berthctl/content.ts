@@ -4,7 +4,7 @@ import { BulkContentDefinition } from "../../core/content-codec.ts";
 import { isDigest } from "../../core/digest.ts";
 import { millisFromTimestamp } from "../../core/timestamp.ts";
 import { readBlob, writeBlob } from "../../core/content-client.ts";
-import { isNotFound } from "../../core/grpc-client.ts";
+import { isNotFound } from "../../core/grpc-status.ts";
 import { CommandError, logError, writeOut } from "./output.ts";
 import { formatLabels, labelUpdate, type Session } from "./session.ts";
 import { Table } from "./tabwriter.ts";

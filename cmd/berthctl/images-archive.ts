@@ -15,7 +15,9 @@ import type { Session } from "./session.ts";
 
 const imageLibrary = () => import("../../core/image/index.ts");
 
+/** These commands stream blobs both ways: grpc-js clients, through the session so that it closes them. */
 async function servicesOf(session: Session): Promise<ImageServices> {
+  await session.loadGrpcJs();
   return (await imageLibrary()).connectImageServices(session.address, session.namespace, session.signal);
 }
 

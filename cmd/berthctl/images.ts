@@ -1,27 +1,16 @@
 // berthctl images (image, i): ls, tag, rm, label — as ctr images.
 import type { Command } from "commander";
 import { ImagesDefinition, type Image } from "../../core/gen/containerd/services/images/v1/images.ts";
-import { BulkContentDefinition } from "../../core/content-codec.ts";
-import { readBlobBytes } from "../../core/content-client.ts";
-import { formatPlatform } from "../../core/image/platform.ts";
-import { imagePlatforms, imageSize, type BlobReader } from "./image-walk.ts";
-import { isAlreadyExists, isNotFound } from "../../core/grpc-client.ts";
+import { imagePlatforms, imageSize } from "../../core/image/resolve.ts";
+import { withDocumentCache } from "../../core/image/services.ts";
+import { withLease } from "../../core/image/lease.ts";
+import { defaultPlatformMatcher, formatPlatform } from "../../core/image/platform.ts";
+import type { Descriptor } from "../../core/image/manifest.ts";
+import { isAlreadyExists, isNotFound } from "../../core/grpc-status.ts";
 import { CommandError, logError, logWarning, messageOf, writeOut } from "./output.ts";
 import { formatLabels, labelUpdate, type Session } from "./session.ts";
 import { Table } from "./tabwriter.ts";
 import { binarySize } from "./units.ts";
-
-function cachedReader(session: Session): BlobReader {
-  const blobs = new Map<string, Promise<Buffer>>();
-  return (digest) => {
-    let blob = blobs.get(digest);
-    if (!blob) {
-      blob = readBlobBytes(session.client(BulkContentDefinition), digest, session.call());
-      blobs.set(digest, blob);
-    }
-    return blob;
-  };
-}
 
 async function listImages(session: Session, filters: string[], quiet: boolean): Promise<void> {
   let images: Image[];
@@ -34,21 +23,24 @@ async function listImages(session: Session, filters: string[], quiet: boolean): 
     await writeOut(images.map((image) => `${image.name}\n`).join(""));
     return;
   }
-  const read = cachedReader(session);
+  // One document cache for the whole listing: images often share manifests and configs.
+  const svc = withDocumentCache(session.imageServices());
+  const matcher = defaultPlatformMatcher();
   const table = new Table().line("REF\tTYPE\tDIGEST\tSIZE\tPLATFORMS\tLABELS\t");
   for (const image of images) {
-    const target = image.target ?? { mediaType: "", digest: "", size: 0n, annotations: {} };
-    const size = await imageSize(read, target);
+    const t = image.target;
+    const target: Descriptor = { mediaType: t?.mediaType ?? "", digest: t?.digest ?? "", size: Number(t?.size ?? 0n) };
+    const size = await imageSize(svc, target, matcher);
     if (size.error !== undefined) logError(`failed calculating size for image ${image.name}`, size.error);
-    const platforms = await imagePlatforms(read, target);
     let platformColumn = "-";
-    if (platforms.error !== undefined) {
-      logError(`failed resolving platform for image ${image.name}`, platforms.error);
-    } else if (platforms.value.length > 0) {
-      platformColumn = [...new Set(platforms.value.map(formatPlatform))].sort().join(",");
+    try {
+      const platforms = await imagePlatforms(svc, target);
+      if (platforms.length > 0) platformColumn = [...new Set(platforms.map(formatPlatform))].sort().join(",");
+    } catch (err) {
+      logError(`failed resolving platform for image ${image.name}`, err);
     }
     const labels = formatLabels(image.labels) || "-";
-    table.line(`${image.name}\t${target.mediaType}\t${target.digest}\t${binarySize(size.value)}\t${platformColumn}\t${labels}\t`);
+    table.line(`${image.name}\t${target.mediaType}\t${target.digest}\t${binarySize(size.size)}\t${platformColumn}\t${labels}\t`);
   }
   await writeOut(table.toString());
 }
@@ -78,8 +70,7 @@ export function registerImages(program: Command, session: (cmd: Command) => Sess
       const s = session(cmd);
       const client = s.client(ImagesDefinition);
       // a short-lived lease like the one ctr's client.WithLease opens
-      const { connectImageServices, withLease } = await import("../../core/image/index.ts");
-      await withLease(connectImageServices(s.address, s.namespace, s.signal), undefined, async (lease) => {
+      await withLease(s.imageServices(), undefined, async (lease) => {
         const { image } = await client.get({ name: source }, s.call(lease));
         for (const target of targets) {
           const tagged = { ...image, name: target };

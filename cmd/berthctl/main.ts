@@ -1,53 +1,14 @@
-// berthctl: a ctr-style client for berth's gateway socket. Same command names, flags
-// and output layout as ctr 1.6, so either tool can be used on the same daemon.
-import { Command, Option } from "commander";
-import { closeChannels } from "../../core/grpc-client.ts";
-import { registerContent } from "./content.ts";
-import { registerImages } from "./images.ts";
-import { registerImagesArchive } from "./images-archive.ts";
-import { registerNamespaces } from "./namespaces.ts";
-import { registerPull, registerPush } from "./pull.ts";
-import { registerSnapshots } from "./snapshots.ts";
-import { CommandError, fail } from "./output.ts";
-import { Session } from "./session.ts";
-import { parseDuration } from "./units.ts";
-import { clientVersion, registerVersion } from "./version.ts";
+// berthctl's entry: kept small, because what it imports statically is compiled before
+// the compile cache is on. `version` is answered here (fast-path.ts); everything else
+// loads the command line proper (commander, every command) from its own bundle next
+// to this one (dist/berthctl-cli.js, see scripts/build.ts), compiled through the cache.
+import { useCompileCache } from "../../core/compile-cache.ts";
+import { runFastPath } from "./fast-path.ts";
 
-const program = new Command()
-  .name("berthctl")
-  .description("berth CLI: a ctr-style debug and administrative client for berthd")
-  .version(clientVersion, "-v, --version", "print the version")
-  .addOption(new Option("-a, --address <path>", "address for berth's gRPC server").env("BERTH_ADDRESS").default("/run/berth/berth.sock"))
-  .addOption(new Option("--timeout <duration>", "total timeout for berthctl commands").default("0s"))
-  .addOption(new Option("-n, --namespace <name>", "namespace to use with commands").env("BERTH_NAMESPACE").default("default"))
-  .showHelpAfterError();
-
-let session: Session | undefined;
-
-/** The session for the running command, built once from the global flags. */
-function sessionOf(cmd: Command): Session {
-  if (!session) {
-    const opts = cmd.optsWithGlobals<{ address: string; namespace: string; timeout: string }>();
-    const timeout = parseDuration(opts.timeout);
-    if (timeout === undefined) throw new CommandError(`invalid value ${JSON.stringify(opts.timeout)} for flag -timeout: parse error`);
-    session = new Session({ address: opts.address, namespace: opts.namespace, timeout: Math.max(0, timeout) });
-  }
-  return session;
-}
-
-registerVersion(program, sessionOf);
-registerNamespaces(program, sessionOf);
-registerContent(program, sessionOf);
-registerImages(program, sessionOf);
-registerImagesArchive(program, sessionOf);
-registerSnapshots(program, sessionOf);
-registerPull(program, sessionOf);
-registerPush(program, sessionOf);
-
-try {
-  await program.parseAsync(process.argv);
-} catch (err) {
-  fail(err, session?.address);
-} finally {
-  closeChannels();
+// The fast path's requests go out first; the cache is set up while the server answers.
+const answered = runFastPath(process.argv.slice(2), process.env);
+useCompileCache();
+if (!(await answered)) {
+  // A computed specifier: the bundler leaves it alone, so the CLI stays a bundle of its own.
+  await import(new URL("./berthctl-cli.js", import.meta.url).href);
 }

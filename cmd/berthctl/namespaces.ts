@@ -1,7 +1,7 @@
 // berthctl namespaces (ns): ls, create, rm, label — as ctr namespaces.
 import type { Command } from "commander";
 import { NamespacesDefinition } from "../../core/gen/containerd/services/namespaces/v1/namespace.ts";
-import { isNotFound } from "../../core/grpc-client.ts";
+import { isNotFound } from "../../core/grpc-status.ts";
 import { CommandError, logError, messageOf, writeOut } from "./output.ts";
 import { formatLabels, labelArgs, type Session } from "./session.ts";
 import { Table } from "./tabwriter.ts";

@@ -2,8 +2,8 @@
 // format ctr uses (`time="…" level=warning msg="…"`), and the fatal error as
 // `berthctl: <message>` with exit code 1.
 import { once } from "node:events";
-import { Status } from "nice-grpc";
-import { errorMessage, grpcCode } from "../../core/grpc-client.ts";
+import { Status } from "nice-grpc-common";
+import { errorMessage, grpcCode } from "../../core/grpc-status.ts";
 
 /** A failure to report as is (no gRPC status behind it). */
 export class CommandError extends Error {
@@ -39,10 +39,14 @@ export async function writeOut(data: string | Uint8Array): Promise<void> {
   if (!process.stdout.write(data)) await once(process.stdout, "drain");
 }
 
-/** grpc-js's wording when the socket cannot be reached, reduced to ctr's `failed to dial`. */
+/**
+ * A socket that cannot be reached, reduced to ctr's `failed to dial`: the direct
+ * client's connect error as it is, grpc-js's inside its own wording.
+ */
 function dialFailure(err: unknown, address: string): string | undefined {
   if (grpcCode(err) !== Status.UNAVAILABLE) return undefined;
-  const match = /^No connection established\. Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/s.exec(messageOf(err));
+  const message = messageOf(err);
+  const match = /^No connection established\. Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/s.exec(message) ?? /^(connect E[A-Z]+ .*)$/s.exec(message);
   return match ? `failed to dial ${JSON.stringify(address)}: ${match[1]}` : undefined;
 }
 

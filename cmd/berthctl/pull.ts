@@ -4,9 +4,9 @@
 // the same request is sent again: it attaches to the transfer still under way.
 import type { Command } from "commander";
 import { Option } from "commander";
-import { Status } from "nice-grpc";
+import { Status } from "nice-grpc-common";
 import { TransferDefinition, type PullProgress, type PushProgress, type RegistryOptions } from "../../core/gen/berth/services/transfer/v1/transfer.ts";
-import { errorMessage, grpcCode } from "../../core/grpc-client.ts";
+import { errorMessage, grpcCode } from "../../core/grpc-status.ts";
 import { CommandError, writeOut } from "./output.ts";
 import type { Session } from "./session.ts";
 import { checkTable, ProgressView } from "./transfer-progress.ts";

@@ -1,7 +1,21 @@
 // What every command needs from the global flags: typed clients on the gateway
 // socket, and call options carrying the namespace (and lease) and the --timeout.
+// Clients speak the direct HTTP/2 client (core/grpc-direct.ts) for unary and
+// server-streaming calls, so most commands never load grpc-js (and node:http2, tls,
+// crypto), which would be most of their run; grpc-js is loaded for streamed requests
+// and the image library's commands only.
 import type { CallOptions, Client, CompatServiceDefinition } from "nice-grpc";
-import { grpcClient, inNamespace } from "../../core/grpc-client.ts";
+import { DirectChannel, directClient, type DirectServiceDefinition } from "../../core/grpc-direct.ts";
+import { inNamespace } from "../../core/grpc-status.ts";
+import { BulkContentDefinition } from "../../core/content-codec.ts";
+import { DiffDefinition } from "../../core/gen/containerd/services/diff/v1/diff.ts";
+import { ImagesDefinition } from "../../core/gen/containerd/services/images/v1/images.ts";
+import { LeasesDefinition } from "../../core/gen/containerd/services/leases/v1/leases.ts";
+import { NamespacesDefinition } from "../../core/gen/containerd/services/namespaces/v1/namespace.ts";
+import { SnapshotsDefinition } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
+import type { ImageServices } from "../../core/image/services.ts";
+
+type GrpcJs = typeof import("../../core/grpc-client.ts");
 
 export interface GlobalOptions {
   address: string;
@@ -15,6 +29,8 @@ export class Session {
   readonly namespace: string;
   /** The command's deadline (--timeout), if any. */
   readonly signal: AbortSignal | undefined;
+  private direct: DirectChannel | undefined;
+  private grpcJs: GrpcJs | undefined;
 
   constructor(options: GlobalOptions) {
     this.address = options.address;
@@ -23,8 +39,38 @@ export class Session {
     this.signal = options.timeout > 0 ? AbortSignal.timeout(options.timeout) : undefined;
   }
 
+  /** A client with nice-grpc's shapes; what the direct client cannot do goes through grpc-js. */
   client<D extends CompatServiceDefinition>(definition: D): Client<D> {
-    return grpcClient(definition, this.address);
+    this.direct ??= new DirectChannel(this.address);
+    const fallback = async () => (await this.loadGrpcJs()).grpcClient(definition, this.address);
+    // ts-proto definitions, which nice-grpc types as its own CompatServiceDefinition.
+    return directClient(definition as unknown as DirectServiceDefinition, this.direct, fallback) as unknown as Client<D>;
+  }
+
+  /** grpc-js's clients module, loaded on first use; close() then closes its channels. */
+  async loadGrpcJs(): Promise<GrpcJs> {
+    this.grpcJs ??= await import("../../core/grpc-client.ts");
+    return this.grpcJs;
+  }
+
+  /** The image library's services on this session's clients. */
+  imageServices(): ImageServices {
+    return {
+      namespace: this.namespace,
+      content: this.client(BulkContentDefinition),
+      images: this.client(ImagesDefinition),
+      snapshots: this.client(SnapshotsDefinition),
+      diff: this.client(DiffDefinition),
+      leases: this.client(LeasesDefinition),
+      namespaces: this.client(NamespacesDefinition),
+      ...(this.signal ? { signal: this.signal } : {}),
+    };
+  }
+
+  /** Closes every connection, so that the process can exit. */
+  close(): void {
+    this.direct?.close();
+    this.grpcJs?.closeChannels();
   }
 
   /** Options for one call: namespace header, optional lease, the command's deadline. */

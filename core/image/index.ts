@@ -6,6 +6,7 @@ export * from "./platform.ts";
 export * from "./chain-id.ts";
 export * from "./reference.ts";
 export * from "./services.ts";
+export * from "./connect.ts";
 export * from "./lease.ts";
 export * from "./resolve.ts";
 export * from "./unpack.ts";

@@ -1,7 +1,7 @@
 // Client leases as ctr opens them (reference §1.8): id "<nanos>-<4 base64url
 // chars>", an expiry label 24 h ahead, deleted when the work is done.
 import { leaseId } from "../ids.ts";
-import { isAlreadyExists, isNotFound } from "../grpc-client.ts";
+import { isAlreadyExists, isNotFound } from "../grpc-status.ts";
 import { callOptions, type ImageServices } from "./services.ts";
 import { labels as wellKnown } from "./media-types.ts";
 

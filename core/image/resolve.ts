@@ -151,12 +151,16 @@ export async function resolveImage(svc: ImageServices, target: Descriptor, match
   return { ...resolved, configDescriptor, config };
 }
 
-/** images.Platforms: what an index names, or what a manifest's config declares. */
+/**
+ * images.Platforms: what an index names, or what a manifest's config declares.
+ * Entries for `unknown` platforms (the attestation manifests build tools add to an
+ * index) name no runnable platform and are skipped, as containerd does.
+ */
 export async function imagePlatforms(svc: ImageServices, target: Descriptor, lease?: string): Promise<Platform[]> {
   const found: Platform[] = [];
   const visit = async (desc: Descriptor): Promise<void> => {
     if (desc.platform) {
-      found.push(desc.platform);
+      if (desc.platform.os !== "unknown" && desc.platform.architecture !== "unknown") found.push(desc.platform);
       return;
     }
     if (isConfigType(desc.mediaType)) {
@@ -168,4 +172,34 @@ export async function imagePlatforms(svc: ImageServices, target: Descriptor, lea
   };
   await visit(target);
   return found;
+}
+
+export interface ImageSize {
+  /** Bytes counted; when the walk stopped early, what was counted up to there (ctr prints that). */
+  size: number;
+  /** Why the walk stopped early, if it did. */
+  error?: unknown;
+}
+
+/**
+ * images.Size: the target's bytes plus everything below it for one platform — under an
+ * index only the preferred matching manifest, then that manifest's config and layers.
+ */
+export async function imageSize(svc: ImageServices, target: Descriptor, matcher: PlatformMatcher, lease?: string): Promise<ImageSize> {
+  let size = 0;
+  const visit = async (desc: Descriptor): Promise<void> => {
+    size += desc.size;
+    let children = filterPlatforms(await childrenOf(svc, desc, lease), matcher);
+    if (isIndexType(desc.mediaType)) {
+      children = sortByPlatform(children, matcher).slice(0, 1);
+      if (children.length === 0) throw new NoMatchingManifestError("no match for platform in manifest: not found");
+    }
+    for (const child of children) await visit(child);
+  };
+  try {
+    await visit(target);
+    return { size };
+  } catch (error) {
+    return { size, error };
+  }
 }

@@ -6,7 +6,8 @@ import { blobInfo, readBlob, readBlobBytes, updateBlobLabels } from "../content-
 import { failedPrecondition, invalidArgument, notFound } from "../errors.ts";
 import { isNotFound } from "../grpc-client.ts";
 import { isIndexType, isManifestType } from "../image/media-types.ts";
-import { ImageFormatError, parseIndex, parseManifest, type Descriptor } from "../image/manifest.ts";
+import { parseIndex, parseManifest, type Descriptor } from "../image/manifest.ts";
+import { parsed } from "./resolve.ts";
 import { filterPlatforms, sortByPlatform } from "../image/resolve.ts";
 import { callOptions, type ImageServices } from "../image/services.ts";
 import type { RegistryClient } from "./client.ts";
@@ -46,14 +47,6 @@ export interface PushResult {
   existed: string[];
 }
 
-function parsed<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (err) {
-    if (err instanceof ImageFormatError) throw invalidArgument(err.message);
-    throw err;
-  }
-}
 
 /** The image record's target, or the descriptor itself. */
 async function sourceRoot(svc: ImageServices, source: string | Descriptor): Promise<Descriptor> {

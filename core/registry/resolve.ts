@@ -53,7 +53,8 @@ export function platformMatcher(platform: ResolveOptions["platform"]): PlatformM
   return "match" in platform ? platform : onlyPlatform(platform);
 }
 
-function parsed<T>(parse: () => T): T {
+/** Runs a manifest/index parse, its format errors as INVALID_ARGUMENT. */
+export function parsed<T>(parse: () => T): T {
   try {
     return parse();
   } catch (err) {

@@ -628,6 +628,9 @@ static bool export_constants(napi_env env, napi_value exports, const char *key, 
 
 #define FUNCTION(name, callback) { name, NULL, callback, NULL, NULL, NULL, napi_enumerable, NULL }
 
+/* Defined after the module init (pidfds and namespaces, for the tasks service). */
+static bool export_process_functions(napi_env env, napi_value exports);
+
 NAPI_MODULE_INIT()
 {
     static const napi_property_descriptor functions[] = {
@@ -644,7 +647,256 @@ NAPI_MODULE_INIT()
         !export_constants(env, exports, "mountFlags", mount_flags, COUNT(mount_flags)) ||
         !export_constants(env, exports, "umountFlags", umount_flags, COUNT(umount_flags)) ||
         !export_constants(env, exports, "xattrFlags", xattr_flags, COUNT(xattr_flags)) ||
-        !export_constants(env, exports, "fsMagic", fs_magic, COUNT(fs_magic)))
+        !export_constants(env, exports, "fsMagic", fs_magic, COUNT(fs_magic)) ||
+        !export_process_functions(env, exports))
         return NULL;
     return exports;
+}
+
+/* ---- pidfds and namespaces --------------------------------------------------------- */
+/*
+ * For the tasks service, which watches shims it did not start (after a restart they are
+ * not its children): a pidfd names a process without the pid-reuse race, signals it,
+ * and becomes readable when the process exits — which pidfdWait turns into a promise
+ * through a libuv poll handle on the loop, so no thread waits per process.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <uv.h>
+
+#ifndef PIDFD_NONBLOCK
+#define PIDFD_NONBLOCK O_NONBLOCK
+#endif
+
+/* An int argument (fds, pids, signals): an integer in [0, 2^31). */
+static bool get_int(napi_env env, napi_value value, const char *fn, const char *arg, int *out)
+{
+    uint32_t number;
+    if (!get_uint32(env, value, fn, arg, &number))
+        return false;
+    if (number > INT32_MAX) {
+        throw_fmt(env, KIND_RANGE_ERROR, "ERR_OUT_OF_RANGE", "%s: argument \"%s\" must be at most 2147483647, got %u",
+                  fn, arg, number);
+        return false;
+    }
+    *out = (int)number;
+    return true;
+}
+
+/* Errors name the pid or fd acted on where fs errors name a path. */
+static void throw_errno_on(napi_env env, int errnum, const char *syscall, const char *what, int number)
+{
+    char subject[48];
+    snprintf(subject, sizeof subject, "%s %d", what, number);
+    throw_errno(env, errnum, syscall, subject);
+}
+
+/* pidfdOpen(pid, flags: 0 | PIDFD_NONBLOCK) → a close-on-exec fd (close it with fs.closeSync). */
+static napi_value js_pidfd_open(napi_env env, napi_callback_info info)
+{
+    napi_value result = NULL;
+    napi_value argv[2];
+    int pid;
+    uint32_t flags;
+    if (!get_args(env, info, "pidfdOpen", 2, argv) || !get_int(env, argv[0], "pidfdOpen", "pid", &pid) ||
+        !get_uint32(env, argv[1], "pidfdOpen", "flags", &flags))
+        return NULL;
+    long fd = syscall(SYS_pidfd_open, (pid_t)pid, (unsigned int)flags);
+    if (fd < 0) {
+        throw_errno_on(env, errno, "pidfd_open", "pid", pid);
+        return NULL;
+    }
+    if (!call_ok(env, napi_create_int32(env, (int32_t)fd, &result), "napi_create_int32")) {
+        close((int)fd);
+        return NULL;
+    }
+    return result;
+}
+
+/* pidfdSendSignal(fd, signal) */
+static napi_value js_pidfd_send_signal(napi_env env, napi_callback_info info)
+{
+    napi_value argv[2];
+    int fd, signal_number;
+    if (!get_args(env, info, "pidfdSendSignal", 2, argv) || !get_int(env, argv[0], "pidfdSendSignal", "fd", &fd) ||
+        !get_int(env, argv[1], "pidfdSendSignal", "signal", &signal_number))
+        return NULL;
+    if (syscall(SYS_pidfd_send_signal, fd, signal_number, NULL, 0) != 0) {
+        throw_errno_on(env, errno, "pidfd_send_signal", "fd", fd);
+        return NULL;
+    }
+    napi_value result = NULL;
+    call_ok(env, napi_get_undefined(env, &result), "napi_get_undefined");
+    return result;
+}
+
+/* pidfdExited(fd) → whether the process has exited (its pidfd polls readable). Never blocks. */
+static napi_value js_pidfd_exited(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    int fd;
+    if (!get_args(env, info, "pidfdExited", 1, argv) || !get_int(env, argv[0], "pidfdExited", "fd", &fd))
+        return NULL;
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    int ready;
+    do
+        ready = poll(&pfd, 1, 0);
+    while (ready < 0 && errno == EINTR);
+    if (ready < 0) {
+        throw_errno_on(env, errno, "poll", "fd", fd);
+        return NULL;
+    }
+    if (ready > 0 && (pfd.revents & POLLNVAL)) {
+        throw_errno_on(env, EBADF, "poll", "fd", fd);
+        return NULL;
+    }
+    napi_value result = NULL;
+    call_ok(env, napi_get_boolean(env, ready > 0 && (pfd.revents & (POLLIN | POLLHUP)) != 0, &result),
+            "napi_get_boolean");
+    return result;
+}
+
+struct pidfd_watch {
+    uv_poll_t poll;
+    napi_env env;
+    napi_deferred deferred;
+    napi_async_context context;
+    int fd; /* a dup of the caller's: the caller may close its own at any time */
+};
+
+static void pidfd_watch_closed(uv_handle_t *handle)
+{
+    struct pidfd_watch *watch = handle->data;
+    close(watch->fd);
+    free(watch);
+}
+
+/* Settles the promise inside a callback scope, so its continuations run right after. */
+static void pidfd_watch_ready(uv_poll_t *handle, int status, int events)
+{
+    (void)events;
+    struct pidfd_watch *watch = handle->data;
+    napi_env env = watch->env;
+    uv_poll_stop(handle);
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) == napi_ok) {
+        napi_value resource, value;
+        napi_callback_scope callback_scope;
+        if (napi_create_object(env, &resource) == napi_ok &&
+            napi_open_callback_scope(env, resource, watch->context, &callback_scope) == napi_ok) {
+            if (status < 0) {
+                napi_value code, message;
+                if (napi_create_string_utf8(env, uv_err_name(status), NAPI_AUTO_LENGTH, &code) == napi_ok &&
+                    napi_create_string_utf8(env, uv_strerror(status), NAPI_AUTO_LENGTH, &message) == napi_ok &&
+                    napi_create_error(env, code, message, &value) == napi_ok)
+                    napi_reject_deferred(env, watch->deferred, value);
+            } else if (napi_get_undefined(env, &value) == napi_ok) {
+                napi_resolve_deferred(env, watch->deferred, value);
+            }
+            napi_close_callback_scope(env, callback_scope);
+        }
+        napi_close_handle_scope(env, scope);
+    }
+    napi_async_destroy(env, watch->context);
+    uv_close((uv_handle_t *)handle, pidfd_watch_closed);
+}
+
+/* pidfdWait(fd) → a promise that resolves once the process has exited. */
+static napi_value js_pidfd_wait(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1];
+    int fd;
+    if (!get_args(env, info, "pidfdWait", 1, argv) || !get_int(env, argv[0], "pidfdWait", "fd", &fd))
+        return NULL;
+    uv_loop_t *loop;
+    if (!call_ok(env, napi_get_uv_event_loop(env, &loop), "napi_get_uv_event_loop"))
+        return NULL;
+    struct pidfd_watch *watch = calloc(1, sizeof *watch);
+    if (watch == NULL) {
+        throw_errno_on(env, ENOMEM, "pidfdWait", "fd", fd);
+        return NULL;
+    }
+    watch->env = env;
+    watch->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (watch->fd < 0) {
+        throw_errno_on(env, errno, "fcntl", "fd", fd);
+        free(watch);
+        return NULL;
+    }
+    int rc = uv_poll_init(loop, &watch->poll, watch->fd);
+    if (rc != 0) {
+        /* epoll refuses what cannot be polled (a regular file): EPERM. */
+        throw_errno_on(env, -rc, "pidfdWait", "fd", fd);
+        close(watch->fd);
+        free(watch);
+        return NULL;
+    }
+    watch->poll.data = watch;
+    napi_value promise, name;
+    if (!call_ok(env, napi_create_string_utf8(env, "berth:pidfdWait", NAPI_AUTO_LENGTH, &name), "napi_create_string_utf8") ||
+        !call_ok(env, napi_async_init(env, NULL, name, &watch->context), "napi_async_init"))
+        goto fail;
+    if (!call_ok(env, napi_create_promise(env, &watch->deferred, &promise), "napi_create_promise")) {
+        napi_async_destroy(env, watch->context);
+        goto fail;
+    }
+    rc = uv_poll_start(&watch->poll, UV_READABLE, pidfd_watch_ready);
+    if (rc != 0) {
+        napi_value error, code, message;
+        if (napi_create_string_utf8(env, uv_err_name(rc), NAPI_AUTO_LENGTH, &code) == napi_ok &&
+            napi_create_string_utf8(env, uv_strerror(rc), NAPI_AUTO_LENGTH, &message) == napi_ok &&
+            napi_create_error(env, code, message, &error) == napi_ok)
+            napi_reject_deferred(env, watch->deferred, error);
+        napi_async_destroy(env, watch->context);
+        uv_close((uv_handle_t *)&watch->poll, pidfd_watch_closed);
+    }
+    return promise;
+fail:
+    uv_close((uv_handle_t *)&watch->poll, pidfd_watch_closed);
+    return NULL;
+}
+
+/* setns(fd, nstype: 0 or a CLONE_NEW* constant): moves the calling thread only. */
+static napi_value js_setns(napi_env env, napi_callback_info info)
+{
+    napi_value argv[2];
+    int fd;
+    uint32_t nstype;
+    if (!get_args(env, info, "setns", 2, argv) || !get_int(env, argv[0], "setns", "fd", &fd) ||
+        !get_uint32(env, argv[1], "setns", "nstype", &nstype))
+        return NULL;
+    if (setns(fd, (int)nstype) != 0) {
+        throw_errno_on(env, errno, "setns", "fd", fd);
+        return NULL;
+    }
+    napi_value result = NULL;
+    call_ok(env, napi_get_undefined(env, &result), "napi_get_undefined");
+    return result;
+}
+
+static const struct constant namespace_types[] = {
+    CONSTANT(CLONE_NEWNS),  CONSTANT(CLONE_NEWUTS),  CONSTANT(CLONE_NEWIPC),    CONSTANT(CLONE_NEWNET),
+    CONSTANT(CLONE_NEWPID), CONSTANT(CLONE_NEWUSER), CONSTANT(CLONE_NEWCGROUP), CONSTANT(CLONE_NEWTIME),
+};
+
+static const struct constant pidfd_flags[] = {
+    CONSTANT(PIDFD_NONBLOCK),
+};
+
+static bool export_process_functions(napi_env env, napi_value exports)
+{
+    static const napi_property_descriptor functions[] = {
+        FUNCTION("pidfdOpen", js_pidfd_open),
+        FUNCTION("pidfdSendSignal", js_pidfd_send_signal),
+        FUNCTION("pidfdExited", js_pidfd_exited),
+        FUNCTION("pidfdWait", js_pidfd_wait),
+        FUNCTION("setns", js_setns),
+    };
+    return call_ok(env, napi_define_properties(env, exports, COUNT(functions), functions), "napi_define_properties") &&
+           export_constants(env, exports, "namespaceTypes", namespace_types, COUNT(namespace_types)) &&
+           export_constants(env, exports, "pidfdFlags", pidfd_flags, COUNT(pidfd_flags));
 }

@@ -16,6 +16,8 @@ import { makePrivateDir, privateFileMode } from "../../core/private-files.ts";
 interface IngestRecord {
   ref: string;
   namespace: string;
+  /** The lease the ingest was opened under, if any: when that lease is gone, so is the ingest. */
+  lease?: string;
   total: number;
   expected: string;
   started_at: number;
@@ -208,16 +210,18 @@ export class IngestStore {
   }
 
   /**
-   * Removes ingests a dead or vanished writer abandoned: not open now, untouched since
-   * `cutoff` (ms), and not held by a lease (`leased`); returns their refs. Ingests on a
-   * lease go when the lease does (expired leases are collected).
+   * Removes ingests a dead or vanished writer abandoned (none open now): one opened
+   * under a lease that is gone (deleted, or expired and collected), and one held by no
+   * lease (`leased`) untouched since `cutoff` (ms); returns their refs.
    */
-  expire(cutoff: number, leased: (namespace: string, ref: string) => boolean): string[] {
+  expire(cutoff: number, leased: (namespace: string, ref: string) => boolean, leaseExists: (namespace: string, lease: string) => boolean): string[] {
     const removed: string[] = [];
     for (const name of readdirSync(this.root)) {
       const dir = join(this.root, name);
       const rec = readRecord(dir);
-      if (!rec || this.live.has(dir) || rec.updated_at >= cutoff || leased(rec.namespace, rec.ref)) continue;
+      if (!rec || this.live.has(dir)) continue;
+      const abandoned = rec.lease ? !leaseExists(rec.namespace, rec.lease) : rec.updated_at < cutoff && !leased(rec.namespace, rec.ref);
+      if (!abandoned) continue;
       rmSync(dir, { recursive: true, force: true });
       removed.push(rec.ref);
     }
@@ -228,7 +232,7 @@ export class IngestStore {
    * Opens the ingest for a ref, creating it or resuming it: the offset is the size
    * of `data` and the digest is recomputed from it.
    */
-  async open(namespace: string, ref: string, total: number, expected: string): Promise<FileIngest> {
+  async open(namespace: string, ref: string, total: number, expected: string, lease?: string): Promise<FileIngest> {
     const dir = this.dirOf(namespace, ref);
     let record = readRecord(dir);
     if (record && (record.ref !== ref || record.namespace !== namespace)) record = undefined;
@@ -240,7 +244,7 @@ export class IngestStore {
     if (!record) {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await rm(join(dir, "data"), { force: true });
-      record = { ref, namespace, total, expected, started_at: now, updated_at: now };
+      record = { ref, namespace, total, expected, started_at: now, updated_at: now, ...(lease ? { lease } : {}) };
       await writeRecord(dir, record);
     } else if ((total > 0 && record.total === 0) || (expected !== "" && expected !== record.expected)) {
       record = { ...record, total: total > 0 ? total : record.total, expected: expected || record.expected };

@@ -155,7 +155,12 @@ const ingestExpiryMs = Number(process.env.BERTH_INGEST_EXPIRY_MS) || 6 * 60 * 60
 /** Blob files no row refers to, and ingests their writer abandoned (see IngestStore.expire). */
 export function sweepContent(deps: WriteDeps): string[] {
   const leased = deps.writes.db.prepare("SELECT 1 FROM lease_resources WHERE namespace = ? AND type = 'ingests' AND id = ? LIMIT 1");
-  const ingests = deps.ingests.expire(Date.now() - ingestExpiryMs, (namespace, ref) => leased.get(namespace, ref) !== undefined);
+  const lease = deps.writes.db.prepare("SELECT 1 FROM leases WHERE namespace = ? AND id = ?");
+  const ingests = deps.ingests.expire(
+    Date.now() - ingestExpiryMs,
+    (namespace, ref) => leased.get(namespace, ref) !== undefined,
+    (namespace, id) => lease.get(namespace, id) !== undefined,
+  );
   return [...deps.store.sweep(), ...ingests.map((ref) => `ingest ${ref}`)];
 }
 

@@ -11,7 +11,7 @@ import { alreadyExists, notFound } from "../../core/errors.ts";
 import { digestHex } from "../../core/digest.ts";
 import { labelsAfterUpdate } from "../../core/labels.ts";
 import type { Database, NamespacedWrites } from "../../core/metadata-db.ts";
-import { parseLabels, transaction } from "../../core/sqlite.ts";
+import { freeingTransaction, parseLabels, transaction } from "../../core/sqlite.ts";
 import { makePrivateDir } from "../../core/private-files.ts";
 
 export interface BlobInfo {
@@ -144,7 +144,7 @@ export class SqliteContentStore implements ContentStore {
   delete(namespace: string, digest: string): { blobRemoved: boolean } {
     // No await between the row check and the unlink: a commit in another namespace
     // cannot link the blob in between (see commit()).
-    const stillUsed = transaction(this.db, () => {
+    const stillUsed = freeingTransaction(this.db, () => {
       const result = this.db.prepare("DELETE FROM blobs WHERE namespace = ? AND digest = ?").run(namespace, digest);
       if (Number(result.changes) === 0) throw notFound(`content digest ${digest}`);
       return this.db.prepare("SELECT 1 FROM blobs WHERE digest = ? LIMIT 1").get(digest) !== undefined;

@@ -83,7 +83,7 @@ class WriteSession {
         return;
       }
     }
-    this.file = await ingests.open(this.namespace, this.ref, this.total, this.expected);
+    this.file = await ingests.open(this.namespace, this.ref, this.total, this.expected, this.lease);
     if (this.total === 0) this.total = this.file.total;
   }
 

@@ -152,12 +152,29 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
   }
 
   server.on("sessionError", (err) => log.debug({ err: err.message }, "client session error"));
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
 
   return {
     server,
-    close(): Promise<void> {
-      upstreams.closeAll();
-      return new Promise((resolve) => server.close(() => resolve()));
+    /**
+     * Stops taking connections, tells every client to go away (GOAWAY: calls under way
+     * may finish), and after a short grace cuts what is still open: a client's
+     * long-lived stream (ctr events) must not hold the daemon's shutdown.
+     */
+    close(graceMs = 500): Promise<void> {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const session of sessions) session.close();
+      const cut = setTimeout(() => {
+        for (const session of sessions) session.destroy();
+      }, graceMs);
+      return closed.finally(() => {
+        clearTimeout(cut);
+        upstreams.closeAll();
+      });
     },
   };
 }

@@ -4,7 +4,7 @@
 // exist, see core/metadata-db.ts).
 import type { StatementSync } from "node:sqlite";
 import { ensureNamespace, type Database } from "../../core/metadata-db.ts";
-import { parseLabels, transaction } from "../../core/sqlite.ts";
+import { freeingTransaction, parseLabels, transaction } from "../../core/sqlite.ts";
 import { alreadyExists, notFound } from "../../core/errors.ts";
 
 export interface ImageTarget {
@@ -138,7 +138,7 @@ export class SqliteImageStore implements ImageStore {
   }
 
   delete(namespace: string, name: string): void {
-    const result = transaction(this.db, () => this.remove.run(namespace, name));
+    const result = freeingTransaction(this.db, () => this.remove.run(namespace, name));
     if (Number(result.changes) === 0) throw imageNotFound(name);
   }
 

@@ -1,7 +1,7 @@
-// What berthd serves in-process on <state>/services/metadata.sock: namespaces and leases
-// (in the shared metadata database), events (Redis pub/sub, so they cross processes),
-// the front of the garbage collector (which runs in the jobs process), and Version and
-// Introspection.
+// What berthd serves in-process on <state>/services/metadata.sock: namespaces, leases
+// and container records (in the shared metadata database), events (Redis pub/sub, so
+// they cross processes), the front of the garbage collector (which runs in the jobs
+// process), and Version and Introspection.
 import { EventsDefinition } from "../../core/gen/containerd/services/events/v1/events.ts";
 import { LeasesDefinition } from "../../core/gen/containerd/services/leases/v1/leases.ts";
 import { NamespacesDefinition } from "../../core/gen/containerd/services/namespaces/v1/namespace.ts";
@@ -17,6 +17,9 @@ import { introspectionService, loadServerUuid, versionService } from "../gateway
 import { RedisEventBus } from "./event-bus.ts";
 import { eventsService, localPublisher } from "./events.ts";
 import { CollectorFront } from "./collector-front.ts";
+import { ContainersDefinition } from "../../core/gen/containerd/services/containers/v1/containers.ts";
+import { containersService } from "../containers/service.ts";
+import { ContainerStore } from "../containers/store.ts";
 import { collect } from "../jobs/gc/collector.ts";
 import { leasesService } from "./leases.ts";
 import { namespacesService } from "./namespaces.ts";
@@ -40,7 +43,9 @@ export async function serveMetadata(
   const bus = new RedisEventBus(redisUrl, ctx.log);
   const collector = new CollectorFront(ctx.state, jobsReady, ctx.log);
   const grpc = await startGrpcServer(ctx, inProcess, (server) => {
-    server.add(NamespacesDefinition, namespacesService({ namespaces: store.namespaces, publish: localPublisher(bus, ctx.log) }));
+    const publish = localPublisher(bus, ctx.log);
+    server.add(NamespacesDefinition, namespacesService({ namespaces: store.namespaces, publish }));
+    server.add(ContainersDefinition, containersService({ store: new ContainerStore(db), publish, collect: () => collector.schedule() }));
     server.add(LeasesDefinition, leasesService(store.leases, collector));
     server.add(EventsDefinition, eventsService(bus));
     server.add(CollectorDefinition, collector.service);

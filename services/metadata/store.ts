@@ -2,7 +2,7 @@
 // hold — in the shared metadata database, so that deleting a namespace checks every
 // service's table and deletes in one transaction.
 import { ensureNamespace, type Database, type LeaseResource } from "../../core/metadata-db.ts";
-import { parseLabels, transaction } from "../../core/sqlite.ts";
+import { freeingTransaction, parseLabels, transaction } from "../../core/sqlite.ts";
 
 export type { LeaseResource };
 
@@ -117,7 +117,7 @@ class SqliteNamespaceStore implements NamespaceStore {
   }
 
   delete(name: string): NamespaceDeleteResult {
-    return transaction(this.db, () => {
+    return freeingTransaction(this.db, () => {
       if (!this.get(name)) return "not found";
       const held: string[] = [];
       for (const { table, word } of holders) {
@@ -149,7 +149,7 @@ class SqliteLeaseStore implements LeaseStore {
   }
 
   delete(namespace: string, id: string): boolean {
-    return this.db.prepare("DELETE FROM leases WHERE namespace = ? AND id = ?").run(namespace, id).changes === 1;
+    return freeingTransaction(this.db, () => this.db.prepare("DELETE FROM leases WHERE namespace = ? AND id = ?").run(namespace, id).changes === 1);
   }
 
   get(namespace: string, id: string): LeaseRecord | undefined {

@@ -43,8 +43,8 @@ export interface SnapshotBackend {
 
 /**
  * The <root>/snapshots/<id> directories every backend keeps, with staging and the
- * sweep. A staging in progress (an async copy) is remembered, so a sweep running
- * meanwhile leaves it alone; one left by a crashed process is not, so it goes.
+ * sweep (backends extend it). A staging in progress (an async copy) is remembered, so a
+ * sweep running meanwhile leaves it alone; one left by a crashed process is not, so it goes.
  */
 export class SnapshotDirs {
   readonly dir: string;
@@ -69,7 +69,7 @@ export class SnapshotDirs {
   }
 
   /** Runs `build` on a fresh temp directory; on failure the directory is gone again. */
-  async stage(build: (temp: string) => Promise<void> | void): Promise<string> {
+  protected async stageWith(build: (temp: string) => Promise<void> | void): Promise<string> {
     const temp = mkdtempSync(join(this.dir, "new-"));
     this.staging.add(temp);
     try {

@@ -12,7 +12,6 @@ import { chmodSync } from "node:fs";
 import { promisify } from "node:util";
 import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import type { Mount } from "../../core/gen/containerd/types/mount.ts";
-import type { Logger } from "../../core/log.ts";
 import { SnapshotDirs, type NewKind, type SnapshotBackend } from "./backend.ts";
 import { diskUsage } from "./disk-usage.ts";
 import type { SnapshotKind, Usage } from "./store.ts";
@@ -33,56 +32,30 @@ async function copyTree(from: string, to: string): Promise<void> {
   }
 }
 
-export class NativeBackend implements SnapshotBackend {
-  private readonly dirs: SnapshotDirs;
-
-  constructor(root: string, log: Logger) {
-    this.dirs = new SnapshotDirs(root, log);
-  }
-
+export class NativeBackend extends SnapshotDirs implements SnapshotBackend {
   stage(kind: NewKind, parents: readonly number[]): Promise<string> {
-    return this.dirs.stage(async (temp) => {
+    return this.stageWith(async (temp) => {
       if (parents.length === 0) {
         chmodSync(temp, 0o755);
       } else if (kind === "active") {
         // The nearest parent already holds its whole chain.
-        await copyTree(this.dirs.parentPath(parents[0]!), temp);
+        await copyTree(this.parentPath(parents[0]!), temp);
       } else {
         // A view shows its parent's tree read-only (see mounts): nothing to copy. The
         // parent must still be there, and the empty directory marks the view as owned.
-        this.dirs.parentPath(parents[0]!);
+        this.parentPath(parents[0]!);
       }
     });
-  }
-
-  place(staged: string, id: number): void {
-    this.dirs.place(staged, id);
-  }
-
-  discard(path: string): void {
-    this.dirs.discard(path);
-  }
-
-  pathOf(id: number): string {
-    return this.dirs.pathOf(id);
   }
 
   /** containerd's native shapes: a view of a parent binds the parent's tree, which a committed snapshot never changes. */
   mounts(id: number, kind: SnapshotKind, parents: readonly number[]): Mount[] {
     const view = kind === Kind.VIEW;
-    const source = view && parents.length > 0 ? this.dirs.pathOf(parents[0]!) : this.dirs.pathOf(id);
+    const source = view && parents.length > 0 ? this.pathOf(parents[0]!) : this.pathOf(id);
     return [{ type: "bind", source, target: "", options: [view ? "ro" : "rw", "rbind"] }];
   }
 
   usage(id: number): Promise<Usage> {
-    return diskUsage(this.dirs.pathOf(id));
-  }
-
-  remove(id: number): Promise<void> {
-    return this.dirs.remove(id);
-  }
-
-  sweep(keep: ReadonlySet<number>): Promise<string[]> {
-    return this.dirs.sweep(keep);
+    return diskUsage(this.pathOf(id));
   }
 }

@@ -4,7 +4,6 @@
 import { existsSync, lchownSync, lstatSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
-import type { Logger } from "../../core/log.ts";
 import { SnapshotDirs, type NewKind, type SnapshotBackend } from "./backend.ts";
 import { diskUsage } from "./disk-usage.ts";
 import type { Mount } from "../../core/gen/containerd/types/mount.ts";
@@ -15,46 +14,28 @@ function supportsIndexOption(): boolean {
   return existsSync("/sys/module/overlay/parameters/index");
 }
 
-export class OverlayBackend implements SnapshotBackend {
-  private readonly dirs: SnapshotDirs;
-  private readonly indexOff: boolean;
-
-  constructor(root: string, log: Logger) {
-    this.dirs = new SnapshotDirs(root, log);
-    this.indexOff = supportsIndexOption();
-  }
+export class OverlayBackend extends SnapshotDirs implements SnapshotBackend {
+  private readonly indexOff = supportsIndexOption();
 
   private upperPath(id: number): string {
-    return join(this.dirs.pathOf(id), "fs");
+    return join(this.pathOf(id), "fs");
   }
 
   private workPath(id: number): string {
-    return join(this.dirs.pathOf(id), "work");
+    return join(this.pathOf(id), "work");
   }
 
   stage(kind: NewKind, parents: readonly number[]): Promise<string> {
-    return this.dirs.stage((temp) => {
+    return this.stageWith((temp) => {
       mkdirSync(join(temp, "fs"), { mode: 0o755 });
       if (kind === "active") mkdirSync(join(temp, "work"), { mode: 0o700 });
       if (parents.length > 0) {
         // The new upper layer belongs to whoever owns the layer below (containerd does
         // the same), so a rootfs owned by a remapped user stays writable for it.
-        const below = lstatSync(join(this.dirs.parentPath(parents[0]!), "fs"));
+        const below = lstatSync(join(this.parentPath(parents[0]!), "fs"));
         lchownSync(join(temp, "fs"), below.uid, below.gid);
       }
     });
-  }
-
-  place(staged: string, id: number): void {
-    this.dirs.place(staged, id);
-  }
-
-  discard(path: string): void {
-    this.dirs.discard(path);
-  }
-
-  pathOf(id: number): string {
-    return this.dirs.pathOf(id);
   }
 
   /** containerd's overlay mount shapes (see snapshots/overlay/overlay.go). */
@@ -75,13 +56,5 @@ export class OverlayBackend implements SnapshotBackend {
 
   usage(id: number): Promise<Usage> {
     return diskUsage(this.upperPath(id));
-  }
-
-  remove(id: number): Promise<void> {
-    return this.dirs.remove(id);
-  }
-
-  sweep(keep: ReadonlySet<number>): Promise<string[]> {
-    return this.dirs.sweep(keep);
   }
 }

@@ -6,7 +6,7 @@ import type { StatementSync } from "node:sqlite";
 import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../core/errors.ts";
 import { addLeaseResource, ensureNamespace, removeLeaseResource, type Database } from "../../core/metadata-db.ts";
-import { parseLabels, transaction } from "../../core/sqlite.ts";
+import { freeingTransaction, parseLabels, transaction } from "../../core/sqlite.ts";
 
 export type SnapshotKind = typeof Kind.VIEW | typeof Kind.ACTIVE | typeof Kind.COMMITTED;
 
@@ -241,7 +241,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
   }
 
   remove(namespace: string, key: string, lease?: string): SnapshotRecord {
-    return transaction(this.db, () => {
+    return freeingTransaction(this.db, () => {
       const record = this.get(namespace, key);
       if (!record) throw snapshotNotFound(key);
       if (this.selectChild.get(record.id)) throw failedPrecondition("cannot remove snapshot with child");

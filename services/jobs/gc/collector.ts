@@ -12,7 +12,7 @@
 // namespace in the same transaction as the mark, so a crash in between loses nothing
 // and the next run does the work; the owners of the files (content, snapshots) then
 // unlink what no row refers to any more.
-import { transaction, parseLabels, type Database } from "../../../core/sqlite.ts";
+import { freeingTransaction, parseLabels, type Database } from "../../../core/sqlite.ts";
 
 const labelPrefix = "containerd.io/gc.";
 const contentRefPrefix = "containerd.io/gc.ref.content";
@@ -84,7 +84,7 @@ export interface CollectOptions {
 /** One collection: deletes expired leases and every unreachable blob and snapshot record. */
 export function collect(db: Database, options: CollectOptions = {}): CollectionResult {
   const { now = Date.now(), spareCreatedSince = Infinity, afterMark } = options;
-  return transaction(db, () => {
+  return freeingTransaction(db, () => {
     // Expired leases go first: what only they held is then unreachable.
     const leases = db.prepare("SELECT namespace, id, labels FROM leases").all() as { namespace: string; id: string; labels: string }[];
     const deleteLease = db.prepare("DELETE FROM leases WHERE namespace = ? AND id = ?");

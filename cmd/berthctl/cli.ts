@@ -1,0 +1,52 @@
+// berthctl's command line: a ctr-style client for berth's gateway socket. Same command
+// names, flags and output layout as ctr 1.6, so either tool can be used on the same daemon.
+import { Command, Option } from "commander";
+import { registerContent } from "./content.ts";
+import { registerImages } from "./images.ts";
+import { registerImagesArchive } from "./images-archive.ts";
+import { registerNamespaces } from "./namespaces.ts";
+import { registerPull, registerPush } from "./pull.ts";
+import { registerSnapshots } from "./snapshots.ts";
+import { CommandError, fail } from "./output.ts";
+import { Session } from "./session.ts";
+import { parseDuration } from "./units.ts";
+import { clientVersion, registerVersion } from "./version.ts";
+
+const program = new Command()
+  .name("berthctl")
+  .description("berth CLI: a ctr-style debug and administrative client for berthd")
+  .version(clientVersion, "-v, --version", "print the version")
+  .addOption(new Option("-a, --address <path>", "address for berth's gRPC server").env("BERTH_ADDRESS").default("/run/berth/berth.sock"))
+  .addOption(new Option("--timeout <duration>", "total timeout for berthctl commands").default("0s"))
+  .addOption(new Option("-n, --namespace <name>", "namespace to use with commands").env("BERTH_NAMESPACE").default("default"))
+  .showHelpAfterError();
+
+let session: Session | undefined;
+
+/** The session for the running command, built once from the global flags. */
+function sessionOf(cmd: Command): Session {
+  if (!session) {
+    const opts = cmd.optsWithGlobals<{ address: string; namespace: string; timeout: string }>();
+    const timeout = parseDuration(opts.timeout);
+    if (timeout === undefined) throw new CommandError(`invalid value ${JSON.stringify(opts.timeout)} for flag -timeout: parse error`);
+    session = new Session({ address: opts.address, namespace: opts.namespace, timeout: Math.max(0, timeout) });
+  }
+  return session;
+}
+
+registerVersion(program, sessionOf);
+registerNamespaces(program, sessionOf);
+registerContent(program, sessionOf);
+registerImages(program, sessionOf);
+registerImagesArchive(program, sessionOf);
+registerSnapshots(program, sessionOf);
+registerPull(program, sessionOf);
+registerPush(program, sessionOf);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  fail(err, session?.address);
+} finally {
+  session?.close();
+}
