@@ -1,0 +1,137 @@
+// Tasks end to end: the real ctr runs containers from a real busybox image against a
+// real berthd (berth-shim, runc, overlayfs). Each container runs in this file's own
+// namespace, so the after hook can find and remove whatever a failure left behind.
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { ok, sleep, startDaemon, tableRows, type Daemon } from "./harness.ts";
+import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
+import { skopeoArchives } from "./fixtures/archives.ts";
+
+const image = "docker.io/library/busybox:latest";
+const namespace = `tasks-${randomBytes(4).toString("hex")}`;
+let workdir: string;
+let d: Daemon;
+
+const ctr = (args: string[], input?: string) => d.ctr(args, input, namespace);
+const taskRows = () => tableRows(ok(ctr(["tasks", "ls"]), "tasks ls").stdout);
+
+async function eventually(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
+    await sleep(50);
+  }
+}
+
+/** Everything a container of this test could leave: runc containers, mounts, cgroups. */
+function cleanUpContainers(): void {
+  if (!d) return;
+  const runcRoot = join(d.state, "runc", namespace);
+  if (existsSync(runcRoot)) {
+    for (const id of readdirSync(runcRoot)) spawnSync("runc", ["--root", runcRoot, "delete", "--force", id]);
+  }
+  const shims = join(d.state, "shims", namespace);
+  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+    const target = line.split(" ")[4];
+    if (target?.startsWith(shims)) spawnSync("umount", ["-l", target]);
+  }
+  // ctr's default spec puts a container in the cgroup /<namespace>/<id>.
+  for (const controller of safeReaddir("/sys/fs/cgroup")) {
+    const dir = join("/sys/fs/cgroup", controller, namespace);
+    for (const child of safeReaddir(dir)) {
+      try {
+        rmdirSync(join(dir, child));
+      } catch {
+        // not a cgroup dir, or still busy
+      }
+    }
+    try {
+      rmdirSync(dir);
+    } catch {
+      // absent
+    }
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+before(async () => {
+  workdir = mkdtempSync(join(tmpdir(), "berth-tasks-"));
+  const archive = skopeoArchives(workdir, await buildBusyboxImage()).dockerArchive;
+  d = await startDaemon();
+  ok(ctr(["images", "import", archive]), "import");
+});
+
+after(async () => {
+  cleanUpContainers();
+  await d?.destroy();
+  rmSync(workdir, { recursive: true, force: true });
+});
+
+describe("ctr run", () => {
+  test("run --rm prints the output and exits 0", () => {
+    const r = ok(ctr(["run", "--rm", image, "echo-hi", "echo", "hi"]), "ctr run");
+    assert.equal(r.stdout, "hi\n");
+    assert.deepEqual(taskRows(), [], "no task is left");
+    assert.deepEqual(tableRows(ok(ctr(["containers", "ls"]), "containers ls").stdout), [], "no container is left");
+    assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
+  });
+
+  test("run --rm exits with the container's exit status", () => {
+    const r = ctr(["run", "--rm", image, "exit-3", "sh", "-c", "exit 3"]);
+    assert.equal(r.code, 3, r.stderr);
+  });
+});
+
+describe("detached tasks", () => {
+  test("run -d, tasks ls, exec, kill, delete, containers rm", async () => {
+    const id = "sleeper";
+    ok(ctr(["run", "-d", image, id, "sleep", "300"]), "run -d");
+    assert.deepEqual(
+      taskRows().map((r) => [r[0], r[2]]),
+      [[id, "RUNNING"]],
+    );
+    const running = ctr(["containers", "rm", id]);
+    assert.notEqual(running.code, 0, "a container with a running task is not removed");
+
+    const exec = ok(ctr(["tasks", "exec", "--exec-id", "probe", id, "sh", "-c", "echo in-container; exit 5"]), "exec");
+    assert.equal(exec.stdout, "in-container\n");
+    const failed = ctr(["tasks", "exec", "--exec-id", "fails", id, "sh", "-c", "exit 7"]);
+    assert.equal(failed.code, 7, failed.stderr);
+
+    const started = ctr(["tasks", "start", id]);
+    assert.notEqual(started.code, 0, "starting a running task fails");
+    assert.match(started.stderr, /FailedPrecondition|failed precondition|not created/i);
+
+    const busy = ctr(["tasks", "delete", id]);
+    assert.notEqual(busy.code, 0, "a running task is not deleted");
+    assert.match(busy.stderr, /must be stopped/);
+
+    ok(ctr(["tasks", "kill", "--signal", "SIGKILL", id]), "kill");
+    await eventually("the task stops", () => taskRows().some((r) => r[0] === id && r[2] === "STOPPED"));
+    const stoppedExec = ctr(["tasks", "exec", "--exec-id", "late", id, "true"]);
+    assert.notEqual(stoppedExec.code, 0, "no exec into a stopped task");
+    ok(ctr(["tasks", "delete", id]), "tasks delete");
+    assert.deepEqual(taskRows(), []);
+    ok(ctr(["containers", "rm", id]), "containers rm");
+    ok(ctr(["snapshots", "rm", id]), "snapshot rm");
+    assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
+  });
+
+  test("a task of an unknown container is not found", () => {
+    const r = ctr(["tasks", "start", "no-such"]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /not found/);
+  });
+});
