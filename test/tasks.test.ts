@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import { Status } from "nice-grpc";
 import { closeFreshChannels, freshClient, grpcError, ok, sleep, startDaemon, tableRows, type Daemon } from "./harness.ts";
 import { inNamespace } from "../core/grpc-client.ts";
+import { isRunning } from "../core/process.ts";
 import { TasksDefinition } from "../core/gen/containerd/services/tasks/v1/tasks.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
@@ -140,5 +141,47 @@ describe("detached tasks", () => {
     const r = ctr(["tasks", "start", "no-such"]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /not found/);
+  });
+});
+
+describe("live restore", () => {
+  test("tasks survive kill -9 of berthd and its services, and report exits that happened meanwhile", async () => {
+    const tasks = () => freshClient(TasksDefinition, d.address);
+    const meta = inNamespace(namespace);
+    ok(ctr(["run", "-d", image, "survivor", "sleep", "300"]), "run survivor");
+    ok(ctr(["run", "-d", image, "dies-while-down", "sleep", "300"]), "run dies-while-down");
+    ok(ctr(["run", "-d", image, "exits-before", "sh", "-c", "exit 4"]), "run exits-before");
+    await eventually("exits-before stops", () => taskRows().some((r) => r[0] === "exits-before" && r[2] === "STOPPED"));
+    const pidOf = (id: string) => Number(taskRows().find((r) => r[0] === id)![1]);
+    const survivorPid = pidOf("survivor");
+    const victimPid = pidOf("dies-while-down");
+
+    const tasksPid = d.servicePid("tasks");
+    assert.ok(tasksPid, "the tasks process runs");
+    await d.kill9();
+    assert.ok(!isRunning(tasksPid), "the tasks process went with berthd");
+    process.kill(victimPid, "SIGKILL");
+    closeFreshChannels();
+    await d.start();
+
+    const rows = new Map(taskRows().map((r) => [r[0], r]));
+    assert.deepEqual(rows.get("survivor")?.slice(1), [String(survivorPid), "RUNNING"]);
+    assert.equal(rows.get("dies-while-down")?.[2], "STOPPED");
+    assert.equal(rows.get("exits-before")?.[2], "STOPPED");
+    assert.equal((await tasks().wait({ containerId: "exits-before" }, meta)).exitStatus, 4);
+    assert.equal((await tasks().wait({ containerId: "dies-while-down" }, meta)).exitStatus, 137);
+
+    // The adopted task is still driven: exec into it, then kill it and see the exit.
+    assert.equal(ok(ctr(["tasks", "exec", "--exec-id", "after-restart", "survivor", "echo", "still here"]), "exec").stdout, "still here\n");
+    const waited = tasks().wait({ containerId: "survivor" }, meta);
+    ok(ctr(["tasks", "kill", "--signal", "SIGKILL", "survivor"]), "kill survivor");
+    assert.equal((await waited).exitStatus, 137);
+
+    for (const id of ["survivor", "dies-while-down", "exits-before"]) {
+      ok(ctr(["tasks", "delete", id]), `delete ${id}`);
+      ok(ctr(["containers", "rm", id]), `containers rm ${id}`);
+    }
+    assert.deepEqual(taskRows(), []);
+    assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
   });
 });
