@@ -15,6 +15,7 @@ import { isRunning } from "../core/process.ts";
 import { TasksDefinition } from "../core/gen/containerd/services/tasks/v1/tasks.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
+import { runInContainer } from "../scripts/demo-container.ts";
 
 const image = "docker.io/library/busybox:latest";
 const namespace = `tasks-${randomBytes(4).toString("hex")}`;
@@ -183,5 +184,56 @@ describe("live restore", () => {
     }
     assert.deepEqual(taskRows(), []);
     assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
+  });
+});
+
+describe("over gRPC", () => {
+  test("the demo's container runs echo through Berth's services alone", async () => {
+    const config = (await buildBusyboxImage()).config;
+    const diffIds = (JSON.parse(config.data.toString("utf8")) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+    const ran = await runInContainer(d.address, namespace, image, diffIds, ["echo", "from the demo"]);
+    assert.deepEqual(ran, { output: "from the demo\n", exitStatus: 0 });
+    assert.deepEqual(taskRows(), [], "the demo removed its task");
+    assert.deepEqual(tableRows(ok(ctr(["containers", "ls"]), "containers ls").stdout), [], "and its container");
+  });
+
+  test("bad requests are refused with the error naming the problem", async () => {
+    const tasks = freshClient(TasksDefinition, d.address);
+    const meta = inNamespace(namespace);
+    ok(ctr(["run", "-d", image, "target", "sleep", "300"]), "run -d");
+    try {
+      const badSignal = await grpcError(tasks.kill({ containerId: "target", signal: 0 }, meta));
+      assert.equal(badSignal.code, Status.INVALID_ARGUMENT);
+      assert.match(badSignal.details, /signal 0/);
+      const badSpec = await grpcError(tasks.exec({ containerId: "target", execId: "x", spec: { typeUrl: "p", value: Buffer.from("{not json") } }, meta));
+      assert.equal(badSpec.code, Status.INVALID_ARGUMENT);
+      assert.match(badSpec.details, /not valid JSON/);
+      const badExecId = await grpcError(tasks.exec({ containerId: "target", execId: "../escape", spec: { typeUrl: "p", value: Buffer.from("{}") } }, meta));
+      assert.equal(badExecId.code, Status.INVALID_ARGUMENT);
+      assert.ok(!existsSync(join(d.state, "shims", namespace, "escape")), "nothing was written outside the task");
+      const badSize = await grpcError(tasks.resizePty({ containerId: "target", width: 0, height: 24 }, meta));
+      assert.equal(badSize.code, Status.INVALID_ARGUMENT);
+      const twice = await grpcError(tasks.create({ containerId: "target" }, meta));
+      assert.equal(twice.code, Status.ALREADY_EXISTS);
+      const noContainer = await grpcError(tasks.create({ containerId: "never-created" }, meta));
+      assert.equal(noContainer.code, Status.NOT_FOUND);
+      assert.ok(!existsSync(join(d.state, "shims", namespace, "never-created")), "a refused create leaves no bundle");
+      const checkpoint = await grpcError(tasks.checkpoint({ containerId: "target" }, meta));
+      assert.equal(checkpoint.code, Status.UNIMPLEMENTED);
+
+      // Pause, ListPids and Resume on the way out.
+      ok(ctr(["tasks", "pause", "target"]), "pause");
+      assert.equal(taskRows().find((r) => r[0] === "target")?.[2], "PAUSED");
+      const pids = (await tasks.listPids({ containerId: "target" }, meta)).processes.map((p) => p.pid);
+      assert.ok(pids.includes(Number(taskRows().find((r) => r[0] === "target")?.[1])), `ListPids has the init: ${pids}`);
+      ok(ctr(["tasks", "resume", "target"]), "resume");
+      assert.equal(taskRows().find((r) => r[0] === "target")?.[2], "RUNNING");
+    } finally {
+      ctr(["tasks", "kill", "--signal", "SIGKILL", "target"]);
+      await eventually("target stops", () => !taskRows().some((r) => r[0] === "target" && r[2] !== "STOPPED"));
+      ctr(["tasks", "delete", "target"]);
+      ctr(["containers", "rm", "target"]);
+    }
+    assert.deepEqual(taskRows(), []);
   });
 });
