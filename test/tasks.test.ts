@@ -3,7 +3,7 @@
 // namespace, so the after hook can find and remove whatever a failure left behind.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -235,5 +235,36 @@ describe("over gRPC", () => {
       ctr(["containers", "rm", "target"]);
     }
     assert.deepEqual(taskRows(), []);
+  });
+});
+
+describe("events", () => {
+  test("a task's life is published: create, start, exit, delete, exec-added, exec-started", async () => {
+    const events = spawn("ctr", ["--address", d.address, "events"], { stdio: ["ignore", "pipe", "pipe"] });
+    let seen = "";
+    events.stdout.setEncoding("utf8").on("data", (text: string) => (seen += text));
+    // A line: <time, with spaces> <namespace> <topic> <event>.
+    const topics = () => [...seen.matchAll(new RegExp(` ${namespace} (\\S+)`, "g"))].map((m) => m[1]);
+    try {
+      // The subscription is live once an event of ours arrives; a container record's create is one.
+      await eventually("the subscription delivers", () => {
+        ctr(["containers", "create", image, "probe-subscription"]);
+        ctr(["containers", "rm", "probe-subscription"]);
+        return topics().includes("/containers/create");
+      });
+      ok(ctr(["run", "-d", image, "evented", "sleep", "300"]), "run -d");
+      ok(ctr(["tasks", "exec", "--exec-id", "side", "evented", "true"]), "exec");
+      ok(ctr(["tasks", "kill", "--signal", "SIGKILL", "evented"]), "kill");
+      await eventually("the task stops", () => taskRows().some((r) => r[0] === "evented" && r[2] === "STOPPED"));
+      ok(ctr(["tasks", "delete", "evented"]), "delete");
+      ok(ctr(["containers", "rm", "evented"]), "containers rm");
+      const expected = ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit", "/tasks/delete"];
+      await eventually(`events ${expected.join(", ")}`, () => expected.every((topic) => topics().includes(topic)));
+      const order = topics().filter((topic) => topic.startsWith("/tasks/"));
+      assert.ok(order.indexOf("/tasks/create") < order.indexOf("/tasks/start"), order.join(" "));
+      assert.ok(order.lastIndexOf("/tasks/exit") < order.lastIndexOf("/tasks/delete"), order.join(" "));
+    } finally {
+      events.kill("SIGKILL");
+    }
   });
 });
