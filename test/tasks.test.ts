@@ -100,6 +100,20 @@ describe("ctr run", () => {
   });
 });
 
+describe("failures", () => {
+  test("a command that does not exist fails the run with runc's reason and leaves nothing", () => {
+    const r = ctr(["run", "--rm", image, "no-binary", "/no/such/binary"]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /no\/such\/binary/);
+    assert.deepEqual(taskRows(), []);
+    ctr(["containers", "rm", "no-binary"]);
+    assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
+    assert.ok(!readFileSync("/proc/self/mountinfo", "utf8").includes(join(d.state, "shims", namespace)), "no rootfs stays mounted");
+    const runcRoot = join(d.state, "runc", namespace);
+    assert.deepEqual(safeReaddir(runcRoot), [], "runc has no container left");
+  });
+});
+
 describe("detached tasks", () => {
   test("run -d, tasks ls, exec, kill, delete, containers rm", async () => {
     const id = "sleeper";
