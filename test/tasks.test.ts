@@ -4,7 +4,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -176,8 +176,12 @@ describe("live restore", () => {
     await d.kill9();
     assert.ok(!isRunning(tasksPid), "the tasks process went with berthd");
     process.kill(victimPid, "SIGKILL");
+    // What a tasks process killed in the middle of a Create leaves.
+    const halfMade = join(d.state, "shims", namespace, "half-made");
+    mkdirSync(join(halfMade, "rootfs"), { recursive: true });
     closeFreshChannels();
     await d.start();
+    assert.ok(!existsSync(halfMade), "the unfinished create's state dir is removed");
 
     const rows = new Map(taskRows().map((r) => [r[0], r]));
     assert.deepEqual(rows.get("survivor")?.slice(1), [String(survivorPid), "RUNNING"]);

@@ -295,6 +295,14 @@ export class TaskManager {
     for (const namespace of safeReaddir(root)) {
       for (const id of safeReaddir(join(root, namespace))) {
         const dir = join(root, namespace, id);
+        if (!existsSync(join(dir, "task.json"))) {
+          // A create that died before recording anything: nothing runs from it, and a
+          // new Create of the same id must not trip over it.
+          await unmountAll(join(dir, "rootfs"), { detachBusy: true }).catch(() => {});
+          rmSync(dir, { recursive: true, force: true });
+          this.log.warn({ dir }, "removed the state dir of an unfinished create");
+          continue;
+        }
         try {
           const record = JSON.parse(readFileSync(join(dir, "task.json"), "utf8")) as TaskRecord;
           const task = new Task(record, dir);
