@@ -100,6 +100,17 @@ describe("ctr run", () => {
   });
 });
 
+describe("terminal", () => {
+  test("run -t gives the process a pty (script(1) gives ctr one)", () => {
+    const command = ["ctr", "--address", d.address, "--namespace", namespace, "run", "-t", "--rm", image, "with-tty", "echo", "on-a-tty"];
+    const r = spawnSync("script", ["-qec", command.join(" "), "/dev/null"], { encoding: "utf8", timeout: 60_000 });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    // Two ptys turn "\n" into "\r\n" each: the container's (berth-shim's) and script's.
+    assert.match(r.stdout, /on-a-tty\r\r\n/);
+    assert.deepEqual(taskRows(), []);
+  });
+});
+
 describe("failures", () => {
   test("a command that does not exist fails the run with runc's reason and leaves nothing", () => {
     const r = ctr(["run", "--rm", image, "no-binary", "/no/such/binary"]);
@@ -229,8 +240,8 @@ describe("over gRPC", () => {
       const badExecId = await grpcError(tasks.exec({ containerId: "target", execId: "../escape", spec: { typeUrl: "p", value: Buffer.from("{}") } }, meta));
       assert.equal(badExecId.code, Status.INVALID_ARGUMENT);
       assert.ok(!existsSync(join(d.state, "shims", namespace, "escape")), "nothing was written outside the task");
-      const badSize = await grpcError(tasks.resizePty({ containerId: "target", width: 0, height: 24 }, meta));
-      assert.equal(badSize.code, Status.INVALID_ARGUMENT);
+      const badExec = await grpcError(tasks.resizePty({ containerId: "target", execId: "never-added", width: 80, height: 24 }, meta));
+      assert.equal(badExec.code, Status.NOT_FOUND);
       const twice = await grpcError(tasks.create({ containerId: "target" }, meta));
       assert.equal(twice.code, Status.ALREADY_EXISTS);
       const noContainer = await grpcError(tasks.create({ containerId: "never-created" }, meta));

@@ -134,7 +134,7 @@ export function tasksService(manager: TaskManager, containers: ContainerStore, m
 
     async resizePty(request, ctx) {
       const task = taskOf(ctx, request.containerId);
-      if (request.width === 0 || request.height === 0) throw invalidArgument(`terminal size ${request.width}x${request.height} must not be zero`);
+      // 0x0 is what ctr sends when its own terminal has no size; the pty takes it as is.
       manager.control(task, request.execId, `resize ${request.width} ${request.height}`);
       return {};
     },
