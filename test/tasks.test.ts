@@ -163,6 +163,31 @@ describe("detached tasks", () => {
     assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
   });
 
+  test("a detached exec is killed, waited for and deleted on its own", async () => {
+    const id = "exec-host";
+    const tasks = freshClient(TasksDefinition, d.address);
+    const meta = inNamespace(namespace);
+    ok(ctr(["run", "-d", image, id, "sleep", "300"]), "run -d");
+    try {
+      ok(ctr(["tasks", "exec", "--detach", "--exec-id", "side", id, "sleep", "300"]), "exec --detach");
+      const side = (await tasks.get({ containerId: id, execId: "side" }, meta)).process!;
+      assert.equal(side.id, "side");
+      assert.ok(side.pid > 0);
+      const waited = tasks.wait({ containerId: id, execId: "side" }, meta);
+      ok(ctr(["tasks", "kill", "--exec-id", "side", "--signal", "SIGTERM", id]), "kill the exec");
+      assert.equal((await waited).exitStatus, 128 + 15);
+      assert.equal(taskRows().find((r) => r[0] === id)?.[2], "RUNNING", "the init runs on");
+      const removed = await tasks.deleteProcess({ containerId: id, execId: "side" }, meta);
+      assert.equal(removed.exitStatus, 143);
+      assert.equal((await grpcError(tasks.get({ containerId: id, execId: "side" }, meta))).code, Status.NOT_FOUND);
+    } finally {
+      ctr(["tasks", "kill", "--signal", "SIGKILL", id]);
+      await eventually("the task stops", () => !taskRows().some((r) => r[0] === id && r[2] !== "STOPPED"));
+      ctr(["tasks", "delete", id]);
+      ctr(["containers", "rm", id]);
+    }
+  });
+
   test("a task of an unknown container is not found", () => {
     const r = ctr(["tasks", "start", "no-such"]);
     assert.notEqual(r.code, 0);
