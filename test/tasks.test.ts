@@ -94,6 +94,15 @@ describe("ctr run", () => {
     assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
   });
 
+  test("run --rm delivers all of a long output, stdout and stderr apart", () => {
+    const script = "i=0; while [ $i -lt 5000 ]; do echo line $i; i=$((i+1)); done; echo to-stderr >&2";
+    const r = ok(ctr(["run", "--rm", image, "long-output", "sh", "-c", script]), "ctr run");
+    const lines = r.stdout.split("\n");
+    assert.equal(lines.length, 5001, "5000 lines and the empty tail");
+    assert.equal(lines[4999], "line 4999");
+    assert.match(r.stderr, /to-stderr/);
+  });
+
   test("run --rm exits with the container's exit status", () => {
     const r = ctr(["run", "--rm", image, "exit-3", "sh", "-c", "exit 3"]);
     assert.equal(r.code, 3, r.stderr);
