@@ -284,6 +284,11 @@ describe("over gRPC", () => {
       const checkpoint = await grpcError(tasks.checkpoint({ containerId: "target" }, meta));
       assert.equal(checkpoint.code, Status.UNIMPLEMENTED);
 
+      await tasks.update({ containerId: "target", resources: { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources", value: Buffer.from(JSON.stringify({ pids: { limit: 77 } })) } }, meta);
+      assert.equal(readFileSync(join("/sys/fs/cgroup/pids", namespace, "target", "pids.max"), "utf8").trim(), "77", "Update reached the cgroup");
+      const badResources = await grpcError(tasks.update({ containerId: "target", resources: { typeUrl: "r", value: Buffer.from("nope") } }, meta));
+      assert.equal(badResources.code, Status.INVALID_ARGUMENT);
+
       // Pause, ListPids and Resume on the way out.
       ok(ctr(["tasks", "pause", "target"]), "pause");
       assert.equal(taskRows().find((r) => r[0] === "target")?.[2], "PAUSED");
