@@ -37,6 +37,11 @@ export const processTable: readonly ProcessSpec[] = [
     services: ["containerd.services.snapshots.v1.Snapshots"],
   },
   {
+    // Containers' tasks: drives runc through one berth-shim per container process.
+    name: "tasks",
+    services: ["containerd.services.tasks.v1.Tasks"],
+  },
+  {
     // Layer extraction uses synchronous fs calls (measured faster), which must not stall
     // another service's event loop; it runs only while layers are applied or diffed.
     name: "diff",

@@ -14,6 +14,7 @@ import { connectImageServices, importArchive, mountImage, unmountImage } from ".
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { descriptor, layoutEntries, tarOf } from "../test/fixtures/archives.ts";
 import { socketAccepts, waitForSocket } from "../core/socket.ts";
+import { runInContainer } from "./demo-container.ts";
 
 const repo = new URL("..", import.meta.url).pathname;
 const address = gatewaySocketPath(defaultState);
@@ -73,7 +74,14 @@ async function main(): Promise<void> {
   if (missing.length > 0) {
     console.log(`not yet: running containers needs the ${missing.join(" and ")} services, which Berth does not have yet.`);
     console.log(`Furthest step that works: the image is imported, unpacked and mountable (try: ctr --address ${address} images mount ${imageName} /mnt).`);
+    return;
   }
+  const diffIds = (JSON.parse(image.config.data.toString("utf8")) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+  const args = ["echo", "hello from a Berth container"];
+  const ran = await runInContainer(address, namespace, imageName, diffIds, args);
+  console.log(`$ ${args.join(" ")}  (exit status ${ran.exitStatus})`);
+  process.stdout.write(ran.output);
+  console.log(`(the same with ctr: ctr --address ${address} run --rm ${imageName} hello echo hi)`);
 }
 
 main()

@@ -1,0 +1,65 @@
+// The runc commands the tasks service runs itself (the shim runs create and exec).
+// runc keeps its state under a root per namespace, so the same container id can run in
+// two namespaces.
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { BerthError, failedPrecondition, notFound } from "../../core/errors.ts";
+
+const run = promisify(execFile);
+
+export type RuncStatus = "created" | "running" | "paused" | "stopped";
+
+export class Runc {
+  readonly binary: string;
+  readonly root: string;
+  constructor(binary: string, root: string) {
+    this.binary = binary;
+    this.root = root;
+  }
+
+  private async run(args: string[]): Promise<string> {
+    try {
+      const { stdout } = await run(this.binary, ["--root", this.root, ...args], { maxBuffer: 16 * 1024 * 1024 });
+      return stdout;
+    } catch (err) {
+      const stderr = String((err as { stderr?: string }).stderr ?? "").trim();
+      const message = `runc ${args[0]} failed: ${stderr || (err as Error).message}`;
+      if (/does not exist|container not found/i.test(stderr)) throw notFound(message);
+      if (/not running|not paused|cannot (start|pause|resume)|is (stopped|paused|created)/i.test(stderr)) throw failedPrecondition(message);
+      throw new BerthError("unknown", message);
+    }
+  }
+
+  async start(id: string): Promise<void> {
+    await this.run(["start", id]);
+  }
+
+  async kill(id: string, signal: number, all: boolean): Promise<void> {
+    await this.run(["kill", ...(all ? ["--all"] : []), id, String(signal)]);
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.run(["delete", "--force", id]);
+  }
+
+  async state(id: string): Promise<RuncStatus> {
+    return (JSON.parse(await this.run(["state", id])) as { status: RuncStatus }).status;
+  }
+
+  async pause(id: string): Promise<void> {
+    await this.run(["pause", id]);
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.run(["resume", id]);
+  }
+
+  /** The pids of every process in the container. */
+  async pids(id: string): Promise<number[]> {
+    return (JSON.parse(await this.run(["ps", "--format", "json", id])) as number[] | null) ?? [];
+  }
+
+  async update(id: string, resourcesFile: string): Promise<void> {
+    await this.run(["update", "--resources", resourcesFile, id]);
+  }
+}

@@ -1,0 +1,340 @@
+// Tasks end to end: the real ctr runs containers from a real busybox image against a
+// real berthd (berth-shim, runc, overlayfs). Each container runs in this file's own
+// namespace, so the after hook can find and remove whatever a failure left behind.
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { Status } from "nice-grpc";
+import { closeFreshChannels, freshClient, grpcError, ok, sleep, startDaemon, tableRows, type Daemon } from "./harness.ts";
+import { inNamespace } from "../core/grpc-client.ts";
+import { isRunning } from "../core/process.ts";
+import { TasksDefinition } from "../core/gen/containerd/services/tasks/v1/tasks.ts";
+import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
+import { skopeoArchives } from "./fixtures/archives.ts";
+import { runInContainer } from "../scripts/demo-container.ts";
+
+const image = "docker.io/library/busybox:latest";
+const namespace = `tasks-${randomBytes(4).toString("hex")}`;
+let workdir: string;
+let d: Daemon;
+
+const ctr = (args: string[], input?: string) => d.ctr(args, input, namespace);
+const taskRows = () => tableRows(ok(ctr(["tasks", "ls"]), "tasks ls").stdout);
+
+async function eventually(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
+    await sleep(50);
+  }
+}
+
+/** Everything a container of this test could leave: runc containers, mounts, cgroups. */
+function cleanUpContainers(): void {
+  if (!d) return;
+  const runcRoot = join(d.state, "runc", namespace);
+  if (existsSync(runcRoot)) {
+    for (const id of readdirSync(runcRoot)) spawnSync("runc", ["--root", runcRoot, "delete", "--force", id]);
+  }
+  const shims = join(d.state, "shims", namespace);
+  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+    const target = line.split(" ")[4];
+    if (target?.startsWith(shims)) spawnSync("umount", ["-l", target]);
+  }
+  // ctr's default spec puts a container in the cgroup /<namespace>/<id>.
+  for (const controller of safeReaddir("/sys/fs/cgroup")) {
+    const dir = join("/sys/fs/cgroup", controller, namespace);
+    for (const child of safeReaddir(dir)) {
+      try {
+        rmdirSync(join(dir, child));
+      } catch {
+        // not a cgroup dir, or still busy
+      }
+    }
+    try {
+      rmdirSync(dir);
+    } catch {
+      // absent
+    }
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+before(async () => {
+  workdir = mkdtempSync(join(tmpdir(), "berth-tasks-"));
+  const archive = skopeoArchives(workdir, await buildBusyboxImage()).dockerArchive;
+  d = await startDaemon();
+  ok(ctr(["images", "import", archive]), "import");
+});
+
+after(async () => {
+  closeFreshChannels();
+  cleanUpContainers();
+  await d?.destroy();
+  rmSync(workdir, { recursive: true, force: true });
+});
+
+describe("ctr run", () => {
+  test("run --rm prints the output and exits 0", () => {
+    const r = ok(ctr(["run", "--rm", image, "echo-hi", "echo", "hi"]), "ctr run");
+    assert.equal(r.stdout, "hi\n");
+    assert.deepEqual(taskRows(), [], "no task is left");
+    assert.deepEqual(tableRows(ok(ctr(["containers", "ls"]), "containers ls").stdout), [], "no container is left");
+    assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
+  });
+
+  test("run --rm delivers all of a long output, stdout and stderr apart", () => {
+    const script = "i=0; while [ $i -lt 5000 ]; do echo line $i; i=$((i+1)); done; echo to-stderr >&2";
+    const r = ok(ctr(["run", "--rm", image, "long-output", "sh", "-c", script]), "ctr run");
+    const lines = r.stdout.split("\n");
+    assert.equal(lines.length, 5001, "5000 lines and the empty tail");
+    assert.equal(lines[4999], "line 4999");
+    assert.match(r.stderr, /to-stderr/);
+  });
+
+  test("run --rm exits with the container's exit status", () => {
+    const r = ctr(["run", "--rm", image, "exit-3", "sh", "-c", "exit 3"]);
+    assert.equal(r.code, 3, r.stderr);
+  });
+});
+
+describe("terminal", () => {
+  test("run -t gives the process a pty (script(1) gives ctr one)", () => {
+    const command = ["ctr", "--address", d.address, "--namespace", namespace, "run", "-t", "--rm", image, "with-tty", "echo", "on-a-tty"];
+    const r = spawnSync("script", ["-qec", command.join(" "), "/dev/null"], { encoding: "utf8", timeout: 60_000 });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    // Two ptys turn "\n" into "\r\n" each: the container's (berth-shim's) and script's.
+    assert.match(r.stdout, /on-a-tty\r\r\n/);
+    assert.deepEqual(taskRows(), []);
+  });
+});
+
+describe("failures", () => {
+  test("a command that does not exist fails the run with runc's reason and leaves nothing", () => {
+    const r = ctr(["run", "--rm", image, "no-binary", "/no/such/binary"]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /no\/such\/binary/);
+    assert.deepEqual(taskRows(), []);
+    ctr(["containers", "rm", "no-binary"]);
+    assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
+    assert.ok(!readFileSync("/proc/self/mountinfo", "utf8").includes(join(d.state, "shims", namespace)), "no rootfs stays mounted");
+    const runcRoot = join(d.state, "runc", namespace);
+    assert.deepEqual(safeReaddir(runcRoot), [], "runc has no container left");
+  });
+});
+
+describe("detached tasks", () => {
+  test("run -d, tasks ls, exec, kill, delete, containers rm", async () => {
+    const id = "sleeper";
+    ok(ctr(["run", "-d", image, id, "sleep", "300"]), "run -d");
+    assert.deepEqual(
+      taskRows().map((r) => [r[0], r[2]]),
+      [[id, "RUNNING"]],
+    );
+    const running = ctr(["containers", "rm", id]);
+    assert.notEqual(running.code, 0, "a container with a running task is not removed");
+
+    const exec = ok(ctr(["tasks", "exec", "--exec-id", "probe", id, "sh", "-c", "echo in-container"]), "exec");
+    assert.equal(exec.stdout, "in-container\n");
+    const failed = ctr(["tasks", "exec", "--exec-id", "fails", id, "sh", "-c", "exit 7"]);
+    assert.equal(failed.code, 7, failed.stderr);
+
+    assert.match(ctr(["tasks", "start", id]).stderr, /already exists/, "a second task for the container is refused");
+    const tasks = freshClient(TasksDefinition, d.address);
+    const again = await grpcError(tasks.start({ containerId: id }, inNamespace(namespace)));
+    assert.equal(again.code, Status.FAILED_PRECONDITION, "starting a running task twice");
+    const missingExec = await grpcError(tasks.get({ containerId: id, execId: "nope" }, inNamespace(namespace)));
+    assert.equal(missingExec.code, Status.NOT_FOUND);
+
+    const busy = ctr(["tasks", "delete", id]);
+    assert.notEqual(busy.code, 0, "a running task is not deleted");
+    assert.match(busy.stderr, /must be stopped/);
+
+    ok(ctr(["tasks", "kill", "--signal", "SIGKILL", id]), "kill");
+    await eventually("the task stops", () => taskRows().some((r) => r[0] === id && r[2] === "STOPPED"));
+    const stoppedExec = ctr(["tasks", "exec", "--exec-id", "late", id, "true"]);
+    assert.notEqual(stoppedExec.code, 0, "no exec into a stopped task");
+    ok(ctr(["tasks", "delete", id]), "tasks delete");
+    assert.deepEqual(taskRows(), []);
+    ok(ctr(["containers", "rm", id]), "containers rm");
+    assert.ok(!tableRows(ok(ctr(["snapshots", "ls"]), "snapshots ls").stdout).some((r) => r[0] === id), "containers rm removed the snapshot");
+    assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
+  });
+
+  test("a detached exec is killed, waited for and deleted on its own", async () => {
+    const id = "exec-host";
+    const tasks = freshClient(TasksDefinition, d.address);
+    const meta = inNamespace(namespace);
+    ok(ctr(["run", "-d", image, id, "sleep", "300"]), "run -d");
+    try {
+      ok(ctr(["tasks", "exec", "--detach", "--exec-id", "side", id, "sleep", "300"]), "exec --detach");
+      const side = (await tasks.get({ containerId: id, execId: "side" }, meta)).process!;
+      assert.equal(side.id, "side");
+      assert.ok(side.pid > 0);
+      const waited = tasks.wait({ containerId: id, execId: "side" }, meta);
+      ok(ctr(["tasks", "kill", "--exec-id", "side", "--signal", "SIGTERM", id]), "kill the exec");
+      assert.equal((await waited).exitStatus, 128 + 15);
+      assert.equal(taskRows().find((r) => r[0] === id)?.[2], "RUNNING", "the init runs on");
+      const removed = await tasks.deleteProcess({ containerId: id, execId: "side" }, meta);
+      assert.equal(removed.exitStatus, 143);
+      assert.equal((await grpcError(tasks.get({ containerId: id, execId: "side" }, meta))).code, Status.NOT_FOUND);
+    } finally {
+      ctr(["tasks", "kill", "--signal", "SIGKILL", id]);
+      await eventually("the task stops", () => !taskRows().some((r) => r[0] === id && r[2] !== "STOPPED"));
+      ctr(["tasks", "delete", id]);
+      ctr(["containers", "rm", id]);
+    }
+  });
+
+  test("a task of an unknown container is not found", () => {
+    const r = ctr(["tasks", "start", "no-such"]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /not found/);
+  });
+});
+
+describe("live restore", () => {
+  test("tasks survive kill -9 of berthd and its services, and report exits that happened meanwhile", async () => {
+    const tasks = () => freshClient(TasksDefinition, d.address);
+    const meta = inNamespace(namespace);
+    ok(ctr(["run", "-d", image, "survivor", "sleep", "300"]), "run survivor");
+    ok(ctr(["run", "-d", image, "dies-while-down", "sleep", "300"]), "run dies-while-down");
+    ok(ctr(["run", "-d", image, "exits-before", "sh", "-c", "exit 4"]), "run exits-before");
+    await eventually("exits-before stops", () => taskRows().some((r) => r[0] === "exits-before" && r[2] === "STOPPED"));
+    const pidOf = (id: string) => Number(taskRows().find((r) => r[0] === id)![1]);
+    const survivorPid = pidOf("survivor");
+    const victimPid = pidOf("dies-while-down");
+
+    const tasksPid = d.servicePid("tasks");
+    assert.ok(tasksPid, "the tasks process runs");
+    await d.kill9();
+    assert.ok(!isRunning(tasksPid), "the tasks process went with berthd");
+    process.kill(victimPid, "SIGKILL");
+    // What a tasks process killed in the middle of a Create leaves.
+    const halfMade = join(d.state, "shims", namespace, "half-made");
+    mkdirSync(join(halfMade, "rootfs"), { recursive: true });
+    closeFreshChannels();
+    await d.start();
+    assert.ok(!existsSync(halfMade), "the unfinished create's state dir is removed");
+
+    const rows = new Map(taskRows().map((r) => [r[0], r]));
+    assert.deepEqual(rows.get("survivor")?.slice(1), [String(survivorPid), "RUNNING"]);
+    assert.equal(rows.get("dies-while-down")?.[2], "STOPPED");
+    assert.equal(rows.get("exits-before")?.[2], "STOPPED");
+    assert.equal((await tasks().wait({ containerId: "exits-before" }, meta)).exitStatus, 4);
+    assert.equal((await tasks().wait({ containerId: "dies-while-down" }, meta)).exitStatus, 137);
+
+    // The adopted task is still driven: exec into it, then kill it and see the exit.
+    assert.equal(ok(ctr(["tasks", "exec", "--exec-id", "after-restart", "survivor", "echo", "still here"]), "exec").stdout, "still here\n");
+    const waited = tasks().wait({ containerId: "survivor" }, meta);
+    ok(ctr(["tasks", "kill", "--signal", "SIGKILL", "survivor"]), "kill survivor");
+    assert.equal((await waited).exitStatus, 137);
+
+    for (const id of ["survivor", "dies-while-down", "exits-before"]) {
+      ok(ctr(["tasks", "delete", id]), `delete ${id}`);
+      ok(ctr(["containers", "rm", id]), `containers rm ${id}`);
+    }
+    assert.deepEqual(taskRows(), []);
+    assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
+  });
+});
+
+describe("over gRPC", () => {
+  test("the demo's container runs echo through Berth's services alone", async () => {
+    const config = (await buildBusyboxImage()).config;
+    const diffIds = (JSON.parse(config.data.toString("utf8")) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+    const ran = await runInContainer(d.address, namespace, image, diffIds, ["echo", "from the demo"]);
+    assert.deepEqual(ran, { output: "from the demo\n", exitStatus: 0 });
+    assert.deepEqual(taskRows(), [], "the demo removed its task");
+    assert.deepEqual(tableRows(ok(ctr(["containers", "ls"]), "containers ls").stdout), [], "and its container");
+  });
+
+  test("bad requests are refused with the error naming the problem", async () => {
+    const tasks = freshClient(TasksDefinition, d.address);
+    const meta = inNamespace(namespace);
+    ok(ctr(["run", "-d", image, "target", "sleep", "300"]), "run -d");
+    try {
+      const badSignal = await grpcError(tasks.kill({ containerId: "target", signal: 0 }, meta));
+      assert.equal(badSignal.code, Status.INVALID_ARGUMENT);
+      assert.match(badSignal.details, /signal 0/);
+      const badSpec = await grpcError(tasks.exec({ containerId: "target", execId: "x", spec: { typeUrl: "p", value: Buffer.from("{not json") } }, meta));
+      assert.equal(badSpec.code, Status.INVALID_ARGUMENT);
+      assert.match(badSpec.details, /not valid JSON/);
+      const badExecId = await grpcError(tasks.exec({ containerId: "target", execId: "../escape", spec: { typeUrl: "p", value: Buffer.from("{}") } }, meta));
+      assert.equal(badExecId.code, Status.INVALID_ARGUMENT);
+      assert.ok(!existsSync(join(d.state, "shims", namespace, "escape")), "nothing was written outside the task");
+      const badExec = await grpcError(tasks.resizePty({ containerId: "target", execId: "never-added", width: 80, height: 24 }, meta));
+      assert.equal(badExec.code, Status.NOT_FOUND);
+      const twice = await grpcError(tasks.create({ containerId: "target" }, meta));
+      assert.equal(twice.code, Status.ALREADY_EXISTS);
+      const noContainer = await grpcError(tasks.create({ containerId: "never-created" }, meta));
+      assert.equal(noContainer.code, Status.NOT_FOUND);
+      assert.ok(!existsSync(join(d.state, "shims", namespace, "never-created")), "a refused create leaves no bundle");
+      const checkpoint = await grpcError(tasks.checkpoint({ containerId: "target" }, meta));
+      assert.equal(checkpoint.code, Status.UNIMPLEMENTED);
+
+      await tasks.update({ containerId: "target", resources: { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources", value: Buffer.from(JSON.stringify({ pids: { limit: 77 } })) } }, meta);
+      assert.equal(readFileSync(join("/sys/fs/cgroup/pids", namespace, "target", "pids.max"), "utf8").trim(), "77", "Update reached the cgroup");
+      const badResources = await grpcError(tasks.update({ containerId: "target", resources: { typeUrl: "r", value: Buffer.from("nope") } }, meta));
+      assert.equal(badResources.code, Status.INVALID_ARGUMENT);
+
+      // Pause, ListPids and Resume on the way out.
+      ok(ctr(["tasks", "pause", "target"]), "pause");
+      assert.equal(taskRows().find((r) => r[0] === "target")?.[2], "PAUSED");
+      const pids = (await tasks.listPids({ containerId: "target" }, meta)).processes.map((p) => p.pid);
+      assert.ok(pids.includes(Number(taskRows().find((r) => r[0] === "target")?.[1])), `ListPids has the init: ${pids}`);
+      ok(ctr(["tasks", "resume", "target"]), "resume");
+      assert.equal(taskRows().find((r) => r[0] === "target")?.[2], "RUNNING");
+    } finally {
+      ctr(["tasks", "kill", "--signal", "SIGKILL", "target"]);
+      await eventually("target stops", () => !taskRows().some((r) => r[0] === "target" && r[2] !== "STOPPED"));
+      ctr(["tasks", "delete", "target"]);
+      ctr(["containers", "rm", "target"]);
+    }
+    assert.deepEqual(taskRows(), []);
+  });
+});
+
+describe("events", () => {
+  test("a task's life is published: create, start, exit, delete, exec-added, exec-started", async () => {
+    const events = spawn("ctr", ["--address", d.address, "events"], { stdio: ["ignore", "pipe", "pipe"] });
+    let seen = "";
+    events.stdout.setEncoding("utf8").on("data", (text: string) => (seen += text));
+    // A line: <time, with spaces> <namespace> <topic> <event>.
+    const topics = () => [...seen.matchAll(new RegExp(` ${namespace} (\\S+)`, "g"))].map((m) => m[1]);
+    try {
+      // The subscription is live once an event of ours arrives; a container record's create is one.
+      await eventually("the subscription delivers", () => {
+        ctr(["containers", "create", image, "probe-subscription"]);
+        ctr(["containers", "rm", "probe-subscription"]);
+        return topics().includes("/containers/create");
+      });
+      ok(ctr(["run", "-d", image, "evented", "sleep", "300"]), "run -d");
+      ok(ctr(["tasks", "exec", "--exec-id", "side", "evented", "true"]), "exec");
+      ok(ctr(["tasks", "kill", "--signal", "SIGKILL", "evented"]), "kill");
+      await eventually("the task stops", () => taskRows().some((r) => r[0] === "evented" && r[2] === "STOPPED"));
+      ok(ctr(["tasks", "delete", "evented"]), "delete");
+      ok(ctr(["containers", "rm", "evented"]), "containers rm");
+      const expected = ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit", "/tasks/delete"];
+      // Two deletes: the exec's (ctr tasks exec removes it) and the task's.
+      const count = (topic: string) => topics().filter((t) => t === topic).length;
+      await eventually(`events ${expected.join(", ")}`, () => expected.every((topic) => topics().includes(topic)) && count("/tasks/delete") === 2);
+      const order = topics().filter((topic) => topic.startsWith("/tasks/"));
+      assert.ok(order.indexOf("/tasks/create") < order.indexOf("/tasks/start"), order.join(" "));
+      assert.ok(order.lastIndexOf("/tasks/exit") < order.lastIndexOf("/tasks/delete"), order.join(" "));
+    } finally {
+      events.kill("SIGKILL");
+    }
+  });
+});
