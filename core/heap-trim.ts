@@ -1,13 +1,16 @@
 // Hands the memory a burst of load took back to the system once the process is idle.
-// V8 frees a burst's objects at its next collection but keeps the heap pages it grew
-// to until a memory-reducing collection, and an idle server allocates nothing, so none
-// comes: berthd and content held 200+ MiB for minutes after a burst of 20000 calls
-// (bench/gateway-load.ts). One memory-reducing ("last resort") collection, run once
-// the event loop is quiet after the heap grew, returns them (measured: a 366 MiB heap
-// of dead objects back to 20 MiB private memory in 47 ms).
+// Two things kept it. V8 frees a burst's objects at its next collection but keeps the
+// heap pages it grew to until a memory-reducing collection, and an idle server
+// allocates nothing, so none comes. glibc returns only the top of its heap by itself,
+// and what a burst frees there (HTTP/2 stream state, socket buffers) lies between
+// chunks still in use. berthd and content held 200-330 MiB for good after a burst of
+// 20000 calls (bench/gateway-load.ts). Once the event loop is quiet after the heap
+// grew, one memory-reducing collection and malloc_trim(0) return both (measured:
+// berthd 317 → 22 MiB, its idle size).
 import v8 from "node:v8";
 import vm from "node:vm";
 import type { Logger } from "./log.ts";
+import { mallocTrim } from "../native/index.ts";
 
 const checkEveryMs = 5000;
 /** Growth since the last trim (or start) worth a collection. */
@@ -15,21 +18,37 @@ const growthBytes = 16 * 1024 * 1024;
 /** Event-loop utilization below which the process counts as idle. */
 const idleUtilization = 0.05;
 
-let started = false;
+type FullGc = (options: { type: "major"; execution: "sync"; flavor: "last-resort" }) => void;
+let fullGc: FullGc | undefined;
 
 const heapBytes = () => {
   const stats = v8.getHeapStatistics();
   return stats.total_heap_size + stats.external_memory;
 };
 
+/** One memory-reducing collection, then glibc's free pages back to the system. */
+export function trimHeap(log: Logger): void {
+  if (!fullGc) {
+    // The collection with options is reachable only through the exposed gc(); the
+    // flag exposes it to new contexts, so one is made to fetch it.
+    v8.setFlagsFromString("--expose-gc");
+    fullGc = vm.runInNewContext("gc") as FullGc;
+  }
+  fullGc({ type: "major", execution: "sync", flavor: "last-resort" });
+  try {
+    mallocTrim();
+  } catch (err) {
+    // Without the addon (not built), V8's share still comes back.
+    log.debug({ err: (err as Error).message }, "malloc_trim unavailable");
+  }
+}
+
+let started = false;
+
 /** Starts the check (once per process; the timer does not keep the process alive). */
 export function trimHeapWhenIdle(log: Logger): void {
   if (started) return;
   started = true;
-  // The collection with options is reachable only through the exposed gc(); the flag
-  // exposes it to new contexts, so one is made to fetch it.
-  v8.setFlagsFromString("--expose-gc");
-  const gc = vm.runInNewContext("gc") as (options: { type: "major"; execution: "sync"; flavor: "last-resort" }) => void;
   let baseline = heapBytes();
   let lastLoop = performance.eventLoopUtilization();
   setInterval(() => {
@@ -38,7 +57,7 @@ export function trimHeapWhenIdle(log: Logger): void {
     lastLoop = loop;
     const before = heapBytes();
     if (busy > idleUtilization || before < baseline + growthBytes) return;
-    gc({ type: "major", execution: "sync", flavor: "last-resort" });
+    trimHeap(log);
     baseline = heapBytes();
     log.debug({ beforeMiB: Math.round(before / 2 ** 20), afterMiB: Math.round(baseline / 2 ** 20) }, "idle again after load: heap trimmed");
   }, checkEveryMs).unref();

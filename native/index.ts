@@ -33,6 +33,7 @@ export interface NativeAddon {
   lgetxattr(path: PathArg, name: string): Buffer | null;
   llistxattr(path: PathArg): string[];
   lremovexattr(path: PathArg, name: string): void;
+  mallocTrim(): boolean;
   mountFlags: Constants<(typeof MOUNT_FLAGS)[number]>;
   umountFlags: Constants<(typeof UMOUNT_FLAGS)[number]>;
   xattrFlags: Constants<(typeof XATTR_FLAGS)[number]>;
@@ -120,4 +121,9 @@ export function llistxattr(path: PathArg): string[] {
 /** lremovexattr(2); ENODATA when absent. */
 export function lremovexattr(path: PathArg, name: string): void {
   nativeAddon().lremovexattr(path, name);
+}
+
+/** malloc_trim(0): hands glibc's free pages back to the system; true when some were. */
+export function mallocTrim(): boolean {
+  return nativeAddon().mallocTrim();
 }
