@@ -16,8 +16,8 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
-export async function startBerth(base: string): Promise<RunningDaemon> {
-  const daemon = await startDaemon({ base, env: { BERTH_LOG_LEVEL: "warn" } });
+export async function startBerth(base: string, env: NodeJS.ProcessEnv = {}): Promise<RunningDaemon> {
+  const daemon = await startDaemon({ base, env: { BERTH_LOG_LEVEL: "warn", ...env } });
   return { name: "berth", pid: daemon.pid!, address: daemon.address, stop: () => daemon.stop() };
 }
 

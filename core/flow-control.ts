@@ -8,11 +8,17 @@ import http2 from "node:http2";
 /** Bytes a peer may send on one stream (and one connection) before we read them. */
 export const flowControlWindow = 8 * 1024 * 1024;
 
+/**
+ * Calls a service process takes at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS);
+ * the gateway keeps at most this many open to each (services/gateway/limits.ts).
+ */
+export const serviceMaxConcurrentStreams = 1000;
+
 /** Opens a session's connection-level window too (settings only cover streams). */
-export function widenSessionWindow(session: http2.Http2Session): void {
+export function widenSessionWindow(session: http2.Http2Session, size = flowControlWindow): void {
   const widen = () => {
     try {
-      session.setLocalWindowSize(flowControlWindow);
+      session.setLocalWindowSize(size);
     } catch {
       // the session is already closing
     }
@@ -26,7 +32,7 @@ const createServer = http2.createServer;
 /** An h2c server whose peers may send flowControlWindow bytes per stream and per connection. */
 export function createWideServer(options: http2.ServerOptions = {}, listener?: Parameters<typeof http2.createServer>[1]): http2.Http2Server {
   const server = createServer({ ...options, settings: { ...options.settings, initialWindowSize: flowControlWindow } }, listener);
-  server.on("session", widenSessionWindow);
+  server.on("session", (session) => widenSessionWindow(session));
   return server;
 }
 

@@ -9,7 +9,7 @@ import { serviceSocketPath } from "./config.ts";
 import { runProcess, type ProcessContext } from "./lifecycle.ts";
 import { extractContext, telemetryEnabled, tracer } from "./telemetry.ts";
 import { validateIdentifier } from "./identifiers.ts";
-import { widenGrpcServerWindows } from "./flow-control.ts";
+import { serviceMaxConcurrentStreams, widenGrpcServerWindows } from "./flow-control.ts";
 import { namespaceHeader, leaseHeader } from "./headers.ts";
 import { listenOnSocket } from "./socket.ts";
 import { maxMessageBytes } from "./grpc-client.ts";
@@ -24,6 +24,17 @@ import { maxMessageBytes } from "./grpc-client.ts";
 const serverOptions = {
   "grpc.max_send_message_length": maxMessageBytes,
   "grpc.max_receive_message_length": 4 * 1024 * 1024,
+  // Load bounds. grpc-js advertises no stream limit by default, so a burst through the
+  // gateway opened tens of thousands of calls at once on one connection; now a peer
+  // queues beyond this many (the gateway's own bound is the same number).
+  "grpc.max_concurrent_streams": serviceMaxConcurrentStreams,
+  // A connection whose peer stops answering pings is closed (its calls fail and the
+  // gateway reconnects) rather than held forever.
+  "grpc.keepalive_time_ms": 60_000,
+  "grpc.keepalive_timeout_ms": 20_000,
+  // Connections without calls are closed after a while, returning their memory;
+  // the gateway reconnects on its next call.
+  "grpc.max_connection_idle_ms": 5 * 60_000,
 };
 
 /** The call's namespace (containerd-namespace metadata), validated. */

@@ -5,6 +5,7 @@
 import { createLogger, type Logger } from "./log.ts";
 import { parseServicePaths, type Paths } from "./config.ts";
 import { initTelemetry, stopTelemetry } from "./telemetry.ts";
+import { trimHeapWhenIdle } from "./heap-trim.ts";
 
 export interface ProcessContext extends Paths {
   name: string;
@@ -38,6 +39,7 @@ export async function runProcess(
     process.exit(0);
   };
   handle = (await main({ ...paths, name, log }, stop)) ?? {};
+  trimHeapWhenIdle(log);
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
   // berthd holds our stdin open; EOF means the supervisor is gone, so we go too

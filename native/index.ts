@@ -38,6 +38,7 @@ export interface NativeAddon {
   lgetxattr(path: PathArg, name: string): Buffer | null;
   llistxattr(path: PathArg): string[];
   lremovexattr(path: PathArg, name: string): void;
+  mallocTrim(): boolean;
   mountFlags: Constants<(typeof MOUNT_FLAGS)[number]>;
   umountFlags: Constants<(typeof UMOUNT_FLAGS)[number]>;
   xattrFlags: Constants<(typeof XATTR_FLAGS)[number]>;
@@ -173,4 +174,9 @@ export function pidfdWait(fd: number): Promise<void> {
  */
 export function setns(fd: number, nstype = 0): void {
   nativeAddon().setns(fd, nstype);
+}
+
+/** malloc_trim(0): hands glibc's free pages back to the system; true when some were. */
+export function mallocTrim(): boolean {
+  return nativeAddon().mallocTrim();
 }

@@ -10,6 +10,7 @@
  * negated number, syscall the call's name and path the path it was given.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -626,6 +627,20 @@ static bool export_constants(napi_env env, napi_value exports, const char *key, 
            call_ok(env, napi_set_named_property(env, exports, key, object), "napi_set_named_property");
 }
 
+/* ---- memory --------------------------------------------------------------------- */
+
+/* malloc_trim(0): glibc returns only the top of its heap by itself; this hands back every
+ * free page, also those between chunks still in use (what a burst of load leaves behind,
+ * core/heap-trim.ts). True when memory was released. It cannot fail. */
+static napi_value js_malloc_trim(napi_env env, napi_callback_info info)
+{
+    (void)info;
+    napi_value result = NULL;
+    if (!call_ok(env, napi_get_boolean(env, malloc_trim(0) == 1, &result), "napi_get_boolean"))
+        return NULL;
+    return result;
+}
+
 #define FUNCTION(name, callback) { name, NULL, callback, NULL, NULL, NULL, napi_enumerable, NULL }
 
 /* Defined after the module init (pidfds and namespaces, for the tasks service). */
@@ -642,6 +657,7 @@ NAPI_MODULE_INIT()
         FUNCTION("lgetxattr", js_lgetxattr),
         FUNCTION("llistxattr", js_llistxattr),
         FUNCTION("lremovexattr", js_lremovexattr),
+        FUNCTION("mallocTrim", js_malloc_trim),
     };
     if (!call_ok(env, napi_define_properties(env, exports, COUNT(functions), functions), "napi_define_properties") ||
         !export_constants(env, exports, "mountFlags", mount_flags, COUNT(mount_flags)) ||

@@ -5,6 +5,7 @@ import type { Logger } from "../../core/log.ts";
 import { grpcRoutes } from "../../core/routes.ts";
 import { listenOnSocket } from "../../core/socket.ts";
 import { createGrpcProxy } from "./proxy.ts";
+import { trimHeapWhenIdle } from "../../core/heap-trim.ts";
 
 /**
  * Opens the public socket. `ready(process)` returns a promise when that process must
@@ -37,6 +38,8 @@ export async function openGateway(
         proxy.server.listen(path, () => resolve());
       }),
   );
+  // berthd takes the gateway's load: its memory must come back after a burst, as the services' do (core/lifecycle.ts).
+  trimHeapWhenIdle(log);
   log.info({ address }, "gateway listening");
   return proxy;
 }

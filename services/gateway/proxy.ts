@@ -2,13 +2,23 @@
 // each gRPC call, by the service name in its path, to the owning process's socket.
 // Messages are never decoded: request and response bodies are piped as bytes, headers
 // and trailers copied, so every call kind (unary and streams) passes unchanged.
-import http2, { constants, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from "node:http2";
-import net from "node:net";
+//
+// Under load it holds its bounds end to end: each public connection takes at most
+// maxStreamsPerConnection calls at once (advertised, so clients queue the rest), each
+// service process at most upstreamMaxStreams from the gateway (the rest wait in a
+// bounded queue, services/gateway/upstream.ts), a call ends when its client resets
+// it or its grpc-timeout passes (cancelling the service's stream), idle connections
+// are closed, and connections beyond maxConnections are refused.
+import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
+import type http2 from "node:http2";
 import { context as otelContext, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { extractContext, injectContext, telemetryEnabled, tracer } from "../../core/telemetry.ts";
 import type { Logger } from "../../core/log.ts";
 import { grpcStatusText } from "../../core/errors.ts";
-import { createWideServer, flowControlWindow, widenSessionWindow } from "../../core/flow-control.ts";
+import { createWideServer } from "../../core/flow-control.ts";
+import { gatewayLimits, type GatewayLimits } from "./limits.ts";
+import { grpcTimeoutMs } from "./deadline.ts";
+import { UpstreamPool, type OpenUpstream } from "./upstream.ts";
 
 export interface ProxyRoutes {
   /** The socket path serving a fully qualified gRPC service name, if any. */
@@ -19,6 +29,13 @@ export interface ProxyRoutes {
 
 const grpcUnimplemented = grpcStatusText("not implemented");
 const grpcUnavailable = grpcStatusText("unavailable");
+const grpcInvalidArgument = grpcStatusText("invalid argument");
+const grpcDeadlineExceeded = grpcStatusText("deadline exceeded");
+
+/** A closed connection still not gone after its GOAWAY (a peer that does not read) is dropped after this. */
+const closeGraceMs = 5000;
+/** At most one log line per this long for a repeated refusal (a flood must not flood the log). */
+const refusalLogEveryMs = 10_000;
 
 function trailersOnly(stream: ServerHttp2Stream, status: string, message: string): void {
   if (stream.destroyed || stream.closed) return;
@@ -41,42 +58,60 @@ function passOn(headers: IncomingHttpHeaders, keep?: ":status"): OutgoingHttpHea
   return out;
 }
 
-class UpstreamSessions {
-  private readonly sessions = new Map<string, ClientHttp2Session>();
-
-  get(socketPath: string): ClientHttp2Session {
-    const existing = this.sessions.get(socketPath);
-    if (existing && !existing.closed && !existing.destroyed) return existing;
-    const session = http2.connect("http://localhost", {
-      createConnection: () => net.connect(socketPath),
-      settings: { initialWindowSize: flowControlWindow },
-    });
-    widenSessionWindow(session);
-    const forget = () => {
-      if (this.sessions.get(socketPath) === session) this.sessions.delete(socketPath);
-    };
-    session.on("error", forget);
-    session.on("close", forget);
-    // The service is shutting down: let calls in flight finish, then close, so
-    // the service's graceful shutdown is not held up by our idle connection.
-    session.on("goaway", () => {
-      forget();
-      session.close();
-    });
-    this.sessions.set(socketPath, session);
-    return session;
-  }
-
-  closeAll(): void {
-    for (const session of this.sessions.values()) session.close();
-    this.sessions.clear();
-  }
+/** Logs `message` at most once per refusalLogEveryMs, with how many times it happened meanwhile. */
+function throttledWarning(log: Logger, message: string) {
+  let count = 0;
+  let last = -Infinity;
+  return (fields: Record<string, unknown>) => {
+    count++;
+    const now = performance.now();
+    if (now - last < refusalLogEveryMs) return;
+    log.warn({ ...fields, times: count }, message);
+    last = now;
+    count = 0;
+  };
 }
 
-export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
-  const upstreams = new UpstreamSessions();
-  const server = createWideServer({ maxSessionMemory: 64 });
+/** Closes (GOAWAY) a public connection once it has had no open call for `idleMs`. */
+function closeWhenIdle(session: ServerHttp2Session, idleMs: number, log: Logger): void {
+  let open = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    timer = setTimeout(() => {
+      log.debug({ idleMs }, "closing an idle client connection");
+      session.close();
+      setTimeout(() => session.destroy(), closeGraceMs).unref();
+    }, idleMs);
+    timer.unref();
+  };
+  arm();
+  session.on("stream", (stream: ServerHttp2Stream) => {
+    open++;
+    clearTimeout(timer);
+    stream.once("close", () => {
+      if (--open === 0 && !session.closed && !session.destroyed) arm();
+    });
+  });
+  session.once("close", () => clearTimeout(timer));
+}
+
+/** What ends a call when its deadline passes; replaced as the call moves on (waiting, forwarded). */
+interface CallDeadline {
+  onExpiry: () => void;
+}
+
+export function createGrpcProxy(routes: ProxyRoutes, log: Logger, limits: GatewayLimits = gatewayLimits()) {
+  const upstreams = new UpstreamPool(limits.upstreamMaxStreams, limits.upstreamMaxQueued);
+  const server = createWideServer({ maxSessionMemory: 64, settings: { maxConcurrentStreams: limits.maxStreamsPerConnection } });
   const tracing = telemetryEnabled();
+
+  // Node closes connections beyond the cap as it accepts them.
+  server.maxConnections = limits.maxConnections;
+  const connectionRefused = throttledWarning(log, "gateway connection cap reached: refusing new client connections");
+  server.on("drop", () => connectionRefused({ maxConnections: limits.maxConnections, env: "BERTH_GATEWAY_MAX_CONNECTIONS" }));
+  const callShed = throttledWarning(log, "gateway queue for a service is full: answering new calls UNAVAILABLE");
+
+  server.on("session", (session: ServerHttp2Session) => closeWhenIdle(session, limits.idleConnectionMs, log));
 
   server.on("stream", (stream, headers) => {
     const path = String(headers[":path"] ?? "");
@@ -86,17 +121,56 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
       trailersOnly(stream, grpcUnimplemented, `unknown service ${service}: berth does not implement it (yet): not implemented`);
       return;
     }
+    let timeoutMs: number | undefined;
+    try {
+      timeoutMs = grpcTimeoutMs(headers["grpc-timeout"]);
+    } catch (err) {
+      trailersOnly(stream, grpcInvalidArgument, (err as Error).message);
+      return;
+    }
+    const deadline: CallDeadline = {
+      onExpiry: () => trailersOnly(stream, grpcDeadlineExceeded, `deadline exceeded: ${path} did not complete within its grpc-timeout`),
+    };
+    if (timeoutMs !== undefined) {
+      const timer = setTimeout(() => deadline.onExpiry(), timeoutMs);
+      stream.once("close", () => clearTimeout(timer));
+    }
     const ready = routes.ready?.(service);
-    if (!ready) return forward(stream, headers, path, service, socket);
+    if (!ready) return admit(stream, headers, path, service, socket, deadline);
     ready.then(
-      () => forward(stream, headers, path, service, socket),
+      () => admit(stream, headers, path, service, socket, deadline),
       (err: Error) => trailersOnly(stream, grpcUnavailable, `service for ${service} is unavailable: ${err.message}`),
     );
   });
 
-  /** Passes one call to the upstream socket; the request body waits (buffered) until then. */
-  function forward(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: string, service: string, socket: string): void {
-    if (stream.destroyed) return;
+  /** Takes a slot on the service's connection, or waits for one; the request body waits (unread) meanwhile. */
+  function admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: string, service: string, socket: string, deadline: CallDeadline): void {
+    if (stream.destroyed || stream.closed) return;
+    const admission = upstreams.admit(socket, (open, release) => forward(stream, headers, path, service, open, release, deadline));
+    if (!admission) {
+      callShed({ service, queued: limits.upstreamMaxQueued, env: "BERTH_GATEWAY_UPSTREAM_MAX_QUEUED" });
+      trailersOnly(stream, grpcUnavailable, `gateway overloaded: ${limits.upstreamMaxQueued} calls already wait for ${service}; retry later`);
+      return;
+    }
+    stream.once("close", () => admission.cancel());
+    const expire = deadline.onExpiry;
+    deadline.onExpiry = () => {
+      admission.cancel();
+      expire();
+    };
+  }
+
+  /** Passes one call to the service's socket through the stream `open` makes. */
+  function forward(
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    path: string,
+    service: string,
+    open: OpenUpstream,
+    release: () => void,
+    deadline: CallDeadline,
+  ): void {
+    if (stream.destroyed || stream.closed) return release();
     const outgoing = passOn(headers);
     const span = tracing
       ? tracer().startSpan(`gateway ${path}`, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.method": path } }, extractContext(headerBag(headers)))
@@ -105,27 +179,40 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
 
     let upstream: http2.ClientHttp2Stream;
     try {
-      upstream = upstreams.get(socket).request(
-        { ...outgoing, ":method": "POST", ":path": path, ":authority": "localhost", ":scheme": "http" },
-        { endStream: false },
-      );
+      upstream = open({ ...outgoing, ":method": "POST", ":path": path, ":authority": "localhost", ":scheme": "http" });
     } catch (err) {
+      release();
       span?.end();
       trailersOnly(stream, grpcUnavailable, `service for ${service} is unavailable: ${(err as Error).message}`);
       return;
     }
 
     let trailers: OutgoingHttpHeaders | undefined;
+    let expired = false;
+    const expire = deadline.onExpiry;
+    deadline.onExpiry = () => {
+      expired = true;
+      if (stream.headersSent && !stream.destroyed && !stream.closed) {
+        // Answered in part: end it with the deadline's status in place of the service's trailers.
+        upstream.unpipe(stream);
+        trailers = { "grpc-status": grpcDeadlineExceeded, "grpc-message": encodeURIComponent(`deadline exceeded: ${path} did not complete within its grpc-timeout`) };
+        stream.end();
+      } else {
+        expire();
+      }
+      upstream.close(constants.NGHTTP2_CANCEL);
+    };
     upstream.on("response", (resHeaders, flags) => {
+      if (expired || stream.destroyed || stream.closed) return;
       if (flags & constants.NGHTTP2_FLAG_END_STREAM) {
-        if (!stream.destroyed) stream.respond(passOn(resHeaders, ":status"), { endStream: true });
+        stream.respond(passOn(resHeaders, ":status"), { endStream: true });
         return;
       }
-      if (stream.destroyed) return;
       stream.respond(passOn(resHeaders, ":status"), { waitForTrailers: true });
       upstream.pipe(stream);
     });
     upstream.on("trailers", (t) => {
+      if (expired) return;
       trailers = passOn(t);
       const status = trailers["grpc-status"];
       if (span && status !== undefined && status !== "0") span.setStatus({ code: SpanStatusCode.ERROR, message: `grpc-status ${status}` });
@@ -134,16 +221,19 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
       stream.sendTrailers(trailers ?? { "grpc-status": grpcUnavailable, "grpc-message": encodeURIComponent(`service for ${service} closed the call`) });
     });
     upstream.on("error", (err) => {
+      if (expired) return;
       log.warn({ err: err.message, path }, "upstream call failed");
       trailersOnly(stream, grpcUnavailable, `service for ${service} is unavailable: ${err.message}`);
     });
     upstream.on("close", () => {
+      release();
       span?.end();
       // The service went away mid-call without sending trailers.
       if (!stream.headersSent && !stream.destroyed && upstream.rstCode !== constants.NGHTTP2_NO_ERROR) {
         trailersOnly(stream, grpcUnavailable, `service for ${service} closed the call`);
       }
     });
+    // The client reset the call or went away: the service's stream goes too (RST_STREAM CANCEL).
     stream.on("close", () => {
       if (!upstream.closed) upstream.close(constants.NGHTTP2_CANCEL);
     });
@@ -160,6 +250,7 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger) {
 
   return {
     server,
+    upstreams,
     /**
      * Stops taking connections, tells every client to go away (GOAWAY: calls under way
      * may finish), and after a short grace cuts what is still open: a client's
