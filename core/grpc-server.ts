@@ -1,6 +1,7 @@
 // The gRPC side of every service: a nice-grpc server on <state>/services/<name>.sock
 // with the cross-cutting middleware (trace span per call, error mapping). The process
 // around it (signals, parent death, telemetry) is core/lifecycle.ts.
+import { rmSync } from "node:fs";
 import { createServer, ServerError, Status, type CallContext, type Server, type ServerMiddlewareCall } from "nice-grpc";
 import { context as otelContext, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { BerthError, failedPrecondition, grpcStatusOf } from "./errors.ts";
@@ -103,6 +104,9 @@ export interface ServiceHandle {
   close?(): Promise<void> | void;
 }
 
+/** How long a process retiring on idle still takes the calls already routed to it. */
+const retireGraceMs = 250;
+
 /** Open calls (streams such as `ctr events` included) get this long to end on stop. */
 const shutdownGraceMs = 500;
 
@@ -115,7 +119,7 @@ export async function startGrpcServer(
   ctx: ProcessContext,
   socketName: string,
   setup: (server: Server) => Promise<void> | void,
-  idle?: { ms: number; onIdle: () => Promise<boolean> | boolean },
+  idle?: { ms: number; onIdle: (inFlight: () => number) => Promise<boolean> | boolean },
 ): Promise<{ close(): Promise<void> }> {
   const base = createServer(serverOptions).use(errorMiddleware(ctx.log));
   const traced = telemetryEnabled() ? base.use(tracingMiddleware) : base;
@@ -135,13 +139,16 @@ export async function startGrpcServer(
   };
 }
 
-/** Counts calls in flight; calls onIdle after `ms` without any, and again if it declines. */
-function idleMiddleware(ms: number, onIdle: () => Promise<boolean> | boolean) {
+/**
+ * Counts calls in flight; calls onIdle after `ms` without any, and again if it declines.
+ * onIdle runs only with no call in flight (checked again after it yields).
+ */
+function idleMiddleware(ms: number, onIdle: (inFlight: () => number) => Promise<boolean> | boolean) {
   let inFlight = 0;
   let timer: NodeJS.Timeout | undefined;
   const arm = () => {
     timer = setTimeout(async () => {
-      const stopped = await Promise.resolve(onIdle()).catch(() => false);
+      const stopped = await Promise.resolve(onIdle(() => inFlight)).catch(() => false);
       if (!stopped && inFlight === 0) arm();
     }, ms);
   };
@@ -178,8 +185,15 @@ export async function runService(
       idleMs > 0
         ? {
             ms: idleMs,
-            onIdle: async () => {
+            onIdle: async (inFlight) => {
               if (await handle.busy?.()) return false;
+              // Retire before stopping: with the socket gone, berthd starts a fresh process
+              // for the next call instead of sending it here while this one shuts down
+              // (which would refuse it); a call routed here just before gets a moment to
+              // arrive, and the stop waits for the calls still in flight.
+              rmSync(serviceSocketPath(ctx.state, name), { force: true });
+              await new Promise((resolve) => setTimeout(resolve, retireGraceMs));
+              if (inFlight() > 0) return false;
               void stop("idle");
               return true;
             },

@@ -29,6 +29,8 @@ export class SupervisedService {
   private stopping = false;
   private backoffMs = minBackoffMs;
   private restartTimer: NodeJS.Timeout | undefined;
+  /** On-demand processes finishing their last calls after a fresh one took over. */
+  private readonly retiring = new Set<ChildProcess>();
   /** The start under way (on-demand processes), shared by the calls waiting for it. */
   private starting: Promise<void> | undefined;
   private readonly spec: ServiceSpec;
@@ -62,13 +64,16 @@ export class SupervisedService {
   }
 
   /**
-   * An on-demand process may be on its way out (idle: its socket already closed): then
-   * it is let go and started afresh.
+   * An on-demand process may be retiring (idle: it removed its socket and finishes the
+   * calls it has): it is left to finish, and a fresh one is started for this call.
    */
   private async startOnDemand(): Promise<void> {
     const child = this.child;
     if (child && (await socketAccepts(this.spec.socket))) return;
-    if (child && !hasExited(child)) await stopChild(child, 5000);
+    if (child && !hasExited(child)) {
+      this.retiring.add(child);
+      child.once("exit", () => this.retiring.delete(child));
+    }
     await this.start();
   }
 
@@ -102,6 +107,6 @@ export class SupervisedService {
   async stop(timeoutMs = 10_000): Promise<void> {
     this.stopping = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
-    if (this.child) await stopChild(this.child, timeoutMs);
+    await Promise.all([this.child, ...this.retiring].filter((c) => c !== undefined).map((c) => stopChild(c, timeoutMs)));
   }
 }
