@@ -4,7 +4,8 @@
 // row (and its services/<name>/main.ts, which the build bundles to dist/<name>.js).
 //
 // "berthd" itself serves what is cheap to host beside the supervisor (namespaces,
-// leases, events, version, introspection, and the Collector front of the jobs process) on
+// leases, events, container records, version, introspection, and the Collector front of
+// the jobs process) on
 // <state>/services/metadata.sock, and the public gateway socket: each Node process
 // costs ~18 MiB idle, so only what must be isolated runs on its own (docs/architecture.md).
 
