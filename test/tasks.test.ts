@@ -197,6 +197,29 @@ describe("detached tasks", () => {
     }
   });
 
+  test("a shim killed with kill -9 is noticed: the task is stopped with 255, the others run on", async () => {
+    const [victim, bystander] = ["shim-victim", "shim-bystander"];
+    ok(ctr(["run", "-d", image, victim, "sleep", "300"]), "run -d victim");
+    ok(ctr(["run", "-d", image, bystander, "sleep", "300"]), "run -d bystander");
+    try {
+      const shimPid = Number(readFileSync(join(d.state, "shims", namespace, victim, "shim.pid"), "utf8"));
+      assert.ok(shimPid > 0, "the shim's pid file");
+      process.kill(shimPid, "SIGKILL");
+      await eventually("the victim's task is reported stopped", () => taskRows().some((r) => r[0] === victim && r[2] === "STOPPED"));
+      const tasks = freshClient(TasksDefinition, d.address);
+      const { process: stopped } = await tasks.get({ containerId: victim }, inNamespace(namespace));
+      assert.equal(stopped!.exitStatus, 255, "containerd's status for a task whose shim is gone");
+      assert.equal(taskRows().find((r) => r[0] === bystander)?.[2], "RUNNING", "no other container is affected");
+    } finally {
+      for (const id of [victim, bystander]) {
+        ctr(["tasks", "kill", "--signal", "SIGKILL", id]);
+        await eventually(`${id} stops`, () => !taskRows().some((r) => r[0] === id && r[2] !== "STOPPED"));
+        ctr(["tasks", "delete", "--force", id]);
+        ctr(["containers", "rm", id]);
+      }
+    }
+  });
+
   test("a task of an unknown container is not found", () => {
     const r = ctr(["tasks", "start", "no-such"]);
     assert.notEqual(r.code, 0);
