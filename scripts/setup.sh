@@ -13,6 +13,8 @@ packages=(
   docker-registry   # a real registry for pull/push tests
   skopeo            # third-party image tool for interop tests
   apache2-utils     # htpasswd, for the registry basic-auth tests
+  openssl           # test CAs and certificates for the registry TLS tests
+  procps            # pgrep, which the shim tests use to prove nothing is left running
   iproute2
 )
 missing=()
