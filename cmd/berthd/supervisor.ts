@@ -5,9 +5,10 @@
 // stdin and exits when that pipe closes, so a killed berthd never leaves services
 // running behind it.
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import type { Logger } from "../../core/log.ts";
 import { hasExited, stopChild } from "../../core/process.ts";
-import { socketAccepts, waitForSocket } from "../../core/socket.ts";
+import { waitForSocket } from "../../core/socket.ts";
 
 export interface ServiceSpec {
   name: string;
@@ -29,6 +30,8 @@ export class SupervisedService {
   private stopping = false;
   private backoffMs = minBackoffMs;
   private restartTimer: NodeJS.Timeout | undefined;
+  /** Children seen listening: one whose socket is gone after that is retiring. */
+  private readonly listened = new WeakSet<ChildProcess>();
   /** On-demand processes finishing their last calls after a fresh one took over. */
   private readonly retiring = new Set<ChildProcess>();
   /** The start under way (on-demand processes), shared by the calls waiting for it. */
@@ -44,7 +47,10 @@ export class SupervisedService {
   /** Starts the process and resolves once its socket accepts connections. */
   async start(): Promise<void> {
     const child = this.spawnChild();
-    if (await waitForSocket(this.spec.socket, 10_000, () => hasExited(child))) return;
+    if (await waitForSocket(this.spec.socket, 10_000, () => hasExited(child))) {
+      this.listened.add(child);
+      return;
+    }
     if (hasExited(child)) {
       throw new Error(`service ${this.spec.name} exited during start-up (code ${child.exitCode}, signal ${child.signalCode})`);
     }
@@ -69,8 +75,18 @@ export class SupervisedService {
    */
   private async startOnDemand(): Promise<void> {
     const child = this.child;
-    if (child && (await socketAccepts(this.spec.socket))) return;
     if (child && !hasExited(child)) {
+      // Its socket file goes first when it retires (a connect test would also fail under
+      // load, with a full listen backlog, and start a second copy).
+      if (existsSync(this.spec.socket)) {
+        this.listened.add(child);
+        return;
+      }
+      // A child that never listened yet is starting (a crash restart): wait for it.
+      if (!this.listened.has(child) && (await waitForSocket(this.spec.socket, 10_000, () => hasExited(child)))) {
+        this.listened.add(child);
+        return;
+      }
       this.retiring.add(child);
       child.once("exit", () => this.retiring.delete(child));
     }
