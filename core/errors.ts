@@ -76,6 +76,14 @@ export function kindOfGrpcStatus(code: Status): ErrorKind {
   return kindByGrpcStatus.get(code) ?? "unknown";
 }
 
+/** Every kind there is. */
+export const errorKinds = Object.keys(grpcStatus) as ErrorKind[];
+
+/** The message without its kind suffix (": not found"), e.g. to add to it before the kind. */
+export function messageWithoutKind(err: BerthError): string {
+  return err.message.endsWith(`: ${err.kind}`) ? err.message.slice(0, -(err.kind.length + 2)) : err.message;
+}
+
 /** The kind of any error: a BerthError's own, a gRPC client error's by its status, else unknown. */
 export function errorKind(err: unknown): ErrorKind {
   if (err instanceof BerthError) return err.kind;

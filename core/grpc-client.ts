@@ -4,7 +4,8 @@ import { createChannel, createClientFactory, Metadata, type Channel, type Client
 import { injectContext, telemetryEnabled } from "./telemetry.ts";
 import { flowControlWindow } from "./flow-control.ts";
 
-export { errorMessage, grpcCode, inNamespace, isAlreadyExists, isNotFound } from "./grpc-status.ts";
+export { errorMessage, grpcCode, inNamespace, isAlreadyExists, isNotFound, maxMessageBytes } from "./grpc-status.ts";
+import { maxMessageBytes } from "./grpc-status.ts";
 
 async function* traceContextMiddleware<Req, Res>(call: ClientMiddlewareCall<Req, Res>, options: CallOptions) {
   const metadata = Metadata(options.metadata);
@@ -12,11 +13,6 @@ async function* traceContextMiddleware<Req, Res>(call: ClientMiddlewareCall<Req,
   return yield* call.next(call.request, { ...options, metadata });
 }
 
-/**
- * The largest gRPC message a Berth process sends or accepts as a client, and sends as a
- * server: containerd's default (16 MiB) both ways, so what ctr accepts we send.
- */
-export const maxMessageBytes = 16 * 1024 * 1024;
 
 const channels = new Map<string, Channel>();
 

@@ -8,6 +8,7 @@
 import { connect, type Socket } from "node:net";
 import { ClientError, Status } from "nice-grpc-common";
 import { encodeHeaders, HpackDecoder, type HeaderList } from "./hpack.ts";
+import { maxMessageBytes } from "./grpc-status.ts";
 
 const frameType = { data: 0, headers: 1, rstStream: 3, settings: 4, pushPromise: 5, ping: 6, goaway: 7, windowUpdate: 8, continuation: 9 } as const;
 const flag = { endStream: 0x1, ack: 0x1, endHeaders: 0x4, padded: 0x8, priority: 0x20 } as const;
@@ -22,8 +23,6 @@ const windowUpdateThreshold = 1024 * 1024;
 const defaultWindow = 65_535;
 /** What a peer may send in one frame until its SETTINGS say otherwise (and what we send at most). */
 const defaultMaxFrame = 16_384;
-/** As grpc-client.ts allows on grpc-js channels. */
-const maxMessageBytes = 16 * 1024 * 1024;
 const errorCodeCancel = 0x8;
 
 export class DirectGrpcError extends Error {
@@ -178,7 +177,7 @@ export class DirectChannel {
   close(): void {
     const socket = this.socket;
     if (!socket) return;
-    this.fail(new DirectGrpcError("channel closed"));
+    this.fail(new DirectGrpcError("channel closed"), true);
     const goaway = Buffer.alloc(8);
     socket.end(frame(frameType.goaway, 0, 0, goaway));
     // Exiting need not wait for the server to close its side.
@@ -283,11 +282,12 @@ export class DirectChannel {
     return new ClientError(path, Status.UNAVAILABLE, cause.message);
   }
 
-  private fail(err: Error): void {
+  /** Ends every call with err: as it is when `asIs`, else as UNAVAILABLE naming the call. */
+  private fail(err: Error, asIs = false): void {
     this.failure ??= err;
     for (const [id, call] of this.calls) {
       this.end(id, call);
-      call.onEnd(err instanceof DirectGrpcError && err.message === "channel closed" ? err : this.unavailable(call.path, err));
+      call.onEnd(asIs ? err : this.unavailable(call.path, err));
     }
   }
 
@@ -506,7 +506,9 @@ type AnyCall = (request: unknown, options?: DirectCallOptions) => unknown;
  */
 export function directClient<D extends DirectServiceDefinition>(definition: D, channel: DirectChannel, fallback?: () => Promise<unknown>): DirectClient<D> {
   const client: Record<string, AnyCall> = {};
-  const viaFallback = async (key: string) => ((await fallback!()) as Record<string, AnyCall>)[key]!;
+  // The grpc-js client is made once, on the first call that needs it.
+  let loaded: Promise<unknown> | undefined;
+  const viaFallback = async (key: string) => ((await (loaded ??= fallback!())) as Record<string, AnyCall>)[key]!;
   for (const [key, method] of Object.entries(definition.methods) as Array<[string, Method]>) {
     const path = `/${definition.fullName}/${method.name}`;
     const encode = (request: unknown) => method.requestType.encode(method.requestType.fromPartial(request as never)).finish();

@@ -24,3 +24,9 @@ export function errorMessage(err: unknown): string {
   if (err instanceof ClientError) return err.details || Status[err.code] || `status ${err.code}`;
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * The largest gRPC message a Berth process sends or accepts as a client, and sends as a
+ * server: containerd's default (16 MiB) both ways, so what ctr accepts we send.
+ */
+export const maxMessageBytes = 16 * 1024 * 1024;

@@ -62,6 +62,8 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
 // and the reserve is made again once there is room.
 const reserveBytes = 4 * 1024 * 1024;
 const reserves = new WeakMap<DatabaseSync, string>();
+/** Databases whose reserve this process took or could not make: refilled after the next freeing transaction. */
+const missingReserves = new WeakSet<DatabaseSync>();
 
 function isDiskFull(err: unknown): boolean {
   return (err as { errcode?: number }).errcode === 13 || /database or disk is full|ENOSPC/.test(String((err as Error)?.message));
@@ -83,6 +85,7 @@ function refillReserve(db: DatabaseSync): void {
     const chunk = Buffer.alloc(1024 * 1024);
     for (let written = 0; written < reserveBytes; written += chunk.length) writeSync(fd, chunk);
     closeSync(fd);
+    missingReserves.delete(db);
   } catch (err) {
     if (fd !== undefined) {
       // No room for all of it: none of it, rather than a reserve that reserves less.
@@ -90,7 +93,10 @@ function refillReserve(db: DatabaseSync): void {
       closeSync(fd);
       rmSync(file, { force: true });
     }
-    if ((err as NodeJS.ErrnoException).code !== "EEXIST" && (err as NodeJS.ErrnoException).code !== "ENOSPC") throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") missingReserves.delete(db);
+    else if (code === "ENOSPC") missingReserves.add(db);
+    else throw err;
   }
 }
 
@@ -106,9 +112,10 @@ export function freeingTransaction<T>(db: DatabaseSync, fn: () => T): T {
     const reserve = reserves.get(db);
     if (db.isTransaction || !reserve || !isDiskFull(err)) throw err;
     rmSync(reserve, { force: true });
+    missingReserves.add(db);
     result = transaction(db, fn);
   }
-  refillReserve(db);
+  if (missingReserves.has(db)) refillReserve(db);
   return result;
 }
 

@@ -6,6 +6,7 @@ import { closeSync, constants, existsSync, openSync, readFileSync, writeSync } f
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { BerthError, invalidArgument, unavailable } from "../core/errors.ts";
+import { isRunning } from "../core/process.ts";
 import { pidfdOpen, pidfdWait } from "../native/index.ts";
 
 export interface ShimOptions {
@@ -125,10 +126,10 @@ function readPid(file: string): number | undefined {
 
 // The pid is this state dir's shim only if its command line says so (pids get reused).
 function isShimOf(pid: number, stateDir: string): boolean {
+  if (!isRunning(pid)) return false;
   let argv: string[];
   try {
     argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    if (/^Z/m.test(/^State:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? "")) return false;
   } catch {
     return false;
   }

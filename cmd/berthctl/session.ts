@@ -7,13 +7,7 @@
 import type { CallOptions, Client, CompatServiceDefinition } from "nice-grpc";
 import { DirectChannel, directClient, type DirectServiceDefinition } from "../../core/grpc-direct.ts";
 import { inNamespace } from "../../core/grpc-status.ts";
-import { BulkContentDefinition } from "../../core/content-codec.ts";
-import { DiffDefinition } from "../../core/gen/containerd/services/diff/v1/diff.ts";
-import { ImagesDefinition } from "../../core/gen/containerd/services/images/v1/images.ts";
-import { LeasesDefinition } from "../../core/gen/containerd/services/leases/v1/leases.ts";
-import { NamespacesDefinition } from "../../core/gen/containerd/services/namespaces/v1/namespace.ts";
-import { SnapshotsDefinition } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
-import type { ImageServices } from "../../core/image/services.ts";
+import { imageServicesOn, type ImageServices } from "../../core/image/services.ts";
 
 type GrpcJs = typeof import("../../core/grpc-client.ts");
 
@@ -55,16 +49,7 @@ export class Session {
 
   /** The image library's services on this session's clients. */
   imageServices(): ImageServices {
-    return {
-      namespace: this.namespace,
-      content: this.client(BulkContentDefinition),
-      images: this.client(ImagesDefinition),
-      snapshots: this.client(SnapshotsDefinition),
-      diff: this.client(DiffDefinition),
-      leases: this.client(LeasesDefinition),
-      namespaces: this.client(NamespacesDefinition),
-      ...(this.signal ? { signal: this.signal } : {}),
-    };
+    return imageServicesOn((definition) => this.client(definition), this.namespace, this.signal);
   }
 
   /** Closes every connection, so that the process can exit. */

@@ -2,14 +2,15 @@
 // (and an optional abort signal) so library calls need one argument, not six. No
 // transport here (connect.ts opens grpc-js clients), so a caller with clients of its
 // own (berthctl's direct client) does not load grpc-js through this module.
-import type { CallOptions, Client } from "nice-grpc";
+import type { CallOptions, Client, CompatServiceDefinition } from "nice-grpc";
+import { BulkContentDefinition } from "../content-codec.ts";
 import { inNamespace } from "../grpc-status.ts";
 import type { ContentDefinition } from "../gen/containerd/services/content/v1/content.ts";
-import type { DiffDefinition } from "../gen/containerd/services/diff/v1/diff.ts";
-import type { ImagesDefinition } from "../gen/containerd/services/images/v1/images.ts";
-import type { LeasesDefinition } from "../gen/containerd/services/leases/v1/leases.ts";
-import type { NamespacesDefinition } from "../gen/containerd/services/namespaces/v1/namespace.ts";
-import type { SnapshotsDefinition } from "../gen/containerd/services/snapshots/v1/snapshots.ts";
+import { DiffDefinition } from "../gen/containerd/services/diff/v1/diff.ts";
+import { ImagesDefinition } from "../gen/containerd/services/images/v1/images.ts";
+import { LeasesDefinition } from "../gen/containerd/services/leases/v1/leases.ts";
+import { NamespacesDefinition } from "../gen/containerd/services/namespaces/v1/namespace.ts";
+import { SnapshotsDefinition } from "../gen/containerd/services/snapshots/v1/snapshots.ts";
 
 export interface ImageServices {
   namespace: string;
@@ -36,4 +37,22 @@ export function withDocumentCache(svc: ImageServices): ImageServices {
 /** Options for one call: the namespace, the lease (if any), the services' signal. */
 export function callOptions(svc: ImageServices, lease?: string): CallOptions {
   return inNamespace(svc.namespace, lease, svc.signal);
+}
+
+/** The image library's services, each client made by `client` (grpc-js, or berthctl's direct client). */
+export function imageServicesOn(
+  client: <D extends CompatServiceDefinition>(definition: D) => Client<D>,
+  namespace: string,
+  signal?: AbortSignal,
+): ImageServices {
+  return {
+    namespace,
+    content: client(BulkContentDefinition),
+    images: client(ImagesDefinition),
+    snapshots: client(SnapshotsDefinition),
+    diff: client(DiffDefinition),
+    leases: client(LeasesDefinition),
+    namespaces: client(NamespacesDefinition),
+    ...(signal ? { signal } : {}),
+  };
 }

@@ -4,7 +4,7 @@
 // pass on a second try, and failures turned into BerthErrors naming the URL.
 import { Readable } from "node:stream";
 import { request, type Dispatcher } from "undici";
-import { BerthError } from "../errors.ts";
+import { BerthError, messageWithoutKind } from "../errors.ts";
 import { Authorizer } from "./auth.ts";
 import { getCredentials, type Credentials } from "./credentials.ts";
 import { discardBody, responseError, transportError } from "./errors.ts";
@@ -60,10 +60,6 @@ const connectFailures = new WeakSet<object>();
 
 function isConnectFailure(err: unknown): err is BerthError {
   return err instanceof BerthError && connectFailures.has(err);
-}
-
-function stripKind(err: BerthError): string {
-  return err.message.endsWith(`: ${err.kind}`) ? err.message.slice(0, -(err.kind.length + 2)) : err.message;
 }
 
 export class RegistryClient {
@@ -125,7 +121,7 @@ export class RegistryClient {
           continue;
         }
         if (!firstError) throw err;
-        throw new BerthError(err.kind, `${stripKind(err)} (and over ${schemes[0]}: ${stripKind(firstError)})`);
+        throw new BerthError(err.kind, `${messageWithoutKind(err)} (and over ${schemes[0]}: ${messageWithoutKind(firstError)})`);
       }
     }
     throw firstError!;
@@ -141,7 +137,7 @@ export class RegistryClient {
       const challenge = headerValue(res, "www-authenticate") ?? "";
       if (attempt > 0) {
         const err = await responseError({ statusCode: res.status, headers: res.headers, body: res.body }, req.method, res.url);
-        throw new BerthError("failed precondition", `${err.message.replace(/: failed precondition$/, "")} (the registry refused the credentials it asked for)`);
+        throw new BerthError("failed precondition", `${messageWithoutKind(err)} (the registry refused the credentials it asked for)`);
       }
       discardBody(res.body);
       authorization = await this.auth.answer(ep.host, key, challenge, req.scopes, authorization, res.url);

@@ -1,7 +1,7 @@
 // Retrying what may succeed on a second try: 5xx answers and dropped or refused
 // connections (BerthError "unavailable"). A 4xx says the request itself is wrong,
 // so it is never repeated.
-import { BerthError } from "../errors.ts";
+import { BerthError, messageWithoutKind } from "../errors.ts";
 
 export interface RetryOptions {
   /** Tries in all, the first included (default 4). */
@@ -62,7 +62,7 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options:
       try {
         await delay(wait, options.signal);
       } catch {
-        throw new BerthError("canceled", `${err.message.replace(/: unavailable$/, "")} (retry canceled)`);
+        throw new BerthError("canceled", `${messageWithoutKind(err)} (retry canceled)`);
       }
     }
   }

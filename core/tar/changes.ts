@@ -247,8 +247,8 @@ function markerEntry(name: string, mtime: number): PackEntry {
 /** The entry for `entryName` as it is at `path` (byte strings); undefined for what layers do not hold (sockets). */
 function treeEntry(entryName: string, path: string, stat: BigIntStats, sys: LayerSys, firstName: Map<string, string>): PackEntry | undefined {
   const type = entryType(stat);
-  const name = rawPath(entryName);
   if (!type) return undefined;
+  const name = rawPath(entryName);
   const base = {
     mode: Number(stat.mode & 0o7777n),
     uid: Number(stat.uid),

@@ -117,16 +117,18 @@ function ustarBlock(h: TarWriteHeader, flag: string, name: UstarName, size: numb
   return buf;
 }
 
+/** An entry's name as error messages show it (built only when one is thrown). */
+const shownName = (name: string | Buffer) => displayPath(byteString(asBytes(name)));
+
 /** The header blocks of one entry: a PAX header first when ustar cannot hold a field. */
 export function encodeHeader(h: TarWriteHeader): Buffer {
   const flag = typeFlags[h.type];
   if (flag === undefined) throw invalidArgument(`tar: cannot write entry type "${h.type}"`);
   const nameBytes = asBytes(h.name);
-  const shown = displayPath(byteString(nameBytes));
-  if (nameBytes.length === 0 || nameBytes.includes(0)) throw invalidArgument(`tar: invalid entry name ${shown}`);
+  if (nameBytes.length === 0 || nameBytes.includes(0)) throw invalidArgument(`tar: invalid entry name ${shownName(h.name)}`);
   const size = h.type === "file" ? (h.size ?? 0) : 0;
   const linkname = asBytes(h.linkname ?? "");
-  if (linkname.includes(0)) throw invalidArgument(`tar: entry ${shown}: NUL byte in the link target`);
+  if (linkname.includes(0)) throw invalidArgument(`tar: entry ${shownName(h.name)}: NUL byte in the link target`);
   const records = new Map<string, Buffer>();
 
   let name = isAsciiBytes(nameBytes) ? splitUstarName(nameBytes) : undefined;
@@ -148,7 +150,7 @@ export function encodeHeader(h: TarWriteHeader): Buffer {
   if (h.gname && (!isAscii(h.gname) || h.gname.length > 32)) records.set("gname", Buffer.from(h.gname, "utf8"));
   if (h.type === "char" || h.type === "block") {
     if (!octalFits(h.devmajor ?? 0, 8) || !octalFits(h.devminor ?? 0, 8)) {
-      throw invalidArgument(`tar: entry ${shown}: device number too large for a tar header`);
+      throw invalidArgument(`tar: entry ${shownName(h.name)}: device number too large for a tar header`);
     }
   }
   for (const [key, value] of h.xattrs ?? []) records.set(`SCHILY.xattr.${key}`, value);
@@ -189,15 +191,15 @@ export async function* packTar(entries: AsyncIterable<PackEntry> | Iterable<Pack
     yield encodeHeader(h);
     const size = h.type === "file" ? (h.size ?? 0) : 0;
     if (size === 0) continue;
-    if (!entry.body) throw invalidArgument(`tar: entry ${displayPath(byteString(asBytes(h.name)))} has ${size} bytes but no data`);
+    if (!entry.body) throw invalidArgument(`tar: entry ${shownName(h.name)} has ${size} bytes but no data`);
     let written = 0;
     for await (const chunk of entry.body()) {
       const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      if (written + buf.length > size) throw failedPrecondition(`tar: entry ${displayPath(byteString(asBytes(h.name)))} grew beyond ${size} bytes while being archived`);
+      if (written + buf.length > size) throw failedPrecondition(`tar: entry ${shownName(h.name)} grew beyond ${size} bytes while being archived`);
       written += buf.length;
       yield buf;
     }
-    if (written !== size) throw failedPrecondition(`tar: entry ${displayPath(byteString(asBytes(h.name)))} shrank to ${written} of ${size} bytes while being archived`);
+    if (written !== size) throw failedPrecondition(`tar: entry ${shownName(h.name)} shrank to ${written} of ${size} bytes while being archived`);
     yield padding(size);
   }
   yield endOfArchive;

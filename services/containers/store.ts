@@ -4,7 +4,7 @@
 // we keep as the client sent them).
 import { alreadyExists, notFound } from "../../core/errors.ts";
 import { Container } from "../../core/gen/containerd/services/containers/v1/containers.ts";
-import { ensureNamespace, type Database } from "../../core/metadata-db.ts";
+import { NamespacedWrites, type Database } from "../../core/metadata-db.ts";
 import { freeingTransaction, parseLabels, transaction } from "../../core/sqlite.ts";
 import { millisFromTimestamp, timestampFromMillis } from "../../core/timestamp.ts";
 
@@ -51,8 +51,7 @@ export class ContainerStore {
   }
 
   create(namespace: string, container: Container, now: number): Container {
-    return transaction(this.db, () => {
-      ensureNamespace(this.db, namespace);
+    return new NamespacedWrites(this.db).write(namespace, undefined, undefined, () => {
       if (this.row(namespace, container.id)) throw alreadyExists(`container "${container.id}"`);
       this.write("INSERT", namespace, container, now, now);
       return { ...container, createdAt: timestampFromMillis(now), updatedAt: timestampFromMillis(now) };

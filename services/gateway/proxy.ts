@@ -111,7 +111,13 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger, limits: Gatewa
   server.on("drop", () => connectionRefused({ maxConnections: limits.maxConnections, env: "BERTH_GATEWAY_MAX_CONNECTIONS" }));
   const callShed = throttledWarning(log, "gateway queue for a service is full: answering new calls UNAVAILABLE");
 
-  server.on("session", (session: ServerHttp2Session) => closeWhenIdle(session, limits.idleConnectionMs, log));
+  // Open client connections, for close() to end.
+  const sessions = new Set<ServerHttp2Session>();
+  server.on("session", (session: ServerHttp2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    closeWhenIdle(session, limits.idleConnectionMs, log);
+  });
 
   server.on("stream", (stream, headers) => {
     const path = String(headers[":path"] ?? "");
@@ -242,15 +248,9 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger, limits: Gatewa
   }
 
   server.on("sessionError", (err) => log.debug({ err: err.message }, "client session error"));
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (session) => {
-    sessions.add(session);
-    session.once("close", () => sessions.delete(session));
-  });
 
   return {
     server,
-    upstreams,
     /**
      * Stops taking connections, tells every client to go away (GOAWAY: calls under way
      * may finish), and after a short grace cuts what is still open: a client's

@@ -27,11 +27,6 @@ interface Upstream {
   waiting: Set<OnAdmitted>;
 }
 
-export interface UpstreamStats {
-  open: number;
-  waiting: number;
-}
-
 const upstreamConnectionWindow = 8 * flowControlWindow;
 
 export class UpstreamPool {
@@ -55,11 +50,6 @@ export class UpstreamPool {
     if (upstream.waiting.size >= this.maxQueued) return undefined;
     upstream.waiting.add(onAdmitted);
     return { cancel: () => upstream.waiting.delete(onAdmitted) };
-  }
-
-  stats(socketPath: string): UpstreamStats {
-    const upstream = this.upstreams.get(socketPath);
-    return { open: upstream?.open ?? 0, waiting: upstream?.waiting.size ?? 0 };
   }
 
   closeAll(): void {

@@ -32,10 +32,6 @@ export class NamespacedSnapshotter implements Snapshotter {
     this.backend = backend;
   }
 
-  find(namespace: string, key: string): SnapshotRecord | undefined {
-    return this.store.get(namespace, key);
-  }
-
   stat(namespace: string, key: string): SnapshotRecord {
     const record = this.store.get(namespace, key);
     if (!record) throw snapshotNotFound(key);

@@ -7,7 +7,6 @@ import type { SnapshotRecord, Usage } from "./store.ts";
 export type { Mount, SnapshotRecord, Usage };
 
 export interface Snapshotter {
-  find(namespace: string, key: string): SnapshotRecord | undefined;
   /** NOT_FOUND when the key is missing. */
   stat(namespace: string, key: string): SnapshotRecord;
   /** Changes labels only (a snapshot is otherwise immutable); see labelsAfterUpdate. */

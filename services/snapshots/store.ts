@@ -5,7 +5,7 @@
 import type { StatementSync } from "node:sqlite";
 import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../core/errors.ts";
-import { addLeaseResource, ensureNamespace, removeLeaseResource, type Database } from "../../core/metadata-db.ts";
+import { addLeaseResource, NamespacedWrites, removeLeaseResource, type Database } from "../../core/metadata-db.ts";
 import { freeingTransaction, parseLabels, transaction } from "../../core/sqlite.ts";
 
 export type SnapshotKind = typeof Kind.VIEW | typeof Kind.ACTIVE | typeof Kind.COMMITTED;
@@ -124,6 +124,7 @@ const snapshotRefLabel = "containerd.io/snapshot.ref";
 
 export class SqliteSnapshotStore implements SnapshotStore {
   private readonly db: Database;
+  private readonly writes: NamespacedWrites;
   private readonly selectOne: StatementSync;
   private readonly selectById: StatementSync;
   private readonly selectAll: StatementSync;
@@ -139,6 +140,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
   /** The records of one snapshotter (by name) in the shared metadata database. */
   constructor(db: Database, snapshotter: string) {
     this.db = db;
+    this.writes = new NamespacedWrites(db);
     this.snapshotter = snapshotter;
     this.leaseType = snapshotLeaseType(snapshotter);
     const mine = `s.snapshotter = '${snapshotter.replaceAll("'", "''")}'`;
@@ -185,9 +187,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
   }
 
   create(namespace: string, snapshot: NewSnapshot, materialize: (record: SnapshotRecord) => void, lease?: string): SnapshotRecord {
-    return transaction(this.db, () => {
-      ensureNamespace(this.db, namespace);
-      if (lease) addLeaseResource(this.db, namespace, lease, { type: this.leaseType, id: snapshot.key });
+    return this.writes.write(namespace, lease, { type: this.leaseType, id: snapshot.key }, () => {
       const parentId = this.check(namespace, snapshot)?.id;
       const result = this.insert.run(
         namespace,

@@ -26,7 +26,6 @@ interface TaskRecord {
   namespace: string;
   id: string;
   io: ProcessIo;
-  rootfsMounted: boolean;
 }
 
 export class Task {
@@ -35,12 +34,10 @@ export class Task {
   readonly dir: string;
   readonly init: ProcessEntry;
   readonly execs = new Map<string, ProcessEntry>();
-  rootfsMounted: boolean;
   constructor(record: TaskRecord, dir: string) {
     this.namespace = record.namespace;
     this.id = record.id;
     this.dir = dir;
-    this.rootfsMounted = record.rootfsMounted;
     this.init = new ProcessEntry(record.id, dir, record.io);
   }
 
@@ -114,7 +111,7 @@ export class TaskManager {
     makePrivateDir(join(this.paths.state, "shims"));
     mkdirSync(join(this.paths.state, "shims", namespace), { recursive: true, mode: 0o700 });
     mkdirSync(dir, { mode: 0o711 });
-    const record: TaskRecord = { namespace, id, io, rootfsMounted: rootfs.length > 0 };
+    const record: TaskRecord = { namespace, id, io };
     const task = new Task(record, dir);
     this.put(task);
     const runc = this.runc(namespace);

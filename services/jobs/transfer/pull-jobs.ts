@@ -7,7 +7,7 @@
 //   stored with their gc labels, the image named, the layers unpacked, the lease gone.
 import { UnrecoverableError, Worker, type Job } from "bullmq";
 import { blobInfo, updateBlobLabels } from "../../../core/content-client.ts";
-import { BerthError, errorKind, type ErrorKind } from "../../../core/errors.ts";
+import { BerthError, errorKind, errorKinds } from "../../../core/errors.ts";
 import { errorMessage } from "../../../core/grpc-client.ts";
 import type { Descriptor, ImageIndex, ImageManifest } from "../../../core/image/manifest.ts";
 import { deleteLease } from "../../../core/image/lease.ts";
@@ -16,7 +16,7 @@ import { saveImage } from "../../../core/image/import.ts";
 import { unpackImage } from "../../../core/image/unpack.ts";
 import { platformMatcher } from "../../../core/registry/resolve.ts";
 import type { Logger } from "../../../core/log.ts";
-import { addSource, distributionSourceLabel, fetchBlob, isRetryable, parseRegistryReference, storePulledDocuments, type RemoteImage } from "../../../core/registry/index.ts";
+import { addSource, distributionSourceLabel, fetchBlob, parseRegistryReference, storePulledDocuments, type RemoteImage } from "../../../core/registry/index.ts";
 import { registryClient, type RegistryAccess } from "./access.ts";
 import { HostLimit } from "./host-limit.ts";
 import { blobJobId, queueNames, workerLock, type TransferQueues } from "./queues.ts";
@@ -94,7 +94,7 @@ function remoteImage(stored: StoredImage, defaultRegistry?: string): RemoteImage
   };
 }
 
-const kinds: readonly ErrorKind[] = ["invalid argument", "not found", "already exists", "failed precondition", "unavailable", "not implemented", "out of range", "canceled", "deadline exceeded"];
+const kinds = errorKinds.filter((kind) => kind !== "unknown");
 
 /** A job's failure reason back as the BerthError it was (its kind is the message's suffix). */
 export function errorFromReason(reason: string): BerthError {
@@ -103,10 +103,10 @@ export function errorFromReason(reason: string): BerthError {
 }
 
 /** What a job throws: transient failures as they are (BullMQ retries), the rest never retried. */
-function jobFailure(err: unknown): Error {
+export function jobFailure(err: unknown): Error {
   const kind = errorKind(err);
   const message = err instanceof BerthError ? err.message : `${errorMessage(err)}${kind === "unknown" ? "" : `: ${kind}`}`;
-  if (isRetryable(err) || kind === "unavailable") return new BerthError("unavailable", message);
+  if (kind === "unavailable") return new BerthError("unavailable", message);
   return new UnrecoverableError(message);
 }
 
@@ -261,15 +261,14 @@ async function finishPull(job: Job<PullJobData>, svc: ImageServices): Promise<Pu
     });
     snapshotter = result.snapshotter;
   }
-  let present = 0;
-  for (const desc of image.blobs) if (await blobInfo(svc.content, desc.digest, admin)) present++;
   await deleteLease(svc, lease);
   return {
     name: image.name,
     mediaType: image.root.mediaType,
     digest: image.root.digest,
     size: image.blobs.reduce((sum, d) => sum + d.size, 0),
-    blobsPresent: present,
+    // Every blob is in the store by now: each child job held it, or the pull failed before.
+    blobsPresent: image.blobs.length,
     blobsTotal: image.blobs.length,
     unpacked: unpack,
     snapshotter,

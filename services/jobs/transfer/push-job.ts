@@ -3,13 +3,11 @@
 // Transient failures (5xx, resets) are retried with backoff by BullMQ — blobs the
 // registry got on an earlier attempt are found there (HEAD) and not sent again — and
 // the rest fail at once.
-import { UnrecoverableError, Worker } from "bullmq";
-import { BerthError, errorKind } from "../../../core/errors.ts";
-import { errorMessage } from "../../../core/grpc-client.ts";
+import { Worker } from "bullmq";
 import type { Logger } from "../../../core/log.ts";
-import { isRetryable, parseRegistryReference, pushImage, type PushEvent } from "../../../core/registry/index.ts";
+import { parseRegistryReference, pushImage, type PushEvent } from "../../../core/registry/index.ts";
 import { registryClient, type RegistryAccess } from "./access.ts";
-import type { PullResult } from "./pull-jobs.ts";
+import { jobFailure, type PullResult } from "./pull-jobs.ts";
 import { queueNames, workerLock, type TransferQueues } from "./queues.ts";
 import type { ServicesFor } from "./services.ts";
 
@@ -78,11 +76,9 @@ export function startPushWorker(queues: TransferQueues, services: ServicesFor, l
           snapshotter: "",
         };
       } catch (err) {
-        const kind = errorKind(err);
-        const message = err instanceof BerthError ? err.message : `${errorMessage(err)}${kind === "unknown" ? "" : `: ${kind}`}`;
-        log.warn({ job: job.id, err: message }, "push failed");
-        if (isRetryable(err) || kind === "unavailable") throw new BerthError("unavailable", message);
-        throw new UnrecoverableError(message);
+        const failure = jobFailure(err);
+        log.warn({ job: job.id, err: failure.message }, "push failed");
+        throw failure;
       } finally {
         await client.close();
       }
