@@ -30,7 +30,7 @@ export class DirectGrpcError extends Error {
 }
 
 /** Whether the direct client can send this request (larger ones go to the fallback). */
-export const fitsDirectRequest = (request: Uint8Array) => request.length + 5 <= defaultWindow;
+const fitsDirectRequest = (request: Uint8Array) => request.length + 5 <= defaultWindow;
 
 function frame(type: number, flags: number, streamId: number, payload: Uint8Array = Buffer.alloc(0)): Buffer {
   const header = Buffer.alloc(9);
@@ -48,7 +48,7 @@ function windowUpdate(streamId: number, increment: number): Buffer {
 }
 
 /** Call metadata: plain pairs, or nice-grpc's Metadata (an iterable of [key, values]). */
-export type MetadataInput = Record<string, string> | Iterable<[string, Array<string | Uint8Array>]>;
+type MetadataInput = Record<string, string> | Iterable<[string, Array<string | Uint8Array>]>;
 
 function metadataHeaders(metadata: MetadataInput | undefined): HeaderList {
   if (!metadata) return [];
@@ -482,7 +482,7 @@ export interface DirectServiceDefinition {
 type Request<M> = M extends { requestType: { fromPartial(object: infer P): unknown } } ? P : never;
 type Response<M> = M extends { responseType: MessageType<infer R> } ? R : never;
 
-export interface DirectCallOptions {
+interface DirectCallOptions {
   metadata?: MetadataInput;
   signal?: AbortSignal;
 }

@@ -6,7 +6,7 @@
 import { invalidArgument } from "./errors.ts";
 
 const maxLabelSize = 4096;
-export const maxLabelsTotal = 256 * 1024;
+const maxLabelsTotal = 256 * 1024;
 
 export function validateLabels(labels: Record<string, string>): Record<string, string> {
   let total = 0;

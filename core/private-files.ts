@@ -4,7 +4,7 @@
 // the umask, and an entry left by an older, laxer version is tightened on start-up.
 import { chmodSync, closeSync, constants, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from "node:fs";
 
-export const privateDirMode = 0o700;
+const privateDirMode = 0o700;
 export const privateFileMode = 0o600;
 
 /** Creates `dir` (and missing parents, which the umask can only make stricter) as 0700; an existing one is set to 0700. */

@@ -9,6 +9,7 @@ import { registerPull, registerPush } from "./pull.ts";
 import { registerSnapshots } from "./snapshots.ts";
 import { CommandError, fail } from "./output.ts";
 import { Session } from "./session.ts";
+import { defaultAddress, defaultNamespace } from "./fast-path.ts";
 import { parseDuration } from "./units.ts";
 import { clientVersion, registerVersion } from "./version.ts";
 
@@ -16,9 +17,9 @@ const program = new Command()
   .name("berthctl")
   .description("berth CLI: a ctr-style debug and administrative client for berthd")
   .version(clientVersion, "-v, --version", "print the version")
-  .addOption(new Option("-a, --address <path>", "address for berth's gRPC server").env("BERTH_ADDRESS").default("/run/berth/berth.sock"))
+  .addOption(new Option("-a, --address <path>", "address for berth's gRPC server").env("BERTH_ADDRESS").default(defaultAddress))
   .addOption(new Option("--timeout <duration>", "total timeout for berthctl commands").default("0s"))
-  .addOption(new Option("-n, --namespace <name>", "namespace to use with commands").env("BERTH_NAMESPACE").default("default"))
+  .addOption(new Option("-n, --namespace <name>", "namespace to use with commands").env("BERTH_NAMESPACE").default(defaultNamespace))
   .showHelpAfterError();
 
 let session: Session | undefined;

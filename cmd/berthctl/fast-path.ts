@@ -9,21 +9,23 @@ import { VersionDefinition } from "../../core/gen/containerd/services/version/v1
 import { namespaceHeader } from "../../core/headers.ts";
 import { clientSection, mismatchWarnings, serverSection, uuidLine } from "./version-text.ts";
 
-export interface FastCommand {
+interface FastCommand {
   address: string;
   namespace: string;
   command: string;
 }
 
-const defaultAddress = "/run/berth/berth.sock";
+/** The defaults the full CLI uses too, so the two paths cannot drift apart. */
+export const defaultAddress = "/run/berth/berth.sock";
+export const defaultNamespace = "default";
 
 /**
  * The command line, if it is one the fast path serves: global -a/--address and
  * -n/--namespace (as `-a x`, `--address x` or `--address=x`), then `version` alone.
  */
-export function parseFastCommand(args: readonly string[], env: NodeJS.ProcessEnv): FastCommand | undefined {
+function parseFastCommand(args: readonly string[], env: NodeJS.ProcessEnv): FastCommand | undefined {
   let address = env.BERTH_ADDRESS || defaultAddress;
-  let namespace = env.BERTH_NAMESPACE || "default";
+  let namespace = env.BERTH_NAMESPACE || defaultNamespace;
   let i = 0;
   for (; i < args.length && args[i]!.startsWith("-"); i++) {
     const arg = args[i]!;

@@ -23,7 +23,7 @@ function bar(done: number, total: number, width = 40): string {
   return `[${"=".repeat(Math.max(0, filled - 1))}${filled > 0 ? ">" : ""}${" ".repeat(width - filled)}]`;
 }
 
-export function statusLine(blob: BlobProgress, finished: string): string {
+function statusLine(blob: BlobProgress, finished: string): string {
   const label = blob.status === LayerStatus.LAYER_STATUS_DONE ? finished : (labels[blob.status] ?? "Waiting");
   const moving = blob.status === LayerStatus.LAYER_STATUS_DOWNLOADING || blob.status === LayerStatus.LAYER_STATUS_UPLOADING;
   const done = Number(blob.done);

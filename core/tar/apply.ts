@@ -231,9 +231,10 @@ class LayerApplier {
       if (!stat.isDirectory()) return;
       lchown(path, stat.uid, stat.gid);
       const sys = this.options.sys;
-      for (const name of sys.llistxattr(rawPath(source))) {
+      const raw = rawPath(source);
+      for (const name of sys.llistxattr(raw)) {
         if (name.startsWith(overlayXattrPrefix)) continue;
-        const value = sys.lgetxattr(rawPath(source), name);
+        const value = sys.lgetxattr(raw, name);
         if (value !== null) this.trySetXattr(path, name, value, true);
       }
       chmod(path, stat.mode & 0o7777);

@@ -116,31 +116,20 @@ export class TaskManager {
     this.put(task);
     const runc = this.runc(namespace);
     try {
+      if (rootfs.length === 0 && !spec.root?.path?.startsWith("/")) {
+        throw invalidArgument(`task ${id}: without rootfs mounts the spec's root.path must be an absolute path`);
+      }
+      writePrivateFile(join(dir, "task.json"), JSON.stringify(record));
       if (rootfs.length > 0) {
         const target = join(dir, "rootfs");
         mkdirSync(target, { mode: 0o755 });
-        writePrivateFile(join(dir, "task.json"), JSON.stringify(record));
         await mountAll(rootfs, target);
         spec.root = { ...spec.root, path: target };
-      } else {
-        if (!spec.root?.path?.startsWith("/")) throw invalidArgument(`task ${id}: without rootfs mounts the spec's root.path must be an absolute path`);
-        writePrivateFile(join(dir, "task.json"), JSON.stringify(record));
       }
       clampRlimits(spec, this.hardLimits);
       writePrivateFile(join(dir, "config.json"), JSON.stringify(spec));
       mkdirSync(runc.root, { recursive: true, mode: 0o700 });
-      const started = await startShim({
-        binary: this.paths.shimBinary,
-        stateDir: dir,
-        runc: this.paths.runcBinary,
-        runcRoot: runc.root,
-        id,
-        bundle: dir,
-        terminal: io.terminal,
-        stdin: io.stdin,
-        stdout: io.stdout,
-        stderr: io.stderr,
-      });
+      const started = await this.startShimFor(task, dir, io, { bundle: dir });
       task.init.pid = started.pid;
       this.watch(task, task.init);
       return task;
@@ -150,6 +139,22 @@ export class TaskManager {
       await this.removeBundle(task).catch((cleanup: Error) => this.log.error({ err: cleanup.message, id }, "cannot clean up after a failed create"));
       throw err;
     }
+  }
+
+  /** A shim for the task's init (`bundle`) or one of its execs (`execProcess`), in state dir `dir`. */
+  private startShimFor(task: Task, dir: string, io: ProcessIo, what: { bundle: string } | { execProcess: string }) {
+    return startShim({
+      binary: this.paths.shimBinary,
+      stateDir: dir,
+      runc: this.paths.runcBinary,
+      runcRoot: this.runc(task.namespace).root,
+      id: task.id,
+      ...what,
+      terminal: io.terminal,
+      stdin: io.stdin,
+      stdout: io.stdout,
+      stderr: io.stderr,
+    });
   }
 
   private async removeBundle(task: Task): Promise<void> {
@@ -169,18 +174,7 @@ export class TaskManager {
     // Marked before the shim runs, so two Starts cannot both run it.
     process.phase = "running";
     try {
-      const started = await startShim({
-        binary: this.paths.shimBinary,
-        stateDir: process.dir,
-        runc: this.paths.runcBinary,
-        runcRoot: this.runc(task.namespace).root,
-        id: task.id,
-        execProcess: join(process.dir, "process.json"),
-        terminal: process.io.terminal,
-        stdin: process.io.stdin,
-        stdout: process.io.stdout,
-        stderr: process.io.stderr,
-      });
+      const started = await this.startShimFor(task, process.dir, process.io, { execProcess: join(process.dir, "process.json") });
       process.pid = started.pid;
     } catch (err) {
       process.exitWith(lostExit());
