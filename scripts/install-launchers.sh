@@ -1,5 +1,5 @@
 #!/bin/sh
-# Installs `berthd` and `berthctl` launchers into /usr/local/bin (or the directory
+# Installs `berthd`, `berthctl` and `berth` launchers into /usr/local/bin (or the directory
 # given): each a script that execs this checkout's pinned Node 24 on its dist/ bundle.
 # Unlike `npx berthd`, which keeps `npm exec` (~75 MB RSS) and a shell beside the
 # daemon for as long as it runs, nothing stays behind: the launcher's process becomes
@@ -25,7 +25,7 @@ quote() {
   printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
 }
 
-for name in berthd berthctl; do
+for name in berthd berthctl berth; do
   bundle="$repo/dist/$name.js"
   [ -f "$bundle" ] || fail "$bundle is missing: run npm run build first"
   # Written beside the target and renamed over it: a launcher is never seen half-written.

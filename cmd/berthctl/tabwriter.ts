@@ -1,17 +1,24 @@
 // Go's text/tabwriter, as ctr configures it (minwidth 1, tabwidth 8, padding 1, no
-// flags), so berthctl's tables line up byte for byte with ctr's. Cells are
+// flags), so berthctl's tables line up byte for byte with ctr's; the docker CLI's
+// settings (minwidth 10, padding 3) are a second preset, for berth. Cells are
 // tab-terminated; the text after a line's last tab is not part of any column. A line
 // without tabs ends a block: the lines after it are aligned on their own.
 
-const minWidth = 1;
-const tabWidth = 8;
-const padding = 1;
+export interface TabSettings {
+  minWidth: number;
+  tabWidth: number;
+  padding: number;
+}
+
+const ctrSettings: TabSettings = { minWidth: 1, tabWidth: 8, padding: 1 };
+/** The docker CLI's table writer (cli/command/formatter): minwidth 10, tabwidth 1, padding 3. */
+export const dockerSettings: TabSettings = { minWidth: 10, tabWidth: 1, padding: 3 };
 
 export type PadChar = " " | "\t";
 
 const runeLength = (text: string) => [...text].length;
 
-function formatBlock(lines: string[][], pad: PadChar): string {
+function formatBlock(lines: string[][], pad: PadChar, { minWidth, tabWidth, padding }: TabSettings): string {
   let out = "";
   const widths: number[] = [];
 
@@ -60,27 +67,29 @@ function formatBlock(lines: string[][], pad: PadChar): string {
 }
 
 /** Formats text the way a flushed Go tabwriter would print it. */
-function tabwrite(text: string, pad: PadChar = " "): string {
+function tabwrite(text: string, pad: PadChar, settings: TabSettings): string {
   const lines = text.split("\n").map((line) => line.split("\t"));
   let out = "";
   let start = 0;
   // Go flushes after every newline-terminated line that holds a single cell.
   for (let i = 0; i < lines.length - 1; i++) {
     if (lines[i]!.length === 1) {
-      out += formatBlock([...lines.slice(start, i + 1), [""]], pad);
+      out += formatBlock([...lines.slice(start, i + 1), [""]], pad, settings);
       start = i + 1;
     }
   }
-  return out + formatBlock(lines.slice(start), pad);
+  return out + formatBlock(lines.slice(start), pad, settings);
 }
 
 /** Collects rows and prints them as one table. */
 export class Table {
   private text = "";
   private readonly pad: PadChar;
+  private readonly settings: TabSettings;
 
-  constructor(pad: PadChar = " ") {
+  constructor(pad: PadChar = " ", settings: TabSettings = ctrSettings) {
     this.pad = pad;
+    this.settings = settings;
   }
 
   /** Appends one line of text as given (cells separated and terminated by tabs). */
@@ -90,6 +99,6 @@ export class Table {
   }
 
   toString(): string {
-    return tabwrite(this.text, this.pad);
+    return tabwrite(this.text, this.pad, this.settings);
   }
 }

@@ -1,0 +1,195 @@
+// berth's command line: docker's verbs and global flags, dispatched to command modules
+// that are loaded only when their command runs (each a chunk of its own).
+import { Flags, helpText, parseArgs, type CommandSpec } from "./args.ts";
+import { CliError, UsageError } from "./errors.ts";
+import { err, Context, out, type CommandModule, type GlobalOptions } from "./command.ts";
+
+type Loader = () => Promise<CommandModule>;
+
+const system: Loader = async () => (await import("./commands/system.ts")).commands;
+const ps: Loader = async () => (await import("./commands/ps.ts")).commands;
+const images: Loader = async () => (await import("./commands/images.ts")).commands;
+const transfer: Loader = async () => (await import("./commands/transfer.ts")).commands;
+const lifecycle: Loader = async () => (await import("./commands/lifecycle.ts")).commands;
+const run: Loader = async () => (await import("./commands/run.ts")).commands;
+const logs: Loader = async () => (await import("./commands/logs.ts")).commands;
+const inspect: Loader = async () => (await import("./commands/inspect.ts")).commands;
+const archive: Loader = async () => (await import("./commands/archive.ts")).commands;
+const context: Loader = async () => (await import("./commands/context.ts")).commands;
+
+/** Every command: the module that has it and the one-line description `berth --help` shows. */
+const commands: Record<string, [Loader, string]> = {
+  run: [run, "Create and run a new container from an image"],
+  exec: [run, "Execute a command in a running container"],
+  ps: [ps, "List containers"],
+  images: [images, "List images"],
+  pull: [transfer, "Download an image from a registry"],
+  push: [transfer, "Upload an image to a registry"],
+  login: [system, "Log in to a registry"],
+  logout: [system, "Log out from a registry"],
+  version: [system, "Show the berth version information"],
+  info: [system, "Display system-wide information"],
+  events: [system, "Get real time events from the server"],
+  "system df": [system, "Show docker disk usage"],
+  attach: [run, "Attach local standard input, output, and error streams to a running container"],
+  create: [run, "Create a new container"],
+  start: [run, "Start one or more stopped containers"],
+  stop: [lifecycle, "Stop one or more running containers"],
+  kill: [lifecycle, "Kill one or more running containers"],
+  restart: [lifecycle, "Restart one or more containers"],
+  rm: [lifecycle, "Remove one or more containers"],
+  pause: [lifecycle, "Pause all processes within one or more containers"],
+  unpause: [lifecycle, "Unpause all processes within one or more containers"],
+  rename: [lifecycle, "Rename a container"],
+  wait: [lifecycle, "Block until one or more containers stop, then print their exit codes"],
+  top: [lifecycle, "Display the running processes of a container"],
+  stats: [lifecycle, "Display a live stream of container(s) resource usage statistics"],
+  "container prune": [lifecycle, "Remove all stopped containers"],
+  logs: [logs, "Fetch the logs of a container"],
+  inspect: [inspect, "Return low-level information on Docker objects"],
+  tag: [images, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"],
+  rmi: [images, "Remove one or more images"],
+  save: [images, "Save one or more images to a tar archive (streamed to STDOUT by default)"],
+  load: [images, "Load an image from a tar archive or STDIN"],
+  history: [images, "Show the history of an image"],
+  "image prune": [images, "Remove unused images"],
+  cp: [archive, "Copy files/folders between a container and the local filesystem"],
+  commit: [archive, "Create a new image from a container's changes"],
+  export: [archive, "Export a container's filesystem as a tar archive"],
+  "context create": [context, "Create a context"],
+  "context ls": [context, "List contexts"],
+  "context use": [context, "Set the current context"],
+  "context rm": [context, "Remove one or more contexts"],
+  "context inspect": [context, "Show a context's host"],
+  "context show": [context, "Print the name of the current context"],
+};
+
+/** docker's management-command spellings (`container ls`, `image rm`…) for the same commands. */
+const aliases: Record<string, string> = {
+  "container ls": "ps",
+  "container list": "ps",
+  "container ps": "ps",
+  "image ls": "images",
+  "image list": "images",
+  "image rm": "rmi",
+  "image remove": "rmi",
+  "image pull": "pull",
+  "image push": "push",
+  "image tag": "tag",
+  "image inspect": "inspect --type=image",
+  "image save": "save",
+  "image load": "load",
+  "image history": "history",
+  "container inspect": "inspect --type=container",
+  "system info": "info",
+  "system events": "events",
+  "context list": "context ls",
+  "context remove": "context rm",
+};
+const groups = new Set(["container", "image", "system", "context"]);
+for (const name of Object.keys(commands)) {
+  if (!name.includes(" ") && !["images", "pull", "push", "login", "logout", "version", "info", "events", "tag", "rmi", "history", "save", "load"].includes(name)) {
+    aliases[`container ${name}`] ??= name;
+  }
+}
+for (const name of ["history", "save", "load", "tag"]) aliases[`image ${name}`] ??= name;
+
+const globalSpec: CommandSpec = {
+  usage: "[OPTIONS] COMMAND",
+  description: "A docker-style client for Berth's Engine API",
+  flags: [
+    { name: "host", short: "H", kind: "list", description: "Daemon socket to connect to (unix:///path or tcp://host:port; also $BERTH_HOST)" },
+    { name: "context", short: "c", kind: "string", description: "Name of the context to use (berth context ls)" },
+    { name: "config", kind: "string", description: "Location of client config files (for login)", default: "~/.docker" },
+    { name: "debug", short: "D", kind: "bool", description: "Enable debug mode" },
+    { name: "log-level", short: "l", kind: "string", description: "Set the logging level" },
+    { name: "version", short: "v", kind: "bool", description: "Print version information and quit" },
+  ],
+  stopAtFirstArg: true,
+};
+
+function topHelp(): string {
+  let text = helpText("", globalSpec).replace("Usage:  berth [OPTIONS] COMMAND", "Usage:  berth [OPTIONS] COMMAND");
+  text += "\nCommands:\n";
+  const width = Math.max(...Object.keys(commands).map((n) => n.length));
+  for (const [name, [, description]] of Object.entries(commands)) text += `  ${name.padEnd(width)}  ${description}\n`;
+  text += "\nRun 'berth COMMAND --help' for more information on a command.\n";
+  return text;
+}
+
+function report(e: unknown): number {
+  if (e instanceof UsageError) {
+    if (e.showUsage) err(`berth: ${e.message}\n\nSee 'berth ${e.command} --help'.\n`);
+    else err(`${e.message}\nSee 'berth ${e.command} --help'.\n`);
+    return e.exitCode;
+  }
+  if (e instanceof CliError) {
+    if (e.message) err(`${e.message}\n`);
+    return e.exitCode;
+  }
+  err(`berth: ${(e as Error)?.stack ?? String(e)}\n`);
+  return 1;
+}
+
+/** Resolves the command words (`ps`, `container ls`, `image rm`) to a known command and its remaining words. */
+function resolveCommand(words: string[]): { name: string; rest: string[] } {
+  const first = words[0]!;
+  if (groups.has(first)) {
+    const sub = words[1];
+    if (sub === undefined || sub.startsWith("-")) throw new CliError(`berth ${first}: a subcommand is required (berth --help lists them)`);
+    const key = `${first} ${sub}`;
+    const alias = aliases[key];
+    if (alias) {
+      const [name, ...extra] = alias.split(" ");
+      if (commands[alias]) return { name: alias, rest: words.slice(2) };
+      return { name: name!, rest: [...extra, ...words.slice(2)] };
+    }
+    if (commands[key]) return { name: key, rest: words.slice(2) };
+    throw new CliError(`berth: unknown command: berth ${key}\n\nRun 'berth ${first} --help' for more information`);
+  }
+  if (commands[first]) return { name: first, rest: words.slice(1) };
+  throw new CliError(`berth: unknown command: berth ${first}\n\nRun 'berth --help' for more information`);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let code: number;
+  try {
+    code = await dispatch(argv);
+  } catch (e) {
+    code = report(e);
+  }
+  process.exit(code);
+}
+
+async function dispatch(argv: string[]): Promise<number> {
+  const global = parseArgs(globalSpec, "", argv);
+  const gflags = new Flags(globalSpec, "", global.flags);
+  if (gflags.bool("version")) {
+    const { clientVersion } = await import("./version-info.ts");
+    out(`Berth version ${clientVersion}\n`);
+    return 0;
+  }
+  if (gflags.bool("help") || global.args.length === 0) {
+    out(topHelp());
+    return global.args.length === 0 && !gflags.bool("help") ? 0 : 0;
+  }
+  const hosts = gflags.list("host");
+  const globals: GlobalOptions = {
+    host: hosts.length > 0 ? hosts[hosts.length - 1] : undefined,
+    context: gflags.string("context"),
+    config: global.flags.has("config") ? gflags.string("config") : undefined,
+    debug: gflags.bool("debug"),
+  };
+  const { name, rest } = resolveCommand(global.args);
+  const [load] = commands[name]!;
+  const module = await load();
+  const command = module[name];
+  if (!command) throw new CliError(`berth ${name}: not available in this build`);
+  const parsed = parseArgs(command.spec, name, rest);
+  const flags = new Flags(command.spec, name, parsed.flags);
+  if (flags.bool("help")) {
+    out(helpText(name, command.spec));
+    return 0;
+  }
+  return (await command.run(new Context(name, parsed.args, flags, globals))) ?? 0;
+}

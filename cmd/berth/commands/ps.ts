@@ -1,0 +1,128 @@
+// berth ps: the container list with docker's columns and wordings (the engine builds
+// Status; the client cuts ids to 12, quotes and cuts commands to 20, says "2 minutes ago").
+import type { CommandModule } from "../command.ts";
+import { out } from "../command.ts";
+import { filtersParam } from "../filters.ts";
+import { ago, ellipsis, goTime, humanSize, printList, shortId } from "../output.ts";
+import { familiarImage } from "../reference.ts";
+
+interface ContainerSummary {
+  Id: string;
+  Names?: string[] | null;
+  Image?: string;
+  ImageID?: string;
+  Command?: string;
+  Created?: number;
+  Ports?: { IP?: string; PrivatePort: number; PublicPort?: number; Type: string }[] | null;
+  Labels?: Record<string, string> | null;
+  State?: string;
+  Status?: string;
+  SizeRw?: number;
+  SizeRootFs?: number;
+  NetworkSettings?: { Networks?: Record<string, unknown> | null } | null;
+  Mounts?: { Type?: string; Name?: string; Source?: string }[] | null;
+}
+
+const headers = {
+  ID: "CONTAINER ID",
+  Image: "IMAGE",
+  Command: "COMMAND",
+  CreatedAt: "CREATED AT",
+  RunningFor: "CREATED",
+  Ports: "PORTS",
+  State: "STATE",
+  Status: "STATUS",
+  Size: "SIZE",
+  Names: "NAMES",
+  Labels: "LABELS",
+  Mounts: "MOUNTS",
+  Networks: "NETWORKS",
+  LocalVolumes: "LOCAL VOLUMES",
+  Label: () => "LABEL",
+};
+
+const defaultTable = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
+
+/** "0.0.0.0:8080->80/tcp, 443/tcp", as docker shows published and exposed ports. */
+export function displayPorts(ports: ContainerSummary["Ports"]): string {
+  return (ports ?? [])
+    .map((p) => {
+      if (!p.PublicPort) return `${p.PrivatePort}/${p.Type}`;
+      const ip = p.IP?.includes(":") ? `[${p.IP}]` : (p.IP ?? "");
+      return `${ip ? `${ip}:` : ""}${p.PublicPort}->${p.PrivatePort}/${p.Type}`;
+    })
+    .join(", ");
+}
+
+function row(c: ContainerSummary, trunc: boolean, now: number) {
+  const names = (c.Names ?? []).map((n) => n.replace(/^\//, ""));
+  const shown = trunc ? names.filter((n) => !n.includes("/")).slice(0, 1) : names;
+  const labels = c.Labels ?? {};
+  const image = !c.Image ? "<no image>" : trunc ? (c.ImageID && shortId(c.ImageID) === shortId(c.Image) ? shortId(c.Image) : familiarImage(c.Image)) : c.Image;
+  const sizeRw = humanSize(c.SizeRw ?? 0, 3);
+  return {
+    ID: trunc ? shortId(c.Id) : c.Id,
+    Image: image,
+    Command: JSON.stringify(trunc ? ellipsis(c.Command ?? "", 20) : (c.Command ?? "")),
+    CreatedAt: goTime(new Date((c.Created ?? 0) * 1000)),
+    RunningFor: ago(c.Created ?? 0, now),
+    Ports: displayPorts(c.Ports),
+    State: c.State ?? "",
+    Status: c.Status ?? "",
+    Size: c.SizeRootFs ? `${sizeRw} (virtual ${humanSize(c.SizeRootFs, 3)})` : sizeRw,
+    Names: shown.join(","),
+    Labels: Object.keys(labels)
+      .sort()
+      .map((k) => `${k}=${labels[k]}`)
+      .join(","),
+    Mounts: (c.Mounts ?? []).map((m) => (trunc ? ellipsis(m.Name || m.Source || "", 15) : m.Name || m.Source || "")).join(","),
+    Networks: Object.keys(c.NetworkSettings?.Networks ?? {})
+      .sort()
+      .join(","),
+    LocalVolumes: String((c.Mounts ?? []).filter((m) => m.Type === "volume").length),
+    Label: (name: unknown) => labels[String(name)] ?? "",
+  };
+}
+
+export const commands: CommandModule = {
+  ps: {
+    spec: {
+      usage: "ps [OPTIONS]",
+      description: "List containers",
+      maxArgs: 0,
+      flags: [
+        { name: "all", short: "a", kind: "bool", description: "Show all containers (default shows just running)" },
+        { name: "filter", short: "f", kind: "list", value: "filter", description: "Filter output based on conditions provided" },
+        { name: "format", kind: "string", description: "Format output using a custom template ('table', 'json', or a Go template)" },
+        { name: "last", short: "n", kind: "string", value: "int", description: "Show n last created containers (includes all states)", default: "-1" },
+        { name: "latest", short: "l", kind: "bool", description: "Show the latest created container (includes all states)" },
+        { name: "no-trunc", kind: "bool", description: "Don't truncate output" },
+        { name: "quiet", short: "q", kind: "bool", description: "Only display container IDs" },
+        { name: "size", short: "s", kind: "bool", description: "Display total file sizes" },
+      ],
+    },
+    async run(ctx) {
+      const f = ctx.flags;
+      const last = f.int("last") ?? -1;
+      const limit = f.bool("latest") ? 1 : last > 0 ? last : undefined;
+      const format = f.string("format");
+      const size = f.bool("size") || /\.Size\b/.test(format ?? "");
+      const list = await ctx.client.json<ContainerSummary[]>("GET", "/containers/json", {
+        query: { all: f.bool("all") || undefined, limit, size: size || undefined, filters: filtersParam(f.list("filter")) },
+      });
+      const trunc = !f.bool("no-trunc");
+      if (f.bool("quiet")) {
+        out(list.map((c) => `${trunc ? shortId(c.Id) : c.Id}\n`).join(""));
+        return;
+      }
+      const now = Date.now();
+      const table = f.bool("size") ? `${defaultTable}\t{{.Size}}` : defaultTable;
+      printList(
+        list.map((c) => row(c, trunc, now)),
+        format,
+        table,
+        headers,
+      );
+    },
+  },
+};
