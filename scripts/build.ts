@@ -83,7 +83,7 @@ await build({
 });
 
 // berth (the docker-style CLI) starts once per command too, and `berth ps` is measured
-// against `docker ps` (bench/engine-cli.ts): the same quick-start bundle, with the entry
-// alone in dist/berth.js and every command module a chunk loaded when its command runs.
-rmSync(join(root, "dist", "berth-chunks"), { recursive: true, force: true });
-await build({ ...quickStart, banner: {}, entryPoints: { berth: berth! }, outdir: join(root, "dist"), splitting: true, chunkNames: "berth-chunks/[name]-[hash]" });
+// against `docker ps` (bench/engine-cli.ts): the entry alone in dist/berth.js (compile
+// cache on), and the whole command line in one file, dist/berth-cli.js.
+await build({ ...quickStart, banner: {}, entryPoints: { berth: berth! }, outdir: join(root, "dist") });
+await build({ ...quickStart, entryPoints: { "berth-cli": join(root, "cmd", "berth", "cli.ts") }, outdir: join(root, "dist") });

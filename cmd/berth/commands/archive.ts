@@ -56,7 +56,7 @@ async function copyFromContainer(ctx: Context, container: string, src: string, d
   const stat = statHeader(res.headers["x-docker-container-path-stat"]);
   const sourceName = stat?.name ?? basename(src);
   if (dest === "-") {
-    for await (const chunk of res) process.stdout.write(chunk as Buffer);
+    for await (const chunk of res.body) process.stdout.write(chunk as Buffer);
     return;
   }
   const target = resolve(dest);
@@ -69,7 +69,7 @@ async function copyFromContainer(ctx: Context, container: string, src: string, d
   const args = ["-x", "-f", "-", "--no-same-owner"];
   if (rename !== undefined && rename !== sourceName) args.push(`--transform=s|^${sourceName.replace(/[|\\.*^$[\]]/g, "\\$&")}|${rename.replace(/[|\\&]/g, "\\$&")}|`);
   const child = tar(args, cwd);
-  res.pipe(child.stdin!);
+  res.body.pipe(child.stdin!);
   child.stdout!.resume();
   await tarDone(child, `copying ${container}:${src}`);
 }
@@ -83,7 +83,7 @@ async function copyToContainer(ctx: Context, src: string, container: string, des
   let name = basename(source);
   try {
     const res = await ctx.client.request("HEAD", base, { query: { path: dest } });
-    res.resume();
+    res.body.resume();
     const stat = statHeader(res.headers["x-docker-container-path-stat"]);
     const isDir = stat ? stat.mode >= goDirBit || (stat.mode & goDirBit) !== 0 : dest.endsWith("/");
     if (!isDir) {
@@ -172,8 +172,8 @@ export const commands: CommandModule = {
       const target = ctx.flags.string("output");
       if (!target) refuseTerminal("export");
       const res = await ctx.client.request("GET", `/containers/${encodeURIComponent(ctx.args[0]!)}/export`);
-      if (target) await saveStream(res, target);
-      else for await (const chunk of res) if (!process.stdout.write(chunk as Buffer)) await new Promise((r) => process.stdout.once("drain", r));
+      if (target) await saveStream(res.body, target);
+      else for await (const chunk of res.body) if (!process.stdout.write(chunk as Buffer)) await new Promise((r) => process.stdout.once("drain", r));
     },
   },
 };

@@ -146,9 +146,9 @@ export const commands: CommandModule = {
       const target = ctx.flags.string("output");
       if (!target) refuseTerminal("save");
       const res = await ctx.client.request("GET", "/images/get", { query: { names: ctx.args } });
-      if (target) await saveStream(res, target);
+      if (target) await saveStream(res.body, target);
       else {
-        for await (const chunk of res) {
+        for await (const chunk of res.body) {
           if (!process.stdout.write(chunk as Buffer)) await new Promise((r) => process.stdout.once("drain", r));
         }
       }
@@ -174,7 +174,7 @@ export const commands: CommandModule = {
         body,
         headers: { "Content-Type": "application/x-tar" },
       });
-      await new MessageRenderer().consume(res);
+      await new MessageRenderer().consume(res.body);
     },
   },
   history: {

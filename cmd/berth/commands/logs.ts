@@ -40,7 +40,7 @@ export const commands: CommandModule = {
         },
       });
       const demux = info.Config?.Tty ? undefined : new Demuxer(process.stdout, process.stderr);
-      for await (const chunk of res) {
+      for await (const chunk of res.body) {
         if (demux) demux.push(chunk as Buffer);
         else process.stdout.write(chunk as Buffer);
       }

@@ -54,32 +54,62 @@ export function displayPorts(ports: ContainerSummary["Ports"]): string {
     .join(", ");
 }
 
+/** A row's fields, each computed only if the format uses it (CreatedAt needs the time zone, which is costly to load). */
 function row(c: ContainerSummary, trunc: boolean, now: number) {
-  const names = (c.Names ?? []).map((n) => n.replace(/^\//, ""));
-  const shown = trunc ? names.filter((n) => !n.includes("/")).slice(0, 1) : names;
   const labels = c.Labels ?? {};
-  const image = !c.Image ? "<no image>" : trunc ? (c.ImageID && shortId(c.ImageID) === shortId(c.Image) ? shortId(c.Image) : familiarImage(c.Image)) : c.Image;
-  const sizeRw = humanSize(c.SizeRw ?? 0, 3);
   return {
-    ID: trunc ? shortId(c.Id) : c.Id,
-    Image: image,
-    Command: JSON.stringify(trunc ? ellipsis(c.Command ?? "", 20) : (c.Command ?? "")),
-    CreatedAt: goTime(new Date((c.Created ?? 0) * 1000)),
-    RunningFor: ago(c.Created ?? 0, now),
-    Ports: displayPorts(c.Ports),
-    State: c.State ?? "",
-    Status: c.Status ?? "",
-    Size: c.SizeRootFs ? `${sizeRw} (virtual ${humanSize(c.SizeRootFs, 3)})` : sizeRw,
-    Names: shown.join(","),
-    Labels: Object.keys(labels)
-      .sort()
-      .map((k) => `${k}=${labels[k]}`)
-      .join(","),
-    Mounts: (c.Mounts ?? []).map((m) => (trunc ? ellipsis(m.Name || m.Source || "", 15) : m.Name || m.Source || "")).join(","),
-    Networks: Object.keys(c.NetworkSettings?.Networks ?? {})
-      .sort()
-      .join(","),
-    LocalVolumes: String((c.Mounts ?? []).filter((m) => m.Type === "volume").length),
+    get ID() {
+      return trunc ? shortId(c.Id) : c.Id;
+    },
+    get Image() {
+      if (!c.Image) return "<no image>";
+      if (!trunc) return c.Image;
+      return c.ImageID && shortId(c.ImageID) === shortId(c.Image) ? shortId(c.Image) : familiarImage(c.Image);
+    },
+    get Command() {
+      return JSON.stringify(trunc ? ellipsis(c.Command ?? "", 20) : (c.Command ?? ""));
+    },
+    get CreatedAt() {
+      return goTime(new Date((c.Created ?? 0) * 1000));
+    },
+    get RunningFor() {
+      return ago(c.Created ?? 0, now);
+    },
+    get Ports() {
+      return displayPorts(c.Ports);
+    },
+    get State() {
+      return c.State ?? "";
+    },
+    get Status() {
+      return c.Status ?? "";
+    },
+    get Size() {
+      const sizeRw = humanSize(c.SizeRw ?? 0, 3);
+      return c.SizeRootFs ? `${sizeRw} (virtual ${humanSize(c.SizeRootFs, 3)})` : sizeRw;
+    },
+    get Names() {
+      const names = (c.Names ?? []).map((n) => n.replace(/^\//, ""));
+      // Truncated: the container's own name, not the names links give it (they hold a "/").
+      return (trunc ? names.filter((n) => !n.includes("/")).slice(0, 1) : names).join(",");
+    },
+    get Labels() {
+      return Object.keys(labels)
+        .sort()
+        .map((k) => `${k}=${labels[k]}`)
+        .join(",");
+    },
+    get Mounts() {
+      return (c.Mounts ?? []).map((m) => (trunc ? ellipsis(m.Name || m.Source || "", 15) : m.Name || m.Source || "")).join(",");
+    },
+    get Networks() {
+      return Object.keys(c.NetworkSettings?.Networks ?? {})
+        .sort()
+        .join(",");
+    },
+    get LocalVolumes() {
+      return String((c.Mounts ?? []).filter((m) => m.Type === "volume").length);
+    },
     Label: (name: unknown) => labels[String(name)] ?? "",
   };
 }

@@ -2,7 +2,6 @@
 // the docker CLI's order (create; on "No such image" pull and create again; attach; wait
 // with its headers received; start; resize), so output written the moment the process
 // starts is already attached, and the exit status is the wait's StatusCode.
-import type { IncomingMessage } from "node:http";
 import type { Context, CommandModule } from "../command.ts";
 import { err, out } from "../command.ts";
 import type { EngineClient } from "../client.ts";
@@ -56,8 +55,8 @@ interface Waiter {
 
 /** Opens the wait now (its headers come back at once) and reads its result later. */
 async function openWait(client: EngineClient, id: string, condition: string | undefined): Promise<Waiter> {
-  const res: IncomingMessage = await client.request("POST", path(id, "/wait"), { query: { condition } });
-  const result = readAll(res).then((body) => {
+  const res = await client.request("POST", path(id, "/wait"), { query: { condition } });
+  const result = readAll(res.body).then((body) => {
     const reply = JSON.parse(body.toString("utf8") || "{}") as { StatusCode?: number; Error?: { Message?: string } | null };
     if (reply.Error?.Message) throw new CliError(`berth: ${reply.Error.Message}`, 125);
     return reply.StatusCode ?? 0;

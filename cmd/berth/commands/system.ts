@@ -181,7 +181,7 @@ export const commands: CommandModule = {
         query: { since: parseTimeFlag(f.string("since"), "since", now), until: parseTimeFlag(f.string("until"), "until", now), filters: filtersParam(f.list("filter")) },
       });
       let buffered = "";
-      for await (const chunk of res) {
+      for await (const chunk of res.body) {
         buffered += (chunk as Buffer).toString("utf8");
         let nl: number;
         while ((nl = buffered.indexOf("\n")) >= 0) {

@@ -16,7 +16,7 @@ export async function pullImage(client: EngineClient, ref: string, config: strin
   });
   const renderer = new MessageRenderer(to);
   if (quiet) renderer.show = (m) => (m.errorDetail || m.error ? MessageRenderer.prototype.show.call(renderer, m) : undefined);
-  await renderer.consume(res);
+  await renderer.consume(res.body);
 }
 
 export const commands: CommandModule = {
@@ -58,7 +58,7 @@ export const commands: CommandModule = {
       });
       const renderer = new MessageRenderer();
       if (ctx.flags.bool("quiet")) renderer.show = (m) => (m.errorDetail || m.error ? MessageRenderer.prototype.show.call(renderer, m) : undefined);
-      await renderer.consume(res);
+      await renderer.consume(res.body);
       if (ctx.flags.bool("quiet")) out(`${tag ? ref : `${ref}:latest`}\n`);
     },
   },
