@@ -178,7 +178,7 @@ export function takeOver(ctx: RequestContext): Duplex {
   // The response object must not write anything more on this socket.
   ctx.res.detachSocket(socket);
   socket.setTimeout(0);
-  // A client's half-close (its stdin ended) must not end our side: output still follows.
+  // A client's half-close ends its input only (stdin EOF); the output goes on.
   socket.allowHalfOpen = true;
   socket.write(
     upgrade
