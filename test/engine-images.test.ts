@@ -184,3 +184,55 @@ test("a tag moved to another image leaves the old one dangling; image prune remo
   assert.deepEqual(rest.map((i) => i.Id), [busyboxId]);
   assert.ok(rest.every((i) => i.Id !== otherId));
 });
+
+test("docker push to a loopback registry, rmi, then docker pull brings it back", async () => {
+  registry = await TestRegistry.start(join(workdir, "registry"));
+  const ref = `${registry.host}/bb:1`;
+  ok(d.docker(["tag", "busybox", ref]), "tag");
+  const pushed = ok(d.docker(["push", ref]), "push");
+  assert.match(pushed.stdout, new RegExp(`The push refers to repository \\[${registry.host}/bb\\]`));
+  const digestLine = /1: digest: (sha256:[a-f0-9]{64}) size: (\d+)/.exec(pushed.stdout);
+  assert.ok(digestLine, pushed.stdout);
+  assert.match(pushed.stdout, /Pushed/);
+  let item = (await imagesJson()).find((i) => i.Id === busyboxId)!;
+  assert.deepEqual(item.RepoDigests, [`${registry.host}/bb@${digestLine[1]}`]);
+
+  const removed = ok(d.docker(["rmi", ref]), "rmi");
+  assert.match(removed.stdout, new RegExp(`Untagged: ${registry.host}/bb:1`));
+  ok(d.docker(["rmi", "busybox"]), "rmi busybox");
+  assert.equal((await imagesJson()).length, 0);
+
+  const pulled = ok(d.docker(["pull", ref]), "pull");
+  assert.match(pulled.stdout, /1: Pulling from bb/);
+  assert.match(pulled.stdout, /Pull complete/);
+  assert.match(pulled.stdout, new RegExp(`Digest: ${digestLine[1]}`));
+  assert.match(pulled.stdout, new RegExp(`Status: Downloaded newer image for ${registry.host}/bb:1`));
+  item = (await imagesJson()).find((i) => i.Id === busyboxId)!;
+  assert.deepEqual(item.RepoTags, [ref]);
+  const again = ok(d.docker(["pull", ref]), "pull again");
+  assert.match(again.stdout, new RegExp(`Status: Image is up to date for ${registry.host}/bb:1`));
+
+  // The raw stream: Docker's JSON messages, one per line.
+  const raw = await http("POST", `/images/create?fromImage=${encodeURIComponent(`${registry.host}/bb`)}&tag=1`, "", { "X-Registry-Auth": "e30=" });
+  assert.equal(raw.status, 200);
+  const messages = raw.body.trim().split("\r\n").map((line) => JSON.parse(line));
+  assert.equal(messages[0].status, "Pulling from bb");
+  assert.match(messages.at(-1).status, /^Status: Image is up to date/);
+  ok(d.docker(["tag", ref, "busybox:latest"]), "tag busybox back");
+});
+
+test("docker pull of a missing tag fails with Docker's 404 before any progress", async () => {
+  assert.ok(registry, "the registry runs");
+  const r = d.docker(["pull", `${registry.host}/bb:nope`]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, new RegExp(`manifest for ${registry.host}/bb:nope not found`));
+  const raw = await http("POST", `/images/create?fromImage=${encodeURIComponent(`${registry.host}/nothere`)}&tag=1`);
+  assert.equal(raw.status, 404, raw.body);
+  assert.equal(raw.headers["content-type"], "application/json");
+  const push = d.docker(["push", `${registry.host}/notlocal:1`]);
+  assert.equal(push.code, 1);
+  assert.match(push.stderr, /An image does not exist locally with the tag: 127\.0\.0\.1:\d+\/notlocal/);
+  const unreachable = d.docker(["pull", "127.0.0.1:1/bb:1"]);
+  assert.equal(unreachable.code, 1);
+  assert.ok(unreachable.stderr.trim().length > 0);
+});
