@@ -159,6 +159,18 @@ export class Daemon {
     return run("docker", args, input, { ...process.env, DOCKER_HOST: `unix://${this.dockerSocket}`, DOCKER_CONFIG: join(this.base, "docker-config"), ...env });
   }
 
+  /** The berth CLI (dist/berth.js) against this daemon's Engine API, with a home of its own (contexts, docker config). */
+  berth(args: string[], input?: string | Buffer, env: NodeJS.ProcessEnv = {}): RunResult {
+    const home = join(this.base, "berth-home");
+    return run(process.execPath, [join(distDir, "berth.js"), ...args], input, {
+      ...process.env,
+      BERTH_HOST: `unix://${this.dockerSocket}`,
+      HOME: home,
+      DOCKER_CONFIG: join(home, ".docker"),
+      ...env,
+    });
+  }
+
   berthctl(args: string[], input?: string | Buffer, namespace = "default"): RunResult {
     return run(process.execPath, [join(distDir, "berthctl.js"), "--address", this.address, "--namespace", namespace, ...args], input);
   }

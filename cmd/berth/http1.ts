@@ -142,7 +142,10 @@ function writeBody(socket: Socket, body: Buffer | Readable | undefined): void {
   }
   body.on("data", (chunk: Buffer) => {
     if (chunk.length === 0) return;
-    if (!socket.write(`${chunk.length.toString(16)}\r\n`) || !socket.write(chunk) || !socket.write("\r\n")) {
+    // All three parts always go out: a chunk must never be left without its framing.
+    socket.write(`${chunk.length.toString(16)}\r\n`);
+    socket.write(chunk);
+    if (!socket.write("\r\n")) {
       body.pause();
       socket.once("drain", () => body.resume());
     }

@@ -66,6 +66,8 @@ export function runSession({ socket, head, tty, stdin }: SessionOptions): { done
 
   if (head.length) output(head);
   socket.on("data", output);
+  // The client paused it after the 101, so nothing was read before this listener existed.
+  socket.resume();
   socket.once("end", () => finish("ended"));
   socket.once("close", () => finish("ended"));
   socket.on("error", () => finish("ended"));

@@ -93,8 +93,8 @@ export const commands: CommandModule = {
       const images = await ctx.client.json<ImageSummary[]>("GET", "/images/json", { query: { all: f.bool("all") || undefined, filters: filtersParam(filters) } });
       const trunc = !f.bool("no-trunc");
       if (f.bool("quiet")) {
-        const ids = [...new Set(images.map((i) => (trunc ? shortId(i.Id) : i.Id)))];
-        out(ids.map((id) => `${id}\n`).join(""));
+        // One line per row, as docker prints them (an image with two tags shows twice).
+        out(imageRows(images, trunc, Date.now()).map((r) => `${r.ID}\n`).join(""));
         return;
       }
       const table = f.bool("digests")

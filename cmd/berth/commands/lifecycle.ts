@@ -176,7 +176,7 @@ export const commands: CommandModule = {
         let failed = false;
         for (const id of await targets()) {
           try {
-            rows.push(statsRow(await ctx.client.json<Stats>("GET", path(id, "/stats"), { query: { stream: false, "one-shot": undefined } }), id));
+            rows.push(statsRow(await ctx.client.json<Stats>("GET", path(id, "/stats"), { query: { stream: "0" } }), id));
           } catch (e) {
             if (!(e instanceof CliError) || !named) throw e;
             err(`${e.message}\n`);
