@@ -135,11 +135,7 @@ function parseHead(text: string): { status: number; headers: Record<string, stri
   return { status: Number(m[1]), headers };
 }
 
-function writeBody(socket: Socket, body: Buffer | Readable | undefined): void {
-  if (!body || Buffer.isBuffer(body)) {
-    if (body?.length) socket.write(body);
-    return;
-  }
+function writeBody(socket: Socket, body: Readable): void {
   body.on("data", (chunk: Buffer) => {
     if (chunk.length === 0) return;
     // All three parts always go out: a chunk must never be left without its framing.
@@ -165,8 +161,12 @@ export function send(endpoint: Endpoint, request: HttpRequest): Promise<HttpResp
     else if (request.body !== undefined || ["POST", "PUT"].includes(request.method)) headers["Content-Length"] = String((request.body as Buffer | undefined)?.length ?? 0);
     let head = `${request.method} ${request.path} HTTP/1.1\r\n`;
     for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
-    socket.write(`${head}\r\n`);
-    writeBody(socket, request.body as Buffer | Readable | undefined);
+    // Head and a buffered body in one write: a server that answers without reading the
+    // body (an unknown route) and closes must not turn our late write into EPIPE.
+    if (streamed) {
+      socket.write(`${head}\r\n`);
+      writeBody(socket, request.body as Readable);
+    } else socket.write(Buffer.concat([Buffer.from(`${head}\r\n`, "latin1"), (request.body as Buffer | undefined) ?? Buffer.alloc(0)]));
 
     let received: Buffer = Buffer.alloc(0);
     let decoder: BodyDecoder | undefined;

@@ -72,13 +72,20 @@ export function runSession({ socket, head, tty, stdin }: SessionOptions): { done
   socket.once("close", () => finish("ended"));
   socket.on("error", () => finish("ended"));
 
-  if (!stdin) socket.end();
-  else {
+  const relayStdin = () => {
     if (raw) input.setRawMode(true);
     let heldCtrlP = false;
+    // Backpressure: stdin is read only as fast as the engine takes it, as docker's
+    // blocking copy does (the engine holds early stdin until the container starts).
+    const send = (bytes: Buffer) => {
+      if (!socket.write(bytes)) {
+        input.pause();
+        socket.once("drain", () => input.resume());
+      }
+    };
     input.on("data", (chunk: Buffer) => {
       if (!tty) {
-        socket.write(chunk);
+        send(chunk);
         return;
       }
       // ctrl-p ctrl-q detaches; a ctrl-p followed by anything else is sent as typed.
@@ -96,13 +103,15 @@ export function runSession({ socket, head, tty, stdin }: SessionOptions): { done
         if (byte === ctrlP) heldCtrlP = true;
         else bytes.push(byte);
       }
-      if (bytes.length) socket.write(Buffer.from(bytes));
+      if (bytes.length) send(Buffer.from(bytes));
     });
     input.once("end", () => {
       if (!finished) socket.end();
     });
     input.resume();
-  }
+  };
+  if (!stdin) socket.end();
+  else relayStdin();
   return { done };
 }
 
