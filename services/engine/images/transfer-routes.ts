@@ -9,7 +9,7 @@ import { isLoopback } from "../../../core/registry/hosts.ts";
 import { callOptions } from "../../../core/image/services.ts";
 import { isConfigType } from "../../../core/image/media-types.ts";
 import type { Backend } from "../backend.ts";
-import { badRequest, notFoundError, type JsonMessageStream, type RequestContext, type Router } from "../http.ts";
+import { badRequest, httpErrorOf, notFoundError, type JsonMessageStream, type RequestContext, type Router } from "../http.ts";
 import { familiarName, familiarRef, joinRepoTag, normalizeRepository, registryHost, shortId, splitStoreName } from "../references.ts";
 import { imageCatalog } from "./catalog.ts";
 import { preservingReplaced, setName } from "./tagging.ts";
@@ -184,11 +184,10 @@ async function manifestSize(backend: Backend, digest: string): Promise<number> {
 
 /** Docker's wording for the failures clients show: a missing tag is a 404 naming the reference. */
 function pullError(err: unknown, name: string): unknown {
-  const message = (err as Error)?.message ?? String(err);
-  if (/manifest unknown|not found|NAME_UNKNOWN|MANIFEST_UNKNOWN/i.test(message) && !/connect|ECONNREFUSED/i.test(message)) {
-    return notFoundError(`manifest for ${familiarRef(name)} not found: manifest unknown: ${message.replace(/: not found$/, "")}`);
-  }
-  return err;
+  const { status, message } = httpErrorOf(err);
+  if (status !== 404) return err;
+  const reason = /MANIFEST_UNKNOWN/.test(message) ? "manifest unknown: manifest unknown" : message.replace(/: not found$/, "");
+  return notFoundError(`manifest for ${familiarRef(name)} not found: ${reason}`);
 }
 
 async function push(backend: Backend, ctx: RequestContext): Promise<void> {
