@@ -5,12 +5,12 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, run, startDaemon, tableRows, type Daemon } from "./harness.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { imageFromLayers, skopeoArchives } from "./fixtures/archives.ts";
+import { imageFromLayers, skopeo, skopeoArchives } from "./fixtures/archives.ts";
 import { TestRegistry } from "./fixtures/registry.ts";
 import { EngineStore, initialState, type ContainerRecord } from "../services/engine/store.ts";
 
@@ -295,4 +295,21 @@ test("rmi of an image a container uses is a 409; with force it is untagged and k
   const pruned = ok(d.docker(["image", "prune", "-f"]), "prune");
   assert.match(pruned.stdout, new RegExp(`deleted: ${busyboxId}`));
   ok(d.docker(["load", "-i", busyboxArchive]), "load busybox again");
+});
+
+test("an archive without names loads as an untagged image, reported by ID; save by ID loads back", async () => {
+  const dir = join(workdir, "unnamed");
+  mkdirSync(dir);
+  const copy = skopeo(workdir, ["copy", `oci:${join(workdir, "other", "layout")}:v1`, `docker-archive:${join(dir, "unnamed.tar")}`]);
+  assert.equal(copy.code, 0, copy.stderr);
+  const loaded = ok(d.docker(["load", "-i", join(dir, "unnamed.tar")]), "load unnamed");
+  const id = /Loaded image ID: (sha256:[a-f0-9]{64})/.exec(loaded.stdout)?.[1];
+  assert.ok(id, loaded.stdout);
+  const item = (await imagesJson()).find((i) => i.Id === id);
+  assert.deepEqual(item?.RepoTags, []);
+  const saved = join(dir, "by-id.tar");
+  ok(d.docker(["save", "-o", saved, id.slice(7, 19)]), "save by ID");
+  assert.deepEqual(ok(d.docker(["rmi", id]), "rmi by ID").stdout.trim().split("\n"), [`Deleted: ${id}`]);
+  assert.match(ok(d.docker(["load", "-i", saved]), "load by-ID archive").stdout, new RegExp(`Loaded image ID: ${id}`));
+  ok(d.docker(["rmi", id]), "rmi again");
 });
