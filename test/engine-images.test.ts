@@ -219,6 +219,9 @@ test("docker push to a loopback registry, rmi, then docker pull brings it back",
   const messages = raw.body.trim().split("\r\n").map((line) => JSON.parse(line));
   assert.equal(messages[0].status, "Pulling from bb");
   assert.match(messages.at(-1).status, /^Status: Image is up to date/);
+  // By digest: the name is pinned, the tag untouched.
+  const byDigest = ok(d.docker(["pull", `${registry.host}/bb@${digestLine[1]}`]), "pull by digest");
+  assert.match(byDigest.stdout, new RegExp(`Digest: ${digestLine[1]}`));
   ok(d.docker(["tag", ref, "busybox:latest"]), "tag busybox back");
 });
 
