@@ -333,6 +333,33 @@ function waitBody(path: string): { headers: Promise<{ status: number }>; body: P
   return { headers, body };
 }
 
+describe("events", () => {
+  test("container events carry labels, image and name, and each action's extra", () => {
+    const since = String(Math.floor(Date.now() / 1000) - 1);
+    const id = ok(docker(["create", "--name", "ev", "--label", "team=a", "busybox", "sleep", "300"])).stdout.trim();
+    ok(docker(["start", "ev"]));
+    ok(docker(["pause", "ev"]));
+    ok(docker(["unpause", "ev"]));
+    ok(docker(["rename", "ev", "ev2"]));
+    ok(docker(["kill", "ev2"]));
+    ok(docker(["rm", "ev2"]));
+    // The CLI sends whole seconds: an `until` a second ahead covers every event so far.
+    const until = String(Math.floor(Date.now() / 1000) + 1);
+    const lines = ok(docker(["events", "--since", since, "--until", until, "--filter", `container=${id}`, "--format", "{{json .}}"])).stdout.trim().split("\n");
+    const events = lines.map((l) => JSON.parse(l) as { Action: string; Actor: { Attributes: Record<string, string> } });
+    assert.deepEqual(
+      events.map((e) => e.Action),
+      ["create", "start", "pause", "unpause", "rename", "kill", "die", "destroy"],
+    );
+    const by = (action: string) => events.find((e) => e.Action === action)!.Actor.Attributes;
+    assert.deepEqual(by("create"), { team: "a", image: "busybox", name: "ev" });
+    assert.equal(by("rename").oldName, "/ev");
+    assert.equal(by("rename").name, "ev2");
+    assert.equal(by("kill").signal, "9");
+    assert.equal(by("die").exitCode, "137");
+  });
+});
+
 describe("logs", () => {
   test("stdout/stderr selection, --tail, --timestamps, --since, and -f until the container exits", () => {
     const id = ok(docker(["run", "-d", "busybox", "sh", "-c", "echo a; echo b >&2; echo c; sleep 1; echo d"])).stdout.trim();

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { ClientError } from "nice-grpc-common";
-import { errorMessage, isNotFound } from "../../../core/grpc-client.ts";
+import { errorMessage, isAlreadyExists, isNotFound } from "../../../core/grpc-client.ts";
 import { createLease, deleteLease } from "../../../core/image/lease.ts";
 import { mountAll, unmountAll } from "../../../core/mounts.ts";
 import type { NetworkMode, OciUser } from "../../../core/oci/spec.ts";
@@ -200,15 +200,18 @@ export class ContainerManager {
       mkdirSync(containerDir(this.backend.options.root, id), { recursive: true });
       const fifo = record.Config.OpenStdin ? stdinFifoOf(this.backend.options.state, id) : "";
       if (fifo) rt.stdinWriter(fifo);
-      // A task left from a run whose end this engine never saw would block the create.
-      await this.backend.tasks.delete({ containerId: id }, call).catch(() => undefined);
       const logUri = `${pathToFileURL(record.LogPath).href}?format=json`;
       let pid: number;
       try {
-        await this.backend.tasks.create(
-          { containerId: id, rootfs: mounts, stdin: fifo, stdout: logUri, stderr: "", terminal: Boolean(record.Config.Tty), checkpoint: undefined, options: undefined, runtimePath: "" },
-          call,
-        );
+        const request = { containerId: id, rootfs: mounts, stdin: fifo, stdout: logUri, stderr: "", terminal: Boolean(record.Config.Tty), checkpoint: undefined, options: undefined, runtimePath: "" };
+        try {
+          await this.backend.tasks.create(request, call);
+        } catch (err) {
+          if (!isAlreadyExists(err)) throw err;
+          // A task left from a run whose end this engine never saw: gone, then made anew.
+          await this.backend.tasks.delete({ containerId: id }, call).catch(() => undefined);
+          await this.backend.tasks.create(request, call);
+        }
         try {
           pid = (await this.backend.tasks.start({ containerId: id, execId: "" }, call)).pid;
         } catch (err) {
@@ -367,13 +370,17 @@ export class ContainerManager {
 
   // ---- stop, kill, restart, pause ----------------------------------------------------
 
+  /** Sends a signal to the init; `kill` is published for it (as Docker does for stop's signals too), WINCH aside. */
   private async signalTask(id: string, signal: number): Promise<void> {
     try {
       await this.backend.tasks.kill({ containerId: id, execId: "", signal, all: false }, this.backend.call());
     } catch (err) {
       // Gone already: the watch records the exit.
       if (!isNotFound(err)) throw err;
+      return;
     }
+    const record = this.store.get(id);
+    if (record && signal !== SIGWINCH) this.publish(record, "kill", { signal: String(signal) });
   }
 
   /** Stops a restarting container's pending restart; true if there was one. */
@@ -453,7 +460,6 @@ export class ContainerManager {
     } else {
       await this.signalTask(record.Id, signal);
     }
-    if (signal !== SIGWINCH) this.publish(record, "kill", { signal: String(signal) });
   }
 
   async restart(ref: string, timeoutSeconds: number | undefined): Promise<void> {
@@ -560,7 +566,17 @@ export class ContainerManager {
   async reconcile(): Promise<void> {
     const records = this.store.list();
     if (records.length === 0) return;
-    const { tasks } = await this.backend.tasks.list({ filter: "" }, this.backend.call());
+    let tasks;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        tasks = (await this.backend.tasks.list({ filter: "" }, this.backend.call())).tasks;
+        break;
+      } catch (err) {
+        // The tasks service may still be restoring its shims at boot.
+        if (attempt >= 8 || this.closed) throw err;
+        await sleep(100 * 2 ** attempt);
+      }
+    }
     const byId = new Map(tasks.map((t) => [t.id, t]));
     for (const record of records) {
       const task = byId.get(record.Id);
