@@ -60,28 +60,35 @@ export class LogCursor {
   async *read(limit = Infinity): AsyncGenerator<LogEntry> {
     for (;;) {
       if (!(await this.ensureOpen())) return;
-      const buffer = Buffer.allocUnsafe(chunkSize);
-      for (;;) {
-        const want = Math.min(chunkSize, limit - this.position);
-        if (want <= 0) return;
-        const { bytesRead } = await this.handle!.read(buffer, 0, want, this.position);
-        if (bytesRead === 0) break;
-        this.position += bytesRead;
-        const text = this.pending + buffer.toString("utf8", 0, bytesRead);
-        const lines = text.split("\n");
-        this.pending = lines.pop()!;
-        for (const line of lines) {
-          const entry = line ? parseLine(line) : undefined;
-          if (entry) yield entry;
-        }
-      }
-      // Rotated: the path names a new file; this one is read to its end.
+      yield* this.readOpen(limit);
+      if (this.position >= limit) return;
       const current = await stat(this.path).catch(() => undefined);
       if (!current || current.ino === this.ino) return;
+      // Rotated: the path names a new file, which the shim made when it let go of this one,
+      // so one more read of this one gets all it will ever hold.
+      yield* this.readOpen(limit);
       await this.handle!.close();
       this.handle = undefined;
       this.position = 0;
       this.pending = "";
+    }
+  }
+
+  private async *readOpen(limit: number): AsyncGenerator<LogEntry> {
+    const buffer = Buffer.allocUnsafe(chunkSize);
+    for (;;) {
+      const want = Math.min(chunkSize, limit - this.position);
+      if (want <= 0) return;
+      const { bytesRead } = await this.handle!.read(buffer, 0, want, this.position);
+      if (bytesRead === 0) return;
+      this.position += bytesRead;
+      const text = this.pending + buffer.toString("utf8", 0, bytesRead);
+      const lines = text.split("\n");
+      this.pending = lines.pop()!;
+      for (const line of lines) {
+        const entry = line ? parseLine(line) : undefined;
+        if (entry) yield entry;
+      }
     }
   }
 
