@@ -32,6 +32,7 @@ export class LogCursor {
   private pending = "";
   private watcher: FSWatcher | undefined;
   private wake: (() => void) | undefined;
+  private dirty = false;
 
   /** `from`: a byte offset in the current file (logSize() taken earlier: only what is written from then on). */
   constructor(path: string, from = 0) {
@@ -98,12 +99,21 @@ export class LogCursor {
       try {
         const name = basename(this.path);
         this.watcher = watch(dirname(this.path), (_event, file) => {
-          if (!file || file.toString().startsWith(name)) this.wake?.();
+          if (file && !file.toString().startsWith(name)) return;
+          // A change while no one waits is kept, so the next wait returns at once.
+          if (this.wake) this.wake();
+          else this.dirty = true;
         });
         this.watcher.on("error", () => undefined);
+        // What was written before the watch began is read at once.
+        this.dirty = true;
       } catch {
         this.watcher = undefined;
       }
+    }
+    if (this.dirty) {
+      this.dirty = false;
+      return;
     }
     await new Promise<void>((resolve) => {
       // A slow tick besides the watch: inotify cannot miss appends, but a dir made late can be.
