@@ -17,6 +17,7 @@ import type { NetworkMode, OciUser } from "../../../core/oci/spec.ts";
 import { resolveUser } from "../../../core/oci/user.ts";
 import { prepareRootfs } from "../../../core/rootfs.ts";
 import { Status as TaskStatus } from "../../../core/gen/containerd/types/task/task.ts";
+import { millisFromTimestamp } from "../../../core/timestamp.ts";
 import { pidfdOpen, pidfdWait } from "../../../native/index.ts";
 import type { Backend } from "../backend.ts";
 import { badRequest, conflict, EngineError, notFoundError } from "../http.ts";
@@ -564,7 +565,9 @@ export class ContainerManager {
    * restart policy or auto-removal applied; a record whose task vanished counts as exited.
    */
   async reconcile(): Promise<void> {
+    const startedAt = Date.now();
     const records = this.store.list();
+    await this.removeOrphans(new Set(records.map((r) => r.Id)), startedAt).catch((err) => this.backend.log.warn({ err: errorMessage(err) }, "removing half-created containers failed"));
     if (records.length === 0) return;
     let tasks;
     for (let attempt = 0; ; attempt++) {
@@ -600,6 +603,32 @@ export class ContainerManager {
       } catch (err) {
         this.backend.log.warn({ id: record.Id, err: errorMessage(err) }, "reconciling a container failed");
       }
+    }
+  }
+
+  /**
+   * containerd containers of the engine's namespace that no record names, made before this
+   * engine started: a create that died between the containerd container and the record.
+   * They go with their task and snapshot (a create in flight now is younger, and kept).
+   */
+  private async removeOrphans(known: Set<string>, before: number): Promise<void> {
+    const call = this.backend.call();
+    const { containers } = await this.backend.containers.list({ filters: [] }, call);
+    for (const c of containers) {
+      if (known.has(c.id) || (millisFromTimestamp(c.createdAt) ?? 0) >= before) continue;
+      this.backend.log.warn({ id: c.id }, "removing a container whose create did not finish");
+      await this.backend.tasks.kill({ containerId: c.id, execId: "", signal: SIGKILL, all: true }, call).catch(() => undefined);
+      for (let i = 0; i < 50; i++) {
+        const deleted = await this.backend.tasks.delete({ containerId: c.id }, call).then(
+          () => true,
+          (err) => isNotFound(err),
+        );
+        if (deleted) break;
+        await sleep(100);
+      }
+      await this.backend.containers.delete({ id: c.id }, call).catch(() => undefined);
+      if (c.snapshotKey) await this.backend.images.snapshots.remove({ snapshotter: c.snapshotter || snapshotter, key: c.snapshotKey }, call).catch(() => undefined);
+      rmSync(containerDir(this.backend.options.root, c.id), { recursive: true, force: true });
     }
   }
 }
