@@ -107,6 +107,18 @@ describe("docker run", () => {
     assert.equal(r.stdout, "line one\nline two\ndone\n");
   });
 
+  test("docker attach streams what a running container writes from then on and exits with its code; start -a too", () => {
+    const id = ok(docker(["run", "-d", "busybox", "sh", "-c", "echo early; sleep 3; echo late; echo late-err >&2; exit 2"])).stdout.trim();
+    const attached = docker(["attach", id]);
+    assert.equal(attached.code, 2);
+    assert.equal(attached.stdout, "late\n", "only output written after the attach");
+    assert.equal(attached.stderr, "late-err\n");
+    const again = docker(["start", "-a", id]);
+    assert.equal(again.code, 2);
+    assert.equal(again.stdout, "early\nlate\n");
+    ok(docker(["rm", id]));
+  });
+
   test("a missing executable is exit 127 with runc's words; --rm still removes the container", () => {
     const r = docker(["run", "--rm", "busybox", "nosuchcmd"]);
     assert.equal(r.code, 127, r.stderr);
