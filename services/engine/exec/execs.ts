@@ -4,6 +4,7 @@
 // holds. Exec records live in memory, as in Docker's daemon: they are for the client
 // that made them and do not outlive the engine.
 import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { errorMessage } from "../../../core/grpc-client.ts";
@@ -98,6 +99,8 @@ export class ExecManager {
   constructor(backend: Backend) {
     this.backend = backend;
     this.fifoRoot = join(backend.options.state, "engine", "execs");
+    // Exec records do not outlive the engine, so FIFO dirs a previous one left are nobody's.
+    rmSync(this.fifoRoot, { recursive: true, force: true });
   }
 
   get(id: string): Exec {

@@ -13,7 +13,7 @@ import { queryBool } from "../query.ts";
 import { containerEventAttributes, containerOr404 } from "../exec/container-state.ts";
 import { sample, statsJson, type Sample } from "../exec/stats.ts";
 import { checkArchive, extractInto, requireDirectory, resolveContainerPath, statContainerPath, statHeader, tarOfPath } from "../archive/copy.ts";
-import { withContainerRootfs } from "../archive/rootfs.ts";
+import { removeStaleCallState, withContainerRootfs } from "../archive/rootfs.ts";
 import { commitContainer } from "../archive/commit.ts";
 import type { RunConfig } from "../archive/commit-changes.ts";
 
@@ -35,7 +35,8 @@ async function sendStream(ctx: RequestContext, source: AsyncIterable<Buffer>): P
 /** How often a stats stream samples, and how far apart the two samples of a one-off reading are (as Docker's daemon). */
 const statsIntervalMs = 1000;
 
-export function registerArchiveRoutes(router: Router, backend: Backend): Promise<void> | void {
+export async function registerArchiveRoutes(router: Router, backend: Backend): Promise<void> {
+  await removeStaleCallState(backend);
   const statPath = async (ctx: RequestContext, withBody: boolean) => {
     const record = containerOr404(backend, ctx.params.id!);
     const given = pathQuery(ctx);
