@@ -1,0 +1,238 @@
+// The Engine API's images endpoints driven by the real docker CLI: load, images, inspect,
+// history, tag, rmi (untag vs delete, 404, the 409 of an image a container uses), save
+// piped back into load, image prune, and push/pull against a real docker-registry on
+// loopback.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { request } from "node:http";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ok, run, startDaemon, tableRows, type Daemon } from "./harness.ts";
+import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
+import { imageFromLayers, skopeoArchives } from "./fixtures/archives.ts";
+import { TestRegistry } from "./fixtures/registry.ts";
+
+let d: Daemon;
+let workdir: string;
+let busyboxArchive: string;
+let otherArchive: string;
+let busyboxId: string;
+let registry: TestRegistry | undefined;
+const createdContainers: string[] = [];
+
+before(async () => {
+  workdir = mkdtempSync(join(tmpdir(), "berth-engine-images-"));
+  const busybox = await buildBusyboxImage();
+  busyboxId = busybox.config.digest;
+  busyboxArchive = skopeoArchives(join(workdir, "bb"), busybox).dockerArchive;
+  // A second image over the same layer (its config differs, so its ID does).
+  const other = imageFromLayers(busybox.layers, JSON.parse(busybox.config.data.toString()).rootfs.diff_ids);
+  otherArchive = skopeoArchives(join(workdir, "other"), other, "other:1").dockerArchive;
+  d = await startDaemon();
+});
+
+after(async () => {
+  for (const id of createdContainers) {
+    d?.ctr(["tasks", "kill", "-s", "SIGKILL", id], undefined, "moby");
+    d?.ctr(["tasks", "delete", id], undefined, "moby");
+    d?.ctr(["containers", "rm", id], undefined, "moby");
+  }
+  await registry?.stop();
+  await d?.destroy();
+  rmSync(workdir, { recursive: true, force: true });
+});
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+function http(method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: d.dockerSocket, method, path, headers }, (res) => {
+      let text = "";
+      res.on("data", (c) => (text += c));
+      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+const imagesJson = async () => JSON.parse((await http("GET", "/images/json")).body) as { Id: string; RepoTags: string[]; RepoDigests: string[]; Size: number; Created: number }[];
+
+test("docker load names the image the Docker way and docker images lists it", async () => {
+  const r = ok(d.docker(["load", "-i", busyboxArchive]), "docker load");
+  assert.match(r.stdout, /Loaded image: busybox:latest/);
+  const rows = tableRows(ok(d.docker(["images"]), "docker images").stdout);
+  const row = rows.find((cols) => cols[0] === "busybox");
+  assert.ok(row, `busybox listed: ${JSON.stringify(rows)}`);
+  assert.equal(row[1], "latest");
+  assert.equal(row[2], busyboxId.slice("sha256:".length, "sha256:".length + 12));
+  const list = await imagesJson();
+  const item = list.find((i) => i.Id === busyboxId)!;
+  assert.deepEqual(item.RepoTags, ["busybox:latest"]);
+  assert.equal(item.Created, Date.parse("2026-01-01T00:00:00Z") / 1000);
+  assert.ok(item.Size > 500_000, `size ${item.Size}`);
+});
+
+test("docker image inspect shows Docker's keys; the name, the ID and an ID prefix all find it", async () => {
+  const [byName] = JSON.parse(ok(d.docker(["image", "inspect", "busybox"]), "inspect").stdout);
+  assert.equal(byName.Id, busyboxId);
+  assert.deepEqual(byName.RepoTags, ["busybox:latest"]);
+  assert.equal(byName.Os, "linux");
+  assert.equal(byName.Architecture, "amd64");
+  assert.equal(byName.Created, "2026-01-01T00:00:00.000Z");
+  assert.deepEqual(byName.Config.Cmd, ["sh"]);
+  assert.equal(byName.RootFS.Type, "layers");
+  assert.equal(byName.RootFS.Layers.length, 1);
+  const [byId] = JSON.parse(ok(d.docker(["image", "inspect", busyboxId]), "inspect by id").stdout);
+  assert.equal(byId.Id, busyboxId);
+  const prefix = busyboxId.slice(7, 15);
+  const [byPrefix] = JSON.parse(ok(d.docker(["image", "inspect", prefix]), "inspect by prefix").stdout);
+  assert.equal(byPrefix.Id, busyboxId);
+  const full = await http("GET", "/v1.41/images/docker.io/library/busybox:latest/json");
+  assert.equal(full.status, 200);
+});
+
+test("a missing image is Docker's 404 and an invalid reference a 400", async () => {
+  const missing = await http("GET", "/images/nope/json");
+  assert.equal(missing.status, 404);
+  assert.equal(missing.headers["content-type"], "application/json");
+  assert.equal(JSON.parse(missing.body).message, "No such image: nope:latest");
+  const bad = await http("GET", "/images/Bad/json");
+  assert.equal(bad.status, 400);
+  assert.equal(JSON.parse(bad.body).message, "invalid reference format: repository name must be lowercase");
+  const r = d.docker(["rmi", "nope"]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /No such image: nope:latest/);
+  const badTag = await http("POST", "/images/busybox/tag?repo=x&tag=bad%20tag");
+  assert.equal(badTag.status, 400);
+  const noRepo = await http("POST", "/images/busybox/tag");
+  assert.equal(noRepo.status, 400);
+});
+
+test("docker history shows the config's history, newest first", () => {
+  const r = ok(d.docker(["history", "--no-trunc", "busybox"]), "history");
+  assert.match(r.stdout, /berth test fixture: busybox-static/);
+  assert.ok(r.stdout.includes(busyboxId), r.stdout);
+});
+
+test("docker tag adds a name; rmi of one of two tags only untags; rmi of the last deletes", async () => {
+  ok(d.docker(["tag", "busybox", "bb:1"]), "tag");
+  ok(d.docker(["tag", "busybox:latest", "127.0.0.1:5000/x/bb:2"]), "tag with registry");
+  let item = (await imagesJson()).find((i) => i.Id === busyboxId)!;
+  assert.deepEqual(item.RepoTags, ["127.0.0.1:5000/x/bb:2", "bb:1", "busybox:latest"]);
+  let r = ok(d.docker(["rmi", "127.0.0.1:5000/x/bb:2"]), "rmi");
+  assert.equal(r.stdout.trim(), "Untagged: 127.0.0.1:5000/x/bb:2");
+  const byId = await http("DELETE", `/images/${busyboxId.slice(7, 19)}`);
+  assert.equal(byId.status, 409, byId.body);
+  assert.match(JSON.parse(byId.body).message, /must be forced\) - image is referenced in multiple repositories/);
+  r = ok(d.docker(["rmi", "bb:1"]), "rmi bb:1");
+  assert.equal(r.stdout.trim(), "Untagged: bb:1");
+  r = ok(d.docker(["rmi", "busybox"]), "rmi busybox");
+  assert.deepEqual(r.stdout.trim().split("\n"), ["Untagged: busybox:latest", `Deleted: ${busyboxId}`]);
+  assert.equal((await imagesJson()).length, 0);
+  ok(d.docker(["load", "-i", busyboxArchive]), "load again");
+});
+
+test("docker save piped into docker load gives the same image back", async () => {
+  const saved = join(workdir, "saved.tar");
+  ok(d.docker(["save", "-o", saved, "busybox"]), "save");
+  ok(d.docker(["rmi", "busybox"]), "rmi");
+  const env = { ...process.env, DOCKER_HOST: `unix://${d.dockerSocket}`, DOCKER_CONFIG: join(d.base, "docker-config") };
+  const loaded = ok(run("sh", ["-c", `docker load < ${saved}`], undefined, env), "load from stdin");
+  assert.match(loaded.stdout, /Loaded image: busybox:latest/);
+  // Straight through a pipe as well (the image is there already: the load names it again).
+  const piped = ok(run("bash", ["-o", "pipefail", "-c", "docker save busybox:latest | docker load"], undefined, env), "save | load");
+  assert.match(piped.stdout, /Loaded image: busybox:latest/);
+  const item = (await imagesJson()).find((i) => i.Id === busyboxId);
+  assert.deepEqual(item?.RepoTags, ["busybox:latest"]);
+  const missing = d.docker(["save", "nope:1"]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /No such image: nope:1/);
+});
+
+test("a bad archive is refused with a 400 and leaves no image", async () => {
+  const before = (await imagesJson()).length;
+  const r = await http("POST", "/images/load?quiet=1", Buffer.from("not a tar at all".repeat(64)), { "Content-Type": "application/x-tar" });
+  assert.equal(r.status, 400, r.body);
+  assert.ok(JSON.parse(r.body).message.length > 0);
+  assert.equal((await imagesJson()).length, before);
+});
+
+test("a tag moved to another image leaves the old one dangling; image prune removes it", async () => {
+  ok(d.docker(["load", "-i", otherArchive]), "load other");
+  const otherId = (await imagesJson()).find((i) => i.RepoTags.includes("other:1"))!.Id;
+  // Move busybox:latest to the other image: the busybox image keeps existing untagged.
+  ok(d.docker(["tag", "other:1", "busybox:latest"]), "retag");
+  const dangling = (await imagesJson()).find((i) => i.Id === busyboxId);
+  assert.deepEqual(dangling?.RepoTags, []);
+  const filtered = ok(d.docker(["images", "-q", "--filter", "dangling=true"]), "dangling filter").stdout.trim();
+  assert.equal(filtered, busyboxId.slice(7, 19));
+  const byRef = ok(d.docker(["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference=oth*"]), "reference filter").stdout.trim();
+  assert.equal(byRef, "other:1");
+  const pruned = ok(d.docker(["image", "prune", "-f"]), "prune");
+  assert.match(pruned.stdout, new RegExp(`deleted: ${busyboxId}`));
+  assert.equal((await imagesJson()).find((i) => i.Id === busyboxId), undefined);
+  // Back to the start: busybox:latest is busybox again, the other image gone.
+  ok(d.docker(["load", "-i", busyboxArchive]), "load busybox");
+  ok(d.docker(["rmi", "other:1"]), "rmi other:1");
+  const rest = await imagesJson();
+  assert.deepEqual(rest.map((i) => i.Id), [busyboxId]);
+  assert.ok(rest.every((i) => i.Id !== otherId));
+});
+
+test("docker push to a loopback registry, rmi, then docker pull brings it back", async () => {
+  registry = await TestRegistry.start(join(workdir, "registry"));
+  const ref = `${registry.host}/bb:1`;
+  ok(d.docker(["tag", "busybox", ref]), "tag");
+  const pushed = ok(d.docker(["push", ref]), "push");
+  assert.match(pushed.stdout, new RegExp(`The push refers to repository \\[${registry.host}/bb\\]`));
+  const digestLine = /1: digest: (sha256:[a-f0-9]{64}) size: (\d+)/.exec(pushed.stdout);
+  assert.ok(digestLine, pushed.stdout);
+  assert.match(pushed.stdout, /Pushed/);
+  let item = (await imagesJson()).find((i) => i.Id === busyboxId)!;
+  assert.deepEqual(item.RepoDigests, [`${registry.host}/bb@${digestLine[1]}`]);
+
+  const removed = ok(d.docker(["rmi", ref]), "rmi");
+  assert.match(removed.stdout, new RegExp(`Untagged: ${registry.host}/bb:1`));
+  ok(d.docker(["rmi", "busybox"]), "rmi busybox");
+  assert.equal((await imagesJson()).length, 0);
+
+  const pulled = ok(d.docker(["pull", ref]), "pull");
+  assert.match(pulled.stdout, /1: Pulling from bb/);
+  assert.match(pulled.stdout, /Pull complete/);
+  assert.match(pulled.stdout, new RegExp(`Digest: ${digestLine[1]}`));
+  assert.match(pulled.stdout, new RegExp(`Status: Downloaded newer image for ${registry.host}/bb:1`));
+  item = (await imagesJson()).find((i) => i.Id === busyboxId)!;
+  assert.deepEqual(item.RepoTags, [ref]);
+  const again = ok(d.docker(["pull", ref]), "pull again");
+  assert.match(again.stdout, new RegExp(`Status: Image is up to date for ${registry.host}/bb:1`));
+
+  // The raw stream: Docker's JSON messages, one per line.
+  const raw = await http("POST", `/images/create?fromImage=${encodeURIComponent(`${registry.host}/bb`)}&tag=1`, "", { "X-Registry-Auth": "e30=" });
+  assert.equal(raw.status, 200);
+  const messages = raw.body.trim().split("\r\n").map((line) => JSON.parse(line));
+  assert.equal(messages[0].status, "Pulling from bb");
+  assert.match(messages.at(-1).status, /^Status: Image is up to date/);
+  ok(d.docker(["tag", ref, "busybox:latest"]), "tag busybox back");
+});
+
+test("docker pull of a missing tag fails with Docker's 404 before any progress", async () => {
+  assert.ok(registry, "the registry runs");
+  const r = d.docker(["pull", `${registry.host}/bb:nope`]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, new RegExp(`manifest for ${registry.host}/bb:nope not found`));
+  const raw = await http("POST", `/images/create?fromImage=${encodeURIComponent(`${registry.host}/nothere`)}&tag=1`);
+  assert.equal(raw.status, 404, raw.body);
+  assert.equal(raw.headers["content-type"], "application/json");
+  const push = d.docker(["push", `${registry.host}/notlocal:1`]);
+  assert.equal(push.code, 1);
+  assert.match(push.stderr, /An image does not exist locally with the tag: 127\.0\.0\.1:\d+\/notlocal/);
+  const unreachable = d.docker(["pull", "127.0.0.1:1/bb:1"]);
+  assert.equal(unreachable.code, 1);
+  assert.ok(unreachable.stderr.trim().length > 0);
+});
