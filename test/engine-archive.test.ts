@@ -6,8 +6,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, run, type Daemon } from "./harness.ts";
+import { removeEveryContainer } from "./engine-cleanup.ts";
 import { tarOf } from "./fixtures/archives.ts";
-import { engineHttp, jsonOf, removeAllContainers, startEngineWithBusybox } from "./fixtures/engine-session.ts";
+import { engineHttp, jsonOf, startEngineWithBusybox } from "./fixtures/engine-session.ts";
 
 let d: Daemon;
 let work = "";
@@ -21,7 +22,7 @@ before(async () => {
 
 after(async () => {
   try {
-    if (d) await removeAllContainers(d);
+    if (d) await removeEveryContainer(d);
   } finally {
     await d?.destroy();
     rmSync(work, { recursive: true, force: true });
@@ -168,4 +169,22 @@ test("commit refuses bad changes and references before doing anything; an unknow
   assert.equal(unknown.status, 404);
   assert.equal(jsonOf(unknown).message, "No such container: nope");
   assert.ok(!existsSync(join(d.state, "engine", "uploads")) || readdirSync(join(d.state, "engine", "uploads")).length === 0, "no upload spool left");
+});
+
+test("copies, exports and commits are container events", () => {
+  const since = (Date.now() / 1000 - 1).toFixed(3);
+  const file = join(work, "event.txt");
+  writeFileSync(file, "e\n");
+  ok(d.docker(["cp", file, "box:/tmp/"]), "cp in");
+  ok(d.docker(["cp", "box:/tmp/event.txt", work]), "cp out");
+  ok(d.docker(["export", "-o", join(work, "events-export.tar"), "box"]), "export");
+  const id = ok(d.docker(["commit", "-m", "evented", "box", "mine/evented:v1"]), "commit").stdout.trim();
+  const until = (Date.now() / 1000 + 0.2).toFixed(3);
+  const r = ok(d.docker(["events", "--since", since, "--until", until, "--filter", "container=box", "--format", "{{.Action}}|{{index .Actor.Attributes \"imageID\"}}|{{index .Actor.Attributes \"comment\"}}"]), "docker events");
+  const lines = r.stdout.trim().split("\n");
+  const actions = lines.map((l) => l.split("|")[0]);
+  for (const action of ["extract-to-dir", "archive-path", "export", "commit"]) assert.ok(actions.includes(action), `${action} in ${actions.join(",")}`);
+  const commit = lines.find((l) => l.startsWith("commit|"))!.split("|");
+  assert.equal(commit[1], id);
+  assert.equal(commit[2], "evented");
 });

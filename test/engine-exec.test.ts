@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { request } from "node:http";
 import { join } from "node:path";
 import { ok, run, type Daemon } from "./harness.ts";
-import { engineHttp, eventually, jsonOf, removeAllContainers, startEngineWithBusybox } from "./fixtures/engine-session.ts";
+import { removeEveryContainer } from "./engine-cleanup.ts";
+import { engineHttp, eventually, jsonOf, startEngineWithBusybox } from "./fixtures/engine-session.ts";
 
 let d: Daemon;
 let running = "";
@@ -19,7 +20,7 @@ before(async () => {
 after(async () => {
   if (!d) return;
   try {
-    await removeAllContainers(d);
+    await removeEveryContainer(d);
   } finally {
     await d.destroy();
   }
@@ -192,4 +193,19 @@ test("stats of an unknown container is a 404", async () => {
   const r = await engineHttp(d, "GET", "/v1.41/containers/no-such-box/stats?stream=0");
   assert.equal(r.status, 404);
   assert.equal(jsonOf(r).message, "No such container: no-such-box");
+});
+
+test("exec_create, exec_start and exec_die events name the exec and its exit code", () => {
+  const since = (Date.now() / 1000 - 1).toFixed(3);
+  assert.equal(d.docker(["exec", "box", "sh", "-c", "exit 4"]).code, 4);
+  const until = (Date.now() / 1000 + 0.2).toFixed(3);
+  const r = ok(d.docker(["events", "--since", since, "--until", until, "--filter", "container=box", "--format", "{{.Action}}|{{index .Actor.Attributes \"execID\"}}|{{index .Actor.Attributes \"exitCode\"}}"]), "docker events");
+  const events = r.stdout.trim().split("\n").map((line) => line.split("|"));
+  const actions = events.map(([action]) => action);
+  assert.deepEqual(actions.slice(-3), ["exec_create: sh -c exit 4", "exec_start: sh -c exit 4", "exec_die"]);
+  const [created, started, died] = events.slice(-3) as [string[], string[], string[]];
+  assert.match(created[1]!, /^[0-9a-f]{64}$/);
+  assert.equal(started[1], created[1]);
+  assert.equal(died[1], created[1]);
+  assert.equal(died[2], "4");
 });
