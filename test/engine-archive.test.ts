@@ -188,3 +188,17 @@ test("copies, exports and commits are container events", () => {
   assert.equal(commit[1], id);
   assert.equal(commit[2], "evented");
 });
+
+test("a commit without a name is an untagged image; a commit to a taken name leaves the old image untagged", () => {
+  const untagged = ok(d.docker(["commit", "box"]), "commit without a repository").stdout.trim();
+  const listed = ok(d.docker(["images", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"]), "images").stdout;
+  assert.match(listed, new RegExp(`${untagged} <none>:<none>`));
+  assert.equal(ok(d.docker(["run", "--rm", untagged, "cat", "/committed.txt"]), "run by image id").stdout, "committed\n");
+  const first = ok(d.docker(["commit", "box", "mine/moved:v1"]), "first commit").stdout.trim();
+  ok(d.docker(["exec", "box", "sh", "-c", "echo second > /second.txt"]), "change again");
+  const second = ok(d.docker(["commit", "box", "mine/moved:v1"]), "second commit").stdout.trim();
+  assert.notEqual(second, first);
+  const after = ok(d.docker(["images", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"]), "images").stdout;
+  assert.match(after, new RegExp(`${second} mine/moved:v1`));
+  assert.match(after, new RegExp(`${first} <none>:<none>`));
+});

@@ -3,13 +3,13 @@
 // (a temporary view) and the container's snapshot into the content store; a new config
 // (the base image's, with the diff id appended, a history entry, the `--change`
 // instructions and the request's config applied) and a new manifest are stored with the
-// gc.ref labels that keep the layer and config alive; the images service names the result.
+// gc.ref labels that keep the layer and config alive; the images service names the result
+// (a moved name leaves the old image untagged, as the images routes do).
 // All of it happens under a lease, so a failure leaves nothing that garbage collection
 // would not remove.
 import { randomBytes } from "node:crypto";
 import { ClientError, Status as GrpcStatus } from "nice-grpc-common";
 import { blobInfo, readBlobBytes, writeBlob } from "../../../core/content-client.ts";
-import { saveImage } from "../../../core/image/import.ts";
 import { descriptorJson, goJson, type Descriptor } from "../../../core/image/manifest.ts";
 import { childGcLabel, isManifestType, labels as wellKnown, mediaTypes } from "../../../core/image/media-types.ts";
 import { defaultPlatformMatcher } from "../../../core/image/platform.ts";
@@ -22,6 +22,8 @@ import { badRequest, notFoundError, serverError } from "../http.ts";
 import type { ContainerRecord } from "../store.ts";
 import { containerInfo, taskState } from "../exec/container-state.ts";
 import { applyChange, type RunConfig } from "./commit-changes.ts";
+import { danglingPrefix } from "../images/catalog.ts";
+import { setName } from "../images/tagging.ts";
 
 export interface CommitRequest {
   record: ContainerRecord;
@@ -47,7 +49,7 @@ export interface Committed {
 export function commitName(repo: string, tag: string): ((manifestDigest: string) => string) {
   if (!repo) {
     if (tag) throw badRequest("tag is not allowed without a repository name");
-    return (digest) => `moby-dangling@${digest}`;
+    return (digest) => `${danglingPrefix}${digest}`;
   }
   let name: string;
   try {
@@ -122,7 +124,8 @@ export async function commitContainer(backend: Backend, request: CommitRequest):
     const written = await writeBlob(svc.content, manifestBytes, { ref: `commit-manifest-${randomBytes(8).toString("hex")}`, labels: gcLabels }, call);
 
     const name = nameFor(written.digest);
-    await saveImage(svc, { name, target: { mediaType: manifestType, digest: written.digest, size: manifestBytes.length } }, lease);
+    // A name taken before moves to the new image; the image it named stays, untagged (as Docker keeps it).
+    await setName(svc, name, { mediaType: manifestType, digest: written.digest, size: manifestBytes.length });
     return { id: configDesc.digest, name };
   });
 }
