@@ -4,6 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { ok, run, type Daemon } from "./harness.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
@@ -50,6 +51,8 @@ test("docker exec -it runs on a terminal (under script(1))", () => {
   assert.equal(r.code, 3, r.stdout + r.stderr);
   assert.match(r.stdout, /\/dev\/pts\/\d+/);
   assert.match(r.stdout, /tty-ok\r\n/);
+  // The CLI resizes the exec's terminal after the start and complains when that fails.
+  assert.doesNotMatch(r.stdout + r.stderr, /failed to resize tty/);
 });
 
 test("exec's user, working directory and environment apply", () => {
@@ -73,13 +76,21 @@ test("a missing command exits 127 and a non-executable one 126, with the runtime
   assert.equal(badDir.code, 126);
 });
 
-test("exec into a container that is not running is Docker's 409", async () => {
+test("exec into a container that is not running, or paused, is Docker's 409", async () => {
   const id = ok(d.docker(["create", "--name", "stopped", "busybox", "true"]), "create").stdout.trim();
   const r = d.docker(["exec", "stopped", "true"]);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, new RegExp(`Container ${id} is not running`));
   const raw = await engineHttp(d, "POST", "/v1.41/containers/stopped/exec", JSON.stringify({ Cmd: ["true"] }));
   assert.equal(raw.status, 409);
+  ok(d.docker(["pause", "box"]), "pause");
+  try {
+    const paused = d.docker(["exec", "box", "true"]);
+    assert.notEqual(paused.code, 0);
+    assert.match(paused.stderr, new RegExp(`Container ${running} is paused, unpause the container before exec`));
+  } finally {
+    ok(d.docker(["unpause", "box"]), "unpause");
+  }
   const unknown = await engineHttp(d, "POST", "/v1.41/containers/no-such-box/exec", JSON.stringify({ Cmd: ["true"] }));
   assert.equal(unknown.status, 404);
   assert.equal(jsonOf(unknown).message, "No such container: no-such-box");
@@ -208,4 +219,30 @@ test("exec_create, exec_start and exec_die events name the exec and its exit cod
   assert.equal(started[1], created[1]);
   assert.equal(died[1], created[1]);
   assert.equal(died[2], "4");
+});
+
+test("closing the hijacked connection detaches: the exec runs on and its exit is still recorded", async () => {
+  const created = jsonOf(await engineHttp(d, "POST", "/v1.41/containers/box/exec", JSON.stringify({ Cmd: ["sh", "-c", "sleep 1; echo late; echo done > /tmp/after-detach; exit 3"], AttachStdout: true })));
+  const id = String(created.Id);
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(d.dockerSocket);
+    const body = JSON.stringify({ Detach: false, Tty: false });
+    socket.on("error", reject);
+    socket.write(`POST /v1.41/exec/${id}/start HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    let head = "";
+    socket.on("data", (chunk: Buffer) => {
+      head += chunk.toString("latin1");
+      if (head.includes("\r\n\r\n")) {
+        assert.match(head, /^HTTP\/1\.1 101 UPGRADED\r\n/);
+        socket.destroy();
+        resolve();
+      }
+    });
+  });
+  await eventually("the detached exec's file", () => (d.docker(["exec", "box", "cat", "/tmp/after-detach"]).stdout === "done\n" ? true : undefined));
+  const ended = await eventually("the exit code", async () => {
+    const state = jsonOf(await engineHttp(d, "GET", `/v1.41/exec/${id}/json`));
+    return state.ExitCode === null ? undefined : state;
+  });
+  assert.equal(ended.ExitCode, 3);
 });
