@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { ok, run, type Daemon } from "./harness.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 import { tarOf } from "./fixtures/archives.ts";
-import { engineHttp, jsonOf, startEngineWithBusybox } from "./fixtures/engine-session.ts";
+import { engineConnectionsHeld, engineHttp, eventually, jsonOf, startEngineWithBusybox } from "./fixtures/engine-session.ts";
 
 let d: Daemon;
 let work = "";
@@ -201,4 +201,9 @@ test("a commit without a name is an untagged image; a commit to a taken name lea
   const after = ok(d.docker(["images", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"]), "images").stdout;
   assert.match(after, new RegExp(`${second} mine/moved:v1`));
   assert.match(after, new RegExp(`${first} <none>:<none>`));
+});
+
+test("no connection to docker.sock stays open once its client is gone", async () => {
+  // Every client above has exited; a hijacked or errored connection the engine forgot to read would still be here.
+  await eventually("the engine's connections to close", () => (engineConnectionsHeld(d.pid!, d.dockerSocket) === 0 ? true : undefined), 5_000);
 });

@@ -8,7 +8,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { ok, run, type Daemon } from "./harness.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
-import { engineHttp, eventually, jsonOf, startEngineWithBusybox } from "./fixtures/engine-session.ts";
+import { engineConnectionsHeld, engineHttp, eventually, jsonOf, startEngineWithBusybox } from "./fixtures/engine-session.ts";
 
 let d: Daemon;
 let running = "";
@@ -53,6 +53,9 @@ test("docker exec -it runs on a terminal (under script(1))", () => {
   assert.match(r.stdout, /tty-ok\r\n/);
   // The CLI resizes the exec's terminal after the start and complains when that fails.
   assert.doesNotMatch(r.stdout + r.stderr, /failed to resize tty/);
+  const missing = run("script", ["-qec", "docker exec -it box no-such-command", "/dev/null"], undefined, env);
+  assert.equal(missing.code, 127, missing.stdout + missing.stderr);
+  assert.match(missing.stdout, /executable file not found/);
 });
 
 test("exec's user, working directory and environment apply", () => {
@@ -245,4 +248,9 @@ test("closing the hijacked connection detaches: the exec runs on and its exit is
     return state.ExitCode === null ? undefined : state;
   });
   assert.equal(ended.ExitCode, 3);
+});
+
+test("no connection to docker.sock stays open once its client is gone", async () => {
+  // Every client above has exited; a hijacked or errored connection the engine forgot to read would still be here.
+  await eventually("the engine's connections to close", () => (engineConnectionsHeld(d.pid!, d.dockerSocket) === 0 ? true : undefined), 5_000);
 });

@@ -181,10 +181,13 @@ export class ExecManager {
     const c = exec.config;
     let dir: FifoDir | undefined;
     const readers: FifoReader[] = [];
-    let stdin: FifoWriter | undefined;
     let clientGone = false;
     stream.on("close", () => (clientGone = true));
     stream.on("error", () => (clientGone = true));
+    // The connection is always read: its input is stdin (or dropped), and only reading
+    // shows the client's half-close and its going away (a connection left unread would
+    // stay open after the client closed it).
+    const input = new StdinRelay(stream, earlyStdin, readsStdin && c.AttachStdin);
     try {
       const spec = await this.processSpec(exec);
       dir = new FifoDir(this.fifoRoot, exec.id);
@@ -212,12 +215,17 @@ export class ExecManager {
         readers.push(err);
         relay(err, 2);
       }
-      if (paths.stdin) stdin = new FifoWriter(paths.stdin);
+      const stdin = paths.stdin ? new FifoWriter(paths.stdin) : undefined;
+      if (stdin) input.attachWriter(stdin);
       await this.launch(exec, record, spec, paths);
-      if (stdin && readsStdin) this.relayStdin(exec, stream, stdin, earlyStdin);
+      input.onEnd(() =>
+        this.backend.tasks.closeIO({ containerId: exec.containerId, execId: exec.id, stdin: true }, this.backend.call()).catch(() => {
+          // The exec may have exited meanwhile: nothing left to close.
+        }),
+      );
     } catch (err) {
       for (const reader of readers) reader.destroy();
-      stdin?.destroy();
+      input.close();
       dir?.remove();
       const message = errorMessage(err);
       this.ended(exec, record, startFailureExitCode(c.Cmd[0]!, message));
@@ -227,29 +235,9 @@ export class ExecManager {
       return;
     }
     await this.watchExit(exec, record, readers);
-    stdin?.destroy();
+    input.close();
     dir?.remove();
     if (!clientGone) stream.end();
-  }
-
-  private relayStdin(exec: Exec, stream: Duplex, stdin: FifoWriter, early: Buffer): void {
-    const push = (data: Buffer) => {
-      if (!stdin.write(data)) {
-        stream.pause();
-        stdin.onDrain(() => stream.resume());
-      }
-    };
-    if (early.length > 0) push(early);
-    stream.on("data", push);
-    // Half-close: the client has no more input. Close the process's stdin once what it sent is in the FIFO.
-    stream.once("end", () => {
-      void stdin.flushed().then(() =>
-        this.backend.tasks.closeIO({ containerId: exec.containerId, execId: exec.id, stdin: true }, this.backend.call()).catch(() => {
-          // The exec may have exited meanwhile: nothing left to close.
-        }),
-      );
-    });
-    stream.resume();
   }
 
   private async failStart<T>(exec: Exec, record: ContainerRecord, fn: () => Promise<T>): Promise<T> {
@@ -323,5 +311,68 @@ export class ExecManager {
       DetachKeys: c.DetachKeys,
       Pid: exec.pid,
     };
+  }
+}
+
+/**
+ * The client's side of a hijacked connection as the process's stdin. Input is written to
+ * the stdin FIFO as it comes, with back-pressure (the FIFO is open before the process
+ * starts, so input sent early is kept); without stdin it is read and dropped. The
+ * client's half-close closes the process's stdin once everything it sent is in the FIFO
+ * and the process runs.
+ */
+class StdinRelay {
+  private readonly stream: Duplex;
+  private readonly pending: Buffer[] = [];
+  private writer: FifoWriter | undefined;
+  private ended = false;
+  private closed = false;
+  private endHandler: (() => void) | undefined;
+
+  constructor(stream: Duplex, early: Buffer, wanted: boolean) {
+    this.stream = stream;
+    if (wanted && early.length > 0) this.pending.push(early);
+    stream.on("data", (data: Buffer) => {
+      if (!wanted || this.closed) return;
+      if (this.writer) this.push(data);
+      else this.pending.push(data);
+    });
+    stream.once("end", () => {
+      this.ended = true;
+      this.finish();
+    });
+    stream.resume();
+  }
+
+  attachWriter(writer: FifoWriter): void {
+    this.writer = writer;
+    for (const data of this.pending.splice(0)) this.push(data);
+  }
+
+  /** Called once the input has ended and reached the FIFO (not at all without stdin). */
+  onEnd(handler: () => void): void {
+    this.endHandler = handler;
+    this.finish();
+  }
+
+  private push(data: Buffer): void {
+    if (!this.writer!.write(data)) {
+      this.stream.pause();
+      this.writer!.onDrain(() => this.stream.resume());
+    }
+  }
+
+  private finish(): void {
+    if (!this.ended || !this.writer || !this.endHandler) return;
+    const handler = this.endHandler;
+    this.endHandler = undefined;
+    void this.writer.flushed().then(handler);
+  }
+
+  /** The process is gone: later input is dropped, and reading goes on so the client's close is seen. */
+  close(): void {
+    this.closed = true;
+    this.writer?.destroy();
+    this.stream.resume();
   }
 }
