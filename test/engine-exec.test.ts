@@ -250,6 +250,22 @@ test("closing the hijacked connection detaches: the exec runs on and its exit is
   assert.equal(ended.ExitCode, 3);
 });
 
+test("an exec start refused before the takeover is a plain HTTP error, also on an upgrade request", async () => {
+  const reply = await new Promise<string>((resolve, reject) => {
+    const socket = connect(d.dockerSocket);
+    let text = "";
+    socket.on("data", (chunk: Buffer) => (text += chunk.toString("latin1")));
+    socket.on("end", () => {
+      socket.destroy();
+      resolve(text);
+    });
+    socket.on("error", reject);
+    socket.write("POST /v1.41/exec/nope/start HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+  });
+  assert.match(reply, /^HTTP\/1\.1 404 /);
+  assert.match(reply, /\{"message":"no such exec"\}$/);
+});
+
 test("no connection to docker.sock stays open once its client is gone", async () => {
   // Every client above has exited; a hijacked or errored connection the engine forgot to read would still be here.
   await eventually("the engine's connections to close", () => (engineConnectionsHeld(d.pid!, d.dockerSocket) === 0 ? true : undefined), 5_000);
