@@ -156,6 +156,9 @@ test("docker commit makes an image a new container runs with the change, --chang
   assert.equal(env.stdout, "hello\ngroup-gone\n");
   // The original container runs on (it was paused only while its changes were read).
   assert.equal(ok(d.docker(["exec", "box", "true"]), "exec after commit").code, 0);
+  // A stopped container commits from its snapshot alone.
+  ok(d.docker(["commit", "idle", "mine/idle:v1"]), "commit a stopped container");
+  assert.equal(ok(d.docker(["run", "--rm", "mine/idle:v1"]), "run it").stdout, "from the host\n");
 });
 
 test("commit refuses bad changes and references before doing anything; an unknown container is a 404", async () => {

@@ -137,6 +137,8 @@ test("exec inspect: ExitCode is null until the exec exits; a second start is a 4
   });
   assert.equal(ended.ExitCode, 7);
   assert.equal(ended.Running, false);
+  const resizeEnded = await engineHttp(d, "POST", `/v1.41/exec/${id}/resize?h=30&w=100`);
+  assert.equal(resizeEnded.status, 409);
   const again = await engineHttp(d, "POST", `/v1.41/exec/${id}/start`, JSON.stringify({ Detach: true }));
   assert.equal(again.status, 409);
   assert.equal(jsonOf(again).message, `Error: Exec command ${id} is already running`);
@@ -264,6 +266,17 @@ test("an exec start refused before the takeover is a plain HTTP error, also on a
   });
   assert.match(reply, /^HTTP\/1\.1 404 /);
   assert.match(reply, /\{"message":"no such exec"\}$/);
+});
+
+test("a running TTY exec can be resized; a bad size is a 400", async () => {
+  const created = jsonOf(await engineHttp(d, "POST", "/v1.41/containers/box/exec", JSON.stringify({ Cmd: ["sleep", "2"], Tty: true })));
+  const id = String(created.Id);
+  assert.equal((await engineHttp(d, "POST", `/v1.41/exec/${id}/start`, JSON.stringify({ Detach: true, Tty: true }))).status, 200);
+  const resized = await engineHttp(d, "POST", `/v1.41/exec/${id}/resize?h=40&w=120`);
+  assert.equal(resized.status, 200, resized.body.toString());
+  const bad = await engineHttp(d, "POST", `/v1.41/exec/${id}/resize?h=-1&w=abc`);
+  assert.equal(bad.status, 400);
+  await eventually("the exec to end", async () => (jsonOf(await engineHttp(d, "GET", `/v1.41/exec/${id}/json`)).ExitCode === 0 ? true : undefined));
 });
 
 test("no connection to docker.sock stays open once its client is gone", async () => {

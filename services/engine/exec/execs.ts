@@ -40,9 +40,9 @@ export interface Exec {
   pid: number;
   /** When it exited (ms), for dropping old records. */
   endedAt?: number;
-  /** Settles when the exit code is known. */
-  done: Promise<void>;
-  finish: () => void;
+  /** Settles once start has run the process or failed to (a resize right after start waits for it). */
+  launched: Promise<void>;
+  settleLaunch: () => void;
 }
 
 /** Exited execs are forgotten after this long (Docker keeps them about as long). */
@@ -109,17 +109,12 @@ export class ExecManager {
     return exec;
   }
 
-  /** The exec ids of a container (inspect's ExecIDs). */
-  idsOf(containerId: string): string[] {
-    return [...this.execs.values()].filter((e) => e.containerId === containerId && !e.endedAt).map((e) => e.id);
-  }
-
   async create(record: ContainerRecord, config: ExecConfig): Promise<Exec> {
     await requireRunning(this.backend, record);
     this.forgetOld();
-    let finish!: () => void;
-    const done = new Promise<void>((resolve) => (finish = resolve));
-    const exec: Exec = { id: randomBytes(32).toString("hex"), containerId: record.Id, config, started: false, running: false, exitCode: null, pid: 0, done, finish };
+    let settleLaunch!: () => void;
+    const launched = new Promise<void>((resolve) => (settleLaunch = resolve));
+    const exec: Exec = { id: randomBytes(32).toString("hex"), containerId: record.Id, config, started: false, running: false, exitCode: null, pid: 0, launched, settleLaunch };
     this.execs.set(exec.id, exec);
     this.backend.events.publish("container", `exec_create: ${config.Cmd.join(" ")}`, record.Id, containerEventAttributes(record, { execID: exec.id }));
     return exec;
@@ -260,6 +255,7 @@ export class ExecManager {
       const { pid } = await tasks.start({ containerId: exec.containerId, execId: exec.id }, call);
       exec.pid = pid;
       exec.running = true;
+      exec.settleLaunch();
     } catch (err) {
       await tasks.deleteProcess({ containerId: exec.containerId, execId: exec.id }, call).catch(() => {});
       throw err;
@@ -287,11 +283,13 @@ export class ExecManager {
     exec.running = false;
     exec.exitCode = code;
     exec.endedAt = Date.now();
-    exec.finish();
+    exec.settleLaunch();
     this.backend.events.publish("container", "exec_die", record.Id, containerEventAttributes(record, { execID: exec.id, exitCode: String(code) }));
   }
 
   async resize(exec: Exec, height: number, width: number): Promise<void> {
+    // The CLI resizes as soon as the stream is up, which can be before the process runs.
+    if (exec.started) await exec.launched;
     if (!exec.running) throw conflict(`Exec ${exec.id} is not running`);
     await this.backend.tasks.resizePty({ containerId: exec.containerId, execId: exec.id, width, height }, this.backend.call());
   }
