@@ -89,7 +89,9 @@ export async function commitContainer(backend: Backend, request: CommitRequest):
   const document = JSON.parse((await readBlobBytes(svc.content, base.configDescriptor.digest, backend.call(), { limit: 8 << 20 })).toString("utf8")) as ImageDocument;
 
   // Everything the request can get wrong is checked before any work starts.
-  const runConfig: RunConfig = { ...(document.config ?? {}), ...(request.config ?? {}) };
+  // As Docker's commit: the container's own config (the image's defaults merged with what
+  // create set) becomes the image's, then the request's config and changes.
+  const runConfig: RunConfig = { ...(document.config ?? {}), ...containerRunConfig(record), ...(request.config ?? {}) };
   for (const change of request.changes) applyChange(runConfig, change);
 
   return withLease(svc, undefined, async (lease) => {
@@ -157,4 +159,20 @@ async function diffLayer(backend: Backend, snapshotter: string, key: string, lea
   } finally {
     if (info?.parent) await svc.snapshots.remove({ snapshotter, key: viewKey }, call).catch(() => {});
   }
+}
+
+/** The fields of a container's config an image config carries (what says how to run it). */
+function containerRunConfig(record: ContainerRecord): RunConfig {
+  const c = record.Config;
+  const out: RunConfig = {};
+  if (c.User) out.User = c.User;
+  if (c.ExposedPorts && Object.keys(c.ExposedPorts).length > 0) out.ExposedPorts = c.ExposedPorts;
+  if (c.Env && c.Env.length > 0) out.Env = c.Env;
+  if (c.Entrypoint && c.Entrypoint.length > 0) out.Entrypoint = c.Entrypoint;
+  if (c.Cmd && c.Cmd.length > 0) out.Cmd = c.Cmd;
+  if (c.Volumes && Object.keys(c.Volumes).length > 0) out.Volumes = c.Volumes;
+  if (c.WorkingDir) out.WorkingDir = c.WorkingDir;
+  if (c.Labels && Object.keys(c.Labels).length > 0) out.Labels = c.Labels;
+  if (c.StopSignal) out.StopSignal = c.StopSignal;
+  return out;
 }
