@@ -2,7 +2,7 @@
 // CLI, and raw HTTP for the stat header and the paths and archives that must be refused.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, run, type Daemon } from "./harness.ts";
@@ -38,6 +38,15 @@ test("docker cp copies a file and a directory out of a running container", () =>
   assert.match(readFileSync(join(out, "passwd"), "utf8"), /^root:x:0:0:/);
   ok(d.docker(["cp", "box:/etc", join(out, "etc-copy")]), "cp dir out");
   assert.ok(readdirSync(join(out, "etc-copy")).includes("group"));
+  // "dir/." copies the directory's contents, into an existing directory too.
+  mkdirSync(join(out, "contents"));
+  ok(d.docker(["cp", "box:/etc/.", join(out, "contents")]), "cp dir/. out");
+  assert.ok(readdirSync(join(out, "contents")).includes("passwd"));
+  // A symlink is copied as a link, unless the path ends in a slash.
+  ok(d.docker(["cp", "box:/bin/sh", join(out, "sh-link")]), "cp a symlink");
+  assert.ok(lstatSync(join(out, "sh-link")).isSymbolicLink());
+  ok(d.docker(["cp", "box:/bin/sh/", join(out, "sh-file")]), "cp a symlink's target");
+  assert.ok(lstatSync(join(out, "sh-file")).isFile());
   // To stdout: a tar whose top entry is the path's base name.
   const tar = ok(d.docker(["cp", "box:/bin", "-"]), "cp to stdout");
   const names = tarNames(Buffer.from(tar.stdout, "latin1"));
