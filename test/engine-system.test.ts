@@ -9,6 +9,7 @@ import { cpus, totalmem } from "node:os";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, startDaemon, type Daemon } from "./harness.ts";
+import { removeEveryContainer } from "./engine-cleanup.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
 import { TestRegistry, writeHtpasswd } from "./fixtures/registry.ts";
@@ -28,6 +29,7 @@ before(async () => {
 });
 
 after(async () => {
+  if (d) await removeEveryContainer(d);
   await registry?.stop();
   await d?.destroy();
   rmSync(workdir, { recursive: true, force: true });
@@ -160,4 +162,38 @@ test("docker login checks the credentials with the registry; a wrong password is
   ok(d.docker(["tag", "busybox", `${registry.host}/auth/bb:1`]), "tag");
   const pushed = ok(d.docker(["push", `${registry.host}/auth/bb:1`]), "push with credentials");
   assert.match(pushed.stdout, /1: digest: sha256:/);
+});
+
+test("containers show in info, system df and the container events; rmi of their image is a 409", async () => {
+  // Only busybox:latest names the image (the login test pushed it under another tag).
+  const images = JSON.parse((await http("GET", "/images/json")).body) as { Id: string; RepoTags: string[] }[];
+  for (const tag of images.find((i) => i.Id === busyboxId)!.RepoTags) if (tag !== "busybox:latest") ok(d.docker(["rmi", tag]), `rmi ${tag}`);
+  const since = Math.floor(Date.now() / 1000) - 1;
+  const id = ok(d.docker(["create", "--name", "sys-c1", "--label", "app=demo", "busybox", "true"]), "create").stdout.trim();
+  ok(d.docker(["start", "sys-c1"]), "start");
+  assert.equal(ok(d.docker(["wait", "sys-c1"]), "wait").stdout.trim(), "0");
+  const info = JSON.parse((await http("GET", "/info")).body);
+  assert.equal(info.Containers, 1);
+  assert.equal(info.ContainersStopped, 1);
+  assert.equal(info.ContainersRunning, 0);
+  const df = JSON.parse((await http("GET", "/system/df")).body);
+  assert.equal(df.Containers.length, 1);
+  assert.equal(df.Containers[0].Id, id);
+  assert.equal(df.Containers[0].ImageID, busyboxId);
+  assert.ok(df.Containers[0].SizeRw >= 0);
+  assert.equal(df.Images[0].Containers, 1);
+  const dfText = ok(d.docker(["system", "df"]), "system df").stdout;
+  assert.match(dfText, /^Containers\s+1\s+0\s+/m);
+  const until = Math.ceil(Date.now() / 1000);
+  const events = ok(
+    d.docker(["events", "--since", String(since), "--until", String(until), "--filter", "container=sys-c1", "--filter", "label=app=demo", "--format", "{{.Type}} {{.Action}}"]),
+    "container events",
+  ).stdout;
+  assert.match(events, /container create/);
+  assert.match(events, /container start/);
+  assert.doesNotMatch(events, /image /);
+  const rmi = d.docker(["rmi", "busybox"]);
+  assert.equal(rmi.code, 1);
+  assert.match(rmi.stderr, new RegExp(`container ${id.slice(0, 12)} is using its referenced image ${busyboxId.slice(7, 19)}`));
+  ok(d.docker(["rm", "sys-c1"]), "rm");
 });
