@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { ok, run, startDaemon, tableRows, type Daemon } from "./harness.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { imageFromLayers, skopeo, skopeoArchives } from "./fixtures/archives.ts";
+import { descriptor, imageFromLayers, layoutEntries, skopeo, skopeoArchives, tarOf, twoPlatformIndex } from "./fixtures/archives.ts";
 import { TestRegistry } from "./fixtures/registry.ts";
 import { EngineStore, initialState, type ContainerRecord } from "../services/engine/store.ts";
 
@@ -231,6 +231,23 @@ test("docker run of an image that is only in the registry pulls it first", async
   assert.match(r.stderr, new RegExp(`Unable to find image '${ref}' locally`));
   assert.equal(r.stdout.trim().split("\n").at(-1), "pulled-and-ran");
   ok(d.docker(["rmi", ref]), "rmi after run");
+});
+
+test("an index with only this host's content pushes as this host's manifest", async () => {
+  assert.ok(registry, "the registry runs");
+  const busybox = await buildBusyboxImage();
+  const diffId = JSON.parse(busybox.config.data.toString()).rootfs.diff_ids[0];
+  const amd64 = imageFromLayers(busybox.layers, [diffId], { architecture: "amd64" });
+  const arm64 = imageFromLayers(busybox.layers, [diffId], { architecture: "arm64", variant: "v8" });
+  const index = twoPlatformIndex(amd64.manifest, arm64.manifest);
+  const ref = `${registry.host}/multi:1`;
+  // The arm64 manifest and config are not in the archive, as after a pull of one platform.
+  const archive = await tarOf(layoutEntries([index, ...amd64.blobs], [descriptor(index, { annotations: { "io.containerd.image.name": ref, "org.opencontainers.image.ref.name": "1" } })]));
+  const loaded = ok(d.docker(["load"], archive), "load a one-platform index");
+  assert.match(loaded.stdout, new RegExp(`Loaded image: ${ref}`));
+  const pushed = ok(d.docker(["push", ref]), "push");
+  assert.match(pushed.stdout, new RegExp(`1: digest: ${amd64.manifest.digest} size: ${amd64.manifest.size}`));
+  ok(d.docker(["rmi", ref]), "rmi");
 });
 
 test("docker pull of a missing tag fails with Docker's 404 before any progress", async () => {
