@@ -205,6 +205,20 @@ test("a stats stream sends a sample a second with the previous one as precpu", a
   assert.equal(second.pids_stats.current, 1);
 });
 
+test("stats show a container's memory limit, and zeros for a container that is not running", async () => {
+  ok(d.docker(["run", "-d", "--name", "limited", "-m", "64m", "busybox", "sleep", "100000"]), "run -m 64m");
+  const limited = jsonOf(await engineHttp(d, "GET", "/v1.41/containers/limited/stats?stream=0&one-shot=1")) as Record<string, any>;
+  assert.equal(limited.memory_stats.limit, 64 * 1024 * 1024);
+  assert.equal(limited.preread, "0001-01-01T00:00:00Z", "one-shot takes a single sample");
+  const line = ok(d.docker(["stats", "--no-stream", "limited"]), "docker stats").stdout;
+  assert.match(line, /\/ 64MiB/);
+  ok(d.docker(["create", "--name", "not-started", "busybox", "true"]), "create");
+  const idle = jsonOf(await engineHttp(d, "GET", "/v1.41/containers/not-started/stats?stream=0&one-shot=1")) as Record<string, any>;
+  assert.equal(idle.name, "/not-started");
+  assert.equal(idle.cpu_stats.cpu_usage.total_usage, 0);
+  assert.deepEqual(idle.memory_stats, {});
+});
+
 test("stats of an unknown container is a 404", async () => {
   const r = await engineHttp(d, "GET", "/v1.41/containers/no-such-box/stats?stream=0");
   assert.equal(r.status, 404);
