@@ -129,6 +129,8 @@ test("exec inspect: ExitCode is null until the exec exits; a second start is a 4
   assert.equal(before.Running, false);
   assert.equal(before.ContainerID, running);
   assert.deepEqual(before.ProcessConfig, { tty: false, entrypoint: "sh", arguments: ["-c", "exit 7"], privileged: false, user: "" });
+  const listed = ok(d.docker(["inspect", "-f", "{{json .ExecIDs}}", "box"]), "inspect ExecIDs").stdout;
+  assert.ok((JSON.parse(listed) as string[]).includes(id), listed);
   const start = await engineHttp(d, "POST", `/v1.41/exec/${id}/start`, JSON.stringify({ Detach: true }));
   assert.equal(start.status, 200);
   const ended = await eventually("the exit code", async () => {
@@ -137,6 +139,7 @@ test("exec inspect: ExitCode is null until the exec exits; a second start is a 4
   });
   assert.equal(ended.ExitCode, 7);
   assert.equal(ended.Running, false);
+  assert.ok(!ok(d.docker(["inspect", "-f", "{{json .ExecIDs}}", "box"]), "inspect ExecIDs").stdout.includes(id), "an ended exec is no longer listed");
   const resizeEnded = await engineHttp(d, "POST", `/v1.41/exec/${id}/resize?h=30&w=100`);
   assert.equal(resizeEnded.status, 409);
   const again = await engineHttp(d, "POST", `/v1.41/exec/${id}/start`, JSON.stringify({ Detach: true }));

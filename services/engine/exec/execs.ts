@@ -91,6 +91,14 @@ export function startFailureExitCode(command: string, message: string): number {
   return missing && lower.includes(command.toLowerCase()) ? 127 : 126;
 }
 
+/** Each engine's exec manager, for the container routes' ExecIDs (one engine per Backend). */
+const managers = new WeakMap<Backend, ExecManager>();
+
+/** The ids of a container's execs that have not ended (inspect's ExecIDs). */
+export function execIdsOf(backend: Backend, containerId: string): string[] {
+  return managers.get(backend)?.idsOf(containerId) ?? [];
+}
+
 export class ExecManager {
   private readonly backend: Backend;
   private readonly execs = new Map<string, Exec>();
@@ -101,6 +109,11 @@ export class ExecManager {
     this.fifoRoot = join(backend.options.state, "engine", "execs");
     // Exec records do not outlive the engine, so FIFO dirs a previous one left are nobody's.
     rmSync(this.fifoRoot, { recursive: true, force: true });
+    managers.set(backend, this);
+  }
+
+  idsOf(containerId: string): string[] {
+    return [...this.execs.values()].filter((e) => e.containerId === containerId && e.endedAt === undefined).map((e) => e.id);
   }
 
   get(id: string): Exec {
