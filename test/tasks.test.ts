@@ -379,3 +379,45 @@ describe("events", () => {
     }
   });
 });
+
+describe("metrics", () => {
+  test("tasks metrics prints the cgroup's memory, cpu and pids as ctr decodes them", async () => {
+    const id = "metered";
+    // 16 MiB in the container's /dev/shm is charged to its memory cgroup; three processes stay.
+    const script = "dd if=/dev/zero of=/dev/shm/fill bs=1M count=16 2>/dev/null; sleep 300 & sleep 300 & wait";
+    ok(ctr(["run", "-d", image, id, "sh", "-c", script]), "run -d");
+    try {
+      const tasks = freshClient(TasksDefinition, d.address);
+      const meta = inNamespace(namespace);
+      let table = "";
+      const value = (name: string) => Number(new RegExp(`^${name.replaceAll(".", "\\.")}\\s+(\\d+)`, "m").exec(table)?.[1] ?? NaN);
+      await eventually("the container has filled /dev/shm and started both sleeps", () => {
+        table = ok(ctr(["tasks", "metrics", id]), "tasks metrics").stdout;
+        return value("memory.usage_in_bytes") >= 16 << 20 && value("pids.current") === 3;
+      });
+      assert.match(table, /^METRIC\s+VALUE/m, table);
+      assert.ok(value("memory.limit_in_bytes") > 0, table);
+      assert.ok(value("memory.stat.cache") >= 16 << 20, `the tmpfs pages count as cache: ${table}`);
+      assert.ok(value("cpuacct.usage") > 0, table);
+      assert.match(table, /^cpuacct\.usage_percpu\s+\[\d+( \d+)*\]/m, table);
+
+      const all = await tasks.metrics({ filters: [] }, meta);
+      assert.deepEqual(all.metrics.map((m) => [m.id, m.data?.typeUrl]), [[id, "io.containerd.cgroups.v1.Metrics"]]);
+      assert.deepEqual((await tasks.metrics({ filters: ["id==no-such"] }, meta)).metrics, [], "a filter naming no task matches nothing");
+      const badFilter = await grpcError(tasks.metrics({ filters: ["id=="] }, meta));
+      assert.equal(badFilter.code, Status.INVALID_ARGUMENT);
+      assert.match(badFilter.details, /filter/);
+
+      ok(ctr(["tasks", "kill", "--signal", "SIGKILL", id]), "kill");
+      await eventually("the task stops", () => taskRows().some((r) => r[0] === id && r[2] === "STOPPED"));
+      const stopped = ctr(["tasks", "metrics", id]);
+      assert.notEqual(stopped.code, 0, "a stopped task has no cgroup usage to report");
+      assert.match(stopped.stderr, /no metrics/);
+    } finally {
+      ctr(["tasks", "kill", "--signal", "SIGKILL", id]);
+      await eventually(`${id} stops`, () => !taskRows().some((r) => r[0] === id && r[2] !== "STOPPED"));
+      ctr(["tasks", "delete", id]);
+      ctr(["containers", "rm", id]);
+    }
+  });
+});

@@ -13,6 +13,9 @@ import { inspectShimState, sendShimCommand, startShim } from "../../shim/client.
 import { lostExit, ProcessEntry, type ProcessIo } from "./process-entry.ts";
 import { Runc } from "./runc.ts";
 import { clampRlimits, hostHardLimits, type OciSpec } from "./spec.ts";
+import { detectCgroupLayout } from "./cgroups.ts";
+import { cgroupMetricsOf } from "./metrics.ts";
+import type { Any } from "../../core/gen/google/protobuf/any.ts";
 
 export interface TaskPaths {
   /** <state>: shims/ and runc/ live under it. */
@@ -76,6 +79,7 @@ export class TaskManager {
   /** namespace → container id → task; a task being created is here already (so a second Create fails). */
   private readonly tasks = new Map<string, Map<string, Task>>();
   private readonly hardLimits = hostHardLimits();
+  private readonly cgroups = detectCgroupLayout();
 
   constructor(paths: TaskPaths, log: Logger, events: TaskEvents) {
     this.paths = paths;
@@ -285,6 +289,20 @@ export class TaskManager {
       await this.runc(task.namespace).update(task.id, file);
     } finally {
       rmSync(file, { force: true });
+    }
+  }
+
+  /**
+   * The resource usage of the task's cgroup, or undefined when its init is gone (a stopped
+   * task has no process to find the cgroup by, and runc removes the cgroup at delete).
+   */
+  metrics(task: Task): Any | undefined {
+    if (task.init.exit || task.init.pid === 0) return undefined;
+    try {
+      return cgroupMetricsOf(this.cgroups, task.init.pid);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "ESRCH") return undefined;
+      throw err;
     }
   }
 

@@ -11,6 +11,7 @@ import { ContainerManager } from "../containers/lifecycle.ts";
 import { logs } from "../containers/logs.ts";
 import { processTable, psTable } from "../containers/top.ts";
 import { inspectView, listContainers, listEntry } from "../containers/views.ts";
+import { execIdsOf } from "../exec/execs.ts";
 import { wait } from "../containers/wait.ts";
 import { labelsMatch } from "../query.ts";
 
@@ -64,7 +65,8 @@ export function registerContainerRoutes(router: Router, backend: Backend): Promi
   });
 
   router.get("/containers/:id/json", (ctx) => {
-    ctx.send(200, inspectView(manager.get(ctx.params.id!), { driver: snapshotter }));
+    const record = manager.get(ctx.params.id!);
+    ctx.send(200, inspectView(record, { driver: snapshotter, execIds: execIdsOf(backend, record.Id) }));
   });
 
   router.get("/containers/:id/top", async (ctx) => {
