@@ -1,12 +1,15 @@
 // berthctl's command line: a ctr-style client for berth's gateway socket. Same command
 // names, flags and output layout as ctr 1.6, so either tool can be used on the same daemon.
 import { Command, Option } from "commander";
+import { registerContainers } from "./containers.ts";
 import { registerContent } from "./content.ts";
 import { registerImages } from "./images.ts";
 import { registerImagesArchive } from "./images-archive.ts";
 import { registerNamespaces } from "./namespaces.ts";
 import { registerPull, registerPush } from "./pull.ts";
+import { registerRun } from "./run.ts";
 import { registerSnapshots } from "./snapshots.ts";
+import { registerTasks } from "./tasks.ts";
 import { CommandError, fail } from "./output.ts";
 import { Session } from "./session.ts";
 import { defaultAddress, defaultNamespace } from "./fast-path.ts";
@@ -20,7 +23,10 @@ const program = new Command()
   .addOption(new Option("-a, --address <path>", "address for berth's gRPC server").env("BERTH_ADDRESS").default(defaultAddress))
   .addOption(new Option("--timeout <duration>", "total timeout for berthctl commands").default("0s"))
   .addOption(new Option("-n, --namespace <name>", "namespace to use with commands").env("BERTH_NAMESPACE").default(defaultNamespace))
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // As ctr: global flags come before the command, and a container's command line after
+  // its id is passed on whole (`run IMAGE ID sh -c …`).
+  .enablePositionalOptions();
 
 let session: Session | undefined;
 
@@ -43,6 +49,9 @@ registerImagesArchive(program, sessionOf);
 registerSnapshots(program, sessionOf);
 registerPull(program, sessionOf);
 registerPush(program, sessionOf);
+registerContainers(program, sessionOf);
+registerTasks(program, sessionOf);
+registerRun(program, sessionOf);
 
 try {
   await program.parseAsync(process.argv);
