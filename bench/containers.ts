@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { containerdInstalled, startContainerd, type RunningDaemon } from "./daemons.ts";
 import { processMemory } from "./proc-memory.ts";
 import { straceInstalled, traceCtr } from "./ctr-trace.ts";
-import { childPids, repoRoot, startDaemon, type Daemon } from "../test/harness.ts";
+import { childPids, distDir, repoRoot, startDaemon, type Daemon } from "../test/harness.ts";
 import { isRunning } from "../core/process.ts";
 import { closeChannels } from "../core/grpc-client.ts";
 import { containerSpec } from "../core/oci/spec.ts";
@@ -203,11 +203,18 @@ try {
   };
 
   // 1. run --rm latency, one of each per round so load hits both alike.
-  const latency = new Map<string, number[]>([["runc run", []], ...engines.map((e) => [e.name, []] as [string, number[]])]);
+  const latency = new Map<string, number[]>([["runc run", []], ["berthctl", []], ...engines.map((e) => [e.name, []] as [string, number[]])]);
+  const berthctlRun = () =>
+    timed(() => {
+      const args = [join(distDir, "berthctl.js"), "--address", berth!.address, "--namespace", namespace, "run", "--rm", "--fifo-dir", join(base, "fifo"), image, nextId("berthctl"), "true"];
+      const r = spawnSync(process.execPath, args, { encoding: "utf8" });
+      if (r.status !== 0) throw new Error(`berthctl run --rm failed (${r.status}): ${r.stderr}`);
+    });
   for (const engine of engines) ctrOk(engine, ["run", "--rm", image, nextId("warm"), "true"]);
   for (let round = 0; round < runs; round++) {
     latency.get("runc run")!.push(runcFloor());
     for (const engine of engines) latency.get(engine.name)!.push(timed(() => ctrOk(engine, ["run", "--rm", image, nextId("rm"), "true"])));
+    latency.get("berthctl")!.push(berthctlRun());
   }
 
   // 2. parallel run --rm.
@@ -220,11 +227,14 @@ try {
 
   // 3. where one run --rm spends its time: ctr's calls, each by its k-th occurrence, median of the rounds.
   const traces = new Map<string, Map<string, number[]>>(engines.map((e) => [e.name, new Map()]));
+  // ctr's own time between calls (its start, FIFO handling, waiting for output to drain).
+  const idleTotals = new Map<string, number[]>(engines.map((e) => [e.name, []]));
   const callOrder: string[] = [];
   if (straceInstalled()) {
     for (let round = 0; round < runs; round++) {
       for (const engine of engines) {
         const seen = new Map<string, number>();
+        let idle = 0;
         for (const call of traceCtr(["--address", engine.address(), "--namespace", namespace, "run", "--rm", image, nextId("trace"), "true"])) {
           const k = (seen.get(call.method) ?? 0) + 1;
           seen.set(call.method, k);
@@ -233,7 +243,9 @@ try {
           const times = traces.get(engine.name)!;
           if (!times.has(key)) times.set(key, []);
           if (!Number.isNaN(call.ms)) times.get(key)!.push(call.ms);
+          idle += call.idleBeforeMs;
         }
+        idleTotals.get(engine.name)!.push(idle);
       }
     }
   }
@@ -271,6 +283,7 @@ try {
   out("| measure | Berth | containerd | Berth / containerd |");
   out("|---|---:|---:|---:|");
   out(`| \`ctr run --rm IMAGE ID true\`, median ms (plain \`runc run\`: ${ms(floorLatency)}) | ${ms(berthLatency)} | ${ms(containerdLatency)} | ${ratio(berthLatency, containerdLatency)} |`);
+  out(`| \`berthctl run --rm IMAGE ID true\` against Berth, median ms | ${ms(median(latency.get("berthctl")!))} | | |`);
   out(`| ${parallel} such runs in parallel, wall ms | ${ms(wall.get("berth")!)} | ${ms(wall.get("containerd")!)} | ${ratio(wall.get("berth")!, wall.get("containerd")!)} |`);
   out(`| shim USS with ${shimCount} idle containers, median KiB | ${median(berthShimUss)} | ${median(containerdShimUss)} | ${ratio(median(berthShimUss), median(containerdShimUss))} |`);
   out(`| shim USS, sum of ${shimCount}, KiB | ${berthShimUss.reduce((a, b) => a + b, 0)} | ${containerdShimUss.reduce((a, b) => a + b, 0)} | |`);
@@ -291,6 +304,7 @@ try {
     const sum = (engine: string) => callOrder.reduce((total, key) => total + (traces.get(engine)!.get(key)?.length ? median(traces.get(engine)!.get(key)!) : 0), 0);
     for (const key of callOrder) out(`| ${key} | ${cell("berth", key)} | ${cell("containerd", key)} |`);
     out(`| sum of the medians | ${ms(sum("berth"))} | ${ms(sum("containerd"))} |`);
+    out(`| ctr between its calls (from its first I/O to its last call), median | ${ms(median(idleTotals.get("berth")!))} | ${ms(median(idleTotals.get("containerd")!))} |`);
     out();
   }
   writeFileSync(join(repoRoot, "bench", "results", "containers.md"), `${report.join("\n")}\n`);

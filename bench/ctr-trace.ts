@@ -12,6 +12,8 @@ import { HpackDecoder } from "../core/hpack.ts";
 export interface CallTime {
   method: string;
   ms: number;
+  /** How long ctr waited, after the previous answer ended (or ctr started), before making this call. */
+  idleBeforeMs: number;
 }
 
 export function straceInstalled(): boolean {
@@ -22,11 +24,16 @@ const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /** Runs `ctr args` under strace; returns its calls in the order they were made. */
 export function traceCtr(args: string[]): CallTime[] {
+  return traceClient("ctr", args);
+}
+
+/** Any gRPC client speaking HTTP/2 on one socket (berthctl too), under strace. */
+export function traceClient(command: string, args: string[]): CallTime[] {
   const dir = mkdtempSync(join(tmpdir(), "berth-ctr-trace-"));
   try {
     const log = join(dir, "strace.txt");
-    const r = spawnSync("strace", ["-f", "-tt", "-xx", "-s", "1048576", "-e", "trace=read,write", "-e", "signal=none", "-o", log, "ctr", ...args], { encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`ctr ${args.join(" ")} under strace failed (${r.status}): ${r.stderr}`);
+    const r = spawnSync("strace", ["-f", "-tt", "-xx", "-s", "1048576", "-e", "trace=read,write", "-e", "signal=none", "-o", log, command, ...args], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`${command} ${args.join(" ")} under strace failed (${r.status}): ${r.stderr}`);
     return callsIn(readFileSync(log, "utf8"));
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -39,6 +46,7 @@ function callsIn(straceLog: string): CallTime[] {
   const decoder = new HpackDecoder();
   const started = new Map<number, { call: CallTime; at: number }>();
   const calls: CallTime[] = [];
+  let lastEvent: number | undefined;
   // With threads, strace splits a call: "read(6,  <unfinished ...>" then "<... read resumed>"data", …) = n".
   const unfinishedRead = new Map<string, string>();
   for (const line of straceLog.split("\n")) {
@@ -66,6 +74,7 @@ function callsIn(straceLog: string): CallTime[] {
       continue;
     }
     if (written !== undefined && written <= 0) continue;
+    lastEvent ??= at;
     const all = Buffer.from(hex.replace(/\\x/g, ""), "hex");
     const bytes = written === undefined ? all : all.subarray(0, written);
     if (socketFd === undefined) {
@@ -88,7 +97,7 @@ function callsIn(straceLog: string): CallTime[] {
         const path = decoder.decode(payload).find(([name]) => name === ":path")?.[1];
         if (path) {
           // Listed in the order they were made; the time is filled in when the answer ends.
-          const call = { method: path.replace(/^\/containerd\.services\./, ""), ms: NaN };
+          const call = { method: path.replace(/^\/containerd\.services\./, ""), ms: NaN, idleBeforeMs: Math.max(0, at - (lastEvent ?? at)) };
           calls.push(call);
           started.set(stream, { call, at });
         }
@@ -96,6 +105,7 @@ function callsIn(straceLog: string): CallTime[] {
       if (direction === "read" && (type === 0x0 || type === 0x1) && flags & 0x1) {
         const begun = started.get(stream);
         if (begun) begun.call.ms = at - begun.at;
+        lastEvent = Math.max(lastEvent ?? at, at);
         started.delete(stream);
       }
       buffer = buffer.subarray(9 + length);
