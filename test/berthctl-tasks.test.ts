@@ -21,9 +21,8 @@ let d: Daemon;
 
 const ctr = (args: string[], input?: string) => d.ctr(args, input, namespace);
 const berthctl = (args: string[], input?: string) => d.berthctl(args, input, namespace);
-const fifo = ["--fifo-dir", () => fifoDir] as const;
 /** `run`/`tasks start`/`tasks exec` flags that keep FIFOs in this test's directory. */
-const fifoFlags = () => [fifo[0], fifo[1]()];
+const fifoFlags = () => ["--fifo-dir", fifoDir];
 const taskRows = () => tableRows(ok(berthctl(["tasks", "ls"]), "tasks ls").stdout);
 const containerIds = () => tableRows(ok(berthctl(["containers", "ls"]), "containers ls").stdout).map((r) => r[0]);
 const snapshotKeys = () => tableRows(ok(ctr(["snapshots", "ls"]), "snapshots ls").stdout).map((r) => r[0]);
@@ -249,6 +248,28 @@ describe("bad input", () => {
     assert.deepEqual(containerIds(), []);
     assert.ok(!snapshotKeys().includes("no-image"));
     assert.deepEqual(safeReaddir(fifoDir), []);
+  });
+
+  test("a command runc cannot start fails run -d with runc's reason and leaves no FIFOs", () => {
+    const r = berthctl(["run", "-d", ...fifoFlags(), image, "no-binary", "/no/such/binary"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /no\/such\/binary/);
+    assert.deepEqual(safeReaddir(fifoDir), [], "the FIFOs of the failed task are removed");
+    assert.deepEqual(taskRows(), []);
+    ok(berthctl(["containers", "rm", "no-binary"]), "containers rm");
+  });
+
+  test("attaching to a task whose output goes to a log file is refused", async () => {
+    const id = "logged";
+    const log = join(workdir, "logged.log");
+    ok(ctr(["run", "-d", "--log-uri", `file://${log}`, image, id, "sleep", "300"]), "ctr run -d --log-uri");
+    try {
+      const r = berthctl(["tasks", "attach", id]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /writes its output to file:\/\/.*no stdio to attach to/);
+    } finally {
+      await removeContainer(id);
+    }
   });
 
   test("an unknown container is not found, for tasks and containers alike", () => {

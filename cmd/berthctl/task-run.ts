@@ -7,6 +7,7 @@ import { TasksDefinition } from "../../core/gen/containerd/services/tasks/v1/tas
 import type { Mount } from "../../core/gen/containerd/types/mount.ts";
 import { constants } from "node:os";
 import { attachIo, createFifos, followTerminalSize, forwardSignals, rawTerminal, removeFifos, type Attachment, type TaskIo } from "./task-io.ts";
+import { CommandError } from "./output.ts";
 import type { Session } from "./session.ts";
 
 export const processSpecTypeUrl = "types.containerd.io/opencontainers/runtime-spec/1/Process";
@@ -39,6 +40,8 @@ export async function startProcess(s: Session, containerId: string, what: StartW
   const io = ioFor(what.kind === "exec" ? `${containerId}-${execId}` : containerId, options);
   let attachment: Attachment | undefined;
   let restoreTerminal = () => {};
+  // A detached process keeps its FIFOs for `tasks attach`, once it has started.
+  let keepFifos = false;
   try {
     if (!options.detach && !options.nullIo) {
       // stdinEnded runs only after shimOpened(), so the process exists by then.
@@ -53,6 +56,7 @@ export async function startProcess(s: Session, containerId: string, what: StartW
     }
     if (options.detach) {
       await tasks.start({ containerId, execId }, s.call());
+      keepFifos = true;
       return undefined;
     }
     const exited = tasks.wait({ containerId, execId }, s.call());
@@ -72,7 +76,7 @@ export async function startProcess(s: Session, containerId: string, what: StartW
   } finally {
     restoreTerminal();
     attachment?.close();
-    if (!options.detach) removeFifos(io, what.kind === "exec" ? `${containerId}-${execId}` : containerId);
+    if (!keepFifos) removeFifos(io, what.kind === "exec" ? `${containerId}-${execId}` : containerId);
   }
 }
 
@@ -85,6 +89,7 @@ export async function attachProcess(s: Session, containerId: string): Promise<nu
   const tasks = s.client(TasksDefinition);
   const { process } = await tasks.get({ containerId, execId: "" }, s.call());
   const io: TaskIo = { stdin: process!.stdin, stdout: process!.stdout, stderr: process!.stderr, terminal: process!.terminal };
+  if (io.stdout.startsWith("file://")) throw new CommandError(`task ${containerId} writes its output to ${io.stdout}: there is no stdio to attach to`);
   const exited = tasks.wait({ containerId, execId: "" }, s.call());
   const attachment = attachIo(io, { stdin: { stdinEnded: () => void tasks.closeIO({ containerId, execId: "", stdin: true }, s.call()).catch(() => undefined) } });
   attachment.shimOpened();
