@@ -1,15 +1,12 @@
 // berthctl's command line: a ctr-style client for berth's gateway socket. Same command
 // names, flags and output layout as ctr 1.6, so either tool can be used on the same daemon.
 import { Command, Option } from "commander";
-import { registerContainers } from "./containers.ts";
 import { registerContent } from "./content.ts";
 import { registerImages } from "./images.ts";
 import { registerImagesArchive } from "./images-archive.ts";
 import { registerNamespaces } from "./namespaces.ts";
 import { registerPull, registerPush } from "./pull.ts";
-import { registerRun } from "./run.ts";
 import { registerSnapshots } from "./snapshots.ts";
-import { registerTasks } from "./tasks.ts";
 import { CommandError, fail } from "./output.ts";
 import { Session } from "./session.ts";
 import { defaultAddress, defaultNamespace } from "./fast-path.ts";
@@ -41,6 +38,28 @@ function sessionOf(cmd: Command): Session {
   return session;
 }
 
+/** The command a command line names: the first word after the global flags (ctr's order). */
+function firstCommandWord(args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (!arg.startsWith("-")) return arg;
+    if (["-a", "--address", "-n", "--namespace", "--timeout"].includes(arg)) i++;
+  }
+  return undefined;
+}
+
+/**
+ * run, containers and tasks bring the Tasks API and the stdio relay with them (about as
+ * much code as every other command together): loaded only when the command line names one
+ * of them, or when help lists every command.
+ */
+async function registerContainerCommands(word: string | undefined): Promise<void> {
+  const all = word === undefined || word === "help";
+  if (all || ["containers", "container", "c"].includes(word)) (await import("./containers.ts")).registerContainers(program, sessionOf);
+  if (all || ["tasks", "task", "t"].includes(word)) (await import("./tasks.ts")).registerTasks(program, sessionOf);
+  if (all || word === "run") (await import("./run.ts")).registerRun(program, sessionOf);
+}
+
 registerVersion(program, sessionOf);
 registerNamespaces(program, sessionOf);
 registerContent(program, sessionOf);
@@ -49,9 +68,7 @@ registerImagesArchive(program, sessionOf);
 registerSnapshots(program, sessionOf);
 registerPull(program, sessionOf);
 registerPush(program, sessionOf);
-registerContainers(program, sessionOf);
-registerTasks(program, sessionOf);
-registerRun(program, sessionOf);
+await registerContainerCommands(firstCommandWord(process.argv.slice(2)));
 
 try {
   await program.parseAsync(process.argv);
