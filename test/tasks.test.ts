@@ -13,6 +13,7 @@ import { closeFreshChannels, freshClient, grpcError, ok, sleep, startDaemon, tab
 import { inNamespace } from "../core/grpc-client.ts";
 import { isRunning } from "../core/process.ts";
 import { TasksDefinition } from "../core/gen/containerd/services/tasks/v1/tasks.ts";
+import { SnapshotsDefinition } from "../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
 import { runInContainer } from "../scripts/demo-container.ts";
@@ -253,6 +254,12 @@ describe("live restore", () => {
     ok(ctr(["run", "-d", image, "dies-while-down", "sleep", "300"]), "run dies-while-down");
     ok(ctr(["run", "-d", image, "exits-before", "sh", "-c", "exit 4"]), "run exits-before");
     await eventually("exits-before stops", () => taskRows().some((r) => r[0] === "exits-before" && r[2] === "STOPPED"));
+    ok(ctr(["run", "-d", image, "paused-one", "sleep", "300"]), "run paused-one");
+    ok(ctr(["tasks", "pause", "paused-one"]), "pause paused-one");
+    // A task created but not started (ctr has no command for that; the API has).
+    ok(ctr(["containers", "create", image, "created-only", "sleep", "300"]), "containers create created-only");
+    const { mounts } = await freshClient(SnapshotsDefinition, d.address).mounts({ snapshotter: "overlayfs", key: "created-only" }, meta);
+    await tasks().create({ containerId: "created-only", rootfs: mounts }, meta);
     const pidOf = (id: string) => Number(taskRows().find((r) => r[0] === id)![1]);
     const survivorPid = pidOf("survivor");
     const victimPid = pidOf("dies-while-down");
@@ -273,6 +280,17 @@ describe("live restore", () => {
     assert.deepEqual(rows.get("survivor")?.slice(1), [String(survivorPid), "RUNNING"]);
     assert.equal(rows.get("dies-while-down")?.[2], "STOPPED");
     assert.equal(rows.get("exits-before")?.[2], "STOPPED");
+    assert.equal(rows.get("paused-one")?.[2], "PAUSED", "a paused task is adopted paused");
+    assert.equal(rows.get("created-only")?.[2], "CREATED", "a created task is adopted created");
+    ok(ctr(["tasks", "resume", "paused-one"]), "resume after the restart");
+    assert.equal(taskRows().find((r) => r[0] === "paused-one")?.[2], "RUNNING");
+    await tasks().start({ containerId: "created-only" }, meta);
+    assert.equal(taskRows().find((r) => r[0] === "created-only")?.[2], "RUNNING", "the adopted created task starts");
+    for (const id of ["paused-one", "created-only"]) {
+      const exited = tasks().wait({ containerId: id }, meta);
+      ok(ctr(["tasks", "kill", "--signal", "SIGKILL", id]), `kill ${id}`);
+      assert.equal((await exited).exitStatus, 137);
+    }
     assert.equal((await tasks().wait({ containerId: "exits-before" }, meta)).exitStatus, 4);
     assert.equal((await tasks().wait({ containerId: "dies-while-down" }, meta)).exitStatus, 137);
 
@@ -282,7 +300,7 @@ describe("live restore", () => {
     ok(ctr(["tasks", "kill", "--signal", "SIGKILL", "survivor"]), "kill survivor");
     assert.equal((await waited).exitStatus, 137);
 
-    for (const id of ["survivor", "dies-while-down", "exits-before"]) {
+    for (const id of ["survivor", "dies-while-down", "exits-before", "paused-one", "created-only"]) {
       ok(ctr(["tasks", "delete", id]), `delete ${id}`);
       ok(ctr(["containers", "rm", id]), `containers rm ${id}`);
     }
@@ -376,6 +394,48 @@ describe("events", () => {
       assert.ok(order.lastIndexOf("/tasks/exit") < order.lastIndexOf("/tasks/delete"), order.join(" "));
     } finally {
       events.kill("SIGKILL");
+    }
+  });
+});
+
+describe("metrics", () => {
+  test("tasks metrics prints the cgroup's memory, cpu and pids as ctr decodes them", async () => {
+    const id = "metered";
+    // 16 MiB in the container's /dev/shm is charged to its memory cgroup; three processes stay.
+    const script = "dd if=/dev/zero of=/dev/shm/fill bs=1M count=16 2>/dev/null; sleep 300 & sleep 300 & wait";
+    ok(ctr(["run", "-d", image, id, "sh", "-c", script]), "run -d");
+    try {
+      const tasks = freshClient(TasksDefinition, d.address);
+      const meta = inNamespace(namespace);
+      let table = "";
+      const value = (name: string) => Number(new RegExp(`^${name.replaceAll(".", "\\.")}\\s+(\\d+)`, "m").exec(table)?.[1] ?? NaN);
+      await eventually("the container has filled /dev/shm and started both sleeps", () => {
+        table = ok(ctr(["tasks", "metrics", id]), "tasks metrics").stdout;
+        return value("memory.usage_in_bytes") >= 16 << 20 && value("pids.current") === 3;
+      });
+      assert.match(table, /^METRIC\s+VALUE/m, table);
+      assert.ok(value("memory.limit_in_bytes") > 0, table);
+      assert.ok(value("memory.stat.cache") >= 16 << 20, `the tmpfs pages count as cache: ${table}`);
+      assert.ok(value("cpuacct.usage") > 0, table);
+      assert.match(table, /^cpuacct\.usage_percpu\s+\[\d+( \d+)*\]/m, table);
+
+      const all = await tasks.metrics({ filters: [] }, meta);
+      assert.deepEqual(all.metrics.map((m) => [m.id, m.data?.typeUrl]), [[id, "io.containerd.cgroups.v1.Metrics"]]);
+      assert.deepEqual((await tasks.metrics({ filters: ["id==no-such"] }, meta)).metrics, [], "a filter naming no task matches nothing");
+      const badFilter = await grpcError(tasks.metrics({ filters: ["id=="] }, meta));
+      assert.equal(badFilter.code, Status.INVALID_ARGUMENT);
+      assert.match(badFilter.details, /filter/);
+
+      ok(ctr(["tasks", "kill", "--signal", "SIGKILL", id]), "kill");
+      await eventually("the task stops", () => taskRows().some((r) => r[0] === id && r[2] === "STOPPED"));
+      const stopped = ctr(["tasks", "metrics", id]);
+      assert.notEqual(stopped.code, 0, "a stopped task has no cgroup usage to report");
+      assert.match(stopped.stderr, /no metrics/);
+    } finally {
+      ctr(["tasks", "kill", "--signal", "SIGKILL", id]);
+      await eventually(`${id} stops`, () => !taskRows().some((r) => r[0] === id && r[2] !== "STOPPED"));
+      ctr(["tasks", "delete", id]);
+      ctr(["containers", "rm", id]);
     }
   });
 });

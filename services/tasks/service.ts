@@ -1,6 +1,9 @@
 // The Tasks gRPC service: request checks, container records, events; the work is in
 // manager.ts.
 import type { CallContext } from "nice-grpc";
+import { fieldsAndLabels, parseFilters } from "../../core/filters.ts";
+import type { Metric } from "../../core/gen/containerd/types/metrics.ts";
+import { nowTimestamp } from "../../core/timestamp.ts";
 import { invalidArgument, notImplemented } from "../../core/errors.ts";
 import { namespaceOf } from "../../core/grpc-server.ts";
 import type { MetadataClient } from "../../core/metadata-client.ts";
@@ -175,8 +178,16 @@ export function tasksService(manager: TaskManager, containers: ContainerStore, m
       return {};
     },
 
-    async metrics() {
-      throw notImplemented("task metrics are not supported yet");
+    async metrics(request, ctx) {
+      const namespace = namespaceOf(ctx);
+      const filter = parseFilters(request.filters);
+      const metrics: Metric[] = [];
+      for (const task of manager.list(namespace)) {
+        if (!filter(fieldsAndLabels({ id: task.id, namespace }, {}))) continue;
+        const data = manager.metrics(task);
+        if (data) metrics.push({ id: task.id, timestamp: nowTimestamp(), data });
+      }
+      return { metrics };
     },
 
     async wait(request, ctx) {
