@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { serviceSocketPath } from "../../core/config.ts";
 import { createLogger } from "../../core/log.ts";
 import { makePrivateDir, makeTopDir, writePrivateFile } from "../../core/private-files.ts";
+import { idleTunedNodeFlags } from "../../core/node-flags.ts";
 import { processTable } from "../../core/routes.ts";
 import { initTelemetry, stopTelemetry } from "../../core/telemetry.ts";
 import { openGateway } from "../../services/gateway/gateway.ts";
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
     const env = { ...process.env, BERTH_REDIS_URL: redisUrl, BERTH_ADDRESS: config.address, BERTH_IDLE_EXIT_MS: spec.onDemand ? String(idleExitMs) : undefined };
     services.set(
       spec.name,
-      new SupervisedService({ name: spec.name, script, args: common, env, socket: serviceSocketPath(config.state, spec.name), onDemand: spec.onDemand }, log),
+      new SupervisedService({ name: spec.name, script, args: common, nodeFlags: spec.onDemand ? [] : idleTunedNodeFlags, env, socket: serviceSocketPath(config.state, spec.name), onDemand: spec.onDemand }, log),
     );
   }
 

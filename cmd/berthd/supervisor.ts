@@ -14,6 +14,8 @@ export interface ServiceSpec {
   name: string;
   script: string;
   args: string[];
+  /** Node/V8 flags placed before the script (core/node-flags.ts). */
+  nodeFlags?: readonly string[];
   env: NodeJS.ProcessEnv;
   /** The socket that accepts connections once the service is ready. */
   socket: string;
@@ -95,7 +97,7 @@ export class SupervisedService {
 
   private spawnChild(): ChildProcess {
     const startedAt = Date.now();
-    const child = spawn(process.execPath, [this.spec.script, ...this.spec.args], {
+    const child = spawn(process.execPath, [...(this.spec.nodeFlags ?? []), this.spec.script, ...this.spec.args], {
       stdio: ["pipe", "inherit", "inherit"],
       env: { ...this.spec.env, BERTH_SUPERVISED: "1" },
     });
