@@ -86,12 +86,19 @@ async function main(): Promise<void> {
   // In-process services first (every other process calls them), the public socket last.
   try {
     const ctx = { root: config.root, state: config.state, name: "berthd", log };
-    metadata = await serveMetadata(ctx, redisUrl, () => services.get("jobs")?.ready());
+    const ready = (name: string) => services.get(name)?.ready();
+    metadata = await serveMetadata(ctx, redisUrl, ready);
     await Promise.all(
       processTable.filter((spec) => !spec.onDemand && services.has(spec.name)).map((spec) => services.get(spec.name)!.start()),
     );
-    gateway = await openGateway(config.state, config.address, (name) => services.get(name)?.ready(), log);
+    gateway = await openGateway(config.state, config.address, ready, log);
     metadata.startCollections();
+    // The file owners unlink the files of rows the start-up collection removed when they
+    // start; started on demand, they might not for days, so they start now to do it.
+    const owners = { content: metadata.startup.blobs, snapshots: metadata.startup.snapshots };
+    for (const [owner, removed] of Object.entries(owners)) {
+      if (removed > 0) ready(owner)?.catch((err: Error) => log.warn({ err: err.message, owner }, "cannot start to sweep unreferenced files"));
+    }
   } catch (err) {
     log.error({ err: (err as Error).message }, "start-up failed");
     await shutdown("start-up failed", 1);

@@ -61,12 +61,17 @@ export class SupervisedService {
 
   /**
    * Undefined for an always-on process (the call goes straight through; while it is
-   * being restarted the call fails UNAVAILABLE); for one started on demand, a promise
-   * that settles once it accepts calls, starting it if needed, or fails.
+   * being restarted the call fails UNAVAILABLE) and for an on-demand one that runs and
+   * listens; otherwise (on demand) a promise that settles once it accepts calls,
+   * starting it if needed, or fails.
    */
   ready(): Promise<void> | undefined {
     if (!this.spec.onDemand) return undefined;
     if (this.stopping) return Promise.reject(new Error(`service ${this.spec.name} is stopping`));
+    // Running and not retiring: the call goes straight through, as to an always-on one
+    // (content, images and snapshots take every call of a burst this way).
+    const child = this.child;
+    if (!this.starting && child && this.listened.has(child) && !hasExited(child) && existsSync(this.spec.socket)) return undefined;
     this.starting ??= this.startOnDemand().finally(() => (this.starting = undefined));
     return this.starting;
   }

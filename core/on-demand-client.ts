@@ -1,0 +1,92 @@
+// Clients, inside Berth's own processes, for a process that berthd starts on demand
+// (core/routes.ts): while it is not running its socket is absent, so before a call the
+// client asks berthd to start it (berth.internal.v1.Processes on berthd's in-process
+// socket) and connects anew. A retiring process removes its socket first and then
+// still takes, for a moment, the calls that were already on their way
+// (core/grpc-server.ts), so the check before each call leaves no gap a call can fall into.
+import { existsSync } from "node:fs";
+import { connectivityState } from "@grpc/grpc-js";
+import type { Channel, Client, TsProtoServiceDefinition } from "nice-grpc";
+import { serviceSocketPath } from "./config.ts";
+import { fromClientError } from "./errors.ts";
+import { ProcessesDefinition } from "./gen/berth/internal/v1/processes.ts";
+import { clientOn, grpcClient, newUnixChannel } from "./grpc-client.ts";
+import { inProcess } from "./routes.ts";
+
+/** How long a start may take: berthd gives a process 10 s to listen, and may be queueing starts. */
+const startTimeoutMs = 30_000;
+
+/** Makes sure process `name` accepts calls on its socket, asking berthd to start it if needed. */
+export async function startProcess(state: string, name: string): Promise<void> {
+  try {
+    await grpcClient(ProcessesDefinition, serviceSocketPath(state, inProcess)).ready({ name }, { signal: AbortSignal.timeout(startTimeoutMs) });
+  } catch (err) {
+    throw fromClientError(err, `starting process ${name}`);
+  }
+}
+
+/** One process's connection: a fresh channel each time the process had to be started. */
+class OnDemandConnection {
+  private channel: Channel | undefined;
+  private readonly clients = new Map<TsProtoServiceDefinition, unknown>();
+  private readonly state: string;
+  private readonly name: string;
+  private readonly socket: string;
+
+  constructor(state: string, name: string) {
+    this.state = state;
+    this.name = name;
+    this.socket = serviceSocketPath(state, name);
+  }
+
+  async client<D extends TsProtoServiceDefinition>(definition: D): Promise<Client<D>> {
+    if (!existsSync(this.socket)) {
+      await startProcess(this.state, this.name);
+      this.replaceChannel();
+    } else if (!this.channel || this.channel.getConnectivityState(false) === connectivityState.TRANSIENT_FAILURE) {
+      // A channel that failed to connect (the process crashed meanwhile) waits out a
+      // backoff before it tries again; a new one connects at once.
+      this.replaceChannel();
+    }
+    let client = this.clients.get(definition) as Client<D> | undefined;
+    if (!client) {
+      client = clientOn(definition, this.channel!);
+      this.clients.set(definition, client);
+    }
+    return client;
+  }
+
+  private replaceChannel(): void {
+    // Calls still open on the old channel finish on it.
+    this.channel?.close();
+    this.channel = newUnixChannel(this.socket);
+    this.clients.clear();
+  }
+}
+
+const connections = new Map<string, OnDemandConnection>();
+
+/**
+ * A client for `definition` served by process `name`, started through berthd whenever
+ * its socket is absent. Same calls as a nice-grpc client.
+ */
+export function onDemandClient<D extends TsProtoServiceDefinition>(definition: D, state: string, name: string): Client<D> {
+  const key = serviceSocketPath(state, name);
+  let connection = connections.get(key);
+  if (!connection) {
+    connection = new OnDemandConnection(state, name);
+    connections.set(key, connection);
+  }
+  const conn = connection;
+  const methods: Record<string, unknown> = {};
+  for (const [method, spec] of Object.entries(definition.methods)) {
+    type Call = (request: unknown, options?: unknown) => unknown;
+    const call = async (request: unknown, options: unknown) => ((await conn.client(definition)) as unknown as Record<string, Call>)[method]!(request, options);
+    methods[method] = spec.responseStream
+      ? async function* (request: unknown, options?: unknown) {
+          yield* (await call(request, options)) as AsyncIterable<unknown>;
+        }
+      : call;
+  }
+  return methods as Client<D>;
+}
