@@ -25,10 +25,19 @@ export async function startProcess(state: string, name: string): Promise<void> {
   }
 }
 
+/**
+ * A replaced channel is closed this much later: a call may have taken a client on it
+ * and not started yet (closing it would fail that call), and calls already open on it
+ * finish on it anyway.
+ */
+const replacedChannelCloseMs = 60_000;
+
 /** One process's connection: a fresh channel each time the process had to be started. */
 class OnDemandConnection {
   private channel: Channel | undefined;
   private readonly clients = new Map<TsProtoServiceDefinition, unknown>();
+  /** The start under way, shared by the calls that found the process stopped. */
+  private starting: Promise<void> | undefined;
   private readonly state: string;
   private readonly name: string;
   private readonly socket: string;
@@ -40,9 +49,10 @@ class OnDemandConnection {
   }
 
   async client<D extends TsProtoServiceDefinition>(definition: D): Promise<Client<D>> {
+    if (this.starting) await this.starting;
     if (!existsSync(this.socket)) {
-      await startProcess(this.state, this.name);
-      this.replaceChannel();
+      this.starting ??= this.start().finally(() => (this.starting = undefined));
+      await this.starting;
     } else if (!this.channel || this.channel.getConnectivityState(false) === connectivityState.TRANSIENT_FAILURE) {
       // A channel that failed to connect (the process crashed meanwhile) waits out a
       // backoff before it tries again; a new one connects at once.
@@ -56,9 +66,14 @@ class OnDemandConnection {
     return client;
   }
 
+  private async start(): Promise<void> {
+    await startProcess(this.state, this.name);
+    this.replaceChannel();
+  }
+
   private replaceChannel(): void {
-    // Calls still open on the old channel finish on it.
-    this.channel?.close();
+    const old = this.channel;
+    if (old) setTimeout(() => old.close(), replacedChannelCloseMs).unref();
     this.channel = newUnixChannel(this.socket);
     this.clients.clear();
   }

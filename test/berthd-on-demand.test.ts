@@ -99,6 +99,13 @@ describe("processes started on demand", () => {
     }
   });
 
+  test("concurrent calls that find a process stopped share one start, and all are answered", async () => {
+    await allIdle(d);
+    const images = onDemandClient(ImagesDefinition, d.state, "images");
+    const replies = await Promise.all(Array.from({ length: 50 }, () => images.list({ filters: [] }, inNamespace("default"))));
+    assert.equal(replies.filter((r) => r.images.length === 0).length, 50);
+  });
+
   test("berthd refuses to start a process that is not in the process table, naming it", async () => {
     const processes = grpcClient(ProcessesDefinition, join(d.state, "services", "metadata.sock"));
     await assert.rejects(processes.ready({ name: "nope" }), (err: { code: Status; details: string }) => {
