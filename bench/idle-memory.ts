@@ -1,14 +1,16 @@
-// npm run bench: memory of the idle daemons, side by side. Starts berthd (with its
-// private redis and every always-on service; diff and jobs run only on demand, so an
-// idle daemon has none) and containerd (CRI plugin disabled: Berth has no
-// CRI yet), each on its own temp root, waits for them to settle, and reports each
-// process's private memory (USS) and the summed PSS, with the ratio Berth/containerd.
+// npm run bench: memory of the idle daemons, side by side. Starts berthd through its
+// launcher (with its private redis and every always-on service; the on-demand ones,
+// core/routes.ts, run only while called, so an idle daemon has none) and containerd
+// (CRI plugin disabled: Berth has no CRI yet), each on its own temp root, waits for
+// them to settle, and reports each process's private memory (USS) and PSS, their sums,
+// and the ratio of summed PSS Berth/containerd.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { childPids, repoRoot, sleep } from "../test/harness.ts";
 import { containerdInstalled, startBerth, startContainerd, type RunningDaemon } from "./daemons.ts";
 import { mib, processMemory, processName, type ProcessMemory } from "./proc-memory.ts";
+import { processTable } from "../core/routes.ts";
 
 const settleMs = Number(process.env.BENCH_SETTLE_MS ?? 5000);
 
@@ -37,7 +39,15 @@ try {
   const containerd = containerdInstalled()
     ? await measure(await startContainerd(join(base, "containerd")))
     : "containerd is not installed (apt-get install containerd)";
-  const out: string[] = [`# Idle daemon memory (${new Date().toISOString()}, settle ${settleMs} ms)`, "", table("## Berth (berthd, services, redis)", berth), ""];
+  const onDemand = processTable.filter((spec) => spec.onDemand).map((spec) => spec.name);
+  const out: string[] = [
+    `# Idle daemon memory (${new Date().toISOString()}, settle ${settleMs} ms)`,
+    "",
+    table("## Berth (berthd, services, redis)", berth),
+    "",
+    `Started on demand, so not running while idle: ${onDemand.join(", ")}.`,
+    "",
+  ];
   const berthPss = berth.reduce((s, r) => s + r.pssKiB, 0);
   if (typeof containerd === "string") {
     out.push(`containerd: not measured — ${containerd}`);
