@@ -25,9 +25,9 @@ quote() {
   printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
 }
 
-# berthd idles most of its life: core/node-flags.ts's idleTunedNodeFlags, which
+# berthd idles most of its life: core/node-flags.ts's berthdNodeFlags, which
 # test/launchers.test.ts checks these against. berthctl runs for a moment: V8's defaults.
-berthd_flags="--lite-mode --max-semi-space-size=1 --v8-pool-size=1"
+berthd_flags="--max-semi-space-size=1 --v8-pool-size=1"
 
 for name in berthd berthctl; do
   bundle="$repo/dist/$name.js"

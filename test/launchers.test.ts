@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { idleTunedNodeFlags } from "../core/node-flags.ts";
+import { berthdNodeFlags, idleTunedNodeFlags } from "../core/node-flags.ts";
 import { ok, repoRoot, run, startDaemon, type Daemon } from "./harness.ts";
 
 const installer = join(repoRoot, "scripts", "install-launchers.sh");
@@ -39,7 +39,7 @@ describe("launchers", () => {
     assert.equal(ppid, process.pid, "no shell or npm process between the test and berthd");
     // berthd and its always-on services run tuned for size (core/node-flags.ts).
     const nodeFlagsOf = (p: number) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0").filter((arg) => arg.startsWith("--") && !arg.startsWith("--root") && !arg.startsWith("--state"));
-    assert.deepEqual(nodeFlagsOf(pid), idleTunedNodeFlags);
+    assert.deepEqual(nodeFlagsOf(pid), berthdNodeFlags);
     assert.deepEqual(nodeFlagsOf(daemon.servicePid("tasks")!), idleTunedNodeFlags);
 
     const version = ok(run(join(bin, "berthctl"), ["--address", daemon.address, "version"]), "berthctl launcher");
@@ -63,13 +63,13 @@ describe("launchers", () => {
 
   test("berthd's npm bin passes the same V8 flags as the installed launcher", () => {
     const npmBin = readFileSync(join(repoRoot, "cmd", "berthd", "bin", "berthd"), "utf8");
-    assert.match(npmBin, new RegExp(`^exec "\\$repo/node_modules/node/bin/node" ${idleTunedNodeFlags.join(" ")} "\\$repo/dist/berthd\\.js" "\\$@"$`, "m"));
+    assert.match(npmBin, new RegExp(`^exec "\\$repo/node_modules/node/bin/node" ${berthdNodeFlags.join(" ")} "\\$repo/dist/berthd\\.js" "\\$@"$`, "m"));
   });
 
   test("installing again replaces the launchers and leaves no temp files", () => {
     ok(run("sh", [installer, bin]), "second install");
     assert.deepEqual(readdirSync(bin).sort(), ["berthctl", "berthd"]);
-    assert.match(readFileSync(join(bin, "berthd"), "utf8"), new RegExp(`^#!/bin/sh\n(?:#.*\n)*exec '[^']+/node' ${idleTunedNodeFlags.join(" ")} '[^']+/dist/berthd\\.js' "\\$@"\n$`));
+    assert.match(readFileSync(join(bin, "berthd"), "utf8"), new RegExp(`^#!/bin/sh\n(?:#.*\n)*exec '[^']+/node' ${berthdNodeFlags.join(" ")} '[^']+/dist/berthd\\.js' "\\$@"\n$`));
   });
 
   test("a target that is missing or not a directory is refused, and nothing is written", () => {
