@@ -1,14 +1,14 @@
 // Clients, inside Berth's own processes, for a process that berthd starts on demand
 // (core/routes.ts): while it is not running its socket is absent, so before a call the
 // client asks berthd to start it (berth.internal.v1.Processes on berthd's in-process
-// socket) and connects anew. A retiring process removes its socket first and then
-// still takes, for a moment, the calls that were already on their way
-// (core/grpc-server.ts), so the check before each call leaves no gap a call can fall into.
+// socket) and connects anew. Each call goes out on a connection made beforehand: a
+// retiring process removes its socket first and still takes, for a moment, calls on
+// the connections it has (core/grpc-server.ts), so a call cannot fall into the gap.
 import { existsSync } from "node:fs";
 import { connectivityState } from "@grpc/grpc-js";
 import type { Channel, Client, TsProtoServiceDefinition } from "nice-grpc";
 import { serviceSocketPath } from "./config.ts";
-import { fromClientError } from "./errors.ts";
+import { fromClientError, unavailable } from "./errors.ts";
 import { ProcessesDefinition } from "./gen/berth/internal/v1/processes.ts";
 import { clientOn, grpcClient, newUnixChannel } from "./grpc-client.ts";
 import { inProcess } from "./routes.ts";
@@ -32,6 +32,24 @@ export async function startProcess(state: string, name: string): Promise<void> {
  */
 const replacedChannelCloseMs = 60_000;
 
+const connectTimeoutMs = 10_000;
+/** Connection attempts, each after making sure the process runs, before a call fails. */
+const connectAttempts = 3;
+
+/** Whether `channel` gets connected (READY) within `timeoutMs`; false as soon as an attempt fails. */
+function connected(channel: Channel, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve) => {
+    const check = () => {
+      const state = channel.getConnectivityState(true);
+      if (state === connectivityState.READY) return resolve(true);
+      if (state === connectivityState.TRANSIENT_FAILURE || state === connectivityState.SHUTDOWN) return resolve(false);
+      channel.watchConnectivityState(state, deadline, (err) => (err ? resolve(false) : check()));
+    };
+    check();
+  });
+}
+
 /** One process's connection: a fresh channel each time the process had to be started. */
 class OnDemandConnection {
   private channel: Channel | undefined;
@@ -49,21 +67,31 @@ class OnDemandConnection {
   }
 
   async client<D extends TsProtoServiceDefinition>(definition: D): Promise<Client<D>> {
-    if (this.starting) await this.starting;
-    if (!existsSync(this.socket)) {
-      this.starting ??= this.start().finally(() => (this.starting = undefined));
-      await this.starting;
-    } else if (!this.channel || this.channel.getConnectivityState(false) === connectivityState.TRANSIENT_FAILURE) {
-      // A channel that failed to connect (the process crashed meanwhile) waits out a
-      // backoff before it tries again; a new one connects at once.
-      this.replaceChannel();
+    for (let attempt = 1; ; attempt++) {
+      if (this.starting) await this.starting;
+      const state = this.channel?.getConnectivityState(false);
+      if (!existsSync(this.socket)) {
+        this.starting ??= this.start().finally(() => (this.starting = undefined));
+        await this.starting;
+      } else if (state === undefined || state === connectivityState.TRANSIENT_FAILURE || state === connectivityState.SHUTDOWN) {
+        // A channel that failed to connect waits out a backoff before it tries again; a
+        // new one connects at once.
+        this.replaceChannel();
+      }
+      const channel = this.channel!;
+      // Connected before the call is made: a retiring process removes its socket first
+      // and still takes, for a moment, calls on the connections it has, but a connection
+      // attempted after the removal fails (and then the process is started anew).
+      if (await connected(channel, connectTimeoutMs)) {
+        let client = this.clients.get(definition) as Client<D> | undefined;
+        if (!client) {
+          client = clientOn(definition, channel);
+          this.clients.set(definition, client);
+        }
+        return client;
+      }
+      if (attempt === connectAttempts) throw unavailable(`cannot connect to the ${this.name} process on ${this.socket}`);
     }
-    let client = this.clients.get(definition) as Client<D> | undefined;
-    if (!client) {
-      client = clientOn(definition, this.channel!);
-      this.clients.set(definition, client);
-    }
-    return client;
   }
 
   private async start(): Promise<void> {

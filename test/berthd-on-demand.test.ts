@@ -6,7 +6,7 @@
 // a collection at start does the same. Idle processes exit after BERTH_IDLE_EXIT_MS.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -17,7 +17,7 @@ import { ProcessesDefinition } from "../core/gen/berth/internal/v1/processes.ts"
 import { closeChannels, grpcClient, inNamespace } from "../core/grpc-client.ts";
 import { onDemandClient } from "../core/on-demand-client.ts";
 import { processName } from "../bench/proc-memory.ts";
-import { childPids, ok, sleep, startDaemon, type Daemon } from "./harness.ts";
+import { childPids, closeFreshChannels, freshClient, ok, sleep, startDaemon, type Daemon } from "./harness.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
 
@@ -104,6 +104,30 @@ describe("processes started on demand", () => {
     const images = onDemandClient(ImagesDefinition, d.state, "images");
     const replies = await Promise.all(Array.from({ length: 50 }, () => images.list({ filters: [] }, inNamespace("default"))));
     assert.equal(replies.filter((r) => r.images.length === 0).length, 50);
+  });
+
+  test("a call that finds content retiring waits for it to exit: never two content processes at once", async () => {
+    const content = freshClient(ContentDefinition, d.address);
+    const socket = join(d.state, "services", "content.sock");
+    const copies = () => childPids(d.pid!).filter((pid) => processName(pid) === "content").length;
+    let most = 0;
+    const sampler = setInterval(() => (most = Math.max(most, copies())), 5);
+    try {
+      for (let round = 0; round < 5; round++) {
+        for await (const _ of content.list({ filters: [] }, inNamespace("default"))) {
+          // drained
+        }
+        // It retires: its socket goes first, and it lives on for a moment after.
+        await until("content removed its socket", () => !existsSync(socket), d);
+        for await (const _ of content.list({ filters: [] }, inNamespace("default"))) {
+          // drained
+        }
+      }
+    } finally {
+      clearInterval(sampler);
+      closeFreshChannels();
+    }
+    assert.equal(most, 1, "content processes running at once");
   });
 
   test("berthd refuses to start a process that is not in the process table, naming it", async () => {
