@@ -98,6 +98,7 @@ export class SupervisedService {
         return;
       }
       await this.retired(child);
+      if (this.stopping) throw new Error(`service ${this.spec.name} is stopping`);
     }
     await this.start();
   }
