@@ -27,7 +27,7 @@ export const inProcess = "metadata";
 export const processTable: readonly ProcessSpec[] = [
   // content, images and snapshots keep everything in the database and under the root,
   // so an idle daemon runs none of them (each costs ~25 MiB PSS): the first call starts
-  // one, in ~0.1 s (docs/architecture.md), and it retires once idle. Processes calling
+  // one, in 0.1–0.25 s (docs/architecture.md), and it retires once idle. Processes calling
   // them directly ask berthd to start them first (core/on-demand-client.ts).
   {
     name: "content",
