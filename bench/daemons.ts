@@ -53,3 +53,34 @@ export async function startContainerd(base: string): Promise<RunningDaemon> {
   if (!(await waitForSocket(address, 20_000, () => hasExited(child)))) throw new Error(`containerd did not open ${address}`);
   return { name: "containerd", pid: child.pid!, address, stop: () => stopChild(child, 15_000) };
 }
+
+export function dockerdInstalled(): boolean {
+  return spawnSync("dockerd", ["--version"]).status === 0;
+}
+
+/**
+ * A real dockerd (Debian's docker.io) on a temp root with its own managed containerd,
+ * no iptables and no default bridge, so it touches nothing outside `base`. address is
+ * its Engine API socket.
+ */
+export async function startDockerd(base: string): Promise<RunningDaemon> {
+  const address = join(base, "docker.sock");
+  const child = spawn(
+    "dockerd",
+    [
+      "--data-root", join(base, "data"),
+      "--exec-root", join(base, "exec"),
+      "--pidfile", join(base, "dockerd.pid"),
+      "--host", `unix://${address}`,
+      "--iptables=false",
+      "--ip-masq=false",
+      "--bridge=none",
+      "--userland-proxy=false",
+      "--config-file", join(base, "daemon.json"),
+    ],
+    { stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, DOCKER_RAMDISK: "" } },
+  );
+  writeFileSync(join(base, "daemon.json"), "{}");
+  if (!(await waitForSocket(address, 30_000, () => hasExited(child)))) throw new Error(`dockerd did not open ${address}`);
+  return { name: "dockerd", pid: child.pid!, address, stop: () => stopChild(child, 20_000) };
+}

@@ -2,7 +2,7 @@
 // at once, so it works for any protocol — gRPC, redis — and tells "up" from "not
 // yet"), waiting until it does, and listening on one that only root and the socket's
 // group may use.
-import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { dirname } from "node:path";
 
@@ -31,10 +31,23 @@ export async function waitForSocket(path: string, timeoutMs: number, gaveUp: () 
   return false;
 }
 
-/** Listens (through `listen`) on a fresh socket at `path`, then makes it root's and its group's only. */
+/** The id of the `berth` group, whose members may use the public sockets (as the `docker` group does), if it exists. */
+function berthGroupId(): number | undefined {
+  try {
+    const row = readFileSync("/etc/group", "utf8").split("\n").find((line) => line.startsWith("berth:"));
+    const gid = Number(row?.split(":")[2]);
+    return Number.isInteger(gid) ? gid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Listens (through `listen`) on a fresh socket at `path`, then makes it root's and its group's (`berth` when that exists) only. */
 export async function listenOnSocket(path: string, listen: (path: string) => Promise<unknown>): Promise<void> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o711 });
   rmSync(path, { force: true });
   await listen(path);
   chmodSync(path, 0o660);
+  const gid = berthGroupId();
+  if (gid !== undefined) chownSync(path, 0, gid);
 }

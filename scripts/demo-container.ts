@@ -11,28 +11,7 @@ import { TasksDefinition } from "../core/gen/containerd/services/tasks/v1/tasks.
 import { grpcClient, inNamespace } from "../core/grpc-client.ts";
 import { chainId } from "../core/image/index.ts";
 import { prepareRootfs } from "../core/rootfs.ts";
-
-/** The smallest OCI spec runc runs busybox with: own namespaces, /proc and a /dev tmpfs. */
-function echoSpec(args: string[]) {
-  return {
-    ociVersion: "1.0.2",
-    process: {
-      terminal: false,
-      user: { uid: 0, gid: 0 },
-      args,
-      env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-      cwd: "/",
-      noNewPrivileges: true,
-    },
-    root: { path: "rootfs" },
-    hostname: "berth-demo",
-    mounts: [
-      { destination: "/proc", type: "proc", source: "proc" },
-      { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
-    ],
-    linux: { namespaces: ["pid", "ipc", "uts", "mount", "network"].map((type) => ({ type })) },
-  };
-}
+import { containerSpec } from "../core/oci/spec.ts";
 
 /** Runs `args` in a container of the unpacked image (its config's diff ids name the rootfs) and returns its stdout. */
 export async function runInContainer(address: string, namespace: string, imageName: string, diffIds: string[], args: string[]): Promise<{ output: string; exitStatus: number }> {
@@ -49,7 +28,7 @@ export async function runInContainer(address: string, namespace: string, imageNa
     if (made.status !== 0) throw new Error(`mkfifo ${stdout}: ${made.stderr.trim()}`);
     const mounts = await prepareRootfs(snapshots, { namespace, snapshotter: "overlayfs", key: id, parent: chainId(diffIds) });
     undo.push(() => snapshots.remove({ snapshotter: "overlayfs", key: id }, meta));
-    const spec = { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Spec", value: Buffer.from(JSON.stringify(echoSpec(args))) };
+    const spec = { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Spec", value: Buffer.from(JSON.stringify(containerSpec({ namespace, id, args, hostname: "berth-demo" }))) };
     await containers.create({ container: { id, image: imageName, runtime: { name: "io.containerd.runc.v2" }, spec, snapshotter: "overlayfs", snapshotKey: id } }, meta);
     undo.push(() => containers.delete({ id }, meta));
     // The reader's open completes once the shim opens its end; it ends when the shim lets go.

@@ -149,6 +149,16 @@ export class Daemon {
     return run("ctr", ["--address", this.address, "--namespace", namespace, ...args], input);
   }
 
+  /** The Engine API's socket. */
+  get dockerSocket(): string {
+    return join(this.state, "docker.sock");
+  }
+
+  /** The real docker CLI against this daemon's Engine API (with a config dir of its own, so ~/.docker is not touched). */
+  docker(args: string[], input?: string | Buffer, env: NodeJS.ProcessEnv = {}): RunResult {
+    return run("docker", args, input, { ...process.env, DOCKER_HOST: `unix://${this.dockerSocket}`, DOCKER_CONFIG: join(this.base, "docker-config"), ...env });
+  }
+
   berthctl(args: string[], input?: string | Buffer, namespace = "default"): RunResult {
     return run(process.execPath, [join(distDir, "berthctl.js"), "--address", this.address, "--namespace", namespace, ...args], input);
   }

@@ -109,6 +109,24 @@ describe("ctr run", () => {
   });
 });
 
+describe("log files", () => {
+  test("--log-uri file:// writes the output to the file; a malformed log URI is refused and leaves nothing", () => {
+    const dir = mkdtempSync(join(tmpdir(), "berth-task-log-"));
+    try {
+      const log = join(dir, "out.log");
+      ok(ctr(["run", "--rm", "--log-uri", `file://${log}`, image, "log-uri", "sh", "-c", "echo to-out; echo to-err >&2"]), "run --log-uri");
+      assert.equal(readFileSync(log, "utf8").split("\n").sort().join("|"), "|to-err|to-out");
+      const bad = ctr(["run", "--rm", "--log-uri", "file://somehost/x.log", image, "bad-log-uri", "true"]);
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /names a local path/);
+      ctr(["containers", "rm", "bad-log-uri"]);
+      assert.deepEqual(tableRows(ok(ctr(["tasks", "ls"]), "tasks ls").stdout), []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("terminal", () => {
   test("run -t gives the process a pty (script(1) gives ctr one)", () => {
     const command = ["ctr", "--address", d.address, "--namespace", namespace, "run", "-t", "--rm", image, "with-tty", "echo", "on-a-tty"];

@@ -18,6 +18,8 @@ import { loadDaemonConfig } from "./config.ts";
 import { startPrivateRedis, type PrivateRedis } from "./redis.ts";
 import { acquireRootLock } from "./single-instance.ts";
 import { SupervisedService } from "./supervisor.ts";
+import { openEngineSocket, type EngineSocket } from "./engine-socket.ts";
+import { berthVersion } from "../../services/gateway/introspection.ts";
 
 const log = createLogger("berthd");
 /** An on-demand process exits after this long without a call. */
@@ -64,6 +66,7 @@ async function main(): Promise<void> {
   const pidFile = join(config.state, "berthd.pid");
   let metadata: Awaited<ReturnType<typeof serveMetadata>> | undefined;
   let gateway: { close(): Promise<void> } | undefined;
+  let engine: EngineSocket | undefined;
   let stopping = false;
   const shutdown = async (why: string, exitCode = 0) => {
     if (stopping) return;
@@ -72,6 +75,7 @@ async function main(): Promise<void> {
     rmSync(pidFile, { force: true });
     // The front door first; the services before what they call (metadata), Redis last.
     const closing = (what: string) => (err: Error) => log.warn({ err: err.message, what }, "close failed");
+    await engine?.close().catch(closing("engine"));
     await gateway?.close().catch(closing("gateway"));
     await Promise.all([...services.values()].map((service) => service.stop()));
     await metadata?.close().catch(closing("metadata"));
@@ -99,6 +103,7 @@ async function main(): Promise<void> {
     for (const [owner, removed] of Object.entries(owners)) {
       if (removed > 0) ready(owner)?.catch((err: Error) => log.warn({ err: err.message, owner }, "cannot start to sweep unreferenced files"));
     }
+    engine = await openEngineSocket({ root: config.root, state: config.state, address: config.address, log: log.child({ component: "engine" }), serverVersion: berthVersion.replace(/^v/, "") }, log);
   } catch (err) {
     log.error({ err: (err as Error).message }, "start-up failed");
     await shutdown("start-up failed", 1);

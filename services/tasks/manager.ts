@@ -53,6 +53,20 @@ export interface TaskEvents {
   exited(task: Task, process: ProcessEntry): void;
 }
 
+/**
+ * Where a process's output goes: FIFOs a client made (ctr's default), or a log file named
+ * by a `file://` URI in stdout (ctr's `--log-uri`: raw bytes; `?format=json` makes it
+ * Docker's json-file lines, which the Engine API's logs read).
+ */
+export function outputOf(io: ProcessIo): { stdout?: string; stderr?: string; log?: string; logFormat?: "raw" | "json" } {
+  if (!io.stdout.startsWith("file://")) return { stdout: io.stdout, stderr: io.stderr };
+  const url = new URL(io.stdout);
+  if (url.host) throw invalidArgument(`log URI ${io.stdout}: a file URI names a local path (file:///path)`);
+  const format = url.searchParams.get("format") ?? "raw";
+  if (format !== "raw" && format !== "json") throw invalidArgument(`log URI ${io.stdout}: format must be raw or json`);
+  return { log: decodeURIComponent(url.pathname), logFormat: format };
+}
+
 const phaseName = (p: ProcessEntry) => (p.exit ? "stopped" : p.phase);
 
 export class TaskManager {
@@ -152,8 +166,7 @@ export class TaskManager {
       ...what,
       terminal: io.terminal,
       stdin: io.stdin,
-      stdout: io.stdout,
-      stderr: io.stderr,
+      ...outputOf(io),
     });
   }
 
