@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hasExited, stopChild } from "../core/process.ts";
 import { waitForSocket } from "../core/socket.ts";
-import { startDaemon } from "../test/harness.ts";
+import { repoRoot, startDaemon } from "../test/harness.ts";
 
 export interface RunningDaemon {
   name: string;
@@ -16,8 +16,10 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
+/** berthd as users start it: through its launcher (its V8 flags included). */
 export async function startBerth(base: string, env: NodeJS.ProcessEnv = {}): Promise<RunningDaemon> {
-  const daemon = await startDaemon({ base, env: { BERTH_LOG_LEVEL: "warn", ...env } });
+  const launcher = join(repoRoot, "cmd", "berthd", "bin", "berthd");
+  const daemon = await startDaemon({ base, launcher, env: { BERTH_LOG_LEVEL: "warn", ...env } });
   return { name: "berth", pid: daemon.pid!, address: daemon.address, stop: () => daemon.stop() };
 }
 
@@ -50,4 +52,35 @@ export async function startContainerd(base: string): Promise<RunningDaemon> {
   const child = spawn("containerd", ["--config", config], { stdio: ["ignore", "ignore", "ignore"] });
   if (!(await waitForSocket(address, 20_000, () => hasExited(child)))) throw new Error(`containerd did not open ${address}`);
   return { name: "containerd", pid: child.pid!, address, stop: () => stopChild(child, 15_000) };
+}
+
+export function dockerdInstalled(): boolean {
+  return spawnSync("dockerd", ["--version"]).status === 0;
+}
+
+/**
+ * A real dockerd (Debian's docker.io) on a temp root with its own managed containerd,
+ * no iptables and no default bridge, so it touches nothing outside `base`. address is
+ * its Engine API socket.
+ */
+export async function startDockerd(base: string): Promise<RunningDaemon> {
+  const address = join(base, "docker.sock");
+  const child = spawn(
+    "dockerd",
+    [
+      "--data-root", join(base, "data"),
+      "--exec-root", join(base, "exec"),
+      "--pidfile", join(base, "dockerd.pid"),
+      "--host", `unix://${address}`,
+      "--iptables=false",
+      "--ip-masq=false",
+      "--bridge=none",
+      "--userland-proxy=false",
+      "--config-file", join(base, "daemon.json"),
+    ],
+    { stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, DOCKER_RAMDISK: "" } },
+  );
+  writeFileSync(join(base, "daemon.json"), "{}");
+  if (!(await waitForSocket(address, 30_000, () => hasExited(child)))) throw new Error(`dockerd did not open ${address}`);
+  return { name: "dockerd", pid: child.pid!, address, stop: () => stopChild(child, 20_000) };
 }

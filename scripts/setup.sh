@@ -16,7 +16,11 @@ packages=(
   openssl           # test CAs and certificates for the registry TLS tests
   procps            # pgrep, which the shim tests use to prove nothing is left running
   iproute2
+  bsdutils          # script(1): gives `docker run -it` a terminal in the Engine API tests
 )
+# The Engine API tests drive the real docker CLI. Machines of this kind ship one; where
+# none is, Debian's docker.io brings one (its dockerd is never started, Berth needs none).
+command -v docker >/dev/null || packages+=(docker.io)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,9 +4,11 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { ok, run, type Daemon } from "./harness.ts";
-import { engineHttp, eventually, jsonOf, removeAllContainers, startEngineWithBusybox } from "./fixtures/engine-session.ts";
+import { removeEveryContainer } from "./engine-cleanup.ts";
+import { engineConnectionsHeld, engineHttp, eventually, jsonOf, startEngineWithBusybox } from "./fixtures/engine-session.ts";
 
 let d: Daemon;
 let running = "";
@@ -19,7 +21,7 @@ before(async () => {
 after(async () => {
   if (!d) return;
   try {
-    await removeAllContainers(d);
+    await removeEveryContainer(d);
   } finally {
     await d.destroy();
   }
@@ -49,6 +51,11 @@ test("docker exec -it runs on a terminal (under script(1))", () => {
   assert.equal(r.code, 3, r.stdout + r.stderr);
   assert.match(r.stdout, /\/dev\/pts\/\d+/);
   assert.match(r.stdout, /tty-ok\r\n/);
+  // The CLI resizes the exec's terminal after the start and complains when that fails.
+  assert.doesNotMatch(r.stdout + r.stderr, /failed to resize tty/);
+  const missing = run("script", ["-qec", "docker exec -it box no-such-command", "/dev/null"], undefined, env);
+  assert.equal(missing.code, 127, missing.stdout + missing.stderr);
+  assert.match(missing.stdout, /executable file not found/);
 });
 
 test("exec's user, working directory and environment apply", () => {
@@ -72,13 +79,21 @@ test("a missing command exits 127 and a non-executable one 126, with the runtime
   assert.equal(badDir.code, 126);
 });
 
-test("exec into a container that is not running is Docker's 409", async () => {
+test("exec into a container that is not running, or paused, is Docker's 409", async () => {
   const id = ok(d.docker(["create", "--name", "stopped", "busybox", "true"]), "create").stdout.trim();
   const r = d.docker(["exec", "stopped", "true"]);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, new RegExp(`Container ${id} is not running`));
   const raw = await engineHttp(d, "POST", "/v1.41/containers/stopped/exec", JSON.stringify({ Cmd: ["true"] }));
   assert.equal(raw.status, 409);
+  ok(d.docker(["pause", "box"]), "pause");
+  try {
+    const paused = d.docker(["exec", "box", "true"]);
+    assert.notEqual(paused.code, 0);
+    assert.match(paused.stderr, new RegExp(`Container ${running} is paused, unpause the container before exec`));
+  } finally {
+    ok(d.docker(["unpause", "box"]), "unpause");
+  }
   const unknown = await engineHttp(d, "POST", "/v1.41/containers/no-such-box/exec", JSON.stringify({ Cmd: ["true"] }));
   assert.equal(unknown.status, 404);
   assert.equal(jsonOf(unknown).message, "No such container: no-such-box");
@@ -114,6 +129,8 @@ test("exec inspect: ExitCode is null until the exec exits; a second start is a 4
   assert.equal(before.Running, false);
   assert.equal(before.ContainerID, running);
   assert.deepEqual(before.ProcessConfig, { tty: false, entrypoint: "sh", arguments: ["-c", "exit 7"], privileged: false, user: "" });
+  const listed = ok(d.docker(["inspect", "-f", "{{json .ExecIDs}}", "box"]), "inspect ExecIDs").stdout;
+  assert.ok((JSON.parse(listed) as string[]).includes(id), listed);
   const start = await engineHttp(d, "POST", `/v1.41/exec/${id}/start`, JSON.stringify({ Detach: true }));
   assert.equal(start.status, 200);
   const ended = await eventually("the exit code", async () => {
@@ -122,6 +139,9 @@ test("exec inspect: ExitCode is null until the exec exits; a second start is a 4
   });
   assert.equal(ended.ExitCode, 7);
   assert.equal(ended.Running, false);
+  assert.ok(!ok(d.docker(["inspect", "-f", "{{json .ExecIDs}}", "box"]), "inspect ExecIDs").stdout.includes(id), "an ended exec is no longer listed");
+  const resizeEnded = await engineHttp(d, "POST", `/v1.41/exec/${id}/resize?h=30&w=100`);
+  assert.equal(resizeEnded.status, 409);
   const again = await engineHttp(d, "POST", `/v1.41/exec/${id}/start`, JSON.stringify({ Detach: true }));
   assert.equal(again.status, 409);
   assert.equal(jsonOf(again).message, `Error: Exec command ${id} is already running`);
@@ -188,8 +208,95 @@ test("a stats stream sends a sample a second with the previous one as precpu", a
   assert.equal(second.pids_stats.current, 1);
 });
 
+test("stats show a container's memory limit, and zeros for a container that is not running", async () => {
+  ok(d.docker(["run", "-d", "--name", "limited", "-m", "64m", "busybox", "sleep", "100000"]), "run -m 64m");
+  const limited = jsonOf(await engineHttp(d, "GET", "/v1.41/containers/limited/stats?stream=0&one-shot=1")) as Record<string, any>;
+  assert.equal(limited.memory_stats.limit, 64 * 1024 * 1024);
+  assert.equal(limited.preread, "0001-01-01T00:00:00Z", "one-shot takes a single sample");
+  const line = ok(d.docker(["stats", "--no-stream", "limited"]), "docker stats").stdout;
+  assert.match(line, /\/ 64MiB/);
+  ok(d.docker(["create", "--name", "not-started", "busybox", "true"]), "create");
+  const idle = jsonOf(await engineHttp(d, "GET", "/v1.41/containers/not-started/stats?stream=0&one-shot=1")) as Record<string, any>;
+  assert.equal(idle.name, "/not-started");
+  assert.equal(idle.cpu_stats.cpu_usage.total_usage, 0);
+  assert.deepEqual(idle.memory_stats, {});
+});
+
 test("stats of an unknown container is a 404", async () => {
   const r = await engineHttp(d, "GET", "/v1.41/containers/no-such-box/stats?stream=0");
   assert.equal(r.status, 404);
   assert.equal(jsonOf(r).message, "No such container: no-such-box");
+});
+
+test("exec_create, exec_start and exec_die events name the exec and its exit code", () => {
+  const since = (Date.now() / 1000 - 1).toFixed(3);
+  assert.equal(d.docker(["exec", "box", "sh", "-c", "exit 4"]).code, 4);
+  const until = (Date.now() / 1000 + 0.2).toFixed(3);
+  const r = ok(d.docker(["events", "--since", since, "--until", until, "--filter", "container=box", "--format", "{{.Action}}|{{index .Actor.Attributes \"execID\"}}|{{index .Actor.Attributes \"exitCode\"}}"]), "docker events");
+  const events = r.stdout.trim().split("\n").map((line) => line.split("|"));
+  const actions = events.map(([action]) => action);
+  assert.deepEqual(actions.slice(-3), ["exec_create: sh -c exit 4", "exec_start: sh -c exit 4", "exec_die"]);
+  const [created, started, died] = events.slice(-3) as [string[], string[], string[]];
+  assert.match(created[1]!, /^[0-9a-f]{64}$/);
+  assert.equal(started[1], created[1]);
+  assert.equal(died[1], created[1]);
+  assert.equal(died[2], "4");
+});
+
+test("closing the hijacked connection detaches: the exec runs on and its exit is still recorded", async () => {
+  const created = jsonOf(await engineHttp(d, "POST", "/v1.41/containers/box/exec", JSON.stringify({ Cmd: ["sh", "-c", "sleep 1; echo late; echo done > /tmp/after-detach; exit 3"], AttachStdout: true })));
+  const id = String(created.Id);
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(d.dockerSocket);
+    const body = JSON.stringify({ Detach: false, Tty: false });
+    socket.on("error", reject);
+    socket.write(`POST /v1.41/exec/${id}/start HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    let head = "";
+    socket.on("data", (chunk: Buffer) => {
+      head += chunk.toString("latin1");
+      if (head.includes("\r\n\r\n")) {
+        assert.match(head, /^HTTP\/1\.1 101 UPGRADED\r\n/);
+        socket.destroy();
+        resolve();
+      }
+    });
+  });
+  await eventually("the detached exec's file", () => (d.docker(["exec", "box", "cat", "/tmp/after-detach"]).stdout === "done\n" ? true : undefined));
+  const ended = await eventually("the exit code", async () => {
+    const state = jsonOf(await engineHttp(d, "GET", `/v1.41/exec/${id}/json`));
+    return state.ExitCode === null ? undefined : state;
+  });
+  assert.equal(ended.ExitCode, 3);
+});
+
+test("an exec start refused before the takeover is a plain HTTP error, also on an upgrade request", async () => {
+  const reply = await new Promise<string>((resolve, reject) => {
+    const socket = connect(d.dockerSocket);
+    let text = "";
+    socket.on("data", (chunk: Buffer) => (text += chunk.toString("latin1")));
+    socket.on("end", () => {
+      socket.destroy();
+      resolve(text);
+    });
+    socket.on("error", reject);
+    socket.write("POST /v1.41/exec/nope/start HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+  });
+  assert.match(reply, /^HTTP\/1\.1 404 /);
+  assert.match(reply, /\{"message":"no such exec"\}$/);
+});
+
+test("a running TTY exec can be resized; a bad size is a 400", async () => {
+  const created = jsonOf(await engineHttp(d, "POST", "/v1.41/containers/box/exec", JSON.stringify({ Cmd: ["sleep", "2"], Tty: true })));
+  const id = String(created.Id);
+  assert.equal((await engineHttp(d, "POST", `/v1.41/exec/${id}/start`, JSON.stringify({ Detach: true, Tty: true }))).status, 200);
+  const resized = await engineHttp(d, "POST", `/v1.41/exec/${id}/resize?h=40&w=120`);
+  assert.equal(resized.status, 200, resized.body.toString());
+  const bad = await engineHttp(d, "POST", `/v1.41/exec/${id}/resize?h=-1&w=abc`);
+  assert.equal(bad.status, 400);
+  await eventually("the exec to end", async () => (jsonOf(await engineHttp(d, "GET", `/v1.41/exec/${id}/json`)).ExitCode === 0 ? true : undefined));
+});
+
+test("no connection to docker.sock stays open once its client is gone", async () => {
+  // Every client above has exited; a hijacked or errored connection the engine forgot to read would still be here.
+  await eventually("the engine's connections to close", () => (engineConnectionsHeld(d.pid!, d.dockerSocket) === 0 ? true : undefined), 5_000);
 });

@@ -5,13 +5,15 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, run, startDaemon, tableRows, type Daemon } from "./harness.ts";
+import { removeEveryContainer } from "./engine-cleanup.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { imageFromLayers, skopeoArchives } from "./fixtures/archives.ts";
+import { blobOf, descriptor, imageFromLayers, layoutEntries, ociManifestType, skopeo, skopeoArchives, tarOf, twoPlatformIndex } from "./fixtures/archives.ts";
 import { TestRegistry } from "./fixtures/registry.ts";
+import { EngineStore, initialState, type ContainerRecord } from "../services/engine/store.ts";
 
 let d: Daemon;
 let workdir: string;
@@ -19,7 +21,6 @@ let busyboxArchive: string;
 let otherArchive: string;
 let busyboxId: string;
 let registry: TestRegistry | undefined;
-const createdContainers: string[] = [];
 
 before(async () => {
   workdir = mkdtempSync(join(tmpdir(), "berth-engine-images-"));
@@ -33,11 +34,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const id of createdContainers) {
-    d?.ctr(["tasks", "kill", "-s", "SIGKILL", id], undefined, "moby");
-    d?.ctr(["tasks", "delete", id], undefined, "moby");
-    d?.ctr(["containers", "rm", id], undefined, "moby");
-  }
+  if (d) await removeEveryContainer(d);
   await registry?.stop();
   await d?.destroy();
   rmSync(workdir, { recursive: true, force: true });
@@ -218,14 +215,46 @@ test("docker push to a loopback registry, rmi, then docker pull brings it back",
   const messages = raw.body.trim().split("\r\n").map((line) => JSON.parse(line));
   assert.equal(messages[0].status, "Pulling from bb");
   assert.match(messages.at(-1).status, /^Status: Image is up to date/);
+  // By digest: the name is pinned, the tag untouched.
+  const byDigest = ok(d.docker(["pull", `${registry.host}/bb@${digestLine[1]}`]), "pull by digest");
+  assert.match(byDigest.stdout, new RegExp(`Digest: ${digestLine[1]}`));
   ok(d.docker(["tag", ref, "busybox:latest"]), "tag busybox back");
+});
+
+test("docker run of an image that is only in the registry pulls it first", async () => {
+  assert.ok(registry, "the registry runs");
+  const ref = `${registry.host}/runme:1`;
+  ok(d.docker(["tag", "busybox", ref]), "tag");
+  ok(d.docker(["push", ref]), "push");
+  ok(d.docker(["rmi", ref]), "rmi");
+  const r = ok(d.docker(["run", "--rm", ref, "echo", "pulled-and-ran"]), "run");
+  assert.match(r.stderr, new RegExp(`Unable to find image '${ref}' locally`));
+  assert.equal(r.stdout.trim().split("\n").at(-1), "pulled-and-ran");
+  ok(d.docker(["rmi", ref]), "rmi after run");
+});
+
+test("an index with only this host's content pushes as this host's manifest", async () => {
+  assert.ok(registry, "the registry runs");
+  const busybox = await buildBusyboxImage();
+  const diffId = JSON.parse(busybox.config.data.toString()).rootfs.diff_ids[0];
+  const amd64 = imageFromLayers(busybox.layers, [diffId], { architecture: "amd64" });
+  const arm64 = imageFromLayers(busybox.layers, [diffId], { architecture: "arm64", variant: "v8" });
+  const index = twoPlatformIndex(amd64.manifest, arm64.manifest);
+  const ref = `${registry.host}/multi:1`;
+  // The arm64 manifest and config are not in the archive, as after a pull of one platform.
+  const archive = await tarOf(layoutEntries([index, ...amd64.blobs], [descriptor(index, { annotations: { "io.containerd.image.name": ref, "org.opencontainers.image.ref.name": "1" } })]));
+  const loaded = ok(d.docker(["load"], archive), "load a one-platform index");
+  assert.match(loaded.stdout, new RegExp(`Loaded image: ${ref}`));
+  const pushed = ok(d.docker(["push", ref]), "push");
+  assert.match(pushed.stdout, new RegExp(`1: digest: ${amd64.manifest.digest} size: ${amd64.manifest.size}`));
+  ok(d.docker(["rmi", ref]), "rmi");
 });
 
 test("docker pull of a missing tag fails with Docker's 404 before any progress", async () => {
   assert.ok(registry, "the registry runs");
   const r = d.docker(["pull", `${registry.host}/bb:nope`]);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, new RegExp(`manifest for ${registry.host}/bb:nope not found`));
+  assert.equal(r.stderr.trim(), `Error response from daemon: manifest for ${registry.host}/bb:nope not found: manifest unknown: manifest unknown`);
   const raw = await http("POST", `/images/create?fromImage=${encodeURIComponent(`${registry.host}/nothere`)}&tag=1`);
   assert.equal(raw.status, 404, raw.body);
   assert.equal(raw.headers["content-type"], "application/json");
@@ -234,5 +263,113 @@ test("docker pull of a missing tag fails with Docker's 404 before any progress",
   assert.match(push.stderr, /An image does not exist locally with the tag: 127\.0\.0\.1:\d+\/notlocal/);
   const unreachable = d.docker(["pull", "127.0.0.1:1/bb:1"]);
   assert.equal(unreachable.code, 1);
-  assert.ok(unreachable.stderr.trim().length > 0);
+  assert.match(unreachable.stderr, /ECONNREFUSED/);
+  // A push that fails after the 200: the error comes in the stream and the CLI exits 1.
+  ok(d.docker(["tag", "busybox", "127.0.0.1:1/bb:1"]), "tag for an unreachable registry");
+  const failedPush = d.docker(["push", "127.0.0.1:1/bb:1"]);
+  assert.equal(failedPush.code, 1);
+  assert.match(failedPush.stdout, /The push refers to repository \[127\.0\.0\.1:1\/bb\]/);
+  assert.match(failedPush.stderr + failedPush.stdout, /ECONNREFUSED/);
+  ok(d.docker(["rmi", "127.0.0.1:1/bb:1"]), "rmi");
+});
+
+test("rmi of an image a container uses is a 409; with force it is untagged and kept; prune keeps it", async () => {
+  // A container record as the engine keeps one (the containers endpoints write the same table).
+  const store = new EngineStore(d.root);
+  const containerId = "c".repeat(64);
+  const record: ContainerRecord = {
+    Id: containerId,
+    Name: "/uses-busybox",
+    Created: new Date().toISOString(),
+    Path: "sh",
+    Args: [],
+    Config: { Image: "busybox" },
+    HostConfig: {},
+    Image: busyboxId,
+    State: initialState(),
+    RestartCount: 0,
+    LogPath: "",
+  };
+  // Only busybox:latest names the image (earlier tests left other tags).
+  for (const tag of (await imagesJson()).find((i) => i.Id === busyboxId)!.RepoTags) if (tag !== "busybox:latest") ok(d.docker(["rmi", tag]), `rmi ${tag}`);
+  store.insert(record);
+  try {
+    const refused = d.docker(["rmi", "busybox"]);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stderr,
+      new RegExp(`conflict: unable to remove repository reference "busybox:latest" \\(must force\\) - container cccccccccccc is using its referenced image ${busyboxId.slice(7, 19)}`),
+    );
+    const byId = await http("DELETE", `/images/${busyboxId}`);
+    assert.equal(byId.status, 409);
+    assert.match(JSON.parse(byId.body).message, /image is being used by stopped container cccccccccccc/);
+    const df = JSON.parse((await http("GET", "/system/df")).body);
+    assert.equal(df.Images.find((i: { Id: string }) => i.Id === busyboxId).Containers, 1);
+
+    const forced = ok(d.docker(["rmi", "-f", "busybox"]), "rmi -f");
+    const lines = forced.stdout.trim().split("\n");
+    assert.equal(lines[0], "Untagged: busybox:latest");
+    // The digest names the pushes left go with the last tag.
+    assert.ok(lines.length >= 2, forced.stdout);
+    for (const line of lines.slice(1)) assert.match(line, /^Untagged: 127\.0\.0\.1:\d+\/(bb|runme)@sha256:/);
+    const kept = (await imagesJson()).find((i) => i.Id === busyboxId);
+    assert.deepEqual(kept?.RepoTags, []);
+    ok(d.docker(["image", "prune", "-a", "-f"]), "prune -a");
+    assert.ok((await imagesJson()).some((i) => i.Id === busyboxId), "a used image survives prune");
+  } finally {
+    store.delete(containerId);
+    store.close();
+  }
+  const pruned = ok(d.docker(["image", "prune", "-f"]), "prune");
+  assert.match(pruned.stdout, new RegExp(`deleted: ${busyboxId}`));
+  ok(d.docker(["load", "-i", busyboxArchive]), "load busybox again");
+});
+
+test("an archive without names loads as an untagged image, reported by ID; save by ID loads back", async () => {
+  const dir = join(workdir, "unnamed");
+  mkdirSync(dir);
+  const copy = skopeo(workdir, ["copy", `oci:${join(workdir, "other", "layout")}:v1`, `docker-archive:${join(dir, "unnamed.tar")}`]);
+  assert.equal(copy.code, 0, copy.stderr);
+  const loaded = ok(d.docker(["load", "-i", join(dir, "unnamed.tar")]), "load unnamed");
+  const id = /Loaded image ID: (sha256:[a-f0-9]{64})/.exec(loaded.stdout)?.[1];
+  assert.ok(id, loaded.stdout);
+  const item = (await imagesJson()).find((i) => i.Id === id);
+  assert.deepEqual(item?.RepoTags, []);
+  const saved = join(dir, "by-id.tar");
+  ok(d.docker(["save", "-o", saved, id.slice(7, 19)]), "save by ID");
+  assert.deepEqual(ok(d.docker(["rmi", id]), "rmi by ID").stdout.trim().split("\n"), [`Deleted: ${id}`]);
+  assert.match(ok(d.docker(["load", "-i", saved]), "load by-ID archive").stdout, new RegExp(`Loaded image ID: ${id}`));
+  ok(d.docker(["rmi", id]), "rmi again");
+});
+
+test("list and prune filters: label, before/since, until", async () => {
+  const busybox = await buildBusyboxImage();
+  const diffId = JSON.parse(busybox.config.data.toString()).rootfs.diff_ids[0];
+  // An older image with a label, over the busybox layer.
+  const config = blobOf(
+    "application/vnd.oci.image.config.v1+json",
+    JSON.stringify({ architecture: "amd64", os: "linux", created: "2020-01-01T00:00:00Z", config: { Cmd: ["sh"], Labels: { tier: "test" } }, rootfs: { type: "layers", diff_ids: [diffId] } }),
+  );
+  const manifest = blobOf(
+    ociManifestType,
+    JSON.stringify({ schemaVersion: 2, mediaType: ociManifestType, config: { mediaType: config.mediaType, digest: config.digest, size: config.size }, layers: busybox.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })) }),
+  );
+  const archive = await tarOf(layoutEntries([manifest, config, ...busybox.layers], [descriptor(manifest, { annotations: { "io.containerd.image.name": "docker.io/library/labelled:old" } })]));
+  ok(d.docker(["load"], archive), "load the labelled image");
+  const list = (args: string[]) => ok(d.docker(["images", "--format", "{{.Repository}}:{{.Tag}}", ...args]), `images ${args.join(" ")}`).stdout.trim().split("\n").filter(Boolean).sort();
+  assert.deepEqual(list(["--filter", "label=tier=test"]), ["labelled:old"]);
+  assert.deepEqual(list(["--filter", "label=tier"]), ["labelled:old"]);
+  assert.deepEqual(list(["--filter", "label=tier=prod"]), []);
+  assert.deepEqual(list(["--filter", "before=busybox"]), ["labelled:old"]);
+  assert.ok(!list(["--filter", "since=labelled:old"]).includes("labelled:old"));
+  assert.ok(list(["--filter", "since=labelled:old"]).includes("busybox:latest"));
+  const badFilter = await http("GET", `/images/json?filters=${encodeURIComponent(JSON.stringify({ colour: ["red"] }))}`);
+  assert.equal(badFilter.status, 400);
+  assert.equal(JSON.parse(badFilter.body).message, "Invalid filter 'colour'");
+  // Prune everything unused created before 2021 with the label: only the labelled image goes.
+  const pruned = ok(d.docker(["image", "prune", "-a", "-f", "--filter", "until=2021-01-01T00:00:00Z", "--filter", "label=tier=test"]), "prune with filters");
+  assert.match(pruned.stdout, /untagged: labelled:old/);
+  assert.match(pruned.stdout, new RegExp(`deleted: ${config.digest}`));
+  assert.deepEqual(list(["--filter", "reference=labelled"]), []);
+  assert.ok(list([]).includes("busybox:latest"));
 });

@@ -1,10 +1,13 @@
 // Lists the way docker prints them: a Go-template format per row, `table` formats
 // aligned by docker's tab writer under a header row, the default being each command's
 // table. Also the size and time wordings docker's columns use.
-import { dockerSettings, Table } from "../berthctl/tabwriter.ts";
+import { Table, type TableLayout } from "../berthctl/tabwriter.ts";
 import { humanDuration } from "../berthctl/units.ts";
 import { out } from "./command.ts";
 import { expandFormat, Template } from "./template.ts";
+
+/** The docker CLI's table writer (cli/command/formatter): minwidth 10, padding 3. */
+const dockerLayout: TableLayout = { minWidth: 10, padding: 3 };
 
 /** docker's formatter turns the two-character escapes \t and \n into the characters. */
 const unescape = (format: string) => format.replace(/\\t/g, "\t").replace(/\\n/g, "\n");
@@ -24,7 +27,7 @@ export function printList(rows: readonly object[], format: string | undefined, d
     return;
   }
   const template = new Template(text.slice("table".length).replace(/^\s/, ""));
-  const table = new Table(" ", dockerSettings);
+  const table = new Table(" ", dockerLayout);
   table.line(template.render(headers));
   for (const row of rows) table.line(template.render(row));
   out(table.toString());

@@ -1,24 +1,23 @@
 // Go's text/tabwriter, as ctr configures it (minwidth 1, tabwidth 8, padding 1, no
-// flags), so berthctl's tables line up byte for byte with ctr's; the docker CLI's
-// settings (minwidth 10, padding 3) are a second preset, for berth. Cells are
+// flags), so berthctl's tables line up byte for byte with ctr's. Cells are
 // tab-terminated; the text after a line's last tab is not part of any column. A line
 // without tabs ends a block: the lines after it are aligned on their own.
 
-export interface TabSettings {
+const tabWidth = 8;
+
+/** Go tabwriter's minwidth and padding; ctr uses 1 and 1 for most tables, 4 and 4 for tasks and containers. */
+export interface TableLayout {
   minWidth: number;
-  tabWidth: number;
   padding: number;
 }
 
-const ctrSettings: TabSettings = { minWidth: 1, tabWidth: 8, padding: 1 };
-/** The docker CLI's table writer (cli/command/formatter): minwidth 10, tabwidth 1, padding 3. */
-export const dockerSettings: TabSettings = { minWidth: 10, tabWidth: 1, padding: 3 };
+const ctrDefault: TableLayout = { minWidth: 1, padding: 1 };
 
 export type PadChar = " " | "\t";
 
 const runeLength = (text: string) => [...text].length;
 
-function formatBlock(lines: string[][], pad: PadChar, { minWidth, tabWidth, padding }: TabSettings): string {
+function formatBlock(lines: string[][], pad: PadChar, { minWidth, padding }: TableLayout): string {
   let out = "";
   const widths: number[] = [];
 
@@ -67,29 +66,29 @@ function formatBlock(lines: string[][], pad: PadChar, { minWidth, tabWidth, padd
 }
 
 /** Formats text the way a flushed Go tabwriter would print it. */
-function tabwrite(text: string, pad: PadChar, settings: TabSettings): string {
+function tabwrite(text: string, pad: PadChar = " ", layout: TableLayout = ctrDefault): string {
   const lines = text.split("\n").map((line) => line.split("\t"));
   let out = "";
   let start = 0;
   // Go flushes after every newline-terminated line that holds a single cell.
   for (let i = 0; i < lines.length - 1; i++) {
     if (lines[i]!.length === 1) {
-      out += formatBlock([...lines.slice(start, i + 1), [""]], pad, settings);
+      out += formatBlock([...lines.slice(start, i + 1), [""]], pad, layout);
       start = i + 1;
     }
   }
-  return out + formatBlock(lines.slice(start), pad, settings);
+  return out + formatBlock(lines.slice(start), pad, layout);
 }
 
 /** Collects rows and prints them as one table. */
 export class Table {
   private text = "";
   private readonly pad: PadChar;
-  private readonly settings: TabSettings;
+  private readonly layout: TableLayout;
 
-  constructor(pad: PadChar = " ", settings: TabSettings = ctrSettings) {
+  constructor(pad: PadChar = " ", layout: TableLayout = ctrDefault) {
     this.pad = pad;
-    this.settings = settings;
+    this.layout = layout;
   }
 
   /** Appends one line of text as given (cells separated and terminated by tabs). */
@@ -99,6 +98,6 @@ export class Table {
   }
 
   toString(): string {
-    return tabwrite(this.text, this.pad, this.settings);
+    return tabwrite(this.text, this.pad, this.layout);
   }
 }

@@ -13,6 +13,8 @@ import { registerImageRoutes } from "./routes/images.ts";
 import { registerContainerRoutes } from "./routes/containers.ts";
 import { registerExecRoutes } from "./routes/exec.ts";
 import { registerArchiveRoutes } from "./routes/archive.ts";
+import { registerNetworkRoutes } from "./routes/networks.ts";
+import { registerVolumeRoutes } from "./routes/volumes.ts";
 
 export type { EngineOptions } from "./backend.ts";
 
@@ -38,6 +40,10 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
   await registerExecRoutes(router, backend);
 
   await registerArchiveRoutes(router, backend);
+
+  await registerNetworkRoutes(router, backend);
+
+  await registerVolumeRoutes(router, backend);
 
   const handle = (req: IncomingMessage, res: ServerResponse, upgradeHead?: Buffer) => {
     commonHeaders(res, options.serverVersion);

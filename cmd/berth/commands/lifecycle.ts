@@ -148,7 +148,7 @@ export const commands: CommandModule = {
       const [name, ...psArgs] = ctx.args;
       const reply = await ctx.client.json<{ Titles: string[]; Processes: string[][] | null }>("GET", path(name!, "/top"), { query: { ps_args: psArgs.length ? psArgs.join(" ") : undefined } });
       // docker top's own writer: minimum column width 20.
-      const table = new Table(" ", { minWidth: 20, tabWidth: 1, padding: 3 });
+      const table = new Table(" ", { minWidth: 20, padding: 3 });
       table.line(reply.Titles.join("\t"));
       for (const p of reply.Processes ?? []) table.line(p.join("\t"));
       out(table.toString());

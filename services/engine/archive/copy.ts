@@ -39,7 +39,7 @@ export interface ContainerPath {
   given: string;
   /** The resolved host path, a byte string (core/tar/byte-fs.ts). */
   host: string;
-  /** The path inside the container after resolution (for a symlink's linkTarget). */
+  /** The path inside the container after resolution, a byte string (for a symlink's linkTarget). */
   inContainer: string;
 }
 
@@ -64,8 +64,7 @@ export function resolveContainerPath(root: string, given: string, followLast = /
     if (err instanceof BerthError) throw badRequest(err.message);
     throw err;
   }
-  const inContainer = `/${host.slice(rootBytes.length).replace(/^\/+/, "")}`;
-  return { given, host, inContainer: rawPath(inContainer).toString("utf8") };
+  return { given, host, inContainer: `/${host.slice(rootBytes.length).replace(/^\/+/, "")}` };
 }
 
 export interface PathStat {
@@ -84,13 +83,23 @@ export function statContainerPath(root: string, path: ContainerPath, containerRe
   if (raw.isSymbolicLink()) {
     // Where the link leads inside the container, as Docker resolves it.
     const target = readlink(path.host);
-    const resolved = resolveInRoot(byteStringOf(root), entryComponents(target.startsWith("/") ? target : `${byteString(rawPath(path.inContainer))}/../${target}`, "link"));
+    const resolved = resolveInRoot(byteStringOf(root), entryComponents(target.startsWith("/") ? target : `${path.inContainer}/../${target}`, "link"));
     linkTarget = `/${rawPath(resolved.slice(byteStringOf(root).length).replace(/^\/+/, "")).toString("utf8")}`;
   }
   const mtimeNs = raw.mtimeNs;
   const mtime = new Date(Number(mtimeNs / 1_000_000n)).toISOString().replace(/\.\d+Z$/, `.${(mtimeNs % 1_000_000_000n).toString().padStart(9, "0")}Z`);
-  const name = basename(rawPath(path.host).toString("utf8")) || "/";
+  const name = archiveBaseName(path.given);
   return { stat: { name, size: Number(raw.size), mode: goFileMode({ mode: Number(raw.mode) }), mtime, linkTarget }, raw };
+}
+
+/**
+ * The name the path has in the stat and as the tar's top entry: the base name of the
+ * path as given (a symlink keeps its own name), and "." for a path ending in "/." — the
+ * client then copies the directory's contents rather than the directory.
+ */
+export function archiveBaseName(given: string): string {
+  if (given === "." || given.endsWith("/.")) return ".";
+  return basename(given.replace(/\/+$/, "")) || ".";
 }
 
 export const statHeader = (stat: PathStat): string => Buffer.from(JSON.stringify(stat)).toString("base64");
@@ -98,7 +107,7 @@ export const statHeader = (stat: PathStat): string => Buffer.from(JSON.stringify
 /** A tar of the path: its own entry named by its base name, then (for a directory) everything below it. */
 export function tarOfPath(path: ContainerPath, raw: BigIntStats): AsyncGenerator<Buffer> {
   const hostText = rawPath(path.host).toString("utf8");
-  const base = byteStringOf(basename(hostText) || ".");
+  const base = byteStringOf(archiveBaseName(path.given));
   async function* changes(): AsyncGenerator<LayerChange> {
     yield { kind: "entry", name: base, path: path.host, stat: raw };
     if (!raw.isDirectory()) return;

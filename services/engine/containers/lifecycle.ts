@@ -4,28 +4,25 @@
 // policy), stop/kill/pause/rename/remove, and reconciling records with tasks when the
 // engine starts. Records are the truth that survives crashes; ContainerRuntime holds
 // what only matters while this engine runs.
-import { closeSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { mkdirSync, rmSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { ClientError } from "nice-grpc-common";
-import { errorMessage, isNotFound } from "../../../core/grpc-client.ts";
+import { errorMessage, isAlreadyExists, isNotFound } from "../../../core/grpc-client.ts";
 import { createLease, deleteLease } from "../../../core/image/lease.ts";
-import { mountAll, unmountAll } from "../../../core/mounts.ts";
-import type { NetworkMode, OciUser } from "../../../core/oci/spec.ts";
-import { resolveUser } from "../../../core/oci/user.ts";
+import type { NetworkMode } from "../../../core/oci/spec.ts";
 import { prepareRootfs } from "../../../core/rootfs.ts";
 import { Status as TaskStatus } from "../../../core/gen/containerd/types/task/task.ts";
-import { pidfdOpen, pidfdWait } from "../../../native/index.ts";
+import { millisFromTimestamp } from "../../../core/timestamp.ts";
 import type { Backend } from "../backend.ts";
 import { badRequest, conflict, EngineError, notFoundError } from "../http.ts";
 import { initialState, type ContainerRecord, type ContainerState } from "../store.ts";
-import { buildSpec, checkCreateBody, commandOf, defaultedHostConfig, mergedConfig, networkModeOf, type ContainerFiles, type CreateBody } from "./config.ts";
+import { buildSpec, checkCreateBody, commandOf, defaultedHostConfig, mergedConfig, networkModeOf, type CreateBody } from "./config.ts";
 import { findImage, snapshotter, unpackedChainId } from "./image.ts";
 import { canonicalName, generateName, newContainerId } from "./names.ts";
 import { containerDir, logPathOf, shimDirOf, stdinFifoOf } from "./paths.ts";
+import { userInRootfs, writeContainerFiles } from "./rootfs-files.ts";
 import { ContainerRuntime } from "./runtime.ts";
+import { shimGone } from "./shim-exit.ts";
 import { parseSignal, SIGKILL, SIGWINCH } from "./signals.ts";
 import { checkLogConfig, LogRotation } from "./rotation.ts";
 
@@ -149,6 +146,7 @@ export class ContainerManager {
         LogPath: logPathOf(this.backend.options.root, id),
       };
       this.store.insert(record);
+      this.runtime(id).prepareMounts(mounts);
       this.publish(record, "create");
       return { Id: id, Warnings: warnings };
     } catch (err) {
@@ -196,19 +194,23 @@ export class ContainerManager {
     rt.starting = true;
     const call = this.backend.call();
     try {
-      const { mounts } = await this.backend.images.snapshots.mounts({ snapshotter, key: id }, call);
+      // The mounts create got, for the first start; the snapshotter's answer otherwise.
+      const mounts = rt.takePreparedMounts() ?? (await this.backend.images.snapshots.mounts({ snapshotter, key: id }, call)).mounts;
       mkdirSync(containerDir(this.backend.options.root, id), { recursive: true });
       const fifo = record.Config.OpenStdin ? stdinFifoOf(this.backend.options.state, id) : "";
       if (fifo) rt.stdinWriter(fifo);
-      // A task left from a run whose end this engine never saw would block the create.
-      await this.backend.tasks.delete({ containerId: id }, call).catch(() => undefined);
       const logUri = `${pathToFileURL(record.LogPath).href}?format=json`;
       let pid: number;
       try {
-        await this.backend.tasks.create(
-          { containerId: id, rootfs: mounts, stdin: fifo, stdout: logUri, stderr: "", terminal: Boolean(record.Config.Tty), checkpoint: undefined, options: undefined, runtimePath: "" },
-          call,
-        );
+        const request = { containerId: id, rootfs: mounts, stdin: fifo, stdout: logUri, stderr: "", terminal: Boolean(record.Config.Tty), checkpoint: undefined, options: undefined, runtimePath: "" };
+        try {
+          await this.backend.tasks.create(request, call);
+        } catch (err) {
+          if (!isAlreadyExists(err)) throw err;
+          // A task left from a run whose end this engine never saw: gone, then made anew.
+          await this.backend.tasks.delete({ containerId: id }, call).catch(() => undefined);
+          await this.backend.tasks.create(request, call);
+        }
         try {
           pid = (await this.backend.tasks.start({ containerId: id, execId: "" }, call)).pid;
         } catch (err) {
@@ -367,13 +369,17 @@ export class ContainerManager {
 
   // ---- stop, kill, restart, pause ----------------------------------------------------
 
+  /** Sends a signal to the init; `kill` is published for it (as Docker does for stop's signals too), WINCH aside. */
   private async signalTask(id: string, signal: number): Promise<void> {
     try {
       await this.backend.tasks.kill({ containerId: id, execId: "", signal, all: false }, this.backend.call());
     } catch (err) {
       // Gone already: the watch records the exit.
       if (!isNotFound(err)) throw err;
+      return;
     }
+    const record = this.store.get(id);
+    if (record && signal !== SIGWINCH) this.publish(record, "kill", { signal: String(signal) });
   }
 
   /** Stops a restarting container's pending restart; true if there was one. */
@@ -453,7 +459,6 @@ export class ContainerManager {
     } else {
       await this.signalTask(record.Id, signal);
     }
-    if (signal !== SIGWINCH) this.publish(record, "kill", { signal: String(signal) });
   }
 
   async restart(ref: string, timeoutSeconds: number | undefined): Promise<void> {
@@ -528,9 +533,13 @@ export class ContainerManager {
       clearTimeout(rt.restartTimer);
       if (isRunningState(record.State) && !this.cancelRestart(record)) await this.terminate(record, SIGKILL, 0);
       const call = this.backend.call();
-      await this.backend.tasks.delete({ containerId: id }, call).catch(() => undefined);
-      await this.backend.containers.delete({ id }, call).catch((err) => {
-        if (!isNotFound(err)) throw err;
+      // The exit watch deleted the task; one is left only after an unclean end.
+      await this.backend.containers.delete({ id }, call).catch(async (err) => {
+        if (isNotFound(err)) return;
+        await this.backend.tasks.delete({ containerId: id }, call).catch(() => undefined);
+        await this.backend.containers.delete({ id }, call).catch((again) => {
+          if (!isNotFound(again)) throw again;
+        });
       });
       await this.backend.images.snapshots.remove({ snapshotter, key: id }, call).catch((err) => {
         if (!isNotFound(err)) throw err;
@@ -558,9 +567,21 @@ export class ContainerManager {
    * restart policy or auto-removal applied; a record whose task vanished counts as exited.
    */
   async reconcile(): Promise<void> {
+    const startedAt = Date.now();
     const records = this.store.list();
+    await this.removeOrphans(new Set(records.map((r) => r.Id)), startedAt).catch((err) => this.backend.log.warn({ err: errorMessage(err) }, "removing half-created containers failed"));
     if (records.length === 0) return;
-    const { tasks } = await this.backend.tasks.list({ filter: "" }, this.backend.call());
+    let tasks;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        tasks = (await this.backend.tasks.list({ filter: "" }, this.backend.call())).tasks;
+        break;
+      } catch (err) {
+        // The tasks service may still be restoring its shims at boot.
+        if (attempt >= 8 || this.closed) throw err;
+        await sleep(100 * 2 ** attempt);
+      }
+    }
     const byId = new Map(tasks.map((t) => [t.id, t]));
     for (const record of records) {
       const task = byId.get(record.Id);
@@ -586,83 +607,36 @@ export class ContainerManager {
       }
     }
   }
+
+  /**
+   * containerd containers of the engine's namespace that no record names, made before this
+   * engine started: a create that died between the containerd container and the record.
+   * They go with their task and snapshot (a create in flight now is younger, and kept).
+   */
+  private async removeOrphans(known: Set<string>, before: number): Promise<void> {
+    const call = this.backend.call();
+    const { containers } = await this.backend.containers.list({ filters: [] }, call);
+    for (const c of containers) {
+      if (known.has(c.id) || (millisFromTimestamp(c.createdAt) ?? 0) >= before) continue;
+      this.backend.log.warn({ id: c.id }, "removing a container whose create did not finish");
+      await this.backend.tasks.kill({ containerId: c.id, execId: "", signal: SIGKILL, all: true }, call).catch(() => undefined);
+      for (let i = 0; i < 50; i++) {
+        const deleted = await this.backend.tasks.delete({ containerId: c.id }, call).then(
+          () => true,
+          (err) => isNotFound(err),
+        );
+        if (deleted) break;
+        await sleep(100);
+      }
+      await this.backend.containers.delete({ id: c.id }, call).catch(() => undefined);
+      if (c.snapshotKey) await this.backend.images.snapshots.remove({ snapshotter: c.snapshotter || snapshotter, key: c.snapshotKey }, call).catch(() => undefined);
+      rmSync(containerDir(this.backend.options.root, c.id), { recursive: true, force: true });
+    }
+  }
 }
 
 /** A runtime failure worded as Docker's daemon words it (the CLI reads 126/127 from the text). */
 function runtimeError(err: unknown): EngineError {
   const message = errorMessage(err).replace(/^OCI runtime failed: /, "");
   return new EngineError(400, `failed to create shim task: OCI runtime create failed: ${message}: unknown`);
-}
-
-/** Resolves once the shim of a state dir has exited: by then it has written all the output to the log. */
-async function shimGone(dir: string): Promise<void> {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(join(dir, "shim.pid"), "utf8").trim());
-  } catch {
-    return;
-  }
-  if (!Number.isInteger(pid) || pid <= 0) return;
-  let fd: number;
-  try {
-    fd = pidfdOpen(pid);
-  } catch {
-    return; // ESRCH: gone already
-  }
-  try {
-    // Pinned by the pidfd now: make sure the pid is still this dir's shim, not a reuse.
-    let cmdline = "";
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-    } catch {
-      return;
-    }
-    if (!cmdline.split("\0").includes(dir)) return;
-    await Promise.race([pidfdWait(fd), sleep(10_000)]);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** The uid/gid of `user` from the image's own /etc/passwd and /etc/group (mounted read-only for the lookup). */
-async function userInRootfs(mounts: Parameters<typeof mountAll>[0], user: string): Promise<OciUser> {
-  if (/^\d+(:\d+)?$/.test(user)) {
-    const [uid, gid] = user.split(":");
-    if (gid !== undefined) return { uid: Number(uid), gid: Number(gid) };
-  }
-  const target = await mkdtemp(join(tmpdir(), "berth-user-"));
-  try {
-    await mountAll(
-      mounts.map((m) => (m.type === "overlay" ? m : { ...m, options: [...m.options, "ro"] })),
-      target,
-    );
-    try {
-      return resolveUser(user, target);
-    } catch (err) {
-      throw badRequest((err as Error).message.replace(/: invalid argument$/, ""));
-    }
-  } finally {
-    await unmountAll(target, { detachBusy: true }).catch(() => undefined);
-    await rm(target, { recursive: true, force: true });
-  }
-}
-
-/** /etc/hosts, /etc/hostname and /etc/resolv.conf for a container with a network namespace of its own. */
-function writeContainerFiles(dir: string, hostname: string): ContainerFiles {
-  mkdirSync(dir, { recursive: true, mode: 0o711 });
-  const files: ContainerFiles = { hosts: join(dir, "hosts"), hostname: join(dir, "hostname"), resolvConf: join(dir, "resolv.conf") };
-  writeFileSync(files.hosts, `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
-  writeFileSync(files.hostname, `${hostname}\n`);
-  // Only loopback exists in the namespace: the host's local resolvers are unreachable, others are kept.
-  let resolv = "";
-  try {
-    resolv = readFileSync("/etc/resolv.conf", "utf8")
-      .split("\n")
-      .filter((line) => !/^\s*nameserver\s+(127\.|::1)/.test(line))
-      .join("\n");
-  } catch {
-    // no resolv.conf on the host
-  }
-  writeFileSync(files.resolvConf, resolv);
-  return files;
 }

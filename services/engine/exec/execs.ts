@@ -4,6 +4,7 @@
 // holds. Exec records live in memory, as in Docker's daemon: they are for the client
 // that made them and do not outlive the engine.
 import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { errorMessage } from "../../../core/grpc-client.ts";
@@ -39,9 +40,9 @@ export interface Exec {
   pid: number;
   /** When it exited (ms), for dropping old records. */
   endedAt?: number;
-  /** Settles when the exit code is known. */
-  done: Promise<void>;
-  finish: () => void;
+  /** Settles once start has run the process or failed to (a resize right after start waits for it). */
+  launched: Promise<void>;
+  settleLaunch: () => void;
 }
 
 /** Exited execs are forgotten after this long (Docker keeps them about as long). */
@@ -90,6 +91,14 @@ export function startFailureExitCode(command: string, message: string): number {
   return missing && lower.includes(command.toLowerCase()) ? 127 : 126;
 }
 
+/** Each engine's exec manager, for the container routes' ExecIDs (one engine per Backend). */
+const managers = new WeakMap<Backend, ExecManager>();
+
+/** The ids of a container's execs that have not ended (inspect's ExecIDs). */
+export function execIdsOf(backend: Backend, containerId: string): string[] {
+  return managers.get(backend)?.idsOf(containerId) ?? [];
+}
+
 export class ExecManager {
   private readonly backend: Backend;
   private readonly execs = new Map<string, Exec>();
@@ -98,6 +107,13 @@ export class ExecManager {
   constructor(backend: Backend) {
     this.backend = backend;
     this.fifoRoot = join(backend.options.state, "engine", "execs");
+    // Exec records do not outlive the engine, so FIFO dirs a previous one left are nobody's.
+    rmSync(this.fifoRoot, { recursive: true, force: true });
+    managers.set(backend, this);
+  }
+
+  idsOf(containerId: string): string[] {
+    return [...this.execs.values()].filter((e) => e.containerId === containerId && e.endedAt === undefined).map((e) => e.id);
   }
 
   get(id: string): Exec {
@@ -106,17 +122,12 @@ export class ExecManager {
     return exec;
   }
 
-  /** The exec ids of a container (inspect's ExecIDs). */
-  idsOf(containerId: string): string[] {
-    return [...this.execs.values()].filter((e) => e.containerId === containerId && !e.endedAt).map((e) => e.id);
-  }
-
   async create(record: ContainerRecord, config: ExecConfig): Promise<Exec> {
     await requireRunning(this.backend, record);
     this.forgetOld();
-    let finish!: () => void;
-    const done = new Promise<void>((resolve) => (finish = resolve));
-    const exec: Exec = { id: randomBytes(32).toString("hex"), containerId: record.Id, config, started: false, running: false, exitCode: null, pid: 0, done, finish };
+    let settleLaunch!: () => void;
+    const launched = new Promise<void>((resolve) => (settleLaunch = resolve));
+    const exec: Exec = { id: randomBytes(32).toString("hex"), containerId: record.Id, config, started: false, running: false, exitCode: null, pid: 0, launched, settleLaunch };
     this.execs.set(exec.id, exec);
     this.backend.events.publish("container", `exec_create: ${config.Cmd.join(" ")}`, record.Id, containerEventAttributes(record, { execID: exec.id }));
     return exec;
@@ -178,10 +189,13 @@ export class ExecManager {
     const c = exec.config;
     let dir: FifoDir | undefined;
     const readers: FifoReader[] = [];
-    let stdin: FifoWriter | undefined;
     let clientGone = false;
     stream.on("close", () => (clientGone = true));
     stream.on("error", () => (clientGone = true));
+    // The connection is always read: its input is stdin (or dropped), and only reading
+    // shows the client's half-close and its going away (a connection left unread would
+    // stay open after the client closed it).
+    const input = new StdinRelay(stream, earlyStdin, readsStdin && c.AttachStdin);
     try {
       const spec = await this.processSpec(exec);
       dir = new FifoDir(this.fifoRoot, exec.id);
@@ -209,12 +223,17 @@ export class ExecManager {
         readers.push(err);
         relay(err, 2);
       }
-      if (paths.stdin) stdin = new FifoWriter(paths.stdin);
+      const stdin = paths.stdin ? new FifoWriter(paths.stdin) : undefined;
+      if (stdin) input.attachWriter(stdin);
       await this.launch(exec, record, spec, paths);
-      if (stdin && readsStdin) this.relayStdin(exec, stream, stdin, earlyStdin);
+      input.onEnd(() =>
+        this.backend.tasks.closeIO({ containerId: exec.containerId, execId: exec.id, stdin: true }, this.backend.call()).catch(() => {
+          // The exec may have exited meanwhile: nothing left to close.
+        }),
+      );
     } catch (err) {
       for (const reader of readers) reader.destroy();
-      stdin?.destroy();
+      input.close();
       dir?.remove();
       const message = errorMessage(err);
       this.ended(exec, record, startFailureExitCode(c.Cmd[0]!, message));
@@ -224,29 +243,9 @@ export class ExecManager {
       return;
     }
     await this.watchExit(exec, record, readers);
-    stdin?.destroy();
+    input.close();
     dir?.remove();
     if (!clientGone) stream.end();
-  }
-
-  private relayStdin(exec: Exec, stream: Duplex, stdin: FifoWriter, early: Buffer): void {
-    const push = (data: Buffer) => {
-      if (!stdin.write(data)) {
-        stream.pause();
-        stdin.onDrain(() => stream.resume());
-      }
-    };
-    if (early.length > 0) push(early);
-    stream.on("data", push);
-    // Half-close: the client has no more input. Close the process's stdin once what it sent is in the FIFO.
-    stream.once("end", () => {
-      void stdin.flushed().then(() =>
-        this.backend.tasks.closeIO({ containerId: exec.containerId, execId: exec.id, stdin: true }, this.backend.call()).catch(() => {
-          // The exec may have exited meanwhile: nothing left to close.
-        }),
-      );
-    });
-    stream.resume();
   }
 
   private async failStart<T>(exec: Exec, record: ContainerRecord, fn: () => Promise<T>): Promise<T> {
@@ -269,6 +268,7 @@ export class ExecManager {
       const { pid } = await tasks.start({ containerId: exec.containerId, execId: exec.id }, call);
       exec.pid = pid;
       exec.running = true;
+      exec.settleLaunch();
     } catch (err) {
       await tasks.deleteProcess({ containerId: exec.containerId, execId: exec.id }, call).catch(() => {});
       throw err;
@@ -296,11 +296,13 @@ export class ExecManager {
     exec.running = false;
     exec.exitCode = code;
     exec.endedAt = Date.now();
-    exec.finish();
+    exec.settleLaunch();
     this.backend.events.publish("container", "exec_die", record.Id, containerEventAttributes(record, { execID: exec.id, exitCode: String(code) }));
   }
 
   async resize(exec: Exec, height: number, width: number): Promise<void> {
+    // The CLI resizes as soon as the stream is up, which can be before the process runs.
+    if (exec.started) await exec.launched;
     if (!exec.running) throw conflict(`Exec ${exec.id} is not running`);
     await this.backend.tasks.resizePty({ containerId: exec.containerId, execId: exec.id, width, height }, this.backend.call());
   }
@@ -320,5 +322,68 @@ export class ExecManager {
       DetachKeys: c.DetachKeys,
       Pid: exec.pid,
     };
+  }
+}
+
+/**
+ * The client's side of a hijacked connection as the process's stdin. Input is written to
+ * the stdin FIFO as it comes, with back-pressure (the FIFO is open before the process
+ * starts, so input sent early is kept); without stdin it is read and dropped. The
+ * client's half-close closes the process's stdin once everything it sent is in the FIFO
+ * and the process runs.
+ */
+class StdinRelay {
+  private readonly stream: Duplex;
+  private readonly pending: Buffer[] = [];
+  private writer: FifoWriter | undefined;
+  private ended = false;
+  private closed = false;
+  private endHandler: (() => void) | undefined;
+
+  constructor(stream: Duplex, early: Buffer, wanted: boolean) {
+    this.stream = stream;
+    if (wanted && early.length > 0) this.pending.push(early);
+    stream.on("data", (data: Buffer) => {
+      if (!wanted || this.closed) return;
+      if (this.writer) this.push(data);
+      else this.pending.push(data);
+    });
+    stream.once("end", () => {
+      this.ended = true;
+      this.finish();
+    });
+    stream.resume();
+  }
+
+  attachWriter(writer: FifoWriter): void {
+    this.writer = writer;
+    for (const data of this.pending.splice(0)) this.push(data);
+  }
+
+  /** Called once the input has ended and reached the FIFO (not at all without stdin). */
+  onEnd(handler: () => void): void {
+    this.endHandler = handler;
+    this.finish();
+  }
+
+  private push(data: Buffer): void {
+    if (!this.writer!.write(data)) {
+      this.stream.pause();
+      this.writer!.onDrain(() => this.stream.resume());
+    }
+  }
+
+  private finish(): void {
+    if (!this.ended || !this.writer || !this.endHandler) return;
+    const handler = this.endHandler;
+    this.endHandler = undefined;
+    void this.writer.flushed().then(handler);
+  }
+
+  /** The process is gone: later input is dropped, and reading goes on so the client's close is seen. */
+  close(): void {
+    this.closed = true;
+    this.writer?.destroy();
+    this.stream.resume();
   }
 }

@@ -55,7 +55,7 @@ export class FifoWriter {
   }
 
   onDrain(fn: () => void): void {
-    this.socket.on("drain", fn);
+    this.socket.once("drain", fn);
   }
 
   /** Resolves once every byte written so far is in the FIFO (write callbacks run in order). */

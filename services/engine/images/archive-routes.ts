@@ -9,7 +9,6 @@ import { ImageFormatError } from "../../../core/image/manifest.ts";
 import { ReferenceError } from "../../../core/image/reference.ts";
 import type { Backend } from "../backend.ts";
 import { badRequest, type RequestContext, type Router } from "../http.ts";
-import { queryBool } from "../query.ts";
 import { familiarRef, normalizeImageRef, splitStoreName } from "../references.ts";
 import { danglingPrefix, imageCatalog } from "./catalog.ts";
 import { createName, preservingReplaced } from "./tagging.ts";
@@ -22,7 +21,6 @@ function archiveFault(err: unknown): unknown {
 
 async function load(backend: Backend, ctx: RequestContext): Promise<void> {
   const svc = backend.images;
-  const quiet = queryBool(ctx.query, "quiet");
   let result;
   try {
     result = await preservingReplaced(svc, "all", () => importArchive(svc, ctx.req, { digests: true, skipDigestForNamed: true }));
@@ -40,13 +38,12 @@ async function load(backend: Backend, ctx: RequestContext): Promise<void> {
     }
     // An image the archive does not name (saved by ID): kept untagged, shown by ID.
     const content = await catalog.content(image.target);
-    await createName(svc, `${danglingPrefix}${image.target.digest}`, { ...toWire(image.target) });
+    await createName(svc, `${danglingPrefix}${image.target.digest}`, toWire(image.target));
     if (image.name !== `${danglingPrefix}${image.target.digest}`) await svc.images.delete({ name: image.name, sync: false }, backend.call()).catch(() => undefined);
     lines.push(`Loaded image ID: ${content.id}\n`);
     backend.events.publish("image", "load", content.id, { name: content.id });
   }
   const stream = ctx.jsonStream();
-  if (!quiet) stream.write({ status: "Loading layers", progressDetail: {} });
   for (const line of lines) stream.write({ stream: line });
   stream.end();
 }

@@ -55,9 +55,9 @@ export async function removeImage(backend: Backend, ref: string, options: { forc
           `conflict: unable to remove repository reference "${displayRef(ref)}" (must force) - container ${shortId(users[0]!.Id)} is using its referenced image ${shortId(image.id)}`,
         );
       }
-      return keepDangling(backend, image);
+      return keepDangling(backend, image, name);
     }
-    return deleteImage(backend, image);
+    return deleteImage(backend, image, name);
   }
 
   // By ID.
@@ -74,6 +74,11 @@ export async function removeImage(backend: Backend, ref: string, options: { forc
   return deleteImage(backend, image);
 }
 
+/** The names with the one the client gave first (Docker reports it first). */
+function askedFirst(names: string[], asked: string | undefined): string[] {
+  return asked ? [asked, ...names.filter((n) => n !== asked)] : [...names];
+}
+
 /** Removes these names of the image (never all of them: the caller made sure another one stays). */
 async function untag(backend: Backend, image: EngineImage, names: string[]): Promise<DeleteItem[]> {
   const items: DeleteItem[] = [];
@@ -87,18 +92,18 @@ async function untag(backend: Backend, image: EngineImage, names: string[]): Pro
 }
 
 /** All names go, the image stays under a dangling name (a container still uses it). */
-async function keepDangling(backend: Backend, image: EngineImage): Promise<DeleteItem[]> {
+async function keepDangling(backend: Backend, image: EngineImage, asked?: string): Promise<DeleteItem[]> {
   const svc = backend.images;
   const record = image.records[0]!;
   const dangling = `${danglingPrefix}${image.target.digest}`;
   if (!image.names.includes(dangling)) await createName(svc, dangling, record.target);
-  return untag(backend, image, image.names.filter((n) => n !== dangling));
+  return untag(backend, image, askedFirst(image.names, asked).filter((n) => n !== dangling));
 }
 
 /** Every name, then the image itself (the last delete waits for the garbage collector, so the space is free when the reply goes). */
-async function deleteImage(backend: Backend, image: EngineImage): Promise<DeleteItem[]> {
+async function deleteImage(backend: Backend, image: EngineImage, asked?: string): Promise<DeleteItem[]> {
   const items: DeleteItem[] = [];
-  const names = [...image.names];
+  const names = askedFirst(image.names, asked);
   for (const [i, name] of names.entries()) {
     await deleteName(backend, name, i === names.length - 1);
     if (name.startsWith(danglingPrefix)) continue;

@@ -4,13 +4,16 @@
 // an unreachable registry, bad credentials) is an HTTP error; after the 200 it is an
 // in-band errorDetail, which the CLI shows and exits 1 on.
 import { LayerStatus, type BlobProgress, type RegistryOptions } from "../../../core/gen/berth/services/transfer/v1/transfer.ts";
+import { Status } from "nice-grpc-common";
 import { blobInfo } from "../../../core/content-client.ts";
+import { errorMessage, grpcCode } from "../../../core/grpc-status.ts";
 import { isLoopback } from "../../../core/registry/hosts.ts";
 import { callOptions } from "../../../core/image/services.ts";
-import { isConfigType } from "../../../core/image/media-types.ts";
+import { isConfigType, isIndexType } from "../../../core/image/media-types.ts";
+import { formatPlatform, hostPlatform } from "../../../core/image/platform.ts";
 import type { Backend } from "../backend.ts";
-import { badRequest, notFoundError, type JsonMessageStream, type RequestContext, type Router } from "../http.ts";
-import { familiarName, familiarRef, joinRepoTag, normalizeRepository, registryHost, shortId, splitStoreName } from "../references.ts";
+import { badRequest, httpErrorOf, notFoundError, type JsonMessageStream, type RequestContext, type Router } from "../http.ts";
+import { familiarName, familiarRef, joinRepoTag, parseImageRef, registryHost, shortId, splitStoreName } from "../references.ts";
 import { imageCatalog } from "./catalog.ts";
 import { preservingReplaced, setName } from "./tagging.ts";
 
@@ -129,6 +132,34 @@ async function firstOf<T>(iterable: AsyncIterable<T>): Promise<{ first: Iterator
   return { first: await iterator.next(), rest: iterator };
 }
 
+/** The gateway's words for "the process serving this went away mid-call" (the jobs process restarted). */
+function serviceRestarted(err: unknown): boolean {
+  return grpcCode(err) === Status.UNAVAILABLE && /^service for berth\.services\.transfer\.v1\.Transfer (closed the call|is unavailable)/.test(errorMessage(err));
+}
+
+const maxReattachMs = 120_000;
+
+/**
+ * The rest of a transfer's messages; when the jobs process restarts mid-transfer, the same
+ * request again (it attaches to the transfer still under way) until the last message.
+ */
+async function* followTransfer<T>(rest: AsyncIterator<T>, reopen: () => AsyncIterable<T>, signal: AbortSignal): AsyncGenerator<T> {
+  const started = Date.now();
+  let delay = 250;
+  let iterator = rest;
+  for (;;) {
+    try {
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+      return;
+    } catch (err) {
+      if (signal.aborted || !serviceRestarted(err) || Date.now() - started > maxReattachMs) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 2000);
+      iterator = reopen()[Symbol.asyncIterator]();
+    }
+  }
+}
+
 async function pull(backend: Backend, ctx: RequestContext): Promise<void> {
   if (ctx.query.get("fromSrc") !== null) throw badRequest("docker import (fromSrc) is not supported by Berth");
   const fromImage = ctx.query.get("fromImage");
@@ -148,19 +179,21 @@ async function pull(backend: Backend, ctx: RequestContext): Promise<void> {
   }
   const request = { ref: name, platform: ctx.query.get("platform") ?? "", registry: registryOptions(split.repository, auth), unpack: true, snapshotter: "" };
   await preservingReplaced(svc, [name], async () => {
-    const { first, rest } = await firstOf(backend.transfer.pull(request, backend.call(undefined, abort.signal))).catch((err: unknown) => {
+    const open = () => backend.transfer.pull(request, backend.call(undefined, abort.signal));
+    const { first, rest } = await firstOf(open()).catch((err: unknown) => {
       throw pullError(err, name);
     });
     const stream = ctx.jsonStream();
     const rows = new LayerRows(stream, pullWords, "Pulling fs layer");
     stream.write({ status: `Pulling from ${remotePath(split.repository)}`, id: split.tag ?? split.digest });
     try {
-      let message = first;
       let last = first.done ? undefined : first.value;
-      while (!message.done) {
-        last = message.value;
-        rows.update(message.value.blobs);
-        message = await rest.next();
+      if (last) rows.update(last.blobs);
+      if (!first.done) {
+        for await (const message of followTransfer(rest, open, abort.signal)) {
+          last = message;
+          rows.update(message.blobs);
+        }
       }
       const image = last?.image;
       if (!image) throw new Error("the pull ended without an image");
@@ -184,23 +217,26 @@ async function manifestSize(backend: Backend, digest: string): Promise<number> {
 
 /** Docker's wording for the failures clients show: a missing tag is a 404 naming the reference. */
 function pullError(err: unknown, name: string): unknown {
-  const message = (err as Error)?.message ?? String(err);
-  if (/manifest unknown|not found|NAME_UNKNOWN|MANIFEST_UNKNOWN/i.test(message) && !/connect|ECONNREFUSED/i.test(message)) {
-    return notFoundError(`manifest for ${familiarRef(name)} not found: manifest unknown: ${message.replace(/: not found$/, "")}`);
-  }
-  return err;
+  const { status, message } = httpErrorOf(err);
+  if (status !== 404) return err;
+  const reason = /MANIFEST_UNKNOWN/.test(message) ? "manifest unknown: manifest unknown" : message.replace(/: not found$/, "");
+  return notFoundError(`manifest for ${familiarRef(name)} not found: ${reason}`);
 }
 
 async function push(backend: Backend, ctx: RequestContext): Promise<void> {
   const repoParam = ctx.params.name!;
   const tag = ctx.query.get("tag");
-  const repository = normalizeRepositoryOrRef(repoParam);
+  const repository = pushTarget(repoParam);
   const auth = registryAuth(ctx.req.headers["x-registry-auth"]);
   const catalog = imageCatalog(backend);
   // The names to push: the one tag asked for, or every tag of the repository.
-  const all = (await catalog.list()).flatMap((image) => image.names.map((n) => ({ n, image })));
-  const wanted = tag ? [joinRepoTag(repository.name, tag)] : repository.tag ? [`${repository.name}:${repository.tag}`] : all.map(({ n }) => n).filter((n) => splitStoreName(n)?.repository === repository.name && splitStoreName(n)?.tag);
-  if (wanted.length === 0 || wanted.some((n) => !all.some((entry) => entry.n === n))) throw notFoundError(`An image does not exist locally with the tag: ${familiarName(repository.name)}${tag ? `:${tag}` : ""}`);
+  const images = await catalog.list();
+  const targets = new Map(images.flatMap((image) => image.names.map((n) => [n, image.target] as const)));
+  const ownTag = tag || repository.tag;
+  const wanted = ownTag ? [joinRepoTag(repository.name, ownTag)] : [...targets.keys()].filter((n) => splitStoreName(n)?.repository === repository.name && splitStoreName(n)?.tag);
+  if (wanted.length === 0 || wanted.some((n) => !targets.has(n))) {
+    throw notFoundError(`An image does not exist locally with the tag: ${familiarName(repository.name)}${ownTag ? `:${ownTag}` : ""}`);
+  }
 
   const abort = new AbortController();
   ctx.res.on("close", () => abort.abort());
@@ -209,9 +245,12 @@ async function push(backend: Backend, ctx: RequestContext): Promise<void> {
   try {
     for (const name of wanted) {
       const rows = new LayerRows(stream, pushWords, "Preparing");
-      const request = { source: name, ref: name, platform: "", registry: registryOptions(repository.name, auth) };
+      // An index is pushed as this host's manifest (the store may hold no other platform's content), as Docker pushes.
+      const platform = isIndexType(targets.get(name)!.mediaType) ? formatPlatform(hostPlatform()) : "";
+      const request = { source: name, ref: name, platform, registry: registryOptions(repository.name, auth) };
       let last;
-      for await (const message of backend.transfer.push(request, backend.call(undefined, abort.signal))) {
+      const open = () => backend.transfer.push(request, backend.call(undefined, abort.signal));
+      for await (const message of followTransfer(open()[Symbol.asyncIterator](), open, abort.signal)) {
         last = message;
         rows.update(message.blobs);
       }
@@ -230,15 +269,11 @@ async function push(backend: Backend, ctx: RequestContext): Promise<void> {
   }
 }
 
-/** The push route's name: a repository, or (from other clients) a repository with its tag. */
-function normalizeRepositoryOrRef(value: string): { name: string; tag?: string } {
-  const split = splitStoreName(joinRepoTag(value, null));
-  if (!split) throw badRequest("invalid reference format");
-  try {
-    return { name: normalizeRepository(value) };
-  } catch {
-    return { name: split.repository, ...(split.tag ? { tag: split.tag } : {}) };
-  }
+/** The push route's name: a repository (the CLI), or a repository with its tag (other clients). */
+function pushTarget(value: string): { name: string; tag?: string } {
+  const r = parseImageRef(value);
+  if (r.digest) throw badRequest(`cannot push a digest reference: ${value}`);
+  return { name: r.name, ...(r.tag ? { tag: r.tag } : {}) };
 }
 
 export function registerTransferRoutes(router: Router, backend: Backend): void {

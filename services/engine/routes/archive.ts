@@ -13,7 +13,9 @@ import { queryBool } from "../query.ts";
 import { containerEventAttributes, containerOr404 } from "../exec/container-state.ts";
 import { sample, statsJson, type Sample } from "../exec/stats.ts";
 import { checkArchive, extractInto, requireDirectory, resolveContainerPath, statContainerPath, statHeader, tarOfPath } from "../archive/copy.ts";
-import { withContainerRootfs } from "../archive/rootfs.ts";
+import { removeStaleCallState, withContainerRootfs } from "../archive/rootfs.ts";
+import { commitContainer } from "../archive/commit.ts";
+import type { RunConfig } from "../archive/commit-changes.ts";
 
 const statHeaderName = "X-Docker-Container-Path-Stat";
 
@@ -33,7 +35,8 @@ async function sendStream(ctx: RequestContext, source: AsyncIterable<Buffer>): P
 /** How often a stats stream samples, and how far apart the two samples of a one-off reading are (as Docker's daemon). */
 const statsIntervalMs = 1000;
 
-export function registerArchiveRoutes(router: Router, backend: Backend): Promise<void> | void {
+export async function registerArchiveRoutes(router: Router, backend: Backend): Promise<void> {
+  await removeStaleCallState(backend);
   const statPath = async (ctx: RequestContext, withBody: boolean) => {
     const record = containerOr404(backend, ctx.params.id!);
     const given = pathQuery(ctx);
@@ -75,6 +78,24 @@ export function registerArchiveRoutes(router: Router, backend: Backend): Promise
     ctx.send(200);
   });
 
+  router.post("/commit", async (ctx) => {
+    const ref = ctx.query.get("container");
+    if (!ref) throw badRequest("bad parameter: container is required");
+    const record = containerOr404(backend, ref);
+    const committed = await commitContainer(backend, {
+      record,
+      repo: ctx.query.get("repo") ?? "",
+      tag: ctx.query.get("tag") ?? "",
+      comment: ctx.query.get("comment") ?? "",
+      author: ctx.query.get("author") ?? "",
+      changes: ctx.query.getAll("changes").filter((c) => c.trim() !== ""),
+      pause: queryBool(ctx.query, "pause", true),
+      config: await commitConfig(ctx),
+    });
+    backend.events.publish("container", "commit", record.Id, containerEventAttributes(record, { comment: ctx.query.get("comment") ?? "", imageID: committed.id, imageRef: committed.name }));
+    ctx.send(201, { Id: committed.id });
+  });
+
   router.get("/containers/:id/export", async (ctx) => {
     const record = containerOr404(backend, ctx.params.id!);
     await withContainerRootfs(backend, record, async (root) => {
@@ -111,4 +132,20 @@ export function registerArchiveRoutes(router: Router, backend: Backend): Promise
     }
     if (!ctx.res.writableEnded) ctx.res.end();
   });
+}
+
+/** The optional config in a commit's body; the Go client sends `null` when it has none. */
+async function commitConfig(ctx: RequestContext): Promise<RunConfig | undefined> {
+  const text = (await ctx.body()).toString("utf8").trim();
+  if (!text || text === "null") return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw badRequest(`invalid JSON in request body: ${(err as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw badRequest("the commit config must be a JSON object");
+  // Only what was set: the CLI's zero values must not wipe the image's settings.
+  const set = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== null && v !== "" && v !== false && !(Array.isArray(v) && v.length === 0));
+  return Object.fromEntries(set) as RunConfig;
 }

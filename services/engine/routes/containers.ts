@@ -9,8 +9,9 @@ import type { CreateBody } from "../containers/config.ts";
 import { snapshotter } from "../containers/image.ts";
 import { ContainerManager } from "../containers/lifecycle.ts";
 import { logs } from "../containers/logs.ts";
-import { processTable } from "../containers/top.ts";
+import { processTable, psTable } from "../containers/top.ts";
 import { inspectView, listContainers, listEntry } from "../containers/views.ts";
+import { execIdsOf } from "../exec/execs.ts";
 import { wait } from "../containers/wait.ts";
 import { labelsMatch } from "../query.ts";
 
@@ -64,14 +65,17 @@ export function registerContainerRoutes(router: Router, backend: Backend): Promi
   });
 
   router.get("/containers/:id/json", (ctx) => {
-    ctx.send(200, inspectView(manager.get(ctx.params.id!), { driver: snapshotter }));
+    const record = manager.get(ctx.params.id!);
+    ctx.send(200, inspectView(record, { driver: snapshotter, execIds: execIdsOf(backend, record.Id) }));
   });
 
   router.get("/containers/:id/top", async (ctx) => {
     const record = manager.get(ctx.params.id!);
     if (!record.State.Running) throw conflict(`Container ${record.Id} is not running`);
     const { processes } = await backend.tasks.listPids({ containerId: record.Id }, backend.call());
-    ctx.send(200, processTable(processes.map((p) => p.pid)));
+    const pids = processes.map((p) => p.pid);
+    const psArgs = ctx.query.get("ps_args");
+    ctx.send(200, psArgs ? await psTable(pids, psArgs) : processTable(pids));
   });
 
   router.get("/containers/:id/logs", (ctx) => logs(ctx, manager));

@@ -1,0 +1,97 @@
+// node bench/engine.ts: the Engine API against a real dockerd (Debian's docker.io, on a
+// temp root with its own containerd, --iptables=false --bridge=none), the same docker CLI
+// driving both, interleaved run by run so a busy machine hits both alike:
+//  - `docker run --rm --network none busybox true`: median wall time;
+//  - `docker ps` with 50 running containers: median wall time.
+// Both daemons get the busybox image through `docker load`. Results in bench/results/engine.md.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir, cpus } from "node:os";
+import { join } from "node:path";
+import { repoRoot, startDaemon } from "../test/harness.ts";
+import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
+import { skopeoArchives } from "../test/fixtures/archives.ts";
+import { dockerdInstalled, startDockerd } from "./daemons.ts";
+
+const runs = Number(process.env.BENCH_RUNS ?? 10);
+const idle = Number(process.env.BENCH_ENGINE_CONTAINERS ?? 50);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+if (!dockerdInstalled()) {
+  console.error("bench/engine.ts needs dockerd to compare against: apt-get install docker.io (it is not started as a service here)");
+  process.exit(2);
+}
+
+const base = mkdtempSync(join(tmpdir(), "berth-bench-engine-"));
+const engines: { name: string; socket: string; stop(): Promise<void> }[] = [];
+
+function docker(socket: string, args: string[], input?: Buffer) {
+  const r = spawnSync("docker", args, {
+    input,
+    env: { ...process.env, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: join(base, "docker-config") },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (r.status !== 0) throw new Error(`docker ${args.join(" ")} (${socket}): ${r.stderr}`);
+  return r.stdout.toString();
+}
+
+function wallMs(socket: string, args: string[]): number {
+  const start = process.hrtime.bigint();
+  docker(socket, args);
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+/** Median wall time of `args` on each engine, runs interleaved. */
+function timeBoth(args: string[]): Map<string, number> {
+  const times = new Map(engines.map((e) => [e.name, [] as number[]]));
+  for (const e of engines) wallMs(e.socket, args); // warm-up
+  for (let i = 0; i < runs; i++) for (const e of engines) times.get(e.name)!.push(wallMs(e.socket, args));
+  return new Map([...times].map(([name, xs]) => [name, median(xs)]));
+}
+
+try {
+  const load = loadavg()[0]!;
+  mkdirSync(join(base, "archives"));
+  const archive = skopeoArchives(join(base, "archives"), await buildBusyboxImage()).dockerArchive;
+  const berth = await startDaemon({ base: join(base, "berth") });
+  engines.push({ name: "berth", socket: berth.dockerSocket, stop: () => berth.stop() });
+  mkdirSync(join(base, "dockerd"));
+  const dockerd = await startDockerd(join(base, "dockerd"));
+  engines.push({ name: "dockerd", socket: dockerd.address, stop: () => dockerd.stop() });
+  const archiveBytes = readFileSync(archive);
+  for (const e of engines) docker(e.socket, ["load", "-q"], archiveBytes);
+
+  const run = timeBoth(["run", "--rm", "--network", "none", "busybox:latest", "true"]);
+  const psEmpty = timeBoth(["ps"]);
+  for (const e of engines) for (let i = 0; i < idle; i++) docker(e.socket, ["run", "-d", "--network", "none", "busybox:latest", "sleep", "600"]);
+  const ps = timeBoth(["ps"]);
+  const ratio = (m: Map<string, number>) => (m.get("berth")! / m.get("dockerd")!).toFixed(2);
+  const row = (label: string, m: Map<string, number>) => `| ${label} | ${m.get("berth")!.toFixed(1)} | ${m.get("dockerd")!.toFixed(1)} | **${ratio(m)}×** |`;
+  const report = [
+    `# Engine API: Berth vs dockerd (${new Date().toISOString()}, median of ${runs} interleaved runs after a warm-up, the docker CLI driving both)`,
+    "",
+    `Machine: ${cpus().length} CPUs, 1-minute load average ${load.toFixed(2)} before the runs and ${loadavg()[0]!.toFixed(2)} after.`,
+    "",
+    "| docker command | Berth ms | dockerd ms | Berth / dockerd |",
+    "|---|---:|---:|---:|",
+    row("run --rm --network none busybox true", run),
+    row("ps (no containers)", psEmpty),
+    row(`ps (${idle} running containers)`, ps),
+    "",
+    "Targets: `run --rm` at most 0.6× dockerd's time; `ps` with 50 containers no slower than dockerd.",
+    "",
+  ].join("\n");
+  console.log(report);
+  writeFileSync(join(repoRoot, "bench", "results", "engine.md"), report);
+} finally {
+  for (const e of engines) {
+    try {
+      const ids = docker(e.socket, ["ps", "-aq"]).split("\n").filter(Boolean);
+      if (ids.length > 0) docker(e.socket, ["rm", "-f", ...ids]);
+    } catch (err) {
+      console.error(`cleaning up ${e.name}: ${(err as Error).message}`);
+    }
+    await e.stop();
+  }
+  rmSync(base, { recursive: true, force: true });
+}
