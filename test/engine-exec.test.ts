@@ -5,8 +5,9 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
 import { connect } from "node:net";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ok, run, type Daemon } from "./harness.ts";
+import { childPids, ok, run, type Daemon } from "./harness.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 import { engineConnectionsHeld, engineHttp, eventually, jsonOf, startEngineWithBusybox } from "./fixtures/engine-session.ts";
 
@@ -283,6 +284,32 @@ test("an exec start refused before the takeover is a plain HTTP error, also on a
   });
   assert.match(reply, /^HTTP\/1\.1 404 /);
   assert.match(reply, /\{"message":"no such exec"\}$/);
+});
+
+test("a client that stops reading and then goes away does not leave the exec blocked on its output", async () => {
+  const created = jsonOf(await engineHttp(d, "POST", "/v1.41/containers/box/exec", JSON.stringify({ Cmd: ["sh", "-c", "head -c 8000000 /dev/zero; echo done > /tmp/after-flood"], AttachStdout: true })));
+  const id = String(created.Id);
+  const socket = connect(d.dockerSocket);
+  socket.on("error", () => {});
+  const body = JSON.stringify({ Detach: false, Tty: false });
+  socket.write(`POST /v1.41/exec/${id}/start HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  // Not reading: every buffer on the way fills until the process blocks writing its pipe.
+  socket.pause();
+  const pid = await eventually("the exec's pid", async () => {
+    const state = jsonOf(await engineHttp(d, "GET", `/v1.41/exec/${id}/json`));
+    return state.Running ? Number(state.Pid) : undefined;
+  });
+  // The writer is the shell's child (head).
+  const blockedWriting = (p: number) => {
+    try {
+      return readFileSync(`/proc/${p}/wchan`, "utf8").includes("pipe_write");
+    } catch {
+      return false;
+    }
+  };
+  await eventually("the exec to block on its output", () => (childPids(pid).some(blockedWriting) ? true : undefined));
+  socket.destroy();
+  await eventually("the exec to finish after the client left", () => (d.docker(["exec", "box", "cat", "/tmp/after-flood"]).stdout === "done\n" ? true : undefined));
 });
 
 test("a running TTY exec can be resized; a bad size is a 400", async () => {
