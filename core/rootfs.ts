@@ -6,7 +6,7 @@
 import type { Client } from "nice-grpc";
 import type { SnapshotsDefinition } from "./gen/containerd/services/snapshots/v1/snapshots.ts";
 import type { Mount } from "./gen/containerd/types/mount.ts";
-import { inNamespace, isAlreadyExists } from "./grpc-client.ts";
+import { inNamespace, isAlreadyExists } from "./grpc-status.ts";
 
 export interface RootfsRequest {
   namespace: string;

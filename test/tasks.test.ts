@@ -13,6 +13,7 @@ import { closeFreshChannels, freshClient, grpcError, ok, sleep, startDaemon, tab
 import { inNamespace } from "../core/grpc-client.ts";
 import { isRunning } from "../core/process.ts";
 import { TasksDefinition } from "../core/gen/containerd/services/tasks/v1/tasks.ts";
+import { SnapshotsDefinition } from "../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
 import { runInContainer } from "../scripts/demo-container.ts";
@@ -253,6 +254,12 @@ describe("live restore", () => {
     ok(ctr(["run", "-d", image, "dies-while-down", "sleep", "300"]), "run dies-while-down");
     ok(ctr(["run", "-d", image, "exits-before", "sh", "-c", "exit 4"]), "run exits-before");
     await eventually("exits-before stops", () => taskRows().some((r) => r[0] === "exits-before" && r[2] === "STOPPED"));
+    ok(ctr(["run", "-d", image, "paused-one", "sleep", "300"]), "run paused-one");
+    ok(ctr(["tasks", "pause", "paused-one"]), "pause paused-one");
+    // A task created but not started (ctr has no command for that; the API has).
+    ok(ctr(["containers", "create", image, "created-only", "sleep", "300"]), "containers create created-only");
+    const { mounts } = await freshClient(SnapshotsDefinition, d.address).mounts({ snapshotter: "overlayfs", key: "created-only" }, meta);
+    await tasks().create({ containerId: "created-only", rootfs: mounts }, meta);
     const pidOf = (id: string) => Number(taskRows().find((r) => r[0] === id)![1]);
     const survivorPid = pidOf("survivor");
     const victimPid = pidOf("dies-while-down");
@@ -273,6 +280,17 @@ describe("live restore", () => {
     assert.deepEqual(rows.get("survivor")?.slice(1), [String(survivorPid), "RUNNING"]);
     assert.equal(rows.get("dies-while-down")?.[2], "STOPPED");
     assert.equal(rows.get("exits-before")?.[2], "STOPPED");
+    assert.equal(rows.get("paused-one")?.[2], "PAUSED", "a paused task is adopted paused");
+    assert.equal(rows.get("created-only")?.[2], "CREATED", "a created task is adopted created");
+    ok(ctr(["tasks", "resume", "paused-one"]), "resume after the restart");
+    assert.equal(taskRows().find((r) => r[0] === "paused-one")?.[2], "RUNNING");
+    await tasks().start({ containerId: "created-only" }, meta);
+    assert.equal(taskRows().find((r) => r[0] === "created-only")?.[2], "RUNNING", "the adopted created task starts");
+    for (const id of ["paused-one", "created-only"]) {
+      const exited = tasks().wait({ containerId: id }, meta);
+      ok(ctr(["tasks", "kill", "--signal", "SIGKILL", id]), `kill ${id}`);
+      assert.equal((await exited).exitStatus, 137);
+    }
     assert.equal((await tasks().wait({ containerId: "exits-before" }, meta)).exitStatus, 4);
     assert.equal((await tasks().wait({ containerId: "dies-while-down" }, meta)).exitStatus, 137);
 
@@ -282,7 +300,7 @@ describe("live restore", () => {
     ok(ctr(["tasks", "kill", "--signal", "SIGKILL", "survivor"]), "kill survivor");
     assert.equal((await waited).exitStatus, 137);
 
-    for (const id of ["survivor", "dies-while-down", "exits-before"]) {
+    for (const id of ["survivor", "dies-while-down", "exits-before", "paused-one", "created-only"]) {
       ok(ctr(["tasks", "delete", id]), `delete ${id}`);
       ok(ctr(["containers", "rm", id]), `containers rm ${id}`);
     }

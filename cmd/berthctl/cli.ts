@@ -20,7 +20,10 @@ const program = new Command()
   .addOption(new Option("-a, --address <path>", "address for berth's gRPC server").env("BERTH_ADDRESS").default(defaultAddress))
   .addOption(new Option("--timeout <duration>", "total timeout for berthctl commands").default("0s"))
   .addOption(new Option("-n, --namespace <name>", "namespace to use with commands").env("BERTH_NAMESPACE").default(defaultNamespace))
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // As ctr: global flags come before the command, and a container's command line after
+  // its id is passed on whole (`run IMAGE ID sh -c …`).
+  .enablePositionalOptions();
 
 let session: Session | undefined;
 
@@ -35,6 +38,28 @@ function sessionOf(cmd: Command): Session {
   return session;
 }
 
+/** The command a command line names: the first word after the global flags (ctr's order). */
+function firstCommandWord(args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (!arg.startsWith("-")) return arg;
+    if (["-a", "--address", "-n", "--namespace", "--timeout"].includes(arg)) i++;
+  }
+  return undefined;
+}
+
+/**
+ * run, containers and tasks bring the Tasks API and the stdio relay with them (about as
+ * much code as every other command together): loaded only when the command line names one
+ * of them, or when help lists every command.
+ */
+async function registerContainerCommands(word: string | undefined): Promise<void> {
+  const all = word === undefined || word === "help";
+  if (all || ["containers", "container", "c"].includes(word)) (await import("./containers.ts")).registerContainers(program, sessionOf);
+  if (all || ["tasks", "task", "t"].includes(word)) (await import("./tasks.ts")).registerTasks(program, sessionOf);
+  if (all || word === "run") (await import("./run.ts")).registerRun(program, sessionOf);
+}
+
 registerVersion(program, sessionOf);
 registerNamespaces(program, sessionOf);
 registerContent(program, sessionOf);
@@ -43,6 +68,7 @@ registerImagesArchive(program, sessionOf);
 registerSnapshots(program, sessionOf);
 registerPull(program, sessionOf);
 registerPush(program, sessionOf);
+await registerContainerCommands(firstCommandWord(process.argv.slice(2)));
 
 try {
   await program.parseAsync(process.argv);

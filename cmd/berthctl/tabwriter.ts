@@ -3,15 +3,21 @@
 // tab-terminated; the text after a line's last tab is not part of any column. A line
 // without tabs ends a block: the lines after it are aligned on their own.
 
-const minWidth = 1;
 const tabWidth = 8;
-const padding = 1;
+
+/** Go tabwriter's minwidth and padding; ctr uses 1 and 1 for most tables, 4 and 4 for tasks and containers. */
+export interface TableLayout {
+  minWidth: number;
+  padding: number;
+}
+
+const ctrDefault: TableLayout = { minWidth: 1, padding: 1 };
 
 export type PadChar = " " | "\t";
 
 const runeLength = (text: string) => [...text].length;
 
-function formatBlock(lines: string[][], pad: PadChar): string {
+function formatBlock(lines: string[][], pad: PadChar, { minWidth, padding }: TableLayout): string {
   let out = "";
   const widths: number[] = [];
 
@@ -60,27 +66,29 @@ function formatBlock(lines: string[][], pad: PadChar): string {
 }
 
 /** Formats text the way a flushed Go tabwriter would print it. */
-function tabwrite(text: string, pad: PadChar = " "): string {
+function tabwrite(text: string, pad: PadChar = " ", layout: TableLayout = ctrDefault): string {
   const lines = text.split("\n").map((line) => line.split("\t"));
   let out = "";
   let start = 0;
   // Go flushes after every newline-terminated line that holds a single cell.
   for (let i = 0; i < lines.length - 1; i++) {
     if (lines[i]!.length === 1) {
-      out += formatBlock([...lines.slice(start, i + 1), [""]], pad);
+      out += formatBlock([...lines.slice(start, i + 1), [""]], pad, layout);
       start = i + 1;
     }
   }
-  return out + formatBlock(lines.slice(start), pad);
+  return out + formatBlock(lines.slice(start), pad, layout);
 }
 
 /** Collects rows and prints them as one table. */
 export class Table {
   private text = "";
   private readonly pad: PadChar;
+  private readonly layout: TableLayout;
 
-  constructor(pad: PadChar = " ") {
+  constructor(pad: PadChar = " ", layout: TableLayout = ctrDefault) {
     this.pad = pad;
+    this.layout = layout;
   }
 
   /** Appends one line of text as given (cells separated and terminated by tabs). */
@@ -90,6 +98,6 @@ export class Table {
   }
 
   toString(): string {
-    return tabwrite(this.text, this.pad);
+    return tabwrite(this.text, this.pad, this.layout);
   }
 }

@@ -11,7 +11,7 @@ import { labels as wellKnown } from "./media-types.ts";
 import type { Descriptor } from "./manifest.ts";
 import { defaultPlatformMatcher, type PlatformMatcher } from "./platform.ts";
 import { resolveImage } from "./resolve.ts";
-import { errorMessage, isAlreadyExists, isNotFound } from "../grpc-client.ts";
+import { errorMessage, isAlreadyExists, isNotFound } from "../grpc-status.ts";
 import { callOptions, type ImageServices } from "./services.ts";
 
 export const defaultSnapshotter = "overlayfs";

@@ -75,3 +75,21 @@ export function cgroupDirsOf(layout: CgroupLayout, pid: number): Map<string, str
   }
   return dirs;
 }
+
+/**
+ * Whether the freezer has stopped the cgroup `pid` is in (v1 freezer.state FROZEN, v2
+ * cgroup.events "frozen 1"): what `runc pause` does. False when that cannot be read.
+ */
+export function isFrozen(layout: CgroupLayout, pid: number): boolean {
+  try {
+    const dirs = cgroupDirsOf(layout, pid);
+    if (layout.mode === "v2") {
+      const dir = dirs.get("");
+      return dir !== undefined && /^frozen 1$/m.test(readFileSync(join(dir, "cgroup.events"), "utf8"));
+    }
+    const freezer = dirs.get("freezer");
+    return freezer !== undefined && readFileSync(join(freezer, "freezer.state"), "utf8").trim() === "FROZEN";
+  } catch {
+    return false;
+  }
+}

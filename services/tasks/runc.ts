@@ -7,8 +7,6 @@ import { BerthError, failedPrecondition, notFound } from "../../core/errors.ts";
 
 const run = promisify(execFile);
 
-export type RuncStatus = "created" | "running" | "paused" | "stopped";
-
 export class Runc {
   readonly binary: string;
   readonly root: string;
@@ -40,10 +38,6 @@ export class Runc {
 
   async delete(id: string): Promise<void> {
     await this.run(["delete", "--force", id]);
-  }
-
-  async state(id: string): Promise<RuncStatus> {
-    return (JSON.parse(await this.run(["state", id])) as { status: RuncStatus }).status;
   }
 
   async pause(id: string): Promise<void> {
