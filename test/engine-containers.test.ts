@@ -107,6 +107,18 @@ describe("docker run", () => {
     assert.equal(r.stdout, "line one\nline two\ndone\n");
   });
 
+  test("docker attach streams what a running container writes from then on and exits with its code; start -a too", () => {
+    const id = ok(docker(["run", "-d", "busybox", "sh", "-c", "echo early; sleep 3; echo late; echo late-err >&2; exit 2"])).stdout.trim();
+    const attached = docker(["attach", id]);
+    assert.equal(attached.code, 2);
+    assert.equal(attached.stdout, "late\n", "only output written after the attach");
+    assert.equal(attached.stderr, "late-err\n");
+    const again = docker(["start", "-a", id]);
+    assert.equal(again.code, 2);
+    assert.equal(again.stdout, "early\nlate\n");
+    ok(docker(["rm", id]));
+  });
+
   test("a missing executable is exit 127 with runc's words; --rm still removes the container", () => {
     const r = docker(["run", "--rm", "busybox", "nosuchcmd"]);
     assert.equal(r.code, 127, r.stderr);
@@ -492,6 +504,60 @@ describe("bad input", () => {
     assert.equal(d.ctr(["containers", "ls", "-q"], undefined, "moby").stdout, "");
     const r = docker(["run", "--rm", "nosuch:1"]);
     assert.equal(r.code, 125);
+  });
+
+  test("every refused create option is a 400 (404 for an unknown network) naming the problem, and nothing is made", async () => {
+    const cases: [Record<string, unknown>, number, RegExp][] = [
+      [{ WorkingDir: "relative" }, 400, /working directory 'relative' is invalid/],
+      [{ HostConfig: { Memory: 1024 } }, 400, /Minimum memory limit allowed is 6MB/],
+      [{ HostConfig: { NanoCpus: -1 } }, 400, /NanoCpus/],
+      [{ HostConfig: { AutoRemove: true, RestartPolicy: { Name: "always" } } }, 400, /AutoRemove/],
+      [{ HostConfig: { RestartPolicy: { Name: "always", MaximumRetryCount: 2 } } }, 400, /maximum retry count/],
+      [{ HostConfig: { LogConfig: { Type: "syslog" } } }, 400, /logging driver "syslog"/],
+      [{ HostConfig: { LogConfig: { Type: "json-file", Config: { "max-size": "lots" } } } }, 400, /invalid max-size/],
+      [{ HostConfig: { LogConfig: { Type: "json-file", Config: { colour: "red" } } } }, 400, /unknown log opt 'colour'/],
+      [{ HostConfig: { Tmpfs: { relative: "" } } }, 400, /invalid tmpfs mount/],
+      [{ HostConfig: { Mounts: [{ Type: "volume", Target: "/v" }] } }, 400, /mount type "volume"/],
+      [{ HostConfig: { Mounts: [{ Type: "bind", Source: join(work, "missing"), Target: "/m" }] } }, 400, /bind source path does not exist/],
+      [{ HostConfig: { NetworkMode: "mynet" } }, 404, /network mynet not found/],
+      [{ HostConfig: "yes" }, 400, /HostConfig must be an object/],
+      [{ User: "nosuchuser" }, 400, /unable to find user nosuchuser/],
+    ];
+    for (const [extra, status, text] of cases) {
+      const r = await http("POST", "/containers/create", { Image: "busybox", Cmd: ["true"], ...extra });
+      assert.equal(r.status, status, JSON.stringify(extra));
+      assert.match(message(r), text, JSON.stringify(extra));
+    }
+    assert.equal(docker(["ps", "-aq"]).stdout, "", "nothing was created");
+    assert.equal(d.ctr(["containers", "ls", "-q"], undefined, "moby").stdout, "", "no containerd container left");
+    assert.ok(!d.ctr(["snapshots", "ls"], undefined, "moby").stdout.split("\n").some((l) => /^[0-9a-f]{64}\s/.test(l)), "no container snapshot left");
+  });
+
+  test("verbs on a container in the wrong state are 409s; bad parameters 400s", async () => {
+    const id = ok(docker(["create", "--name", "idle", "busybox", "sleep", "300"])).stdout.trim();
+    const cases: [string, string, number, RegExp][] = [
+      ["POST", "/containers/idle/pause", 409, /is not running/],
+      ["POST", "/containers/idle/unpause", 409, /is not paused/],
+      ["GET", "/containers/idle/top", 409, /is not running/],
+      ["POST", "/containers/idle/rename?name=idle", 400, /same name/],
+      ["POST", "/containers/idle/rename", 400, /names may be empty/],
+      ["GET", "/containers/idle/logs?stdout=1&tail=some", 400, /tail/],
+      ["GET", "/containers/idle/logs?stdout=1&since=yesterday", 400, /since/],
+      ["GET", "/containers/json?filters=%7B%22status%22%3A%5B%22sleeping%22%5D%7D", 400, /Invalid filter 'status=sleeping'/],
+      ["POST", "/containers/prune?filters=%7B%22until%22%3A%5B%22soon%22%5D%7D", 400, /until=soon/],
+      ["POST", "/containers/idle/stop?t=soon", 400, /invalid value for t/],
+    ];
+    for (const [method, path, status, text] of cases) {
+      const r = await http(method, path);
+      assert.equal(r.status, status, `${method} ${path}`);
+      assert.match(message(r), text, `${method} ${path}`);
+    }
+    ok(docker(["start", "idle"]));
+    ok(docker(["pause", "idle"]));
+    const twice = await http("POST", "/containers/idle/pause");
+    assert.equal(twice.status, 409);
+    assert.match(message(twice), /already paused/);
+    ok(docker(["rm", "-f", id]));
   });
 
   test("a taken name is Docker's 409, and the second container is not made", async () => {

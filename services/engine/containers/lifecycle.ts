@@ -150,6 +150,7 @@ export class ContainerManager {
         LogPath: logPathOf(this.backend.options.root, id),
       };
       this.store.insert(record);
+      this.runtime(id).prepareMounts(mounts);
       this.publish(record, "create");
       return { Id: id, Warnings: warnings };
     } catch (err) {
@@ -197,7 +198,8 @@ export class ContainerManager {
     rt.starting = true;
     const call = this.backend.call();
     try {
-      const { mounts } = await this.backend.images.snapshots.mounts({ snapshotter, key: id }, call);
+      // The mounts create got, for the first start; the snapshotter's answer otherwise.
+      const mounts = rt.takePreparedMounts() ?? (await this.backend.images.snapshots.mounts({ snapshotter, key: id }, call)).mounts;
       mkdirSync(containerDir(this.backend.options.root, id), { recursive: true });
       const fifo = record.Config.OpenStdin ? stdinFifoOf(this.backend.options.state, id) : "";
       if (fifo) rt.stdinWriter(fifo);
@@ -535,9 +537,13 @@ export class ContainerManager {
       clearTimeout(rt.restartTimer);
       if (isRunningState(record.State) && !this.cancelRestart(record)) await this.terminate(record, SIGKILL, 0);
       const call = this.backend.call();
-      await this.backend.tasks.delete({ containerId: id }, call).catch(() => undefined);
-      await this.backend.containers.delete({ id }, call).catch((err) => {
-        if (!isNotFound(err)) throw err;
+      // The exit watch deleted the task; one is left only after an unclean end.
+      await this.backend.containers.delete({ id }, call).catch(async (err) => {
+        if (isNotFound(err)) return;
+        await this.backend.tasks.delete({ containerId: id }, call).catch(() => undefined);
+        await this.backend.containers.delete({ id }, call).catch((again) => {
+          if (!isNotFound(again)) throw again;
+        });
       });
       await this.backend.images.snapshots.remove({ snapshotter, key: id }, call).catch((err) => {
         if (!isNotFound(err)) throw err;

@@ -6,6 +6,7 @@ import { constants, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { Socket } from "node:net";
 import { mknod } from "../../../native/index.ts";
+import type { Mount } from "../../../core/gen/containerd/types/mount.ts";
 
 export interface RunEnd {
   exitCode: number;
@@ -24,10 +25,22 @@ export class ContainerRuntime {
   /** The next restart's delay (doubles while runs keep failing fast). */
   restartDelayMs = 100;
   private stdin: Socket | undefined;
+  private preparedMounts: Mount[] | undefined;
 
   constructor(id: string) {
     this.id = id;
     this.events.setMaxListeners(0);
+  }
+
+  /** The rootfs mounts create was given, kept for the start that usually follows at once. */
+  prepareMounts(mounts: Mount[]): void {
+    this.preparedMounts = mounts;
+  }
+
+  takePreparedMounts(): Mount[] | undefined {
+    const mounts = this.preparedMounts;
+    this.preparedMounts = undefined;
+    return mounts;
   }
 
   /** Resolves at the end of the next run (or at removal), with its exit code. */
