@@ -5,6 +5,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
 import { connect } from "node:net";
+import { Writable } from "node:stream";
+import Docker from "dockerode";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { childPids, ok, run, type Daemon } from "./harness.ts";
@@ -160,6 +162,27 @@ test("exec start without an upgrade streams framed output until the process ends
   }
   assert.deepEqual(frames.filter(([s]) => s === 1).map(([, t]) => t).join(""), "one\n");
   assert.deepEqual(frames.filter(([s]) => s === 2).map(([, t]) => t).join(""), "two\n");
+});
+
+test("dockerode: exec with a hijacked stream, stdin and its end, demultiplexed output, the exit code", async () => {
+  const docker = new Docker({ socketPath: d.dockerSocket });
+  const exec = await docker.getContainer("box").exec({ Cmd: ["sh", "-c", "cat; echo to-stderr >&2; exit 6"], AttachStdin: true, AttachStdout: true, AttachStderr: true });
+  const stream = await exec.start({ hijack: true, stdin: true });
+  let out = "";
+  let err = "";
+  docker.modem.demuxStream(
+    stream,
+    new Writable({ write: (chunk: Buffer, _enc, done) => ((out += chunk.toString()), done()) }),
+    new Writable({ write: (chunk: Buffer, _enc, done) => ((err += chunk.toString()), done()) }),
+  );
+  const ended = new Promise<void>((resolve) => stream.on("end", resolve));
+  stream.end("piped through\n");
+  await ended;
+  assert.equal(out, "piped through\n");
+  assert.equal(err, "to-stderr\n");
+  const state = await exec.inspect();
+  assert.equal(state.ExitCode, 6);
+  assert.equal(state.Running, false);
 });
 
 test("docker stats --no-stream shows a memory figure and a CPU percentage", () => {
