@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hasExited, stopChild } from "../core/process.ts";
 import { waitForSocket } from "../core/socket.ts";
-import { startDaemon } from "../test/harness.ts";
+import { repoRoot, startDaemon } from "../test/harness.ts";
 
 export interface RunningDaemon {
   name: string;
@@ -16,8 +16,10 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
+/** berthd as users start it: through its launcher (its V8 flags included). */
 export async function startBerth(base: string, env: NodeJS.ProcessEnv = {}): Promise<RunningDaemon> {
-  const daemon = await startDaemon({ base, env: { BERTH_LOG_LEVEL: "warn", ...env } });
+  const launcher = join(repoRoot, "cmd", "berthd", "bin", "berthd");
+  const daemon = await startDaemon({ base, launcher, env: { BERTH_LOG_LEVEL: "warn", ...env } });
   return { name: "berth", pid: daemon.pid!, address: daemon.address, stop: () => daemon.stop() };
 }
 

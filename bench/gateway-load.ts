@@ -22,6 +22,8 @@ import { containerdInstalled, startBerth, startContainerd, type RunningDaemon } 
 import { mib, processMemory, processName } from "./proc-memory.ts";
 
 const returnWithinMs = Number(process.env.BENCH_RETURN_MS ?? 60_000);
+/** content runs on demand: it must not exit while idle between the phases, its memory is measured throughout. */
+const contentStaysMs = 3_600_000;
 const idleConnectionCount = Number(process.env.BENCH_IDLE_CONNECTIONS ?? 900);
 const berthIdleMs = 20_000;
 /** Each burst runs this many times; the median by throughput is reported. */
@@ -182,7 +184,7 @@ function report(all: DaemonFigures[]): string {
 
 const base = mkdtempSync(join(tmpdir(), "berth-bench-"));
 try {
-  const all = [await measure(await startBerth(join(base, "berth"), { BERTH_GATEWAY_IDLE_MS: String(berthIdleMs) }))];
+  const all = [await measure(await startBerth(join(base, "berth"), { BERTH_GATEWAY_IDLE_MS: String(berthIdleMs), BERTH_IDLE_EXIT_MS: String(contentStaysMs) }))];
   if (containerdInstalled()) all.push(await measure(await startContainerd(join(base, "containerd"))));
   else process.stderr.write("containerd is not installed (apt-get install containerd): Berth alone\n");
   const text = report(all);

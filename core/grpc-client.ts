@@ -16,22 +16,31 @@ async function* traceContextMiddleware<Req, Res>(call: ClientMiddlewareCall<Req,
 
 const channels = new Map<string, Channel>();
 
+/** A channel of its own (unixChannel shares one per socket). */
+export function newUnixChannel(socketPath: string): Channel {
+  return createChannel(`unix://${socketPath}`, undefined, {
+    "grpc.max_receive_message_length": maxMessageBytes,
+    "grpc.max_send_message_length": maxMessageBytes,
+    "grpc-node.flow_control_window": flowControlWindow,
+  });
+}
+
 export function unixChannel(socketPath: string): Channel {
   let channel = channels.get(socketPath);
   if (!channel) {
-    channel = createChannel(`unix://${socketPath}`, undefined, {
-      "grpc.max_receive_message_length": maxMessageBytes,
-      "grpc.max_send_message_length": maxMessageBytes,
-      "grpc-node.flow_control_window": flowControlWindow,
-    });
+    channel = newUnixChannel(socketPath);
     channels.set(socketPath, channel);
   }
   return channel;
 }
 
-export function grpcClient<D extends CompatServiceDefinition>(definition: D, socketPath: string): Client<D> {
+export function clientOn<D extends CompatServiceDefinition>(definition: D, channel: Channel): Client<D> {
   const factory = telemetryEnabled() ? createClientFactory().use(traceContextMiddleware) : createClientFactory();
-  return factory.create(definition, unixChannel(socketPath));
+  return factory.create(definition, channel);
+}
+
+export function grpcClient<D extends CompatServiceDefinition>(definition: D, socketPath: string): Client<D> {
+  return clientOn(definition, unixChannel(socketPath));
 }
 
 export function closeChannels(): void {

@@ -111,6 +111,14 @@ const retireGraceMs = 250;
 const shutdownGraceMs = 500;
 
 /**
+ * A process retiring on idle lets the calls that reached it in its grace finish, for
+ * at most this long: berthd starts no other copy of it meanwhile (content and snapshots
+ * must each be the only process that links and unlinks their files), so the next call
+ * waits for this one to exit.
+ */
+const retireDrainMs = 60_000;
+
+/**
  * A gRPC server with the cross-cutting middleware on <state>/services/<socketName>.sock.
  * `idle.onIdle`, when given, is called once no call has been in flight for `idle.ms`;
  * when it answers false (still busy with work of its own) it is asked again later.
@@ -120,18 +128,23 @@ export async function startGrpcServer(
   socketName: string,
   setup: (server: Server) => Promise<void> | void,
   idle?: { ms: number; onIdle: (inFlight: () => number) => Promise<boolean> | boolean },
-): Promise<{ close(): Promise<void> }> {
+): Promise<{ close(graceMs?: number): Promise<void> }> {
   const base = createServer(serverOptions).use(errorMiddleware(ctx.log));
   const traced = telemetryEnabled() ? base.use(tracingMiddleware) : base;
-  const server = (idle ? traced.use(idleMiddleware(idle.ms, idle.onIdle)) : traced) as Server;
+  const idleWatch = idle ? idleMiddleware(idle.ms, idle.onIdle) : undefined;
+  const server = (idleWatch ? traced.use(idleWatch.middleware) : traced) as Server;
   await setup(server);
   const socket = serviceSocketPath(ctx.state, socketName);
   widenGrpcServerWindows();
   await listenOnSocket(socket, (path) => server.listen(`unix://${path}`));
   ctx.log.info({ socket }, "service listening");
+  // Idle time counts from here: a start-up slower than idle.ms (a loaded machine, a
+  // large store to sweep) must not retire the process before its first call.
+  idleWatch?.start();
   return {
-    async close() {
-      const force = setTimeout(() => server.forceShutdown(), shutdownGraceMs);
+    /** Stops taking calls and lets the open ones end, for at most `graceMs`. */
+    async close(graceMs = shutdownGraceMs) {
+      const force = setTimeout(() => server.forceShutdown(), graceMs);
       force.unref();
       await server.shutdown();
       clearTimeout(force);
@@ -140,20 +153,22 @@ export async function startGrpcServer(
 }
 
 /**
- * Counts calls in flight; calls onIdle after `ms` without any, and again if it declines.
- * onIdle runs only with no call in flight (checked again after it yields).
+ * Counts calls in flight; once start()ed, calls onIdle after `ms` without any, and again
+ * if it declines (once it accepted, never again). Calls may arrive while onIdle runs:
+ * it is given the count.
  */
 function idleMiddleware(ms: number, onIdle: (inFlight: () => number) => Promise<boolean> | boolean) {
   let inFlight = 0;
   let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
   const arm = () => {
+    if (stopped) return;
     timer = setTimeout(async () => {
-      const stopped = await Promise.resolve(onIdle(() => inFlight)).catch(() => false);
+      stopped = await Promise.resolve(onIdle(() => inFlight)).catch(() => false);
       if (!stopped && inFlight === 0) arm();
     }, ms);
   };
-  arm();
-  return async function* <Req, Res>(call: ServerMiddlewareCall<Req, Res>, ctx: CallContext) {
+  async function* middleware<Req, Res>(call: ServerMiddlewareCall<Req, Res>, ctx: CallContext) {
     inFlight++;
     clearTimeout(timer);
     try {
@@ -161,6 +176,12 @@ function idleMiddleware(ms: number, onIdle: (inFlight: () => number) => Promise<
     } finally {
       if (--inFlight === 0) arm();
     }
+  }
+  return {
+    middleware,
+    start() {
+      if (inFlight === 0) arm();
+    },
   };
 }
 
@@ -175,6 +196,7 @@ export async function runService(
 ): Promise<void> {
   await runProcess(name, async (ctx, stop) => {
     let handle: ServiceHandle = {};
+    let closeGraceMs = shutdownGraceMs;
     const idleMs = Number(process.env.BERTH_IDLE_EXIT_MS);
     const grpc = await startGrpcServer(
       ctx,
@@ -188,12 +210,14 @@ export async function runService(
             onIdle: async (inFlight) => {
               if (await handle.busy?.()) return false;
               // Retire before stopping: with the socket gone, berthd starts a fresh process
-              // for the next call instead of sending it here while this one shuts down
-              // (which would refuse it); a call routed here just before gets a moment to
-              // arrive, and the stop waits for the calls still in flight.
+              // for the next call (once this one has exited) instead of sending it here
+              // while this one shuts down (which would refuse it); a call routed here just
+              // before gets a moment to arrive. Then the retirement is final: the calls in
+              // flight finish (up to retireDrainMs) and the process exits.
               rmSync(serviceSocketPath(ctx.state, name), { force: true });
               await new Promise((resolve) => setTimeout(resolve, retireGraceMs));
-              if (inFlight() > 0) return false;
+              if (inFlight() > 0) ctx.log.debug({ inFlight: inFlight() }, "retiring: letting the calls in flight finish");
+              closeGraceMs = retireDrainMs;
               void stop("idle");
               return true;
             },
@@ -203,7 +227,7 @@ export async function runService(
     await handle.afterListen?.();
     return {
       async close() {
-        await grpc.close();
+        await grpc.close(closeGraceMs);
         await handle.close?.();
       },
     };

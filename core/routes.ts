@@ -4,8 +4,8 @@
 // row (and its services/<name>/main.ts, which the build bundles to dist/<name>.js).
 //
 // "berthd" itself serves what is cheap to host beside the supervisor (namespaces,
-// leases, events, container records, version, introspection, and the Collector front of
-// the jobs process) on
+// leases, events, container records, version, introspection, the Collector front of
+// the jobs process, and Processes, which starts on-demand processes for the others) on
 // <state>/services/metadata.sock, and the public gateway socket: each Node process
 // costs ~18 MiB idle, so only what must be isolated runs on its own (docs/architecture.md).
 
@@ -25,20 +25,28 @@ export interface ProcessSpec {
 export const inProcess = "metadata";
 
 export const processTable: readonly ProcessSpec[] = [
+  // content, images and snapshots keep everything in the database and under the root,
+  // so an idle daemon runs none of them (each costs ~25 MiB PSS): the first call starts
+  // one, in 0.1–0.25 s (docs/architecture.md), and it retires once idle. Processes calling
+  // them directly ask berthd to start them first (core/on-demand-client.ts).
   {
     name: "content",
     services: ["containerd.services.content.v1.Content"],
+    onDemand: true,
   },
   {
     name: "images",
     services: ["containerd.services.images.v1.Images"],
+    onDemand: true,
   },
   {
     name: "snapshots",
     services: ["containerd.services.snapshots.v1.Snapshots"],
+    onDemand: true,
   },
   {
-    // Containers' tasks: drives runc through one berth-shim per container process.
+    // Containers' tasks: drives runc through one berth-shim per container process, and
+    // stays up to report their exits as they happen.
     name: "tasks",
     services: ["containerd.services.tasks.v1.Tasks"],
   },

@@ -25,8 +25,14 @@ quote() {
   printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
 }
 
+# berthd idles most of its life: core/node-flags.ts's berthdNodeFlags, which
+# test/launchers.test.ts checks these against. berthctl runs for a moment: V8's defaults.
+berthd_flags="--max-semi-space-size=1 --v8-pool-size=1"
+
 for name in berthd berthctl; do
   bundle="$repo/dist/$name.js"
+  flags=""
+  [ "$name" = berthd ] && flags="$berthd_flags "
   [ -f "$bundle" ] || fail "$bundle is missing: run npm run build first"
   # Written beside the target and renamed over it: a launcher is never seen half-written.
   tmp=$(mktemp "$bindir/.$name.XXXXXX")
@@ -34,7 +40,7 @@ for name in berthd berthctl; do
   {
     echo "#!/bin/sh"
     echo "# $name launcher, installed by Berth's scripts/install-launchers.sh"
-    echo "exec $(quote "$node") $(quote "$bundle") \"\$@\""
+    echo "exec $(quote "$node") $flags$(quote "$bundle") \"\$@\""
   } >"$tmp"
   chmod 755 "$tmp"
   sync "$tmp"

@@ -52,7 +52,8 @@ describe("a gateway with the default bounds", () => {
   let idleKiB: number[];
 
   before(async () => {
-    d = await startDaemon({ env: { BERTH_GATEWAY_IDLE_MS: "2000", BERTH_GATEWAY_MAX_CONNECTIONS: "300" } });
+    // content (started on demand) must stay up between the bursts: its memory is measured throughout.
+    d = await startDaemon({ env: { BERTH_GATEWAY_IDLE_MS: "2000", BERTH_GATEWAY_MAX_CONNECTIONS: "300", BERTH_IDLE_EXIT_MS: "3600000" } });
     ok(d.ctr(["content", "ingest", "load-blob"], blob));
     idleKiB = berthdAndContentKiB(d);
   });

@@ -217,10 +217,11 @@ describe("an import cut off by a dying service", () => {
       // The moment the diff process starts, the first layer's extract snapshot exists and
       // its Apply is on its way: freeze snapshots (so the import's own clean-up cannot
       // reach it), kill diff (so the Apply fails), then kill snapshots.
-      const pid = d.servicePid("snapshots");
-      assert.ok(pid, "snapshots pid");
       let diffPid: number | undefined;
       await eventually("the diff process started", () => (diffPid = d.servicePid("diff")) !== undefined, 60_000, 2);
+      // Started on demand by the import, which prepared the extract snapshot before calling diff.
+      const pid = d.servicePid("snapshots");
+      assert.ok(pid, "snapshots pid");
       process.kill(pid, "SIGSTOP");
       process.kill(diffPid!, "SIGKILL");
       await eventually("the diff process is gone", () => d.servicePid("diff") !== diffPid);

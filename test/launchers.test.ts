@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { berthdNodeFlags, idleTunedNodeFlags } from "../core/node-flags.ts";
 import { ok, repoRoot, run, startDaemon, type Daemon } from "./harness.ts";
 
 const installer = join(repoRoot, "scripts", "install-launchers.sh");
@@ -36,6 +37,10 @@ describe("launchers", () => {
     assert.equal(readlinkSync(`/proc/${pid}/exe`), pinnedNode);
     const ppid = Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[1]);
     assert.equal(ppid, process.pid, "no shell or npm process between the test and berthd");
+    // berthd and its always-on services run tuned for size (core/node-flags.ts).
+    const nodeFlagsOf = (p: number) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0").filter((arg) => arg.startsWith("--") && !arg.startsWith("--root") && !arg.startsWith("--state"));
+    assert.deepEqual(nodeFlagsOf(pid), berthdNodeFlags);
+    assert.deepEqual(nodeFlagsOf(daemon.servicePid("tasks")!), idleTunedNodeFlags);
 
     const version = ok(run(join(bin, "berthctl"), ["--address", daemon.address, "version"]), "berthctl launcher");
     assert.match(version.stdout, /^ {2}Node version: v24\./m);
@@ -56,10 +61,15 @@ describe("launchers", () => {
     assert.doesNotMatch(r.stderr, /decoy/);
   });
 
+  test("berthd's npm bin passes the same V8 flags as the installed launcher", () => {
+    const npmBin = readFileSync(join(repoRoot, "cmd", "berthd", "bin", "berthd"), "utf8");
+    assert.match(npmBin, new RegExp(`^exec "\\$repo/node_modules/node/bin/node" ${berthdNodeFlags.join(" ")} "\\$repo/dist/berthd\\.js" "\\$@"$`, "m"));
+  });
+
   test("installing again replaces the launchers and leaves no temp files", () => {
     ok(run("sh", [installer, bin]), "second install");
     assert.deepEqual(readdirSync(bin).sort(), ["berthctl", "berthd"]);
-    assert.match(readFileSync(join(bin, "berthd"), "utf8"), /^#!\/bin\/sh\n(?:#.*\n)*exec '[^']+\/node' '[^']+\/dist\/berthd\.js' "\$@"\n$/);
+    assert.match(readFileSync(join(bin, "berthd"), "utf8"), new RegExp(`^#!/bin/sh\n(?:#.*\n)*exec '[^']+/node' ${berthdNodeFlags.join(" ")} '[^']+/dist/berthd\\.js' "\\$@"\n$`));
   });
 
   test("a target that is missing or not a directory is refused, and nothing is written", () => {

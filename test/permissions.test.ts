@@ -108,6 +108,8 @@ test("files and dirs an older, laxer berthd left are tightened at start-up", asy
   chmodSync(root, 0o755);
   const old = await startDaemon({ base });
   try {
+    // content tightens its dirs when it starts, which (on demand) is at the first call.
+    ok(old.ctr(["content", "ls"]), "content ls");
     for (const path of ["content", "content/blobs", "content/blobs/sha256"]) assert.equal(lstatSync(join(root, path)).mode & 0o777, 0o700, path);
     for (const path of ["metadata.db", "metadata.db-wal"]) assert.equal(lstatSync(join(root, path)).mode & 0o777, 0o600, path);
     assert.equal(lstatSync(root).mode & 0o777, 0o755, "an existing root keeps the mode its administrator gave it");

@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { serviceSocketPath } from "../../core/config.ts";
 import { createLogger } from "../../core/log.ts";
 import { makePrivateDir, makeTopDir, writePrivateFile } from "../../core/private-files.ts";
+import { idleTunedNodeFlags } from "../../core/node-flags.ts";
 import { processTable } from "../../core/routes.ts";
 import { initTelemetry, stopTelemetry } from "../../core/telemetry.ts";
 import { openGateway } from "../../services/gateway/gateway.ts";
@@ -57,7 +58,7 @@ async function main(): Promise<void> {
     const env = { ...process.env, BERTH_REDIS_URL: redisUrl, BERTH_ADDRESS: config.address, BERTH_IDLE_EXIT_MS: spec.onDemand ? String(idleExitMs) : undefined };
     services.set(
       spec.name,
-      new SupervisedService({ name: spec.name, script, args: common, env, socket: serviceSocketPath(config.state, spec.name), onDemand: spec.onDemand }, log),
+      new SupervisedService({ name: spec.name, script, args: common, nodeFlags: spec.onDemand ? [] : idleTunedNodeFlags, env, socket: serviceSocketPath(config.state, spec.name), onDemand: spec.onDemand }, log),
     );
   }
 
@@ -89,12 +90,19 @@ async function main(): Promise<void> {
   // In-process services first (every other process calls them), the public socket last.
   try {
     const ctx = { root: config.root, state: config.state, name: "berthd", log };
-    metadata = await serveMetadata(ctx, redisUrl, () => services.get("jobs")?.ready());
+    const ready = (name: string) => services.get(name)?.ready();
+    metadata = await serveMetadata(ctx, redisUrl, ready);
     await Promise.all(
       processTable.filter((spec) => !spec.onDemand && services.has(spec.name)).map((spec) => services.get(spec.name)!.start()),
     );
-    gateway = await openGateway(config.state, config.address, (name) => services.get(name)?.ready(), log);
+    gateway = await openGateway(config.state, config.address, ready, log);
     metadata.startCollections();
+    // The file owners unlink the files of rows the start-up collection removed when they
+    // start; started on demand, they might not for days, so they start now to do it.
+    const owners = { content: metadata.startup.blobs, snapshots: metadata.startup.snapshots };
+    for (const [owner, removed] of Object.entries(owners)) {
+      if (removed > 0) ready(owner)?.catch((err: Error) => log.warn({ err: err.message, owner }, "cannot start to sweep unreferenced files"));
+    }
     engine = await openEngineSocket({ root: config.root, state: config.state, address: config.address, log: log.child({ component: "engine" }), serverVersion: berthVersion.replace(/^v/, "") }, log);
   } catch (err) {
     log.error({ err: (err as Error).message }, "start-up failed");

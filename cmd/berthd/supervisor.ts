@@ -14,6 +14,8 @@ export interface ServiceSpec {
   name: string;
   script: string;
   args: string[];
+  /** Node/V8 flags placed before the script (core/node-flags.ts). */
+  nodeFlags?: readonly string[];
   env: NodeJS.ProcessEnv;
   /** The socket that accepts connections once the service is ready. */
   socket: string;
@@ -24,6 +26,8 @@ export interface ServiceSpec {
 const minBackoffMs = 100;
 const maxBackoffMs = 5000;
 const stableAfterMs = 10_000;
+/** A retiring process drains its calls for at most 60 s (core/grpc-server.ts); past this, it is stopped. */
+const retireLimitMs = 70_000;
 
 export class SupervisedService {
   private child: ChildProcess | undefined;
@@ -32,8 +36,6 @@ export class SupervisedService {
   private restartTimer: NodeJS.Timeout | undefined;
   /** Children seen listening: one whose socket is gone after that is retiring. */
   private readonly listened = new WeakSet<ChildProcess>();
-  /** On-demand processes finishing their last calls after a fresh one took over. */
-  private readonly retiring = new Set<ChildProcess>();
   /** The start under way (on-demand processes), shared by the calls waiting for it. */
   private starting: Promise<void> | undefined;
   private readonly spec: ServiceSpec;
@@ -59,19 +61,27 @@ export class SupervisedService {
 
   /**
    * Undefined for an always-on process (the call goes straight through; while it is
-   * being restarted the call fails UNAVAILABLE); for one started on demand, a promise
-   * that settles once it accepts calls, starting it if needed, or fails.
+   * being restarted the call fails UNAVAILABLE) and for an on-demand one that runs and
+   * listens; otherwise (on demand) a promise that settles once it accepts calls,
+   * starting it if needed, or fails.
    */
   ready(): Promise<void> | undefined {
     if (!this.spec.onDemand) return undefined;
     if (this.stopping) return Promise.reject(new Error(`service ${this.spec.name} is stopping`));
+    // Running and not retiring: the call goes straight through, as to an always-on one
+    // (content, images and snapshots take every call of a burst this way).
+    const child = this.child;
+    if (!this.starting && child && this.listened.has(child) && !hasExited(child) && existsSync(this.spec.socket)) return undefined;
     this.starting ??= this.startOnDemand().finally(() => (this.starting = undefined));
     return this.starting;
   }
 
   /**
    * An on-demand process may be retiring (idle: it removed its socket and finishes the
-   * calls it has): it is left to finish, and a fresh one is started for this call.
+   * calls it has, core/grpc-server.ts): the fresh one for this call starts once it has
+   * exited. Never two copies at once: content and snapshots must each be the only
+   * process linking and unlinking their files (a second copy's start-up sweep could
+   * unlink a blob the first is linking).
    */
   private async startOnDemand(): Promise<void> {
     const child = this.child;
@@ -87,15 +97,26 @@ export class SupervisedService {
         this.listened.add(child);
         return;
       }
-      this.retiring.add(child);
-      child.once("exit", () => this.retiring.delete(child));
+      await this.retired(child);
+      if (this.stopping) throw new Error(`service ${this.spec.name} is stopping`);
     }
     await this.start();
   }
 
+  /** Resolves once a retiring child has exited; one that outstays its drain is stopped. */
+  private async retired(child: ChildProcess): Promise<void> {
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    const overdue = setTimeout(() => void stopChild(child, 5000), retireLimitMs);
+    try {
+      if (!hasExited(child)) await exited;
+    } finally {
+      clearTimeout(overdue);
+    }
+  }
+
   private spawnChild(): ChildProcess {
     const startedAt = Date.now();
-    const child = spawn(process.execPath, [this.spec.script, ...this.spec.args], {
+    const child = spawn(process.execPath, [...(this.spec.nodeFlags ?? []), this.spec.script, ...this.spec.args], {
       stdio: ["pipe", "inherit", "inherit"],
       env: { ...this.spec.env, BERTH_SUPERVISED: "1" },
     });
@@ -123,6 +144,6 @@ export class SupervisedService {
   async stop(timeoutMs = 10_000): Promise<void> {
     this.stopping = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
-    await Promise.all([this.child, ...this.retiring].filter((c) => c !== undefined).map((c) => stopChild(c, timeoutMs)));
+    if (this.child) await stopChild(this.child, timeoutMs);
   }
 }

@@ -3,8 +3,7 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { runService } from "../../core/grpc-server.ts";
-import { grpcClient } from "../../core/grpc-client.ts";
-import { serviceSocketPath } from "../../core/config.ts";
+import { onDemandClient } from "../../core/on-demand-client.ts";
 import { BulkContentDefinition } from "../../core/content-codec.ts";
 import { DiffDefinition } from "../../core/gen/containerd/services/diff/v1/diff.ts";
 import * as native from "../../native/index.ts";
@@ -21,6 +20,6 @@ await runService("diff", async (server, ctx) => {
   await rm(spoolDir, { recursive: true, force: true });
   server.add(
     DiffDefinition,
-    diffService({ content: grpcClient(BulkContentDefinition, serviceSocketPath(ctx.state, "content")), sys: native, mounts, spoolDir, log: ctx.log }),
+    diffService({ content: onDemandClient(BulkContentDefinition, ctx.state, "content"), sys: native, mounts, spoolDir, log: ctx.log }),
   );
 });

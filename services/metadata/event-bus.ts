@@ -38,7 +38,10 @@ export class RedisEventBus implements EventBus {
 
   private async connect(role: string, extra: RedisOptions): Promise<Redis> {
     if (!this.url) throw unavailable("events: BERTH_REDIS_URL is not set");
-    const { Redis } = await import("ioredis");
+    // In berthd's split bundle a lazily imported CommonJS module arrives as its `default`
+    // (module.exports); unbundled, Redis is a named export.
+    const ioredis = (await import("ioredis")) as typeof import("ioredis") & { default?: typeof import("ioredis") };
+    const Redis = ioredis.Redis ?? ioredis.default!.Redis;
     const base = redisOptionsFromUrl(this.url);
     const options: RedisOptions = { commandTimeout: commandTimeoutMs, maxRetriesPerRequest: 2, ...extra };
     const redis = typeof base === "string" ? new Redis(base, options) : new Redis({ ...base, ...options });

@@ -8,6 +8,7 @@ import { NamespacesDefinition } from "../../core/gen/containerd/services/namespa
 import { IntrospectionDefinition } from "../../core/gen/containerd/services/introspection/v1/introspection.ts";
 import { VersionDefinition } from "../../core/gen/containerd/services/version/v1/version.ts";
 import { CollectorDefinition } from "../../core/gen/berth/internal/v1/gc.ts";
+import { ProcessesDefinition } from "../../core/gen/berth/internal/v1/processes.ts";
 import { serviceSocketPath } from "../../core/config.ts";
 import { startGrpcServer } from "../../core/grpc-server.ts";
 import type { ProcessContext } from "../../core/lifecycle.ts";
@@ -20,20 +21,22 @@ import { CollectorFront } from "./collector-front.ts";
 import { ContainersDefinition } from "../../core/gen/containerd/services/containers/v1/containers.ts";
 import { containersService } from "../containers/service.ts";
 import { ContainerStore } from "../containers/store.ts";
-import { collect } from "../jobs/gc/collector.ts";
+import { collect, type CollectionResult } from "../jobs/gc/collector.ts";
 import { leasesService } from "./leases.ts";
 import { namespacesService } from "./namespaces.ts";
+import { processesService } from "./processes.ts";
 import { metadataStore } from "./store.ts";
 
 /**
- * Serves the in-process services. `jobsReady` makes sure the jobs process runs (it is
- * started on demand). Call startCollections() once every service process is up.
+ * Serves the in-process services. `ready(process)` makes sure a process of the process
+ * table runs (for one started on demand: starts it; undefined when it is always on).
+ * Call startCollections() once every always-on process is up.
  */
 export async function serveMetadata(
   ctx: ProcessContext,
   redisUrl: string | undefined,
-  jobsReady: () => Promise<void> | undefined,
-): Promise<{ startCollections(): void; close(): Promise<void> }> {
+  ready: (process: string) => Promise<void> | undefined,
+): Promise<{ startup: CollectionResult; startCollections(): void; close(): Promise<void> }> {
   const db = openMetadataDatabase(ctx.root);
   // Whatever a crash left unreferenced goes before any service starts (they unlink the
   // files no row refers to when they start), so nothing races this first collection.
@@ -41,7 +44,7 @@ export async function serveMetadata(
   if (startup.blobs + startup.snapshots + startup.leases > 0) ctx.log.info(startup, "garbage collected at start");
   const store = metadataStore(db);
   const bus = new RedisEventBus(redisUrl, ctx.log);
-  const collector = new CollectorFront(ctx.state, jobsReady, ctx.log);
+  const collector = new CollectorFront(ctx.state, () => ready("jobs"), ctx.log);
   const grpc = await startGrpcServer(ctx, inProcess, (server) => {
     const publish = localPublisher(bus, ctx.log);
     server.add(NamespacesDefinition, namespacesService({ namespaces: store.namespaces, publish }));
@@ -49,10 +52,12 @@ export async function serveMetadata(
     server.add(LeasesDefinition, leasesService(store.leases, collector));
     server.add(EventsDefinition, eventsService(bus));
     server.add(CollectorDefinition, collector.service);
+    server.add(ProcessesDefinition, processesService(ready));
     server.add(VersionDefinition, versionService);
     server.add(IntrospectionDefinition, introspectionService(loadServerUuid(ctx.root), (process) => serviceSocketPath(ctx.state, process), snapshotterNames));
   });
   return {
+    startup,
     startCollections() {
       collector.startPeriodic(Number(process.env.BERTH_GC_PERIOD_MS) || 60 * 60_000);
     },

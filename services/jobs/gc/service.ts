@@ -10,6 +10,7 @@ import { createChannel, createClient } from "nice-grpc";
 import type { Logger } from "../../../core/log.ts";
 import type { Database } from "../../../core/metadata-db.ts";
 import { collect, type CollectionResult } from "./collector.ts";
+import { startProcess } from "../../../core/on-demand-client.ts";
 import { CollectionScheduler } from "./scheduler.ts";
 
 /** The processes that own files under the root, in the order they are swept. */
@@ -42,11 +43,18 @@ export function collectionRun(db: Database, state: string, log: Logger): (sync: 
       afterMark: (doomed) => doomed > 0 && crashPoint("after-mark"),
     });
     if (result.blobs + result.snapshots + result.leases > 0) crashPoint("after-commit");
+    const removedRows = { content: result.blobs, snapshots: result.snapshots };
     for (const owner of fileOwners) {
       // A channel per run: a shared one stays in backoff after the owner restarted,
       // and collections are rare.
       const channel = createChannel(`unix://${serviceSocketPath(state, owner)}`);
       try {
+        // An owner that is not running (they start on demand) sweeps when it starts; it
+        // is started now only if this run left files of its own to unlink.
+        if (!existsSync(serviceSocketPath(state, owner))) {
+          if (removedRows[owner] === 0) continue;
+          await startProcess(state, owner);
+        }
         await createClient(SweeperDefinition, channel).sweep({}, { signal: AbortSignal.timeout(sweepTimeoutMs) });
       } catch (err) {
         // It sweeps again when it starts, and at the next collection.

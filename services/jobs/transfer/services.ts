@@ -1,6 +1,7 @@
 // The services a pull or push job calls, from inside the jobs process: content, images
-// and snapshots on their own sockets, leases and namespaces on berthd's in-process one,
-// and diff through the public gateway (the diff process starts on demand there).
+// and snapshots on their own sockets (berthd starts them on demand when they are not
+// running), leases and namespaces on berthd's in-process one, and diff through the
+// public gateway (the diff process starts on demand there).
 import { gatewaySocketPath, serviceSocketPath } from "../../../core/config.ts";
 import { BulkContentDefinition } from "../../../core/content-codec.ts";
 import { DiffDefinition } from "../../../core/gen/containerd/services/diff/v1/diff.ts";
@@ -10,6 +11,7 @@ import { NamespacesDefinition } from "../../../core/gen/containerd/services/name
 import { SnapshotsDefinition } from "../../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import { grpcClient } from "../../../core/grpc-client.ts";
 import { withDocumentCache, type ImageServices } from "../../../core/image/services.ts";
+import { onDemandClient } from "../../../core/on-demand-client.ts";
 import { inProcess } from "../../../core/routes.ts";
 
 export type ServicesFor = (namespace: string) => ImageServices;
@@ -20,9 +22,9 @@ export function jobServices(state: string, gateway = process.env.BERTH_ADDRESS |
   return (namespace) =>
     withDocumentCache({
       namespace,
-      content: grpcClient(BulkContentDefinition, socket("content")),
-      images: grpcClient(ImagesDefinition, socket("images")),
-      snapshots: grpcClient(SnapshotsDefinition, socket("snapshots")),
+      content: onDemandClient(BulkContentDefinition, state, "content"),
+      images: onDemandClient(ImagesDefinition, state, "images"),
+      snapshots: onDemandClient(SnapshotsDefinition, state, "snapshots"),
       diff: grpcClient(DiffDefinition, gateway),
       leases: grpcClient(LeasesDefinition, socket(inProcess)),
       namespaces: grpcClient(NamespacesDefinition, socket(inProcess)),

@@ -1,0 +1,179 @@
+// content, images and snapshots run on demand (core/routes.ts), as diff and jobs do: an
+// idle daemon is berthd, redis and tasks only. A call through the gateway starts the
+// process it needs; a process inside Berth that calls another directly (jobs, diff)
+// has berthd start it (berth.internal.v1.Processes, core/on-demand-client.ts); a
+// collection starts a file owner only when it left files of that owner to unlink, and
+// a collection at start does the same. Idle processes exit after BERTH_IDLE_EXIT_MS.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { Status } from "nice-grpc";
+import { ContentDefinition } from "../core/gen/containerd/services/content/v1/content.ts";
+import { ImagesDefinition } from "../core/gen/containerd/services/images/v1/images.ts";
+import { ProcessesDefinition } from "../core/gen/berth/internal/v1/processes.ts";
+import { closeChannels, grpcClient, inNamespace } from "../core/grpc-client.ts";
+import { onDemandClient } from "../core/on-demand-client.ts";
+import { processName } from "../bench/proc-memory.ts";
+import { childPids, closeFreshChannels, freshClient, ok, sleep, startDaemon, type Daemon } from "./harness.ts";
+import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
+import { skopeoArchives } from "./fixtures/archives.ts";
+
+const image = "docker.io/library/busybox:latest";
+const idleExitMs = 1000;
+const onDemand = ["content", "images", "snapshots", "diff", "jobs"];
+let workdir: string;
+let archive: string;
+
+before(async () => {
+  workdir = mkdtempSync(join(tmpdir(), "berth-on-demand-"));
+  archive = skopeoArchives(workdir, await buildBusyboxImage()).dockerArchive;
+});
+
+after(() => {
+  closeChannels();
+  rmSync(workdir, { recursive: true, force: true });
+});
+
+const blobFiles = (d: Daemon) => readdirSync(join(d.root, "content", "blobs", "sha256"));
+const snapshotDirs = (d: Daemon) => readdirSync(join(d.root, "snapshots", "overlayfs", "snapshots"));
+/** The names of berthd's children (redis-server, or the bundle a service runs). */
+const children = (d: Daemon) => childPids(d.pid!).map(processName).sort();
+
+/** Polls until `check` holds. */
+async function until(what: string, check: () => boolean, d: Daemon, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}\n${d.log.slice(-3000)}`);
+    await sleep(50);
+  }
+}
+
+/** Until every on-demand process has exited (idle). */
+const allIdle = (d: Daemon) => until("every on-demand process exited", () => onDemand.every((name) => d.servicePid(name) === undefined), d);
+
+describe("processes started on demand", () => {
+  let d: Daemon;
+  before(async () => {
+    d = await startDaemon({ env: { BERTH_IDLE_EXIT_MS: String(idleExitMs) } });
+  });
+  after(async () => {
+    await d?.destroy();
+  });
+
+  test("an idle daemon runs redis and tasks beside berthd, nothing else", () => {
+    assert.deepEqual(children(d), ["redis-server", "tasks"]);
+  });
+
+  test("content, images and snapshots each start with the first call through the gateway and exit once idle", async () => {
+    for (const [name, args] of [
+      ["content", ["content", "ls"]],
+      ["images", ["images", "ls"]],
+      ["snapshots", ["snapshots", "ls"]],
+    ] as const) {
+      ok(d.ctr([...args]), `ctr ${args.join(" ")}`);
+      assert.ok(d.servicePid(name), `${name} runs after ctr ${args.join(" ")}`);
+      await until(`${name} exited once idle`, () => d.servicePid(name) === undefined, d);
+      ok(d.ctr([...args]), `ctr ${args.join(" ")} after ${name} exited`);
+    }
+  });
+
+  test("a client inside Berth has berthd start an idle process, and again after it exited", async () => {
+    await allIdle(d);
+    const images = onDemandClient(ImagesDefinition, d.state, "images");
+    const content = onDemandClient(ContentDefinition, d.state, "content");
+    const listContent = async () => {
+      const infos = [];
+      for await (const reply of content.list({ filters: [] }, inNamespace("default"))) infos.push(...reply.info);
+      return infos;
+    };
+    for (let round = 0; round < 2; round++) {
+      // unary, then server-streaming
+      assert.deepEqual((await images.list({ filters: [] }, inNamespace("default"))).images, []);
+      assert.deepEqual(await listContent(), []);
+      const pids = [d.servicePid("images"), d.servicePid("content")];
+      assert.ok(pids.every(Boolean), `round ${round}: images and content run`);
+      await allIdle(d);
+    }
+  });
+
+  test("concurrent calls that find a process stopped share one start, and all are answered", async () => {
+    await allIdle(d);
+    const images = onDemandClient(ImagesDefinition, d.state, "images");
+    const replies = await Promise.all(Array.from({ length: 50 }, () => images.list({ filters: [] }, inNamespace("default"))));
+    assert.equal(replies.filter((r) => r.images.length === 0).length, 50);
+  });
+
+  test("a call that finds content retiring waits for it to exit: never two content processes at once", async () => {
+    const content = freshClient(ContentDefinition, d.address);
+    const socket = join(d.state, "services", "content.sock");
+    const copies = () => childPids(d.pid!).filter((pid) => processName(pid) === "content").length;
+    let most = 0;
+    const sampler = setInterval(() => (most = Math.max(most, copies())), 5);
+    try {
+      for (let round = 0; round < 5; round++) {
+        for await (const _ of content.list({ filters: [] }, inNamespace("default"))) {
+          // drained
+        }
+        // It retires: its socket goes first, and it lives on for a moment after.
+        await until("content removed its socket", () => !existsSync(socket), d);
+        for await (const _ of content.list({ filters: [] }, inNamespace("default"))) {
+          // drained
+        }
+      }
+    } finally {
+      clearInterval(sampler);
+      closeFreshChannels();
+    }
+    assert.equal(most, 1, "content processes running at once");
+  });
+
+  test("berthd refuses to start a process that is not in the process table, naming it", async () => {
+    const processes = grpcClient(ProcessesDefinition, join(d.state, "services", "metadata.sock"));
+    await assert.rejects(processes.ready({ name: "nope" }), (err: { code: Status; details: string }) => {
+      assert.equal(err.code, Status.INVALID_ARGUMENT);
+      assert.match(err.details, /no process named "nope" \(the process table has content, images, snapshots, tasks, diff, jobs\)/);
+      return true;
+    });
+  });
+
+  test("a collection with nothing to unlink leaves idle content and snapshots stopped", async () => {
+    await allIdle(d);
+    const lease = ok(d.ctr(["leases", "create"]), "lease create").stdout.trim();
+    ok(d.ctr(["leases", "rm", "--sync", lease]), "leases rm --sync");
+    assert.equal(d.servicePid("content"), undefined, "content was not started");
+    assert.equal(d.servicePid("snapshots"), undefined, "snapshots was not started");
+  });
+
+  test("an image removed while content and snapshots are idle has its files unlinked by images rm --sync", async () => {
+    ok(d.ctr(["images", "import", archive]), "import");
+    assert.notDeepEqual(blobFiles(d), []);
+    assert.notDeepEqual(snapshotDirs(d), []);
+    await allIdle(d);
+    ok(d.ctr(["images", "rm", "--sync", image]), "images rm --sync");
+    assert.deepEqual(blobFiles(d), [], "the blob files are gone");
+    assert.deepEqual(snapshotDirs(d), [], "the snapshot directories are gone");
+  });
+});
+
+describe("the collection at start", () => {
+  test("starts content and snapshots to unlink the files of the rows it removed", async () => {
+    const d = await startDaemon({ env: { BERTH_IDLE_EXIT_MS: String(idleExitMs) } });
+    try {
+      ok(d.ctr(["images", "import", archive]), "import");
+      await d.stop();
+      // The image's record goes behind berthd's back: its blobs and snapshot are garbage.
+      const db = new DatabaseSync(join(d.root, "metadata.db"));
+      db.prepare("DELETE FROM images").run();
+      db.close();
+      assert.notDeepEqual(blobFiles(d), []);
+      await d.start();
+      await until("the blob files and snapshot directories are unlinked", () => blobFiles(d).length === 0 && snapshotDirs(d).length === 0, d);
+      await allIdle(d);
+    } finally {
+      await d.destroy();
+    }
+  });
+});
