@@ -1,8 +1,9 @@
 // Live restore through the engine: kill -9 of berthd and every process it runs (the
 // services, redis) while containers run; the shims go on, so a new berthd on the same
 // root and state finds them: `docker ps` shows them running, `docker logs` has all their
-// output (what they wrote while nothing of Berth ran too), `docker stop` works, and a
-// container that exited meanwhile has its exit recorded and its restart policy applied;
+// output (what they wrote while nothing of Berth ran too), `docker exec` and `docker stop`
+// work, and a container that exited meanwhile has its exit recorded and its restart
+// policy applied;
 // a containerd container a create left without a record is removed.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -79,6 +80,7 @@ test("kill -9 of every Berth process: containers run on, and a new berthd takes 
 
   await waitFor("the half-made container removed", () => !restarted!.ctr(["containers", "ls", "-q"], undefined, "moby").stdout.split("\n").includes("half-made"));
   assert.ok(!restarted.ctr(["snapshots", "ls"], undefined, "moby").stdout.includes("half-made"), "its snapshot went with it");
+  assert.equal(ok(restarted.docker(["exec", "ticker", "sh", "-c", "echo exec-ok"]), "docker exec after the restore").stdout, "exec-ok\n");
   ok(restarted.docker(["stop", "-t", "1", "ticker"]), "docker stop after the restore");
   assert.equal(inspect("ticker").State.Status, "exited");
   ok(restarted.docker(["rm", "-f", "ticker", "flaky", "ender"]));

@@ -4,29 +4,25 @@
 // policy), stop/kill/pause/rename/remove, and reconciling records with tasks when the
 // engine starts. Records are the truth that survives crashes; ContainerRuntime holds
 // what only matters while this engine runs.
-import { closeSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { mkdirSync, rmSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { ClientError } from "nice-grpc-common";
 import { errorMessage, isAlreadyExists, isNotFound } from "../../../core/grpc-client.ts";
 import { createLease, deleteLease } from "../../../core/image/lease.ts";
-import { mountAll, unmountAll } from "../../../core/mounts.ts";
-import type { NetworkMode, OciUser } from "../../../core/oci/spec.ts";
-import { resolveUser } from "../../../core/oci/user.ts";
+import type { NetworkMode } from "../../../core/oci/spec.ts";
 import { prepareRootfs } from "../../../core/rootfs.ts";
 import { Status as TaskStatus } from "../../../core/gen/containerd/types/task/task.ts";
 import { millisFromTimestamp } from "../../../core/timestamp.ts";
-import { pidfdOpen, pidfdWait } from "../../../native/index.ts";
 import type { Backend } from "../backend.ts";
 import { badRequest, conflict, EngineError, notFoundError } from "../http.ts";
 import { initialState, type ContainerRecord, type ContainerState } from "../store.ts";
-import { buildSpec, checkCreateBody, commandOf, defaultedHostConfig, mergedConfig, networkModeOf, type ContainerFiles, type CreateBody } from "./config.ts";
+import { buildSpec, checkCreateBody, commandOf, defaultedHostConfig, mergedConfig, networkModeOf, type CreateBody } from "./config.ts";
 import { findImage, snapshotter, unpackedChainId } from "./image.ts";
 import { canonicalName, generateName, newContainerId } from "./names.ts";
 import { containerDir, logPathOf, shimDirOf, stdinFifoOf } from "./paths.ts";
+import { userInRootfs, writeContainerFiles } from "./rootfs-files.ts";
 import { ContainerRuntime } from "./runtime.ts";
+import { shimGone } from "./shim-exit.ts";
 import { parseSignal, SIGKILL, SIGWINCH } from "./signals.ts";
 import { checkLogConfig, LogRotation } from "./rotation.ts";
 
@@ -643,77 +639,4 @@ export class ContainerManager {
 function runtimeError(err: unknown): EngineError {
   const message = errorMessage(err).replace(/^OCI runtime failed: /, "");
   return new EngineError(400, `failed to create shim task: OCI runtime create failed: ${message}: unknown`);
-}
-
-/** Resolves once the shim of a state dir has exited: by then it has written all the output to the log. */
-async function shimGone(dir: string): Promise<void> {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(join(dir, "shim.pid"), "utf8").trim());
-  } catch {
-    return;
-  }
-  if (!Number.isInteger(pid) || pid <= 0) return;
-  let fd: number;
-  try {
-    fd = pidfdOpen(pid);
-  } catch {
-    return; // ESRCH: gone already
-  }
-  try {
-    // Pinned by the pidfd now: make sure the pid is still this dir's shim, not a reuse.
-    let cmdline = "";
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-    } catch {
-      return;
-    }
-    if (!cmdline.split("\0").includes(dir)) return;
-    await Promise.race([pidfdWait(fd), sleep(10_000)]);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** The uid/gid of `user` from the image's own /etc/passwd and /etc/group (mounted read-only for the lookup). */
-async function userInRootfs(mounts: Parameters<typeof mountAll>[0], user: string): Promise<OciUser> {
-  if (/^\d+(:\d+)?$/.test(user)) {
-    const [uid, gid] = user.split(":");
-    if (gid !== undefined) return { uid: Number(uid), gid: Number(gid) };
-  }
-  const target = await mkdtemp(join(tmpdir(), "berth-user-"));
-  try {
-    await mountAll(
-      mounts.map((m) => (m.type === "overlay" ? m : { ...m, options: [...m.options, "ro"] })),
-      target,
-    );
-    try {
-      return resolveUser(user, target);
-    } catch (err) {
-      throw badRequest((err as Error).message.replace(/: invalid argument$/, ""));
-    }
-  } finally {
-    await unmountAll(target, { detachBusy: true }).catch(() => undefined);
-    await rm(target, { recursive: true, force: true });
-  }
-}
-
-/** /etc/hosts, /etc/hostname and /etc/resolv.conf for a container with a network namespace of its own. */
-function writeContainerFiles(dir: string, hostname: string): ContainerFiles {
-  mkdirSync(dir, { recursive: true, mode: 0o711 });
-  const files: ContainerFiles = { hosts: join(dir, "hosts"), hostname: join(dir, "hostname"), resolvConf: join(dir, "resolv.conf") };
-  writeFileSync(files.hosts, `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
-  writeFileSync(files.hostname, `${hostname}\n`);
-  // Only loopback exists in the namespace: the host's local resolvers are unreachable, others are kept.
-  let resolv = "";
-  try {
-    resolv = readFileSync("/etc/resolv.conf", "utf8")
-      .split("\n")
-      .filter((line) => !/^\s*nameserver\s+(127\.|::1)/.test(line))
-      .join("\n");
-  } catch {
-    // no resolv.conf on the host
-  }
-  writeFileSync(files.resolvConf, resolv);
-  return files;
 }
