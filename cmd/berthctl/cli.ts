@@ -4,6 +4,7 @@ import { Command, Option } from "commander";
 import { registerContent } from "./content.ts";
 import { registerImages } from "./images.ts";
 import { registerImagesArchive } from "./images-archive.ts";
+import { registerLogin } from "./login.ts";
 import { registerNamespaces } from "./namespaces.ts";
 import { registerPull, registerPush } from "./pull.ts";
 import { registerSnapshots } from "./snapshots.ts";
@@ -43,6 +44,7 @@ registerImagesArchive(program, sessionOf);
 registerSnapshots(program, sessionOf);
 registerPull(program, sessionOf);
 registerPush(program, sessionOf);
+registerLogin(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,150 @@
+// berthctl's registry commands against a real berthd and Debian's docker-registry with
+// htpasswd auth: login checks the password before writing config.json (mode 0600,
+// base64 user:pass, or through a docker-credential helper), pull and push then use
+// the stored credentials, logout removes them; bad input is refused and writes nothing.
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ok, startDaemon, tableRows, type Daemon } from "./harness.ts";
+import { closeChannels } from "../core/grpc-client.ts";
+import { connectImageServices } from "../core/image/connect.ts";
+import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
+import { TestRegistry, storeImage, writeHtpasswd } from "./fixtures/registry.ts";
+
+let d: Daemon;
+let work: string;
+let busybox: BuiltImage;
+let registry: TestRegistry;
+const saved = { DOCKER_CONFIG: process.env.DOCKER_CONFIG, PATH: process.env.PATH };
+
+function restoreEnv(): void {
+  for (const [key, value] of Object.entries(saved)) {
+    if (value === undefined) delete process.env[key];
+    else process.env[key] = value;
+  }
+}
+
+/** A fresh Docker config dir for berthctl (it reads DOCKER_CONFIG from the environment it inherits). */
+function useConfigDir(name: string): string {
+  const dir = join(work, name);
+  process.env.DOCKER_CONFIG = dir;
+  return join(dir, "config.json");
+}
+
+before(async () => {
+  work = mkdtempSync(join(tmpdir(), "berth-registry-cli-"));
+  busybox = await buildBusyboxImage();
+  d = await startDaemon();
+  await storeImage(connectImageServices(d.address, "default"), busybox.blobs, "docker.io/library/busybox:latest", busybox.manifest);
+  const htpasswd = join(work, "htpasswd");
+  writeHtpasswd(htpasswd, "alice", "s3cret");
+  registry = await TestRegistry.start(join(work, "registry"), { auth: { htpasswd } });
+});
+
+after(async () => {
+  restoreEnv();
+  closeChannels();
+  await registry?.stop();
+  await d?.destroy();
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe("berthctl login / logout", () => {
+  test("a wrong password is an error naming the registry, and writes nothing", () => {
+    const config = useConfigDir("wrong");
+    const r = d.berthctl(["login", "--username", "alice", "--password-stdin", registry.host], "nope\n");
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, new RegExp(`^berthctl: login to ${registry.host.replace(/\./g, "\\.")} failed: unauthorized: GET http://${registry.host.replace(/\./g, "\\.")}/v2/: 401 Unauthorized`));
+    assert.equal(existsSync(config), false);
+  });
+
+  test("bad flags are refused before anything is asked or written", () => {
+    const config = useConfigDir("flags");
+    const noUser = d.berthctl(["login", "--password-stdin", registry.host], "s3cret\n");
+    assert.equal(noUser.code, 1);
+    assert.equal(noUser.stderr, "berthctl: must provide --username with --password-stdin\n");
+    const both = d.berthctl(["login", "-u", "alice", "-p", "x", "--password-stdin", registry.host], "s3cret\n");
+    assert.equal(both.stderr, "berthctl: --password and --password-stdin are mutually exclusive\n");
+    const noTty = d.berthctl(["login", registry.host]);
+    assert.equal(noTty.stderr, "berthctl: cannot perform an interactive login from a non TTY device: use --username and --password-stdin\n");
+    const empty = d.berthctl(["login", "-u", "alice", "--password-stdin", registry.host], "\n");
+    assert.equal(empty.stderr, "berthctl: password is empty\n");
+    const server = d.berthctl(["login", "-u", "alice", "--password-stdin", "https://bad host/"], "s3cret\n");
+    assert.equal(server.stderr, 'berthctl: invalid registry address "https://bad host/": expected host[:port]\n');
+    assert.equal(existsSync(config), false);
+  });
+
+  test("login writes auths[host].auth (base64 user:pass, mode 0600, other keys kept); pull and push use it; logout removes it", () => {
+    const config = useConfigDir("plain");
+    mkdirSync(join(work, "plain"));
+    writeFileSync(config, JSON.stringify({ auths: { "other.example": { auth: "eDp5" } }, psFormat: "table" }));
+    const r = ok(d.berthctl(["login", "--username", "alice", "--password-stdin", `https://${registry.host}/v2/`], "s3cret\n"), "login");
+    assert.equal(r.stdout, "Login Succeeded\n");
+    assert.equal(statSync(config).mode & 0o777, 0o600);
+    assert.deepEqual(JSON.parse(readFileSync(config, "utf8")), {
+      auths: { "other.example": { auth: "eDp5" }, [registry.host]: { auth: Buffer.from("alice:s3cret").toString("base64") } },
+      psFormat: "table",
+    });
+
+    const remote = `${registry.host}/cli/busybox:1`;
+    ok(d.berthctl(["push", remote, "docker.io/library/busybox:latest"]), "push with the stored credentials");
+    const pulled = ok(d.berthctl(["pull", remote], undefined, "pulled"), "pull with the stored credentials");
+    const [row] = tableRows(pulled.stdout.slice(pulled.stdout.indexOf("REF")));
+    assert.deepEqual(row!.slice(0, 3), [remote, busybox.manifest.mediaType, busybox.manifest.digest]);
+
+    assert.equal(ok(d.berthctl(["logout", registry.host]), "logout").stdout, `Removing login credentials for ${registry.host}\n`);
+    assert.deepEqual(JSON.parse(readFileSync(config, "utf8")).auths, { "other.example": { auth: "eDp5" } });
+    assert.equal(ok(d.berthctl(["logout", registry.host])).stdout, `Not logged in to ${registry.host}\n`);
+    const refused = d.berthctl(["pull", remote], undefined, "refused");
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /^berthctl: unauthorized: .*no credentials for 127\.0\.0\.1:\d+/);
+  });
+
+  test("with credsStore, login stores through docker-credential-<store> and the file keeps an empty entry", () => {
+    const config = useConfigDir("helper");
+    const bin = join(work, "bin");
+    const secrets = join(work, "helper-secrets.json");
+    mkdirSync(bin, { recursive: true });
+    // A real helper speaking the protocol: the action in argv, the server URL or JSON on stdin.
+    const helper = join(bin, "docker-credential-berthcli");
+    writeFileSync(
+      helper,
+      `#!/usr/bin/env node
+const fs = require("fs");
+const file = ${JSON.stringify(secrets)};
+const db = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : {};
+const input = fs.readFileSync(0, "utf8");
+const action = process.argv[2];
+if (action === "get") {
+  const entry = db[input.trim()];
+  if (!entry) { process.stdout.write("credentials not found in native keychain\\n"); process.exit(1); }
+  process.stdout.write(JSON.stringify({ ServerURL: input.trim(), Username: entry.Username, Secret: entry.Secret }));
+} else if (action === "store") {
+  const doc = JSON.parse(input); db[doc.ServerURL] = doc; fs.writeFileSync(file, JSON.stringify(db));
+} else if (action === "erase") {
+  if (!db[input.trim()]) { process.stdout.write("credentials not found in native keychain\\n"); process.exit(1); }
+  delete db[input.trim()]; fs.writeFileSync(file, JSON.stringify(db));
+}
+`,
+    );
+    chmodSync(helper, 0o755);
+    process.env.PATH = `${bin}:${saved.PATH}`;
+    mkdirSync(join(work, "helper"));
+    writeFileSync(config, JSON.stringify({ credsStore: "berthcli" }));
+
+    const wrong = d.berthctl(["login", "-u", "alice", "--password-stdin", registry.host], "bad\n");
+    assert.equal(wrong.code, 1);
+    assert.equal(existsSync(secrets), false, "a refused login stores nothing in the helper");
+
+    ok(d.berthctl(["login", "-u", "alice", "--password-stdin", registry.host], "s3cret\n"), "login");
+    assert.deepEqual(JSON.parse(readFileSync(config, "utf8")), { credsStore: "berthcli", auths: { [registry.host]: {} } });
+    assert.deepEqual(JSON.parse(readFileSync(secrets, "utf8"))[registry.host], { ServerURL: registry.host, Username: "alice", Secret: "s3cret" });
+    ok(d.berthctl(["pull", `${registry.host}/cli/busybox:1`], undefined, "helper"), "pull with the helper's credentials");
+
+    assert.equal(ok(d.berthctl(["logout", registry.host])).stdout, `Removing login credentials for ${registry.host}\n`);
+    assert.deepEqual(JSON.parse(readFileSync(secrets, "utf8")), {});
+    process.env.PATH = saved.PATH;
+  });
+});
