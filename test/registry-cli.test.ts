@@ -148,3 +148,44 @@ if (action === "get") {
     process.env.PATH = saved.PATH;
   });
 });
+
+describe("berthctl images check", () => {
+  const ns = "check";
+  const check = (args: string[] = []) => ok(d.berthctl(["images", "check", ...args], undefined, ns), "berthctl images check").stdout;
+  const ctrCheck = (args: string[] = []) => ok(d.ctr(["images", "check", ...args], undefined, ns), "ctr images check").stdout;
+  const statuses = (text: string) => Object.fromEntries(tableRows(text).map((row) => [row[0], row.slice(3).join(" ")]));
+
+  test("prints what ctr prints: complete and unpacked, complete and not unpacked, then incomplete once a layer blob is gone", () => {
+    const remote = `${registry.host}/check/busybox:1`;
+    ok(d.berthctl(["push", "--user", "alice:s3cret", remote, "docker.io/library/busybox:latest"]), "push");
+    ok(d.berthctl(["pull", "--user", "alice:s3cret", remote], undefined, ns), "pull");
+    ok(d.ctr(["images", "tag", remote, "stored:1"], undefined, ns), "tag");
+
+    let mine = check();
+    assert.equal(mine, ctrCheck());
+    assert.deepEqual(statuses(mine)[remote]!.split(" ").slice(0, 2), ["complete", "(2/2)"]);
+    assert.equal(statuses(mine)[remote]!.split(" ").at(-1), "true");
+    // Never unpacked into the native snapshotter.
+    assert.equal(check(["--snapshotter", "native"]), ctrCheck(["--snapshotter", "native"]));
+    assert.equal(statuses(check(["--snapshotter", "native"]))[remote]!.split(" ").at(-1), "false");
+    assert.equal(check(["-q"]), `${remote}\nstored:1\n`);
+    assert.equal(check(["-q", "name==stored:1"]), "stored:1\n");
+
+    ok(d.ctr(["content", "rm", busybox.layers[0]!.digest], undefined, ns), "content rm");
+    mine = check();
+    assert.equal(mine, ctrCheck());
+    assert.deepEqual(statuses(mine)[remote]!.split(" ").slice(0, 2), ["incomplete", "(1/2)"]);
+    assert.equal(check(["-q"]), "", "no image is complete any more");
+
+    // Without its manifest, the image's config (and so its chain id) is unknown too: ctr
+    // lists it, then fails on the unpack check.
+    ok(d.ctr(["content", "rm", busybox.manifest.digest], undefined, ns), "content rm");
+    const gone = d.berthctl(["images", "check"], undefined, ns);
+    const ctrGone = d.ctr(["images", "check"], undefined, ns);
+    assert.equal(gone.code, 1);
+    assert.equal(gone.stdout, ctrGone.stdout);
+    assert.deepEqual(statuses(gone.stdout)[remote]!.split(" ").slice(0, 2), ["unavailable", "(0/?)"]);
+    const withoutTimes = (text: string) => text.replace(/time="[^"]*" /g, "").replace(/^(ctr|berthctl): /m, "");
+    assert.equal(withoutTimes(gone.stderr), withoutTimes(ctrGone.stderr));
+  });
+});
