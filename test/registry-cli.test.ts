@@ -7,16 +7,17 @@ import assert from "node:assert/strict";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ok, startDaemon, tableRows, type Daemon } from "./harness.ts";
+import { distDir, ok, run, startDaemon, tableRows, type Daemon } from "./harness.ts";
 import { closeChannels } from "../core/grpc-client.ts";
 import { connectImageServices } from "../core/image/connect.ts";
 import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
-import { TestRegistry, storeImage, writeHtpasswd } from "./fixtures/registry.ts";
+import { TestRegistry, makePki, storeImage, writeHtpasswd } from "./fixtures/registry.ts";
 
 let d: Daemon;
 let work: string;
 let busybox: BuiltImage;
 let registry: TestRegistry;
+const stops: (() => Promise<void>)[] = [];
 const saved = { DOCKER_CONFIG: process.env.DOCKER_CONFIG, PATH: process.env.PATH };
 
 function restoreEnv(): void {
@@ -46,6 +47,7 @@ before(async () => {
 after(async () => {
   restoreEnv();
   closeChannels();
+  for (const stop of stops.reverse()) await stop();
   await registry?.stop();
   await d?.destroy();
   rmSync(work, { recursive: true, force: true });
@@ -150,6 +152,7 @@ if (action === "get") {
 });
 
 describe("berthctl images check", () => {
+  before(() => useConfigDir("none"));
   const ns = "check";
   const check = (args: string[] = []) => ok(d.berthctl(["images", "check", ...args], undefined, ns), "berthctl images check").stdout;
   const ctrCheck = (args: string[] = []) => ok(d.ctr(["images", "check", ...args], undefined, ns), "ctr images check").stdout;
@@ -187,5 +190,82 @@ describe("berthctl images check", () => {
     assert.deepEqual(statuses(gone.stdout)[remote]!.split(" ").slice(0, 2), ["unavailable", "(0/?)"]);
     const withoutTimes = (text: string) => text.replace(/time="[^"]*" /g, "").replace(/^(ctr|berthctl): /m, "");
     assert.equal(withoutTimes(gone.stderr), withoutTimes(ctrGone.stderr));
+  });
+});
+
+describe("registry settings from berthd's config file", () => {
+  let configured: Daemon;
+  let plain: TestRegistry;
+  let tls: TestRegistry;
+  let configFile: string;
+
+  /** berthd with --config: a launcher keeps the harness's pid check (exec, same pid). */
+  function launcher(config: unknown, name: string): string {
+    configFile = join(work, `${name}.json`);
+    writeFileSync(configFile, JSON.stringify(config));
+    const path = join(work, `${name}-berthd`);
+    writeFileSync(path, `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(join(distDir, "berthd.js"))} --config ${JSON.stringify(configFile)} "$@"\n`);
+    chmodSync(path, 0o755);
+    return path;
+  }
+
+  before(async () => {
+    useConfigDir("none");
+    const pki = makePki(join(work, "pki"));
+    plain = await TestRegistry.start(join(work, "plain-registry"));
+    stops.push(() => plain.stop());
+    // A certificate from a CA no one was told about: only an insecure host may use it.
+    tls = await TestRegistry.start(join(work, "tls-registry"), { tls: { certificate: pki.serverCert, key: pki.serverKey } });
+    stops.push(() => tls.stop());
+    const certsDir = join(work, "no-certs");
+    mkdirSync(certsDir);
+    configured = await startDaemon({
+      launcher: launcher({ registry: { defaultRegistry: plain.host, mirrors: { "127.0.0.1:1": [`http://${plain.host}`] }, insecure: [tls.host], certsDir } }, "configured"),
+    });
+    stops.push(() => configured.destroy());
+    await storeImage(connectImageServices(configured.address, "default"), busybox.blobs, "docker.io/library/busybox:latest", busybox.manifest);
+  });
+
+  test("short names go to the default registry", () => {
+    ok(configured.berthctl(["push", "settings/busybox:1", "docker.io/library/busybox:latest"]), "push to the default registry");
+    const pulled = ok(configured.berthctl(["pull", "settings/busybox:1"], undefined, "short"), "pull by short name");
+    const [row] = tableRows(pulled.stdout.slice(pulled.stdout.indexOf("REF")));
+    assert.deepEqual(row!.slice(0, 3), [`${plain.host}/settings/busybox:1`, busybox.manifest.mediaType, busybox.manifest.digest]);
+  });
+
+  test("a registry's mirror serves its pulls (nothing listens at the registry's own address)", () => {
+    const pulled = ok(configured.berthctl(["pull", "127.0.0.1:1/settings/busybox:1"], undefined, "mirrored"), "pull through the mirror");
+    const [row] = tableRows(pulled.stdout.slice(pulled.stdout.indexOf("REF")));
+    assert.deepEqual(row!.slice(0, 3), ["127.0.0.1:1/settings/busybox:1", busybox.manifest.mediaType, busybox.manifest.digest]);
+    const unconfigured = d.berthctl(["pull", "127.0.0.1:1/settings/busybox:1"], undefined, "mirrored");
+    assert.equal(unconfigured.code, 1, "without the mirror the pull fails");
+    assert.match(unconfigured.stderr, /ECONNREFUSED/);
+  });
+
+  test("an insecure registry's certificate is not verified; elsewhere it is", () => {
+    ok(configured.berthctl(["push", `${tls.host}/settings/busybox:1`, "docker.io/library/busybox:latest"]), "push to the insecure registry");
+    ok(configured.berthctl(["pull", `${tls.host}/settings/busybox:1`], undefined, "insecure"), "pull from the insecure registry");
+    const refused = d.berthctl(["pull", `${tls.host}/settings/busybox:1`], undefined, "insecure");
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /^berthctl: .*TLS certificate not trusted/);
+  });
+
+  test("a bad registry setting stops berthd at start, naming the key", () => {
+    const cases: [unknown, string][] = [
+      [{ registry: { insecure: ["http://x"] } }, 'registry.insecure[0]: "http://x" is not a host[:port]'],
+      [{ registry: { mirrors: { "docker.io": "m:5000" } } }, 'registry.mirrors["docker.io"]: expected a list of a mirror [http[s]://]host[:port]'],
+      [{ registry: { defaultRegistry: 5 } }, "registry.defaultRegistry: 5 is not a host[:port]"],
+      [{ registry: { mirror: {} } }, "registry.mirror: unknown setting (known: defaultRegistry, mirrors, insecure, certsDir)"],
+      [{ registry: { certsDir: "certs" } }, "registry.certsDir: expected an absolute path"],
+    ];
+    for (const [i, [config, message]] of cases.entries()) {
+      const file = join(work, `bad-${i}.json`);
+      writeFileSync(file, JSON.stringify(config));
+      const base = join(work, `bad-${i}`);
+      const r = run(process.execPath, [join(distDir, "berthd.js"), "--config", file, "--root", join(base, "root"), "--state", join(base, "state")]);
+      assert.equal(r.code, 1);
+      assert.equal(r.stderr, `berthd: config file ${file}: ${message}\n`);
+      assert.equal(existsSync(base), false, "nothing was created");
+    }
   });
 });

@@ -23,7 +23,7 @@ import { callOptions } from "../../../core/image/services.ts";
 import { namespaceOf } from "../../../core/grpc-server.ts";
 import { parseRegistryReference, platformMatcher, referenceString, resolve } from "../../../core/registry/index.ts";
 import { snapshotterNames } from "../../../core/routes.ts";
-import { accessOf, registryClient } from "./access.ts";
+import { accessOf, registryClient, registrySettings } from "./access.ts";
 import {
   blobAttempts,
   errorFromReason,
@@ -109,7 +109,7 @@ export function transferService(queues: TransferQueues, services: ServicesFor): 
       }
       validatePlatform(request.platform);
       const access = accessOf(request.registry);
-      const ref = parseRegistryReference(request.ref);
+      const ref = parseRegistryReference(request.ref, registrySettings().defaultRegistry);
       const client = registryClient(access, ref.registry);
       let image;
       try {
@@ -210,7 +210,7 @@ export function transferService(queues: TransferQueues, services: ServicesFor): 
       const namespace = namespaceOf(ctx);
       if (request.source === "") throw invalidArgument("push: the local image to push is required");
       validatePlatform(request.platform);
-      const target = referenceString(parseRegistryReference(request.ref || request.source));
+      const target = referenceString(parseRegistryReference(request.ref || request.source, registrySettings().defaultRegistry));
       const svc = services(namespace);
       // Fails the call at once (NOT_FOUND) rather than a job later.
       await svc.images.get({ name: request.source }, callOptions(svc));
