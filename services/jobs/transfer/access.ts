@@ -34,7 +34,7 @@ export function accessOf(options: RegistryOptions | undefined): RegistryAccess {
  * only. `retry` is the client's own (per request); jobs retry with backoff
  * themselves, so their clients try once.
  */
-export function registryClient(access: RegistryAccess, registry: string, retry?: RetryOptions): RegistryClient {
+export function registryClient(access: RegistryAccess, registry: string, retry?: RetryOptions, signal?: AbortSignal): RegistryClient {
   const creds = access.credentials;
   const settings = registrySettings();
   return new RegistryClient({
@@ -44,5 +44,6 @@ export function registryClient(access: RegistryAccess, registry: string, retry?:
     // and only with the registry they were given for (a mirror is another host).
     credentials: async (name) => (creds && name === registry ? { username: creds.username, password: creds.password } : undefined),
     ...(retry ? { retry } : {}),
+    ...(signal ? { signal } : {}),
   });
 }
