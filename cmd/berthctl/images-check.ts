@@ -10,7 +10,6 @@ import type { Descriptor } from "../../core/image/manifest.ts";
 import { defaultPlatformMatcher, type PlatformMatcher } from "../../core/image/platform.ts";
 import { resolveImage, resolveManifest } from "../../core/image/resolve.ts";
 import { callOptions, withDocumentCache, type ImageServices } from "../../core/image/services.ts";
-import { resolveSnapshotter } from "../../core/image/unpack.ts";
 import { isNotFound } from "../../core/grpc-status.ts";
 import { CommandError, logError, messageOf, writeOut } from "./output.ts";
 import type { Session } from "./session.ts";
@@ -79,6 +78,8 @@ async function checkImages(session: Session, filters: string[], flags: CheckFlag
   if (images.length === 0) return;
   const svc = withDocumentCache(session.imageServices());
   const matcher = defaultPlatformMatcher();
+  // Loaded here: the unpack module brings grpc-js, which other commands need not load.
+  const { resolveSnapshotter } = await import("../../core/image/unpack.ts");
   const snapshotter = await resolveSnapshotter(svc, flags.snapshotter);
   const table = new Table().line("REF\tTYPE\tDIGEST\tSTATUS\tSIZE\tUNPACKED\t");
   const ready: string[] = [];
