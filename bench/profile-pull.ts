@@ -6,6 +6,7 @@
 //   BENCH_WARM=1                  jobs and diff already running (another pull first)
 //   BENCH_CONTAINERD=1            the same pull by ctr into a fresh containerd first
 //   BENCH_CPU_PROF=<dir>          a V8 CPU profile of every Berth process
+//   BENCH_NODE_OPTIONS=<flags>    Node/V8 flags for every Berth process
 // Run: node bench/profile-pull.ts
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -48,7 +49,9 @@ try {
   await pushManifest(client, target, "1", image.manifest, image.manifest.data);
   await client.close();
   // BENCH_CPU_PROF=<dir>: every daemon process writes a CPU profile there when it exits.
-  const profile = process.env.BENCH_CPU_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_CPU_PROF}` } : {};
+  // BENCH_NODE_OPTIONS: V8/Node flags for every Berth process (GC settings, say).
+  const nodeOptions = [process.env.BENCH_NODE_OPTIONS ?? "", process.env.BENCH_CPU_PROF ? `--cpu-prof --cpu-prof-dir=${process.env.BENCH_CPU_PROF}` : ""].join(" ").trim();
+  const profile = nodeOptions ? { NODE_OPTIONS: nodeOptions } : {};
   if (process.env.BENCH_CONTAINERD) {
     // The same measure for containerd: its CPU and ctr's, for the same pull.
     const before = childrenCpuMs();
