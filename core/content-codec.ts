@@ -51,12 +51,26 @@ function appendBytesField(head: Uint8Array, tag: number, data: Uint8Array): Buff
   return out;
 }
 
+/**
+ * nice-grpc hands grpc-js `Buffer.from(encoded)`, which copies a Buffer: a second copy
+ * of every blob byte in the process that encodes. Buffer.from(object) takes
+ * object.valueOf() when that is another object (documented), and Buffer.from of an
+ * ArrayBuffer is a view: so a message that owns its whole ArrayBuffer (every one over
+ * 4 KiB from allocUnsafe does) is handed over as it is.
+ */
+function withoutCopy(bytes: Buffer): Buffer {
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) {
+    Object.defineProperty(bytes, "valueOf", { value: () => bytes.buffer });
+  }
+  return bytes;
+}
+
 const finished = (bytes: Uint8Array) => ({ finish: () => bytes });
 
 function encodeWriteRequest(message: WriteContentRequest) {
   const head = WriteContentRequest.encode({ ...message, data: empty }).finish();
   if (message.data.length === 0) return finished(head);
-  return finished(appendBytesField(head, (writeDataField << 3) | WireType.LengthDelimited, message.data));
+  return finished(withoutCopy(appendBytesField(head, (writeDataField << 3) | WireType.LengthDelimited, message.data)));
 }
 
 function decodeWriteRequest(input: BinaryReader | Uint8Array, length?: number): WriteContentRequest {
@@ -90,7 +104,7 @@ function encodeReadResponse(message: ReadContentResponse) {
     putVarint(head, putVarint(head, 0, readOffsetTag), Number(offset));
   }
   if (message.data.length === 0) return finished(head);
-  return finished(appendBytesField(head, readDataTag, message.data));
+  return finished(withoutCopy(appendBytesField(head, readDataTag, message.data)));
 }
 
 function decodeReadResponse(input: BinaryReader | Uint8Array, length?: number): ReadContentResponse {

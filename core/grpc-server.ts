@@ -100,6 +100,8 @@ export interface ServiceHandle {
   afterListen?(): Promise<void> | void;
   /** A process started on demand stays while this answers true (work of its own, not calls). */
   busy?(): Promise<boolean> | boolean;
+  /** Called on stop before the calls in flight are ended (their ends are then no caller's doing). */
+  stopping?(): void;
   /** Called on stop after the server stopped taking calls. */
   close?(): Promise<void> | void;
 }
@@ -227,6 +229,7 @@ export async function runService(
     await handle.afterListen?.();
     return {
       async close() {
+        handle.stopping?.();
         await grpc.close(closeGraceMs);
         await handle.close?.();
       },

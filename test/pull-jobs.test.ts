@@ -2,7 +2,8 @@
 // driven by the real berthctl against a real berthd and Debian's docker-registry on
 // loopback, behind FaultProxy (which counts the registry's blob GETs and injects
 // faults): push then pull and unpack into a fresh namespace; two concurrent pulls
-// sharing a big layer fetch it once; a kill -9 of the jobs process mid-pull loses
+// sharing a big layer fetch it once; a pull whose callers all went away is cancelled;
+// a kill -9 of the jobs process mid-pull loses
 // nothing and fetches no committed blob again; a 4xx is not retried, a 5xx is.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -259,37 +260,72 @@ test("--platform picks the manifest of an index: only its blobs are fetched, the
   assert.equal(await blobInfo(svc.content, amd64.manifest.digest, callOptions(svc)), undefined);
 });
 
-test("a pull goes on without its caller: the jobs process stays while the queues hold work", async () => {
+test("a pull whose only caller goes away is cancelled: its download stops, nothing is named, no lease is left; the same pull later starts afresh", async () => {
   const layer = await randomLayer("alone.txt", 900);
   const image = imageOf([layer]);
   const ref = await seed(image, "alone/x");
   let release = () => {};
   const held = new Promise<void>((resolve) => (release = resolve));
   proxy.rule = (req) => (req.url?.endsWith(`/blobs/${layer.blob.digest}`) ? { hold: held } : undefined);
+  const svc = ns("alone");
   try {
     await berthctlKilledWhen(["pull", "--plain-http", ref], "alone", () => blobGets(layer.blob.digest).length > 0);
-    const jobs = d.servicePid("jobs");
-    assert.ok(jobs);
-    // No call in flight for several idle periods: it stays, its download being held.
-    for (let i = 0; i < (idleExitMs * 5) / 50; i++) {
-      assert.equal(d.servicePid("jobs"), jobs, "the jobs process stayed");
-      await sleep(50);
-    }
-    release();
-    // Named, then unpacked: done once the lease is gone.
-    const diffIds = (JSON.parse(image.config.data.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
-    const finished = async () => (await leasesOf("alone")).length === 0 && committedSnapshots("alone").length > 0;
-    for (let i = 0; i < 400 && !(await finished()); i++) await sleep(50);
-    assert.ok(await finished(), "the pull finished with nobody watching");
-    assert.equal(ok(d.ctr(["images", "ls", "-q"], undefined, "alone")).stdout.trim(), ref);
-    assert.deepEqual(committedSnapshots("alone"), chainIds(diffIds));
-    // Then, with nothing left to do, it goes.
+    // The registry still holds the layer back: only the cancellation can end the pull.
+    const gone = async () => (await leasesOf("alone")).length === 0;
+    for (let i = 0; i < 400 && !(await gone()); i++) await sleep(50);
+    assert.ok(await gone(), "the cancelled pull deleted its lease");
+    assert.equal(ok(d.ctr(["images", "ls", "-q"], undefined, "alone")).stdout, "", "no image was named");
+    assert.deepEqual(committedSnapshots("alone"), []);
+    // With nothing left to do, the jobs process goes.
     for (let i = 0; i < 400 && d.servicePid("jobs") !== undefined; i++) await sleep(50);
     assert.equal(d.servicePid("jobs"), undefined, "the idle jobs process exited");
   } finally {
     proxy.rule = undefined;
     release();
   }
+  assert.equal(await blobInfo(svc.content, layer.blob.digest, callOptions(svc)), undefined, "the held layer was never committed");
+  assert.equal(blobGets(layer.blob.digest).length, 1, "the cancelled download was not tried again");
+  ok(await berthctl(["pull", "--plain-http", ref], "alone"), "the same pull again");
+  assert.equal(ok(d.ctr(["images", "ls", "-q"], undefined, "alone")).stdout.trim(), ref);
+});
+
+test("cancel: a pull goes on while another caller waits for it; a layer shared with a live pull keeps downloading", async () => {
+  const big = await randomLayer("shared.bin", 8 * 1024 * 1024);
+  const ownA = await randomLayer("own-a.txt", 1200);
+  const ownB = await randomLayer("own-b.txt", 1300);
+  const a = imageOf([big, ownA]);
+  const b = imageOf([big, ownB]);
+  const [refA, refB] = [await seed(a, "cancel/a"), await seed(b, "cancel/b")];
+  let release = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  // The shared layer and a's own layer are held by the registry until a's callers are gone.
+  proxy.rule = (req) => (req.url?.endsWith(`/blobs/${big.blob.digest}`) || req.url?.endsWith(`/blobs/${ownA.blob.digest}`) ? { hold: held } : undefined);
+  const svc = ns("cancel");
+  try {
+    const kept = berthctl(["pull", "--plain-http", refB], "cancel");
+    const underWay = () => blobGets(big.blob.digest).length > 0 && blobGets(ownA.blob.digest).length > 0 && blobGets(ownB.blob.digest).length > 0;
+    // a's only caller and one of b's two callers go away.
+    await Promise.all([
+      berthctlKilledWhen(["pull", "--plain-http", refA], "cancel", underWay),
+      berthctlKilledWhen(["pull", "--plain-http", refB], "cancel", underWay),
+    ]);
+    // a ends (its lease goes) while the shared layer is still held: it was cancelled.
+    const leaseCount = async () => (await leasesOf("cancel")).length;
+    for (let i = 0; i < 400 && (await leaseCount()) !== 1; i++) await sleep(50);
+    assert.equal(await leaseCount(), 1, "only b's pull is left");
+    release();
+    const pulled = ok(await kept, "b's remaining caller");
+    assert.match(pulled.stdout, /complete \(3\/3\)/);
+  } finally {
+    proxy.rule = undefined;
+    release();
+  }
+  assert.equal(blobGets(big.blob.digest).length, 1, "the shared layer was downloaded once, not stopped by a's cancellation");
+  assert.equal(ok(d.ctr(["images", "ls", "-q"], undefined, "cancel")).stdout.trim(), refB, "b is named, a is not");
+  assert.equal(await blobInfo(svc.content, ownA.blob.digest, callOptions(svc)), undefined, "a's own layer was not committed");
+  const diffIds = (JSON.parse(b.config.data.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+  assert.deepEqual(committedSnapshots("cancel").sort(), chainIds(diffIds).sort());
+  assert.deepEqual(await leasesOf("cancel"), []);
 });
 
 test("downloads from one registry host run at most BERTH_PULL_PER_HOST at a time", async () => {

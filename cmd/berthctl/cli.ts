@@ -4,6 +4,8 @@ import { Command, Option } from "commander";
 import { registerContent } from "./content.ts";
 import { registerImages } from "./images.ts";
 import { registerImagesArchive } from "./images-archive.ts";
+import { registerImagesCheck } from "./images-check.ts";
+import { registerLogin } from "./login.ts";
 import { registerNamespaces } from "./namespaces.ts";
 import { registerPull, registerPush } from "./pull.ts";
 import { registerSnapshots } from "./snapshots.ts";
@@ -65,9 +67,11 @@ registerNamespaces(program, sessionOf);
 registerContent(program, sessionOf);
 registerImages(program, sessionOf);
 registerImagesArchive(program, sessionOf);
+registerImagesCheck(program, sessionOf);
 registerSnapshots(program, sessionOf);
 registerPull(program, sessionOf);
 registerPush(program, sessionOf);
+registerLogin(program);
 await registerContainerCommands(firstCommandWord(process.argv.slice(2)));
 
 try {

@@ -17,12 +17,26 @@ interface RegistryFlags {
   user?: string;
 }
 
-function registryOptions(flags: RegistryFlags): RegistryOptions {
+/**
+ * --user, else what `berthctl login` (or docker login) stored for the registry the
+ * reference names. A short name (busybox) gets none: the daemon may send short names
+ * to a default registry of its own, which must not see Docker Hub's credentials.
+ */
+async function registryOptions(flags: RegistryFlags, ref: string): Promise<RegistryOptions> {
   let credentials;
   if (flags.user !== undefined) {
     const colon = flags.user.indexOf(":");
     if (colon <= 0) throw new CommandError(`--user ${JSON.stringify(flags.user)}: expected user:password`);
     credentials = { username: flags.user.slice(0, colon), password: flags.user.slice(colon + 1) };
+  } else {
+    // Loaded here: every other command starts without the registry library.
+    const { getCredentials } = await import("../../core/registry/credentials.ts");
+    const { namesRegistry, parseRegistryReference } = await import("../../core/registry/reference.ts");
+    if (!namesRegistry(ref)) return { plainHttp: Boolean(flags.plainHttp), insecure: Boolean(flags.skipVerify), credentials: undefined };
+    const { registry } = parseRegistryReference(ref);
+    const stored = await getCredentials(registry);
+    if (stored?.identityToken) throw new CommandError(`the stored credentials for ${registry} are an identity token, which berthctl cannot send: use --user`);
+    if (stored) credentials = { username: stored.username, password: stored.password };
   }
   return { plainHttp: Boolean(flags.plainHttp), insecure: Boolean(flags.skipVerify), credentials };
 }
@@ -86,7 +100,7 @@ function pullCommand(command: Command, session: (cmd: Command) => Session): void
     .action(async (ref: string | undefined, flags: RegistryFlags & { platform?: string; snapshotter: string; skipUnpack?: boolean }, cmd: Command) => {
       if (!ref) throw new CommandError("please provide an image reference to pull");
       const s = session(cmd);
-      const request = { ref, platform: flags.platform ?? "", registry: registryOptions(flags), unpack: !flags.skipUnpack, snapshotter: flags.snapshotter };
+      const request = { ref, platform: flags.platform ?? "", registry: await registryOptions(flags, ref), unpack: !flags.skipUnpack, snapshotter: flags.snapshotter };
       const client = s.client(TransferDefinition);
       const view = new ProgressView("Pull complete");
       const last = await follow(() => client.pull(request, s.call()), view);
@@ -103,7 +117,7 @@ function pushCommand(command: Command, session: (cmd: Command) => Session): void
     .action(async (remote: string | undefined, local: string | undefined, flags: RegistryFlags & { platform?: string }, cmd: Command) => {
       if (!remote) throw new CommandError("please provide a remote image reference to push");
       const s = session(cmd);
-      const request = { source: local ?? remote, ref: remote, platform: flags.platform ?? "", registry: registryOptions(flags) };
+      const request = { source: local ?? remote, ref: remote, platform: flags.platform ?? "", registry: await registryOptions(flags, remote) };
       const client = s.client(TransferDefinition);
       const last = await follow(() => client.push(request, s.call()), new ProgressView("Pushed"));
       await writeOut(checkTable(last.image!, false));

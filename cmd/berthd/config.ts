@@ -1,14 +1,19 @@
 // berthd's settings: flags win over the config file, which wins over the defaults.
-// The config file is JSON: {"root": "...", "state": "...", "address": "...", "redisUrl": "..."}.
+// The config file is JSON: {"root": "...", "state": "...", "address": "...", "redisUrl": "...",
+// "registry": {"defaultRegistry", "mirrors", "insecure", "certsDir"}} (docs/registry.md).
 import { readFileSync, existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { defaultRoot, defaultState, gatewaySocketPath } from "../../core/config.ts";
+import { messageWithoutKind, BerthError } from "../../core/errors.ts";
+import { parseRegistrySettings, type RegistrySettings } from "../../core/registry/settings.ts";
 
 export interface DaemonConfig {
   root: string;
   state: string;
   address: string;
   redisUrl?: string;
+  /** For pulls and pushes (the jobs process gets them as BERTH_REGISTRY_CONFIG). */
+  registry: RegistrySettings;
 }
 
 export const defaultConfigFile = "/etc/berth/berthd.json";
@@ -48,6 +53,12 @@ export function loadDaemonConfig(argv: string[]): DaemonConfig {
       throw new Error(`cannot read config file ${file}: ${(err as Error).message}`);
     }
   }
+  let registry: RegistrySettings;
+  try {
+    registry = parseRegistrySettings((fromFile as { registry?: unknown }).registry);
+  } catch (err) {
+    throw new Error(`config file ${file}: ${err instanceof BerthError ? messageWithoutKind(err) : (err as Error).message}`);
+  }
   const root = values.root ?? fromFile.root ?? defaultRoot;
   const state = values.state ?? fromFile.state ?? defaultState;
   return {
@@ -55,5 +66,6 @@ export function loadDaemonConfig(argv: string[]): DaemonConfig {
     state,
     address: values.address ?? fromFile.address ?? gatewaySocketPath(state),
     redisUrl: process.env.BERTH_REDIS_URL || fromFile.redisUrl,
+    registry,
   };
 }

@@ -10,6 +10,7 @@ import { serviceSocketPath } from "../../core/config.ts";
 import { createLogger } from "../../core/log.ts";
 import { makePrivateDir, makeTopDir, writePrivateFile } from "../../core/private-files.ts";
 import { idleTunedNodeFlags } from "../../core/node-flags.ts";
+import { registrySettingsEnv } from "../../core/registry/settings.ts";
 import { processTable } from "../../core/routes.ts";
 import { initTelemetry, stopTelemetry } from "../../core/telemetry.ts";
 import { openGateway } from "../../services/gateway/gateway.ts";
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
       continue;
     }
     // Only on-demand processes exit when idle (an always-on one must not inherit berthd's setting).
-    const env = { ...process.env, BERTH_REDIS_URL: redisUrl, BERTH_ADDRESS: config.address, BERTH_IDLE_EXIT_MS: spec.onDemand ? String(idleExitMs) : undefined };
+    const env = { ...process.env, BERTH_REDIS_URL: redisUrl, BERTH_ADDRESS: config.address, BERTH_IDLE_EXIT_MS: spec.onDemand ? String(idleExitMs) : undefined, [registrySettingsEnv]: JSON.stringify(config.registry) };
     services.set(
       spec.name,
       new SupervisedService({ name: spec.name, script, args: common, nodeFlags: spec.onDemand ? [] : idleTunedNodeFlags, env, socket: serviceSocketPath(config.state, spec.name), onDemand: spec.onDemand }, log),

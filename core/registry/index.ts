@@ -13,3 +13,4 @@ export * from "./blobs.ts";
 export * from "./pull.ts";
 export * from "./push.ts";
 export * from "./login.ts";
+export * from "./settings.ts";

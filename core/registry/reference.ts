@@ -16,7 +16,7 @@ export interface RegistryReference {
 }
 
 /** True when the reference names its registry (a first component with "." or ":", or localhost). */
-function namesRegistry(ref: string): boolean {
+export function namesRegistry(ref: string): boolean {
   const slash = ref.indexOf("/");
   if (slash === -1) return false;
   const first = ref.slice(0, slash);

@@ -1,18 +1,18 @@
 // The content service process: content-addressed blobs and ingests under <root>/content,
 // their rows in the shared metadata database.
-import { join } from "node:path";
 import { runService } from "../../core/grpc-server.ts";
 import { MetadataClient } from "../../core/metadata-client.ts";
 import { NamespacedWrites, openMetadataDatabase } from "../../core/metadata-db.ts";
 import { BulkContentDefinition } from "../../core/content-codec.ts";
 import { SweeperDefinition } from "../../core/gen/berth/internal/v1/gc.ts";
+import { contentRootOf } from "./layout.ts";
 import { SqliteContentStore } from "./store.ts";
 import { IngestStore } from "./ingest.ts";
 import { RefLocks } from "./locks.ts";
 import { contentService, sweepContent, sweeperService } from "./service.ts";
 
 await runService("content", (server, ctx) => {
-  const root = join(ctx.root, "content");
+  const root = contentRootOf(ctx.root);
   const db = openMetadataDatabase(ctx.root);
   const writes = new NamespacedWrites(db);
   const store = new SqliteContentStore(root, writes);

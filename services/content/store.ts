@@ -13,6 +13,7 @@ import { labelsAfterUpdate } from "../../core/labels.ts";
 import type { Database, NamespacedWrites } from "../../core/metadata-db.ts";
 import { freeingTransaction, parseLabels, transaction } from "../../core/sqlite.ts";
 import { makePrivateDir } from "../../core/private-files.ts";
+import { sharedBlobDir } from "./layout.ts";
 
 export interface BlobInfo {
   digest: string;
@@ -96,7 +97,7 @@ export class SqliteContentStore implements ContentStore {
   private readonly linking = new Map<string, number>();
 
   constructor(contentRoot: string, writes: NamespacedWrites) {
-    this.blobDir = join(contentRoot, "blobs", "sha256");
+    this.blobDir = sharedBlobDir(contentRoot);
     for (const dir of [contentRoot, join(contentRoot, "blobs"), this.blobDir]) makePrivateDir(dir);
     this.writes = writes;
     this.db = writes.db;

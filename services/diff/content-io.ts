@@ -3,7 +3,8 @@
 // uses it, or streamed and verified once read to the end; content-service failures as
 // our own errors; refs for new blobs.
 import { createHash } from "node:crypto";
-import { open } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
 import { ClientError, type CallOptions } from "nice-grpc";
 import { BerthError, errorKind, failedPrecondition, notFound } from "../../core/errors.ts";
 import { parseDigest } from "../../core/digest.ts";
@@ -28,8 +29,8 @@ export interface BlobRef {
  * Copies blob `ref.digest` into `file`, hashing on the way; fails (failed precondition)
  * unless the bytes hash to the digest and match the stated size.
  */
-export async function spoolBlob(client: ContentClient, ref: BlobRef, file: string, options: CallOptions): Promise<void> {
-  const blob = await VerifiedBlobStream.open(client, ref, options);
+export async function spoolBlob(client: ContentClient, ref: BlobRef, file: string, options: CallOptions, blobDir?: string): Promise<void> {
+  const blob = await VerifiedBlobStream.open(client, ref, options, blobDir);
   try {
     const handle = await open(file, "wx", 0o600);
     try {
@@ -67,11 +68,18 @@ export class VerifiedBlobStream {
     this.what = `content digest ${digest}`;
   }
 
-  /** Checks the blob exists with the stated size (before any byte is read) and opens it. */
-  static async open(client: ContentClient, ref: BlobRef, options: CallOptions): Promise<VerifiedBlobStream> {
+  /**
+   * Checks the blob exists with the stated size (before any byte is read) and opens it:
+   * the content store's file in `blobDir` when there is one (read here, not sent through
+   * the content service: measured, that copy was a third of a pull's content-service
+   * CPU), else through the content service. Either way the bytes are hashed.
+   */
+  static async open(client: ContentClient, ref: BlobRef, options: CallOptions, blobDir?: string): Promise<VerifiedBlobStream> {
     const digest = parseDigest(ref.digest);
     const stored = await storedSize(client, ref, digest, options);
-    return new VerifiedBlobStream(readBlob(client, digest, options)[Symbol.asyncIterator](), digest, stored);
+    const file = blobDir ? await open(join(blobDir, digest.slice(digest.indexOf(":") + 1)), "r").catch(() => undefined) : undefined;
+    const source = file ? fileChunks(file) : readBlob(client, digest, options);
+    return new VerifiedBlobStream(source[Symbol.asyncIterator](), digest, stored);
   }
 
   private async next(): Promise<IteratorResult<Buffer, undefined>> {
@@ -133,6 +141,22 @@ export class VerifiedBlobStream {
     if (this.ended) return;
     this.ended = true;
     await this.iterator.return?.(undefined).catch(() => undefined);
+  }
+}
+
+const fileChunkSize = 1024 * 1024;
+
+/** A file's bytes in fresh 1 MiB buffers (a consumer may keep what it was given), closed at the end or when left. */
+async function* fileChunks(file: FileHandle): AsyncGenerator<Buffer> {
+  try {
+    for (;;) {
+      const buffer = Buffer.allocUnsafe(fileChunkSize);
+      const { bytesRead } = await file.read(buffer, 0, fileChunkSize, null);
+      if (bytesRead === 0) return;
+      yield buffer.subarray(0, bytesRead);
+    }
+  } finally {
+    await file.close();
   }
 }
 

@@ -9,6 +9,7 @@ import { DiffDefinition } from "../../core/gen/containerd/services/diff/v1/diff.
 import * as native from "../../native/index.ts";
 import { TempMounts } from "./mounts.ts";
 import { diffService } from "./service.ts";
+import { contentRootOf, sharedBlobDir } from "../content/layout.ts";
 
 await runService("diff", async (server, ctx) => {
   const root = join(ctx.root, "diff");
@@ -20,6 +21,6 @@ await runService("diff", async (server, ctx) => {
   await rm(spoolDir, { recursive: true, force: true });
   server.add(
     DiffDefinition,
-    diffService({ content: onDemandClient(BulkContentDefinition, ctx.state, "content"), sys: native, mounts, spoolDir, log: ctx.log }),
+    diffService({ content: onDemandClient(BulkContentDefinition, ctx.state, "content"), sys: native, mounts, spoolDir, blobDir: sharedBlobDir(contentRootOf(ctx.root)), log: ctx.log }),
   );
 });

@@ -34,6 +34,8 @@ export interface DiffDeps {
   mounts: TempMounts;
   /** Where blobs are spooled while they are verified and unpacked. */
   spoolDir: string;
+  /** The content store's blob files (services/content/layout.ts), read directly when there. */
+  blobDir?: string;
   log: Logger;
 }
 
@@ -91,7 +93,7 @@ async function emptyAgain(deps: DiffDeps, root: string): Promise<void> {
  * the call fails, so the caller never commits the snapshot.
  */
 async function applyStreaming(deps: DiffDeps, desc: Descriptor, target: Exclude<ApplyTarget, { kind: "mount" }>, options: CallOptions, signal: AbortSignal) {
-  const blob = await VerifiedBlobStream.open(deps.content, { digest: desc.digest, size: Number(desc.size) }, options);
+  const blob = await VerifiedBlobStream.open(deps.content, { digest: desc.digest, size: Number(desc.size) }, options, deps.blobDir);
   try {
     let applied;
     try {
@@ -171,7 +173,7 @@ export function diffService(deps: DiffDeps): DiffServiceImplementation {
         await mkdir(deps.spoolDir, { recursive: true, mode: 0o700 });
         const file = join(deps.spoolDir, tempName("", ".blob"));
         try {
-          await spoolBlob(deps.content, { digest: desc.digest, size: Number(desc.size) }, file, options);
+          await spoolBlob(deps.content, { digest: desc.digest, size: Number(desc.size) }, file, options, deps.blobDir);
           applied = await applyFile(deps, file, desc, target, ctx.signal).catch((err) => {
             throw naming(err, desc.digest);
           });

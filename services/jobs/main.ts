@@ -21,6 +21,7 @@ await runService("jobs", (server, ctx) => {
       transfers.start();
     },
     busy: async () => (await collector.scheduler.busy()) || (await transfers.busy()),
+    stopping: () => transfers.stopping(),
     async close() {
       await transfers.close();
       await collector.scheduler.close();

@@ -3,7 +3,15 @@
 // data because a job outlives the call that asked for it (a restarted worker needs
 // them); they are in berthd's private, password-protected Redis, and gone with the job.
 import type { RegistryOptions } from "../../../core/gen/berth/services/transfer/v1/transfer.ts";
-import { RegistryClient, type RetryOptions } from "../../../core/registry/index.ts";
+import { RegistryClient, registrySettingsFromEnv, type RegistrySettings, type RetryOptions } from "../../../core/registry/index.ts";
+
+let daemonSettings: RegistrySettings | undefined;
+
+/** berthd's `registry` settings (default registry, mirrors, insecure hosts, certs dir), read once. */
+export function registrySettings(): RegistrySettings {
+  daemonSettings ??= registrySettingsFromEnv();
+  return daemonSettings;
+}
 
 export interface RegistryAccess {
   plainHttp: boolean;
@@ -21,16 +29,21 @@ export function accessOf(options: RegistryOptions | undefined): RegistryAccess {
 }
 
 /**
- * A client for one registry. Plain HTTP and unverified TLS are allowed for that
- * registry only. `retry` is the client's own (per request); jobs retry with backoff
+ * A client for one registry, with berthd's settings (mirrors, insecure hosts, certs
+ * dir). The request's plain HTTP and unverified TLS are allowed for that registry
+ * only. `retry` is the client's own (per request); jobs retry with backoff
  * themselves, so their clients try once.
  */
-export function registryClient(access: RegistryAccess, registry: string, retry?: RetryOptions): RegistryClient {
+export function registryClient(access: RegistryAccess, registry: string, retry?: RetryOptions, signal?: AbortSignal): RegistryClient {
   const creds = access.credentials;
+  const settings = registrySettings();
   return new RegistryClient({
-    insecure: access.plainHttp || access.insecure ? [registry] : [],
-    // Never the daemon's own docker config: a caller's pull uses the caller's credentials.
-    credentials: async () => (creds ? { username: creds.username, password: creds.password } : undefined),
+    ...settings,
+    insecure: [...(settings.insecure ?? []), ...(access.plainHttp || access.insecure ? [registry] : [])],
+    // Never the daemon's own docker config: a caller's pull uses the caller's credentials,
+    // and only with the registry they were given for (a mirror is another host).
+    credentials: async (name) => (creds && name === registry ? { username: creds.username, password: creds.password } : undefined),
     ...(retry ? { retry } : {}),
+    ...(signal ? { signal } : {}),
   });
 }

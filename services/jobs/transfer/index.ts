@@ -3,6 +3,7 @@
 import type { Worker } from "bullmq";
 import type { TransferServiceImplementation } from "../../../core/gen/berth/services/transfer/v1/transfer.ts";
 import type { Logger } from "../../../core/log.ts";
+import { PullCancellations } from "./cancel.ts";
 import { startPullWorkers } from "./pull-jobs.ts";
 import { startPushWorker } from "./push-job.ts";
 import { TransferQueues } from "./queues.ts";
@@ -15,15 +16,18 @@ const perHost = Number(process.env.BERTH_PULL_PER_HOST) || 3;
 export function startTransfers(root: string, state: string, redisUrl: string | undefined, log: Logger) {
   const queues = new TransferQueues(redisUrl, root);
   const services = jobServices(state);
-  const workers: Worker[] = [...startPullWorkers({ queues, services, log, perHost }), startPushWorker(queues, services, log)];
+  const cancels = new PullCancellations();
+  const workers: Worker[] = [...startPullWorkers({ queues, services, log, perHost, cancels }), startPushWorker(queues, services, log)];
   for (const worker of workers) worker.on("error", (err) => log.warn({ err: err.message, queue: worker.name }, "transfer queue error"));
-  const service: TransferServiceImplementation = transferService(queues, services);
+  const service: TransferServiceImplementation = transferService(queues, services, cancels);
   return {
     service,
     start(): void {
       for (const worker of workers) void worker.run();
     },
     busy: () => queues.busy(),
+    /** Calls are about to be cut: that is no caller going away, so no pull is cancelled. */
+    stopping: () => cancels.stop(),
     async close(): Promise<void> {
       await Promise.allSettled(workers.map((w) => w.close(true)));
       await queues.close();

@@ -18,6 +18,7 @@ import { platformMatcher } from "../../../core/registry/resolve.ts";
 import type { Logger } from "../../../core/log.ts";
 import { addSource, distributionSourceLabel, fetchBlob, parseRegistryReference, storePulledDocuments, type RemoteImage } from "../../../core/registry/index.ts";
 import { registryClient, type RegistryAccess } from "./access.ts";
+import type { PullCancellations } from "./cancel.ts";
 import { HostLimit } from "./host-limit.ts";
 import { blobJobId, queueNames, workerLock, type TransferQueues } from "./queues.ts";
 import type { ServicesFor } from "./services.ts";
@@ -122,9 +123,10 @@ export interface PullWorkerOptions {
   log: Logger;
   /** Downloads at once per registry host. */
   perHost: number;
+  cancels: PullCancellations;
 }
 
-async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, hosts: HostLimit): Promise<BlobResult> {
+async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, hosts: HostLimit, signal: AbortSignal): Promise<BlobResult> {
   const { descriptor: desc, lease, access } = job.data;
   const ref = parseRegistryReference(job.data.ref);
   const call = callOptions(svc, lease);
@@ -138,7 +140,9 @@ async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, hosts: HostLi
     return { existed: true };
   }
   return hosts.run(ref.registry, async () => {
-    const client = registryClient(access, ref.registry, { attempts: 1 });
+    // Cancelled while it waited for a slot: the slot goes to the next download at once.
+    signal.throwIfAborted();
+    const client = registryClient(access, ref.registry, { attempts: 1 }, signal);
     let last = 0;
     const report = (progress: BlobProgressData, force = false) => {
       const now = Date.now();
@@ -161,17 +165,20 @@ async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, hosts: HostLi
 }
 
 export function startPullWorkers(options: PullWorkerOptions): Worker[] {
-  const { queues, services, log } = options;
+  const { queues, services, log, cancels } = options;
   const hosts = new HostLimit(options.perHost);
   const common = { connection: queues.connection, prefix: queues.prefix, autorun: false, ...workerLock };
 
   const blobs = new Worker<BlobJobData, BlobResult>(
     queueNames.blobs,
     async (job) => {
+      const signal = cancels.startDownload(job.id!);
       try {
-        return await fetchOne(job, services(job.data.namespace), hosts);
+        return await fetchOne(job, services(job.data.namespace), hosts, signal);
       } catch (err) {
         throw jobFailure(err);
+      } finally {
+        cancels.endDownload(job.id!);
       }
     },
     { ...common, concurrency: 8 },
@@ -189,25 +196,44 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
         await svc.leases.addResource({ id: job.data.lease, resource: { id: job.data.descriptor.digest, type: "content" } }, callOptions(svc));
         return result;
       };
-      // The blob job may finish and be removed between add and wait (then it reads as
-      // failed with no reason that we know): the content store has the last word.
-      for (let attempt = 0; ; attempt++) {
-        const blobJob = await queues.queues.blobs.add("fetch", job.data, {
-          jobId: id,
-          attempts: blobAttempts,
-          backoff: retryBackoff,
-          removeOnComplete: true,
-          removeOnFail: true,
-        });
-        try {
-          const result = (await blobJob.waitUntilFinished(events)) as BlobResult;
-          return await holdBlob(result);
-        } catch (err) {
-          if (err instanceof BerthError || errorKind(err) !== "unknown") throw jobFailure(err);
-          const reason = (err as Error).message;
-          if (await blobInfo(svc.content, job.data.descriptor.digest, callOptions(svc)).catch(() => undefined)) return await holdBlob({ existed: false });
-          if (/^(Missing key|Job .* (not found|does not exist))|^$/i.test(reason) && attempt < 3) continue;
-          throw new UnrecoverableError(reason);
+      // Its pull's caller went away: stop waiting (the pull then fails as canceled).
+      const signal = job.parent?.id ? cancels.pullSignal(job.parent.id) : new AbortController().signal;
+      const canceled = new Promise<never>((_, reject) => {
+        const stop = () => reject(signal.reason as Error);
+        if (signal.aborted) stop();
+        else signal.addEventListener("abort", stop, { once: true });
+      });
+      canceled.catch(() => undefined);
+      cancels.waitFor(id, job.id!);
+      try {
+        // The blob job may finish and be removed between add and wait (then it reads as
+        // failed with no reason that we know): the content store has the last word.
+        for (let attempt = 0; ; attempt++) {
+          signal.throwIfAborted();
+          const blobJob = await queues.queues.blobs.add("fetch", job.data, {
+            jobId: id,
+            attempts: blobAttempts,
+            backoff: retryBackoff,
+            removeOnComplete: true,
+            removeOnFail: true,
+          });
+          try {
+            const result = (await Promise.race([blobJob.waitUntilFinished(events), canceled])) as BlobResult;
+            return await holdBlob(result);
+          } catch (err) {
+            if (err instanceof BerthError || errorKind(err) !== "unknown") throw jobFailure(err);
+            const reason = (err as Error).message;
+            if (await blobInfo(svc.content, job.data.descriptor.digest, callOptions(svc)).catch(() => undefined)) return await holdBlob({ existed: false });
+            if (/^(Missing key|Job .* (not found|does not exist))|^$/i.test(reason) && attempt < 3) continue;
+            // Another pull's cancellation stopped the download just as this one came to wait for it.
+            if (/: canceled$/.test(reason) && !signal.aborted && attempt < 3) continue;
+            throw new UnrecoverableError(reason);
+          }
+        }
+      } finally {
+        if (cancels.stopWaiting(id, job.id!, signal.aborted)) {
+          // Not started yet: off the queue (a running one was aborted instead).
+          await queues.queues.blobs.remove(id).catch(() => undefined);
         }
       }
     },
@@ -223,11 +249,16 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
       try {
         const failures = Object.values(await job.getIgnoredChildrenFailures());
         if (failures.length > 0) throw new UnrecoverableError(failures[0]!);
-        return await finishPull(job, svc);
+        const result = await finishPull(job, svc);
+        cancels.forget(job.id!);
+        return result;
       } catch (err) {
         const failure = err instanceof UnrecoverableError ? err : jobFailure(err);
         // What the pull stored goes with its lease (collected once nothing else holds it).
-        if (failure instanceof UnrecoverableError || final()) await deleteLease(svc, job.data.lease).catch(() => undefined);
+        if (failure instanceof UnrecoverableError || final()) {
+          await deleteLease(svc, job.data.lease).catch(() => undefined);
+          cancels.forget(job.id!);
+        }
         log.warn({ job: job.id, err: failure.message }, "pull failed");
         throw failure;
       }

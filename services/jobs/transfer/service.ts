@@ -23,7 +23,7 @@ import { callOptions } from "../../../core/image/services.ts";
 import { namespaceOf } from "../../../core/grpc-server.ts";
 import { parseRegistryReference, platformMatcher, referenceString, resolve } from "../../../core/registry/index.ts";
 import { snapshotterNames } from "../../../core/routes.ts";
-import { accessOf, registryClient } from "./access.ts";
+import { accessOf, registryClient, registrySettings } from "./access.ts";
 import {
   blobAttempts,
   errorFromReason,
@@ -36,6 +36,7 @@ import {
   type PullProgressData,
   type PullResult,
 } from "./pull-jobs.ts";
+import type { PullCancellations } from "./cancel.ts";
 import type { PushBlobStatus, PushJobData, PushProgressData } from "./push-job.ts";
 import { blobJobId, layerJobId, pullJobId, pushJobId, queueNames, type TransferQueues } from "./queues.ts";
 import type { ServicesFor } from "./services.ts";
@@ -95,7 +96,10 @@ async function* keepingStatus<T>(what: string, stream: AsyncGenerator<T>): Async
   }
 }
 
-export function transferService(queues: TransferQueues, services: ServicesFor): TransferServiceImplementation {
+/** A cancelled pull under way ends within moments (its jobs stop waiting); a new one waits that long at most. */
+const cancelledPullEndMs = 30_000;
+
+export function transferService(queues: TransferQueues, services: ServicesFor, cancels: PullCancellations): TransferServiceImplementation {
   return {
     pull: (request, ctx) => keepingStatus("pull", pull(request, ctx)),
     push: (request, ctx) => keepingStatus("push", push(request, ctx)),
@@ -109,7 +113,7 @@ export function transferService(queues: TransferQueues, services: ServicesFor): 
       }
       validatePlatform(request.platform);
       const access = accessOf(request.registry);
-      const ref = parseRegistryReference(request.ref);
+      const ref = parseRegistryReference(request.ref, registrySettings().defaultRegistry);
       const client = registryClient(access, ref.registry);
       let image;
       try {
@@ -160,7 +164,14 @@ export function transferService(queues: TransferQueues, services: ServicesFor): 
       watch.on(pullEvents, `completed:${pullId}`, (({ returnvalue }: { returnvalue: PullResult }) => watch.finish(returnvalue)) as never);
       watch.on(pullEvents, `failed:${pullId}`, (({ failedReason }: { failedReason: string }) => watch.fail(errorFromReason(failedReason || "pull failed"))) as never);
 
+      cancels.attach(pullId);
       try {
+        // The same pull, cancelled a moment ago (ctrl-C, then the same command again):
+        // it is let end first, then started afresh, rather than joined to fail.
+        for (const until = Date.now() + cancelledPullEndMs; cancels.isCancelled(pullId) && Date.now() < until; ) {
+          if (!(await liveJob(queues.queues.pulls, pullId))) break;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
         if (await liveJob(queues.queues.pulls, pullId)) {
           // Attached to a pull under way: what its downloads have done so far.
           for (const id of byBlobJob.keys()) {
@@ -203,6 +214,7 @@ export function transferService(queues: TransferQueues, services: ServicesFor): 
         yield* watch.stream(view, ctx.signal);
       } finally {
         watch.close();
+        cancels.detach(pullId, ctx.signal.aborted && !watch.settled);
       }
   }
 
@@ -210,7 +222,7 @@ export function transferService(queues: TransferQueues, services: ServicesFor): 
       const namespace = namespaceOf(ctx);
       if (request.source === "") throw invalidArgument("push: the local image to push is required");
       validatePlatform(request.platform);
-      const target = referenceString(parseRegistryReference(request.ref || request.source));
+      const target = referenceString(parseRegistryReference(request.ref || request.source, registrySettings().defaultRegistry));
       const svc = services(namespace);
       // Fails the call at once (NOT_FOUND) rather than a job later.
       await svc.images.get({ name: request.source }, callOptions(svc));

@@ -1,6 +1,7 @@
 // Streams a job's progress to a caller: state changed by queue events, handed out as
 // snapshots (at most every `everyMs`, and at once when something finished), until the
-// job completes or fails. The caller going away stops the watch, never the job.
+// job completes or fails. The caller going away stops the watch; whether the job goes
+// on is the caller's decision (cancel.ts).
 import type { QueueEvents } from "bullmq";
 
 export interface Subscription {
@@ -25,6 +26,11 @@ export class Watch<Result> {
   changed(): void {
     this.pending = true;
     this.wake?.();
+  }
+
+  /** The job's outcome arrived (a result or a failure). */
+  get settled(): boolean {
+    return this.result !== undefined || this.failure !== undefined;
   }
 
   finish(value: Result): void {
