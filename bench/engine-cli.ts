@@ -10,7 +10,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { distDir, ok, repoRoot, type Daemon } from "../test/harness.ts";
-import { removeAllContainers, startEngineWithBusybox } from "../test/fixtures/engine-session.ts";
+import { startEngineWithBusybox } from "../test/fixtures/engine-session.ts";
+import { removeEveryContainer } from "../test/engine-cleanup.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 10);
 const containerCount = 50;
@@ -65,7 +66,7 @@ try {
 } finally {
   if (d) {
     try {
-      await removeAllContainers(d);
+      await removeEveryContainer(d);
     } finally {
       await d.destroy();
     }

@@ -7,9 +7,11 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { ok, type Daemon } from "./harness.ts";
-import { removeAllContainers, startEngineWithBusybox } from "./fixtures/engine-session.ts";
+import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
+import { removeEveryContainer } from "./engine-cleanup.ts";
 import { TestRegistry } from "./fixtures/registry.ts";
 
 let d: Daemon;
@@ -24,12 +26,15 @@ before(async () => {
 after(async () => {
   try {
     await registry?.stop();
-    if (d) await removeAllContainers(d);
+    if (d) await removeEveryContainer(d);
   } finally {
     await d?.destroy();
     if (work) rmSync(work, { recursive: true, force: true });
   }
 });
+
+/** Waits without a timer (the tests here are synchronous: each drives a CLI with spawnSync). */
+const spawnSyncSleep = (ms: number) => spawnSync("sleep", [String(ms / 1000)]);
 
 /** The header line and the rows' first words, which stay stable between two calls. */
 const firstLine = (text: string) => text.split("\n")[0];
@@ -297,23 +302,55 @@ test("contexts name engines: create, use, ls, --context, and bad contexts", () =
   assert.doesNotMatch(readFileSync(file, "utf8"), /other/);
 });
 
-test("login and logout keep credentials in the docker config as docker writes them", () => {
+test("login and logout keep credentials in the docker config as docker writes them", async () => {
+  registry ??= await TestRegistry.start(join(work, "registry"));
   const config = join(d.base, "berth-home", ".docker", "config.json");
-  const r = d.berth(["login", "-u", "someone", "--password-stdin", "127.0.0.1:5999"], "secret\n");
-  if (r.code === 0) {
-    assert.equal(r.stdout, "Login Succeeded\n");
-    const saved = JSON.parse(readFileSync(config, "utf8")) as { auths: Record<string, { auth: string }> };
-    assert.equal(Buffer.from(saved.auths["127.0.0.1:5999"]!.auth, "base64").toString(), "someone:secret");
-    assert.equal(ok(d.berth(["logout", "127.0.0.1:5999"])).stdout, "Removing login credentials for 127.0.0.1:5999\n");
-    assert.deepEqual((JSON.parse(readFileSync(config, "utf8")) as { auths: object }).auths, {});
-  } else {
-    // The engine refused the login (nothing listens there): nothing is stored.
-    assert.match(r.stderr, /^Error response from daemon: /);
-    assert.equal(existsSync(config), false);
-  }
+  const r = ok(d.berth(["login", "-u", "someone", "--password-stdin", registry.host], "secret\n"), "login");
+  assert.equal(r.stdout, "Login Succeeded\n");
+  const saved = JSON.parse(readFileSync(config, "utf8")) as { auths: Record<string, { auth: string }> };
+  assert.equal(Buffer.from(saved.auths[registry.host]!.auth, "base64").toString(), "someone:secret");
+  assert.equal(ok(d.berth(["logout", registry.host])).stdout, `Removing login credentials for ${registry.host}\n`);
+  assert.deepEqual((JSON.parse(readFileSync(config, "utf8")) as { auths: object }).auths, {});
+  const refused = d.berth(["login", "-u", "someone", "--password-stdin", "127.0.0.1:1"], "secret\n");
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /^Error response from daemon: /);
+  assert.doesNotMatch(readFileSync(config, "utf8"), /127\.0\.0\.1:1"/, "a refused login stores nothing");
   const noPassword = d.berth(["login", "-u", "someone"]);
   assert.equal(noPassword.code, 1);
   assert.equal(ok(d.berth(["logout", "127.0.0.1:5998"])).stdout, "Not logged in to 127.0.0.1:5998\n");
+});
+
+test("commit makes an image of a container's changes", () => {
+  ok(d.berth(["run", "-d", "--name", "changed", "busybox", "sh", "-c", "echo made > /made.txt; sleep 100000"]), "run -d");
+  for (let i = 0; i < 100 && d.berth(["exec", "changed", "cat", "/made.txt"]).code !== 0; i++) spawnSyncSleep(50);
+  const committed = ok(d.berth(["commit", "-c", "ENV COMMITTED=yes", "changed", "berth-test/committed:v1"]), "commit").stdout.trim();
+  assert.match(committed, /^sha256:[0-9a-f]{64}$/);
+  assert.match(ok(d.berth(["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])).stdout, new RegExp(`berth-test/committed:v1 ${committed.slice(7, 19)}`));
+  assert.equal(ok(d.berth(["run", "--rm", "berth-test/committed:v1", "sh", "-c", "cat /made.txt; echo $COMMITTED"])).stdout, "made\nyes\n");
+  ok(d.berth(["rm", "-f", "changed"]), "rm -f");
+  const bad = d.berth(["commit", "nosuch", "x:1"]);
+  assert.equal(bad.code, 1);
+  assert.equal(bad.stderr, "Error response from daemon: No such container: nosuch\n");
+});
+
+test("info, system df and events print docker's layouts", () => {
+  const info = ok(d.berth(["info"]), "info").stdout;
+  assert.match(info, /^Client:\n Version: +\S+\n Context: +default\n Debug Mode: false\n\nServer:\n Containers: \d+\n  Running: \d+\n  Paused: \d+\n  Stopped: \d+\n Images: \d+\n/);
+  assert.equal(ok(d.berth(["info", "--format", "{{.OSType}}"])).stdout, "linux\n");
+  const df = ok(d.berth(["system", "df"]), "system df").stdout;
+  assert.equal(firstLine(df), firstLine(ok(d.docker(["system", "df"])).stdout));
+  assert.deepEqual(df.trim().split("\n").slice(1).map((l) => l.split(/ {2,}/)[0]), ["Images", "Containers", "Local Volumes", "Build Cache"]);
+
+  const since = String(Math.floor(Date.now() / 1000) - 1);
+  ok(d.berth(["run", "--rm", "--name", "evented", "busybox", "true"]), "run");
+  const until = String(Math.floor(Date.now() / 1000) + 1);
+  const window = ["--since", since, "--until", until, "--filter", "type=container", "--filter", "container=evented"];
+  const actions = ok(d.berth(["events", ...window, "--format", "{{.Action}}"]), "events").stdout.split("\n").filter(Boolean);
+  for (const action of ["create", "attach", "start", "die", "destroy"]) assert.ok(actions.includes(action), `${action} in ${actions.join(",")}`);
+  assert.equal(ok(d.berth(["events", ...window])).stdout, ok(d.docker(["events", ...window])).stdout);
+  const badSince = d.berth(["events", "--since", "yesterday-ish"]);
+  assert.equal(badSince.code, 125);
+  assert.match(badSince.stderr, /invalid value for "--since"/);
 });
 
 test("container prune removes stopped containers and reports the space", () => {
