@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync
 import { tmpdir } from "node:os";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { ok, type Daemon } from "./harness.ts";
+import { distDir, ok, run, type Daemon } from "./harness.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 import { TestRegistry } from "./fixtures/registry.ts";
@@ -84,6 +84,27 @@ test("run: output split by stream, exit codes, stdin, --rm, start failures", () 
   assert.equal(missing.code, 127, missing.stderr);
   assert.match(missing.stderr, /^berth: Error response from daemon: .*executable file not found/);
   assert.equal(ok(d.berth(["ps", "-aq"])).stdout, "", "--rm removed every container, failed start included");
+});
+
+test("run -it and exec -it work on a terminal (under script(1)), resizes and detach keys included", () => {
+  const env = { ...process.env, BERTH_HOST: `unix://${d.dockerSocket}`, HOME: join(d.base, "berth-home") };
+  const berth = `${process.execPath} ${join(distDir, "berth.js")}`;
+  const r = run("script", ["-qec", `${berth} run -it --rm busybox sh -c 'tty; echo tty-ok; exit 3'`, "/dev/null"], undefined, env);
+  assert.equal(r.code, 3, r.stdout + r.stderr);
+  assert.match(r.stdout, /\/dev\/pts\/\d+\r\n/);
+  assert.match(r.stdout, /\ntty-ok\r\n$/, "the local terminal is raw: no \\r added to the container's \\r\\n");
+  ok(d.berth(["run", "-d", "--name", "term", "busybox", "sleep", "100000"]), "run -d");
+  const e = run("script", ["-qec", `${berth} exec -it term sh -c 'tty; echo exec-tty-ok; exit 4'`, "/dev/null"], undefined, env);
+  assert.equal(e.code, 4, e.stdout + e.stderr);
+  assert.match(e.stdout, /exec-tty-ok\r\n/);
+  // ctrl-p ctrl-q leaves the container running.
+  const detached = run("sh", ["-c", `(sleep 2; printf '\\020\\021') | script -qec '${berth} run -it --name kept busybox sh' /dev/null`], undefined, env);
+  assert.equal(detached.code, 0, detached.stdout + detached.stderr);
+  assert.equal(ok(d.berth(["inspect", "--format", "{{.State.Running}}", "kept"])).stdout, "true\n");
+  const notTty = d.berth(["run", "-it", "--rm", "busybox", "true"]);
+  assert.equal(notTty.code, 1);
+  assert.equal(notTty.stderr, "the input device is not a TTY\n");
+  ok(d.berth(["rm", "-f", "term", "kept"]), "rm -f");
 });
 
 test("run of an image that is not there says so, tries to pull, and exits 125", () => {
@@ -257,7 +278,9 @@ test("--format: Go-template basics, and a malformed template is refused before a
   const ranged = ok(d.berth(["inspect", "--format", "{{range .RepoTags}}[{{.}}]{{end}}{{if .Config.Cmd}} has-cmd{{else}} no-cmd{{end}}", "busybox"])).stdout;
   assert.match(ranged, /^(\[[^\]]+\])+ (has|no)-cmd\n$/);
   assert.ok(ranged.includes("[busybox:latest]"), ranged);
-  assert.equal(ok(d.berth(["images", "--format", "{{.Repository}}|{{.Tag}}", "busybox"])).stdout, "busybox|latest\n");
+  const listed = ok(d.berth(["images", "--format", "{{.Repository}}|{{.Tag}}", "busybox"])).stdout;
+  assert.match(listed, /^busybox\|latest\n/);
+  assert.equal(listed, ok(d.docker(["images", "--format", "{{.Repository}}|{{.Tag}}", "busybox"])).stdout);
   const table = ok(d.berth(["images", "--format", "table {{.Repository}}\\t{{.Tag}}", "busybox"])).stdout;
   assert.equal(table, ok(d.docker(["images", "--format", "table {{.Repository}}\\t{{.Tag}}", "busybox"])).stdout);
   for (const bad of ["{{.ID", "{{end}}", "{{if .ID}}x", "{{nosuchfunc .ID}}"]) {

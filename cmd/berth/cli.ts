@@ -5,6 +5,7 @@
 import { Flags, helpText, parseArgs, type CommandSpec } from "./args.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { err, Context, out, type CommandModule, type GlobalOptions } from "./command.ts";
+import { checkFormat } from "./output.ts";
 import { commands as psCommands } from "./commands/ps.ts";
 import * as versionInfo from "./version-info.ts";
 import { commands as systemCommands } from "./commands/system.ts";
@@ -204,5 +205,7 @@ async function dispatch(argv: string[]): Promise<number> {
     out(helpText(name, command.spec));
     return 0;
   }
+  const format = command.spec.flags.some((f) => f.name === "format") ? flags.string("format") : undefined;
+  if (format) checkFormat(format);
   return (await command.run(new Context(name, parsed.args, flags, globals))) ?? 0;
 }

@@ -12,6 +12,12 @@ const dockerLayout: TableLayout = { minWidth: 10, padding: 3 };
 /** docker's formatter turns the two-character escapes \t and \n into the characters. */
 const unescape = (format: string) => format.replace(/\\t/g, "\t").replace(/\\n/g, "\n");
 
+/** Parses a --format the way printList will, so a malformed one fails before any request. */
+export function checkFormat(format: string): void {
+  const text = unescape(expandFormat(format));
+  new Template(text.startsWith("table") ? text.slice("table".length) : text);
+}
+
 /**
  * Prints rows with `format` (a template, "table …", "json"), or the command's default
  * table when none is given. `headers` names each field's column.

@@ -2,6 +2,7 @@
 // 8-byte-framed (stdout/stderr) otherwise; input is never framed. Local stdin ends with a
 // half-close (socket.end()), which the engine reads as stdin EOF, not as a detach. With a
 // TTY the local terminal goes raw, resizes follow SIGWINCH, and ctrl-p ctrl-q detaches.
+import { spawnSync } from "node:child_process";
 import type { Socket } from "node:net";
 
 /** Splits Docker's framed stream into stdout and stderr, whatever the chunk boundaries. */
@@ -73,7 +74,13 @@ export function runSession({ socket, head, tty, stdin }: SessionOptions): { done
   socket.on("error", () => finish("ended"));
 
   const relayStdin = () => {
-    if (raw) input.setRawMode(true);
+    if (raw) {
+      input.setRawMode(true);
+      // libuv's raw mode keeps output processing (ONLCR), so the container's \r\n would
+      // reach the screen as \r\r\n; a real raw terminal has none. setRawMode(false)
+      // restores the terminal as it was before either change.
+      spawnSync("stty", ["-opost"], { stdio: ["inherit", "ignore", "ignore"] });
+    }
     let heldCtrlP = false;
     // Backpressure: stdin is read only as fast as the engine takes it, as docker's
     // blocking copy does (the engine holds early stdin until the container starts).

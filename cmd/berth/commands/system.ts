@@ -101,13 +101,12 @@ interface EventMessage {
   timeNano?: number;
 }
 
-/** RFC 3339 with nanoseconds, trailing zeros dropped, as Go's RFC3339Nano in UTC. */
-function rfc3339Nano(timeNano: bigint): string {
+/** RFC 3339 in UTC with all nine digits of nanoseconds, as docker's event lines read. */
+function rfc3339NanoFixed(timeNano: bigint): string {
   const seconds = timeNano / 1_000_000_000n;
   const nanos = timeNano % 1_000_000_000n;
   const base = new Date(Number(seconds) * 1000).toISOString().slice(0, 19);
-  const frac = nanos === 0n ? "" : `.${nanos.toString().padStart(9, "0").replace(/0+$/, "")}`;
-  return `${base}${frac}Z`;
+  return `${base}.${nanos.toString().padStart(9, "0")}Z`;
 }
 
 function eventLine(e: EventMessage, raw: string): string {
@@ -116,7 +115,7 @@ function eventLine(e: EventMessage, raw: string): string {
   const attrs = e.Actor?.Attributes ?? {};
   const keys = Object.keys(attrs).sort();
   const shown = keys.length ? ` (${keys.map((k) => `${k}=${attrs[k]}`).join(", ")})` : "";
-  return `${rfc3339Nano(when)} ${e.Type} ${e.Action} ${e.Actor?.ID ?? ""}${shown}\n`;
+  return `${rfc3339NanoFixed(when)} ${e.Type} ${e.Action} ${e.Actor?.ID ?? ""}${shown}\n`;
 }
 
 interface DiskUsage {
