@@ -162,7 +162,7 @@ export class Flags {
 }
 
 /** The help text of a command, laid out like docker's. */
-export function helpText(command: string, spec: CommandSpec): string {
+export function helpText(spec: CommandSpec): string {
   let out = `\nUsage:  berth ${spec.usage}\n\n${spec.description}\n`;
   if (spec.flags.length > 0) {
     out += "\nOptions:\n";

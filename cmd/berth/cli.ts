@@ -18,64 +18,65 @@ import { commands as inspectCommands } from "./commands/inspect.ts";
 import { commands as archiveCommands } from "./commands/archive.ts";
 import { commands as contextCommands } from "./commands/context.ts";
 
-type Loader = () => Promise<CommandModule>;
+/** Every command's implementation, by name. */
+const implementations: CommandModule = {
+  ...systemCommands,
+  ...psCommands,
+  ...imagesCommands,
+  ...transferCommands,
+  ...lifecycleCommands,
+  ...runCommands,
+  ...logsCommands,
+  ...inspectCommands,
+  ...archiveCommands,
+  ...contextCommands,
+};
 
-const system: Loader = async () => systemCommands;
-const ps: Loader = async () => psCommands;
-const images: Loader = async () => imagesCommands;
-const transfer: Loader = async () => transferCommands;
-const lifecycle: Loader = async () => lifecycleCommands;
-const run: Loader = async () => runCommands;
-const logs: Loader = async () => logsCommands;
-const inspect: Loader = async () => inspectCommands;
-const archive: Loader = async () => archiveCommands;
-const context: Loader = async () => contextCommands;
-
-/** Every command: the module that has it and the one-line description `berth --help` shows. */
-const commands: Record<string, [Loader, string]> = {
-  run: [run, "Create and run a new container from an image"],
-  exec: [run, "Execute a command in a running container"],
-  ps: [ps, "List containers"],
-  images: [images, "List images"],
-  pull: [transfer, "Download an image from a registry"],
-  push: [transfer, "Upload an image to a registry"],
-  login: [system, "Log in to a registry"],
-  logout: [system, "Log out from a registry"],
-  version: [system, "Show the berth version information"],
-  info: [system, "Display system-wide information"],
-  events: [system, "Get real time events from the server"],
-  "system df": [system, "Show docker disk usage"],
-  attach: [run, "Attach local standard input, output, and error streams to a running container"],
-  create: [run, "Create a new container"],
-  start: [run, "Start one or more stopped containers"],
-  stop: [lifecycle, "Stop one or more running containers"],
-  kill: [lifecycle, "Kill one or more running containers"],
-  restart: [lifecycle, "Restart one or more containers"],
-  rm: [lifecycle, "Remove one or more containers"],
-  pause: [lifecycle, "Pause all processes within one or more containers"],
-  unpause: [lifecycle, "Unpause all processes within one or more containers"],
-  rename: [lifecycle, "Rename a container"],
-  wait: [lifecycle, "Block until one or more containers stop, then print their exit codes"],
-  top: [lifecycle, "Display the running processes of a container"],
-  stats: [lifecycle, "Display a live stream of container(s) resource usage statistics"],
-  "container prune": [lifecycle, "Remove all stopped containers"],
-  logs: [logs, "Fetch the logs of a container"],
-  inspect: [inspect, "Return low-level information on Docker objects"],
-  tag: [images, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"],
-  rmi: [images, "Remove one or more images"],
-  save: [images, "Save one or more images to a tar archive (streamed to STDOUT by default)"],
-  load: [images, "Load an image from a tar archive or STDIN"],
-  history: [images, "Show the history of an image"],
-  "image prune": [images, "Remove unused images"],
-  cp: [archive, "Copy files/folders between a container and the local filesystem"],
-  commit: [archive, "Create a new image from a container's changes"],
-  export: [archive, "Export a container's filesystem as a tar archive"],
-  "context create": [context, "Create a context"],
-  "context ls": [context, "List contexts"],
-  "context use": [context, "Set the current context"],
-  "context rm": [context, "Remove one or more contexts"],
-  "context inspect": [context, "Show a context's host"],
-  "context show": [context, "Print the name of the current context"],
+/** The one-line description `berth --help` shows for each command, in its order. */
+const commands: Record<string, string> = {
+  run: "Create and run a new container from an image",
+  exec: "Execute a command in a running container",
+  ps: "List containers",
+  images: "List images",
+  pull: "Download an image from a registry",
+  push: "Upload an image to a registry",
+  login: "Log in to a registry",
+  logout: "Log out from a registry",
+  version: "Show the berth version information",
+  info: "Display system-wide information",
+  events: "Get real time events from the server",
+  "system df": "Show docker disk usage",
+  attach: "Attach local standard input, output, and error streams to a running container",
+  create: "Create a new container",
+  start: "Start one or more stopped containers",
+  stop: "Stop one or more running containers",
+  kill: "Kill one or more running containers",
+  restart: "Restart one or more containers",
+  rm: "Remove one or more containers",
+  pause: "Pause all processes within one or more containers",
+  unpause: "Unpause all processes within one or more containers",
+  rename: "Rename a container",
+  wait: "Block until one or more containers stop, then print their exit codes",
+  top: "Display the running processes of a container",
+  stats: "Display a live stream of container(s) resource usage statistics",
+  "container prune": "Remove all stopped containers",
+  logs: "Fetch the logs of a container",
+  inspect: "Return low-level information on Docker objects",
+  tag: "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE",
+  rmi: "Remove one or more images",
+  save: "Save one or more images to a tar archive (streamed to STDOUT by default)",
+  load: "Load an image from a tar archive or STDIN",
+  history: "Show the history of an image",
+  "image prune": "Remove unused images",
+  cp: "Copy files/folders between a container and the local filesystem",
+  commit: "Create a new image from a container's changes",
+  export: "Export a container's filesystem as a tar archive",
+  "context create": "Create a context",
+  "context ls": "List contexts",
+  "context use": "Set the current context",
+  "context rm": "Remove one or more contexts",
+  "context inspect": "Show a context's host",
+  "context show": "Print the name of the current context",
 };
 
 /** docker's management-command spellings (`container ls`, `image rm`…) for the same commands. */
@@ -123,10 +124,10 @@ const globalSpec: CommandSpec = {
 };
 
 function topHelp(): string {
-  let text = helpText("", globalSpec).replace("Usage:  berth [OPTIONS] COMMAND", "Usage:  berth [OPTIONS] COMMAND");
+  let text = helpText(globalSpec);
   text += "\nCommands:\n";
   const width = Math.max(...Object.keys(commands).map((n) => n.length));
-  for (const [name, [, description]] of Object.entries(commands)) text += `  ${name.padEnd(width)}  ${description}\n`;
+  for (const [name, description] of Object.entries(commands)) text += `  ${name.padEnd(width)}  ${description}\n`;
   text += "\nRun 'berth COMMAND --help' for more information on a command.\n";
   return text;
 }
@@ -185,7 +186,7 @@ async function dispatch(argv: string[]): Promise<number> {
   }
   if (gflags.bool("help") || global.args.length === 0) {
     out(topHelp());
-    return global.args.length === 0 && !gflags.bool("help") ? 0 : 0;
+    return 0;
   }
   const hosts = gflags.list("host");
   const globals: GlobalOptions = {
@@ -195,14 +196,12 @@ async function dispatch(argv: string[]): Promise<number> {
     debug: gflags.bool("debug"),
   };
   const { name, rest } = resolveCommand(global.args);
-  const [load] = commands[name]!;
-  const module = await load();
-  const command = module[name];
+  const command = implementations[name];
   if (!command) throw new CliError(`berth ${name}: not available in this build`);
   const parsed = parseArgs(command.spec, name, rest);
   const flags = new Flags(command.spec, name, parsed.flags);
   if (flags.bool("help")) {
-    out(helpText(name, command.spec));
+    out(helpText(command.spec));
     return 0;
   }
   const format = command.spec.flags.some((f) => f.name === "format") ? flags.string("format") : undefined;

@@ -39,9 +39,13 @@ export class MessageRenderer {
   private drawn = 0;
   onAux?: (aux: unknown) => void;
 
-  constructor(out: NodeJS.WriteStream = process.stdout) {
+  private readonly quiet: boolean;
+
+  /** `quiet`: nothing is shown; failures still end the stream. */
+  constructor(out: NodeJS.WriteStream = process.stdout, quiet = false) {
     this.out = out;
     this.tty = Boolean(out.isTTY);
+    this.quiet = quiet;
   }
 
   show(m: JsonMessage): void {
@@ -49,6 +53,7 @@ export class MessageRenderer {
       const message = m.errorDetail?.message ?? m.error ?? "unknown error";
       throw new CliError(message, m.errorDetail?.code && m.errorDetail.code > 0 ? m.errorDetail.code : 1);
     }
+    if (this.quiet) return;
     if (m.aux !== undefined) {
       this.onAux?.(m.aux);
       return;

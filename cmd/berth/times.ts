@@ -9,7 +9,7 @@ export function parseTimeFlag(value: string | undefined, flag: string, now: numb
   if (/^\d+(\.\d{1,9})?$/.test(value)) return value;
   const duration = parseDuration(value);
   if (duration !== undefined) {
-    const ms = now - duration;
+    const ms = Math.round(now - duration);
     return `${Math.floor(ms / 1000)}.${String((ms % 1000) * 1_000_000).padStart(9, "0")}`;
   }
   const date = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : NaN;

@@ -2,7 +2,7 @@
 import type { CommandModule } from "../command.ts";
 import { out } from "../command.ts";
 import { CliError } from "../errors.ts";
-import { contextFilePath, defaultHost, parseHost, readContexts, writeContexts } from "../host.ts";
+import { defaultHost, parseHost, readContexts, writeContexts } from "../host.ts";
 import { printList } from "../output.ts";
 
 const validName = /^[a-zA-Z0-9][a-zA-Z0-9_.+-]*$/;
@@ -109,9 +109,8 @@ export const commands: CommandModule = {
     },
   },
   "context show": {
-    spec: { usage: "context show", description: `Print the name of the current context (from ${"~/.berth/contexts.json"})`, maxArgs: 0, flags: [] },
+    spec: { usage: "context show", description: "Print the name of the current context (from ~/.berth/contexts.json)", maxArgs: 0, flags: [] },
     async run() {
-      void contextFilePath;
       out(`${currentName()}\n`);
     },
   },

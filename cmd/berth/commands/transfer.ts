@@ -14,9 +14,7 @@ export async function pullImage(client: EngineClient, ref: string, config: strin
     query: { fromImage: repository, tag: tag || "latest" },
     headers: { "X-Registry-Auth": registryAuthHeader(configDir(config), ref) },
   });
-  const renderer = new MessageRenderer(to);
-  if (quiet) renderer.show = (m) => (m.errorDetail || m.error ? MessageRenderer.prototype.show.call(renderer, m) : undefined);
-  await renderer.consume(res.body);
+  await new MessageRenderer(to, quiet).consume(res.body);
 }
 
 export const commands: CommandModule = {
@@ -56,9 +54,7 @@ export const commands: CommandModule = {
         query: { tag: tag || "latest" },
         headers: { "X-Registry-Auth": registryAuthHeader(configDir(ctx.globals.config), ref) },
       });
-      const renderer = new MessageRenderer();
-      if (ctx.flags.bool("quiet")) renderer.show = (m) => (m.errorDetail || m.error ? MessageRenderer.prototype.show.call(renderer, m) : undefined);
-      await renderer.consume(res.body);
+      await new MessageRenderer(process.stdout, ctx.flags.bool("quiet")).consume(res.body);
       if (ctx.flags.bool("quiet")) out(`${tag ? ref : `${ref}:latest`}\n`);
     },
   },
