@@ -107,8 +107,9 @@ describe("docker run", () => {
     assert.equal(r.stdout, "line one\nline two\ndone\n");
   });
 
-  test("docker attach streams what a running container writes from then on and exits with its code; start -a too", () => {
+  test("docker attach streams what a running container writes from then on and exits with its code; start -a too", async () => {
     const id = ok(docker(["run", "-d", "busybox", "sh", "-c", "echo early; sleep 3; echo late; echo late-err >&2; exit 2"])).stdout.trim();
+    await waitFor("the early line in the log", () => docker(["logs", id]).stdout === "early\n");
     const attached = docker(["attach", id]);
     assert.equal(attached.code, 2);
     assert.equal(attached.stdout, "late\n", "only output written after the attach");
