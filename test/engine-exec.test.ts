@@ -5,8 +5,11 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
 import { connect } from "node:net";
+import { Writable } from "node:stream";
+import Docker from "dockerode";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ok, run, type Daemon } from "./harness.ts";
+import { childPids, ok, run, type Daemon } from "./harness.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 import { engineConnectionsHeld, engineHttp, eventually, jsonOf, startEngineWithBusybox } from "./fixtures/engine-session.ts";
 
@@ -161,6 +164,27 @@ test("exec start without an upgrade streams framed output until the process ends
   assert.deepEqual(frames.filter(([s]) => s === 2).map(([, t]) => t).join(""), "two\n");
 });
 
+test("dockerode: exec with a hijacked stream, stdin and its end, demultiplexed output, the exit code", async () => {
+  const docker = new Docker({ socketPath: d.dockerSocket });
+  const exec = await docker.getContainer("box").exec({ Cmd: ["sh", "-c", "cat; echo to-stderr >&2; exit 6"], AttachStdin: true, AttachStdout: true, AttachStderr: true });
+  const stream = await exec.start({ hijack: true, stdin: true });
+  let out = "";
+  let err = "";
+  docker.modem.demuxStream(
+    stream,
+    new Writable({ write: (chunk: Buffer, _enc, done) => ((out += chunk.toString()), done()) }),
+    new Writable({ write: (chunk: Buffer, _enc, done) => ((err += chunk.toString()), done()) }),
+  );
+  const ended = new Promise<void>((resolve) => stream.on("end", resolve));
+  stream.end("piped through\n");
+  await ended;
+  assert.equal(out, "piped through\n");
+  assert.equal(err, "to-stderr\n");
+  const state = await exec.inspect();
+  assert.equal(state.ExitCode, 6);
+  assert.equal(state.Running, false);
+});
+
 test("docker stats --no-stream shows a memory figure and a CPU percentage", () => {
   const r = ok(d.docker(["stats", "--no-stream", "box"]), "docker stats");
   const line = r.stdout.split("\n").find((l) => l.includes("box"));
@@ -283,6 +307,32 @@ test("an exec start refused before the takeover is a plain HTTP error, also on a
   });
   assert.match(reply, /^HTTP\/1\.1 404 /);
   assert.match(reply, /\{"message":"no such exec"\}$/);
+});
+
+test("a client that stops reading and then goes away does not leave the exec blocked on its output", async () => {
+  const created = jsonOf(await engineHttp(d, "POST", "/v1.41/containers/box/exec", JSON.stringify({ Cmd: ["sh", "-c", "head -c 8000000 /dev/zero; echo done > /tmp/after-flood"], AttachStdout: true })));
+  const id = String(created.Id);
+  const socket = connect(d.dockerSocket);
+  socket.on("error", () => {});
+  const body = JSON.stringify({ Detach: false, Tty: false });
+  socket.write(`POST /v1.41/exec/${id}/start HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  // Not reading: every buffer on the way fills until the process blocks writing its pipe.
+  socket.pause();
+  const pid = await eventually("the exec's pid", async () => {
+    const state = jsonOf(await engineHttp(d, "GET", `/v1.41/exec/${id}/json`));
+    return state.Running ? Number(state.Pid) : undefined;
+  });
+  // The writer is the shell's child (head).
+  const blockedWriting = (p: number) => {
+    try {
+      return readFileSync(`/proc/${p}/wchan`, "utf8").includes("pipe_write");
+    } catch {
+      return false;
+    }
+  };
+  await eventually("the exec to block on its output", () => (childPids(pid).some(blockedWriting) ? true : undefined));
+  socket.destroy();
+  await eventually("the exec to finish after the client left", () => (d.docker(["exec", "box", "cat", "/tmp/after-flood"]).stdout === "done\n" ? true : undefined));
 });
 
 test("a running TTY exec can be resized; a bad size is a 400", async () => {

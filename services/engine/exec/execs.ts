@@ -190,8 +190,13 @@ export class ExecManager {
     let dir: FifoDir | undefined;
     const readers: FifoReader[] = [];
     let clientGone = false;
-    stream.on("close", () => (clientGone = true));
-    stream.on("error", () => (clientGone = true));
+    const gone = () => {
+      clientGone = true;
+      // A reader paused for a full connection would wait for a drain that never comes.
+      for (const reader of readers) reader.socket.resume();
+    };
+    stream.on("close", gone);
+    stream.on("error", gone);
     // The connection is always read: its input is stdin (or dropped), and only reading
     // shows the client's half-close and its going away (a connection left unread would
     // stay open after the client closed it).
