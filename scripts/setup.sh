@@ -17,6 +17,9 @@ packages=(
   procps            # pgrep, which the shim tests use to prove nothing is left running
   iproute2
   bsdutils          # script(1): gives `docker run -it` a terminal in the Engine API tests
+  containernetworking-plugins  # CNI bridge, host-local, portmap, firewall, loopback: container networks
+  iptables          # the CNI plugins' NAT and firewall rules
+  util-linux        # unshare(1): persistent network namespaces
 )
 # The Engine API tests drive the real docker CLI. Machines of this kind ship one; where
 # none is, Debian's docker.io brings one (its dockerd is never started, Berth needs none).
