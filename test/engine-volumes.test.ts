@@ -1,0 +1,141 @@
+// Volumes through the Engine API, driven by the real docker CLI (and raw HTTP where the
+// exact status and message matter): create (idempotent), ls with filters, inspect, rm
+// (in use refused with Docker's 409), prune, and bad input leaving nothing behind.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ok, startDaemon, type Daemon } from "./harness.ts";
+import { api } from "./engine-net-helpers.ts";
+import { EngineStore, initialState, type ContainerRecord } from "../services/engine/store.ts";
+
+let d: Daemon;
+before(async () => {
+  d = await startDaemon();
+});
+after(async () => {
+  await d?.destroy();
+});
+
+const ls = (...filters: string[]) =>
+  ok(d.docker(["volume", "ls", "-q", ...filters.flatMap((f) => ["--filter", f])]), "volume ls").stdout.trim().split("\n").filter(Boolean).sort();
+
+test("volume create makes a directory under the root; creating the name again returns the same volume", async () => {
+  assert.equal(ok(d.docker(["volume", "create", "--label", "tier=db", "--label", "keep", "data1"])).stdout.trim(), "data1");
+  const [inspected] = JSON.parse(ok(d.docker(["volume", "inspect", "data1"])).stdout);
+  assert.equal(inspected.Name, "data1");
+  assert.equal(inspected.Driver, "local");
+  assert.equal(inspected.Scope, "local");
+  assert.deepEqual(inspected.Labels, { tier: "db", keep: "" });
+  assert.equal(inspected.Mountpoint, join(d.root, "volumes", "data1", "_data"));
+  assert.ok(existsSync(inspected.Mountpoint));
+  assert.match(inspected.CreatedAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  const again = await api(d, "POST", "/v1.41/volumes/create", { Name: "data1", Labels: { other: "x" } });
+  assert.equal(again.status, 201);
+  assert.deepEqual(again.json, inspected, "the existing volume, unchanged");
+});
+
+test("an anonymous volume gets a 64-hex name", async () => {
+  const r = await api(d, "POST", "/volumes/create", {});
+  assert.equal(r.status, 201);
+  assert.match(r.json.Name, /^[0-9a-f]{64}$/);
+  assert.equal((await api(d, "DELETE", `/volumes/${r.json.Name}`)).status, 204);
+});
+
+test("volume ls filters by name, label, driver and dangling", async () => {
+  ok(d.docker(["volume", "create", "--label", "tier=web", "web1"]));
+  ok(d.docker(["volume", "create", "web2"]));
+  assert.deepEqual(ls(), ["data1", "web1", "web2"]);
+  assert.match(ok(d.docker(["volume", "ls"])).stdout, /^DRIVER\s+VOLUME NAME\nlocal\s+data1\n/);
+  assert.deepEqual(ls("name=web"), ["web1", "web2"]);
+  assert.deepEqual(ls("label=tier"), ["data1", "web1"]);
+  assert.deepEqual(ls("label=tier=web"), ["web1"]);
+  assert.deepEqual(ls("label=tier=web", "name=web"), ["web1"]);
+  assert.deepEqual(ls("driver=local"), ["data1", "web1", "web2"]);
+  assert.deepEqual(ls("dangling=true"), ["data1", "web1", "web2"]);
+  assert.deepEqual(ls("dangling=false"), []);
+  // the list form older clients send
+  const legacy = await api(d, "GET", `/volumes?filters=${encodeURIComponent(JSON.stringify({ label: ["tier=db"] }))}`);
+  assert.deepEqual(legacy.json.Volumes.map((v: { Name: string }) => v.Name), ["data1"]);
+  assert.equal(legacy.json.Warnings, null);
+  const bad = await api(d, "GET", `/volumes?filters=${encodeURIComponent(JSON.stringify({ colour: ["red"] }))}`);
+  assert.equal(bad.status, 400);
+  assert.equal(bad.json.message, "Invalid filter 'colour'");
+});
+
+test("inspect and rm of a missing volume are Docker's 404", async () => {
+  const r = await api(d, "GET", "/v1.41/volumes/nosuch");
+  assert.equal(r.status, 404);
+  assert.equal(r.json.message, "get nosuch: no such volume");
+  const cli = d.docker(["volume", "inspect", "nosuch"]);
+  assert.notEqual(cli.code, 0);
+  assert.match(cli.stderr, /no such volume/i);
+  assert.equal((await api(d, "DELETE", "/volumes/nosuch")).status, 404);
+  assert.equal((await api(d, "DELETE", "/volumes/nosuch?force=1")).status, 204, "force: a missing volume is no error");
+});
+
+test("bad input: a name with a slash, an unknown driver, driver options, malformed JSON — nothing is created", async () => {
+  const before = readdirSync(join(d.root, "volumes")).sort();
+  const slash = await api(d, "POST", "/volumes/create", { Name: "a/b" });
+  assert.equal(slash.status, 400);
+  assert.match(slash.json.message, /^create a\/b: "a\/b" includes invalid characters for a local volume name, only "\[a-zA-Z0-9\]\[a-zA-Z0-9_.-\]" are allowed/);
+  const cli = d.docker(["volume", "create", "x/y"]);
+  assert.notEqual(cli.code, 0);
+  assert.match(cli.stderr, /includes invalid characters for a local volume name/);
+  const driver = await api(d, "POST", "/volumes/create", { Name: "v9", Driver: "nfs-magic" });
+  assert.equal(driver.status, 404);
+  assert.match(driver.json.message, /plugin "nfs-magic" not found/);
+  const opts = await api(d, "POST", "/volumes/create", { Name: "v9", DriverOpts: { type: "nfs" } });
+  assert.equal(opts.status, 400);
+  assert.equal((await api(d, "POST", "/volumes/create", "{nope")).status, 400);
+  assert.equal((await api(d, "POST", "/volumes/create", { Name: 7 })).status, 400);
+  assert.deepEqual(readdirSync(join(d.root, "volumes")).sort(), before);
+  assert.deepEqual(ls(), ["data1", "web1", "web2"]);
+});
+
+test("a volume a container references cannot be removed or pruned (409 naming the container)", async () => {
+  // A container record as the engine keeps it, referencing data1 by a bind.
+  const id = "c".repeat(64);
+  const record: ContainerRecord = {
+    Id: id,
+    Name: "/uses-data1",
+    Created: new Date().toISOString(),
+    Path: "true",
+    Args: [],
+    Config: { Image: "busybox" },
+    HostConfig: { Binds: ["data1:/data"] },
+    Image: "sha256:" + "0".repeat(64),
+    State: initialState(),
+    RestartCount: 0,
+    LogPath: "",
+  };
+  const store = new EngineStore(d.root);
+  try {
+    store.insert(record);
+    const r = await api(d, "DELETE", "/v1.41/volumes/data1");
+    assert.equal(r.status, 409);
+    assert.equal(r.json.message, `remove data1: volume is in use - [${id}]`);
+    assert.equal((await api(d, "DELETE", "/volumes/data1?force=1")).status, 409, "force does not remove a volume in use");
+    assert.deepEqual(ls("dangling=false"), ["data1"]);
+    const pruned = await api(d, "POST", `/volumes/prune?filters=${encodeURIComponent(JSON.stringify({ label: { tier: true } }))}`);
+    assert.deepEqual(pruned.json.VolumesDeleted, ["web1"], "data1 is in use; web2 has no tier label");
+    assert.ok(existsSync(join(d.root, "volumes", "data1", "_data")));
+  } finally {
+    store.delete(id);
+    store.close();
+  }
+});
+
+test("rm removes the data; prune removes every unused volume and counts the space", async () => {
+  writeFileSync(join(d.root, "volumes", "web2", "_data", "blob"), Buffer.alloc(64 * 1024, 1));
+  ok(d.docker(["volume", "rm", "data1"]));
+  assert.ok(!existsSync(join(d.root, "volumes", "data1")));
+  const pruned = await api(d, "POST", "/volumes/prune");
+  assert.equal(pruned.status, 200);
+  assert.deepEqual(pruned.json.VolumesDeleted, ["web2"]);
+  assert.ok(pruned.json.SpaceReclaimed >= 64 * 1024, `reclaimed ${pruned.json.SpaceReclaimed}`);
+  assert.deepEqual(ls(), []);
+  const empty = ok(d.docker(["volume", "prune", "-f"])).stdout;
+  assert.match(empty, /Total reclaimed space: 0B/);
+  assert.deepEqual(readdirSync(join(d.root, "volumes")), []);
+});
