@@ -1,0 +1,97 @@
+// json-file rotation (LogConfig max-size / max-file): the engine watches the size of each
+// running container's log; past max-size it shifts <log> → <log>.1 → <log>.2 … (dropping
+// what max-file does not keep) and tells the shim to reopen the path, so the shim, which
+// writes the log, goes on in a fresh file. Readers follow the rename (logfile.ts).
+import { renameSync, rmSync, statSync } from "node:fs";
+import { sendShimCommand } from "../../../shim/client.ts";
+import type { Backend } from "../backend.ts";
+import { badRequest } from "../http.ts";
+import type { ContainerRecord } from "../store.ts";
+import { shimDirOf } from "./paths.ts";
+
+const units: Record<string, number> = { "": 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/** "10m", "512k", "100" (bytes) as a byte count. */
+export function parseLogSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)b?$/i.exec(text.trim());
+  if (!m) throw badRequest(`invalid max-size: ${JSON.stringify(text)}: expected a size such as 10m or 512k`);
+  const size = Math.floor(Number(m[1]) * units[m[2]!.toLowerCase()]!);
+  if (size <= 0) throw badRequest(`invalid max-size: ${JSON.stringify(text)}: it must be positive`);
+  return size;
+}
+
+export function parseMaxFile(text: string | undefined): number {
+  if (text === undefined || text === "") return 1;
+  if (!/^\d+$/.test(text) || Number(text) < 1) throw badRequest(`invalid max-file: ${JSON.stringify(text)}: expected a positive integer`);
+  return Number(text);
+}
+
+/** Checks a LogConfig at create time; only json-file is served. */
+export function checkLogConfig(config: { Type?: string; Config?: Record<string, string> } | undefined): void {
+  if (config?.Type && config.Type !== "json-file") throw badRequest(`logging driver "${config.Type}" is not supported by this engine (json-file only)`);
+  const options = config?.Config ?? {};
+  for (const key of Object.keys(options)) {
+    if (!["max-size", "max-file", "compress", "labels", "env", "tag"].includes(key)) throw badRequest(`unknown log opt '${key}' for json-file log driver`);
+  }
+  if (options["max-size"] !== undefined) parseLogSize(options["max-size"]);
+  parseMaxFile(options["max-file"]);
+}
+
+/** Shifts the files and asks the shim to reopen the log. */
+export function rotate(log: string, maxFile: number, shimDir: string): void {
+  if (maxFile <= 1) {
+    // Nothing older is kept: the file is moved aside, the shim reopens a fresh one, the old one goes.
+    renameSync(log, `${log}.rotating`);
+    sendShimCommand(shimDir, "reopen-log");
+    rmSync(`${log}.rotating`, { force: true });
+    return;
+  }
+  rmSync(`${log}.${maxFile - 1}`, { force: true });
+  for (let i = maxFile - 2; i >= 1; i--) {
+    try {
+      renameSync(`${log}.${i}`, `${log}.${i + 1}`);
+    } catch {
+      // that generation does not exist yet
+    }
+  }
+  renameSync(log, `${log}.1`);
+  sendShimCommand(shimDir, "reopen-log");
+}
+
+const checkEveryMs = 500;
+
+export class LogRotation {
+  private readonly backend: Backend;
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+
+  constructor(backend: Backend) {
+    this.backend = backend;
+  }
+
+  watch(record: ContainerRecord): void {
+    const options = record.HostConfig.LogConfig?.Config ?? {};
+    if (!options["max-size"] || this.timers.has(record.Id)) return;
+    const maxSize = parseLogSize(options["max-size"]);
+    const maxFile = parseMaxFile(options["max-file"]);
+    const shimDir = shimDirOf(this.backend.options.state, this.backend.namespace, record.Id);
+    const timer = setInterval(() => {
+      try {
+        if (statSync(record.LogPath).size >= maxSize) rotate(record.LogPath, maxFile, shimDir);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "ENOENT") this.backend.log.warn({ id: record.Id, err: (err as Error).message }, "log rotation failed");
+      }
+    }, checkEveryMs);
+    timer.unref();
+    this.timers.set(record.Id, timer);
+  }
+
+  unwatch(id: string): void {
+    clearInterval(this.timers.get(id));
+    this.timers.delete(id);
+  }
+
+  stopAll(): void {
+    for (const id of [...this.timers.keys()]) this.unwatch(id);
+  }
+}

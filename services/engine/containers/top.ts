@@ -1,0 +1,71 @@
+// GET /containers/{id}/top: the container's processes (the tasks service's ListPids) as
+// `ps -ef` would show them on the host, from /proc: the table Docker's CLI prints.
+import { readFileSync } from "node:fs";
+import { uptime } from "node:os";
+
+const clockTicks = 100; // USER_HZ on Linux
+
+function hostUserNames(): Map<number, string> {
+  const names = new Map<number, string>();
+  try {
+    for (const line of readFileSync("/etc/passwd", "utf8").split("\n")) {
+      const f = line.split(":");
+      if (f.length > 2) names.set(Number(f[2]), f[0]!);
+    }
+  } catch {
+    // numbers then
+  }
+  return names;
+}
+
+const pad2 = (n: number) => String(n).padStart(2, "0");
+
+function ttyName(ttyNr: number): string {
+  if (ttyNr === 0) return "?";
+  const major = (ttyNr >> 8) & 0xfff;
+  const minor = (ttyNr & 0xff) | ((ttyNr >> 12) & 0xfff00);
+  return major === 136 ? `pts/${minor}` : major === 4 ? `tty${minor}` : "?";
+}
+
+/** One `ps -ef` row of a pid, or undefined if it is gone. */
+function row(pid: number, users: Map<number, string>, bootMs: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // comm may hold spaces and parentheses: the fields start after the last ')'.
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ppid = fields[1]!;
+    const ttyNr = Number(fields[4]);
+    const cpuTicks = Number(fields[11]) + Number(fields[12]);
+    const startTicks = Number(fields[19]);
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ");
+    const startedMs = bootMs + (startTicks / clockTicks) * 1000;
+    const elapsed = Math.max(1, (Date.now() - startedMs) / 1000);
+    const cpuSeconds = Math.floor(cpuTicks / clockTicks);
+    const started = new Date(startedMs);
+    return [
+      users.get(uid) ?? String(uid),
+      String(pid),
+      ppid,
+      String(Math.floor(((cpuTicks / clockTicks) * 100) / elapsed)),
+      `${pad2(started.getHours())}:${pad2(started.getMinutes())}`,
+      ttyName(ttyNr),
+      `${pad2(Math.floor(cpuSeconds / 3600))}:${pad2(Math.floor(cpuSeconds / 60) % 60)}:${pad2(cpuSeconds % 60)}`,
+      cmdline || `[${comm}]`,
+    ];
+  } catch {
+    return undefined;
+  }
+}
+
+export function processTable(pids: number[]): { Titles: string[]; Processes: string[][] } {
+  const users = hostUserNames();
+  const bootMs = Date.now() - uptime() * 1000;
+  const processes = pids
+    .sort((a, b) => a - b)
+    .map((pid) => row(pid, users, bootMs))
+    .filter((r): r is string[] => r !== undefined);
+  return { Titles: ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], Processes: processes };
+}
