@@ -257,7 +257,7 @@ export class NetworkManager {
         }
       } catch (err) {
         for (const endpoint of attachedNow) await this.detach(endpoint).catch(() => undefined);
-        if (attachedNow.length === endpoints.length) removeNetns(path);
+        if (!this.store.endpointsOfContainer(record.Id).some((e) => e.IPAddress)) removeNetns(path);
         throw err;
       }
       this.refreshHosts(endpoints.map((e) => e.NetworkID), record);
