@@ -6,8 +6,14 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { ok, startDaemon, type Daemon } from "./harness.ts";
-import { api } from "./engine-net-helpers.ts";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ok, sleep, startDaemon, type Daemon } from "./harness.ts";
+import { api, waitFor } from "./engine-net-helpers.ts";
+import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
+import { skopeoArchives } from "./fixtures/archives.ts";
 
 const tag = randomBytes(3).toString("hex");
 const adminChain = `BT-ADMIN-${tag.toUpperCase()}`;
@@ -28,16 +34,31 @@ function freePrefixes(count: number): string[] {
 const names = (...filters: string[]) =>
   ok(d.docker(["network", "ls", "--format", "{{.Name}}", ...filters.flatMap((f) => ["--filter", f])]), "network ls").stdout.trim().split("\n").filter(Boolean).sort();
 
+let work: string;
 before(async () => {
-  prefixes = freePrefixes(3);
+  prefixes = freePrefixes(4);
+  work = mkdtempSync(join(tmpdir(), "berth-engine-networks-"));
   d = await startDaemon({ env: { BERTH_CNI_ADMIN_CHAIN: adminChain } });
+  ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
 });
 after(async () => {
-  for (const name of ["front", "back", "spare", "old"]) d?.docker(["network", "rm", name]);
+  if (d) await removeEveryContainer(d);
+  for (const name of ["front", "back", "spare", "old", "appnet", "other"]) d?.docker(["network", "rm", name]);
   await d?.destroy();
+  if (work) rmSync(work, { recursive: true, force: true });
   const rules = execFileSync("iptables-save", [], { encoding: "utf8" });
   assert.ok(!rules.includes(adminChain), "the engine's admin chain is gone");
 });
+
+async function removeEveryContainer(daemon: Daemon): Promise<void> {
+  const ids = daemon.docker(["ps", "-aq", "--no-trunc"]).stdout.split("\n").filter(Boolean);
+  if (ids.length > 0) daemon.docker(["rm", "-f", ...ids]);
+  for (const id of daemon.ctr(["tasks", "ls", "-q"], undefined, "moby").stdout.split("\n").filter(Boolean)) {
+    daemon.ctr(["tasks", "kill", "-s", "SIGKILL", id], undefined, "moby");
+    for (let i = 0; i < 100 && daemon.ctr(["tasks", "delete", id], undefined, "moby").code !== 0; i++) await sleep(50);
+  }
+  for (const id of daemon.ctr(["containers", "ls", "-q"], undefined, "moby").stdout.split("\n").filter(Boolean)) daemon.ctr(["containers", "rm", id], undefined, "moby");
+}
 
 test("bridge, host and none exist from the start; bridge has a subnet and a gateway", async () => {
   assert.deepEqual(names(), ["bridge", "host", "none"]);
@@ -151,4 +172,127 @@ test("network rm removes a network; prune removes unused user-defined ones only"
   assert.match(ok(d.docker(["network", "prune", "-f"])).stdout, /spare/);
   assert.deepEqual((await api(d, "POST", "/networks/prune")).json, { NetworksDeleted: null });
   assert.deepEqual(names(), ["bridge", "host", "none"]);
+});
+
+// ---- containers on networks ------------------------------------------------------------
+
+const webScript = "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 80 -h /www";
+
+/** A TCP port nothing on the host listens on now. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "0.0.0.0", () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const inspect = (ref: string) => JSON.parse(ok(d.docker(["inspect", "--type", "container", ref]), `inspect ${ref}`).stdout)[0];
+const hostsOf = (id: string) => readFileSync(join(d.root, "engine", "containers", id, "hosts"), "utf8");
+
+test("a container on the default bridge gets an address in its subnet and a default route", async () => {
+  const bridge = (await api(d, "GET", "/networks/bridge")).json;
+  const subnetPrefix = (bridge.IPAM.Config[0].Subnet as string).split(".").slice(0, 2).join(".");
+  const out = ok(d.docker(["run", "--rm", "busybox", "sh", "-c", "ip -4 -o addr show eth0; ip route"])).stdout;
+  assert.match(out, new RegExp(`inet ${subnetPrefix.replace(/\./g, "\\.")}\\.\\d+\\.\\d+/`));
+  assert.match(out, new RegExp(`default via ${bridge.IPAM.Config[0].Gateway.replace(/\./g, "\\.")} dev eth0`));
+  // --rm removed it: the default bridge has no container and no device any more
+  await waitFor("the default bridge device to go", () => (spawnSync("ip", ["link", "show", bridge.Options["com.docker.network.bridge.name"]]).status !== 0 ? true : undefined));
+});
+
+test("on a user-defined network containers reach each other by name; a published port is reachable from the host", async () => {
+  ok(d.docker(["network", "create", "--subnet", `${prefixes[3]}.0/24`, "appnet"]));
+  const port = await freePort();
+  const webId = ok(d.docker(["run", "-d", "--name", "web", "--network", "appnet", "-p", `${port}:80`, "busybox", "sh", "-c", webScript])).stdout.trim();
+  const body = await waitFor("the published port to answer", async () => {
+    try {
+      return await (await fetch(`http://127.0.0.1:${port}/`)).text();
+    } catch {
+      return undefined;
+    }
+  });
+  assert.equal(body, "hello-from-web\n");
+  const byName = ok(d.docker(["run", "--rm", "--network", "appnet", "busybox", "busybox", "wget", "-q", "-O", "-", "http://web/"]), "fetch by name");
+  assert.equal(byName.stdout, "hello-from-web\n");
+  const info = inspect("web");
+  const endpoint = info.NetworkSettings.Networks.appnet;
+  assert.match(endpoint.IPAddress, new RegExp(`^${prefixes[3]!.replace(/\./g, "\\.")}\\.\\d+$`));
+  assert.equal(endpoint.Gateway, `${prefixes[3]}.1`);
+  assert.equal(endpoint.IPPrefixLen, 24);
+  assert.match(endpoint.MacAddress, /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+  assert.deepEqual(info.NetworkSettings.Ports["80/tcp"], [{ HostIp: "0.0.0.0", HostPort: String(port) }]);
+  assert.equal(ok(d.docker(["port", "web"])).stdout.trim(), `80/tcp -> 0.0.0.0:${port}`);
+  assert.match(ok(d.docker(["ps", "--format", "{{.Names}} {{.Ports}}"])).stdout, new RegExp(`web 0\\.0\\.0\\.0:${port}->80/tcp`));
+  const network = (await api(d, "GET", "/networks/appnet")).json;
+  assert.equal(network.Containers[webId].Name, "web");
+  assert.equal(network.Containers[webId].IPv4Address, `${endpoint.IPAddress}/24`);
+  const rm = await api(d, "DELETE", "/networks/appnet");
+  assert.equal(rm.status, 409);
+  assert.match(rm.json.message, /^error while removing network: network appnet id [0-9a-f]{64} has active endpoints$/);
+});
+
+test("connect and disconnect a running container: it gains and loses an interface, peers' /etc/hosts follow", async () => {
+  const webId = inspect("web").Id as string;
+  const otherId = ok(d.docker(["run", "-d", "--name", "other", "busybox", "sleep", "300"])).stdout.trim();
+  ok(d.docker(["network", "connect", "--alias", "db", "appnet", "other"]));
+  const info = inspect("other");
+  assert.ok(info.NetworkSettings.Networks.bridge?.IPAddress, "still on the default bridge");
+  const address = info.NetworkSettings.Networks.appnet.IPAddress as string;
+  assert.ok(address.startsWith(`${prefixes[3]}.`));
+  assert.deepEqual([...info.NetworkSettings.Networks.appnet.Aliases].sort(), ["db", otherId.slice(0, 12)].sort());
+  assert.match(hostsOf(webId), new RegExp(`^${address.replace(/\./g, "\\.")}\\tother db ${otherId.slice(0, 12)}$`, "m"));
+  assert.match(hostsOf(otherId), /\tweb /);
+  const ping = ok(d.docker(["run", "--rm", "--network", "appnet", "busybox", "busybox", "ping", "-c", "1", "-W", "5", "db"]), "ping the alias");
+  assert.match(ping.stdout, /1 packets received/);
+  const netnsPath = join(d.state, "netns", otherId);
+  assert.match(execFileSync("nsenter", [`--net=${netnsPath}`, "ip", "-o", "link"], { encoding: "utf8" }), /eth1@/);
+
+  ok(d.docker(["network", "disconnect", "appnet", "other"]));
+  assert.equal(inspect("other").NetworkSettings.Networks.appnet, undefined);
+  assert.doesNotMatch(hostsOf(webId), /\tother /);
+  assert.doesNotMatch(execFileSync("nsenter", [`--net=${netnsPath}`, "ip", "-o", "link"], { encoding: "utf8" }), /eth1@/);
+  const again = await api(d, "POST", "/networks/appnet/disconnect", { Container: "other" });
+  assert.equal(again.status, 403);
+});
+
+test("bad input: a host port already in use, an unknown network — Docker's errors, nothing left attached", async () => {
+  const server: Server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "0.0.0.0", resolve));
+  const busy = (server.address() as { port: number }).port;
+  try {
+    const r = d.docker(["run", "-d", "--name", "clash", "-p", `${busy}:80`, "busybox", "sleep", "30"]);
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, new RegExp(`Bind for 0\\.0\\.0\\.0:${busy} failed: port is already allocated`));
+    const id = inspect("clash").Id as string;
+    assert.ok(!existsSync(join(d.state, "netns", id)), "no namespace left for the failed start");
+    ok(d.docker(["rm", "clash"]));
+  } finally {
+    server.close();
+  }
+  // (through the API: the CLI takes any 404 from create for a missing image and pulls)
+  const containersBefore = d.docker(["ps", "-aq"]).stdout;
+  const unknown = await api(d, "POST", "/v1.41/containers/create", { Image: "busybox", Cmd: ["true"], HostConfig: { NetworkMode: "nosuchnet" } });
+  assert.equal(unknown.status, 404);
+  assert.equal(unknown.json.message, "network nosuchnet not found");
+  assert.equal(d.docker(["ps", "-aq"]).stdout, containersBefore, "no container was created");
+});
+
+test("removing the containers and the network leaves no namespace, veth, bridge, rule or lease", async () => {
+  const bridgeOf = async (name: string) => (await api(d, "GET", `/networks/${name}`)).json.Options["com.docker.network.bridge.name"] as string;
+  const appBridge = await bridgeOf("appnet");
+  const defaultBridge = await bridgeOf("bridge");
+  ok(d.docker(["rm", "-f", "web", "other"]));
+  ok(d.docker(["network", "rm", "appnet"]));
+  assert.deepEqual(readdirSync(join(d.state, "netns")), []);
+  for (const bridge of [appBridge, defaultBridge]) assert.notEqual(spawnSync("ip", ["link", "show", bridge]).status, 0, `${bridge} is gone`);
+  assert.equal(execFileSync("ip", ["-o", "link", "show", "type", "veth"], { encoding: "utf8" }).includes(appBridge), false);
+  const rules = execFileSync("iptables-save", [], { encoding: "utf8" });
+  assert.ok(!rules.includes(`${prefixes[3]}.`), "no rule names the network's subnet");
+  const ipam = join(d.state, "cni", "ipam");
+  const leases = existsSync(ipam) ? readdirSync(ipam, { recursive: true }).map(String).filter((f) => /\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
+  assert.deepEqual(leases, []);
+  assert.deepEqual(readdirSync(join(d.state, "cni", "results")), []);
 });
