@@ -1,5 +1,5 @@
-// What the networks and volumes tests share: raw Engine API calls over docker.sock, and
-// polling for a condition.
+// What the networks and volumes tests share: raw Engine API calls over docker.sock,
+// polling for a condition, and removing every container in `after`.
 import { request } from "node:http";
 import type { Daemon } from "./harness.ts";
 import { sleep } from "./harness.ts";
@@ -41,4 +41,15 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
   }
+}
+
+/** Every container of the engine, gone: through docker, then ctr for anything left. */
+export async function removeEveryContainer(daemon: Daemon): Promise<void> {
+  const ids = daemon.docker(["ps", "-aq", "--no-trunc"]).stdout.split("\n").filter(Boolean);
+  if (ids.length > 0) daemon.docker(["rm", "-f", ...ids]);
+  for (const id of daemon.ctr(["tasks", "ls", "-q"], undefined, "moby").stdout.split("\n").filter(Boolean)) {
+    daemon.ctr(["tasks", "kill", "-s", "SIGKILL", id], undefined, "moby");
+    for (let i = 0; i < 100 && daemon.ctr(["tasks", "delete", id], undefined, "moby").code !== 0; i++) await sleep(50);
+  }
+  for (const id of daemon.ctr(["containers", "ls", "-q"], undefined, "moby").stdout.split("\n").filter(Boolean)) daemon.ctr(["containers", "rm", id], undefined, "moby");
 }

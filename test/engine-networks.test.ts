@@ -10,8 +10,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ok, sleep, startDaemon, type Daemon } from "./harness.ts";
-import { api, waitFor } from "./engine-net-helpers.ts";
+import { ok, startDaemon, type Daemon } from "./harness.ts";
+import { api, removeEveryContainer, waitFor } from "./engine-net-helpers.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
 
@@ -50,15 +50,6 @@ after(async () => {
   assert.ok(!rules.includes(adminChain), "the engine's admin chain is gone");
 });
 
-async function removeEveryContainer(daemon: Daemon): Promise<void> {
-  const ids = daemon.docker(["ps", "-aq", "--no-trunc"]).stdout.split("\n").filter(Boolean);
-  if (ids.length > 0) daemon.docker(["rm", "-f", ...ids]);
-  for (const id of daemon.ctr(["tasks", "ls", "-q"], undefined, "moby").stdout.split("\n").filter(Boolean)) {
-    daemon.ctr(["tasks", "kill", "-s", "SIGKILL", id], undefined, "moby");
-    for (let i = 0; i < 100 && daemon.ctr(["tasks", "delete", id], undefined, "moby").code !== 0; i++) await sleep(50);
-  }
-  for (const id of daemon.ctr(["containers", "ls", "-q"], undefined, "moby").stdout.split("\n").filter(Boolean)) daemon.ctr(["containers", "rm", id], undefined, "moby");
-}
 
 test("bridge, host and none exist from the start; bridge has a subnet and a gateway", async () => {
   assert.deepEqual(names(), ["bridge", "host", "none"]);

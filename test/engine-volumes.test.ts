@@ -3,18 +3,26 @@
 // (in use refused with Docker's 409), prune, and bad input leaving nothing behind.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, startDaemon, type Daemon } from "./harness.ts";
-import { api } from "./engine-net-helpers.ts";
+import { api, removeEveryContainer } from "./engine-net-helpers.ts";
+import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
+import { skopeoArchives } from "./fixtures/archives.ts";
 import { EngineStore, initialState, type ContainerRecord } from "../services/engine/store.ts";
 
 let d: Daemon;
+let work: string;
 before(async () => {
+  work = mkdtempSync(join(tmpdir(), "berth-engine-volumes-"));
   d = await startDaemon();
+  ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
 });
 after(async () => {
+  if (d) await removeEveryContainer(d);
   await d?.destroy();
+  if (work) rmSync(work, { recursive: true, force: true });
 });
 
 const ls = (...filters: string[]) =>
@@ -138,4 +146,72 @@ test("rm removes the data; prune removes every unused volume and counts the spac
   const empty = ok(d.docker(["volume", "prune", "-f"])).stdout;
   assert.match(empty, /Total reclaimed space: 0B/);
   assert.deepEqual(readdirSync(join(d.root, "volumes")), []);
+});
+
+// ---- volumes in containers ---------------------------------------------------------------
+
+test("data written to a named volume is there in a new container after the first is removed", () => {
+  ok(d.docker(["run", "--rm", "-v", "keep:/data", "busybox", "sh", "-c", "echo persisted > /data/file"]), "write");
+  const [volume] = JSON.parse(ok(d.docker(["volume", "inspect", "keep"])).stdout);
+  assert.equal(volume.Name, "keep", "-v made the volume");
+  assert.equal(ok(d.docker(["run", "--rm", "-v", "keep:/data:ro", "busybox", "cat", "/data/file"]), "read").stdout, "persisted\n");
+  const ro = d.docker(["run", "--rm", "-v", "keep:/data:ro", "busybox", "sh", "-c", "echo x > /data/other"]);
+  assert.notEqual(ro.code, 0);
+  assert.match(ro.stderr, /Read-only file system/);
+});
+
+test("a volume used by a container is refused removal with Docker's 409; container inspect lists it", async () => {
+  const id = ok(d.docker(["create", "--name", "holder", "-v", "keep:/data", "busybox", "true"])).stdout.trim();
+  const r = await api(d, "DELETE", "/volumes/keep");
+  assert.equal(r.status, 409);
+  assert.equal(r.json.message, `remove keep: volume is in use - [${id}]`);
+  const cli = d.docker(["volume", "rm", "keep"]);
+  assert.notEqual(cli.code, 0);
+  assert.match(cli.stderr, /volume is in use/);
+  const [info] = JSON.parse(ok(d.docker(["inspect", "holder"])).stdout);
+  const mount = info.Mounts.find((m: { Destination: string }) => m.Destination === "/data");
+  assert.deepEqual({ Type: mount.Type, Name: mount.Name, Source: mount.Source, RW: mount.RW }, { Type: "volume", Name: "keep", Source: join(d.root, "volumes", "keep", "_data"), RW: true });
+  assert.deepEqual(ls("dangling=false"), ["keep"]);
+  ok(d.docker(["rm", "holder"]));
+  ok(d.docker(["volume", "rm", "keep"]));
+});
+
+test("a bind mount :ro refuses writes; a --mount bind source that does not exist is Docker's error", () => {
+  const dir = join(work, "bind");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "in"), "from-host\n");
+  const r = d.docker(["run", "--rm", "-v", `${dir}:/host:ro`, "busybox", "sh", "-c", "cat /host/in; echo x > /host/out"]);
+  assert.notEqual(r.code, 0);
+  assert.equal(r.stdout, "from-host\n");
+  assert.match(r.stderr, /Read-only file system/);
+  assert.ok(!existsSync(join(dir, "out")));
+  const missing = d.docker(["run", "--rm", "--mount", `type=bind,source=${join(work, "nope")},target=/x`, "busybox", "true"]);
+  assert.notEqual(missing.code, 0);
+  assert.match(missing.stderr, /bind source path does not exist/);
+});
+
+test("anonymous volumes: made for the container, kept by rm, removed by rm -v", () => {
+  const before = ls();
+  const a = ok(d.docker(["create", "-v", "/anon", "busybox", "true"])).stdout.trim();
+  const [info] = JSON.parse(ok(d.docker(["inspect", a])).stdout);
+  const name = info.Mounts.find((m: { Destination: string }) => m.Destination === "/anon").Name as string;
+  assert.match(name, /^[0-9a-f]{64}$/);
+  assert.deepEqual(ls(), [...before, name].sort());
+  ok(d.docker(["rm", "-v", a]));
+  assert.deepEqual(ls(), before, "rm -v removed it");
+  const b = ok(d.docker(["create", "--mount", "type=volume,target=/anon2", "busybox", "true"])).stdout.trim();
+  const kept = JSON.parse(ok(d.docker(["inspect", b])).stdout)[0].Mounts.find((m: { Destination: string }) => m.Destination === "/anon2").Name as string;
+  ok(d.docker(["rm", b]));
+  assert.deepEqual(ls(), [...before, kept].sort(), "rm without -v keeps it");
+  ok(d.docker(["volume", "rm", kept]));
+});
+
+test("bad input in container create: a volume name with a slash-free but invalid name, a duplicate mount point", async () => {
+  const bad = await api(d, "POST", "/containers/create", { Image: "busybox", HostConfig: { Binds: ["-bad:/data"] } });
+  assert.equal(bad.status, 400);
+  assert.match(bad.json.message, /includes invalid characters for a local volume name/);
+  const dup = await api(d, "POST", "/containers/create", { Image: "busybox", HostConfig: { Binds: ["v1:/data", "v2:/data"] } });
+  assert.equal(dup.status, 400);
+  assert.match(dup.json.message, /Duplicate mount point: \/data/);
+  assert.deepEqual(ls().filter((n) => n === "v1" || n === "v2"), [], "nothing half-created");
 });

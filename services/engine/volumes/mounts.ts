@@ -9,7 +9,7 @@ import { badRequest } from "../http.ts";
 import type { Backend } from "../backend.ts";
 import type { ContainerConfig, ContainerRecord, HostConfig } from "../store.ts";
 import { volumeStore } from "./index.ts";
-import { checkVolumeName, type Volume, type VolumeStore } from "./store.ts";
+import { checkVolumeName, type VolumeStore } from "./store.ts";
 import { isVolumeSource, volumeUsers } from "./usage.ts";
 
 export interface VolumeMountPoint {
@@ -45,19 +45,29 @@ export function resolveContainerVolumes(store: VolumeStore, config: ContainerCon
     if (!posix.isAbsolute(destination) || destination === "/") throw badRequest(`invalid volume specification: '${name}:${destination}': the container path must be an absolute path other than /`);
     if (destinations.has(destination)) throw badRequest(`Duplicate mount point: ${destination}`);
     destinations.add(destination);
-    let volume: Volume;
-    try {
-      const { volume: v, created } = store.create({ Name: name });
-      volume = v;
-      if (created) result.created.push(v.Name);
-      if (created && anonymous) result.anonymous.push(v.Name);
-    } catch (err) {
-      for (const made of result.created) store.remove(made);
-      throw err;
-    }
+    const { volume, created } = store.create({ Name: name });
+    if (created) result.created.push(volume.Name);
+    if (created && anonymous) result.anonymous.push(volume.Name);
     result.mounts.push({ destination, type: "bind", source: volume.Mountpoint, options: ["rbind", "rprivate", readOnly ? "ro" : "rw"] });
     result.points.push({ Type: "volume", Name: volume.Name, Source: volume.Mountpoint, Destination: destination, Driver: volume.Driver, Mode: mode, RW: !readOnly, Propagation: "" });
   };
+  try {
+    addAll(config, host, destinations, use);
+  } catch (err) {
+    // nothing half-made: the volumes this create made go again
+    for (const made of result.created) store.remove(made);
+    throw err;
+  }
+  return result;
+}
+
+/** Calls `use` for every volume the container mounts: binds, --mount volumes, then VOLUME paths nothing else covers. */
+function addAll(
+  config: ContainerConfig,
+  host: HostConfig,
+  destinations: Set<string>,
+  use: (name: string, destination: string, readOnly: boolean, mode: string, anonymous: boolean) => void,
+): void {
   for (const spec of host.Binds ?? []) {
     if (!isVolumeBind(spec)) {
       destinations.add(spec.split(":")[1] ?? "");
@@ -83,7 +93,6 @@ export function resolveContainerVolumes(store: VolumeStore, config: ContainerCon
   for (const destination of Object.keys(config.Volumes ?? {})) {
     if (!destinations.has(destination)) use("", destination, false, "", true);
   }
-  return result;
 }
 
 /** After a container is gone (rm -v, auto-removal): its anonymous volumes that no other container uses. */
