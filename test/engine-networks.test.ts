@@ -278,7 +278,9 @@ test("removing the containers and the network leaves no namespace, veth, bridge,
   ok(d.docker(["rm", "-f", "web", "other"]));
   ok(d.docker(["network", "rm", "appnet"]));
   assert.deepEqual(readdirSync(join(d.state, "netns")), []);
-  for (const bridge of [appBridge, defaultBridge]) assert.notEqual(spawnSync("ip", ["link", "show", bridge]).status, 0, `${bridge} is gone`);
+  assert.notEqual(spawnSync("ip", ["link", "show", appBridge]).status, 0, "network rm deleted its bridge");
+  // the default bridge lingers a moment after its last container (BERTH_NETWORK_LINGER_MS)
+  await waitFor("the default bridge to go", () => (spawnSync("ip", ["link", "show", defaultBridge]).status !== 0 ? true : undefined));
   assert.equal(execFileSync("ip", ["-o", "link", "show", "type", "veth"], { encoding: "utf8" }).includes(appBridge), false);
   const rules = execFileSync("iptables-save", [], { encoding: "utf8" });
   assert.ok(!rules.includes(`${prefixes[3]}.`), "no rule names the network's subnet");

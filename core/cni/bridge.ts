@@ -23,6 +23,10 @@ export interface BridgeNetwork {
   external: boolean;
   /** The firewall plugin's admin chain (CNI-ADMIN by default). */
   adminChain?: string;
+  /** Whether portmap runs (default true): a container that publishes nothing saves its two execs. */
+  portMappings?: boolean;
+  /** Whether the firewall plugin runs (default true): only needed where FORWARD drops (see forwardDrops). */
+  firewall?: boolean;
 }
 
 export function bridgeConflist(network: BridgeNetwork): NetworkConfigList {
@@ -44,10 +48,22 @@ export function bridgeConflist(network: BridgeNetwork): NetworkConfigList {
           dataDir: network.ipamDataDir,
         },
       },
-      { type: "portmap", capabilities: { portMappings: true }, snat: true },
-      { type: "firewall", backend: "iptables", ...(network.adminChain ? { iptablesAdminChainName: network.adminChain } : {}) },
+      ...(network.portMappings === false ? [] : [{ type: "portmap", capabilities: { portMappings: true }, snat: true }]),
+      ...(network.firewall === false ? [] : [{ type: "firewall", backend: "iptables", ...(network.adminChain ? { iptablesAdminChainName: network.adminChain } : {}) }]),
     ],
   };
+}
+
+/**
+ * Whether the filter table's FORWARD chain may drop a container's traffic (a DROP policy,
+ * as a host running dockerd has, or a DROP/REJECT rule): only then do containers need
+ * the firewall plugin's accept rules. With br_netfilter on, even traffic between two
+ * containers on one bridge passes FORWARD.
+ */
+export async function forwardDrops(): Promise<boolean> {
+  const { stdout } = await run("iptables", ["-w", "-S", "FORWARD"]);
+  const lines = stdout.split("\n");
+  return !lines.includes("-P FORWARD ACCEPT") || lines.some((l) => /-j (DROP|REJECT)\b/.test(l));
 }
 
 /** Deletes the bridge device; a missing one is fine. */

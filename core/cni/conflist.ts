@@ -45,6 +45,8 @@ export interface CniResult {
 interface Cached {
   result: CniResult;
   runtimeConfig: RuntimeConfig;
+  /** The list ADD ran: DEL must undo exactly those plugins, whatever the network's list is now. */
+  list?: NetworkConfigList;
 }
 
 export class CniNetwork {
@@ -64,8 +66,8 @@ export class CniNetwork {
     return join(this.cacheDir, `${this.list.name}-${sandbox.containerId}-${sandbox.ifname}.json`);
   }
 
-  private pluginConfig(plugin: PluginConfig, runtimeConfig: RuntimeConfig, prevResult: CniResult | undefined): PluginConfig {
-    const config: PluginConfig = { ...plugin, cniVersion: this.list.cniVersion ?? cniVersion, name: this.list.name };
+  private pluginConfig(plugin: PluginConfig, runtimeConfig: RuntimeConfig, prevResult: CniResult | undefined, list = this.list): PluginConfig {
+    const config: PluginConfig = { ...plugin, cniVersion: list.cniVersion ?? cniVersion, name: list.name };
     delete config.capabilities;
     const runtime: Record<string, unknown> = {};
     for (const [capability, on] of Object.entries(plugin.capabilities ?? {})) {
@@ -107,7 +109,7 @@ export class CniNetwork {
     }
     const result = prev!;
     makePrivateDir(this.cacheDir);
-    writePrivateFile(this.cacheFile(sandbox), JSON.stringify({ result, runtimeConfig } satisfies Cached));
+    writePrivateFile(this.cacheFile(sandbox), JSON.stringify({ result, runtimeConfig, list: this.list } satisfies Cached));
     return result;
   }
 
@@ -119,8 +121,9 @@ export class CniNetwork {
   async check(sandbox: CniSandbox, skip: readonly string[] = []): Promise<void> {
     const cached = this.readCache(sandbox);
     if (!cached) throw invalidArgument(`container ${sandbox.containerId} was not added to CNI network ${this.list.name}`);
-    for (const plugin of this.list.plugins.filter((p) => !skip.includes(p.type))) {
-      await execPlugin("CHECK", this.pluginConfig(plugin, cached.runtimeConfig, cached.result), sandbox, this.pluginDirs);
+    const list = cached.list ?? this.list;
+    for (const plugin of list.plugins.filter((p) => !skip.includes(p.type))) {
+      await execPlugin("CHECK", this.pluginConfig(plugin, cached.runtimeConfig, cached.result, list), sandbox, this.pluginDirs);
     }
   }
 
@@ -131,15 +134,15 @@ export class CniNetwork {
    */
   async del(sandbox: CniSandbox): Promise<void> {
     const cached = this.readCache(sandbox);
-    await this.runDel(sandbox, cached?.runtimeConfig ?? {}, cached?.result);
+    await this.runDel(sandbox, cached?.runtimeConfig ?? {}, cached?.result, cached?.list);
     rmSync(this.cacheFile(sandbox), { force: true });
   }
 
-  private async runDel(sandbox: CniSandbox, runtimeConfig: RuntimeConfig, prevResult: CniResult | undefined): Promise<void> {
+  private async runDel(sandbox: CniSandbox, runtimeConfig: RuntimeConfig, prevResult: CniResult | undefined, list = this.list): Promise<void> {
     let first: unknown;
-    for (const plugin of [...this.list.plugins].reverse()) {
+    for (const plugin of [...list.plugins].reverse()) {
       try {
-        await execPlugin("DEL", this.pluginConfig(plugin, runtimeConfig, prevResult), sandbox, this.pluginDirs);
+        await execPlugin("DEL", this.pluginConfig(plugin, runtimeConfig, prevResult, list), sandbox, this.pluginDirs);
       } catch (err) {
         first ??= err;
       }

@@ -11,7 +11,7 @@ import { rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { CniNetwork, loopbackUp, type PortMapping } from "../../../core/cni/conflist.ts";
-import { bridgeConflist, bridgeExists, deleteBridge, removeUnusedSharedChains } from "../../../core/cni/bridge.ts";
+import { bridgeConflist, bridgeExists, deleteBridge, forwardDrops, removeUnusedSharedChains } from "../../../core/cni/bridge.ts";
 import { createNetns, isNetnsMounted, netnsPath, removeNetns } from "../../../core/cni/netns.ts";
 import type { Logger } from "../../../core/log.ts";
 import { badRequest, conflict, EngineError, notFoundError, serverError } from "../http.ts";
@@ -61,15 +61,58 @@ export class NetworkManager {
   private readonly options: NetworkingOptions;
   /** Every change to networks and endpoints runs one at a time (CNI calls, hosts files, bridges). */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Networks whose last container left: their device goes when the linger ends, unless one comes back. */
+  private readonly lingering = new Map<string, NodeJS.Timeout>();
 
   constructor(options: NetworkingOptions) {
     this.options = options;
     this.store = new NetworkStore(options.root);
     this.ensurePredefined();
+    // Devices a killed engine left lingering: gone now unless a container is attached.
+    void this.serial(async () => {
+      for (const network of this.store.list()) {
+        if (network.Driver === "bridge" && !this.attachedTo(network.Id)) await this.releaseIfUnused(network.Id, true);
+      }
+    }).catch((err: Error) => options.log.warn({ err: err.message }, "sweeping unused network devices failed"));
   }
 
-  close(): void {
+  /** Waits for pending work and removes the devices that were lingering. */
+  async close(): Promise<void> {
+    const pending = [...this.lingering.keys()];
+    for (const timer of this.lingering.values()) clearTimeout(timer);
+    this.lingering.clear();
+    await this.serial(async () => {
+      for (const id of pending) await this.releaseIfUnused(id);
+    }).catch(() => undefined);
     this.store.close();
+  }
+
+  private attachedTo(networkId: string): boolean {
+    return this.store.endpointsOfNetwork(networkId).some((e) => e.IPAddress);
+  }
+
+  /**
+   * A device is kept for a short while after its last container leaves (BERTH_NETWORK_LINGER_MS,
+   * default 2 s), so back-to-back `docker run --rm` do not tear down and rebuild the bridge
+   * and its rules each time.
+   */
+  private scheduleRelease(network: NetworkRecord): Promise<void> | void {
+    const linger = Number(process.env.BERTH_NETWORK_LINGER_MS ?? 2000);
+    if (!(linger > 0)) return this.releaseNetworkDevice(network);
+    clearTimeout(this.lingering.get(network.Id));
+    const timer = setTimeout(() => {
+      this.lingering.delete(network.Id);
+      void this.serial(() => this.releaseIfUnused(network.Id)).catch((err: Error) => this.options.log.warn({ network: network.Name, err: err.message }, "removing a network's device failed"));
+    }, linger);
+    timer.unref();
+    this.lingering.set(network.Id, timer);
+  }
+
+  private async releaseIfUnused(networkId: string, onlyIfPresent = false): Promise<void> {
+    const network = this.store.resolve(networkId);
+    if (!network || this.attachedTo(networkId)) return;
+    if (onlyIfPresent && !(await bridgeExists(network.Options[bridgeNameOption] ?? ""))) return;
+    await this.releaseNetworkDevice(network);
   }
 
   private serial<T>(fn: () => Promise<T> | T): Promise<T> {
@@ -189,6 +232,8 @@ export class NetworkManager {
       if (this.store.endpointsOfNetwork(network.Id).some((e) => e.IPAddress)) {
         throw conflict(`error while removing network: network ${network.Name} id ${network.Id} has active endpoints`);
       }
+      clearTimeout(this.lingering.get(network.Id));
+      this.lingering.delete(network.Id);
       this.store.delete(network.Id);
       await this.releaseNetworkDevice(network);
       return network;
@@ -267,12 +312,15 @@ export class NetworkManager {
   private async attach(record: ContainerRecord, endpoint: Endpoint, netns: string, ports: PortMapping[]): Promise<Endpoint> {
     const network = this.store.resolve(endpoint.NetworkID);
     if (!network) throw networkNotFound(endpoint.NetworkID);
+    clearTimeout(this.lingering.get(network.Id));
+    this.lingering.delete(network.Id);
     await this.prepareDevice(network);
     const used = this.store.endpointsOfContainer(record.Id).filter((e) => e.IfName).map((e) => e.IfName);
     let ifname = "eth0";
     for (let i = 0; used.includes(ifname); i++) ifname = `eth${i}`;
     const sandbox = { containerId: record.Id, netns, ifname };
-    const result = await this.cni(network).add(sandbox, ports.length > 0 ? { portMappings: ports } : {});
+    const firewall = await forwardDrops();
+    const result = await this.cni(network, ports.length > 0, firewall).add(sandbox, ports.length > 0 ? { portMappings: ports } : {});
     const ip = result.ips?.[0];
     const iface = ip?.interface !== undefined ? result.interfaces?.[ip.interface] : result.interfaces?.find((i) => i.sandbox);
     const [address = "", prefix = "0"] = (ip?.address ?? "").split("/");
@@ -297,7 +345,7 @@ export class NetworkManager {
     const netns = netnsPath(this.netnsDir, endpoint.ContainerID);
     await this.cni(network).del({ containerId: endpoint.ContainerID, netns, ifname: endpoint.IfName });
     this.store.putEndpoint({ ...endpoint, EndpointID: "", IfName: "", IPAddress: "", IPPrefixLen: 0, Gateway: "", MacAddress: "" });
-    if (!this.store.endpointsOfNetwork(network.Id).some((e) => e.IPAddress)) await this.releaseNetworkDevice(network);
+    if (!this.attachedTo(network.Id)) await this.scheduleRelease(network);
   }
 
   /**
@@ -389,7 +437,8 @@ export class NetworkManager {
 
   // ---- inner workings ----------------------------------------------------------------
 
-  private cni(network: NetworkRecord): CniNetwork {
+  /** The network's CNI list; portmap only for a container that publishes ports (DEL runs the list ADD ran). */
+  private cni(network: NetworkRecord, portMappings = true, firewall = true): CniNetwork {
     const config = network.IPAM.Config[0];
     if (!config) throw serverError(`network ${network.Name} has no subnet`);
     return new CniNetwork(
@@ -401,6 +450,8 @@ export class NetworkManager {
         ipamDataDir: join(this.options.state, "cni", "ipam"),
         external: !network.Internal,
         adminChain: this.options.adminChain,
+        portMappings,
+        firewall,
       }),
       join(this.options.state, "cni", "results"),
     );
