@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { ok, sleep, startDaemon, type Daemon, type RunResult } from "./harness.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
+import { removeEveryContainer } from "./engine-cleanup.ts";
 
 let d: Daemon;
 let work: string;
@@ -27,18 +28,6 @@ after(async () => {
   await d?.destroy();
   if (work) rmSync(work, { recursive: true, force: true });
 });
-
-/** Every container of the engine, gone: through docker, then ctr for anything left. */
-export async function removeEveryContainer(daemon: Daemon): Promise<void> {
-  const ids = daemon.docker(["ps", "-aq", "--no-trunc"]).stdout.split("\n").filter(Boolean);
-  if (ids.length > 0) daemon.docker(["rm", "-f", ...ids]);
-  const tasks = daemon.ctr(["tasks", "ls", "-q"], undefined, "moby").stdout.split("\n").filter(Boolean);
-  for (const id of tasks) {
-    daemon.ctr(["tasks", "kill", "-s", "SIGKILL", id], undefined, "moby");
-    for (let i = 0; i < 100 && daemon.ctr(["tasks", "delete", id], undefined, "moby").code !== 0; i++) await sleep(50);
-  }
-  for (const id of daemon.ctr(["containers", "ls", "-q"], undefined, "moby").stdout.split("\n").filter(Boolean)) daemon.ctr(["containers", "rm", id], undefined, "moby");
-}
 
 interface Reply {
   status: number;

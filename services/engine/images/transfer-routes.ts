@@ -1,0 +1,279 @@
+// `docker pull` (POST /images/create?fromImage=&tag=) and `docker push` (POST
+// /images/{name}/push?tag=) through the daemon's transfer jobs, reported in Docker's
+// JSON progress messages. A failure before the first progress message (a missing tag,
+// an unreachable registry, bad credentials) is an HTTP error; after the 200 it is an
+// in-band errorDetail, which the CLI shows and exits 1 on.
+import { LayerStatus, type BlobProgress, type RegistryOptions } from "../../../core/gen/berth/services/transfer/v1/transfer.ts";
+import { Status } from "nice-grpc-common";
+import { blobInfo } from "../../../core/content-client.ts";
+import { errorMessage, grpcCode } from "../../../core/grpc-status.ts";
+import { isLoopback } from "../../../core/registry/hosts.ts";
+import { callOptions } from "../../../core/image/services.ts";
+import { isConfigType } from "../../../core/image/media-types.ts";
+import type { Backend } from "../backend.ts";
+import { badRequest, httpErrorOf, notFoundError, type JsonMessageStream, type RequestContext, type Router } from "../http.ts";
+import { familiarName, familiarRef, joinRepoTag, normalizeRepository, registryHost, shortId, splitStoreName } from "../references.ts";
+import { imageCatalog } from "./catalog.ts";
+import { preservingReplaced, setName } from "./tagging.ts";
+
+interface AuthConfig {
+  username?: string;
+  password?: string;
+  serveraddress?: string;
+  identitytoken?: string;
+}
+
+/** X-Registry-Auth: base64url (or standard base64) JSON; `e30=` ({}) when anonymous. */
+export function registryAuth(header: string | string[] | undefined): AuthConfig {
+  const value = Array.isArray(header) ? header[0] : header;
+  if (!value) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(value.replace(/-/g, "+").replace(/_/g, "/"), "base64").toString("utf8"));
+  } catch {
+    throw badRequest("invalid X-Registry-Auth header: not base64-encoded JSON");
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw badRequest("invalid X-Registry-Auth header: not a JSON object");
+  return parsed as AuthConfig;
+}
+
+function registryOptions(repository: string, auth: AuthConfig): RegistryOptions {
+  const credentials = auth.username || auth.password ? { username: auth.username ?? "", password: auth.password ?? "" } : undefined;
+  // Docker reaches loopback registries over plain HTTP without being told (127.0.0.0/8 is insecure by default).
+  return { plainHttp: isLoopback(registryHost(repository)), insecure: false, credentials };
+}
+
+/** The path part Docker shows in "Pulling from …": the repository without its registry (library/busybox). */
+function remotePath(repository: string): string {
+  return repository.slice(repository.indexOf("/") + 1);
+}
+
+const pullWords: Partial<Record<LayerStatus, string>> = {
+  [LayerStatus.LAYER_STATUS_WAITING]: "Waiting",
+  [LayerStatus.LAYER_STATUS_DOWNLOADING]: "Downloading",
+  [LayerStatus.LAYER_STATUS_VERIFYING]: "Verifying Checksum",
+  [LayerStatus.LAYER_STATUS_DOWNLOADED]: "Download complete",
+  [LayerStatus.LAYER_STATUS_EXTRACTING]: "Extracting",
+  [LayerStatus.LAYER_STATUS_DONE]: "Pull complete",
+  [LayerStatus.LAYER_STATUS_EXISTS]: "Already exists",
+};
+
+const pushWords: Partial<Record<LayerStatus, string>> = {
+  [LayerStatus.LAYER_STATUS_WAITING]: "Waiting",
+  [LayerStatus.LAYER_STATUS_UPLOADING]: "Pushing",
+  [LayerStatus.LAYER_STATUS_DONE]: "Pushed",
+  [LayerStatus.LAYER_STATUS_EXISTS]: "Layer already exists",
+  [LayerStatus.LAYER_STATUS_MOUNTED]: "Mounted from another repository",
+};
+
+const withBytes = new Set<LayerStatus>([LayerStatus.LAYER_STATUS_DOWNLOADING, LayerStatus.LAYER_STATUS_EXTRACTING, LayerStatus.LAYER_STATUS_UPLOADING]);
+
+/** A text bar like Docker's deprecated `progress` field (clients without a terminal ignore it). */
+function progressBar(done: number, total: number): string {
+  const width = 50;
+  const filled = total > 0 ? Math.min(width, Math.floor((done / total) * width)) : 0;
+  const bar = `${"=".repeat(Math.max(0, filled - 1))}${filled > 0 ? ">" : ""}${" ".repeat(width - filled)}`;
+  return `[${bar}] ${humanBytes(done)}/${humanBytes(total)}`;
+}
+
+function humanBytes(n: number): string {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let value = n;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(3).replace(/\.?0+$/, "")}${units[unit]}`;
+}
+
+/**
+ * Turns the transfer's whole-picture messages into Docker's per-layer ones: each layer
+ * (not the config) gets a row keyed by its short digest, and a message when its status
+ * or byte count changes.
+ */
+class LayerRows {
+  private readonly seen = new Map<string, string>();
+  private readonly stream: JsonMessageStream;
+  private readonly words: Partial<Record<LayerStatus, string>>;
+  private readonly first: string;
+
+  constructor(stream: JsonMessageStream, words: Partial<Record<LayerStatus, string>>, first: string) {
+    this.stream = stream;
+    this.words = words;
+    this.first = first;
+  }
+
+  update(blobs: BlobProgress[]): void {
+    for (const blob of blobs) {
+      if (isConfigType(blob.mediaType)) continue;
+      const id = shortId(blob.digest);
+      const done = Number(blob.done);
+      const total = Number(blob.total);
+      const word = this.words[blob.status];
+      if (!this.seen.has(id)) {
+        this.seen.set(id, "");
+        if (blob.status !== LayerStatus.LAYER_STATUS_EXISTS) this.stream.write({ status: this.first, progressDetail: {}, id });
+      }
+      if (!word) continue;
+      const key = withBytes.has(blob.status) ? `${word}:${done}` : word;
+      if (this.seen.get(id) === key) continue;
+      this.seen.set(id, key);
+      if (withBytes.has(blob.status)) this.stream.write({ status: word, progressDetail: { current: done, total }, progress: progressBar(done, total), id });
+      else this.stream.write({ status: word, progressDetail: {}, id });
+    }
+  }
+}
+
+/** The first message of a call, so failures before any progress become HTTP errors. */
+async function firstOf<T>(iterable: AsyncIterable<T>): Promise<{ first: IteratorResult<T>; rest: AsyncIterator<T> }> {
+  const iterator = iterable[Symbol.asyncIterator]();
+  return { first: await iterator.next(), rest: iterator };
+}
+
+/** The gateway's words for "the process serving this went away mid-call" (the jobs process restarted). */
+function serviceRestarted(err: unknown): boolean {
+  return grpcCode(err) === Status.UNAVAILABLE && /^service for berth\.services\.transfer\.v1\.Transfer (closed the call|is unavailable)/.test(errorMessage(err));
+}
+
+const maxReattachMs = 120_000;
+
+/**
+ * The rest of a transfer's messages; when the jobs process restarts mid-transfer, the same
+ * request again (it attaches to the transfer still under way) until the last message.
+ */
+async function* followTransfer<T>(rest: AsyncIterator<T>, reopen: () => AsyncIterable<T>, signal: AbortSignal): AsyncGenerator<T> {
+  const started = Date.now();
+  let delay = 250;
+  let iterator = rest;
+  for (;;) {
+    try {
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+      return;
+    } catch (err) {
+      if (signal.aborted || !serviceRestarted(err) || Date.now() - started > maxReattachMs) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 2000);
+      iterator = reopen()[Symbol.asyncIterator]();
+    }
+  }
+}
+
+async function pull(backend: Backend, ctx: RequestContext): Promise<void> {
+  if (ctx.query.get("fromSrc") !== null) throw badRequest("docker import (fromSrc) is not supported by Berth");
+  const fromImage = ctx.query.get("fromImage");
+  if (!fromImage) throw badRequest("fromImage is required: the repository to pull");
+  const name = joinRepoTag(fromImage, ctx.query.get("tag"));
+  const split = splitStoreName(name)!;
+  const auth = registryAuth(ctx.req.headers["x-registry-auth"]);
+  const svc = backend.images;
+  const abort = new AbortController();
+  ctx.res.on("close", () => abort.abort());
+
+  let previous: string | undefined;
+  try {
+    previous = (await svc.images.get({ name }, callOptions(svc))).image?.target?.digest;
+  } catch {
+    previous = undefined;
+  }
+  const request = { ref: name, platform: ctx.query.get("platform") ?? "", registry: registryOptions(split.repository, auth), unpack: true, snapshotter: "" };
+  await preservingReplaced(svc, [name], async () => {
+    const open = () => backend.transfer.pull(request, backend.call(undefined, abort.signal));
+    const { first, rest } = await firstOf(open()).catch((err: unknown) => {
+      throw pullError(err, name);
+    });
+    const stream = ctx.jsonStream();
+    const rows = new LayerRows(stream, pullWords, "Pulling fs layer");
+    stream.write({ status: `Pulling from ${remotePath(split.repository)}`, id: split.tag ?? split.digest });
+    try {
+      let last = first.done ? undefined : first.value;
+      if (last) rows.update(last.blobs);
+      if (!first.done) {
+        for await (const message of followTransfer(rest, open, abort.signal)) {
+          last = message;
+          rows.update(message.blobs);
+        }
+      }
+      const image = last?.image;
+      if (!image) throw new Error("the pull ended without an image");
+      const digestName = `${split.repository}@${image.digest}`;
+      if (!split.digest) await setName(svc, digestName, { mediaType: image.mediaType, digest: image.digest, size: await manifestSize(backend, image.digest) });
+      stream.write({ status: `Digest: ${image.digest}` });
+      const shown = familiarRef(name);
+      stream.write({ status: previous === image.digest ? `Status: Image is up to date for ${shown}` : `Status: Downloaded newer image for ${shown}` });
+      backend.events.publish("image", "pull", shown, { name: shown });
+      stream.end();
+    } catch (err) {
+      stream.fail(err);
+    }
+  });
+}
+
+async function manifestSize(backend: Backend, digest: string): Promise<number> {
+  const info = await blobInfo(backend.images.content, digest, callOptions(backend.images));
+  return Number(info?.size ?? 0);
+}
+
+/** Docker's wording for the failures clients show: a missing tag is a 404 naming the reference. */
+function pullError(err: unknown, name: string): unknown {
+  const { status, message } = httpErrorOf(err);
+  if (status !== 404) return err;
+  const reason = /MANIFEST_UNKNOWN/.test(message) ? "manifest unknown: manifest unknown" : message.replace(/: not found$/, "");
+  return notFoundError(`manifest for ${familiarRef(name)} not found: ${reason}`);
+}
+
+async function push(backend: Backend, ctx: RequestContext): Promise<void> {
+  const repoParam = ctx.params.name!;
+  const tag = ctx.query.get("tag");
+  const repository = normalizeRepositoryOrRef(repoParam);
+  const auth = registryAuth(ctx.req.headers["x-registry-auth"]);
+  const catalog = imageCatalog(backend);
+  // The names to push: the one tag asked for, or every tag of the repository.
+  const all = (await catalog.list()).flatMap((image) => image.names.map((n) => ({ n, image })));
+  const wanted = tag ? [joinRepoTag(repository.name, tag)] : repository.tag ? [`${repository.name}:${repository.tag}`] : all.map(({ n }) => n).filter((n) => splitStoreName(n)?.repository === repository.name && splitStoreName(n)?.tag);
+  if (wanted.length === 0 || wanted.some((n) => !all.some((entry) => entry.n === n))) throw notFoundError(`An image does not exist locally with the tag: ${familiarName(repository.name)}${tag ? `:${tag}` : ""}`);
+
+  const abort = new AbortController();
+  ctx.res.on("close", () => abort.abort());
+  const stream = ctx.jsonStream();
+  stream.write({ status: `The push refers to repository [${familiarName(repository.name)}]` });
+  try {
+    for (const name of wanted) {
+      const rows = new LayerRows(stream, pushWords, "Preparing");
+      const request = { source: name, ref: name, platform: "", registry: registryOptions(repository.name, auth) };
+      let last;
+      const open = () => backend.transfer.push(request, backend.call(undefined, abort.signal));
+      for await (const message of followTransfer(open()[Symbol.asyncIterator](), open, abort.signal)) {
+        last = message;
+        rows.update(message.blobs);
+      }
+      const image = last?.image;
+      if (!image) throw new Error("the push ended without a result");
+      const size = await manifestSize(backend, image.digest);
+      const pushedTag = splitStoreName(name)!.tag!;
+      stream.write({ status: `${pushedTag}: digest: ${image.digest} size: ${size}` });
+      stream.write({ progressDetail: {}, aux: { Tag: pushedTag, Digest: image.digest, Size: size } });
+      await setName(backend.images, `${repository.name}@${image.digest}`, { mediaType: image.mediaType, digest: image.digest, size });
+      backend.events.publish("image", "push", familiarRef(name), { name: familiarRef(name) });
+    }
+    stream.end();
+  } catch (err) {
+    stream.fail(err);
+  }
+}
+
+/** The push route's name: a repository, or (from other clients) a repository with its tag. */
+function normalizeRepositoryOrRef(value: string): { name: string; tag?: string } {
+  const split = splitStoreName(joinRepoTag(value, null));
+  if (!split) throw badRequest("invalid reference format");
+  try {
+    return { name: normalizeRepository(value) };
+  } catch {
+    return { name: split.repository, ...(split.tag ? { tag: split.tag } : {}) };
+  }
+}
+
+export function registerTransferRoutes(router: Router, backend: Backend): void {
+  router.post("/images/create", (ctx) => pull(backend, ctx));
+  router.post("/images/*name/push", (ctx) => push(backend, ctx));
+}
