@@ -20,6 +20,7 @@ packages=(
   containernetworking-plugins  # CNI bridge, host-local, portmap, firewall, loopback: container networks
   iptables          # the CNI plugins' NAT and firewall rules
   util-linux        # unshare(1): persistent network namespaces
+  docker-compose    # the real docker-compose 1.29 (docker-py) in the Engine API's compose test
 )
 # The Engine API tests drive the real docker CLI. Machines of this kind ship one; where
 # none is, Debian's docker.io brings one (its dockerd is never started, Berth needs none).
