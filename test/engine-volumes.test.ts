@@ -172,6 +172,11 @@ test("a volume used by a container is refused removal with Docker's 409; contain
   const mount = info.Mounts.find((m: { Destination: string }) => m.Destination === "/data");
   assert.deepEqual({ Type: mount.Type, Name: mount.Name, Source: mount.Source, RW: mount.RW }, { Type: "volume", Name: "keep", Source: join(d.root, "volumes", "keep", "_data"), RW: true });
   assert.deepEqual(ls("dangling=false"), ["keep"]);
+  const df = (await api(d, "GET", "/system/df")).json;
+  const usage = df.Volumes.find((v: { Name: string }) => v.Name === "keep").UsageData;
+  assert.equal(usage.RefCount, 1);
+  assert.ok(usage.Size > 0, "the file written earlier counts");
+  assert.match(ok(d.docker(["system", "df"])).stdout, /Local Volumes\s+1\s+1\s+/);
   ok(d.docker(["rm", "holder"]));
   ok(d.docker(["volume", "rm", "keep"]));
 });

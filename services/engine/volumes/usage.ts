@@ -1,7 +1,9 @@
 // Which containers use which volumes, read from the engine's container records: named
 // volumes in HostConfig.Binds ("name:/path[:mode]") and HostConfig.Mounts (Type volume),
 // and the Mounts list a created container records (its anonymous volumes too).
+import { existsSync } from "node:fs";
 import type { ContainerRecord, EngineStore } from "../store.ts";
+import { diskUsage, type Volume, type VolumeStore } from "./store.ts";
 
 /** A bind spec's source is a volume name when it is not a path. */
 export function isVolumeSource(source: string): boolean {
@@ -35,4 +37,10 @@ export function volumeUsers(containers: EngineStore): Map<string, string[]> {
     }
   }
   return users;
+}
+
+/** The Volumes of /system/df: each volume with its size and how many containers reference it. */
+export function volumesDiskUsage(containers: EngineStore, volumes: VolumeStore): (Volume & { UsageData: { RefCount: number; Size: number } })[] {
+  const users = volumeUsers(containers);
+  return volumes.list().map((v) => ({ ...v, UsageData: { RefCount: users.get(v.Name)?.length ?? 0, Size: existsSync(v.Mountpoint) ? diskUsage(v.Mountpoint) : 0 } }));
 }
