@@ -5,12 +5,13 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, startDaemon, type Daemon } from "./harness.ts";
 import { api, removeEveryContainer, waitFor } from "./engine-net-helpers.ts";
+import { isRunning } from "../core/process.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
 
@@ -96,6 +97,36 @@ test("after kill -9 of berthd and a restart a running container keeps its addres
   assert.equal(ok(d.docker(["run", "--rm", "--network", "life", "busybox", "busybox", "wget", "-q", "-O", "-", "http://survivor/"])).stdout, "alive\n");
   ok(d.docker(["rm", "-f", "survivor"]));
   assert.deepEqual(leftovers(), []);
+});
+
+test("a container that stops gives its address, port and namespace back; start attaches it again", async () => {
+  const port = await freePort();
+  const id = ok(d.docker(["run", "-d", "--name", "brief", "--network", "life", "-p", `${port}:80`, "busybox", "sh", "-c", webScript])).stdout.trim();
+  assert.equal(await fetchText(port), "alive\n");
+  ok(d.docker(["stop", "-t", "1", "brief"]));
+  const stopped = (await api(d, "GET", `/containers/${id}/json`)).json;
+  assert.equal(stopped.NetworkSettings.Networks.life.IPAddress, "");
+  assert.deepEqual(leftovers(), []);
+  ok(d.docker(["start", "brief"]));
+  assert.equal(await fetchText(port), "alive\n");
+  assert.match((await api(d, "GET", `/containers/${id}/json`)).json.NetworkSettings.Networks.life.IPAddress, new RegExp(`^${prefix.replace(/\./g, "\\.")}\\.`));
+  ok(d.docker(["rm", "-f", "brief"]));
+  assert.deepEqual(leftovers(), []);
+});
+
+test("a container that ended while no daemon ran has its network released at the next start", async () => {
+  const flag = join(work, "flag");
+  mkdirSync(flag, { recursive: true });
+  const id = ok(d.docker(["run", "-d", "--network", "life", "-v", `${flag}:/flag`, "busybox", "sh", "-c", "while [ ! -e /flag/stop ]; do sleep 0.1; done"])).stdout.trim();
+  const pid = (await api(d, "GET", `/containers/${id}/json`)).json.State.Pid as number;
+  assert.ok(pid > 0);
+  await d.kill9();
+  writeFileSync(join(flag, "stop"), "");
+  await waitFor("the container's process to end", () => (isRunning(pid) ? undefined : true));
+  await d.start();
+  await waitFor("the engine to record the exit", async () => ((await api(d, "GET", `/containers/${id}/json`)).json.State.Running === false ? true : undefined));
+  await waitFor("its network to be released", () => (leftovers().length === 0 ? true : undefined));
+  ok(d.docker(["rm", id]));
 });
 
 test("25 create/start/remove cycles of a container publishing a port leave nothing behind", async () => {

@@ -345,6 +345,10 @@ export class ContainerManager {
     };
     this.store.update(record);
     this.publish(record, "die", { exitCode: String(exitCode) });
+    // Before "exit" is told: a stop or wait that returns finds the network already given back.
+    if (!restart && !record.HostConfig.AutoRemove && !rt.removing) {
+      await networkManager(this.backend).stopped(id).catch((err: Error) => this.backend.log.warn({ id, err: err.message }, "releasing a stopped container's networks failed"));
+    }
     rt.events.emit("exit", { exitCode });
     if (record.HostConfig.AutoRemove && !rt.removing) {
       await this.removeNow(record, true);

@@ -344,7 +344,9 @@ export class NetworkManager {
     if (!network || !endpoint.IfName) return;
     const netns = netnsPath(this.netnsDir, endpoint.ContainerID);
     await this.cni(network).del({ containerId: endpoint.ContainerID, netns, ifname: endpoint.IfName });
-    this.store.putEndpoint({ ...endpoint, EndpointID: "", IfName: "", IPAddress: "", IPPrefixLen: 0, Gateway: "", MacAddress: "" });
+    const { Ports: _ports, ...rest } = endpoint;
+    void _ports;
+    this.store.putEndpoint({ ...rest, EndpointID: "", IfName: "", IPAddress: "", IPPrefixLen: 0, Gateway: "", MacAddress: "" });
     if (!this.attachedTo(network.Id)) await this.scheduleRelease(network);
   }
 
@@ -366,6 +368,28 @@ export class NetworkManager {
         this.store.deleteEndpoint(endpoint.NetworkID, containerId);
       }
       removeNetns(netnsPath(this.netnsDir, containerId));
+      this.refreshHosts(endpoints.map((e) => e.NetworkID));
+      if (first) throw first;
+    });
+  }
+
+  /**
+   * When the container's task has ended (and it is not restarting): its addresses, veths,
+   * published ports and namespace are given back, as Docker does; its endpoints stay
+   * configured and attach again at the next start.
+   */
+  stopped(containerId: string): Promise<void> {
+    return this.serial(async () => {
+      const endpoints = this.store.endpointsOfContainer(containerId);
+      let first: unknown;
+      for (const endpoint of [...endpoints].reverse()) {
+        try {
+          await this.detach(endpoint);
+        } catch (err) {
+          first ??= err;
+        }
+      }
+      if (!this.store.endpointsOfContainer(containerId).some((e) => e.IPAddress)) removeNetns(netnsPath(this.netnsDir, containerId));
       this.refreshHosts(endpoints.map((e) => e.NetworkID));
       if (first) throw first;
     });
