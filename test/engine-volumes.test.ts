@@ -220,3 +220,18 @@ test("bad input in container create: a volume name with a slash-free but invalid
   assert.match(dup.json.message, /Duplicate mount point: \/data/);
   assert.deepEqual(ls().filter((n) => n === "v1" || n === "v2"), [], "nothing half-created");
 });
+
+test("a new volume is filled from the image's content at its mount point (not with nocopy, not once it has data)", () => {
+  // /bin holds busybox and its links: the command itself proves the copy
+  const listed = ok(d.docker(["run", "--rm", "-v", "binvol:/bin", "busybox", "ls", "/bin"]), "run on a copied /bin").stdout.split("\n");
+  assert.ok(listed.includes("busybox") && listed.includes("sh"));
+  assert.ok(existsSync(join(d.root, "volumes", "binvol", "_data", "busybox")));
+  const empty = d.docker(["run", "--rm", "-v", "emptybin:/bin:nocopy", "busybox", "ls"]);
+  assert.notEqual(empty.code, 0, "nocopy leaves /bin empty");
+  assert.deepEqual(readdirSync(join(d.root, "volumes", "emptybin", "_data")), []);
+  // an existing volume with data is mounted as it is
+  ok(d.docker(["run", "--rm", "-v", "keep2:/data", "busybox", "sh", "-c", "echo mine > /data/only"]));
+  assert.notEqual(d.docker(["run", "--rm", "-v", "keep2:/bin", "busybox", "ls"]).code, 0, "/bin is the volume's one file, nothing copied in");
+  assert.deepEqual(readdirSync(join(d.root, "volumes", "keep2", "_data")), ["only"]);
+  ok(d.docker(["volume", "rm", "binvol", "emptybin", "keep2"]));
+});

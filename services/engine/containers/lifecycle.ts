@@ -32,6 +32,7 @@ import { hostsPathOf, networkManager } from "../networks/index.ts";
 import type { EndpointSettings } from "../networks/manager.ts";
 import { volumeStore } from "../volumes/index.ts";
 import { removeAnonymousVolumes, resolveContainerVolumes } from "../volumes/mounts.ts";
+import { fillNewVolumes } from "../volumes/copy-up.ts";
 
 const specType = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const runtimeName = "io.containerd.runc.v2";
@@ -124,6 +125,7 @@ export class ContainerManager {
       const files = network.kind === "host" ? undefined : writeContainerFiles(dir, config.Hostname || id.slice(0, 12));
       const volumes = resolveContainerVolumes(volumeStore(this.backend), config, host);
       volumesMade = volumes.created;
+      await fillNewVolumes(mounts, volumes.points, volumes.created);
       for (const made of volumes.created) this.backend.events.publish("volume", "create", made, { driver: "local" });
       const spec = buildSpec({ namespace: this.backend.namespace, id, config, host, user, network, ...(files ? { files } : {}), extraMounts: volumes.mounts });
       await this.backend.containers.create(
