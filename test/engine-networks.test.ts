@@ -249,6 +249,39 @@ test("connect and disconnect a running container: it gains and loses an interfac
   assert.equal(again.status, 403);
 });
 
+test("-P publishes the exposed ports on free host ports; --add-host and --hostname reach /etc/hosts", async () => {
+  const id = ok(d.docker(["run", "-d", "--name", "pub", "--expose", "80", "-P", "--hostname", "pubhost", "--add-host", "db.example:10.9.8.7", "busybox", "sh", "-c", webScript])).stdout.trim();
+  const mapped = ok(d.docker(["port", "pub", "80/tcp"])).stdout.trim();
+  const port = Number(/^0\.0\.0\.0:(\d+)$/.exec(mapped)?.[1]);
+  assert.ok(port >= 32768 && port <= 60999, `an ephemeral port: ${mapped}`);
+  const body = await waitFor("the -P port to answer", async () => {
+    try {
+      return await (await fetch(`http://127.0.0.1:${port}/`)).text();
+    } catch {
+      return undefined;
+    }
+  });
+  assert.equal(body, "hello-from-web\n");
+  const hosts = hostsOf(id);
+  assert.match(hosts, /^10\.9\.8\.7\tdb\.example$/m);
+  assert.match(hosts, /^\d+\.\d+\.\d+\.\d+\tpubhost$/m);
+  ok(d.docker(["rm", "-f", "pub"]));
+  const bad = await api(d, "POST", "/containers/create", { Image: "busybox", HostConfig: { ExtraHosts: ["db:not-an-address"] } });
+  assert.equal(bad.status, 400);
+  assert.match(bad.json.message, /invalid IP address in add-host: "not-an-address"/);
+});
+
+test("an --internal network has no default route out", () => {
+  ok(d.docker(["network", "create", "--internal", "--subnet", `${prefixes[2]}.0/24`, "sealed"]));
+  try {
+    const routes = ok(d.docker(["run", "--rm", "--network", "sealed", "busybox", "sh", "-c", "ip route"])).stdout;
+    assert.doesNotMatch(routes, /default/);
+    assert.match(routes, new RegExp(`${prefixes[2]!.replace(/\./g, "\\.")}\\.0/24 dev eth0`));
+  } finally {
+    ok(d.docker(["network", "rm", "sealed"]));
+  }
+});
+
 test("bad input: a host port already in use, an unknown network — Docker's errors, nothing left attached", async () => {
   const server: Server = createServer();
   await new Promise<void>((resolve) => server.listen(0, "0.0.0.0", resolve));

@@ -186,7 +186,8 @@ export class ContainerManager {
     if (choice.mode === "private") return { kind: "private" };
     if (choice.mode === "network") {
       const endpoints = (body.NetworkingConfig as { EndpointsConfig?: Record<string, EndpointSettings> } | null | undefined)?.EndpointsConfig;
-      return networkManager(this.backend).planContainer(id, name, choice.ref, endpoints, hostsPathOf(this.backend.options.root, id));
+      const extraHosts = (body.HostConfig as { ExtraHosts?: string[] | null } | undefined)?.ExtraHosts;
+      return networkManager(this.backend).planContainer(id, name, choice.ref, endpoints, { hostsPath: hostsPathOf(this.backend.options.root, id), hostname: body.Hostname || id.slice(0, 12), extraHosts });
     }
     const other = this.get(choice.ref);
     if (!other.State.Running || !other.State.Pid) throw conflict(`cannot join network of a non running container: ${other.Id}`);

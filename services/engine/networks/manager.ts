@@ -257,7 +257,19 @@ export class NetworkManager {
    * configs), recorded as endpoints to attach at start, and the namespace its spec uses.
    * An unknown network is Docker's 404.
    */
-  planContainer(id: string, name: string, networkMode: string | undefined, endpointsConfig: Record<string, EndpointSettings> | null | undefined, hostsPath: string): ContainerNetworkMode {
+  planContainer(
+    id: string,
+    name: string,
+    networkMode: string | undefined,
+    endpointsConfig: Record<string, EndpointSettings> | null | undefined,
+    files: { hostsPath: string; hostname?: string; extraHosts?: string[] | null },
+  ): ContainerNetworkMode {
+    for (const entry of files.extraHosts ?? []) {
+      const colon = entry.indexOf(":");
+      const address = entry.slice(colon + 1);
+      if (colon <= 0 || (parseAddress(address) === undefined && address !== "host-gateway")) throw badRequest(`invalid IP address in add-host: "${address}"`);
+    }
+    const hostsPath = files.hostsPath;
     const mode = !networkMode || networkMode === "default" ? "bridge" : networkMode;
     if (mode === "host") return { kind: "host" };
     if (mode === "none") return { kind: "private" };
@@ -272,7 +284,9 @@ export class NetworkManager {
       if (network.Driver !== "bridge") throw badRequest(`container cannot be connected to network ${network.Name} and ${primary.Name} at once`);
       if (!joins.some((j) => j.network.Id === network.Id)) joins.push({ network, settings });
     }
-    for (const { network, settings } of joins) this.store.putEndpoint(this.newEndpoint(network, id, name, settings, hostsPath));
+    for (const { network, settings } of joins) {
+      this.store.putEndpoint({ ...this.newEndpoint(network, id, name, settings, hostsPath), Hostname: files.hostname || id.slice(0, 12), ExtraHosts: files.extraHosts ?? [] });
+    }
     return { kind: "join", path: netnsPath(this.netnsDir, id) };
   }
 
@@ -404,7 +418,7 @@ export class NetworkManager {
       const mode = record.HostConfig?.NetworkMode ?? "default";
       if (mode === "host" || mode === "none" || mode.startsWith("container:")) throw new EngineError(403, `container sharing network namespace with another container or host cannot be connected to any other network`);
       if (current.some((e) => e.NetworkID === network.Id)) throw new EngineError(403, `endpoint with name ${record.Name.replace(/^\//, "")} already exists in network ${network.Name}`);
-      const endpoint = this.newEndpoint(network, record.Id, record.Name, settings, hostsPath);
+      const endpoint = { ...this.newEndpoint(network, record.Id, record.Name, settings, hostsPath), Hostname: record.Config?.Hostname || record.Id.slice(0, 12), ExtraHosts: (record.HostConfig?.ExtraHosts as string[] | null | undefined) ?? [] };
       this.store.putEndpoint(endpoint);
       const path = netnsPath(this.netnsDir, record.Id);
       if (record.State?.Running && isNetnsMounted(path)) {
@@ -554,8 +568,13 @@ export class NetworkManager {
       const attached = own.filter((e) => e.IPAddress);
       const hostsPath = own[0]?.HostsPath;
       if (!hostsPath) continue;
-      const hostname = id === also?.Id ? also.Config?.Hostname || id.slice(0, 12) : id.slice(0, 12);
+      const hostname = own[0]?.Hostname || id.slice(0, 12);
       const entries: HostEntry[] = [];
+      for (const extra of own[0]?.ExtraHosts ?? []) {
+        const colon = extra.indexOf(":");
+        const address = extra.slice(colon + 1) === "host-gateway" ? (attached[0]?.Gateway ?? "") : extra.slice(colon + 1);
+        entries.push({ address, names: [extra.slice(0, colon)] });
+      }
       if (attached[0]) entries.push({ address: attached[0].IPAddress, names: [hostname] });
       for (const mine of attached) {
         const network = this.store.resolve(mine.NetworkID);

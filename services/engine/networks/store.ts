@@ -48,6 +48,9 @@ export interface Endpoint {
   HostsPath: string;
   /** Published ports (on the container's first network only). */
   Ports?: PortMapping[];
+  /** The container's own name for itself, and its --add-host entries ("name:address"): its /etc/hosts lists them. */
+  Hostname?: string;
+  ExtraHosts?: string[];
 }
 
 /** The bridge device of a bridge network (kept in its options, as Docker shows for docker0). */
