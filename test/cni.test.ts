@@ -14,6 +14,7 @@ import { CniNetwork, loopbackUp } from "../core/cni/conflist.ts";
 import { CniPluginError, execPlugin } from "../core/cni/plugin.ts";
 import { bridgeConflist, bridgeExists, deleteBridge, removeUnusedSharedChains } from "../core/cni/bridge.ts";
 import { createNetns, isNetnsMounted, removeNetns } from "../core/cni/netns.ts";
+import { withHostLock } from "../core/cni/host-lock.ts";
 import { sleep } from "./harness.ts";
 
 const tag = randomBytes(3).toString("hex");
@@ -196,4 +197,23 @@ test("removing the last user takes the bridge and the plugins' chains away", asy
   assert.ok(!rules.includes(adminChain), "the admin chain and its jump are gone");
   assert.ok(!rules.includes(`${subnetPrefix}.`), "no rule names the subnet");
   assert.ok(!rules.includes(cniName), "no rule names the network");
+});
+
+test("the host lock runs holders one at a time and takes over a lock whose owner is gone", async () => {
+  const lock = join(dir, "host.lock");
+  const order: string[] = [];
+  const holder = (name: string) =>
+    withHostLock(async () => {
+      order.push(`${name}+`);
+      await sleep(30);
+      order.push(`${name}-`);
+    }, lock);
+  await Promise.all([holder("a"), holder("b"), holder("c")]);
+  for (let i = 0; i < order.length; i += 2) assert.equal(order[i]!.slice(0, 1), order[i + 1]!.slice(0, 1), `no overlap: ${order.join(" ")}`);
+  // a lock left by a process that no longer runs
+  const dead = spawnSync("true").pid!;
+  mkdirSync(lock);
+  writeFileSync(join(lock, "pid"), String(dead));
+  assert.equal(await withHostLock(async () => "taken over", lock, 5_000), "taken over");
+  assert.ok(!existsSync(lock));
 });

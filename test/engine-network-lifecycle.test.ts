@@ -77,7 +77,8 @@ function leftovers(): string[] {
   // (other tests may run beside this one: only what names this network counts)
   const rules = execFileSync("iptables-save", [], { encoding: "utf8" }).split("\n").filter((l) => l.includes(`${prefix}.`));
   if (rules.length > 0) found.push(`rules: ${rules.join(" | ")}`);
-  if (spawnSync("ip", ["link", "show", bridge]).status === 0) found.push(`bridge ${bridge}: ${execFileSync("ip", ["-o", "link", "show", "master", bridge], { encoding: "utf8" })}`);
+  const members = spawnSync("ip", ["-o", "link", "show", "master", bridge], { encoding: "utf8" });
+  if (members.status === 0) found.push(`bridge ${bridge} still there: ${members.stdout}`);
   return found;
 }
 

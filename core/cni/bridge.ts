@@ -66,6 +66,22 @@ export async function forwardDrops(): Promise<boolean> {
   return !lines.includes("-P FORWARD ACCEPT") || lines.some((l) => /-j (DROP|REJECT)\b/.test(l));
 }
 
+/**
+ * Makes the bridge with its gateway address and brings it up (the bridge plugin then uses
+ * it as it is). Done by the engine rather than left to the first ADD, so the subnet's
+ * route exists from a moment it controls; a failure part way deletes the device.
+ */
+export async function createBridge(bridge: string, gatewayCidr: string): Promise<void> {
+  try {
+    await run("ip", ["link", "add", "name", bridge, "type", "bridge"]);
+    await run("ip", ["addr", "add", gatewayCidr, "dev", bridge]);
+    await run("ip", ["link", "set", "dev", bridge, "up"]);
+  } catch (err) {
+    await deleteBridge(bridge).catch(() => undefined);
+    throw new Error(`cannot create bridge ${bridge}: ${String((err as { stderr?: string }).stderr ?? "").trim() || (err as Error).message}`);
+  }
+}
+
 /** Deletes the bridge device; a missing one is fine. */
 export async function deleteBridge(bridge: string): Promise<void> {
   try {

@@ -11,7 +11,8 @@ import { rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { CniNetwork, loopbackUp, type PortMapping } from "../../../core/cni/conflist.ts";
-import { bridgeConflist, bridgeExists, deleteBridge, forwardDrops, removeUnusedSharedChains } from "../../../core/cni/bridge.ts";
+import { bridgeConflist, bridgeExists, createBridge, deleteBridge, forwardDrops, removeUnusedSharedChains } from "../../../core/cni/bridge.ts";
+import { withHostLock } from "../../../core/cni/host-lock.ts";
 import { createNetns, isNetnsMounted, netnsPath, removeNetns } from "../../../core/cni/netns.ts";
 import type { Logger } from "../../../core/log.ts";
 import { badRequest, conflict, EngineError, notFoundError, serverError } from "../http.ts";
@@ -503,12 +504,19 @@ export class NetworkManager {
   private async prepareDevice(network: NetworkRecord): Promise<void> {
     const bridge = network.Options[bridgeNameOption]!;
     if (await bridgeExists(bridge)) return;
-    const subnet = parseSubnet(network.IPAM.Config[0]!.Subnet);
-    if (!hostSubnets(this.ourBridges()).some((s) => overlaps(s, subnet))) return;
-    if (network.Name !== "bridge") throw badRequest(`the subnet ${formatSubnet(subnet)} of network ${network.Name} is in use on this host`);
-    const pool = this.pickPool(network.Id);
-    network.IPAM.Config = [{ Subnet: formatSubnet(pool), Gateway: firstHost(pool) }];
-    this.store.update(network);
+    // Checking the routes and taking the subnet must be one step for every engine on the
+    // host: the bridge gets its address (and so its route) before the lock is let go.
+    await withHostLock(async () => {
+      const subnet = parseSubnet(network.IPAM.Config[0]!.Subnet);
+      if (hostSubnets(this.ourBridges()).some((s) => overlaps(s, subnet))) {
+        if (network.Name !== "bridge") throw badRequest(`the subnet ${formatSubnet(subnet)} of network ${network.Name} is in use on this host`);
+        const pool = this.pickPool(network.Id);
+        network.IPAM.Config = [{ Subnet: formatSubnet(pool), Gateway: firstHost(pool) }];
+        this.store.update(network);
+      }
+      const config = network.IPAM.Config[0]!;
+      await createBridge(bridge, `${config.Gateway}/${config.Subnet.split("/")[1]}`);
+    });
   }
 
   private async releaseNetworkDevice(network: NetworkRecord): Promise<void> {
