@@ -53,6 +53,7 @@ export interface NetworkingOptions {
 }
 
 const newId = () => randomBytes(32).toString("hex");
+/** RFC 3339 with nanoseconds, as Docker writes Created. */
 const now = () => new Date().toISOString().replace(/(\.\d+)?Z$/, (_m, frac: string | undefined) => `${(frac ?? ".").padEnd(10, "0")}Z`);
 
 export const networkNotFound = (ref: string) => notFoundError(`network ${ref} not found`);
