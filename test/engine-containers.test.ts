@@ -214,6 +214,10 @@ describe("lifecycle verbs", () => {
     const top = ok(docker(["top", "life2"])).stdout.split("\n");
     assert.match(top[0]!, /^UID\s+PID\s+PPID\s+C\s+STIME\s+TTY\s+TIME\s+CMD/);
     assert.match(top[1]!, /^root\s+\d+\s+\d+\s+\d+\s+\S+\s+\?\s+\d\d:\d\d:\d\d\s+sleep 300$/);
+    const withArgs = ok(docker(["top", "life2", "-o", "pid,args"])).stdout.trim().split("\n");
+    assert.match(withArgs[0]!, /^PID\s+COMMAND$/);
+    assert.match(withArgs[1]!, /^\d+\s+sleep 300$/);
+    assert.equal(withArgs.length, 2, "only the container's processes");
     const before = inspect("life2").State;
     ok(docker(["restart", "-t", "0", "life2"]));
     const after = inspect("life2").State as typeof before & { StartedAt: string };
@@ -267,6 +271,9 @@ describe("lifecycle verbs", () => {
     assert.deepEqual(names("since=fb"), ["fc"]);
     assert.deepEqual(ok(docker(["ps", "--format", "{{.Names}}"])).stdout.trim(), "fb", "running only without -a");
     assert.deepEqual(ok(docker(["ps", "-n", "1", "--format", "{{.Names}}"])).stdout.trim(), "fc");
+    const badRegex = docker(["ps", "--filter", "name=["]);
+    assert.equal(badRegex.code, 1);
+    assert.match(badRegex.stderr, /Invalid filter 'name=\['/);
     const bad = docker(["ps", "--filter", "colour=red"]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /Invalid filter 'colour'/);
@@ -336,6 +343,46 @@ function waitBody(path: string): { headers: Promise<{ status: number }>; body: P
   return { headers, body };
 }
 
+describe("logs across rotation", () => {
+  test("logs -f follows the log through its rotations, every line in order", async () => {
+    const id = ok(
+      docker(["run", "-d", "--log-opt", "max-size=1k", "--log-opt", "max-file=5", "busybox", "sh", "-c", "sleep 0.5; i=0; while [ $i -lt 150 ]; do echo line-$i; i=$((i+1)); sleep 0.02; done"]),
+    ).stdout.trim();
+    const followed = ok(docker(["logs", "-f", id])).stdout.trim().split("\n");
+    assert.deepEqual(followed, followed.map((_, i) => `line-${i}`));
+    assert.equal(followed.length, 150);
+    assert.ok(existsSync(join(d.root, "engine", "containers", id, `${id}-json.log.1`)), "the log was rotated");
+    ok(docker(["rm", id]));
+  });
+});
+
+describe("events", () => {
+  test("container events carry labels, image and name, and each action's extra", () => {
+    const since = String(Math.floor(Date.now() / 1000) - 1);
+    const id = ok(docker(["create", "--name", "ev", "--label", "team=a", "busybox", "sleep", "300"])).stdout.trim();
+    ok(docker(["start", "ev"]));
+    ok(docker(["pause", "ev"]));
+    ok(docker(["unpause", "ev"]));
+    ok(docker(["rename", "ev", "ev2"]));
+    ok(docker(["kill", "ev2"]));
+    ok(docker(["rm", "ev2"]));
+    // The CLI sends whole seconds: an `until` a second ahead covers every event so far.
+    const until = String(Math.floor(Date.now() / 1000) + 1);
+    const lines = ok(docker(["events", "--since", since, "--until", until, "--filter", `container=${id}`, "--format", "{{json .}}"])).stdout.trim().split("\n");
+    const events = lines.map((l) => JSON.parse(l) as { Action: string; Actor: { Attributes: Record<string, string> } });
+    assert.deepEqual(
+      events.map((e) => e.Action),
+      ["create", "start", "pause", "unpause", "rename", "kill", "die", "destroy"],
+    );
+    const by = (action: string) => events.find((e) => e.Action === action)!.Actor.Attributes;
+    assert.deepEqual(by("create"), { team: "a", image: "busybox", name: "ev" });
+    assert.equal(by("rename").oldName, "/ev");
+    assert.equal(by("rename").name, "ev2");
+    assert.equal(by("kill").signal, "9");
+    assert.equal(by("die").exitCode, "137");
+  });
+});
+
 describe("logs", () => {
   test("stdout/stderr selection, --tail, --timestamps, --since, and -f until the container exits", () => {
     const id = ok(docker(["run", "-d", "busybox", "sh", "-c", "echo a; echo b >&2; echo c; sleep 1; echo d"])).stdout.trim();
@@ -377,6 +424,20 @@ describe("logs", () => {
     const numbers = lines.map((l) => Number(l.slice("line-".length)));
     assert.deepEqual(numbers, [...numbers].sort((x, y) => x - y));
     assert.ok(numbers.length < 400, "the oldest output was rotated away");
+    ok(docker(["rm", id]));
+  });
+});
+
+describe("the tasks service restarting", () => {
+  test("an exit while the tasks service is down is still recorded, and the container runs again", async () => {
+    const id = ok(docker(["run", "-d", "busybox", "sh", "-c", "sleep 2; exit 4"])).stdout.trim();
+    const tasks = d.servicePid("tasks");
+    assert.ok(tasks, "the tasks service runs");
+    process.kill(tasks, "SIGKILL");
+    await d.waitForRestart("tasks", tasks);
+    assert.equal(ok(docker(["wait", id])).stdout.trim(), "4");
+    assert.equal(inspect(id).State.Status, "exited");
+    assert.equal(docker(["start", "-a", id]).code, 4, "it starts again: the old task was deleted");
     ok(docker(["rm", id]));
   });
 });
@@ -434,6 +495,61 @@ describe("bad input", () => {
     assert.equal(d.ctr(["containers", "ls", "-q"], undefined, "moby").stdout, "");
     const r = docker(["run", "--rm", "nosuch:1"]);
     assert.equal(r.code, 125);
+  });
+
+  test("every refused create option is a 400 (404 for an unknown network) naming the problem, and nothing is made", async () => {
+    const cases: [Record<string, unknown>, number, RegExp][] = [
+      [{ WorkingDir: "relative" }, 400, /working directory 'relative' is invalid/],
+      [{ HostConfig: { Memory: 1024 } }, 400, /Minimum memory limit allowed is 6MB/],
+      [{ HostConfig: { NanoCpus: -1 } }, 400, /NanoCpus/],
+      [{ HostConfig: { AutoRemove: true, RestartPolicy: { Name: "always" } } }, 400, /AutoRemove/],
+      [{ HostConfig: { RestartPolicy: { Name: "always", MaximumRetryCount: 2 } } }, 400, /maximum retry count/],
+      [{ HostConfig: { LogConfig: { Type: "syslog" } } }, 400, /logging driver "syslog"/],
+      [{ HostConfig: { LogConfig: { Type: "json-file", Config: { "max-size": "lots" } } } }, 400, /invalid max-size/],
+      [{ HostConfig: { LogConfig: { Type: "json-file", Config: { colour: "red" } } } }, 400, /unknown log opt 'colour'/],
+      [{ HostConfig: { Tmpfs: { relative: "" } } }, 400, /invalid tmpfs mount/],
+      [{ HostConfig: { Mounts: [{ Type: "npipe", Target: "/v" }] } }, 400, /mount type "npipe"/],
+      [{ HostConfig: { Mounts: [{ Type: "volume", Source: "bad/name", Target: "/v" }] } }, 400, /includes invalid characters for a local volume name/],
+      [{ HostConfig: { Mounts: [{ Type: "bind", Source: join(work, "missing"), Target: "/m" }] } }, 400, /bind source path does not exist/],
+      [{ HostConfig: { NetworkMode: "mynet" } }, 404, /network mynet not found/],
+      [{ HostConfig: "yes" }, 400, /HostConfig must be an object/],
+      [{ User: "nosuchuser" }, 400, /unable to find user nosuchuser/],
+    ];
+    for (const [extra, status, text] of cases) {
+      const r = await http("POST", "/containers/create", { Image: "busybox", Cmd: ["true"], ...extra });
+      assert.equal(r.status, status, JSON.stringify(extra));
+      assert.match(message(r), text, JSON.stringify(extra));
+    }
+    assert.equal(docker(["ps", "-aq"]).stdout, "", "nothing was created");
+    assert.equal(d.ctr(["containers", "ls", "-q"], undefined, "moby").stdout, "", "no containerd container left");
+    assert.ok(!d.ctr(["snapshots", "ls"], undefined, "moby").stdout.split("\n").some((l) => /^[0-9a-f]{64}\s/.test(l)), "no container snapshot left");
+  });
+
+  test("verbs on a container in the wrong state are 409s; bad parameters 400s", async () => {
+    const id = ok(docker(["create", "--name", "idle", "busybox", "sleep", "300"])).stdout.trim();
+    const cases: [string, string, number, RegExp][] = [
+      ["POST", "/containers/idle/pause", 409, /is not running/],
+      ["POST", "/containers/idle/unpause", 409, /is not paused/],
+      ["GET", "/containers/idle/top", 409, /is not running/],
+      ["POST", "/containers/idle/rename?name=idle", 400, /same name/],
+      ["POST", "/containers/idle/rename", 400, /names may be empty/],
+      ["GET", "/containers/idle/logs?stdout=1&tail=some", 400, /tail/],
+      ["GET", "/containers/idle/logs?stdout=1&since=yesterday", 400, /since/],
+      ["GET", "/containers/json?filters=%7B%22status%22%3A%5B%22sleeping%22%5D%7D", 400, /Invalid filter 'status=sleeping'/],
+      ["POST", "/containers/prune?filters=%7B%22until%22%3A%5B%22soon%22%5D%7D", 400, /until=soon/],
+      ["POST", "/containers/idle/stop?t=soon", 400, /invalid value for t/],
+    ];
+    for (const [method, path, status, text] of cases) {
+      const r = await http(method, path);
+      assert.equal(r.status, status, `${method} ${path}`);
+      assert.match(message(r), text, `${method} ${path}`);
+    }
+    ok(docker(["start", "idle"]));
+    ok(docker(["pause", "idle"]));
+    const twice = await http("POST", "/containers/idle/pause");
+    assert.equal(twice.status, 409);
+    assert.match(message(twice), /already paused/);
+    ok(docker(["rm", "-f", id]));
   });
 
   test("a taken name is Docker's 409, and the second container is not made", async () => {

@@ -2,7 +2,8 @@
 // services, redis) while containers run; the shims go on, so a new berthd on the same
 // root and state finds them: `docker ps` shows them running, `docker logs` has all their
 // output (what they wrote while nothing of Berth ran too), `docker stop` works, and a
-// container that exited meanwhile has its exit recorded and its restart policy applied.
+// container that exited meanwhile has its exit recorded and its restart policy applied;
+// a containerd container a create left without a record is removed.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -49,6 +50,8 @@ test("kill -9 of every Berth process: containers run on, and a new berthd takes 
   // Both end while no engine runs: one has a policy that brings it back, one does not.
   const flaky = ok(d.docker(["run", "-d", "--name", "flaky", "--restart", "on-failure", "busybox", "sh", "-c", "sleep 2; exit 3"])).stdout.trim();
   const ender = ok(d.docker(["run", "-d", "--name", "ender", "busybox", "sh", "-c", "sleep 2; exit 5"])).stdout.trim();
+  // What a create that died halfway leaves: a containerd container (and snapshot) with no record.
+  ok(d.ctr(["containers", "create", "docker.io/library/busybox:latest", "half-made", "true"], undefined, "moby"), "an orphan containerd container");
   const log = join(d.root, "engine", "containers", ticker, `${ticker}-json.log`);
   await waitFor("the ticker's first lines", () => existsSync(log) && fileTicks(log).length >= 3);
 
@@ -74,6 +77,8 @@ test("kill -9 of every Berth process: containers run on, and a new berthd takes 
   assert.equal(inspect("ender").State.ExitCode, 5);
   await waitFor("flaky restarted by its policy", () => inspect("flaky").RestartCount >= 1);
 
+  await waitFor("the half-made container removed", () => !restarted!.ctr(["containers", "ls", "-q"], undefined, "moby").stdout.split("\n").includes("half-made"));
+  assert.ok(!restarted.ctr(["snapshots", "ls"], undefined, "moby").stdout.includes("half-made"), "its snapshot went with it");
   ok(restarted.docker(["stop", "-t", "1", "ticker"]), "docker stop after the restore");
   assert.equal(inspect("ticker").State.Status, "exited");
   ok(restarted.docker(["rm", "-f", "ticker", "flaky", "ender"]));

@@ -2,6 +2,7 @@
 // (busybox = docker.io/library/busybox:latest) or by image id, its config read, its
 // layers unpacked, so a container's snapshot can sit on its top chain id.
 import { readBlobBytes } from "../../../core/content-client.ts";
+import { chainId } from "../../../core/image/chain-id.ts";
 import { isNotFound } from "../../../core/grpc-client.ts";
 import type { Descriptor } from "../../../core/image/manifest.ts";
 import { defaultPlatformMatcher } from "../../../core/image/platform.ts";
@@ -32,7 +33,19 @@ export interface RunImage {
   /** The image id: its config's digest. */
   id: string;
   config: ImageRunDefaults;
+  /** The top chain id of its layers (the snapshot a container's rootfs sits on). */
+  chainId: string;
 }
+
+interface ResolvedTarget {
+  id: string;
+  config: ImageRunDefaults;
+  chainId: string;
+}
+
+/** What a target digest resolves to never changes (content is addressed by digest): resolved once per engine. */
+const resolvedTargets = new Map<string, ResolvedTarget>();
+const maxResolvedTargets = 256;
 
 export const snapshotter = "overlayfs";
 
@@ -83,13 +96,25 @@ export async function findImage(backend: Backend, ref: string): Promise<RunImage
   const id = idPattern.exec(ref);
   if (!found && id) found = await byId(backend, id[1]!);
   if (!found) throw notFoundError(`No such image: ${normalized ?? ref}`);
-  const resolved = await resolveImage(backend.images, found.target, defaultPlatformMatcher());
-  const raw = await readBlobBytes(backend.images.content, resolved.configDescriptor.digest, callOptions(backend.images), { limit: 8 << 20 });
-  const config = ((JSON.parse(raw.toString("utf8")) as { config?: ImageRunDefaults }).config ?? {}) as ImageRunDefaults;
-  return { name: found.name, target: found.target, id: resolved.configDescriptor.digest, config };
+  let resolved = resolvedTargets.get(found.target.digest);
+  if (!resolved) {
+    const image = await resolveImage(backend.images, found.target, defaultPlatformMatcher());
+    const raw = await readBlobBytes(backend.images.content, image.configDescriptor.digest, callOptions(backend.images), { limit: 8 << 20 });
+    const config = ((JSON.parse(raw.toString("utf8")) as { config?: ImageRunDefaults }).config ?? {}) as ImageRunDefaults;
+    resolved = { id: image.configDescriptor.digest, config, chainId: chainId(image.config.diffIds) };
+    if (resolvedTargets.size >= maxResolvedTargets) resolvedTargets.delete(resolvedTargets.keys().next().value!);
+    resolvedTargets.set(found.target.digest, resolved);
+  }
+  return { name: found.name, target: found.target, ...resolved };
 }
 
-/** Unpacks the image (layers already there are reused) under `lease`; the top chain id. */
+/** The image's top chain id, unpacking it first (under `lease`) unless its snapshot is there already. */
 export async function unpackedChainId(backend: Backend, image: RunImage, lease: string): Promise<string> {
+  try {
+    await backend.images.snapshots.stat({ snapshotter, key: image.chainId }, backend.call(lease));
+    return image.chainId;
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
   return (await unpackImage(backend.images, image.target, { snapshotter, lease })).chainId;
 }

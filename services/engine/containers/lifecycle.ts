@@ -10,13 +10,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { ClientError } from "nice-grpc-common";
-import { errorMessage, isNotFound } from "../../../core/grpc-client.ts";
+import { errorMessage, isAlreadyExists, isNotFound } from "../../../core/grpc-client.ts";
 import { createLease, deleteLease } from "../../../core/image/lease.ts";
 import { mountAll, unmountAll } from "../../../core/mounts.ts";
 import type { NetworkMode, OciUser } from "../../../core/oci/spec.ts";
 import { resolveUser } from "../../../core/oci/user.ts";
 import { prepareRootfs } from "../../../core/rootfs.ts";
 import { Status as TaskStatus } from "../../../core/gen/containerd/types/task/task.ts";
+import { millisFromTimestamp } from "../../../core/timestamp.ts";
 import { pidfdOpen, pidfdWait } from "../../../native/index.ts";
 import type { Backend } from "../backend.ts";
 import { badRequest, conflict, EngineError, notFoundError } from "../http.ts";
@@ -224,16 +225,19 @@ export class ContainerManager {
       mkdirSync(containerDir(this.backend.options.root, id), { recursive: true });
       const fifo = record.Config.OpenStdin ? stdinFifoOf(this.backend.options.state, id) : "";
       if (fifo) rt.stdinWriter(fifo);
-      // A task left from a run whose end this engine never saw would block the create.
-      await this.backend.tasks.delete({ containerId: id }, call).catch(() => undefined);
       await networkManager(this.backend).setUp(record);
       const logUri = `${pathToFileURL(record.LogPath).href}?format=json`;
       let pid: number;
       try {
-        await this.backend.tasks.create(
-          { containerId: id, rootfs: mounts, stdin: fifo, stdout: logUri, stderr: "", terminal: Boolean(record.Config.Tty), checkpoint: undefined, options: undefined, runtimePath: "" },
-          call,
-        );
+        const request = { containerId: id, rootfs: mounts, stdin: fifo, stdout: logUri, stderr: "", terminal: Boolean(record.Config.Tty), checkpoint: undefined, options: undefined, runtimePath: "" };
+        try {
+          await this.backend.tasks.create(request, call);
+        } catch (err) {
+          if (!isAlreadyExists(err)) throw err;
+          // A task left from a run whose end this engine never saw: gone, then made anew.
+          await this.backend.tasks.delete({ containerId: id }, call).catch(() => undefined);
+          await this.backend.tasks.create(request, call);
+        }
         try {
           pid = (await this.backend.tasks.start({ containerId: id, execId: "" }, call)).pid;
         } catch (err) {
@@ -396,13 +400,17 @@ export class ContainerManager {
 
   // ---- stop, kill, restart, pause ----------------------------------------------------
 
+  /** Sends a signal to the init; `kill` is published for it (as Docker does for stop's signals too), WINCH aside. */
   private async signalTask(id: string, signal: number): Promise<void> {
     try {
       await this.backend.tasks.kill({ containerId: id, execId: "", signal, all: false }, this.backend.call());
     } catch (err) {
       // Gone already: the watch records the exit.
       if (!isNotFound(err)) throw err;
+      return;
     }
+    const record = this.store.get(id);
+    if (record && signal !== SIGWINCH) this.publish(record, "kill", { signal: String(signal) });
   }
 
   /** Stops a restarting container's pending restart; true if there was one. */
@@ -482,7 +490,6 @@ export class ContainerManager {
     } else {
       await this.signalTask(record.Id, signal);
     }
-    if (signal !== SIGWINCH) this.publish(record, "kill", { signal: String(signal) });
   }
 
   async restart(ref: string, timeoutSeconds: number | undefined): Promise<void> {
@@ -590,9 +597,21 @@ export class ContainerManager {
    * restart policy or auto-removal applied; a record whose task vanished counts as exited.
    */
   async reconcile(): Promise<void> {
+    const startedAt = Date.now();
     const records = this.store.list();
+    await this.removeOrphans(new Set(records.map((r) => r.Id)), startedAt).catch((err) => this.backend.log.warn({ err: errorMessage(err) }, "removing half-created containers failed"));
     if (records.length === 0) return;
-    const { tasks } = await this.backend.tasks.list({ filter: "" }, this.backend.call());
+    let tasks;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        tasks = (await this.backend.tasks.list({ filter: "" }, this.backend.call())).tasks;
+        break;
+      } catch (err) {
+        // The tasks service may still be restoring its shims at boot.
+        if (attempt >= 8 || this.closed) throw err;
+        await sleep(100 * 2 ** attempt);
+      }
+    }
     const byId = new Map(tasks.map((t) => [t.id, t]));
     for (const record of records) {
       const task = byId.get(record.Id);
@@ -616,6 +635,32 @@ export class ContainerManager {
       } catch (err) {
         this.backend.log.warn({ id: record.Id, err: errorMessage(err) }, "reconciling a container failed");
       }
+    }
+  }
+
+  /**
+   * containerd containers of the engine's namespace that no record names, made before this
+   * engine started: a create that died between the containerd container and the record.
+   * They go with their task and snapshot (a create in flight now is younger, and kept).
+   */
+  private async removeOrphans(known: Set<string>, before: number): Promise<void> {
+    const call = this.backend.call();
+    const { containers } = await this.backend.containers.list({ filters: [] }, call);
+    for (const c of containers) {
+      if (known.has(c.id) || (millisFromTimestamp(c.createdAt) ?? 0) >= before) continue;
+      this.backend.log.warn({ id: c.id }, "removing a container whose create did not finish");
+      await this.backend.tasks.kill({ containerId: c.id, execId: "", signal: SIGKILL, all: true }, call).catch(() => undefined);
+      for (let i = 0; i < 50; i++) {
+        const deleted = await this.backend.tasks.delete({ containerId: c.id }, call).then(
+          () => true,
+          (err) => isNotFound(err),
+        );
+        if (deleted) break;
+        await sleep(100);
+      }
+      await this.backend.containers.delete({ id: c.id }, call).catch(() => undefined);
+      if (c.snapshotKey) await this.backend.images.snapshots.remove({ snapshotter: c.snapshotter || snapshotter, key: c.snapshotKey }, call).catch(() => undefined);
+      rmSync(containerDir(this.backend.options.root, c.id), { recursive: true, force: true });
     }
   }
 }

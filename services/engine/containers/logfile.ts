@@ -32,6 +32,7 @@ export class LogCursor {
   private pending = "";
   private watcher: FSWatcher | undefined;
   private wake: (() => void) | undefined;
+  private dirty = false;
 
   /** `from`: a byte offset in the current file (logSize() taken earlier: only what is written from then on). */
   constructor(path: string, from = 0) {
@@ -60,28 +61,35 @@ export class LogCursor {
   async *read(limit = Infinity): AsyncGenerator<LogEntry> {
     for (;;) {
       if (!(await this.ensureOpen())) return;
-      const buffer = Buffer.allocUnsafe(chunkSize);
-      for (;;) {
-        const want = Math.min(chunkSize, limit - this.position);
-        if (want <= 0) return;
-        const { bytesRead } = await this.handle!.read(buffer, 0, want, this.position);
-        if (bytesRead === 0) break;
-        this.position += bytesRead;
-        const text = this.pending + buffer.toString("utf8", 0, bytesRead);
-        const lines = text.split("\n");
-        this.pending = lines.pop()!;
-        for (const line of lines) {
-          const entry = line ? parseLine(line) : undefined;
-          if (entry) yield entry;
-        }
-      }
-      // Rotated: the path names a new file; this one is read to its end.
+      yield* this.readOpen(limit);
+      if (this.position >= limit) return;
       const current = await stat(this.path).catch(() => undefined);
       if (!current || current.ino === this.ino) return;
+      // Rotated: the path names a new file, which the shim made when it let go of this one,
+      // so one more read of this one gets all it will ever hold.
+      yield* this.readOpen(limit);
       await this.handle!.close();
       this.handle = undefined;
       this.position = 0;
       this.pending = "";
+    }
+  }
+
+  private async *readOpen(limit: number): AsyncGenerator<LogEntry> {
+    const buffer = Buffer.allocUnsafe(chunkSize);
+    for (;;) {
+      const want = Math.min(chunkSize, limit - this.position);
+      if (want <= 0) return;
+      const { bytesRead } = await this.handle!.read(buffer, 0, want, this.position);
+      if (bytesRead === 0) return;
+      this.position += bytesRead;
+      const text = this.pending + buffer.toString("utf8", 0, bytesRead);
+      const lines = text.split("\n");
+      this.pending = lines.pop()!;
+      for (const line of lines) {
+        const entry = line ? parseLine(line) : undefined;
+        if (entry) yield entry;
+      }
     }
   }
 
@@ -91,12 +99,21 @@ export class LogCursor {
       try {
         const name = basename(this.path);
         this.watcher = watch(dirname(this.path), (_event, file) => {
-          if (!file || file.toString().startsWith(name)) this.wake?.();
+          if (file && !file.toString().startsWith(name)) return;
+          // A change while no one waits is kept, so the next wait returns at once.
+          if (this.wake) this.wake();
+          else this.dirty = true;
         });
         this.watcher.on("error", () => undefined);
+        // What was written before the watch began is read at once.
+        this.dirty = true;
       } catch {
         this.watcher = undefined;
       }
+    }
+    if (this.dirty) {
+      this.dirty = false;
+      return;
     }
     await new Promise<void>((resolve) => {
       // A slow tick besides the watch: inotify cannot miss appends, but a dir made late can be.

@@ -4,6 +4,7 @@
 import type { ServerResponse } from "node:http";
 import { badRequest, frame, type RequestContext } from "../http.ts";
 import { queryBool } from "../query.ts";
+import { versionAtLeast } from "../version.ts";
 import type { ContainerManager } from "./lifecycle.ts";
 import { follow, LogCursor, logSize, rotatedFiles, type LogEntry } from "./logfile.ts";
 
@@ -57,7 +58,9 @@ export async function logs(ctx: RequestContext, manager: ContainerManager): Prom
     return tty ? payload : frame(e.stream === "stderr" ? 2 : 1, payload);
   };
 
-  ctx.res.writeHead(200, { "Content-Type": tty ? "application/vnd.docker.raw-stream" : "application/vnd.docker.multiplexed-stream" });
+  // As for attach: the multiplexed type is named from API 1.42 on; clients before it go by Config.Tty.
+  const multiplexed = !tty && versionAtLeast(ctx.version, "1.42");
+  ctx.res.writeHead(200, { "Content-Type": multiplexed ? "application/vnd.docker.multiplexed-stream" : "application/vnd.docker.raw-stream" });
   ctx.res.flushHeaders();
   try {
     // What is there now: older rotated files, then the current one up to its present end.

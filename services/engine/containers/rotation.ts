@@ -1,9 +1,10 @@
 // json-file rotation (LogConfig max-size / max-file): the engine watches the size of each
 // running container's log; past max-size it shifts <log> → <log>.1 → <log>.2 … (dropping
 // what max-file does not keep) and tells the shim to reopen the path, so the shim, which
-// writes the log, goes on in a fresh file. Readers follow the rename (logfile.ts).
-import { renameSync, rmSync, statSync } from "node:fs";
-import { sendShimCommand } from "../../../shim/client.ts";
+// writes the log, goes on in a fresh file (the shim's `reopen-log` control command,
+// shim/README.md). Readers follow the rename (logfile.ts).
+import { closeSync, constants, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { join } from "node:path";
 import type { Backend } from "../backend.ts";
 import { badRequest } from "../http.ts";
 import type { ContainerRecord } from "../store.ts";
@@ -37,25 +38,44 @@ export function checkLogConfig(config: { Type?: string; Config?: Record<string, 
   parseMaxFile(options["max-file"]);
 }
 
-/** Shifts the files and asks the shim to reopen the log. */
-export function rotate(log: string, maxFile: number, shimDir: string): void {
-  if (maxFile <= 1) {
-    // Nothing older is kept: the file is moved aside, the shim reopens a fresh one, the old one goes.
-    renameSync(log, `${log}.rotating`);
-    sendShimCommand(shimDir, "reopen-log");
-    rmSync(`${log}.rotating`, { force: true });
-    return;
+/**
+ * Shifts the files and has the shim reopen the log. The control FIFO is opened first: a
+ * shim that is gone (its process exited, its output drained) reopens nothing, and then
+ * the log stays where it is.
+ */
+export function rotate(log: string, maxFile: number, shimDir: string): boolean {
+  let control: number;
+  try {
+    control = openSync(join(shimDir, "control"), constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch {
+    return false;
   }
-  rmSync(`${log}.${maxFile - 1}`, { force: true });
-  for (let i = maxFile - 2; i >= 1; i--) {
-    try {
-      renameSync(`${log}.${i}`, `${log}.${i + 1}`);
-    } catch {
-      // that generation does not exist yet
+  try {
+    const aside = maxFile <= 1 ? `${log}.rotating` : `${log}.1`;
+    if (maxFile > 1) {
+      rmSync(`${log}.${maxFile - 1}`, { force: true });
+      for (let i = maxFile - 2; i >= 1; i--) {
+        try {
+          renameSync(`${log}.${i}`, `${log}.${i + 1}`);
+        } catch {
+          // that generation does not exist yet
+        }
+      }
     }
+    renameSync(log, aside);
+    try {
+      writeSync(control, "reopen-log\n");
+    } catch (err) {
+      // The shim left meanwhile: the log goes back, so the path keeps the newest output.
+      renameSync(aside, log);
+      throw err;
+    }
+    // Nothing older is kept with max-file 1: the moved-aside file goes once the shim has let go of it.
+    if (maxFile <= 1) rmSync(aside, { force: true });
+    return true;
+  } finally {
+    closeSync(control);
   }
-  renameSync(log, `${log}.1`);
-  sendShimCommand(shimDir, "reopen-log");
 }
 
 const checkEveryMs = 500;

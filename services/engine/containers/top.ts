@@ -1,7 +1,10 @@
 // GET /containers/{id}/top: the container's processes (the tasks service's ListPids) as
 // `ps -ef` would show them on the host, from /proc: the table Docker's CLI prints.
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { uptime } from "node:os";
+import { promisify } from "node:util";
+import { badRequest } from "../http.ts";
 
 const clockTicks = 100; // USER_HZ on Linux
 
@@ -68,4 +71,31 @@ export function processTable(pids: number[]): { Titles: string[]; Processes: str
     .map((pid) => row(pid, users, bootMs))
     .filter((r): r is string[] => r !== undefined);
   return { Titles: ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], Processes: processes };
+}
+
+/**
+ * With `ps_args` (docker top <c> aux): the host's ps run with them, its rows narrowed to
+ * the container's pids, as Docker's daemon does.
+ */
+export async function psTable(pids: number[], psArgs: string): Promise<{ Titles: string[]; Processes: string[][] }> {
+  const args = psArgs.trim().split(/\s+/).filter(Boolean);
+  let stdout: string;
+  try {
+    ({ stdout } = await promisify(execFile)("ps", args, { maxBuffer: 16 * 1024 * 1024 }));
+  } catch (err) {
+    throw badRequest(`Error running ps: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
+  }
+  const lines = stdout.split("\n").filter((l) => l.trim());
+  const titles = lines[0]?.trim().split(/\s+/) ?? [];
+  const pidColumn = titles.indexOf("PID");
+  if (pidColumn < 0) throw badRequest(`Couldn't find PID field in ps output`);
+  const wanted = new Set(pids.map(String));
+  const processes: string[][] = [];
+  for (const line of lines.slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (!wanted.has(fields[pidColumn]!)) continue;
+    // The last title takes the rest of the line (a command with spaces).
+    processes.push([...fields.slice(0, titles.length - 1), fields.slice(titles.length - 1).join(" ")]);
+  }
+  return { Titles: titles, Processes: processes };
 }

@@ -193,11 +193,18 @@ export function listContainers(records: ContainerRecord[], filters: Filters, all
     const values = filters.get(name);
     return !values || values.length === 0 || values.some(test);
   };
+  const namePatterns = (filters.get("name") ?? []).map((n) => {
+    try {
+      return new RegExp(n);
+    } catch {
+      throw badRequest(`Invalid filter 'name=${n}': not a valid regular expression`);
+    }
+  });
   const showAll = all || (filters.get("status")?.length ?? 0) > 0 || (filters.get("exited")?.length ?? 0) > 0 || limit > 0 || before !== undefined || sinceRecord !== undefined;
   const out = records.filter((r) => {
     if (!showAll && !r.State.Running) return false;
     if (!any("status", (s) => stateName(r) === s)) return false;
-    if (!any("name", (n) => new RegExp(n).test(r.Name.slice(1)) || new RegExp(n).test(r.Name))) return false;
+    if (namePatterns.length > 0 && !namePatterns.some((p) => p.test(r.Name.slice(1)) || p.test(r.Name))) return false;
     if (!any("id", (p) => r.Id.startsWith(p))) return false;
     if (!labelsMatch(r.Config.Labels, filters.get("label"))) return false;
     if (!any("ancestor", (a) => sameImage(r, a))) return false;

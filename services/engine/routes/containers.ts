@@ -9,7 +9,7 @@ import type { CreateBody } from "../containers/config.ts";
 import { snapshotter } from "../containers/image.ts";
 import { ContainerManager } from "../containers/lifecycle.ts";
 import { logs } from "../containers/logs.ts";
-import { processTable } from "../containers/top.ts";
+import { processTable, psTable } from "../containers/top.ts";
 import { inspectView, listContainers, listEntry, type NetworkSettingsView } from "../containers/views.ts";
 import { networkManager } from "../networks/index.ts";
 import { wait } from "../containers/wait.ts";
@@ -75,7 +75,9 @@ export function registerContainerRoutes(router: Router, backend: Backend): Promi
     const record = manager.get(ctx.params.id!);
     if (!record.State.Running) throw conflict(`Container ${record.Id} is not running`);
     const { processes } = await backend.tasks.listPids({ containerId: record.Id }, backend.call());
-    ctx.send(200, processTable(processes.map((p) => p.pid)));
+    const pids = processes.map((p) => p.pid);
+    const psArgs = ctx.query.get("ps_args");
+    ctx.send(200, psArgs ? await psTable(pids, psArgs) : processTable(pids));
   });
 
   router.get("/containers/:id/logs", (ctx) => logs(ctx, manager));
