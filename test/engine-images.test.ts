@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { ok, run, startDaemon, tableRows, type Daemon } from "./harness.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { imageFromLayers, skopeo, skopeoArchives } from "./fixtures/archives.ts";
+import { blobOf, descriptor, imageFromLayers, layoutEntries, ociManifestType, skopeo, skopeoArchives, tarOf, twoPlatformIndex } from "./fixtures/archives.ts";
 import { TestRegistry } from "./fixtures/registry.ts";
 import { EngineStore, initialState, type ContainerRecord } from "../services/engine/store.ts";
 
@@ -233,6 +233,23 @@ test("docker run of an image that is only in the registry pulls it first", async
   ok(d.docker(["rmi", ref]), "rmi after run");
 });
 
+test("an index with only this host's content pushes as this host's manifest", async () => {
+  assert.ok(registry, "the registry runs");
+  const busybox = await buildBusyboxImage();
+  const diffId = JSON.parse(busybox.config.data.toString()).rootfs.diff_ids[0];
+  const amd64 = imageFromLayers(busybox.layers, [diffId], { architecture: "amd64" });
+  const arm64 = imageFromLayers(busybox.layers, [diffId], { architecture: "arm64", variant: "v8" });
+  const index = twoPlatformIndex(amd64.manifest, arm64.manifest);
+  const ref = `${registry.host}/multi:1`;
+  // The arm64 manifest and config are not in the archive, as after a pull of one platform.
+  const archive = await tarOf(layoutEntries([index, ...amd64.blobs], [descriptor(index, { annotations: { "io.containerd.image.name": ref, "org.opencontainers.image.ref.name": "1" } })]));
+  const loaded = ok(d.docker(["load"], archive), "load a one-platform index");
+  assert.match(loaded.stdout, new RegExp(`Loaded image: ${ref}`));
+  const pushed = ok(d.docker(["push", ref]), "push");
+  assert.match(pushed.stdout, new RegExp(`1: digest: ${amd64.manifest.digest} size: ${amd64.manifest.size}`));
+  ok(d.docker(["rmi", ref]), "rmi");
+});
+
 test("docker pull of a missing tag fails with Docker's 404 before any progress", async () => {
   assert.ok(registry, "the registry runs");
   const r = d.docker(["pull", `${registry.host}/bb:nope`]);
@@ -323,4 +340,36 @@ test("an archive without names loads as an untagged image, reported by ID; save 
   assert.deepEqual(ok(d.docker(["rmi", id]), "rmi by ID").stdout.trim().split("\n"), [`Deleted: ${id}`]);
   assert.match(ok(d.docker(["load", "-i", saved]), "load by-ID archive").stdout, new RegExp(`Loaded image ID: ${id}`));
   ok(d.docker(["rmi", id]), "rmi again");
+});
+
+test("list and prune filters: label, before/since, until", async () => {
+  const busybox = await buildBusyboxImage();
+  const diffId = JSON.parse(busybox.config.data.toString()).rootfs.diff_ids[0];
+  // An older image with a label, over the busybox layer.
+  const config = blobOf(
+    "application/vnd.oci.image.config.v1+json",
+    JSON.stringify({ architecture: "amd64", os: "linux", created: "2020-01-01T00:00:00Z", config: { Cmd: ["sh"], Labels: { tier: "test" } }, rootfs: { type: "layers", diff_ids: [diffId] } }),
+  );
+  const manifest = blobOf(
+    ociManifestType,
+    JSON.stringify({ schemaVersion: 2, mediaType: ociManifestType, config: { mediaType: config.mediaType, digest: config.digest, size: config.size }, layers: busybox.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })) }),
+  );
+  const archive = await tarOf(layoutEntries([manifest, config, ...busybox.layers], [descriptor(manifest, { annotations: { "io.containerd.image.name": "docker.io/library/labelled:old" } })]));
+  ok(d.docker(["load"], archive), "load the labelled image");
+  const list = (args: string[]) => ok(d.docker(["images", "--format", "{{.Repository}}:{{.Tag}}", ...args]), `images ${args.join(" ")}`).stdout.trim().split("\n").filter(Boolean).sort();
+  assert.deepEqual(list(["--filter", "label=tier=test"]), ["labelled:old"]);
+  assert.deepEqual(list(["--filter", "label=tier"]), ["labelled:old"]);
+  assert.deepEqual(list(["--filter", "label=tier=prod"]), []);
+  assert.deepEqual(list(["--filter", "before=busybox"]), ["labelled:old"]);
+  assert.ok(!list(["--filter", "since=labelled:old"]).includes("labelled:old"));
+  assert.ok(list(["--filter", "since=labelled:old"]).includes("busybox:latest"));
+  const badFilter = await http("GET", `/images/json?filters=${encodeURIComponent(JSON.stringify({ colour: ["red"] }))}`);
+  assert.equal(badFilter.status, 400);
+  assert.equal(JSON.parse(badFilter.body).message, "Invalid filter 'colour'");
+  // Prune everything unused created before 2021 with the label: only the labelled image goes.
+  const pruned = ok(d.docker(["image", "prune", "-a", "-f", "--filter", "until=2021-01-01T00:00:00Z", "--filter", "label=tier=test"]), "prune with filters");
+  assert.match(pruned.stdout, /untagged: labelled:old/);
+  assert.match(pruned.stdout, new RegExp(`deleted: ${config.digest}`));
+  assert.deepEqual(list(["--filter", "reference=labelled"]), []);
+  assert.ok(list([]).includes("busybox:latest"));
 });

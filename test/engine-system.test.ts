@@ -162,6 +162,12 @@ test("docker login checks the credentials with the registry; a wrong password is
   ok(d.docker(["tag", "busybox", `${registry.host}/auth/bb:1`]), "tag");
   const pushed = ok(d.docker(["push", `${registry.host}/auth/bb:1`]), "push with credentials");
   assert.match(pushed.stdout, /1: digest: sha256:/);
+  // Without them (logged out) the registry refuses a pull before any progress.
+  ok(d.docker(["logout", registry.host]), "logout");
+  const refused = d.docker(["pull", `${registry.host}/auth/bb:1`]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /unauthorized/i);
+  assert.doesNotMatch(refused.stdout, /Pulling from/);
 });
 
 test("containers show in info, system df and the container events; rmi of their image is a 409", async () => {

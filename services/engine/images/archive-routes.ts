@@ -38,7 +38,7 @@ async function load(backend: Backend, ctx: RequestContext): Promise<void> {
     }
     // An image the archive does not name (saved by ID): kept untagged, shown by ID.
     const content = await catalog.content(image.target);
-    await createName(svc, `${danglingPrefix}${image.target.digest}`, { ...toWire(image.target) });
+    await createName(svc, `${danglingPrefix}${image.target.digest}`, toWire(image.target));
     if (image.name !== `${danglingPrefix}${image.target.digest}`) await svc.images.delete({ name: image.name, sync: false }, backend.call()).catch(() => undefined);
     lines.push(`Loaded image ID: ${content.id}\n`);
     backend.events.publish("image", "load", content.id, { name: content.id });

@@ -127,6 +127,7 @@ export class ImageCatalog {
       image.repoTags.sort();
       image.repoDigests.sort();
     }
+    this.forgetRemoved(records, [...byId.values()]);
     return [...byId.values()];
   }
 
@@ -165,6 +166,14 @@ export class ImageCatalog {
     if (!prefix) return undefined;
     const matches = (await this.list()).filter((image) => image.id.startsWith(prefix));
     return matches.length === 1 ? matches[0] : undefined;
+  }
+
+  /** Drops what was cached for images no longer in the store, so a long-running engine's caches stay the size of the store. */
+  private forgetRemoved(records: Image[], images: ImageContent[]): void {
+    const targets = new Set(records.map((r) => r.target?.digest));
+    for (const digest of this.contents.keys()) if (!targets.has(digest)) this.contents.delete(digest);
+    const chains = new Set(images.flatMap((image) => chainIds(image.diffIds)));
+    for (const chain of this.sizes.keys()) if (!chains.has(chain)) this.sizes.delete(chain);
   }
 
   /** Bytes the image takes unpacked (the sum of its layers' snapshots), or its compressed layers when not unpacked. */

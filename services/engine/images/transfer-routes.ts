@@ -9,10 +9,11 @@ import { blobInfo } from "../../../core/content-client.ts";
 import { errorMessage, grpcCode } from "../../../core/grpc-status.ts";
 import { isLoopback } from "../../../core/registry/hosts.ts";
 import { callOptions } from "../../../core/image/services.ts";
-import { isConfigType } from "../../../core/image/media-types.ts";
+import { isConfigType, isIndexType } from "../../../core/image/media-types.ts";
+import { formatPlatform, hostPlatform } from "../../../core/image/platform.ts";
 import type { Backend } from "../backend.ts";
 import { badRequest, httpErrorOf, notFoundError, type JsonMessageStream, type RequestContext, type Router } from "../http.ts";
-import { familiarName, familiarRef, joinRepoTag, normalizeRepository, registryHost, shortId, splitStoreName } from "../references.ts";
+import { familiarName, familiarRef, joinRepoTag, parseImageRef, registryHost, shortId, splitStoreName } from "../references.ts";
 import { imageCatalog } from "./catalog.ts";
 import { preservingReplaced, setName } from "./tagging.ts";
 
@@ -225,13 +226,17 @@ function pullError(err: unknown, name: string): unknown {
 async function push(backend: Backend, ctx: RequestContext): Promise<void> {
   const repoParam = ctx.params.name!;
   const tag = ctx.query.get("tag");
-  const repository = normalizeRepositoryOrRef(repoParam);
+  const repository = pushTarget(repoParam);
   const auth = registryAuth(ctx.req.headers["x-registry-auth"]);
   const catalog = imageCatalog(backend);
   // The names to push: the one tag asked for, or every tag of the repository.
-  const all = (await catalog.list()).flatMap((image) => image.names.map((n) => ({ n, image })));
-  const wanted = tag ? [joinRepoTag(repository.name, tag)] : repository.tag ? [`${repository.name}:${repository.tag}`] : all.map(({ n }) => n).filter((n) => splitStoreName(n)?.repository === repository.name && splitStoreName(n)?.tag);
-  if (wanted.length === 0 || wanted.some((n) => !all.some((entry) => entry.n === n))) throw notFoundError(`An image does not exist locally with the tag: ${familiarName(repository.name)}${tag ? `:${tag}` : ""}`);
+  const images = await catalog.list();
+  const targets = new Map(images.flatMap((image) => image.names.map((n) => [n, image.target] as const)));
+  const ownTag = tag || repository.tag;
+  const wanted = ownTag ? [joinRepoTag(repository.name, ownTag)] : [...targets.keys()].filter((n) => splitStoreName(n)?.repository === repository.name && splitStoreName(n)?.tag);
+  if (wanted.length === 0 || wanted.some((n) => !targets.has(n))) {
+    throw notFoundError(`An image does not exist locally with the tag: ${familiarName(repository.name)}${ownTag ? `:${ownTag}` : ""}`);
+  }
 
   const abort = new AbortController();
   ctx.res.on("close", () => abort.abort());
@@ -240,7 +245,9 @@ async function push(backend: Backend, ctx: RequestContext): Promise<void> {
   try {
     for (const name of wanted) {
       const rows = new LayerRows(stream, pushWords, "Preparing");
-      const request = { source: name, ref: name, platform: "", registry: registryOptions(repository.name, auth) };
+      // An index is pushed as this host's manifest (the store may hold no other platform's content), as Docker pushes.
+      const platform = isIndexType(targets.get(name)!.mediaType) ? formatPlatform(hostPlatform()) : "";
+      const request = { source: name, ref: name, platform, registry: registryOptions(repository.name, auth) };
       let last;
       const open = () => backend.transfer.push(request, backend.call(undefined, abort.signal));
       for await (const message of followTransfer(open()[Symbol.asyncIterator](), open, abort.signal)) {
@@ -262,15 +269,11 @@ async function push(backend: Backend, ctx: RequestContext): Promise<void> {
   }
 }
 
-/** The push route's name: a repository, or (from other clients) a repository with its tag. */
-function normalizeRepositoryOrRef(value: string): { name: string; tag?: string } {
-  const split = splitStoreName(joinRepoTag(value, null));
-  if (!split) throw badRequest("invalid reference format");
-  try {
-    return { name: normalizeRepository(value) };
-  } catch {
-    return { name: split.repository, ...(split.tag ? { tag: split.tag } : {}) };
-  }
+/** The push route's name: a repository (the CLI), or a repository with its tag (other clients). */
+function pushTarget(value: string): { name: string; tag?: string } {
+  const r = parseImageRef(value);
+  if (r.digest) throw badRequest(`cannot push a digest reference: ${value}`);
+  return { name: r.name, ...(r.tag ? { tag: r.tag } : {}) };
 }
 
 export function registerTransferRoutes(router: Router, backend: Backend): void {
