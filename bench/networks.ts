@@ -115,7 +115,7 @@ try {
     `# Container networking: Berth vs dockerd (${new Date().toISOString()}, the docker CLI driving both, runs interleaved)`,
     "",
     `Machine: ${cpus().length} CPUs, 1-minute load average ${load.toFixed(2)} before the runs and ${loadavg()[0]!.toFixed(2)} after.`,
-    "dockerd runs with --iptables=false (no NAT rules of its own) on bridges made by the benchmark; Berth runs its CNI bridge, portmap and firewall plugins as they ship.",
+    "dockerd runs with --iptables=false (no NAT rules of its own) on bridges made by the benchmark; Berth runs its CNI plugins as it does for users (bridge; portmap only for published ports, firewall only where FORWARD drops).",
     "",
     "| measure | Berth | dockerd | Berth / dockerd |",
     "|---|---:|---:|---:|",
