@@ -271,6 +271,17 @@ test("-P publishes the exposed ports on free host ports; --add-host and --hostna
   assert.match(bad.json.message, /invalid IP address in add-host: "not-an-address"/);
 });
 
+test("a stopped container connected to a removed network cannot start: Docker's 404", async () => {
+  ok(d.docker(["network", "create", "--subnet", `${prefixes[1]}.0/24`, "gone"]));
+  const id = ok(d.docker(["create", "--network", "gone", "busybox", "true"])).stdout.trim();
+  assert.equal((await api(d, "GET", "/networks/gone")).json.Containers[id], undefined, "not attached before it starts");
+  ok(d.docker(["network", "rm", "gone"]));
+  const r = await api(d, "POST", `/containers/${id}/start`);
+  assert.equal(r.status, 404);
+  assert.equal(r.json.message, "network gone not found");
+  ok(d.docker(["rm", id]));
+});
+
 test("an --internal network has no default route out", () => {
   ok(d.docker(["network", "create", "--internal", "--subnet", `${prefixes[2]}.0/24`, "sealed"]));
   try {

@@ -306,7 +306,12 @@ export class NetworkManager {
   setUp(record: ContainerRecord): Promise<void> {
     return this.serial(async () => {
       const endpoints = this.store.endpointsOfContainer(record.Id);
-      if (endpoints.length === 0) return;
+      if (endpoints.length === 0) {
+        // Its spec joins a namespace only networks make: the network was removed meanwhile.
+        const mode = record.HostConfig?.NetworkMode || "default";
+        if (!["none", "host"].includes(mode) && !mode.startsWith("container:")) throw networkNotFound(mode === "default" ? "bridge" : mode);
+        return;
+      }
       const path = await createNetns(this.netnsDir, record.Id);
       await loopbackUp({ containerId: record.Id, netns: path });
       const attachedNow: Endpoint[] = [];
