@@ -60,10 +60,10 @@ export function dockerdInstalled(): boolean {
 
 /**
  * A real dockerd (Debian's docker.io) on a temp root with its own managed containerd,
- * no iptables and no default bridge, so it touches nothing outside `base`. address is
- * its Engine API socket.
+ * no iptables and no default bridge (or one the caller made, via extraArgs), so it
+ * touches nothing outside `base`. address is its Engine API socket.
  */
-export async function startDockerd(base: string): Promise<RunningDaemon> {
+export async function startDockerd(base: string, extraArgs: string[] = []): Promise<RunningDaemon> {
   const address = join(base, "docker.sock");
   const child = spawn(
     "dockerd",
@@ -74,9 +74,11 @@ export async function startDockerd(base: string): Promise<RunningDaemon> {
       "--host", `unix://${address}`,
       "--iptables=false",
       "--ip-masq=false",
-      "--bridge=none",
+      // extraArgs may name a bridge the caller made instead
+      ...(extraArgs.some((a) => a.startsWith("--bridge=")) ? [] : ["--bridge=none"]),
       "--userland-proxy=false",
       "--config-file", join(base, "daemon.json"),
+      ...extraArgs,
     ],
     { stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, DOCKER_RAMDISK: "" } },
   );

@@ -17,6 +17,10 @@ packages=(
   procps            # pgrep, which the shim tests use to prove nothing is left running
   iproute2
   bsdutils          # script(1): gives `docker run -it` a terminal in the Engine API tests
+  containernetworking-plugins  # CNI bridge, host-local, portmap, firewall, loopback: container networks
+  iptables          # the CNI plugins' NAT and firewall rules
+  util-linux        # unshare(1): persistent network namespaces
+  docker-compose    # the real docker-compose 1.29 (docker-py) in the Engine API's compose test
 )
 # The Engine API tests drive the real docker CLI. Machines of this kind ship one; where
 # none is, Debian's docker.io brings one (its dockerd is never started, Berth needs none).

@@ -5,7 +5,8 @@ import { existsSync, mkdirSync } from "node:fs";
 import { isAbsolute, posix } from "node:path";
 import { containerSpec, mergeEnv, processFromImage, type NetworkMode, type OciMount, type OciResources, type OciRuntimeSpec, type OciUser } from "../../../core/oci/spec.ts";
 import type { ContainerConfig, HostConfig } from "../store.ts";
-import { badRequest, notFoundError } from "../http.ts";
+import { checkVolumeName } from "../volumes/store.ts";
+import { badRequest } from "../http.ts";
 import type { ImageRunDefaults } from "./image.ts";
 
 /** The body of POST /containers/create: a Config with HostConfig and NetworkingConfig beside it. */
@@ -132,6 +133,8 @@ export interface Bind {
   destination: string;
   readOnly: boolean;
   propagation?: string;
+  /** The source names a volume. */
+  volume?: boolean;
 }
 
 /** "/host:/ctr[:ro|rw[,…]]"; a named volume (no leading slash) is not served yet. */
@@ -141,7 +144,11 @@ export function parseBind(spec: string): Bind {
   const [source, destination, mode = ""] = parts as [string, string, string?];
   if (!posix.isAbsolute(destination)) throw badRequest(`invalid volume specification: '${spec}': the container path must be absolute`);
   if (destination === "/") throw badRequest(`invalid volume specification: '${spec}': the container path cannot be '/'`);
-  if (!isAbsolute(source)) throw badRequest(`invalid volume specification: '${spec}': named volumes are not supported by this engine yet; give an absolute host path`);
+  if (!isAbsolute(source)) {
+    // a named volume: resolved by volumes/mounts.ts
+    checkVolumeName(source);
+    return { source, destination, readOnly: mode.split(",").includes("ro"), volume: true };
+  }
   const options = mode ? mode.split(",") : [];
   let readOnly = false;
   let propagation: string | undefined;
@@ -154,14 +161,14 @@ export function parseBind(spec: string): Bind {
   return { source, destination, readOnly, ...(propagation ? { propagation } : {}) };
 }
 
-export type NetworkChoice = { mode: "private" } | { mode: "host" } | { mode: "container"; ref: string };
+export type NetworkChoice = { mode: "private" } | { mode: "host" } | { mode: "container"; ref: string } | { mode: "network"; ref: string };
 
-/** default/bridge/none: a namespace of its own (loopback only until networks exist); host; container:<id>. */
+/** none: a namespace with loopback only; host; container:<id>; default/bridge or a network's name or id: that network. */
 export function networkModeOf(mode: string): NetworkChoice {
-  if (mode === "" || mode === "default" || mode === "bridge" || mode === "none") return { mode: "private" };
+  if (mode === "none") return { mode: "private" };
   if (mode === "host") return { mode: "host" };
   if (mode.startsWith("container:")) return { mode: "container", ref: mode.slice("container:".length) };
-  throw notFoundError(`network ${mode} not found`);
+  return { mode: "network", ref: mode === "" || mode === "default" ? "bridge" : mode };
 }
 
 function resources(host: HostConfig): OciResources {
@@ -189,6 +196,7 @@ function mounts(host: HostConfig, files: ContainerFiles | undefined): OciMount[]
   }
   for (const spec of host.Binds ?? []) {
     const bind = parseBind(spec);
+    if (bind.volume) continue;
     // As Docker does for -v: a missing host directory is made.
     if (!existsSync(bind.source)) mkdirSync(bind.source, { recursive: true });
     out.push({ destination: bind.destination, type: "bind", source: bind.source, options: ["rbind", bind.propagation ?? "rprivate", bind.readOnly ? "ro" : "rw"] });
@@ -199,6 +207,8 @@ function mounts(host: HostConfig, files: ContainerFiles | undefined): OciMount[]
       if (!m.Source || !isAbsolute(m.Source)) throw badRequest(`invalid mount config for type "bind": the source must be an absolute path`);
       if (!existsSync(m.Source)) throw badRequest(`invalid mount config for type "bind": bind source path does not exist: ${m.Source}`);
       out.push({ destination: m.Target, type: "bind", source: m.Source, options: ["rbind", "rprivate", m.ReadOnly ? "ro" : "rw"] });
+    } else if (m.Type === "volume") {
+      continue; // volumes/mounts.ts
     } else if (m.Type === "tmpfs") {
       out.push({ destination: m.Target, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "noexec", ...(m.ReadOnly ? ["ro"] : [])] });
     } else {
@@ -228,6 +238,8 @@ export interface SpecInputs {
   /** The network namespace to join (container:<id> mode). */
   network: NetworkMode;
   files?: ContainerFiles;
+  /** Mounts resolved elsewhere (volumes). */
+  extraMounts?: OciMount[];
 }
 
 export function buildSpec(input: SpecInputs): OciRuntimeSpec {
@@ -243,7 +255,7 @@ export function buildSpec(input: SpecInputs): OciRuntimeSpec {
     ...(input.network.kind === "host" ? {} : { hostname: config.Hostname || input.id.slice(0, 12) }),
     readonlyRootfs: Boolean(host.ReadonlyRootfs),
     network: input.network,
-    mounts: mounts(host, input.network.kind === "host" ? undefined : input.files),
+    mounts: [...mounts(host, input.network.kind === "host" ? undefined : input.files), ...(input.extraMounts ?? [])],
     resources: resources(host),
     privileged: Boolean(host.Privileged),
     ...(host.CapAdd ? { capAdd: host.CapAdd } : {}),

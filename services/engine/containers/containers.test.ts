@@ -83,18 +83,20 @@ function captured(fn: () => unknown): unknown {
   assert.fail("expected an error");
 }
 
-test("parseBind: host path, container path, modes; named volumes and bad modes refused", () => {
+test("parseBind: host path, container path, modes; a named volume marked as one; bad names and modes refused", () => {
   assert.deepEqual(parseBind("/a:/b"), { source: "/a", destination: "/b", readOnly: false });
   assert.deepEqual(parseBind("/a:/b:ro"), { source: "/a", destination: "/b", readOnly: true });
   assert.deepEqual(parseBind("/a:/b:rw,rshared"), { source: "/a", destination: "/b", readOnly: false, propagation: "rshared" });
-  for (const bad of ["vol:/data", "/a", "/a:b", "/a:/", "/a:/b:xx", "/a:/b:ro:extra"]) assert.equal(status(captured(() => parseBind(bad))), 400, bad);
+  assert.deepEqual(parseBind("vol:/data:ro"), { source: "vol", destination: "/data", readOnly: true, volume: true });
+  for (const bad of ["-vol:/data", "./rel:/data", "/a", "/a:b", "/a:/", "/a:/b:xx", "/a:/b:ro:extra"]) assert.equal(status(captured(() => parseBind(bad))), 400, bad);
 });
 
-test("networkModeOf: default, bridge and none are a namespace of their own; host; container:<id>; others unknown", () => {
-  for (const mode of ["", "default", "bridge", "none"]) assert.deepEqual(networkModeOf(mode), { mode: "private" });
+test("networkModeOf: none is a namespace of its own; host; container:<id>; default and bridge the bridge network; others a network by name", () => {
+  assert.deepEqual(networkModeOf("none"), { mode: "private" });
+  for (const mode of ["", "default", "bridge"]) assert.deepEqual(networkModeOf(mode), { mode: "network", ref: "bridge" });
   assert.deepEqual(networkModeOf("host"), { mode: "host" });
   assert.deepEqual(networkModeOf("container:web"), { mode: "container", ref: "web" });
-  assert.equal(status(captured(() => networkModeOf("mynet"))), 404);
+  assert.deepEqual(networkModeOf("mynet"), { mode: "network", ref: "mynet" });
 });
 
 test("log sizes and file counts", () => {

@@ -25,6 +25,11 @@ import { ContainerRuntime } from "./runtime.ts";
 import { shimGone } from "./shim-exit.ts";
 import { parseSignal, SIGKILL, SIGWINCH } from "./signals.ts";
 import { checkLogConfig, LogRotation } from "./rotation.ts";
+import { hostsPathOf, networkManager } from "../networks/index.ts";
+import type { EndpointSettings } from "../networks/manager.ts";
+import { volumeStore } from "../volumes/index.ts";
+import { removeAnonymousVolumes, resolveContainerVolumes } from "../volumes/mounts.ts";
+import { fillNewVolumes } from "../volumes/copy-up.ts";
 
 const specType = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const runtimeName = "io.containerd.runc.v2";
@@ -103,18 +108,23 @@ export class ContainerManager {
     const config = mergedConfig(body, image.config, id);
     const args = commandOf(config);
     const host = defaultedHostConfig(body.HostConfig);
-    const network = this.networkOf(host.NetworkMode ?? "");
+    const network = this.networkOf(host.NetworkMode ?? "", id, name, body);
     const warnings: string[] = [];
     const svc = this.backend.images;
     const lease = await createLease(svc);
     const dir = containerDir(this.backend.options.root, id);
     let containerMade = false;
+    let volumesMade: string[] = [];
     try {
       const chainId = await unpackedChainId(this.backend, image, lease);
       const mounts = await prepareRootfs(svc.snapshots, { namespace: this.backend.namespace, snapshotter, key: id, parent: chainId, lease });
       const user = config.User ? await userInRootfs(mounts, config.User) : { uid: 0, gid: 0 };
       const files = network.kind === "host" ? undefined : writeContainerFiles(dir, config.Hostname || id.slice(0, 12));
-      const spec = buildSpec({ namespace: this.backend.namespace, id, config, host, user, network, ...(files ? { files } : {}) });
+      const volumes = resolveContainerVolumes(volumeStore(this.backend), config, host);
+      volumesMade = volumes.created;
+      await fillNewVolumes(mounts, volumes.points, volumes.created);
+      for (const made of volumes.created) this.backend.events.publish("volume", "create", made, { driver: "local" });
+      const spec = buildSpec({ namespace: this.backend.namespace, id, config, host, user, network, ...(files ? { files } : {}), extraMounts: volumes.mounts });
       await this.backend.containers.create(
         {
           container: {
@@ -145,6 +155,7 @@ export class ContainerManager {
         RestartCount: 0,
         LogPath: logPathOf(this.backend.options.root, id),
       };
+      Object.assign(record, { Mounts: volumes.points, AnonymousVolumes: volumes.anonymous });
       this.store.insert(record);
       this.runtime(id).prepareMounts(mounts);
       this.publish(record, "create");
@@ -153,16 +164,29 @@ export class ContainerManager {
       if (containerMade) await this.backend.containers.delete({ id }, this.backend.call()).catch(() => undefined);
       await svc.snapshots.remove({ snapshotter, key: id }, this.backend.call(lease)).catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
+      await networkManager(this.backend).release(id).catch(() => undefined);
+      for (const made of volumesMade) {
+        try {
+          volumeStore(this.backend).remove(made);
+        } catch {
+          // already gone
+        }
+      }
       throw err;
     } finally {
       await deleteLease(svc, lease).catch(() => undefined);
     }
   }
 
-  private networkOf(mode: string): NetworkMode {
+  private networkOf(mode: string, id: string, name: string, body: CreateBody): NetworkMode {
     const choice = networkModeOf(mode);
     if (choice.mode === "host") return { kind: "host" };
     if (choice.mode === "private") return { kind: "private" };
+    if (choice.mode === "network") {
+      const endpoints = (body.NetworkingConfig as { EndpointsConfig?: Record<string, EndpointSettings> } | null | undefined)?.EndpointsConfig;
+      const extraHosts = (body.HostConfig as { ExtraHosts?: string[] | null } | undefined)?.ExtraHosts;
+      return networkManager(this.backend).planContainer(id, name, choice.ref, endpoints, { hostsPath: hostsPathOf(this.backend.options.root, id), hostname: body.Hostname || id.slice(0, 12), extraHosts });
+    }
     const other = this.get(choice.ref);
     if (!other.State.Running || !other.State.Pid) throw conflict(`cannot join network of a non running container: ${other.Id}`);
     return { kind: "join", path: `/proc/${other.State.Pid}/ns/net` };
@@ -199,6 +223,7 @@ export class ContainerManager {
       mkdirSync(containerDir(this.backend.options.root, id), { recursive: true });
       const fifo = record.Config.OpenStdin ? stdinFifoOf(this.backend.options.state, id) : "";
       if (fifo) rt.stdinWriter(fifo);
+      await networkManager(this.backend).setUp(record);
       const logUri = `${pathToFileURL(record.LogPath).href}?format=json`;
       let pid: number;
       try {
@@ -250,7 +275,7 @@ export class ContainerManager {
     this.store.update(fresh);
     rt.events.emit("exit", { exitCode });
     if (fresh.HostConfig.AutoRemove && !rt.removing) {
-      await this.removeNow(fresh).catch((e: Error) => this.backend.log.warn({ id: fresh.Id, err: e.message }, "auto-removal failed"));
+      await this.removeNow(fresh, true).catch((e: Error) => this.backend.log.warn({ id: fresh.Id, err: e.message }, "auto-removal failed"));
     } else if (byPolicy && this.shouldRestart(fresh, exitCode)) {
       this.scheduleRestart(fresh);
     }
@@ -325,9 +350,13 @@ export class ContainerManager {
     };
     this.store.update(record);
     this.publish(record, "die", { exitCode: String(exitCode) });
+    // Before "exit" is told: a stop or wait that returns finds the network already given back.
+    if (!restart && !record.HostConfig.AutoRemove && !rt.removing) {
+      await networkManager(this.backend).stopped(id).catch((err: Error) => this.backend.log.warn({ id, err: err.message }, "releasing a stopped container's networks failed"));
+    }
     rt.events.emit("exit", { exitCode });
     if (record.HostConfig.AutoRemove && !rt.removing) {
-      await this.removeNow(record);
+      await this.removeNow(record, true);
     } else if (restart) {
       // A run that lasted a while starts the backoff over, as Docker's restart manager does.
       if (ranMs >= 10_000) rt.restartDelayMs = 100;
@@ -515,17 +544,18 @@ export class ContainerManager {
 
   // ---- remove ------------------------------------------------------------------------
 
-  async remove(ref: string, force: boolean): Promise<void> {
+  /** removeVolumes: `rm -v`, the container's anonymous volumes go too (auto-removal does the same). */
+  async remove(ref: string, force: boolean, removeVolumes = false): Promise<void> {
     const record = this.get(ref);
     const rt = this.runtime(record.Id);
     if (rt.removing) throw conflict(`removal of container ${record.Id} is already in progress`);
     if (isRunningState(record.State) && !force) {
       throw conflict(`You cannot remove a running container ${record.Id}. Stop the container before attempting removal or force remove`);
     }
-    await this.removeNow(record);
+    await this.removeNow(record, removeVolumes);
   }
 
-  private async removeNow(record: ContainerRecord): Promise<void> {
+  private async removeNow(record: ContainerRecord, removeVolumes = false): Promise<void> {
     const id = record.Id;
     const rt = this.runtime(id);
     rt.removing = true;
@@ -544,12 +574,14 @@ export class ContainerManager {
       await this.backend.images.snapshots.remove({ snapshotter, key: id }, call).catch((err) => {
         if (!isNotFound(err)) throw err;
       });
+      await networkManager(this.backend).release(id).catch((err: Error) => this.backend.log.warn({ id, err: err.message }, "releasing the container's networks failed"));
       const last = this.store.get(id) ?? record;
       this.store.delete(id);
       rt.closeStdinWriter();
       this.rotation.unwatch(id);
       rmSync(containerDir(this.backend.options.root, id), { recursive: true, force: true });
       rmSync(stdinFifoOf(this.backend.options.state, id), { force: true });
+      if (removeVolumes) removeAnonymousVolumes(this.backend, last);
       this.publish(last, "destroy");
       rt.events.emit("removed", { exitCode: last.State.ExitCode });
       this.runtimes.delete(id);
@@ -600,7 +632,7 @@ export class ContainerManager {
         } else if (isRunningState(record.State)) {
           await this.recordExit(record.Id, record.State.Restarting ? record.State.ExitCode : 255, now());
         } else if (record.HostConfig.AutoRemove && record.State.Status === "exited") {
-          await this.removeNow(record);
+          await this.removeNow(record, true);
         }
       } catch (err) {
         this.backend.log.warn({ id: record.Id, err: errorMessage(err) }, "reconciling a container failed");

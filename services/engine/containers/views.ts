@@ -59,11 +59,14 @@ function mountsOf(record: ContainerRecord) {
   const out: Record<string, unknown>[] = [];
   for (const bind of record.HostConfig.Binds ?? []) {
     const [source, destination, mode = ""] = bind.split(":");
+    if (!source?.startsWith("/")) continue; // a named volume: in record.Mounts
     out.push({ Type: "bind", Source: source, Destination: destination, Mode: mode, RW: !mode.split(",").includes("ro"), Propagation: "rprivate" });
   }
   for (const m of record.HostConfig.Mounts ?? []) {
+    if (m.Type === "volume") continue;
     out.push({ Type: m.Type, Source: m.Source ?? "", Destination: m.Target, Mode: "", RW: !m.ReadOnly, Propagation: m.Type === "bind" ? "rprivate" : "" });
   }
+  out.push(...((record as { Mounts?: Record<string, unknown>[] }).Mounts ?? []));
   for (const destination of Object.keys(record.HostConfig.Tmpfs ?? {})) out.push({ Type: "tmpfs", Source: "", Destination: destination, Mode: "", RW: true, Propagation: "" });
   return out;
 }
@@ -75,7 +78,21 @@ function networks(record: ContainerRecord) {
 }
 
 /** One element of GET /containers/json. */
-export function listEntry(record: ContainerRecord) {
+/** What networks/manager.ts settingsOf gives: the container's addresses, ports and networks. */
+export type NetworkSettingsView = { Networks: Record<string, unknown>; Ports: Record<string, { HostIp: string; HostPort: string }[] | null> } & Record<string, unknown>;
+
+/** `docker ps`'s Ports column: one entry per published (or only exposed) port. */
+function portList(settings: NetworkSettingsView | undefined) {
+  const out: { IP?: string; PrivatePort: number; PublicPort?: number; Type: string }[] = [];
+  for (const [key, bindings] of Object.entries(settings?.Ports ?? {})) {
+    const [port = "0", type = "tcp"] = key.split("/");
+    if (!bindings || bindings.length === 0) out.push({ PrivatePort: Number(port), Type: type });
+    for (const b of bindings ?? []) out.push({ IP: b.HostIp, PrivatePort: Number(port), PublicPort: Number(b.HostPort), Type: type });
+  }
+  return out;
+}
+
+export function listEntry(record: ContainerRecord, settings?: NetworkSettingsView) {
   return {
     Id: record.Id,
     Names: [record.Name],
@@ -83,18 +100,18 @@ export function listEntry(record: ContainerRecord) {
     ImageID: record.Image,
     Command: commandText(record),
     Created: Math.floor(Date.parse(record.Created) / 1000),
-    Ports: [],
+    Ports: portList(settings),
     Labels: record.Config.Labels ?? {},
     State: stateName(record),
     Status: statusText(record),
     HostConfig: { NetworkMode: record.HostConfig.NetworkMode ?? "default" },
-    NetworkSettings: { Networks: networks(record) },
+    NetworkSettings: { Networks: settings?.Networks ?? networks(record) },
     Mounts: mountsOf(record),
   };
 }
 
 /** GET /containers/{id}/json. */
-export function inspectView(record: ContainerRecord, extra: { driver: string; execIds?: string[] | null }) {
+export function inspectView(record: ContainerRecord, extra: { driver: string; execIds?: string[] | null; networkSettings?: NetworkSettingsView; hostsPath?: string }) {
   return {
     Id: record.Id,
     Created: record.Created,
@@ -118,7 +135,7 @@ export function inspectView(record: ContainerRecord, extra: { driver: string; ex
     GraphDriver: { Name: extra.driver, Data: null },
     Mounts: mountsOf(record),
     Config: record.Config,
-    NetworkSettings: {
+    NetworkSettings: extra.networkSettings ?? {
       Bridge: "",
       SandboxID: "",
       HairpinMode: false,

@@ -10,8 +10,9 @@ import { snapshotter } from "../containers/image.ts";
 import { ContainerManager } from "../containers/lifecycle.ts";
 import { logs } from "../containers/logs.ts";
 import { processTable, psTable } from "../containers/top.ts";
-import { inspectView, listContainers, listEntry } from "../containers/views.ts";
+import { inspectView, listContainers, listEntry, type NetworkSettingsView } from "../containers/views.ts";
 import { execIdsOf } from "../exec/execs.ts";
+import { networkManager } from "../networks/index.ts";
 import { wait } from "../containers/wait.ts";
 import { labelsMatch } from "../query.ts";
 
@@ -45,7 +46,7 @@ export function registerContainerRoutes(router: Router, backend: Backend): Promi
   router.get("/containers/json", (ctx) => {
     const filters = parseFilters(ctx.query, ["status", "name", "id", "label", "ancestor", "exited", "before", "since", "network", "volume", "health", "is-task", "publish", "expose"]);
     const records = listContainers(backend.store.list(), filters, queryBool(ctx.query, "all"), queryInt(ctx.query, "limit", -1), (ref) => backend.store.resolve(ref));
-    ctx.send(200, records.map(listEntry));
+    ctx.send(200, records.map((r) => listEntry(r, networkManager(backend).settingsOf(r) as NetworkSettingsView)));
   });
 
   router.post("/containers/prune", async (ctx) => {
@@ -66,7 +67,9 @@ export function registerContainerRoutes(router: Router, backend: Backend): Promi
 
   router.get("/containers/:id/json", (ctx) => {
     const record = manager.get(ctx.params.id!);
-    ctx.send(200, inspectView(record, { driver: snapshotter, execIds: execIdsOf(backend, record.Id) }));
+    const mode = record.HostConfig.NetworkMode ?? "default";
+    const own = mode !== "host" && !mode.startsWith("container:");
+    ctx.send(200, inspectView(record, { driver: snapshotter, execIds: execIdsOf(backend, record.Id), ...(own ? { networkSettings: networkManager(backend).settingsOf(record) as NetworkSettingsView } : {}) }));
   });
 
   router.get("/containers/:id/top", async (ctx) => {
@@ -128,7 +131,7 @@ export function registerContainerRoutes(router: Router, backend: Backend): Promi
   router.post("/containers/:id/attach", (ctx) => attach(ctx, backend, manager));
 
   router.delete("/containers/:id", async (ctx) => {
-    await manager.remove(ctx.params.id!, queryBool(ctx.query, "force"));
+    await manager.remove(ctx.params.id!, queryBool(ctx.query, "force"), queryBool(ctx.query, "v"));
     ctx.noContent();
   });
 

@@ -5,6 +5,8 @@ import type { Backend } from "../backend.ts";
 import { imageCatalog } from "../images/catalog.ts";
 import { listElement } from "../images/views.ts";
 import type { ContainerRecord } from "../store.ts";
+import { volumeStore } from "../volumes/index.ts";
+import { volumesDiskUsage } from "../volumes/usage.ts";
 
 async function writableLayerSize(backend: Backend, container: ContainerRecord): Promise<number> {
   try {
@@ -75,5 +77,5 @@ export async function diskUsage(backend: Backend): Promise<Record<string, unknow
       Mounts: [],
     });
   }
-  return { LayersSize: layersSize, Images: imageRows, Containers: containerRows, Volumes: [], BuildCache: [], BuilderSize: 0 };
+  return { LayersSize: layersSize, Images: imageRows, Containers: containerRows, Volumes: volumesDiskUsage(backend.store, volumeStore(backend)), BuildCache: [], BuilderSize: 0 };
 }

@@ -1,0 +1,59 @@
+// Network namespaces that outlive the process that made them: like `ip netns add`, a new
+// namespace is bind-mounted onto a file (here <state>/netns/<id>), so it stays while no
+// process is in it, and a daemon started later finds it by path. runc joins it through the
+// spec's namespace path; CNI plugins enter it by the same path.
+import { execFile } from "node:child_process";
+import { closeSync, constants, mkdirSync, openSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { invalidArgument } from "../errors.ts";
+import { statfsType, umount, umountFlags } from "../../native/index.ts";
+
+const run = promisify(execFile);
+
+/** statfs(2) f_type of nsfs, the filesystem of /proc/<pid>/ns/* and their bind mounts. */
+const NSFS_MAGIC = 0x6e736673;
+
+export function netnsPath(dir: string, id: string): string {
+  if (!/^[A-Za-z0-9_.-]+$/.test(id) || id.startsWith(".")) throw invalidArgument(`invalid network namespace name ${JSON.stringify(id)}`);
+  return join(dir, id);
+}
+
+/** Whether `path` is a mounted namespace (not just the empty file a crash may leave). */
+export function isNetnsMounted(path: string): boolean {
+  try {
+    return statfsType(path) === NSFS_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Creates the namespace `dir/id` and returns its path; one that exists already is
+ * returned as it is (a daemon restarted part way through a start).
+ */
+export async function createNetns(dir: string, id: string): Promise<string> {
+  const path = netnsPath(dir, id);
+  if (isNetnsMounted(path)) return path;
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  closeSync(openSync(path, constants.O_RDONLY | constants.O_CREAT, 0o444));
+  try {
+    // unshare(1) makes the namespace and bind-mounts it onto the file in one step; Node
+    // cannot unshare a namespace for a single thread of its own.
+    await run("unshare", [`--net=${path}`, "true"]);
+  } catch (err) {
+    rmSync(path, { force: true });
+    throw new Error(`cannot create network namespace ${path}: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
+  }
+  return path;
+}
+
+/** Unmounts and removes the namespace file; a missing one is fine (removal is retried after crashes). */
+export function removeNetns(path: string): void {
+  if (isNetnsMounted(path)) {
+    // Detached: a plugin or `ip` still holding it open does not make the removal fail;
+    // the kernel frees the namespace when the last user goes.
+    umount(path, umountFlags.MNT_DETACH);
+  }
+  rmSync(path, { force: true });
+}
