@@ -151,6 +151,24 @@ test("create, start -a, logs, exec, inspect, top, stop, wait, rm", () => {
   assert.equal(ok(d.berth(["rm", "svc2"])).stdout, "svc2\n");
 });
 
+test("attach follows a running container to its end and exits with its code; logs -f ends with it", () => {
+  ok(d.berth(["run", "-d", "--name", "later", "busybox", "sh", "-c", "sleep 2; echo late; echo late-err >&2; exit 6"]), "run -d");
+  const attached = d.berth(["attach", "later"]);
+  assert.equal(attached.code, 6, attached.stderr);
+  assert.equal(attached.stdout, "late\n");
+  assert.equal(attached.stderr, "late-err\n");
+  const followed = d.berth(["logs", "-f", "later"]);
+  assert.equal(followed.code, 0);
+  assert.equal(followed.stdout, "late\n");
+  const stopped = d.berth(["attach", "later"]);
+  assert.equal(stopped.code, 1);
+  assert.equal(stopped.stderr, "You cannot attach to a stopped container, start it first\n");
+  ok(d.berth(["run", "-d", "--name", "ticker", "busybox", "sh", "-c", "echo first; sleep 2; echo second"]), "run -d");
+  const live = ok(d.berth(["logs", "-f", "ticker"]), "logs -f");
+  assert.equal(live.stdout, "first\nsecond\n", "logs -f follows until the container exits");
+  ok(d.berth(["rm", "later", "ticker"]), "rm");
+});
+
 test("stats --no-stream prints docker's columns for running containers", () => {
   ok(d.berth(["run", "-d", "--name", "measured", "busybox", "sleep", "100000"]), "run -d");
   const r = ok(d.berth(["stats", "--no-stream"]), "stats");
