@@ -82,6 +82,19 @@ async function main(): Promise<void> {
   console.log(`$ ${args.join(" ")}  (exit status ${ran.exitStatus})`);
   process.stdout.write(ran.output);
   console.log(`(the same with ctr: ctr --address ${address} run --rm ${imageName} hello echo hi)`);
+
+  step("6. the same through the Docker Engine API, with the berth CLI (docker's verbs)");
+  const host = `unix://${join(defaultState, "docker.sock")}`;
+  const berth = (args: string[], input?: Buffer) =>
+    spawnSync(process.execPath, [join(repo, "dist", "berth.js"), "-H", host, ...args], { input, encoding: "utf8", stdio: [input ? "pipe" : "ignore", "pipe", "pipe"] });
+  const loaded = berth(["load"], archive);
+  if (loaded.status !== 0) throw new Error(`berth load: ${loaded.stderr.trim()}`);
+  process.stdout.write(loaded.stdout);
+  const engineArgs = ["run", "--rm", imageName, "echo", "hello from a container the Engine API ran"];
+  const engineRun = berth(engineArgs);
+  console.log(`$ berth ${engineArgs.join(" ")}  (exit status ${engineRun.status})`);
+  process.stdout.write(engineRun.stdout + engineRun.stderr);
+  console.log(`(the same with the docker CLI: DOCKER_HOST=${host} docker run --rm ${imageName} echo hi)`);
 }
 
 main()
