@@ -82,13 +82,21 @@ export class ContainerRuntime {
     return this.stdin;
   }
 
-  /** Waits until what was written to stdin is in the pipe. */
+  /**
+   * Waits until what was written to stdin is in the pipe. Not by 'drain': a stream emits it
+   * only after a write() returned false, so bytes queued below the high-water mark would
+   * never announce their flush. Writes complete in order, so an empty write's callback
+   * runs once everything before it has reached the FIFO.
+   */
   async stdinFlushed(): Promise<void> {
     const s = this.stdin;
     if (!s || s.destroyed || s.writableLength === 0) return;
     await new Promise<void>((resolve) => {
-      s.once("drain", resolve);
       s.once("close", resolve);
+      s.write(Buffer.alloc(0), () => {
+        s.off("close", resolve);
+        resolve();
+      });
     });
   }
 
