@@ -17,6 +17,8 @@ import { commands as logsCommands } from "./commands/logs.ts";
 import { commands as inspectCommands } from "./commands/inspect.ts";
 import { commands as archiveCommands } from "./commands/archive.ts";
 import { commands as contextCommands } from "./commands/context.ts";
+import { commands as networkCommands } from "./commands/networks.ts";
+import { commands as volumeCommands } from "./commands/volumes.ts";
 
 /** Every command's implementation, by name. */
 const implementations: CommandModule = {
@@ -30,6 +32,8 @@ const implementations: CommandModule = {
   ...inspectCommands,
   ...archiveCommands,
   ...contextCommands,
+  ...networkCommands,
+  ...volumeCommands,
 };
 
 /** The one-line description `berth --help` shows for each command, in its order. */
@@ -77,6 +81,18 @@ const commands: Record<string, string> = {
   "context rm": "Remove one or more contexts",
   "context inspect": "Show a context's host",
   "context show": "Print the name of the current context",
+  "network create": "Create a network",
+  "network ls": "List networks",
+  "network inspect": "Display detailed information on one or more networks",
+  "network connect": "Connect a container to a network",
+  "network disconnect": "Disconnect a container from a network",
+  "network rm": "Remove one or more networks",
+  "network prune": "Remove all unused networks",
+  "volume create": "Create a volume",
+  "volume ls": "List volumes",
+  "volume inspect": "Display detailed information on one or more volumes",
+  "volume rm": "Remove one or more volumes",
+  "volume prune": "Remove unused local volumes",
 };
 
 /** docker's management-command spellings (`container ls`, `image rm`…) for the same commands. */
@@ -100,8 +116,12 @@ const aliases: Record<string, string> = {
   "system events": "events",
   "context list": "context ls",
   "context remove": "context rm",
+  "network list": "network ls",
+  "network remove": "network rm",
+  "volume list": "volume ls",
+  "volume remove": "volume rm",
 };
-const groups = new Set(["container", "image", "system", "context"]);
+const groups = new Set(["container", "image", "system", "context", "network", "volume"]);
 for (const name of Object.keys(commands)) {
   if (!name.includes(" ") && !["images", "pull", "push", "login", "logout", "version", "info", "events", "tag", "rmi", "history", "save", "load"].includes(name)) {
     aliases[`container ${name}`] ??= name;
