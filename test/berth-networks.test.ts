@@ -151,6 +151,30 @@ test("volume create, ls (table, -q, --format, --filter), inspect, rm, prune: as 
   assert.equal(d.docker(["volume", "ls", "-q"]).stdout, "");
 });
 
+/** A run of `count` consecutive TCP ports nothing on this host listens on. */
+function freePortRun(count: number): number {
+  const listening = execFileSync("ss", ["-Htanu"], { encoding: "utf8" });
+  for (;;) {
+    const first = 20_000 + Math.floor(Math.random() * 30_000);
+    const ports = Array.from({ length: count }, (_, i) => first + i);
+    if (ports.every((p) => !listening.includes(`:${p} `))) return first;
+  }
+}
+
+test("ps: the PORTS column of a container with -p (remapped, a same-number range, an address, udp) is docker's", () => {
+  const base = freePortRun(4);
+  const args = ["-p", `${base}:80`, "-p", `${base + 1}:${base + 1}`, "-p", `${base + 2}:${base + 2}`, "-p", `127.0.0.1:${base + 3}:90/udp`];
+  ok(d.docker(["run", "-d", "--name", "bn-ports", ...args, "busybox", "sleep", "100000"]), "run -d -p");
+  const ports = same(["ps", "--filter", "name=bn-ports", "--format", "{{.Ports}}"]).stdout;
+  assert.match(ports, new RegExp(`0\\.0\\.0\\.0:${base + 1}-${base + 2}->${base + 1}-${base + 2}/tcp`));
+  assert.match(ports, new RegExp(`0\\.0\\.0\\.0:${base}->80/tcp`));
+  assert.match(ports, new RegExp(`127\\.0\\.0\\.1:${base + 3}->90/udp`));
+  assert.equal(firstRow(same(["ps", "--filter", "name=bn-ports", "--format", "table {{.Names}}\t{{.Ports}}"]).stdout), `bn-ports   ${ports.trim()}`);
+  ok(d.docker(["rm", "-f", "bn-ports"]));
+});
+
+const firstRow = (table: string) => table.split("\n")[1];
+
 test("bad input: a --gateway without a --subnet, an empty label key, a bad filter, wrong argument counts", () => {
   const gateway = d.berth(["network", "create", "--gateway", "10.1.2.3", "bn-bad"]);
   assert.equal(gateway.code, 1);

@@ -5,6 +5,7 @@ import { out } from "../command.ts";
 import { filtersParam } from "../filters.ts";
 import { ago, ellipsis, goTime, humanSize, printList, shortId } from "../output.ts";
 import { familiarImage } from "../reference.ts";
+import { displayPorts } from "../ports.ts";
 
 interface ContainerSummary {
   Id: string;
@@ -42,17 +43,6 @@ const headers = {
 };
 
 const defaultTable = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
-
-/** "0.0.0.0:8080->80/tcp, 443/tcp", as docker shows published and exposed ports. */
-export function displayPorts(ports: ContainerSummary["Ports"]): string {
-  return (ports ?? [])
-    .map((p) => {
-      if (!p.PublicPort) return `${p.PrivatePort}/${p.Type}`;
-      const ip = p.IP?.includes(":") ? `[${p.IP}]` : (p.IP ?? "");
-      return `${ip ? `${ip}:` : ""}${p.PublicPort}->${p.PrivatePort}/${p.Type}`;
-    })
-    .join(", ");
-}
 
 /** A row's fields, each computed only if the format uses it (CreatedAt needs the time zone, which is costly to load). */
 function row(c: ContainerSummary, trunc: boolean, now: number) {
