@@ -19,7 +19,7 @@
 // containerd's bbolt fsyncs every commit; we trade power-loss durability of the last
 // few changes for not stalling every service behind the disk.
 import { closeSync, ftruncateSync, openSync, rmSync, writeSync } from "node:fs";
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { ensurePrivateFile, tightenIfPresent } from "./private-files.ts";
 
 export type Database = DatabaseSync;
@@ -33,6 +33,20 @@ export function openDatabase(file: string, schema: string): DatabaseSync {
   db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;");
   db.exec(schema);
   return db;
+}
+
+const statements = new WeakMap<DatabaseSync, Map<string, StatementSync>>();
+
+/**
+ * The database's prepared statement for `sql`, compiled once and reused: preparing costs
+ * more than running a small indexed query (a list that asks once per row pays it per row).
+ */
+export function statement(db: DatabaseSync, sql: string): StatementSync {
+  let cache = statements.get(db);
+  if (!cache) statements.set(db, (cache = new Map()));
+  let prepared = cache.get(sql);
+  if (!prepared) cache.set(sql, (prepared = db.prepare(sql)));
+  return prepared;
 }
 
 /**

@@ -5,7 +5,7 @@
 // the Docker view of them. Names are unique by the table's constraint, so two creates
 // racing for one name cannot both win.
 import { join } from "node:path";
-import { openDatabase, transaction, type Database } from "../../core/sqlite.ts";
+import { statement, openDatabase, transaction, type Database } from "../../core/sqlite.ts";
 import { conflict } from "./http.ts";
 
 /** Docker's container Config (create's body minus HostConfig/NetworkingConfig), as the client sent it, image defaults filled in. */
@@ -101,6 +101,14 @@ export function initialState(): ContainerState {
   return { Status: "created", Running: false, Paused: false, Restarting: false, OOMKilled: false, Dead: false, Pid: 0, ExitCode: 0, Error: "", StartedAt: zeroTime, FinishedAt: zeroTime };
 }
 
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
+
 const schema = `
 CREATE TABLE IF NOT EXISTS engine_containers (
   id      TEXT PRIMARY KEY,
@@ -112,6 +120,7 @@ CREATE TABLE IF NOT EXISTS engine_containers (
 
 export class EngineStore {
   private readonly db: Database;
+  private readonly shared = new Map<string, { text: string; record: ContainerRecord }>();
 
   constructor(root: string) {
     this.db = openDatabase(join(root, "metadata.db"), schema);
@@ -121,7 +130,7 @@ export class EngineStore {
   static hasContainers(root: string): boolean {
     const store = new EngineStore(root);
     try {
-      return store.db.prepare("SELECT 1 FROM engine_containers LIMIT 1").get() !== undefined;
+      return statement(store.db, "SELECT 1 FROM engine_containers LIMIT 1").get() !== undefined;
     } finally {
       store.close();
     }
@@ -134,39 +143,60 @@ export class EngineStore {
   /** Adds a record; a taken name is Docker's 409. */
   insert(record: ContainerRecord): void {
     transaction(this.db, () => {
-      const owner = this.db.prepare("SELECT id FROM engine_containers WHERE name = ?").get(record.Name) as { id: string } | undefined;
+      const owner = statement(this.db, "SELECT id FROM engine_containers WHERE name = ?").get(record.Name) as { id: string } | undefined;
       if (owner) {
         throw conflict(
           `Conflict. The container name "${record.Name}" is already in use by container "${owner.id}". You have to remove (or rename) that container to be able to reuse that name.`,
         );
       }
-      this.db.prepare("INSERT INTO engine_containers (id, name, created, record) VALUES (?, ?, ?, ?)").run(record.Id, record.Name, record.Created, JSON.stringify(record));
+      statement(this.db, "INSERT INTO engine_containers (id, name, created, record) VALUES (?, ?, ?, ?)").run(record.Id, record.Name, record.Created, JSON.stringify(record));
     });
   }
 
   /** Writes a changed record (a rename included; a taken name is a 409). */
   update(record: ContainerRecord): void {
     transaction(this.db, () => {
-      const owner = this.db.prepare("SELECT id FROM engine_containers WHERE name = ?").get(record.Name) as { id: string } | undefined;
+      const owner = statement(this.db, "SELECT id FROM engine_containers WHERE name = ?").get(record.Name) as { id: string } | undefined;
       if (owner && owner.id !== record.Id) {
         throw conflict(`Conflict. The container name "${record.Name}" is already in use by container "${owner.id}". You have to remove (or rename) that container to be able to reuse that name.`);
       }
-      this.db.prepare("UPDATE engine_containers SET name = ?, record = ? WHERE id = ?").run(record.Name, JSON.stringify(record), record.Id);
+      statement(this.db, "UPDATE engine_containers SET name = ?, record = ? WHERE id = ?").run(record.Name, JSON.stringify(record), record.Id);
     });
   }
 
   delete(id: string): void {
-    this.db.prepare("DELETE FROM engine_containers WHERE id = ?").run(id);
+    statement(this.db, "DELETE FROM engine_containers WHERE id = ?").run(id);
   }
 
   get(id: string): ContainerRecord | undefined {
-    const row = this.db.prepare("SELECT record FROM engine_containers WHERE id = ?").get(id) as { record: string } | undefined;
+    const row = statement(this.db, "SELECT record FROM engine_containers WHERE id = ?").get(id) as { record: string } | undefined;
     return row ? (JSON.parse(row.record) as ContainerRecord) : undefined;
+  }
+
+  /**
+   * Newest first, frozen and shared between calls: a record is parsed again only when its
+   * stored text changed. For readers that run often (GET /containers/json, where parsing
+   * every record was the largest cost); anything that changes a record takes list() or get().
+   */
+  listShared(): readonly ContainerRecord[] {
+    const rows = statement(this.db, "SELECT id, record FROM engine_containers ORDER BY created DESC").all() as { id: string; record: string }[];
+    const records = rows.map((row) => {
+      const known = this.shared.get(row.id);
+      if (known && known.text === row.record) return known.record;
+      const record = deepFreeze(JSON.parse(row.record) as ContainerRecord);
+      this.shared.set(row.id, { text: row.record, record });
+      return record;
+    });
+    if (this.shared.size > rows.length) {
+      const present = new Set(rows.map((row) => row.id));
+      for (const id of this.shared.keys()) if (!present.has(id)) this.shared.delete(id);
+    }
+    return records;
   }
 
   /** Newest first, as `docker ps` lists. */
   list(): ContainerRecord[] {
-    const rows = this.db.prepare("SELECT record FROM engine_containers ORDER BY created DESC").all() as { record: string }[];
+    const rows = statement(this.db, "SELECT record FROM engine_containers ORDER BY created DESC").all() as { record: string }[];
     return rows.map((row) => JSON.parse(row.record) as ContainerRecord);
   }
 
@@ -179,10 +209,10 @@ export class EngineStore {
     const byId = this.get(ref);
     if (byId) return byId;
     const name = ref.startsWith("/") ? ref : `/${ref}`;
-    const byName = this.db.prepare("SELECT record FROM engine_containers WHERE name = ?").get(name) as { record: string } | undefined;
+    const byName = statement(this.db, "SELECT record FROM engine_containers WHERE name = ?").get(name) as { record: string } | undefined;
     if (byName) return JSON.parse(byName.record) as ContainerRecord;
     if (!/^[0-9a-f]+$/.test(ref)) return undefined;
-    const byPrefix = this.db.prepare("SELECT record FROM engine_containers WHERE id >= ? AND id < ? LIMIT 2").all(ref, `${ref}g`) as { record: string }[];
+    const byPrefix = statement(this.db, "SELECT record FROM engine_containers WHERE id >= ? AND id < ? LIMIT 2").all(ref, `${ref}g`) as { record: string }[];
     return byPrefix.length === 1 ? (JSON.parse(byPrefix[0]!.record) as ContainerRecord) : undefined;
   }
 }

@@ -177,7 +177,7 @@ function sameImage(record: ContainerRecord, wanted: string): boolean {
  * The records `docker ps` shows, newest first: running ones unless `all`, narrowed by the
  * filters (OR within a name, AND across names), `limit` (> 0) newest.
  */
-export function listContainers(records: ContainerRecord[], filters: Filters, all: boolean, limit: number, resolve: (ref: string) => ContainerRecord | undefined): ContainerRecord[] {
+export function listContainers(records: readonly ContainerRecord[], filters: Filters, all: boolean, limit: number, resolve: (ref: string) => ContainerRecord | undefined): ContainerRecord[] {
   for (const status of filters.get("status") ?? []) if (!statuses.includes(status)) throw badRequest(`Invalid filter 'status=${status}'`);
   for (const code of filters.get("exited") ?? []) if (!/^-?\d+$/.test(code)) throw badRequest(`Invalid filter 'exited=${code}'`);
   const boundary = (name: string) => {

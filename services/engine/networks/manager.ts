@@ -452,11 +452,16 @@ export class NetworkManager {
   }
 
   /** NetworkSettings for container inspect and list. */
-  settingsOf(record: ContainerRecord): Record<string, unknown> {
-    const endpoints = this.store.endpointsOfContainer(record.Id);
+  /**
+   * `known`: the container's endpoints and a network lookup when the caller already has
+   * them (a list fetches every endpoint in one query and looks each network up once).
+   */
+  settingsOf(record: ContainerRecord, known?: { endpoints: Endpoint[]; network: (id: string) => NetworkRecord | undefined }): Record<string, unknown> {
+    const endpoints = known?.endpoints ?? this.store.endpointsOfContainer(record.Id);
+    const networkOf = known?.network ?? ((id: string) => this.store.resolve(id));
     const networks: Record<string, unknown> = {};
     for (const e of endpoints) {
-      const network = this.store.resolve(e.NetworkID);
+      const network = networkOf(e.NetworkID);
       if (!network) continue;
       networks[network.Name] = {
         IPAMConfig: null, Links: null, Aliases: e.Aliases.length > 0 ? e.Aliases : null, NetworkID: network.Id, EndpointID: e.EndpointID, Gateway: e.Gateway,
@@ -470,7 +475,7 @@ export class NetworkManager {
       const key = `${m.containerPort}/${m.protocol}`;
       (ports[key] ??= []).push({ HostIp: m.hostIP || "0.0.0.0", HostPort: String(m.hostPort) });
     }
-    const onDefault = endpoints.find((e) => this.store.resolve(e.NetworkID)?.Name === "bridge" && e.IPAddress);
+    const onDefault = endpoints.find((e) => networkOf(e.NetworkID)?.Name === "bridge" && e.IPAddress);
     return {
       Bridge: "", SandboxID: first ? record.Id : "", HairpinMode: false, LinkLocalIPv6Address: "", LinkLocalIPv6PrefixLen: 0, Ports: ports,
       SandboxKey: first ? netnsPath(this.netnsDir, record.Id) : "", SecondaryIPAddresses: null, SecondaryIPv6Addresses: null,

@@ -4,7 +4,7 @@
 // when a container is created on or connected to the network, filled with its address
 // once CNI has attached it, removed on disconnect or container removal.
 import { join } from "node:path";
-import { openDatabase, transaction, type Database } from "../../../core/sqlite.ts";
+import { statement, openDatabase, transaction, type Database } from "../../../core/sqlite.ts";
 import type { PortMapping } from "../../../core/cni/conflist.ts";
 import { conflict } from "../http.ts";
 
@@ -86,71 +86,83 @@ export class NetworkStore {
 
   insert(record: NetworkRecord): void {
     transaction(this.db, () => {
-      if (this.db.prepare("SELECT 1 FROM engine_networks WHERE name = ?").get(record.Name)) throw conflict(`network with name ${record.Name} already exists`);
-      this.db.prepare("INSERT INTO engine_networks (id, name, created, record) VALUES (?, ?, ?, ?)").run(record.Id, record.Name, record.Created, JSON.stringify(record));
+      if (statement(this.db, "SELECT 1 FROM engine_networks WHERE name = ?").get(record.Name)) throw conflict(`network with name ${record.Name} already exists`);
+      statement(this.db, "INSERT INTO engine_networks (id, name, created, record) VALUES (?, ?, ?, ?)").run(record.Id, record.Name, record.Created, JSON.stringify(record));
     });
   }
 
   update(record: NetworkRecord): void {
-    this.db.prepare("UPDATE engine_networks SET record = ? WHERE id = ?").run(JSON.stringify(record), record.Id);
+    statement(this.db, "UPDATE engine_networks SET record = ? WHERE id = ?").run(JSON.stringify(record), record.Id);
   }
 
   /** Deletes the network and its endpoint rows. */
   delete(id: string): void {
     transaction(this.db, () => {
-      this.db.prepare("DELETE FROM engine_endpoints WHERE network = ?").run(id);
-      this.db.prepare("DELETE FROM engine_networks WHERE id = ?").run(id);
+      statement(this.db, "DELETE FROM engine_endpoints WHERE network = ?").run(id);
+      statement(this.db, "DELETE FROM engine_networks WHERE id = ?").run(id);
     });
   }
 
   list(): NetworkRecord[] {
-    const rows = this.db.prepare("SELECT record FROM engine_networks ORDER BY created").all() as { record: string }[];
+    const rows = statement(this.db, "SELECT record FROM engine_networks ORDER BY created").all() as { record: string }[];
     return rows.map((row) => JSON.parse(row.record) as NetworkRecord);
   }
 
   byName(name: string): NetworkRecord | undefined {
-    const row = this.db.prepare("SELECT record FROM engine_networks WHERE name = ?").get(name) as { record: string } | undefined;
+    const row = statement(this.db, "SELECT record FROM engine_networks WHERE name = ?").get(name) as { record: string } | undefined;
     return row ? (JSON.parse(row.record) as NetworkRecord) : undefined;
   }
 
   /** Docker's lookup order: full id, exact name, then a unique id prefix. */
   resolve(ref: string): NetworkRecord | undefined {
     if (!ref) return undefined;
-    const byId = this.db.prepare("SELECT record FROM engine_networks WHERE id = ?").get(ref) as { record: string } | undefined;
+    const byId = statement(this.db, "SELECT record FROM engine_networks WHERE id = ?").get(ref) as { record: string } | undefined;
     if (byId) return JSON.parse(byId.record) as NetworkRecord;
     const byName = this.byName(ref);
     if (byName) return byName;
     if (!/^[0-9a-f]+$/.test(ref)) return undefined;
-    const byPrefix = this.db.prepare("SELECT record FROM engine_networks WHERE id >= ? AND id < ? LIMIT 2").all(ref, `${ref}g`) as { record: string }[];
+    const byPrefix = statement(this.db, "SELECT record FROM engine_networks WHERE id >= ? AND id < ? LIMIT 2").all(ref, `${ref}g`) as { record: string }[];
     return byPrefix.length === 1 ? (JSON.parse(byPrefix[0]!.record) as NetworkRecord) : undefined;
   }
 
   /** Adds or replaces a container's endpoint on a network (its position among the container's networks is kept). */
   putEndpoint(endpoint: Endpoint): void {
     transaction(this.db, () => {
-      const existing = this.db.prepare("SELECT seq FROM engine_endpoints WHERE network = ? AND container = ?").get(endpoint.NetworkID, endpoint.ContainerID) as { seq: number } | undefined;
-      const seq = existing?.seq ?? ((this.db.prepare("SELECT MAX(seq) AS m FROM engine_endpoints WHERE container = ?").get(endpoint.ContainerID) as { m: number | null }).m ?? -1) + 1;
-      this.db.prepare("INSERT OR REPLACE INTO engine_endpoints (network, container, seq, record) VALUES (?, ?, ?, ?)").run(endpoint.NetworkID, endpoint.ContainerID, seq, JSON.stringify(endpoint));
+      const existing = statement(this.db, "SELECT seq FROM engine_endpoints WHERE network = ? AND container = ?").get(endpoint.NetworkID, endpoint.ContainerID) as { seq: number } | undefined;
+      const seq = existing?.seq ?? ((statement(this.db, "SELECT MAX(seq) AS m FROM engine_endpoints WHERE container = ?").get(endpoint.ContainerID) as { m: number | null }).m ?? -1) + 1;
+      statement(this.db, "INSERT OR REPLACE INTO engine_endpoints (network, container, seq, record) VALUES (?, ?, ?, ?)").run(endpoint.NetworkID, endpoint.ContainerID, seq, JSON.stringify(endpoint));
     });
   }
 
   deleteEndpoint(network: string, container: string): void {
-    this.db.prepare("DELETE FROM engine_endpoints WHERE network = ? AND container = ?").run(network, container);
+    statement(this.db, "DELETE FROM engine_endpoints WHERE network = ? AND container = ?").run(network, container);
   }
 
   endpoint(network: string, container: string): Endpoint | undefined {
-    const row = this.db.prepare("SELECT record FROM engine_endpoints WHERE network = ? AND container = ?").get(network, container) as { record: string } | undefined;
+    const row = statement(this.db, "SELECT record FROM engine_endpoints WHERE network = ? AND container = ?").get(network, container) as { record: string } | undefined;
     return row ? (JSON.parse(row.record) as Endpoint) : undefined;
   }
 
   /** A container's endpoints in the order it joined the networks. */
   endpointsOfContainer(container: string): Endpoint[] {
-    const rows = this.db.prepare("SELECT record FROM engine_endpoints WHERE container = ? ORDER BY seq").all(container) as { record: string }[];
+    const rows = statement(this.db, "SELECT record FROM engine_endpoints WHERE container = ? ORDER BY seq").all(container) as { record: string }[];
     return rows.map((row) => JSON.parse(row.record) as Endpoint);
   }
 
+  /** Every endpoint by container, each container's in its order: one query for a whole list. */
+  endpointsByContainer(): Map<string, Endpoint[]> {
+    const rows = statement(this.db, "SELECT container, record FROM engine_endpoints ORDER BY container, seq").all() as { container: string; record: string }[];
+    const byContainer = new Map<string, Endpoint[]>();
+    for (const row of rows) {
+      let list = byContainer.get(row.container);
+      if (!list) byContainer.set(row.container, (list = []));
+      list.push(JSON.parse(row.record) as Endpoint);
+    }
+    return byContainer;
+  }
+
   endpointsOfNetwork(network: string): Endpoint[] {
-    const rows = this.db.prepare("SELECT record FROM engine_endpoints WHERE network = ? ORDER BY seq, container").all(network) as { record: string }[];
+    const rows = statement(this.db, "SELECT record FROM engine_endpoints WHERE network = ? ORDER BY seq, container").all(network) as { record: string }[];
     return rows.map((row) => JSON.parse(row.record) as Endpoint);
   }
 }

@@ -13,6 +13,7 @@ import { processTable, psTable } from "../containers/top.ts";
 import { inspectView, listContainers, listEntry, type NetworkSettingsView } from "../containers/views.ts";
 import { execIdsOf } from "../exec/execs.ts";
 import { networkManager } from "../networks/index.ts";
+import type { NetworkRecord } from "../networks/store.ts";
 import { wait } from "../containers/wait.ts";
 import { labelsMatch } from "../query.ts";
 
@@ -45,8 +46,15 @@ export function registerContainerRoutes(router: Router, backend: Backend): Promi
 
   router.get("/containers/json", (ctx) => {
     const filters = parseFilters(ctx.query, ["status", "name", "id", "label", "ancestor", "exited", "before", "since", "network", "volume", "health", "is-task", "publish", "expose"]);
-    const records = listContainers(backend.store.list(), filters, queryBool(ctx.query, "all"), queryInt(ctx.query, "limit", -1), (ref) => backend.store.resolve(ref));
-    ctx.send(200, records.map((r) => listEntry(r, networkManager(backend).settingsOf(r) as NetworkSettingsView)));
+    const records = listContainers(backend.store.listShared(), filters, queryBool(ctx.query, "all"), queryInt(ctx.query, "limit", -1), (ref) => backend.store.resolve(ref));
+    const networks = networkManager(backend);
+    const endpoints = networks.store.endpointsByContainer();
+    const seen = new Map<string, NetworkRecord | undefined>();
+    const network = (id: string) => {
+      if (!seen.has(id)) seen.set(id, networks.store.resolve(id));
+      return seen.get(id);
+    };
+    ctx.send(200, records.map((r) => listEntry(r, networks.settingsOf(r, { endpoints: endpoints.get(r.Id) ?? [], network }) as NetworkSettingsView)));
   });
 
   router.post("/containers/prune", async (ctx) => {
