@@ -144,7 +144,7 @@ async function withPaused<T>(backend: Backend, id: string, pause: boolean, fn: (
 }
 
 /** The diff service's layer of what the container's snapshot changed over its parent. */
-async function diffLayer(backend: Backend, snapshotter: string, key: string, lease: string): Promise<{ mediaType: string; digest: string; size: number }> {
+export async function diffLayer(backend: Backend, snapshotter: string, key: string, lease: string): Promise<{ mediaType: string; digest: string; size: number }> {
   const svc = backend.images;
   const call = backend.call(lease);
   const { info } = await svc.snapshots.stat({ snapshotter, key }, call);
