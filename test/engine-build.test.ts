@@ -3,6 +3,8 @@
 // builds (and what a changed file re-runs), multi-stage COPY --from, build args, failures.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { request } from "node:http";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,6 +40,21 @@ function context(name: string, files: Record<string, string>): string {
 
 function build(dir: string, args: string[]): RunResult {
   return d.docker(["build", ...args, dir], undefined, { DOCKER_BUILDKIT: "0" });
+}
+
+/** POST /build with `dir` as a tar context, as raw HTTP. */
+function postContext(dir: string, query: string): Promise<{ status: number; body: string }> {
+  const tar = spawnSync("tar", ["-c", "-C", dir, "."], { maxBuffer: 64 << 20 });
+  assert.equal(tar.status, 0, String(tar.stderr));
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: d.dockerSocket, method: "POST", path: `/v1.41/build?${query}`, headers: { "Content-Type": "application/x-tar" } }, (res) => {
+      let body = "";
+      res.on("data", (c) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on("error", reject);
+    req.end(tar.stdout);
+  });
 }
 
 /** The step numbers whose output says ` ---> Using cache`. */
@@ -94,6 +111,16 @@ describe("docker build (classic)", () => {
     assert.deepEqual(cachedSteps(r.stdout), []);
   });
 
+  test("docker images lists build results, not the steps' images (those with -a)", () => {
+    const r = ok(build(context("untagged", { Dockerfile: "FROM busybox\nENV UNTAGGED=1\nLABEL x=y\n" }), ["-q"]), "untagged build");
+    const id = r.stdout.trim();
+    assert.match(id, /^sha256:[0-9a-f]{64}$/);
+    const listed = ok(d.docker(["images", "-q", "--no-trunc"]), "images").stdout.split("\n").filter(Boolean);
+    assert.ok(listed.includes(id), "the untagged result is listed");
+    const all = ok(d.docker(["images", "-a", "-q", "--no-trunc"]), "images -a").stdout.split("\n").filter(Boolean);
+    assert.ok(all.length > listed.length, "steps' images only with -a");
+  });
+
   test("a failing RUN exits with its code, names the step and leaves no container", () => {
     const dir = context("failing", { Dockerfile: "FROM busybox\nENV A=1\nRUN echo before; exit 3\nRUN echo never\n" });
     const r = build(dir, ["-t", "failing:1"]);
@@ -145,7 +172,7 @@ describe("docker build (classic)", () => {
     assert.match(unused.stdout, /\[Warning\] One or more build-args \[EXTRA\] were not consumed/);
   });
 
-  test("bad input: unknown instruction, missing COPY source, missing base image, ADD of a URL", () => {
+  test("bad input: unknown instruction, missing COPY source, missing base image, ADD of a URL", async () => {
     const unknown = build(context("bad1", { Dockerfile: "FROM busybox\nFROBNICATE x\n" }), []);
     assert.equal(unknown.code, 1);
     assert.match(unknown.stderr, /dockerfile parse error on line 2: unknown instruction: FROBNICATE/);
@@ -159,6 +186,22 @@ describe("docker build (classic)", () => {
     assert.match(noBase.stderr, /No such image: docker\.io\/library\/nosuch-image-here:latest/);
     const url = build(context("bad5", { Dockerfile: "FROM busybox\nADD http://example.invalid/x /x\n" }), []);
     assert.match(url.stderr, /ADD of a URL is not supported: Berth builds have no network access/);
+    const target = build(context("bad6", { Dockerfile: "FROM busybox AS one\n" }), ["--target", "two"]);
+    assert.match(target.stderr, /failed to reach build target two in Dockerfile/);
+    const noFile = await postContext(context("bad7", { "other.txt": "x" }), "t=x");
+    assert.equal(noFile.status, 400);
+    assert.equal(JSON.parse(noFile.body).message, "Cannot locate specified Dockerfile: Dockerfile");
+    const badArgs = await postContext(context("bad7", {}), "buildargs=%7Bnot-json");
+    assert.equal(badArgs.status, 400);
+    assert.match(JSON.parse(badArgs.body).message, /^invalid buildargs: /);
+    const shell = build(context("bad8", { Dockerfile: "FROM busybox\nSHELL /bin/bash -c\n" }), []);
+    assert.match(shell.stderr, /SHELL requires the arguments to be in JSON form/);
+    const chmod = build(context("bad9", { Dockerfile: "FROM busybox\nCOPY --chmod=abc Dockerfile /x\n" }), []);
+    assert.match(chmod.stderr, /invalid chmod parameter: abc/);
+    const noFrom = build(context("bad10", { Dockerfile: "RUN echo hi\n" }), []);
+    assert.match(noFrom.stderr, /dockerfile parse error on line 1: no build stage in current context/);
+    const quote = build(context("bad11", { Dockerfile: "FROM busybox\nENV A=\"open\n" }), []);
+    assert.match(quote.stderr, /unexpected end of statement while looking for matching "/);
     assert.equal(d.docker(["ps", "-aq"]).stdout, "");
   });
 });

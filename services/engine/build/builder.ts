@@ -25,7 +25,7 @@ import { follow, LogCursor } from "../containers/logfile.ts";
 import { setName } from "../images/tagging.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
-import { findCached, loadImage, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
+import { findCached, loadImage, markResult, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
 import { archiveCompression, copyTree, destinationIn, hashSources, selectSources, unpackArchive, type Owner, type Selected } from "./sources.ts";
 
 export interface BuildOptions {
@@ -147,8 +147,11 @@ export class Build {
     if (!result.id) throw new BuildFailure("No image was generated. Is your Dockerfile empty?");
     const unused = Object.keys(this.options.buildArgs).filter((a) => !this.usedArgs.has(a) && !predefinedArgs.has(a));
     if (unused.length > 0) this.say(`[Warning] One or more build-args [${unused.join(" ")}] were not consumed\n`);
+    await markResult(this.backend, result);
     this.out.aux({ ID: result.id });
     this.say(`Successfully built ${shortId(result.id)}\n`);
+    // Quiet: the id is the only text (the CLI prints the stream it buffered).
+    if (this.options.quiet) this.out.stream(`${result.id}\n`);
     for (const tag of this.options.tags) {
       const name = normalizeDockerRef(tag);
       await setName(this.backend.images, name, result.target!);

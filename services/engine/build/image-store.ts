@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { writeBlob } from "../../../core/content-client.ts";
 import { descriptorJson, goJson, type Descriptor } from "../../../core/image/manifest.ts";
 import { childGcLabel, mediaTypes } from "../../../core/image/media-types.ts";
-import { isAlreadyExists } from "../../../core/grpc-status.ts";
+import { isAlreadyExists, isNotFound } from "../../../core/grpc-status.ts";
 import type { Backend } from "../backend.ts";
 import { danglingPrefix, imageCatalog, toDescriptor } from "../images/catalog.ts";
 import { findImage } from "../containers/image.ts";
@@ -92,4 +92,27 @@ export async function storeImage(backend: Backend, lease: string, image: BuildIm
     if (!isAlreadyExists(err)) throw err;
   }
   return { ...image, id: configDesc.digest, target: { mediaType: image.manifestType, digest: written.digest, size: manifestBytes.length } };
+}
+
+/** The label a build's result carries: it is listed by `docker images`, whereas the steps' images are not (as Docker hides intermediate images). */
+export const buildResultLabel = "berth.build.result";
+
+/** Marks the image a build produced (its step image may have been cached from a build where it was intermediate). */
+export async function markResult(backend: Backend, image: BuildImage): Promise<void> {
+  if (!image.target) return;
+  const name = `${danglingPrefix}${image.target.digest}`;
+  let record;
+  try {
+    record = (await backend.images.images.get({ name }, backend.call())).image;
+  } catch (err) {
+    if (isNotFound(err)) return; // not a build's image (FROM x alone): nothing to mark
+    throw err;
+  }
+  if (!record || record.labels[buildResultLabel]) return;
+  await backend.images.images.update({ image: { ...record, labels: { ...record.labels, [buildResultLabel]: "true" } }, updateMask: ["labels"] }, backend.call());
+}
+
+/** Whether an image is only a build step's (untagged, made by a build, never its result): left out of `docker images` unless -a. */
+export function isBuildIntermediate(image: { repoTags: string[]; records: { labels: Record<string, string> }[] }): boolean {
+  return image.repoTags.length === 0 && image.records.every((r) => r.labels[cacheKeyLabel] && !r.labels[buildResultLabel]);
 }
