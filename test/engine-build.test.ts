@@ -121,6 +121,35 @@ describe("docker build (classic)", () => {
     assert.ok(all.length > listed.length, "steps' images only with -a");
   });
 
+  test("ADD unpacks a local tar; COPY --chown and --chmod set owner and mode", () => {
+    const dir = context("add", { Dockerfile: "FROM busybox\nADD pack.tar /unpacked/\nCOPY --chown=1234:5678 --chmod=640 data.txt /owned\n", "data.txt": "d\n", "inner/a.txt": "inside\n" });
+    const tar = spawnSync("tar", ["-c", "-f", join(dir, "pack.tar"), "-C", join(dir, "inner"), "a.txt"]);
+    assert.equal(tar.status, 0, String(tar.stderr));
+    ok(build(dir, ["-t", "add:1"]), "build");
+    assert.equal(ok(d.docker(["run", "--rm", "add:1", "sh", "-c", "cat /unpacked/a.txt; stat -c '%u:%g %a' /owned"]), "run").stdout, "inside\n1234:5678 640\n");
+  });
+
+  test("the server applies a context's .dockerignore itself (a client that sends everything)", async () => {
+    const dir = context("ignored", { Dockerfile: "FROM busybox\nCOPY . /ctx/\n", ".dockerignore": "secret*\n", "secret.txt": "no\n", "kept.txt": "yes\n" });
+    const r = await postContext(dir, "t=ignored:1");
+    assert.equal(r.status, 200);
+    assert.match(r.body, /Successfully tagged ignored:1/);
+    assert.equal(ok(d.docker(["run", "--rm", "ignored:1", "ls", "/ctx"]), "run").stdout, "Dockerfile\nkept.txt\n");
+  });
+
+  test("berth build sends what .dockerignore keeps and shows the steps, cache hits marked", () => {
+    const dir = context("berth", { Dockerfile: "FROM busybox\nCOPY . /ctx/\nRUN ls /ctx > /listing\n", ".dockerignore": "*.log\n", "app.txt": "a\n", "debug.log": "noise\n" });
+    const first = ok(d.berth(["build", "-t", "viaberth:1", dir]), "berth build");
+    assert.match(first.stdout, /^Step 3\/3 : RUN ls \/ctx > \/listing$/m);
+    assert.match(first.stdout, /^Successfully tagged viaberth:1$/m);
+    assert.equal(ok(d.docker(["run", "--rm", "viaberth:1", "cat", "/listing"]), "run").stdout, "Dockerfile\napp.txt\n");
+    writeFileSync(join(dir, "debug.log"), "more noise\n");
+    const again = ok(d.berth(["build", "-t", "viaberth:1", dir]), "berth rebuild");
+    assert.deepEqual(cachedSteps(again.stdout), [2, 3], "an ignored file does not break the cache");
+    const quiet = ok(d.berth(["build", "-q", dir]), "berth build -q");
+    assert.match(quiet.stdout, /^sha256:[0-9a-f]{64}\n$/);
+  });
+
   test("a failing RUN exits with its code, names the step and leaves no container", () => {
     const dir = context("failing", { Dockerfile: "FROM busybox\nENV A=1\nRUN echo before; exit 3\nRUN echo never\n" });
     const r = build(dir, ["-t", "failing:1"]);

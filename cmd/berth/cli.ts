@@ -17,6 +17,7 @@ import { commands as logsCommands } from "./commands/logs.ts";
 import { commands as inspectCommands } from "./commands/inspect.ts";
 import { commands as archiveCommands } from "./commands/archive.ts";
 import { commands as contextCommands } from "./commands/context.ts";
+import { commands as buildCommands } from "./commands/build.ts";
 
 /** Every command's implementation, by name. */
 const implementations: CommandModule = {
@@ -30,6 +31,7 @@ const implementations: CommandModule = {
   ...inspectCommands,
   ...archiveCommands,
   ...contextCommands,
+  ...buildCommands,
 };
 
 /** The one-line description `berth --help` shows for each command, in its order. */
@@ -67,6 +69,7 @@ const commands: Record<string, string> = {
   save: "Save one or more images to a tar archive (streamed to STDOUT by default)",
   load: "Load an image from a tar archive or STDIN",
   history: "Show the history of an image",
+  build: "Build an image from a Dockerfile",
   "image prune": "Remove unused images",
   cp: "Copy files/folders between a container and the local filesystem",
   commit: "Create a new image from a container's changes",
