@@ -9,6 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import { blobInfo } from "../../../core/content-client.ts";
+import { chainId } from "../../../core/image/chain-id.ts";
 import { labels as wellKnown, mediaTypes } from "../../../core/image/media-types.ts";
 import { withLease } from "../../../core/image/lease.ts";
 import { normalizeDockerRef } from "../../../core/image/reference.ts";
@@ -65,6 +66,9 @@ interface StageState {
 }
 
 const defaultShell = ["/bin/sh", "-c"];
+
+/** Build layers stay uncompressed: compressing is most of a COPY's cost, and a push can compress. */
+const layerMediaType = mediaTypes.ociLayer;
 
 /** The Dockerfile read from the context and split into stages; everything wrong with it is a 400 before any output. */
 export function planBuild(contextDir: string, options: BuildOptions): { stages: Stage[]; globals: Instruction[]; escape: string; last: number } {
@@ -332,7 +336,7 @@ export class Build {
     document.created = now;
     document.rootfs = { type: "layers", diff_ids: [...(document.rootfs?.diff_ids ?? []), diffId] };
     document.history = [...(document.history ?? []), { created: now, created_by: createdBy }];
-    const mediaType = parent.manifestType === mediaTypes.dockerManifest ? mediaTypes.dockerLayerGzip : layer.mediaType;
+    const mediaType = parent.manifestType === mediaTypes.dockerManifest ? (layer.mediaType === mediaTypes.ociLayer ? mediaTypes.dockerLayer : mediaTypes.dockerLayerGzip) : layer.mediaType;
     return storeImage(this.backend, lease, { ...parent, document, layers: [...parent.layers, { mediaType, digest: layer.digest, size: layer.size }] }, key);
   }
 
@@ -373,7 +377,7 @@ export class Build {
         throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
       }
       return await withLease(this.backend.images, undefined, async (lease) => {
-        const layer = await diffLayer(this.backend, snapshotter, id, lease);
+        const layer = await diffLayer(this.backend, snapshotter, id, lease, layerMediaType);
         return this.withLayer(parent, layer, createdBy, this.key(parent, createdBy), lease);
       });
     } finally {
@@ -409,10 +413,11 @@ export class Build {
       if (hit) return hit;
       const destIsDir = dest.endsWith("/") || selected.length > 1 || sourceNames.length > 1;
       return withLease(this.backend.images, undefined, async (lease) => {
-        let chainId = "";
-        if (parent.id) chainId = await unpackedChainId(this.backend, await findImage(this.backend, parent.id), lease);
+        let parentChain = "";
+        if (parent.id) parentChain = await unpackedChainId(this.backend, await findImage(this.backend, parent.id), lease);
         const key = `build-copy-${randomBytes(8).toString("hex")}`;
-        const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: chainId, lease });
+        let committed = false;
+        const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: parentChain, lease });
         const target = await mkdtemp(join(tmpdir(), "berth-build-"));
         try {
           const owner: Owner | undefined = chown ? await userInRootfs(mounts, chown).catch((err: Error) => {
@@ -424,10 +429,17 @@ export class Build {
           } finally {
             await unmountAll(target, { detachBusy: true });
           }
-          const layer = await diffLayer(this.backend, snapshotter, key, lease);
-          return await this.withLayer(parent, layer, createdBy, this.key(parent, keyText), lease);
+          const layer = await diffLayer(this.backend, snapshotter, key, lease, layerMediaType);
+          const image = await this.withLayer(parent, layer, createdBy, this.key(parent, keyText), lease);
+          // The snapshot is the new image's rootfs already: committed under its chain id, the
+          // next step finds it instead of unpacking the layer just made.
+          committed = await this.backend.images.snapshots.commit({ snapshotter, name: chainId(image.document.rootfs!.diff_ids), key, labels: {} }, this.backend.call(lease)).then(
+            () => true,
+            () => false,
+          );
+          return image;
         } finally {
-          await this.backend.images.snapshots.remove({ snapshotter, key }, this.backend.call(lease)).catch(() => undefined);
+          if (!committed) await this.backend.images.snapshots.remove({ snapshotter, key }, this.backend.call(lease)).catch(() => undefined);
           await rm(target, { recursive: true, force: true });
         }
       });

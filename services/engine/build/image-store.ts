@@ -62,7 +62,7 @@ export async function loadImage(backend: Backend, ref: string): Promise<BuildIma
 
 /** The image an earlier build stored for `key`, if it is still there. */
 export async function findCached(backend: Backend, key: string): Promise<BuildImage | undefined> {
-  const { images } = await backend.images.images.list({ filters: [] }, backend.call());
+  const { images } = await backend.images.images.list({ filters: [`labels."${cacheKeyLabel}"==${key}`] }, backend.call());
   const record = images.find((image) => image.labels[cacheKeyLabel] === key && image.target);
   if (!record) return undefined;
   try {
