@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import { blobInfo } from "../../../core/content-client.ts";
 import { chainId } from "../../../core/image/chain-id.ts";
+import { isNotFound } from "../../../core/grpc-status.ts";
 import { labels as wellKnown, mediaTypes } from "../../../core/image/media-types.ts";
 import { withLease } from "../../../core/image/lease.ts";
 import { normalizeDockerRef } from "../../../core/image/reference.ts";
@@ -19,7 +20,8 @@ import { mergeEnv } from "../../../core/oci/spec.ts";
 import type { Backend } from "../backend.ts";
 import { badRequest, httpErrorOf, serverError } from "../http.ts";
 import { diffLayer } from "../archive/commit.ts";
-import { findImage, snapshotter, unpackedChainId } from "../containers/image.ts";
+import { snapshotter } from "../containers/image.ts";
+import { unpackImage } from "../../../core/image/unpack.ts";
 import type { ContainerManager } from "../containers/lifecycle.ts";
 import { userInRootfs } from "../containers/rootfs-files.ts";
 import { follow, LogCursor } from "../containers/logfile.ts";
@@ -158,10 +160,34 @@ export class Build {
     if (this.options.quiet) this.out.stream(`${result.id}\n`);
     for (const tag of this.options.tags) {
       const name = normalizeDockerRef(tag);
-      await setName(this.backend.images, name, result.target!);
+      if ((await this.currentTarget(name)) !== result.target!.digest) await setName(this.backend.images, name, result.target!);
       this.say(`Successfully tagged ${familiarRef(name)}\n`);
     }
     return result.id;
+  }
+
+  /** The manifest digest `name` points at now, if it exists (a rebuild that changed nothing leaves the tag alone). */
+  private async currentTarget(name: string): Promise<string | undefined> {
+    try {
+      return (await this.backend.images.images.get({ name }, this.backend.call())).image?.target?.digest;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** The image's top snapshot, unpacking it unless a step (or an earlier unpack) left it there. */
+  private async unpacked(image: BuildImage, lease: string): Promise<string> {
+    const top = chainId(image.document.rootfs?.diff_ids ?? []);
+    if (!top) return "";
+    try {
+      await this.backend.images.snapshots.stat({ snapshotter, key: top }, this.backend.call(lease));
+      return top;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    if (!image.target) throw serverError(`image ${image.id} has no stored manifest to unpack`);
+    return (await unpackImage(this.backend.images, image.target, { snapshotter, lease })).chainId;
   }
 
   private announce(step: Instruction): void {
@@ -414,7 +440,7 @@ export class Build {
       const destIsDir = dest.endsWith("/") || selected.length > 1 || sourceNames.length > 1;
       return withLease(this.backend.images, undefined, async (lease) => {
         let parentChain = "";
-        if (parent.id) parentChain = await unpackedChainId(this.backend, await findImage(this.backend, parent.id), lease);
+        if (parent.id) parentChain = await this.unpacked(parent, lease);
         const key = `build-copy-${randomBytes(8).toString("hex")}`;
         let committed = false;
         const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: parentChain, lease });
@@ -488,9 +514,9 @@ export class Build {
     }
     if (!image.id) throw new BuildFailure(`COPY --from=${from}: the stage has no files (FROM scratch with no steps)`);
     return withLease(this.backend.images, undefined, async (lease) => {
-      const chainId = await unpackedChainId(this.backend, await findImage(this.backend, image.id), lease);
+      const top = await this.unpacked(image, lease);
       const key = `build-from-${randomBytes(8).toString("hex")}`;
-      const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: chainId, lease, readOnly: true });
+      const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: top, lease, readOnly: true });
       const root = await mkdtemp(join(tmpdir(), "berth-build-from-"));
       try {
         await mountAll(mounts, root);
