@@ -14,11 +14,13 @@ import { skopeoArchives } from "./fixtures/archives.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 
 let d: Daemon;
+/** Small, so a test can go over it cheaply. */
+const contextLimit = 4 << 20;
 let work: string;
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-engine-build-"));
-  d = await startDaemon();
+  d = await startDaemon({ env: { BERTH_BUILD_CONTEXT_MAX_BYTES: String(contextLimit) } });
   ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
 });
 
@@ -220,6 +222,10 @@ describe("docker build (classic)", () => {
     const noFile = await postContext(context("bad7", { "other.txt": "x" }), "t=x");
     assert.equal(noFile.status, 400);
     assert.equal(JSON.parse(noFile.body).message, "Cannot locate specified Dockerfile: Dockerfile");
+    const big = context("bad12", { Dockerfile: "FROM busybox\n", "big.bin": "x".repeat(contextLimit + 1) });
+    const tooBig = await postContext(big, "");
+    assert.equal(tooBig.status, 400);
+    assert.equal(JSON.parse(tooBig.body).message, `the build context is larger than the ${contextLimit} bytes this daemon accepts (BERTH_BUILD_CONTEXT_MAX_BYTES)`);
     const badArgs = await postContext(context("bad7", {}), "buildargs=%7Bnot-json");
     assert.equal(badArgs.status, 400);
     assert.match(JSON.parse(badArgs.body).message, /^invalid buildargs: /);

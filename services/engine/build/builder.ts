@@ -44,6 +44,8 @@ export interface BuildOptions {
 export interface BuildOutput {
   stream(text: string): void;
   aux(value: unknown): void;
+  /** The client went away: the build stops before its next step. */
+  closed(): boolean;
 }
 
 /** A build that failed after the stream started: `code` is what the CLI exits with. */
@@ -191,6 +193,7 @@ export class Build {
   }
 
   private announce(step: Instruction): void {
+    if (this.out.closed()) throw new BuildFailure("the client closed the connection: build cancelled");
     this.stepNumber++;
     this.say(`Step ${this.stepNumber}/${this.stepCount} : ${step.original}\n`);
   }

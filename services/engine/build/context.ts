@@ -15,13 +15,37 @@ import { badRequest } from "../http.ts";
 // A CommonJS module whose types declare an ES default export: at run time the import is the factory itself.
 const ignore = dockerignore as unknown as typeof dockerignore.default;
 
+/** The largest context a build accepts (BERTH_BUILD_CONTEXT_MAX_BYTES; 4 GiB by default). */
+export function contextLimit(): number {
+  const text = process.env.BERTH_BUILD_CONTEXT_MAX_BYTES;
+  return text && /^\d+$/.test(text) ? Number(text) : 4 * 1024 ** 3;
+}
+
+class ContextTooLarge extends Error {}
+
+/**
+ * The body, ending in an error once it passed `limit` bytes. The rest is read and dropped
+ * first, so the client, which is still sending, gets the error reply and not a reset.
+ */
+async function* limited(body: ByteSource, limit: number): AsyncGenerator<Uint8Array> {
+  let total = 0;
+  let over = false;
+  for await (const chunk of body) {
+    total += chunk.byteLength;
+    if (total > limit) over = true;
+    if (!over) yield chunk;
+  }
+  if (over) throw new ContextTooLarge(`the build context is larger than the ${limit} bytes this daemon accepts (BERTH_BUILD_CONTEXT_MAX_BYTES)`);
+}
+
 /** Extracts the context; the caller removes the directory. */
 export async function extractContext(body: ByteSource, dockerfile: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "berth-build-context-"));
   try {
-    await applyTar(readTar(body, { perEntry: 1 << 20, perArchive: Number.MAX_SAFE_INTEGER }), { root: dir, whiteouts: "delete", sys: native });
+    await applyTar(readTar(limited(body, contextLimit()), { perEntry: 1 << 20, perArchive: Number.MAX_SAFE_INTEGER }), { root: dir, whiteouts: "delete", sys: native });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
+    if (err instanceof ContextTooLarge || (err as Error).message.includes("BERTH_BUILD_CONTEXT_MAX_BYTES")) throw badRequest((err as Error).message.replace(/^.*?(the build context is larger)/, "$1"));
     throw badRequest(`cannot read the build context: ${(err as Error).message}`);
   }
   applyDockerignore(dir, dockerfile);

@@ -54,6 +54,7 @@ export function registerBuildRoutes(router: Router, backend: Backend): void {
       const build = new Build(backend, manager, contextDir, options, {
         stream: (text) => stream.write({ stream: text }),
         aux: (value) => stream.write({ aux: value }),
+        closed: () => stream.closed,
       });
       try {
         await build.run();
