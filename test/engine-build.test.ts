@@ -183,6 +183,9 @@ describe("docker build (classic)", () => {
     assert.equal(ok(d.docker(["run", "--rm", "multi:1"]), "run").stdout, "made\n");
     assert.equal(ok(d.docker(["run", "--rm", "multi:1", "sub/inner"]), "run").stdout, "deep\n");
     assert.equal(ok(d.docker(["run", "--rm", "--entrypoint", "id", "multi:1", "-u"]), "run id").stdout, "1000\n");
+    const other = context("multi-image", { Dockerfile: "FROM busybox\nFROM scratch\nCOPY --from=busybox /bin/busybox /bin/busybox\nCOPY --from=0 /bin/busybox /bin/sh\nCMD [\"/bin/busybox\", \"echo\", \"from an image\"]\n" });
+    ok(build(other, ["-t", "multi:image"]), "COPY --from an image and a stage index, FROM scratch");
+    assert.equal(ok(d.docker(["run", "--rm", "multi:image"]), "run").stdout, "from an image\n");
     const t = ok(build(dir, ["--target", "maker", "-t", "multi:maker"]), "--target build");
     assert.match(t.stdout, /^Step 1\/3 : FROM busybox AS maker$/m);
     assert.doesNotMatch(t.stdout, /Step 4/);
