@@ -7,9 +7,11 @@
 //    snapshots) retired, median of BENCH_COLD_RUNS;
 //  - call by call: ctr under strace (bench/ctr-trace.ts), median per call of
 //    BENCH_TRACE_RUNS runs, grouped by service, with ctr's own time between calls.
+// BENCH_BASELINE=<checkout> adds a second Berth from that checkout's dist/ (built
+// there), run in the same rounds: a before/after comparison that load hits alike.
 // Results in bench/results/run-latency.md. Cleans up everything even on failure.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { containerdInstalled, startContainerd, type RunningDaemon } from "./daemons.ts";
@@ -26,11 +28,13 @@ const idleExitMs = Number(process.env.BENCH_IDLE_EXIT_MS ?? 3000);
 const image = "docker.io/library/busybox:latest";
 const namespace = `bench-run-latency-${process.pid}`;
 const onDemand = ["content", "images", "snapshots"];
+const baseline = process.env.BENCH_BASELINE;
 
 if (!containerdInstalled()) throw new Error("bench/run-latency.ts needs containerd (and ctr) installed");
 
 const base = mkdtempSync(join(tmpdir(), "berth-bench-run-latency-"));
 let berth: Daemon | undefined;
+let baselineBerth: Daemon | undefined;
 let containerd: RunningDaemon | undefined;
 let counter = 0;
 const nextId = (prefix: string) => `${prefix}-${++counter}`;
@@ -38,6 +42,8 @@ const nextId = (prefix: string) => `${prefix}-${++counter}`;
 interface Engine {
   name: string;
   address: () => string;
+  /** A Berth daemon (the cold figure is measured on it). */
+  daemon?: () => Daemon;
 }
 
 function ctrOk(engine: Engine, args: string[]): string {
@@ -70,10 +76,18 @@ const out = (line = "") => {
 
 try {
   const loadBefore = loadavg()[0]!;
-  berth = await startDaemon({ base: join(base, "berth"), env: { BERTH_LOG_LEVEL: "warn", BERTH_IDLE_EXIT_MS: String(idleExitMs) } });
+  const env = { BERTH_LOG_LEVEL: "warn", BERTH_IDLE_EXIT_MS: String(idleExitMs) };
+  berth = await startDaemon({ base: join(base, "berth"), env });
+  if (baseline) {
+    const launcher = join(base, "baseline-berthd");
+    writeFileSync(launcher, `#!/bin/sh\nexec ${process.execPath} ${join(baseline, "dist", "berthd.js")} "$@"\n`);
+    chmodSync(launcher, 0o755);
+    baselineBerth = await startDaemon({ base: join(base, "baseline"), env, launcher });
+  }
   containerd = await startContainerd(join(base, "containerd"));
   const engines: Engine[] = [
-    { name: "berth", address: () => berth!.address },
+    { name: "berth", address: () => berth!.address, daemon: () => berth! },
+    ...(baselineBerth ? [{ name: "baseline", address: () => baselineBerth!.address, daemon: () => baselineBerth! }] : []),
     { name: "containerd", address: () => containerd!.address },
   ];
   const archive = skopeoArchives(mkdtempSync(join(base, "image-")), await buildBusyboxImage(), "busybox:latest").dockerArchive;
@@ -81,12 +95,15 @@ try {
   const run = (engine: Engine, prefix: string) => timed(() => ctrOk(engine, ["run", "--rm", image, nextId(prefix), "true"]));
 
   // Cold: every on-demand process gone (its socket removed as it retires) before the run.
-  const onDemandRunning = () => onDemand.some((name) => existsSync(join(berth!.state, "services", `${name}.sock`)));
-  const cold: number[] = [];
+  const cold = new Map<string, number[]>();
   for (let i = 0; i < coldRuns; i++) {
-    await waitUntil("the on-demand processes to retire", () => !onDemandRunning());
-    await waitUntil("the retired processes to exit", () => onDemand.every((name) => berth!.servicePid(name) === undefined));
-    cold.push(run(engines[0]!, "cold"));
+    for (const engine of engines) {
+      if (!engine.daemon) continue;
+      const daemon = engine.daemon();
+      await waitUntil("the on-demand processes to retire", () => onDemand.every((name) => !existsSync(join(daemon.state, "services", `${name}.sock`))));
+      await waitUntil("the retired processes to exit", () => onDemand.every((name) => daemon.servicePid(name) === undefined));
+      cold.set(engine.name, [...(cold.get(engine.name) ?? []), run(engine, "cold")]);
+    }
   }
 
   for (const engine of engines) run(engine, "warm");
@@ -116,16 +133,18 @@ try {
     }
   }
 
-  const [b, c] = [median(latency.get("berth")!), median(latency.get("containerd")!)];
-  out(`# \`ctr run --rm\` latency: Berth vs containerd (${new Date().toISOString()})`);
+  const names = engines.map((e) => e.name);
+  const warm = (name: string) => median(latency.get(name)!);
+  out(`# \`ctr run --rm\` latency: ${names.join(" vs ")} (${new Date().toISOString()})`);
   out();
-  out(`Command: \`node bench/run-latency.ts\` (runs ${runs}, cold runs ${coldRuns}, traced runs ${traceRuns}); ${cpus().length} CPUs, load ${loadBefore.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after`);
+  out(`Command: \`${baseline ? `BENCH_BASELINE=${baseline} ` : ""}node bench/run-latency.ts\` (runs ${runs}, cold runs ${coldRuns}, traced runs ${traceRuns}); ${cpus().length} CPUs, load ${loadBefore.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after`);
+  if (baseline) out(`"baseline" is Berth built from ${baseline}; "berth" is this checkout.`);
   out();
-  out("| measure | Berth | containerd | Berth / containerd |");
-  out("|---|---:|---:|---:|");
-  out(`| \`ctr run --rm IMAGE ID true\`, warm, median ms | ${ms(b)} | ${ms(c)} | ${(b / c).toFixed(2)}× |`);
-  out(`| same, warm, min / max ms | ${ms(Math.min(...latency.get("berth")!))} / ${ms(Math.max(...latency.get("berth")!))} | ${ms(Math.min(...latency.get("containerd")!))} / ${ms(Math.max(...latency.get("containerd")!))} | |`);
-  out(`| same, cold (content, images, snapshots retired first), median ms | ${ms(median(cold))} | | |`);
+  out(`| measure | ${names.join(" | ")} | berth / containerd |`);
+  out(`|---|${names.map(() => "---:|").join("")}---:|`);
+  out(`| \`ctr run --rm IMAGE ID true\`, warm, median ms | ${names.map((n) => ms(warm(n))).join(" | ")} | ${(warm("berth") / warm("containerd")).toFixed(2)}× |`);
+  out(`| same, warm, min / max ms | ${names.map((n) => `${ms(Math.min(...latency.get(n)!))} / ${ms(Math.max(...latency.get(n)!))}`).join(" | ")} | |`);
+  out(`| same, cold (content, images, snapshots retired first), median ms | ${names.map((n) => (cold.has(n) ? ms(median(cold.get(n)!)) : "")).join(" | ")} | |`);
   out();
   if (callOrder.length > 0) {
     const cellTimes = (engine: string, key: string) => perCall.get(engine)!.get(key) ?? [];
@@ -133,22 +152,23 @@ try {
     const sumOf = (engine: string, keys: string[]) => keys.reduce((total, key) => total + (cellTimes(engine, key).length ? median(cellTimes(engine, key)) : 0), 0);
     out(`## Call by call (ctr under strace; request to end of answer, median ms of ${traceRuns})`);
     out();
-    out("| call (k-th of its kind) | Berth | containerd |");
-    out("|---|---:|---:|");
-    for (const key of callOrder) out(`| ${key} | ${cell("berth", key)} | ${cell("containerd", key)} |`);
+    out(`| call (k-th of its kind) | ${names.join(" | ")} |`);
+    out(`|---|${names.map(() => "---:|").join("")}`);
+    for (const key of callOrder) out(`| ${key} | ${names.map((n) => cell(n, key)).join(" | ")} |`);
     const byService = new Map<string, string[]>();
     for (const key of callOrder) {
       const service = key.split("/")[0]!;
       byService.set(service, [...(byService.get(service) ?? []), key]);
     }
-    for (const [service, keys] of byService) out(`| sum: ${service} (${keys.length} calls) | ${ms(sumOf("berth", keys))} | ${ms(sumOf("containerd", keys))} |`);
-    out(`| sum of the medians | ${ms(sumOf("berth", callOrder))} | ${ms(sumOf("containerd", callOrder))} |`);
-    out(`| ctr between its calls, median | ${ms(median(between.get("berth")!))} | ${ms(median(between.get("containerd")!))} |`);
+    for (const [service, keys] of byService) out(`| sum: ${service} (${keys.length} calls) | ${names.map((n) => ms(sumOf(n, keys))).join(" | ")} |`);
+    out(`| sum of the medians | ${names.map((n) => ms(sumOf(n, callOrder))).join(" | ")} |`);
+    out(`| ctr between its calls, median | ${names.map((n) => ms(median(between.get(n)!))).join(" | ")} |`);
     out();
   }
   writeFileSync(join(repoRoot, "bench", "results", "run-latency.md"), `${report.join("\n")}\n`);
 } finally {
   await berth?.destroy();
+  await baselineBerth?.destroy();
   await containerd?.stop();
   // ctr's specs put each container in the cgroup /<namespace>: remove it in every hierarchy.
   for (const controller of existsSync("/sys/fs/cgroup") ? readdirSync("/sys/fs/cgroup") : []) {
