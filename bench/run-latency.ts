@@ -23,8 +23,8 @@ import { skopeoArchives } from "../test/fixtures/archives.ts";
 const runs = Number(process.env.BENCH_RUNS ?? 20);
 const coldRuns = Number(process.env.BENCH_COLD_RUNS ?? 3);
 const traceRuns = Number(process.env.BENCH_TRACE_RUNS ?? 10);
-// Short, so the cold figure does not wait long; still far above the gap between warm runs.
-const idleExitMs = Number(process.env.BENCH_IDLE_EXIT_MS ?? 3000);
+// Short, so the cold figure does not wait long; still above the gap between traced runs under load.
+const idleExitMs = Number(process.env.BENCH_IDLE_EXIT_MS ?? 8000);
 const image = "docker.io/library/busybox:latest";
 const namespace = `bench-run-latency-${process.pid}`;
 const onDemand = ["content", "images", "snapshots"];
