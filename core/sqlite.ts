@@ -19,7 +19,7 @@
 // containerd's bbolt fsyncs every commit; we trade power-loss durability of the last
 // few changes for not stalling every service behind the disk.
 import { closeSync, ftruncateSync, openSync, rmSync, writeSync } from "node:fs";
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { ensurePrivateFile, tightenIfPresent } from "./private-files.ts";
 
 export type Database = DatabaseSync;
@@ -33,6 +33,22 @@ export function openDatabase(file: string, schema: string): DatabaseSync {
   db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;");
   db.exec(schema);
   return db;
+}
+
+const statements = new WeakMap<DatabaseSync, Map<string, StatementSync>>();
+
+/**
+ * `sql` prepared on `db` once, then reused: preparing took ~60 µs of a ~250 µs
+ * Content/Info, on every call. Callers must not change its settings (setReadBigInts
+ * and the like would reach every other user of the same SQL): such a statement is
+ * prepared, and kept, by its owner.
+ */
+export function cachedStatement(db: DatabaseSync, sql: string): StatementSync {
+  let cache = statements.get(db);
+  if (!cache) statements.set(db, (cache = new Map()));
+  let statement = cache.get(sql);
+  if (!statement) cache.set(sql, (statement = db.prepare(sql)));
+  return statement;
 }
 
 /**
