@@ -15,7 +15,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { notFound } from "./errors.ts";
-import { keepReserve, openDatabase, transaction, type Database } from "./sqlite.ts";
+import { cachedStatement, keepReserve, openDatabase, transaction, type Database } from "./sqlite.ts";
 
 export type { Database };
 
@@ -106,7 +106,7 @@ const ensureNamespaceSql = "INSERT OR IGNORE INTO namespaces (name, labels, crea
  * namespace, so that write and namespace are one atomic step (see the header).
  */
 export function ensureNamespace(db: Database, namespace: string): void {
-  db.prepare(ensureNamespaceSql).run(namespace, Date.now());
+  cachedStatement(db, ensureNamespaceSql).run(namespace, Date.now());
 }
 
 /** A lease resource type: "content", "ingests" or "snapshots/<snapshotter>". */
@@ -117,9 +117,9 @@ export interface LeaseResource {
 
 /** Adds the resource to the lease; NOT_FOUND when the lease does not exist. Idempotent. */
 export function addLeaseResource(db: Database, namespace: string, lease: string, resource: LeaseResource): void {
-  const exists = db.prepare("SELECT 1 FROM leases WHERE namespace = ? AND id = ?").get(namespace, lease);
+  const exists = cachedStatement(db, "SELECT 1 FROM leases WHERE namespace = ? AND id = ?").get(namespace, lease);
   if (!exists) throw notFound(`lease "${lease}"`);
-  db.prepare("INSERT OR IGNORE INTO lease_resources (namespace, lease, type, id) VALUES (?, ?, ?, ?)").run(
+  cachedStatement(db, "INSERT OR IGNORE INTO lease_resources (namespace, lease, type, id) VALUES (?, ?, ?, ?)").run(
     namespace,
     lease,
     resource.type,
@@ -129,7 +129,7 @@ export function addLeaseResource(db: Database, namespace: string, lease: string,
 
 /** Drops the resource from the lease; a missing lease or resource is harmless. */
 export function removeLeaseResource(db: Database, namespace: string, lease: string, resource: LeaseResource): void {
-  db.prepare("DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?").run(
+  cachedStatement(db, "DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?").run(
     namespace,
     lease,
     resource.type,

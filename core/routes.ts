@@ -19,6 +19,13 @@ export interface ProcessSpec {
    * (a process that holds no state between calls and is rarely used costs nothing idle).
    */
   onDemand?: boolean;
+  /**
+   * On-demand processes a public call that starts this one starts beside it, because
+   * the client goes on to them next: `ctr run` calls images, then content, then
+   * snapshots, and paid three process starts one after the other (~0.5 s after idle);
+   * side by side they overlap. Each retires on its own when idle.
+   */
+  startsAlong?: readonly string[];
 }
 
 /** The socket name of what berthd serves in-process. */
@@ -38,6 +45,7 @@ export const processTable: readonly ProcessSpec[] = [
     name: "images",
     services: ["containerd.services.images.v1.Images"],
     onDemand: true,
+    startsAlong: ["content", "snapshots"],
   },
   {
     name: "snapshots",

@@ -38,15 +38,17 @@ export function openDatabase(file: string, schema: string): DatabaseSync {
 const statements = new WeakMap<DatabaseSync, Map<string, StatementSync>>();
 
 /**
- * The database's prepared statement for `sql`, compiled once and reused: preparing costs
- * more than running a small indexed query (a list that asks once per row pays it per row).
+ * `sql` prepared on `db` once, then reused: preparing took ~60 µs of a ~250 µs
+ * Content/Info, on every call. Callers must not change its settings (setReadBigInts
+ * and the like would reach every other user of the same SQL): such a statement is
+ * prepared, and kept, by its owner.
  */
-export function statement(db: DatabaseSync, sql: string): StatementSync {
+export function cachedStatement(db: DatabaseSync, sql: string): StatementSync {
   let cache = statements.get(db);
   if (!cache) statements.set(db, (cache = new Map()));
-  let prepared = cache.get(sql);
-  if (!prepared) cache.set(sql, (prepared = db.prepare(sql)));
-  return prepared;
+  let statement = cache.get(sql);
+  if (!statement) cache.set(sql, (statement = db.prepare(sql)));
+  return statement;
 }
 
 /**

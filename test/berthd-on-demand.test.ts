@@ -80,6 +80,17 @@ describe("processes started on demand", () => {
     }
   });
 
+  test("a public call that starts images starts content and snapshots beside it (ctr run calls them next); an internal one does not", async () => {
+    await allIdle(d);
+    ok(d.ctr(["images", "ls"]), "ctr images ls");
+    await until("content and snapshots started along with images", () => Boolean(d.servicePid("content") && d.servicePid("snapshots")), d);
+    await allIdle(d);
+    const images = onDemandClient(ImagesDefinition, d.state, "images");
+    assert.deepEqual((await images.list({ filters: [] }, inNamespace("default"))).images, []);
+    assert.equal(d.servicePid("snapshots"), undefined, "a process inside Berth starts only what it calls");
+    await allIdle(d);
+  });
+
   test("a client inside Berth has berthd start an idle process, and again after it exited", async () => {
     await allIdle(d);
     const images = onDemandClient(ImagesDefinition, d.state, "images");

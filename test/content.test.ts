@@ -5,7 +5,7 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, rmSync, statSync, truncateSync } from "node:fs";
 import { join } from "node:path";
 import { ClientError, Status } from "nice-grpc";
 import { grpcError, ok, startDaemon, sleep, type Daemon } from "./harness.ts";
@@ -282,6 +282,23 @@ describe("content service", () => {
     // A size running past the end is cut at the end.
     assert.ok((await readAll(client, "default", digest, data.length - 10, 100)).data.equals(data.subarray(data.length - 10)));
     assert.equal((await readAll(client, "default", digest, data.length, 0)).data.length, 0);
+  });
+
+  test("Read of a small blob (synchronous path) and of a large one: whole, ranges, a file cut short or gone", async () => {
+    const small = randomBytes(4096);
+    const large = randomBytes(MiB + 7);
+    for (const [ref, data] of [["read-small", small], ["read-large", large]] as const) {
+      await ingest(client, "default", ref, data);
+      const digest = sha256(data);
+      assert.ok((await readAll(client, "default", digest)).data.equals(data));
+      assert.ok((await readAll(client, "default", digest, 100, 50)).data.equals(data.subarray(100, 150)));
+      const file = join(d.root, "content", "blobs", "sha256", hexOf(digest));
+      truncateSync(file, data.length - 10);
+      await rejectsWith(readAll(client, "default", digest), Status.OUT_OF_RANGE, /shorter than its recorded size/);
+      rmSync(file);
+      await rejectsWith(readAll(client, "default", digest), Status.NOT_FOUND, /not found/);
+      await client.delete({ digest }, inNamespace("default"));
+    }
   });
 
   test("namespaces are separate; a blob shared in the store is linked, and removed with its last row", async () => {

@@ -3,7 +3,7 @@
 // veth, namespace, rule, lease or cached result behind.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFile, execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -136,6 +136,25 @@ test("25 create/start/remove cycles of a container publishing a port leave nothi
     const id = ok(d.docker(["run", "-d", "--network", "life", "-p", `${port}:80`, "busybox", "sleep", "60"]), `cycle ${i}`).stdout.trim();
     ok(d.docker(["rm", "-f", id]), `rm ${i}`);
   }
+  assert.deepEqual(leftovers(), []);
+  assert.deepEqual((await api(d, "GET", "/networks/life")).json.Containers, {});
+});
+
+test("200 networked containers started and removed, 8 at a time, leave no veth, namespace, rule or address behind", async () => {
+  const env = { ...process.env, DOCKER_HOST: `unix://${d.dockerSocket}`, DOCKER_CONFIG: join(d.base, "docker-config") };
+  const docker = (args: string[]) =>
+    new Promise<string>((resolve, reject) =>
+      execFile("docker", args, { env }, (err, stdout, stderr) => (err ? reject(new Error(`docker ${args.join(" ")}: ${stderr || err.message}`)) : resolve(stdout))),
+    );
+  let next = 0;
+  const worker = async () => {
+    while (next < 200) {
+      next++;
+      const id = (await docker(["run", "-d", "--network", "life", "busybox", "sleep", "60"])).trim();
+      await docker(["rm", "-f", id]);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
   assert.deepEqual(leftovers(), []);
   assert.deepEqual((await api(d, "GET", "/networks/life")).json.Containers, {});
 });

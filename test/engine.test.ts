@@ -80,3 +80,17 @@ test("a huge request header is refused with 431 and the engine keeps serving", a
   assert.equal(huge.status, 431);
   assert.equal((await http("GET", "/version")).status, 200);
 });
+
+test("a request body over the limit is a 400 that names the limit, and nothing is created", async () => {
+  const body = JSON.stringify({ Image: "busybox", Cmd: ["true"], Labels: { big: "x".repeat(9 * 1024 * 1024) } });
+  const r = await http("POST", "/containers/create?name=too-big", { body, headers: { "Content-Type": "application/json" } });
+  assert.equal(r.status, 400);
+  assert.match(JSON.parse(r.body).message, /request body is larger than 8388608 bytes/);
+  assert.equal((await http("GET", "/containers/too-big/json")).status, 404);
+});
+
+test("malformed JSON is a 400 naming the problem", async () => {
+  const r = await http("POST", "/containers/create", { body: "{not json", headers: { "Content-Type": "application/json" } });
+  assert.equal(r.status, 400);
+  assert.match(JSON.parse(r.body).message, /invalid JSON/);
+});

@@ -26,6 +26,8 @@ export interface DaemonOptions {
   base?: string;
   /** An executable that starts berthd (a launcher), instead of `node dist/berthd.js`. */
   launcher?: string;
+  /** More berthd flags. */
+  args?: string[];
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -39,9 +41,11 @@ export class Daemon {
   private output = "";
   private readonly env: NodeJS.ProcessEnv;
   private readonly launcher: string | undefined;
+  private readonly args: string[];
 
   constructor(options: DaemonOptions = {}) {
     this.launcher = options.launcher;
+    this.args = options.args ?? [];
     this.base = options.base ?? mkdtempSync(join(tmpdir(), "berth-test-"));
     this.root = join(this.base, "root");
     this.state = join(this.base, "state");
@@ -59,7 +63,7 @@ export class Daemon {
   }
 
   async start(): Promise<this> {
-    const paths = ["--root", this.root, "--state", this.state];
+    const paths = ["--root", this.root, "--state", this.state, ...this.args];
     const [command, args] = this.launcher ? [this.launcher, paths] : [process.execPath, [join(distDir, "berthd.js"), ...paths]];
     const proc = spawn(command, args, {
       env: this.env,

@@ -68,7 +68,7 @@ describe("launchers", () => {
 
   test("installing again replaces the launchers and leaves no temp files", () => {
     ok(run("sh", [installer, bin]), "second install");
-    assert.deepEqual(readdirSync(bin).sort(), ["berthctl", "berthd"]);
+    assert.deepEqual(readdirSync(bin).sort(), ["berth", "berthctl", "berthd"]);
     assert.match(readFileSync(join(bin, "berthd"), "utf8"), new RegExp(`^#!/bin/sh\n(?:#.*\n)*exec '[^']+/node' ${berthdNodeFlags.join(" ")} '[^']+/dist/berthd\\.js' "\\$@"\n$`));
   });
 

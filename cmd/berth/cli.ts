@@ -19,6 +19,7 @@ import { commands as archiveCommands } from "./commands/archive.ts";
 import { commands as contextCommands } from "./commands/context.ts";
 import { commands as networkCommands } from "./commands/networks.ts";
 import { commands as volumeCommands } from "./commands/volumes.ts";
+import { commands as buildCommands } from "./commands/build.ts";
 
 /** Every command's implementation, by name. */
 const implementations: CommandModule = {
@@ -34,6 +35,7 @@ const implementations: CommandModule = {
   ...contextCommands,
   ...networkCommands,
   ...volumeCommands,
+  ...buildCommands,
 };
 
 /** The one-line description `berth --help` shows for each command, in its order. */
@@ -71,6 +73,7 @@ const commands: Record<string, string> = {
   save: "Save one or more images to a tar archive (streamed to STDOUT by default)",
   load: "Load an image from a tar archive or STDIN",
   history: "Show the history of an image",
+  build: "Build an image from a Dockerfile",
   "image prune": "Remove unused images",
   cp: "Copy files/folders between a container and the local filesystem",
   commit: "Create a new image from a container's changes",

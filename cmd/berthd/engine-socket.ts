@@ -1,11 +1,14 @@
 // docker.sock: the Engine API's socket, owned by berthd. The engine's code (and its
 // memory) is loaded only when it has work: the first connection, or containers of its
 // own at start (their restart policies and auto-removal need it running).
+import { readFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
+import tls from "node:tls";
 import type { Logger } from "../../core/log.ts";
 import { listenOnSocket } from "../../core/socket.ts";
 import type { Engine, EngineOptions } from "../../services/engine/index.ts";
+import type { EngineTcpConfig } from "./config.ts";
 
 export function engineSocketPath(state: string): string {
   return join(state, "docker.sock");
@@ -15,7 +18,24 @@ export interface EngineSocket {
   close(): Promise<void>;
 }
 
-export async function openEngineSocket(options: EngineOptions, log: Logger): Promise<EngineSocket> {
+/** A TCP listener for the Engine API: mutual TLS (a client certificate signed by the CA is required), or plain when forced. */
+function tcpServer(tcp: EngineTcpConfig, serve: (socket: net.Socket) => void): net.Server {
+  if (tcp.insecure && !tcp.tlscert) return net.createServer({ pauseOnConnect: true }, serve);
+  const server = tls.createServer({
+    ca: readFileSync(tcp.tlscacert!),
+    cert: readFileSync(tcp.tlscert!),
+    key: readFileSync(tcp.tlskey!),
+    requestCert: true,
+    rejectUnauthorized: true,
+  });
+  server.on("secureConnection", (socket) => {
+    socket.pause();
+    serve(socket);
+  });
+  return server;
+}
+
+export async function openEngineSocket(options: EngineOptions, log: Logger, tcp?: EngineTcpConfig): Promise<EngineSocket> {
   let engine: Promise<Engine> | undefined;
   const load = () =>
     (engine ??= import("../../services/engine/index.ts").then((m) => m.startEngine(options)).catch((err: Error) => {
@@ -23,18 +43,26 @@ export async function openEngineSocket(options: EngineOptions, log: Logger): Pro
       engine = undefined;
       throw err;
     }));
-  const server = net.createServer({ pauseOnConnect: true }, (socket) => {
+  const serve = (socket: net.Socket) => {
     load().then(
       (e) => e.accept(socket),
       () => socket.destroy(),
     );
-  });
+  };
+  const servers = [net.createServer({ pauseOnConnect: true }, serve)];
   const { EngineStore } = await import("../../services/engine/store.ts");
   if (EngineStore.hasContainers(options.root)) await load();
-  await listenOnSocket(engineSocketPath(options.state), (path) => new Promise<void>((resolve) => server.listen(path, resolve)));
+  await listenOnSocket(engineSocketPath(options.state), (path) => new Promise<void>((resolve) => servers[0]!.listen(path, resolve)));
+  if (tcp) {
+    const url = new URL(tcp.host);
+    const server = tcpServer(tcp, serve);
+    servers.push(server);
+    await new Promise<void>((resolve, reject) => server.once("error", reject).listen(Number(url.port), url.hostname.replace(/^\[|\]$/g, ""), resolve));
+    log.info({ host: tcp.host, tls: Boolean(tcp.tlscert) }, "engine API listening on TCP");
+  }
   return {
     async close() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
       await (await engine?.catch(() => undefined))?.close();
     },
   };

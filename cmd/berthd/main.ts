@@ -96,7 +96,18 @@ async function main(): Promise<void> {
     await Promise.all(
       processTable.filter((spec) => !spec.onDemand && services.has(spec.name)).map((spec) => services.get(spec.name)!.start()),
     );
-    gateway = await openGateway(config.state, config.address, ready, log);
+    // A public call that starts a process starts the ones its client calls next too (ProcessSpec.startsAlong).
+    const startsAlong = new Map(processTable.map((spec) => [spec.name, spec.startsAlong ?? []]));
+    const readyWithCompanions = (name: string) => {
+      const starting = ready(name);
+      if (starting) {
+        for (const companion of startsAlong.get(name) ?? []) {
+          ready(companion)?.catch((err: Error) => log.warn({ err: err.message, companion }, "cannot start a process alongside another"));
+        }
+      }
+      return starting;
+    };
+    gateway = await openGateway(config.state, config.address, readyWithCompanions, log);
     metadata.startCollections();
     // The file owners unlink the files of rows the start-up collection removed when they
     // start; started on demand, they might not for days, so they start now to do it.
@@ -104,7 +115,7 @@ async function main(): Promise<void> {
     for (const [owner, removed] of Object.entries(owners)) {
       if (removed > 0) ready(owner)?.catch((err: Error) => log.warn({ err: err.message, owner }, "cannot start to sweep unreferenced files"));
     }
-    engine = await openEngineSocket({ root: config.root, state: config.state, address: config.address, log: log.child({ component: "engine" }), serverVersion: berthVersion.replace(/^v/, "") }, log);
+    engine = await openEngineSocket({ root: config.root, state: config.state, address: config.address, log: log.child({ component: "engine" }), serverVersion: berthVersion.replace(/^v/, "") }, log, config.engineTcp);
   } catch (err) {
     log.error({ err: (err as Error).message }, "start-up failed");
     await shutdown("start-up failed", 1);

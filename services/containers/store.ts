@@ -5,7 +5,7 @@
 import { alreadyExists, notFound } from "../../core/errors.ts";
 import { Container } from "../../core/gen/containerd/services/containers/v1/containers.ts";
 import { NamespacedWrites, type Database } from "../../core/metadata-db.ts";
-import { freeingTransaction, parseLabels, transaction } from "../../core/sqlite.ts";
+import { cachedStatement, freeingTransaction, parseLabels, transaction } from "../../core/sqlite.ts";
 import { millisFromTimestamp, timestampFromMillis } from "../../core/timestamp.ts";
 
 interface ContainerRow {
@@ -33,7 +33,7 @@ export class ContainerStore {
   }
 
   private row(namespace: string, id: string): ContainerRow | undefined {
-    return this.db.prepare("SELECT record, labels, created_at, updated_at FROM containers WHERE namespace = ? AND id = ?").get(namespace, id) as
+    return cachedStatement(this.db, "SELECT record, labels, created_at, updated_at FROM containers WHERE namespace = ? AND id = ?").get(namespace, id) as
       | ContainerRow
       | undefined;
   }
@@ -46,7 +46,7 @@ export class ContainerStore {
 
   /** Ordered by id (byte order, like containerd's bolt keys). */
   list(namespace: string): Container[] {
-    const rows = this.db.prepare("SELECT record, labels, created_at, updated_at FROM containers WHERE namespace = ? ORDER BY id").all(namespace);
+    const rows = cachedStatement(this.db, "SELECT record, labels, created_at, updated_at FROM containers WHERE namespace = ? ORDER BY id").all(namespace);
     return (rows as unknown as ContainerRow[]).map(fromRow);
   }
 
@@ -69,7 +69,7 @@ export class ContainerStore {
   }
 
   delete(namespace: string, id: string): void {
-    const { changes } = freeingTransaction(this.db, () => this.db.prepare("DELETE FROM containers WHERE namespace = ? AND id = ?").run(namespace, id));
+    const { changes } = freeingTransaction(this.db, () => cachedStatement(this.db, "DELETE FROM containers WHERE namespace = ? AND id = ?").run(namespace, id));
     if (Number(changes) === 0) throw containerNotFound(namespace, id);
   }
 
@@ -77,12 +77,10 @@ export class ContainerStore {
     const record = Container.encode({ ...c, labels: {}, createdAt: undefined, updatedAt: undefined }).finish();
     const values = [c.image, c.snapshotter, c.snapshotKey, JSON.stringify(c.labels), record, createdAt, updatedAt] as const;
     if (how === "INSERT") {
-      this.db
-        .prepare("INSERT INTO containers (image, snapshotter, snapshot_key, labels, record, created_at, updated_at, namespace, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+      cachedStatement(this.db, "INSERT INTO containers (image, snapshotter, snapshot_key, labels, record, created_at, updated_at, namespace, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .run(...values, namespace, c.id);
     } else {
-      this.db
-        .prepare("UPDATE containers SET image = ?, snapshotter = ?, snapshot_key = ?, labels = ?, record = ?, created_at = ?, updated_at = ? WHERE namespace = ? AND id = ?")
+      cachedStatement(this.db, "UPDATE containers SET image = ?, snapshotter = ?, snapshot_key = ?, labels = ?, record = ?, created_at = ?, updated_at = ? WHERE namespace = ? AND id = ?")
         .run(...values, namespace, c.id);
     }
   }

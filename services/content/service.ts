@@ -1,6 +1,7 @@
 // containerd.services.content.v1.Content over the content and ingest stores, and
 // berth.internal.v1.Sweeper (the garbage collector's request to unlink blob files no
 // namespace refers to any more).
+import { closeSync, openSync, readSync } from "node:fs";
 import { open } from "node:fs/promises";
 import type { CallContext } from "nice-grpc-common";
 import { notFound, outOfRange } from "../../core/errors.ts";
@@ -22,6 +23,12 @@ import { writeContent, type WriteDeps } from "./write.ts";
 
 const listBatch = 100;
 const readChunk = 1024 * 1024;
+/**
+ * Reads up to this size (manifests, configs, indexes: what ctr reads ten times per
+ * `run`) are made with synchronous calls: microseconds, where the thread pool's open,
+ * read and close took ~0.5 ms per Read on a loaded machine. Larger ones stay async.
+ */
+const syncReadBytes = 64 * 1024;
 
 function infoToProto(info: BlobInfo): Info {
   return {
@@ -99,6 +106,10 @@ export function contentService(deps: WriteDeps): ContentServiceImplementation {
       if (offset > info.size) throw outOfRange(`read past object length ${info.size} bytes`);
       const wanted = Number(request.size);
       const end = wanted <= 0 || offset + wanted > info.size ? info.size : offset + wanted;
+      if (end - offset <= syncReadBytes) {
+        if (end > offset) yield { offset: BigInt(offset), data: readSmall(store.blobPath(digest), digest, offset, end - offset, info.size) };
+        return;
+      }
       // The open handle keeps the bytes readable even if the blob is deleted meanwhile.
       const handle = await open(store.blobPath(digest), "r").catch(() => {
         throw notFound(`content digest ${digest}`);
@@ -170,4 +181,25 @@ export function sweeperService(deps: WriteDeps): SweeperServiceImplementation {
       return { removed: sweepContent(deps) };
     },
   };
+}
+
+/** `length` bytes of the blob at `offset`, with synchronous calls (see syncReadBytes). */
+function readSmall(path: string, digest: string, offset: number, length: number, recordedSize: number): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch {
+    throw notFound(`content digest ${digest}`);
+  }
+  try {
+    const buffer = Buffer.allocUnsafe(length);
+    for (let filled = 0; filled < length; ) {
+      const bytesRead = readSync(fd, buffer, filled, length - filled, offset + filled);
+      if (bytesRead === 0) throw outOfRange(`content ${digest} is shorter than its recorded size ${recordedSize}`);
+      filled += bytesRead;
+    }
+    return buffer;
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -11,7 +11,7 @@ import { alreadyExists, notFound } from "../../core/errors.ts";
 import { digestHex } from "../../core/digest.ts";
 import { labelsAfterUpdate } from "../../core/labels.ts";
 import type { Database, NamespacedWrites } from "../../core/metadata-db.ts";
-import { freeingTransaction, parseLabels, transaction } from "../../core/sqlite.ts";
+import { cachedStatement, freeingTransaction, parseLabels, transaction } from "../../core/sqlite.ts";
 import { makePrivateDir } from "../../core/private-files.ts";
 import { sharedBlobDir } from "./layout.ts";
 
@@ -108,8 +108,7 @@ export class SqliteContentStore implements ContentStore {
   }
 
   private row(namespace: string, digest: string): BlobRow | undefined {
-    return this.db
-      .prepare("SELECT digest, size, created_at, updated_at, labels FROM blobs WHERE namespace = ? AND digest = ?")
+    return cachedStatement(this.db, "SELECT digest, size, created_at, updated_at, labels FROM blobs WHERE namespace = ? AND digest = ?")
       .get(namespace, digest) as BlobRow | undefined;
   }
 
@@ -124,8 +123,7 @@ export class SqliteContentStore implements ContentStore {
   }
 
   list(namespace: string): BlobInfo[] {
-    const rows = this.db
-      .prepare("SELECT digest, size, created_at, updated_at, labels FROM blobs WHERE namespace = ? ORDER BY digest")
+    const rows = cachedStatement(this.db, "SELECT digest, size, created_at, updated_at, labels FROM blobs WHERE namespace = ? ORDER BY digest")
       .all(namespace) as unknown as BlobRow[];
     return rows.map(fromRow);
   }
@@ -135,8 +133,7 @@ export class SqliteContentStore implements ContentStore {
       const current = this.info(namespace, digest);
       const next = labelsAfterUpdate(`content info "${digest}"`, current.labels, labels, paths);
       const updatedAt = Date.now();
-      this.db
-        .prepare("UPDATE blobs SET labels = ?, updated_at = ? WHERE namespace = ? AND digest = ?")
+      cachedStatement(this.db, "UPDATE blobs SET labels = ?, updated_at = ? WHERE namespace = ? AND digest = ?")
         .run(JSON.stringify(next), updatedAt, namespace, digest);
       return { ...current, labels: next, updatedAt };
     });
@@ -146,9 +143,9 @@ export class SqliteContentStore implements ContentStore {
     // No await between the row check and the unlink: a commit in another namespace
     // cannot link the blob in between (see commit()).
     const stillUsed = freeingTransaction(this.db, () => {
-      const result = this.db.prepare("DELETE FROM blobs WHERE namespace = ? AND digest = ?").run(namespace, digest);
+      const result = cachedStatement(this.db, "DELETE FROM blobs WHERE namespace = ? AND digest = ?").run(namespace, digest);
       if (Number(result.changes) === 0) throw notFound(`content digest ${digest}`);
-      return this.db.prepare("SELECT 1 FROM blobs WHERE digest = ? LIMIT 1").get(digest) !== undefined;
+      return cachedStatement(this.db, "SELECT 1 FROM blobs WHERE digest = ? LIMIT 1").get(digest) !== undefined;
     });
     if (stillUsed || this.linking.has(digest)) return { blobRemoved: false };
     rmSync(this.blobPath(digest), { force: true });
@@ -198,8 +195,7 @@ export class SqliteContentStore implements ContentStore {
     return this.writes.write(namespace, lease, { type: "content", id: digest }, () => {
       if (this.has(namespace, digest)) throw alreadyExists(`content ${digest}`);
       const now = Date.now();
-      this.db
-        .prepare("INSERT INTO blobs (namespace, digest, size, created_at, updated_at, labels) VALUES (?, ?, ?, ?, ?, ?)")
+      cachedStatement(this.db, "INSERT INTO blobs (namespace, digest, size, created_at, updated_at, labels) VALUES (?, ?, ?, ?, ?, ?)")
         .run(namespace, digest, size, now, now, JSON.stringify(labels));
       return { digest, size, createdAt: now, updatedAt: now, labels };
     });
@@ -218,7 +214,7 @@ export class SqliteContentStore implements ContentStore {
   }
 
   sweep(): string[] {
-    const used = this.db.prepare("SELECT 1 FROM blobs WHERE digest = ? LIMIT 1");
+    const used = cachedStatement(this.db, "SELECT 1 FROM blobs WHERE digest = ? LIMIT 1");
     const removed: string[] = [];
     for (const hex of readdirSync(this.blobDir)) {
       const digest = `sha256:${hex}`;

@@ -15,6 +15,7 @@ import { registerExecRoutes } from "./routes/exec.ts";
 import { registerArchiveRoutes } from "./routes/archive.ts";
 import { registerNetworkRoutes } from "./routes/networks.ts";
 import { registerVolumeRoutes } from "./routes/volumes.ts";
+import { registerBuildRoutes } from "./routes/build.ts";
 
 export type { EngineOptions } from "./backend.ts";
 
@@ -44,6 +45,8 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
   await registerNetworkRoutes(router, backend);
 
   await registerVolumeRoutes(router, backend);
+
+  registerBuildRoutes(router, backend);
 
   const handle = (req: IncomingMessage, res: ServerResponse, upgradeHead?: Buffer) => {
     commonHeaders(res, options.serverVersion);

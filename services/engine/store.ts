@@ -5,7 +5,7 @@
 // the Docker view of them. Names are unique by the table's constraint, so two creates
 // racing for one name cannot both win.
 import { join } from "node:path";
-import { statement, openDatabase, transaction, type Database } from "../../core/sqlite.ts";
+import { cachedStatement, openDatabase, transaction, type Database } from "../../core/sqlite.ts";
 import { conflict } from "./http.ts";
 
 /** Docker's container Config (create's body minus HostConfig/NetworkingConfig), as the client sent it, image defaults filled in. */
@@ -130,7 +130,7 @@ export class EngineStore {
   static hasContainers(root: string): boolean {
     const store = new EngineStore(root);
     try {
-      return statement(store.db, "SELECT 1 FROM engine_containers LIMIT 1").get() !== undefined;
+      return cachedStatement(store.db, "SELECT 1 FROM engine_containers LIMIT 1").get() !== undefined;
     } finally {
       store.close();
     }
@@ -143,33 +143,33 @@ export class EngineStore {
   /** Adds a record; a taken name is Docker's 409. */
   insert(record: ContainerRecord): void {
     transaction(this.db, () => {
-      const owner = statement(this.db, "SELECT id FROM engine_containers WHERE name = ?").get(record.Name) as { id: string } | undefined;
+      const owner = cachedStatement(this.db, "SELECT id FROM engine_containers WHERE name = ?").get(record.Name) as { id: string } | undefined;
       if (owner) {
         throw conflict(
           `Conflict. The container name "${record.Name}" is already in use by container "${owner.id}". You have to remove (or rename) that container to be able to reuse that name.`,
         );
       }
-      statement(this.db, "INSERT INTO engine_containers (id, name, created, record) VALUES (?, ?, ?, ?)").run(record.Id, record.Name, record.Created, JSON.stringify(record));
+      cachedStatement(this.db, "INSERT INTO engine_containers (id, name, created, record) VALUES (?, ?, ?, ?)").run(record.Id, record.Name, record.Created, JSON.stringify(record));
     });
   }
 
   /** Writes a changed record (a rename included; a taken name is a 409). */
   update(record: ContainerRecord): void {
     transaction(this.db, () => {
-      const owner = statement(this.db, "SELECT id FROM engine_containers WHERE name = ?").get(record.Name) as { id: string } | undefined;
+      const owner = cachedStatement(this.db, "SELECT id FROM engine_containers WHERE name = ?").get(record.Name) as { id: string } | undefined;
       if (owner && owner.id !== record.Id) {
         throw conflict(`Conflict. The container name "${record.Name}" is already in use by container "${owner.id}". You have to remove (or rename) that container to be able to reuse that name.`);
       }
-      statement(this.db, "UPDATE engine_containers SET name = ?, record = ? WHERE id = ?").run(record.Name, JSON.stringify(record), record.Id);
+      cachedStatement(this.db, "UPDATE engine_containers SET name = ?, record = ? WHERE id = ?").run(record.Name, JSON.stringify(record), record.Id);
     });
   }
 
   delete(id: string): void {
-    statement(this.db, "DELETE FROM engine_containers WHERE id = ?").run(id);
+    cachedStatement(this.db, "DELETE FROM engine_containers WHERE id = ?").run(id);
   }
 
   get(id: string): ContainerRecord | undefined {
-    const row = statement(this.db, "SELECT record FROM engine_containers WHERE id = ?").get(id) as { record: string } | undefined;
+    const row = cachedStatement(this.db, "SELECT record FROM engine_containers WHERE id = ?").get(id) as { record: string } | undefined;
     return row ? (JSON.parse(row.record) as ContainerRecord) : undefined;
   }
 
@@ -179,7 +179,7 @@ export class EngineStore {
    * every record was the largest cost); anything that changes a record takes list() or get().
    */
   listShared(): readonly ContainerRecord[] {
-    const rows = statement(this.db, "SELECT id, record FROM engine_containers ORDER BY created DESC").all() as { id: string; record: string }[];
+    const rows = cachedStatement(this.db, "SELECT id, record FROM engine_containers ORDER BY created DESC").all() as { id: string; record: string }[];
     const records = rows.map((row) => {
       const known = this.shared.get(row.id);
       if (known && known.text === row.record) return known.record;
@@ -196,7 +196,7 @@ export class EngineStore {
 
   /** Newest first, as `docker ps` lists. */
   list(): ContainerRecord[] {
-    const rows = statement(this.db, "SELECT record FROM engine_containers ORDER BY created DESC").all() as { record: string }[];
+    const rows = cachedStatement(this.db, "SELECT record FROM engine_containers ORDER BY created DESC").all() as { record: string }[];
     return rows.map((row) => JSON.parse(row.record) as ContainerRecord);
   }
 
@@ -209,10 +209,10 @@ export class EngineStore {
     const byId = this.get(ref);
     if (byId) return byId;
     const name = ref.startsWith("/") ? ref : `/${ref}`;
-    const byName = statement(this.db, "SELECT record FROM engine_containers WHERE name = ?").get(name) as { record: string } | undefined;
+    const byName = cachedStatement(this.db, "SELECT record FROM engine_containers WHERE name = ?").get(name) as { record: string } | undefined;
     if (byName) return JSON.parse(byName.record) as ContainerRecord;
     if (!/^[0-9a-f]+$/.test(ref)) return undefined;
-    const byPrefix = statement(this.db, "SELECT record FROM engine_containers WHERE id >= ? AND id < ? LIMIT 2").all(ref, `${ref}g`) as { record: string }[];
+    const byPrefix = cachedStatement(this.db, "SELECT record FROM engine_containers WHERE id >= ? AND id < ? LIMIT 2").all(ref, `${ref}g`) as { record: string }[];
     return byPrefix.length === 1 ? (JSON.parse(byPrefix[0]!.record) as ContainerRecord) : undefined;
   }
 }

@@ -2,7 +2,7 @@
 // hold — in the shared metadata database, so that deleting a namespace checks every
 // service's table and deletes in one transaction.
 import { ensureNamespace, type Database, type LeaseResource } from "../../core/metadata-db.ts";
-import { freeingTransaction, parseLabels, transaction } from "../../core/sqlite.ts";
+import { cachedStatement, freeingTransaction, parseLabels, transaction } from "../../core/sqlite.ts";
 
 export type { LeaseResource };
 
@@ -93,17 +93,17 @@ class SqliteNamespaceStore implements NamespaceStore {
   }
 
   get(name: string): NamespaceRecord | undefined {
-    const row = this.db.prepare("SELECT name, labels FROM namespaces WHERE name = ?").get(name) as NamespaceRow | undefined;
+    const row = cachedStatement(this.db, "SELECT name, labels FROM namespaces WHERE name = ?").get(name) as NamespaceRow | undefined;
     return row && toNamespace(row);
   }
 
   list(): NamespaceRecord[] {
-    const rows = this.db.prepare("SELECT name, labels FROM namespaces ORDER BY name").all() as unknown as NamespaceRow[];
+    const rows = cachedStatement(this.db, "SELECT name, labels FROM namespaces ORDER BY name").all() as unknown as NamespaceRow[];
     return rows.map(toNamespace);
   }
 
   create(ns: NamespaceRecord): boolean {
-    return this.db.prepare(ensureNamespaceSql).run(ns.name, JSON.stringify(ns.labels), Date.now()).changes === 1;
+    return cachedStatement(this.db, ensureNamespaceSql).run(ns.name, JSON.stringify(ns.labels), Date.now()).changes === 1;
   }
 
   updateLabels(name: string, change: (current: Record<string, string>) => Record<string, string>): NamespaceRecord | undefined {
@@ -111,7 +111,7 @@ class SqliteNamespaceStore implements NamespaceStore {
       const current = this.get(name);
       if (!current) return undefined;
       const labels = change(current.labels);
-      this.db.prepare("UPDATE namespaces SET labels = ? WHERE name = ?").run(JSON.stringify(labels), name);
+      cachedStatement(this.db, "UPDATE namespaces SET labels = ? WHERE name = ?").run(JSON.stringify(labels), name);
       return { name, labels };
     });
   }
@@ -121,12 +121,12 @@ class SqliteNamespaceStore implements NamespaceStore {
       if (!this.get(name)) return "not found";
       const held: string[] = [];
       for (const { table, word } of holders) {
-        const { n } = this.db.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE namespace = ?`).get(name) as { n: number };
+        const { n } = cachedStatement(this.db, `SELECT COUNT(*) AS n FROM ${table} WHERE namespace = ?`).get(name) as { n: number };
         if (Number(n) > 0) held.push(plural(Number(n), word));
       }
       if (held.length > 0) return held;
-      this.db.prepare("DELETE FROM leases WHERE namespace = ?").run(name);
-      this.db.prepare("DELETE FROM namespaces WHERE name = ?").run(name);
+      cachedStatement(this.db, "DELETE FROM leases WHERE namespace = ?").run(name);
+      cachedStatement(this.db, "DELETE FROM namespaces WHERE name = ?").run(name);
       return "deleted";
     });
   }
@@ -141,27 +141,24 @@ class SqliteLeaseStore implements LeaseStore {
   create(namespace: string, lease: LeaseRecord): boolean {
     return transaction(this.db, () => {
       ensureNamespace(this.db, namespace);
-      const result = this.db
-        .prepare("INSERT OR IGNORE INTO leases (namespace, id, labels, created_at) VALUES (?, ?, ?, ?)")
+      const result = cachedStatement(this.db, "INSERT OR IGNORE INTO leases (namespace, id, labels, created_at) VALUES (?, ?, ?, ?)")
         .run(namespace, lease.id, JSON.stringify(lease.labels), lease.createdAtMs);
       return result.changes === 1;
     });
   }
 
   delete(namespace: string, id: string): boolean {
-    return freeingTransaction(this.db, () => this.db.prepare("DELETE FROM leases WHERE namespace = ? AND id = ?").run(namespace, id).changes === 1);
+    return freeingTransaction(this.db, () => cachedStatement(this.db, "DELETE FROM leases WHERE namespace = ? AND id = ?").run(namespace, id).changes === 1);
   }
 
   get(namespace: string, id: string): LeaseRecord | undefined {
-    const row = this.db
-      .prepare("SELECT id, labels, created_at FROM leases WHERE namespace = ? AND id = ?")
+    const row = cachedStatement(this.db, "SELECT id, labels, created_at FROM leases WHERE namespace = ? AND id = ?")
       .get(namespace, id) as LeaseRow | undefined;
     return row && toLease(row);
   }
 
   list(namespace: string): LeaseRecord[] {
-    const rows = this.db
-      .prepare("SELECT id, labels, created_at FROM leases WHERE namespace = ? ORDER BY id")
+    const rows = cachedStatement(this.db, "SELECT id, labels, created_at FROM leases WHERE namespace = ? ORDER BY id")
       .all(namespace) as unknown as LeaseRow[];
     return rows.map(toLease);
   }
@@ -169,8 +166,7 @@ class SqliteLeaseStore implements LeaseStore {
   addResource(namespace: string, lease: string, resource: LeaseResource): boolean {
     return transaction(this.db, () => {
       if (!this.get(namespace, lease)) return false;
-      this.db
-        .prepare("INSERT OR IGNORE INTO lease_resources (namespace, lease, type, id) VALUES (?, ?, ?, ?)")
+      cachedStatement(this.db, "INSERT OR IGNORE INTO lease_resources (namespace, lease, type, id) VALUES (?, ?, ?, ?)")
         .run(namespace, lease, resource.type, resource.id);
       return true;
     });
@@ -179,8 +175,7 @@ class SqliteLeaseStore implements LeaseStore {
   deleteResource(namespace: string, lease: string, resource: LeaseResource): boolean {
     return transaction(this.db, () => {
       if (!this.get(namespace, lease)) return false;
-      this.db
-        .prepare("DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?")
+      cachedStatement(this.db, "DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?")
         .run(namespace, lease, resource.type, resource.id);
       return true;
     });
@@ -189,8 +184,7 @@ class SqliteLeaseStore implements LeaseStore {
   listResources(namespace: string, lease: string): LeaseResource[] | undefined {
     return transaction(this.db, () => {
       if (!this.get(namespace, lease)) return undefined;
-      return this.db
-        .prepare("SELECT type, id FROM lease_resources WHERE namespace = ? AND lease = ? ORDER BY type, id")
+      return cachedStatement(this.db, "SELECT type, id FROM lease_resources WHERE namespace = ? AND lease = ? ORDER BY type, id")
         .all(namespace, lease) as unknown as LeaseResource[];
     });
   }

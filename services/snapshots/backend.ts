@@ -8,6 +8,7 @@
 import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
+import { removeTree } from "./remove-tree.ts";
 import { failedPrecondition } from "../../core/errors.ts";
 import { makePrivateDir } from "../../core/private-files.ts";
 import type { Mount } from "../../core/gen/containerd/types/mount.ts";
@@ -95,7 +96,7 @@ export class SnapshotDirs {
   async remove(id: number): Promise<void> {
     const path = this.pathOf(id);
     try {
-      await rm(path, { recursive: true, force: true });
+      await removeTree(path);
     } catch (err) {
       // The row is gone, so the next sweep retries this directory.
       this.log.warn({ err: (err as Error).message, path }, "failed to remove snapshot directory");

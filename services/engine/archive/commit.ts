@@ -144,7 +144,7 @@ async function withPaused<T>(backend: Backend, id: string, pause: boolean, fn: (
 }
 
 /** The diff service's layer of what the container's snapshot changed over its parent. */
-async function diffLayer(backend: Backend, snapshotter: string, key: string, lease: string): Promise<{ mediaType: string; digest: string; size: number }> {
+export async function diffLayer(backend: Backend, snapshotter: string, key: string, lease: string, mediaType: string = mediaTypes.ociLayerGzip): Promise<{ mediaType: string; digest: string; size: number }> {
   const svc = backend.images;
   const call = backend.call(lease);
   const { info } = await svc.snapshots.stat({ snapshotter, key }, call);
@@ -153,7 +153,7 @@ async function diffLayer(backend: Backend, snapshotter: string, key: string, lea
   let left: Mount[] = [];
   if (info?.parent) left = (await svc.snapshots.view({ snapshotter, key: viewKey, parent: info.parent, labels: {} }, call)).mounts;
   try {
-    const { diff } = await svc.diff.diff({ left, right, mediaType: mediaTypes.ociLayerGzip, ref: `commit-layer-${randomBytes(8).toString("hex")}`, labels: {} }, call);
+    const { diff } = await svc.diff.diff({ left, right, mediaType, ref: `commit-layer-${randomBytes(8).toString("hex")}`, labels: {} }, call);
     if (!diff) throw serverError("the diff service returned no layer");
     return { mediaType: diff.mediaType, digest: diff.digest, size: Number(diff.size) };
   } finally {

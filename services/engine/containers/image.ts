@@ -47,6 +47,10 @@ interface ResolvedTarget {
 const resolvedTargets = new Map<string, ResolvedTarget>();
 const maxResolvedTargets = 256;
 
+/** Image ids by target digest (fixed by content), so a lookup by id does not read every manifest again (builds make many images). */
+const imageIdOfTarget = new Map<string, string>();
+const maxImageIds = 4096;
+
 export const snapshotter = "overlayfs";
 
 const idPattern = /^(?:sha256:)?([0-9a-f]{6,64})$/;
@@ -70,9 +74,14 @@ async function byId(backend: Backend, hex: string): Promise<{ name: string; targ
   for (const image of images) {
     if (!image.target) continue;
     try {
-      const resolved = await resolveImage(backend.images, descriptorOf(image.target), defaultPlatformMatcher());
-      if (resolved.configDescriptor.digest.slice("sha256:".length).startsWith(hex)) {
-        return { name: image.name, target: descriptorOf(image.target), id: resolved.configDescriptor.digest };
+      let id = imageIdOfTarget.get(image.target.digest);
+      if (!id) {
+        id = (await resolveImage(backend.images, descriptorOf(image.target), defaultPlatformMatcher())).configDescriptor.digest;
+        if (imageIdOfTarget.size >= maxImageIds) imageIdOfTarget.delete(imageIdOfTarget.keys().next().value!);
+        imageIdOfTarget.set(image.target.digest, id);
+      }
+      if (id.slice("sha256:".length).startsWith(hex)) {
+        return { name: image.name, target: descriptorOf(image.target), id };
       }
     } catch {
       // an image that does not serve this platform is not the one asked for

@@ -4,7 +4,7 @@
 // when a container is created on or connected to the network, filled with its address
 // once CNI has attached it, removed on disconnect or container removal.
 import { join } from "node:path";
-import { statement, openDatabase, transaction, type Database } from "../../../core/sqlite.ts";
+import { cachedStatement, openDatabase, transaction, type Database } from "../../../core/sqlite.ts";
 import type { PortMapping } from "../../../core/cni/conflist.ts";
 import { conflict } from "../http.ts";
 
@@ -86,72 +86,72 @@ export class NetworkStore {
 
   insert(record: NetworkRecord): void {
     transaction(this.db, () => {
-      if (statement(this.db, "SELECT 1 FROM engine_networks WHERE name = ?").get(record.Name)) throw conflict(`network with name ${record.Name} already exists`);
-      statement(this.db, "INSERT INTO engine_networks (id, name, created, record) VALUES (?, ?, ?, ?)").run(record.Id, record.Name, record.Created, JSON.stringify(record));
+      if (cachedStatement(this.db, "SELECT 1 FROM engine_networks WHERE name = ?").get(record.Name)) throw conflict(`network with name ${record.Name} already exists`);
+      cachedStatement(this.db, "INSERT INTO engine_networks (id, name, created, record) VALUES (?, ?, ?, ?)").run(record.Id, record.Name, record.Created, JSON.stringify(record));
     });
   }
 
   update(record: NetworkRecord): void {
-    statement(this.db, "UPDATE engine_networks SET record = ? WHERE id = ?").run(JSON.stringify(record), record.Id);
+    cachedStatement(this.db, "UPDATE engine_networks SET record = ? WHERE id = ?").run(JSON.stringify(record), record.Id);
   }
 
   /** Deletes the network and its endpoint rows. */
   delete(id: string): void {
     transaction(this.db, () => {
-      statement(this.db, "DELETE FROM engine_endpoints WHERE network = ?").run(id);
-      statement(this.db, "DELETE FROM engine_networks WHERE id = ?").run(id);
+      cachedStatement(this.db, "DELETE FROM engine_endpoints WHERE network = ?").run(id);
+      cachedStatement(this.db, "DELETE FROM engine_networks WHERE id = ?").run(id);
     });
   }
 
   list(): NetworkRecord[] {
-    const rows = statement(this.db, "SELECT record FROM engine_networks ORDER BY created").all() as { record: string }[];
+    const rows = cachedStatement(this.db, "SELECT record FROM engine_networks ORDER BY created").all() as { record: string }[];
     return rows.map((row) => JSON.parse(row.record) as NetworkRecord);
   }
 
   byName(name: string): NetworkRecord | undefined {
-    const row = statement(this.db, "SELECT record FROM engine_networks WHERE name = ?").get(name) as { record: string } | undefined;
+    const row = cachedStatement(this.db, "SELECT record FROM engine_networks WHERE name = ?").get(name) as { record: string } | undefined;
     return row ? (JSON.parse(row.record) as NetworkRecord) : undefined;
   }
 
   /** Docker's lookup order: full id, exact name, then a unique id prefix. */
   resolve(ref: string): NetworkRecord | undefined {
     if (!ref) return undefined;
-    const byId = statement(this.db, "SELECT record FROM engine_networks WHERE id = ?").get(ref) as { record: string } | undefined;
+    const byId = cachedStatement(this.db, "SELECT record FROM engine_networks WHERE id = ?").get(ref) as { record: string } | undefined;
     if (byId) return JSON.parse(byId.record) as NetworkRecord;
     const byName = this.byName(ref);
     if (byName) return byName;
     if (!/^[0-9a-f]+$/.test(ref)) return undefined;
-    const byPrefix = statement(this.db, "SELECT record FROM engine_networks WHERE id >= ? AND id < ? LIMIT 2").all(ref, `${ref}g`) as { record: string }[];
+    const byPrefix = cachedStatement(this.db, "SELECT record FROM engine_networks WHERE id >= ? AND id < ? LIMIT 2").all(ref, `${ref}g`) as { record: string }[];
     return byPrefix.length === 1 ? (JSON.parse(byPrefix[0]!.record) as NetworkRecord) : undefined;
   }
 
   /** Adds or replaces a container's endpoint on a network (its position among the container's networks is kept). */
   putEndpoint(endpoint: Endpoint): void {
     transaction(this.db, () => {
-      const existing = statement(this.db, "SELECT seq FROM engine_endpoints WHERE network = ? AND container = ?").get(endpoint.NetworkID, endpoint.ContainerID) as { seq: number } | undefined;
-      const seq = existing?.seq ?? ((statement(this.db, "SELECT MAX(seq) AS m FROM engine_endpoints WHERE container = ?").get(endpoint.ContainerID) as { m: number | null }).m ?? -1) + 1;
-      statement(this.db, "INSERT OR REPLACE INTO engine_endpoints (network, container, seq, record) VALUES (?, ?, ?, ?)").run(endpoint.NetworkID, endpoint.ContainerID, seq, JSON.stringify(endpoint));
+      const existing = cachedStatement(this.db, "SELECT seq FROM engine_endpoints WHERE network = ? AND container = ?").get(endpoint.NetworkID, endpoint.ContainerID) as { seq: number } | undefined;
+      const seq = existing?.seq ?? ((cachedStatement(this.db, "SELECT MAX(seq) AS m FROM engine_endpoints WHERE container = ?").get(endpoint.ContainerID) as { m: number | null }).m ?? -1) + 1;
+      cachedStatement(this.db, "INSERT OR REPLACE INTO engine_endpoints (network, container, seq, record) VALUES (?, ?, ?, ?)").run(endpoint.NetworkID, endpoint.ContainerID, seq, JSON.stringify(endpoint));
     });
   }
 
   deleteEndpoint(network: string, container: string): void {
-    statement(this.db, "DELETE FROM engine_endpoints WHERE network = ? AND container = ?").run(network, container);
+    cachedStatement(this.db, "DELETE FROM engine_endpoints WHERE network = ? AND container = ?").run(network, container);
   }
 
   endpoint(network: string, container: string): Endpoint | undefined {
-    const row = statement(this.db, "SELECT record FROM engine_endpoints WHERE network = ? AND container = ?").get(network, container) as { record: string } | undefined;
+    const row = cachedStatement(this.db, "SELECT record FROM engine_endpoints WHERE network = ? AND container = ?").get(network, container) as { record: string } | undefined;
     return row ? (JSON.parse(row.record) as Endpoint) : undefined;
   }
 
   /** A container's endpoints in the order it joined the networks. */
   endpointsOfContainer(container: string): Endpoint[] {
-    const rows = statement(this.db, "SELECT record FROM engine_endpoints WHERE container = ? ORDER BY seq").all(container) as { record: string }[];
+    const rows = cachedStatement(this.db, "SELECT record FROM engine_endpoints WHERE container = ? ORDER BY seq").all(container) as { record: string }[];
     return rows.map((row) => JSON.parse(row.record) as Endpoint);
   }
 
   /** Every endpoint by container, each container's in its order: one query for a whole list. */
   endpointsByContainer(): Map<string, Endpoint[]> {
-    const rows = statement(this.db, "SELECT container, record FROM engine_endpoints ORDER BY container, seq").all() as { container: string; record: string }[];
+    const rows = cachedStatement(this.db, "SELECT container, record FROM engine_endpoints ORDER BY container, seq").all() as { container: string; record: string }[];
     const byContainer = new Map<string, Endpoint[]>();
     for (const row of rows) {
       let list = byContainer.get(row.container);
@@ -162,7 +162,7 @@ export class NetworkStore {
   }
 
   endpointsOfNetwork(network: string): Endpoint[] {
-    const rows = statement(this.db, "SELECT record FROM engine_endpoints WHERE network = ? ORDER BY seq, container").all(network) as { record: string }[];
+    const rows = cachedStatement(this.db, "SELECT record FROM engine_endpoints WHERE network = ? ORDER BY seq, container").all(network) as { record: string }[];
     return rows.map((row) => JSON.parse(row.record) as Endpoint);
   }
 }

@@ -12,13 +12,16 @@ import { setName } from "../images/tagging.ts";
 import { imageHistory, inspectImage, listElement } from "../images/views.ts";
 import { registerTransferRoutes } from "../images/transfer-routes.ts";
 import { registerArchiveRoutes } from "../images/archive-routes.ts";
+import { isBuildIntermediate } from "../build/image-store.ts";
 
 export function registerImageRoutes(router: Router, backend: Backend): Promise<void> | void {
   const catalog = imageCatalog(backend);
 
   router.get("/images/json", async (ctx) => {
     const filters = parseFilters(ctx.query, listFilterNames);
-    const images = await filterImages(catalog, await catalog.list(), filters);
+    const listed = await catalog.list();
+    // Build steps' images stay out of the list unless -a, as Docker hides intermediate images.
+    const images = await filterImages(catalog, queryBool(ctx.query, "all") ? listed : listed.filter((image) => !isBuildIntermediate(image)), filters);
     const elements = await Promise.all(images.map((image) => listElement(catalog, image)));
     // Newest first, as Docker lists them.
     elements.sort((a, b) => b.Created - a.Created || a.Id.localeCompare(b.Id));

@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { statement, openDatabase, transaction, type Database } from "../../../core/sqlite.ts";
+import { cachedStatement, openDatabase, transaction, type Database } from "../../../core/sqlite.ts";
 import { badRequest, notFoundError } from "../http.ts";
 
 export interface Volume {
@@ -98,8 +98,8 @@ export class VolumeStore {
     rmSync(join(this.dir, name), { recursive: true, force: true });
     mkdirSync(volume.Mountpoint, { recursive: true, mode: 0o755 });
     const won = transaction(this.db, () => {
-      if (statement(this.db, "SELECT 1 FROM engine_volumes WHERE name = ?").get(name)) return false;
-      statement(this.db, "INSERT INTO engine_volumes (name, created, record) VALUES (?, ?, ?)").run(name, volume.CreatedAt, JSON.stringify(volume));
+      if (cachedStatement(this.db, "SELECT 1 FROM engine_volumes WHERE name = ?").get(name)) return false;
+      cachedStatement(this.db, "INSERT INTO engine_volumes (name, created, record) VALUES (?, ?, ?)").run(name, volume.CreatedAt, JSON.stringify(volume));
       return true;
     });
     if (!won) return { volume: this.get(name)!, created: false };
@@ -107,7 +107,7 @@ export class VolumeStore {
   }
 
   get(name: string): Volume | undefined {
-    const row = statement(this.db, "SELECT record FROM engine_volumes WHERE name = ?").get(name) as { record: string } | undefined;
+    const row = cachedStatement(this.db, "SELECT record FROM engine_volumes WHERE name = ?").get(name) as { record: string } | undefined;
     if (!row) return undefined;
     const volume = JSON.parse(row.record) as Volume;
     // A record whose directory went (a crash mid-remove of an older version, a user's rm -rf) is usable again.
@@ -116,7 +116,7 @@ export class VolumeStore {
   }
 
   list(): Volume[] {
-    const rows = statement(this.db, "SELECT record FROM engine_volumes ORDER BY name").all() as { record: string }[];
+    const rows = cachedStatement(this.db, "SELECT record FROM engine_volumes ORDER BY name").all() as { record: string }[];
     return rows.map((row) => JSON.parse(row.record) as Volume);
   }
 
@@ -128,7 +128,7 @@ export class VolumeStore {
     const size = existsSync(data) ? diskUsage(data) : 0;
     const trash = join(this.dir, `${trashPrefix}${randomBytes(8).toString("hex")}`);
     if (existsSync(data)) renameSync(data, trash);
-    statement(this.db, "DELETE FROM engine_volumes WHERE name = ?").run(name);
+    cachedStatement(this.db, "DELETE FROM engine_volumes WHERE name = ?").run(name);
     rmSync(trash, { recursive: true, force: true });
     return size;
   }

@@ -1,0 +1,546 @@
+// The classic builder: a Dockerfile's steps run in order over an image, each step's result
+// a stored image found again by its cache key. RUN is a container of the engine's own
+// (created, started, its log followed, waited), its snapshot diffed into a layer; COPY and
+// ADD write into a snapshot of the parent and diff it; the other instructions change only
+// the config (a history entry with `empty_layer`).
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, lstatSync, mkdirSync, readFileSync, realpathSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, posix } from "node:path";
+import { blobInfo } from "../../../core/content-client.ts";
+import { chainId } from "../../../core/image/chain-id.ts";
+import { isNotFound } from "../../../core/grpc-status.ts";
+import { labels as wellKnown, mediaTypes } from "../../../core/image/media-types.ts";
+import { withLease } from "../../../core/image/lease.ts";
+import { normalizeDockerRef } from "../../../core/image/reference.ts";
+import { mountAll, unmountAll } from "../../../core/mounts.ts";
+import { prepareRootfs } from "../../../core/rootfs.ts";
+import { mergeEnv } from "../../../core/oci/spec.ts";
+import type { Backend } from "../backend.ts";
+import { badRequest, httpErrorOf, serverError } from "../http.ts";
+import { diffLayer } from "../archive/commit.ts";
+import { snapshotter } from "../containers/image.ts";
+import { unpackImage } from "../../../core/image/unpack.ts";
+import type { ContainerManager } from "../containers/lifecycle.ts";
+import { userInRootfs } from "../containers/rootfs-files.ts";
+import { follow, LogCursor } from "../containers/logfile.ts";
+import { setName } from "../images/tagging.ts";
+import { familiarRef, shortId } from "../references.ts";
+import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
+import { findCached, loadImage, markResult, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
+import { archiveCompression, copyTree, destinationIn, hashSources, selectSources, unpackArchive, type Owner, type Selected } from "./sources.ts";
+
+export interface BuildOptions {
+  dockerfile: string;
+  tags: string[];
+  buildArgs: Record<string, string | null>;
+  noCache: boolean;
+  labels: Record<string, string>;
+  target: string;
+  quiet: boolean;
+}
+
+export interface BuildOutput {
+  stream(text: string): void;
+  aux(value: unknown): void;
+  /** The client went away: the build stops before its next step. */
+  closed(): boolean;
+}
+
+/** A build that failed after the stream started: `code` is what the CLI exits with. */
+export class BuildFailure extends Error {
+  readonly code: number;
+  constructor(message: string, code = 1) {
+    super(message);
+    this.code = code;
+  }
+}
+
+interface Stage {
+  name: string | undefined;
+  from: Instruction;
+  steps: Instruction[];
+}
+
+interface StageState {
+  image: BuildImage;
+  /** ARGs declared in this stage and their values. */
+  args: Map<string, string>;
+}
+
+const defaultShell = ["/bin/sh", "-c"];
+
+/** Build layers stay uncompressed: compressing is most of a COPY's cost, and a push can compress. */
+const layerMediaType = mediaTypes.ociLayer;
+
+/** The Dockerfile read from the context and split into stages; everything wrong with it is a 400 before any output. */
+export function planBuild(contextDir: string, options: BuildOptions): { stages: Stage[]; globals: Instruction[]; escape: string; last: number } {
+  const path = join(contextDir, posix.normalize(`/${options.dockerfile || "Dockerfile"}`));
+  if (!existsSync(path) || !lstatSync(path).isFile()) throw badRequest(`Cannot locate specified Dockerfile: ${options.dockerfile || "Dockerfile"}`);
+  if (!realpathSync(path).startsWith(realpathSync(contextDir))) throw badRequest(`Forbidden path outside the build context: ${options.dockerfile}`);
+  const file = parseDockerfile(readFileSync(path, "utf8"));
+  const globals: Instruction[] = [];
+  const stages: Stage[] = [];
+  for (const instruction of file.instructions) {
+    if (instruction.keyword === "FROM") {
+      const words = instruction.args.split(/\s+/);
+      const name = words.length === 3 && words[1]!.toUpperCase() === "AS" ? words[2]!.toLowerCase() : undefined;
+      if (words.length !== 1 && !name) throw badRequest(`dockerfile parse error on line ${instruction.line}: FROM requires either one or three arguments`);
+      stages.push({ name, from: instruction, steps: [] });
+    } else if (stages.length === 0) {
+      if (instruction.keyword !== "ARG") throw badRequest(`dockerfile parse error on line ${instruction.line}: no build stage in current context`);
+      globals.push(instruction);
+    } else {
+      stages.at(-1)!.steps.push(instruction);
+    }
+  }
+  if (stages.length === 0) throw badRequest("the Dockerfile has no FROM instruction: no build stage in current context");
+  let last = stages.length - 1;
+  if (options.target) {
+    last = stages.findIndex((s) => s.name === options.target.toLowerCase());
+    if (last < 0) throw badRequest(`failed to reach build target ${options.target} in Dockerfile`);
+  }
+  return { stages, globals, escape: file.escape, last };
+}
+
+export class Build {
+  private readonly backend: Backend;
+  private readonly manager: ContainerManager;
+  private readonly contextDir: string;
+  private readonly options: BuildOptions;
+  private readonly out: BuildOutput;
+  private readonly usedArgs = new Set<string>();
+  private escape = "\\";
+  private stepNumber = 0;
+  private stepCount = 0;
+
+  constructor(backend: Backend, manager: ContainerManager, contextDir: string, options: BuildOptions, out: BuildOutput) {
+    this.backend = backend;
+    this.manager = manager;
+    this.contextDir = contextDir;
+    this.options = options;
+    this.out = out;
+  }
+
+  private say(text: string): void {
+    if (!this.options.quiet) this.out.stream(text);
+  }
+
+  /** Runs the build; returns the final image id. */
+  async run(): Promise<string> {
+    const { stages, globals, escape, last } = planBuild(this.contextDir, this.options);
+    this.escape = escape;
+    const globalArgs = new Map<string, string>();
+    for (const g of globals) for (const [k, v] of this.argDeclarations(g, globalArgs)) globalArgs.set(k, v);
+    this.stepCount = stages.slice(0, last + 1).reduce((n, s) => n + 1 + s.steps.length, 0);
+    const built: BuildImage[] = [];
+    const names = new Map<string, number>();
+    for (let i = 0; i <= last; i++) {
+      const stage = stages[i]!;
+      const state = await this.from(stage, globalArgs, built, names);
+      for (const step of stage.steps) {
+        this.announce(step);
+        state.image = await this.step(step, state, built, names, globalArgs);
+        this.say(` ---> ${shortId(state.image.id)}\n`);
+      }
+      built.push(state.image);
+      if (stage.name) names.set(stage.name, i);
+    }
+    let result = built[last]!;
+    if (Object.keys(this.options.labels).length > 0) {
+      const text = `LABEL ${Object.entries(this.options.labels).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}`;
+      result = await this.metadata(result, text, (config) => (config.Labels = { ...(config.Labels ?? {}), ...this.options.labels }));
+    }
+    if (!result.id) throw new BuildFailure("No image was generated. Is your Dockerfile empty?");
+    const unused = Object.keys(this.options.buildArgs).filter((a) => !this.usedArgs.has(a) && !predefinedArgs.has(a));
+    if (unused.length > 0) this.say(`[Warning] One or more build-args [${unused.join(" ")}] were not consumed\n`);
+    await markResult(this.backend, result);
+    this.out.aux({ ID: result.id });
+    this.say(`Successfully built ${shortId(result.id)}\n`);
+    // Quiet: the id is the only text (the CLI prints the stream it buffered).
+    if (this.options.quiet) this.out.stream(`${result.id}\n`);
+    for (const tag of this.options.tags) {
+      const name = normalizeDockerRef(tag);
+      if ((await this.currentTarget(name)) !== result.target!.digest) await setName(this.backend.images, name, result.target!);
+      this.say(`Successfully tagged ${familiarRef(name)}\n`);
+    }
+    return result.id;
+  }
+
+  /** The manifest digest `name` points at now, if it exists (a rebuild that changed nothing leaves the tag alone). */
+  private async currentTarget(name: string): Promise<string | undefined> {
+    try {
+      return (await this.backend.images.images.get({ name }, this.backend.call())).image?.target?.digest;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** The image's top snapshot, unpacking it unless a step (or an earlier unpack) left it there. */
+  private async unpacked(image: BuildImage, lease: string): Promise<string> {
+    const top = chainId(image.document.rootfs?.diff_ids ?? []);
+    if (!top) return "";
+    try {
+      await this.backend.images.snapshots.stat({ snapshotter, key: top }, this.backend.call(lease));
+      return top;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    if (!image.target) throw serverError(`image ${image.id} has no stored manifest to unpack`);
+    return (await unpackImage(this.backend.images, image.target, { snapshotter, lease })).chainId;
+  }
+
+  private announce(step: Instruction): void {
+    if (this.out.closed()) throw new BuildFailure("the client closed the connection: build cancelled");
+    this.stepNumber++;
+    this.say(`Step ${this.stepNumber}/${this.stepCount} : ${step.original}\n`);
+  }
+
+  private async from(stage: Stage, globalArgs: Map<string, string>, built: BuildImage[], names: Map<string, number>): Promise<StageState> {
+    this.announce(stage.from);
+    const ref = expandText(stage.from.args.split(/\s+/)[0]!, globalArgs, this.escape);
+    let image: BuildImage;
+    const earlier = names.get(ref.toLowerCase());
+    if (earlier !== undefined) image = built[earlier]!;
+    else if (ref === "scratch") image = scratchImage();
+    else {
+      try {
+        image = await loadImage(this.backend, ref);
+      } catch (err) {
+        throw new BuildFailure(httpErrorOf(err).message);
+      }
+    }
+    this.say(image.id ? ` ---> ${shortId(image.id)}\n` : " ---> \n");
+    return { image, args: new Map() };
+  }
+
+  /** An ARG's declarations with their values: a --build-arg wins, then the default, then a global's. */
+  private argDeclarations(step: Instruction, vars: ReadonlyMap<string, string>, globals?: ReadonlyMap<string, string>): [string, string][] {
+    const out: [string, string][] = [];
+    for (const word of processWords(step.args, vars, this.escape, true)) {
+      const eq = word.indexOf("=");
+      const name = eq < 0 ? word : word.slice(0, eq);
+      if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name)) throw badRequest(`dockerfile parse error on line ${step.line}: invalid ARG name ${JSON.stringify(name)}`);
+      const given = this.options.buildArgs[name];
+      this.usedArgs.add(name);
+      const value = given ?? (eq >= 0 ? word.slice(eq + 1) : globals?.get(name));
+      if (value !== undefined) out.push([name, value]);
+    }
+    return out;
+  }
+
+  /** Variables a step's arguments see: the stage's ARGs, overridden by the image's ENV. */
+  private vars(state: StageState): Map<string, string> {
+    const vars = new Map(state.args);
+    for (const entry of state.image.document.config?.Env ?? []) {
+      const eq = entry.indexOf("=");
+      vars.set(eq < 0 ? entry : entry.slice(0, eq), eq < 0 ? "" : entry.slice(eq + 1));
+    }
+    return vars;
+  }
+
+  private async step(step: Instruction, state: StageState, built: BuildImage[], names: Map<string, number>, globals: Map<string, string>): Promise<BuildImage> {
+    const vars = this.vars(state);
+    const image = state.image;
+    const word = (text: string) => expandText(text, vars, this.escape);
+    const jsonOrShell = (): string[] => step.json ?? [...(image.document.config?.Shell ?? defaultShell), step.args];
+    switch (step.keyword) {
+      case "RUN":
+        return this.runStep(step, state, jsonOrShell());
+      case "COPY":
+      case "ADD":
+        return this.copyStep(step, state, vars, built, names);
+      case "ENV": {
+        const pairs = keyValues(step.args, vars, this.escape, true);
+        return this.metadata(image, `ENV ${pairs.map(([k, v]) => `${k}=${v}`).join(" ")}`, (c) => {
+          for (const [k, v] of pairs) c.Env = mergeEnv(c.Env ?? [], [`${k}=${v}`]);
+        });
+      }
+      case "LABEL": {
+        const pairs = keyValues(step.args, vars, this.escape, false);
+        return this.metadata(image, `LABEL ${pairs.map(([k, v]) => `${k}=${v}`).join(" ")}`, (c) => (c.Labels = { ...(c.Labels ?? {}), ...Object.fromEntries(pairs) }));
+      }
+      case "MAINTAINER":
+        return this.metadata(image, `MAINTAINER ${step.args}`, (_c, doc) => (doc.author = step.args));
+      case "ARG": {
+        const declared = this.argDeclarations(step, vars, globals);
+        for (const [k, v] of declared) state.args.set(k, v);
+        return this.metadata(image, `ARG ${step.args}`, () => {});
+      }
+      case "WORKDIR": {
+        const dir = posix.resolve(image.document.config?.WorkingDir || "/", word(step.args));
+        return this.metadata(image, `WORKDIR ${dir}`, (c) => (c.WorkingDir = dir));
+      }
+      case "USER": {
+        const user = word(step.args);
+        return this.metadata(image, `USER ${user}`, (c) => (c.User = user));
+      }
+      case "EXPOSE": {
+        const ports = processWords(step.args, vars, this.escape, true).map((p) => (p.includes("/") ? p.toLowerCase() : `${p}/tcp`));
+        for (const p of ports) if (!/^\d+(-\d+)?\/(tcp|udp|sctp)$/.test(p)) throw new BuildFailure(`invalid containerPort: ${p}`);
+        return this.metadata(image, `EXPOSE ${ports.join(" ")}`, (c) => (c.ExposedPorts = { ...(c.ExposedPorts ?? {}), ...Object.fromEntries(ports.map((p) => [p, {}])) }));
+      }
+      case "VOLUME": {
+        const volumes = step.json ?? processWords(step.args, vars, this.escape, true);
+        return this.metadata(image, `VOLUME [${volumes.join(" ")}]`, (c) => (c.Volumes = { ...(c.Volumes ?? {}), ...Object.fromEntries(volumes.map((v) => [v, {}])) }));
+      }
+      case "STOPSIGNAL": {
+        const signal = word(step.args);
+        return this.metadata(image, `STOPSIGNAL ${signal}`, (c) => (c.StopSignal = signal));
+      }
+      case "SHELL": {
+        if (!step.json || step.json.length === 0) throw new BuildFailure("SHELL requires the arguments to be in JSON form");
+        const shell = step.json;
+        return this.metadata(image, `SHELL ${JSON.stringify(shell)}`, (c) => (c.Shell = shell));
+      }
+      case "CMD": {
+        const cmd = jsonOrShell();
+        return this.metadata(image, `CMD ${JSON.stringify(cmd)}`, (c) => (c.Cmd = cmd));
+      }
+      case "ENTRYPOINT": {
+        const entrypoint = step.args === "" ? null : jsonOrShell();
+        return this.metadata(image, `ENTRYPOINT ${JSON.stringify(entrypoint ?? [])}`, (c) => {
+          c.Entrypoint = entrypoint;
+          // As Docker: a new ENTRYPOINT drops the CMD an earlier stage or image set.
+          c.Cmd = null;
+        });
+      }
+      case "ONBUILD": {
+        const trigger = step.args;
+        return this.metadata(image, `ONBUILD ${trigger}`, (c) => (c.OnBuild = [...((c.OnBuild as string[] | undefined) ?? []), trigger]));
+      }
+      case "HEALTHCHECK": {
+        const rest = step.args.trim();
+        const test = /^NONE$/i.test(rest) ? ["NONE"] : /^CMD\s+/i.test(rest) ? ((): string[] => {
+          const cmdText = rest.replace(/^CMD\s+/i, "");
+          try {
+            const parsed = JSON.parse(cmdText) as unknown;
+            if (Array.isArray(parsed)) return ["CMD", ...(parsed as string[])];
+          } catch {
+            // shell form
+          }
+          return ["CMD-SHELL", cmdText];
+        })() : undefined;
+        if (!test) throw new BuildFailure("Unknown type for HEALTHCHECK: the form is HEALTHCHECK [OPTIONS] CMD command, or HEALTHCHECK NONE");
+        return this.metadata(image, `HEALTHCHECK &{${JSON.stringify(test)}}`, (c) => (c.Healthcheck = { Test: test }));
+      }
+      default:
+        throw new BuildFailure(`unknown instruction: ${step.keyword}`);
+    }
+  }
+
+  /** The step's cache key: its parent image and what it does. */
+  private key(parent: BuildImage, text: string): string {
+    return createHash("sha256").update(`${parent.id}\n${text}`).digest("hex");
+  }
+
+  private async cached(parent: BuildImage, text: string): Promise<BuildImage | undefined> {
+    if (this.options.noCache) return undefined;
+    const hit = await findCached(this.backend, this.key(parent, text));
+    if (hit) this.say(" ---> Using cache\n");
+    return hit;
+  }
+
+  private async metadata(parent: BuildImage, text: string, change: (config: NonNullable<ImageDocument["config"]>, doc: ImageDocument) => void): Promise<BuildImage> {
+    const createdBy = `/bin/sh -c #(nop)  ${text}`;
+    const hit = await this.cached(parent, createdBy);
+    if (hit) return hit;
+    const document = structuredClone(parent.document);
+    document.config ??= {};
+    change(document.config, document);
+    const now = new Date().toISOString();
+    document.created = now;
+    document.history = [...(document.history ?? []), { created: now, created_by: createdBy, empty_layer: true }];
+    return withLease(this.backend.images, undefined, (lease) => storeImage(this.backend, lease, { ...parent, document }, this.key(parent, createdBy)));
+  }
+
+  /** A new image with `layer` on top of `parent`. */
+  private async withLayer(parent: BuildImage, layer: { mediaType: string; digest: string; size: number }, createdBy: string, key: string, lease: string): Promise<BuildImage> {
+    const diffId = (await blobInfo(this.backend.images.content, layer.digest, this.backend.call(lease)))?.labels[wellKnown.uncompressed];
+    if (!diffId) throw serverError(`the diff service stored layer ${layer.digest} without its uncompressed digest`);
+    const document = structuredClone(parent.document);
+    const now = new Date().toISOString();
+    document.created = now;
+    document.rootfs = { type: "layers", diff_ids: [...(document.rootfs?.diff_ids ?? []), diffId] };
+    document.history = [...(document.history ?? []), { created: now, created_by: createdBy }];
+    const mediaType = parent.manifestType === mediaTypes.dockerManifest ? (layer.mediaType === mediaTypes.ociLayer ? mediaTypes.dockerLayer : mediaTypes.dockerLayerGzip) : layer.mediaType;
+    return storeImage(this.backend, lease, { ...parent, document, layers: [...parent.layers, { mediaType, digest: layer.digest, size: layer.size }] }, key);
+  }
+
+  private async runStep(step: Instruction, state: StageState, command: string[]): Promise<BuildImage> {
+    const parent = state.image;
+    if (!parent.id) throw new BuildFailure("RUN needs a base image with a shell: FROM scratch has none");
+    const env = mergeEnv([...state.args].map(([k, v]) => `${k}=${v}`), parent.document.config?.Env ?? []);
+    const argText = state.args.size > 0 ? `|${state.args.size} ${[...state.args].map(([k, v]) => `${k}=${v}`).join(" ")} ` : "";
+    const createdBy = `${argText}${command.join(" ")}`;
+    const hit = await this.cached(parent, createdBy);
+    if (hit) return hit;
+    const config = parent.document.config ?? {};
+    const { Id: id } = await this.manager.create(
+      {
+        Image: parent.id,
+        Cmd: command,
+        Entrypoint: [""],
+        Env: env,
+        WorkingDir: config.WorkingDir ?? "",
+        User: config.User ?? "",
+        Volumes: {},
+        Labels: {},
+        AttachStdout: true,
+        AttachStderr: true,
+        HostConfig: { NetworkMode: "none" },
+      } as Parameters<ContainerManager["create"]>[0],
+      null,
+    );
+    // A failed RUN's container goes too (as with --force-rm): a build leaves nothing behind.
+    try {
+      this.say(` ---> Running in ${shortId(id)}\n`);
+      const record = this.manager.get(id);
+      const end = this.manager.runtime(id).nextEnd();
+      await this.manager.start(id);
+      for await (const entry of follow(new LogCursor(record.LogPath), end.promise)) this.say(entry.log);
+      const { exitCode } = await end.promise;
+      if (exitCode !== 0) {
+        throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
+      }
+      return await withLease(this.backend.images, undefined, async (lease) => {
+        const layer = await diffLayer(this.backend, snapshotter, id, lease, layerMediaType);
+        return this.withLayer(parent, layer, createdBy, this.key(parent, createdBy), lease);
+      });
+    } finally {
+      await this.manager.remove(id, true).catch((err: Error) => this.backend.log.warn({ id, err: err.message }, "cannot remove a build container"));
+      this.say(`Removing intermediate container ${shortId(id)}\n`);
+    }
+  }
+
+  private async copyStep(step: Instruction, state: StageState, vars: Map<string, string>, built: BuildImage[], names: Map<string, number>): Promise<BuildImage> {
+    const parent = state.image;
+    const words = step.json ?? processWords(step.args, vars, this.escape, true);
+    if (words.length < 2) throw new BuildFailure(`${step.keyword} requires at least two arguments, but only one was provided. Destination could not be determined.`);
+    const sourceNames = words.slice(0, -1);
+    const workdir = parent.document.config?.WorkingDir || "/";
+    const destGiven = words.at(-1)!;
+    const dest = posix.resolve(workdir, destGiven) + (destGiven.endsWith("/") || destGiven.endsWith("/.") ? "/" : "");
+    const chown = step.flags.get("chown") ? expandText(step.flags.get("chown")!, vars, this.escape) : undefined;
+    const chmodText = step.flags.get("chmod");
+    if (chmodText !== undefined && !/^[0-7]{3,4}$/.test(chmodText)) throw new BuildFailure(`invalid chmod parameter: ${chmodText} (an octal mode like 755)`);
+    const mode = chmodText === undefined ? undefined : parseInt(chmodText, 8);
+    for (const s of sourceNames) {
+      if (/^[a-z]+:\/\//i.test(s)) throw new BuildFailure(`${step.keyword} of a URL is not supported: Berth builds have no network access (${s}); download it into the context instead`);
+    }
+    const fromFlag = step.flags.get("from");
+    return this.withSourceRoot(fromFlag, built, names, async (root, rootKey, what) => {
+      const selected: Selected[] = [];
+      for (const s of sourceNames) selected.push(...selectSources(root, s, what));
+      const hash = rootKey ?? (await hashSources(selected));
+      const flagText = [...step.flags].map(([k, v]) => `--${k}=${v}`).join(" ");
+      const createdBy = `/bin/sh -c #(nop) ${step.keyword} ${flagText ? `${flagText} ` : ""}${selected.length === 1 && selected[0]!.stat.isFile() ? "file" : "dir"}:${hash} in ${dest} `;
+      const keyText = `${createdBy}\n${fromFlag ? sourceNames.join("\n") : ""}`;
+      const hit = await this.cached(parent, keyText);
+      if (hit) return hit;
+      const destIsDir = dest.endsWith("/") || selected.length > 1 || sourceNames.length > 1;
+      return withLease(this.backend.images, undefined, async (lease) => {
+        let parentChain = "";
+        if (parent.id) parentChain = await this.unpacked(parent, lease);
+        const key = `build-copy-${randomBytes(8).toString("hex")}`;
+        let committed = false;
+        const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: parentChain, lease });
+        const target = await mkdtemp(join(tmpdir(), "berth-build-"));
+        try {
+          const owner: Owner | undefined = chown ? await userInRootfs(mounts, chown).catch((err: Error) => {
+            throw new BuildFailure(`unable to convert uid/gid chown string to host mapping: ${err.message}`);
+          }) : fromFlag ? undefined : { uid: 0, gid: 0 };
+          await mountAll(mounts, target);
+          try {
+            await this.copyInto(target, selected, dest, destIsDir, owner, mode, step.keyword === "ADD" && !fromFlag);
+          } finally {
+            await unmountAll(target, { detachBusy: true });
+          }
+          const layer = await diffLayer(this.backend, snapshotter, key, lease, layerMediaType);
+          const image = await this.withLayer(parent, layer, createdBy, this.key(parent, keyText), lease);
+          // The snapshot is the new image's rootfs already: committed under its chain id, the
+          // next step finds it instead of unpacking the layer just made.
+          committed = await this.backend.images.snapshots.commit({ snapshotter, name: chainId(image.document.rootfs!.diff_ids), key, labels: {} }, this.backend.call(lease)).then(
+            () => true,
+            () => false,
+          );
+          return image;
+        } finally {
+          if (!committed) await this.backend.images.snapshots.remove({ snapshotter, key }, this.backend.call(lease)).catch(() => undefined);
+          await rm(target, { recursive: true, force: true });
+        }
+      });
+    });
+  }
+
+  private async copyInto(root: string, selected: Selected[], dest: string, destIsDir: boolean, owner: Owner | undefined, mode: number | undefined, unpack: boolean): Promise<void> {
+    if (destIsDir) {
+      const dir = destinationIn(root, dest);
+      mkdirSync(dir, { recursive: true });
+    } else {
+      mkdirSync(destinationIn(root, posix.dirname(dest)), { recursive: true });
+    }
+    for (const s of selected) {
+      if (s.stat.isDirectory()) {
+        const dir = destinationIn(root, dest);
+        mkdirSync(dir, { recursive: true });
+        copyTree(s.host, s.stat, dir, owner, mode);
+        continue;
+      }
+      const compression = unpack && s.stat.isFile() ? archiveCompression(s.host) : undefined;
+      if (compression) {
+        const dir = destinationIn(root, dest);
+        mkdirSync(dir, { recursive: true });
+        await unpackArchive(s.host, compression, dir);
+        continue;
+      }
+      const into = destinationIn(root, dest);
+      const isDir = destIsDir || (existsSync(into) && lstatSync(into).isDirectory());
+      copyTree(s.host, s.stat, isDir ? join(into, posix.basename(s.relative)) : into, owner, mode);
+    }
+  }
+
+  /** Runs `fn` with the root sources come from: the context, or a read-only view of a stage's or image's rootfs. */
+  private async withSourceRoot<T>(from: string | undefined, built: BuildImage[], names: Map<string, number>, fn: (root: string, rootKey: string | undefined, what: string) => Promise<T>): Promise<T> {
+    if (!from) return fn(this.contextDir, undefined, "build context or excluded by .dockerignore");
+    const index = names.get(from.toLowerCase()) ?? (/^\d+$/.test(from) && Number(from) < built.length ? Number(from) : undefined);
+    let image: BuildImage;
+    if (index !== undefined) image = built[index]!;
+    else {
+      try {
+        image = await loadImage(this.backend, from);
+      } catch (err) {
+        throw new BuildFailure(`invalid from flag value ${from}: ${httpErrorOf(err).message}`);
+      }
+    }
+    if (!image.id) throw new BuildFailure(`COPY --from=${from}: the stage has no files (FROM scratch with no steps)`);
+    return withLease(this.backend.images, undefined, async (lease) => {
+      const top = await this.unpacked(image, lease);
+      const key = `build-from-${randomBytes(8).toString("hex")}`;
+      const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: top, lease, readOnly: true });
+      const root = await mkdtemp(join(tmpdir(), "berth-build-from-"));
+      try {
+        await mountAll(mounts, root);
+        try {
+          return await fn(root, image.id, `stage ${from}`);
+        } finally {
+          await unmountAll(root, { detachBusy: true });
+        }
+      } finally {
+        await this.backend.images.snapshots.remove({ snapshotter, key }, this.backend.call(lease)).catch(() => undefined);
+        await rm(root, { recursive: true, force: true });
+      }
+    });
+  }
+}
+
+/** Build args Docker accepts without an ARG (proxy settings). */
+const predefinedArgs = new Set(["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"]);
+
+/** The code and message a failed build reports in its stream (the CLI exits with the code). */
+export function failureOf(err: unknown): { code: number; message: string } {
+  if (err instanceof BuildFailure) return { code: err.code, message: err.message };
+  return { code: 1, message: httpErrorOf(err).message };
+}

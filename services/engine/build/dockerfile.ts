@@ -1,0 +1,197 @@
+// Dockerfile text → instructions. A small parser of our own (the npm candidates pull in a
+// language-server stack for what is a line format): parser directives (`# escape=`,
+// `# syntax=`), comments, line continuations, flags (`--from=…`), JSON (exec) vs shell
+// forms, and Docker's variable substitution ($VAR, ${VAR}, ${VAR:-d}, ${VAR:+a}).
+import { badRequest } from "../http.ts";
+
+export const knownInstructions = new Set([
+  "FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT",
+  "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL",
+]);
+
+export interface Instruction {
+  keyword: string;
+  /** The text after the keyword and its flags, continuations joined. */
+  args: string;
+  /** `--name=value` flags before the arguments. */
+  flags: Map<string, string>;
+  /** The exec form's array when the arguments are a JSON string array. */
+  json: string[] | undefined;
+  /** 1-based line of the instruction's first line. */
+  line: number;
+  /** As written (continuations joined), for `Step N/M : …`. */
+  original: string;
+}
+
+export interface Dockerfile {
+  escape: string;
+  instructions: Instruction[];
+}
+
+function parseError(line: number, message: string): Error {
+  return badRequest(`dockerfile parse error on line ${line}: ${message}`);
+}
+
+export function parseDockerfile(text: string): Dockerfile {
+  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
+  let escape = "\\";
+  let index = 0;
+  // Directives only at the very top, before any other comment or instruction.
+  const seen = new Set<string>();
+  for (; index < lines.length; index++) {
+    const m = /^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.*?)\s*$/.exec(lines[index]!);
+    if (!m) break;
+    const key = m[1]!.toLowerCase();
+    if (key !== "escape" && key !== "syntax" && key !== "check") break;
+    if (seen.has(key)) throw parseError(index + 1, `only one ${key} parser directive can be used`);
+    seen.add(key);
+    if (key === "escape") {
+      if (m[2] !== "\\" && m[2] !== "`") throw parseError(index + 1, `invalid escape token '${m[2]}' does not match ` + "` or \\");
+      escape = m[2]!;
+    }
+  }
+  const instructions: Instruction[] = [];
+  while (index < lines.length) {
+    const first = lines[index]!;
+    const start = index + 1;
+    index++;
+    if (/^\s*(#|$)/.test(first)) continue;
+    let joined = "";
+    let current = first;
+    for (;;) {
+      const trimmed = current.replace(/\s+$/, "");
+      if (trimmed.endsWith(escape)) {
+        joined += trimmed.slice(0, -1);
+        // Comment and empty lines inside a continued instruction are dropped.
+        while (index < lines.length && /^\s*(#|$)/.test(lines[index]!)) index++;
+        if (index >= lines.length) break;
+        current = lines[index]!;
+        index++;
+        continue;
+      }
+      joined += current;
+      break;
+    }
+    instructions.push(parseInstruction(joined.trim(), start));
+  }
+  return { escape, instructions };
+}
+
+function parseInstruction(text: string, line: number): Instruction {
+  const m = /^(\S+)\s*([\s\S]*)$/.exec(text)!;
+  const keyword = m[1]!.toUpperCase();
+  if (!knownInstructions.has(keyword)) throw parseError(line, `unknown instruction: ${m[1]}`);
+  let rest = m[2]!;
+  const flags = new Map<string, string>();
+  if (["FROM", "COPY", "ADD", "RUN", "HEALTHCHECK"].includes(keyword)) {
+    for (;;) {
+      const f = /^--([a-zA-Z][a-zA-Z0-9-]*)(?:=(\S*))?\s*/.exec(rest);
+      if (!f) break;
+      flags.set(f[1]!, f[2] ?? "true");
+      rest = rest.slice(f[0].length);
+    }
+  }
+  let json: string[] | undefined;
+  if (rest.startsWith("[")) {
+    try {
+      const value: unknown = JSON.parse(rest);
+      if (Array.isArray(value) && value.every((v) => typeof v === "string")) json = value as string[];
+    } catch {
+      // not JSON: the shell form, as Docker falls back
+    }
+  }
+  if (rest === "" && !["RUN", "CMD", "ENTRYPOINT"].includes(keyword)) throw parseError(line, `${keyword} requires at least one argument`);
+  return { keyword, args: rest, flags, json, line, original: text };
+}
+
+/**
+ * Docker's word processing: variables substituted (not inside single quotes), quotes
+ * removed, escapes applied; split on unquoted whitespace when `split`.
+ */
+export function processWords(text: string, vars: ReadonlyMap<string, string>, escape: string, split: boolean): string[] {
+  const words: string[] = [];
+  let word = "";
+  let inWord = false;
+  let quote: "'" | '"' | undefined;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quote === "'") {
+      if (c === "'") quote = undefined;
+      else word += c;
+      continue;
+    }
+    if (c === escape && i + 1 < text.length) {
+      const next = text[++i]!;
+      // Inside double quotes an escape only escapes what would be special there.
+      if (quote === '"' && !['"', "$", escape].includes(next)) word += c;
+      word += next;
+      inWord = true;
+      continue;
+    }
+    if (c === "$") {
+      const [value, consumed] = expandAt(text, i, vars, escape);
+      word += value;
+      i += consumed - 1;
+      inWord = true;
+      continue;
+    }
+    if (quote === '"') {
+      if (c === '"') quote = undefined;
+      else word += c;
+      continue;
+    }
+    if (c === "'" || c === '"') {
+      quote = c;
+      inWord = true;
+      continue;
+    }
+    if (split && /\s/.test(c)) {
+      if (inWord) words.push(word);
+      word = "";
+      inWord = false;
+      continue;
+    }
+    word += c;
+    inWord = true;
+  }
+  if (quote) throw badRequest(`unexpected end of statement while looking for matching ${quote}`);
+  if (inWord || !split) words.push(word);
+  return words;
+}
+
+/** The text as one word: variables substituted, quotes removed (WORKDIR, USER, a legacy ENV value). */
+export function expandText(text: string, vars: ReadonlyMap<string, string>, escape: string): string {
+  return processWords(text, vars, escape, false)[0] ?? "";
+}
+
+/** The variable reference at text[i] ('$'): its value and how many characters it took. */
+function expandAt(text: string, i: number, vars: ReadonlyMap<string, string>, escape: string): [string, number] {
+  const simple = /^\$([a-zA-Z_][a-zA-Z0-9_]*)/.exec(text.slice(i));
+  if (simple) return [vars.get(simple[1]!) ?? "", simple[0].length];
+  if (text[i + 1] !== "{") return ["$", 1];
+  const close = text.indexOf("}", i + 2);
+  if (close < 0) throw badRequest(`missing '}' in ${JSON.stringify(text)}`);
+  const inner = text.slice(i + 2, close);
+  const m = /^([a-zA-Z_][a-zA-Z0-9_]*)(?::([-+])([\s\S]*))?$/.exec(inner);
+  if (!m) throw badRequest(`bad substitution: \${${inner}}`);
+  const value = vars.get(m[1]!);
+  let out = value ?? "";
+  if (m[2] === "-" && !value) out = expandText(m[3]!, vars, escape);
+  if (m[2] === "+") out = value ? expandText(m[3]!, vars, escape) : "";
+  return [out, close + 1 - i];
+}
+
+/** `key=value …` pairs (ENV, LABEL, ARG), or the legacy `ENV key value` form. */
+export function keyValues(text: string, vars: ReadonlyMap<string, string>, escape: string, legacyAllowed: boolean): [string, string][] {
+  const firstWord = /^\S+/.exec(text)?.[0] ?? "";
+  if (legacyAllowed && !firstWord.includes("=")) {
+    const value = text.slice(firstWord.length).trim();
+    if (!value) throw badRequest(`ENV names can not be blank: ${text} needs a value`);
+    return [[firstWord, expandText(value, vars, escape)]];
+  }
+  return processWords(text, vars, escape, true).map((word) => {
+    const eq = word.indexOf("=");
+    if (eq <= 0) throw badRequest(`Syntax error - can't find = in "${word}". Must be of the form: name=value`);
+    return [word.slice(0, eq), word.slice(eq + 1)];
+  });
+}

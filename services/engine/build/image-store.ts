@@ -1,0 +1,118 @@
+// The images a build makes: each step's result is a full image (config + manifest) kept
+// under an untagged name with its cache key as a label, so a later build finds it
+// (across builds and Dockerfiles) and the store's garbage collector keeps its content.
+import { randomBytes } from "node:crypto";
+import { writeBlob } from "../../../core/content-client.ts";
+import { descriptorJson, goJson, type Descriptor } from "../../../core/image/manifest.ts";
+import { childGcLabel, mediaTypes } from "../../../core/image/media-types.ts";
+import { isAlreadyExists, isNotFound } from "../../../core/grpc-status.ts";
+import type { Backend } from "../backend.ts";
+import { danglingPrefix, imageCatalog, toDescriptor } from "../images/catalog.ts";
+import { findImage } from "../containers/image.ts";
+
+/** The label a build step's image carries: the step's cache key. */
+export const cacheKeyLabel = "berth.build.cache-key";
+
+export interface ImageDocument {
+  architecture?: string;
+  os?: string;
+  created?: string;
+  config?: Record<string, unknown> & { Env?: string[]; Cmd?: string[] | null; Entrypoint?: string[] | null; WorkingDir?: string; User?: string; Labels?: Record<string, string> | null; ExposedPorts?: Record<string, object>; Volumes?: Record<string, object>; StopSignal?: string; Shell?: string[] };
+  rootfs?: { type: string; diff_ids: string[] };
+  history?: Record<string, unknown>[];
+  [key: string]: unknown;
+}
+
+/** An image as a build step holds it: what the next step starts from. */
+export interface BuildImage {
+  /** The config digest ("" for scratch before any step). */
+  id: string;
+  document: ImageDocument;
+  layers: Descriptor[];
+  manifestType: string;
+  configType: string;
+  /** Its stored manifest (what a tag points at); none for scratch. */
+  target: Descriptor | undefined;
+}
+
+export function scratchImage(): BuildImage {
+  return {
+    id: "",
+    document: { architecture: process.arch === "x64" ? "amd64" : process.arch, os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [] }, history: [] },
+    layers: [],
+    manifestType: mediaTypes.ociManifest,
+    configType: mediaTypes.ociConfig,
+    target: undefined,
+  };
+}
+
+/** The image a FROM (or COPY --from=image) names, by reference or id; Docker's 404 wording. */
+export async function loadImage(backend: Backend, ref: string): Promise<BuildImage> {
+  const found = await findImage(backend, ref);
+  const content = await imageCatalog(backend).content(found.target);
+  return {
+    id: content.id,
+    document: JSON.parse(JSON.stringify(content.config)) as ImageDocument,
+    layers: content.layers,
+    manifestType: found.target.mediaType === mediaTypes.dockerManifest ? mediaTypes.dockerManifest : mediaTypes.ociManifest,
+    configType: content.configDescriptor.mediaType,
+    target: found.target,
+  };
+}
+
+/** The image an earlier build stored for `key`, if it is still there. */
+export async function findCached(backend: Backend, key: string): Promise<BuildImage | undefined> {
+  const { images } = await backend.images.images.list({ filters: [`labels."${cacheKeyLabel}"==${key}`] }, backend.call());
+  const record = images.find((image) => image.labels[cacheKeyLabel] === key && image.target);
+  if (!record) return undefined;
+  try {
+    const content = await imageCatalog(backend).content(toDescriptor(record));
+    return { id: content.id, document: content.config as ImageDocument, layers: content.layers, manifestType: record.target!.mediaType, configType: content.configDescriptor.mediaType, target: toDescriptor(record) };
+  } catch {
+    return undefined; // content gone: build the step again
+  }
+}
+
+/** Writes the image's config and manifest and names it (untagged, labelled with `key`); returns it with its id. */
+export async function storeImage(backend: Backend, lease: string, image: BuildImage, key: string): Promise<BuildImage> {
+  const svc = backend.images;
+  const call = backend.call(lease);
+  const configBytes = Buffer.from(goJson(image.document));
+  const config = await writeBlob(svc.content, configBytes, { ref: `build-config-${randomBytes(8).toString("hex")}` }, call);
+  const configDesc: Descriptor = { mediaType: image.configType, digest: config.digest, size: configBytes.length };
+  const manifest = { schemaVersion: 2, mediaType: image.manifestType, config: descriptorJson(configDesc), layers: image.layers.map(descriptorJson) };
+  const manifestBytes = Buffer.from(goJson(manifest));
+  const gcLabels: Record<string, string> = { [childGcLabel(configDesc.mediaType)]: configDesc.digest };
+  image.layers.forEach((l, i) => (gcLabels[`${childGcLabel(l.mediaType)}${i}`] = l.digest));
+  const written = await writeBlob(svc.content, manifestBytes, { ref: `build-manifest-${randomBytes(8).toString("hex")}`, labels: gcLabels }, call);
+  const target = { mediaType: image.manifestType, digest: written.digest, size: BigInt(manifestBytes.length), annotations: {} };
+  try {
+    await svc.images.create({ image: { name: `${danglingPrefix}${written.digest}`, labels: { [cacheKeyLabel]: key }, target, createdAt: undefined, updatedAt: undefined } }, backend.call());
+  } catch (err) {
+    if (!isAlreadyExists(err)) throw err;
+  }
+  return { ...image, id: configDesc.digest, target: { mediaType: image.manifestType, digest: written.digest, size: manifestBytes.length } };
+}
+
+/** The label a build's result carries: it is listed by `docker images`, whereas the steps' images are not (as Docker hides intermediate images). */
+export const buildResultLabel = "berth.build.result";
+
+/** Marks the image a build produced (its step image may have been cached from a build where it was intermediate). */
+export async function markResult(backend: Backend, image: BuildImage): Promise<void> {
+  if (!image.target) return;
+  const name = `${danglingPrefix}${image.target.digest}`;
+  let record;
+  try {
+    record = (await backend.images.images.get({ name }, backend.call())).image;
+  } catch (err) {
+    if (isNotFound(err)) return; // not a build's image (FROM x alone): nothing to mark
+    throw err;
+  }
+  if (!record || record.labels[buildResultLabel]) return;
+  await backend.images.images.update({ image: { ...record, labels: { ...record.labels, [buildResultLabel]: "true" } }, updateMask: ["labels"] }, backend.call());
+}
+
+/** Whether an image is only a build step's (untagged, made by a build, never its result): left out of `docker images` unless -a. */
+export function isBuildIntermediate(image: { repoTags: string[]; records: { labels: Record<string, string> }[] }): boolean {
+  return image.repoTags.length === 0 && image.records.every((r) => r.labels[cacheKeyLabel] && !r.labels[buildResultLabel]);
+}

@@ -1,0 +1,158 @@
+// COPY/ADD sources: the paths a step selects (Docker's globs, one path segment at a time),
+// checked to stay inside their root; a content hash of them for the cache key (contents,
+// modes, ownership, link targets — not times); and the copy into a rootfs.
+import { createHash } from "node:crypto";
+import { chmodSync, closeSync, copyFileSync, createReadStream, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, readSync, symlinkSync, utimesSync, type Stats } from "node:fs";
+import { basename, join, posix } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { badRequest } from "../http.ts";
+import { resolveContainerPath } from "../archive/copy.ts";
+import { rawPath } from "../../../core/tar/byte-fs.ts";
+import { applyTar } from "../../../core/tar/apply.ts";
+import { readTar } from "../../../core/tar/reader.ts";
+import { decompressor, sniffCompression } from "../../../core/tar/compression.ts";
+import * as native from "../../../native/index.ts";
+
+export interface Selected {
+  /** Host path of the source. */
+  host: string;
+  /** The path as selected (relative to its root), for messages and hashes. */
+  relative: string;
+  stat: Stats;
+}
+
+const globChars = /[*?[]/;
+
+function segmentPattern(segment: string): RegExp {
+  let out = "";
+  for (let i = 0; i < segment.length; i++) {
+    const c = segment[i]!;
+    if (c === "*") out += "[^/]*";
+    else if (c === "?") out += "[^/]";
+    else if (c === "[") {
+      const end = segment.indexOf("]", i + 1);
+      if (end < 0) throw badRequest(`syntax error in pattern: ${segment}`);
+      const body = segment.slice(i + 1, end).replace(/^!/, "^").replace(/\\/g, "\\\\");
+      out += `[${body}]`;
+      i = end;
+    } else out += c.replace(/[.+^${}()|\\]/g, "\\$&");
+  }
+  return new RegExp(`^${out}$`);
+}
+
+/** The paths `source` selects under `root`; none is Docker's "file not found" error, climbing out a "forbidden path". */
+export function selectSources(root: string, source: string, what: string): Selected[] {
+  const cleaned = posix.normalize(`/${source}`).slice(1);
+  if (posix.normalize(source).startsWith("../") || source === "..") throw badRequest(`Forbidden path outside the build context: ${source} ()`);
+  let matches = [""];
+  for (const segment of cleaned.split("/").filter(Boolean)) {
+    const next: string[] = [];
+    for (const dir of matches) {
+      if (!globChars.test(segment)) {
+        next.push(dir ? `${dir}/${segment}` : segment);
+        continue;
+      }
+      const pattern = segmentPattern(segment);
+      let names: string[] = [];
+      try {
+        names = readdirSync(join(root, dir));
+      } catch {
+        continue;
+      }
+      for (const name of names.sort()) if (pattern.test(name)) next.push(dir ? `${dir}/${name}` : name);
+    }
+    matches = next;
+  }
+  const found: Selected[] = [];
+  for (const relative of matches) {
+    const host = join(root, relative);
+    try {
+      found.push({ host, relative, stat: lstatSync(host) });
+    } catch {
+      // a plain path that is not there: reported below when nothing matched
+    }
+  }
+  if (found.length === 0) throw badRequest(`COPY failed: file not found in ${what}: stat ${source}: file does not exist`);
+  return found;
+}
+
+/** A hash of what the sources hold: names, modes, owners, link targets and contents (never times). */
+export async function hashSources(sources: Selected[]): Promise<string> {
+  const hash = createHash("sha256");
+  const visit = async (host: string, relative: string, stat: Stats) => {
+    hash.update(`${relative}\0${stat.mode}\0${stat.uid}:${stat.gid}\0`);
+    if (stat.isSymbolicLink()) hash.update(readlinkSync(host));
+    else if (stat.isFile()) await pipeline(createReadStream(host), async (chunks: AsyncIterable<Buffer>) => {
+      for await (const chunk of chunks) hash.update(chunk);
+    });
+    else if (stat.isDirectory()) for (const name of readdirSync(host).sort()) await visit(join(host, name), `${relative}/${name}`, lstatSync(join(host, name)));
+    hash.update("\0");
+  };
+  for (const s of sources) await visit(s.host, s.relative, s.stat);
+  return hash.digest("hex");
+}
+
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
+/** Copies a file, link or tree to `target`, owned by `owner` (or as the source is when none), with `mode` when given. */
+export function copyTree(source: string, stat: Stats, target: string, owner: Owner | undefined, mode: number | undefined): void {
+  const uid = owner?.uid ?? stat.uid;
+  const gid = owner?.gid ?? stat.gid;
+  if (stat.isDirectory()) {
+    try {
+      mkdirSync(target);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    for (const name of readdirSync(source)) copyTree(join(source, name), lstatSync(join(source, name)), join(target, name), owner, mode);
+  } else if (stat.isSymbolicLink()) {
+    symlinkSync(readlinkSync(source), target);
+  } else if (stat.isFile()) {
+    copyFileSync(source, target);
+  } else {
+    return; // devices, fifos and sockets of a context are not copied (as Docker skips them)
+  }
+  lchownSync(target, uid, gid);
+  if (!stat.isSymbolicLink()) {
+    chmodSync(target, mode ?? stat.mode & 0o7777);
+    utimesSync(target, stat.atime, stat.mtime);
+  }
+}
+
+/** The host path of `dest` inside `root` (symlinks resolved within it), its parents made. */
+export function destinationIn(root: string, dest: string): string {
+  const resolved = rawPath(resolveContainerPath(root, dest, true).host).toString("utf8");
+  return resolved;
+}
+
+export function mkdirsOwned(path: string): void {
+  mkdirSync(path, { recursive: true });
+}
+
+/** Whether a file is a tar archive ADD unpacks (plain or gzip), by its first bytes. */
+export function archiveCompression(host: string): "none" | "gzip" | undefined {
+  const fd = openSync(host, "r");
+  const head = Buffer.alloc(512);
+  let n: number;
+  try {
+    n = readSync(fd, head, 0, 512, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const sniffed = sniffCompression(head.subarray(0, n));
+  if (sniffed === "gzip") return "gzip";
+  if (sniffed === "none" && n >= 262 && head.subarray(257, 262).toString("latin1") === "ustar") return "none";
+  return undefined;
+}
+
+/** ADD of a local archive: its entries extracted into the directory `dir`. */
+export async function unpackArchive(host: string, compression: "none" | "gzip", dir: string): Promise<void> {
+  const stream = createReadStream(host);
+  const source = compression === "gzip" ? stream.pipe(decompressor("gzip")) : stream;
+  await applyTar(readTar(source as AsyncIterable<Uint8Array>), { root: dir, whiteouts: "delete", sys: native });
+}
+
+export const baseName = (path: string) => basename(path);
