@@ -235,3 +235,22 @@ test("a new volume is filled from the image's content at its mount point (not wi
   assert.deepEqual(readdirSync(join(d.root, "volumes", "keep2", "_data")), ["only"]);
   ok(d.docker(["volume", "rm", "binvol", "emptybin", "keep2"]));
 });
+
+test("--volumes-from mounts another container's volumes and binds at the same paths; :ro makes them read-only", async () => {
+  const hostDir = join(work, "from-host");
+  mkdirSync(hostDir);
+  writeFileSync(join(hostDir, "marker"), "from the host\n");
+  ok(d.docker(["run", "-d", "--name", "vsource", "-v", "vfrom:/data", "-v", `${hostDir}:/hostdir`, "busybox", "sleep", "300"]), "run the source");
+  const r = ok(d.docker(["run", "--rm", "--volumes-from", "vsource", "busybox", "sh", "-c", "echo written > /data/f && cat /hostdir/marker"]), "volumes-from");
+  assert.equal(r.stdout, "from the host\n");
+  assert.equal(ok(d.docker(["exec", "vsource", "cat", "/data/f"])).stdout, "written\n", "the same volume, seen by the source");
+  const ro = d.docker(["run", "--rm", "--volumes-from", "vsource:ro", "busybox", "sh", "-c", "echo again > /data/g"]);
+  assert.notEqual(ro.code, 0);
+  assert.match(ro.stderr, /Read-only file system/);
+  const missing = await api(d, "POST", "/containers/create", { Image: "busybox", Cmd: ["true"], HostConfig: { VolumesFrom: ["no-such-source"] } });
+  assert.equal(missing.status, 404);
+  assert.equal(missing.json.message, "No such container: no-such-source");
+  const badMode = await api(d, "POST", "/containers/create", { Image: "busybox", Cmd: ["true"], HostConfig: { VolumesFrom: ["vsource:rx"] } });
+  assert.equal(badMode.status, 400);
+  ok(d.docker(["rm", "-f", "vsource"]));
+});

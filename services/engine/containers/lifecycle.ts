@@ -28,7 +28,7 @@ import { checkLogConfig, LogRotation } from "./rotation.ts";
 import { hostsPathOf, networkManager } from "../networks/index.ts";
 import type { EndpointSettings } from "../networks/manager.ts";
 import { volumeStore } from "../volumes/index.ts";
-import { removeAnonymousVolumes, resolveContainerVolumes } from "../volumes/mounts.ts";
+import { removeAnonymousVolumes, resolveContainerVolumes, volumesFromSources } from "../volumes/mounts.ts";
 import { fillNewVolumes } from "../volumes/copy-up.ts";
 
 const specType = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
@@ -120,7 +120,7 @@ export class ContainerManager {
       const mounts = await prepareRootfs(svc.snapshots, { namespace: this.backend.namespace, snapshotter, key: id, parent: chainId, lease });
       const user = config.User ? await userInRootfs(mounts, config.User) : { uid: 0, gid: 0 };
       const files = network.kind === "host" ? undefined : writeContainerFiles(dir, config.Hostname || id.slice(0, 12));
-      const volumes = resolveContainerVolumes(volumeStore(this.backend), config, host);
+      const volumes = resolveContainerVolumes(volumeStore(this.backend), config, host, volumesFromSources(this.backend.store, host));
       volumesMade = volumes.created;
       await fillNewVolumes(mounts, volumes.points, volumes.created);
       for (const made of volumes.created) this.backend.events.publish("volume", "create", made, { driver: "local" });

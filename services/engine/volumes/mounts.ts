@@ -5,9 +5,10 @@
 // inspect shows (kept in the container's record, so the volumes count as used).
 import { posix } from "node:path";
 import type { OciMount } from "../../../core/oci/spec.ts";
-import { badRequest } from "../http.ts";
+import { badRequest, notFoundError } from "../http.ts";
 import type { Backend } from "../backend.ts";
-import type { ContainerConfig, ContainerRecord, HostConfig } from "../store.ts";
+import type { ContainerConfig, ContainerRecord, EngineStore, HostConfig } from "../store.ts";
+import { parseBind } from "../containers/config.ts";
 import { volumeStore } from "./index.ts";
 import { checkVolumeName, type VolumeStore } from "./store.ts";
 import { isVolumeSource, volumeUsers } from "./usage.ts";
@@ -38,7 +39,27 @@ export function isVolumeBind(spec: string): boolean {
   return spec.includes(":") && isVolumeSource(source);
 }
 
-export function resolveContainerVolumes(store: VolumeStore, config: ContainerConfig, host: HostConfig): ContainerVolumes {
+/** A container whose volumes and binds another mounts (`--volumes-from NAME[:ro|rw]`). */
+export interface VolumesFromSource {
+  record: ContainerRecord;
+  /** ro or rw forces the mode; unset keeps each mount's own. */
+  readOnly?: boolean;
+}
+
+/** HostConfig.VolumesFrom resolved to containers: an unknown one is Docker's 404, a bad mode a 400. */
+export function volumesFromSources(containers: EngineStore, host: HostConfig): VolumesFromSource[] {
+  const specs = (host.VolumesFrom as string[] | null | undefined) ?? [];
+  if (!Array.isArray(specs) || specs.some((s) => typeof s !== "string")) throw badRequest("HostConfig.VolumesFrom must be a list of strings");
+  return specs.map((spec) => {
+    const [ref = "", mode, ...rest] = spec.split(":");
+    if (rest.length > 0 || (mode !== undefined && mode !== "ro" && mode !== "rw")) throw badRequest(`invalid volumes-from specification: '${spec}' (expected NAME[:ro|rw])`);
+    const record = containers.resolve(ref);
+    if (!record) throw notFoundError(`No such container: ${ref}`);
+    return mode === undefined ? { record } : { record, readOnly: mode === "ro" };
+  });
+}
+
+export function resolveContainerVolumes(store: VolumeStore, config: ContainerConfig, host: HostConfig, from: readonly VolumesFromSource[] = []): ContainerVolumes {
   const result: ContainerVolumes = { mounts: [], points: [], created: [], anonymous: [] };
   const destinations = new Set<string>();
   const use = (name: string, destination: string, readOnly: boolean, mode: string, anonymous: boolean) => {
@@ -53,6 +74,7 @@ export function resolveContainerVolumes(store: VolumeStore, config: ContainerCon
   };
   try {
     addAll(config, host, destinations, use);
+    addVolumesFrom(from, destinations, use, result.mounts);
   } catch (err) {
     // nothing half-made: the volumes this create made go again
     for (const made of result.created) store.remove(made);
@@ -92,6 +114,26 @@ function addAll(
   for (const destination of Object.keys(host.Tmpfs ?? {})) destinations.add(destination);
   for (const destination of Object.keys(config.Volumes ?? {})) {
     if (!destinations.has(destination)) use("", destination, false, "", true);
+  }
+}
+
+/** The volumes and host binds of `--volumes-from` containers, at the same paths, where the container has nothing of its own. */
+function addVolumesFrom(
+  from: readonly VolumesFromSource[],
+  destinations: Set<string>,
+  use: (name: string, destination: string, readOnly: boolean, mode: string, anonymous: boolean) => void,
+  mounts: OciMount[],
+): void {
+  for (const { record, readOnly } of from) {
+    for (const point of (record as { Mounts?: VolumeMountPoint[] }).Mounts ?? []) {
+      if (!destinations.has(point.Destination)) use(point.Name, point.Destination, readOnly ?? !point.RW, point.Mode, false);
+    }
+    for (const spec of record.HostConfig.Binds ?? []) {
+      const bind = parseBind(spec);
+      if (bind.volume || destinations.has(bind.destination)) continue;
+      destinations.add(bind.destination);
+      mounts.push({ destination: bind.destination, type: "bind", source: bind.source, options: ["rbind", bind.propagation ?? "rprivate", (readOnly ?? bind.readOnly) ? "ro" : "rw"] });
+    }
   }
 }
 
