@@ -9,9 +9,8 @@ import { request } from "node:http";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ok, sleep, startDaemon, type Daemon, type RunResult } from "./harness.ts";
-import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
+import { ok, sleep, type Daemon, type RunResult } from "./harness.ts";
+import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 
 let d: Daemon;
@@ -19,8 +18,7 @@ let work: string;
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-engine-containers-"));
-  d = await startDaemon();
-  ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
+  d = await startEngineWithBusybox();
 });
 
 after(async () => {
