@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, sleep, type Daemon, type RunResult } from "./harness.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
-import { removeEveryContainer } from "./engine-cleanup.ts";
+import { api, removeEveryContainer, type ApiReply } from "./engine-net-helpers.ts";
 
 let d: Daemon;
 let work: string;
@@ -27,26 +27,10 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
+/** Raw HTTP on docker.sock, a body sent as JSON (an object is serialized). */
+const http = (method: string, path: string, body?: unknown) => api(d, method, path, body);
 
-function http(method: string, path: string, body?: unknown): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const text = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
-    const req = request({ socketPath: d.dockerSocket, method, path, headers: text ? { "Content-Type": "application/json" } : {} }, (res) => {
-      let data = "";
-      res.on("data", (c) => (data += c));
-      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: data }));
-    });
-    req.on("error", reject);
-    req.end(text);
-  });
-}
-
-const message = (r: Reply) => (JSON.parse(r.body) as { message: string }).message;
+const message = (r: ApiReply) => (JSON.parse(r.body) as { message: string }).message;
 
 function docker(args: string[], input?: string): RunResult {
   return d.docker(args, input);
