@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { distDir, ok, tableRows, type Daemon } from "./harness.ts";
 import { startDaemonWithBusybox } from "./fixtures/busybox-daemon.ts";
-import { readdirOrEmpty, removeNamespaceLeftovers, waitUntil } from "./fixtures/namespace-leftovers.ts";
+import { readdirOrEmpty, removeNamespaceLeftovers } from "./fixtures/namespace-leftovers.ts";
+import { waitUntil } from "./fixtures/poll.ts";
 
 const image = "docker.io/library/busybox:latest";
 const namespace = `berthctl-tasks-${randomBytes(4).toString("hex")}`;

@@ -9,8 +9,9 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { childPids, Daemon, ok, sleep } from "./harness.ts";
+import { childPids, Daemon, ok } from "./harness.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
+import { waitUntil } from "./fixtures/poll.ts";
 import { isRunning } from "../core/process.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 
@@ -28,13 +29,7 @@ after(async () => {
   await d?.destroy();
 });
 
-async function waitFor(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+const waitFor = (what: string, check: () => boolean, timeoutMs = 30_000) => waitUntil(what, check, timeoutMs);
 
 const ticks = (text: string) => text.split("\n").filter((l) => l.startsWith("tick "));
 /** The tick lines of the json log file as the shim wrote it. */

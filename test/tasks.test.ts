@@ -16,7 +16,8 @@ import { TasksDefinition } from "../core/gen/containerd/services/tasks/v1/tasks.
 import { SnapshotsDefinition } from "../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { startDaemonWithBusybox } from "./fixtures/busybox-daemon.ts";
-import { readdirOrEmpty, removeNamespaceLeftovers, waitUntil } from "./fixtures/namespace-leftovers.ts";
+import { readdirOrEmpty, removeNamespaceLeftovers } from "./fixtures/namespace-leftovers.ts";
+import { waitUntil } from "./fixtures/poll.ts";
 import { runInContainer } from "../scripts/demo-container.ts";
 
 const image = "docker.io/library/busybox:latest";
