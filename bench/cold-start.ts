@@ -2,35 +2,20 @@
 // daemon was idle: the same command timed while the process it needs is stopped (cold:
 // the call waits for berthd to start it) and right after, while it runs (warm). berthd
 // runs with BERTH_IDLE_EXIT_MS=1000 so that each cold run finds the process gone.
-import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBerth } from "./daemons.ts";
-import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
-import { skopeoArchives } from "../test/fixtures/archives.ts";
+import { importBusyboxWithCtr, median, wallMs, type Timed } from "./measure.ts";
 import { childPids, distDir, repoRoot, sleep } from "../test/harness.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 11);
 const idleExitMs = 1000;
 
-interface Command {
-  label: string;
+interface Command extends Timed {
   /** The process the command needs. */
   process: string;
-  command: string;
-  args: string[];
 }
-
-function wallMs({ label, command, args }: Command): number {
-  const started = process.hrtime.bigint();
-  const r = spawnSync(command, args, { encoding: "utf8" });
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  if (r.status !== 0) throw new Error(`${label} failed (${r.status}): ${r.stderr}`);
-  return ms;
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 function running(berthdPid: number, name: string): boolean {
   return childPids(berthdPid).some((pid) => {
@@ -56,11 +41,7 @@ try {
   const berth = await startBerth(join(base, "berth"), { BERTH_IDLE_EXIT_MS: String(idleExitMs) });
   const rows: string[] = [];
   try {
-    const archiveDir = join(base, "busybox");
-    mkdirSync(archiveDir);
-    const archive = skopeoArchives(archiveDir, await buildBusyboxImage(), "busybox:latest").dockerArchive;
-    const imported = spawnSync("ctr", ["--address", berth.address, "images", "import", archive], { encoding: "utf8" });
-    if (imported.status !== 0) throw new Error(`ctr images import failed: ${imported.stderr}`);
+    await importBusyboxWithCtr(berth.address, join(base, "busybox"));
 
     const address = ["--address", berth.address];
     const commands: Command[] = [

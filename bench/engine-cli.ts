@@ -12,26 +12,10 @@ import { join } from "node:path";
 import { distDir, ok, repoRoot, type Daemon } from "../test/harness.ts";
 import { startEngineWithBusybox } from "../test/fixtures/engine-session.ts";
 import { removeEveryContainer } from "../test/engine-cleanup.ts";
+import { median, wallMs, type Timed } from "./measure.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 10);
 const containerCount = 50;
-
-interface Timed {
-  label: string;
-  command: string;
-  args: string[];
-  env?: NodeJS.ProcessEnv;
-}
-
-function wallMs({ label, command, args, env }: Timed): number {
-  const started = process.hrtime.bigint();
-  const r = spawnSync(command, args, { encoding: "utf8", env, maxBuffer: 64 * 1024 * 1024 });
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  if (r.status !== 0) throw new Error(`${label} failed (${r.status}): ${r.stderr}`);
-  return ms;
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 function measure(commands: Timed[]): Map<string, number> {
   for (const c of commands) wallMs(c);

@@ -4,7 +4,6 @@
 //  - `docker run --rm --network none busybox true`: median wall time;
 //  - `docker ps` with 50 running containers: median wall time.
 // Both daemons get the busybox image through `docker load`. Results in bench/results/engine.md.
-import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir, cpus } from "node:os";
 import { join } from "node:path";
@@ -12,10 +11,11 @@ import { repoRoot, startDaemon } from "../test/harness.ts";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { skopeoArchives } from "../test/fixtures/archives.ts";
 import { dockerdInstalled, startDockerd } from "./daemons.ts";
+import { dockerCli, dockerWallMs, stopEngines, type Engine } from "./docker-engines.ts";
+import { median } from "./measure.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 10);
 const idle = Number(process.env.BENCH_ENGINE_CONTAINERS ?? 50);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 if (!dockerdInstalled()) {
   console.error("bench/engine.ts needs dockerd to compare against: apt-get install docker.io (it is not started as a service here)");
@@ -23,23 +23,9 @@ if (!dockerdInstalled()) {
 }
 
 const base = mkdtempSync(join(tmpdir(), "berth-bench-engine-"));
-const engines: { name: string; socket: string; stop(): Promise<void> }[] = [];
-
-function docker(socket: string, args: string[], input?: Buffer) {
-  const r = spawnSync("docker", args, {
-    input,
-    env: { ...process.env, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: join(base, "docker-config") },
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  if (r.status !== 0) throw new Error(`docker ${args.join(" ")} (${socket}): ${r.stderr}`);
-  return r.stdout.toString();
-}
-
-function wallMs(socket: string, args: string[]): number {
-  const start = process.hrtime.bigint();
-  docker(socket, args);
-  return Number(process.hrtime.bigint() - start) / 1e6;
-}
+const engines: Engine[] = [];
+const docker = dockerCli(join(base, "docker-config"));
+const wallMs = (socket: string, args: string[]) => dockerWallMs(docker, socket, args);
 
 /** Median wall time of `args` on each engine, runs interleaved. */
 function timeBoth(args: string[]): Map<string, number> {
@@ -84,14 +70,6 @@ try {
   console.log(report);
   writeFileSync(join(repoRoot, "bench", "results", "engine.md"), report);
 } finally {
-  for (const e of engines) {
-    try {
-      const ids = docker(e.socket, ["ps", "-aq"]).split("\n").filter(Boolean);
-      if (ids.length > 0) docker(e.socket, ["rm", "-f", ...ids]);
-    } catch (err) {
-      console.error(`cleaning up ${e.name}: ${(err as Error).message}`);
-    }
-    await e.stop();
-  }
+  await stopEngines(engines, docker);
   rmSync(base, { recursive: true, force: true });
 }

@@ -17,10 +17,12 @@ import { repoRoot, startDaemon } from "../test/harness.ts";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { skopeoArchives } from "../test/fixtures/archives.ts";
 import { dockerdInstalled, startDockerd } from "./daemons.ts";
+import { dockerCli, dockerWallMs, stopEngines, type Engine } from "./docker-engines.ts";
+import { median } from "./measure.ts";
+import { freeSubnetPrefixes } from "../test/fixtures/host-network.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 10);
 const megabytes = Number(process.env.BENCH_NET_MB ?? 256);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 if (!dockerdInstalled()) {
   console.error("bench/networks.ts needs dockerd to compare against: apt-get install docker.io (it is not started as a service here)");
@@ -29,31 +31,10 @@ if (!dockerdInstalled()) {
 
 const tag = randomBytes(2).toString("hex");
 const base = mkdtempSync(join(tmpdir(), "berth-bench-networks-"));
-const engines: { name: string; socket: string; stop(): Promise<void> }[] = [];
+const engines: Engine[] = [];
+const docker = dockerCli(join(base, "docker-config"));
+const wallMs = (socket: string, args: string[]) => dockerWallMs(docker, socket, args);
 const ourBridges: string[] = [];
-
-function docker(socket: string, args: string[], input?: Buffer): string {
-  const r = spawnSync("docker", args, { input, env: { ...process.env, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: join(base, "docker-config") }, maxBuffer: 64 * 1024 * 1024 });
-  if (r.status !== 0) throw new Error(`docker ${args.join(" ")} (${socket}): ${r.stderr}`);
-  return r.stdout.toString();
-}
-
-function wallMs(socket: string, args: string[]): number {
-  const start = process.hrtime.bigint();
-  docker(socket, args);
-  return Number(process.hrtime.bigint() - start) / 1e6;
-}
-
-/** /24s in 10.250.0.0/16 no route on this host covers. */
-function freePrefixes(count: number): string[] {
-  const routes = execFileSync("ip", ["-4", "route", "show", "table", "all"], { encoding: "utf8" });
-  const out = new Set<string>();
-  while (out.size < count) {
-    const prefix = `10.250.${Math.floor(Math.random() * 250)}`;
-    if (!routes.includes(`${prefix}.`)) out.add(prefix);
-  }
-  return [...out];
-}
 
 function makeBridge(name: string, gatewayCidr: string): void {
   execFileSync("ip", ["link", "add", name, "type", "bridge"]);
@@ -64,7 +45,7 @@ function makeBridge(name: string, gatewayCidr: string): void {
 
 try {
   const load = loadavg()[0]!;
-  const [dockerDefault, berthUser, dockerUser] = freePrefixes(3);
+  const [dockerDefault, berthUser, dockerUser] = freeSubnetPrefixes(3);
   mkdirSync(join(base, "archives"));
   const archive = readFileSync(skopeoArchives(join(base, "archives"), await buildBusyboxImage()).dockerArchive);
   const berth = await startDaemon({ base: join(base, "berth"), env: { BERTH_CNI_ADMIN_CHAIN: `BT-BENCH-${tag.toUpperCase()}` } });
@@ -128,16 +109,7 @@ try {
   console.log(report);
   writeFileSync(join(repoRoot, "bench", "results", "networks.md"), report);
 } finally {
-  for (const e of engines) {
-    try {
-      const ids = docker(e.socket, ["ps", "-aq"]).split("\n").filter(Boolean);
-      if (ids.length > 0) docker(e.socket, ["rm", "-f", ...ids]);
-      docker(e.socket, ["network", "rm", "benchnet"]);
-    } catch (err) {
-      console.error(`cleaning up ${e.name}: ${(err as Error).message}`);
-    }
-    await e.stop();
-  }
+  await stopEngines(engines, docker, (e) => docker(e.socket, ["network", "rm", "benchnet"]));
   for (const bridge of ourBridges) spawnSync("ip", ["link", "del", bridge]);
   rmSync(base, { recursive: true, force: true });
 }

@@ -26,7 +26,12 @@ export function processMemory(pid: number, name: string): ProcessMemory {
 
 /** A short name for a process: the bundle it runs (dist/<name>.js) or its command. */
 export function processName(pid: number): string {
-  const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+  let argv: string[];
+  try {
+    argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+  } catch {
+    return String(pid); // it exited between the listing and this read
+  }
   const bundle = argv.find((a) => /\/dist\/[^/]+\.js$/.test(a));
   if (bundle) return bundle.replace(/^.*\/dist\/(.*)\.js$/, "$1");
   // redis-server rewrites its title to "redis-server unixsocket:…": keep the command

@@ -10,28 +10,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBerth } from "./daemons.ts";
-import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
-import { skopeoArchives } from "../test/fixtures/archives.ts";
+import { importBusyboxWithCtr, median, wallMs, type Timed } from "./measure.ts";
 import { distDir, repoRoot } from "../test/harness.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 21);
 const baseline = process.env.BENCH_BASELINE;
-
-interface Timed {
-  label: string;
-  command: string;
-  args: string[];
-}
-
-function wallMs({ label, command, args }: Timed): number {
-  const started = process.hrtime.bigint();
-  const r = spawnSync(command, args, { encoding: "utf8" });
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  if (r.status !== 0) throw new Error(`${label} failed (${r.status}): ${r.stderr}`);
-  return ms;
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const base = mkdtempSync(join(tmpdir(), "berth-bench-startup-"));
 // Start-up times swing with the machine's load; the report says what it was.
@@ -45,11 +28,7 @@ try {
     const install = spawnSync("sh", [join(repoRoot, "scripts", "install-launchers.sh"), launchers], { encoding: "utf8" });
     if (install.status !== 0) throw new Error(`install-launchers failed: ${install.stderr}`);
 
-    const archiveDir = join(base, "busybox");
-    mkdirSync(archiveDir);
-    const archive = skopeoArchives(archiveDir, await buildBusyboxImage(), "busybox:latest").dockerArchive;
-    const imported = spawnSync("ctr", ["--address", berth.address, "images", "import", archive], { encoding: "utf8" });
-    if (imported.status !== 0) throw new Error(`ctr images import failed: ${imported.stderr}`);
+    await importBusyboxWithCtr(berth.address, join(base, "busybox"));
 
     const address = ["--address", berth.address];
     const berthctl = (args: string[]) => ({ command: process.execPath, args: [join(distDir, "berthctl.js"), ...address, ...args] });

@@ -5,13 +5,14 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { distDir, ok, sleep, startDaemon, tableRows, type Daemon } from "./harness.ts";
-import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
+import { distDir, ok, tableRows, type Daemon } from "./harness.ts";
+import { startDaemonWithBusybox } from "./fixtures/busybox-daemon.ts";
+import { readdirOrEmpty, removeNamespaceLeftovers } from "./fixtures/namespace-leftovers.ts";
+import { waitUntil } from "./fixtures/poll.ts";
 
 const image = "docker.io/library/busybox:latest";
 const namespace = `berthctl-tasks-${randomBytes(4).toString("hex")}`;
@@ -27,53 +28,10 @@ const taskRows = () => tableRows(ok(berthctl(["tasks", "ls"]), "tasks ls").stdou
 const containerIds = () => tableRows(ok(berthctl(["containers", "ls"]), "containers ls").stdout).map((r) => r[0]);
 const snapshotKeys = () => tableRows(ok(ctr(["snapshots", "ls"]), "snapshots ls").stdout).map((r) => r[0]);
 
-async function eventually(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
-    await sleep(50);
-  }
-}
-
-function safeReaddir(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
-
-/** Whatever a failed test left: runc containers, rootfs mounts, cgroups. */
-function cleanUpContainers(): void {
-  if (!d) return;
-  const runcRoot = join(d.state, "runc", namespace);
-  for (const id of safeReaddir(runcRoot)) spawnSync("runc", ["--root", runcRoot, "delete", "--force", id]);
-  const shims = join(d.state, "shims", namespace);
-  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-    const target = line.split(" ")[4];
-    if (target?.startsWith(shims)) spawnSync("umount", ["-l", target]);
-  }
-  for (const controller of safeReaddir("/sys/fs/cgroup")) {
-    const dir = join("/sys/fs/cgroup", controller, namespace);
-    for (const child of safeReaddir(dir)) {
-      try {
-        rmdirSync(join(dir, child));
-      } catch {
-        // not a cgroup dir, or still busy
-      }
-    }
-    try {
-      rmdirSync(dir);
-    } catch {
-      // absent
-    }
-  }
-}
-
 /** Stops and removes a container whatever state it is in (finally blocks). */
 async function removeContainer(id: string): Promise<void> {
   berthctl(["tasks", "kill", "-s", "SIGKILL", id]);
-  await eventually(`${id} stops`, () => !taskRows().some((r) => r[0] === id && r[2] !== "STOPPED"));
+  await waitUntil(`${id} stops`, () => !taskRows().some((r) => r[0] === id && r[2] !== "STOPPED"));
   berthctl(["tasks", "delete", id]);
   berthctl(["containers", "rm", id]);
 }
@@ -81,13 +39,11 @@ async function removeContainer(id: string): Promise<void> {
 before(async () => {
   workdir = mkdtempSync(join(tmpdir(), "berth-berthctl-tasks-"));
   fifoDir = join(workdir, "fifo");
-  const archive = skopeoArchives(workdir, await buildBusyboxImage()).dockerArchive;
-  d = await startDaemon();
-  ok(ctr(["images", "import", archive]), "import");
+  d = await startDaemonWithBusybox(namespace);
 });
 
 after(async () => {
-  cleanUpContainers();
+  removeNamespaceLeftovers(d, namespace);
   await d?.destroy();
   rmSync(workdir, { recursive: true, force: true });
 });
@@ -103,7 +59,7 @@ describe("berthctl run", () => {
     assert.deepEqual(taskRows(), []);
     assert.deepEqual(containerIds(), []);
     assert.ok(!snapshotKeys().some((key) => key === "echo-hi" || key === "exit-3"), "the snapshots are removed");
-    assert.deepEqual(safeReaddir(fifoDir), [], "the FIFOs are removed");
+    assert.deepEqual(readdirOrEmpty(fifoDir), [], "the FIFOs are removed");
   });
 
   test("stdin reaches the process and its end closes the process's stdin", () => {
@@ -194,11 +150,11 @@ describe("detached tasks", () => {
       assert.match(running.stderr, /must be stopped/);
 
       ok(berthctl(["tasks", "kill", "--signal", "SIGKILL", id]), "kill");
-      await eventually("the task stops", () => taskRows().some((r) => r[0] === id && r[2] === "STOPPED"));
+      await waitUntil("the task stops", () => taskRows().some((r) => r[0] === id && r[2] === "STOPPED"));
       const deleted = ok(berthctl(["tasks", "delete", id]), "tasks delete");
       assert.match(deleted.stderr, /exit with non-zero exit code 137/);
       assert.deepEqual(taskRows(), []);
-      assert.deepEqual(safeReaddir(fifoDir), [], "deleting the task removed its FIFOs");
+      assert.deepEqual(readdirOrEmpty(fifoDir), [], "deleting the task removed its FIFOs");
       ok(berthctl(["containers", "rm", id]), "containers rm");
       assert.deepEqual(containerIds(), []);
       assert.ok(!snapshotKeys().includes(id), "containers rm removed the snapshot");
@@ -247,14 +203,14 @@ describe("bad input", () => {
     assert.match(r.stderr, /^berthctl: image "docker\.io\/library\/no-such:latest": not found/m);
     assert.deepEqual(containerIds(), []);
     assert.ok(!snapshotKeys().includes("no-image"));
-    assert.deepEqual(safeReaddir(fifoDir), []);
+    assert.deepEqual(readdirOrEmpty(fifoDir), []);
   });
 
   test("a command runc cannot start fails run -d with runc's reason and leaves no FIFOs", () => {
     const r = berthctl(["run", "-d", ...fifoFlags(), image, "no-binary", "/no/such/binary"]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /no\/such\/binary/);
-    assert.deepEqual(safeReaddir(fifoDir), [], "the FIFOs of the failed task are removed");
+    assert.deepEqual(readdirOrEmpty(fifoDir), [], "the FIFOs of the failed task are removed");
     assert.deepEqual(taskRows(), []);
     ok(berthctl(["containers", "rm", "no-binary"]), "containers rm");
   });
@@ -299,6 +255,6 @@ describe("bad input", () => {
       assert.match(r.stderr, message, args.join(" "));
     }
     assert.deepEqual(containerIds(), []);
-    assert.ok(!existsSync(join(d.state, "shims", namespace)) || safeReaddir(join(d.state, "shims", namespace)).length === 0);
+    assert.ok(!existsSync(join(d.state, "shims", namespace)) || readdirOrEmpty(join(d.state, "shims", namespace)).length === 0);
   });
 });

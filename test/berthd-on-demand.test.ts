@@ -6,7 +6,7 @@
 // a collection at start does the same. Idle processes exit after BERTH_IDLE_EXIT_MS.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -18,8 +18,8 @@ import { closeChannels, grpcClient, inNamespace } from "../core/grpc-client.ts";
 import { onDemandClient } from "../core/on-demand-client.ts";
 import { processName } from "../bench/proc-memory.ts";
 import { childPids, closeFreshChannels, freshClient, ok, sleep, startDaemon, type Daemon } from "./harness.ts";
-import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
+import { writeBusyboxArchive } from "./fixtures/busybox-daemon.ts";
+import { blobFiles, snapshotDirs } from "./fixtures/daemon-files.ts";
 
 const image = "docker.io/library/busybox:latest";
 const idleExitMs = 1000;
@@ -29,7 +29,7 @@ let archive: string;
 
 before(async () => {
   workdir = mkdtempSync(join(tmpdir(), "berth-on-demand-"));
-  archive = skopeoArchives(workdir, await buildBusyboxImage()).dockerArchive;
+  archive = await writeBusyboxArchive(workdir);
 });
 
 after(() => {
@@ -37,8 +37,6 @@ after(() => {
   rmSync(workdir, { recursive: true, force: true });
 });
 
-const blobFiles = (d: Daemon) => readdirSync(join(d.root, "content", "blobs", "sha256"));
-const snapshotDirs = (d: Daemon) => readdirSync(join(d.root, "snapshots", "overlayfs", "snapshots"));
 /** The names of berthd's children (redis-server, or the bundle a service runs). */
 const children = (d: Daemon) => childPids(d.pid!).map(processName).sort();
 

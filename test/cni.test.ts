@@ -6,7 +6,6 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -15,6 +14,8 @@ import { CniPluginError, execPlugin } from "../core/cni/plugin.ts";
 import { bridgeConflist, bridgeExists, deleteBridge, removeUnusedSharedChains } from "../core/cni/bridge.ts";
 import { createNetns, isNetnsMounted, removeNetns } from "../core/cni/netns.ts";
 import { withHostLock } from "../core/cni/host-lock.ts";
+import { freePort, freeSubnetPrefixes } from "./fixtures/host-network.ts";
+import { eventually as waitFor } from "./fixtures/poll.ts";
 import { sleep } from "./harness.ts";
 
 const tag = randomBytes(3).toString("hex");
@@ -32,41 +33,9 @@ const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 
 const inNetns = (path: string, args: string[]) => spawnSync("nsenter", [`--net=${path}`, ...args], { encoding: "utf8", timeout: 20_000 });
 const iptablesRules = () => sh("iptables-save", []);
 
-/** A /24 in 10.250.0.0/16 that no route on this host covers. */
-function freeSubnetPrefix(): string {
-  const routes = sh("ip", ["-4", "route", "show", "table", "all"]);
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const prefix = `10.250.${100 + Math.floor(Math.random() * 150)}`;
-    if (!routes.includes(`${prefix}.`)) return prefix;
-  }
-  throw new Error("no free 10.250.x.0/24");
-}
-
-/** A TCP port nothing listens on now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "0.0.0.0", () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "berth-cni-"));
-  subnetPrefix = freeSubnetPrefix();
+  [subnetPrefix] = freeSubnetPrefixes(1, 100) as [string];
   network = new CniNetwork(
     bridgeConflist({ name: cniName, bridge, subnet: `${subnetPrefix}.0/24`, ipamDataDir: join(dir, "ipam"), external: true, adminChain }),
     join(dir, "results"),

@@ -7,13 +7,12 @@ import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ok, run, startDaemon, type Daemon, type RunResult } from "./harness.ts";
+import { ok, run, type Daemon, type RunResult } from "./harness.ts";
 import { api, removeEveryContainer, waitFor } from "./engine-net-helpers.ts";
-import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
+import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
+import { freePort } from "./fixtures/host-network.ts";
 
 const tag = randomBytes(3).toString("hex");
 const project = `berth${tag}`;
@@ -24,17 +23,6 @@ let port: number;
 
 function compose(args: string[]): RunResult {
   return run("docker-compose", ["-p", project, "-f", join(work, "docker-compose.yml"), ...args], undefined, { ...process.env, DOCKER_HOST: `unix://${d.dockerSocket}` });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "0.0.0.0", () => {
-      const p = (server.address() as { port: number }).port;
-      server.close(() => resolve(p));
-    });
-  });
 }
 
 before(async () => {
@@ -56,8 +44,7 @@ volumes:
   data: {}
 `,
   );
-  d = await startDaemon({ env: { BERTH_CNI_ADMIN_CHAIN: adminChain } });
-  ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
+  d = await startEngineWithBusybox({ env: { BERTH_CNI_ADMIN_CHAIN: adminChain } });
 });
 
 after(async () => {

@@ -9,18 +9,17 @@ import { request } from "node:http";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ok, sleep, startDaemon, type Daemon, type RunResult } from "./harness.ts";
-import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
-import { removeEveryContainer } from "./engine-cleanup.ts";
+import { ok, type Daemon, type RunResult } from "./harness.ts";
+import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
+import { waitUntil } from "./fixtures/poll.ts";
+import { api, removeEveryContainer, type ApiReply } from "./engine-net-helpers.ts";
 
 let d: Daemon;
 let work: string;
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-engine-containers-"));
-  d = await startDaemon();
-  ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
+  d = await startEngineWithBusybox();
 });
 
 after(async () => {
@@ -29,26 +28,10 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
+/** Raw HTTP on docker.sock, a body sent as JSON (an object is serialized). */
+const http = (method: string, path: string, body?: unknown) => api(d, method, path, body);
 
-function http(method: string, path: string, body?: unknown): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const text = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
-    const req = request({ socketPath: d.dockerSocket, method, path, headers: text ? { "Content-Type": "application/json" } : {} }, (res) => {
-      let data = "";
-      res.on("data", (c) => (data += c));
-      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: data }));
-    });
-    req.on("error", reject);
-    req.end(text);
-  });
-}
-
-const message = (r: Reply) => (JSON.parse(r.body) as { message: string }).message;
+const message = (r: ApiReply) => (JSON.parse(r.body) as { message: string }).message;
 
 function docker(args: string[], input?: string): RunResult {
   return d.docker(args, input);
@@ -58,13 +41,6 @@ function inspect(ref: string): { Id: string; Name: string; State: { Status: stri
   return JSON.parse(ok(docker(["inspect", "--type", "container", ref]), `inspect ${ref}`).stdout)[0];
 }
 
-async function waitFor(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** The value of a cgroup file of a container, under cgroup v2 or v1. */
 function cgroupValue(id: string, v2File: string, v1: [string, string]): string {
@@ -109,7 +85,7 @@ describe("docker run", () => {
 
   test("docker attach streams what a running container writes from then on and exits with its code; start -a too", async () => {
     const id = ok(docker(["run", "-d", "busybox", "sh", "-c", "echo early; sleep 3; echo late; echo late-err >&2; exit 2"])).stdout.trim();
-    await waitFor("the early line in the log", () => docker(["logs", id]).stdout === "early\n");
+    await waitUntil("the early line in the log", () => docker(["logs", id]).stdout === "early\n");
     const attached = docker(["attach", id]);
     assert.equal(attached.code, 2);
     assert.equal(attached.stdout, "late\n", "only output written after the attach");
@@ -458,7 +434,7 @@ describe("the tasks service restarting", () => {
 describe("restart policies", () => {
   test("on-failure:2 restarts twice, then stays exited", async () => {
     const id = ok(docker(["run", "-d", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo run; exit 1"])).stdout.trim();
-    await waitFor("two restarts and the end", () => {
+    await waitUntil("two restarts and the end", () => {
       const s = inspect(id);
       return s.RestartCount === 2 && s.State.Status === "exited";
     });
@@ -468,7 +444,7 @@ describe("restart policies", () => {
 
   test("always restarts a container that exits; docker stop leaves it stopped", async () => {
     const id = ok(docker(["run", "-d", "--restart", "always", "busybox", "sh", "-c", "sleep 0.2"])).stdout.trim();
-    await waitFor("a restart", () => inspect(id).RestartCount >= 1);
+    await waitUntil("a restart", () => inspect(id).RestartCount >= 1);
     ok(docker(["stop", "-t", "1", id]));
     const count = inspect(id).RestartCount;
     assert.equal(inspect(id).State.Status, "exited");

@@ -4,12 +4,12 @@
 // loopback.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { request } from "node:http";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, run, startDaemon, tableRows, type Daemon } from "./harness.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
+import { engineHttpText } from "./fixtures/engine-session.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { blobOf, descriptor, imageFromLayers, layoutEntries, ociManifestType, skopeo, skopeoArchives, tarOf, twoPlatformIndex } from "./fixtures/archives.ts";
 import { TestRegistry } from "./fixtures/registry.ts";
@@ -40,23 +40,7 @@ after(async () => {
   rmSync(workdir, { recursive: true, force: true });
 });
 
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-function http(method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: d.dockerSocket, method, path, headers }, (res) => {
-      let text = "";
-      res.on("data", (c) => (text += c));
-      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
-    });
-    req.on("error", reject);
-    req.end(body);
-  });
-}
+const http = (method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}) => engineHttpText(d, method, path, body, headers);
 
 const imagesJson = async () => JSON.parse((await http("GET", "/images/json")).body) as { Id: string; RepoTags: string[]; RepoDigests: string[]; Size: number; Created: number }[];
 

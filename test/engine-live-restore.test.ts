@@ -7,23 +7,19 @@
 // a containerd container a create left without a record is removed.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { childPids, Daemon, ok, sleep, startDaemon } from "./harness.ts";
-import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
+import { childPids, Daemon, ok } from "./harness.ts";
+import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
+import { waitUntil } from "./fixtures/poll.ts";
 import { isRunning } from "../core/process.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 
 let d: Daemon;
 let restarted: Daemon | undefined;
-let work: string;
 
 before(async () => {
-  work = mkdtempSync(join(tmpdir(), "berth-engine-restore-"));
-  d = await startDaemon();
-  ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
+  d = await startEngineWithBusybox();
 });
 
 after(async () => {
@@ -31,16 +27,9 @@ after(async () => {
   if (live) await removeEveryContainer(live);
   await restarted?.stop();
   await d?.destroy();
-  if (work) rmSync(work, { recursive: true, force: true });
 });
 
-async function waitFor(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+const waitFor = (what: string, check: () => boolean, timeoutMs = 30_000) => waitUntil(what, check, timeoutMs);
 
 const ticks = (text: string) => text.split("\n").filter((l) => l.startsWith("tick "));
 /** The tick lines of the json log file as the shim wrote it. */

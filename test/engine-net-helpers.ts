@@ -1,8 +1,10 @@
-// What the networks and volumes tests share: raw Engine API calls over docker.sock,
-// polling for a condition, and removing every container in `after`.
+// What the networks and volumes tests share: raw Engine API calls over docker.sock (the
+// body parsed as JSON), polling for a condition, and removing every container in `after`.
 import { request } from "node:http";
 import type { Daemon } from "./harness.ts";
-import { sleep } from "./harness.ts";
+import { eventually } from "./fixtures/poll.ts";
+
+export { removeEveryContainer } from "./engine-cleanup.ts";
 
 export interface ApiReply {
   status: number;
@@ -33,23 +35,5 @@ export function api(d: Daemon, method: string, path: string, body?: unknown): Pr
   });
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-/** Every container of the engine, gone: through docker, then ctr for anything left. */
-export async function removeEveryContainer(daemon: Daemon): Promise<void> {
-  const ids = daemon.docker(["ps", "-aq", "--no-trunc"]).stdout.split("\n").filter(Boolean);
-  if (ids.length > 0) daemon.docker(["rm", "-f", ...ids]);
-  for (const id of daemon.ctr(["tasks", "ls", "-q"], undefined, "moby").stdout.split("\n").filter(Boolean)) {
-    daemon.ctr(["tasks", "kill", "-s", "SIGKILL", id], undefined, "moby");
-    for (let i = 0; i < 100 && daemon.ctr(["tasks", "delete", id], undefined, "moby").code !== 0; i++) await sleep(50);
-  }
-  for (const id of daemon.ctr(["containers", "ls", "-q"], undefined, "moby").stdout.split("\n").filter(Boolean)) daemon.ctr(["containers", "rm", id], undefined, "moby");
-}
+/** Polls `probe` until it returns something other than undefined (30 s by default). */
+export const waitFor = <T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> => eventually(what, probe, timeoutMs);

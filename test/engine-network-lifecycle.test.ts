@@ -6,14 +6,13 @@ import assert from "node:assert/strict";
 import { execFile, execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ok, startDaemon, type Daemon } from "./harness.ts";
+import { ok, type Daemon } from "./harness.ts";
 import { api, removeEveryContainer, waitFor } from "./engine-net-helpers.ts";
 import { isRunning } from "../core/process.ts";
-import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
+import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
+import { freePort, freeSubnetPrefixes } from "./fixtures/host-network.ts";
 
 const tag = randomBytes(3).toString("hex");
 const adminChain = `BT-ADMIN-${tag.toUpperCase()}`;
@@ -23,17 +22,6 @@ let prefix: string;
 let bridge: string;
 
 const webScript = "mkdir -p /www && echo alive > /www/index.html && exec busybox httpd -f -p 80 -h /www";
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "0.0.0.0", () => {
-      const p = (server.address() as { port: number }).port;
-      server.close(() => resolve(p));
-    });
-  });
-}
 
 const fetchText = (port: number) =>
   waitFor(`port ${port} to answer`, async () => {
@@ -45,12 +33,9 @@ const fetchText = (port: number) =>
   });
 
 before(async () => {
-  const routes = execFileSync("ip", ["-4", "route", "show", "table", "all"], { encoding: "utf8" });
-  do prefix = `10.250.${Math.floor(Math.random() * 250)}`;
-  while (routes.includes(`${prefix}.`));
+  [prefix] = freeSubnetPrefixes(1) as [string];
   work = mkdtempSync(join(tmpdir(), "berth-engine-netlife-"));
-  d = await startDaemon({ env: { BERTH_CNI_ADMIN_CHAIN: adminChain, BERTH_NETWORK_LINGER_MS: "0" } });
-  ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
+  d = await startEngineWithBusybox({ env: { BERTH_CNI_ADMIN_CHAIN: adminChain, BERTH_NETWORK_LINGER_MS: "0" } });
   ok(d.docker(["network", "create", "--subnet", `${prefix}.0/24`, "life"]));
   bridge = (await api(d, "GET", "/networks/life")).json.Options["com.docker.network.bridge.name"];
 });

@@ -6,46 +6,30 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ok, startDaemon, type Daemon } from "./harness.ts";
+import { ok, type Daemon } from "./harness.ts";
 import { api, removeEveryContainer, waitFor } from "./engine-net-helpers.ts";
-import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
+import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
+import { freePort, freeSubnetPrefixes } from "./fixtures/host-network.ts";
 
 const tag = randomBytes(3).toString("hex");
 const adminChain = `BT-ADMIN-${tag.toUpperCase()}`;
 let d: Daemon;
 let prefixes: string[] = [];
 
-/** Distinct /24s in 10.250.0.0/16 that no route on this host covers. */
-function freePrefixes(count: number): string[] {
-  const routes = execFileSync("ip", ["-4", "route", "show", "table", "all"], { encoding: "utf8" });
-  const out = new Set<string>();
-  while (out.size < count) {
-    const prefix = `10.250.${Math.floor(Math.random() * 250)}`;
-    if (!routes.includes(`${prefix}.`)) out.add(prefix);
-  }
-  return [...out];
-}
-
 const names = (...filters: string[]) =>
   ok(d.docker(["network", "ls", "--format", "{{.Name}}", ...filters.flatMap((f) => ["--filter", f])]), "network ls").stdout.trim().split("\n").filter(Boolean).sort();
 
-let work: string;
 before(async () => {
-  prefixes = freePrefixes(4);
-  work = mkdtempSync(join(tmpdir(), "berth-engine-networks-"));
-  d = await startDaemon({ env: { BERTH_CNI_ADMIN_CHAIN: adminChain } });
-  ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
+  prefixes = freeSubnetPrefixes(4);
+  d = await startEngineWithBusybox({ env: { BERTH_CNI_ADMIN_CHAIN: adminChain } });
 });
 after(async () => {
   if (d) await removeEveryContainer(d);
   for (const name of ["front", "back", "spare", "old", "appnet", "other"]) d?.docker(["network", "rm", name]);
   await d?.destroy();
-  if (work) rmSync(work, { recursive: true, force: true });
   const rules = execFileSync("iptables-save", [], { encoding: "utf8" });
   assert.ok(!rules.includes(adminChain), "the engine's admin chain is gone");
 });
@@ -168,18 +152,6 @@ test("network rm removes a network; prune removes unused user-defined ones only"
 // ---- containers on networks ------------------------------------------------------------
 
 const webScript = "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 80 -h /www";
-
-/** A TCP port nothing on the host listens on now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "0.0.0.0", () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const inspect = (ref: string) => JSON.parse(ok(d.docker(["inspect", "--type", "container", ref]), `inspect ${ref}`).stdout)[0];
 const hostsOf = (id: string) => readFileSync(join(d.root, "engine", "containers", id, "hosts"), "utf8");

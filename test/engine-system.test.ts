@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, startDaemon, type Daemon } from "./harness.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
+import { engineHttpText } from "./fixtures/engine-session.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
 import { TestRegistry, writeHtpasswd } from "./fixtures/registry.ts";
@@ -35,17 +36,7 @@ after(async () => {
   rmSync(workdir, { recursive: true, force: true });
 });
 
-function http(method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: d.dockerSocket, method, path, headers }, (res) => {
-      let text = "";
-      res.on("data", (c) => (text += c));
-      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
-    });
-    req.on("error", reject);
-    req.end(body);
-  });
-}
+const http = (method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}) => engineHttpText(d, method, path, body, headers);
 
 test("docker info shows the engine, the host and the image count", async () => {
   ok(d.docker(["load", "-i", busyboxArchive]), "load");

@@ -6,18 +6,16 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ok, startDaemon, type Daemon } from "./harness.ts";
+import { ok, type Daemon } from "./harness.ts";
 import { api, removeEveryContainer } from "./engine-net-helpers.ts";
-import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
+import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
 import { EngineStore, initialState, type ContainerRecord } from "../services/engine/store.ts";
 
 let d: Daemon;
 let work: string;
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-engine-volumes-"));
-  d = await startDaemon();
-  ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
+  d = await startEngineWithBusybox();
 });
 after(async () => {
   if (d) await removeEveryContainer(d);

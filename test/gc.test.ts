@@ -10,8 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { distDir, startDaemon, ok, sleep, tableRows, type Daemon } from "./harness.ts";
-import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { buildImage, descriptor, layoutEntries, skopeoArchives, tarOf } from "./fixtures/archives.ts";
+import { writeBusyboxArchive } from "./fixtures/busybox-daemon.ts";
+import { blobFiles, snapshotDirs } from "./fixtures/daemon-files.ts";
+import { buildImage, descriptor, layoutEntries, tarOf } from "./fixtures/archives.ts";
 import { grpcClient, inNamespace, closeChannels } from "../core/grpc-client.ts";
 import { ContentDefinition, WriteAction } from "../core/gen/containerd/services/content/v1/content.ts";
 import { NamespacesDefinition } from "../core/gen/containerd/services/namespaces/v1/namespace.ts";
@@ -24,7 +25,7 @@ let archive: string;
 
 before(async () => {
   workdir = mkdtempSync(join(tmpdir(), "berth-gc-"));
-  archive = skopeoArchives(workdir, await buildBusyboxImage()).dockerArchive;
+  archive = await writeBusyboxArchive(workdir);
 });
 
 after(() => {
@@ -32,8 +33,6 @@ after(() => {
   rmSync(workdir, { recursive: true, force: true });
 });
 
-const blobFiles = (d: Daemon) => readdirSync(join(d.root, "content", "blobs", "sha256"));
-const snapshotDirs = (d: Daemon) => readdirSync(join(d.root, "snapshots", "overlayfs", "snapshots"));
 const contentDigests = (d: Daemon, ns = "default") => ok(d.ctr(["content", "ls", "-q"], undefined, ns), "content ls").stdout.split("\n").filter(Boolean);
 const snapshotNames = (d: Daemon, ns = "default") => tableRows(ok(d.ctr(["snapshots", "ls"], undefined, ns), "snapshots ls").stdout).map((r) => r[0]);
 

@@ -4,7 +4,7 @@
 // login/logout, and TLS with a test CA and client certificates from certs.d.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, copyFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, copyFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startDaemon, type Daemon } from "./harness.ts";
@@ -14,7 +14,7 @@ import { connectImageServices } from "../core/image/connect.ts";
 import type { ImageServices } from "../core/image/services.ts";
 import { RegistryClient, getCredentials, login, logout, storeCredentials, pullImage, pushImage, resolve, type RegistryClientOptions } from "../core/registry/index.ts";
 import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
-import { TestRegistry, TokenServer, makePki, storeImage, writeHtpasswd, type TestPki } from "./fixtures/registry.ts";
+import { TestRegistry, TokenServer, makePki, storeImage, writeCredentialHelper, writeHtpasswd, type TestPki } from "./fixtures/registry.ts";
 
 let d: Daemon;
 let work: string;
@@ -108,28 +108,7 @@ describe("basic auth (htpasswd) and stored credentials", () => {
   test("credentials from a docker-credential helper (credsStore), stored and erased through it", async () => {
     const bin = join(work, "bin");
     const secrets = join(work, "helper-secrets.json");
-    mkdirSync(bin, { recursive: true });
-    // A real helper speaking the protocol: the action in argv, the server URL or JSON on stdin.
-    const helper = join(bin, "docker-credential-berthtest");
-    writeFileSync(helper, `#!/usr/bin/env node
-const fs = require("fs");
-const file = ${JSON.stringify(secrets)};
-const db = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : {};
-const input = fs.readFileSync(0, "utf8");
-const action = process.argv[2];
-fs.appendFileSync(file + ".log", action + " " + (action === "store" ? JSON.parse(input).ServerURL : input.trim()) + "\\n");
-if (action === "get") {
-  const entry = db[input.trim()];
-  if (!entry) { process.stdout.write("credentials not found in native keychain\\n"); process.exit(1); }
-  process.stdout.write(JSON.stringify({ ServerURL: input.trim(), Username: entry.Username, Secret: entry.Secret }));
-} else if (action === "store") {
-  const doc = JSON.parse(input); db[doc.ServerURL] = doc; fs.writeFileSync(file, JSON.stringify(db));
-} else if (action === "erase") {
-  if (!db[input.trim()]) { process.stdout.write("credentials not found in native keychain\\n"); process.exit(1); }
-  delete db[input.trim()]; fs.writeFileSync(file, JSON.stringify(db));
-}
-`);
-    chmodSync(helper, 0o755);
+    writeCredentialHelper(bin, "berthtest", secrets, true);
     process.env.PATH = `${bin}:${originalPath}`;
     const config = join(work, "helper", "config.json");
     mkdirSync(join(work, "helper"));

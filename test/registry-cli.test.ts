@@ -11,7 +11,7 @@ import { distDir, ok, run, startDaemon, tableRows, type Daemon } from "./harness
 import { closeChannels } from "../core/grpc-client.ts";
 import { connectImageServices } from "../core/image/connect.ts";
 import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
-import { TestRegistry, makePki, storeImage, writeHtpasswd } from "./fixtures/registry.ts";
+import { TestRegistry, makePki, storeImage, writeCredentialHelper, writeHtpasswd } from "./fixtures/registry.ts";
 
 let d: Daemon;
 let work: string;
@@ -108,30 +108,7 @@ describe("berthctl login / logout", () => {
     const config = useConfigDir("helper");
     const bin = join(work, "bin");
     const secrets = join(work, "helper-secrets.json");
-    mkdirSync(bin, { recursive: true });
-    // A real helper speaking the protocol: the action in argv, the server URL or JSON on stdin.
-    const helper = join(bin, "docker-credential-berthcli");
-    writeFileSync(
-      helper,
-      `#!/usr/bin/env node
-const fs = require("fs");
-const file = ${JSON.stringify(secrets)};
-const db = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : {};
-const input = fs.readFileSync(0, "utf8");
-const action = process.argv[2];
-if (action === "get") {
-  const entry = db[input.trim()];
-  if (!entry) { process.stdout.write("credentials not found in native keychain\\n"); process.exit(1); }
-  process.stdout.write(JSON.stringify({ ServerURL: input.trim(), Username: entry.Username, Secret: entry.Secret }));
-} else if (action === "store") {
-  const doc = JSON.parse(input); db[doc.ServerURL] = doc; fs.writeFileSync(file, JSON.stringify(db));
-} else if (action === "erase") {
-  if (!db[input.trim()]) { process.stdout.write("credentials not found in native keychain\\n"); process.exit(1); }
-  delete db[input.trim()]; fs.writeFileSync(file, JSON.stringify(db));
-}
-`,
-    );
-    chmodSync(helper, 0o755);
+    writeCredentialHelper(bin, "berthcli", secrets);
     process.env.PATH = `${bin}:${saved.PATH}`;
     mkdirSync(join(work, "helper"));
     writeFileSync(config, JSON.stringify({ credsStore: "berthcli" }));

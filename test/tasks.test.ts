@@ -4,86 +4,37 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { Status } from "nice-grpc";
-import { closeFreshChannels, freshClient, grpcError, ok, sleep, startDaemon, tableRows, type Daemon } from "./harness.ts";
+import { closeFreshChannels, freshClient, grpcError, ok, tableRows, type Daemon } from "./harness.ts";
 import { inNamespace } from "../core/grpc-client.ts";
 import { isRunning } from "../core/process.ts";
 import { TasksDefinition } from "../core/gen/containerd/services/tasks/v1/tasks.ts";
 import { SnapshotsDefinition } from "../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
+import { startDaemonWithBusybox } from "./fixtures/busybox-daemon.ts";
+import { readdirOrEmpty, removeNamespaceLeftovers } from "./fixtures/namespace-leftovers.ts";
+import { waitUntil } from "./fixtures/poll.ts";
 import { runInContainer } from "../scripts/demo-container.ts";
 
 const image = "docker.io/library/busybox:latest";
 const namespace = `tasks-${randomBytes(4).toString("hex")}`;
-let workdir: string;
 let d: Daemon;
 
 const ctr = (args: string[], input?: string) => d.ctr(args, input, namespace);
 const taskRows = () => tableRows(ok(ctr(["tasks", "ls"]), "tasks ls").stdout);
 
-async function eventually(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
-    await sleep(50);
-  }
-}
-
-/** Everything a container of this test could leave: runc containers, mounts, cgroups. */
-function cleanUpContainers(): void {
-  if (!d) return;
-  const runcRoot = join(d.state, "runc", namespace);
-  if (existsSync(runcRoot)) {
-    for (const id of readdirSync(runcRoot)) spawnSync("runc", ["--root", runcRoot, "delete", "--force", id]);
-  }
-  const shims = join(d.state, "shims", namespace);
-  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-    const target = line.split(" ")[4];
-    if (target?.startsWith(shims)) spawnSync("umount", ["-l", target]);
-  }
-  // ctr's default spec puts a container in the cgroup /<namespace>/<id>.
-  for (const controller of safeReaddir("/sys/fs/cgroup")) {
-    const dir = join("/sys/fs/cgroup", controller, namespace);
-    for (const child of safeReaddir(dir)) {
-      try {
-        rmdirSync(join(dir, child));
-      } catch {
-        // not a cgroup dir, or still busy
-      }
-    }
-    try {
-      rmdirSync(dir);
-    } catch {
-      // absent
-    }
-  }
-}
-
-function safeReaddir(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
-
 before(async () => {
-  workdir = mkdtempSync(join(tmpdir(), "berth-tasks-"));
-  const archive = skopeoArchives(workdir, await buildBusyboxImage()).dockerArchive;
-  d = await startDaemon();
-  ok(ctr(["images", "import", archive]), "import");
+  d = await startDaemonWithBusybox(namespace);
 });
 
 after(async () => {
   closeFreshChannels();
-  cleanUpContainers();
+  removeNamespaceLeftovers(d, namespace);
   await d?.destroy();
-  rmSync(workdir, { recursive: true, force: true });
 });
 
 describe("ctr run", () => {
@@ -92,7 +43,7 @@ describe("ctr run", () => {
     assert.equal(r.stdout, "hi\n");
     assert.deepEqual(taskRows(), [], "no task is left");
     assert.deepEqual(tableRows(ok(ctr(["containers", "ls"]), "containers ls").stdout), [], "no container is left");
-    assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
+    assert.deepEqual(readdirOrEmpty(join(d.state, "shims", namespace)), [], "no bundle is left");
   });
 
   test("run --rm delivers all of a long output, stdout and stderr apart", () => {
@@ -146,10 +97,10 @@ describe("failures", () => {
     assert.match(r.stderr, /no\/such\/binary/);
     assert.deepEqual(taskRows(), []);
     ctr(["containers", "rm", "no-binary"]);
-    assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
+    assert.deepEqual(readdirOrEmpty(join(d.state, "shims", namespace)), [], "no bundle is left");
     assert.ok(!readFileSync("/proc/self/mountinfo", "utf8").includes(join(d.state, "shims", namespace)), "no rootfs stays mounted");
     const runcRoot = join(d.state, "runc", namespace);
-    assert.deepEqual(safeReaddir(runcRoot), [], "runc has no container left");
+    assert.deepEqual(readdirOrEmpty(runcRoot), [], "runc has no container left");
   });
 });
 
@@ -181,14 +132,14 @@ describe("detached tasks", () => {
     assert.match(busy.stderr, /must be stopped/);
 
     ok(ctr(["tasks", "kill", "--signal", "SIGKILL", id]), "kill");
-    await eventually("the task stops", () => taskRows().some((r) => r[0] === id && r[2] === "STOPPED"));
+    await waitUntil("the task stops", () => taskRows().some((r) => r[0] === id && r[2] === "STOPPED"));
     const stoppedExec = ctr(["tasks", "exec", "--exec-id", "late", id, "true"]);
     assert.notEqual(stoppedExec.code, 0, "no exec into a stopped task");
     ok(ctr(["tasks", "delete", id]), "tasks delete");
     assert.deepEqual(taskRows(), []);
     ok(ctr(["containers", "rm", id]), "containers rm");
     assert.ok(!tableRows(ok(ctr(["snapshots", "ls"]), "snapshots ls").stdout).some((r) => r[0] === id), "containers rm removed the snapshot");
-    assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
+    assert.deepEqual(readdirOrEmpty(join(d.state, "shims", namespace)), [], "no bundle is left");
   });
 
   test("a detached exec is killed, waited for and deleted on its own", async () => {
@@ -210,7 +161,7 @@ describe("detached tasks", () => {
       assert.equal((await grpcError(tasks.get({ containerId: id, execId: "side" }, meta))).code, Status.NOT_FOUND);
     } finally {
       ctr(["tasks", "kill", "--signal", "SIGKILL", id]);
-      await eventually("the task stops", () => !taskRows().some((r) => r[0] === id && r[2] !== "STOPPED"));
+      await waitUntil("the task stops", () => !taskRows().some((r) => r[0] === id && r[2] !== "STOPPED"));
       ctr(["tasks", "delete", id]);
       ctr(["containers", "rm", id]);
     }
@@ -224,7 +175,7 @@ describe("detached tasks", () => {
       const shimPid = Number(readFileSync(join(d.state, "shims", namespace, victim, "shim.pid"), "utf8"));
       assert.ok(shimPid > 0, "the shim's pid file");
       process.kill(shimPid, "SIGKILL");
-      await eventually("the victim's task is reported stopped", () => taskRows().some((r) => r[0] === victim && r[2] === "STOPPED"));
+      await waitUntil("the victim's task is reported stopped", () => taskRows().some((r) => r[0] === victim && r[2] === "STOPPED"));
       const tasks = freshClient(TasksDefinition, d.address);
       const { process: stopped } = await tasks.get({ containerId: victim }, inNamespace(namespace));
       assert.equal(stopped!.exitStatus, 255, "containerd's status for a task whose shim is gone");
@@ -232,7 +183,7 @@ describe("detached tasks", () => {
     } finally {
       for (const id of [victim, bystander]) {
         ctr(["tasks", "kill", "--signal", "SIGKILL", id]);
-        await eventually(`${id} stops`, () => !taskRows().some((r) => r[0] === id && r[2] !== "STOPPED"));
+        await waitUntil(`${id} stops`, () => !taskRows().some((r) => r[0] === id && r[2] !== "STOPPED"));
         ctr(["tasks", "delete", "--force", id]);
         ctr(["containers", "rm", id]);
       }
@@ -253,7 +204,7 @@ describe("live restore", () => {
     ok(ctr(["run", "-d", image, "survivor", "sleep", "300"]), "run survivor");
     ok(ctr(["run", "-d", image, "dies-while-down", "sleep", "300"]), "run dies-while-down");
     ok(ctr(["run", "-d", image, "exits-before", "sh", "-c", "exit 4"]), "run exits-before");
-    await eventually("exits-before stops", () => taskRows().some((r) => r[0] === "exits-before" && r[2] === "STOPPED"));
+    await waitUntil("exits-before stops", () => taskRows().some((r) => r[0] === "exits-before" && r[2] === "STOPPED"));
     ok(ctr(["run", "-d", image, "paused-one", "sleep", "300"]), "run paused-one");
     ok(ctr(["tasks", "pause", "paused-one"]), "pause paused-one");
     // A task created but not started (ctr has no command for that; the API has).
@@ -305,7 +256,7 @@ describe("live restore", () => {
       ok(ctr(["containers", "rm", id]), `containers rm ${id}`);
     }
     assert.deepEqual(taskRows(), []);
-    assert.deepEqual(safeReaddir(join(d.state, "shims", namespace)), [], "no bundle is left");
+    assert.deepEqual(readdirOrEmpty(join(d.state, "shims", namespace)), [], "no bundle is left");
   });
 });
 
@@ -357,7 +308,7 @@ describe("over gRPC", () => {
       assert.equal(taskRows().find((r) => r[0] === "target")?.[2], "RUNNING");
     } finally {
       ctr(["tasks", "kill", "--signal", "SIGKILL", "target"]);
-      await eventually("target stops", () => !taskRows().some((r) => r[0] === "target" && r[2] !== "STOPPED"));
+      await waitUntil("target stops", () => !taskRows().some((r) => r[0] === "target" && r[2] !== "STOPPED"));
       ctr(["tasks", "delete", "target"]);
       ctr(["containers", "rm", "target"]);
     }
@@ -374,7 +325,7 @@ describe("events", () => {
     const topics = () => [...seen.matchAll(new RegExp(` ${namespace} (\\S+)`, "g"))].map((m) => m[1]);
     try {
       // The subscription is live once an event of ours arrives; a container record's create is one.
-      await eventually("the subscription delivers", () => {
+      await waitUntil("the subscription delivers", () => {
         ctr(["containers", "create", image, "probe-subscription"]);
         ctr(["containers", "rm", "probe-subscription"]);
         return topics().includes("/containers/create");
@@ -382,13 +333,13 @@ describe("events", () => {
       ok(ctr(["run", "-d", image, "evented", "sleep", "300"]), "run -d");
       ok(ctr(["tasks", "exec", "--exec-id", "side", "evented", "true"]), "exec");
       ok(ctr(["tasks", "kill", "--signal", "SIGKILL", "evented"]), "kill");
-      await eventually("the task stops", () => taskRows().some((r) => r[0] === "evented" && r[2] === "STOPPED"));
+      await waitUntil("the task stops", () => taskRows().some((r) => r[0] === "evented" && r[2] === "STOPPED"));
       ok(ctr(["tasks", "delete", "evented"]), "delete");
       ok(ctr(["containers", "rm", "evented"]), "containers rm");
       const expected = ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit", "/tasks/delete"];
       // Two deletes: the exec's (ctr tasks exec removes it) and the task's.
       const count = (topic: string) => topics().filter((t) => t === topic).length;
-      await eventually(`events ${expected.join(", ")}`, () => expected.every((topic) => topics().includes(topic)) && count("/tasks/delete") === 2);
+      await waitUntil(`events ${expected.join(", ")}`, () => expected.every((topic) => topics().includes(topic)) && count("/tasks/delete") === 2);
       const order = topics().filter((topic) => topic.startsWith("/tasks/"));
       assert.ok(order.indexOf("/tasks/create") < order.indexOf("/tasks/start"), order.join(" "));
       assert.ok(order.lastIndexOf("/tasks/exit") < order.lastIndexOf("/tasks/delete"), order.join(" "));
@@ -409,7 +360,7 @@ describe("metrics", () => {
       const meta = inNamespace(namespace);
       let table = "";
       const value = (name: string) => Number(new RegExp(`^${name.replaceAll(".", "\\.")}\\s+(\\d+)`, "m").exec(table)?.[1] ?? NaN);
-      await eventually("the container has filled /dev/shm and started both sleeps", () => {
+      await waitUntil("the container has filled /dev/shm and started both sleeps", () => {
         table = ok(ctr(["tasks", "metrics", id]), "tasks metrics").stdout;
         return value("memory.usage_in_bytes") >= 16 << 20 && value("pids.current") === 3;
       });
@@ -427,13 +378,13 @@ describe("metrics", () => {
       assert.match(badFilter.details, /filter/);
 
       ok(ctr(["tasks", "kill", "--signal", "SIGKILL", id]), "kill");
-      await eventually("the task stops", () => taskRows().some((r) => r[0] === id && r[2] === "STOPPED"));
+      await waitUntil("the task stops", () => taskRows().some((r) => r[0] === id && r[2] === "STOPPED"));
       const stopped = ctr(["tasks", "metrics", id]);
       assert.notEqual(stopped.code, 0, "a stopped task has no cgroup usage to report");
       assert.match(stopped.stderr, /no metrics/);
     } finally {
       ctr(["tasks", "kill", "--signal", "SIGKILL", id]);
-      await eventually(`${id} stops`, () => !taskRows().some((r) => r[0] === id && r[2] !== "STOPPED"));
+      await waitUntil(`${id} stops`, () => !taskRows().some((r) => r[0] === id && r[2] !== "STOPPED"));
       ctr(["tasks", "delete", id]);
       ctr(["containers", "rm", id]);
     }
