@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { containerdInstalled, startContainerd, type RunningDaemon } from "./daemons.ts";
 import { processMemory, processName } from "./proc-memory.ts";
 import { processTable } from "../core/routes.ts";
-import { straceInstalled, traceCtr } from "./ctr-trace.ts";
+import { traceRounds } from "./ctr-trace.ts";
 import { childPids, distDir, repoRoot, startDaemon, type Daemon } from "../test/harness.ts";
 import { isRunning } from "../core/process.ts";
 import { closeChannels } from "../core/grpc-client.ts";
@@ -227,29 +227,10 @@ try {
   }
 
   // 3. where one run --rm spends its time: ctr's calls, each by its k-th occurrence, median of the rounds.
-  const traces = new Map<string, Map<string, number[]>>(engines.map((e) => [e.name, new Map()]));
-  // ctr's own time between calls (its start, FIFO handling, waiting for output to drain).
-  const idleTotals = new Map<string, number[]>(engines.map((e) => [e.name, []]));
-  const callOrder: string[] = [];
-  if (straceInstalled()) {
-    for (let round = 0; round < runs; round++) {
-      for (const engine of engines) {
-        const seen = new Map<string, number>();
-        let idle = 0;
-        for (const call of traceCtr(["--address", engine.address(), "--namespace", namespace, "run", "--rm", image, nextId("trace"), "true"])) {
-          const k = (seen.get(call.method) ?? 0) + 1;
-          seen.set(call.method, k);
-          const key = k > 1 ? `${call.method} (${k})` : call.method;
-          if (engine === engines[0] && round === 0) callOrder.push(key);
-          const times = traces.get(engine.name)!;
-          if (!times.has(key)) times.set(key, []);
-          if (!Number.isNaN(call.ms)) times.get(key)!.push(call.ms);
-          idle += call.idleBeforeMs;
-        }
-        idleTotals.get(engine.name)!.push(idle);
-      }
-    }
-  }
+  // ctr's own time between calls (its start, FIFO handling, waiting for output to drain) is `idleTotals`.
+  const { perCall: traces, between: idleTotals, callOrder } = traceRounds(engines, runs, (engine) => [
+    "--address", engine.address(), "--namespace", namespace, "run", "--rm", image, nextId("trace"), "true",
+  ]);
 
   // 4. idle shims.
   const shimIds = Array.from({ length: shimCount }, () => nextId("idle"));

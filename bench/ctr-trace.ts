@@ -114,3 +114,37 @@ function callsIn(straceLog: string): CallTime[] {
   }
   return calls;
 }
+
+/** ctr's calls over several traced runs on each engine. */
+export interface TracedRounds {
+  /** engine → call key ("tasks.v1.Tasks/Get (2)": the k-th call of a method) → its times, ms. */
+  perCall: Map<string, Map<string, number[]>>;
+  /** engine → ctr's own time between its calls, per run, ms. */
+  between: Map<string, number[]>;
+  /** The call keys in the order of the first engine's first run. */
+  callOrder: string[];
+}
+
+/** Traces `rounds` runs of ctr on each engine (interleaved), `argsOf` giving each run's arguments; empty without strace. */
+export function traceRounds<E extends { name: string }>(engines: readonly E[], rounds: number, argsOf: (engine: E) => string[]): TracedRounds {
+  const traced: TracedRounds = { perCall: new Map(engines.map((e) => [e.name, new Map()])), between: new Map(engines.map((e) => [e.name, []])), callOrder: [] };
+  if (!straceInstalled()) return traced;
+  for (let round = 0; round < rounds; round++) {
+    for (const engine of engines) {
+      const seen = new Map<string, number>();
+      let idle = 0;
+      for (const call of traceCtr(argsOf(engine))) {
+        const k = (seen.get(call.method) ?? 0) + 1;
+        seen.set(call.method, k);
+        const key = k > 1 ? `${call.method} (${k})` : call.method;
+        if (engine === engines[0] && round === 0) traced.callOrder.push(key);
+        const times = traced.perCall.get(engine.name)!;
+        if (!times.has(key)) times.set(key, []);
+        if (!Number.isNaN(call.ms)) times.get(key)!.push(call.ms);
+        idle += call.idleBeforeMs;
+      }
+      traced.between.get(engine.name)!.push(idle);
+    }
+  }
+  return traced;
+}

@@ -15,7 +15,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSyn
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { containerdInstalled, startContainerd, type RunningDaemon } from "./daemons.ts";
-import { straceInstalled, traceCtr } from "./ctr-trace.ts";
+import { traceRounds } from "./ctr-trace.ts";
 import { repoRoot, startDaemon, type Daemon } from "../test/harness.ts";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { skopeoArchives } from "../test/fixtures/archives.ts";
@@ -110,28 +110,9 @@ try {
   const latency = new Map<string, number[]>(engines.map((e) => [e.name, []]));
   for (let round = 0; round < runs; round++) for (const engine of engines) latency.get(engine.name)!.push(run(engine, "rm"));
 
-  const perCall = new Map<string, Map<string, number[]>>(engines.map((e) => [e.name, new Map()]));
-  const between = new Map<string, number[]>(engines.map((e) => [e.name, []]));
-  const callOrder: string[] = [];
-  if (straceInstalled()) {
-    for (let round = 0; round < traceRuns; round++) {
-      for (const engine of engines) {
-        const seen = new Map<string, number>();
-        let idle = 0;
-        for (const call of traceCtr(["--address", engine.address(), "--namespace", namespace, "run", "--rm", image, nextId("trace"), "true"])) {
-          const k = (seen.get(call.method) ?? 0) + 1;
-          seen.set(call.method, k);
-          const key = k > 1 ? `${call.method} (${k})` : call.method;
-          if (engine === engines[0] && round === 0) callOrder.push(key);
-          const times = perCall.get(engine.name)!;
-          if (!times.has(key)) times.set(key, []);
-          if (!Number.isNaN(call.ms)) times.get(key)!.push(call.ms);
-          idle += call.idleBeforeMs;
-        }
-        between.get(engine.name)!.push(idle);
-      }
-    }
-  }
+  const { perCall, between, callOrder } = traceRounds(engines, traceRuns, (engine) => [
+    "--address", engine.address(), "--namespace", namespace, "run", "--rm", image, nextId("trace"), "true",
+  ]);
 
   const names = engines.map((e) => e.name);
   const warm = (name: string) => median(latency.get(name)!);
