@@ -4,14 +4,13 @@
 // interleaved: cold (--no-cache), fully cached, and one of the 200 files changed.
 // Median of BENCH_RUNS (default 3). Results in bench/results/build.md.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { repoRoot, startDaemon } from "../test/harness.ts";
-import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
-import { skopeoArchives } from "../test/fixtures/archives.ts";
-import { dockerdInstalled, startDockerd } from "./daemons.ts";
+import { repoRoot } from "../test/harness.ts";
+import { dockerdInstalled } from "./daemons.ts";
+import { startBerthAndDockerd, type Engine } from "./docker-engines.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -22,7 +21,7 @@ if (!dockerdInstalled()) {
 }
 
 const base = mkdtempSync(join(tmpdir(), "berth-bench-build-"));
-const engines: { name: string; socket: string; stop(): Promise<void> }[] = [];
+const engines: Engine[] = [];
 
 function docker(socket: string, args: string[], input?: Buffer): string {
   const r = spawnSync("docker", args, {
@@ -62,15 +61,7 @@ function scenario(prepare: () => void, args: string[]): Map<string, number> {
 
 try {
   const load = loadavg()[0]!;
-  mkdirSync(join(base, "archives"));
-  const archive = skopeoArchives(join(base, "archives"), await buildBusyboxImage()).dockerArchive;
-  const berth = await startDaemon({ base: join(base, "berth") });
-  engines.push({ name: "berth", socket: berth.dockerSocket, stop: () => berth.stop() });
-  mkdirSync(join(base, "dockerd"));
-  const dockerd = await startDockerd(join(base, "dockerd"));
-  engines.push({ name: "dockerd", socket: dockerd.address, stop: () => dockerd.stop() });
-  const archiveBytes = readFileSync(archive);
-  for (const e of engines) docker(e.socket, ["load", "-q"], archiveBytes);
+  await startBerthAndDockerd(base, engines, docker);
   for (const e of engines) buildMs(e.socket, []); // warm-up: both have every step cached
 
   const cold = scenario(() => {}, ["--no-cache"]);

@@ -2,6 +2,12 @@
 // docker CLI driving either engine (one DOCKER_CONFIG of the bench's own), its wall
 // time, and removing every container before an engine stops.
 import { spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { startDaemon } from "../test/harness.ts";
+import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
+import { skopeoArchives } from "../test/fixtures/archives.ts";
+import { startDockerd } from "./daemons.ts";
 
 export interface Engine {
   name: string;
@@ -40,4 +46,19 @@ export async function stopEngines(engines: Engine[], docker: DockerCli, beforeSt
     }
     await e.stop();
   }
+}
+
+/**
+ * Starts Berth and a real dockerd under `base`, pushing each onto `engines` as it comes up
+ * (so the caller's clean-up stops whatever did start), and loads the busybox image into both.
+ */
+export async function startBerthAndDockerd(base: string, engines: Engine[], docker: DockerCli): Promise<void> {
+  mkdirSync(join(base, "archives"));
+  const archive = readFileSync(skopeoArchives(join(base, "archives"), await buildBusyboxImage()).dockerArchive);
+  const berth = await startDaemon({ base: join(base, "berth") });
+  engines.push({ name: "berth", socket: berth.dockerSocket, stop: () => berth.stop() });
+  mkdirSync(join(base, "dockerd"));
+  const dockerd = await startDockerd(join(base, "dockerd"));
+  engines.push({ name: "dockerd", socket: dockerd.address, stop: () => dockerd.stop() });
+  for (const e of engines) docker(e.socket, ["load", "-q"], archive);
 }

@@ -4,14 +4,12 @@
 //  - `docker run --rm --network none busybox true`: median wall time;
 //  - `docker ps` with 50 running containers: median wall time.
 // Both daemons get the busybox image through `docker load`. Results in bench/results/engine.md.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir, cpus } from "node:os";
 import { join } from "node:path";
-import { repoRoot, startDaemon } from "../test/harness.ts";
-import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
-import { skopeoArchives } from "../test/fixtures/archives.ts";
-import { dockerdInstalled, startDockerd } from "./daemons.ts";
-import { dockerCli, dockerWallMs, stopEngines, type Engine } from "./docker-engines.ts";
+import { repoRoot } from "../test/harness.ts";
+import { dockerdInstalled } from "./daemons.ts";
+import { dockerCli, dockerWallMs, startBerthAndDockerd, stopEngines, type Engine } from "./docker-engines.ts";
 import { median } from "./measure.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 10);
@@ -37,15 +35,7 @@ function timeBoth(args: string[]): Map<string, number> {
 
 try {
   const load = loadavg()[0]!;
-  mkdirSync(join(base, "archives"));
-  const archive = skopeoArchives(join(base, "archives"), await buildBusyboxImage()).dockerArchive;
-  const berth = await startDaemon({ base: join(base, "berth") });
-  engines.push({ name: "berth", socket: berth.dockerSocket, stop: () => berth.stop() });
-  mkdirSync(join(base, "dockerd"));
-  const dockerd = await startDockerd(join(base, "dockerd"));
-  engines.push({ name: "dockerd", socket: dockerd.address, stop: () => dockerd.stop() });
-  const archiveBytes = readFileSync(archive);
-  for (const e of engines) docker(e.socket, ["load", "-q"], archiveBytes);
+  await startBerthAndDockerd(base, engines, docker);
 
   const run = timeBoth(["run", "--rm", "--network", "none", "busybox:latest", "true"]);
   const psEmpty = timeBoth(["ps"]);
