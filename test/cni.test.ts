@@ -94,7 +94,8 @@ test("a published port reaches the namespace from 127.0.0.1 and from a peer thro
   netns.push(sandbox.netns);
   await loopbackUp(sandbox);
   const hostPort = await freePort();
-  const result = await network.add(sandbox, { portMappings: [{ hostPort, containerPort: 80, protocol: "tcp" }] });
+  // Under the host lock, as the engine adds containers that publish ports (the shared chains).
+  const result = await withHostLock(() => network.add(sandbox, { portMappings: [{ hostPort, containerPort: 80, protocol: "tcp" }] }));
   const www = join(dir, "www");
   mkdirSync(www, { recursive: true });
   writeFileSync(join(www, "index.html"), `hello from ${tag}\n`);

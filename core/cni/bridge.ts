@@ -7,6 +7,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import type { NetworkConfigList } from "./conflist.ts";
+import { withHostLock } from "./host-lock.ts";
 
 const run = promisify(execFile);
 
@@ -126,8 +127,15 @@ const deleting = (rule: string) => rule.replace(/^-A /, "-D ");
  * on this host added a rule meanwhile, the chain's delete fails and the whole transaction
  * with it, so a chain in use is never unhooked. `ownAdminChains`: firewall admin chains
  * only this caller uses, removed (when empty of the admin's rules) with their jump.
+ * Under the host lock: portmap and firewall create a shared chain before they add their
+ * rules to it, and an ADD that publishes ports holds the same lock, so a chain is never
+ * deleted between its creation and its first rule.
  */
-export async function removeUnusedSharedChains(ownAdminChains: readonly string[] = []): Promise<void> {
+export function removeUnusedSharedChains(ownAdminChains: readonly string[] = []): Promise<void> {
+  return withHostLock(() => removeUnusedSharedChainsLocked(ownAdminChains));
+}
+
+async function removeUnusedSharedChainsLocked(ownAdminChains: readonly string[]): Promise<void> {
   const nat = await iptablesSave("nat");
   const containersPublishing = nat.some((l) => l.startsWith("-A CNI-HOSTPORT-DNAT ") || l.startsWith(":CNI-DN-"));
   if (!containersPublishing) {

@@ -341,7 +341,11 @@ export class NetworkManager {
     for (let i = 0; used.includes(ifname); i++) ifname = `eth${i}`;
     const sandbox = { containerId: record.Id, netns, ifname };
     const firewall = await forwardDrops();
-    const result = await this.cni(network, ports.length > 0, firewall).add(sandbox, ports.length > 0 ? { portMappings: ports } : {});
+    const add = () => this.cni(network, ports.length > 0, firewall).add(sandbox, ports.length > 0 ? { portMappings: ports } : {});
+    // portmap and firewall create the shared chains (CNI-HOSTPORT-*, CNI-FORWARD) before
+    // they add rules to them; removeUnusedSharedChains, by this or another engine, must not
+    // delete a chain in between, so both hold the host lock (core/cni/bridge.ts).
+    const result = ports.length > 0 || firewall ? await withHostLock(add) : await add();
     const ip = result.ips?.[0];
     const iface = ip?.interface !== undefined ? result.interfaces?.[ip.interface] : result.interfaces?.find((i) => i.sandbox);
     const [address = "", prefix = "0"] = (ip?.address ?? "").split("/");
