@@ -11,9 +11,9 @@ import { join } from "node:path";
 import { repoRoot } from "../test/harness.ts";
 import { dockerdInstalled } from "./daemons.ts";
 import { startBerthAndDockerd, type Engine } from "./docker-engines.ts";
+import { median } from "./measure.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 if (!dockerdInstalled()) {
   console.error("bench/build.ts needs dockerd to compare against: apt-get install docker.io (it is not started as a service here)");

@@ -18,6 +18,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { containerdInstalled, startContainerd, type RunningDaemon } from "./daemons.ts";
 import { processMemory, processName } from "./proc-memory.ts";
+import { median } from "./measure.ts";
 import { processTable } from "../core/routes.ts";
 import { traceRounds } from "./ctr-trace.ts";
 import { childPids, distDir, repoRoot, startDaemon, type Daemon } from "../test/harness.ts";
@@ -75,7 +76,7 @@ const timed = (fn: () => void) => {
   fn();
   return performance.now() - t0;
 };
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
 const ms = (x: number) => x.toFixed(1);
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
 

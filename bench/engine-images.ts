@@ -10,9 +10,9 @@ import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { skopeoArchives } from "../test/fixtures/archives.ts";
 import { TestRegistry } from "../test/fixtures/registry.ts";
 import { startDaemon } from "../test/harness.ts";
+import { median } from "./measure.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 11);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const base = mkdtempSync(join(tmpdir(), "berth-bench-engine-images-"));
 const d = await startDaemon();

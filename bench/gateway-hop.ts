@@ -16,6 +16,7 @@ import { GetNamespaceRequest } from "../core/gen/containerd/services/namespaces/
 import { repoRoot, startDaemon, type Daemon } from "../test/harness.ts";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { skopeoArchives } from "../test/fixtures/archives.ts";
+import { median } from "./measure.ts";
 
 const calls = Number(process.env.BENCH_CALLS ?? 2000);
 const rounds = 10;
@@ -27,7 +28,6 @@ let baselineBerth: Daemon | undefined;
 const baseline = process.env.BENCH_BASELINE;
 let containerd: RunningDaemon | undefined;
 const channels: DirectChannel[] = [];
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const us = (msValue: number) => (msValue * 1000).toFixed(0);
 
 interface Target {

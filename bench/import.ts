@@ -13,6 +13,7 @@ import { containerdInstalled, startBerth, startContainerd, type RunningDaemon } 
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { buildImage, skopeoArchives, type TarEntry } from "../test/fixtures/archives.ts";
 import { distDir, repoRoot } from "../test/harness.ts";
+import { median } from "./measure.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 5);
 
@@ -41,7 +42,6 @@ function timeImport(daemon: RunningDaemon, client: Client, archive: string, name
   return ms;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function bench(name: string, archive: string, base: string): Promise<string> {
   const results: Record<string, number> = {};

@@ -15,6 +15,7 @@ import { TestRegistry } from "../test/fixtures/registry.ts";
 import { distDir, repoRoot } from "../test/harness.ts";
 import { sha256Digest } from "../core/digest.ts";
 import { RegistryClient, parseRegistryReference, pushBlob, pushManifest } from "../core/registry/index.ts";
+import { median } from "./measure.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const layerMiB = [80, 60, 40, 20];
@@ -26,7 +27,6 @@ function timed(cmd: string, args: string[]): number {
   return Number(process.hrtime.bigint() - started) / 1e6;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Layers of a few files of random bytes each (uncompressed tars: unpacking them is real file writing). */
 async function benchImage(): Promise<ImageParts> {

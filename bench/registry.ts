@@ -16,6 +16,7 @@ import { blobOf, imageFromLayers, type ImageParts } from "../test/fixtures/archi
 import { TestRegistry } from "../test/fixtures/registry.ts";
 import { repoRoot } from "../test/harness.ts";
 import { RegistryClient, parseRegistryReference, pushBlob, pushManifest } from "../core/registry/index.ts";
+import { median } from "./measure.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const script = join(repoRoot, "scripts", "registry.ts");
@@ -38,7 +39,6 @@ function timed(cmd: string, args: string[]): Sample {
   return { ms, rssMiB: kib / 1024, ...(inner ? { innerMs: Number(inner[1]) * 1000 } : {}) };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 function summary(samples: Sample[]): string {
   const inner = samples.every((s) => s.innerMs !== undefined) ? ` (${median(samples.map((s) => s.innerMs!)).toFixed(0)})` : "";

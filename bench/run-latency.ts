@@ -19,6 +19,7 @@ import { traceRounds } from "./ctr-trace.ts";
 import { repoRoot, startDaemon, type Daemon } from "../test/harness.ts";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { skopeoArchives } from "../test/fixtures/archives.ts";
+import { median } from "./measure.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 20);
 const coldRuns = Number(process.env.BENCH_COLD_RUNS ?? 3);
@@ -57,7 +58,6 @@ const timed = (fn: () => void) => {
   fn();
   return performance.now() - t0;
 };
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const ms = (x: number) => x.toFixed(1);
 
 async function waitUntil(what: string, check: () => boolean, timeoutMs = 60_000): Promise<void> {
