@@ -18,15 +18,23 @@ export interface EngineSocket {
   close(): Promise<void>;
 }
 
+/**
+ * Connections are accepted paused (nothing is lost while the engine loads) and half-open,
+ * as node:http's own server accepts them: a client's half-close ends only its input (an
+ * attach's stdin EOF), the output goes on.
+ */
+const acceptOptions = { pauseOnConnect: true, allowHalfOpen: true };
+
 /** A TCP listener for the Engine API: mutual TLS (a client certificate signed by the CA is required), or plain when forced. */
 function tcpServer(tcp: EngineTcpConfig, serve: (socket: net.Socket) => void): net.Server {
-  if (tcp.insecure && !tcp.tlscert) return net.createServer({ pauseOnConnect: true }, serve);
+  if (tcp.insecure && !tcp.tlscert) return net.createServer(acceptOptions, serve);
   const server = tls.createServer({
     ca: readFileSync(tcp.tlscacert!),
     cert: readFileSync(tcp.tlscert!),
     key: readFileSync(tcp.tlskey!),
     requestCert: true,
     rejectUnauthorized: true,
+    allowHalfOpen: true,
   });
   server.on("secureConnection", (socket) => {
     socket.pause();
@@ -49,7 +57,7 @@ export async function openEngineSocket(options: EngineOptions, log: Logger, tcp?
       () => socket.destroy(),
     );
   };
-  const servers = [net.createServer({ pauseOnConnect: true }, serve)];
+  const servers = [net.createServer(acceptOptions, serve)];
   const { EngineStore } = await import("../../services/engine/store.ts");
   if (EngineStore.hasContainers(options.root)) await load();
   await listenOnSocket(engineSocketPath(options.state), (path) => new Promise<void>((resolve) => servers[0]!.listen(path, resolve)));

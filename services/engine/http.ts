@@ -178,8 +178,6 @@ export function takeOver(ctx: RequestContext): Duplex {
   // The response object must not write anything more on this socket.
   ctx.res.detachSocket(socket);
   socket.setTimeout(0);
-  // A client's half-close ends its input only (stdin EOF); the output goes on.
-  socket.allowHalfOpen = true;
   socket.write(
     upgrade
       ? `HTTP/1.1 101 UPGRADED\r\nContent-Type: ${contentType}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`
