@@ -107,7 +107,7 @@ async function main(): Promise<void> {
       }
       return starting;
     };
-    gateway = await openGateway(config.state, config.address, readyWithCompanions, log);
+    gateway = await openGateway(config.state, config.address, readyWithCompanions, log, metadata.local);
     metadata.startCollections();
     // The file owners unlink the files of rows the start-up collection removed when they
     // start; started on demand, they might not for days, so they start now to do it.

@@ -13,11 +13,12 @@ import { ContentDelete } from "../../core/gen/containerd/events/content.ts";
 import type {
   ContentServiceImplementation,
   Info,
+  ReadContentRequest,
   ReadContentResponse,
   Status,
 } from "../../core/gen/containerd/services/content/v1/content.ts";
 import type { SweeperServiceImplementation } from "../../core/gen/berth/internal/v1/gc.ts";
-import type { BlobInfo } from "./store.ts";
+import type { BlobInfo, ContentStore } from "./store.ts";
 import type { IngestStatus } from "./ingest.ts";
 import { writeContent, type WriteDeps } from "./write.ts";
 
@@ -56,13 +57,71 @@ function droppedReference(before: Record<string, string>, after: Record<string, 
   return Object.entries(before).some(([name, value]) => name.startsWith("containerd.io/gc.ref.") && after[name] !== value);
 }
 
-export function contentService(deps: WriteDeps): ContentServiceImplementation {
-  const { store, ingests, locks, metadata } = deps;
+/** The requested range of a Read, clamped to the blob's size (OUT_OF_RANGE past its end). */
+function readRange(info: BlobInfo, request: ReadContentRequest): { offset: number; end: number } {
+  const offset = request.offset > 0n ? Number(request.offset) : 0;
+  if (offset > info.size) throw outOfRange(`read past object length ${info.size} bytes`);
+  const wanted = Number(request.size);
+  const end = wanted <= 0 || offset + wanted > info.size ? info.size : offset + wanted;
+  return { offset, end };
+}
+
+/**
+ * Whether a Read is small enough for berthd to answer itself (the sizes a manifest,
+ * config or index has: one synchronous read); a read that fails its checks is answered
+ * there too, with the same error. Larger reads stream from the content process.
+ */
+export function isSmallRead(store: ContentStore, namespace: string, request: ReadContentRequest): boolean {
+  try {
+    const { offset, end } = readRange(store.info(namespace, parseDigest(request.digest)), request);
+    return end - offset <= syncReadBytes;
+  } catch {
+    return true;
+  }
+}
+
+/** Info and Read: read-only, so berthd also answers them itself (services/gateway/store-reads.ts). */
+export function contentReads(store: ContentStore): Pick<ContentServiceImplementation, "info" | "read"> {
   return {
     async info(request, ctx) {
       const namespace = namespaceOf(ctx);
       return { info: infoToProto(store.info(namespace, parseDigest(request.digest))) };
     },
+
+    async *read(request, ctx) {
+      const namespace = namespaceOf(ctx);
+      const digest = parseDigest(request.digest);
+      const info = store.info(namespace, digest);
+      const { offset, end } = readRange(info, request);
+      if (end - offset <= syncReadBytes) {
+        if (end > offset) yield { offset: BigInt(offset), data: readSmall(store.blobPath(digest), digest, offset, end - offset, info.size) };
+        return;
+      }
+      // The open handle keeps the bytes readable even if the blob is deleted meanwhile.
+      const handle = await open(store.blobPath(digest), "r").catch(() => {
+        throw notFound(`content digest ${digest}`);
+      });
+      try {
+        for (let position = offset; position < end; ) {
+          const length = Math.min(readChunk, end - position);
+          const buffer = Buffer.allocUnsafe(length);
+          const { bytesRead } = await handle.read(buffer, 0, length, position);
+          if (bytesRead === 0) throw outOfRange(`content ${digest} is shorter than its recorded size ${info.size}`);
+          const chunk: ReadContentResponse = { offset: BigInt(position), data: buffer.subarray(0, bytesRead) };
+          yield chunk;
+          position += bytesRead;
+        }
+      } finally {
+        await handle.close();
+      }
+    },
+  };
+}
+
+export function contentService(deps: WriteDeps): ContentServiceImplementation {
+  const { store, ingests, locks, metadata } = deps;
+  return {
+    ...contentReads(store),
 
     async update(request, ctx) {
       const namespace = namespaceOf(ctx);
@@ -96,37 +155,6 @@ export function contentService(deps: WriteDeps): ContentServiceImplementation {
       store.delete(namespace, digest);
       metadata.publish(namespace, "/content/delete", "containerd.events.ContentDelete", ContentDelete, { digest });
       return {};
-    },
-
-    async *read(request, ctx) {
-      const namespace = namespaceOf(ctx);
-      const digest = parseDigest(request.digest);
-      const info = store.info(namespace, digest);
-      const offset = request.offset > 0n ? Number(request.offset) : 0;
-      if (offset > info.size) throw outOfRange(`read past object length ${info.size} bytes`);
-      const wanted = Number(request.size);
-      const end = wanted <= 0 || offset + wanted > info.size ? info.size : offset + wanted;
-      if (end - offset <= syncReadBytes) {
-        if (end > offset) yield { offset: BigInt(offset), data: readSmall(store.blobPath(digest), digest, offset, end - offset, info.size) };
-        return;
-      }
-      // The open handle keeps the bytes readable even if the blob is deleted meanwhile.
-      const handle = await open(store.blobPath(digest), "r").catch(() => {
-        throw notFound(`content digest ${digest}`);
-      });
-      try {
-        for (let position = offset; position < end; ) {
-          const length = Math.min(readChunk, end - position);
-          const buffer = Buffer.allocUnsafe(length);
-          const { bytesRead } = await handle.read(buffer, 0, length, position);
-          if (bytesRead === 0) throw outOfRange(`content ${digest} is shorter than its recorded size ${info.size}`);
-          const chunk: ReadContentResponse = { offset: BigInt(position), data: buffer.subarray(0, bytesRead) };
-          yield chunk;
-          position += bytesRead;
-        }
-      } finally {
-        await handle.close();
-      }
     },
 
     async status(request, ctx) {

@@ -5,17 +5,20 @@ import type { Logger } from "../../core/log.ts";
 import { grpcRoutes } from "../../core/routes.ts";
 import { listenOnSocket } from "../../core/socket.ts";
 import { createGrpcProxy } from "./proxy.ts";
+import type { LocalMethods } from "./local-calls.ts";
 import { trimHeapWhenIdle } from "../../core/heap-trim.ts";
 
 /**
  * Opens the public socket. `ready(process)` returns a promise when that process must
- * first be started (on demand); the call waits for it.
+ * first be started (on demand); the call waits for it. `local` methods are answered
+ * here (local-calls.ts).
  */
 export async function openGateway(
   state: string,
   address: string,
   ready: (process: string) => Promise<void> | undefined,
   log: Logger,
+  local?: LocalMethods,
 ): Promise<{ close(): Promise<void> }> {
   const proxy = createGrpcProxy(
     {
@@ -27,6 +30,7 @@ export async function openGateway(
         const process = grpcRoutes[service];
         return process ? ready(process) : undefined;
       },
+      local,
     },
     log,
   );

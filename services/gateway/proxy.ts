@@ -19,12 +19,16 @@ import { createWideServer } from "../../core/flow-control.ts";
 import { gatewayLimits, type GatewayLimits } from "./limits.ts";
 import { grpcTimeoutMs } from "./deadline.ts";
 import { UpstreamPool, type OpenUpstream } from "./upstream.ts";
+import { Status, type CallContext } from "nice-grpc-common";
+import { frameResponse, grpcMessageEncoding, localCallContext, maxLocalRequestBytes, metadataOf, unframeRequest, statusOfError, type LocalMethod, type LocalMethods } from "./local-calls.ts";
 
 export interface ProxyRoutes {
   /** The socket path serving a fully qualified gRPC service name, if any. */
   socketFor(service: string): string | undefined;
   /** A promise when the process serving it must first be started (on demand). */
   ready?(service: string): Promise<void> | undefined;
+  /** Methods answered in this process (local-calls.ts), by gRPC path. */
+  local?: LocalMethods;
 }
 
 const grpcUnimplemented = grpcStatusText("not implemented");
@@ -37,14 +41,14 @@ const closeGraceMs = 5000;
 /** At most one log line per this long for a repeated refusal (a flood must not flood the log). */
 const refusalLogEveryMs = 10_000;
 
-function trailersOnly(stream: ServerHttp2Stream, status: string, message: string): void {
+function trailersOnly(stream: ServerHttp2Stream, status: string, message: string, encodeMessage: (message: string) => string = encodeURIComponent): void {
   if (stream.destroyed || stream.closed) return;
   if (stream.headersSent) {
     stream.close(constants.NGHTTP2_INTERNAL_ERROR);
     return;
   }
   stream.respond(
-    { ":status": 200, "content-type": "application/grpc", "grpc-status": status, "grpc-message": encodeURIComponent(message) },
+    { ":status": 200, "content-type": "application/grpc", "grpc-status": status, "grpc-message": encodeMessage(message) },
     { endStream: true },
   );
 }
@@ -141,18 +145,84 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger, limits: Gatewa
       const timer = setTimeout(() => deadline.onExpiry(), timeoutMs);
       stream.once("close", () => clearTimeout(timer));
     }
-    const ready = routes.ready?.(service);
-    if (!ready) return admit(stream, headers, path, service, socket, deadline);
-    ready.then(
-      () => admit(stream, headers, path, service, socket, deadline),
-      (err: Error) => trailersOnly(stream, grpcUnavailable, `service for ${service} is unavailable: ${err.message}`),
-    );
+    const local = routes.local?.get(path);
+    if (local && isPlainGrpc(headers)) {
+      answerLocally(stream, headers, path, local, deadline, (body) => route(stream, headers, path, service, socket, deadline, body));
+      return;
+    }
+    route(stream, headers, path, service, socket, deadline);
   });
 
+  /** Forwards the call to the process serving it, starting that process first when it runs on demand. */
+  function route(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: string, service: string, socket: string, deadline: CallDeadline, body?: Buffer): void {
+    const ready = routes.ready?.(service);
+    if (!ready) return admit(stream, headers, path, service, socket, deadline, body);
+    ready.then(
+      () => admit(stream, headers, path, service, socket, deadline, body),
+      (err: Error) => trailersOnly(stream, grpcUnavailable, `service for ${service} is unavailable: ${err.message}`),
+    );
+  }
+
+  /**
+   * Answers a call in berthd (local-calls.ts): reads the request, runs the method and
+   * sends its messages, or hands the call (with the body read) to `forward` when the
+   * method declines it.
+   */
+  function answerLocally(
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    path: string,
+    local: LocalMethod,
+    deadline: CallDeadline,
+    forward: (body: Buffer) => void,
+  ): void {
+    const abort = new AbortController();
+    const expire = deadline.onExpiry;
+    deadline.onExpiry = () => {
+      abort.abort();
+      expire();
+    };
+    stream.once("close", () => abort.abort());
+    for (const warm of local.warms ?? []) routes.ready?.(warm)?.catch(() => {});
+    const span = tracing
+      ? tracer().startSpan(path, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.method": path } }, extractContext(headerBag(headers)))
+      : undefined;
+    readRequestBody(stream, (body) => {
+      if (body === undefined) return span?.end();
+      let ctx: CallContext;
+      let request: unknown;
+      try {
+        request = local.decode(unframeRequest(body));
+        ctx = localCallContext(metadataOf(headers), abort.signal);
+        if (!local.accepts(request, ctx)) {
+          span?.end();
+          return forward(body);
+        }
+      } catch (err) {
+        return fail(err);
+      }
+      const run = () => local.answer(request, ctx);
+      (span ? otelContext.with(trace.setSpan(otelContext.active(), span), run) : run()).then((messages) => {
+        span?.end();
+        if (stream.destroyed || stream.closed) return;
+        stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity" }, { waitForTrailers: true });
+        stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+        for (const message of messages) stream.write(frameResponse(message));
+        stream.end();
+      }, fail);
+    });
+    function fail(err: unknown): void {
+      const { code, message } = statusOfError(err, log, path);
+      span?.setStatus({ code: SpanStatusCode.ERROR, message });
+      span?.end();
+      trailersOnly(stream, String(code), message, grpcMessageEncoding);
+    }
+  }
+
   /** Takes a slot on the service's connection, or waits for one; the request body waits (unread) meanwhile. */
-  function admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: string, service: string, socket: string, deadline: CallDeadline): void {
+  function admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, path: string, service: string, socket: string, deadline: CallDeadline, body?: Buffer): void {
     if (stream.destroyed || stream.closed) return;
-    const admission = upstreams.admit(socket, (open, release) => forward(stream, headers, path, service, open, release, deadline));
+    const admission = upstreams.admit(socket, (open, release) => forward(stream, headers, path, service, open, release, deadline, body));
     if (!admission) {
       callShed({ service, queued: limits.upstreamMaxQueued, env: "BERTH_GATEWAY_UPSTREAM_MAX_QUEUED" });
       trailersOnly(stream, grpcUnavailable, `gateway overloaded: ${limits.upstreamMaxQueued} calls already wait for ${service}; retry later`);
@@ -175,6 +245,7 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger, limits: Gatewa
     open: OpenUpstream,
     release: () => void,
     deadline: CallDeadline,
+    body?: Buffer,
   ): void {
     if (stream.destroyed || stream.closed) return release();
     const outgoing = passOn(headers);
@@ -244,7 +315,9 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger, limits: Gatewa
       if (!upstream.closed) upstream.close(constants.NGHTTP2_CANCEL);
     });
     stream.on("error", () => upstream.close(constants.NGHTTP2_CANCEL));
-    stream.pipe(upstream);
+    // A call a local method declined comes with its body already read.
+    if (body) upstream.end(body);
+    else stream.pipe(upstream);
   }
 
   server.on("sessionError", (err) => log.debug({ err: err.message }, "client session error"));
@@ -268,6 +341,38 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger, limits: Gatewa
       });
     },
   };
+}
+
+/** Only calls without compression are answered locally (ctr and berthctl send none). */
+function isPlainGrpc(headers: IncomingHttpHeaders): boolean {
+  const encoding = headers["grpc-encoding"];
+  return encoding === undefined || encoding === "identity";
+}
+
+/**
+ * Reads a request body of at most one message's worth; undefined (the call reset) when
+ * the client went away or sent more than a request may hold.
+ */
+function readRequestBody(stream: ServerHttp2Stream, done: (body: Buffer | undefined) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let finished = false;
+  const finish = (body: Buffer | undefined) => {
+    if (finished) return;
+    finished = true;
+    done(body);
+  };
+  stream.on("data", (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > maxLocalRequestBytes + 5) {
+      trailersOnly(stream, String(Status.RESOURCE_EXHAUSTED), `request larger than the ${maxLocalRequestBytes}-byte limit`);
+      finish(undefined);
+      return;
+    }
+    chunks.push(chunk);
+  });
+  stream.once("end", () => finish(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+  stream.once("close", () => finish(undefined));
 }
 
 /** Adapts plain header objects to the get/set shape the propagator helpers use. */

@@ -16,7 +16,8 @@ const eventTypes = {
   delete: "containerd.services.images.v1.ImageDelete",
 };
 
-export function imagesService(store: ImageStore, metadata: MetadataClient): ImagesServiceImplementation {
+/** Get and List: read-only, so berthd can answer them itself (services/gateway/store-reads.ts). */
+export function imageReads(store: ImageStore): Pick<ImagesServiceImplementation, "get" | "list"> {
   return {
     async get(request, ctx: CallContext) {
       const namespace = namespaceOf(ctx);
@@ -31,6 +32,12 @@ export function imagesService(store: ImageStore, metadata: MetadataClient): Imag
       const images = store.list(namespace).filter((image) => matches(imageAdaptor(image)));
       return { images: images.map(messageFromRecord) };
     },
+  };
+}
+
+export function imagesService(store: ImageStore, metadata: MetadataClient): ImagesServiceImplementation {
+  return {
+    ...imageReads(store),
 
     async create(request, ctx: CallContext) {
       const namespace = namespaceOf(ctx);

@@ -13,6 +13,8 @@ import { serviceSocketPath } from "../../core/config.ts";
 import { startGrpcServer } from "../../core/grpc-server.ts";
 import type { ProcessContext } from "../../core/lifecycle.ts";
 import { openMetadataDatabase } from "../../core/metadata-db.ts";
+import { addLocalMethods, type LocalMethods } from "../gateway/local-calls.ts";
+import { addStoreReads } from "../gateway/store-reads.ts";
 import { inProcess, snapshotterNames } from "../../core/routes.ts";
 import { introspectionService, loadServerUuid, versionService } from "../gateway/introspection.ts";
 import { RedisEventBus } from "./event-bus.ts";
@@ -36,7 +38,7 @@ export async function serveMetadata(
   ctx: ProcessContext,
   redisUrl: string | undefined,
   ready: (process: string) => Promise<void> | undefined,
-): Promise<{ startup: CollectionResult; startCollections(): void; close(): Promise<void> }> {
+): Promise<{ startup: CollectionResult; local: LocalMethods; startCollections(): void; close(): Promise<void> }> {
   const db = openMetadataDatabase(ctx.root);
   // Whatever a crash left unreferenced goes before any service starts (they unlink the
   // files no row refers to when they start), so nothing races this first collection.
@@ -45,19 +47,36 @@ export async function serveMetadata(
   const store = metadataStore(db);
   const bus = new RedisEventBus(redisUrl, ctx.log);
   const collector = new CollectorFront(ctx.state, () => ready("jobs"), ctx.log);
+  // The public services are also answered by the gateway directly (the same
+  // implementations, services/gateway/local-calls.ts); the socket serves the other
+  // processes, and the streams (ctr events).
+  const local: LocalMethods = new Map();
+  const publish = localPublisher(bus, ctx.log);
+  const namespaces = namespacesService({ namespaces: store.namespaces, publish });
+  const containers = containersService({ store: new ContainerStore(db), publish, collect: () => collector.schedule() });
+  const leases = leasesService(store.leases, collector);
+  const events = eventsService(bus);
+  const introspection = introspectionService(loadServerUuid(ctx.root), (process) => serviceSocketPath(ctx.state, process), snapshotterNames);
+  addLocalMethods(local, NamespacesDefinition, namespaces);
+  addLocalMethods(local, ContainersDefinition, containers);
+  addLocalMethods(local, LeasesDefinition, leases);
+  addLocalMethods(local, EventsDefinition, events, { only: ["publish", "forward"] });
+  addLocalMethods(local, VersionDefinition, versionService);
+  addLocalMethods(local, IntrospectionDefinition, introspection);
+  addStoreReads(local, ctx.root, db, ctx.log);
   const grpc = await startGrpcServer(ctx, inProcess, (server) => {
-    const publish = localPublisher(bus, ctx.log);
-    server.add(NamespacesDefinition, namespacesService({ namespaces: store.namespaces, publish }));
-    server.add(ContainersDefinition, containersService({ store: new ContainerStore(db), publish, collect: () => collector.schedule() }));
-    server.add(LeasesDefinition, leasesService(store.leases, collector));
-    server.add(EventsDefinition, eventsService(bus));
+    server.add(NamespacesDefinition, namespaces);
+    server.add(ContainersDefinition, containers);
+    server.add(LeasesDefinition, leases);
+    server.add(EventsDefinition, events);
     server.add(CollectorDefinition, collector.service);
     server.add(ProcessesDefinition, processesService(ready));
     server.add(VersionDefinition, versionService);
-    server.add(IntrospectionDefinition, introspectionService(loadServerUuid(ctx.root), (process) => serviceSocketPath(ctx.state, process), snapshotterNames));
+    server.add(IntrospectionDefinition, introspection);
   });
   return {
     startup,
+    local,
     startCollections() {
       collector.startPeriodic(Number(process.env.BERTH_GC_PERIOD_MS) || 60 * 60_000);
     },

@@ -49,17 +49,37 @@ function requireName(value: string, what: string): string {
   return value;
 }
 
+function snapshotterIn(snapshotters: ReadonlyMap<string, Snapshotter>, name: string): Snapshotter {
+  if (name === "") throw invalidArgument("snapshotter argument missing");
+  const snapshotter = snapshotters.get(name);
+  if (!snapshotter) throw invalidArgument(`snapshotter not loaded: ${name}`);
+  return snapshotter;
+}
+
+/**
+ * Stat and Mounts: read-only (rows and the paths named by them), so berthd also
+ * answers them itself (services/gateway/store-reads.ts).
+ */
+export function snapshotReads(snapshotters: ReadonlyMap<string, Snapshotter>): Pick<SnapshotsServiceImplementation, "stat" | "mounts"> {
+  return {
+    async mounts(request, ctx) {
+      const snapshotter = snapshotterIn(snapshotters, request.snapshotter);
+      return { mounts: snapshotter.mounts(namespaceOf(ctx), request.key) };
+    },
+
+    async stat(request, ctx) {
+      const snapshotter = snapshotterIn(snapshotters, request.snapshotter);
+      return { info: infoOf(snapshotter.stat(namespaceOf(ctx), request.key)) };
+    },
+  };
+}
+
 export function snapshotsService(
   snapshotters: ReadonlyMap<string, Snapshotter>,
   metadata: MetadataClient,
   log: Logger,
 ): SnapshotsServiceImplementation {
-  const snapshotterOf = (name: string): Snapshotter => {
-    if (name === "") throw invalidArgument("snapshotter argument missing");
-    const snapshotter = snapshotters.get(name);
-    if (!snapshotter) throw invalidArgument(`snapshotter not loaded: ${name}`);
-    return snapshotter;
-  };
+  const snapshotterOf = (name: string) => snapshotterIn(snapshotters, name);
 
   /** Prepare and View: the snapshot, its namespace and the caller's lease entry, in one step. */
   const create = async (kind: "prepare" | "view", request: CreateRequest, ctx: CallContext) => {
@@ -71,6 +91,8 @@ export function snapshotsService(
   };
 
   return {
+    ...snapshotReads(snapshotters),
+
     async prepare(request, ctx) {
       const { namespace, key, mounts } = await create("prepare", request, ctx);
       // Events are best effort and go out in the background (in order).
@@ -80,11 +102,6 @@ export function snapshotsService(
 
     async view(request, ctx) {
       return { mounts: (await create("view", request, ctx)).mounts };
-    },
-
-    async mounts(request, ctx) {
-      const snapshotter = snapshotterOf(request.snapshotter);
-      return { mounts: snapshotter.mounts(namespaceOf(ctx), request.key) };
     },
 
     async commit(request, ctx) {
@@ -103,11 +120,6 @@ export function snapshotsService(
       await snapshotter.remove(namespace, request.key, leaseOf(ctx));
       metadata.publish(namespace, "/snapshot/remove", "containerd.events.SnapshotRemove", SnapshotRemove, { key: request.key });
       return {};
-    },
-
-    async stat(request, ctx) {
-      const snapshotter = snapshotterOf(request.snapshotter);
-      return { info: infoOf(snapshotter.stat(namespaceOf(ctx), request.key)) };
     },
 
     async update(request, ctx) {
