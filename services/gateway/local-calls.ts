@@ -17,6 +17,7 @@ import type { Logger } from "../../core/log.ts";
 interface MessageType {
   decode(input: Uint8Array): unknown;
   encode(message: never): { finish(): Uint8Array };
+  fromPartial?(object: never): unknown;
 }
 
 /** One method of a generated nice-grpc service definition. */
@@ -71,7 +72,10 @@ export function addLocalMethods(into: LocalMethods, definition: ServiceDefinitio
     const fn = impl[key];
     if (!fn) continue;
     const call = fn.bind(implementation);
-    const encode = (message: unknown) => method.responseType.encode(message as never).finish();
+    // As nice-grpc's server does: implementations may answer partial messages.
+    const { fromPartial } = method.responseType;
+    const complete = fromPartial ? (message: unknown) => fromPartial(message as never) : (message: unknown) => message;
+    const encode = (message: unknown) => method.responseType.encode(complete(message) as never).finish();
     const accepts = options.accepts?.[key] as ((request: unknown, ctx: CallContext) => boolean) | undefined;
     into.set(`/${definition.fullName}/${method.name}`, {
       accepts: accepts ?? (() => true),
