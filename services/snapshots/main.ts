@@ -19,7 +19,10 @@ await runService("snapshots", async (server, ctx) => {
   server.add(SnapshotsDefinition, snapshotsService(snapshotters, metadata, ctx.log));
   server.add(SweeperDefinition, sweeperService(snapshotters, ctx.log));
   return {
+    // Retiring on idle waits for the directory deletions Remove left under way.
+    busy: () => [...snapshotters.values()].some((snapshotter) => snapshotter.removing()),
     async close() {
+      await Promise.all([...snapshotters.values()].map((snapshotter) => snapshotter.settled()));
       await metadata.flush();
       db.close();
     },

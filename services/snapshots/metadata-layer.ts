@@ -25,6 +25,8 @@ const parentChangeRetries = 3;
 export class NamespacedSnapshotter implements Snapshotter {
   private readonly store: SnapshotStore;
   private readonly backend: SnapshotBackend;
+  /** Directory deletions of removed snapshots still under way. */
+  private readonly removals = new Set<Promise<void>>();
 
   /** The snapshots of `backend`, recorded under `name` in the shared metadata database. */
   constructor(name: string, db: Database, backend: SnapshotBackend) {
@@ -74,7 +76,18 @@ export class NamespacedSnapshotter implements Snapshotter {
 
   async remove(namespace: string, key: string, lease?: string): Promise<void> {
     const record = this.store.remove(namespace, key, lease);
-    await this.backend.remove(record.id);
+    // The backend moves the directory aside at once and deletes it after the answer
+    // (see SnapshotDirs.remove); the process stays until that is done (removing()).
+    const removal: Promise<void> = this.backend.remove(record.id).finally(() => this.removals.delete(removal));
+    this.removals.add(removal);
+  }
+
+  removing(): boolean {
+    return this.removals.size > 0;
+  }
+
+  async settled(): Promise<void> {
+    await Promise.all(this.removals);
   }
 
   list(namespace: string): SnapshotRecord[] {

@@ -18,7 +18,12 @@ export interface Snapshotter {
   view(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Promise<Mount[]>;
   /** Commits the active snapshot `key` as `name`; `lease` trades the key for the name. */
   commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string): Promise<void>;
+  /** Removes the record at once; the directory goes in the background (see removing(), settled()). */
   remove(namespace: string, key: string, lease?: string): Promise<void>;
+  /** Whether directories of removed snapshots are still being deleted. */
+  removing(): boolean;
+  /** Resolves once the directory deletions under way have ended. */
+  settled(): Promise<void>;
   /** All snapshots of a namespace, ordered by key. */
   list(namespace: string): SnapshotRecord[];
   /** Removes directories no snapshot owns; returns their paths. */
