@@ -80,7 +80,14 @@ export function addLocalMethods(into: LocalMethods, definition: ServiceDefinitio
     into.set(`/${definition.fullName}/${method.name}`, {
       accepts: accepts ?? (() => true),
       warms: options.warms?.[key],
-      decode: (message) => method.requestType.decode(message),
+      decode: (message) => {
+        try {
+          return method.requestType.decode(message);
+        } catch (err) {
+          // grpc-js answers a request it cannot deserialize with INTERNAL too.
+          throw new ServerError(Status.INTERNAL, `cannot decode the request: ${(err as Error).message}`);
+        }
+      },
       answer: method.responseStream
         ? async (request, ctx) => {
             const out: Uint8Array[] = [];
