@@ -10,6 +10,7 @@ import { DatabaseSync } from "node:sqlite";
 import { startDaemon, sleep, type Daemon } from "./harness.ts";
 import { grpcClient, inNamespace, closeChannels } from "../core/grpc-client.ts";
 import { ContainersDefinition } from "../core/gen/containerd/services/containers/v1/containers.ts";
+import { ImagesDefinition } from "../core/gen/containerd/services/images/v1/images.ts";
 import { LeasesDefinition } from "../core/gen/containerd/services/leases/v1/leases.ts";
 import { SnapshotsDefinition } from "../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import { Status, type ClientError } from "nice-grpc";
@@ -61,6 +62,27 @@ async function eventually(what: string, check: () => Promise<boolean>, timeoutMs
     await sleep(100);
   }
 }
+
+test("a deleted container that leaves nothing behind (its snapshot removed, its image kept) asks for no collection", async () => {
+  // First in this file: nothing has asked for a collection yet, so the jobs process (which runs them) is not running.
+  assert.equal(d.servicePid("jobs"), undefined, "no collection asked for yet");
+  const image = { name: "docker.io/library/kept:1", target: { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: `sha256:${"a".repeat(64)}`, size: 10n } };
+  await grpcClient(ImagesDefinition, d.address).create({ image }, inNamespace(namespace));
+  const containers = grpcClient(ContainersDefinition, d.address);
+  const record = (id: string, imageName: string) => ({
+    container: { id, image: imageName, snapshotter, snapshotKey: `removed-${id}`, runtime: { name: "io.containerd.runc.v2" }, spec: { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Spec", value: Buffer.from("{}") } },
+  });
+  // As after `ctr run --rm`: the snapshot is gone already, the image stays.
+  await containers.create(record("clean", image.name), inNamespace(namespace));
+  await containers.delete({ id: "clean" }, inNamespace(namespace));
+  // A call after the delete's answer: a collection would have been passed on (starting jobs) by now.
+  await grpcClient(ContainersDefinition, d.address).list({ filters: [] }, inNamespace(namespace));
+  assert.equal(d.servicePid("jobs"), undefined, "no collection was asked for");
+  // Its image deleted meanwhile, what the removed snapshot sat on may be garbage now: a collection is asked for.
+  await containers.create(record("image-gone", "docker.io/library/gone:1"), inNamespace(namespace));
+  await containers.delete({ id: "image-gone" }, inNamespace(namespace));
+  await eventually("the jobs process started for a collection", async () => d.servicePid("jobs") !== undefined);
+});
 
 test("the snapshot a deleted container alone held is collected after Containers/Delete", async () => {
   await containerWithSnapshot("one");

@@ -68,7 +68,7 @@ function containerAdaptor(c: Container): FieldAdaptor {
 export interface ContainersDeps {
   store: ContainerStore;
   publish: PublishEvent;
-  /** Asks for a garbage collection soon. */
+  /** Asks for a garbage collection soon (after a delete that may have left garbage). */
   collect(): void;
 }
 
@@ -117,9 +117,10 @@ export function containersService({ store, publish, collect }: ContainersDeps): 
 
     async delete(request, ctx) {
       const namespace = namespaceOf(ctx);
+      const container = store.get(namespace, request.id);
       store.delete(namespace, request.id);
       publish(namespace, "/containers/delete", "containerd.events.ContainerDelete", ContainerDelete, { id: request.id });
-      collect();
+      if (store.mayLeaveGarbage(namespace, container)) collect();
       return {};
     },
   };
