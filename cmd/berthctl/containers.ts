@@ -56,14 +56,17 @@ export async function deleteContainer(s: Session, id: string, keepSnapshot = fal
   } catch (err) {
     if (!isNotFound(err)) throw err;
   }
+  // The snapshot first, as containerd's client does: a container deleted without one
+  // leaves nothing to collect, so no garbage collection is asked for.
+  if (!keepSnapshot && container!.snapshotKey) {
+    await s
+      .client(SnapshotsDefinition)
+      .remove({ snapshotter: container!.snapshotter, key: container!.snapshotKey }, s.call())
+      .catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
+  }
   await s.client(ContainersDefinition).delete({ id }, s.call());
-  if (keepSnapshot || !container!.snapshotKey) return;
-  await s
-    .client(SnapshotsDefinition)
-    .remove({ snapshotter: container!.snapshotter, key: container!.snapshotKey }, s.call())
-    .catch((err: unknown) => {
-      if (!isNotFound(err)) throw err;
-    });
 }
 
 export function registerContainers(program: Command, session: (cmd: Command) => Session): void {
