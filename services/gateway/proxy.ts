@@ -204,12 +204,13 @@ export function createGrpcProxy(routes: ProxyRoutes, log: Logger, limits: Gatewa
       const run = () => local.answer(request, ctx);
       (span ? otelContext.with(trace.setSpan(otelContext.active(), span), run) : run()).then((messages) => {
         span?.end();
-        if (stream.destroyed || stream.closed) return;
+        // Answered already (its deadline passed) or gone: nothing more to send.
+        if (stream.destroyed || stream.closed || stream.headersSent) return;
         stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity" }, { waitForTrailers: true });
         stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
         for (const message of messages) stream.write(frameResponse(message));
         stream.end();
-      }, fail);
+      }, fail).catch((err: Error) => log.warn({ err: err.message, path }, "cannot send a local answer"));
     });
     function fail(err: unknown): void {
       const { code, message } = statusOfError(err, log, path);
