@@ -48,6 +48,16 @@ export interface BuildOutput {
   closed(): boolean;
 }
 
+/** What a durable build (build/job.ts) learns as the build runs, to remove after a crash. */
+export interface BuildHooks {
+  /** Where the COPY steps' mount points go (default: the system temp dir). */
+  scratchDir?: string;
+  /** Labels of the RUN containers, so a restarted engine finds them. */
+  containerLabels?: Record<string, string>;
+  /** The RUN container that exists now (undefined: none). */
+  runContainer?(id: string | undefined): void;
+}
+
 /** A build that failed after the stream started: `code` is what the CLI exits with. */
 export class BuildFailure extends Error {
   readonly code: number;
@@ -115,7 +125,10 @@ export class Build {
   private stepNumber = 0;
   private stepCount = 0;
 
-  constructor(backend: Backend, manager: ContainerManager, contextDir: string, options: BuildOptions, out: BuildOutput) {
+  private readonly hooks: BuildHooks;
+
+  constructor(backend: Backend, manager: ContainerManager, contextDir: string, options: BuildOptions, out: BuildOutput, hooks: BuildHooks = {}) {
+    this.hooks = hooks;
     this.backend = backend;
     this.manager = manager;
     this.contextDir = contextDir;
@@ -387,13 +400,14 @@ export class Build {
         WorkingDir: config.WorkingDir ?? "",
         User: config.User ?? "",
         Volumes: {},
-        Labels: {},
+        Labels: { ...this.hooks.containerLabels },
         AttachStdout: true,
         AttachStderr: true,
         HostConfig: { NetworkMode: "none" },
       } as Parameters<ContainerManager["create"]>[0],
       null,
     );
+    this.hooks.runContainer?.(id);
     // A failed RUN's container goes too (as with --force-rm): a build leaves nothing behind.
     try {
       this.say(` ---> Running in ${shortId(id)}\n`);
@@ -410,7 +424,10 @@ export class Build {
         return this.withLayer(parent, layer, createdBy, this.key(parent, createdBy), lease);
       });
     } finally {
-      await this.manager.remove(id, true).catch((err: Error) => this.backend.log.warn({ id, err: err.message }, "cannot remove a build container"));
+      await this.manager.remove(id, true).then(
+        () => this.hooks.runContainer?.(undefined),
+        (err: Error) => this.backend.log.warn({ id, err: err.message }, "cannot remove a build container"),
+      );
       this.say(`Removing intermediate container ${shortId(id)}\n`);
     }
   }
@@ -447,7 +464,7 @@ export class Build {
         const key = `build-copy-${randomBytes(8).toString("hex")}`;
         let committed = false;
         const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: parentChain, lease });
-        const target = await mkdtemp(join(tmpdir(), "berth-build-"));
+        const target = await mkdtemp(join(this.hooks.scratchDir ?? tmpdir(), "berth-build-"));
         try {
           const owner: Owner | undefined = chown ? await userInRootfs(mounts, chown).catch((err: Error) => {
             throw new BuildFailure(`unable to convert uid/gid chown string to host mapping: ${err.message}`);
@@ -520,7 +537,7 @@ export class Build {
       const top = await this.unpacked(image, lease);
       const key = `build-from-${randomBytes(8).toString("hex")}`;
       const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: top, lease, readOnly: true });
-      const root = await mkdtemp(join(tmpdir(), "berth-build-from-"));
+      const root = await mkdtemp(join(this.hooks.scratchDir ?? tmpdir(), "berth-build-from-"));
       try {
         await mountAll(mounts, root);
         try {
