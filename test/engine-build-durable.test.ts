@@ -24,7 +24,8 @@ const requests: ClientRequest[] = [];
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-build-durable-"));
-  d = await startDaemon();
+  // The on-demand processes stay up between tests (one is stopped on purpose by a test).
+  d = await startDaemon({ env: { BERTH_IDLE_EXIT_MS: "600000" } });
   ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
 });
 
@@ -129,7 +130,7 @@ function leftovers() {
 const nothingLeft = { containers: [], tasks: [], activeSnapshots: [], leases: [], mounts: [], buildDirs: [], engineContainers: [] };
 
 /** The active build job's progress, read from berthd's private Redis as a restarted engine would. */
-async function activeBuildProgress(): Promise<{ step: string; inFlight: { container?: string; snapshots: unknown[]; leases: string[] } }[]> {
+async function activeBuildProgress(): Promise<{ step: string; inFlight: { container?: string; snapshots: { snapshotter: string; key: string }[]; leases: string[] } }[]> {
   // berthd sets it for the processes it starts (its own environ predates it).
   const password = childPids(d.pid!)
     .flatMap((pid) => {
@@ -164,18 +165,9 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
     assert.match(progress.step, /^Step 4\/5 : RUN while/);
     assert.notEqual(readdirSync(join(d.root, "engine", "builds")).length, 0, "the build's directory is under the root");
 
-    // SIGKILL berthd and every process it started (services and its redis) at once.
-    const victims = [d.pid!, ...childPids(d.pid!)];
-    for (const pid of victims) process.kill(pid, "SIGKILL");
-    await until("berthd and its processes to die", () => victims.every((pid) => !existsProc(pid)));
+    await killEverything();
     assert.notEqual(await first.exit, 0, "the client's build ends in an error");
-
-    await d.start();
-    await until("the restarted engine to undo the build", () => {
-      const left = leftovers();
-      return left.buildDirs.length === 0 && left.containers.length === 0 && left.tasks.length === 0;
-    });
-    assert.deepEqual(leftovers(), nothingLeft);
+    await restartAndWaitUndone();
     assert.match(d.log, /removed what an interrupted build left; the build failed/);
 
     const rerun = startBuild(dir, ["-t", "durable:1"]);
@@ -185,6 +177,37 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
     assert.match(rerun.output(), /gate passed/);
     assert.deepEqual(cachedSteps(rerun.output()), [2, 3], rerun.output());
     assert.equal(ok(d.docker(["run", "--rm", "durable:1", "cat", "/one", "/a.txt"])).stdout, "one\na\n");
+    assert.deepEqual(leftovers(), nothingLeft);
+  });
+
+  test("berthd killed mid-COPY: its active snapshot and lease are in the job's record, and gone after the restart", async () => {
+    // The COPY stops in its diff (the diff process is stopped), its snapshot and lease made.
+    const warm = context("warm-diff", { Dockerfile: "FROM busybox\nCOPY w.txt /w.txt\n", "w.txt": `${Date.now()}\n` });
+    ok(d.docker(["build", "--no-cache", warm], undefined, { DOCKER_BUILDKIT: "0" }), "a build that starts the diff process");
+    const diff = d.servicePid("diff");
+    assert.ok(diff, "the diff process runs");
+    process.kill(diff, "SIGSTOP");
+    const dir = context("interrupted-copy", { Dockerfile: "FROM busybox\nENV STAGE=two\nCOPY b.txt /b.txt\nCMD [\"true\"]\n", "b.txt": "b\n" });
+    const first = startBuild(dir, ["-t", "durable:2"]);
+    try {
+      const progress = await until("the COPY's snapshot and lease in the job's record", async () => {
+        const p = (await activeBuildProgress())[0];
+        return p && /^Step 3\/4 : COPY/.test(p.step) && p.inFlight.snapshots.length > 0 && p.inFlight.leases.length > 0 ? p : undefined;
+      });
+      const active = leftovers();
+      for (const lease of progress.inFlight.leases) assert.ok(active.leases.includes(lease), `the recorded lease ${lease} exists`);
+      for (const s of progress.inFlight.snapshots) assert.ok(active.activeSnapshots.includes(s.key), `the recorded snapshot ${s.key} exists`);
+      await killEverything();
+    } finally {
+      // A failure before the kill must not leave the diff process stopped.
+      if (existsProc(diff)) process.kill(diff, "SIGCONT");
+    }
+    await first.exit;
+    await restartAndWaitUndone();
+    const rerun = startBuild(dir, ["-t", "durable:2"]);
+    assert.equal(await rerun.exit, 0, rerun.output());
+    assert.deepEqual(cachedSteps(rerun.output()), [2], rerun.output());
+    assert.equal(ok(d.docker(["run", "--rm", "durable:2", "sh", "-c", "echo $STAGE; cat /b.txt"])).stdout, "two\nb\n");
     assert.deepEqual(leftovers(), nothingLeft);
   });
 
@@ -222,6 +245,23 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
     assert.deepEqual(leftovers(), nothingLeft);
   });
 });
+
+/** SIGKILL berthd and every process it started (services, its redis) at once. */
+async function killEverything(): Promise<void> {
+  const victims = [d.pid!, ...childPids(d.pid!)];
+  for (const pid of victims) process.kill(pid, "SIGKILL");
+  await until("berthd and its processes to die", () => victims.every((pid) => !existsProc(pid)));
+}
+
+/** A daemon on the same root and state, once its engine removed the interrupted build. */
+async function restartAndWaitUndone(): Promise<void> {
+  await d.start();
+  await until("the restarted engine to undo the build", () => {
+    const left = leftovers();
+    return left.buildDirs.length === 0 && left.containers.length === 0 && left.tasks.length === 0 && left.leases.length === 0 && left.activeSnapshots.length === 0;
+  });
+  assert.deepEqual(leftovers(), nothingLeft);
+}
 
 function existsProc(pid: number): boolean {
   try {

@@ -12,6 +12,8 @@ import type { Logger } from "../../../core/log.ts";
 import { unmountAll } from "../../../core/mounts.ts";
 import type { Backend } from "../backend.ts";
 import type { ContainerManager } from "../containers/lifecycle.ts";
+import { SIGKILL } from "../containers/signals.ts";
+import { Status as TaskStatus } from "../../../core/gen/containerd/types/task/task.ts";
 
 /** The label a build job puts on its RUN containers and leases: the job's id. */
 export const buildJobLabel = "berth.build.job";
@@ -171,6 +173,27 @@ export function mountsUnder(dir: string): string[] {
   return [...new Set(points)].sort((a, b) => b.length - a.length);
 }
 
+/**
+ * Removes a RUN container that may be running. After a restart nothing of this manager's
+ * watches its task (the containers routes' manager does), so the task is killed and
+ * waited for here, and the record marked exited, before the manager removes the rest.
+ */
+async function removeRunContainer(backend: Backend, manager: ContainerManager, id: string): Promise<void> {
+  const call = backend.call();
+  await backend.tasks.kill({ containerId: id, execId: "", signal: SIGKILL, all: true }, call).catch(() => undefined);
+  for (let i = 0; i < 200; i++) {
+    const stopped = await backend.tasks.get({ containerId: id, execId: "" }, call).then(
+      ({ process }) => !process || process.status === TaskStatus.STOPPED,
+      (err) => isNotFound(err),
+    );
+    if (stopped) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const record = backend.store.get(id);
+  if (record?.State.Running) backend.store.update({ ...record, State: { ...record.State, Status: "exited", Running: false, Paused: false, Restarting: false, Pid: 0, ExitCode: 137 } });
+  await manager.remove(id, true);
+}
+
 export interface Leftovers {
   jobId: string;
   inFlight: InFlight;
@@ -195,7 +218,7 @@ export async function releaseInFlight(backend: Backend, manager: ContainerManage
   };
   const containers = new Set(backend.store.list().filter((r) => r.Config.Labels?.[buildJobLabel] === leftovers.jobId).map((r) => r.Id));
   if (leftovers.inFlight.container) containers.add(leftovers.inFlight.container);
-  for (const id of containers) await attempt(`removing container ${id}`, () => manager.remove(id, true));
+  for (const id of containers) await attempt(`removing container ${id}`, () => removeRunContainer(backend, manager, id));
   if (leftovers.dir) {
     for (const point of mountsUnder(leftovers.dir)) await attempt(`unmounting ${point}`, () => unmountAll(point, { detachBusy: true }));
   }

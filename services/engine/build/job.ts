@@ -13,7 +13,7 @@ import type { Backend } from "../backend.ts";
 import type { ContainerManager } from "../containers/lifecycle.ts";
 import { Build, failureOf, type BuildOptions, type BuildOutput } from "./builder.ts";
 import { buildJobLabel, InFlightRecord, releaseInFlight, trackedBackend, type BuildProgress } from "./in-flight.ts";
-import { recoverBuilds, interruptedReason } from "./recovery.ts";
+import { interruptedReason, progressOf, recoverBuilds } from "./recovery.ts";
 import { buildJobId } from "./work-dir.ts";
 
 export const buildQueueName = "engine-builds";
@@ -101,7 +101,7 @@ export class BuildJobs {
     const client = this.clients.get(job.data.clientId);
     if (!client) {
       // Queued by a daemon that was killed before its worker took it: nobody waits for it.
-      await releaseInFlight(this.backend, this.manager, { jobId, inFlight: emptyInFlight(), dir: job.data.dir });
+      await releaseInFlight(this.backend, this.manager, { jobId, inFlight: progressOf(job.progress).inFlight, dir: job.data.dir });
       throw new UnrecoverableError(interruptedReason);
     }
     const record = new InFlightRecord((progress: BuildProgress) => job.updateProgress(progress as unknown as object), this.backend.log);
@@ -169,8 +169,4 @@ export class BuildJobs {
     await this.worker.close(true).catch(() => undefined);
     await this.queue.close().catch(() => undefined);
   }
-}
-
-function emptyInFlight(): BuildProgress["inFlight"] {
-  return { snapshots: [], leases: [] };
 }

@@ -15,7 +15,7 @@ import { buildJobId, listBuildDirs } from "./work-dir.ts";
 export const interruptedReason = "build interrupted: daemon restarted";
 
 /** The job's recorded progress, or an empty one (a job killed before its first record). */
-function progressOf(value: unknown): BuildProgress {
+export function progressOf(value: unknown): BuildProgress {
   const p = value as Partial<BuildProgress> | undefined;
   if (!p || typeof p !== "object" || !p.inFlight) return emptyProgress();
   return { step: p.step ?? "", inFlight: { container: p.inFlight.container, snapshots: p.inFlight.snapshots ?? [], leases: p.inFlight.leases ?? [] } };
