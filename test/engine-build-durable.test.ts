@@ -220,6 +220,14 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
     assert.deepEqual(leftovers(), nothingLeft);
   });
 
+  test("a Dockerfile that does not parse is a 400 before any job, and leaves no build directory", () => {
+    const dir = context("unparsable", { Dockerfile: "FROM busybox\nFROBNICATE now\n" });
+    const r = d.docker(["build", dir], undefined, { DOCKER_BUILDKIT: "0" });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /dockerfile parse error on line 2: unknown instruction: FROBNICATE/);
+    assert.deepEqual(leftovers(), nothingLeft);
+  });
+
   test("a client that goes away mid-RUN cancels the build, and nothing is left", async () => {
     const dir = context("abandoned", { Dockerfile: `FROM busybox\nCOPY a.txt /a.txt\n${waitForGate}\n`, "a.txt": "abandoned\n" });
     const tar = await new Promise<Buffer>((resolve, reject) => {

@@ -199,6 +199,12 @@ export interface Leftovers {
   inFlight: InFlight;
   /** The build's directory (context, mount points). */
   dir: string | undefined;
+  /**
+   * Also look for containers and leases by the job's label: after a crash (the record is
+   * written ahead of every snapshot and lease, but a RUN container's id only after its
+   * create). A build that ended in this process knows all it made.
+   */
+  byLabel: boolean;
 }
 
 /**
@@ -216,7 +222,7 @@ export async function releaseInFlight(backend: Backend, manager: ContainerManage
       failures.push(new Error(`${what}: ${(err as Error).message}`));
     }
   };
-  const containers = new Set(backend.store.list().filter((r) => r.Config.Labels?.[buildJobLabel] === leftovers.jobId).map((r) => r.Id));
+  const containers = new Set(leftovers.byLabel ? backend.store.list().filter((r) => r.Config.Labels?.[buildJobLabel] === leftovers.jobId).map((r) => r.Id) : []);
   if (leftovers.inFlight.container) containers.add(leftovers.inFlight.container);
   for (const id of containers) await attempt(`removing container ${id}`, () => removeRunContainer(backend, manager, id));
   if (leftovers.dir) {
@@ -227,7 +233,7 @@ export async function releaseInFlight(backend: Backend, manager: ContainerManage
     await attempt(`removing snapshot ${s.key}`, () => backend.images.snapshots.remove({ snapshotter: s.snapshotter, key: s.key }, call));
   }
   const leases = new Set(leftovers.inFlight.leases);
-  await attempt("listing the build's leases", async () => {
+  if (leftovers.byLabel) await attempt("listing the build's leases", async () => {
     const { leases: labelled } = await backend.images.leases.list({ filters: [`labels."${buildJobLabel}"==${leftovers.jobId}`] }, call);
     for (const lease of labelled) leases.add(lease.id);
   });

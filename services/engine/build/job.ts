@@ -101,7 +101,7 @@ export class BuildJobs {
     const client = this.clients.get(job.data.clientId);
     if (!client) {
       // Queued by a daemon that was killed before its worker took it: nobody waits for it.
-      await releaseInFlight(this.backend, this.manager, { jobId, inFlight: progressOf(job.progress).inFlight, dir: job.data.dir });
+      await releaseInFlight(this.backend, this.manager, { jobId, inFlight: progressOf(job.progress).inFlight, dir: job.data.dir, byLabel: true });
       throw new UnrecoverableError(interruptedReason);
     }
     const record = new InFlightRecord((progress: BuildProgress) => job.updateProgress(progress as unknown as object), this.backend.log);
@@ -132,12 +132,13 @@ export class BuildJobs {
     // Whatever is still in flight (a failed step's snapshot, lease or mounts) goes before
     // the client hears the outcome, so a client that sees the end sees nothing left.
     try {
-      await record.flush();
-      await releaseInFlight(this.backend, this.manager, { jobId, inFlight: record.current.inFlight, dir: job.data.dir });
+      await releaseInFlight(this.backend, this.manager, { jobId, inFlight: record.current.inFlight, dir: job.data.dir, byLabel: false });
     } catch (err) {
       this.backend.log.warn({ job: jobId, err: (err as Error).message }, "cannot remove what a build left");
     }
     client.settle(outcome);
+    // The job ends with its last record stored (the client need not wait for that).
+    await record.flush();
     if (!outcome.ok) throw new UnrecoverableError(outcome.message);
     return { image: outcome.image };
   }

@@ -24,7 +24,7 @@ export function progressOf(value: unknown): BuildProgress {
 export async function recoverBuilds(backend: Backend, manager: ContainerManager, queue: Queue<BuildJobData>): Promise<void> {
   for (const job of await queue.getJobs(["active"])) {
     const progress = progressOf(job.progress);
-    await releaseInFlight(backend, manager, { jobId: job.id!, inFlight: progress.inFlight, dir: job.data.dir });
+    await releaseInFlight(backend, manager, { jobId: job.id!, inFlight: progress.inFlight, dir: job.data.dir, byLabel: true });
     // No worker holds it (the one that did died with the daemon): "0" finishes it without its lock.
     await job.moveToFailed(new Error(progress.step ? `${interruptedReason} (${progress.step.replace(/ : /, ": ")})` : interruptedReason), "0", false);
     backend.log.warn({ job: job.id, step: progress.step, inFlight: progress.inFlight }, "removed what an interrupted build left; the build failed");
@@ -32,6 +32,6 @@ export async function recoverBuilds(backend: Backend, manager: ContainerManager,
   const queued = new Set((await queue.getJobs(["waiting", "prioritized", "delayed"])).map((job) => job.data.dir));
   for (const [id, dir] of listBuildDirs(backend.options.root)) {
     if (queued.has(dir)) continue;
-    await releaseInFlight(backend, manager, { jobId: buildJobId(id), inFlight: emptyProgress().inFlight, dir });
+    await releaseInFlight(backend, manager, { jobId: buildJobId(id), inFlight: emptyProgress().inFlight, dir, byLabel: true });
   }
 }
