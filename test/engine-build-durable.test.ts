@@ -25,7 +25,8 @@ const requests: ClientRequest[] = [];
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-build-durable-"));
   // The on-demand processes stay up between tests (one is stopped on purpose by a test).
-  d = await startDaemon({ env: { BERTH_IDLE_EXIT_MS: "600000" } });
+  // One build at a time, so a second one waits in the queue.
+  d = await startDaemon({ env: { BERTH_IDLE_EXIT_MS: "600000", BERTH_BUILD_CONCURRENCY: "1" } });
   ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
 });
 
@@ -116,7 +117,8 @@ function leftovers() {
   return {
     containers: rows(["containers", "ls"]).map((r) => r[0]),
     tasks: rows(["tasks", "ls"]).map((r) => r[0]),
-    activeSnapshots: rows(["snapshots", "ls"]).filter((r) => r[2] === "Active").map((r) => r[0]),
+    // Active and View snapshots (KIND is the last column: PARENT may be empty): a build's own, never an image's.
+    activeSnapshots: rows(["snapshots", "ls"]).filter((r) => r.at(-1) !== "Committed").map((r) => r[0]),
     leases: rows(["leases", "ls"]).map((r) => r[0]),
     mounts: readFileSync("/proc/self/mountinfo", "utf8")
       .split("\n")
@@ -129,8 +131,10 @@ function leftovers() {
 
 const nothingLeft = { containers: [], tasks: [], activeSnapshots: [], leases: [], mounts: [], buildDirs: [], engineContainers: [] };
 
-/** The active build job's progress, read from berthd's private Redis as a restarted engine would. */
-async function activeBuildProgress(): Promise<{ step: string; inFlight: { container?: string; snapshots: { snapshotter: string; key: string }[]; leases: string[] } }[]> {
+type BuildProgress = { step: string; inFlight: { container?: string; snapshots: { snapshotter: string; key: string }[]; leases: string[] } };
+
+/** Runs `fn` on the build queue in berthd's private Redis, as a restarted engine reads it. */
+async function withBuildQueue<T>(fn: (queue: Queue) => Promise<T>): Promise<T> {
   // berthd sets it for the processes it starts (its own environ predates it).
   const password = childPids(d.pid!)
     .flatMap((pid) => {
@@ -145,11 +149,14 @@ async function activeBuildProgress(): Promise<{ step: string; inFlight: { contai
   assert.ok(password, "a process of berthd's has the Redis password");
   const queue = new Queue("engine-builds", { connection: { path: join(d.state, "redis.sock"), password }, prefix: queuePrefix(d.root) });
   try {
-    return (await queue.getJobs(["active"])).map((job) => job.progress as never);
+    return await fn(queue);
   } finally {
     await queue.close();
   }
 }
+
+/** The active build jobs' progress. */
+const activeBuildProgress = () => withBuildQueue(async (queue) => (await queue.getJobs(["active"])).map((job) => job.progress as BuildProgress));
 
 describe("builds as durable jobs", { timeout: 180_000 }, () => {
   test("berthd killed mid-RUN: the restart removes what the build had in flight; the rerun reuses the completed steps", async () => {
@@ -163,12 +170,24 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
       return jobs.length === 1 && jobs[0]!.inFlight.container === containerId ? jobs[0] : undefined;
     });
     assert.match(progress.step, /^Step 4\/5 : RUN while/);
-    assert.notEqual(readdirSync(join(d.root, "engine", "builds")).length, 0, "the build's directory is under the root");
+    // A second build waits in the queue (one build at a time on this daemon).
+    const queued = startBuild(context("queued", { Dockerfile: "FROM busybox\nENV QUEUED=1\n" }));
+    await until("the second build's job to wait", () => withBuildQueue(async (queue) => (await queue.getJobs(["waiting"])).length === 1));
+    assert.equal(readdirSync(join(d.root, "engine", "builds")).length, 2, "each build has its directory under the root");
 
     await killEverything();
     assert.notEqual(await first.exit, 0, "the client's build ends in an error");
+    assert.notEqual(await queued.exit, 0, "the queued build's client gets an error too");
     await restartAndWaitUndone();
     assert.match(d.log, /removed what an interrupted build left; the build failed/);
+    // The running build and the queued one both failed as interrupted.
+    const reasons = await until("both jobs to fail", () =>
+      withBuildQueue(async (queue) => {
+        const failed = await queue.getJobs(["failed"]);
+        return failed.length === 2 ? failed.map((job) => job.failedReason).sort() : undefined;
+      }),
+    );
+    assert.deepEqual(reasons, ["build interrupted: daemon restarted", "build interrupted: daemon restarted (Step 4/5: RUN while [ ! -e /gate ]; do sleep 0.05; done; echo gate passed)"]);
 
     const rerun = startBuild(dir, ["-t", "durable:1"]);
     await until("the rerun's waiting RUN", () => /Step 4\/5 : RUN[^]*Running in/.test(rerun.output()) && runningTasks().length === 1);
@@ -264,10 +283,14 @@ async function killEverything(): Promise<void> {
 /** A daemon on the same root and state, once its engine removed the interrupted build. */
 async function restartAndWaitUndone(): Promise<void> {
   await d.start();
-  await until("the restarted engine to undo the build", () => {
-    const left = leftovers();
-    return left.buildDirs.length === 0 && left.containers.length === 0 && left.tasks.length === 0 && left.leases.length === 0 && left.activeSnapshots.length === 0;
-  });
+  try {
+    await until("the restarted engine to undo the build", () => {
+      const left = leftovers();
+      return left.buildDirs.length === 0 && left.containers.length === 0 && left.tasks.length === 0 && left.leases.length === 0 && left.activeSnapshots.length === 0;
+    });
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\nleft: ${JSON.stringify(leftovers())}`);
+  }
   assert.deepEqual(leftovers(), nothingLeft);
 }
 
