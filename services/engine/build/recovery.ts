@@ -8,7 +8,7 @@
 import type { Queue } from "bullmq";
 import type { Backend } from "../backend.ts";
 import type { ContainerManager } from "../containers/lifecycle.ts";
-import { emptyProgress, releaseInFlight, type BuildProgress } from "./in-flight.ts";
+import { emptyProgress, releaseInFlight, type BuildProgress, type Leftovers } from "./in-flight.ts";
 import type { BuildJobData } from "./job.ts";
 import { buildJobId, listBuildDirs } from "./work-dir.ts";
 
@@ -21,10 +21,19 @@ export function progressOf(value: unknown): BuildProgress {
   return { step: p.step ?? "", inFlight: { container: p.inFlight.container, snapshots: p.inFlight.snapshots ?? [], leases: p.inFlight.leases ?? [] } };
 }
 
+/** Removes a build's leftovers; what cannot be removed is logged (builds must not stop working for it). */
+async function release(backend: Backend, manager: ContainerManager, leftovers: Leftovers): Promise<void> {
+  try {
+    await releaseInFlight(backend, manager, leftovers);
+  } catch (err) {
+    backend.log.error({ job: leftovers.jobId, err: (err as Error).message }, "cannot remove what an interrupted build left");
+  }
+}
+
 export async function recoverBuilds(backend: Backend, manager: ContainerManager, queue: Queue<BuildJobData>): Promise<void> {
   for (const job of await queue.getJobs(["active"])) {
     const progress = progressOf(job.progress);
-    await releaseInFlight(backend, manager, { jobId: job.id!, inFlight: progress.inFlight, dir: job.data.dir, byLabel: true });
+    await release(backend, manager, { jobId: job.id!, inFlight: progress.inFlight, dir: job.data.dir, byLabel: true });
     // No worker holds it (the one that did died with the daemon): "0" finishes it without its lock.
     await job.moveToFailed(new Error(progress.step ? `${interruptedReason} (${progress.step.replace(/ : /, ": ")})` : interruptedReason), "0", false);
     backend.log.warn({ job: job.id, step: progress.step, inFlight: progress.inFlight }, "removed what an interrupted build left; the build failed");
@@ -32,6 +41,6 @@ export async function recoverBuilds(backend: Backend, manager: ContainerManager,
   const queued = new Set((await queue.getJobs(["waiting", "prioritized", "delayed"])).map((job) => job.data.dir));
   for (const [id, dir] of listBuildDirs(backend.options.root)) {
     if (queued.has(dir)) continue;
-    await releaseInFlight(backend, manager, { jobId: buildJobId(id), inFlight: emptyProgress().inFlight, dir, byLabel: true });
+    await release(backend, manager, { jobId: buildJobId(id), inFlight: emptyProgress().inFlight, dir, byLabel: true });
   }
 }
