@@ -28,6 +28,7 @@ import { follow, LogCursor } from "../containers/logfile.ts";
 import { setName } from "../images/tagging.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
+import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
 import { findCached, loadImage, markResult, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
 import { archiveCompression, copyTree, destinationIn, hashSources, selectSources, unpackArchive, type Owner, type Selected } from "./sources.ts";
 
@@ -114,6 +115,8 @@ export class Build {
   private escape = "\\";
   private stepNumber = 0;
   private stepCount = 0;
+  /** FROM images whose ONBUILD triggers ran (their config in memory differs from the stored one). */
+  private readonly triggersCleared = new WeakSet<BuildImage>();
 
   constructor(backend: Backend, manager: ContainerManager, contextDir: string, options: BuildOptions, out: BuildOutput) {
     this.backend = backend;
@@ -212,8 +215,36 @@ export class Build {
         throw new BuildFailure(httpErrorOf(err).message);
       }
     }
-    this.say(image.id ? ` ---> ${shortId(image.id)}\n` : " ---> \n");
-    return { image, args: new Map() };
+    const state: StageState = { image, args: new Map() };
+    await this.runTriggers(state, built, names, globalArgs);
+    this.say(state.image.id ? ` ---> ${shortId(state.image.id)}\n` : " ---> \n");
+    return state;
+  }
+
+  /**
+   * The base image's ONBUILD triggers, run right after FROM as Docker does (no Step lines
+   * of their own), on a config with OnBuild cleared so the result does not inherit them.
+   */
+  private async runTriggers(state: StageState, built: BuildImage[], names: Map<string, number>, globals: Map<string, string>): Promise<void> {
+    const triggers = state.image.document.config?.OnBuild;
+    if (!Array.isArray(triggers) || triggers.length === 0) return;
+    this.say(`# Executing ${triggers.length} build trigger${triggers.length > 1 ? "s" : ""}\n`);
+    const document = structuredClone(state.image.document);
+    delete document.config!.OnBuild;
+    state.image = { ...state.image, document };
+    this.triggersCleared.add(state.image);
+    for (const trigger of triggers) {
+      let instructions: Instruction[];
+      try {
+        instructions = parseDockerfile(String(trigger)).instructions;
+      } catch (err) {
+        throw new BuildFailure(`the base image's ONBUILD trigger ${JSON.stringify(trigger)} does not parse: ${httpErrorOf(err).message}`);
+      }
+      if (instructions.length !== 1) throw new BuildFailure(`the base image's ONBUILD trigger ${JSON.stringify(trigger)} should be a single expression`);
+      const instruction = instructions[0]!;
+      if (["ONBUILD", "FROM", "MAINTAINER"].includes(instruction.keyword)) throw new BuildFailure(`${instruction.keyword} isn't allowed as an ONBUILD trigger`);
+      state.image = await this.step(instruction, state, built, names, globals);
+    }
   }
 
   /** An ARG's declarations with their values: a --build-arg wins, then the default, then a global's. */
@@ -312,19 +343,10 @@ export class Build {
         return this.metadata(image, `ONBUILD ${trigger}`, (c) => (c.OnBuild = [...((c.OnBuild as string[] | undefined) ?? []), trigger]));
       }
       case "HEALTHCHECK": {
-        const rest = step.args.trim();
-        const test = /^NONE$/i.test(rest) ? ["NONE"] : /^CMD\s+/i.test(rest) ? ((): string[] => {
-          const cmdText = rest.replace(/^CMD\s+/i, "");
-          try {
-            const parsed = JSON.parse(cmdText) as unknown;
-            if (Array.isArray(parsed)) return ["CMD", ...(parsed as string[])];
-          } catch {
-            // shell form
-          }
-          return ["CMD-SHELL", cmdText];
-        })() : undefined;
-        if (!test) throw new BuildFailure("Unknown type for HEALTHCHECK: the form is HEALTHCHECK [OPTIONS] CMD command, or HEALTHCHECK NONE");
-        return this.metadata(image, `HEALTHCHECK &{${JSON.stringify(test)}}`, (c) => (c.Healthcheck = { Test: test }));
+        const health = parseHealthcheck(step.args, step.flags);
+        const old = image.document.config?.Healthcheck as { Test?: string[] } | undefined;
+        if (old?.Test && old.Test.length > 0 && old.Test[0] !== "NONE") this.say(`Note that overriding the HEALTHCHECK will be ignored, old HEALTHCHECK was: [${old.Test.join(" ")}]\n`);
+        return this.metadata(image, healthcheckHistory(health), (c) => (c.Healthcheck = health));
       }
       default:
         throw new BuildFailure(`unknown instruction: ${step.keyword}`);
@@ -333,7 +355,9 @@ export class Build {
 
   /** The step's cache key: its parent image and what it does. */
   private key(parent: BuildImage, text: string): string {
-    return createHash("sha256").update(`${parent.id}\n${text}`).digest("hex");
+    // A base whose triggers ran has its OnBuild cleared: steps on it make other images than on the base itself.
+    const parentKey = this.triggersCleared.has(parent) ? `${parent.id} onbuild-cleared` : parent.id;
+    return createHash("sha256").update(`${parentKey}\n${text}`).digest("hex");
   }
 
   private async cached(parent: BuildImage, text: string): Promise<BuildImage | undefined> {

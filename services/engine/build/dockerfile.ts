@@ -3,6 +3,7 @@
 // `# syntax=`), comments, line continuations, flags (`--from=…`), JSON (exec) vs shell
 // forms, and Docker's variable substitution ($VAR, ${VAR}, ${VAR:-d}, ${VAR:+a}).
 import { badRequest } from "../http.ts";
+import { parseHealthcheck } from "./healthcheck.ts";
 
 export const knownInstructions = new Set([
   "FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT",
@@ -101,7 +102,27 @@ function parseInstruction(text: string, line: number): Instruction {
     }
   }
   if (rest === "" && !["RUN", "CMD", "ENTRYPOINT"].includes(keyword)) throw parseError(line, `${keyword} requires at least one argument`);
-  return { keyword, args: rest, flags, json, line, original: text };
+  const instruction = { keyword, args: rest, flags, json, line, original: text };
+  checkInstruction(instruction);
+  return instruction;
+}
+
+/** What can be refused from the text alone, before any step runs (Docker's parse-time errors). */
+function checkInstruction(instruction: Instruction): void {
+  const { keyword, args, flags, line } = instruction;
+  if (keyword === "ONBUILD") {
+    const trigger = /^\S+/.exec(args)![0].toUpperCase();
+    if (trigger === "ONBUILD") throw parseError(line, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
+    if (trigger === "FROM" || trigger === "MAINTAINER") throw parseError(line, `${trigger} isn't allowed as an ONBUILD trigger`);
+    parseInstruction(args, line);
+  }
+  if (keyword === "HEALTHCHECK") {
+    try {
+      parseHealthcheck(args, flags);
+    } catch (err) {
+      throw parseError(line, (err as Error).message);
+    }
+  }
 }
 
 /**
