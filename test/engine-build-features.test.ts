@@ -3,7 +3,7 @@
 // heredocs, the build cache in `system df` and `builder prune`, parallel stages.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, startDaemon, type Daemon, type RunResult } from "./harness.ts";
@@ -37,6 +37,18 @@ function context(name: string, files: Record<string, string>): string {
 
 function build(dir: string, args: string[]): RunResult {
   return d.docker(["build", ...args, dir], undefined, { DOCKER_BUILDKIT: "0" });
+}
+
+/** The step numbers whose output says ` ---> Using cache`. */
+function cachedSteps(output: string): number[] {
+  const steps: number[] = [];
+  let current = 0;
+  for (const line of output.split("\n")) {
+    const m = /^Step (\d+)\/\d+ : /.exec(line);
+    if (m) current = Number(m[1]);
+    if (line === " ---> Using cache") steps.push(current);
+  }
+  return steps;
 }
 
 function inspect(ref: string, format: string): string {
@@ -114,6 +126,52 @@ describe("build features", () => {
     const failed = build(context("onbuild-failing-child", { Dockerfile: "FROM onbuild:failing\n" }), []);
     assert.equal(failed.code, 7, failed.stderr);
     assert.match(failed.stderr, /The command '\/bin\/sh -c exit 7' returned a non-zero code: 7/);
+    assert.equal(d.docker(["ps", "-aq"]).stdout, "");
+  });
+  test("heredocs, as BuildKit runs them: RUN scripts (also with #!), a shell's own heredoc, COPY bodies expanded unless quoted", () => {
+    const dir = context("heredoc", {
+      Dockerfile: [
+        "FROM busybox",
+        "ARG WHO=world",
+        "RUN <<EOF",
+        "echo first > /one",
+        "echo \"hello $WHO\" >> /one",
+        "EOF",
+        "RUN <<-SCRIPT",
+        "\t#!/bin/busybox sh",
+        "\techo \"from $0\" > /script",
+        "\tSCRIPT",
+        "RUN cat <<'RAW' > /raw",
+        "$WHO stays",
+        "RAW",
+        "COPY <<greeting.txt <<'plain.txt' /texts/",
+        "hi ${WHO} \"quoted\" \\$WHO",
+        "greeting.txt",
+        "$WHO",
+        "plain.txt",
+        "COPY --chmod=600 <<-EOF /tabbed",
+        "\t\tline",
+        "\tEOF",
+        "",
+      ].join("\n"),
+    });
+    const r = ok(build(dir, ["--build-arg", "WHO=you", "-t", "heredoc:1"]), "build");
+    assert.match(r.stdout, /^Step 3\/7 : RUN <<EOF$/m);
+    assert.match(r.stdout, /^Step 7\/7 : COPY --chmod=600 <<-EOF \/tabbed$/m);
+    const files = ok(d.docker(["run", "--rm", "heredoc:1", "sh", "-c", "cat /one /script /raw /texts/greeting.txt /texts/plain.txt /tabbed; stat -c '%a %u' /texts/greeting.txt /tabbed"]), "run").stdout;
+    assert.equal(files, "first\nhello you\nfrom /dev/pipes/SCRIPT\n$WHO stays\nhi you \"quoted\" $WHO\n$WHO\nline\n644 0\n600 0\n");
+    const again = ok(build(dir, ["--build-arg", "WHO=you", "-t", "heredoc:2"]), "rebuild");
+    assert.doesNotMatch(again.stdout, /Running in/, "every heredoc step is cached");
+    writeFileSync(join(dir, "Dockerfile"), readFileSync(join(dir, "Dockerfile"), "utf8").replace("$WHO\nplain.txt", "changed\nplain.txt"));
+    const changed = ok(build(dir, ["--build-arg", "WHO=you", "-t", "heredoc:3"]), "a changed COPY body");
+    assert.deepEqual(cachedSteps(changed.stdout), [2, 3, 4, 5]);
+    assert.equal(ok(d.docker(["run", "--rm", "heredoc:3", "cat", "/texts/plain.txt"]), "run").stdout, "changed\n");
+
+    const unterminated = build(context("heredoc-bad", { Dockerfile: "FROM busybox\nRUN <<EOF\necho never ends\n" }), []);
+    assert.equal(unterminated.code, 1);
+    assert.match(unterminated.stderr, /dockerfile parse error on line 2: unterminated heredoc: no line "EOF" ends the <<EOF started here/);
+    const fromStage = build(context("heredoc-bad2", { Dockerfile: "FROM busybox AS a\nFROM busybox\nCOPY --from=a <<EOF /x\nbody\nEOF\n" }), []);
+    assert.match(fromStage.stderr, /COPY --from cannot copy heredocs/);
     assert.equal(d.docker(["ps", "-aq"]).stdout, "");
   });
 });

@@ -4,7 +4,7 @@
 // ADD write into a snapshot of the parent and diff it; the other instructions change only
 // the config (a history entry with `empty_layer`).
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync, readFileSync, realpathSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
@@ -28,6 +28,7 @@ import { follow, LogCursor } from "../containers/logfile.ts";
 import { setName } from "../images/tagging.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
+import { heredocRun, heredocSources, isHeredocWord, type HeredocRun } from "./heredoc.ts";
 import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
 import { findCached, loadImage, markResult, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
 import { archiveCompression, copyTree, destinationIn, hashSources, selectSources, unpackArchive, type Owner, type Selected } from "./sources.ts";
@@ -279,6 +280,10 @@ export class Build {
     const jsonOrShell = (): string[] => step.json ?? [...(image.document.config?.Shell ?? defaultShell), step.args];
     switch (step.keyword) {
       case "RUN":
+        if (step.heredocs) {
+          const run = heredocRun(step, image.document.config?.Shell ?? defaultShell);
+          return this.runStep(step, state, run.command, run);
+        }
         return this.runStep(step, state, jsonOrShell());
       case "COPY":
       case "ADD":
@@ -393,15 +398,16 @@ export class Build {
     return storeImage(this.backend, lease, { ...parent, document, layers: [...parent.layers, { mediaType, digest: layer.digest, size: layer.size }] }, key);
   }
 
-  private async runStep(step: Instruction, state: StageState, command: string[]): Promise<BuildImage> {
+  private async runStep(step: Instruction, state: StageState, command: string[], heredoc?: HeredocRun): Promise<BuildImage> {
     const parent = state.image;
     if (!parent.id) throw new BuildFailure("RUN needs a base image with a shell: FROM scratch has none");
     const env = mergeEnv([...state.args].map(([k, v]) => `${k}=${v}`), parent.document.config?.Env ?? []);
     const argText = state.args.size > 0 ? `|${state.args.size} ${[...state.args].map(([k, v]) => `${k}=${v}`).join(" ")} ` : "";
-    const createdBy = `${argText}${command.join(" ")}`;
+    const createdBy = `${argText}${heredoc?.createdBy ?? command.join(" ")}`;
     const hit = await this.cached(parent, createdBy);
     if (hit) return hit;
     const config = parent.document.config ?? {};
+    const script = heredoc?.script ? writeScript(heredoc.script.content) : undefined;
     const { Id: id } = await this.manager.create(
       {
         Image: parent.id,
@@ -414,10 +420,13 @@ export class Build {
         Labels: {},
         AttachStdout: true,
         AttachStderr: true,
-        HostConfig: { NetworkMode: "none" },
+        HostConfig: { NetworkMode: "none", ...(script ? { Binds: [`${script.path}:${heredoc!.script!.path}:ro`] } : {}) },
       } as Parameters<ContainerManager["create"]>[0],
       null,
-    );
+    ).catch((err: unknown) => {
+      script?.remove();
+      throw err;
+    });
     // A failed RUN's container goes too (as with --force-rm): a build leaves nothing behind.
     try {
       this.say(` ---> Running in ${shortId(id)}\n`);
@@ -435,6 +444,7 @@ export class Build {
       });
     } finally {
       await this.manager.remove(id, true).catch((err: Error) => this.backend.log.warn({ id, err: err.message }, "cannot remove a build container"));
+      script?.remove();
       this.say(`Removing intermediate container ${shortId(id)}\n`);
     }
   }
@@ -443,7 +453,8 @@ export class Build {
     const parent = state.image;
     const words = step.json ?? processWords(step.args, vars, this.escape, true);
     if (words.length < 2) throw new BuildFailure(`${step.keyword} requires at least two arguments, but only one was provided. Destination could not be determined.`);
-    const sourceNames = words.slice(0, -1);
+    const sourceNames = words.slice(0, -1).filter((w) => !isHeredocWord(w, step));
+    const sourceCount = words.length - 1;
     const workdir = parent.document.config?.WorkingDir || "/";
     const destGiven = words.at(-1)!;
     const dest = posix.resolve(workdir, destGiven) + (destGiven.endsWith("/") || destGiven.endsWith("/.") ? "/" : "");
@@ -455,16 +466,19 @@ export class Build {
       if (/^[a-z]+:\/\//i.test(s)) throw new BuildFailure(`${step.keyword} of a URL is not supported: Berth builds have no network access (${s}); download it into the context instead`);
     }
     const fromFlag = step.flags.get("from");
+    if (fromFlag && step.heredocs) throw new BuildFailure(`${step.keyword} --from cannot copy heredocs: their files come from the Dockerfile, not from ${fromFlag}`);
+    const inline = step.heredocs ? heredocSources(step, vars, this.escape) : undefined;
     return this.withSourceRoot(fromFlag, built, names, async (root, rootKey, what) => {
       const selected: Selected[] = [];
       for (const s of sourceNames) selected.push(...selectSources(root, s, what));
+      for (const name of inline?.names ?? []) selected.push(...selectSources(inline!.dir, name, "heredoc"));
       const hash = rootKey ?? (await hashSources(selected));
       const flagText = [...step.flags].map(([k, v]) => `--${k}=${v}`).join(" ");
       const createdBy = `/bin/sh -c #(nop) ${step.keyword} ${flagText ? `${flagText} ` : ""}${selected.length === 1 && selected[0]!.stat.isFile() ? "file" : "dir"}:${hash} in ${dest} `;
       const keyText = `${createdBy}\n${fromFlag ? sourceNames.join("\n") : ""}`;
       const hit = await this.cached(parent, keyText);
       if (hit) return hit;
-      const destIsDir = dest.endsWith("/") || selected.length > 1 || sourceNames.length > 1;
+      const destIsDir = dest.endsWith("/") || selected.length > 1 || sourceCount > 1;
       return withLease(this.backend.images, undefined, async (lease) => {
         let parentChain = "";
         if (parent.id) parentChain = await this.unpacked(parent, lease);
@@ -496,7 +510,7 @@ export class Build {
           await rm(target, { recursive: true, force: true });
         }
       });
-    });
+    }).finally(() => inline?.remove());
   }
 
   private async copyInto(root: string, selected: Selected[], dest: string, destIsDir: boolean, owner: Owner | undefined, mode: number | undefined, unpack: boolean): Promise<void> {
@@ -558,6 +572,14 @@ export class Build {
       }
     });
   }
+}
+
+/** A heredoc's `#!` script as an executable host file a RUN container bind-mounts. */
+function writeScript(content: string): { path: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), "berth-build-script-"));
+  const path = join(dir, "script");
+  writeFileSync(path, content, { mode: 0o755 });
+  return { path, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** Build args Docker accepts without an ARG (proxy settings). */
