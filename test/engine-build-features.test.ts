@@ -4,6 +4,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, startDaemon, type Daemon, type RunResult } from "./harness.ts";
@@ -49,6 +50,31 @@ function cachedSteps(output: string): number[] {
     if (line === " ---> Using cache") steps.push(current);
   }
   return steps;
+}
+
+interface CacheRow {
+  ID: string;
+  Type: string;
+  Description: string;
+  InUse: boolean;
+  Shared: boolean;
+  Size: number;
+  CreatedAt: string;
+  LastUsedAt: string | null;
+  UsageCount: number;
+}
+
+/** A raw Engine API request on the daemon's socket. */
+function api(method: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: d.dockerSocket, method, path: `/v1.41${path}` }, (res) => {
+      let body = "";
+      res.on("data", (c) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
 }
 
 function inspect(ref: string, format: string): string {
@@ -173,5 +199,91 @@ describe("build features", () => {
     const fromStage = build(context("heredoc-bad2", { Dockerfile: "FROM busybox AS a\nFROM busybox\nCOPY --from=a <<EOF /x\nbody\nEOF\n" }), []);
     assert.match(fromStage.stderr, /COPY --from cannot copy heredocs/);
     assert.equal(d.docker(["ps", "-aq"]).stdout, "");
+  });
+  test("the build cache: system df shows it, builder prune removes what no image or container needs", async () => {
+    const kept = context("cache-kept", { Dockerfile: "FROM busybox\nRUN head -c 300000 /dev/urandom > /kept\nENV KEPT=1\n" });
+    ok(build(kept, ["-t", "cache:kept"]), "kept build");
+    // A failed build leaves its finished steps behind: cache no image needs.
+    const deadFile = "FROM busybox\nLABEL tier=dead\nRUN head -c 500000 /dev/urandom > /dead\nRUN exit 1\n";
+    assert.equal(build(context("cache-dead", { Dockerfile: deadFile }), []).code, 1);
+    const usage = async () => JSON.parse((await api("GET", "/system/df")).body) as { BuildCache: CacheRow[]; BuilderSize: number; Images: { Id: string }[] };
+    const row = (rows: CacheRow[], text: string) => rows.find((r) => r.Description.includes(text));
+    let df = await usage();
+    const deadRun = row(df.BuildCache, "> /dead")!;
+    const keptRun = row(df.BuildCache, "> /kept")!;
+    assert.ok(deadRun && keptRun, JSON.stringify(df.BuildCache));
+    assert.deepEqual([deadRun.Shared, deadRun.InUse, deadRun.Type, deadRun.UsageCount, deadRun.LastUsedAt], [false, false, "regular", 0, null]);
+    assert.ok(deadRun.Size > 500_000 && deadRun.Size < 600_000, String(deadRun.Size));
+    assert.equal(keptRun.Shared, true);
+    assert.equal(row(df.BuildCache, "LABEL tier=dead")!.Size, 0);
+    assert.equal(df.BuilderSize, df.BuildCache.filter((r) => !r.Shared).reduce((n, r) => n + r.Size, 0));
+    assert.ok(!df.Images.some((i) => i.Id.endsWith(deadRun.ID)), "the steps' images are cache, not images, in df");
+    const dfText = ok(d.docker(["system", "df"]), "df").stdout;
+    assert.match(dfText, new RegExp(`^Build Cache\\s+${df.BuildCache.length}\\s+0\\s+505\\.\\dkB`, "m"));
+    const verbose = ok(d.docker(["system", "df", "-v"]), "df -v").stdout;
+    assert.match(verbose, new RegExp(`^${deadRun.ID.slice(0, 12)}\\s+regular\\s+50\\dkB\\s+.*\\s+0\\s+false$`, "m"));
+
+    // `docker image prune` leaves the cache to `builder prune`; a container's image stays.
+    ok(d.docker(["image", "prune", "-f"]), "image prune");
+    assert.ok(row((await usage()).BuildCache, "> /dead"), "image prune kept the cache");
+    const holder = ok(d.docker(["create", deadRun.ID.slice(0, 12), "true"]), "a container on a cache step").stdout.trim();
+    assert.equal(row((await usage()).BuildCache, "> /dead")!.InUse, true);
+    const keptWhileUsed = ok(d.docker(["builder", "prune", "-f"]), "prune while in use").stdout;
+    assert.doesNotMatch(keptWhileUsed, new RegExp(deadRun.ID));
+    ok(d.docker(["rm", holder]), "rm the container");
+
+    // Filters that match nothing delete nothing.
+    assert.match(ok(d.docker(["builder", "prune", "-a", "-f", "--filter", "until=1h"]), "until").stdout, /^Total reclaimed space: 0B$/m);
+    assert.match(ok(d.docker(["builder", "prune", "-f", "--filter", "label=tier=other"]), "label").stdout, /^Total reclaimed space: 0B$/m);
+    assert.match(ok(d.docker(["builder", "prune", "-f", "--keep-storage", "1GB"]), "keep-storage").stdout, /^Total reclaimed space: 0B$/m);
+
+    const pruned = ok(d.docker(["builder", "prune", "-f", "--filter", "label=tier=dead"]), "builder prune").stdout;
+    assert.match(pruned, /^Deleted build cache objects:$/m);
+    assert.match(pruned, new RegExp(`^${deadRun.ID}$`, "m"));
+    assert.match(pruned, /^Total reclaimed space: 50\d(\.\d)?kB$/m);
+    assert.doesNotMatch(pruned, new RegExp(keptRun.ID), "a tagged image's steps are shared: kept without --all");
+    df = await usage();
+    assert.equal(row(df.BuildCache, "> /dead"), undefined);
+    assert.equal(row(df.BuildCache, "LABEL tier=dead"), undefined);
+
+    // Reuse is counted; the kept image's steps are still its cache.
+    const again = ok(build(kept, ["-t", "cache:kept"]), "rebuild");
+    assert.deepEqual(cachedSteps(again.stdout), [2, 3]);
+    const reused = row((await usage()).BuildCache, "> /kept")!;
+    assert.equal(reused.UsageCount, 1);
+    assert.ok(reused.LastUsedAt && Date.parse(reused.LastUsedAt) >= Date.parse(reused.CreatedAt));
+
+    // --all takes the shared steps too, never the tagged image itself.
+    const all = ok(d.docker(["builder", "prune", "-a", "-f"]), "prune --all").stdout;
+    assert.match(all, new RegExp(`^${keptRun.ID}$`, "m"));
+    assert.equal(ok(d.docker(["run", "--rm", "cache:kept", "sh", "-c", "wc -c < /kept; echo $KEPT"]), "run kept").stdout, "300000\n1\n");
+
+    // berth's own client: system df and builder prune through the same endpoints.
+    assert.equal(build(context("cache-dead3", { Dockerfile: deadFile.replace("500000", "450000") }), []).code, 1);
+    assert.match(ok(d.berth(["system", "df"]), "berth system df").stdout, /^Build Cache\s+\d+\s+0\s+45\d\.\dkB\s+45\d\.\dkB$/m);
+    const berthPruned = ok(d.berth(["builder", "prune", "-f"]), "berth builder prune").stdout;
+    assert.match(berthPruned, /^Deleted build cache objects:$/m);
+    assert.match(berthPruned, /^Total reclaimed space: 45\d(\.\d)?kB$/m);
+    assert.equal(row((await usage()).BuildCache, "> /dead"), undefined);
+
+    // docker system prune reaches the build cache too.
+    assert.equal(build(context("cache-dead2", { Dockerfile: deadFile.replace("500000", "400000") }), []).code, 1);
+    assert.ok(row((await usage()).BuildCache, "> /dead"));
+    ok(d.docker(["system", "prune", "-f"]), "system prune");
+    assert.equal(row((await usage()).BuildCache, "> /dead"), undefined);
+  });
+
+  test("builder prune: bad filters and keep-storage are 400s naming the problem", async () => {
+    const cases: [string, RegExp][] = [
+      [`filters=${encodeURIComponent('{"bogus":{"1":true}}')}`, /^Invalid filter 'bogus'$/],
+      [`filters=${encodeURIComponent('{"until":{"someday":true}}')}`, /invalid time value "someday"/],
+      ["keep-storage=abc", /invalid value for keep-storage: "abc" is not an integer/],
+      ["keep-storage=-1", /invalid value for keep-storage: -1 is negative/],
+    ];
+    for (const [query, expected] of cases) {
+      const r = await api("POST", `/build/prune?${query}`);
+      assert.equal(r.status, 400, query);
+      assert.match(JSON.parse(r.body).message, expected, query);
+    }
   });
 });

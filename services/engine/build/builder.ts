@@ -28,6 +28,7 @@ import { follow, LogCursor } from "../containers/logfile.ts";
 import { setName } from "../images/tagging.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
+import { recordCacheUse } from "./cache.ts";
 import { heredocRun, heredocSources, isHeredocWord, type HeredocRun } from "./heredoc.ts";
 import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
 import { findCached, loadImage, markResult, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
@@ -368,7 +369,10 @@ export class Build {
   private async cached(parent: BuildImage, text: string): Promise<BuildImage | undefined> {
     if (this.options.noCache) return undefined;
     const hit = await findCached(this.backend, this.key(parent, text));
-    if (hit) this.say(" ---> Using cache\n");
+    if (hit) {
+      this.say(" ---> Using cache\n");
+      await recordCacheUse(this.backend, hit);
+    }
     return hit;
   }
 
