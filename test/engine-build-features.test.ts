@@ -4,6 +4,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -285,5 +286,74 @@ describe("build features", () => {
       assert.equal(r.status, 400, query);
       assert.match(JSON.parse(r.body).message, expected, query);
     }
+  });
+  test("independent stages run at once, the stream still reads stage after stage, unused stages are skipped", async () => {
+    // Each side's RUN waits for a file the test puts in both containers only once it has seen both running: a
+    // builder that ran the stages one after the other would never have both up at once.
+    const wait = "until [ -e /go ]; do sleep 0.1; done";
+    const dir = context("parallel", {
+      Dockerfile: [
+        "FROM busybox AS left",
+        `RUN echo left > /left; ${wait}`,
+        "FROM busybox AS unused",
+        "RUN exit 9",
+        "FROM busybox AS right",
+        `RUN echo right > /right; ${wait}`,
+        "FROM busybox",
+        "COPY --from=left /left /from-left",
+        "COPY --from=right /right /from-right",
+        "",
+      ].join("\n"),
+    });
+    const child = spawn("docker", ["build", "-t", "parallel:1", dir], {
+      env: { ...process.env, DOCKER_HOST: `unix://${d.dockerSocket}`, DOCKER_CONFIG: join(d.base, "docker-config"), DOCKER_BUILDKIT: "0" },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number>((resolve) => child.on("close", (code) => resolve(code ?? 128)));
+    let running: string[] = [];
+    const deadline = Date.now() + 120_000;
+    let done = false;
+    void exited.then(() => (done = true));
+    while (!done && Date.now() < deadline) {
+      running = d.docker(["ps", "-q"]).stdout.split("\n").filter(Boolean);
+      if (running.length >= 2) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const sawBoth = running.length >= 2;
+    // Let whatever runs finish, either way.
+    while (!done) {
+      for (const id of d.docker(["ps", "-q"]).stdout.split("\n").filter(Boolean)) d.docker(["exec", id, "touch", "/go"]);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const code = await exited;
+    assert.ok(sawBoth, `both stages' RUN containers were never up at once:\n${stdout}`);
+    assert.equal(code, 0, `${stdout}\n${stderr}`);
+    const steps = [...stdout.matchAll(/^Step (\d+)\/(\d+) : (.*)$/gm)].map((m) => `${m[1]}/${m[2]} ${m[3]}`);
+    assert.deepEqual(steps, [
+      "1/7 FROM busybox AS left",
+      `2/7 RUN echo left > /left; ${wait}`,
+      "3/7 FROM busybox AS right",
+      `4/7 RUN echo right > /right; ${wait}`,
+      "5/7 FROM busybox",
+      "6/7 COPY --from=left /left /from-left",
+      "7/7 COPY --from=right /right /from-right",
+    ]);
+    // A stage's lines stay together: the left RUN's container is removed before the right stage starts.
+    const leftRun = /^Step 2\/7 .*\n ---> Running in ([0-9a-f]{12})\n/m.exec(stdout)![1]!;
+    assert.ok(stdout.indexOf(`Removing intermediate container ${leftRun}`) < stdout.indexOf("Step 3/7"), stdout);
+    assert.equal(ok(d.docker(["run", "--rm", "parallel:1", "cat", "/from-left", "/from-right"]), "run").stdout, "left\nright\n");
+
+    const failing = build(
+      context("parallel-fail", { Dockerfile: "FROM busybox AS a\nRUN exit 5\nFROM busybox AS b\nRUN echo fine > /b\nFROM busybox\nCOPY --from=a /etc/passwd /a\nCOPY --from=b /b /b\n" }),
+      [],
+    );
+    assert.equal(failing.code, 5, failing.stderr);
+    assert.match(failing.stdout, /^Step 1\/7 : FROM busybox AS a\n ---> [0-9a-f]{12}\nStep 2\/7 : RUN exit 5$/m);
+    assert.match(failing.stderr, /The command '\/bin\/sh -c exit 5' returned a non-zero code: 5/);
+    assert.doesNotMatch(failing.stdout, /Step 5\/7/);
+    assert.equal(d.docker(["ps", "-aq"]).stdout, "", "no container is left by either stage");
   });
 });

@@ -3,6 +3,7 @@
 // (created, started, its log followed, waited), its snapshot diffed into a layer; COPY and
 // ADD write into a snapshot of the parent and diff it; the other instructions change only
 // the config (a history entry with `empty_layer`).
+import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -29,6 +30,7 @@ import { setName } from "../images/tagging.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
 import { recordCacheUse } from "./cache.ts";
+import { OrderedOutput, planStages, type StagePlan } from "./stages.ts";
 import { heredocRun, heredocSources, isHeredocWord, type HeredocRun } from "./heredoc.ts";
 import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
 import { findCached, loadImage, markResult, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
@@ -70,6 +72,14 @@ interface StageState {
   image: BuildImage;
   /** ARGs declared in this stage and their values. */
   args: Map<string, string>;
+}
+
+interface StageSink {
+  write(text: string): void;
+  /** The number the stage's next Step line gets. */
+  nextStep: number;
+  /** Another stage failed: stop before the next step. */
+  stopped(): boolean;
 }
 
 const defaultShell = ["/bin/sh", "-c"];
@@ -117,6 +127,8 @@ export class Build {
   private escape = "\\";
   private stepNumber = 0;
   private stepCount = 0;
+  /** The running stage's output and step numbers (stages run concurrently). */
+  private readonly stageSinks = new AsyncLocalStorage<StageSink>();
   /** FROM images whose ONBUILD triggers ran (their config in memory differs from the stored one). */
   private readonly triggersCleared = new WeakSet<BuildImage>();
 
@@ -129,7 +141,10 @@ export class Build {
   }
 
   private say(text: string): void {
-    if (!this.options.quiet) this.out.stream(text);
+    if (this.options.quiet) return;
+    const sink = this.stageSinks.getStore();
+    if (sink) sink.write(text);
+    else this.out.stream(text);
   }
 
   /** Runs the build; returns the final image id. */
@@ -138,20 +153,9 @@ export class Build {
     this.escape = escape;
     const globalArgs = new Map<string, string>();
     for (const g of globals) for (const [k, v] of this.argDeclarations(g, globalArgs)) globalArgs.set(k, v);
-    this.stepCount = stages.slice(0, last + 1).reduce((n, s) => n + 1 + s.steps.length, 0);
-    const built: BuildImage[] = [];
-    const names = new Map<string, number>();
-    for (let i = 0; i <= last; i++) {
-      const stage = stages[i]!;
-      const state = await this.from(stage, globalArgs, built, names);
-      for (const step of stage.steps) {
-        this.announce(step);
-        state.image = await this.step(step, state, built, names, globalArgs);
-        this.say(` ---> ${shortId(state.image.id)}\n`);
-      }
-      built.push(state.image);
-      if (stage.name) names.set(stage.name, i);
-    }
+    const plan = planStages(stages, last, (i) => expandText(stages[i]!.from.args.split(/\s+/)[0]!, globalArgs, this.escape));
+    this.stepCount = plan.order.reduce((n, i) => n + 1 + stages[i]!.steps.length, 0);
+    const built = await this.buildStages(stages, plan, globalArgs);
     let result = built[last]!;
     if (Object.keys(this.options.labels).length > 0) {
       const text = `LABEL ${Object.entries(this.options.labels).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}`;
@@ -171,6 +175,57 @@ export class Build {
       this.say(`Successfully tagged ${familiarRef(name)}\n`);
     }
     return result.id;
+  }
+
+  /**
+   * The stages the plan needs, each as soon as the stages it uses are built, so independent
+   * stages run at once; their output is written in stage order. The first failure stops
+   * the other stages at their next step and is the build's error.
+   */
+  private async buildStages(stages: Stage[], plan: StagePlan, globalArgs: Map<string, string>): Promise<BuildImage[]> {
+    const output = new OrderedOutput(plan.order.length, (text) => this.out.stream(text));
+    const results = new Map<number, Promise<BuildImage>>();
+    let failure: { error: unknown } | undefined;
+    let nextStep = 1;
+    for (const [k, i] of plan.order.entries()) {
+      const stage = stages[i]!;
+      const sink: StageSink = { write: output.writer(k), nextStep, stopped: () => failure !== undefined };
+      nextStep += 1 + stage.steps.length;
+      const deps = plan.deps.get(i)!;
+      const run = async (): Promise<BuildImage> => {
+        // Only the stages this one uses are visible to it, under the names and indexes they had.
+        const built: BuildImage[] = [];
+        const names = new Map<string, number>();
+        for (const j of deps) {
+          built[j] = await results.get(j)!;
+          if (stages[j]!.name) names.set(stages[j]!.name!, j);
+        }
+        built.length = i;
+        return this.stageSinks.run(sink, async () => {
+          const state = await this.from(stage, globalArgs, built, names);
+          for (const step of stage.steps) {
+            this.announce(step);
+            state.image = await this.step(step, state, built, names, globalArgs);
+            this.say(` ---> ${shortId(state.image.id)}\n`);
+          }
+          return state.image;
+        });
+      };
+      const promise = run();
+      promise.then(
+        () => output.finish(k),
+        (error: unknown) => (failure ??= { error }),
+      );
+      results.set(i, promise);
+    }
+    await Promise.allSettled(results.values());
+    if (failure) {
+      output.flushAll();
+      throw failure.error;
+    }
+    const built: BuildImage[] = [];
+    for (const [i, promise] of results) built[i] = await promise;
+    return built;
   }
 
   /** The manifest digest `name` points at now, if it exists (a rebuild that changed nothing leaves the tag alone). */
@@ -199,8 +254,10 @@ export class Build {
 
   private announce(step: Instruction): void {
     if (this.out.closed()) throw new BuildFailure("the client closed the connection: build cancelled");
-    this.stepNumber++;
-    this.say(`Step ${this.stepNumber}/${this.stepCount} : ${step.original}\n`);
+    const sink = this.stageSinks.getStore();
+    if (sink?.stopped()) throw new BuildFailure("another stage failed: build cancelled");
+    const number = sink ? sink.nextStep++ : ++this.stepNumber;
+    this.say(`Step ${number}/${this.stepCount} : ${step.original}\n`);
   }
 
   private async from(stage: Stage, globalArgs: Map<string, string>, built: BuildImage[], names: Map<string, number>): Promise<StageState> {
