@@ -428,7 +428,7 @@ export class Build {
     const hit = await findCached(this.backend, this.key(parent, text));
     if (hit) {
       this.say(" ---> Using cache\n");
-      await recordCacheUse(this.backend, hit);
+      recordCacheUse(this.backend, hit);
     }
     return hit;
   }

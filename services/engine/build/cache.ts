@@ -6,18 +6,15 @@
 // neither in use nor shared; with `all` also the shared steps, never the visible images.
 import type { Backend } from "../backend.ts";
 import { millisFromTimestamp } from "../../../core/timestamp.ts";
+import { cacheUsage } from "./cache-usage.ts";
 import { callOptions } from "../../../core/image/services.ts";
 import { isNotFound } from "../../../core/grpc-status.ts";
 import { badRequest } from "../http.ts";
 import { labelsMatch, type Filters } from "../query.ts";
-import { danglingPrefix, imageCatalog, type EngineImage } from "../images/catalog.ts";
+import { imageCatalog, type EngineImage } from "../images/catalog.ts";
 import { timeFilterValue } from "../images/filters.ts";
 import { imageLabels } from "../images/views.ts";
-import { buildResultLabel, cacheKeyLabel, type BuildImage } from "./image-store.ts";
-
-/** When a cached step was last reused, and how often (labels on its store record). */
-export const lastUsedLabel = "berth.build.last-used";
-export const usageCountLabel = "berth.build.usage-count";
+import { buildResultLabel, cacheKeyLabel } from "./image-store.ts";
 
 export const buildPruneFilterNames = ["until", "label"] as const;
 
@@ -36,20 +33,9 @@ interface CacheEntry {
   description: string;
 }
 
-/** Counts a cache hit on the step's image: `system df -v` shows LastUsedAt and UsageCount, prune's `until` reads them. */
-export async function recordCacheUse(backend: Backend, image: BuildImage): Promise<void> {
-  if (!image.target) return;
-  const name = `${danglingPrefix}${image.target.digest}`;
-  try {
-    const { image: record } = await backend.images.images.get({ name }, backend.call());
-    if (!record) return;
-    const uses = Number(record.labels[usageCountLabel] ?? "0") + 1;
-    const labels = { ...record.labels, [lastUsedLabel]: new Date().toISOString(), [usageCountLabel]: String(uses) };
-    await backend.images.images.update({ image: { ...record, labels }, updateMask: ["labels"] }, backend.call());
-  } catch (err) {
-    // Bookkeeping only: a concurrent prune may have removed the entry the build just used.
-    if (!isNotFound(err)) backend.log.warn({ err: (err as Error).message, name }, "cannot record a build cache hit");
-  }
+/** A build reused the entry whose image is `image`: `system df -v` shows LastUsedAt and UsageCount, prune's `until` reads them. */
+export function recordCacheUse(backend: Backend, image: { id: string }): void {
+  cacheUsage(backend).record(image.id);
 }
 
 /** Whether `step`'s image is `image` or one of its ancestors: its layers and history a prefix of the image's. */
@@ -72,7 +58,7 @@ async function cacheEntries(backend: Backend): Promise<{ entries: CacheEntry[]; 
     const history = image.config.history ?? [];
     const last = history.at(-1);
     const addedLayer = last !== undefined && !last.empty_layer;
-    const lastUsed = Date.parse(record.labels[lastUsedLabel] ?? "");
+    const usage = cacheUsage(backend).get(image.id);
     entries.push({
       image,
       name: record.name,
@@ -81,11 +67,12 @@ async function cacheEntries(backend: Backend): Promise<{ entries: CacheEntry[]; 
       shared: kept.some((k) => isAncestorOrSelf(image, k)),
       visible: visible(image),
       createdAt: millisFromTimestamp(record.createdAt) ?? (Date.parse(image.config.created ?? "") || 0),
-      lastUsedAt: Number.isNaN(lastUsed) ? undefined : lastUsed,
-      usageCount: Number(record.labels[usageCountLabel] ?? "0"),
+      lastUsedAt: usage?.lastUsed,
+      usageCount: usage?.count ?? 0,
       description: last?.created_by ?? "",
     });
   }
+  cacheUsage(backend).retain(new Set(entries.map((e) => e.image.id)));
   return { entries, images };
 }
 
