@@ -169,7 +169,8 @@ function checkInstruction(instruction: Instruction): void {
     const trigger = /^\S+/.exec(args)![0].toUpperCase();
     if (trigger === "ONBUILD") throw parseError(line, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
     if (trigger === "FROM" || trigger === "MAINTAINER") throw parseError(line, `${trigger} isn't allowed as an ONBUILD trigger`);
-    parseInstruction(args, line);
+    const parsed = parseInstruction(args, line);
+    if (heredocMarkers(parsed).length > 0) throw parseError(line, "heredocs are not supported in ONBUILD triggers: the trigger is one line");
   }
   if (keyword === "HEALTHCHECK") {
     try {

@@ -24,6 +24,7 @@ test("no heredoc in exec form, in other instructions, or for <<<; an unterminate
   assert.equal(parseDockerfile("FROM x\nRUN cat <<<word\n").instructions[1]!.heredocs, undefined);
   assert.equal(parseDockerfile("FROM x\nLABEL a=<<EOF\n").instructions[1]!.heredocs, undefined);
   assert.throws(() => parseDockerfile("FROM x\n\nRUN <<EOF\necho\nEOFX\n"), /dockerfile parse error on line 3: unterminated heredoc: no line "EOF" ends the <<EOF started here/);
+  assert.throws(() => parseDockerfile("FROM x\nONBUILD RUN <<EOF\necho\nEOF\n"), /dockerfile parse error on line 2: heredocs are not supported in ONBUILD triggers/);
 });
 
 test("RUN: a lone heredoc is the shell's script, <<- strips tabs, #! runs as its own file; otherwise the shell reads the heredoc", () => {
