@@ -338,10 +338,7 @@ export class Build {
     const jsonOrShell = (): string[] => step.json ?? [...(image.document.config?.Shell ?? defaultShell), step.args];
     switch (step.keyword) {
       case "RUN":
-        if (step.heredocs) {
-          const run = heredocRun(step, image.document.config?.Shell ?? defaultShell);
-          return this.runStep(step, state, run.command, run);
-        }
+        if (step.heredocs) return this.heredocRunStep(step, state);
         return this.runStep(step, state, jsonOrShell());
       case "COPY":
       case "ADD":
@@ -459,7 +456,18 @@ export class Build {
     return storeImage(this.backend, lease, { ...parent, document, layers: [...parent.layers, { mediaType, digest: layer.digest, size: layer.size }] }, key);
   }
 
-  private async runStep(step: Instruction, state: StageState, command: string[], heredoc?: HeredocRun): Promise<BuildImage> {
+  /** A RUN with heredocs: a `#!` body is a host file the container sees read-only where the command runs it. */
+  private async heredocRunStep(step: Instruction, state: StageState): Promise<BuildImage> {
+    const run = heredocRun(step, state.image.document.config?.Shell ?? defaultShell);
+    const script = run.script ? writeScript(run.script.content) : undefined;
+    try {
+      return await this.runStep(step, state, run.command, run, script ? [`${script.path}:${run.script!.path}:ro`] : undefined);
+    } finally {
+      script?.remove();
+    }
+  }
+
+  private async runStep(step: Instruction, state: StageState, command: string[], heredoc?: HeredocRun, binds?: string[]): Promise<BuildImage> {
     const parent = state.image;
     if (!parent.id) throw new BuildFailure("RUN needs a base image with a shell: FROM scratch has none");
     const env = mergeEnv([...state.args].map(([k, v]) => `${k}=${v}`), parent.document.config?.Env ?? []);
@@ -468,7 +476,6 @@ export class Build {
     const hit = await this.cached(parent, createdBy);
     if (hit) return hit;
     const config = parent.document.config ?? {};
-    const script = heredoc?.script ? writeScript(heredoc.script.content) : undefined;
     const { Id: id } = await this.manager.create(
       {
         Image: parent.id,
@@ -481,13 +488,10 @@ export class Build {
         Labels: {},
         AttachStdout: true,
         AttachStderr: true,
-        HostConfig: { NetworkMode: "none", ...(script ? { Binds: [`${script.path}:${heredoc!.script!.path}:ro`] } : {}) },
+        HostConfig: { NetworkMode: "none", ...(binds ? { Binds: binds } : {}) },
       } as Parameters<ContainerManager["create"]>[0],
       null,
-    ).catch((err: unknown) => {
-      script?.remove();
-      throw err;
-    });
+    );
     // A failed RUN's container goes too (as with --force-rm): a build leaves nothing behind.
     try {
       this.say(` ---> Running in ${shortId(id)}\n`);
@@ -505,7 +509,6 @@ export class Build {
       });
     } finally {
       await this.manager.remove(id, true).catch((err: Error) => this.backend.log.warn({ id, err: err.message }, "cannot remove a build container"));
-      script?.remove();
       this.say(`Removing intermediate container ${shortId(id)}\n`);
     }
   }
