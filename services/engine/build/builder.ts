@@ -5,7 +5,7 @@
 // the config (a history entry with `empty_layer`).
 import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readFileSync, realpathSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
@@ -31,7 +31,7 @@ import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
 import { recordCacheUse } from "./cache.ts";
 import { OrderedOutput, planStages, type StagePlan } from "./stages.ts";
-import { heredocRun, heredocSources, isHeredocWord, type HeredocRun } from "./heredoc.ts";
+import { heredocRun, heredocSources, isHeredocWord, writeScript, type HeredocRun } from "./heredoc.ts";
 import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
 import { findCached, loadImage, markResult, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
 import { archiveCompression, copyTree, destinationIn, hashSources, selectSources, unpackArchive, type Owner, type Selected } from "./sources.ts";
@@ -636,14 +636,6 @@ export class Build {
       }
     });
   }
-}
-
-/** A heredoc's `#!` script as an executable host file a RUN container bind-mounts. */
-function writeScript(content: string): { path: string; remove(): void } {
-  const dir = mkdtempSync(join(tmpdir(), "berth-build-script-"));
-  const path = join(dir, "script");
-  writeFileSync(path, content, { mode: 0o755 });
-  return { path, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** Build args Docker accepts without an ARG (proxy settings). */

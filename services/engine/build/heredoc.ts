@@ -42,6 +42,20 @@ export function heredocRun(step: Instruction, shell: string[]): HeredocRun {
   return { command, createdBy: command.join(" ") };
 }
 
+/** A `#!` body as an executable host file (in a temp dir of its own) that the RUN container bind-mounts. */
+export function writeScript(content: string): { path: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), "berth-build-script-"));
+  try {
+    const path = join(dir, "script");
+    writeFileSync(path, content, { mode: 0o755 });
+    chmodSync(path, 0o755);
+    return { path, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
 /** A body's variables expanded as BuildKit does for COPY: `$V`/`${V…}` substituted, `\$` a literal `$`, quotes kept. */
 export function expandBody(body: string, vars: ReadonlyMap<string, string>, escape: string): string {
   const escaped = escape.replace(/[\\^$.*+?()[\]{}|]/g, "\\$&");
