@@ -88,14 +88,14 @@ export class CacheUsage {
   }
 }
 
-const usages = new WeakMap<Backend, CacheUsage>();
+const usages = new WeakMap<object, CacheUsage>();
 
-/** The one usage record of a backend. */
+/** The one usage record of an engine (keyed by its options: a build may hold a wrapper of the backend that shares them). */
 export function cacheUsage(backend: Backend): CacheUsage {
-  let usage = usages.get(backend);
+  let usage = usages.get(backend.options);
   if (!usage) {
     usage = new CacheUsage(backend);
-    usages.set(backend, usage);
+    usages.set(backend.options, usage);
   }
   return usage;
 }
