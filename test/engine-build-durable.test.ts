@@ -131,7 +131,7 @@ function leftovers() {
 
 const nothingLeft = { containers: [], tasks: [], activeSnapshots: [], leases: [], mounts: [], buildDirs: [], engineContainers: [] };
 
-type BuildProgress = { step: string; inFlight: { container?: string; snapshots: { snapshotter: string; key: string }[]; leases: string[] } };
+type BuildProgress = { step: string; inFlight: { containers: string[]; snapshots: { snapshotter: string; key: string }[]; leases: string[] } };
 
 /** Runs `fn` on the build queue in berthd's private Redis, as a restarted engine reads it. */
 async function withBuildQueue<T>(fn: (queue: Queue) => Promise<T>): Promise<T> {
@@ -167,7 +167,7 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
     // The job's record names the RUN container while it runs.
     const progress = await until("the job's record of the RUN container", async () => {
       const jobs = await activeBuildProgress();
-      return jobs.length === 1 && jobs[0]!.inFlight.container === containerId ? jobs[0] : undefined;
+      return jobs.length === 1 && jobs[0]!.inFlight.containers.includes(containerId) ? jobs[0] : undefined;
     });
     assert.match(progress.step, /^Step 4\/5 : RUN while/);
     // A second build waits in the queue (one build at a time on this daemon).

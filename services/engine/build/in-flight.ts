@@ -1,8 +1,8 @@
 // What a build has in flight, kept in its job's record (the job's progress in Redis) as it
-// changes: the RUN container, the active snapshots it prepared and has not yet committed
+// changes: the RUN containers, the active snapshots it prepared and has not yet committed
 // or removed, the leases it holds, and the step it is at. A snapshot or a lease is
 // written to the record before it is made (so a kill between the two leaves a record of
-// something that may not exist, never the other way round); the RUN container, whose id
+// something that may not exist, never the other way round); a RUN container, whose id
 // is made inside the create, carries the job's label instead. releaseInFlight removes all
 // of it: at the end of every build, and for a build a killed daemon left (recovery.ts).
 import { readFileSync, rmSync } from "node:fs";
@@ -19,8 +19,8 @@ import { Status as TaskStatus } from "../../../core/gen/containerd/types/task/ta
 export const buildJobLabel = "berth.build.job";
 
 export interface InFlight {
-  /** The RUN container, while it exists. */
-  container?: string;
+  /** The RUN containers that exist (independent stages run at once). */
+  containers: string[];
   snapshots: { snapshotter: string; key: string }[];
   leases: string[];
 }
@@ -32,7 +32,7 @@ export interface BuildProgress {
 }
 
 export function emptyProgress(): BuildProgress {
-  return { step: "", inFlight: { snapshots: [], leases: [] } };
+  return { step: "", inFlight: { containers: [], snapshots: [], leases: [] } };
 }
 
 /** The record of one build, written through `save` (job.updateProgress) in the order of the changes. */
@@ -70,10 +70,10 @@ export class InFlightRecord {
     this.changeLater((s) => (s.step = text));
   }
 
-  container(id: string | undefined): void {
+  container(id: string, exists: boolean): void {
     this.changeLater((s) => {
-      if (id) s.inFlight.container = id;
-      else delete s.inFlight.container;
+      s.inFlight.containers = s.inFlight.containers.filter((x) => x !== id);
+      if (exists) s.inFlight.containers.push(id);
     });
   }
 
@@ -223,7 +223,7 @@ export async function releaseInFlight(backend: Backend, manager: ContainerManage
     }
   };
   const containers = new Set(leftovers.byLabel ? backend.store.list().filter((r) => r.Config.Labels?.[buildJobLabel] === leftovers.jobId).map((r) => r.Id) : []);
-  if (leftovers.inFlight.container) containers.add(leftovers.inFlight.container);
+  for (const id of leftovers.inFlight.containers) containers.add(id);
   for (const id of containers) await attempt(`removing container ${id}`, () => removeRunContainer(backend, manager, id));
   if (leftovers.dir) {
     for (const point of mountsUnder(leftovers.dir)) await attempt(`unmounting ${point}`, () => unmountAll(point, { detachBusy: true }));

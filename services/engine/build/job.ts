@@ -116,7 +116,7 @@ export class BuildJobs {
     const build = new Build(trackedBackend(this.backend, record, jobId), this.manager, job.data.contextDir, job.data.options, out, {
       scratchDir: job.data.dir,
       containerLabels: { [buildJobLabel]: jobId },
-      runContainer: (id) => record.container(id),
+      runContainer: (id, exists) => record.container(id, exists),
     });
     const stopCancelling = this.cancelOnDisconnect(client.gone, record);
     let outcome: BuildOutcome;
@@ -151,8 +151,9 @@ export class BuildJobs {
   private cancelOnDisconnect(gone: AbortSignal, record: InFlightRecord): () => void {
     let timer: NodeJS.Timeout | undefined;
     const killRun = () => {
-      const id = record.current.inFlight.container;
-      if (id && this.backend.store.get(id)?.State.Running) this.manager.kill(id, "KILL").catch(() => undefined);
+      for (const id of record.current.inFlight.containers) {
+        if (this.backend.store.get(id)?.State.Running) this.manager.kill(id, "KILL").catch(() => undefined);
+      }
     };
     const onGone = () => {
       killRun();

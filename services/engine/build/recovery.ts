@@ -18,7 +18,7 @@ export const interruptedReason = "build interrupted: daemon restarted";
 export function progressOf(value: unknown): BuildProgress {
   const p = value as Partial<BuildProgress> | undefined;
   if (!p || typeof p !== "object" || !p.inFlight) return emptyProgress();
-  return { step: p.step ?? "", inFlight: { container: p.inFlight.container, snapshots: p.inFlight.snapshots ?? [], leases: p.inFlight.leases ?? [] } };
+  return { step: p.step ?? "", inFlight: { containers: p.inFlight.containers ?? [], snapshots: p.inFlight.snapshots ?? [], leases: p.inFlight.leases ?? [] } };
 }
 
 /** Removes a build's leftovers; what cannot be removed is logged (builds must not stop working for it). */

@@ -67,7 +67,7 @@ export function registerBuildRoutes(router: Router, backend: Backend): void {
     };
     const queue = await buildJobs();
     const { id, dir } = newBuildDir(backend.options.root);
-    const removeDir = () => releaseInFlight(backend, manager, { jobId: buildJobId(id), inFlight: { snapshots: [], leases: [] }, dir, byLabel: false });
+    const removeDir = () => releaseInFlight(backend, manager, { jobId: buildJobId(id), inFlight: { containers: [], snapshots: [], leases: [] }, dir, byLabel: false });
     let contextDir: string;
     try {
       contextDir = await extractContext(ctx.req, options.dockerfile, join(dir, "context"));
