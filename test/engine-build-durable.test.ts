@@ -179,7 +179,7 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
     assert.notEqual(await first.exit, 0, "the client's build ends in an error");
     assert.notEqual(await queued.exit, 0, "the queued build's client gets an error too");
     await restartAndWaitUndone();
-    assert.match(d.log, /removed what an interrupted build left; the build failed/);
+    await until("berthd's log of the undone build", () => /removed what an interrupted build left; the build failed/.test(d.log));
     // The running build and the queued one both failed as interrupted.
     const reasons = await until("both jobs to fail", () =>
       withBuildQueue(async (queue) => {
