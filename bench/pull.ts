@@ -3,8 +3,10 @@
 // `ctr images pull` into a real containerd (which unpacks too), and `skopeo copy` to an
 // OCI directory (fetch only, no unpack: a floor for moving the bytes). Fresh daemons per
 // run; median wall time of BENCH_RUNS runs (default 3).
+// BENCH_CONCURRENT=N (default 5, 0 = off) adds N pulls of the same image at once, each
+// into its own namespace, for Berth and containerd (fresh daemons again).
 // Run: npm exec -- node bench/pull.ts; results in bench/results/pull.md.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,6 +20,7 @@ import { RegistryClient, parseRegistryReference, pushBlob, pushManifest } from "
 import { median } from "./measure.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
+const concurrent = Number(process.env.BENCH_CONCURRENT ?? 5);
 const layerMiB = [80, 60, 40, 20];
 
 function timed(cmd: string, args: string[]): number {
@@ -27,6 +30,23 @@ function timed(cmd: string, args: string[]): number {
   return Number(process.hrtime.bigint() - started) / 1e6;
 }
 
+/** Wall ms until every command has exited (all started at once). */
+async function timedTogether(commands: [string, string[]][]): Promise<number> {
+  const started = process.hrtime.bigint();
+  await Promise.all(
+    commands.map(
+      ([cmd, args]) =>
+        new Promise<void>((resolve, reject) => {
+          const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+          let stderr = "";
+          child.stderr.on("data", (d) => (stderr += d));
+          child.on("error", reject);
+          child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(" ")} failed (${code}):\n${stderr}`))));
+        }),
+    ),
+  );
+  return Number(process.hrtime.bigint() - started) / 1e6;
+}
 
 /** Layers of a few files of random bytes each (uncompressed tars: unpacking them is real file writing). */
 async function benchImage(): Promise<ImageParts> {
@@ -55,7 +75,14 @@ try {
   const size = image.blobs.reduce((n, b) => n + b.size, 0) / 1024 / 1024;
   const policy = join(base, "policy.json");
   writeFileSync(policy, JSON.stringify({ default: [{ type: "insecureAcceptAnything" }] }));
-  const samples: Record<"berth" | "containerd" | "skopeo", number[]> = { berth: [], containerd: [], skopeo: [] };
+  const samples: Record<"berth" | "containerd" | "skopeo" | "berthTogether" | "containerdTogether", number[]> = {
+    berth: [],
+    containerd: [],
+    skopeo: [],
+    berthTogether: [],
+    containerdTogether: [],
+  };
+  const namespaces = Array.from({ length: concurrent }, (_, i) => `bench${i}`);
   for (let run = 0; run < runs; run++) {
     const runDir = join(base, `run${run}`);
     const started: (() => Promise<void>)[] = [];
@@ -69,6 +96,17 @@ try {
         samples.containerd.push(timed("ctr", ["--address", containerd.address, "images", "pull", "--plain-http", ref]));
       }
       samples.skopeo.push(timed("skopeo", ["--policy", policy, "copy", "--src-tls-verify=false", `docker://${ref}`, `oci:${join(runDir, "oci")}:1`]));
+      if (concurrent > 0) {
+        for (const stop of started.splice(0).reverse()) await stop();
+        const berthN = await startBerth(join(runDir, "berth-n"));
+        started.push(() => berthN.stop());
+        samples.berthTogether.push(await timedTogether(namespaces.map((n) => [process.execPath, [join(distDir, "berthctl.js"), "--address", berthN.address, "-n", n, "pull", "--plain-http", ref]])));
+        if (containerdInstalled()) {
+          const containerdN = await startContainerd(join(runDir, "containerd-n"));
+          started.push(() => containerdN.stop());
+          samples.containerdTogether.push(await timedTogether(namespaces.map((n) => ["ctr", ["--address", containerdN.address, "-n", n, "images", "pull", "--plain-http", ref]])));
+        }
+      }
     } finally {
       for (const stop of started.reverse()) await stop().catch(() => undefined);
       rmSync(runDir, { recursive: true, force: true });
@@ -88,6 +126,18 @@ try {
     "|---:|---:|---:|---:|---:|",
     `| ${cell(samples.berth)} | ${cell(samples.containerd)} | ${cell(samples.skopeo)} | ${ratio(samples.containerd)} | ${ratio(samples.skopeo)} |`,
     "",
+    ...(concurrent > 0
+      ? [
+          `${concurrent} pulls of the image at once, each into its own namespace (wall ms until the last one is done):`,
+          "",
+          "| berthctl pull ×" + concurrent + " | ctr images pull ×" + concurrent + " | Berth / containerd |",
+          "|---:|---:|---:|",
+          `| ${cell(samples.berthTogether)} | ${cell(samples.containerdTogether)} | ${samples.containerdTogether.length ? `${(median(samples.berthTogether) / median(samples.containerdTogether)).toFixed(2)}×` : "n/a"} |`,
+          "",
+          `Samples (ms): berth ×${concurrent} ${samples.berthTogether.map((x) => x.toFixed(0)).join(", ")}; containerd ×${concurrent} ${samples.containerdTogether.map((x) => x.toFixed(0)).join(", ")}.`,
+          "",
+        ]
+      : []),
     `Samples (ms): berth ${samples.berth.map((x) => x.toFixed(0)).join(", ")}; containerd ${samples.containerd.map((x) => x.toFixed(0)).join(", ")}; skopeo ${samples.skopeo.map((x) => x.toFixed(0)).join(", ")}. Load average at the end: ${(await import("node:os")).loadavg().map((x) => x.toFixed(1)).join(" ")} (2 cores, shared).`,
     "",
   ].join("\n");
