@@ -1106,10 +1106,11 @@ static bool openat2_works(const char *root, struct layer_error *err)
         close(fd);
         return true;
     }
-    if (errno == ENOSYS || errno == EPERM) /* EPERM: a seccomp filter that refuses unknown syscalls */
-        layer_fail(err, LAYER_UNSUPPORTED, errno, "openat2 is not available: %s", strerror(errno));
-    else
-        layer_fail_errno(err, errno, "open", root);
+    int e = errno;
+    layer_fail_errno(err, e, "openat2", root);
+    /* EPERM: a seccomp filter that refuses syscalls it does not know. */
+    if (e == ENOSYS || e == EPERM)
+        err->kind = LAYER_UNSUPPORTED;
     return false;
 }
 

@@ -78,7 +78,8 @@ static ssize_t read_blob(struct layer_source *src, unsigned char *buf, size_t si
         n = read(src->fd, buf, size);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
-        layer_fail(err, LAYER_SYSTEM, errno, "reading the layer blob: %s: %s", layer_errno_name(errno), strerror(errno));
+        layer_fail_errno(err, errno, "read", "layer blob");
+        err->kind = LAYER_SYSTEM;
         return -1;
     }
     if (n == 0) {

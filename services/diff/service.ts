@@ -129,7 +129,8 @@ async function applyStreaming(deps: DiffDeps, desc: Descriptor, target: Exclude<
  * was written).
  */
 async function applyNativeInto(deps: DiffDeps, desc: Descriptor, target: Exclude<ApplyTarget, { kind: "mount" }>, options: CallOptions, signal: AbortSignal) {
-  if (!deps.applyLayer || !deps.blobDir) return undefined;
+  // zstd is the JS applier's: not even the blob's Info is asked for here.
+  if (!deps.applyLayer || !deps.blobDir || layerCompression(desc.mediaType) === "zstd") return undefined;
   const { file, expected } = await storeBlobFile(deps.content, deps.blobDir, desc, options);
   try {
     const applied = await applyNative({ applyLayer: deps.applyLayer, log: deps.log }, file, desc, nativeTarget(target), expected);
