@@ -63,6 +63,11 @@ export interface ApplyLayerOptions {
   whiteouts: "overlay" | "delete";
   /** overlay mode: lower dirs, topmost first, whose metadata a created parent dir takes. */
   lowers: readonly PathArg[];
+  /**
+   * Checked between entries: once element 0 is non-zero (Atomics.store), the apply stops
+   * with error kind "cancelled". Back it with a SharedArrayBuffer, which never moves.
+   */
+  cancel?: Int32Array;
 }
 
 export interface ApplyLayerResult {
@@ -78,9 +83,9 @@ export interface ApplyLayerResult {
   /**
    * Set when the layer was not applied. kind "invalid": the layer is bad or does not fit
    * the target; "system": the system refused; "unsupported": the kernel lacks openat2,
-   * nothing was read or written.
+   * nothing was read or written; "cancelled": options.cancel was set.
    */
-  error?: { kind: "invalid" | "system" | "unsupported"; code: string; message: string };
+  error?: { kind: "invalid" | "system" | "unsupported" | "cancelled"; code: string; message: string };
 }
 
 const BUILT_ADDON = join("native", "build", "Release", "berth_native.node");

@@ -430,6 +430,23 @@ describe(sanitizerChild ? "native layer applier (ASan/UBSan build)" : "native la
     });
   });
 
+  test("a set cancel flag stops the apply between entries; a cancel flag of another type is refused", async () => {
+    const cancel = new Int32Array(new SharedArrayBuffer(4));
+    Atomics.store(cancel, 0, 1);
+    const root = fresh("cancel");
+    const blob = blobFile(gzipSync(tar(entry({ name: "f", data: "never written" }))));
+    const result = await native.applyLayer({ blob, compression: "gzip", root, whiteouts: "delete", lowers: [], cancel });
+    assert.equal(result.error?.kind, "cancelled");
+    assert.equal(result.entries, 0);
+    assert.deepEqual(readdirSync(root), []);
+    Atomics.store(cancel, 0, 0);
+    const again = await native.applyLayer({ blob, compression: "gzip", root, whiteouts: "delete", lowers: [], cancel });
+    assert.equal(again.error, undefined, again.error?.message);
+    assert.deepEqual(readdirSync(root), ["f"]);
+    const loose = native.nativeAddon().applyLayer as unknown as (options: unknown) => Promise<unknown>;
+    assert.throws(() => loose({ blob, compression: "none", root, whiteouts: "delete", lowers: [], cancel: new Uint8Array(4) }), /cancel must be an Int32Array/);
+  });
+
   test("layers extract in parallel on the thread pool while the event loop keeps turning", async () => {
     const layers = [0, 1, 2, 3].map((i) => gzipSync(tar(...Array.from({ length: 200 }, (_, j) => entry({ name: `d${j % 10}/f${i}-${j}`, data: randomBytes(16 * 1024) })))));
     let turns = 0;

@@ -936,10 +936,13 @@ struct apply_job {
     uint32_t lower_count;
     struct layer_options options;
     struct layer_result result;
+    napi_ref cancel; /* keeps the cancel flag's buffer alive while the work runs */
 };
 
-static void apply_job_free(struct apply_job *job)
+static void apply_job_free(napi_env env, struct apply_job *job)
 {
+    if (job->cancel != NULL)
+        napi_delete_reference(env, job->cancel);
     free(job->blob);
     free(job->root);
     for (uint32_t i = 0; i < job->lower_count; i++)
@@ -988,7 +991,7 @@ static napi_value apply_result_object(napi_env env, const struct layer_result *r
     if (!call_ok(env, napi_set_named_property(env, object, "warnings", warnings), "napi_set_named_property"))
         return NULL;
     if (r->error.kind != LAYER_OK) {
-        static const char *const kinds[] = { "ok", "invalid", "system", "unsupported" };
+        static const char *const kinds[] = { "ok", "invalid", "system", "unsupported", "cancelled" };
         napi_value error;
         if (!call_ok(env, napi_create_object(env, &error), "napi_create_object") ||
             !set_string(env, error, "kind", kinds[r->error.kind]) || !set_string(env, error, "code", r->error.code) ||
@@ -1017,7 +1020,7 @@ static void apply_complete(napi_env env, napi_status status, void *data)
         napi_reject_deferred(env, job->deferred, exception);
     }
     napi_delete_async_work(env, job->work);
-    apply_job_free(job);
+    apply_job_free(env, job);
 }
 
 static bool get_property(napi_env env, napi_value object, const char *key, napi_value *value)
@@ -1041,7 +1044,7 @@ static bool get_choice(napi_env env, napi_value object, const char *key, const c
     return known;
 }
 
-/* applyLayer({ blob, compression: "gzip" | "none", root, whiteouts: "overlay" | "delete", lowers: string[] }) */
+/* applyLayer({ blob, compression: "gzip" | "none", root, whiteouts: "overlay" | "delete", lowers: string[], cancel?: Int32Array }) */
 static napi_value js_apply_layer(napi_env env, napi_callback_info info)
 {
     napi_value argv[1], value, promise = NULL, name;
@@ -1079,6 +1082,30 @@ static napi_value js_apply_layer(napi_env env, napi_callback_info info)
             goto fail;
         job->lower_count = i + 1;
     }
+    /* cancel: optional, an Int32Array over a SharedArrayBuffer (never moved by the GC); [0] != 0 stops the apply. */
+    bool has_cancel = false;
+    if (!call_ok(env, napi_has_named_property(env, argv[0], "cancel", &has_cancel), "napi_has_named_property"))
+        goto fail;
+    if (has_cancel) {
+        napi_value flag;
+        bool is_typedarray = false;
+        napi_typedarray_type type = napi_int8_array;
+        size_t length = 0;
+        void *data = NULL;
+        if (!get_property(env, argv[0], "cancel", &flag) ||
+            !call_ok(env, napi_is_typedarray(env, flag, &is_typedarray), "napi_is_typedarray"))
+            goto fail;
+        if (is_typedarray &&
+            !call_ok(env, napi_get_typedarray_info(env, flag, &type, &length, &data, NULL, NULL), "napi_get_typedarray_info"))
+            goto fail;
+        if (!is_typedarray || type != napi_int32_array || length < 1) {
+            throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_TYPE", "applyLayer: cancel must be an Int32Array of at least one element");
+            goto fail;
+        }
+        if (!call_ok(env, napi_create_reference(env, flag, 1, &job->cancel), "napi_create_reference"))
+            goto fail;
+        job->options.cancel = data;
+    }
     job->options.blob = job->blob;
     job->options.root = job->root;
     job->options.lowers = (const char *const *)job->lowers;
@@ -1095,7 +1122,7 @@ static napi_value js_apply_layer(napi_env env, napi_callback_info info)
     }
     return promise;
 fail:
-    apply_job_free(job);
+    apply_job_free(env, job);
     return NULL;
 }
 

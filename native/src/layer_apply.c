@@ -1141,6 +1141,10 @@ bool layer_apply(const struct layer_options *options, struct layer_result *resul
     for (size_t i = 0; i < options->lower_count; i++)
         a.lower_fds[i] = -2;
     for (;;) {
+        if (options->cancel != NULL && __atomic_load_n(options->cancel, __ATOMIC_RELAXED) != 0) {
+            layer_fail(err, LAYER_CANCELLED, 0, "cancelled");
+            goto done;
+        }
         struct tar_entry entry;
         int got = tar_next(&reader, &entry, err);
         if (got < 0)

@@ -18,6 +18,7 @@ enum layer_error_kind {
     LAYER_INVALID,     /* the layer does not fit (bad tar, escape attempt, corrupt gzip): invalid argument */
     LAYER_SYSTEM,      /* anything else the system refused: unknown */
     LAYER_UNSUPPORTED, /* openat2 missing: the caller falls back to the JS applier; nothing was written */
+    LAYER_CANCELLED,   /* the caller set *cancel: stopped between entries */
 };
 
 struct layer_error {
@@ -33,6 +34,8 @@ struct layer_options {
     bool overlay;      /* overlayfs whiteouts (char 0:0, opaque xattr) rather than deletions */
     const char *const *lowers; /* overlay mode: lower dirs, topmost first, for copied-up parents */
     size_t lower_count;
+    /* Read between entries: non-zero stops the apply (the caller went away). May be NULL. */
+    const int32_t *cancel;
 };
 
 struct layer_result {

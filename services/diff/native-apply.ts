@@ -24,7 +24,7 @@ export interface NativeTarget {
   lowers: readonly string[];
 }
 
-const errorKinds: Record<"invalid" | "system", ErrorKind> = { invalid: "invalid argument", system: "unknown" };
+const errorKinds: Record<"invalid" | "system" | "cancelled", ErrorKind> = { invalid: "invalid argument", system: "unknown", cancelled: "canceled" };
 
 let unsupportedLogged = false;
 
@@ -70,11 +70,23 @@ export async function applyNative(
   desc: Descriptor,
   target: NativeTarget,
   expected: { digest: string; size: number } | undefined,
+  signal: AbortSignal,
 ): Promise<{ digest: string; size: number } | undefined> {
   const compression = await nativeCompression(file, desc);
   if (compression === undefined) return undefined;
-  const result = await deps.applyLayer({ blob: file, compression, root: target.root, whiteouts: target.whiteouts, lowers: target.lowers });
+  // As the JS applier, stop between entries once the caller went away.
+  const cancel = new Int32Array(new SharedArrayBuffer(4));
+  const onAbort = () => Atomics.store(cancel, 0, 1);
+  signal.addEventListener("abort", onAbort, { once: true });
+  if (signal.aborted) onAbort();
+  let result: ApplyLayerResult;
+  try {
+    result = await deps.applyLayer({ blob: file, compression, root: target.root, whiteouts: target.whiteouts, lowers: target.lowers, cancel });
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
   const error = result.error;
+  if (error?.kind === "cancelled") signal.throwIfAborted();
   if (error?.kind === "unsupported") {
     if (!unsupportedLogged) deps.log.info({ reason: error.message }, "apply: native layer applier unavailable, using the JS one");
     unsupportedLogged = true;

@@ -73,7 +73,7 @@ async function applyFile(deps: DiffDeps, file: string, desc: Descriptor, target:
   const read = () => createReadStream(file, { highWaterMark: 256 * 1024 });
   // The spooled file is verified already: no digest to check again.
   const extract = async (into: Exclude<ApplyTarget, { kind: "mount" }>) =>
-    (deps.applyLayer ? await applyNative({ applyLayer: deps.applyLayer, log: deps.log }, file, desc, nativeTarget(into), undefined) : undefined) ??
+    (deps.applyLayer ? await applyNative({ applyLayer: deps.applyLayer, log: deps.log }, file, desc, nativeTarget(into), undefined, signal) : undefined) ??
     (await unpackInto(deps, read(), desc, into, signal));
   if (target.kind !== "mount") return extract(target);
   return deps.mounts.with(target.mounts, (dir) => extract({ kind: "dir", root: dir }));
@@ -133,10 +133,7 @@ async function applyNativeInto(deps: DiffDeps, desc: Descriptor, target: Exclude
   if (!deps.applyLayer || !deps.blobDir || layerCompression(desc.mediaType) === "zstd") return undefined;
   const { file, expected } = await storeBlobFile(deps.content, deps.blobDir, desc, options);
   try {
-    const applied = await applyNative({ applyLayer: deps.applyLayer, log: deps.log }, file, desc, nativeTarget(target), expected);
-    // The caller went away while the layer was extracted: it will not commit the snapshot.
-    if (applied) signal.throwIfAborted();
-    return applied;
+    return await applyNative({ applyLayer: deps.applyLayer, log: deps.log }, file, desc, nativeTarget(target), expected, signal);
   } catch (err) {
     await emptyAgain(deps, target.root);
     throw err;
