@@ -99,7 +99,7 @@ async function* keepingStatus<T>(what: string, stream: AsyncGenerator<T>): Async
 /** A cancelled pull under way ends within moments (its jobs stop waiting); a new one waits that long at most. */
 const cancelledPullEndMs = 30_000;
 
-export function transferService(queues: TransferQueues, services: ServicesFor, cancels: PullCancellations): TransferServiceImplementation {
+export function transferService(queues: TransferQueues, services: ServicesFor, cancels: PullCancellations, startProcesses?: (names: string[]) => void): TransferServiceImplementation {
   return {
     pull: (request, ctx) => keepingStatus("pull", pull(request, ctx)),
     push: (request, ctx) => keepingStatus("push", push(request, ctx)),
@@ -115,6 +115,12 @@ export function transferService(queues: TransferQueues, services: ServicesFor, c
       const access = accessOf(request.registry);
       const ref = parseRegistryReference(request.ref, registrySettings().defaultRegistry);
       const client = registryClient(access, ref.registry);
+      // Content is called right after the resolve (which blobs are there, then the
+      // downloads): its start overlaps the manifest GETs.
+      startProcesses?.(["content"]);
+      // So do the event readers' Redis connections (made once per process).
+      const eventsReady = Promise.all([queues.eventsOf(queueNames.blobs), queues.eventsOf(queueNames.pulls)]);
+      eventsReady.catch(() => undefined);
       let image;
       try {
         image = await resolve(client, ref, request.platform ? { platform: request.platform } : {});
@@ -138,8 +144,7 @@ export function transferService(queues: TransferQueues, services: ServicesFor, c
       let extracted = -1;
 
       const watch = new Watch<PullResult>();
-      const blobEvents = await queues.eventsOf(queueNames.blobs);
-      const pullEvents = await queues.eventsOf(queueNames.pulls);
+      const [blobEvents, pullEvents] = await eventsReady;
       const onBlobProgress = ({ jobId, data }: { jobId: string; data: BlobProgressData }) => {
         const b = byBlobJob.get(jobId);
         if (!b || b.status === LayerStatus.LAYER_STATUS_EXISTS || typeof data !== "object") return;
