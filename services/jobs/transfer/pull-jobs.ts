@@ -126,8 +126,6 @@ export interface PullWorkerOptions {
   /** Downloads at once per registry host. */
   perHost: number;
   cancels: PullCancellations;
-  /** Starts on-demand processes without waiting (berthd's Processes.ready). */
-  startProcesses?: (names: string[]) => void;
 }
 
 async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, fetcher: BlobFetcherClient, hosts: HostLimit, signal: AbortSignal): Promise<BlobResult> {
@@ -267,9 +265,6 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
       try {
         const failures = Object.values(await job.getIgnoredChildrenFailures());
         if (failures.length > 0) throw new UnrecoverableError(failures[0]!);
-        // Their starts overlap the documents and the image record, instead of each
-        // coming in turn when the unpack first calls it.
-        options.startProcesses?.(job.data.unpack ? ["images", "snapshots", "diff"] : ["images"]);
         const result = await finishPull(job, svc);
         cancels.forget(job.id!);
         return result;

@@ -99,7 +99,7 @@ async function* keepingStatus<T>(what: string, stream: AsyncGenerator<T>): Async
 /** A cancelled pull under way ends within moments (its jobs stop waiting); a new one waits that long at most. */
 const cancelledPullEndMs = 30_000;
 
-export function transferService(queues: TransferQueues, services: ServicesFor, cancels: PullCancellations, startProcesses?: (names: string[]) => void): TransferServiceImplementation {
+export function transferService(queues: TransferQueues, services: ServicesFor, cancels: PullCancellations): TransferServiceImplementation {
   return {
     pull: (request, ctx) => keepingStatus("pull", pull(request, ctx)),
     push: (request, ctx) => keepingStatus("push", push(request, ctx)),
@@ -115,10 +115,8 @@ export function transferService(queues: TransferQueues, services: ServicesFor, c
       const access = accessOf(request.registry);
       const ref = parseRegistryReference(request.ref, registrySettings().defaultRegistry);
       const client = registryClient(access, ref.registry);
-      // Content is called right after the resolve (which blobs are there, then the
-      // downloads): its start overlaps the manifest GETs.
-      startProcesses?.(["content"]);
-      // So do the event readers' Redis connections (made once per process).
+      // The event readers' Redis connections (made once per process) are made while
+      // the manifest GETs go out.
       const eventsReady = Promise.all([queues.eventsOf(queueNames.blobs), queues.eventsOf(queueNames.pulls)]);
       eventsReady.catch(() => undefined);
       let image;
