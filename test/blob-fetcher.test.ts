@@ -16,7 +16,8 @@ import { ClientError, Status } from "nice-grpc";
 import { startDaemon, type Daemon } from "./harness.ts";
 import { eventually, waitUntil } from "./fixtures/poll.ts";
 import { closeChannels } from "../core/grpc-client.ts";
-import { blobInfo } from "../core/content-client.ts";
+import { blobInfo, RequestQueue } from "../core/content-client.ts";
+import { WriteAction, type DeepPartial, type WriteContentRequest } from "../core/gen/containerd/services/content/v1/content.ts";
 import { BlobFetcherDefinition, type FetchBlobProgress, type FetchBlobRequest } from "../core/gen/berth/internal/v1/fetch.ts";
 import { connectImageServices } from "../core/image/connect.ts";
 import { callOptions, type ImageServices } from "../core/image/services.ts";
@@ -68,6 +69,16 @@ async function ingestsOf(svc: ImageServices): Promise<{ ref: string; offset: num
 async function assertNothingLeft(svc: ImageServices): Promise<void> {
   assert.equal(await blobInfo(svc.content, blob.digest, callOptions(svc)), undefined, "the blob was not committed");
   assert.deepEqual(await ingestsOf(svc), [], "no ingest is left behind");
+}
+
+/** An ingest under the blob's ref holding `data`, recorded with `total` bytes to come (a Write stream that went away). */
+async function leaveIngest(svc: ImageServices, data: Buffer, total: number): Promise<void> {
+  const requests = new RequestQueue<DeepPartial<WriteContentRequest>>();
+  const responses = svc.content.write(requests, callOptions(svc))[Symbol.asyncIterator]();
+  requests.push({ action: WriteAction.WRITE, ref: ingestRef(blob), offset: 0n, total: BigInt(total), data });
+  await responses.next();
+  requests.close();
+  while (!(await responses.next()).done);
 }
 
 function rejectsWith(code: Status, pattern: RegExp) {
@@ -190,6 +201,17 @@ describe("BlobFetcher", () => {
     const svc = ns("wrong");
     await assert.rejects(fetchAll(svc, request()), rejectsWith(Status.FAILED_PRECONDITION, new RegExp(`blob ${blob.digest} from ${proxy.host}/${repo}: unexpected commit digest sha256:[0-9a-f]{64}, expected ${blob.digest}; nothing was committed`)));
     await assertNothingLeft(svc);
+  });
+
+  test("an ingest recorded with another size fails the fetch and is removed; the next fetch starts afresh", async () => {
+    const svc = ns("other-size");
+    await leaveIngest(svc, Buffer.alloc(1000), blob.size + 1);
+    await assert.rejects(fetchAll(svc, request()), rejectsWith(Status.FAILED_PRECONDITION, /provided total differs from status/));
+    await assertNothingLeft(svc);
+    assert.equal(blobGets().length, 0, "nothing was asked of the registry");
+    const progress = await fetchAll(svc, request());
+    assert.equal(progress.at(-1)?.committed, true);
+    assert.deepEqual(blobGets().map((r) => r.range), [undefined]);
   });
 
   test("a 4xx fails with the registry's status and leaves nothing", async () => {

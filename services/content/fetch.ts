@@ -122,8 +122,9 @@ export async function* fetchBlob(deps: WriteDeps, request: FetchBlobRequest, ctx
     // Kept for the next attempt: what was received is good as far as it goes.
     if (ctx.signal.aborted || isRetryable(err) || (err instanceof BerthError && err.kind === "canceled")) throw err;
     // A ref another writer holds (UNAVAILABLE, above) is not ours to abort; any other
-    // failure leaves nothing half-written.
-    if (held) await deps.ingests.remove(namespace, ingest);
+    // failure leaves nothing half-written, an ingest that could not be opened again
+    // (its recorded size is not this blob's) included.
+    await deps.ingests.remove(namespace, ingest);
     throw err;
   } finally {
     await session?.close();
