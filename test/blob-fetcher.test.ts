@@ -4,14 +4,14 @@
 // dropped connection resumes with Range inside the call; a transient failure keeps the
 // ingest and the next call asks only for the rest; a cancelled call keeps it too;
 // wrong bytes, a 4xx and bad requests fail with a message naming the problem and leave
-// no blob and no ingest.
+// no blob and no ingest; the caller's credentials never reach the registry's mirror.
 import { test, describe, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { IncomingMessage } from "node:http";
+import http, { type IncomingMessage } from "node:http";
 import { ClientError, Status } from "nice-grpc";
 import { startDaemon, type Daemon } from "./harness.ts";
 import { eventually, waitUntil } from "./fixtures/poll.ts";
@@ -25,13 +25,17 @@ import { mediaTypes } from "../core/image/media-types.ts";
 import { onDemandClient } from "../core/on-demand-client.ts";
 import { RegistryClient, ingestRef, parseRegistryReference, pushBlob } from "../core/registry/index.ts";
 import { blobOf, type Blob } from "./fixtures/archives.ts";
-import { FaultProxy, TestRegistry } from "./fixtures/registry.ts";
+import { FaultProxy, TestRegistry, freePort } from "./fixtures/registry.ts";
 
 let d: Daemon;
 let registry: TestRegistry;
 let proxy: FaultProxy;
 let work: string;
 let seedClient: RegistryClient;
+/** berthd's configured mirror for the registry (FaultProxy's host): it has nothing, and may ask for credentials. */
+let mirror: http.Server;
+let mirrorAsks = false;
+const mirrorLog: { url: string; authorization?: string }[] = [];
 /** A blob of fresh random bytes per test: neither a namespace nor the shared store has it yet. */
 let blob: Blob;
 const repo = "fetcher/blobs";
@@ -92,15 +96,27 @@ function rejectsWith(code: Status, pattern: RegExp) {
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-blob-fetcher-"));
-  d = await startDaemon();
   registry = await TestRegistry.start(join(work, "registry"));
   proxy = await FaultProxy.start(registry.port);
+  const mirrorPort = await freePort();
+  mirror = http.createServer((req, res) => {
+    mirrorLog.push({ url: req.url ?? "", ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}) });
+    req.resume();
+    if (mirrorAsks) res.writeHead(401, { "www-authenticate": 'Basic realm="mirror"', "content-length": "0" }).end();
+    else res.writeHead(404, { "content-length": "0" }).end();
+  });
+  await new Promise<void>((resolve) => mirror.listen(mirrorPort, "127.0.0.1", resolve));
+  const config = join(work, "berthd.json");
+  writeFileSync(config, JSON.stringify({ registry: { mirrors: { [proxy.host]: [`http://127.0.0.1:${mirrorPort}`] } } }));
+  d = await startDaemon({ args: ["--config", config] });
   seedClient = new RegistryClient({ certsDir: join(work, "no-certs"), credentials: async () => undefined });
 });
 
 beforeEach(async () => {
   proxy.rule = undefined;
   proxy.log.length = 0;
+  mirrorAsks = false;
+  mirrorLog.length = 0;
   blob = blobOf(mediaTypes.ociLayer, randomBytes(3 * 1024 * 1024));
   // Straight into the registry, not through the proxy: its log stays the fetcher's.
   await pushBlob(seedClient, parseRegistryReference(`${registry.host}/${repo}:1`), blob, (async function* () {
@@ -114,6 +130,7 @@ after(async () => {
   await proxy?.stop();
   await registry?.stop();
   await d?.destroy();
+  await new Promise((resolve) => (mirror ? mirror.close(resolve) : resolve(undefined)));
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -212,6 +229,16 @@ describe("BlobFetcher", () => {
     const progress = await fetchAll(svc, request());
     assert.equal(progress.at(-1)?.committed, true);
     assert.deepEqual(blobGets().map((r) => r.range), [undefined]);
+  });
+
+  test("the caller's credentials go to the registry only, never to its mirror, even when the mirror asks for them", async () => {
+    mirrorAsks = true;
+    const svc = ns("mirrored");
+    const progress = await fetchAll(svc, request({ registry: { plainHttp: true, insecure: false, credentials: { username: "alice", password: "secret" } } }));
+    assert.equal(progress.at(-1)?.committed, true);
+    assert.ok(mirrorLog.some((r) => r.url.endsWith(`/blobs/${blob.digest}`)), "the mirror was asked first");
+    assert.deepEqual(mirrorLog.filter((r) => r.authorization), [], "no credentials went to the mirror");
+    assert.equal(blobGets().length, 1, "the registry served the blob");
   });
 
   test("a 4xx fails with the registry's status and leaves nothing", async () => {
