@@ -1,7 +1,7 @@
 // The build context: the request's tar extracted into a private temp directory (core/tar
 // keeps every entry inside it), then .dockerignore applied server-side too (the CLI applies
 // it already; other clients may not), keeping the Dockerfile and .dockerignore themselves.
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,9 +38,9 @@ async function* limited(body: ByteSource, limit: number): AsyncGenerator<Uint8Ar
   if (over) throw new ContextTooLarge(`the build context is larger than the ${limit} bytes this daemon accepts (BERTH_BUILD_CONTEXT_MAX_BYTES)`);
 }
 
-/** Extracts the context; the caller removes the directory. */
-export async function extractContext(body: ByteSource, dockerfile: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "berth-build-context-"));
+/** Extracts the context into `into` (made here; a temp dir by default); the caller removes the directory. */
+export async function extractContext(body: ByteSource, dockerfile: string, into?: string): Promise<string> {
+  const dir = into ? (mkdirSync(into, { mode: 0o700 }), into) : await mkdtemp(join(tmpdir(), "berth-build-context-"));
   try {
     await applyTar(readTar(limited(body, contextLimit()), { perEntry: 1 << 20, perArchive: Number.MAX_SAFE_INTEGER }), { root: dir, whiteouts: "delete", sys: native });
   } catch (err) {
