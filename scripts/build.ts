@@ -52,12 +52,16 @@ const shared: BuildOptions = {
   external: ["@opentelemetry/sdk-trace-node", "@opentelemetry/exporter-trace-otlp-http", "@opentelemetry/resources", "@opentelemetry/core"],
 };
 
-const { berthctl, berthd, berth, ...processes } = { ...entries("services"), ...entries("cmd") };
+const { berthctl, berthd, berth, content, ...processes } = { ...entries("services"), ...entries("cmd") };
 await build({ ...shared, entryPoints: processes, outdir: join(root, "dist") });
 // berthd loads the Engine API only once it has work (cmd/berthd/engine-socket.ts): split,
 // so that code is a chunk of its own that an idle daemon never reads.
 rmSync(join(root, "dist", "berthd-chunks"), { recursive: true, force: true });
 await build({ ...shared, entryPoints: { berthd: berthd! }, outdir: join(root, "dist"), splitting: true, chunkNames: "berthd-chunks/[name]-[hash]" });
+// content loads the registry client (undici) with its first blob download
+// (services/content/fetch.ts): split, so a content process that only stores never reads it.
+rmSync(join(root, "dist", "content-chunks"), { recursive: true, force: true });
+await build({ ...shared, entryPoints: { content: content! }, outdir: join(root, "dist"), splitting: true, chunkNames: "content-chunks/[name]-[hash]" });
 
 // berthctl starts once per command, so its start-up counts. dist/berthctl.js is its
 // entry alone (compile cache, the fast path for `version`): one small file without the

@@ -1,7 +1,7 @@
 // Answering a registry's 401: Basic with the stored credentials, or Bearer — ask the
 // token endpoint the challenge names (realm, service, scope) and reuse the token for
 // those scopes until it expires. Every answer is tried once: a second 401 is final.
-import { request } from "undici";
+import { request } from "./http.ts";
 import { BerthError } from "../errors.ts";
 import type { Credentials } from "./credentials.ts";
 import { readCapped, responseError, transportError } from "./errors.ts";

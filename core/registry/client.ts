@@ -3,7 +3,7 @@
 // handshake, redirects for GET/HEAD (blob storage elsewhere), retries for what may
 // pass on a second try, and failures turned into BerthErrors naming the URL.
 import { Readable } from "node:stream";
-import { request, type Dispatcher } from "undici";
+import { request, type Dispatcher } from "./http.ts";
 import { BerthError, messageWithoutKind } from "../errors.ts";
 import { Authorizer } from "./auth.ts";
 import { getCredentials, type Credentials } from "./credentials.ts";

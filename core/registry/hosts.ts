@@ -5,7 +5,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import { join } from "node:path";
-import { Agent } from "undici";
+import { Agent } from "./http.ts";
 import { invalidArgument } from "../errors.ts";
 import { dockerHub } from "./reference.ts";
 

@@ -138,6 +138,28 @@ export class FileIngest {
     this.touch();
   }
 
+  /**
+   * Appends several buffers with one writev (the blob fetcher's batches of HTTP
+   * chunks: one call and one thread-pool hop where a write each cost ~90 µs of CPU).
+   */
+  async writeAll(chunks: Buffer[]): Promise<void> {
+    let rest = chunks;
+    while (rest.length > 0) {
+      let { bytesWritten } = await this.handle.writev(rest);
+      // A short write: carry on after the bytes that made it.
+      while (rest.length > 0 && bytesWritten >= rest[0]!.length) {
+        bytesWritten -= rest[0]!.length;
+        rest = rest.slice(1);
+      }
+      if (bytesWritten > 0) rest = [rest[0]!.subarray(bytesWritten), ...rest.slice(1)];
+    }
+    for (const chunk of chunks) {
+      this.hash.update(chunk);
+      this.size += chunk.length;
+    }
+    this.touch();
+  }
+
   async truncate(): Promise<void> {
     await this.handle.truncate(0);
     this.hash = createHash("sha256");

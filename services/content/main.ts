@@ -5,6 +5,7 @@ import { MetadataClient } from "../../core/metadata-client.ts";
 import { NamespacedWrites, openMetadataDatabase } from "../../core/metadata-db.ts";
 import { BulkContentDefinition } from "../../core/content-codec.ts";
 import { SweeperDefinition } from "../../core/gen/berth/internal/v1/gc.ts";
+import { BlobFetcherDefinition } from "../../core/gen/berth/internal/v1/fetch.ts";
 import { contentRootOf } from "./layout.ts";
 import { SqliteContentStore } from "./store.ts";
 import { IngestStore } from "./ingest.ts";
@@ -26,6 +27,14 @@ await runService("content", (server, ctx) => {
   if (orphans.length > 0) ctx.log.info({ removed: orphans.length }, "removed unreferenced blob files and abandoned ingests");
   server.add(BulkContentDefinition, contentService(deps));
   server.add(SweeperDefinition, sweeperService(deps));
+  // The registry client (undici, auth, TLS) loads with the first fetch: a content
+  // process started for anything else does not pay for it.
+  server.add(BlobFetcherDefinition, {
+    async *fetch(request, callCtx) {
+      const { fetchBlob } = await import("./fetch.ts");
+      yield* fetchBlob(deps, request, callCtx);
+    },
+  });
   return {
     async close() {
       await deps.metadata.flush();

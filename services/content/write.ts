@@ -134,6 +134,16 @@ class WriteSession {
     }
   }
 
+  /**
+   * Appends bytes at the current offset, as WRITE requests would, in one go (the blob
+   * fetcher's batches). A shared session becomes a file ingest first.
+   */
+  async append(chunks: Buffer[]): Promise<void> {
+    if (this.lock.aborted) throw notFound(`ingest ref "${this.ref}" was aborted`);
+    const file = this.shared ? await this.unshare(true) : this.file!;
+    await file.writeAll(chunks);
+  }
+
   /** Handles one request; returns the reply and whether the stream is finished. */
   async step(req: WriteContentRequest): Promise<{ reply: Reply; done: boolean }> {
     if (this.lock.aborted) throw notFound(`ingest ref "${this.ref}" was aborted`);
@@ -261,6 +271,29 @@ async function commitOneShot(deps: WriteDeps, namespace: string, lease: string |
   const at = timestampFromMillis(now);
   return { action: WriteAction.COMMIT, startedAt: at, updatedAt: at, offset: BigInt(size), total: BigInt(size), digest: shot.digest };
 }
+
+/**
+ * A Write session driven inside this process (services/content/fetch.ts), with the
+ * checks a Write stream's first request gets: "already exists" (the blob then leased)
+ * when the namespace holds the expected digest, UNAVAILABLE while another writer holds
+ * the ref. The caller steps it and must close() it.
+ */
+export async function openWriteSession(deps: WriteDeps, namespace: string, lease: string | undefined, ref: string, total: number, expected: string): Promise<WriteSession> {
+  if (deps.store.has(namespace, expected)) {
+    if (lease) deps.writes.lease(namespace, lease, { type: "content", id: expected });
+    throw alreadyExists(`content ${expected}`);
+  }
+  const session = new WriteSession(deps, namespace, ref, lease, deps.locks.acquire(namespace, ref), total, expected);
+  try {
+    await session.open();
+  } catch (err) {
+    await session.close();
+    throw err;
+  }
+  return session;
+}
+
+export type { WriteSession };
 
 export async function* writeContent(
   deps: WriteDeps,

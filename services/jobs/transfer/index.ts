@@ -8,7 +8,7 @@ import { startPullWorkers } from "./pull-jobs.ts";
 import { startPushWorker } from "./push-job.ts";
 import { TransferQueues } from "./queues.ts";
 import { transferService } from "./service.ts";
-import { jobServices } from "./services.ts";
+import { blobFetcher, jobServices } from "./services.ts";
 
 /** Downloads at once per registry host (BERTH_PULL_PER_HOST, default 3). */
 const perHost = Number(process.env.BERTH_PULL_PER_HOST) || 3;
@@ -17,7 +17,7 @@ export function startTransfers(root: string, state: string, redisUrl: string | u
   const queues = new TransferQueues(redisUrl, root);
   const services = jobServices(state);
   const cancels = new PullCancellations();
-  const workers: Worker[] = [...startPullWorkers({ queues, services, log, perHost, cancels }), startPushWorker(queues, services, log)];
+  const workers: Worker[] = [...startPullWorkers({ queues, services, fetcher: blobFetcher(state), log, perHost, cancels }), startPushWorker(queues, services, log)];
   for (const worker of workers) worker.on("error", (err) => log.warn({ err: err.message, queue: worker.name }, "transfer queue error"));
   const service: TransferServiceImplementation = transferService(queues, services, cancels);
   return {

@@ -16,8 +16,9 @@ import { saveImage } from "../../../core/image/import.ts";
 import { unpackImage } from "../../../core/image/unpack.ts";
 import { platformMatcher } from "../../../core/registry/resolve.ts";
 import type { Logger } from "../../../core/log.ts";
-import { addSource, distributionSourceLabel, fetchBlob, parseRegistryReference, storePulledDocuments, type RemoteImage } from "../../../core/registry/index.ts";
-import { registryClient, type RegistryAccess } from "./access.ts";
+import type { BlobFetcherClient } from "../../../core/gen/berth/internal/v1/fetch.ts";
+import { addSource, distributionSourceLabel, ingestRef, parseRegistryReference, storePulledDocuments, type RemoteImage } from "../../../core/registry/index.ts";
+import type { RegistryAccess } from "./access.ts";
 import type { PullCancellations } from "./cancel.ts";
 import { HostLimit } from "./host-limit.ts";
 import { blobJobId, queueNames, workerLock, type TransferQueues } from "./queues.ts";
@@ -120,13 +121,14 @@ export const retryBackoff = { type: "exponential", delay: 1000 } as const;
 export interface PullWorkerOptions {
   queues: TransferQueues;
   services: ServicesFor;
+  fetcher: BlobFetcherClient;
   log: Logger;
   /** Downloads at once per registry host. */
   perHost: number;
   cancels: PullCancellations;
 }
 
-async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, hosts: HostLimit, signal: AbortSignal): Promise<BlobResult> {
+async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, fetcher: BlobFetcherClient, hosts: HostLimit, signal: AbortSignal): Promise<BlobResult> {
   const { descriptor: desc, lease, access } = job.data;
   const ref = parseRegistryReference(job.data.ref);
   const call = callOptions(svc, lease);
@@ -142,7 +144,6 @@ async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, hosts: HostLi
   return hosts.run(ref.registry, async () => {
     // Cancelled while it waited for a slot: the slot goes to the next download at once.
     signal.throwIfAborted();
-    const client = registryClient(access, ref.registry, { attempts: 1 }, signal);
     let last = 0;
     const report = (progress: BlobProgressData, force = false) => {
       const now = Date.now();
@@ -150,17 +151,32 @@ async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, hosts: HostLi
       last = now;
       job.updateProgress(progress).catch(() => undefined);
     };
+    // The content process downloads the blob into its ingest itself: only progress comes here.
+    const request = {
+      ref: job.data.ref,
+      registry: { plainHttp: access.plainHttp, insecure: access.insecure, ...(access.credentials ? { credentials: access.credentials } : {}) },
+      digest: desc.digest,
+      mediaType: desc.mediaType,
+      size: BigInt(desc.size),
+      ingestRef: ingestRef(desc),
+      labels,
+    };
     try {
-      const written = await fetchBlob(client, ref, desc, svc.content, {
-        call,
-        labels,
-        onData: (done) => report(done === desc.size ? { status: "verifying", done, total: desc.size } : { status: "downloading", done, total: desc.size }, done === desc.size),
-      });
-      if (written.existed) await updateBlobLabels(svc.content, desc.digest, labels, call);
-      return { existed: written.existed };
-    } finally {
-      await client.close();
+      for await (const progress of fetcher.fetch(request, { ...call, signal })) {
+        const done = Number(progress.done);
+        if (progress.committed) {
+          if (progress.existed) await updateBlobLabels(svc.content, desc.digest, labels, call);
+          else report({ status: "verifying", done, total: desc.size }, true);
+          return { existed: progress.existed };
+        }
+        report({ status: "downloading", done, total: desc.size });
+      }
+    } catch (err) {
+      // The job's own cancellation, as the signal's reason says (not the client's AbortError).
+      if (signal.aborted) throw signal.reason;
+      throw err;
     }
+    throw new BerthError("unavailable", `fetch of ${desc.digest}: the content service ended the call without committing`);
   });
 }
 
@@ -174,7 +190,7 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
     async (job) => {
       const signal = cancels.startDownload(job.id!);
       try {
-        return await fetchOne(job, services(job.data.namespace), hosts, signal);
+        return await fetchOne(job, services(job.data.namespace), options.fetcher, hosts, signal);
       } catch (err) {
         throw jobFailure(err);
       } finally {

@@ -115,6 +115,10 @@ export function transferService(queues: TransferQueues, services: ServicesFor, c
       const access = accessOf(request.registry);
       const ref = parseRegistryReference(request.ref, registrySettings().defaultRegistry);
       const client = registryClient(access, ref.registry);
+      // The event readers' Redis connections (made once per process) are made while
+      // the manifest GETs go out.
+      const eventsReady = Promise.all([queues.eventsOf(queueNames.blobs), queues.eventsOf(queueNames.pulls)]);
+      eventsReady.catch(() => undefined);
       let image;
       try {
         image = await resolve(client, ref, request.platform ? { platform: request.platform } : {});
@@ -138,8 +142,7 @@ export function transferService(queues: TransferQueues, services: ServicesFor, c
       let extracted = -1;
 
       const watch = new Watch<PullResult>();
-      const blobEvents = await queues.eventsOf(queueNames.blobs);
-      const pullEvents = await queues.eventsOf(queueNames.pulls);
+      const [blobEvents, pullEvents] = await eventsReady;
       const onBlobProgress = ({ jobId, data }: { jobId: string; data: BlobProgressData }) => {
         const b = byBlobJob.get(jobId);
         if (!b || b.status === LayerStatus.LAYER_STATUS_EXISTS || typeof data !== "object") return;

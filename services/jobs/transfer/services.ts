@@ -4,6 +4,7 @@
 // public gateway (the diff process starts on demand there).
 import { gatewaySocketPath, serviceSocketPath } from "../../../core/config.ts";
 import { BulkContentDefinition } from "../../../core/content-codec.ts";
+import { BlobFetcherDefinition, type BlobFetcherClient } from "../../../core/gen/berth/internal/v1/fetch.ts";
 import { DiffDefinition } from "../../../core/gen/containerd/services/diff/v1/diff.ts";
 import { ImagesDefinition } from "../../../core/gen/containerd/services/images/v1/images.ts";
 import { LeasesDefinition } from "../../../core/gen/containerd/services/leases/v1/leases.ts";
@@ -29,4 +30,9 @@ export function jobServices(state: string, gateway = process.env.BERTH_ADDRESS |
       leases: grpcClient(LeasesDefinition, socket(inProcess)),
       namespaces: grpcClient(NamespacesDefinition, socket(inProcess)),
     });
+}
+
+/** The content process's blob fetcher: downloads go straight into its ingests (services/content/fetch.ts). */
+export function blobFetcher(state: string): BlobFetcherClient {
+  return onDemandClient(BlobFetcherDefinition, state, "content");
 }

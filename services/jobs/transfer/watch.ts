@@ -16,6 +16,9 @@ export class Watch<Result> {
   private result: { value: Result } | undefined;
   private failure: Error | undefined;
   private readonly subscriptions: Subscription[] = [];
+  /** Resolves when the outcome arrives: it cuts the pause between snapshots short. */
+  private markSettled!: () => void;
+  private readonly outcome = new Promise<void>((resolve) => (this.markSettled = resolve));
 
   on(events: QueueEvents, event: string, listener: (args: never) => void): void {
     events.on(event as never, listener as never);
@@ -35,11 +38,13 @@ export class Watch<Result> {
 
   finish(value: Result): void {
     this.result ??= { value };
+    this.markSettled();
     this.changed();
   }
 
   fail(err: Error): void {
     this.failure ??= err;
+    this.markSettled();
     this.changed();
   }
 
@@ -67,7 +72,11 @@ export class Watch<Result> {
       if (this.pending) {
         this.pending = false;
         yield view();
-        await Promise.race([new Promise((r) => setTimeout(r, everyMs)), aborted]);
+        // The end is sent at once, not up to everyMs later: that wait was on every
+        // pull's and push's time.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([new Promise((r) => (timer = setTimeout(r, everyMs))), aborted, this.outcome]);
+        clearTimeout(timer);
         continue;
       }
       await Promise.race([new Promise<void>((resolve) => (this.wake = resolve)), aborted]);

@@ -1,0 +1,43 @@
+// What a daemon process knows about reaching one registry for a caller: the caller's
+// plain HTTP, unverified TLS and credentials (as a pull or push job stores them), and
+// the client made from them with berthd's settings. Shared by the jobs process (which
+// resolves and pushes) and the content process (which fetches blobs), so both send
+// credentials to the same hosts only.
+import { RegistryClient, type RegistryClientOptions } from "./client.ts";
+import type { RetryOptions } from "./retry.ts";
+import { registrySettingsFromEnv, type RegistrySettings } from "./settings.ts";
+
+let daemonSettings: RegistrySettings | undefined;
+
+/** berthd's `registry` settings (default registry, mirrors, insecure hosts, certs dir), read once. */
+export function registrySettings(): RegistrySettings {
+  daemonSettings ??= registrySettingsFromEnv();
+  return daemonSettings;
+}
+
+export interface RegistryAccess {
+  plainHttp: boolean;
+  insecure: boolean;
+  credentials?: { username: string; password: string };
+}
+
+/**
+ * A client for one registry, with berthd's settings (mirrors, insecure hosts, certs
+ * dir). The request's plain HTTP and unverified TLS are allowed for that registry
+ * only. `retry` is the client's own (per request); jobs retry with backoff
+ * themselves, so their clients try once.
+ */
+export function registryClient(access: RegistryAccess, registry: string, retry?: RetryOptions, signal?: AbortSignal): RegistryClient {
+  const creds = access.credentials;
+  const settings = registrySettings();
+  const options: RegistryClientOptions = {
+    ...settings,
+    insecure: [...(settings.insecure ?? []), ...(access.plainHttp || access.insecure ? [registry] : [])],
+    // Never the daemon's own docker config: a caller's pull uses the caller's credentials,
+    // and only with the registry they were given for (a mirror is another host).
+    credentials: async (name) => (creds && name === registry ? { username: creds.username, password: creds.password } : undefined),
+    ...(retry ? { retry } : {}),
+    ...(signal ? { signal } : {}),
+  };
+  return new RegistryClient(options);
+}
