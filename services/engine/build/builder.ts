@@ -408,7 +408,12 @@ export class Build {
       }
       return await withLease(this.backend.images, undefined, async (lease) => {
         const layer = await diffLayer(this.backend, snapshotter, id, lease, layerMediaType);
-        return this.withLayer(parent, layer, createdBy, this.key(parent, createdBy), lease);
+        const image = await this.withLayer(parent, layer, createdBy, this.key(parent, createdBy), lease);
+        // The container's snapshot (its task is gone) is the new image's rootfs already: kept
+        // under its chain id, the next step starts from it instead of unpacking the layer,
+        // and the container's removal finds no snapshot left to remove.
+        await this.backend.images.snapshots.commit({ snapshotter, name: chainId(image.document.rootfs!.diff_ids), key: id, labels: {} }, this.backend.call(lease)).catch(() => undefined);
+        return image;
       });
     } finally {
       await this.manager.remove(id, true).catch((err: Error) => this.backend.log.warn({ id, err: err.message }, "cannot remove a build container"));
