@@ -1,7 +1,8 @@
 // The build context's way to disk: extracted into memory (a tmpfs dir) while it fits
 // BERTH_BUILD_CONTEXT_MEMORY_BYTES, moved to disk with the rest extracted after it once
 // it passes that, and gone from both places after every build, failed ones too. Driven by
-// the real docker CLI (DOCKER_BUILDKIT=0) and raw HTTP for broken bodies.
+// the real docker CLI (DOCKER_BUILDKIT=0) and raw HTTP for broken bodies. Also: a RUN's
+// rootfs is mounted volatile (services/engine/build/unsynced-mounts.ts).
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
@@ -13,6 +14,7 @@ import { ok, sleep, startDaemon, type Daemon } from "./harness.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
+import { volatileSupported } from "../services/engine/build/unsynced-mounts.ts";
 
 let d: Daemon;
 let work: string;
@@ -93,7 +95,7 @@ function fileHeader(name: string, size: number): Buffer {
   return h;
 }
 
-describe("build context in memory and on disk", () => {
+describe("build context in memory and on disk, unsynced step mounts", () => {
   test("a context within the memory budget builds, and leaves no context behind", async () => {
     const dir = join(work, "small");
     mkdirSync(dir);
@@ -128,6 +130,17 @@ describe("build context in memory and on disk", () => {
     const second = ok(build(dir, ["-t", "ctx:large"]), "rebuild");
     assert.equal((second.stdout.match(/ ---> Using cache/g) ?? []).length, 2, second.stdout);
     assert.deepEqual(await contextsLeft(), []);
+  });
+
+  test("a RUN's rootfs is mounted volatile where the kernel has it (its unmount does not sync the disk)", { skip: !volatileSupported() && "kernel before 5.10" }, () => {
+    const dir = join(work, "run-mount");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "Dockerfile"), "FROM busybox\nRUN grep '^overlay / ' /proc/mounts\n");
+    const r = ok(build(dir, ["--no-cache"]), "build");
+    const rootLine = r.stdout.split("\n").find((l) => l.startsWith("overlay / "));
+    assert.ok(rootLine, r.stdout);
+    // Shown as "volatile" or, by newer kernels, "fsync=volatile".
+    assert.match(rootLine, /[ ,](fsync=)?volatile[ ,]/);
   });
 
   test("bad input: a body cut off after the move to disk is a 400 and leaves neither copy behind", async () => {

@@ -15,7 +15,6 @@ import { labels as wellKnown, mediaTypes } from "../../../core/image/media-types
 import { withLease } from "../../../core/image/lease.ts";
 import { normalizeDockerRef } from "../../../core/image/reference.ts";
 import { mountAll, unmountAll } from "../../../core/mounts.ts";
-import type { Mount } from "../../../core/gen/containerd/types/mount.ts";
 import { prepareRootfs } from "../../../core/rootfs.ts";
 import { mergeEnv } from "../../../core/oci/spec.ts";
 import type { Backend } from "../backend.ts";
@@ -30,6 +29,7 @@ import { setName } from "../images/tagging.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
 import { findCached, loadImage, markResult, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
+import { unsynced } from "./unsynced-mounts.ts";
 import { archiveCompression, copyTree, destinationIn, hashSources, selectSources, unpackArchive, type Owner, type Selected } from "./sources.ts";
 
 export interface BuildOptions {
@@ -399,7 +399,10 @@ export class Build {
     try {
       this.say(` ---> Running in ${shortId(id)}\n`);
       const record = this.manager.get(id);
-      const end = this.manager.runtime(id).nextEnd();
+      const runtime = this.manager.runtime(id);
+      const prepared = runtime.takePreparedMounts();
+      if (prepared) runtime.prepareMounts(unsynced(prepared));
+      const end = runtime.nextEnd();
       await this.manager.start(id);
       for await (const entry of follow(new LogCursor(record.LogPath), end.promise)) this.say(entry.log);
       const { exitCode } = await end.promise;
@@ -458,7 +461,7 @@ export class Build {
           const owner: Owner | undefined = chown ? await userInRootfs(mounts, chown).catch((err: Error) => {
             throw new BuildFailure(`unable to convert uid/gid chown string to host mapping: ${err.message}`);
           }) : fromFlag ? undefined : { uid: 0, gid: 0 };
-          await mountUnsynced(mounts, target);
+          await mountAll(unsynced(mounts), target);
           try {
             await this.copyInto(target, selected, dest, destIsDir, owner, mode, step.keyword === "ADD" && !fromFlag);
           } finally {
@@ -539,21 +542,6 @@ export class Build {
         await rm(root, { recursive: true, force: true });
       }
     });
-  }
-}
-
-/**
- * Mounts a COPY's rootfs with overlayfs's `volatile`: unmounting an overlay otherwise syncs
- * the whole upper filesystem (measured 5–90 ms per COPY on a busy disk), and nothing
- * relies on that sync (a snapshot unpacked by the diff service is not synced either).
- * Kernels before 5.10 refuse the option: mounted as before there.
- */
-async function mountUnsynced(mounts: Mount[], target: string): Promise<void> {
-  if (!mounts.some((m) => m.type === "overlay")) return mountAll(mounts, target);
-  try {
-    await mountAll(mounts.map((m) => (m.type === "overlay" ? { ...m, options: [...m.options, "volatile"] } : m)), target);
-  } catch {
-    await mountAll(mounts, target);
   }
 }
 
