@@ -115,6 +115,8 @@ export class Build {
   private escape = "\\";
   private stepNumber = 0;
   private stepCount = 0;
+  /** RUN containers being removed. */
+  private readonly removals: Promise<void>[] = [];
 
   constructor(backend: Backend, manager: ContainerManager, contextDir: string, options: BuildOptions, out: BuildOutput) {
     this.backend = backend;
@@ -128,8 +130,16 @@ export class Build {
     if (!this.options.quiet) this.out.stream(text);
   }
 
-  /** Runs the build; returns the final image id. */
+  /** Runs the build; returns the final image id. Every intermediate container is gone when it settles, failed or not. */
   async run(): Promise<string> {
+    try {
+      return await this.steps();
+    } finally {
+      await Promise.all(this.removals);
+    }
+  }
+
+  private async steps(): Promise<string> {
     const { stages, globals, escape, last } = planBuild(this.contextDir, this.options);
     this.escape = escape;
     const globalArgs = new Map<string, string>();
@@ -419,7 +429,8 @@ export class Build {
         return image;
       });
     } finally {
-      await this.manager.remove(id, true).catch((err: Error) => this.backend.log.warn({ id, err: err.message }, "cannot remove a build container"));
+      // Off the step's path: the next step starts while this container goes.
+      this.removals.push(this.manager.remove(id, true).catch((err: Error) => this.backend.log.warn({ id, err: err.message }, "cannot remove a build container")));
       this.say(`Removing intermediate container ${shortId(id)}\n`);
     }
   }
