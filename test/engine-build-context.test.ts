@@ -6,7 +6,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
-import { chmodSync, linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,7 +22,7 @@ let work: string;
 let memoryDir: string;
 let diskDir: string;
 const memoryBudget = 16 << 10;
-const contextLimit = 1 << 20;
+const contextLimit = 4 << 20;
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-engine-build-context-"));
@@ -143,6 +143,23 @@ describe("build context in memory and on disk, unsynced step mounts", () => {
     assert.match(rootLine, /[ ,](fsync=)?volatile[ ,]/);
   });
 
+  test("bad input: a COPY onto symlinks the base image has at the destination replaces them, never writes where they point on the host", () => {
+    const dir = join(work, "symlink-target");
+    mkdirSync(dir);
+    const hostSmall = join(work, "host-small.txt");
+    const hostBig = join(work, "host-big.bin");
+    writeFileSync(hostSmall, "host\n");
+    writeFileSync(hostBig, "host\n");
+    writeFileSync(join(dir, "small.txt"), "from the context\n");
+    const big = randomBytes(2 << 20);
+    writeFileSync(join(dir, "big.bin"), big);
+    writeFileSync(join(dir, "Dockerfile"), `FROM busybox\nRUN mkdir /data && ln -s ${hostSmall} /data/small.txt && ln -s ${hostBig} /data/big.bin\nCOPY small.txt big.bin /data/\n`);
+    ok(build(dir, ["-t", "ctx:symlinks"]), "build");
+    assert.equal(readFileSync(hostSmall, "utf8"), "host\n");
+    assert.equal(readFileSync(hostBig, "utf8"), "host\n");
+    assert.equal(runIn("ctx:symlinks", "test ! -L /data/small.txt && test ! -L /data/big.bin && cat /data/small.txt && stat -c %s /data/big.bin"), `from the context\n${big.length}\n`);
+  });
+
   test("bad input: a body cut off after the move to disk is a 400 and leaves neither copy behind", async () => {
     const data = randomBytes(memoryBudget * 2);
     const body = Buffer.concat([fileHeader("Dockerfile", 13), Buffer.from("FROM busybox\n"), Buffer.alloc(512 - 13), fileHeader("big.bin", data.length), data, fileHeader("cut.bin", 4096), Buffer.alloc(100)]);
@@ -156,7 +173,7 @@ describe("build context in memory and on disk, unsynced step mounts", () => {
     const data = randomBytes(contextLimit + 1024);
     const r = await post(Buffer.concat([fileHeader("big.bin", data.length), data, Buffer.alloc(1024)]));
     assert.equal(r.status, 400, r.body);
-    assert.match(r.body, /the build context is larger than the 1048576 bytes/);
+    assert.match(r.body, new RegExp(`the build context is larger than the ${contextLimit} bytes`));
     assert.deepEqual(await contextsLeft(), []);
   });
 });
