@@ -19,7 +19,6 @@ import { prepareRootfs } from "../../../core/rootfs.ts";
 import { mergeEnv } from "../../../core/oci/spec.ts";
 import type { Backend } from "../backend.ts";
 import { badRequest, httpErrorOf, serverError } from "../http.ts";
-import { diffLayer } from "../archive/commit.ts";
 import { snapshotter } from "../containers/image.ts";
 import { unpackImage } from "../../../core/image/unpack.ts";
 import type { ContainerManager } from "../containers/lifecycle.ts";
@@ -29,6 +28,7 @@ import { setName } from "../images/tagging.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
 import { findCached, loadImage, markResult, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
+import { stepLayer } from "./step-layer.ts";
 import { unsynced } from "./unsynced-mounts.ts";
 import { archiveCompression, copyTree, destinationIn, hashSources, selectSources, unpackArchive, type Owner, type Selected } from "./sources.ts";
 
@@ -420,7 +420,7 @@ export class Build {
         throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
       }
       return await withLease(this.backend.images, undefined, async (lease) => {
-        const layer = await diffLayer(this.backend, snapshotter, id, lease, layerMediaType);
+        const layer = await stepLayer(this.backend, snapshotter, id, prepared, lease, layerMediaType);
         const image = await this.withLayer(parent, layer, createdBy, this.key(parent, createdBy), lease);
         // The container's snapshot (its task is gone) is the new image's rootfs already: kept
         // under its chain id, the next step starts from it instead of unpacking the layer,
@@ -478,7 +478,7 @@ export class Build {
           } finally {
             await unmountAll(target, { detachBusy: true });
           }
-          const layer = await diffLayer(this.backend, snapshotter, key, lease, layerMediaType);
+          const layer = await stepLayer(this.backend, snapshotter, key, mounts, lease, layerMediaType);
           const image = await this.withLayer(parent, layer, createdBy, this.key(parent, keyText), lease);
           // The snapshot is the new image's rootfs already: committed under its chain id, the
           // next step finds it instead of unpacking the layer just made.
