@@ -96,7 +96,7 @@ function fileHeader(name: string, size: number): Buffer {
 }
 
 describe("build context in memory and on disk, unsynced step mounts", () => {
-  test("a context within the memory budget builds, and leaves no context behind", async () => {
+  test("a context within the memory budget builds, and leaves no context or lease behind", async () => {
     const dir = join(work, "small");
     mkdirSync(dir);
     writeFileSync(join(dir, "Dockerfile"), "FROM busybox\nCOPY . /ctx/\n");
@@ -104,6 +104,8 @@ describe("build context in memory and on disk, unsynced step mounts", () => {
     ok(build(dir, ["-t", "ctx:small"]), "build");
     assert.equal(runIn("ctx:small", "cat /ctx/a.txt"), "alpha\n");
     assert.deepEqual(await contextsLeft(), []);
+    // The build's one lease is gone with it.
+    assert.equal(ok(d.ctr(["leases", "ls", "-q"], undefined, "moby"), "ctr leases ls").stdout.trim(), "");
   });
 
   test("a context over the memory budget moves to disk mid-way: every file, mode, link and the cache come out as from memory", async () => {

@@ -12,7 +12,7 @@ import { blobInfo } from "../../../core/content-client.ts";
 import { chainId } from "../../../core/image/chain-id.ts";
 import { isNotFound } from "../../../core/grpc-status.ts";
 import { labels as wellKnown, mediaTypes } from "../../../core/image/media-types.ts";
-import { withLease } from "../../../core/image/lease.ts";
+import { createLease, deleteLease, withLease } from "../../../core/image/lease.ts";
 import { normalizeDockerRef } from "../../../core/image/reference.ts";
 import { mountAll, unmountAll } from "../../../core/mounts.ts";
 import { prepareRootfs } from "../../../core/rootfs.ts";
@@ -115,6 +115,7 @@ export class Build {
   private escape = "\\";
   private stepNumber = 0;
   private stepCount = 0;
+  private leaseId: Promise<string> | undefined;
   /** RUN containers being removed. */
   private readonly removals: Promise<void>[] = [];
 
@@ -136,7 +137,17 @@ export class Build {
       return await this.steps();
     } finally {
       await Promise.all(this.removals);
+      await this.leaseId?.then((id) => deleteLease(this.backend.images, id)).catch(() => undefined);
     }
+  }
+
+  /**
+   * The build's one lease, made when a step first writes: what the steps write stays until
+   * the images naming it exist. One lease instead of one per step saves two round trips a step.
+   */
+  private lease(): Promise<string> {
+    this.leaseId ??= createLease(this.backend.images);
+    return this.leaseId;
   }
 
   private async steps(): Promise<string> {
@@ -364,7 +375,7 @@ export class Build {
     const now = new Date().toISOString();
     document.created = now;
     document.history = [...(document.history ?? []), { created: now, created_by: createdBy, empty_layer: true }];
-    return withLease(this.backend.images, undefined, (lease) => storeImage(this.backend, lease, { ...parent, document }, this.key(parent, createdBy)));
+    return withLease(this.backend.images, await this.lease(), (lease) => storeImage(this.backend, lease, { ...parent, document }, this.key(parent, createdBy)));
   }
 
   /** A new image with `layer` on top of `parent`. */
@@ -419,7 +430,7 @@ export class Build {
       if (exitCode !== 0) {
         throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
       }
-      return await withLease(this.backend.images, undefined, async (lease) => {
+      return await withLease(this.backend.images, await this.lease(), async (lease) => {
         const layer = await stepLayer(this.backend, snapshotter, id, prepared, lease, layerMediaType);
         const image = await this.withLayer(parent, layer, createdBy, this.key(parent, createdBy), lease);
         // The container's snapshot (its task is gone) is the new image's rootfs already: kept
@@ -461,7 +472,7 @@ export class Build {
       const hit = await this.cached(parent, keyText);
       if (hit) return hit;
       const destIsDir = dest.endsWith("/") || selected.length > 1 || sourceNames.length > 1;
-      return withLease(this.backend.images, undefined, async (lease) => {
+      return withLease(this.backend.images, await this.lease(), async (lease) => {
         let parentChain = "";
         if (parent.id) parentChain = await this.unpacked(parent, lease);
         const key = `build-copy-${randomBytes(8).toString("hex")}`;
@@ -536,7 +547,7 @@ export class Build {
       }
     }
     if (!image.id) throw new BuildFailure(`COPY --from=${from}: the stage has no files (FROM scratch with no steps)`);
-    return withLease(this.backend.images, undefined, async (lease) => {
+    return withLease(this.backend.images, await this.lease(), async (lease) => {
       const top = await this.unpacked(image, lease);
       const key = `build-from-${randomBytes(8).toString("hex")}`;
       const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: top, lease, readOnly: true });
