@@ -116,6 +116,8 @@ export class Build {
   private stepNumber = 0;
   private stepCount = 0;
   private leaseId: Promise<string> | undefined;
+  /** Ids of the images this build stored (their created times make them new). */
+  private readonly made = new Set<string>();
   /** RUN containers being removed. */
   private readonly removals: Promise<void>[] = [];
 
@@ -358,8 +360,14 @@ export class Build {
     return createHash("sha256").update(`${parent.id}\n${text}`).digest("hex");
   }
 
+  private madeHere(image: BuildImage): BuildImage {
+    this.made.add(image.id);
+    return image;
+  }
+
   private async cached(parent: BuildImage, text: string): Promise<BuildImage | undefined> {
-    if (this.options.noCache) return undefined;
+    // A parent this build just made has no cached children anywhere: no lookup to make.
+    if (this.options.noCache || this.made.has(parent.id)) return undefined;
     const hit = await findCached(this.backend, this.key(parent, text));
     if (hit) this.say(" ---> Using cache\n");
     return hit;
@@ -375,7 +383,7 @@ export class Build {
     const now = new Date().toISOString();
     document.created = now;
     document.history = [...(document.history ?? []), { created: now, created_by: createdBy, empty_layer: true }];
-    return withLease(this.backend.images, await this.lease(), (lease) => storeImage(this.backend, lease, { ...parent, document }, this.key(parent, createdBy)));
+    return this.madeHere(await withLease(this.backend.images, await this.lease(), (lease) => storeImage(this.backend, lease, { ...parent, document }, this.key(parent, createdBy))));
   }
 
   /** A new image with `layer` on top of `parent`. */
@@ -388,7 +396,7 @@ export class Build {
     document.rootfs = { type: "layers", diff_ids: [...(document.rootfs?.diff_ids ?? []), diffId] };
     document.history = [...(document.history ?? []), { created: now, created_by: createdBy }];
     const mediaType = parent.manifestType === mediaTypes.dockerManifest ? (layer.mediaType === mediaTypes.ociLayer ? mediaTypes.dockerLayer : mediaTypes.dockerLayerGzip) : layer.mediaType;
-    return storeImage(this.backend, lease, { ...parent, document, layers: [...parent.layers, { mediaType, digest: layer.digest, size: layer.size }] }, key);
+    return this.madeHere(await storeImage(this.backend, lease, { ...parent, document, layers: [...parent.layers, { mediaType, digest: layer.digest, size: layer.size }] }, key));
   }
 
   private async runStep(step: Instruction, state: StageState, command: string[]): Promise<BuildImage> {
