@@ -3,12 +3,15 @@
 // `ctr images pull` into a real containerd (which unpacks too), and `skopeo copy` to an
 // OCI directory (fetch only, no unpack: a floor for moving the bytes). Fresh daemons per
 // run; median wall time of BENCH_RUNS runs (default 3).
+// BENCH_CONCURRENT=N (default 5, 0 = off) adds N pulls of the same image at once, each
+// into its own namespace, for Berth and containerd (fresh daemons again).
 // Run: npm exec -- node bench/pull.ts; results in bench/results/pull.md.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { containerdInstalled, startBerth, startContainerd } from "./daemons.ts";
 import { blobOf, imageFromLayers, tarOf, type ImageParts } from "../test/fixtures/archives.ts";
 import { TestRegistry } from "../test/fixtures/registry.ts";
@@ -18,6 +21,7 @@ import { RegistryClient, parseRegistryReference, pushBlob, pushManifest } from "
 import { median } from "./measure.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
+const concurrent = Number(process.env.BENCH_CONCURRENT ?? 5);
 const layerMiB = [80, 60, 40, 20];
 
 function timed(cmd: string, args: string[]): number {
@@ -27,9 +31,45 @@ function timed(cmd: string, args: string[]): number {
   return Number(process.hrtime.bigint() - started) / 1e6;
 }
 
+/** Wall ms until every command has exited (all started at once). */
+async function timedTogether(commands: [string, string[]][]): Promise<number> {
+  const started = process.hrtime.bigint();
+  await Promise.all(
+    commands.map(
+      ([cmd, args]) =>
+        new Promise<void>((resolve, reject) => {
+          const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+          let stderr = "";
+          child.stderr.on("data", (d) => (stderr += d));
+          child.on("error", reject);
+          child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(" ")} failed (${code}):\n${stderr}`))));
+        }),
+    ),
+  );
+  return Number(process.hrtime.bigint() - started) / 1e6;
+}
 
-/** Layers of a few files of random bytes each (uncompressed tars: unpacking them is real file writing). */
+/**
+ * Layers of a few files of random bytes each (uncompressed tars: unpacking them is real
+ * file writing); with BENCH_LAYER_KIND=gzip-files, gzip layers of many files of 1–64 KiB,
+ * half random, half text, as real images hold (inflating and per-file work then count).
+ */
 async function benchImage(): Promise<ImageParts> {
+  if (process.env.BENCH_LAYER_KIND === "gzip-files") {
+    const tars = await Promise.all(
+      layerMiB.map((mib, i) => {
+        const text = Buffer.from(`layer ${i}: configuration text, scripts and docs compress well. `.repeat(1100));
+        const files: { name: string; data: Buffer }[] = [];
+        for (let bytes = 0, f = 0; bytes < mib * 1024 * 1024; f++) {
+          const size = 1024 + ((f * 7919 + i) % (63 * 1024));
+          files.push({ name: `layer${i}/d${f % 50}/f${f}`, data: f % 2 === 0 ? randomBytes(size) : text.subarray(0, size) });
+          bytes += size;
+        }
+        return tarOf(files);
+      }),
+    );
+    return imageFromLayers(tars.map((t) => blobOf("application/vnd.oci.image.layer.v1.tar+gzip", gzipSync(t))), tars.map((t) => sha256Digest(t)));
+  }
   const tars = await Promise.all(
     layerMiB.map((mib, i) => tarOf(Array.from({ length: 4 }, (_, f) => ({ name: `layer${i}/file${f}.bin`, data: randomBytes((mib / 4) * 1024 * 1024) })))),
   );
@@ -55,7 +95,14 @@ try {
   const size = image.blobs.reduce((n, b) => n + b.size, 0) / 1024 / 1024;
   const policy = join(base, "policy.json");
   writeFileSync(policy, JSON.stringify({ default: [{ type: "insecureAcceptAnything" }] }));
-  const samples: Record<"berth" | "containerd" | "skopeo", number[]> = { berth: [], containerd: [], skopeo: [] };
+  const samples: Record<"berth" | "containerd" | "skopeo" | "berthTogether" | "containerdTogether", number[]> = {
+    berth: [],
+    containerd: [],
+    skopeo: [],
+    berthTogether: [],
+    containerdTogether: [],
+  };
+  const namespaces = Array.from({ length: concurrent }, (_, i) => `bench${i}`);
   for (let run = 0; run < runs; run++) {
     const runDir = join(base, `run${run}`);
     const started: (() => Promise<void>)[] = [];
@@ -69,6 +116,17 @@ try {
         samples.containerd.push(timed("ctr", ["--address", containerd.address, "images", "pull", "--plain-http", ref]));
       }
       samples.skopeo.push(timed("skopeo", ["--policy", policy, "copy", "--src-tls-verify=false", `docker://${ref}`, `oci:${join(runDir, "oci")}:1`]));
+      if (concurrent > 0) {
+        for (const stop of started.splice(0).reverse()) await stop();
+        const berthN = await startBerth(join(runDir, "berth-n"));
+        started.push(() => berthN.stop());
+        samples.berthTogether.push(await timedTogether(namespaces.map((n) => [process.execPath, [join(distDir, "berthctl.js"), "--address", berthN.address, "-n", n, "pull", "--plain-http", ref]])));
+        if (containerdInstalled()) {
+          const containerdN = await startContainerd(join(runDir, "containerd-n"));
+          started.push(() => containerdN.stop());
+          samples.containerdTogether.push(await timedTogether(namespaces.map((n) => ["ctr", ["--address", containerdN.address, "-n", n, "images", "pull", "--plain-http", ref]])));
+        }
+      }
     } finally {
       for (const stop of started.reverse()) await stop().catch(() => undefined);
       rmSync(runDir, { recursive: true, force: true });
@@ -80,7 +138,9 @@ try {
   const report = [
     `# Cold pull and unpack (${new Date().toISOString()}, median of ${runs} runs)`,
     "",
-    `One image of ${layerMiB.length} uncompressed layers (${layerMiB.join(" + ")} MiB of random files, ${size.toFixed(1)} MiB in all) in a local docker-registry over plain HTTP.`,
+    process.env.BENCH_LAYER_KIND === "gzip-files"
+      ? `One image of ${layerMiB.length} gzip layers (${layerMiB.join(" + ")} MiB of files of 1–64 KiB, half random, half text; ${size.toFixed(1)} MiB of blobs in all) in a local docker-registry over plain HTTP.`
+      : `One image of ${layerMiB.length} uncompressed layers (${layerMiB.join(" + ")} MiB of random files, ${size.toFixed(1)} MiB in all) in a local docker-registry over plain HTTP.`,
     "Fresh daemons per run, so every byte moves. Berth and containerd fetch, store and unpack (overlayfs); skopeo only copies the blobs to an OCI directory.",
     "Wall ms of the client command (for Berth: berthctl, with the daemon's jobs doing the work).",
     "",
@@ -88,6 +148,18 @@ try {
     "|---:|---:|---:|---:|---:|",
     `| ${cell(samples.berth)} | ${cell(samples.containerd)} | ${cell(samples.skopeo)} | ${ratio(samples.containerd)} | ${ratio(samples.skopeo)} |`,
     "",
+    ...(concurrent > 0
+      ? [
+          `${concurrent} pulls of the image at once, each into its own namespace (wall ms until the last one is done):`,
+          "",
+          "| berthctl pull ×" + concurrent + " | ctr images pull ×" + concurrent + " | Berth / containerd |",
+          "|---:|---:|---:|",
+          `| ${cell(samples.berthTogether)} | ${cell(samples.containerdTogether)} | ${samples.containerdTogether.length ? `${(median(samples.berthTogether) / median(samples.containerdTogether)).toFixed(2)}×` : "n/a"} |`,
+          "",
+          `Samples (ms): berth ×${concurrent} ${samples.berthTogether.map((x) => x.toFixed(0)).join(", ")}; containerd ×${concurrent} ${samples.containerdTogether.map((x) => x.toFixed(0)).join(", ")}.`,
+          "",
+        ]
+      : []),
     `Samples (ms): berth ${samples.berth.map((x) => x.toFixed(0)).join(", ")}; containerd ${samples.containerd.map((x) => x.toFixed(0)).join(", ")}; skopeo ${samples.skopeo.map((x) => x.toFixed(0)).join(", ")}. Load average at the end: ${(await import("node:os")).loadavg().map((x) => x.toFixed(1)).join(" ")} (2 cores, shared).`,
     "",
   ].join("\n");

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "berth_native",
-      "sources": ["src/berth_native.c"],
+      "sources": ["src/berth_native.c", "src/layer_apply.c", "src/layer_source.c", "src/layer_tar.c", "src/layer_error.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-Wall", "-Wextra", "-Werror", "-std=c11", "-D_GNU_SOURCE"],
       "configurations": {

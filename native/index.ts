@@ -50,6 +50,42 @@ export interface NativeAddon {
   setns(fd: number, nstype: number): void;
   namespaceTypes: Constants<(typeof NAMESPACE_TYPES)[number]>;
   pidfdFlags: Constants<(typeof PIDFD_FLAGS)[number]>;
+  applyLayer(options: ApplyLayerOptions): Promise<ApplyLayerResult>;
+}
+
+export interface ApplyLayerOptions {
+  /** The layer blob file. */
+  blob: PathArg;
+  compression: "gzip" | "none";
+  /** Existing directory the layer is extracted into; nothing outside it is written. */
+  root: PathArg;
+  /** As core/tar/apply.ts: "overlay" = root is an overlayfs upper dir. */
+  whiteouts: "overlay" | "delete";
+  /** overlay mode: lower dirs, topmost first, whose metadata a created parent dir takes. */
+  lowers: readonly PathArg[];
+  /**
+   * Checked between entries: once element 0 is non-zero (Atomics.store), the apply stops
+   * with error kind "cancelled". Back it with a SharedArrayBuffer, which never moves.
+   */
+  cancel?: Int32Array;
+}
+
+export interface ApplyLayerResult {
+  /** "sha256:<hex>" of the blob file's bytes ("" when it could not be read to the end). */
+  blobDigest: string;
+  blobSize: number;
+  /** "sha256:<hex>" of the uncompressed tar, trailing bytes included (the diff id). */
+  diffId: string;
+  size: number;
+  entries: number;
+  /** xattrs skipped (as the JS applier warns of them); at most 64. */
+  warnings: string[];
+  /**
+   * Set when the layer was not applied. kind "invalid": the layer is bad or does not fit
+   * the target; "system": the system refused; "unsupported": the kernel lacks openat2,
+   * nothing was read or written; "cancelled": options.cancel was set.
+   */
+  error?: { kind: "invalid" | "system" | "unsupported" | "cancelled"; code: string; message: string };
 }
 
 const BUILT_ADDON = join("native", "build", "Release", "berth_native.node");
@@ -174,6 +210,17 @@ export function pidfdWait(fd: number): Promise<void> {
  */
 export function setns(fd: number, nstype = 0): void {
   nativeAddon().setns(fd, nstype);
+}
+
+/**
+ * Applies a layer blob (gzip or plain tar) to a directory on a libuv pool thread:
+ * inflates it, hashes the blob and the tar, and extracts with core/tar/apply.ts's rules,
+ * every path resolved by the kernel inside the root (openat2 RESOLVE_IN_ROOT). Failures
+ * of the layer resolve with `error` set (the blob digest is still reported); only bad
+ * arguments throw.
+ */
+export function applyLayer(options: ApplyLayerOptions): Promise<ApplyLayerResult> {
+  return nativeAddon().applyLayer(options);
 }
 
 /** malloc_trim(0): hands glibc's free pages back to the system; true when some were. */

@@ -6,7 +6,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
-import { chmodSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -47,7 +47,11 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-const contexts = () => [...readdirSync(memoryDir), ...readdirSync(diskDir)].filter((n) => n.startsWith("berth-build-context-"));
+/** Contexts in memory or in the temp dir, and builds' own directories (a context moved to disk is in one). */
+const contexts = () => [
+  ...[...readdirSync(memoryDir), ...readdirSync(diskDir)].filter((n) => n.startsWith("berth-build-context-")),
+  ...(existsSync(join(d.root, "engine", "builds")) ? readdirSync(join(d.root, "engine", "builds")) : []),
+];
 
 /** The contexts left once the daemon is done with them: it removes a context after the reply ends, so this polls (up to 10 s). */
 async function contextsLeft(): Promise<string[]> {

@@ -52,6 +52,7 @@ const commands: Record<string, string> = {
   info: "Display system-wide information",
   events: "Get real time events from the server",
   "system df": "Show docker disk usage",
+  "builder prune": "Remove build cache",
   attach: "Attach local standard input, output, and error streams to a running container",
   create: "Create a new container",
   start: "Start one or more stopped containers",
@@ -124,7 +125,7 @@ const aliases: Record<string, string> = {
   "volume list": "volume ls",
   "volume remove": "volume rm",
 };
-const groups = new Set(["container", "image", "system", "context", "network", "volume"]);
+const groups = new Set(["container", "image", "system", "context", "network", "volume", "builder"]);
 for (const name of Object.keys(commands)) {
   if (!name.includes(" ") && !["images", "pull", "push", "login", "logout", "version", "info", "events", "tag", "rmi", "history", "save", "load"].includes(name)) {
     aliases[`container ${name}`] ??= name;

@@ -1,6 +1,7 @@
 // docker.sock: the Engine API's socket, owned by berthd. The engine's code (and its
 // memory) is loaded only when it has work: the first connection, or containers of its
-// own at start (their restart policies and auto-removal need it running).
+// own at start (their restart policies and auto-removal need it running), or a build
+// left by a daemon that was killed.
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
@@ -59,7 +60,9 @@ export async function openEngineSocket(options: EngineOptions, log: Logger, tcp?
   };
   const servers = [net.createServer(acceptOptions, serve)];
   const { EngineStore } = await import("../../services/engine/store.ts");
-  if (EngineStore.hasContainers(options.root)) await load();
+  const { hasBuildDirs } = await import("../../services/engine/build/work-dir.ts");
+  // A build's directory at start: a build the last daemon was killed in, to undo now.
+  if (EngineStore.hasContainers(options.root) || hasBuildDirs(options.root)) await load();
   await listenOnSocket(engineSocketPath(options.state), (path) => new Promise<void>((resolve) => servers[0]!.listen(path, resolve)));
   if (tcp) {
     const url = new URL(tcp.host);

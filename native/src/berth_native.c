@@ -645,6 +645,8 @@ static napi_value js_malloc_trim(napi_env env, napi_callback_info info)
 
 /* Defined after the module init (pidfds and namespaces, for the tasks service). */
 static bool export_process_functions(napi_env env, napi_value exports);
+/* Defined at the end (the native layer applier, for the diff service). */
+static bool export_layer_functions(napi_env env, napi_value exports);
 
 NAPI_MODULE_INIT()
 {
@@ -664,7 +666,7 @@ NAPI_MODULE_INIT()
         !export_constants(env, exports, "umountFlags", umount_flags, COUNT(umount_flags)) ||
         !export_constants(env, exports, "xattrFlags", xattr_flags, COUNT(xattr_flags)) ||
         !export_constants(env, exports, "fsMagic", fs_magic, COUNT(fs_magic)) ||
-        !export_process_functions(env, exports))
+        !export_process_functions(env, exports) || !export_layer_functions(env, exports))
         return NULL;
     return exports;
 }
@@ -915,4 +917,219 @@ static bool export_process_functions(napi_env env, napi_value exports)
     return call_ok(env, napi_define_properties(env, exports, COUNT(functions), functions), "napi_define_properties") &&
            export_constants(env, exports, "namespaceTypes", namespace_types, COUNT(namespace_types)) &&
            export_constants(env, exports, "pidfdFlags", pidfd_flags, COUNT(pidfd_flags));
+}
+
+/* ---- layer apply ------------------------------------------------------------------- */
+/*
+ * applyLayer(options) → a promise of the result of layer_apply (layer_apply.c), which
+ * runs on the libuv thread pool: several layers extract at once and the event loop
+ * stays free. An extraction failure resolves (with error set) rather than rejects, so
+ * the caller still learns the blob's digest and can report corrupt bytes first.
+ */
+#include "layer_apply.h"
+
+struct apply_job {
+    napi_async_work work;
+    napi_deferred deferred;
+    char *blob, *root;
+    char **lowers;
+    uint32_t lower_count;
+    struct layer_options options;
+    struct layer_result result;
+    napi_ref cancel; /* keeps the cancel flag's buffer alive while the work runs */
+};
+
+static void apply_job_free(napi_env env, struct apply_job *job)
+{
+    if (job->cancel != NULL)
+        napi_delete_reference(env, job->cancel);
+    free(job->blob);
+    free(job->root);
+    for (uint32_t i = 0; i < job->lower_count; i++)
+        free(job->lowers[i]);
+    free(job->lowers);
+    layer_result_free(&job->result);
+    free(job);
+}
+
+static void apply_execute(napi_env env, void *data)
+{
+    (void)env;
+    struct apply_job *job = data;
+    layer_apply(&job->options, &job->result);
+}
+
+static bool set_string(napi_env env, napi_value object, const char *key, const char *value)
+{
+    napi_value v;
+    return call_ok(env, napi_create_string_utf8(env, value, NAPI_AUTO_LENGTH, &v), "napi_create_string_utf8") &&
+           call_ok(env, napi_set_named_property(env, object, key, v), "napi_set_named_property");
+}
+
+static bool set_number(napi_env env, napi_value object, const char *key, double value)
+{
+    napi_value v;
+    return call_ok(env, napi_create_double(env, value, &v), "napi_create_double") &&
+           call_ok(env, napi_set_named_property(env, object, key, v), "napi_set_named_property");
+}
+
+static napi_value apply_result_object(napi_env env, const struct layer_result *r)
+{
+    napi_value object, warnings;
+    if (!call_ok(env, napi_create_object(env, &object), "napi_create_object") ||
+        !set_string(env, object, "blobDigest", r->blob_digest) || !set_number(env, object, "blobSize", (double)r->blob_size) ||
+        !set_string(env, object, "diffId", r->diff_id) || !set_number(env, object, "size", (double)r->tar_size) ||
+        !set_number(env, object, "entries", (double)r->entries) ||
+        !call_ok(env, napi_create_array_with_length(env, r->warning_count, &warnings), "napi_create_array_with_length"))
+        return NULL;
+    for (size_t i = 0; i < r->warning_count; i++) {
+        napi_value text;
+        if (!call_ok(env, napi_create_string_utf8(env, r->warnings[i], NAPI_AUTO_LENGTH, &text), "napi_create_string_utf8") ||
+            !call_ok(env, napi_set_element(env, warnings, (uint32_t)i, text), "napi_set_element"))
+            return NULL;
+    }
+    if (!call_ok(env, napi_set_named_property(env, object, "warnings", warnings), "napi_set_named_property"))
+        return NULL;
+    if (r->error.kind != LAYER_OK) {
+        static const char *const kinds[] = { "ok", "invalid", "system", "unsupported", "cancelled" };
+        napi_value error;
+        if (!call_ok(env, napi_create_object(env, &error), "napi_create_object") ||
+            !set_string(env, error, "kind", kinds[r->error.kind]) || !set_string(env, error, "code", r->error.code) ||
+            !set_string(env, error, "message", r->error.message) ||
+            !call_ok(env, napi_set_named_property(env, object, "error", error), "napi_set_named_property"))
+            return NULL;
+    }
+    return object;
+}
+
+static void apply_complete(napi_env env, napi_status status, void *data)
+{
+    struct apply_job *job = data;
+    napi_value value = NULL;
+    if (status == napi_ok)
+        value = apply_result_object(env, &job->result);
+    else
+        call_ok(env, status, "applyLayer");
+    if (value != NULL) {
+        napi_resolve_deferred(env, job->deferred, value);
+    } else {
+        /* The pending exception (a napi failure) becomes the rejection. */
+        napi_value exception = NULL;
+        if (napi_get_and_clear_last_exception(env, &exception) != napi_ok || exception == NULL)
+            napi_create_string_utf8(env, "applyLayer: cannot build the result", NAPI_AUTO_LENGTH, &exception);
+        napi_reject_deferred(env, job->deferred, exception);
+    }
+    napi_delete_async_work(env, job->work);
+    apply_job_free(env, job);
+}
+
+static bool get_property(napi_env env, napi_value object, const char *key, napi_value *value)
+{
+    return call_ok(env, napi_get_named_property(env, object, key, value), "napi_get_named_property");
+}
+
+/* A string property that must be one of two words: true for the first. */
+static bool get_choice(napi_env env, napi_value object, const char *key, const char *first, const char *second, bool *out)
+{
+    napi_value value;
+    char *text = NULL;
+    if (!get_property(env, object, key, &value) || !get_string(env, value, "applyLayer", key, false, &text))
+        return false;
+    bool known = strcmp(text, first) == 0 || strcmp(text, second) == 0;
+    *out = strcmp(text, first) == 0;
+    free(text);
+    if (!known)
+        throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_VALUE", "applyLayer: %s must be \"%s\" or \"%s\"", key, first,
+                  second);
+    return known;
+}
+
+/* applyLayer({ blob, compression: "gzip" | "none", root, whiteouts: "overlay" | "delete", lowers: string[], cancel?: Int32Array }) */
+static napi_value js_apply_layer(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1], value, promise = NULL, name;
+    if (!get_args(env, info, "applyLayer", 1, argv))
+        return NULL;
+    struct apply_job *job = calloc(1, sizeof *job);
+    if (job == NULL) {
+        throw_errno(env, ENOMEM, "applyLayer", "");
+        return NULL;
+    }
+    bool is_array = false;
+    if (!get_property(env, argv[0], "blob", &value) || !get_path(env, value, "applyLayer", "blob", &job->blob) ||
+        !get_property(env, argv[0], "root", &value) || !get_path(env, value, "applyLayer", "root", &job->root) ||
+        !get_choice(env, argv[0], "compression", "gzip", "none", &job->options.gzip) ||
+        !get_choice(env, argv[0], "whiteouts", "overlay", "delete", &job->options.overlay) ||
+        !get_property(env, argv[0], "lowers", &value) ||
+        !call_ok(env, napi_is_array(env, value, &is_array), "napi_is_array"))
+        goto fail;
+    if (!is_array) {
+        throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_TYPE", "applyLayer: lowers must be an array of strings");
+        goto fail;
+    }
+    uint32_t count;
+    if (!call_ok(env, napi_get_array_length(env, value, &count), "napi_get_array_length"))
+        goto fail;
+    job->lowers = calloc(count + 1, sizeof *job->lowers);
+    if (job->lowers == NULL) {
+        throw_errno(env, ENOMEM, "applyLayer", "lowers");
+        goto fail;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        napi_value element;
+        if (!call_ok(env, napi_get_element(env, value, i, &element), "napi_get_element") ||
+            !get_path(env, element, "applyLayer", "lowers[]", &job->lowers[i]))
+            goto fail;
+        job->lower_count = i + 1;
+    }
+    /* cancel: optional, an Int32Array over a SharedArrayBuffer (never moved by the GC); [0] != 0 stops the apply. */
+    bool has_cancel = false;
+    if (!call_ok(env, napi_has_named_property(env, argv[0], "cancel", &has_cancel), "napi_has_named_property"))
+        goto fail;
+    if (has_cancel) {
+        napi_value flag;
+        bool is_typedarray = false;
+        napi_typedarray_type type = napi_int8_array;
+        size_t length = 0;
+        void *data = NULL;
+        if (!get_property(env, argv[0], "cancel", &flag) ||
+            !call_ok(env, napi_is_typedarray(env, flag, &is_typedarray), "napi_is_typedarray"))
+            goto fail;
+        if (is_typedarray &&
+            !call_ok(env, napi_get_typedarray_info(env, flag, &type, &length, &data, NULL, NULL), "napi_get_typedarray_info"))
+            goto fail;
+        if (!is_typedarray || type != napi_int32_array || length < 1) {
+            throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_TYPE", "applyLayer: cancel must be an Int32Array of at least one element");
+            goto fail;
+        }
+        if (!call_ok(env, napi_create_reference(env, flag, 1, &job->cancel), "napi_create_reference"))
+            goto fail;
+        job->options.cancel = data;
+    }
+    job->options.blob = job->blob;
+    job->options.root = job->root;
+    job->options.lowers = (const char *const *)job->lowers;
+    job->options.lower_count = job->lower_count;
+    if (!call_ok(env, napi_create_string_utf8(env, "berth:applyLayer", NAPI_AUTO_LENGTH, &name), "napi_create_string_utf8") ||
+        !call_ok(env, napi_create_async_work(env, NULL, name, apply_execute, apply_complete, job, &job->work),
+                 "napi_create_async_work"))
+        goto fail;
+    if (!call_ok(env, napi_create_promise(env, &job->deferred, &promise), "napi_create_promise") ||
+        !call_ok(env, napi_queue_async_work(env, job->work), "napi_queue_async_work")) {
+        /* A created promise is left pending and unreachable: nothing else to undo. */
+        napi_delete_async_work(env, job->work);
+        goto fail;
+    }
+    return promise;
+fail:
+    apply_job_free(env, job);
+    return NULL;
+}
+
+static bool export_layer_functions(napi_env env, napi_value exports)
+{
+    static const napi_property_descriptor functions[] = {
+        FUNCTION("applyLayer", js_apply_layer),
+    };
+    return call_ok(env, napi_define_properties(env, exports, COUNT(functions), functions), "napi_define_properties");
 }

@@ -130,10 +130,7 @@ export class VerifiedBlobStream {
   private async check(): Promise<BerthError | undefined> {
     while (!(await this.next()).done);
     if (this.readError !== undefined) throw this.readError;
-    if (this.received !== this.stored) return failedPrecondition(`layer ${this.digest}: read ${this.received} bytes, the store records ${this.stored}`);
-    const actual = `sha256:${this.hash.digest("hex")}`;
-    if (actual !== this.digest) return failedPrecondition(`layer ${this.digest}: content digest mismatch: the stored bytes hash to ${actual}`);
-    return undefined;
+    return integrityFailure(this.digest, this.received, this.stored, `sha256:${this.hash.digest("hex")}`);
   }
 
   /** Stops the read (when the bytes are no longer wanted). */
@@ -142,6 +139,13 @@ export class VerifiedBlobStream {
     this.ended = true;
     await this.iterator.return?.(undefined).catch(() => undefined);
   }
+}
+
+/** The failure to report when a blob's bytes are not what the store records: undefined when they are. */
+export function integrityFailure(digest: string, received: number, stored: number, actual: string): BerthError | undefined {
+  if (received !== stored) return failedPrecondition(`layer ${digest}: read ${received} bytes, the store records ${stored}`);
+  if (actual !== digest) return failedPrecondition(`layer ${digest}: content digest mismatch: the stored bytes hash to ${actual}`);
+  return undefined;
 }
 
 const fileChunkSize = 1024 * 1024;
@@ -161,7 +165,7 @@ async function* fileChunks(file: FileHandle): AsyncGenerator<Buffer> {
 }
 
 /** The blob's stored size; not found, or failed precondition when the descriptor states another size. */
-async function storedSize(client: ContentClient, ref: BlobRef, digest: string, options: CallOptions): Promise<number> {
+export async function storedSize(client: ContentClient, ref: BlobRef, digest: string, options: CallOptions): Promise<number> {
   const what = `content digest ${digest}`;
   const info = await blobInfo(client, digest, options).catch((err) => {
     throw fromContentError(err, what);

@@ -11,6 +11,9 @@ import { TempMounts } from "./mounts.ts";
 import { diffService } from "./service.ts";
 import { contentRootOf, sharedBlobDir } from "../content/layout.ts";
 
+// BERTH_LAYER_APPLY=js keeps every layer on the JS applier (to compare the two).
+const applyLayer = process.env.BERTH_LAYER_APPLY === "js" ? undefined : native.applyLayer;
+
 await runService("diff", async (server, ctx) => {
   const root = join(ctx.root, "diff");
   const mounts = new TempMounts(join(root, "mounts"));
@@ -21,6 +24,6 @@ await runService("diff", async (server, ctx) => {
   await rm(spoolDir, { recursive: true, force: true });
   server.add(
     DiffDefinition,
-    diffService({ content: onDemandClient(BulkContentDefinition, ctx.state, "content"), sys: native, mounts, spoolDir, blobDir: sharedBlobDir(contentRootOf(ctx.root)), log: ctx.log }),
+    diffService({ content: onDemandClient(BulkContentDefinition, ctx.state, "content"), sys: native, mounts, spoolDir, blobDir: sharedBlobDir(contentRootOf(ctx.root)), applyLayer, log: ctx.log }),
   );
 });

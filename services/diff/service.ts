@@ -27,6 +27,7 @@ import { updateBlobLabels, writeBlob } from "../../core/content-client.ts";
 import { labels as wellKnown } from "../../core/image/media-types.ts";
 import { fromContentError, spoolBlob, VerifiedBlobStream } from "./content-io.ts";
 import { tempName, uniqueRef } from "../../core/ids.ts";
+import { applyNative, storeBlobFile, type LayerApplier, type NativeTarget } from "./native-apply.ts";
 
 export interface DiffDeps {
   content: ContentClient;
@@ -36,7 +37,13 @@ export interface DiffDeps {
   spoolDir: string;
   /** The content store's blob files (services/content/layout.ts), read directly when there. */
   blobDir?: string;
+  /** The native layer applier (native/index.ts applyLayer); without it every layer takes the JS path. */
+  applyLayer?: LayerApplier;
   log: Logger;
+}
+
+function nativeTarget(target: Exclude<ApplyTarget, { kind: "mount" }>): NativeTarget {
+  return target.kind === "dir" ? { root: target.root, whiteouts: "delete", lowers: [] } : { root: target.root, whiteouts: "overlay", lowers: target.lowers };
 }
 
 async function isDirectory(path: string): Promise<boolean> {
@@ -64,8 +71,12 @@ function unpackInto(deps: DiffDeps, source: ByteSource, desc: Descriptor, target
  */
 async function applyFile(deps: DiffDeps, file: string, desc: Descriptor, target: ApplyTarget, signal: AbortSignal): Promise<{ digest: string; size: number }> {
   const read = () => createReadStream(file, { highWaterMark: 256 * 1024 });
-  if (target.kind !== "mount") return unpackInto(deps, read(), desc, target, signal);
-  return deps.mounts.with(target.mounts, (dir) => unpackInto(deps, read(), desc, { kind: "dir", root: dir }, signal));
+  // The spooled file is verified already: no digest to check again.
+  const extract = async (into: Exclude<ApplyTarget, { kind: "mount" }>) =>
+    (deps.applyLayer ? await applyNative({ applyLayer: deps.applyLayer, log: deps.log }, file, desc, nativeTarget(into), undefined, signal) : undefined) ??
+    (await unpackInto(deps, read(), desc, into, signal));
+  if (target.kind !== "mount") return extract(target);
+  return deps.mounts.with(target.mounts, (dir) => extract({ kind: "dir", root: dir }));
 }
 
 /** An empty directory (a fresh snapshot's upper or bind dir): undefined when it is not. Throws when the target is not a directory. */
@@ -108,6 +119,24 @@ async function applyStreaming(deps: DiffDeps, desc: Descriptor, target: Exclude<
     throw err;
   } finally {
     await blob.close();
+  }
+}
+
+/**
+ * The native applier over the content store's own blob file, checked against its digest
+ * as it is read (the check is reported before any extraction error). Any failure empties
+ * the target again, as applyStreaming does. undefined: the JS path must do it (nothing
+ * was written).
+ */
+async function applyNativeInto(deps: DiffDeps, desc: Descriptor, target: Exclude<ApplyTarget, { kind: "mount" }>, options: CallOptions, signal: AbortSignal) {
+  // zstd is the JS applier's: not even the blob's Info is asked for here.
+  if (!deps.applyLayer || !deps.blobDir || layerCompression(desc.mediaType) === "zstd") return undefined;
+  const { file, expected } = await storeBlobFile(deps.content, deps.blobDir, desc, options);
+  try {
+    return await applyNative({ applyLayer: deps.applyLayer, log: deps.log }, file, desc, nativeTarget(target), expected, signal);
+  } catch (err) {
+    await emptyAgain(deps, target.root);
+    throw err;
   }
 }
 
@@ -166,8 +195,12 @@ export function diffService(deps: DiffDeps): DiffServiceImplementation {
       const options = { ...inNamespace(namespace), signal: ctx.signal };
       const empty = await emptyDirectory(target);
       let applied: { digest: string; size: number };
+      // Which applier took a streamed layer (a spooled one may take either).
+      let applier = "spooled";
       if (empty) {
-        applied = await applyStreaming(deps, desc, empty, options, ctx.signal);
+        const native = await applyNativeInto(deps, desc, empty, options, ctx.signal);
+        applier = native ? "native" : "js";
+        applied = native ?? (await applyStreaming(deps, desc, empty, options, ctx.signal));
       } else {
         // A target with content of its own cannot be put back after a failure: verify first.
         await mkdir(deps.spoolDir, { recursive: true, mode: 0o700 });
@@ -181,7 +214,7 @@ export function diffService(deps: DiffDeps): DiffServiceImplementation {
           await rm(file, { force: true });
         }
       }
-      deps.log.debug({ layer: desc.digest, diffId: applied.digest, streamed: empty !== undefined, ms: Date.now() - started }, "layer applied");
+      deps.log.debug({ layer: desc.digest, diffId: applied.digest, streamed: empty !== undefined, applier, ms: Date.now() - started }, "layer applied");
       return { applied: { mediaType: layerMediaTypes.ociTar, digest: applied.digest, size: BigInt(applied.size), annotations: {} } };
     },
 

@@ -24,6 +24,8 @@ export interface EngineOptions {
   log: Logger;
   /** Shown by /version and /info. */
   serverVersion: string;
+  /** The Redis of the daemon's job queues (builds are jobs); BERTH_REDIS_URL when not given. */
+  redisUrl?: string;
 }
 
 export class Backend {

@@ -16,6 +16,7 @@ import { registerArchiveRoutes } from "./routes/archive.ts";
 import { registerNetworkRoutes } from "./routes/networks.ts";
 import { registerVolumeRoutes } from "./routes/volumes.ts";
 import { registerBuildRoutes } from "./routes/build.ts";
+import { registerBuildCacheRoutes } from "./routes/build-cache.ts";
 
 export type { EngineOptions } from "./backend.ts";
 
@@ -47,6 +48,7 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
   await registerVolumeRoutes(router, backend);
 
   registerBuildRoutes(router, backend);
+  registerBuildCacheRoutes(router, backend);
 
   const handle = (req: IncomingMessage, res: ServerResponse, upgradeHead?: Buffer) => {
     commonHeaders(res, options.serverVersion);

@@ -1,9 +1,11 @@
-// berth version, info, events, system df, login and logout.
+// berth version, info, events, system df, builder prune, login and logout.
 import { arch, platform } from "node:process";
 import type { Context, CommandModule } from "../command.ts";
 import { err, out } from "../command.ts";
 
 import { CliError } from "../errors.ts";
+import { confirm } from "../confirm.ts";
+import { parseBytes } from "../container-config.ts";
 import { filtersParam } from "../filters.ts";
 import { binarySize, humanSize, printList } from "../output.ts";
 import { Template } from "../template.ts";
@@ -123,7 +125,8 @@ interface DiskUsage {
   Images?: { Containers?: number; Size?: number; SharedSize?: number }[] | null;
   Containers?: { State?: string; SizeRw?: number }[] | null;
   Volumes?: { UsageData?: { RefCount?: number; Size?: number } }[] | null;
-  BuildCache?: { Size?: number; InUse?: boolean }[] | null;
+  BuildCache?: { Size?: number; InUse?: boolean; Shared?: boolean }[] | null;
+  BuilderSize?: number;
 }
 
 function reclaimable(size: number, total: number): string {
@@ -207,12 +210,14 @@ export const commands: CommandModule = {
       const vTotal = volumes.reduce((n, v) => n + Math.max(0, v.UsageData?.Size ?? 0), 0);
       const vFree = volumes.filter((v) => (v.UsageData?.RefCount ?? 0) === 0).reduce((n, v) => n + Math.max(0, v.UsageData?.Size ?? 0), 0);
       const cache = df.BuildCache ?? [];
-      const bTotal = cache.reduce((n, b) => n + (b.Size ?? 0), 0);
+      // As docker's: the cache's own size (not what it shares with images), less what containers use.
+      const bTotal = df.BuilderSize ?? cache.filter((b) => !b.Shared).reduce((n, b) => n + (b.Size ?? 0), 0);
+      const bUsed = cache.filter((b) => b.InUse && !b.Shared).reduce((n, b) => n + (b.Size ?? 0), 0);
       const rows = [
         { Type: "Images", TotalCount: String(images.length), Active: String(images.filter((i) => (i.Containers ?? 0) > 0).length), Size: humanSize(imageTotal), Reclaimable: reclaimable(Math.max(0, imageTotal - imageUsed), imageTotal) },
         { Type: "Containers", TotalCount: String(containers.length), Active: String(containers.filter((c) => c.State === "running").length), Size: humanSize(cTotal), Reclaimable: reclaimable(cFree, cTotal) },
         { Type: "Local Volumes", TotalCount: String(volumes.length), Active: String(volumes.filter((v) => (v.UsageData?.RefCount ?? 0) > 0).length), Size: humanSize(vTotal), Reclaimable: reclaimable(vFree, vTotal) },
-        { Type: "Build Cache", TotalCount: String(cache.length), Active: String(cache.filter((b) => b.InUse).length), Size: humanSize(bTotal), Reclaimable: humanSize(bTotal) },
+        { Type: "Build Cache", TotalCount: String(cache.length), Active: String(cache.filter((b) => b.InUse).length), Size: humanSize(bTotal), Reclaimable: humanSize(Math.max(0, bTotal - bUsed)) },
       ];
       printList(rows, ctx.flags.string("format"), "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}", {
         Type: "TYPE",
@@ -221,6 +226,34 @@ export const commands: CommandModule = {
         Size: "SIZE",
         Reclaimable: "RECLAIMABLE",
       });
+    },
+  },
+  "builder prune": {
+    spec: {
+      usage: "builder prune [OPTIONS]",
+      description: "Remove build cache",
+      maxArgs: 0,
+      flags: [
+        { name: "all", short: "a", kind: "bool", description: "Remove all unused build cache, not just dangling ones" },
+        { name: "filter", kind: "list", value: "filter", description: "Provide filter values (e.g. \"until=24h\")" },
+        { name: "force", short: "f", kind: "bool", description: "Do not prompt for confirmation" },
+        { name: "keep-storage", kind: "string", value: "bytes", description: "Amount of disk space to keep for cache" },
+      ],
+    },
+    async run(ctx) {
+      const all = ctx.flags.bool("all");
+      const keep = ctx.flags.string("keep-storage");
+      const keepStorage = keep ? parseBytes(keep, "keep-storage") : undefined;
+      if (!ctx.flags.bool("force")) {
+        const warning = all ? "WARNING! This will remove all build cache." : "WARNING! This will remove all dangling build cache.";
+        if (!(await confirm(`${warning}\nAre you sure you want to continue?`))) return;
+      }
+      const reply = await ctx.client.json<{ CachesDeleted?: string[] | null; SpaceReclaimed?: number }>("POST", "/build/prune", {
+        query: { all: all || undefined, filters: filtersParam(ctx.flags.list("filter")), "keep-storage": keepStorage },
+      });
+      const deleted = reply?.CachesDeleted ?? [];
+      if (deleted.length) out(`Deleted build cache objects:\n${deleted.map((id) => `${id}\n`).join("")}\n`);
+      out(`Total reclaimed space: ${humanSize(reply?.SpaceReclaimed ?? 0)}\n`);
     },
   },
   login: {

@@ -3,6 +3,7 @@
 // (created, started, its log followed, waited), its snapshot diffed into a layer; COPY and
 // ADD write into a snapshot of the parent and diff it; the other instructions change only
 // the config (a history entry with `empty_layer`).
+import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, readFileSync, realpathSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -27,6 +28,10 @@ import { follow, LogCursor } from "../containers/logfile.ts";
 import { setName } from "../images/tagging.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
+import { recordCacheUse } from "./cache.ts";
+import { OrderedOutput, planStages, type StagePlan } from "./stages.ts";
+import { heredocRun, heredocSources, isHeredocWord, writeScript, type HeredocRun } from "./heredoc.ts";
+import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
 import { findCached, loadImage, markResult, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
 import { stepLayer } from "./step-layer.ts";
 import { unsynced } from "./unsynced-mounts.ts";
@@ -49,6 +54,16 @@ export interface BuildOutput {
   closed(): boolean;
 }
 
+/** What a durable build (build/job.ts) learns as the build runs, to remove after a crash. */
+export interface BuildHooks {
+  /** Where the COPY steps' mount points go (default: the system temp dir). */
+  scratchDir?: string;
+  /** Labels of the RUN containers, so a restarted engine finds them. */
+  containerLabels?: Record<string, string>;
+  /** A RUN container was made (true) or removed (false); independent stages run several at once. */
+  runContainer?(id: string, exists: boolean): void;
+}
+
 /** A build that failed after the stream started: `code` is what the CLI exits with. */
 export class BuildFailure extends Error {
   readonly code: number;
@@ -68,6 +83,14 @@ interface StageState {
   image: BuildImage;
   /** ARGs declared in this stage and their values. */
   args: Map<string, string>;
+}
+
+interface StageSink {
+  write(text: string): void;
+  /** The number the stage's next Step line gets. */
+  nextStep: number;
+  /** Another stage failed: stop before the next step. */
+  stopped(): boolean;
 }
 
 const defaultShell = ["/bin/sh", "-c"];
@@ -120,8 +143,15 @@ export class Build {
   private readonly made = new Set<string>();
   /** RUN containers being removed. */
   private readonly removals: Promise<void>[] = [];
+  /** The running stage's output and step numbers (stages run concurrently). */
+  private readonly stageSinks = new AsyncLocalStorage<StageSink>();
+  /** FROM images whose ONBUILD triggers ran (their config in memory differs from the stored one). */
+  private readonly triggersCleared = new WeakSet<BuildImage>();
 
-  constructor(backend: Backend, manager: ContainerManager, contextDir: string, options: BuildOptions, out: BuildOutput) {
+  private readonly hooks: BuildHooks;
+
+  constructor(backend: Backend, manager: ContainerManager, contextDir: string, options: BuildOptions, out: BuildOutput, hooks: BuildHooks = {}) {
+    this.hooks = hooks;
     this.backend = backend;
     this.manager = manager;
     this.contextDir = contextDir;
@@ -130,7 +160,10 @@ export class Build {
   }
 
   private say(text: string): void {
-    if (!this.options.quiet) this.out.stream(text);
+    if (this.options.quiet) return;
+    const sink = this.stageSinks.getStore();
+    if (sink) sink.write(text);
+    else this.out.stream(text);
   }
 
   /** Runs the build; returns the final image id. Every intermediate container is gone when it settles, failed or not. */
@@ -157,20 +190,9 @@ export class Build {
     this.escape = escape;
     const globalArgs = new Map<string, string>();
     for (const g of globals) for (const [k, v] of this.argDeclarations(g, globalArgs)) globalArgs.set(k, v);
-    this.stepCount = stages.slice(0, last + 1).reduce((n, s) => n + 1 + s.steps.length, 0);
-    const built: BuildImage[] = [];
-    const names = new Map<string, number>();
-    for (let i = 0; i <= last; i++) {
-      const stage = stages[i]!;
-      const state = await this.from(stage, globalArgs, built, names);
-      for (const step of stage.steps) {
-        this.announce(step);
-        state.image = await this.step(step, state, built, names, globalArgs);
-        this.say(` ---> ${shortId(state.image.id)}\n`);
-      }
-      built.push(state.image);
-      if (stage.name) names.set(stage.name, i);
-    }
+    const plan = planStages(stages, last, (i) => expandText(stages[i]!.from.args.split(/\s+/)[0]!, globalArgs, this.escape));
+    this.stepCount = plan.order.reduce((n, i) => n + 1 + stages[i]!.steps.length, 0);
+    const built = await this.buildStages(stages, plan, globalArgs);
     let result = built[last]!;
     if (Object.keys(this.options.labels).length > 0) {
       const text = `LABEL ${Object.entries(this.options.labels).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}`;
@@ -190,6 +212,57 @@ export class Build {
       this.say(`Successfully tagged ${familiarRef(name)}\n`);
     }
     return result.id;
+  }
+
+  /**
+   * The stages the plan needs, each as soon as the stages it uses are built, so independent
+   * stages run at once; their output is written in stage order. The first failure stops
+   * the other stages at their next step and is the build's error.
+   */
+  private async buildStages(stages: Stage[], plan: StagePlan, globalArgs: Map<string, string>): Promise<BuildImage[]> {
+    const output = new OrderedOutput(plan.order.length, (text) => this.out.stream(text));
+    const results = new Map<number, Promise<BuildImage>>();
+    let failure: { error: unknown } | undefined;
+    let nextStep = 1;
+    for (const [k, i] of plan.order.entries()) {
+      const stage = stages[i]!;
+      const sink: StageSink = { write: output.writer(k), nextStep, stopped: () => failure !== undefined };
+      nextStep += 1 + stage.steps.length;
+      const deps = plan.deps.get(i)!;
+      const run = async (): Promise<BuildImage> => {
+        // Only the stages this one uses are visible to it, under the names and indexes they had.
+        const built: BuildImage[] = [];
+        const names = new Map<string, number>();
+        for (const j of deps) {
+          built[j] = await results.get(j)!;
+          if (stages[j]!.name) names.set(stages[j]!.name!, j);
+        }
+        built.length = i;
+        return this.stageSinks.run(sink, async () => {
+          const state = await this.from(stage, globalArgs, built, names);
+          for (const step of stage.steps) {
+            this.announce(step);
+            state.image = await this.step(step, state, built, names, globalArgs);
+            this.say(` ---> ${shortId(state.image.id)}\n`);
+          }
+          return state.image;
+        });
+      };
+      const promise = run();
+      promise.then(
+        () => output.finish(k),
+        (error: unknown) => (failure ??= { error }),
+      );
+      results.set(i, promise);
+    }
+    await Promise.allSettled(results.values());
+    if (failure) {
+      output.flushAll();
+      throw failure.error;
+    }
+    const built: BuildImage[] = [];
+    for (const [i, promise] of results) built[i] = await promise;
+    return built;
   }
 
   /** The manifest digest `name` points at now, if it exists (a rebuild that changed nothing leaves the tag alone). */
@@ -218,8 +291,10 @@ export class Build {
 
   private announce(step: Instruction): void {
     if (this.out.closed()) throw new BuildFailure("the client closed the connection: build cancelled");
-    this.stepNumber++;
-    this.say(`Step ${this.stepNumber}/${this.stepCount} : ${step.original}\n`);
+    const sink = this.stageSinks.getStore();
+    if (sink?.stopped()) throw new BuildFailure("another stage failed: build cancelled");
+    const number = sink ? sink.nextStep++ : ++this.stepNumber;
+    this.say(`Step ${number}/${this.stepCount} : ${step.original}\n`);
   }
 
   private async from(stage: Stage, globalArgs: Map<string, string>, built: BuildImage[], names: Map<string, number>): Promise<StageState> {
@@ -236,8 +311,36 @@ export class Build {
         throw new BuildFailure(httpErrorOf(err).message);
       }
     }
-    this.say(image.id ? ` ---> ${shortId(image.id)}\n` : " ---> \n");
-    return { image, args: new Map() };
+    const state: StageState = { image, args: new Map() };
+    await this.runTriggers(state, built, names, globalArgs);
+    this.say(state.image.id ? ` ---> ${shortId(state.image.id)}\n` : " ---> \n");
+    return state;
+  }
+
+  /**
+   * The base image's ONBUILD triggers, run right after FROM as Docker does (no Step lines
+   * of their own), on a config with OnBuild cleared so the result does not inherit them.
+   */
+  private async runTriggers(state: StageState, built: BuildImage[], names: Map<string, number>, globals: Map<string, string>): Promise<void> {
+    const triggers = state.image.document.config?.OnBuild;
+    if (!Array.isArray(triggers) || triggers.length === 0) return;
+    this.say(`# Executing ${triggers.length} build trigger${triggers.length > 1 ? "s" : ""}\n`);
+    const document = structuredClone(state.image.document);
+    delete document.config!.OnBuild;
+    state.image = { ...state.image, document };
+    this.triggersCleared.add(state.image);
+    for (const trigger of triggers) {
+      let instructions: Instruction[];
+      try {
+        instructions = parseDockerfile(String(trigger)).instructions;
+      } catch (err) {
+        throw new BuildFailure(`the base image's ONBUILD trigger ${JSON.stringify(trigger)} does not parse: ${httpErrorOf(err).message}`);
+      }
+      if (instructions.length !== 1) throw new BuildFailure(`the base image's ONBUILD trigger ${JSON.stringify(trigger)} should be a single expression`);
+      const instruction = instructions[0]!;
+      if (["ONBUILD", "FROM", "MAINTAINER"].includes(instruction.keyword)) throw new BuildFailure(`${instruction.keyword} isn't allowed as an ONBUILD trigger`);
+      state.image = await this.step(instruction, state, built, names, globals);
+    }
   }
 
   /** An ARG's declarations with their values: a --build-arg wins, then the default, then a global's. */
@@ -272,6 +375,7 @@ export class Build {
     const jsonOrShell = (): string[] => step.json ?? [...(image.document.config?.Shell ?? defaultShell), step.args];
     switch (step.keyword) {
       case "RUN":
+        if (step.heredocs) return this.heredocRunStep(step, state);
         return this.runStep(step, state, jsonOrShell());
       case "COPY":
       case "ADD":
@@ -336,19 +440,10 @@ export class Build {
         return this.metadata(image, `ONBUILD ${trigger}`, (c) => (c.OnBuild = [...((c.OnBuild as string[] | undefined) ?? []), trigger]));
       }
       case "HEALTHCHECK": {
-        const rest = step.args.trim();
-        const test = /^NONE$/i.test(rest) ? ["NONE"] : /^CMD\s+/i.test(rest) ? ((): string[] => {
-          const cmdText = rest.replace(/^CMD\s+/i, "");
-          try {
-            const parsed = JSON.parse(cmdText) as unknown;
-            if (Array.isArray(parsed)) return ["CMD", ...(parsed as string[])];
-          } catch {
-            // shell form
-          }
-          return ["CMD-SHELL", cmdText];
-        })() : undefined;
-        if (!test) throw new BuildFailure("Unknown type for HEALTHCHECK: the form is HEALTHCHECK [OPTIONS] CMD command, or HEALTHCHECK NONE");
-        return this.metadata(image, `HEALTHCHECK &{${JSON.stringify(test)}}`, (c) => (c.Healthcheck = { Test: test }));
+        const health = parseHealthcheck(step.args, step.flags);
+        const old = image.document.config?.Healthcheck as { Test?: string[] } | undefined;
+        if (old?.Test && old.Test.length > 0 && old.Test[0] !== "NONE") this.say(`Note that overriding the HEALTHCHECK will be ignored, old HEALTHCHECK was: [${old.Test.join(" ")}]\n`);
+        return this.metadata(image, healthcheckHistory(health), (c) => (c.Healthcheck = health));
       }
       default:
         throw new BuildFailure(`unknown instruction: ${step.keyword}`);
@@ -357,7 +452,9 @@ export class Build {
 
   /** The step's cache key: its parent image and what it does. */
   private key(parent: BuildImage, text: string): string {
-    return createHash("sha256").update(`${parent.id}\n${text}`).digest("hex");
+    // A base whose triggers ran has its OnBuild cleared: steps on it make other images than on the base itself.
+    const parentKey = this.triggersCleared.has(parent) ? `${parent.id} onbuild-cleared` : parent.id;
+    return createHash("sha256").update(`${parentKey}\n${text}`).digest("hex");
   }
 
   private madeHere(image: BuildImage): BuildImage {
@@ -369,7 +466,10 @@ export class Build {
     // A parent this build just made has no cached children anywhere: no lookup to make.
     if (this.options.noCache || this.made.has(parent.id)) return undefined;
     const hit = await findCached(this.backend, this.key(parent, text));
-    if (hit) this.say(" ---> Using cache\n");
+    if (hit) {
+      this.say(" ---> Using cache\n");
+      recordCacheUse(this.backend, hit);
+    }
     return hit;
   }
 
@@ -399,12 +499,23 @@ export class Build {
     return this.madeHere(await storeImage(this.backend, lease, { ...parent, document, layers: [...parent.layers, { mediaType, digest: layer.digest, size: layer.size }] }, key));
   }
 
-  private async runStep(step: Instruction, state: StageState, command: string[]): Promise<BuildImage> {
+  /** A RUN with heredocs: a `#!` body is a host file the container sees read-only where the command runs it. */
+  private async heredocRunStep(step: Instruction, state: StageState): Promise<BuildImage> {
+    const run = heredocRun(step, state.image.document.config?.Shell ?? defaultShell);
+    const script = run.script ? writeScript(run.script.content) : undefined;
+    try {
+      return await this.runStep(step, state, run.command, run, script ? [`${script.path}:${run.script!.path}:ro`] : undefined);
+    } finally {
+      script?.remove();
+    }
+  }
+
+  private async runStep(step: Instruction, state: StageState, command: string[], heredoc?: HeredocRun, binds?: string[]): Promise<BuildImage> {
     const parent = state.image;
     if (!parent.id) throw new BuildFailure("RUN needs a base image with a shell: FROM scratch has none");
     const env = mergeEnv([...state.args].map(([k, v]) => `${k}=${v}`), parent.document.config?.Env ?? []);
     const argText = state.args.size > 0 ? `|${state.args.size} ${[...state.args].map(([k, v]) => `${k}=${v}`).join(" ")} ` : "";
-    const createdBy = `${argText}${command.join(" ")}`;
+    const createdBy = `${argText}${heredoc?.createdBy ?? command.join(" ")}`;
     const hit = await this.cached(parent, createdBy);
     if (hit) return hit;
     const config = parent.document.config ?? {};
@@ -417,13 +528,14 @@ export class Build {
         WorkingDir: config.WorkingDir ?? "",
         User: config.User ?? "",
         Volumes: {},
-        Labels: {},
+        Labels: { ...this.hooks.containerLabels },
         AttachStdout: true,
         AttachStderr: true,
-        HostConfig: { NetworkMode: "none" },
+        HostConfig: { NetworkMode: "none", ...(binds ? { Binds: binds } : {}) },
       } as Parameters<ContainerManager["create"]>[0],
       null,
     );
+    this.hooks.runContainer?.(id, true);
     // A failed RUN's container goes too (as with --force-rm): a build leaves nothing behind.
     try {
       this.say(` ---> Running in ${shortId(id)}\n`);
@@ -449,7 +561,12 @@ export class Build {
       });
     } finally {
       // Off the step's path: the next step starts while this container goes.
-      this.removals.push(this.manager.remove(id, true).catch((err: Error) => this.backend.log.warn({ id, err: err.message }, "cannot remove a build container")));
+      this.removals.push(
+        this.manager.remove(id, true).then(
+          () => this.hooks.runContainer?.(id, false),
+          (err: Error) => this.backend.log.warn({ id, err: err.message }, "cannot remove a build container"),
+        ),
+      );
       this.say(`Removing intermediate container ${shortId(id)}\n`);
     }
   }
@@ -458,7 +575,8 @@ export class Build {
     const parent = state.image;
     const words = step.json ?? processWords(step.args, vars, this.escape, true);
     if (words.length < 2) throw new BuildFailure(`${step.keyword} requires at least two arguments, but only one was provided. Destination could not be determined.`);
-    const sourceNames = words.slice(0, -1);
+    const sourceNames = words.slice(0, -1).filter((w) => !isHeredocWord(w, step));
+    const sourceCount = words.length - 1;
     const workdir = parent.document.config?.WorkingDir || "/";
     const destGiven = words.at(-1)!;
     const dest = posix.resolve(workdir, destGiven) + (destGiven.endsWith("/") || destGiven.endsWith("/.") ? "/" : "");
@@ -470,23 +588,26 @@ export class Build {
       if (/^[a-z]+:\/\//i.test(s)) throw new BuildFailure(`${step.keyword} of a URL is not supported: Berth builds have no network access (${s}); download it into the context instead`);
     }
     const fromFlag = step.flags.get("from");
+    if (fromFlag && step.heredocs) throw new BuildFailure(`${step.keyword} --from cannot copy heredocs: their files come from the Dockerfile, not from ${fromFlag}`);
+    const inline = step.heredocs ? heredocSources(step, vars, this.escape) : undefined;
     return this.withSourceRoot(fromFlag, built, names, async (root, rootKey, what) => {
       const selected: Selected[] = [];
       for (const s of sourceNames) selected.push(...selectSources(root, s, what));
+      for (const name of inline?.names ?? []) selected.push(...selectSources(inline!.dir, name, "heredoc"));
       const hash = rootKey ?? (await hashSources(selected));
       const flagText = [...step.flags].map(([k, v]) => `--${k}=${v}`).join(" ");
       const createdBy = `/bin/sh -c #(nop) ${step.keyword} ${flagText ? `${flagText} ` : ""}${selected.length === 1 && selected[0]!.stat.isFile() ? "file" : "dir"}:${hash} in ${dest} `;
       const keyText = `${createdBy}\n${fromFlag ? sourceNames.join("\n") : ""}`;
       const hit = await this.cached(parent, keyText);
       if (hit) return hit;
-      const destIsDir = dest.endsWith("/") || selected.length > 1 || sourceNames.length > 1;
+      const destIsDir = dest.endsWith("/") || selected.length > 1 || sourceCount > 1;
       return withLease(this.backend.images, await this.lease(), async (lease) => {
         let parentChain = "";
         if (parent.id) parentChain = await this.unpacked(parent, lease);
         const key = `build-copy-${randomBytes(8).toString("hex")}`;
         let committed = false;
         const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: parentChain, lease });
-        const target = await mkdtemp(join(tmpdir(), "berth-build-"));
+        const target = await mkdtemp(join(this.hooks.scratchDir ?? tmpdir(), "berth-build-"));
         try {
           const owner: Owner | undefined = chown ? await userInRootfs(mounts, chown).catch((err: Error) => {
             throw new BuildFailure(`unable to convert uid/gid chown string to host mapping: ${err.message}`);
@@ -511,7 +632,7 @@ export class Build {
           await rm(target, { recursive: true, force: true });
         }
       });
-    });
+    }).finally(() => inline?.remove());
   }
 
   private async copyInto(root: string, selected: Selected[], dest: string, destIsDir: boolean, owner: Owner | undefined, mode: number | undefined, unpack: boolean): Promise<void> {
@@ -559,7 +680,7 @@ export class Build {
       const top = await this.unpacked(image, lease);
       const key = `build-from-${randomBytes(8).toString("hex")}`;
       const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: top, lease, readOnly: true });
-      const root = await mkdtemp(join(tmpdir(), "berth-build-from-"));
+      const root = await mkdtemp(join(this.hooks.scratchDir ?? tmpdir(), "berth-build-from-"));
       try {
         await mountAll(mounts, root);
         try {

@@ -3,10 +3,12 @@
 // it already; other clients may not), keeping the Dockerfile and .dockerignore themselves.
 // A context is extracted into memory (tmpfs) while it fits a budget, and moves to disk
 // once it passes it: on disk, writing, copying out of and removing a 20 MB, 200-file
-// context took a few times longer (journal, block allocation) than on tmpfs.
+// context took a few times longer (journal, block allocation) than on tmpfs. A context in
+// memory for a given directory is a symlink there to it (removeContext removes both).
 import { execFile } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, unlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -97,8 +99,11 @@ async function* after(pending: TarEntry | undefined, source: AsyncIterator<TarEn
 
 const run = promisify(execFile);
 
-/** Extracts the context; the caller removes the directory. */
-export async function extractContext(body: ByteSource, dockerfile: string): Promise<string> {
+/**
+ * Extracts the context into `into` (made here; a temp dir by default) and returns its path;
+ * the caller removes it with removeContext.
+ */
+export async function extractContext(body: ByteSource, dockerfile: string, into?: string): Promise<string> {
   const entries = readTar(limited(body, contextLimit()), { perEntry: 1 << 20, perArchive: Number.MAX_SAFE_INTEGER })[Symbol.asyncIterator]();
   const budget = contextMemoryBudget();
   const memory = budget > 0 ? memoryDir() : undefined;
@@ -107,17 +112,34 @@ export async function extractContext(body: ByteSource, dockerfile: string): Prom
     made.push(await mkdtemp(join(parent, "berth-build-context-")));
     return made.at(-1)!;
   };
+  /** A directory in memory, `into` linking to it (the link first: a kill in between leaves only a dangling link). */
+  const memoryDirFor = (parent: string, link: string) => {
+    const dir = join(parent, `berth-build-context-${randomBytes(6).toString("hex")}`);
+    made.push(link);
+    symlinkSync(dir, link);
+    made.push(dir);
+    mkdirSync(dir, { mode: 0o700 });
+    return dir;
+  };
+  const diskDir = async () => {
+    if (!into) return dirIn(tmpdir());
+    made.push(into);
+    mkdirSync(into, { mode: 0o700 });
+    return into;
+  };
   try {
     let pending: TarEntry | undefined;
     let inMemory: string | undefined;
     if (memory) {
-      inMemory = await dirIn(memory);
+      inMemory = into ? memoryDirFor(memory, into) : await dirIn(memory);
       const split: Split = { bytes: 0, ended: false, pending: undefined };
       await applyTar(entriesWithin(entries, budget, split), { root: inMemory, whiteouts: "delete", sys: native });
+      // The directory itself, not the link: a source of "." must be a directory, not a symlink.
       if (split.ended) return finish(inMemory, dockerfile);
       pending = split.pending;
+      if (into) unlinkSync(into);
     }
-    const onDisk = await dirIn(tmpdir());
+    const onDisk = await diskDir();
     if (inMemory) {
       // Over the budget: what is there moves to disk (cp -a keeps owners, modes, times and hard links), the rest follows it there.
       await run("cp", ["-a", "--", `${inMemory}/.`, onDisk]);
@@ -127,10 +149,20 @@ export async function extractContext(body: ByteSource, dockerfile: string): Prom
     return finish(onDisk, dockerfile);
   } catch (err) {
     await entries.return(undefined);
-    for (const dir of made) rmSync(dir, { recursive: true, force: true });
+    for (const dir of made.reverse()) rmSync(dir, { recursive: true, force: true });
     if (err instanceof ContextTooLarge || (err as Error).message.includes("BERTH_BUILD_CONTEXT_MAX_BYTES")) throw badRequest((err as Error).message.replace(/^.*?(the build context is larger)/, "$1"));
     throw badRequest(`cannot read the build context: ${(err as Error).message}`);
   }
+}
+
+/** Removes a context extractContext made: a link to one in memory takes that with it. */
+export function removeContext(path: string): void {
+  try {
+    if (lstatSync(path).isSymbolicLink()) rmSync(readlinkSync(path), { recursive: true, force: true });
+  } catch {
+    // not there
+  }
+  rmSync(path, { recursive: true, force: true });
 }
 
 function finish(dir: string, dockerfile: string): string {

@@ -1,8 +1,10 @@
 // Dockerfile text → instructions. A small parser of our own (the npm candidates pull in a
 // language-server stack for what is a line format): parser directives (`# escape=`,
 // `# syntax=`), comments, line continuations, flags (`--from=…`), JSON (exec) vs shell
-// forms, and Docker's variable substitution ($VAR, ${VAR}, ${VAR:-d}, ${VAR:+a}).
+// forms, Docker's variable substitution ($VAR, ${VAR}, ${VAR:-d}, ${VAR:+a}), and
+// BuildKit's heredocs for RUN/COPY/ADD (the classic builder has none).
 import { badRequest } from "../http.ts";
+import { parseHealthcheck } from "./healthcheck.ts";
 
 export const knownInstructions = new Set([
   "FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT",
@@ -21,6 +23,53 @@ export interface Instruction {
   line: number;
   /** As written (continuations joined), for `Step N/M : …`. */
   original: string;
+  /** RUN/COPY/ADD heredocs (`<<EOF` … `EOF`) in the order their markers appear. */
+  heredocs?: Heredoc[];
+}
+
+export interface Heredoc {
+  /** The delimiter, quotes removed (COPY's file name). */
+  name: string;
+  /** The marker as written in the instruction (`<<-"EOF"`). */
+  marker: string;
+  /** The body's lines, each with its newline, as written (no tab stripping). */
+  content: string;
+  /** `<<-`: leading tabs stripped from the body's lines. */
+  chomp: boolean;
+  /** An unquoted delimiter: variables in the body are expanded. */
+  expand: boolean;
+}
+
+const heredocKeywords = new Set(["RUN", "COPY", "ADD"]);
+
+/** `<<EOF`, `<<-EOF`, `<<"EOF"`, `<<'EOF'` (also after an fd number, `3<<EOF`), starting a word; never `<<<`. */
+const heredocMarker = /(?<=^|\s)\d*<<(-?)(?:"([^"\s]+)"|'([^'\s]+)'|([^\s"'<>|&;()]+))/g;
+
+/** The heredoc markers in a shell-form RUN/COPY/ADD, in order. */
+function heredocMarkers(instruction: Instruction): Omit<Heredoc, "content">[] {
+  if (!heredocKeywords.has(instruction.keyword) || instruction.json) return [];
+  return [...instruction.args.matchAll(heredocMarker)].map((m) => ({
+    name: m[2] ?? m[3] ?? m[4]!,
+    marker: m[0],
+    chomp: m[1] === "-",
+    expand: m[4] !== undefined,
+  }));
+}
+
+/** Reads the bodies of `markers` from lines[index…]; returns the heredocs and the index after the last terminator. */
+function readHeredocs(lines: string[], index: number, markers: Omit<Heredoc, "content">[], line: number): { heredocs: Heredoc[]; next: number } {
+  const heredocs: Heredoc[] = [];
+  for (const marker of markers) {
+    const body: string[] = [];
+    for (;;) {
+      if (index >= lines.length) throw parseError(line, `unterminated heredoc: no line ${JSON.stringify(marker.name)} ends the ${marker.marker} started here`);
+      const text = lines[index++]!;
+      if ((marker.chomp ? text.replace(/^\t+/, "") : text) === marker.name) break;
+      body.push(`${text}\n`);
+    }
+    heredocs.push({ ...marker, content: body.join("") });
+  }
+  return { heredocs, next: index };
 }
 
 export interface Dockerfile {
@@ -72,7 +121,14 @@ export function parseDockerfile(text: string): Dockerfile {
       joined += current;
       break;
     }
-    instructions.push(parseInstruction(joined.trim(), start));
+    const instruction = parseInstruction(joined.trim(), start);
+    const markers = heredocMarkers(instruction);
+    if (markers.length > 0) {
+      const { heredocs, next } = readHeredocs(lines, index, markers, start);
+      instruction.heredocs = heredocs;
+      index = next;
+    }
+    instructions.push(instruction);
   }
   return { escape, instructions };
 }
@@ -101,7 +157,28 @@ function parseInstruction(text: string, line: number): Instruction {
     }
   }
   if (rest === "" && !["RUN", "CMD", "ENTRYPOINT"].includes(keyword)) throw parseError(line, `${keyword} requires at least one argument`);
-  return { keyword, args: rest, flags, json, line, original: text };
+  const instruction: Instruction = { keyword, args: rest, flags, json, line, original: text };
+  checkInstruction(instruction);
+  return instruction;
+}
+
+/** What can be refused from the text alone, before any step runs (Docker's parse-time errors). */
+function checkInstruction(instruction: Instruction): void {
+  const { keyword, args, flags, line } = instruction;
+  if (keyword === "ONBUILD") {
+    const trigger = /^\S+/.exec(args)![0].toUpperCase();
+    if (trigger === "ONBUILD") throw parseError(line, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
+    if (trigger === "FROM" || trigger === "MAINTAINER") throw parseError(line, `${trigger} isn't allowed as an ONBUILD trigger`);
+    const parsed = parseInstruction(args, line);
+    if (heredocMarkers(parsed).length > 0) throw parseError(line, "heredocs are not supported in ONBUILD triggers: the trigger is one line");
+  }
+  if (keyword === "HEALTHCHECK") {
+    try {
+      parseHealthcheck(args, flags);
+    } catch (err) {
+      throw parseError(line, (err as Error).message);
+    }
+  }
 }
 
 /**

@@ -13,6 +13,7 @@ import type { ContainerRecord } from "../store.ts";
 import { danglingPrefix, displayRef, imageCatalog, type EngineImage } from "./catalog.ts";
 import { createName } from "./tagging.ts";
 import { danglingFilter, filterImages } from "./filters.ts";
+import { isBuildIntermediate } from "../build/image-store.ts";
 
 export interface DeleteItem {
   Untagged?: string;
@@ -129,12 +130,12 @@ export interface PruneReport {
   SpaceReclaimed: number;
 }
 
-/** `docker image prune`: dangling images (or, with dangling=false, every image) no container uses. */
+/** `docker image prune`: dangling images (or, with dangling=false, every image) no container uses. The build cache's step images are not dangling images: `builder prune` removes them. */
 export async function pruneImages(backend: Backend, filters: Filters): Promise<PruneReport> {
   const catalog = imageCatalog(backend);
   const danglingOnly = danglingFilter(filters) ?? true;
   const rest: Filters = new Map([...filters].filter(([k]) => k !== "dangling"));
-  const candidates = (await filterImages(catalog, await catalog.list(), rest)).filter((image) => !danglingOnly || image.repoTags.length === 0);
+  const candidates = (await filterImages(catalog, await catalog.list(), rest)).filter((image) => !danglingOnly || (image.repoTags.length === 0 && !isBuildIntermediate(image)));
   const used = new Set(backend.store.list().map((c) => c.Image));
   const deleted: DeleteItem[] = [];
   let reclaimed = 0;

@@ -1,15 +1,19 @@
-// POST /build: the classic builder's API. The tar context is extracted, the Dockerfile
-// parsed and checked (anything wrong with them is an HTTP error before the stream), then
-// the steps stream as Docker's classic builder writes them; a failure after the 200 is an
-// in-band errorDetail whose code the CLI exits with.
-import { rm } from "node:fs/promises";
+// POST /build: the classic builder's API. The tar context is extracted into the build's
+// own directory under the root, the Dockerfile parsed and checked (anything wrong with
+// them is an HTTP error before the stream), then the build runs as a job (build/job.ts)
+// whose steps stream as Docker's classic builder writes them; a failure after the 200 is
+// an in-band errorDetail whose code the CLI exits with.
+import { join } from "node:path";
 import type { Backend } from "../backend.ts";
 import { badRequest, type Router } from "../http.ts";
 import { queryBool } from "../query.ts";
 import { ContainerManager } from "../containers/lifecycle.ts";
 import { normalizeDockerRef, ReferenceError } from "../../../core/image/reference.ts";
-import { Build, failureOf, planBuild, type BuildOptions } from "../build/builder.ts";
+import { planBuild, type BuildOptions } from "../build/builder.ts";
 import { extractContext } from "../build/context.ts";
+import { releaseInFlight } from "../build/in-flight.ts";
+import { buildJobId, hasBuildDirs, newBuildDir } from "../build/work-dir.ts";
+import type { BuildJobs } from "../build/job.ts";
 
 function jsonMap(text: string | null, what: string): Record<string, string | null> {
   if (!text) return {};
@@ -25,6 +29,20 @@ function jsonMap(text: string | null, what: string): Record<string, string | nul
 
 export function registerBuildRoutes(router: Router, backend: Backend): void {
   const manager = new ContainerManager(backend);
+  // BullMQ and its Redis connections load with the first build, or at start when a build
+  // directory shows that a killed daemon left a build to undo.
+  let jobs: Promise<BuildJobs> | undefined;
+  const buildJobs = () =>
+    (jobs ??= import("../build/job.ts")
+      .then((m) => m.BuildJobs.open(backend, manager, backend.options.redisUrl ?? process.env.BERTH_REDIS_URL))
+      .catch((err: Error) => {
+        jobs = undefined;
+        throw err;
+      }));
+  backend.onClose(async () => {
+    await (await jobs?.catch(() => undefined))?.close();
+  });
+  if (hasBuildDirs(backend.options.root)) buildJobs().catch((err: Error) => backend.log.warn({ err: err.message }, "cannot undo interrupted builds"));
   router.post("/build", async (ctx) => {
     const q = ctx.query;
     const tags = q.getAll("t").filter(Boolean);
@@ -47,25 +65,35 @@ export function registerBuildRoutes(router: Router, backend: Backend): void {
       target: q.get("target") ?? "",
       quiet: queryBool(q, "q"),
     };
-    const contextDir = await extractContext(ctx.req, options.dockerfile);
+    const queue = await buildJobs();
+    const { id, dir } = newBuildDir(backend.options.root);
+    const removeDir = () => releaseInFlight(backend, manager, { jobId: buildJobId(id), inFlight: { containers: [], snapshots: [], leases: [] }, dir, byLabel: false });
+    let contextDir: string;
     try {
+      contextDir = await extractContext(ctx.req, options.dockerfile, join(dir, "context"));
       planBuild(contextDir, options);
-      const stream = ctx.jsonStream();
-      const build = new Build(backend, manager, contextDir, options, {
+    } catch (err) {
+      await removeDir();
+      throw err;
+    }
+    const stream = ctx.jsonStream();
+    const gone = new AbortController();
+    ctx.res.once("close", () => {
+      if (!ctx.res.writableFinished) gone.abort();
+    });
+    try {
+      const outcome = await queue.run(id, { options, contextDir, dir }, {
         stream: (text) => stream.write({ stream: text }),
         aux: (value) => stream.write({ aux: value }),
         closed: () => stream.closed,
-      });
-      try {
-        await build.run();
-      } catch (err) {
-        const { code, message } = failureOf(err);
-        stream.write({ errorDetail: { code, message }, error: message });
-      }
-      stream.end();
-    } finally {
-      // Off the event loop: removing a large context synchronously held up the next request by tens of ms.
-      await rm(contextDir, { recursive: true, force: true });
+      }, gone.signal);
+      if (!outcome.ok) stream.write({ errorDetail: { code: outcome.code, message: outcome.message }, error: outcome.message });
+    } catch (err) {
+      // The job could not be added (Redis unreachable): nothing ran, only the directory is left.
+      await removeDir().catch(() => undefined);
+      stream.fail(err);
+      return;
     }
+    stream.end();
   });
 }

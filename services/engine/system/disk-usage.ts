@@ -2,6 +2,8 @@
 // many images share them; a container's writable layer is its snapshot's usage.
 import { chainIds } from "../../../core/image/chain-id.ts";
 import type { Backend } from "../backend.ts";
+import { buildCacheUsage } from "../build/cache.ts";
+import { isBuildIntermediate } from "../build/image-store.ts";
 import { imageCatalog } from "../images/catalog.ts";
 import { listElement } from "../images/views.ts";
 import type { ContainerRecord } from "../store.ts";
@@ -29,7 +31,8 @@ function statusText(c: ContainerRecord): string {
 
 export async function diskUsage(backend: Backend): Promise<Record<string, unknown>> {
   const catalog = imageCatalog(backend);
-  const images = await catalog.list();
+  // The build's step images are the build cache, reported under BuildCache (Docker's df lists top-level images only).
+  const images = (await catalog.list()).filter((image) => !isBuildIntermediate(image));
   const containers = backend.store.list();
 
   // Each layer (by chain ID) once; a layer in two or more images is shared.
@@ -77,5 +80,5 @@ export async function diskUsage(backend: Backend): Promise<Record<string, unknow
       Mounts: [],
     });
   }
-  return { LayersSize: layersSize, Images: imageRows, Containers: containerRows, Volumes: volumesDiskUsage(backend.store, volumeStore(backend)), BuildCache: [], BuilderSize: 0 };
+  return { LayersSize: layersSize, Images: imageRows, Containers: containerRows, Volumes: volumesDiskUsage(backend.store, volumeStore(backend)), ...(await buildCacheUsage(backend)) };
 }
