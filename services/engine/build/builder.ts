@@ -13,14 +13,13 @@ import { blobInfo } from "../../../core/content-client.ts";
 import { chainId } from "../../../core/image/chain-id.ts";
 import { isNotFound } from "../../../core/grpc-status.ts";
 import { labels as wellKnown, mediaTypes } from "../../../core/image/media-types.ts";
-import { withLease } from "../../../core/image/lease.ts";
+import { createLease, deleteLease, withLease } from "../../../core/image/lease.ts";
 import { normalizeDockerRef } from "../../../core/image/reference.ts";
 import { mountAll, unmountAll } from "../../../core/mounts.ts";
 import { prepareRootfs } from "../../../core/rootfs.ts";
 import { mergeEnv } from "../../../core/oci/spec.ts";
 import type { Backend } from "../backend.ts";
 import { badRequest, httpErrorOf, serverError } from "../http.ts";
-import { diffLayer } from "../archive/commit.ts";
 import { snapshotter } from "../containers/image.ts";
 import { unpackImage } from "../../../core/image/unpack.ts";
 import type { ContainerManager } from "../containers/lifecycle.ts";
@@ -34,6 +33,8 @@ import { OrderedOutput, planStages, type StagePlan } from "./stages.ts";
 import { heredocRun, heredocSources, isHeredocWord, writeScript, type HeredocRun } from "./heredoc.ts";
 import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
 import { findCached, loadImage, markResult, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
+import { stepLayer } from "./step-layer.ts";
+import { unsynced } from "./unsynced-mounts.ts";
 import { archiveCompression, copyTree, destinationIn, hashSources, selectSources, unpackArchive, type Owner, type Selected } from "./sources.ts";
 
 export interface BuildOptions {
@@ -137,6 +138,11 @@ export class Build {
   private escape = "\\";
   private stepNumber = 0;
   private stepCount = 0;
+  private leaseId: Promise<string> | undefined;
+  /** Ids of the images this build stored (their created times make them new). */
+  private readonly made = new Set<string>();
+  /** RUN containers being removed. */
+  private readonly removals: Promise<void>[] = [];
   /** The running stage's output and step numbers (stages run concurrently). */
   private readonly stageSinks = new AsyncLocalStorage<StageSink>();
   /** FROM images whose ONBUILD triggers ran (their config in memory differs from the stored one). */
@@ -160,8 +166,26 @@ export class Build {
     else this.out.stream(text);
   }
 
-  /** Runs the build; returns the final image id. */
+  /** Runs the build; returns the final image id. Every intermediate container is gone when it settles, failed or not. */
   async run(): Promise<string> {
+    try {
+      return await this.steps();
+    } finally {
+      await Promise.all(this.removals);
+      await this.leaseId?.then((id) => deleteLease(this.backend.images, id)).catch(() => undefined);
+    }
+  }
+
+  /**
+   * The build's one lease, made when a step first writes: what the steps write stays until
+   * the images naming it exist. One lease instead of one per step saves two round trips a step.
+   */
+  private lease(): Promise<string> {
+    this.leaseId ??= createLease(this.backend.images);
+    return this.leaseId;
+  }
+
+  private async steps(): Promise<string> {
     const { stages, globals, escape, last } = planBuild(this.contextDir, this.options);
     this.escape = escape;
     const globalArgs = new Map<string, string>();
@@ -433,8 +457,14 @@ export class Build {
     return createHash("sha256").update(`${parentKey}\n${text}`).digest("hex");
   }
 
+  private madeHere(image: BuildImage): BuildImage {
+    this.made.add(image.id);
+    return image;
+  }
+
   private async cached(parent: BuildImage, text: string): Promise<BuildImage | undefined> {
-    if (this.options.noCache) return undefined;
+    // A parent this build just made has no cached children anywhere: no lookup to make.
+    if (this.options.noCache || this.made.has(parent.id)) return undefined;
     const hit = await findCached(this.backend, this.key(parent, text));
     if (hit) {
       this.say(" ---> Using cache\n");
@@ -453,7 +483,7 @@ export class Build {
     const now = new Date().toISOString();
     document.created = now;
     document.history = [...(document.history ?? []), { created: now, created_by: createdBy, empty_layer: true }];
-    return withLease(this.backend.images, undefined, (lease) => storeImage(this.backend, lease, { ...parent, document }, this.key(parent, createdBy)));
+    return this.madeHere(await withLease(this.backend.images, await this.lease(), (lease) => storeImage(this.backend, lease, { ...parent, document }, this.key(parent, createdBy))));
   }
 
   /** A new image with `layer` on top of `parent`. */
@@ -466,7 +496,7 @@ export class Build {
     document.rootfs = { type: "layers", diff_ids: [...(document.rootfs?.diff_ids ?? []), diffId] };
     document.history = [...(document.history ?? []), { created: now, created_by: createdBy }];
     const mediaType = parent.manifestType === mediaTypes.dockerManifest ? (layer.mediaType === mediaTypes.ociLayer ? mediaTypes.dockerLayer : mediaTypes.dockerLayerGzip) : layer.mediaType;
-    return storeImage(this.backend, lease, { ...parent, document, layers: [...parent.layers, { mediaType, digest: layer.digest, size: layer.size }] }, key);
+    return this.madeHere(await storeImage(this.backend, lease, { ...parent, document, layers: [...parent.layers, { mediaType, digest: layer.digest, size: layer.size }] }, key));
   }
 
   /** A RUN with heredocs: a `#!` body is a host file the container sees read-only where the command runs it. */
@@ -510,21 +540,32 @@ export class Build {
     try {
       this.say(` ---> Running in ${shortId(id)}\n`);
       const record = this.manager.get(id);
-      const end = this.manager.runtime(id).nextEnd();
+      const runtime = this.manager.runtime(id);
+      const prepared = runtime.takePreparedMounts();
+      if (prepared) runtime.prepareMounts(unsynced(prepared));
+      const end = runtime.nextEnd();
       await this.manager.start(id);
       for await (const entry of follow(new LogCursor(record.LogPath), end.promise)) this.say(entry.log);
       const { exitCode } = await end.promise;
       if (exitCode !== 0) {
         throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
       }
-      return await withLease(this.backend.images, undefined, async (lease) => {
-        const layer = await diffLayer(this.backend, snapshotter, id, lease, layerMediaType);
-        return this.withLayer(parent, layer, createdBy, this.key(parent, createdBy), lease);
+      return await withLease(this.backend.images, await this.lease(), async (lease) => {
+        const layer = await stepLayer(this.backend, snapshotter, id, prepared, lease, layerMediaType);
+        const image = await this.withLayer(parent, layer, createdBy, this.key(parent, createdBy), lease);
+        // The container's snapshot (its task is gone) is the new image's rootfs already: kept
+        // under its chain id, the next step starts from it instead of unpacking the layer,
+        // and the container's removal finds no snapshot left to remove.
+        await this.backend.images.snapshots.commit({ snapshotter, name: chainId(image.document.rootfs!.diff_ids), key: id, labels: {} }, this.backend.call(lease)).catch(() => undefined);
+        return image;
       });
     } finally {
-      await this.manager.remove(id, true).then(
-        () => this.hooks.runContainer?.(id, false),
-        (err: Error) => this.backend.log.warn({ id, err: err.message }, "cannot remove a build container"),
+      // Off the step's path: the next step starts while this container goes.
+      this.removals.push(
+        this.manager.remove(id, true).then(
+          () => this.hooks.runContainer?.(id, false),
+          (err: Error) => this.backend.log.warn({ id, err: err.message }, "cannot remove a build container"),
+        ),
       );
       this.say(`Removing intermediate container ${shortId(id)}\n`);
     }
@@ -560,7 +601,7 @@ export class Build {
       const hit = await this.cached(parent, keyText);
       if (hit) return hit;
       const destIsDir = dest.endsWith("/") || selected.length > 1 || sourceCount > 1;
-      return withLease(this.backend.images, undefined, async (lease) => {
+      return withLease(this.backend.images, await this.lease(), async (lease) => {
         let parentChain = "";
         if (parent.id) parentChain = await this.unpacked(parent, lease);
         const key = `build-copy-${randomBytes(8).toString("hex")}`;
@@ -571,13 +612,13 @@ export class Build {
           const owner: Owner | undefined = chown ? await userInRootfs(mounts, chown).catch((err: Error) => {
             throw new BuildFailure(`unable to convert uid/gid chown string to host mapping: ${err.message}`);
           }) : fromFlag ? undefined : { uid: 0, gid: 0 };
-          await mountAll(mounts, target);
+          await mountAll(unsynced(mounts), target);
           try {
             await this.copyInto(target, selected, dest, destIsDir, owner, mode, step.keyword === "ADD" && !fromFlag);
           } finally {
             await unmountAll(target, { detachBusy: true });
           }
-          const layer = await diffLayer(this.backend, snapshotter, key, lease, layerMediaType);
+          const layer = await stepLayer(this.backend, snapshotter, key, mounts, lease, layerMediaType);
           const image = await this.withLayer(parent, layer, createdBy, this.key(parent, keyText), lease);
           // The snapshot is the new image's rootfs already: committed under its chain id, the
           // next step finds it instead of unpacking the layer just made.
@@ -635,7 +676,7 @@ export class Build {
       }
     }
     if (!image.id) throw new BuildFailure(`COPY --from=${from}: the stage has no files (FROM scratch with no steps)`);
-    return withLease(this.backend.images, undefined, async (lease) => {
+    return withLease(this.backend.images, await this.lease(), async (lease) => {
       const top = await this.unpacked(image, lease);
       const key = `build-from-${randomBytes(8).toString("hex")}`;
       const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: top, lease, readOnly: true });

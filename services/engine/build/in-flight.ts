@@ -6,13 +6,14 @@
 // is made inside the create, carries the job's label instead. releaseInFlight removes all
 // of it: at the end of every build, and for a build a killed daemon left (recovery.ts).
 import { readFileSync, rmSync } from "node:fs";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { isNotFound } from "../../../core/grpc-status.ts";
 import type { Logger } from "../../../core/log.ts";
 import { unmountAll } from "../../../core/mounts.ts";
 import type { Backend } from "../backend.ts";
 import type { ContainerManager } from "../containers/lifecycle.ts";
 import { SIGKILL } from "../containers/signals.ts";
+import { removeContext } from "./context.ts";
 import { Status as TaskStatus } from "../../../core/gen/containerd/types/task/task.ts";
 
 /** The label a build job puts on its RUN containers and leases: the job's id. */
@@ -242,7 +243,11 @@ export async function releaseInFlight(backend: Backend, manager: ContainerManage
     // Never recursively delete through a mount: that would empty a snapshot.
     const still = mountsUnder(leftovers.dir);
     if (still.length > 0) failures.push(new Error(`${leftovers.dir} still has mounts (${still.join(", ")}); left in place`));
-    else rmSync(leftovers.dir, { recursive: true, force: true });
+    else {
+      // A context kept in memory is a link in the directory to it.
+      removeContext(join(leftovers.dir, "context"));
+      rmSync(leftovers.dir, { recursive: true, force: true });
+    }
   }
   if (failures.length > 0) throw failures[0]!;
 }

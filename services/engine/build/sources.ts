@@ -2,7 +2,7 @@
 // checked to stay inside their root; a content hash of them for the cache key (contents,
 // modes, ownership, link targets — not times); and the copy into a rootfs.
 import { createHash } from "node:crypto";
-import { chmodSync, closeSync, copyFileSync, createReadStream, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, readSync, symlinkSync, utimesSync, type Stats } from "node:fs";
+import { chmodSync, closeSync, constants, copyFileSync, createReadStream, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, symlinkSync, unlinkSync, utimesSync, writeSync, type Stats } from "node:fs";
 import { basename, join, posix } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { badRequest } from "../http.ts";
@@ -76,13 +76,18 @@ export function selectSources(root: string, source: string, what: string): Selec
   return found;
 }
 
+/** Files up to this size are read in one synchronous call when hashed. */
+const smallFile = 1 << 20;
+
 /** A hash of what the sources hold: names, modes, owners, link targets and contents (never times). */
 export async function hashSources(sources: Selected[]): Promise<string> {
   const hash = createHash("sha256");
   const visit = async (host: string, relative: string, stat: Stats) => {
     hash.update(`${relative}\0${stat.mode}\0${stat.uid}:${stat.gid}\0`);
     if (stat.isSymbolicLink()) hash.update(readlinkSync(host));
-    else if (stat.isFile()) await pipeline(createReadStream(host), async (chunks: AsyncIterable<Buffer>) => {
+    // A stream per small file cost more than its read: 200 small files took ~80 ms that way.
+    else if (stat.isFile() && stat.size <= smallFile) hash.update(readFileSync(host));
+    else if (stat.isFile()) await pipeline(createReadStream(host, { highWaterMark: smallFile }), async (chunks: AsyncIterable<Buffer>) => {
       for await (const chunk of chunks) hash.update(chunk);
     });
     else if (stat.isDirectory()) for (const name of readdirSync(host).sort()) await visit(join(host, name), `${relative}/${name}`, lstatSync(join(host, name)));
@@ -110,8 +115,12 @@ export function copyTree(source: string, stat: Stats, target: string, owner: Own
     for (const name of readdirSync(source)) copyTree(join(source, name), lstatSync(join(source, name)), join(target, name), owner, mode);
   } else if (stat.isSymbolicLink()) {
     symlinkSync(readlinkSync(source), target);
+  } else if (stat.isFile() && stat.size <= smallFile) {
+    writeSmallFile(source, target, uid, gid, mode ?? stat.mode & 0o7777, stat);
+    return;
   } else if (stat.isFile()) {
-    copyFileSync(source, target);
+    clearFileTarget(target);
+    copyFileSync(source, target, constants.COPYFILE_EXCL);
   } else {
     return; // devices, fifos and sockets of a context are not copied (as Docker skips them)
   }
@@ -119,6 +128,41 @@ export function copyTree(source: string, stat: Stats, target: string, owner: Own
   if (!stat.isSymbolicLink()) {
     chmodSync(target, mode ?? stat.mode & 0o7777);
     utimesSync(target, stat.atime, stat.mtime);
+  }
+}
+
+/**
+ * What a file is about to replace, removed (as Docker's copy replaces it): a symlink there
+ * must not be followed, it may point anywhere on the host. A directory stays, for the
+ * copy to fail on as it did.
+ */
+function clearFileTarget(target: string): void {
+  let existing: Stats;
+  try {
+    existing = lstatSync(target);
+  } catch {
+    return;
+  }
+  if (!existing.isDirectory()) unlinkSync(target);
+}
+
+/**
+ * A small file copied through one descriptor: owner, mode and times set on it, about half
+ * the syscalls of copyFileSync with lchown/chmod/utimes by path, each of which looks the
+ * path up again through the overlay (200 small files: ~60 ms that way on an idle disk).
+ */
+function writeSmallFile(source: string, target: string, uid: number, gid: number, mode: number, stat: Stats): void {
+  const data = readFileSync(source);
+  clearFileTarget(target);
+  const fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  try {
+    for (let offset = 0; offset < data.length; ) offset += writeSync(fd, data, offset);
+    // chown first: it clears set-id bits that the mode may ask for.
+    fchownSync(fd, uid, gid);
+    fchmodSync(fd, mode);
+    futimesSync(fd, stat.atime, stat.mtime);
+  } finally {
+    closeSync(fd);
   }
 }
 
