@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, sleep, startDaemon, type Daemon } from "./harness.ts";
+import { classicBuild } from "./fixtures/build.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
@@ -59,9 +60,7 @@ async function contextsLeft(): Promise<string[]> {
   return contexts();
 }
 
-function build(dir: string, args: string[]) {
-  return d.docker(["build", ...args, dir], undefined, { DOCKER_BUILDKIT: "0" });
-}
+const build = (dir: string, args: string[]) => classicBuild(d, dir, args);
 
 function runIn(image: string, script: string): string {
   return ok(d.docker(["run", "--rm", image, "sh", "-c", script]), `run ${script}`).stdout;

@@ -7,11 +7,12 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { request, type ClientRequest } from "node:http";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Queue } from "bullmq";
 import { childPids, ok, sleep, startDaemon, tableRows, type Daemon } from "./harness.ts";
+import { writeContext, cachedSteps } from "./fixtures/build.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
@@ -42,14 +43,7 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-function context(name: string, files: Record<string, string>): string {
-  const dir = join(work, name);
-  for (const [path, text] of Object.entries(files)) {
-    mkdirSync(join(dir, path, ".."), { recursive: true });
-    writeFileSync(join(dir, path), text);
-  }
-  return dir;
-}
+const context = (name: string, files: Record<string, string>): string => writeContext(work, name, files);
 
 /** A RUN that ends once /gate exists (the test writes it through /proc/<pid>/root). */
 const waitForGate = "RUN while [ ! -e /gate ]; do sleep 0.05; done; echo gate passed";
@@ -92,17 +86,6 @@ function startBuild(dir: string, args: string[] = []): { child: ChildProcess; ou
   return { child, output: () => text, exit };
 }
 
-/** The step numbers whose output says ` ---> Using cache`. */
-function cachedSteps(output: string): number[] {
-  const steps: number[] = [];
-  let current = 0;
-  for (const line of output.split("\n")) {
-    const m = /^Step (\d+)\/\d+ : /.exec(line);
-    if (m) current = Number(m[1]);
-    if (line === " ---> Using cache") steps.push(current);
-  }
-  return steps;
-}
 
 /** Everything a build could leave behind. */
 function leftovers() {

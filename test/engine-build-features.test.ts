@@ -3,12 +3,13 @@
 // heredocs, the build cache in `system df` and `builder prune`, parallel stages.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { spawn } from "node:child_process";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, startDaemon, type Daemon, type RunResult } from "./harness.ts";
+import { writeContext, classicBuild, cachedSteps } from "./fixtures/build.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
@@ -28,30 +29,10 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-function context(name: string, files: Record<string, string>): string {
-  const dir = join(work, name);
-  for (const [path, text] of Object.entries(files)) {
-    mkdirSync(join(dir, path, ".."), { recursive: true });
-    writeFileSync(join(dir, path), text);
-  }
-  return dir;
-}
+const context = (name: string, files: Record<string, string>): string => writeContext(work, name, files);
 
-function build(dir: string, args: string[]): RunResult {
-  return d.docker(["build", ...args, dir], undefined, { DOCKER_BUILDKIT: "0" });
-}
+const build = (dir: string, args: string[]): RunResult => classicBuild(d, dir, args);
 
-/** The step numbers whose output says ` ---> Using cache`. */
-function cachedSteps(output: string): number[] {
-  const steps: number[] = [];
-  let current = 0;
-  for (const line of output.split("\n")) {
-    const m = /^Step (\d+)\/\d+ : /.exec(line);
-    if (m) current = Number(m[1]);
-    if (line === " ---> Using cache") steps.push(current);
-  }
-  return steps;
-}
 
 interface CacheRow {
   ID: string;
