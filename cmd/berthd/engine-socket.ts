@@ -52,7 +52,13 @@ export async function openEngineSocket(options: EngineOptions, log: Logger, tcp?
       engine = undefined;
       throw err;
     }));
+  // Every connection berthd accepted and has not seen close: a listener's close() waits
+  // for them, and the engine's own close ends only its HTTP ones (an attach or exec
+  // stream it took over stays open until its client leaves), so shutdown ends the rest.
+  const open = new Set<net.Socket>();
   const serve = (socket: net.Socket) => {
+    open.add(socket);
+    socket.once("close", () => open.delete(socket));
     load().then(
       (e) => e.accept(socket),
       () => socket.destroy(),
@@ -73,8 +79,12 @@ export async function openEngineSocket(options: EngineOptions, log: Logger, tcp?
   }
   return {
     async close() {
-      await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+      // Not awaited before the engine closes: the listeners' close resolves only once their
+      // connections are gone, and a running build's or an attach's lasts until the engine ends it.
+      const closed = Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
       await (await engine?.catch(() => undefined))?.close();
+      for (const socket of open) socket.destroy();
+      await closed;
     },
   };
 }

@@ -103,7 +103,9 @@ export async function startEngine(options: EngineOptions): Promise<Engine> {
       socket.resume();
     },
     async close() {
-      server.closeAllConnections();
+      // The server never listens (berthd hands it its connections), so it keeps no list
+      // of them and closeAllConnections() would do nothing: berthd ends them once this
+      // resolves (cmd/berthd/engine-socket.ts), after a build's client was told why.
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await backend.close();
     },
