@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Queue } from "bullmq";
 import { childPids, ok, sleep, startDaemon, tableRows, type Daemon } from "./harness.ts";
-import { writeContext, cachedSteps } from "./fixtures/build.ts";
+import { buildLeftovers, cachedSteps, nothingLeft, writeContext } from "./fixtures/build.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeoArchives } from "./fixtures/archives.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
@@ -87,32 +87,8 @@ function startBuild(dir: string, args: string[] = []): { child: ChildProcess; ou
 }
 
 
-/** Everything a build could leave behind. */
-function leftovers() {
-  const rows = (args: string[]) => tableRows(d.ctr(args, undefined, "moby").stdout);
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-  let buildDirs: string[] = [];
-  try {
-    buildDirs = readdirSync(join(d.root, "engine", "builds"));
-  } catch {
-    // never made
-  }
-  return {
-    containers: rows(["containers", "ls"]).map((r) => r[0]),
-    tasks: rows(["tasks", "ls"]).map((r) => r[0]),
-    // Active and View snapshots (KIND is the last column: PARENT may be empty): a build's own, never an image's.
-    activeSnapshots: rows(["snapshots", "ls"]).filter((r) => r.at(-1) !== "Committed").map((r) => r[0]),
-    leases: rows(["leases", "ls"]).map((r) => r[0]),
-    mounts: readFileSync("/proc/self/mountinfo", "utf8")
-      .split("\n")
-      .map((line) => unescape(line.split(" ")[4] ?? ""))
-      .filter((p) => p.startsWith(d.base)),
-    buildDirs,
-    engineContainers: d.docker(["ps", "-aq"]).stdout.split("\n").filter(Boolean),
-  };
-}
+const leftovers = () => buildLeftovers(d);
 
-const nothingLeft = { containers: [], tasks: [], activeSnapshots: [], leases: [], mounts: [], buildDirs: [], engineContainers: [] };
 
 type BuildProgress = { step: string; inFlight: { containers: string[]; snapshots: { snapshotter: string; key: string }[]; leases: string[] } };
 

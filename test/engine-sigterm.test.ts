@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tableRows, type Daemon } from "./harness.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
+import { buildLeftovers, nothingLeft } from "./fixtures/build.ts";
 import { eventually, waitUntil } from "./fixtures/poll.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 import { isRunning } from "../core/process.ts";
@@ -70,27 +71,7 @@ async function stopBySigterm(): Promise<void> {
   assert.equal(d.lastExit?.code, 0, `berthd's exit code after SIGTERM:\n${d.log.slice(-4000)}`);
 }
 
-/** Everything a build could leave behind. */
-function leftovers() {
-  const rows = (args: string[]) => tableRows(d.ctr(args, undefined, "moby").stdout);
-  let buildDirs: string[] = [];
-  try {
-    buildDirs = readdirSync(join(d.root, "engine", "builds"));
-  } catch {
-    // never made
-  }
-  return {
-    containers: rows(["containers", "ls"]).map((r) => r[0]),
-    tasks: rows(["tasks", "ls"]).map((r) => r[0]),
-    activeSnapshots: rows(["snapshots", "ls"]).filter((r) => r.at(-1) !== "Committed").map((r) => r[0]),
-    leases: rows(["leases", "ls"]).map((r) => r[0]),
-    mounts: readFileSync("/proc/self/mountinfo", "utf8")
-      .split("\n")
-      .map((line) => line.split(" ")[4] ?? "")
-      .filter((p) => p.startsWith(d.base)),
-    buildDirs,
-  };
-}
+const leftovers = () => buildLeftovers(d);
 
 test("SIGTERM during a build's RUN: berthd exits by itself, the client is told, the next start undoes the build", async () => {
   const dir = join(work, "gated");
@@ -106,7 +87,6 @@ test("SIGTERM during a build's RUN: berthd exits by itself, the client is told, 
   assert.match(build.output(), /build interrupted: the daemon is stopping/);
 
   await d.start();
-  const nothingLeft = { containers: [], tasks: [], activeSnapshots: [], leases: [], mounts: [], buildDirs: [] };
   let last = leftovers();
   await waitUntil("the interrupted build undone", () => JSON.stringify((last = leftovers())) === JSON.stringify(nothingLeft), 30_000).catch(() => {
     assert.deepEqual(last, nothingLeft, `left behind:\n${d.log.slice(-4000)}`);

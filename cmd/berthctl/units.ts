@@ -1,5 +1,6 @@
 // The human-readable sizes and ages ctr prints (docker/go-units and ctr's
 // progress.Bytes), reproduced so the columns read the same.
+import { parseGoDuration } from "../../core/go-duration.ts";
 
 function scale(size: number, base: number, units: readonly string[]): [number, string] {
   let i = 0;
@@ -45,25 +46,8 @@ export function humanDuration(ms: number): string {
   return `${Math.trunc(ms / 3_600_000 / 24 / 365)} years`;
 }
 
-const durationUnits: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, "μs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
 /** Go's time.ParseDuration ("0s", "1.5s", "2m30s"), in milliseconds; undefined if malformed. */
 export function parseDuration(text: string): number | undefined {
-  let rest = text.trim();
-  let sign = 1;
-  if (rest.startsWith("-") || rest.startsWith("+")) {
-    if (rest[0] === "-") sign = -1;
-    rest = rest.slice(1);
-  }
-  if (rest === "0") return 0;
-  if (rest === "") return undefined;
-  let total = 0;
-  const part = /^(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/;
-  while (rest !== "") {
-    const match = part.exec(rest);
-    if (!match) return undefined;
-    total += Number(match[1]) * durationUnits[match[2]!]!;
-    rest = rest.slice(match[0].length);
-  }
-  return sign * total;
+  const ns = parseGoDuration(text.trim());
+  return ns === undefined ? undefined : ns / 1e6;
 }

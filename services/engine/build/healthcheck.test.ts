@@ -2,7 +2,8 @@
 // refusals, without a daemon.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { formatGoDuration, healthcheckHistory, parseGoDuration, parseHealthcheck } from "./healthcheck.ts";
+import { formatGoDuration, healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
+import { parseGoDuration } from "../../../core/go-duration.ts";
 import { parseDockerfile } from "./dockerfile.ts";
 
 const flags = (entries: Record<string, string>) => new Map(Object.entries(entries));

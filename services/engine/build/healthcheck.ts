@@ -2,6 +2,7 @@
 // classic builder writes it (durations in nanoseconds, zero values left out), and the
 // history text it records (Go's %q of the struct, which `docker history` shows).
 import { badRequest } from "../http.ts";
+import { parseGoDuration } from "../../../core/go-duration.ts";
 
 export interface Healthcheck {
   Test: string[];
@@ -9,30 +10,6 @@ export interface Healthcheck {
   Timeout?: number;
   StartPeriod?: number;
   Retries?: number;
-}
-
-const nsPerUnit: Record<string, number> = { ns: 1, us: 1e3, "µs": 1e3, "μs": 1e3, ms: 1e6, s: 1e9, m: 6e10, h: 3.6e12 };
-
-/** Go's time.ParseDuration, in nanoseconds; undefined when malformed. */
-export function parseGoDuration(text: string): number | undefined {
-  let rest = text;
-  let sign = 1;
-  if (rest.startsWith("-") || rest.startsWith("+")) {
-    if (rest[0] === "-") sign = -1;
-    rest = rest.slice(1);
-  }
-  if (rest === "0") return 0;
-  if (rest === "") return undefined;
-  let total = 0;
-  const part = /^(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/;
-  while (rest !== "") {
-    const match = part.exec(rest);
-    if (!match) return undefined;
-    total += Number(match[1]) * nsPerUnit[match[2]!]!;
-    rest = rest.slice(match[0].length);
-  }
-  total = Math.round(total);
-  return Number.isSafeInteger(total) ? sign * total : undefined;
 }
 
 /** `whole.fraction` of value/scale with the fraction's trailing zeros dropped, as Go prints it. */
