@@ -5,7 +5,7 @@
 // checks run again in a child against the ASan/UBSan build (native/build/Sanitize).
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, type BigIntStats } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,10 +16,8 @@ import { encodeHeader, endOfArchive, padding, type TarWriteHeader } from "../cor
 import { unpackLayer } from "../core/tar/layer.ts";
 import { BerthError } from "../core/errors.ts";
 import * as native from "./index.ts";
+import { rerunUnderSanitizers, sanitizerChild } from "./sanitizer-rerun.ts";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const sanitizerChild = process.env.BERTH_NATIVE_SANITIZER_CHILD === "1";
-const sanitizeBuild = join(here, "build", "Sanitize", "berth_native.node");
 const needsRoot = process.getuid?.() !== 0 && "needs root (mknod, chown, trusted.* xattrs)";
 const sha256 = (data: Uint8Array) => `sha256:${createHash("sha256").update(data).digest("hex")}`;
 
@@ -469,34 +467,6 @@ describe(sanitizerChild ? "native layer applier (ASan/UBSan build)" : "native la
 
 if (!sanitizerChild) {
   test("the same checks pass under ASan and UBSan with no sanitizer report", { skip: needsRoot }, () => {
-    assert.ok(existsSync(sanitizeBuild), `${sanitizeBuild} is missing: npm run build makes it`);
-    const libasan = execFileSync("gcc", ["-print-file-name=libasan.so"], { encoding: "utf8" }).trim();
-    const dir = mkdtempSync(join(tmpdir(), "berth-layer-apply-sanitize-"));
-    const child = (() => {
-      try {
-        return spawnSync(process.execPath, ["--test", "--test-reporter=tap", fileURLToPath(import.meta.url)], {
-          encoding: "utf8",
-          timeout: 300_000,
-          env: {
-            ...process.env,
-            BERTH_NATIVE_SANITIZER_CHILD: "1",
-            BERTH_NATIVE_TEST_DIR: dir,
-            BERTH_NATIVE_ADDON: sanitizeBuild,
-            LD_PRELOAD: libasan,
-            ASAN_OPTIONS: "detect_leaks=0:halt_on_error=1",
-            UBSAN_OPTIONS: "print_stacktrace=1:halt_on_error=1",
-            NODE_TEST_CONTEXT: undefined,
-          },
-        });
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    })();
-    const output = `${child.stdout}\n${child.stderr}`;
-    assert.doesNotMatch(output, /AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer|runtime error:/, output);
-    assert.equal(child.status, 0, output);
-    assert.match(output, /^# fail 0$/m, output);
-    const passed = Number(/^# pass (\d+)$/m.exec(output)?.[1] ?? 0);
-    assert.ok(passed >= 15, `the child ran ${passed} checks:\n${output}`);
+    rerunUnderSanitizers(fileURLToPath(import.meta.url), 15, 300_000);
   });
 }

@@ -3,16 +3,15 @@
 // (native/build/Sanitize), which must pass and print no sanitizer report.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { constants as osConstants, hostname, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as native from "./index.ts";
+import { rerunUnderSanitizers, sanitizeBuild, sanitizerChild } from "./sanitizer-rerun.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const sanitizerChild = process.env.BERTH_NATIVE_SANITIZER_CHILD === "1";
-const sanitizeBuild = join(here, "build", "Sanitize", "berth_native.node");
 const needsRoot = process.getuid?.() !== 0 && "needs root (mount, mknod, trusted.* xattrs)";
 
 // Asserts fn throws an fs-style system error with this code and syscall.
@@ -438,37 +437,6 @@ function fcntlCloexec(fd: number): boolean {
 
 if (!sanitizerChild) {
   test("the same checks pass under ASan and UBSan with no sanitizer report", { skip: needsRoot }, () => {
-    assert.ok(existsSync(sanitizeBuild), `${sanitizeBuild} is missing: npm run build makes it`);
-    const libasan = execFileSync("gcc", ["-print-file-name=libasan.so"], { encoding: "utf8" }).trim();
-    assert.ok(existsSync(libasan), `libasan not found (gcc says ${libasan})`);
-    const dir = mkdtempSync(join(tmpdir(), "berth-native-sanitize-"));
-    const child = (() => {
-      try {
-        return spawnSync(process.execPath, ["--test", "--test-reporter=tap", fileURLToPath(import.meta.url)], {
-          encoding: "utf8",
-          timeout: 240_000,
-          env: {
-            ...process.env,
-            BERTH_NATIVE_SANITIZER_CHILD: "1",
-            BERTH_NATIVE_TEST_DIR: dir,
-            BERTH_NATIVE_ADDON: sanitizeBuild,
-            LD_PRELOAD: libasan,
-            // Node itself is not built with ASan and keeps allocations alive at exit.
-            ASAN_OPTIONS: "detect_leaks=0:halt_on_error=1",
-            UBSAN_OPTIONS: "print_stacktrace=1:halt_on_error=1",
-            // Else the child thinks it reports to this runner, in its binary format.
-            NODE_TEST_CONTEXT: undefined,
-          },
-        });
-      } finally {
-        removeTestDir(dir);
-      }
-    })();
-    const output = `${child.stdout}\n${child.stderr}`;
-    assert.doesNotMatch(output, /AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer|runtime error:/, output);
-    assert.equal(child.status, 0, output);
-    assert.match(output, /^# fail 0$/m, output);
-    const passed = Number(/^# pass (\d+)$/m.exec(output)?.[1] ?? 0);
-    assert.ok(passed >= 10, `the child ran ${passed} checks:\n${output}`);
+    rerunUnderSanitizers(fileURLToPath(import.meta.url), 10, 240_000, removeTestDir);
   });
 }
