@@ -10,10 +10,9 @@ import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, r
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ok, sleep, startDaemon, type Daemon } from "./harness.ts";
+import { ok, sleep, type Daemon } from "./harness.ts";
+import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
 import { classicBuild } from "./fixtures/build.ts";
-import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 import { volatileSupported } from "../services/engine/build/unsynced-mounts.ts";
 
@@ -31,7 +30,7 @@ before(async () => {
   diskDir = join(work, "tmp");
   mkdirSync(memoryDir);
   mkdirSync(diskDir);
-  d = await startDaemon({
+  d = await startEngineWithBusybox({
     env: {
       BERTH_BUILD_CONTEXT_MEMORY_DIR: memoryDir,
       BERTH_BUILD_CONTEXT_MEMORY_BYTES: String(memoryBudget),
@@ -39,7 +38,6 @@ before(async () => {
       TMPDIR: diskDir,
     },
   });
-  ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
 });
 
 after(async () => {

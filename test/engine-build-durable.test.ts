@@ -11,10 +11,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Queue } from "bullmq";
-import { childPids, ok, sleep, startDaemon, tableRows, type Daemon } from "./harness.ts";
+import { childPids, ok, sleep, tableRows, type Daemon } from "./harness.ts";
+import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
 import { buildLeftovers, cachedSteps, nothingLeft, writeContext } from "./fixtures/build.ts";
-import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 import { queuePrefix } from "../services/jobs/transfer/queues.ts";
 
@@ -27,8 +26,7 @@ before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-build-durable-"));
   // The on-demand processes stay up between tests (one is stopped on purpose by a test).
   // One build at a time, so a second one waits in the queue.
-  d = await startDaemon({ env: { BERTH_IDLE_EXIT_MS: "600000", BERTH_BUILD_CONCURRENCY: "1" } });
-  ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
+  d = await startEngineWithBusybox({ env: { BERTH_IDLE_EXIT_MS: "600000", BERTH_BUILD_CONCURRENCY: "1" } });
 });
 
 after(async () => {

@@ -8,10 +8,9 @@ import { spawn } from "node:child_process";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ok, startDaemon, type Daemon, type RunResult } from "./harness.ts";
+import { ok, type Daemon, type RunResult } from "./harness.ts";
+import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
 import { writeContext, classicBuild, cachedSteps } from "./fixtures/build.ts";
-import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 
 let d: Daemon;
@@ -19,8 +18,7 @@ let work: string;
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-build-features-"));
-  d = await startDaemon();
-  ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
+  d = await startEngineWithBusybox();
 });
 
 after(async () => {

@@ -8,10 +8,9 @@ import { request } from "node:http";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ok, startDaemon, type Daemon, type RunResult } from "./harness.ts";
+import { ok, type Daemon, type RunResult } from "./harness.ts";
+import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
 import { writeContext, classicBuild, cachedSteps } from "./fixtures/build.ts";
-import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
-import { skopeoArchives } from "./fixtures/archives.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 
 let d: Daemon;
@@ -21,8 +20,7 @@ let work: string;
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-engine-build-"));
-  d = await startDaemon({ env: { BERTH_BUILD_CONTEXT_MAX_BYTES: String(contextLimit) } });
-  ok(d.ctr(["images", "import", skopeoArchives(work, await buildBusyboxImage()).dockerArchive], undefined, "moby"), "import busybox into moby");
+  d = await startEngineWithBusybox({ env: { BERTH_BUILD_CONTEXT_MAX_BYTES: String(contextLimit) } });
 });
 
 after(async () => {
