@@ -6,7 +6,7 @@
 // context took a few times longer (journal, block allocation) than on tmpfs. A context in
 // memory for a given directory is a symlink there to it (removeContext removes both).
 import { execFile } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, unlinkSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, statfsSync, symlinkSync, unlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
@@ -61,6 +61,11 @@ function memoryDir(): string | undefined {
   }
 }
 
+function freeBytes(dir: string): number {
+  const fs = statfsSync(dir);
+  return fs.bavail * fs.bsize;
+}
+
 interface Split {
   bytes: number;
   /** The source ran out within the budget. */
@@ -105,8 +110,10 @@ const run = promisify(execFile);
  */
 export async function extractContext(body: ByteSource, dockerfile: string, into?: string): Promise<string> {
   const entries = readTar(limited(body, contextLimit()), { perEntry: 1 << 20, perArchive: Number.MAX_SAFE_INTEGER })[Symbol.asyncIterator]();
-  const budget = contextMemoryBudget();
-  const memory = budget > 0 ? memoryDir() : undefined;
+  const memory = contextMemoryBudget() > 0 ? memoryDir() : undefined;
+  // Builds share the tmpfs with each other and the host: a context takes at most half of
+  // what is free there now, so running short sends it to disk rather than failing on ENOSPC.
+  const budget = memory ? Math.min(contextMemoryBudget(), freeBytes(memory) / 2) : 0;
   const made: string[] = [];
   const dirIn = async (parent: string) => {
     made.push(await mkdtemp(join(parent, "berth-build-context-")));
@@ -130,7 +137,7 @@ export async function extractContext(body: ByteSource, dockerfile: string, into?
   try {
     let pending: TarEntry | undefined;
     let inMemory: string | undefined;
-    if (memory) {
+    if (memory && budget > 0) {
       inMemory = into ? memoryDirFor(memory, into) : await dirIn(memory);
       const split: Split = { bytes: 0, ended: false, pending: undefined };
       await applyTar(entriesWithin(entries, budget, split), { root: inMemory, whiteouts: "delete", sys: native });
