@@ -564,3 +564,35 @@ for (const variant of ["release", "sanitize"] as const) {
     });
   });
 }
+
+// The shim syncs `exit` after renaming it into place; a crash of the machine in between can
+// leave it empty or cut short. Such a file is no record: with its shim gone, the process is lost.
+describe("an exit file a crash of the machine left incomplete", () => {
+  let dir = "";
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "berth-shim-damaged-exit-"));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  for (const [what, content] of [
+    ["empty", ""],
+    ["cut short", '{"pid":123,"exitStatus":0,"sig'],
+    ["missing a field", '{"pid":123,"exitStatus":0,"signal":0}\n'],
+  ] as const) {
+    test(`${what}: no exit is read, the process is lost`, async () => {
+      // pid 1 is not a berth-shim of this dir, as after a reboot.
+      writeFileSync(join(dir, "shim.pid"), "1\n");
+      writeFileSync(join(dir, "exit"), content);
+      assert.equal(readShimExit(dir), undefined);
+      const reason = "shim 1 is gone and recorded no exit";
+      assert.deepEqual(inspectShimState(dir), { state: "lost", reason });
+      assert.deepEqual(await waitForShim(dir), { state: "lost", reason });
+    });
+  }
+
+  test("a complete record is read", () => {
+    writeFileSync(join(dir, "exit"), '{"pid":123,"exitStatus":137,"signal":9,"exitedAt":"2026-11-30T05:26:13.164770693Z"}\n');
+    assert.deepEqual(readShimExit(dir), { pid: 123, exitStatus: 137, signal: 9, exitedAt: "2026-11-30T05:26:13.164770693Z" });
+    assert.equal(inspectShimState(dir).state, "exited");
+  });
+});
