@@ -205,6 +205,27 @@ export async function waitForShim(stateDir: string): Promise<ShimState> {
 }
 
 /**
+ * Resolves once shim `shimPid` of this state dir has gone (at once if it has). The shim
+ * still uses its state dir after recording the exit (it syncs the file, drains the
+ * output, removes its FIFO), so whoever removes the dir waits for this first.
+ */
+export async function shimGone(stateDir: string, shimPid: number): Promise<void> {
+  let fd: number;
+  try {
+    fd = pidfdOpen(shimPid);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ESRCH") return;
+    throw error;
+  }
+  try {
+    // Pinned by the pidfd now: a reused pid is not this dir's shim.
+    if (isShimOf(shimPid, stateDir)) await pidfdWait(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * Sends one control command ("resize <cols> <rows>", "close-stdin", "reopen-log").
  * O_NONBLOCK: with no shim reading, opening fails with ENXIO instead of hanging.
  */
