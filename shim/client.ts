@@ -205,11 +205,12 @@ export async function waitForShim(stateDir: string): Promise<ShimState> {
 }
 
 /**
- * Resolves once shim `shimPid` of this state dir has gone (at once if it has). The shim
- * still uses its state dir after recording the exit (it syncs the file, drains the
- * output, removes its FIFO), so whoever removes the dir waits for this first.
+ * Resolves once shim `shimPid` of this state dir has gone (at once if it has), or after
+ * `timeoutMs`. The shim still uses its state dir after recording the exit (it syncs the
+ * file, drains the output, removes its FIFO), so whoever removes the dir waits for this
+ * first; bounded, because output that no client reads keeps a shim waiting for one.
  */
-export async function shimGone(stateDir: string, shimPid: number): Promise<void> {
+export async function shimGone(stateDir: string, shimPid: number, timeoutMs = 2000): Promise<void> {
   let fd: number;
   try {
     fd = pidfdOpen(shimPid);
@@ -219,7 +220,12 @@ export async function shimGone(stateDir: string, shimPid: number): Promise<void>
   }
   try {
     // Pinned by the pidfd now: a reused pid is not this dir's shim.
-    if (isShimOf(shimPid, stateDir)) await pidfdWait(fd);
+    if (isShimOf(shimPid, stateDir)) {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+      // pidfdWait polls a duplicate of fd: closing fd below does not cancel it.
+      await Promise.race([pidfdWait(fd), timedOut]).finally(() => clearTimeout(timer));
+    }
   } finally {
     closeSync(fd);
   }

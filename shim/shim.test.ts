@@ -10,7 +10,7 @@ import { constants as os, tmpdir } from "node:os";
 import { join } from "node:path";
 import { isRunning } from "../core/process.ts";
 import * as native from "../native/index.ts";
-import { inspectShimState, readShimExit, sendShimCommand, startShim, waitForShim, type ShimOptions, type ShimStarted } from "./client.ts";
+import { inspectShimState, readShimExit, sendShimCommand, shimGone, startShim, waitForShim, type ShimOptions, type ShimStarted } from "./client.ts";
 import { cgroupLeftIn, makeBusyboxRootfs, processSpec, removeCgroup, writeBundle } from "./test-bundle.ts";
 
 const distDir = new URL("../dist/", import.meta.url).pathname;
@@ -337,6 +337,20 @@ for (const variant of ["release", "sanitize"] as const) {
       assert.deepEqual(await waited, { state: "lost", reason });
       assert.deepEqual(inspectShimState(lost.stateDir), { state: "lost", reason });
       runc("delete", "--force", lost.id);
+    });
+
+    test("shimGone waits for the shim to leave, or until its bound when it does not", async () => {
+      const c = newContainer(["sleep", "1000"], { fifos: [] });
+      const started = await start(c.options);
+      runc("start", c.id);
+      // A shim that stays (here: its process runs on) holds the wait only as long as the bound.
+      await shimGone(c.stateDir, started.shimPid, 50);
+      assert.ok(isRunning(started.shimPid), "the shim still runs: the bound ended the wait");
+      const gone = shimGone(c.stateDir, started.shimPid, 600_000);
+      runc("kill", c.id, "KILL");
+      await gone;
+      assert.ok(!isRunning(started.shimPid), "the wait ended with the shim");
+      runc("delete", c.id);
     });
 
     test("an exec whose leftover child holds its stdout: the exit is recorded, the shim still leaves", async () => {
