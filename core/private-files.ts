@@ -36,8 +36,12 @@ export function tightenIfPresent(file: string): void {
   if (existsSync(file)) chmodSync(file, privateFileMode);
 }
 
-/** Replaces `file` with `data` crash-safely (temp file, fsync, rename), as 0600. */
-export function writePrivateFile(file: string, data: string | Buffer): void {
+/**
+ * Replaces `file` with `data` crash-safely (temp file, fsync, rename), as 0600.
+ * `durable: false` skips the fsync, for a file nothing reads after a crash of the machine
+ * (a reader still sees the old file or the whole new one while the machine runs).
+ */
+export function writePrivateFile(file: string, data: string | Buffer, options: { durable?: boolean } = {}): void {
   const temp = `${file}.tmp`;
   const bytes = typeof data === "string" ? Buffer.from(data) : data;
   const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, privateFileMode);
@@ -45,7 +49,7 @@ export function writePrivateFile(file: string, data: string | Buffer): void {
     // The temp file may be a leftover of a crash, with whatever mode it had.
     fchmodSync(fd, privateFileMode);
     for (let offset = 0; offset < bytes.length; ) offset += writeSync(fd, bytes, offset, bytes.length - offset);
-    fsyncSync(fd);
+    if (options.durable !== false) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }

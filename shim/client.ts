@@ -2,7 +2,7 @@
 // its verdict on the sync pipe, reads the state dir, sends control commands. The tasks
 // service drives shims through this module.
 import { spawn } from "node:child_process";
-import { closeSync, constants, existsSync, openSync, readFileSync, writeSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { BerthError, invalidArgument, unavailable } from "../core/errors.ts";
@@ -103,11 +103,35 @@ export function startShim(options: ShimOptions): Promise<ShimStarted> {
   });
 }
 
-/** The recorded exit, or undefined while the process runs (or the shim never started it). */
+/**
+ * The recorded exit, or undefined while the process runs (or the shim never started it).
+ * The shim syncs `exit` only after renaming it into place, so a crash of the machine in
+ * between can leave it empty: that counts as no record (the shim is gone, so the process
+ * is lost), never as an error.
+ */
 export function readShimExit(stateDir: string): ShimExit | undefined {
-  const file = join(stateDir, "exit");
-  if (!existsSync(file)) return undefined;
-  return JSON.parse(readFileSync(file, "utf8")) as ShimExit;
+  let text: string;
+  try {
+    text = readFileSync(join(stateDir, "exit"), "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+  return parseExitRecord(text);
+}
+
+function parseExitRecord(text: string): ShimExit | undefined {
+  let record: unknown;
+  try {
+    record = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const exit = record as Partial<ShimExit> | null;
+  const complete =
+    typeof exit === "object" && exit !== null &&
+    typeof exit.pid === "number" && typeof exit.exitStatus === "number" && typeof exit.signal === "number" && typeof exit.exitedAt === "string";
+  return complete ? (exit as ShimExit) : undefined;
 }
 
 export type ShimState =
@@ -178,6 +202,33 @@ export async function waitForShim(stateDir: string): Promise<ShimState> {
     closeSync(fd);
   }
   return inspectShimState(stateDir);
+}
+
+/**
+ * Resolves once shim `shimPid` of this state dir has gone (at once if it has), or after
+ * `timeoutMs`. The shim still uses its state dir after recording the exit (it syncs the
+ * file, drains the output, removes its FIFO), so whoever removes the dir waits for this
+ * first; bounded, because output that no client reads keeps a shim waiting for one.
+ */
+export async function shimGone(stateDir: string, shimPid: number, timeoutMs = 2000): Promise<void> {
+  let fd: number;
+  try {
+    fd = pidfdOpen(shimPid);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ESRCH") return;
+    throw error;
+  }
+  try {
+    // Pinned by the pidfd now: a reused pid is not this dir's shim.
+    if (isShimOf(shimPid, stateDir)) {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+      // pidfdWait polls a duplicate of fd: closing fd below does not cancel it.
+      await Promise.race([pidfdWait(fd), timedOut]).finally(() => clearTimeout(timer));
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**

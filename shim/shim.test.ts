@@ -10,7 +10,7 @@ import { constants as os, tmpdir } from "node:os";
 import { join } from "node:path";
 import { isRunning } from "../core/process.ts";
 import * as native from "../native/index.ts";
-import { inspectShimState, readShimExit, sendShimCommand, startShim, waitForShim, type ShimOptions, type ShimStarted } from "./client.ts";
+import { inspectShimState, readShimExit, sendShimCommand, shimGone, startShim, waitForShim, type ShimOptions, type ShimStarted } from "./client.ts";
 import { cgroupLeftIn, makeBusyboxRootfs, processSpec, removeCgroup, writeBundle } from "./test-bundle.ts";
 
 const distDir = new URL("../dist/", import.meta.url).pathname;
@@ -339,6 +339,20 @@ for (const variant of ["release", "sanitize"] as const) {
       runc("delete", "--force", lost.id);
     });
 
+    test("shimGone waits for the shim to leave, or until its bound when it does not", async () => {
+      const c = newContainer(["sleep", "1000"], { fifos: [] });
+      const started = await start(c.options);
+      runc("start", c.id);
+      // A shim that stays (here: its process runs on) holds the wait only as long as the bound.
+      await shimGone(c.stateDir, started.shimPid, 50);
+      assert.ok(isRunning(started.shimPid), "the shim still runs: the bound ended the wait");
+      const gone = shimGone(c.stateDir, started.shimPid, 600_000);
+      runc("kill", c.id, "KILL");
+      await gone;
+      assert.ok(!isRunning(started.shimPid), "the wait ended with the shim");
+      runc("delete", c.id);
+    });
+
     test("an exec whose leftover child holds its stdout: the exit is recorded, the shim still leaves", async () => {
       const c = newContainer(["sleep", "1000"], { fifos: [] });
       const init = await start(c.options);
@@ -564,3 +578,35 @@ for (const variant of ["release", "sanitize"] as const) {
     });
   });
 }
+
+// The shim syncs `exit` after renaming it into place; a crash of the machine in between can
+// leave it empty or cut short. Such a file is no record: with its shim gone, the process is lost.
+describe("an exit file a crash of the machine left incomplete", () => {
+  let dir = "";
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "berth-shim-damaged-exit-"));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  for (const [what, content] of [
+    ["empty", ""],
+    ["cut short", '{"pid":123,"exitStatus":0,"sig'],
+    ["missing a field", '{"pid":123,"exitStatus":0,"signal":0}\n'],
+  ] as const) {
+    test(`${what}: no exit is read, the process is lost`, async () => {
+      // pid 1 is not a berth-shim of this dir, as after a reboot.
+      writeFileSync(join(dir, "shim.pid"), "1\n");
+      writeFileSync(join(dir, "exit"), content);
+      assert.equal(readShimExit(dir), undefined);
+      const reason = "shim 1 is gone and recorded no exit";
+      assert.deepEqual(inspectShimState(dir), { state: "lost", reason });
+      assert.deepEqual(await waitForShim(dir), { state: "lost", reason });
+    });
+  }
+
+  test("a complete record is read", () => {
+    writeFileSync(join(dir, "exit"), '{"pid":123,"exitStatus":137,"signal":9,"exitedAt":"2026-11-30T05:26:13.164770693Z"}\n');
+    assert.deepEqual(readShimExit(dir), { pid: 123, exitStatus: 137, signal: 9, exitedAt: "2026-11-30T05:26:13.164770693Z" });
+    assert.equal(inspectShimState(dir).state, "exited");
+  });
+});

@@ -35,20 +35,28 @@ bool write_file_atomic(int dirfd, const char *name, const void *data, size_t len
     int fd = openat(dirfd, temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0)
         return false;
-    if (!write_all(fd, data, length) || (durable && fsync(fd) != 0)) {
+    if (!write_all(fd, data, length) || renameat(dirfd, temp, dirfd, name) != 0) {
         int saved = errno;
         close(fd);
         unlinkat(dirfd, temp, 0);
         errno = saved;
         return false;
     }
-    if (close(fd) != 0 || renameat(dirfd, temp, dirfd, name) != 0) {
+    /*
+     * Synced after the rename, not before: a reader waiting for the file learns of it
+     * without waiting for the disk (an fsync costs milliseconds on a busy one). The
+     * rename still comes after the whole write, so no reader sees part of the file while
+     * the machine runs; only a crash of the machine before these syncs can leave name
+     * empty, and readers take that as no file.
+     */
+    if (durable && fsync(fd) != 0) {
         int saved = errno;
-        unlinkat(dirfd, temp, 0);
+        close(fd);
         errno = saved;
         return false;
     }
-    /* The rename is only durable once the directory entry is. */
+    if (close(fd) != 0)
+        return false;
     return !durable || fsync(dirfd) == 0;
 }
 

@@ -11,8 +11,9 @@ bool write_all(int fd, const void *data, size_t length);
 
 /*
  * Replaces dirfd/name with data so a reader sees either no file or the whole new one:
- * write name.tmp, rename over name. With durable, also fsync the file before the rename
- * and the directory after it, so the file survives a crash of the machine too.
+ * write name.tmp, rename over name. With durable, also fsync the file and the directory
+ * after the rename, so the file survives a crash of the machine too (one in between can
+ * leave name empty: a reader must take an empty or unparsable file as missing).
  */
 bool write_file_atomic(int dirfd, const char *name, const void *data, size_t length, bool durable);
 

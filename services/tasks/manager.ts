@@ -9,7 +9,7 @@ import type { Mount } from "../../core/gen/containerd/types/mount.ts";
 import { mountAll, unmountAll } from "../../core/mounts.ts";
 import { makePrivateDir, writePrivateFile } from "../../core/private-files.ts";
 import { validateIdentifier } from "../../core/identifiers.ts";
-import { inspectShimState, sendShimCommand, startShim } from "../../shim/client.ts";
+import { inspectShimState, sendShimCommand, shimGone, startShim } from "../../shim/client.ts";
 import { lostExit, ProcessEntry, type Phase, type ProcessIo } from "./process-entry.ts";
 import { Runc } from "./runc.ts";
 import { clampRlimits, hostHardLimits, type OciSpec } from "./spec.ts";
@@ -145,10 +145,13 @@ export class TaskManager {
         spec.root = { ...spec.root, path: target };
       }
       clampRlimits(spec, this.hardLimits);
-      writePrivateFile(join(dir, "config.json"), JSON.stringify(spec));
+      // Not synced: runc reads it at once, and after a crash of the machine no container of
+      // this bundle runs again (restore reads task.json only).
+      writePrivateFile(join(dir, "config.json"), JSON.stringify(spec), { durable: false });
       mkdirSync(runc.root, { recursive: true, mode: 0o700 });
       const started = await this.startShimFor(task, dir, io, { bundle: dir });
       task.init.pid = started.pid;
+      task.init.shimPid = started.shimPid;
       this.watch(task, task.init);
       return task;
     } catch (err) {
@@ -193,6 +196,7 @@ export class TaskManager {
     try {
       const started = await this.startShimFor(task, process.dir, process.io, { execProcess: join(process.dir, "process.json") });
       process.pid = started.pid;
+      process.shimPid = started.shimPid;
     } catch (err) {
       process.exitWith(lostExit());
       throw err;
@@ -242,7 +246,12 @@ export class TaskManager {
       if (init.pid !== 0) this.watch(task, init);
       else init.exitWith(lostExit());
       await init.exited;
+      // Shims that recorded an exit are finishing in the bundle: removing it under them
+      // races their last steps (and can leave it half removed). One whose process still
+      // runs (an exec outside the container's pid namespace) is not waited for.
+      const finishing = [init, ...task.execs.values()].filter((p) => p.exit && p.shimPid !== 0);
       for (const exec of task.execs.values()) if (!exec.exit) exec.exitWith(lostExit());
+      await Promise.all(finishing.map((p) => shimGone(p.dir, p.shimPid)));
       await this.removeBundle(task);
     } catch (err) {
       this.put(task);
@@ -251,12 +260,15 @@ export class TaskManager {
     return init;
   }
 
-  deleteProcess(task: Task, execId: string): ProcessEntry {
+  async deleteProcess(task: Task, execId: string): Promise<ProcessEntry> {
     if (!execId) throw invalidArgument("exec id is required (delete the task to remove its init)");
     const process = task.process(execId);
     if (!process.exit && process.phase !== "created") throw failedPrecondition(`exec ${execId} of task ${task.id} must be stopped before deletion: ${process.phase}`);
+    const finishing = process.exit !== undefined && process.shimPid !== 0;
     if (!process.exit) process.exitWith(lostExit());
     task.execs.delete(execId);
+    // As in delete: the exec's shim may still be finishing in its dir.
+    if (finishing) await shimGone(process.dir, process.shimPid);
     rmSync(process.dir, { recursive: true, force: true });
     return process;
   }
@@ -362,6 +374,7 @@ export class TaskManager {
       return;
     }
     process.pid = state.pid ?? 0;
+    process.shimPid = state.shimPid;
     process.phase = execId ? "running" : this.initPhase(task, process.pid);
     this.watch(task, process);
   }

@@ -36,6 +36,8 @@ export class ProcessEntry {
   readonly io: ProcessIo;
   phase: Phase = "created";
   pid = 0;
+  /** The shim that owns the process, or 0 when none was started (or it had gone by a restore). */
+  shimPid = 0;
   exit: ShimExit | undefined;
   /** Settles once the process has exited (a Wait that came before Start waits too). */
   readonly exited: Promise<ShimExit>;

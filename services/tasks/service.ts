@@ -106,7 +106,7 @@ export function tasksService(manager: TaskManager, containers: ContainerStore, m
 
     async deleteProcess(request, ctx) {
       const task = taskOf(ctx, request.containerId);
-      return deleted(task, manager.deleteProcess(task, request.execId));
+      return deleted(task, await manager.deleteProcess(task, request.execId));
     },
 
     async get(request, ctx) {
