@@ -303,6 +303,11 @@ test("cancel: a pull goes on while another caller waits for it; a layer shared w
   const svc = ns("cancel");
   try {
     const kept = berthctl(["pull", "--plain-http", refB], "cancel");
+    // b's downloads first: with BERTH_PULL_PER_HOST=2, a's two held layers taking both
+    // slots first would leave b's own layer waiting forever.
+    const bStarted = () => blobGets(big.blob.digest).length > 0 && blobGets(ownB.blob.digest).length > 0;
+    for (let i = 0; i < 600 && !bStarted(); i++) await sleep(25);
+    assert.ok(bStarted(), "b's downloads got under way");
     const underWay = () => blobGets(big.blob.digest).length > 0 && blobGets(ownA.blob.digest).length > 0 && blobGets(ownB.blob.digest).length > 0;
     // a's only caller and one of b's two callers go away.
     await Promise.all([
