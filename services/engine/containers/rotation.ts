@@ -70,6 +70,10 @@ export function rotate(log: string, maxFile: number, shimDir: string): boolean {
       renameSync(aside, log);
       throw err;
     }
+    // The fresh file exists from now on, as the shim would create it: a shim that exits
+    // before it reads the command (its container just ended) must not leave the path
+    // missing. The shim's reopen appends to this same file.
+    closeSync(openSync(log, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o640));
     // Nothing older is kept with max-file 1: the moved-aside file goes once the shim has let go of it.
     if (maxFile <= 1) rmSync(aside, { force: true });
     return true;
