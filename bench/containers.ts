@@ -18,7 +18,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { containerdInstalled, startContainerd, type RunningDaemon } from "./daemons.ts";
 import { processMemory, processName } from "./proc-memory.ts";
-import { median } from "./measure.ts";
+import { median, Report } from "./measure.ts";
 import { processTable } from "../core/routes.ts";
 import { traceRounds } from "./ctr-trace.ts";
 import { childPids, distDir, repoRoot, startDaemon, type Daemon } from "../test/harness.ts";
@@ -170,11 +170,8 @@ function removeNamespaceCgroups(): void {
   }
 }
 
-const report: string[] = [];
-const out = (line = "") => {
-  report.push(line);
-  process.stdout.write(`${line}\n`);
-};
+const report = new Report();
+const out = report.out;
 
 try {
   const loadBefore = loadavg()[0]!;
@@ -301,7 +298,7 @@ try {
     out(`| ctr between its calls (from its first I/O to its last call), median | ${ms(median(idleTotals.get("berth")!))} | ${ms(median(idleTotals.get("containerd")!))} |`);
     out();
   }
-  writeFileSync(join(repoRoot, "bench", "results", "containers.md"), `${report.join("\n")}\n`);
+  report.save(join(repoRoot, "bench", "results", "containers.md"));
 } finally {
   for (const [engine, running] of [
     [{ name: "berth", address: () => berth?.address ?? "" }, berth],

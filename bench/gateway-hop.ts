@@ -16,7 +16,7 @@ import { GetNamespaceRequest } from "../core/gen/containerd/services/namespaces/
 import { repoRoot, startDaemon, type Daemon } from "../test/harness.ts";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { skopeoArchives } from "../test/fixtures/archives.ts";
-import { median } from "./measure.ts";
+import { median, Report } from "./measure.ts";
 
 const calls = Number(process.env.BENCH_CALLS ?? 2000);
 const rounds = 10;
@@ -40,11 +40,8 @@ interface Target {
   streamed: boolean;
 }
 
-const report: string[] = [];
-const out = (line = "") => {
-  report.push(line);
-  process.stdout.write(`${line}\n`);
-};
+const report = new Report();
+const out = report.out;
 
 try {
   const loadBefore = loadavg()[0]!;
@@ -122,7 +119,7 @@ try {
     const sorted = [...t.times].sort((a, b) => a - b);
     out(`| ${t.name} | ${us(median(t.times))} | ${us(sorted[Math.floor(sorted.length * 0.9)]!)} |`);
   }
-  writeFileSync(join(repoRoot, "bench", "results", "gateway-hop.md"), `${report.join("\n")}\n`);
+  report.save(join(repoRoot, "bench", "results", "gateway-hop.md"));
 } finally {
   for (const channel of channels) channel.close?.();
   await berth?.destroy();

@@ -1,6 +1,6 @@
 // What the benchmarks that time commands share: a command's wall time (it must succeed),
-// the median of the runs, and the busybox image imported with the real ctr.
-import { mkdirSync } from "node:fs";
+// the median of the runs, the busybox image imported with the real ctr, and the report.
+import { mkdirSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { skopeoArchives } from "../test/fixtures/archives.ts";
@@ -29,4 +29,17 @@ export async function importBusyboxWithCtr(address: string, dir: string): Promis
   const archive = skopeoArchives(dir, await buildBusyboxImage(), "busybox:latest").dockerArchive;
   const imported = spawnSync("ctr", ["--address", address, "images", "import", archive], { encoding: "utf8" });
   if (imported.status !== 0) throw new Error(`ctr images import failed: ${imported.stderr}`);
+}
+
+/** A bench's Markdown report: each line printed as it is written, the whole saved at the end. */
+export class Report {
+  private readonly lines: string[] = [];
+  readonly out = (line = ""): void => {
+    this.lines.push(line);
+    process.stdout.write(`${line}\n`);
+  };
+
+  save(file: string): void {
+    writeFileSync(file, `${this.lines.join("\n")}\n`);
+  }
 }

@@ -19,7 +19,7 @@ import { traceRounds } from "./ctr-trace.ts";
 import { repoRoot, startDaemon, type Daemon } from "../test/harness.ts";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { skopeoArchives } from "../test/fixtures/archives.ts";
-import { median } from "./measure.ts";
+import { median, Report } from "./measure.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 20);
 const coldRuns = Number(process.env.BENCH_COLD_RUNS ?? 3);
@@ -68,11 +68,8 @@ async function waitUntil(what: string, check: () => boolean, timeoutMs = 60_000)
   }
 }
 
-const report: string[] = [];
-const out = (line = "") => {
-  report.push(line);
-  process.stdout.write(`${line}\n`);
-};
+const report = new Report();
+const out = report.out;
 
 try {
   const loadBefore = loadavg()[0]!;
@@ -146,7 +143,7 @@ try {
     out(`| ctr between its calls, median | ${names.map((n) => ms(median(between.get(n)!))).join(" | ")} |`);
     out();
   }
-  writeFileSync(join(repoRoot, "bench", "results", "run-latency.md"), `${report.join("\n")}\n`);
+  report.save(join(repoRoot, "bench", "results", "run-latency.md"));
 } finally {
   await berth?.destroy();
   await baselineBerth?.destroy();
