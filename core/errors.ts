@@ -18,8 +18,8 @@ export type ErrorKind =
 
 export class BerthError extends Error {
   readonly kind: ErrorKind;
-  constructor(kind: ErrorKind, message: string) {
-    super(kind === "unknown" || message.endsWith(`: ${kind}`) ? message : `${message}: ${kind}`);
+  constructor(kind: ErrorKind, message: string, options?: ErrorOptions) {
+    super(kind === "unknown" || message.endsWith(`: ${kind}`) ? message : `${message}: ${kind}`, options);
     this.kind = kind;
     this.name = "BerthError";
   }

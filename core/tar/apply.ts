@@ -41,13 +41,13 @@ const layerErrorCodes = new Set(["EEXIST", "ENOTDIR", "EISDIR", "ELOOP", "ENAMET
 function entryError(name: string, err: unknown): BerthError {
   const shown = displayPath(name);
   if (err instanceof BerthError) {
-    return err.message.includes(shown) ? err : new BerthError(err.kind, `entry ${shown}: ${err.message}`);
+    return err.message.includes(shown) ? err : new BerthError(err.kind, `entry ${shown}: ${err.message}`, { cause: err });
   }
   const code = errnoCode(err);
   const kind: ErrorKind = code && layerErrorCodes.has(code) ? "invalid argument" : "unknown";
   const detail = err instanceof Error ? err.message : String(err);
   // An errno message repeats the host path, which a layer can make megabytes long: too long for a gRPC status.
-  return new BerthError(kind, `entry ${shown}: ${detail.length > 1024 ? `${detail.slice(0, 1024)}…` : detail}`);
+  return new BerthError(kind, `entry ${shown}: ${detail.length > 1024 ? `${detail.slice(0, 1024)}…` : detail}`, { cause: err });
 }
 
 async function writeAll(path: string, body: AsyncIterable<Buffer>): Promise<void> {

@@ -45,6 +45,12 @@ async function* limited(body: ByteSource, limit: number): AsyncGenerator<Uint8Ar
   if (over) throw new ContextTooLarge(`the build context is larger than the ${limit} bytes this daemon accepts (BERTH_BUILD_CONTEXT_MAX_BYTES)`);
 }
 
+/** `err` or the error it was made from (an entry's error wraps the body's), if one is a `type`. */
+function causeOf<T extends Error>(err: unknown, type: new (...args: never[]) => T): T | undefined {
+  for (let e = err; e instanceof Error; e = e.cause) if (e instanceof type) return e;
+  return undefined;
+}
+
 /** File bytes of a context kept in memory (BERTH_BUILD_CONTEXT_MEMORY_BYTES; 256 MiB by default, 0 for none). */
 export function contextMemoryBudget(): number {
   const text = process.env.BERTH_BUILD_CONTEXT_MEMORY_BYTES;
@@ -157,7 +163,8 @@ export async function extractContext(body: ByteSource, dockerfile: string, into?
   } catch (err) {
     await entries.return(undefined);
     for (const dir of made.reverse()) rmSync(dir, { recursive: true, force: true });
-    if (err instanceof ContextTooLarge || (err as Error).message.includes("BERTH_BUILD_CONTEXT_MAX_BYTES")) throw badRequest((err as Error).message.replace(/^.*?(the build context is larger)/, "$1"));
+    const tooLarge = causeOf(err, ContextTooLarge);
+    if (tooLarge) throw badRequest(tooLarge.message);
     throw badRequest(`cannot read the build context: ${(err as Error).message}`);
   }
 }
