@@ -32,7 +32,9 @@ import { recordCacheUse } from "./cache.ts";
 import { OrderedOutput, planStages, type StagePlan } from "./stages.ts";
 import { heredocRun, heredocSources, isHeredocWord, writeScript, type HeredocRun } from "./heredoc.ts";
 import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
-import { findCached, loadImage, markResult, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
+import { findCached, loadImage, markResult, PlatformMismatch, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
+import { automaticPlatformArgNames, automaticPlatformArgs, cannotRunHere, documentPlatform, fromPlatform, requestedPlatform } from "./platforms.ts";
+import { hostPlatform, type Platform } from "../../../core/image/platform.ts";
 import { stepLayer } from "./step-layer.ts";
 import { unsynced } from "./unsynced-mounts.ts";
 import { archiveCompression, copyTree, destinationIn, hashSources, selectSources, unpackArchive, type Owner, type Selected } from "./sources.ts";
@@ -45,6 +47,8 @@ export interface BuildOptions {
   labels: Record<string, string>;
   target: string;
   quiet: boolean;
+  /** The /build `platform` query: what a FROM without --platform selects ("" or absent: this host). */
+  platform?: string;
 }
 
 export interface BuildOutput {
@@ -111,6 +115,7 @@ export function planBuild(contextDir: string, options: BuildOptions): { stages: 
       const words = instruction.args.split(/\s+/);
       const name = words.length === 3 && words[1]!.toUpperCase() === "AS" ? words[2]!.toLowerCase() : undefined;
       if (words.length !== 1 && !name) throw badRequest(`dockerfile parse error on line ${instruction.line}: FROM requires either one or three arguments`);
+      for (const flag of instruction.flags.keys()) if (flag !== "platform") throw badRequest(`dockerfile parse error on line ${instruction.line}: unknown flag: ${flag}`);
       stages.push({ name, from: instruction, steps: [] });
     } else if (stages.length === 0) {
       if (instruction.keyword !== "ARG") throw badRequest(`dockerfile parse error on line ${instruction.line}: no build stage in current context`);
@@ -149,6 +154,8 @@ export class Build {
   private readonly triggersCleared = new WeakSet<BuildImage>();
 
   private readonly hooks: BuildHooks;
+  /** The platform the request asked for; undefined: this host's, and an index's best match for it. */
+  private readonly targetPlatform: Platform | undefined;
 
   constructor(backend: Backend, manager: ContainerManager, contextDir: string, options: BuildOptions, out: BuildOutput, hooks: BuildHooks = {}) {
     this.hooks = hooks;
@@ -157,6 +164,7 @@ export class Build {
     this.contextDir = contextDir;
     this.options = options;
     this.out = out;
+    this.targetPlatform = requestedPlatform(options.platform);
   }
 
   private say(text: string): void {
@@ -188,8 +196,11 @@ export class Build {
   private async steps(): Promise<string> {
     const { stages, globals, escape, last } = planBuild(this.contextDir, this.options);
     this.escape = escape;
-    const globalArgs = new Map<string, string>();
-    for (const g of globals) for (const [k, v] of this.argDeclarations(g, globalArgs)) globalArgs.set(k, v);
+    const automatic = automaticPlatformArgs(this.targetPlatform ?? hostPlatform());
+    const declared = new Map<string, string>();
+    for (const g of globals) for (const [k, v] of this.argDeclarations(g, new Map([...automatic, ...declared]), automatic)) declared.set(k, v);
+    // What FROM lines see, and what a stage's bare `ARG NAME` takes its value from.
+    const globalArgs = new Map([...automatic, ...declared]);
     const plan = planStages(stages, last, (i) => expandText(stages[i]!.from.args.split(/\s+/)[0]!, globalArgs, this.escape));
     this.stepCount = plan.order.reduce((n, i) => n + 1 + stages[i]!.steps.length, 0);
     const built = await this.buildStages(stages, plan, globalArgs);
@@ -199,7 +210,7 @@ export class Build {
       result = await this.metadata(result, text, (config) => (config.Labels = { ...(config.Labels ?? {}), ...this.options.labels }));
     }
     if (!result.id) throw new BuildFailure("No image was generated. Is your Dockerfile empty?");
-    const unused = Object.keys(this.options.buildArgs).filter((a) => !this.usedArgs.has(a) && !predefinedArgs.has(a));
+    const unused = Object.keys(this.options.buildArgs).filter((a) => !this.usedArgs.has(a) && !predefinedArgs.has(a) && !automaticPlatformArgNames.has(a));
     if (unused.length > 0) this.say(`[Warning] One or more build-args [${unused.join(" ")}] were not consumed\n`);
     await markResult(this.backend, result);
     this.out.aux({ ID: result.id });
@@ -300,15 +311,25 @@ export class Build {
   private async from(stage: Stage, globalArgs: Map<string, string>, built: BuildImage[], names: Map<string, number>): Promise<StageState> {
     this.announce(stage.from);
     const ref = expandText(stage.from.args.split(/\s+/)[0]!, globalArgs, this.escape);
+    let platform = this.targetPlatform;
+    const platformText = stage.from.flags.get("platform");
+    if (platformText !== undefined) {
+      try {
+        platform = fromPlatform(expandText(platformText, globalArgs, this.escape));
+      } catch (err) {
+        throw new BuildFailure((err as Error).message);
+      }
+    }
     let image: BuildImage;
     const earlier = names.get(ref.toLowerCase());
+    // An earlier stage is what it is, whatever platform this FROM names (as Docker).
     if (earlier !== undefined) image = built[earlier]!;
-    else if (ref === "scratch") image = scratchImage();
+    else if (ref === "scratch") image = scratchImage(platform);
     else {
       try {
-        image = await loadImage(this.backend, ref);
+        image = await loadImage(this.backend, ref, platform);
       } catch (err) {
-        throw new BuildFailure(httpErrorOf(err).message);
+        throw new BuildFailure(err instanceof PlatformMismatch ? err.message : httpErrorOf(err).message);
       }
     }
     const state: StageState = { image, args: new Map() };
@@ -513,6 +534,8 @@ export class Build {
   private async runStep(step: Instruction, state: StageState, command: string[], heredoc?: HeredocRun, binds?: string[]): Promise<BuildImage> {
     const parent = state.image;
     if (!parent.id) throw new BuildFailure("RUN needs a base image with a shell: FROM scratch has none");
+    const foreign = cannotRunHere(documentPlatform(parent.document));
+    if (foreign) throw new BuildFailure(`RUN ${command.join(" ")}: ${foreign}`);
     const env = mergeEnv([...state.args].map(([k, v]) => `${k}=${v}`), parent.document.config?.Env ?? []);
     const argText = state.args.size > 0 ? `|${state.args.size} ${[...state.args].map(([k, v]) => `${k}=${v}`).join(" ")} ` : "";
     const createdBy = `${argText}${heredoc?.createdBy ?? command.join(" ")}`;
@@ -670,9 +693,9 @@ export class Build {
     if (index !== undefined) image = built[index]!;
     else {
       try {
-        image = await loadImage(this.backend, from);
+        image = await loadImage(this.backend, from, this.targetPlatform);
       } catch (err) {
-        throw new BuildFailure(`invalid from flag value ${from}: ${httpErrorOf(err).message}`);
+        throw new BuildFailure(`invalid from flag value ${from}: ${err instanceof PlatformMismatch ? err.message : httpErrorOf(err).message}`);
       }
     }
     if (!image.id) throw new BuildFailure(`COPY --from=${from}: the stage has no files (FROM scratch with no steps)`);
