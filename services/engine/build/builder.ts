@@ -29,7 +29,7 @@ import { setName } from "../images/tagging.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
 import { recordCacheUse } from "./cache.ts";
-import { OrderedOutput, planStages, type StagePlan } from "./stages.ts";
+import { OrderedOutput, planStages, triggerCopySources, type StagePlan } from "./stages.ts";
 import { heredocRun, heredocSources, isHeredocWord, writeScript, type HeredocRun } from "./heredoc.ts";
 import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
 import { findCached, loadImage, markResult, PlatformMismatch, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
@@ -201,7 +201,15 @@ export class Build {
     for (const g of globals) for (const [k, v] of this.argDeclarations(g, new Map([...automatic, ...declared]), automatic)) declared.set(k, v);
     // What FROM lines see, and what a stage's bare `ARG NAME` takes its value from.
     const globalArgs = new Map([...automatic, ...declared]);
-    const plan = planStages(stages, last, (i) => expandText(stages[i]!.from.args.split(/\s+/)[0]!, globalArgs, this.escape));
+    const fromRef = (i: number) => expandText(stages[i]!.from.args.split(/\s+/)[0]!, globalArgs, this.escape);
+    // A base's ONBUILD COPY --from may name a stage nothing else needs: planned until no
+    // stage to build adds another, each base looked at once.
+    const triggers = new Map<number, string[]>();
+    let plan = planStages(stages, last, fromRef);
+    for (let unseen = plan.order; unseen.length > 0; unseen = plan.order.filter((i) => !triggers.has(i))) {
+      for (const i of unseen) triggers.set(i, triggerCopySources(await this.baseTriggers(stages, i, fromRef(i), globalArgs)));
+      plan = planStages(stages, last, fromRef, (i) => triggers.get(i) ?? []);
+    }
     this.stepCount = plan.order.reduce((n, i) => n + 1 + stages[i]!.steps.length, 0);
     const built = await this.buildStages(stages, plan, globalArgs);
     let result = built[last]!;
@@ -311,15 +319,7 @@ export class Build {
   private async from(stage: Stage, globalArgs: Map<string, string>, built: BuildImage[], names: Map<string, number>): Promise<StageState> {
     this.announce(stage.from);
     const ref = expandText(stage.from.args.split(/\s+/)[0]!, globalArgs, this.escape);
-    let platform = this.targetPlatform;
-    const platformText = stage.from.flags.get("platform");
-    if (platformText !== undefined) {
-      try {
-        platform = fromPlatform(expandText(platformText, globalArgs, this.escape));
-      } catch (err) {
-        throw new BuildFailure((err as Error).message);
-      }
-    }
+    const platform = this.stagePlatform(stage, globalArgs);
     let image: BuildImage;
     const earlier = names.get(ref.toLowerCase());
     // An earlier stage is what it is, whatever platform this FROM names (as Docker).
@@ -336,6 +336,34 @@ export class Build {
     await this.runTriggers(state, built, names, globalArgs);
     this.say(state.image.id ? ` ---> ${shortId(state.image.id)}\n` : " ---> \n");
     return state;
+  }
+
+  /** The platform a stage's FROM selects: its --platform, else the request's (undefined: this host's). */
+  private stagePlatform(stage: Stage, globalArgs: Map<string, string>): Platform | undefined {
+    const text = stage.from.flags.get("platform");
+    if (text === undefined) return this.targetPlatform;
+    try {
+      return fromPlatform(expandText(text, globalArgs, this.escape));
+    } catch (err) {
+      throw new BuildFailure((err as Error).message);
+    }
+  }
+
+  /**
+   * The ONBUILD triggers stage i's base will run: an earlier stage's are its own ONBUILD
+   * steps (its base's ran and were cleared), an image's are in its config. A base that
+   * cannot be loaded has none here; its FROM reports why when the stage runs.
+   */
+  private async baseTriggers(stages: Stage[], i: number, ref: string, globalArgs: Map<string, string>): Promise<string[]> {
+    const lower = ref.toLowerCase();
+    for (let j = i - 1; j >= 0; j--) if (stages[j]!.name === lower) return stages[j]!.steps.filter((s) => s.keyword === "ONBUILD").map((s) => s.args);
+    if (ref === "scratch") return [];
+    try {
+      const onBuild = (await loadImage(this.backend, ref, this.stagePlatform(stages[i]!, globalArgs))).document.config?.OnBuild;
+      return Array.isArray(onBuild) ? onBuild.map(String) : [];
+    } catch {
+      return [];
+    }
   }
 
   /**
@@ -688,9 +716,16 @@ export class Build {
   /** Runs `fn` with the root sources come from: the context, or a read-only view of a stage's or image's rootfs. */
   private async withSourceRoot<T>(from: string | undefined, built: BuildImage[], names: Map<string, number>, fn: (root: string, rootKey: string | undefined, what: string) => Promise<T>): Promise<T> {
     if (!from) return fn(this.contextDir, undefined, "build context or excluded by .dockerignore");
-    const index = names.get(from.toLowerCase()) ?? (/^\d+$/.test(from) && Number(from) < built.length ? Number(from) : undefined);
+    // built.length is the current stage's index: a number from there on is no earlier stage (Docker's words).
+    if (/^\d+$/.test(from) && Number(from) >= built.length) {
+      throw new BuildFailure(`invalid from flag value ${from}: ${Number(from) === built.length ? "refers to current build stage" : "index out of bounds"}`);
+    }
+    const index = names.get(from.toLowerCase()) ?? (/^\d+$/.test(from) ? Number(from) : undefined);
     let image: BuildImage;
-    if (index !== undefined) image = built[index]!;
+    if (index !== undefined) {
+      if (!built[index]) throw new BuildFailure(`invalid from flag value ${from}: stage ${from} was not scheduled by this build (an ONBUILD trigger named it after planning)`);
+      image = built[index];
+    }
     else {
       try {
         image = await loadImage(this.backend, from, this.targetPlatform);
