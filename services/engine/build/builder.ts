@@ -37,7 +37,8 @@ import { automaticPlatformArgNames, automaticPlatformArgs, cannotRunHere, docume
 import { hostPlatform, type Platform } from "../../../core/image/platform.ts";
 import { stepLayer } from "./step-layer.ts";
 import { unsynced } from "./unsynced-mounts.ts";
-import { archiveCompression, copyTree, destinationIn, hashSources, selectSources, unpackArchive, type Owner, type Selected } from "./sources.ts";
+import { copyTree, destinationIn, hashSources, selectSources, type Owner, type Selected } from "./sources.ts";
+import { archiveFormat, unpackArchive } from "./archives.ts";
 
 export interface BuildOptions {
   dockerfile: string;
@@ -700,11 +701,13 @@ export class Build {
         copyTree(s.host, s.stat, dir, owner, mode);
         continue;
       }
-      const compression = unpack && s.stat.isFile() ? archiveCompression(s.host) : undefined;
-      if (compression) {
+      const format = unpack && s.stat.isFile() ? await archiveFormat(s.host) : undefined;
+      if (format) {
         const dir = destinationIn(root, dest);
         mkdirSync(dir, { recursive: true });
-        await unpackArchive(s.host, compression, dir);
+        await unpackArchive(s.host, format, dir).catch((err: Error) => {
+          throw new BuildFailure(`ADD ${s.relative}: cannot unpack the archive: ${err.message}`);
+        });
         continue;
       }
       const into = destinationIn(root, dest);
