@@ -456,9 +456,10 @@ export class Build {
         return this.metadata(image, `USER ${user}`, (c) => (c.User = user));
       }
       case "EXPOSE": {
-        const ports = processWords(step.args, vars, this.escape, true).map((p) => (p.includes("/") ? p.toLowerCase() : `${p}/tcp`));
+        const words = processWords(step.args, vars, this.escape, true);
+        const ports = words.map((p) => (p.includes("/") ? p.toLowerCase() : `${p}/tcp`));
         for (const p of ports) if (!/^\d+(-\d+)?\/(tcp|udp|sctp)$/.test(p)) throw new BuildFailure(`invalid containerPort: ${p}`);
-        return this.metadata(image, `EXPOSE ${ports.join(" ")}`, (c) => (c.ExposedPorts = { ...(c.ExposedPorts ?? {}), ...Object.fromEntries(ports.map((p) => [p, {}])) }));
+        return this.metadata(image, `EXPOSE ${words.join(" ")}`, (c) => (c.ExposedPorts = { ...(c.ExposedPorts ?? {}), ...Object.fromEntries(ports.map((p) => [p, {}])) }));
       }
       case "VOLUME": {
         const volumes = step.json ?? processWords(step.args, vars, this.escape, true);
@@ -471,15 +472,15 @@ export class Build {
       case "SHELL": {
         if (!step.json || step.json.length === 0) throw new BuildFailure("SHELL requires the arguments to be in JSON form");
         const shell = step.json;
-        return this.metadata(image, `SHELL ${JSON.stringify(shell)}`, (c) => (c.Shell = shell));
+        return this.metadata(image, `SHELL [${shell.join(" ")}]`, (c) => (c.Shell = shell));
       }
       case "CMD": {
         const cmd = jsonOrShell();
-        return this.metadata(image, `CMD ${JSON.stringify(cmd)}`, (c) => (c.Cmd = cmd));
+        return this.metadata(image, `CMD ${goQuotedList(cmd)}`, (c) => (c.Cmd = cmd));
       }
       case "ENTRYPOINT": {
         const entrypoint = step.args === "" ? null : jsonOrShell();
-        return this.metadata(image, `ENTRYPOINT ${JSON.stringify(entrypoint ?? [])}`, (c) => {
+        return this.metadata(image, `ENTRYPOINT ${goQuotedList(entrypoint ?? [])}`, (c) => {
           c.Entrypoint = entrypoint;
           // As Docker: a new ENTRYPOINT drops the CMD an earlier stage or image set.
           c.Cmd = null;
@@ -566,7 +567,10 @@ export class Build {
     const foreign = cannotRunHere(documentPlatform(parent.document));
     if (foreign) throw new BuildFailure(`RUN ${command.join(" ")}: ${foreign}`);
     const env = mergeEnv([...state.args].map(([k, v]) => `${k}=${v}`), parent.document.config?.Env ?? []);
-    const argText = state.args.size > 0 ? `|${state.args.size} ${[...state.args].map(([k, v]) => `${k}=${v}`).join(" ")} ` : "";
+    // As Docker records them: sorted, and without the args an ENV of the same name hides.
+    const envNames = new Set((parent.document.config?.Env ?? []).map((e) => e.split("=", 1)[0]));
+    const recorded = [...state.args].filter(([k]) => !envNames.has(k)).map(([k, v]) => `${k}=${v}`).sort();
+    const argText = recorded.length > 0 ? `|${recorded.length} ${recorded.join(" ")} ` : "";
     const createdBy = `${argText}${heredoc?.createdBy ?? command.join(" ")}`;
     const hit = await this.cached(parent, createdBy);
     if (hit) return hit;
@@ -755,6 +759,11 @@ export class Build {
       }
     });
   }
+}
+
+/** Go's %q of a string slice, as Docker's history shows CMD and ENTRYPOINT: `["sh" "-c" "x"]`. */
+function goQuotedList(list: readonly string[]): string {
+  return `[${list.map((item) => JSON.stringify(item)).join(" ")}]`;
 }
 
 /** Build args Docker accepts without an ARG (proxy settings). */
