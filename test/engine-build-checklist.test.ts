@@ -93,6 +93,7 @@ describe("the issue's instruction list, item by item", () => {
         "SHELL [\"/bin/sh\", \"-ec\"]",
         "ARG FLAVOUR",
         "ARG EMPTY=",
+        "ARG QUOTED=\"two words\" DERIVED=${FLAVOUR}-x",
         "ENV ALT=${FLAVOUR:+flavoured} DEFAULT=${EMPTY:-fallback} UNSET=${NOPE-none} FILE=notes.tar.gz",
         "ENV STEM=${FILE%%.*} EXT=${FILE#*.}",
         "WORKDIR /app",
@@ -128,7 +129,7 @@ describe("the issue's instruction list, item by item", () => {
     const gz = spawnSync("gzip", ["-k", "plain.txt"], { cwd: dir });
     assert.equal(gz.status, 0, String(gz.stderr));
     const r = ok(build(dir, ["--build-arg", "FLAVOUR=mint", "-t", "checklist:all"]), "build");
-    assert.match(r.stdout, /^Step 1\/23 : FROM \$\{BASE\} AS base$/m);
+    assert.match(r.stdout, /^Step 1\/24 : FROM \$\{BASE\} AS base$/m);
     assert.equal(runOut("checklist:all", "x"), "tool x in /app/sub as 1000\n");
     assert.equal(runOut("checklist:all"), "tool default-arg in /app/sub as 1000\n");
     const files = ok(d.docker(["run", "--rm", "--entrypoint", "sh", "checklist:all", "-c", "ls texts; stat -c %a /usr/local/bin/tool; cat /unpacked/xz/inner.txt /unpacked/bz2/inner.txt /unpacked/gz/inner.txt; ls /kept; cat /vars /exec"]), "files").stdout;
@@ -141,11 +142,12 @@ describe("the issue's instruction list, item by item", () => {
     const history = ok(d.docker(["history", "--no-trunc", "--format", "{{.CreatedBy}}", "checklist:all"]), "history").stdout;
     assert.match(history, /#\(nop\)  STOPSIGNAL SIGINT/);
     // created_by as Docker's classic builder writes it: build args sorted, Go's %v/%q of lists, ports as written.
-    assert.match(history, /^\|2 EMPTY= FLAVOUR=mint \/bin\/sh -ec echo "\$ALT/m);
+    assert.match(history, /^\|4 DERIVED=mint-x EMPTY= FLAVOUR=mint QUOTED=two words \/bin\/sh -ec echo "\$ALT/m);
     assert.match(history, /^\/bin\/sh -c #\(nop\)  SHELL \[\/bin\/sh -ec\]$/m);
     assert.match(history, /^\/bin\/sh -c #\(nop\)  EXPOSE 8080 53\/udp$/m);
     assert.match(history, /^\/bin\/sh -c #\(nop\)  CMD \["default-arg"\]$/m);
     assert.match(history, /^\/bin\/sh -c #\(nop\)  VOLUME \[\/data\]$/m);
+    assert.match(history, /^\/bin\/sh -c #\(nop\)  ARG QUOTED=two words DERIVED=mint-x$/m);
   });
 
   test("--build-arg NAME without a value takes it from the client's environment, else the ARG's default", () => {

@@ -445,7 +445,8 @@ export class Build {
       case "ARG": {
         const declared = this.argDeclarations(step, vars, globals);
         for (const [k, v] of declared) state.args.set(k, v);
-        return this.metadata(image, `ARG ${step.args}`, () => {});
+        // As Docker records it: each name with its default, expanded and unquoted (not a --build-arg's value).
+        return this.metadata(image, `ARG ${processWords(step.args, vars, this.escape, true).join(" ")}`, () => {});
       }
       case "WORKDIR": {
         const dir = posix.resolve(image.document.config?.WorkingDir || "/", word(step.args));
