@@ -158,13 +158,16 @@ describe("the issue's instruction list, item by item", () => {
     assert.equal(runOut("checklist:noenv", "cat", "/v"), "default\n");
   });
 
-  test("bad substitutions and a broken ADD archive: clear errors, nothing left", () => {
+  test("bad substitutions, an unknown STOPSIGNAL and a broken ADD archive: clear errors, nothing left", () => {
     const required = build(context("required-arg", { Dockerfile: "FROM busybox\nARG NEEDED\nENV X=${NEEDED:?pass --build-arg NEEDED}\n" }));
     assert.equal(required.code, 1);
     assert.match(required.stderr, /NEEDED: pass --build-arg NEEDED/);
     const modifier = build(context("bad-modifier", { Dockerfile: "FROM busybox\nENV A=${B:#x}\n" }));
     assert.equal(modifier.code, 1);
     assert.match(modifier.stderr, /unsupported modifier \(:#\) in substitution/);
+    const signal = build(context("bad-signal", { Dockerfile: "FROM busybox\nSTOPSIGNAL SIGNOPE\n" }));
+    assert.equal(signal.code, 1);
+    assert.match(signal.stderr, /Invalid signal: SIGNOPE/);
     const dir = context("broken-archive", { Dockerfile: "FROM busybox\nADD cut.tar.xz /x/\n", "payload/big.bin": "x".repeat(1 << 20) });
     tar(dir, ["-cJf", "whole.tar.xz", "-C", "payload", "big.bin"]);
     const cut = spawnSync("sh", ["-c", "head -c $(( $(stat -c %s whole.tar.xz) / 2 )) whole.tar.xz > cut.tar.xz"], { cwd: dir });

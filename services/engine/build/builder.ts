@@ -24,6 +24,7 @@ import { snapshotter } from "../containers/image.ts";
 import { unpackImage } from "../../../core/image/unpack.ts";
 import type { ContainerManager } from "../containers/lifecycle.ts";
 import { userInRootfs } from "../containers/rootfs-files.ts";
+import { parseSignal } from "../containers/signals.ts";
 import { follow, LogCursor } from "../containers/logfile.ts";
 import { setName } from "../images/tagging.ts";
 import { familiarRef, shortId } from "../references.ts";
@@ -468,6 +469,11 @@ export class Build {
       }
       case "STOPSIGNAL": {
         const signal = word(step.args);
+        try {
+          parseSignal(signal);
+        } catch (err) {
+          throw new BuildFailure((err as Error).message);
+        }
         return this.metadata(image, `STOPSIGNAL ${signal}`, (c) => (c.StopSignal = signal));
       }
       case "SHELL": {
