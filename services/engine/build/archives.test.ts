@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ArchiveError, archiveFormat, unpackArchive } from "./archives.ts";
+import { ArchiveError, archiveFormat, MissingDecompressor, unpackArchive } from "./archives.ts";
 
 let work: string;
 
@@ -67,4 +67,16 @@ test("an archive whose compressed data breaks after its start fails with the dec
   const destGz = join(work, "out-cut-gz");
   mkdirSync(destGz);
   await assert.rejects(unpackArchive(join(work, "cut.tar.gz"), "gzip", destGz), /unexpected end|truncated/i);
+});
+
+test("without the decompressor installed, an xz file is an error naming the tool, never copied as if it were no archive", async () => {
+  const path = process.env.PATH;
+  process.env.PATH = join(work, "no-tools-here");
+  try {
+    await assert.rejects(archiveFormat(join(work, "t.tar.xz")), (err: Error) => err instanceof MissingDecompressor && /^cannot run xz to decompress the archive \(is it installed\?/.test(err.message));
+    // Formats Node decompresses itself need no tool.
+    assert.equal(await archiveFormat(join(work, "t.tar.gz")), "gzip");
+  } finally {
+    process.env.PATH = path;
+  }
 });

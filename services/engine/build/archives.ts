@@ -19,6 +19,11 @@ export class ArchiveError extends Error {
   override name = "ArchiveError";
 }
 
+/** The decompressor a format needs is not installed: the file cannot even be told apart from a plain one. */
+export class MissingDecompressor extends ArchiveError {
+  override name = "MissingDecompressor";
+}
+
 interface Decompressed {
   stream: Readable;
   /** Settles when the decompressor is done; rejects with its failure. */
@@ -43,7 +48,7 @@ function decompressed(host: string, format: ArchiveFormat): Decompressed {
   child.stdin!.on("error", () => undefined);
   file.pipe(child.stdin!);
   const exit = new Promise<void>((resolve, reject) => {
-    child.once("error", (err) => reject(new ArchiveError(`cannot run ${command} to decompress the archive: ${err.message}`)));
+    child.once("error", (err) => reject(new MissingDecompressor(`cannot run ${command} to decompress the archive (is it installed? scripts/setup.sh installs it): ${err.message}`)));
     child.once("close", (code, signal) => {
       file.destroy();
       // Ended by the closed pipe of output nobody reads any more: not the archive's fault.
@@ -82,7 +87,9 @@ async function head(host: string, format: ArchiveFormat, n: number): Promise<Buf
     source.close();
   }
   // A decompressor that fails on the head leaves fewer bytes than a tar header: no archive.
-  await source.finished().catch(() => undefined);
+  await source.finished().catch((err: unknown) => {
+    if (err instanceof MissingDecompressor) throw err;
+  });
   return Buffer.concat(chunks).subarray(0, n);
 }
 

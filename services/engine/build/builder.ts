@@ -712,7 +712,9 @@ export class Build {
         copyTree(s.host, s.stat, dir, owner, mode);
         continue;
       }
-      const format = unpack && s.stat.isFile() ? await archiveFormat(s.host) : undefined;
+      const format = unpack && s.stat.isFile() ? await archiveFormat(s.host).catch((err: Error) => {
+        throw new BuildFailure(`ADD ${s.relative}: ${err.message}`);
+      }) : undefined;
       if (format) {
         const dir = destinationIn(root, dest);
         mkdirSync(dir, { recursive: true });
