@@ -33,7 +33,9 @@ import { recordCacheUse } from "./cache.ts";
 import { OrderedOutput, planStages, triggerCopySources, type StagePlan } from "./stages.ts";
 import { heredocRun, heredocSources, isHeredocWord, writeScript, type HeredocRun } from "./heredoc.ts";
 import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
-import { findCached, loadImage, markResult, PlatformMismatch, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
+import { BaseImages, type ProgressMessage } from "./base-pull.ts";
+import type { AuthConfig } from "../images/transfer-routes.ts";
+import { findCached, markResult, PlatformMismatch, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
 import { automaticPlatformArgNames, automaticPlatformArgs, cannotRunHere, documentPlatform, fromPlatform, requestedPlatform } from "./platforms.ts";
 import { hostPlatform, type Platform } from "../../../core/image/platform.ts";
 import { stepLayer } from "./step-layer.ts";
@@ -51,11 +53,15 @@ export interface BuildOptions {
   quiet: boolean;
   /** The /build `platform` query: what a FROM without --platform selects ("" or absent: this host). */
   platform?: string;
+  /** The /build `pull` query: pull every base image, even one the store has. */
+  pull?: boolean;
 }
 
 export interface BuildOutput {
   stream(text: string): void;
   aux(value: unknown): void;
+  /** A pull's progress message (a base image the store did not have), as `docker pull` streams it. */
+  progress(message: ProgressMessage): void;
   /** The client went away: the build stops before its next step. */
   closed(): boolean;
 }
@@ -68,6 +74,10 @@ export interface BuildHooks {
   containerLabels?: Record<string, string>;
   /** A RUN container was made (true) or removed (false); independent stages run several at once. */
   runContainer?(id: string, exists: boolean): void;
+  /** The credentials the client sent (X-Registry-Config) for the registry of a store name. */
+  registryAuth?(name: string): AuthConfig;
+  /** The build was cancelled: a base image's pull under way stops. */
+  cancelled?: AbortSignal;
 }
 
 /** A build that failed after the stream started: `code` is what the CLI exits with. */
@@ -91,8 +101,11 @@ interface StageState {
   args: Map<string, string>;
 }
 
+/** What a stage writes: text, or a pull's progress message. */
+type OutputItem = string | ProgressMessage;
+
 interface StageSink {
-  write(text: string): void;
+  write(item: OutputItem): void;
   /** The number the stage's next Step line gets. */
   nextStep: number;
   /** Another stage failed: stop before the next step. */
@@ -158,6 +171,8 @@ export class Build {
   private readonly hooks: BuildHooks;
   /** The platform the request asked for; undefined: this host's, and an index's best match for it. */
   private readonly targetPlatform: Platform | undefined;
+  /** FROM and COPY --from images, pulled when missing (or always, with `pull`). */
+  private readonly bases: BaseImages;
 
   constructor(backend: Backend, manager: ContainerManager, contextDir: string, options: BuildOptions, out: BuildOutput, hooks: BuildHooks = {}) {
     this.hooks = hooks;
@@ -167,7 +182,16 @@ export class Build {
     this.options = options;
     this.out = out;
     this.targetPlatform = requestedPlatform(options.platform);
+    this.bases = new BaseImages(backend, { always: options.pull ?? false, auth: hooks.registryAuth ?? (() => ({})), signal: hooks.cancelled ?? new AbortController().signal });
   }
+
+  /** A base image pull's message, where the step's text goes. */
+  private readonly progress = (message: ProgressMessage): void => {
+    if (this.options.quiet) return;
+    const sink = this.stageSinks.getStore();
+    if (sink) sink.write(message);
+    else this.out.progress(message);
+  };
 
   private say(text: string): void {
     if (this.options.quiet) return;
@@ -241,7 +265,7 @@ export class Build {
    * the other stages at their next step and is the build's error.
    */
   private async buildStages(stages: Stage[], plan: StagePlan, globalArgs: Map<string, string>): Promise<BuildImage[]> {
-    const output = new OrderedOutput(plan.order.length, (text) => this.out.stream(text));
+    const output = new OrderedOutput<OutputItem>(plan.order.length, (item) => (typeof item === "string" ? this.out.stream(item) : this.out.progress(item)));
     const results = new Map<number, Promise<BuildImage>>();
     let failure: { error: unknown } | undefined;
     let nextStep = 1;
@@ -329,7 +353,7 @@ export class Build {
     else if (ref === "scratch") image = scratchImage(platform);
     else {
       try {
-        image = await loadImage(this.backend, ref, platform);
+        image = await this.bases.load(ref, platform, this.progress);
       } catch (err) {
         throw new BuildFailure(err instanceof PlatformMismatch ? err.message : httpErrorOf(err).message);
       }
@@ -361,7 +385,8 @@ export class Build {
     for (let j = i - 1; j >= 0; j--) if (stages[j]!.name === lower) return stages[j]!.steps.filter((s) => s.keyword === "ONBUILD").map((s) => s.args);
     if (ref === "scratch") return [];
     try {
-      const onBuild = (await loadImage(this.backend, ref, this.stagePlatform(stages[i]!, globalArgs))).document.config?.OnBuild;
+      // A missing base is pulled here (its messages are shown at its FROM step).
+      const onBuild = (await this.bases.load(ref, this.stagePlatform(stages[i]!, globalArgs))).document.config?.OnBuild;
       return Array.isArray(onBuild) ? onBuild.map(String) : [];
     } catch {
       return [];
@@ -744,7 +769,7 @@ export class Build {
     }
     else {
       try {
-        image = await loadImage(this.backend, from, this.targetPlatform);
+        image = await this.bases.load(from, this.targetPlatform, this.progress);
       } catch (err) {
         throw new BuildFailure(`invalid from flag value ${from}: ${err instanceof PlatformMismatch ? err.message : httpErrorOf(err).message}`);
       }

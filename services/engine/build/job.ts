@@ -12,6 +12,7 @@ import { queuePrefix, redisConnection } from "../../jobs/transfer/queues.ts";
 import type { Backend } from "../backend.ts";
 import type { ContainerManager } from "../containers/lifecycle.ts";
 import { Build, failureOf, type BuildOptions, type BuildOutput } from "./builder.ts";
+import type { AuthConfig } from "../images/transfer-routes.ts";
 import { buildJobLabel, InFlightRecord, releaseInFlight, trackedBackend, type BuildProgress } from "./in-flight.ts";
 import { interruptedReason, progressOf, recoverBuilds } from "./recovery.ts";
 import { buildJobId } from "./work-dir.ts";
@@ -34,6 +35,8 @@ interface Client {
   out: BuildOutput;
   /** The client went away: the build is cancelled. */
   gone: AbortSignal;
+  /** Registry credentials for base image pulls: kept here, never in the job's data in Redis. */
+  registryAuth: (name: string) => AuthConfig;
   settle(outcome: BuildOutcome): void;
 }
 
@@ -85,9 +88,9 @@ export class BuildJobs {
   }
 
   /** Adds the build's job and resolves with its outcome once it ended and its leftovers are gone. */
-  async run(dirId: string, data: Omit<BuildJobData, "clientId">, out: BuildOutput, gone: AbortSignal): Promise<BuildOutcome> {
+  async run(dirId: string, data: Omit<BuildJobData, "clientId">, out: BuildOutput, gone: AbortSignal, registryAuth: (name: string) => AuthConfig = () => ({})): Promise<BuildOutcome> {
     const clientId = randomUUID();
-    const outcome = new Promise<BuildOutcome>((settle) => this.clients.set(clientId, { out, gone, settle }));
+    const outcome = new Promise<BuildOutcome>((settle) => this.clients.set(clientId, { out, gone, registryAuth, settle }));
     try {
       await this.queue.add("build", { ...data, clientId }, { jobId: buildJobId(dirId), attempts: 1, ...keepOutcome });
       return await outcome;
@@ -111,12 +114,15 @@ export class BuildJobs {
         client.out.stream(text);
       },
       aux: (value) => client.out.aux(value),
+      progress: (message) => client.out.progress(message),
       closed: () => client.gone.aborted || client.out.closed(),
     };
     const build = new Build(trackedBackend(this.backend, record, jobId), this.manager, job.data.contextDir, job.data.options, out, {
       scratchDir: job.data.dir,
       containerLabels: { [buildJobLabel]: jobId },
       runContainer: (id, exists) => record.container(id, exists),
+      registryAuth: client.registryAuth,
+      cancelled: client.gone,
     });
     const stopCancelling = this.cancelOnDisconnect(client.gone, record);
     let outcome: BuildOutcome;

@@ -58,20 +58,20 @@ export function planStages(stages: readonly StageLike[], target: number, fromRef
  * Output of stages that run at once, written in stage order: the first unfinished stage
  * writes through, later ones are buffered until every stage before them has finished.
  */
-export class OrderedOutput {
-  private readonly buffers: string[][];
+export class OrderedOutput<T = string> {
+  private readonly buffers: T[][];
   private readonly done: boolean[];
   private live = 0;
-  private readonly write: (text: string) => void;
+  private readonly write: (item: T) => void;
 
-  constructor(count: number, write: (text: string) => void) {
+  constructor(count: number, write: (item: T) => void) {
     this.buffers = Array.from({ length: count }, () => []);
     this.done = Array.from({ length: count }, () => false);
     this.write = write;
   }
 
   /** The writer of the k-th stage (in order). */
-  writer(k: number): (text: string) => void {
+  writer(k: number): (item: T) => void {
     return (text) => {
       if (k === this.live) this.write(text);
       else this.buffers[k]!.push(text);

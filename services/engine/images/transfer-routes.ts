@@ -17,7 +17,7 @@ import { familiarName, familiarRef, joinRepoTag, parseImageRef, registryHost, sh
 import { imageCatalog } from "./catalog.ts";
 import { preservingReplaced, setName } from "./tagging.ts";
 
-interface AuthConfig {
+export interface AuthConfig {
   username?: string;
   password?: string;
   serveraddress?: string;
@@ -36,6 +36,41 @@ export function registryAuth(header: string | string[] | undefined): AuthConfig 
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw badRequest("invalid X-Registry-Auth header: not a JSON object");
   return parsed as AuthConfig;
+}
+
+/**
+ * X-Registry-Config (/build): base64url JSON, registry → auth config, for every registry
+ * the client has credentials for (keys as the CLI's config file has them: `host[:port]`,
+ * or a URL such as https://index.docker.io/v1/).
+ */
+export function registryConfigs(header: string | string[] | undefined): Map<string, AuthConfig> {
+  const value = Array.isArray(header) ? header[0] : header;
+  const configs = new Map<string, AuthConfig>();
+  if (!value) return configs;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(value.replace(/-/g, "+").replace(/_/g, "/"), "base64").toString("utf8"));
+  } catch {
+    throw badRequest("invalid X-Registry-Config header: not base64-encoded JSON");
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw badRequest("invalid X-Registry-Config header: not a JSON object");
+  for (const [key, auth] of Object.entries(parsed)) {
+    if (typeof auth !== "object" || auth === null || Array.isArray(auth)) throw badRequest(`invalid X-Registry-Config header: the entry for ${key} is not a JSON object`);
+    configs.set(configHost(key), auth as AuthConfig);
+  }
+  return configs;
+}
+
+/** A config key as the registry host a repository names (Docker Hub's index URL is docker.io). */
+function configHost(key: string): string {
+  const host = key.replace(/^[a-z]+:\/\//i, "").replace(/\/.*$/, "").toLowerCase();
+  return host === "index.docker.io" || host === "registry-1.docker.io" ? "docker.io" : host;
+}
+
+/** The credentials of `configs` for the registry of a store name (none: anonymous). */
+export function authFor(configs: Map<string, AuthConfig>, name: string): AuthConfig {
+  const split = splitStoreName(name);
+  return (split && configs.get(registryHost(split.repository).toLowerCase())) ?? {};
 }
 
 function registryOptions(repository: string, auth: AuthConfig): RegistryOptions {
@@ -95,11 +130,11 @@ function humanBytes(n: number): string {
  */
 class LayerRows {
   private readonly seen = new Map<string, string>();
-  private readonly stream: JsonMessageStream;
+  private readonly stream: ProgressWriter;
   private readonly words: Partial<Record<LayerStatus, string>>;
   private readonly first: string;
 
-  constructor(stream: JsonMessageStream, words: Partial<Record<LayerStatus, string>>, first: string) {
+  constructor(stream: ProgressWriter, words: Partial<Record<LayerStatus, string>>, first: string) {
     this.stream = stream;
     this.words = words;
     this.first = first;
@@ -160,37 +195,48 @@ async function* followTransfer<T>(rest: AsyncIterator<T>, reopen: () => AsyncIte
   }
 }
 
-async function pull(backend: Backend, ctx: RequestContext): Promise<void> {
-  if (ctx.query.get("fromSrc") !== null) throw badRequest("docker import (fromSrc) is not supported by Berth");
-  const fromImage = ctx.query.get("fromImage");
-  if (!fromImage) throw badRequest("fromImage is required: the repository to pull");
-  const name = joinRepoTag(fromImage, ctx.query.get("tag"));
-  const split = splitStoreName(name)!;
-  const auth = registryAuth(ctx.req.headers["x-registry-auth"]);
-  const svc = backend.images;
-  const abort = new AbortController();
-  ctx.res.on("close", () => abort.abort());
+/** Where a pull's messages go: the /images/create stream, or a build's output. */
+export interface ProgressWriter {
+  write(message: Record<string, unknown>): void;
+}
 
+export interface PullRequestOptions {
+  /** os/arch[/variant], or "" for this host's. */
+  platform: string;
+  auth: AuthConfig;
+  signal: AbortSignal;
+}
+
+/**
+ * Pulls `name` (a store name: docker.io/library/busybox:latest) through the transfer jobs,
+ * writing Docker's progress messages. `begin` is called once the registry answered (a
+ * failure before that is thrown as Docker's HTTP error, with nothing written); it gives
+ * the writer. Resolves with the pulled manifest's digest.
+ */
+export async function pullImage(backend: Backend, name: string, options: PullRequestOptions, begin: () => ProgressWriter): Promise<string> {
+  const split = splitStoreName(name)!;
+  const svc = backend.images;
   let previous: string | undefined;
   try {
     previous = (await svc.images.get({ name }, callOptions(svc))).image?.target?.digest;
   } catch {
     previous = undefined;
   }
-  const request = { ref: name, platform: ctx.query.get("platform") ?? "", registry: registryOptions(split.repository, auth), unpack: true, snapshotter: "" };
-  await preservingReplaced(svc, [name], async () => {
-    const open = () => backend.transfer.pull(request, backend.call(undefined, abort.signal));
+  const request = { ref: name, platform: options.platform, registry: registryOptions(split.repository, options.auth), unpack: true, snapshotter: "" };
+  const outcome = await preservingReplaced(svc, [name], async (): Promise<{ digest: string } | { error: unknown }> => {
+    const open = () => backend.transfer.pull(request, backend.call(undefined, options.signal));
     const { first, rest } = await firstOf(open()).catch((err: unknown) => {
       throw pullError(err, name);
     });
-    const stream = ctx.jsonStream();
-    const rows = new LayerRows(stream, pullWords, "Pulling fs layer");
-    stream.write({ status: `Pulling from ${remotePath(split.repository)}`, id: split.tag ?? split.digest });
+    const stream = begin();
+    // A failure after the progress began still lets an image the name left be kept (as untagged).
     try {
+      const rows = new LayerRows(stream, pullWords, "Pulling fs layer");
+      stream.write({ status: `Pulling from ${remotePath(split.repository)}`, id: split.tag ?? split.digest });
       let last = first.done ? undefined : first.value;
       if (last) rows.update(last.blobs);
       if (!first.done) {
-        for await (const message of followTransfer(rest, open, abort.signal)) {
+        for await (const message of followTransfer(rest, open, options.signal)) {
           last = message;
           rows.update(message.blobs);
         }
@@ -203,11 +249,32 @@ async function pull(backend: Backend, ctx: RequestContext): Promise<void> {
       const shown = familiarRef(name);
       stream.write({ status: previous === image.digest ? `Status: Image is up to date for ${shown}` : `Status: Downloaded newer image for ${shown}` });
       backend.events.publish("image", "pull", shown, { name: shown });
-      stream.end();
-    } catch (err) {
-      stream.fail(err);
+      return { digest: image.digest };
+    } catch (error) {
+      return { error };
     }
   });
+  if ("error" in outcome) throw outcome.error;
+  return outcome.digest;
+}
+
+async function pull(backend: Backend, ctx: RequestContext): Promise<void> {
+  if (ctx.query.get("fromSrc") !== null) throw badRequest("docker import (fromSrc) is not supported by Berth");
+  const fromImage = ctx.query.get("fromImage");
+  if (!fromImage) throw badRequest("fromImage is required: the repository to pull");
+  const name = joinRepoTag(fromImage, ctx.query.get("tag"));
+  const auth = registryAuth(ctx.req.headers["x-registry-auth"]);
+  const abort = new AbortController();
+  ctx.res.on("close", () => abort.abort());
+  let stream: JsonMessageStream | undefined;
+  try {
+    await pullImage(backend, name, { platform: ctx.query.get("platform") ?? "", auth, signal: abort.signal }, () => (stream = ctx.jsonStream()));
+  } catch (err) {
+    if (!stream) throw err;
+    stream.fail(err);
+    return;
+  }
+  stream!.end();
 }
 
 async function manifestSize(backend: Backend, digest: string): Promise<number> {

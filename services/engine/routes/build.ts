@@ -15,6 +15,7 @@ import { requestedPlatform } from "../build/platforms.ts";
 import { releaseInFlight } from "../build/in-flight.ts";
 import { buildJobId, hasBuildDirs, newBuildDir } from "../build/work-dir.ts";
 import type { BuildJobs } from "../build/job.ts";
+import { authFor, registryConfigs } from "../images/transfer-routes.ts";
 
 function jsonMap(text: string | null, what: string): Record<string, string | null> {
   if (!text) return {};
@@ -66,7 +67,9 @@ export function registerBuildRoutes(router: Router, backend: Backend): void {
       target: q.get("target") ?? "",
       quiet: queryBool(q, "q"),
       platform: q.get("platform") ?? "",
+      pull: queryBool(q, "pull"),
     };
+    const registryCredentials = registryConfigs(ctx.req.headers["x-registry-config"]);
     requestedPlatform(options.platform);
     const queue = await buildJobs();
     const { id, dir } = newBuildDir(backend.options.root);
@@ -88,8 +91,9 @@ export function registerBuildRoutes(router: Router, backend: Backend): void {
       const outcome = await queue.run(id, { options, contextDir, dir }, {
         stream: (text) => stream.write({ stream: text }),
         aux: (value) => stream.write({ aux: value }),
+        progress: (message) => stream.write(message),
         closed: () => stream.closed,
-      }, gone.signal);
+      }, gone.signal, (name) => authFor(registryCredentials, name));
       if (!outcome.ok) stream.write({ errorDetail: { code: outcome.code, message: outcome.message }, error: outcome.message });
     } catch (err) {
       // The job could not be added (Redis unreachable): nothing ran, only the directory is left.
