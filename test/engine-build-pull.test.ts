@@ -13,7 +13,7 @@ import { ok, startDaemon, type Daemon, type RunResult } from "./harness.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeo, skopeoArchives } from "./fixtures/archives.ts";
 import { TestRegistry, writeHtpasswd } from "./fixtures/registry.ts";
-import { buildLeftovers, classicBuild, cachedSteps, nothingLeft, writeContext } from "./fixtures/build.ts";
+import { buildLeftovers, classicBuild, cachedSteps, defaultRegistryArgs, nothingLeft, writeContext } from "./fixtures/build.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 
 let d: Daemon | undefined;
@@ -34,8 +34,9 @@ before(async () => {
   registry = await TestRegistry.start(join(work, "registry"));
   pushBusybox(`${registry.host}/busybox:latest`);
   pushBusybox(`${registry.host}/copysrc:1`);
-  // A fresh daemon: none of the registry's images is in its store.
-  d = await startDaemon();
+  pushBusybox(`${registry.host}/shortname:1`);
+  // A fresh daemon: none of the registry's images is in its store; short names go to the registry.
+  d = await startDaemon({ args: defaultRegistryArgs(work, registry.host) });
 });
 
 after(async () => {
@@ -49,7 +50,7 @@ after(async () => {
 const daemon = () => d!;
 const build = (dir: string, args: string[]): RunResult => classicBuild(daemon(), dir, args);
 const context = (name: string, files: Record<string, string>) => writeContext(work, name, files);
-const imageTags = () => ok(daemon().docker(["images", "--format", "{{.Repository}}:{{.Tag}}"]), "images").stdout.split("\n").filter(Boolean);
+const imageTags = () => ok(daemon().docker(["images", "--format", "{{.Repository}}:{{.Tag}}"]), "images").stdout.split("\n").filter(Boolean).sort();
 
 describe("docker build pulls what the store does not have", () => {
   test("FROM a registry image not in the store pulls it within the FROM step, then builds", () => {
@@ -104,6 +105,19 @@ describe("docker build pulls what the store does not have", () => {
     assert.ok(step2 >= 0 && pulled > step2, r.stdout);
     assert.match(r.stdout, /1: Pulling from copysrc/);
     assert.equal(ok(daemon().docker(["run", "--rm", "copied:1"]), "run").stdout, "copied\n");
+  });
+
+  test("a short name is pulled from the daemon's default registry and stored under that registry's name", () => {
+    const host = registry!.host;
+    const dir = context("short", { Dockerfile: "FROM shortname:1\nCMD [\"echo\", \"short\"]\n" });
+    const r = ok(build(dir, ["-t", "short:1"]), "build");
+    assert.match(r.stdout, /^1: Pulling from shortname$/m);
+    assert.match(r.stdout, new RegExp(`Status: Downloaded newer image for ${host}/shortname:1`));
+    assert.ok(imageTags().includes(`${host}/shortname:1`));
+    assert.equal(ok(daemon().docker(["run", "--rm", "short:1"]), "run").stdout, "short\n");
+    const again = ok(build(dir, ["-t", "short:1"]), "rebuild");
+    assert.doesNotMatch(again.stdout, /Pulling from/, "found under the registry's name");
+    assert.deepEqual(cachedSteps(again.stdout), [2]);
   });
 
   test("an ONBUILD base in the registry is pulled, and its triggers run", () => {

@@ -115,7 +115,7 @@ async function main(): Promise<void> {
     for (const [owner, removed] of Object.entries(owners)) {
       if (removed > 0) ready(owner)?.catch((err: Error) => log.warn({ err: err.message, owner }, "cannot start to sweep unreferenced files"));
     }
-    engine = await openEngineSocket({ root: config.root, state: config.state, address: config.address, redisUrl, log: log.child({ component: "engine" }), serverVersion: berthVersion.replace(/^v/, "") }, log, config.engineTcp);
+    engine = await openEngineSocket({ root: config.root, state: config.state, address: config.address, redisUrl, registry: config.registry, log: log.child({ component: "engine" }), serverVersion: berthVersion.replace(/^v/, "") }, log, config.engineTcp);
   } catch (err) {
     log.error({ err: (err as Error).message }, "start-up failed");
     await shutdown("start-up failed", 1);

@@ -1,6 +1,7 @@
 // What the engine stands on: the containerd-style services, reached through the gateway
 // socket (which starts the on-demand ones), all in the engine's own namespace, and the
 // engine's container records. One object handed to every route module.
+import type { RegistrySettings } from "../../core/registry/settings.ts";
 import type { CallOptions } from "nice-grpc";
 import { connectImageServices } from "../../core/image/connect.ts";
 import type { ImageServices } from "../../core/image/services.ts";
@@ -26,6 +27,8 @@ export interface EngineOptions {
   serverVersion: string;
   /** The Redis of the daemon's job queues (builds are jobs); BERTH_REDIS_URL when not given. */
   redisUrl?: string;
+  /** The daemon's registry settings: a build pulls a short name from their defaultRegistry. */
+  registry?: RegistrySettings;
 }
 
 export class Backend {

@@ -7,6 +7,7 @@
 import type { Platform } from "../../../core/image/platform.ts";
 import { formatPlatform } from "../../../core/image/platform.ts";
 import { normalizeDockerRef, ReferenceError } from "../../../core/image/reference.ts";
+import { namesRegistry, parseRegistryReference, referenceString } from "../../../core/registry/reference.ts";
 import type { Backend } from "../backend.ts";
 import { httpErrorOf } from "../http.ts";
 import { pullImage, type AuthConfig } from "../images/transfer-routes.ts";
@@ -21,6 +22,8 @@ export interface BasePullOptions {
   auth(name: string): AuthConfig;
   /** The build was cancelled: a pull under way stops. */
   signal: AbortSignal;
+  /** Where short names (busybox) are pulled from instead of Docker Hub (the daemon's registry settings). */
+  defaultRegistry?: string;
 }
 
 interface PullRecord {
@@ -64,16 +67,39 @@ export class BaseImages {
    * is to be pulled; the pull's messages go to `progress` (none: kept for a later caller).
    */
   async load(ref: string, platform: Platform | undefined, progress?: (message: ProgressMessage) => void): Promise<BuildImage> {
-    const name = pullableName(ref);
+    const remote = this.remoteName(ref);
     // Pulled already in this build (maybe while planning, its messages kept for this step).
-    if (name && (this.options.always || this.pulls.has(pullKey(name, platform)))) await this.pull(name, platform, progress);
+    if (remote && (this.options.always || this.pulls.has(pullKey(remote, platform)))) {
+      await this.pull(remote, platform, progress);
+      return loadImage(this.backend, remote, platform);
+    }
     try {
       return await loadImage(this.backend, ref, platform);
     } catch (err) {
-      if (!name || this.pulls.has(pullKey(name, platform)) || !isMissing(err)) throw err;
+      if (!remote || !isMissing(err)) throw err;
     }
-    await this.pull(name, platform, progress);
-    return loadImage(this.backend, ref, platform);
+    if (remote !== normalizeDockerRef(ref)) {
+      // A short name a default registry's earlier pull stored under that registry's name.
+      try {
+        return await loadImage(this.backend, remote, platform);
+      } catch (err) {
+        if (!isMissing(err)) throw err;
+      }
+    }
+    await this.pull(remote, platform, progress);
+    return loadImage(this.backend, remote, platform);
+  }
+
+  /**
+   * The store name a pull of `ref` gets: Docker's (docker.io/library/busybox:latest), or for
+   * a short name when the daemon has a default registry, that registry's (as `berthctl
+   * pull` names it). Undefined for an image id, which no registry has.
+   */
+  private remoteName(ref: string): string | undefined {
+    const name = pullableName(ref);
+    const defaultRegistry = this.options.defaultRegistry;
+    if (!name || !defaultRegistry || namesRegistry(ref)) return name;
+    return referenceString(parseRegistryReference(ref, defaultRegistry));
   }
 
   private async pull(name: string, platform: Platform | undefined, progress?: (message: ProgressMessage) => void): Promise<void> {

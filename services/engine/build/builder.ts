@@ -182,7 +182,7 @@ export class Build {
     this.options = options;
     this.out = out;
     this.targetPlatform = requestedPlatform(options.platform);
-    this.bases = new BaseImages(backend, { always: options.pull ?? false, auth: hooks.registryAuth ?? (() => ({})), signal: hooks.cancelled ?? new AbortController().signal });
+    this.bases = new BaseImages(backend, { always: options.pull ?? false, auth: hooks.registryAuth ?? (() => ({})), signal: hooks.cancelled ?? new AbortController().signal, ...(backend.options.registry?.defaultRegistry ? { defaultRegistry: backend.options.registry.defaultRegistry } : {}) });
   }
 
   /** A base image pull's message, where the step's text goes. */
