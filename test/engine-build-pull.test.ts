@@ -6,7 +6,9 @@
 // reported at their step with nothing left behind.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { request } from "node:http";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, startDaemon, type Daemon, type RunResult } from "./harness.ts";
@@ -156,6 +158,27 @@ describe("docker build pulls what the store does not have", () => {
     assert.deepEqual(imageTags(), before);
   });
 
+  test("a malformed X-Registry-Config header is a 400 naming it, before any step; nothing is left", async () => {
+    const dir = context("bad-config", { Dockerfile: `FROM ${registry!.host}/busybox\n` });
+    const b64 = (text: string) => Buffer.from(text).toString("base64url");
+    const cases: [string, string][] = [
+      ["%%%", "invalid X-Registry-Config header: not base64-encoded JSON"],
+      [b64("[1]"), "invalid X-Registry-Config header: not a JSON object"],
+      [b64(JSON.stringify({ "127.0.0.1:5000": "alice" })), "invalid X-Registry-Config header: the entry for 127.0.0.1:5000 is not a JSON object"],
+    ];
+    for (const [header, message] of cases) {
+      const reply = await postBuild(dir, { "X-Registry-Config": header });
+      assert.equal(reply.status, 400, reply.body);
+      assert.equal((JSON.parse(reply.body) as { message: string }).message, message);
+    }
+    assert.deepEqual(buildLeftovers(daemon()), nothingLeft);
+    // A well-formed one without this registry: anonymous, as without the header.
+    const anonymous = await postBuild(dir, { "X-Registry-Config": b64(JSON.stringify({ "https://index.docker.io/v1/": { username: "u", password: "p" } })) });
+    assert.equal(anonymous.status, 200);
+    assert.match(anonymous.body, /Successfully built/);
+    assert.deepEqual(readdirSync(join(daemon().root, "engine", "builds")), []);
+  });
+
   test("credentials from docker login reach the registry (X-Registry-Config); without them the pull is refused", async () => {
     const htpasswd = join(work, "htpasswd");
     writeHtpasswd(htpasswd, "alice", "s3cret");
@@ -172,6 +195,21 @@ describe("docker build pulls what the store does not have", () => {
     assert.equal(ok(daemon().docker(["run", "--rm", "private:1"]), "run").stdout, "private\n");
   });
 });
+
+/** POST /build with `dir` as the tar context and these headers, as raw HTTP. */
+function postBuild(dir: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  const tar = spawnSync("tar", ["-c", "-C", dir, "."]);
+  assert.equal(tar.status, 0, String(tar.stderr));
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: daemon().dockerSocket, method: "POST", path: "/v1.41/build", headers: { "Content-Type": "application/x-tar", ...headers } }, (res) => {
+      let body = "";
+      res.on("data", (c) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on("error", reject);
+    req.end(tar.stdout);
+  });
+}
 
 /** The digest a pull's stream names. */
 function pushedDigestOf(output: string): string {
