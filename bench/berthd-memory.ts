@@ -179,8 +179,9 @@ async function measureVariant(checkout: { name: string; root: string }, flags: s
   const reports = join(dir, "reports");
   mkdirSync(reports, { recursive: true });
   const launcher = join(dir, "berthd");
-  const node = join(checkout.root, "node_modules", "node", "bin", "node");
-  writeFileSync(launcher, `#!/bin/sh\nexec ${existsSync(node) ? node : process.execPath} ${flags.join(" ")} --report-on-signal --report-directory=${reports} ${join(checkout.root, "dist", "berthd.js")} "$@"\n`);
+  // Every variant on this node binary: one of another checkout's own would share no page
+  // with the other node processes of the machine, and its PSS would not compare.
+  writeFileSync(launcher, `#!/bin/sh\nexec ${process.execPath} ${flags.join(" ")} --report-on-signal --report-directory=${reports} ${join(checkout.root, "dist", "berthd.js")} "$@"\n`);
   chmodSync(launcher, 0o755);
   daemon = await startDaemon({ base: join(dir, "daemon"), launcher, env: { BERTH_LOG_LEVEL: "warn", BERTH_IDLE_EXIT_MS: String(idleExitMs) } });
   try {
