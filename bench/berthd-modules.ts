@@ -4,7 +4,8 @@
 // it runs in its own node with berthd's V8 flags, trims its heap (core/heap-trim.ts) and
 // reports its USS (/proc/self/smaps_rollup) and V8 heap, median of BENCH_ROUNDS. The
 // first probe imports nothing but the trim, so the others read as its baseline plus
-// the module. BENCH_MINIFY=1 bundles them whitespace- and syntax-minified, as berthd is.
+// the module. Bundled without whitespace and comments, as berthd is (BENCH_MINIFY=0: with).
+// BENCH_PROBE_WAIT_MS: how long a probe idles before it trims and measures (300).
 // Results printed (Markdown).
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -15,7 +16,7 @@ import { repoRoot } from "../test/harness.ts";
 import { median } from "./measure.ts";
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
-const minify = process.env.BENCH_MINIFY === "1";
+const minify = process.env.BENCH_MINIFY !== "0";
 
 /** Probe name → module specifier (relative to the repo root, or a package). */
 const probes: Record<string, string> = {
@@ -54,7 +55,7 @@ try {
       }
       load += `globalThis.kept = [${names.join(", ")}];\n`;
     } else if (specifier) load = `import * as m from ${JSON.stringify(specifier.startsWith(".") ? join(repoRoot, specifier) : specifier)};\nglobalThis.kept = m;\n`;
-    const report = `const log = { debug() {} };\nsetTimeout(() => { trimHeap(log); trimHeap(log);\nconst t = readFileSync("/proc/self/smaps_rollup", "utf8"); const f = (n) => Number(new RegExp("^" + n + ":\\\\s+(\\\\d+)", "m").exec(t)[1]);\nconst h = v8.getHeapStatistics();\nprocess.stdout.write(JSON.stringify({ uss: f("Private_Clean") + f("Private_Dirty"), heapUsed: h.used_heap_size / 1024, heapTotal: h.total_heap_size / 1024 }));\n}, Number(process.env.PROBE_WAIT_MS ?? 300));\n`;
+    const report = `const log = { debug() {} };\nsetTimeout(() => { trimHeap(log); trimHeap(log);\nconst t = readFileSync("/proc/self/smaps_rollup", "utf8"); const f = (n) => Number(new RegExp("^" + n + ":\\\\s+(\\\\d+)", "m").exec(t)[1]);\nconst h = v8.getHeapStatistics();\nprocess.stdout.write(JSON.stringify({ uss: f("Private_Clean") + f("Private_Dirty"), heapUsed: h.used_heap_size / 1024, heapTotal: h.total_heap_size / 1024 }));\n}, Number(process.env.BENCH_PROBE_WAIT_MS ?? 300));\n`;
     return trim + load + report;
   };
   const rows: string[] = [];
