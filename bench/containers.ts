@@ -39,6 +39,8 @@ const namespace = `bench-containers-${process.pid}`;
 
 if (!containerdInstalled()) throw new Error("bench/containers.ts needs containerd (and ctr) installed");
 
+// berthd as installed: its launcher passes the V8 flags it runs with (core/node-flags.ts).
+const berthdLauncher = join(repoRoot, "cmd", "berthd", "bin", "berthd");
 const base = mkdtempSync(join(tmpdir(), "berth-bench-containers-"));
 const runcFloorRoot = join(base, "runc-floor");
 let berth: Daemon | undefined;
@@ -176,7 +178,7 @@ const out = report.out;
 try {
   const loadBefore = loadavg()[0]!;
   const berthBase = join(base, "berth");
-  berth = await startDaemon({ base: berthBase, env: { BERTH_LOG_LEVEL: "warn" } });
+  berth = await startDaemon({ base: berthBase, launcher: berthdLauncher, env: { BERTH_LOG_LEVEL: "warn" } });
   containerd = await startContainerd(join(base, "containerd"));
   const engines: Engine[] = [
     { name: "berth", address: () => berth!.address },
@@ -259,7 +261,7 @@ try {
   // 6. berthd restart until tasks ls lists every container running.
   await berth.stop();
   const restartStarted = performance.now();
-  berth = await startDaemon({ base: berthBase, env: { BERTH_LOG_LEVEL: "warn" } });
+  berth = await startDaemon({ base: berthBase, launcher: berthdLauncher, env: { BERTH_LOG_LEVEL: "warn" } });
   const socketReady = performance.now() - restartStarted;
   await waitUntil("tasks ls after the restart", () => taskRows(engines[0]!).filter((r) => r[2] === "RUNNING").length === idleCount);
   const adopted = performance.now() - restartStarted;
