@@ -35,7 +35,7 @@ import { recordCacheUse } from "./cache.ts";
 import { OrderedOutput, planStages, type StagePlan } from "./stages.ts";
 import { heredocRun, heredocSources, isHeredocWord, writeScript, type HeredocRun } from "./heredoc.ts";
 import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
-import { findCached, loadImage, markResult, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
+import { findCached, loadImage, markResult, scratchImage, storeImageLater, type BuildImage, type ImageDocument } from "./image-store.ts";
 import { stepLayer } from "./step-layer.ts";
 import { unsynced } from "./unsynced-mounts.ts";
 import { newRunId, runcRootOf, runProcess, RunStartError } from "./run-process.ts";
@@ -146,6 +146,11 @@ export class Build {
   private leaseId: Promise<string> | undefined;
   /** Ids of the images this build stored (their created times make them new). */
   private readonly made = new Set<string>();
+  /**
+   * The writes of the images this build made, by image: a step's image is written while the
+   * next step runs, and that step's result is not shown before its parent is stored.
+   */
+  private readonly writes = new Map<string, Promise<void>>();
   /** The running stage's output and step numbers (stages run concurrently). */
   private readonly stageSinks = new AsyncLocalStorage<StageSink>();
   /** FROM images whose ONBUILD triggers ran (their config in memory differs from the stored one). */
@@ -173,6 +178,8 @@ export class Build {
     try {
       return await this.steps();
     } finally {
+      // The lease keeps what the writes need until they are done.
+      await Promise.allSettled(this.writes.values());
       await this.leaseId?.then((id) => deleteLease(this.backend.images, id)).catch(() => undefined);
     }
   }
@@ -202,6 +209,7 @@ export class Build {
     if (!result.id) throw new BuildFailure("No image was generated. Is your Dockerfile empty?");
     const unused = Object.keys(this.options.buildArgs).filter((a) => !this.usedArgs.has(a) && !predefinedArgs.has(a));
     if (unused.length > 0) this.say(`[Warning] One or more build-args [${unused.join(" ")}] were not consumed\n`);
+    await Promise.all(this.writes.values());
     await markResult(this.backend, result);
     this.out.aux({ ID: result.id });
     this.say(`Successfully built ${shortId(result.id)}\n`);
@@ -243,7 +251,10 @@ export class Build {
           const state = await this.from(stage, globalArgs, built, names);
           for (const step of stage.steps) {
             this.announce(step);
+            const parent = state.image;
             state.image = await this.step(step, state, built, names, globalArgs);
+            // A step shown as done has its parent in the cache: a build killed now reruns at most this step.
+            await this.writes.get(parent.id);
             this.say(` ---> ${shortId(state.image.id)}\n`);
           }
           return state.image;
@@ -458,9 +469,13 @@ export class Build {
     return createHash("sha256").update(`${parentKey}\n${text}`).digest("hex");
   }
 
-  private madeHere(image: BuildImage): BuildImage {
-    this.made.add(image.id);
-    return image;
+  /** Starts storing `image` (see writes) and returns it with its id. */
+  private madeHere(lease: string, image: BuildImage, key: string): BuildImage {
+    const { image: made, written } = storeImageLater(this.backend, lease, image, key);
+    written.catch(() => undefined); // awaited later; not an unhandled rejection meanwhile
+    this.writes.set(made.id, written);
+    this.made.add(made.id);
+    return made;
   }
 
   private async cached(parent: BuildImage, text: string): Promise<BuildImage | undefined> {
@@ -484,12 +499,13 @@ export class Build {
     const now = new Date().toISOString();
     document.created = now;
     document.history = [...(document.history ?? []), { created: now, created_by: createdBy, empty_layer: true }];
-    return this.madeHere(await withLease(this.backend.images, await this.lease(), (lease) => storeImage(this.backend, lease, { ...parent, document }, this.key(parent, createdBy))));
+    return this.madeHere(await this.lease(), { ...parent, document }, this.key(parent, createdBy));
   }
 
   /** A new image with `layer` on top of `parent`. */
   private async withLayer(parent: BuildImage, layer: { mediaType: string; digest: string; size: number }, createdBy: string, key: string, lease: string): Promise<BuildImage> {
-    const diffId = (await blobInfo(this.backend.images.content, layer.digest, this.backend.call(lease)))?.labels[wellKnown.uncompressed];
+    // An uncompressed layer is its own diff: no round trip to read the label the diff service wrote.
+    const diffId = layer.mediaType === mediaTypes.ociLayer || layer.mediaType === mediaTypes.dockerLayer ? layer.digest : (await blobInfo(this.backend.images.content, layer.digest, this.backend.call(lease)))?.labels[wellKnown.uncompressed];
     if (!diffId) throw serverError(`the diff service stored layer ${layer.digest} without its uncompressed digest`);
     const document = structuredClone(parent.document);
     const now = new Date().toISOString();
@@ -497,7 +513,7 @@ export class Build {
     document.rootfs = { type: "layers", diff_ids: [...(document.rootfs?.diff_ids ?? []), diffId] };
     document.history = [...(document.history ?? []), { created: now, created_by: createdBy }];
     const mediaType = parent.manifestType === mediaTypes.dockerManifest ? (layer.mediaType === mediaTypes.ociLayer ? mediaTypes.dockerLayer : mediaTypes.dockerLayerGzip) : layer.mediaType;
-    return this.madeHere(await storeImage(this.backend, lease, { ...parent, document, layers: [...parent.layers, { mediaType, digest: layer.digest, size: layer.size }] }, key));
+    return this.madeHere(lease, { ...parent, document, layers: [...parent.layers, { mediaType, digest: layer.digest, size: layer.size }] }, key);
   }
 
   /** A RUN with heredocs: a `#!` body is a host file the container sees read-only where the command runs it. */

@@ -75,6 +75,17 @@ export async function findCached(backend: Backend, key: string): Promise<BuildIm
 
 /** Writes the image's config and manifest and names it (untagged, labelled with `key`); returns it with its id. */
 export async function storeImage(backend: Backend, lease: string, image: BuildImage, key: string): Promise<BuildImage> {
+  const { image: stored, written } = storeImageLater(backend, lease, image, key);
+  await written;
+  return stored;
+}
+
+/**
+ * The image with its id and target, which depend only on its config and manifest, known at
+ * once; `written` settles when they are stored and named. A build's next step need not
+ * wait for those writes (three round trips).
+ */
+export function storeImageLater(backend: Backend, lease: string, image: BuildImage, key: string): { image: BuildImage; written: Promise<void> } {
   const svc = backend.images;
   const call = backend.call(lease);
   const configBytes = Buffer.from(goJson(image.document));
@@ -82,20 +93,23 @@ export async function storeImage(backend: Backend, lease: string, image: BuildIm
   const configDesc: Descriptor = { mediaType: image.configType, digest: configDigest, size: configBytes.length };
   const manifest = { schemaVersion: 2, mediaType: image.manifestType, config: descriptorJson(configDesc), layers: image.layers.map(descriptorJson) };
   const manifestBytes = Buffer.from(goJson(manifest));
+  const manifestDigest = `sha256:${createHash("sha256").update(manifestBytes).digest("hex")}`;
   const gcLabels: Record<string, string> = { [childGcLabel(configDesc.mediaType)]: configDesc.digest };
   image.layers.forEach((l, i) => (gcLabels[`${childGcLabel(l.mediaType)}${i}`] = l.digest));
-  // Both at once (the lease keeps either until the image names them): one round trip per step less.
-  const [, written] = await Promise.all([
-    writeBlob(svc.content, configBytes, { ref: `build-config-${randomBytes(8).toString("hex")}`, expected: configDigest }, call),
-    writeBlob(svc.content, manifestBytes, { ref: `build-manifest-${randomBytes(8).toString("hex")}`, labels: gcLabels }, call),
-  ]);
-  const target = { mediaType: image.manifestType, digest: written.digest, size: BigInt(manifestBytes.length), annotations: {} };
-  try {
-    await svc.images.create({ image: { name: `${danglingPrefix}${written.digest}`, labels: { [cacheKeyLabel]: key }, target, createdAt: undefined, updatedAt: undefined } }, backend.call());
-  } catch (err) {
-    if (!isAlreadyExists(err)) throw err;
-  }
-  return { ...image, id: configDesc.digest, target: { mediaType: image.manifestType, digest: written.digest, size: manifestBytes.length } };
+  const written = (async () => {
+    // Both at once (the lease keeps either until the image names them): one round trip per step less.
+    await Promise.all([
+      writeBlob(svc.content, configBytes, { ref: `build-config-${randomBytes(8).toString("hex")}`, expected: configDigest }, call),
+      writeBlob(svc.content, manifestBytes, { ref: `build-manifest-${randomBytes(8).toString("hex")}`, labels: gcLabels, expected: manifestDigest }, call),
+    ]);
+    const target = { mediaType: image.manifestType, digest: manifestDigest, size: BigInt(manifestBytes.length), annotations: {} };
+    try {
+      await svc.images.create({ image: { name: `${danglingPrefix}${manifestDigest}`, labels: { [cacheKeyLabel]: key }, target, createdAt: undefined, updatedAt: undefined } }, backend.call());
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err;
+    }
+  })();
+  return { image: { ...image, id: configDesc.digest, target: { mediaType: image.manifestType, digest: manifestDigest, size: manifestBytes.length } }, written };
 }
 
 /** The label a build's result carries: it is listed by `docker images`, whereas the steps' images are not (as Docker hides intermediate images). */
