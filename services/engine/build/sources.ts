@@ -153,8 +153,16 @@ function clearFileTarget(target: string): void {
  */
 function writeSmallFile(source: string, target: string, uid: number, gid: number, mode: number, stat: Stats): void {
   const data = readFileSync(source);
-  clearFileTarget(target);
-  const fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+  let fd: number;
+  try {
+    fd = openSync(target, flags, mode);
+  } catch (err) {
+    // Only a path that is taken is looked at first: a lookup through every layer of the overlay per new file was the rest.
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    clearFileTarget(target);
+    fd = openSync(target, flags, mode);
+  }
   try {
     for (let offset = 0; offset < data.length; ) offset += writeSync(fd, data, offset);
     // chown first: it clears set-id bits that the mode may ask for.
