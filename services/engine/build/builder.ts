@@ -38,6 +38,7 @@ import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
 import { findCached, loadImage, markResult, scratchImage, storeImageLater, type BuildImage, type ImageDocument } from "./image-store.ts";
 import { stepLayer } from "./step-layer.ts";
 import { unsynced } from "./unsynced-mounts.ts";
+import { digestsOf } from "./context-digests.ts";
 import { newRunId, runcRootOf, runProcess, RunStartError } from "./run-process.ts";
 import { archiveCompression, copyTree, destinationIn, hashSources, selectSources, unpackArchive, type Owner, type Selected } from "./sources.ts";
 
@@ -623,7 +624,7 @@ export class Build {
       const selected: Selected[] = [];
       for (const s of sourceNames) selected.push(...selectSources(root, s, what));
       for (const name of inline?.names ?? []) selected.push(...selectSources(inline!.dir, name, "heredoc"));
-      const hash = rootKey ?? (await hashSources(selected));
+      const hash = rootKey ?? (await hashSources(selected, digestsOf(root)));
       const flagText = [...step.flags].map(([k, v]) => `--${k}=${v}`).join(" ");
       const createdBy = `/bin/sh -c #(nop) ${step.keyword} ${flagText ? `${flagText} ` : ""}${selected.length === 1 && selected[0]!.stat.isFile() ? "file" : "dir"}:${hash} in ${dest} `;
       const keyText = `${createdBy}\n${fromFlag ? sourceNames.join("\n") : ""}`;
