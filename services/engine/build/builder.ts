@@ -35,7 +35,7 @@ import { recordCacheUse } from "./cache.ts";
 import { OrderedOutput, planStages, type StagePlan } from "./stages.ts";
 import { heredocRun, heredocSources, isHeredocWord, writeScript, type HeredocRun } from "./heredoc.ts";
 import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
-import { findCached, loadImage, markResult, scratchImage, storeImageLater, type BuildImage, type ImageDocument } from "./image-store.ts";
+import { CacheIndex, loadImage, markResult, scratchImage, storeImageLater, type BuildImage, type ImageDocument } from "./image-store.ts";
 import { stepLayer } from "./step-layer.ts";
 import { unsynced } from "./unsynced-mounts.ts";
 import { digestsOf } from "./context-digests.ts";
@@ -158,10 +158,12 @@ export class Build {
   private readonly triggersCleared = new WeakSet<BuildImage>();
 
   private readonly hooks: BuildHooks;
+  private readonly cache: CacheIndex;
 
   constructor(backend: Backend, contextDir: string, options: BuildOptions, out: BuildOutput, hooks: BuildHooks = {}) {
     this.hooks = hooks;
     this.backend = backend;
+    this.cache = new CacheIndex(backend);
     this.contextDir = contextDir;
     this.options = options;
     this.out = out;
@@ -482,7 +484,7 @@ export class Build {
   private async cached(parent: BuildImage, text: string): Promise<BuildImage | undefined> {
     // A parent this build just made has no cached children anywhere: no lookup to make.
     if (this.options.noCache || this.made.has(parent.id)) return undefined;
-    const hit = await findCached(this.backend, this.key(parent, text));
+    const hit = await this.cache.find(this.key(parent, text));
     if (hit) {
       this.say(" ---> Using cache\n");
       recordCacheUse(this.backend, hit);

@@ -9,6 +9,7 @@ import { isAlreadyExists, isNotFound } from "../../../core/grpc-status.ts";
 import type { Backend } from "../backend.ts";
 import { danglingPrefix, imageCatalog, toDescriptor } from "../images/catalog.ts";
 import { findImage } from "../containers/image.ts";
+import type { Image } from "../../../core/gen/containerd/services/images/v1/images.ts";
 
 /** The label a build step's image carries: the step's cache key. */
 export const cacheKeyLabel = "berth.build.cache-key";
@@ -62,14 +63,46 @@ export async function loadImage(backend: Backend, ref: string): Promise<BuildIma
 
 /** The image an earlier build stored for `key`, if it is still there. */
 export async function findCached(backend: Backend, key: string): Promise<BuildImage | undefined> {
-  const { images } = await backend.images.images.list({ filters: [`labels."${cacheKeyLabel}"==${key}`] }, backend.call());
-  const record = images.find((image) => image.labels[cacheKeyLabel] === key && image.target);
-  if (!record) return undefined;
-  try {
-    const content = await imageCatalog(backend).content(toDescriptor(record));
-    return { id: content.id, document: content.config as ImageDocument, layers: content.layers, manifestType: record.target!.mediaType, configType: content.configDescriptor.mediaType, target: toDescriptor(record) };
-  } catch {
-    return undefined; // content gone: build the step again
+  return new CacheIndex(backend).find(key);
+}
+
+/**
+ * The build cache's records, listed once for a build: each step's lookup then costs no
+ * round trip (a list the images service filters over every record) but only the reads of
+ * a hit's manifest and config, which the catalog keeps. An image stored by another build
+ * after the listing is not seen: a miss, as if that build had come later.
+ */
+export class CacheIndex {
+  private readonly backend: Backend;
+  private records: Promise<Map<string, Image>> | undefined;
+
+  constructor(backend: Backend) {
+    this.backend = backend;
+  }
+
+  private list(): Promise<Map<string, Image>> {
+    this.records ??= this.backend.images.images.list({ filters: [`labels."${cacheKeyLabel}"`] }, this.backend.call()).then(({ images }) => {
+      const byKey = new Map<string, Image>();
+      // The first record for a key wins, as the per-key lookup this replaces found it.
+      for (const image of images) {
+        const key = image.labels[cacheKeyLabel];
+        if (key && image.target && !byKey.has(key)) byKey.set(key, image);
+      }
+      return byKey;
+    });
+    this.records.catch(() => (this.records = undefined));
+    return this.records;
+  }
+
+  async find(key: string): Promise<BuildImage | undefined> {
+    const record = (await this.list()).get(key);
+    if (!record) return undefined;
+    try {
+      const content = await imageCatalog(this.backend).content(toDescriptor(record));
+      return { id: content.id, document: content.config as ImageDocument, layers: content.layers, manifestType: record.target!.mediaType, configType: content.configDescriptor.mediaType, target: toDescriptor(record) };
+    } catch {
+      return undefined; // content gone: build the step again
+    }
   }
 }
 
