@@ -21,6 +21,8 @@ packages=(
   iptables          # the CNI plugins' NAT and firewall rules
   util-linux        # unshare(1): persistent network namespaces
   docker-compose    # the real docker-compose 1.29 (docker-py) in the Engine API's compose test
+  bzip2 xz-utils    # a build's ADD unpacks bzip2 and xz tars with them (as dockerd runs xz)
+  zstd              # the build tests make zstd tars with it
 )
 # The Engine API tests drive the real docker CLI. Machines of this kind ship one; where
 # none is, Debian's docker.io brings one (its dockerd is never started, Berth needs none).

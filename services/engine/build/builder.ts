@@ -25,6 +25,7 @@ import { unpackImage } from "../../../core/image/unpack.ts";
 import { startFailureCode } from "../containers/lifecycle.ts";
 import { buildSpec } from "../containers/config.ts";
 import { userInRootfs, writeContainerFiles } from "../containers/rootfs-files.ts";
+import { parseSignal } from "../containers/signals.ts";
 import { resolveUser } from "../../../core/oci/user.ts";
 import type { OciUser } from "../../../core/oci/spec.ts";
 import type { ContainerConfig, HostConfig } from "../store.ts";
@@ -32,15 +33,18 @@ import { setName } from "../images/tagging.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
 import { recordCacheUse } from "./cache.ts";
-import { OrderedOutput, planStages, type StagePlan } from "./stages.ts";
+import { OrderedOutput, planStages, triggerCopySources, type StagePlan } from "./stages.ts";
 import { heredocRun, heredocSources, isHeredocWord, writeScript, type HeredocRun } from "./heredoc.ts";
 import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
-import { CacheIndex, loadImage, markResult, scratchImage, storeImageLater, type BuildImage, type ImageDocument } from "./image-store.ts";
+import { CacheIndex, loadImage, markResult, PlatformMismatch, scratchImage, storeImageLater, type BuildImage, type ImageDocument } from "./image-store.ts";
+import { automaticPlatformArgNames, automaticPlatformArgs, cannotRunHere, documentPlatform, fromPlatform, requestedPlatform } from "./platforms.ts";
+import { hostPlatform, type Platform } from "../../../core/image/platform.ts";
 import { stepLayer } from "./step-layer.ts";
 import { unsynced } from "./unsynced-mounts.ts";
 import { digestsOf } from "./context-digests.ts";
 import { newRunId, runcRootOf, runProcess, RunStartError } from "./run-process.ts";
-import { archiveCompression, copyTree, destinationIn, hashSources, selectSources, unpackArchive, type Owner, type Selected } from "./sources.ts";
+import { copyTree, destinationIn, hashSources, selectSources, type Owner, type Selected } from "./sources.ts";
+import { archiveFormat, unpackArchive } from "./archives.ts";
 
 export interface BuildOptions {
   dockerfile: string;
@@ -50,6 +54,8 @@ export interface BuildOptions {
   labels: Record<string, string>;
   target: string;
   quiet: boolean;
+  /** The /build `platform` query: what a FROM without --platform selects ("" or absent: this host). */
+  platform?: string;
 }
 
 export interface BuildOutput {
@@ -118,6 +124,7 @@ export function planBuild(contextDir: string, options: BuildOptions): { stages: 
       const words = instruction.args.split(/\s+/);
       const name = words.length === 3 && words[1]!.toUpperCase() === "AS" ? words[2]!.toLowerCase() : undefined;
       if (words.length !== 1 && !name) throw badRequest(`dockerfile parse error on line ${instruction.line}: FROM requires either one or three arguments`);
+      for (const flag of instruction.flags.keys()) if (flag !== "platform") throw badRequest(`dockerfile parse error on line ${instruction.line}: unknown flag: ${flag}`);
       stages.push({ name, from: instruction, steps: [] });
     } else if (stages.length === 0) {
       if (instruction.keyword !== "ARG") throw badRequest(`dockerfile parse error on line ${instruction.line}: no build stage in current context`);
@@ -159,6 +166,8 @@ export class Build {
 
   private readonly hooks: BuildHooks;
   private readonly cache: CacheIndex;
+  /** The platform the request asked for; undefined: this host's, and an index's best match for it. */
+  private readonly targetPlatform: Platform | undefined;
 
   constructor(backend: Backend, contextDir: string, options: BuildOptions, out: BuildOutput, hooks: BuildHooks = {}) {
     this.hooks = hooks;
@@ -167,6 +176,7 @@ export class Build {
     this.contextDir = contextDir;
     this.options = options;
     this.out = out;
+    this.targetPlatform = requestedPlatform(options.platform);
   }
 
   private say(text: string): void {
@@ -199,9 +209,20 @@ export class Build {
   private async steps(): Promise<string> {
     const { stages, globals, escape, last } = planBuild(this.contextDir, this.options);
     this.escape = escape;
-    const globalArgs = new Map<string, string>();
-    for (const g of globals) for (const [k, v] of this.argDeclarations(g, globalArgs)) globalArgs.set(k, v);
-    const plan = planStages(stages, last, (i) => expandText(stages[i]!.from.args.split(/\s+/)[0]!, globalArgs, this.escape));
+    const automatic = automaticPlatformArgs(this.targetPlatform ?? hostPlatform());
+    const declared = new Map<string, string>();
+    for (const g of globals) for (const [k, v] of this.argDeclarations(g, new Map([...automatic, ...declared]), automatic)) declared.set(k, v);
+    // What FROM lines see, and what a stage's bare `ARG NAME` takes its value from.
+    const globalArgs = new Map([...automatic, ...declared]);
+    const fromRef = (i: number) => expandText(stages[i]!.from.args.split(/\s+/)[0]!, globalArgs, this.escape);
+    // A base's ONBUILD COPY --from may name a stage nothing else needs: planned until no
+    // stage to build adds another, each base looked at once.
+    const triggers = new Map<number, string[]>();
+    let plan = planStages(stages, last, fromRef);
+    for (let unseen = plan.order; unseen.length > 0; unseen = plan.order.filter((i) => !triggers.has(i))) {
+      for (const i of unseen) triggers.set(i, triggerCopySources(await this.baseTriggers(stages, i, fromRef(i), globalArgs)));
+      plan = planStages(stages, last, fromRef, (i) => triggers.get(i) ?? []);
+    }
     this.stepCount = plan.order.reduce((n, i) => n + 1 + stages[i]!.steps.length, 0);
     const built = await this.buildStages(stages, plan, globalArgs);
     let result = built[last]!;
@@ -210,7 +231,7 @@ export class Build {
       result = await this.metadata(result, text, (config) => (config.Labels = { ...(config.Labels ?? {}), ...this.options.labels }));
     }
     if (!result.id) throw new BuildFailure("No image was generated. Is your Dockerfile empty?");
-    const unused = Object.keys(this.options.buildArgs).filter((a) => !this.usedArgs.has(a) && !predefinedArgs.has(a));
+    const unused = Object.keys(this.options.buildArgs).filter((a) => !this.usedArgs.has(a) && !predefinedArgs.has(a) && !automaticPlatformArgNames.has(a));
     if (unused.length > 0) this.say(`[Warning] One or more build-args [${unused.join(" ")}] were not consumed\n`);
     await Promise.all(this.writes.values());
     await markResult(this.backend, result);
@@ -315,21 +336,51 @@ export class Build {
   private async from(stage: Stage, globalArgs: Map<string, string>, built: BuildImage[], names: Map<string, number>): Promise<StageState> {
     this.announce(stage.from);
     const ref = expandText(stage.from.args.split(/\s+/)[0]!, globalArgs, this.escape);
+    const platform = this.stagePlatform(stage, globalArgs);
     let image: BuildImage;
     const earlier = names.get(ref.toLowerCase());
+    // An earlier stage is what it is, whatever platform this FROM names (as Docker).
     if (earlier !== undefined) image = built[earlier]!;
-    else if (ref === "scratch") image = scratchImage();
+    else if (ref === "scratch") image = scratchImage(platform);
     else {
       try {
-        image = await loadImage(this.backend, ref);
+        image = await loadImage(this.backend, ref, platform);
       } catch (err) {
-        throw new BuildFailure(httpErrorOf(err).message);
+        throw new BuildFailure(err instanceof PlatformMismatch ? err.message : httpErrorOf(err).message);
       }
     }
     const state: StageState = { image, args: new Map() };
     await this.runTriggers(state, built, names, globalArgs);
     this.say(state.image.id ? ` ---> ${shortId(state.image.id)}\n` : " ---> \n");
     return state;
+  }
+
+  /** The platform a stage's FROM selects: its --platform, else the request's (undefined: this host's). */
+  private stagePlatform(stage: Stage, globalArgs: Map<string, string>): Platform | undefined {
+    const text = stage.from.flags.get("platform");
+    if (text === undefined) return this.targetPlatform;
+    try {
+      return fromPlatform(expandText(text, globalArgs, this.escape));
+    } catch (err) {
+      throw new BuildFailure((err as Error).message);
+    }
+  }
+
+  /**
+   * The ONBUILD triggers stage i's base will run: an earlier stage's are its own ONBUILD
+   * steps (its base's ran and were cleared), an image's are in its config. A base that
+   * cannot be loaded has none here; its FROM reports why when the stage runs.
+   */
+  private async baseTriggers(stages: Stage[], i: number, ref: string, globalArgs: Map<string, string>): Promise<string[]> {
+    const lower = ref.toLowerCase();
+    for (let j = i - 1; j >= 0; j--) if (stages[j]!.name === lower) return stages[j]!.steps.filter((s) => s.keyword === "ONBUILD").map((s) => s.args);
+    if (ref === "scratch") return [];
+    try {
+      const onBuild = (await loadImage(this.backend, ref, this.stagePlatform(stages[i]!, globalArgs))).document.config?.OnBuild;
+      return Array.isArray(onBuild) ? onBuild.map(String) : [];
+    } catch {
+      return [];
+    }
   }
 
   /**
@@ -410,7 +461,8 @@ export class Build {
       case "ARG": {
         const declared = this.argDeclarations(step, vars, globals);
         for (const [k, v] of declared) state.args.set(k, v);
-        return this.metadata(image, `ARG ${step.args}`, () => {});
+        // As Docker records it: each name with its default, expanded and unquoted (not a --build-arg's value).
+        return this.metadata(image, `ARG ${processWords(step.args, vars, this.escape, true).join(" ")}`, () => {});
       }
       case "WORKDIR": {
         const dir = posix.resolve(image.document.config?.WorkingDir || "/", word(step.args));
@@ -421,9 +473,10 @@ export class Build {
         return this.metadata(image, `USER ${user}`, (c) => (c.User = user));
       }
       case "EXPOSE": {
-        const ports = processWords(step.args, vars, this.escape, true).map((p) => (p.includes("/") ? p.toLowerCase() : `${p}/tcp`));
+        const words = processWords(step.args, vars, this.escape, true);
+        const ports = words.map((p) => (p.includes("/") ? p.toLowerCase() : `${p}/tcp`));
         for (const p of ports) if (!/^\d+(-\d+)?\/(tcp|udp|sctp)$/.test(p)) throw new BuildFailure(`invalid containerPort: ${p}`);
-        return this.metadata(image, `EXPOSE ${ports.join(" ")}`, (c) => (c.ExposedPorts = { ...(c.ExposedPorts ?? {}), ...Object.fromEntries(ports.map((p) => [p, {}])) }));
+        return this.metadata(image, `EXPOSE ${words.join(" ")}`, (c) => (c.ExposedPorts = { ...(c.ExposedPorts ?? {}), ...Object.fromEntries(ports.map((p) => [p, {}])) }));
       }
       case "VOLUME": {
         const volumes = step.json ?? processWords(step.args, vars, this.escape, true);
@@ -431,20 +484,25 @@ export class Build {
       }
       case "STOPSIGNAL": {
         const signal = word(step.args);
+        try {
+          parseSignal(signal);
+        } catch (err) {
+          throw new BuildFailure((err as Error).message);
+        }
         return this.metadata(image, `STOPSIGNAL ${signal}`, (c) => (c.StopSignal = signal));
       }
       case "SHELL": {
         if (!step.json || step.json.length === 0) throw new BuildFailure("SHELL requires the arguments to be in JSON form");
         const shell = step.json;
-        return this.metadata(image, `SHELL ${JSON.stringify(shell)}`, (c) => (c.Shell = shell));
+        return this.metadata(image, `SHELL [${shell.join(" ")}]`, (c) => (c.Shell = shell));
       }
       case "CMD": {
         const cmd = jsonOrShell();
-        return this.metadata(image, `CMD ${JSON.stringify(cmd)}`, (c) => (c.Cmd = cmd));
+        return this.metadata(image, `CMD ${goQuotedList(cmd)}`, (c) => (c.Cmd = cmd));
       }
       case "ENTRYPOINT": {
         const entrypoint = step.args === "" ? null : jsonOrShell();
-        return this.metadata(image, `ENTRYPOINT ${JSON.stringify(entrypoint ?? [])}`, (c) => {
+        return this.metadata(image, `ENTRYPOINT ${goQuotedList(entrypoint ?? [])}`, (c) => {
           c.Entrypoint = entrypoint;
           // As Docker: a new ENTRYPOINT drops the CMD an earlier stage or image set.
           c.Cmd = null;
@@ -533,8 +591,13 @@ export class Build {
   private async runStep(step: Instruction, state: StageState, command: string[], heredoc?: HeredocRun, binds?: string[]): Promise<BuildImage> {
     const parent = state.image;
     if (!parent.id) throw new BuildFailure("RUN needs a base image with a shell: FROM scratch has none");
+    const foreign = cannotRunHere(documentPlatform(parent.document));
+    if (foreign) throw new BuildFailure(`RUN ${command.join(" ")}: ${foreign}`);
     const env = mergeEnv([...state.args].map(([k, v]) => `${k}=${v}`), parent.document.config?.Env ?? []);
-    const argText = state.args.size > 0 ? `|${state.args.size} ${[...state.args].map(([k, v]) => `${k}=${v}`).join(" ")} ` : "";
+    // As Docker records them: sorted, and without the args an ENV of the same name hides.
+    const envNames = new Set((parent.document.config?.Env ?? []).map((e) => e.split("=", 1)[0]));
+    const recorded = [...state.args].filter(([k]) => !envNames.has(k)).map(([k, v]) => `${k}=${v}`).sort();
+    const argText = recorded.length > 0 ? `|${recorded.length} ${recorded.join(" ")} ` : "";
     const createdBy = `${argText}${heredoc?.createdBy ?? command.join(" ")}`;
     const hit = await this.cached(parent, createdBy);
     if (hit) return hit;
@@ -681,11 +744,15 @@ export class Build {
         copyTree(s.host, s.stat, dir, owner, mode);
         continue;
       }
-      const compression = unpack && s.stat.isFile() ? archiveCompression(s.host) : undefined;
-      if (compression) {
+      const format = unpack && s.stat.isFile() ? await archiveFormat(s.host).catch((err: Error) => {
+        throw new BuildFailure(`ADD ${s.relative}: ${err.message}`);
+      }) : undefined;
+      if (format) {
         const dir = destinationIn(root, dest);
         mkdirSync(dir, { recursive: true });
-        await unpackArchive(s.host, compression, dir);
+        await unpackArchive(s.host, format, dir).catch((err: Error) => {
+          throw new BuildFailure(`ADD ${s.relative}: cannot unpack the archive: ${err.message}`);
+        });
         continue;
       }
       const into = destinationIn(root, dest);
@@ -697,14 +764,21 @@ export class Build {
   /** Runs `fn` with the root sources come from: the context, or a read-only view of a stage's or image's rootfs. */
   private async withSourceRoot<T>(from: string | undefined, built: BuildImage[], names: Map<string, number>, fn: (root: string, rootKey: string | undefined, what: string) => Promise<T>): Promise<T> {
     if (!from) return fn(this.contextDir, undefined, "build context or excluded by .dockerignore");
-    const index = names.get(from.toLowerCase()) ?? (/^\d+$/.test(from) && Number(from) < built.length ? Number(from) : undefined);
+    // built.length is the current stage's index: a number from there on is no earlier stage (Docker's words).
+    if (/^\d+$/.test(from) && Number(from) >= built.length) {
+      throw new BuildFailure(`invalid from flag value ${from}: ${Number(from) === built.length ? "refers to current build stage" : "index out of bounds"}`);
+    }
+    const index = names.get(from.toLowerCase()) ?? (/^\d+$/.test(from) ? Number(from) : undefined);
     let image: BuildImage;
-    if (index !== undefined) image = built[index]!;
+    if (index !== undefined) {
+      if (!built[index]) throw new BuildFailure(`invalid from flag value ${from}: stage ${from} was not scheduled by this build (an ONBUILD trigger named it after planning)`);
+      image = built[index];
+    }
     else {
       try {
-        image = await loadImage(this.backend, from);
+        image = await loadImage(this.backend, from, this.targetPlatform);
       } catch (err) {
-        throw new BuildFailure(`invalid from flag value ${from}: ${httpErrorOf(err).message}`);
+        throw new BuildFailure(`invalid from flag value ${from}: ${err instanceof PlatformMismatch ? err.message : httpErrorOf(err).message}`);
       }
     }
     if (!image.id) throw new BuildFailure(`COPY --from=${from}: the stage has no files (FROM scratch with no steps)`);
@@ -726,6 +800,11 @@ export class Build {
       }
     });
   }
+}
+
+/** Go's %q of a string slice, as Docker's history shows CMD and ENTRYPOINT: `["sh" "-c" "x"]`. */
+function goQuotedList(list: readonly string[]): string {
+  return `[${list.map((item) => JSON.stringify(item)).join(" ")}]`;
 }
 
 /** Build args Docker accepts without an ARG (proxy settings). */

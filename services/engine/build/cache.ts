@@ -11,12 +11,17 @@ import { callOptions } from "../../../core/image/services.ts";
 import { isNotFound } from "../../../core/grpc-status.ts";
 import { badRequest } from "../http.ts";
 import { labelsMatch, type Filters } from "../query.ts";
+import { versionAtLeast } from "../version.ts";
 import { imageCatalog, type EngineImage } from "../images/catalog.ts";
 import { timeFilterValue } from "../images/filters.ts";
 import { imageLabels } from "../images/views.ts";
 import { buildResultLabel, cacheKeyLabel } from "./image-store.ts";
 
-export const buildPruneFilterNames = ["until", "label"] as const;
+/** Docker's builder prune filters: `until` (or its old name `unused-for`), `label`, and the cache record's fields. */
+export const buildPruneFilterNames = ["until", "unused-for", "label", "id", "parent", "type", "description", "inuse", "shared", "private"] as const;
+
+/** The filters on a record's fields: one value each, as Docker allows. */
+const fieldFilters = ["id", "parent", "type", "description", "inuse", "shared", "private"] as const;
 
 interface CacheEntry {
   image: EngineImage;
@@ -31,6 +36,8 @@ interface CacheEntry {
   lastUsedAt: number | undefined;
   usageCount: number;
   description: string;
+  /** The ID (no `sha256:`) of the entry this step was built on, when that is an entry too. */
+  parent: string | undefined;
 }
 
 /** A build reused the entry whose image is `image`: `system df -v` shows LastUsedAt and UsageCount, prune's `until` reads them. */
@@ -70,18 +77,30 @@ async function cacheEntries(backend: Backend): Promise<{ entries: CacheEntry[]; 
       lastUsedAt: usage?.lastUsed,
       usageCount: usage?.count ?? 0,
       description: last?.created_by ?? "",
+      parent: undefined,
     });
+  }
+  // A step's parent is the entry one history entry shorter whose layers and history it
+  // extends (each step adds one history entry, with its own created time).
+  for (const e of entries) {
+    const length = e.image.config.history?.length ?? 0;
+    const parent = entries.find((p) => p !== e && (p.image.config.history?.length ?? 0) === length - 1 && isAncestorOrSelf(p.image, e.image));
+    e.parent = parent?.image.id.replace(/^sha256:/, "");
   }
   cacheUsage(backend).retain(new Set(entries.map((e) => e.image.id)));
   return { entries, images };
 }
 
 /** The BuildCache rows of GET /system/df and the size it reports for them (what is not shared with images). */
-export async function buildCacheUsage(backend: Backend): Promise<{ BuildCache: Record<string, unknown>[]; BuilderSize: number }> {
+export async function buildCacheUsage(backend: Backend, apiVersion = "1.41"): Promise<{ BuildCache: Record<string, unknown>[]; BuilderSize: number }> {
   const { entries } = await cacheEntries(backend);
+  // API 1.42 replaced `Parent` with `Parents` (both omitted when empty, as Docker's omitempty);
+  // older clients get `Parent` and `Parents` both, the array being what newer tools read.
+  const legacyParent = !versionAtLeast(apiVersion, "1.42");
   const rows = entries.map((e) => ({
     ID: e.image.id.replace(/^sha256:/, ""),
-    Parent: "",
+    ...(e.parent && legacyParent ? { Parent: e.parent } : {}),
+    ...(e.parent ? { Parents: [e.parent] } : {}),
     Type: "regular",
     Description: e.description,
     InUse: e.inUse,
@@ -104,12 +123,22 @@ export interface BuildPruneOptions {
 /** POST /build/prune: removes the entries the options select; replies with their ids and the bytes freed. */
 export async function pruneBuildCache(backend: Backend, options: BuildPruneOptions): Promise<{ CachesDeleted: string[] | null; SpaceReclaimed: number }> {
   const untilValues = options.filters.get("until") ?? [];
+  const unusedFor = options.filters.get("unused-for") ?? [];
+  if (untilValues.length > 0 && unusedFor.length > 0) throw badRequest('conflicting filters: "until" and "unused-for"');
+  untilValues.push(...unusedFor);
   if (untilValues.length > 1) throw badRequest("filters: only one until filter is allowed");
   const until = untilValues[0] === undefined ? undefined : timeFilterValue(untilValues[0]) * 1000;
+  const matchesFields = fieldMatcher(options.filters);
   const { entries, images } = await cacheEntries(backend);
   const lastTouched = (e: CacheEntry) => e.lastUsedAt ?? e.createdAt;
   let candidates = entries.filter(
-    (e) => !e.visible && !e.inUse && (options.all || !e.shared) && (until === undefined || lastTouched(e) < until) && labelsMatch(imageLabels(e.image), options.filters.get("label")),
+    (e) =>
+      !e.visible &&
+      !e.inUse &&
+      (options.all || !e.shared) &&
+      (until === undefined || lastTouched(e) < until) &&
+      labelsMatch(imageLabels(e.image), options.filters.get("label")) &&
+      matchesFields(e),
   );
   if (options.keepStorage > 0) {
     // Oldest first, until what is left fits in keep-storage.
@@ -140,4 +169,63 @@ export async function pruneBuildCache(backend: Backend, options: BuildPruneOptio
     for (const layer of e.image.layers) if (!remainingLayers.has(layer.digest)) freed.set(layer.digest, layer.size);
   }
   return { CachesDeleted: deleted.length > 0 ? deleted : null, SpaceReclaimed: [...freed.values()].reduce((a, b) => a + b, 0) };
+}
+
+/** A filter's boolean value: empty, `true` or `1` is true, `false` or `0` false. */
+function booleanFilter(name: string, value: string): boolean {
+  if (value === "" || value === "true" || value === "1") return true;
+  if (value === "false" || value === "0") return false;
+  throw badRequest(`invalid filter value for ${name}: ${JSON.stringify(value)} is not a boolean (true or false)`);
+}
+
+/**
+ * The record-field filters as one test: `id` a regular expression on the ID (Docker hands
+ * it to BuildKit as `id~=`), `parent`, `type` and `description` exact, `inuse`, `shared`
+ * and `private` (not shared) booleans. More than one value for a field is Docker's 400.
+ */
+function fieldMatcher(filters: Filters): (e: CacheEntry) => boolean {
+  const tests: ((e: CacheEntry) => boolean)[] = [];
+  for (const name of fieldFilters) {
+    const values = filters.get(name);
+    if (!values || values.length === 0) continue;
+    if (values.length > 1) throw badRequest("filters expect only one value");
+    const value = values[0]!;
+    switch (name) {
+      case "id": {
+        let pattern: RegExp;
+        try {
+          pattern = new RegExp(value);
+        } catch (err) {
+          throw badRequest(`invalid filter value for id: ${(err as Error).message}`);
+        }
+        tests.push((e) => pattern.test(e.image.id.replace(/^sha256:/, "")));
+        break;
+      }
+      case "parent":
+        tests.push((e) => e.parent === value.replace(/^sha256:/, ""));
+        break;
+      case "type":
+        tests.push(() => value === "regular");
+        break;
+      case "description":
+        tests.push((e) => e.description === value);
+        break;
+      case "inuse": {
+        const want = booleanFilter(name, value);
+        tests.push((e) => e.inUse === want);
+        break;
+      }
+      case "shared": {
+        const want = booleanFilter(name, value);
+        tests.push((e) => e.shared === want);
+        break;
+      }
+      case "private": {
+        const want = booleanFilter(name, value);
+        tests.push((e) => e.shared !== want);
+        break;
+      }
+    }
+  }
+  return (e) => tests.every((t) => t(e));
 }

@@ -36,6 +36,24 @@ test("substitution: $V, ${V}, defaults and alternatives, single quotes kept lite
   assert.throws(() => processWords("'open", vars, "\\", true), /matching '/);
 });
 
+test("substitution as Docker's lexer: forms without colon, :?, nesting, prefix/suffix trims, replacements", () => {
+  const v = new Map([["A", "1"], ["EMPTY", ""], ["PATHS", "/usr/local/bin:/usr/bin:/bin"], ["FILE", "archive.tar.gz"]]);
+  const x = (t: string) => expandText(t, v, "\\");
+  assert.equal(x("${EMPTY-d}|${NONE-d}|${EMPTY:-d}|${EMPTY+a}|${NONE+a}|${EMPTY:+a}"), "|d|d|a||");
+  assert.equal(x("${NONE:-${A}}|${NONE:-${ALSO:-deep}}|${A:+<${A}>}"), "1|deep|<1>");
+  assert.equal(x("${A:?must be set}|${EMPTY?}"), "1|");
+  assert.throws(() => x("${NONE?}"), /^Error: NONE: is not allowed to be unset$/);
+  assert.throws(() => x("${EMPTY:?}"), /EMPTY: is not allowed to be empty/);
+  assert.throws(() => x("${NONE:?give it a value}"), /NONE: give it a value/);
+  assert.equal(x("${FILE#*.}|${FILE##*.}|${FILE%.*}|${FILE%%.*}|${FILE#nomatch}"), "tar.gz|gz|archive.tar|archive|archive.tar.gz");
+  assert.equal(x("${PATHS/:/;}|${PATHS//:/;}|${PATHS//\\/usr/}|${FILE/a?c/X}"), "/usr/local/bin;/usr/bin:/bin|/usr/local/bin;/usr/bin;/bin|/local/bin:/bin:/bin|Xhive.tar.gz");
+  assert.throws(() => x("${A:#x}"), /unsupported modifier \(:#\) in substitution/);
+  assert.throws(() => x("${A!x}"), /unsupported modifier \(!\) in substitution/);
+  assert.throws(() => x("${}"), /bad substitution/);
+  assert.throws(() => x("${A:-x"), /missing '}'/);
+  assert.throws(() => x("${A/x}"), /missing '\/'/);
+});
+
 test("key=value pairs and the legacy ENV form", () => {
   assert.deepEqual(keyValues("A=1 B=\"two words\" C=$A", vars, "\\", true), [["A", "1"], ["B", "two words"], ["C", "1"]]);
   assert.deepEqual(keyValues("NAME some value $A", vars, "\\", true), [["NAME", "some value 1"]]);

@@ -1,7 +1,8 @@
 // Dockerfile text → instructions. A small parser of our own (the npm candidates pull in a
 // language-server stack for what is a line format): parser directives (`# escape=`,
 // `# syntax=`), comments, line continuations, flags (`--from=…`), JSON (exec) vs shell
-// forms, Docker's variable substitution ($VAR, ${VAR}, ${VAR:-d}, ${VAR:+a}), and
+// forms, Docker's variable substitution ($VAR, ${VAR}, ${VAR:-d}, ${VAR:+a}, ${VAR:?e},
+// ${VAR#p}, ${VAR%p}, ${VAR/p/r} and the forms without colon), and
 // BuildKit's heredocs for RUN/COPY/ADD (the classic builder has none).
 import { badRequest } from "../http.ts";
 import { parseHealthcheck } from "./healthcheck.ts";
@@ -241,21 +242,106 @@ export function expandText(text: string, vars: ReadonlyMap<string, string>, esca
   return processWords(text, vars, escape, false)[0] ?? "";
 }
 
+/** The modifiers of `${NAME<modifier>word}` Docker's shell lexer knows (`:` forms treat empty as unset). */
+const modifiers = new Set([":-", ":+", ":?", "-", "+", "?", "#", "##", "%", "%%", "/", "//"]);
+
+/**
+ * Where the word of a `${…}` that starts at text[from] ends: the index of the first `stop`
+ * character outside nested `${…}` and not escaped.
+ */
+function wordEnd(text: string, from: number, stop: string, escape: string): number {
+  let depth = 0;
+  for (let k = from; k < text.length; k++) {
+    const c = text[k]!;
+    if (c === escape) k++;
+    else if (c === "$" && text[k + 1] === "{") {
+      depth++;
+      k++;
+    } else if (c === "}" && depth > 0) depth--;
+    else if (c === stop && depth === 0) return k;
+  }
+  return -1;
+}
+
+/** A shell pattern (`*`, `?`, `[…]`, escapes) as a regular expression source. */
+function patternSource(pattern: string): string {
+  let out = "";
+  for (let k = 0; k < pattern.length; k++) {
+    const c = pattern[k]!;
+    if (c === "*") out += "[\\s\\S]*";
+    else if (c === "?") out += "[\\s\\S]";
+    else if (c === "\\" && k + 1 < pattern.length) out += pattern[++k]!.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+    else if (c === "[") {
+      const close = pattern.indexOf("]", k + 2);
+      if (close < 0) out += "\\[";
+      else {
+        out += `[${pattern.slice(k + 1, close).replace(/^!/, "^").replace(/\\/g, "\\\\")}]`;
+        k = close;
+      }
+    } else out += c.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+  }
+  return out;
+}
+
+/** `${V#p}`/`${V##p}` (prefix) and `${V%p}`/`${V%%p}` (suffix): the shortest or longest match removed. */
+function trimmed(value: string, pattern: string, fromStart: boolean, longest: boolean): string {
+  const whole = new RegExp(`^(?:${patternSource(pattern)})$`);
+  const lengths = [...Array(value.length + 1).keys()];
+  if (longest) lengths.reverse();
+  for (const n of lengths) {
+    const part = fromStart ? value.slice(0, n) : value.slice(value.length - n);
+    if (whole.test(part)) return fromStart ? value.slice(n) : value.slice(0, value.length - n);
+  }
+  return value;
+}
+
 /** The variable reference at text[i] ('$'): its value and how many characters it took. */
 function expandAt(text: string, i: number, vars: ReadonlyMap<string, string>, escape: string): [string, number] {
   const simple = /^\$([a-zA-Z_][a-zA-Z0-9_]*)/.exec(text.slice(i));
   if (simple) return [vars.get(simple[1]!) ?? "", simple[0].length];
   if (text[i + 1] !== "{") return ["$", 1];
-  const close = text.indexOf("}", i + 2);
-  if (close < 0) throw badRequest(`missing '}' in ${JSON.stringify(text)}`);
-  const inner = text.slice(i + 2, close);
-  const m = /^([a-zA-Z_][a-zA-Z0-9_]*)(?::([-+])([\s\S]*))?$/.exec(inner);
-  if (!m) throw badRequest(`bad substitution: \${${inner}}`);
-  const value = vars.get(m[1]!);
-  let out = value ?? "";
-  if (m[2] === "-" && !value) out = expandText(m[3]!, vars, escape);
-  if (m[2] === "+") out = value ? expandText(m[3]!, vars, escape) : "";
-  return [out, close + 1 - i];
+  const name = /^[a-zA-Z_][a-zA-Z0-9_]*/.exec(text.slice(i + 2))?.[0];
+  if (!name) {
+    if (i + 2 >= text.length) throw badRequest(`syntax error: missing '}' in ${JSON.stringify(text)}`);
+    throw badRequest(`syntax error: bad substitution in ${JSON.stringify(text)}`);
+  }
+  let k = i + 2 + name.length;
+  if (k >= text.length) throw badRequest(`syntax error: missing '}' in ${JSON.stringify(text)}`);
+  const set = vars.has(name);
+  const value = vars.get(name) ?? "";
+  if (text[k] === "}") return [value, k + 1 - i];
+  let modifier = text[k] === ":" ? text.slice(k, k + 2) : text[k]!;
+  if (["#", "%", "/"].includes(modifier) && text[k + 1] === modifier) modifier += modifier;
+  if (!modifiers.has(modifier)) throw badRequest(`unsupported modifier (${modifier}) in substitution: ${JSON.stringify(text)}`);
+  k += modifier.length;
+  if (modifier === "/" || modifier === "//") {
+    const slash = wordEnd(text, k, "/", escape);
+    if (slash < 0) throw badRequest(`syntax error: missing '/' in \${} in ${JSON.stringify(text)}`);
+    const close = wordEnd(text, slash + 1, "}", escape);
+    if (close < 0) throw badRequest(`syntax error: missing '}' in ${JSON.stringify(text)}`);
+    const pattern = new RegExp(patternSource(expandText(text.slice(k, slash), vars, escape)), modifier === "//" ? "g" : "");
+    const replacement = expandText(text.slice(slash + 1, close), vars, escape);
+    return [value.replace(pattern, () => replacement), close + 1 - i];
+  }
+  const close = wordEnd(text, k, "}", escape);
+  if (close < 0) throw badRequest(`syntax error: missing '}' in ${JSON.stringify(text)}`);
+  const word = () => expandText(text.slice(k, close), vars, escape);
+  const used = close + 1 - i;
+  const unset = !set || (modifier.startsWith(":") && value === "");
+  switch (modifier) {
+    case "-":
+    case ":-":
+      return [unset ? word() : value, used];
+    case "+":
+    case ":+":
+      return [unset ? "" : word(), used];
+    case "?":
+    case ":?":
+      if (unset) throw badRequest(`${name}: ${word() || (set ? "is not allowed to be empty" : "is not allowed to be unset")}`);
+      return [value, used];
+    default:
+      return [trimmed(value, word(), modifier.startsWith("#"), modifier.length === 2), used];
+  }
 }
 
 /** `key=value …` pairs (ENV, LABEL, ARG), or the legacy `ENV key value` form. */

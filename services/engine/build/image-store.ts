@@ -2,7 +2,7 @@
 // under an untagged name with its cache key as a label, so a later build finds it
 // (across builds and Dockerfiles) and the store's garbage collector keeps its content.
 import { createHash, randomBytes } from "node:crypto";
-import { writeBlob } from "../../../core/content-client.ts";
+import { readBlobBytes, writeBlob } from "../../../core/content-client.ts";
 import { descriptorJson, goJson, type Descriptor } from "../../../core/image/manifest.ts";
 import { childGcLabel, mediaTypes } from "../../../core/image/media-types.ts";
 import { isAlreadyExists, isNotFound } from "../../../core/grpc-status.ts";
@@ -10,6 +10,10 @@ import type { Backend } from "../backend.ts";
 import { danglingPrefix, imageCatalog, toDescriptor } from "../images/catalog.ts";
 import { findImage } from "../containers/image.ts";
 import type { Image } from "../../../core/gen/containerd/services/images/v1/images.ts";
+import { callOptions } from "../../../core/image/services.ts";
+import { formatPlatform, hostPlatform, onlyPlatform, type Platform } from "../../../core/image/platform.ts";
+import { imagePlatforms, NoMatchingManifestError, resolveImage } from "../../../core/image/resolve.ts";
+import { documentPlatform } from "./platforms.ts";
 
 /** The label a build step's image carries: the step's cache key. */
 export const cacheKeyLabel = "berth.build.cache-key";
@@ -36,10 +40,11 @@ export interface BuildImage {
   target: Descriptor | undefined;
 }
 
-export function scratchImage(): BuildImage {
+/** An empty image of `platform` (this host's when none). */
+export function scratchImage(platform: Platform = hostPlatform()): BuildImage {
   return {
     id: "",
-    document: { architecture: process.arch === "x64" ? "amd64" : process.arch, os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [] }, history: [] },
+    document: { architecture: platform.architecture, os: platform.os, ...(platform.variant ? { variant: platform.variant } : {}), config: {}, rootfs: { type: "layers", diff_ids: [] }, history: [] },
     layers: [],
     manifestType: mediaTypes.ociManifest,
     configType: mediaTypes.ociConfig,
@@ -47,18 +52,53 @@ export function scratchImage(): BuildImage {
   };
 }
 
-/** The image a FROM (or COPY --from=image) names, by reference or id; Docker's 404 wording. */
-export async function loadImage(backend: Backend, ref: string): Promise<BuildImage> {
+/**
+ * The image a FROM (or COPY --from=image) names, by reference or id; Docker's 404 wording.
+ * With a platform, the manifest of that platform (from an index), or an error naming it.
+ */
+export async function loadImage(backend: Backend, ref: string, platform?: Platform): Promise<BuildImage> {
   const found = await findImage(backend, ref);
-  const content = await imageCatalog(backend).content(found.target);
+  if (!platform) {
+    const content = await imageCatalog(backend).content(found.target);
+    return {
+      id: content.id,
+      document: JSON.parse(JSON.stringify(content.config)) as ImageDocument,
+      layers: content.layers,
+      manifestType: found.target.mediaType === mediaTypes.dockerManifest ? mediaTypes.dockerManifest : mediaTypes.ociManifest,
+      configType: content.configDescriptor.mediaType,
+      target: found.target,
+    };
+  }
+  const matcher = onlyPlatform(platform);
+  let resolved;
+  try {
+    resolved = await resolveImage(backend.images, found.target, matcher);
+  } catch (err) {
+    if (!(err instanceof NoMatchingManifestError)) throw err;
+    const has = await imagePlatforms(backend.images, found.target).catch(() => []);
+    throw new PlatformMismatch(`${ref} has no image for platform ${formatPlatform(platform)}${has.length > 0 ? ` (it has ${has.map(formatPlatform).join(", ")})` : ""}`);
+  }
+  const bytes = await readBlobBytes(backend.images.content, resolved.configDescriptor.digest, callOptions(backend.images), { limit: 8 << 20 });
+  const document = JSON.parse(bytes.toString("utf8")) as ImageDocument;
+  // A single manifest is not filtered by resolveImage: its config says what it runs on.
+  const declared = documentPlatform(document);
+  if (declared && !matcher.match(declared)) {
+    throw new PlatformMismatch(`image with reference ${ref} was found but does not match the specified platform: wanted ${formatPlatform(platform)}, actual: ${formatPlatform(declared)}`);
+  }
   return {
-    id: content.id,
-    document: JSON.parse(JSON.stringify(content.config)) as ImageDocument,
-    layers: content.layers,
-    manifestType: found.target.mediaType === mediaTypes.dockerManifest ? mediaTypes.dockerManifest : mediaTypes.ociManifest,
-    configType: content.configDescriptor.mediaType,
-    target: found.target,
+    id: resolved.configDescriptor.digest,
+    document,
+    layers: resolved.manifest.layers,
+    manifestType: resolved.descriptor.mediaType === mediaTypes.dockerManifest ? mediaTypes.dockerManifest : mediaTypes.ociManifest,
+    configType: resolved.configDescriptor.mediaType,
+    // The platform's own manifest: unpacking it, or a tag on the result, needs no index.
+    target: resolved.descriptor,
   };
+}
+
+/** The image is there but not for the platform asked for. */
+export class PlatformMismatch extends Error {
+  override name = "PlatformMismatch";
 }
 
 /** The image an earlier build stored for `key`, if it is still there. */

@@ -2,16 +2,12 @@
 // checked to stay inside their root; a content hash of them for the cache key (contents,
 // modes, ownership, link targets — not times); and the copy into a rootfs.
 import { createHash } from "node:crypto";
-import { chmodSync, closeSync, constants, copyFileSync, createReadStream, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, symlinkSync, unlinkSync, utimesSync, writeSync, type Stats } from "node:fs";
+import { chmodSync, closeSync, constants, copyFileSync, createReadStream, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, symlinkSync, unlinkSync, utimesSync, writeSync, type Stats } from "node:fs";
 import { basename, join, posix } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { badRequest } from "../http.ts";
 import { resolveContainerPath } from "../archive/copy.ts";
 import { rawPath } from "../../../core/tar/byte-fs.ts";
-import { applyTar } from "../../../core/tar/apply.ts";
-import { readTar } from "../../../core/tar/reader.ts";
-import { decompressor, sniffCompression } from "../../../core/tar/compression.ts";
-import * as native from "../../../native/index.ts";
 import type { ContextDigests } from "./context-digests.ts";
 
 export interface Selected {
@@ -193,29 +189,6 @@ export function destinationIn(root: string, dest: string): string {
 
 export function mkdirsOwned(path: string): void {
   mkdirSync(path, { recursive: true });
-}
-
-/** Whether a file is a tar archive ADD unpacks (plain or gzip), by its first bytes. */
-export function archiveCompression(host: string): "none" | "gzip" | undefined {
-  const fd = openSync(host, "r");
-  const head = Buffer.alloc(512);
-  let n: number;
-  try {
-    n = readSync(fd, head, 0, 512, 0);
-  } finally {
-    closeSync(fd);
-  }
-  const sniffed = sniffCompression(head.subarray(0, n));
-  if (sniffed === "gzip") return "gzip";
-  if (sniffed === "none" && n >= 262 && head.subarray(257, 262).toString("latin1") === "ustar") return "none";
-  return undefined;
-}
-
-/** ADD of a local archive: its entries extracted into the directory `dir`. */
-export async function unpackArchive(host: string, compression: "none" | "gzip", dir: string): Promise<void> {
-  const stream = createReadStream(host);
-  const source = compression === "gzip" ? stream.pipe(decompressor("gzip")) : stream;
-  await applyTar(readTar(source as AsyncIterable<Uint8Array>), { root: dir, whiteouts: "delete", sys: native });
 }
 
 export const baseName = (path: string) => basename(path);

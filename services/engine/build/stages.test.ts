@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseDockerfile } from "./dockerfile.ts";
-import { OrderedOutput, planStages, type StageLike } from "./stages.ts";
+import { OrderedOutput, planStages, triggerCopySources, type StageLike } from "./stages.ts";
 
 /** The stages of a Dockerfile and their FROM references, as the builder splits them. */
 function stagesOf(text: string): { stages: StageLike[]; froms: string[] } {
@@ -46,6 +46,16 @@ test("a name only refers to an earlier stage (a later one with that name is an i
   assert.deepEqual(plan.order, [2, 3]);
   assert.deepEqual(plan.deps.get(0), undefined);
   assert.deepEqual(planStages(stages, 0, (i) => froms[i]!).deps.get(0), []);
+});
+
+test("a base's ONBUILD COPY --from schedules the stage it names (by name or index); other texts add nothing", () => {
+  const { stages, froms } = stagesOf("FROM busybox AS assets\nFROM busybox AS tools\nFROM busybox AS unused\nFROM onbuild-base\n");
+  assert.deepEqual(planStages(stages, 3, (i) => froms[i]!).order, [3]);
+  const sources = triggerCopySources(["COPY --from=assets /a /a", "ADD --from=1 /t /t", "RUN echo --from=unused", "COPY local /l", "NOT AN INSTRUCTION"]);
+  assert.deepEqual(sources, ["assets", "1"]);
+  const plan = planStages(stages, 3, (i) => froms[i]!, (i) => (i === 3 ? sources : []));
+  assert.deepEqual(plan.order, [0, 1, 3]);
+  assert.deepEqual(plan.deps.get(3), [0, 1]);
 });
 
 test("ordered output: the first unfinished stage writes through, later ones wait their turn", () => {

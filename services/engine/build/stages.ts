@@ -2,7 +2,7 @@
 // never built), which earlier stages each one waits for (its FROM or a COPY/ADD --from
 // names them), and an output that lets independent stages run at once while the stream
 // still reads as the classic builder's: one stage after another, Step lines in order.
-import type { Instruction } from "./dockerfile.ts";
+import { parseDockerfile, type Instruction } from "./dockerfile.ts";
 
 export interface StageLike {
   name: string | undefined;
@@ -24,8 +24,12 @@ function earlierStage(stages: readonly StageLike[], i: number, ref: string, byIn
   return undefined;
 }
 
-/** `fromRef(i)` is stage i's FROM reference after ARG substitution. */
-export function planStages(stages: readonly StageLike[], target: number, fromRef: (i: number) => string): StagePlan {
+/**
+ * `fromRef(i)` is stage i's FROM reference after ARG substitution; `triggerFroms(i)` the
+ * `--from` values of the ONBUILD COPY/ADD triggers its base will run (the classic builder
+ * builds every stage before the target, so a trigger may name any earlier one).
+ */
+export function planStages(stages: readonly StageLike[], target: number, fromRef: (i: number) => string, triggerFroms: (i: number) => readonly string[] = () => []): StagePlan {
   const deps = new Map<number, number[]>();
   const needed = new Set<number>();
   const visit = (i: number) => {
@@ -37,6 +41,10 @@ export function planStages(stages: readonly StageLike[], target: number, fromRef
     for (const step of stages[i]!.steps) {
       const from = step.keyword === "COPY" || step.keyword === "ADD" ? step.flags.get("from") : undefined;
       const used = from === undefined ? undefined : earlierStage(stages, i, from, true);
+      if (used !== undefined) uses.add(used);
+    }
+    for (const from of triggerFroms(i)) {
+      const used = earlierStage(stages, i, from, true);
       if (used !== undefined) uses.add(used);
     }
     deps.set(i, [...uses].sort((a, b) => a - b));
@@ -88,4 +96,20 @@ export class OrderedOutput {
   private drain(k: number): void {
     for (const text of this.buffers[k]!.splice(0)) this.write(text);
   }
+}
+
+/** The `--from` values of ONBUILD trigger texts that are COPY or ADD (texts that do not parse are left to fail when they run). */
+export function triggerCopySources(triggers: readonly string[]): string[] {
+  const sources: string[] = [];
+  for (const trigger of triggers) {
+    try {
+      for (const instruction of parseDockerfile(trigger).instructions) {
+        const from = instruction.keyword === "COPY" || instruction.keyword === "ADD" ? instruction.flags.get("from") : undefined;
+        if (from !== undefined) sources.push(from);
+      }
+    } catch {
+      // reported by the trigger's own step
+    }
+  }
+  return sources;
 }

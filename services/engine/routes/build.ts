@@ -11,6 +11,7 @@ import { ContainerManager } from "../containers/lifecycle.ts";
 import { normalizeDockerRef, ReferenceError } from "../../../core/image/reference.ts";
 import { planBuild, type BuildOptions } from "../build/builder.ts";
 import { extractContext } from "../build/context.ts";
+import { requestedPlatform } from "../build/platforms.ts";
 import { releaseInFlight } from "../build/in-flight.ts";
 import { buildJobId, hasBuildDirs, newBuildDir } from "../build/work-dir.ts";
 import type { BuildJobs } from "../build/job.ts";
@@ -64,7 +65,9 @@ export function registerBuildRoutes(router: Router, backend: Backend): void {
       labels: jsonMap(q.get("labels"), "labels") as Record<string, string>,
       target: q.get("target") ?? "",
       quiet: queryBool(q, "q"),
+      platform: q.get("platform") ?? "",
     };
+    requestedPlatform(options.platform);
     const queue = await buildJobs();
     const { id, dir } = newBuildDir(backend.options.root);
     const removeDir = () => releaseInFlight(backend, manager, { jobId: buildJobId(id), inFlight: { containers: [], snapshots: [], leases: [] }, dir, byLabel: false });

@@ -9,6 +9,6 @@ import { systemInfo } from "../system/info.ts";
 export function registerInfoRoutes(router: Router, backend: Backend): Promise<void> | void {
   router.get("/info", async (ctx) => ctx.send(200, await systemInfo(backend)));
   router.get("/events", (ctx) => streamEvents(backend, ctx));
-  router.get("/system/df", async (ctx) => ctx.send(200, await diskUsage(backend)));
+  router.get("/system/df", async (ctx) => ctx.send(200, await diskUsage(backend, ctx.version)));
   router.post("/auth", (ctx) => checkLogin(ctx));
 }

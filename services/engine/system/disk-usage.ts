@@ -29,7 +29,7 @@ function statusText(c: ContainerRecord): string {
   return `Exited (${c.State.ExitCode})`;
 }
 
-export async function diskUsage(backend: Backend): Promise<Record<string, unknown>> {
+export async function diskUsage(backend: Backend, apiVersion?: string): Promise<Record<string, unknown>> {
   const catalog = imageCatalog(backend);
   // The build's step images are the build cache, reported under BuildCache (Docker's df lists top-level images only).
   const images = (await catalog.list()).filter((image) => !isBuildIntermediate(image));
@@ -80,5 +80,5 @@ export async function diskUsage(backend: Backend): Promise<Record<string, unknow
       Mounts: [],
     });
   }
-  return { LayersSize: layersSize, Images: imageRows, Containers: containerRows, Volumes: volumesDiskUsage(backend.store, volumeStore(backend)), ...(await buildCacheUsage(backend)) };
+  return { LayersSize: layersSize, Images: imageRows, Containers: containerRows, Volumes: volumesDiskUsage(backend.store, volumeStore(backend)), ...(await buildCacheUsage(backend, apiVersion)) };
 }
