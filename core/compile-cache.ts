@@ -28,9 +28,8 @@ export function isPrivateDir(dir: string): boolean {
  * on: a service's entry is one large bundle, compiled before any code of its own could
  * turn the cache on. Empty when there is no private directory (the child runs uncached).
  */
-export function compileCacheEnv(): { NODE_COMPILE_CACHE?: string } {
+export function compileCacheEnv(dir = compileCacheDir(process.getuid?.(), process.env)): { NODE_COMPILE_CACHE?: string } {
   try {
-    const dir = compileCacheDir(process.getuid?.(), process.env);
     return dir && isPrivateDir(dir) ? { NODE_COMPILE_CACHE: dir } : {};
   } catch {
     return {};
