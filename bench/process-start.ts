@@ -121,6 +121,14 @@ try {
       out(`| ${name} | ${v.label} | ${col((x) => x.wall)} | ${col((x) => x.cpuAtReady)} | ${col((x) => x.cpuSettled)} |`);
     }
   }
+  out("");
+  out("Samples (wall ms / settled CPU ms), in order:");
+  out("");
+  for (const name of names) {
+    for (const v of variants) {
+      out(`- ${name}, ${v.label}: ${samples.get(`${name}\0${v.label}`)!.map((x) => `${x.wall.toFixed(0)}/${x.cpuSettled}`).join(", ")}`);
+    }
+  }
 } finally {
   for (const d of daemons) await d.stop().catch(() => undefined);
   rmSync(base, { recursive: true, force: true });
