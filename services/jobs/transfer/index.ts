@@ -3,7 +3,6 @@
 import type { Worker } from "bullmq";
 import type { TransferServiceImplementation } from "../../../core/gen/berth/services/transfer/v1/transfer.ts";
 import type { Logger } from "../../../core/log.ts";
-import { startProcess } from "../../../core/on-demand-client.ts";
 import { PullCancellations } from "./cancel.ts";
 import { startPullWorkers } from "./pull-jobs.ts";
 import { startPushWorker } from "./push-job.ts";
@@ -18,8 +17,7 @@ export function startTransfers(root: string, state: string, redisUrl: string | u
   const queues = new TransferQueues(redisUrl, root);
   const services = jobServices(state);
   const cancels = new PullCancellations();
-  const prestart = (name: string) => void startProcess(state, name).catch((err: Error) => log.debug({ err: err.message, process: name }, "cannot start a process ahead of its first call"));
-  const workers: Worker[] = [...startPullWorkers({ queues, services, fetcher: blobFetcher(state), log, perHost, cancels, prestart }), startPushWorker(queues, services, log)];
+  const workers: Worker[] = [...startPullWorkers({ queues, services, fetcher: blobFetcher(state), log, perHost, cancels }), startPushWorker(queues, services, log)];
   for (const worker of workers) worker.on("error", (err) => log.warn({ err: err.message, queue: worker.name }, "transfer queue error"));
   const service: TransferServiceImplementation = transferService(queues, services, cancels);
   return {

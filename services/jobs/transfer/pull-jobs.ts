@@ -126,8 +126,6 @@ export interface PullWorkerOptions {
   /** Downloads at once per registry host. */
   perHost: number;
   cancels: PullCancellations;
-  /** Has berthd start an on-demand process now, without waiting for it (failures are the later call's to report). */
-  prestart?: (name: string) => void;
 }
 
 async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, fetcher: BlobFetcherClient, hosts: HostLimit, signal: AbortSignal): Promise<BlobResult> {
@@ -267,7 +265,7 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
       try {
         const failures = Object.values(await job.getIgnoredChildrenFailures());
         if (failures.length > 0) throw new UnrecoverableError(failures[0]!);
-        const result = await finishPull(job, svc, options.prestart);
+        const result = await finishPull(job, svc);
         cancels.forget(job.id!);
         return result;
       } catch (err) {
@@ -286,7 +284,7 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
   return [blobs, layers, pulls];
 }
 
-async function finishPull(job: Job<PullJobData>, svc: ImageServices, prestart?: (name: string) => void): Promise<PullResult> {
+async function finishPull(job: Job<PullJobData>, svc: ImageServices): Promise<PullResult> {
   const { lease, unpack } = job.data;
   const image = remoteImage(job.data.image);
   const admin = callOptions(svc);
@@ -298,9 +296,6 @@ async function finishPull(job: Job<PullJobData>, svc: ImageServices, prestart?: 
   let snapshotter = job.data.snapshotter;
   if (unpack) {
     let extracted = 0;
-    // The unpack's first calls start snapshots, and only its first Apply starts diff: diff
-    // starts beside snapshots instead of after it (pull-profile.md has the measure).
-    prestart?.("diff");
     await job.updateProgress({ phase: "unpacking", extracted } satisfies PullProgressData);
     const result = await unpackImage(svc, image.root, {
       lease,
