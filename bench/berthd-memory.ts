@@ -13,8 +13,7 @@
 // (its dist/, built there) for a before/after; each with every flag set of BENCH_FLAG_SETS
 // (";"-separated, default core/node-flags.ts' berthdNodeFlags, what the launchers pass).
 // Results in bench/results/berthd-memory.md. Cleans up everything even on failure.
-import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { berthdNodeFlags } from "../core/node-flags.ts";
@@ -23,6 +22,7 @@ import { closeFreshChannels, childPids, freshClient, repoRoot, startDaemon, type
 import { ImagesDefinition } from "../core/gen/containerd/services/images/v1/images.ts";
 import { inNamespace } from "../core/grpc-client.ts";
 import { median, Report } from "./measure.ts";
+import { ctrAsync as ctrInBackground, ctrOk, ctrSync, removeNamespaceCgroups } from "./ctr.ts";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { skopeoArchives } from "../test/fixtures/archives.ts";
 import { processName } from "./proc-memory.ts";
@@ -60,21 +60,8 @@ function rollup(pid: number): Pick<Point, "rssKiB" | "pssKiB" | "ussKiB" | "anon
   return { rssKiB: field("Rss"), pssKiB: field("Pss"), ussKiB: field("Private_Clean") + field("Private_Dirty"), anonKiB: field("Anonymous") };
 }
 
-function ctr(args: string[]): string {
-  const r = spawnSync("ctr", ["--address", daemon!.address, "--namespace", namespace, ...args], { encoding: "utf8", maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`ctr ${args.join(" ")} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
-
-function ctrAsync(args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("ctr", ["--address", daemon!.address, "--namespace", namespace, ...args], { stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`ctr ${args.join(" ")} exited ${code}: ${stderr}`))));
-  });
-}
+const ctr = (args: string[]) => ctrOk(daemon!.address, namespace, args);
+const ctrAsync = (args: string[]) => ctrInBackground(daemon!.address, namespace, args);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const runningTasks = () => ctr(["tasks", "ls"]).split("\n").slice(1).filter((line) => /\sRUNNING\s*$/.test(line)).length;
@@ -146,23 +133,14 @@ async function point(reports: string): Promise<Point> {
 
 async function removeContainers(): Promise<void> {
   const ids = ctr(["containers", "ls", "-q"]).split("\n").filter(Boolean);
-  for (const id of ids) spawnSync("ctr", ["--address", daemon!.address, "--namespace", namespace, "tasks", "kill", "-s", "SIGKILL", id]);
+  for (const id of ids) ctrSync(daemon!.address, namespace, ["tasks", "kill", "-s", "SIGKILL", id]);
   for (let i = 0; i < 600 && runningTasks() > 0; i++) await sleep(100);
   for (const id of ids) {
-    spawnSync("ctr", ["--address", daemon!.address, "--namespace", namespace, "tasks", "delete", id]);
-    spawnSync("ctr", ["--address", daemon!.address, "--namespace", namespace, "containers", "rm", id]);
+    ctrSync(daemon!.address, namespace, ["tasks", "delete", id]);
+    ctrSync(daemon!.address, namespace, ["containers", "rm", id]);
   }
 }
 
-/** The cgroup parent ctr's specs use (/<namespace>), in every hierarchy. */
-function removeNamespaceCgroups(): void {
-  for (const controller of readdirSync("/sys/fs/cgroup")) {
-    const dir = join("/sys/fs/cgroup", controller, namespace);
-    if (!existsSync(dir)) continue;
-    for (const child of readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) rmdirSync(join(dir, child.name));
-    rmdirSync(dir);
-  }
-}
 
 interface Result {
   variant: string;
@@ -252,6 +230,6 @@ try {
     await removeContainers().catch(() => undefined);
     await daemon.destroy();
   }
-  removeNamespaceCgroups();
+  removeNamespaceCgroups(namespace);
   rmSync(base, { recursive: true, force: true });
 }

@@ -12,13 +12,14 @@
 //    RPCs timed against both engines (median per call).
 // Cleans up everything (tasks, containers, daemons, temp roots, cgroups) even on failure.
 // Results in bench/results/containers.md.
-import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { containerdInstalled, startContainerd, type RunningDaemon } from "./daemons.ts";
 import { processMemory, processName } from "./proc-memory.ts";
 import { median, Report } from "./measure.ts";
+import { ctrAsync as ctrInBackground, ctrOk as ctrMust, ctrSync as ctrCommand, removeNamespaceCgroups } from "./ctr.ts";
 import { processTable } from "../core/routes.ts";
 import { traceRounds } from "./ctr-trace.ts";
 import { childPids, distDir, repoRoot, startDaemon, type Daemon } from "../test/harness.ts";
@@ -53,25 +54,9 @@ interface Engine {
   address: () => string;
 }
 
-function ctrSync(engine: Engine, args: string[]) {
-  return spawnSync("ctr", ["--address", engine.address(), "--namespace", namespace, ...args], { encoding: "utf8", maxBuffer: 64 << 20 });
-}
-
-function ctrOk(engine: Engine, args: string[]): string {
-  const r = ctrSync(engine, args);
-  if (r.status !== 0) throw new Error(`${engine.name}: ctr ${args.join(" ")} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
-
-function ctrAsync(engine: Engine, args: string[]): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("ctr", ["--address", engine.address(), "--namespace", namespace, ...args], { stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("exit", (code) => (code === 0 ? resolve(0) : reject(new Error(`${engine.name}: ctr ${args.join(" ")} exited ${code}: ${stderr}`))));
-  });
-}
+const ctrSync = (engine: Engine, args: string[]) => ctrCommand(engine.address(), namespace, args);
+const ctrOk = (engine: Engine, args: string[]) => ctrMust(engine.address(), namespace, args, engine.name);
+const ctrAsync = (engine: Engine, args: string[]) => ctrInBackground(engine.address(), namespace, args, engine.name);
 
 const timed = (fn: () => void) => {
   const t0 = performance.now();
@@ -162,15 +147,6 @@ async function removeAll(engine: Engine): Promise<void> {
   }
 }
 
-/** The cgroup parent ctr's specs use (/<namespace>), in every hierarchy. */
-function removeNamespaceCgroups(): void {
-  for (const controller of readdirSync("/sys/fs/cgroup")) {
-    const dir = join("/sys/fs/cgroup", controller, namespace);
-    if (!existsSync(dir)) continue;
-    for (const child of readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) rmdirSync(join(dir, child.name));
-    rmdirSync(dir);
-  }
-}
 
 const report = new Report();
 const out = report.out;
@@ -314,7 +290,7 @@ try {
   for (const pid of leftShims) if (isRunning(pid)) process.kill(pid, "SIGKILL");
   for (const id of existsSync(runcFloorRoot) ? readdirSync(runcFloorRoot) : []) spawnSync("runc", ["--root", runcFloorRoot, "delete", "--force", id]);
   try {
-    removeNamespaceCgroups();
+    removeNamespaceCgroups(namespace);
   } catch (err) {
     process.stderr.write(`cgroups of ${namespace} left: ${(err as Error).message}\n`);
   }
