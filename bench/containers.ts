@@ -12,13 +12,14 @@
 //    RPCs timed against both engines (median per call).
 // Cleans up everything (tasks, containers, daemons, temp roots, cgroups) even on failure.
 // Results in bench/results/containers.md.
-import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { containerdInstalled, startContainerd, type RunningDaemon } from "./daemons.ts";
 import { processMemory, processName } from "./proc-memory.ts";
 import { median, Report } from "./measure.ts";
+import { ctrAsync as ctrInBackground, ctrOk as ctrMust, ctrSync as ctrCommand, removeNamespaceCgroups } from "./ctr.ts";
 import { processTable } from "../core/routes.ts";
 import { traceRounds } from "./ctr-trace.ts";
 import { childPids, distDir, repoRoot, startDaemon, type Daemon } from "../test/harness.ts";
@@ -39,6 +40,8 @@ const namespace = `bench-containers-${process.pid}`;
 
 if (!containerdInstalled()) throw new Error("bench/containers.ts needs containerd (and ctr) installed");
 
+// berthd as installed: its launcher passes the V8 flags it runs with (core/node-flags.ts).
+const berthdLauncher = join(repoRoot, "cmd", "berthd", "bin", "berthd");
 const base = mkdtempSync(join(tmpdir(), "berth-bench-containers-"));
 const runcFloorRoot = join(base, "runc-floor");
 let berth: Daemon | undefined;
@@ -51,25 +54,9 @@ interface Engine {
   address: () => string;
 }
 
-function ctrSync(engine: Engine, args: string[]) {
-  return spawnSync("ctr", ["--address", engine.address(), "--namespace", namespace, ...args], { encoding: "utf8", maxBuffer: 64 << 20 });
-}
-
-function ctrOk(engine: Engine, args: string[]): string {
-  const r = ctrSync(engine, args);
-  if (r.status !== 0) throw new Error(`${engine.name}: ctr ${args.join(" ")} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
-
-function ctrAsync(engine: Engine, args: string[]): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("ctr", ["--address", engine.address(), "--namespace", namespace, ...args], { stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("exit", (code) => (code === 0 ? resolve(0) : reject(new Error(`${engine.name}: ctr ${args.join(" ")} exited ${code}: ${stderr}`))));
-  });
-}
+const ctrSync = (engine: Engine, args: string[]) => ctrCommand(engine.address(), namespace, args);
+const ctrOk = (engine: Engine, args: string[]) => ctrMust(engine.address(), namespace, args, engine.name);
+const ctrAsync = (engine: Engine, args: string[]) => ctrInBackground(engine.address(), namespace, args, engine.name);
 
 const timed = (fn: () => void) => {
   const t0 = performance.now();
@@ -160,15 +147,6 @@ async function removeAll(engine: Engine): Promise<void> {
   }
 }
 
-/** The cgroup parent ctr's specs use (/<namespace>), in every hierarchy. */
-function removeNamespaceCgroups(): void {
-  for (const controller of readdirSync("/sys/fs/cgroup")) {
-    const dir = join("/sys/fs/cgroup", controller, namespace);
-    if (!existsSync(dir)) continue;
-    for (const child of readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) rmdirSync(join(dir, child.name));
-    rmdirSync(dir);
-  }
-}
 
 const report = new Report();
 const out = report.out;
@@ -176,7 +154,7 @@ const out = report.out;
 try {
   const loadBefore = loadavg()[0]!;
   const berthBase = join(base, "berth");
-  berth = await startDaemon({ base: berthBase, env: { BERTH_LOG_LEVEL: "warn" } });
+  berth = await startDaemon({ base: berthBase, launcher: berthdLauncher, env: { BERTH_LOG_LEVEL: "warn" } });
   containerd = await startContainerd(join(base, "containerd"));
   const engines: Engine[] = [
     { name: "berth", address: () => berth!.address },
@@ -259,7 +237,7 @@ try {
   // 6. berthd restart until tasks ls lists every container running.
   await berth.stop();
   const restartStarted = performance.now();
-  berth = await startDaemon({ base: berthBase, env: { BERTH_LOG_LEVEL: "warn" } });
+  berth = await startDaemon({ base: berthBase, launcher: berthdLauncher, env: { BERTH_LOG_LEVEL: "warn" } });
   const socketReady = performance.now() - restartStarted;
   await waitUntil("tasks ls after the restart", () => taskRows(engines[0]!).filter((r) => r[2] === "RUNNING").length === idleCount);
   const adopted = performance.now() - restartStarted;
@@ -312,7 +290,7 @@ try {
   for (const pid of leftShims) if (isRunning(pid)) process.kill(pid, "SIGKILL");
   for (const id of existsSync(runcFloorRoot) ? readdirSync(runcFloorRoot) : []) spawnSync("runc", ["--root", runcFloorRoot, "delete", "--force", id]);
   try {
-    removeNamespaceCgroups();
+    removeNamespaceCgroups(namespace);
   } catch (err) {
     process.stderr.write(`cgroups of ${namespace} left: ${(err as Error).message}\n`);
   }

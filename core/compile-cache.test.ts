@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { compileCacheDir, isPrivateDir } from "./compile-cache.ts";
+import { compileCacheDir, compileCacheEnv, isPrivateDir } from "./compile-cache.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "berth-compile-cache-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -35,4 +35,16 @@ test("a directory others can write to, or a symlink to one, is refused", () => {
   const link = join(dir, "link");
   symlinkSync(join(dir, "a"), link);
   assert.equal(isPrivateDir(link), false);
+});
+
+test("child processes get the cache through NODE_COMPILE_CACHE only when the directory is private", () => {
+  const own = join(dir, "for-children");
+  assert.deepEqual(compileCacheEnv(own), { NODE_COMPILE_CACHE: own });
+  const open = join(dir, "open-for-children");
+  mkdirSync(open);
+  chmodSync(open, 0o777);
+  assert.deepEqual(compileCacheEnv(open), {});
+  const link = join(dir, "link-for-children");
+  symlinkSync(own, link);
+  assert.deepEqual(compileCacheEnv(link), {});
 });

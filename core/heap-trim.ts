@@ -50,7 +50,11 @@ export function trimHeapWhenIdle(log: Logger): void {
   if (started) return;
   started = true;
   let lastCheck = performance.eventLoopUtilization();
-  let workedMs = 0;
+  // Start-up is work too (loading the bundle, opening sockets and the database), done
+  // before this check began: the first quiet check trims it. Counted from here only, a
+  // daemon that then served fewer than workMs of calls kept its start-up high-water mark
+  // for good (berthd idle: 21.4 MiB USS untrimmed, 17.7 trimmed).
+  let workedMs = workMs;
   setInterval(() => {
     const now = performance.eventLoopUtilization();
     const period = performance.eventLoopUtilization(now, lastCheck);

@@ -11,8 +11,10 @@
 //   lite-mode berthd measured markedly slower.
 // On-demand processes run only while they work, so they keep V8's defaults, tuned for
 // speed. --jitless, --no-opt and --single-threaded saved less than --lite-mode;
-// MALLOC_ARENA_MAX=2, UV_THREADPOOL_SIZE (the libuv pool starts on first use) and
-// minified bundles saved nothing measurable.
+// MALLOC_ARENA_MAX=2 and UV_THREADPOOL_SIZE (the libuv pool starts on first use) saved
+// nothing measurable; for berthd, --optimize-for-size and --bytecode-old-age=1 neither,
+// and --lite-mode 1.3 MiB at 0.49 → 0.70 ms per gateway call (bench/berthd-memory.ts).
+// The bundles are built without comments for memory too (scripts/build.ts says why).
 
 /** berthd's, passed by its launchers (cmd/berthd/bin/berthd, scripts/install-launchers.sh). */
 export const berthdNodeFlags: readonly string[] = ["--max-semi-space-size=1", "--v8-pool-size=1"];

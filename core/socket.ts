@@ -2,9 +2,9 @@
 // at once, so it works for any protocol — gRPC, redis — and tells "up" from "not
 // yet"), waiting until it does, and listening on one that only root and the socket's
 // group may use.
-import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, watch, type FSWatcher } from "node:fs";
 import net from "node:net";
-import { dirname } from "node:path";
+import { basename, dirname } from "node:path";
 
 export function socketAccepts(path: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -17,18 +17,46 @@ export function socketAccepts(path: string): Promise<boolean> {
   });
 }
 
+/** How often waitForSocket looks again when nothing woke it. */
+const pollMs = 25;
+
 /**
- * Polls until something listens on `path`: false once `timeoutMs` has passed, or as
+ * Waits until something listens on `path`: false once `timeoutMs` has passed, or as
  * soon as `gaveUp()` says there is no point waiting (the process that would listen exited).
+ * The socket file's creation (inotify on its directory) wakes the wait at once: a
+ * process started on demand is on the path of the call that started it, and a poll
+ * alone made that call wait half a period (~13 ms) on average after each start. The
+ * poll stays for what a watch misses (a directory made later; bind before listen).
  */
 export async function waitForSocket(path: string, timeoutMs: number, gaveUp: () => boolean = () => false): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  while (!gaveUp()) {
-    if (await socketAccepts(path)) return true;
-    if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, 25));
+  let wake: (() => void) | undefined;
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(dirname(path), { persistent: false }, (_event, name) => {
+      if (name === basename(path)) wake?.();
+    });
+    watcher.on("error", () => watcher?.close());
+  } catch {
+    // no directory yet, or no inotify: polling alone
   }
-  return false;
+  try {
+    while (!gaveUp()) {
+      if (await socketAccepts(path)) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pollMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+    return false;
+  } finally {
+    watcher?.close();
+  }
 }
 
 /** The id of the `berth` group, whose members may use the public sockets (as the `docker` group does), if it exists. */

@@ -50,6 +50,13 @@ const shared: BuildOptions = {
   banner: { js: "import { createRequire as __berthCreateRequire } from 'node:module'; const require = __berthCreateRequire(import.meta.url);" },
   // Loaded only when tracing is configured (see core/telemetry.ts).
   external: ["@opentelemetry/sdk-trace-node", "@opentelemetry/exporter-trace-otlp-http", "@opentelemetry/resources", "@opentelemetry/core"],
+  // A process keeps its bundle's source in its V8 heap for as long as it runs, and one
+  // non-Latin-1 character (a "→" in a comment) stores all of it as UTF-16: tasks.js
+  // held 3 MiB, berthd's 1.6 MiB of static source 1.9 MiB. Without comments and
+  // whitespace it is ASCII and a third smaller (berthd's heap 13.1 → 12.2 MiB, idle);
+  // names stay, so stack traces still name their functions.
+  minifyWhitespace: true,
+  minifySyntax: true,
 };
 
 const { berthctl, berthd, berth, content, ...processes } = { ...entries("services"), ...entries("cmd") };

@@ -1,6 +1,6 @@
 // Builds as durable jobs: berthd (and every process it runs) killed with SIGKILL in the
-// middle of a RUN, restarted on the same root, undoes the build (nothing left: containers,
-// tasks, active snapshots, leases, mounts, the build's directory) and a rerun reuses every
+// middle of a RUN, restarted on the same root, undoes the build (nothing left: the RUN's
+// process and cgroup, containers, tasks, active snapshots, leases, mounts, the build's directory) and a rerun reuses every
 // step that had completed; a failing RUN and a client that goes away leave nothing either.
 // The long RUNs wait, by polling, for a file the test writes into the container's rootfs.
 import { test, describe, before, after } from "node:test";
@@ -11,9 +11,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Queue } from "bullmq";
-import { childPids, ok, sleep, tableRows, type Daemon } from "./harness.ts";
+import { childPids, ok, sleep, type Daemon } from "./harness.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
-import { buildLeftovers, cachedSteps, nothingLeft, writeContext } from "./fixtures/build.ts";
+import { buildLeftovers, cachedSteps, nothingLeft, runCgroupsLeft, runningBuildRuns, writeContext } from "./fixtures/build.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 import { queuePrefix } from "../services/jobs/transfer/queues.ts";
 
@@ -34,7 +34,7 @@ after(async () => {
   for (const child of running) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   if (d) {
     // A RUN still waiting for its gate file (a test that failed midway) must end.
-    for (const [, pid] of runningTasks()) writeGate(pid);
+    for (const { pid } of runningBuildRuns(d)) writeGate(pid);
     await removeEveryContainer(d);
   }
   await d?.destroy();
@@ -52,13 +52,6 @@ function writeGate(pid: number): void {
   } catch {
     // the process is gone already
   }
-}
-
-/** [task id, pid] of the engine's running tasks. */
-function runningTasks(): [string, number][] {
-  return tableRows(d.ctr(["tasks", "ls"], undefined, "moby").stdout)
-    .filter((row) => row[2] === "RUNNING")
-    .map((row) => [row[0]!, Number(row[1])]);
 }
 
 async function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, tries = 600): Promise<T> {
@@ -119,14 +112,15 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
   test("berthd killed mid-RUN: the restart removes what the build had in flight; the rerun reuses the completed steps", async () => {
     const dir = context("interrupted", { Dockerfile: `FROM busybox\nRUN echo one > /one\nCOPY a.txt /a.txt\n${waitForGate}\nENV DONE=yes\n`, "a.txt": "a\n" });
     const first = startBuild(dir, ["-t", "durable:1"]);
-    await until("the waiting RUN to run", () => /Step 4\/5 : RUN[^]*Running in/.test(first.output()) && runningTasks().length === 1);
-    const containerId = runningTasks()[0]![0];
-    // The job's record names the RUN container while it runs.
-    const progress = await until("the job's record of the RUN container", async () => {
+    await until("the waiting RUN to run", () => /Step 4\/5 : RUN[^]*Running in/.test(first.output()) && runningBuildRuns(d).length === 1);
+    const run = runningBuildRuns(d)[0]!;
+    assert.match(first.output(), new RegExp(`Running in ${run.id.slice(0, 12)}\n`), "the id shown is the RUN's own");
+    assert.notDeepEqual(runCgroupsLeft(first.output()), [], "the RUN has its cgroup while it runs");
+    const progress = await until("the job's record at the RUN", async () => {
       const jobs = await activeBuildProgress();
-      return jobs.length === 1 && jobs[0]!.inFlight.containers.includes(containerId) ? jobs[0] : undefined;
+      return jobs.length === 1 && /^Step 4\/5 : RUN while/.test(jobs[0]!.step) ? jobs[0] : undefined;
     });
-    assert.match(progress.step, /^Step 4\/5 : RUN while/);
+    assert.deepEqual(progress.inFlight.containers, [], "a RUN makes no container");
     // A second build waits in the queue (one build at a time on this daemon).
     const queued = startBuild(context("queued", { Dockerfile: "FROM busybox\nENV QUEUED=1\n" }));
     await until("the second build's job to wait", () => withBuildQueue(async (queue) => (await queue.getJobs(["waiting"])).length === 1));
@@ -136,6 +130,8 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
     assert.notEqual(await first.exit, 0, "the client's build ends in an error");
     assert.notEqual(await queued.exit, 0, "the queued build's client gets an error too");
     await restartAndWaitUndone();
+    assert.ok(!existsProc(run.pid), "the RUN's process is gone");
+    assert.deepEqual(runCgroupsLeft(first.output()), []);
     await until("berthd's log of the undone build", () => /removed what an interrupted build left; the build failed/.test(d.log));
     // The running build and the queued one both failed as interrupted.
     const reasons = await until("both jobs to fail", () =>
@@ -147,8 +143,8 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
     assert.deepEqual(reasons, ["build interrupted: daemon restarted", "build interrupted: daemon restarted (Step 4/5: RUN while [ ! -e /gate ]; do sleep 0.05; done; echo gate passed)"]);
 
     const rerun = startBuild(dir, ["-t", "durable:1"]);
-    await until("the rerun's waiting RUN", () => /Step 4\/5 : RUN[^]*Running in/.test(rerun.output()) && runningTasks().length === 1);
-    writeGate(runningTasks()[0]![1]);
+    await until("the rerun's waiting RUN", () => /Step 4\/5 : RUN[^]*Running in/.test(rerun.output()) && runningBuildRuns(d).length === 1);
+    writeGate(runningBuildRuns(d)[0]!.pid);
     assert.equal(await rerun.exit, 0, rerun.output());
     assert.match(rerun.output(), /gate passed/);
     assert.deepEqual(cachedSteps(rerun.output()), [2, 3], rerun.output());
@@ -194,6 +190,7 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
     assert.match(build.output(), /said before/);
     assert.match(build.output(), /The command '\/bin\/sh -c echo said before; exit 7' returned a non-zero code: 7 \(Step 3\/4: RUN echo said before; exit 7\)/);
     assert.deepEqual(leftovers(), nothingLeft);
+    assert.deepEqual(runCgroupsLeft(build.output()), []);
   });
 
   test("a Dockerfile that does not parse is a 400 before any job, and leaves no build directory", () => {
@@ -220,13 +217,18 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
     requests.push(req);
     req.on("error", () => undefined);
     req.end(tar);
-    await until("the RUN to run", () => body.includes("Running in") && runningTasks().length === 1);
+    await until("the RUN to run", () => body.includes("Running in") && runningBuildRuns(d).length === 1);
+    const { pid } = runningBuildRuns(d)[0]!;
     req.destroy();
     await until("the cancelled build to be undone", () => {
       const left = leftovers();
-      return left.buildDirs.length === 0 && left.tasks.length === 0 && left.containers.length === 0;
+      return left.buildDirs.length === 0 && left.runcProcesses.length === 0;
     });
+    assert.ok(!existsProc(pid), "the RUN's process was killed");
     assert.deepEqual(leftovers(), nothingLeft);
+    const shown = [...body.matchAll(/Running in ([0-9a-f]{12})/g)].map((m) => ` ---> Running in ${m[1]}`).join("\n");
+    assert.notEqual(shown, "");
+    assert.deepEqual(runCgroupsLeft(shown), []);
   });
 });
 

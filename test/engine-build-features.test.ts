@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, type Daemon, type RunResult } from "./harness.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
-import { writeContext, classicBuild, cachedSteps } from "./fixtures/build.ts";
+import { writeContext, classicBuild, cachedSteps, runningBuildRuns } from "./fixtures/build.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 
 let d: Daemon;
@@ -267,7 +267,7 @@ describe("build features", () => {
     }
   });
   test("independent stages run at once, the stream still reads stage after stage, unused stages are skipped", async () => {
-    // Each side's RUN waits for a file the test puts in both containers only once it has seen both running: a
+    // Each side's RUN waits for a file the test puts in both RUNs' roots only once it has seen both running: a
     // builder that ran the stages one after the other would never have both up at once.
     const wait = "until [ -e /go ]; do sleep 0.1; done";
     const dir = context("parallel", {
@@ -297,14 +297,20 @@ describe("build features", () => {
     let done = false;
     void exited.then(() => (done = true));
     while (!done && Date.now() < deadline) {
-      running = d.docker(["ps", "-q"]).stdout.split("\n").filter(Boolean);
+      running = runningBuildRuns(d).map((r) => r.id);
       if (running.length >= 2) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     const sawBoth = running.length >= 2;
     // Let whatever runs finish, either way.
     while (!done) {
-      for (const id of d.docker(["ps", "-q"]).stdout.split("\n").filter(Boolean)) d.docker(["exec", id, "touch", "/go"]);
+      for (const { pid } of runningBuildRuns(d)) {
+        try {
+          writeFileSync(`/proc/${pid}/root/go`, "");
+        } catch {
+          // that RUN ended meanwhile
+        }
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
     const code = await exited;

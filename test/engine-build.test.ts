@@ -5,12 +5,12 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { request } from "node:http";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, type Daemon, type RunResult } from "./harness.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
-import { writeContext, classicBuild, cachedSteps, defaultRegistryArgs } from "./fixtures/build.ts";
+import { writeContext, classicBuild, cachedSteps, buildLeftovers, nothingLeft, runCgroupsLeft, defaultRegistryArgs } from "./fixtures/build.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 
 let d: Daemon;
@@ -140,6 +140,48 @@ describe("docker build (classic)", () => {
     assert.doesNotMatch(r.stdout, /Step 4\/4/);
     assert.equal(d.docker(["ps", "-aq"]).stdout, "");
     assert.notEqual(d.docker(["image", "inspect", "failing:1"]).code, 0);
+    assert.deepEqual(buildLeftovers(d), nothingLeft);
+    assert.deepEqual(runCgroupsLeft(r.stdout), []);
+  });
+
+  test("a RUN's process: pid 1 of its own pid, ipc, uts, mount and network namespaces (loopback only), with the image's env, user, workdir and SHELL", () => {
+    const namespaces = ["pid", "ipc", "uts", "mnt", "net"];
+    const dir = context("isolation", {
+      Dockerfile: [
+        "FROM busybox",
+        "RUN echo 'builder:x:1234:1235::/:/bin/sh' >> /etc/passwd && echo 'builders:x:1235:' >> /etc/group",
+        "ENV FOO=bar",
+        "WORKDIR /work/dir",
+        "USER builder",
+        // -x: the shell echoes each command to stderr, which shows SHELL was used.
+        'SHELL ["/bin/sh", "-xc"]',
+        `RUN echo "report pid=$$ user=$(id -u):$(id -g) cwd=$(pwd) host=$(hostname) net=$(ls /sys/class/net | tr '\\n' ,) foo=$FOO"; for n in ${namespaces.join(" ")}; do echo "ns $(readlink /proc/self/ns/$n)"; done`,
+        "",
+      ].join("\n"),
+    });
+    const r = build(dir, ["--no-cache"]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const shown = [...r.stdout.matchAll(/ ---> Running in ([0-9a-f]{12})/g)].map((m) => m[1]);
+    assert.equal(shown.length, 2, r.stdout);
+    assert.match(r.stdout, new RegExp(`^report pid=1 user=1234:1235 cwd=/work/dir host=${shown[1]} net=lo, foo=bar$`, "m"));
+    assert.match(r.stdout, /^\+ echo 'report pid=/m, "the RUN went through the SHELL (sh -x)");
+    const inside = [...r.stdout.matchAll(/^ns (.*)$/gm)].map((m) => m[1]);
+    assert.equal(inside.length, namespaces.length, r.stdout);
+    namespaces.forEach((n, i) => assert.notEqual(inside[i], readlinkSync(`/proc/self/ns/${n}`), `the RUN has its own ${n} namespace`));
+    assert.deepEqual(buildLeftovers(d), nothingLeft);
+    assert.deepEqual(runCgroupsLeft(r.stdout), []);
+  });
+
+  test("bad input: a RUN whose executable is missing, and one as a user the image does not have, fail with a clear error and leave nothing", () => {
+    const missing = build(context("missing-exec", { Dockerfile: 'FROM busybox\nRUN ["/no/such/program", "x"]\n' }), ["--no-cache"]);
+    assert.equal(missing.code, 127, missing.stdout + missing.stderr);
+    assert.match(missing.stderr, /The command '\/no\/such\/program x' could not run: .*no such file or directory/);
+    assert.deepEqual(buildLeftovers(d), nothingLeft);
+    assert.deepEqual(runCgroupsLeft(missing.stdout), []);
+    const user = build(context("missing-user", { Dockerfile: "FROM busybox\nUSER nosuchuser\nRUN true\n" }), ["--no-cache"]);
+    assert.notEqual(user.code, 0);
+    assert.match(user.stderr, /unable to find user nosuchuser/);
+    assert.deepEqual(buildLeftovers(d), nothingLeft);
   });
 
   test("multi-stage: COPY --from a named stage, --target stops at a stage", () => {

@@ -1,8 +1,9 @@
 // SIGTERM to berthd while Engine API connections are open: a build's RUN under way, a
 // `docker run` attached to its container and a `docker exec` session. berthd must exit by
-// itself (not at the harness's SIGKILL); the build is undone by the next start (its job
-// stays active, as after a kill), and the attached container and the exec'd process run on
-// across the stop (live restore).
+// itself (not at the harness's SIGKILL); the build's RUN (a child of berthd's, not a
+// container) is killed by the stop and whatever the build left is undone by the next start
+// at the latest, while the attached container and the exec'd process run on across the
+// stop (live restore).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -11,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tableRows, type Daemon } from "./harness.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
-import { buildLeftovers, nothingLeft } from "./fixtures/build.ts";
+import { buildLeftovers, nothingLeft, runCgroupsLeft, runningBuildRuns } from "./fixtures/build.ts";
 import { eventually, waitUntil } from "./fixtures/poll.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 import { isRunning } from "../core/process.ts";
@@ -30,7 +31,7 @@ after(async () => {
   if (d) {
     // A test that failed with the daemon stopped leaves containers that only it can remove.
     if (!d.pid) await d.start().catch(() => undefined);
-    for (const [, pid] of runningTasks()) {
+    for (const pid of [...runningTasks().map(([, p]) => p), ...runningBuildRuns(d).map((r) => r.pid)]) {
       try {
         writeFileSync(`/proc/${pid}/root/gate`, "");
       } catch {
@@ -73,16 +74,15 @@ async function stopBySigterm(): Promise<void> {
 
 const leftovers = () => buildLeftovers(d);
 
-test("SIGTERM during a build's RUN: berthd exits by itself, the client is told, the next start undoes the build", async () => {
+test("SIGTERM during a build's RUN: berthd exits by itself having killed the RUN, the client is told, nothing is left after the next start", async () => {
   const dir = join(work, "gated");
   mkdirSync(dir);
   writeFileSync(join(dir, "Dockerfile"), "FROM busybox\nRUN while [ ! -e /gate ]; do sleep 0.05; done; echo gate passed\n");
   const build = startDocker(["build", dir]);
-  const [, runPid] = await eventually("the RUN's task running", () => runningTasks()[0]);
+  const { pid: runPid } = await eventually("the RUN's process running", () => runningBuildRuns(d)[0]);
 
   await stopBySigterm();
-  // The stop leaves the build to the next start, as a kill does (the job stays active).
-  assert.equal(isRunning(runPid), true, "the RUN runs on across the stop");
+  assert.equal(isRunning(runPid), false, "the stop killed the RUN");
   assert.notEqual(await build.exit, 0, "the interrupted build fails");
   assert.match(build.output(), /build interrupted: the daemon is stopping/);
 
@@ -91,7 +91,7 @@ test("SIGTERM during a build's RUN: berthd exits by itself, the client is told, 
   await waitUntil("the interrupted build undone", () => JSON.stringify((last = leftovers())) === JSON.stringify(nothingLeft), 30_000).catch(() => {
     assert.deepEqual(last, nothingLeft, `left behind:\n${d.log.slice(-4000)}`);
   });
-  assert.equal(isRunning(runPid), false, "the next start killed the RUN");
+  assert.deepEqual(runCgroupsLeft(build.output()), []);
 });
 
 test("SIGTERM with an attached docker run and a docker exec: berthd exits by itself, both processes run on", async () => {

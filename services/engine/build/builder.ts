@@ -1,8 +1,8 @@
 // The classic builder: a Dockerfile's steps run in order over an image, each step's result
-// a stored image found again by its cache key. RUN is a container of the engine's own
-// (created, started, its log followed, waited), its snapshot diffed into a layer; COPY and
-// ADD write into a snapshot of the parent and diff it; the other instructions change only
-// the config (a history entry with `empty_layer`).
+// a stored image found again by its cache key. RUN is a process runc runs on a snapshot of
+// the parent (run-process.ts), its output streamed, the snapshot diffed into a layer; COPY
+// and ADD write into a snapshot of the parent and diff it; the other instructions change
+// only the config (a history entry with `empty_layer`).
 import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, readFileSync, realpathSync } from "node:fs";
@@ -22,10 +22,13 @@ import type { Backend } from "../backend.ts";
 import { badRequest, httpErrorOf, serverError } from "../http.ts";
 import { snapshotter } from "../containers/image.ts";
 import { unpackImage } from "../../../core/image/unpack.ts";
-import type { ContainerManager } from "../containers/lifecycle.ts";
-import { userInRootfs } from "../containers/rootfs-files.ts";
+import { startFailureCode } from "../containers/lifecycle.ts";
+import { buildSpec } from "../containers/config.ts";
+import { userInRootfs, writeContainerFiles } from "../containers/rootfs-files.ts";
 import { parseSignal } from "../containers/signals.ts";
-import { follow, LogCursor } from "../containers/logfile.ts";
+import { resolveUser } from "../../../core/oci/user.ts";
+import type { OciUser } from "../../../core/oci/spec.ts";
+import type { ContainerConfig, HostConfig } from "../store.ts";
 import { setName } from "../images/tagging.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
@@ -35,11 +38,13 @@ import { heredocRun, heredocSources, isHeredocWord, writeScript, type HeredocRun
 import { healthcheckHistory, parseHealthcheck } from "./healthcheck.ts";
 import { BaseImages, type ProgressMessage } from "./base-pull.ts";
 import type { AuthConfig } from "../images/transfer-routes.ts";
-import { findCached, markResult, PlatformMismatch, scratchImage, storeImage, type BuildImage, type ImageDocument } from "./image-store.ts";
+import { CacheIndex, markResult, PlatformMismatch, scratchImage, storeImageLater, type BuildImage, type ImageDocument } from "./image-store.ts";
 import { automaticPlatformArgNames, automaticPlatformArgs, cannotRunHere, documentPlatform, fromPlatform, requestedPlatform } from "./platforms.ts";
 import { hostPlatform, type Platform } from "../../../core/image/platform.ts";
 import { stepLayer } from "./step-layer.ts";
 import { unsynced } from "./unsynced-mounts.ts";
+import { digestsOf } from "./context-digests.ts";
+import { newRunId, runcRootOf, runProcess, RunStartError } from "./run-process.ts";
 import { copyTree, destinationIn, hashSources, selectSources, type Owner, type Selected } from "./sources.ts";
 import { archiveFormat, unpackArchive } from "./archives.ts";
 
@@ -68,15 +73,15 @@ export interface BuildOutput {
 
 /** What a durable build (build/job.ts) learns as the build runs, to remove after a crash. */
 export interface BuildHooks {
-  /** Where the COPY steps' mount points go (default: the system temp dir). */
+  /**
+   * The build's own directory: the COPY steps' mount points, the RUN steps' bundles and
+   * runc's state for them go there, where the engine looks for what a killed build left
+   * (default: the system temp dir).
+   */
   scratchDir?: string;
-  /** Labels of the RUN containers, so a restarted engine finds them. */
-  containerLabels?: Record<string, string>;
-  /** A RUN container was made (true) or removed (false); independent stages run several at once. */
-  runContainer?(id: string, exists: boolean): void;
   /** The credentials the client sent (X-Registry-Config) for the registry of a store name. */
   registryAuth?(name: string): AuthConfig;
-  /** The build was cancelled: a base image's pull under way stops. */
+  /** Aborted: the build is cancelled, a RUN under way is killed, a base image's pull stops. */
   cancelled?: AbortSignal;
 }
 
@@ -150,7 +155,6 @@ export function planBuild(contextDir: string, options: BuildOptions): { stages: 
 
 export class Build {
   private readonly backend: Backend;
-  private readonly manager: ContainerManager;
   private readonly contextDir: string;
   private readonly options: BuildOptions;
   private readonly out: BuildOutput;
@@ -161,23 +165,27 @@ export class Build {
   private leaseId: Promise<string> | undefined;
   /** Ids of the images this build stored (their created times make them new). */
   private readonly made = new Set<string>();
-  /** RUN containers being removed. */
-  private readonly removals: Promise<void>[] = [];
+  /**
+   * The writes of the images this build made, by image: a step's image is written while the
+   * next step runs, and that step's result is not shown before its parent is stored.
+   */
+  private readonly writes = new Map<string, Promise<void>>();
   /** The running stage's output and step numbers (stages run concurrently). */
   private readonly stageSinks = new AsyncLocalStorage<StageSink>();
   /** FROM images whose ONBUILD triggers ran (their config in memory differs from the stored one). */
   private readonly triggersCleared = new WeakSet<BuildImage>();
 
   private readonly hooks: BuildHooks;
+  private readonly cache: CacheIndex;
   /** The platform the request asked for; undefined: this host's, and an index's best match for it. */
   private readonly targetPlatform: Platform | undefined;
   /** FROM and COPY --from images, pulled when missing (or always, with `pull`). */
   private readonly bases: BaseImages;
 
-  constructor(backend: Backend, manager: ContainerManager, contextDir: string, options: BuildOptions, out: BuildOutput, hooks: BuildHooks = {}) {
+  constructor(backend: Backend, contextDir: string, options: BuildOptions, out: BuildOutput, hooks: BuildHooks = {}) {
     this.hooks = hooks;
     this.backend = backend;
-    this.manager = manager;
+    this.cache = new CacheIndex(backend);
     this.contextDir = contextDir;
     this.options = options;
     this.out = out;
@@ -200,12 +208,13 @@ export class Build {
     else this.out.stream(text);
   }
 
-  /** Runs the build; returns the final image id. Every intermediate container is gone when it settles, failed or not. */
+  /** Runs the build; returns the final image id. Every RUN's process, mount and snapshot is gone when it settles, failed or not. */
   async run(): Promise<string> {
     try {
       return await this.steps();
     } finally {
-      await Promise.all(this.removals);
+      // The lease keeps what the writes need until they are done.
+      await Promise.allSettled(this.writes.values());
       await this.leaseId?.then((id) => deleteLease(this.backend.images, id)).catch(() => undefined);
     }
   }
@@ -246,6 +255,7 @@ export class Build {
     if (!result.id) throw new BuildFailure("No image was generated. Is your Dockerfile empty?");
     const unused = Object.keys(this.options.buildArgs).filter((a) => !this.usedArgs.has(a) && !predefinedArgs.has(a) && !automaticPlatformArgNames.has(a));
     if (unused.length > 0) this.say(`[Warning] One or more build-args [${unused.join(" ")}] were not consumed\n`);
+    await Promise.all(this.writes.values());
     await markResult(this.backend, result);
     this.out.aux({ ID: result.id });
     this.say(`Successfully built ${shortId(result.id)}\n`);
@@ -287,7 +297,10 @@ export class Build {
           const state = await this.from(stage, globalArgs, built, names);
           for (const step of stage.steps) {
             this.announce(step);
+            const parent = state.image;
             state.image = await this.step(step, state, built, names, globalArgs);
+            // A step shown as done has its parent in the cache: a build killed now reruns at most this step.
+            await this.writes.get(parent.id);
             this.say(` ---> ${shortId(state.image.id)}\n`);
           }
           return state.image;
@@ -540,15 +553,19 @@ export class Build {
     return createHash("sha256").update(`${parentKey}\n${text}`).digest("hex");
   }
 
-  private madeHere(image: BuildImage): BuildImage {
-    this.made.add(image.id);
-    return image;
+  /** Starts storing `image` (see writes) and returns it with its id. */
+  private madeHere(lease: string, image: BuildImage, key: string): BuildImage {
+    const { image: made, written } = storeImageLater(this.backend, lease, image, key);
+    written.catch(() => undefined); // awaited later; not an unhandled rejection meanwhile
+    this.writes.set(made.id, written);
+    this.made.add(made.id);
+    return made;
   }
 
   private async cached(parent: BuildImage, text: string): Promise<BuildImage | undefined> {
     // A parent this build just made has no cached children anywhere: no lookup to make.
     if (this.options.noCache || this.made.has(parent.id)) return undefined;
-    const hit = await findCached(this.backend, this.key(parent, text));
+    const hit = await this.cache.find(this.key(parent, text));
     if (hit) {
       this.say(" ---> Using cache\n");
       recordCacheUse(this.backend, hit);
@@ -566,12 +583,13 @@ export class Build {
     const now = new Date().toISOString();
     document.created = now;
     document.history = [...(document.history ?? []), { created: now, created_by: createdBy, empty_layer: true }];
-    return this.madeHere(await withLease(this.backend.images, await this.lease(), (lease) => storeImage(this.backend, lease, { ...parent, document }, this.key(parent, createdBy))));
+    return this.madeHere(await this.lease(), { ...parent, document }, this.key(parent, createdBy));
   }
 
   /** A new image with `layer` on top of `parent`. */
   private async withLayer(parent: BuildImage, layer: { mediaType: string; digest: string; size: number }, createdBy: string, key: string, lease: string): Promise<BuildImage> {
-    const diffId = (await blobInfo(this.backend.images.content, layer.digest, this.backend.call(lease)))?.labels[wellKnown.uncompressed];
+    // An uncompressed layer is its own diff: no round trip to read the label the diff service wrote.
+    const diffId = layer.mediaType === mediaTypes.ociLayer || layer.mediaType === mediaTypes.dockerLayer ? layer.digest : (await blobInfo(this.backend.images.content, layer.digest, this.backend.call(lease)))?.labels[wellKnown.uncompressed];
     if (!diffId) throw serverError(`the diff service stored layer ${layer.digest} without its uncompressed digest`);
     const document = structuredClone(parent.document);
     const now = new Date().toISOString();
@@ -579,7 +597,7 @@ export class Build {
     document.rootfs = { type: "layers", diff_ids: [...(document.rootfs?.diff_ids ?? []), diffId] };
     document.history = [...(document.history ?? []), { created: now, created_by: createdBy }];
     const mediaType = parent.manifestType === mediaTypes.dockerManifest ? (layer.mediaType === mediaTypes.ociLayer ? mediaTypes.dockerLayer : mediaTypes.dockerLayerGzip) : layer.mediaType;
-    return this.madeHere(await storeImage(this.backend, lease, { ...parent, document, layers: [...parent.layers, { mediaType, digest: layer.digest, size: layer.size }] }, key));
+    return this.madeHere(lease, { ...parent, document, layers: [...parent.layers, { mediaType, digest: layer.digest, size: layer.size }] }, key);
   }
 
   /** A RUN with heredocs: a `#!` body is a host file the container sees read-only where the command runs it. */
@@ -607,56 +625,68 @@ export class Build {
     const hit = await this.cached(parent, createdBy);
     if (hit) return hit;
     const config = parent.document.config ?? {};
-    const { Id: id } = await this.manager.create(
-      {
-        Image: parent.id,
-        Cmd: command,
-        Entrypoint: [""],
-        Env: env,
-        WorkingDir: config.WorkingDir ?? "",
-        User: config.User ?? "",
-        Volumes: {},
-        Labels: { ...this.hooks.containerLabels },
-        AttachStdout: true,
-        AttachStderr: true,
-        HostConfig: { NetworkMode: "none", ...(binds ? { Binds: binds } : {}) },
-      } as Parameters<ContainerManager["create"]>[0],
-      null,
-    );
-    this.hooks.runContainer?.(id, true);
-    // A failed RUN's container goes too (as with --force-rm): a build leaves nothing behind.
+    // No container record is made for a RUN: the id shown is the run's own (runc's id and
+    // its cgroup's name), where Docker shows the intermediate container's.
+    const id = newRunId();
+    this.say(` ---> Running in ${shortId(id)}\n`);
     try {
-      this.say(` ---> Running in ${shortId(id)}\n`);
-      const record = this.manager.get(id);
-      const runtime = this.manager.runtime(id);
-      const prepared = runtime.takePreparedMounts();
-      if (prepared) runtime.prepareMounts(unsynced(prepared));
-      const end = runtime.nextEnd();
-      await this.manager.start(id);
-      for await (const entry of follow(new LogCursor(record.LogPath), end.promise)) this.say(entry.log);
-      const { exitCode } = await end.promise;
-      if (exitCode !== 0) {
-        throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
-      }
       return await withLease(this.backend.images, await this.lease(), async (lease) => {
-        const layer = await stepLayer(this.backend, snapshotter, id, prepared, lease, layerMediaType);
-        const image = await this.withLayer(parent, layer, createdBy, this.key(parent, createdBy), lease);
-        // The container's snapshot (its task is gone) is the new image's rootfs already: kept
-        // under its chain id, the next step starts from it instead of unpacking the layer,
-        // and the container's removal finds no snapshot left to remove.
-        await this.backend.images.snapshots.commit({ snapshotter, name: chainId(image.document.rootfs!.diff_ids), key: id, labels: {} }, this.backend.call(lease)).catch(() => undefined);
-        return image;
+        const parentChain = await this.unpacked(parent, lease);
+        const key = `build-run-${id.slice(0, 24)}`;
+        let committed = false;
+        const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: parentChain, lease });
+        try {
+          const scratch = this.hooks.scratchDir ?? tmpdir();
+          let exitCode: number;
+          try {
+            exitCode = await runProcess({
+              runcRoot: runcRootOf(scratch),
+              bundle: join(scratch, `run-${id.slice(0, 24)}`),
+              id,
+              rootfs: unsynced(mounts),
+              spec: (rootfs, bundle) => this.runSpec(id, command, env, config, rootfs, bundle, binds),
+              output: (text) => this.say(text),
+              ...(this.hooks.cancelled ? { signal: this.hooks.cancelled } : {}),
+            });
+          } catch (err) {
+            if (err instanceof RunStartError) throw new BuildFailure(`The command '${command.join(" ")}' could not run: ${err.message}`, startFailureCode(err.message));
+            throw err;
+          }
+          if (exitCode !== 0) {
+            throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
+          }
+          const layer = await stepLayer(this.backend, snapshotter, key, mounts, lease, layerMediaType);
+          const image = await this.withLayer(parent, layer, createdBy, this.key(parent, createdBy), lease);
+          // The snapshot is the new image's rootfs already: kept under its chain id, the next
+          // step starts from it instead of unpacking the layer.
+          committed = await this.backend.images.snapshots.commit({ snapshotter, name: chainId(image.document.rootfs!.diff_ids), key, labels: {} }, this.backend.call(lease)).then(
+            () => true,
+            () => false,
+          );
+          return image;
+        } finally {
+          if (!committed) await this.backend.images.snapshots.remove({ snapshotter, key }, this.backend.call(lease)).catch(() => undefined);
+        }
       });
     } finally {
-      // Off the step's path: the next step starts while this container goes.
-      this.removals.push(
-        this.manager.remove(id, true).then(
-          () => this.hooks.runContainer?.(id, false),
-          (err: Error) => this.backend.log.warn({ id, err: err.message }, "cannot remove a build container"),
-        ),
-      );
       this.say(`Removing intermediate container ${shortId(id)}\n`);
     }
+  }
+
+  /** The spec of a RUN's process: a container's with network "none" (loopback only), the image's env, user and workdir. */
+  private runSpec(id: string, command: string[], env: string[], config: NonNullable<ImageDocument["config"]>, rootfs: string, bundle: string, binds: string[] | undefined) {
+    let user: OciUser = { uid: 0, gid: 0 };
+    if (config.User) {
+      try {
+        user = resolveUser(config.User, rootfs);
+      } catch (err) {
+        throw new BuildFailure(`unable to find user ${config.User}: ${(err as Error).message.replace(/: invalid argument$/, "")}`);
+      }
+    }
+    const hostname = id.slice(0, 12);
+    const runConfig: ContainerConfig = { Cmd: command, Entrypoint: [], Env: env, WorkingDir: config.WorkingDir ?? "", Hostname: hostname };
+    const host: HostConfig = { NetworkMode: "none", ...(binds ? { Binds: binds } : {}) };
+    return buildSpec({ namespace: this.backend.namespace, id, config: runConfig, host, user, network: { kind: "private" }, files: writeContainerFiles(join(bundle, "etc"), hostname) });
   }
 
   private async copyStep(step: Instruction, state: StageState, vars: Map<string, string>, built: BuildImage[], names: Map<string, number>): Promise<BuildImage> {
@@ -682,7 +712,7 @@ export class Build {
       const selected: Selected[] = [];
       for (const s of sourceNames) selected.push(...selectSources(root, s, what));
       for (const name of inline?.names ?? []) selected.push(...selectSources(inline!.dir, name, "heredoc"));
-      const hash = rootKey ?? (await hashSources(selected));
+      const hash = rootKey ?? (await hashSources(selected, digestsOf(root)));
       const flagText = [...step.flags].map(([k, v]) => `--${k}=${v}`).join(" ");
       const createdBy = `/bin/sh -c #(nop) ${step.keyword} ${flagText ? `${flagText} ` : ""}${selected.length === 1 && selected[0]!.stat.isFile() ? "file" : "dir"}:${hash} in ${dest} `;
       const keyText = `${createdBy}\n${fromFlag ? sourceNames.join("\n") : ""}`;

@@ -18,6 +18,7 @@ import { readTar, type TarEntry } from "../../../core/tar/reader.ts";
 import type { ByteSource } from "../../../core/tar/byte-reader.ts";
 import * as native from "../../../native/index.ts";
 import { badRequest } from "../http.ts";
+import { ContextDigests, forgetDigests, rememberDigests } from "./context-digests.ts";
 
 // A CommonJS module whose types declare an ES default export: at run time the import is the factory itself.
 const ignore = dockerignore as unknown as typeof dockerignore.default;
@@ -115,7 +116,8 @@ const run = promisify(execFile);
  * the caller removes it with removeContext.
  */
 export async function extractContext(body: ByteSource, dockerfile: string, into?: string): Promise<string> {
-  const entries = readTar(limited(body, contextLimit()), { perEntry: 1 << 20, perArchive: Number.MAX_SAFE_INTEGER })[Symbol.asyncIterator]();
+  const digests = new ContextDigests();
+  const entries = digests.watch(readTar(limited(body, contextLimit()), { perEntry: 1 << 20, perArchive: Number.MAX_SAFE_INTEGER })[Symbol.asyncIterator]());
   const memory = contextMemoryBudget() > 0 ? memoryDir() : undefined;
   // Builds share the tmpfs with each other and the host: a context takes at most half of
   // what is free there now, so running short sends it to disk rather than failing on ENOSPC.
@@ -148,7 +150,7 @@ export async function extractContext(body: ByteSource, dockerfile: string, into?
       const split: Split = { bytes: 0, ended: false, pending: undefined };
       await applyTar(entriesWithin(entries, budget, split), { root: inMemory, whiteouts: "delete", sys: native });
       // The directory itself, not the link: a source of "." must be a directory, not a symlink.
-      if (split.ended) return finish(inMemory, dockerfile);
+      if (split.ended) return finish(inMemory, dockerfile, digests);
       pending = split.pending;
       if (into) unlinkSync(into);
     }
@@ -159,9 +161,9 @@ export async function extractContext(body: ByteSource, dockerfile: string, into?
       await rm(inMemory, { recursive: true, force: true });
     }
     await applyTar(after(pending, entries), { root: onDisk, whiteouts: "delete", sys: native });
-    return finish(onDisk, dockerfile);
+    return finish(onDisk, dockerfile, digests);
   } catch (err) {
-    await entries.return(undefined);
+    await entries.return?.(undefined);
     for (const dir of made.reverse()) rmSync(dir, { recursive: true, force: true });
     const tooLarge = causeOf(err, ContextTooLarge);
     if (tooLarge) throw badRequest(tooLarge.message);
@@ -171,16 +173,22 @@ export async function extractContext(body: ByteSource, dockerfile: string, into?
 
 /** Removes a context extractContext made: a link to one in memory takes that with it. */
 export function removeContext(path: string): void {
+  forgetDigests(path);
   try {
-    if (lstatSync(path).isSymbolicLink()) rmSync(readlinkSync(path), { recursive: true, force: true });
+    if (lstatSync(path).isSymbolicLink()) {
+      forgetDigests(readlinkSync(path));
+      rmSync(readlinkSync(path), { recursive: true, force: true });
+    }
   } catch {
     // not there
   }
   rmSync(path, { recursive: true, force: true });
 }
 
-function finish(dir: string, dockerfile: string): string {
+function finish(dir: string, dockerfile: string, digests: ContextDigests): string {
   applyDockerignore(dir, dockerfile);
+  digests.settle(dir);
+  rememberDigests(dir, digests);
   return dir;
 }
 

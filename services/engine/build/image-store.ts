@@ -9,6 +9,7 @@ import { isAlreadyExists, isNotFound } from "../../../core/grpc-status.ts";
 import type { Backend } from "../backend.ts";
 import { danglingPrefix, imageCatalog, toDescriptor } from "../images/catalog.ts";
 import { findImage } from "../containers/image.ts";
+import type { Image } from "../../../core/gen/containerd/services/images/v1/images.ts";
 import { callOptions } from "../../../core/image/services.ts";
 import { formatPlatform, hostPlatform, onlyPlatform, type Platform } from "../../../core/image/platform.ts";
 import { imagePlatforms, NoMatchingManifestError, resolveImage } from "../../../core/image/resolve.ts";
@@ -102,19 +103,62 @@ export class PlatformMismatch extends Error {
 
 /** The image an earlier build stored for `key`, if it is still there. */
 export async function findCached(backend: Backend, key: string): Promise<BuildImage | undefined> {
-  const { images } = await backend.images.images.list({ filters: [`labels."${cacheKeyLabel}"==${key}`] }, backend.call());
-  const record = images.find((image) => image.labels[cacheKeyLabel] === key && image.target);
-  if (!record) return undefined;
-  try {
-    const content = await imageCatalog(backend).content(toDescriptor(record));
-    return { id: content.id, document: content.config as ImageDocument, layers: content.layers, manifestType: record.target!.mediaType, configType: content.configDescriptor.mediaType, target: toDescriptor(record) };
-  } catch {
-    return undefined; // content gone: build the step again
+  return new CacheIndex(backend).find(key);
+}
+
+/**
+ * The build cache's records, listed once for a build: each step's lookup then costs no
+ * round trip (a list the images service filters over every record) but only the reads of
+ * a hit's manifest and config, which the catalog keeps. An image stored by another build
+ * after the listing is not seen: a miss, as if that build had come later.
+ */
+export class CacheIndex {
+  private readonly backend: Backend;
+  private records: Promise<Map<string, Image>> | undefined;
+
+  constructor(backend: Backend) {
+    this.backend = backend;
+  }
+
+  private list(): Promise<Map<string, Image>> {
+    this.records ??= this.backend.images.images.list({ filters: [`labels."${cacheKeyLabel}"`] }, this.backend.call()).then(({ images }) => {
+      const byKey = new Map<string, Image>();
+      // The first record for a key wins, as the per-key lookup this replaces found it.
+      for (const image of images) {
+        const key = image.labels[cacheKeyLabel];
+        if (key && image.target && !byKey.has(key)) byKey.set(key, image);
+      }
+      return byKey;
+    });
+    this.records.catch(() => (this.records = undefined));
+    return this.records;
+  }
+
+  async find(key: string): Promise<BuildImage | undefined> {
+    const record = (await this.list()).get(key);
+    if (!record) return undefined;
+    try {
+      const content = await imageCatalog(this.backend).content(toDescriptor(record));
+      return { id: content.id, document: content.config as ImageDocument, layers: content.layers, manifestType: record.target!.mediaType, configType: content.configDescriptor.mediaType, target: toDescriptor(record) };
+    } catch {
+      return undefined; // content gone: build the step again
+    }
   }
 }
 
 /** Writes the image's config and manifest and names it (untagged, labelled with `key`); returns it with its id. */
 export async function storeImage(backend: Backend, lease: string, image: BuildImage, key: string): Promise<BuildImage> {
+  const { image: stored, written } = storeImageLater(backend, lease, image, key);
+  await written;
+  return stored;
+}
+
+/**
+ * The image with its id and target, which depend only on its config and manifest, known at
+ * once; `written` settles when they are stored and named. A build's next step need not
+ * wait for those writes (three round trips).
+ */
+export function storeImageLater(backend: Backend, lease: string, image: BuildImage, key: string): { image: BuildImage; written: Promise<void> } {
   const svc = backend.images;
   const call = backend.call(lease);
   const configBytes = Buffer.from(goJson(image.document));
@@ -122,20 +166,23 @@ export async function storeImage(backend: Backend, lease: string, image: BuildIm
   const configDesc: Descriptor = { mediaType: image.configType, digest: configDigest, size: configBytes.length };
   const manifest = { schemaVersion: 2, mediaType: image.manifestType, config: descriptorJson(configDesc), layers: image.layers.map(descriptorJson) };
   const manifestBytes = Buffer.from(goJson(manifest));
+  const manifestDigest = `sha256:${createHash("sha256").update(manifestBytes).digest("hex")}`;
   const gcLabels: Record<string, string> = { [childGcLabel(configDesc.mediaType)]: configDesc.digest };
   image.layers.forEach((l, i) => (gcLabels[`${childGcLabel(l.mediaType)}${i}`] = l.digest));
-  // Both at once (the lease keeps either until the image names them): one round trip per step less.
-  const [, written] = await Promise.all([
-    writeBlob(svc.content, configBytes, { ref: `build-config-${randomBytes(8).toString("hex")}`, expected: configDigest }, call),
-    writeBlob(svc.content, manifestBytes, { ref: `build-manifest-${randomBytes(8).toString("hex")}`, labels: gcLabels }, call),
-  ]);
-  const target = { mediaType: image.manifestType, digest: written.digest, size: BigInt(manifestBytes.length), annotations: {} };
-  try {
-    await svc.images.create({ image: { name: `${danglingPrefix}${written.digest}`, labels: { [cacheKeyLabel]: key }, target, createdAt: undefined, updatedAt: undefined } }, backend.call());
-  } catch (err) {
-    if (!isAlreadyExists(err)) throw err;
-  }
-  return { ...image, id: configDesc.digest, target: { mediaType: image.manifestType, digest: written.digest, size: manifestBytes.length } };
+  const written = (async () => {
+    // Both at once (the lease keeps either until the image names them): one round trip per step less.
+    await Promise.all([
+      writeBlob(svc.content, configBytes, { ref: `build-config-${randomBytes(8).toString("hex")}`, expected: configDigest }, call),
+      writeBlob(svc.content, manifestBytes, { ref: `build-manifest-${randomBytes(8).toString("hex")}`, labels: gcLabels, expected: manifestDigest }, call),
+    ]);
+    const target = { mediaType: image.manifestType, digest: manifestDigest, size: BigInt(manifestBytes.length), annotations: {} };
+    try {
+      await svc.images.create({ image: { name: `${danglingPrefix}${manifestDigest}`, labels: { [cacheKeyLabel]: key }, target, createdAt: undefined, updatedAt: undefined } }, backend.call());
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err;
+    }
+  })();
+  return { image: { ...image, id: configDesc.digest, target: { mediaType: image.manifestType, digest: manifestDigest, size: manifestBytes.length } }, written };
 }
 
 /** The label a build's result carries: it is listed by `docker images`, whereas the steps' images are not (as Docker hides intermediate images). */

@@ -1,10 +1,11 @@
 // What a build has in flight, kept in its job's record (the job's progress in Redis) as it
-// changes: the RUN containers, the active snapshots it prepared and has not yet committed
+// changes: the active snapshots it prepared and has not yet committed
 // or removed, the leases it holds, and the step it is at. A snapshot or a lease is
 // written to the record before it is made (so a kill between the two leaves a record of
-// something that may not exist, never the other way round); a RUN container, whose id
-// is made inside the create, carries the job's label instead. releaseInFlight removes all
-// of it: at the end of every build, and for a build a killed daemon left (recovery.ts).
+// something that may not exist, never the other way round). A RUN's process needs no
+// record: its bundle and runc's state are in the build's directory (run-process.ts).
+// releaseInFlight removes all of it: at the end of every build, and for a build a killed
+// daemon left (recovery.ts).
 import { readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { isNotFound } from "../../../core/grpc-status.ts";
@@ -14,13 +15,14 @@ import type { Backend } from "../backend.ts";
 import type { ContainerManager } from "../containers/lifecycle.ts";
 import { SIGKILL } from "../containers/signals.ts";
 import { removeContext } from "./context.ts";
+import { releaseRuns, runcRootOf } from "./run-process.ts";
 import { Status as TaskStatus } from "../../../core/gen/containerd/types/task/task.ts";
 
 /** The label a build job puts on its RUN containers and leases: the job's id. */
 export const buildJobLabel = "berth.build.job";
 
 export interface InFlight {
-  /** The RUN containers that exist (independent stages run at once). */
+  /** RUN containers, which builds made before RUN steps ran without one (removed as they were). */
   containers: string[];
   snapshots: { snapshotter: string; key: string }[];
   leases: string[];
@@ -69,13 +71,6 @@ export class InFlightRecord {
 
   step(text: string): void {
     this.changeLater((s) => (s.step = text));
-  }
-
-  container(id: string, exists: boolean): void {
-    this.changeLater((s) => {
-      s.inFlight.containers = s.inFlight.containers.filter((x) => x !== id);
-      if (exists) s.inFlight.containers.push(id);
-    });
   }
 
   addSnapshot(snapshotter: string, key: string): Promise<void> {
@@ -209,8 +204,8 @@ export interface Leftovers {
 }
 
 /**
- * Removes what a build had in flight: its RUN containers (with their task, snapshot and
- * mounts), the mounts under its directory, its active snapshots, its leases, then the
+ * Removes what a build had in flight: its RUN processes (with their cgroups and runc's
+ * state), RUN containers of older builds, the mounts under its directory, its active snapshots, its leases, then the
  * directory. Everything is tried; the first failure is thrown after.
  */
 export async function releaseInFlight(backend: Backend, manager: ContainerManager, leftovers: Leftovers): Promise<void> {
@@ -227,6 +222,8 @@ export async function releaseInFlight(backend: Backend, manager: ContainerManage
   for (const id of leftovers.inFlight.containers) containers.add(id);
   for (const id of containers) await attempt(`removing container ${id}`, () => removeRunContainer(backend, manager, id));
   if (leftovers.dir) {
+    // Before the mounts: a RUN's processes keep its rootfs busy until they are gone.
+    await attempt("removing the build's RUN processes", () => releaseRuns(runcRootOf(leftovers.dir!)));
     for (const point of mountsUnder(leftovers.dir)) await attempt(`unmounting ${point}`, () => unmountAll(point, { detachBusy: true }));
   }
   const call = backend.call();

@@ -1,6 +1,6 @@
 // Builds as durable BullMQ jobs (docs/engine.md, "Builds"): the queue `engine-builds`,
 // with the same Redis connection and key prefix as the jobs process's queues, and its
-// worker here in the engine, where the builder and its containers live. The /build route
+// worker here in the engine, where the builder and its RUN processes live. The /build route
 // adds a job (the options, the context's directory, the id of the client's stream) and
 // waits for it; the worker runs the build and writes its messages to that stream, which
 // lives in this same process. The job's progress is the durable part: the step the build
@@ -13,7 +13,7 @@ import type { Backend } from "../backend.ts";
 import type { ContainerManager } from "../containers/lifecycle.ts";
 import { Build, failureOf, type BuildOptions, type BuildOutput } from "./builder.ts";
 import type { AuthConfig } from "../images/transfer-routes.ts";
-import { buildJobLabel, InFlightRecord, releaseInFlight, trackedBackend, type BuildProgress } from "./in-flight.ts";
+import { InFlightRecord, releaseInFlight, trackedBackend, type BuildProgress } from "./in-flight.ts";
 import { interruptedReason, progressOf, recoverBuilds } from "./recovery.ts";
 import { buildJobId } from "./work-dir.ts";
 
@@ -59,6 +59,8 @@ export class BuildJobs {
   private readonly queue: Queue<BuildJobData>;
   private readonly worker: Worker<BuildJobData>;
   private readonly clients = new Map<string, Client>();
+  /** The builds under way: stopping the daemon kills their RUNs (runc's, children of this process) and waits for them to be undone. */
+  private readonly running = new Map<AbortController, Promise<unknown>>();
 
   private constructor(backend: Backend, manager: ContainerManager, redisUrl: string | undefined) {
     this.backend = backend;
@@ -99,7 +101,14 @@ export class BuildJobs {
     }
   }
 
-  private async process(job: Job<BuildJobData>): Promise<{ image: string }> {
+  private process(job: Job<BuildJobData>): Promise<{ image: string }> {
+    const stop = new AbortController();
+    const done = this.build(job, stop.signal);
+    this.running.set(stop, done.catch(() => undefined));
+    return done.finally(() => this.running.delete(stop));
+  }
+
+  private async build(job: Job<BuildJobData>, stopping: AbortSignal): Promise<{ image: string }> {
     const jobId = job.id!;
     const client = this.clients.get(job.data.clientId);
     if (!client) {
@@ -117,14 +126,11 @@ export class BuildJobs {
       progress: (message) => client.out.progress(message),
       closed: () => client.gone.aborted || client.out.closed(),
     };
-    const build = new Build(trackedBackend(this.backend, record, jobId), this.manager, job.data.contextDir, job.data.options, out, {
+    const build = new Build(trackedBackend(this.backend, record, jobId), job.data.contextDir, job.data.options, out, {
       scratchDir: job.data.dir,
-      containerLabels: { [buildJobLabel]: jobId },
-      runContainer: (id, exists) => record.container(id, exists),
+      cancelled: AbortSignal.any([client.gone, stopping]),
       registryAuth: client.registryAuth,
-      cancelled: client.gone,
     });
-    const stopCancelling = this.cancelOnDisconnect(client.gone, record);
     let outcome: BuildOutcome;
     try {
       outcome = { ok: true, image: await build.run() };
@@ -132,8 +138,6 @@ export class BuildJobs {
       const { code, message } = failureOf(err);
       const reason = client.gone.aborted ? "build cancelled: the client closed the connection" : message;
       outcome = { ok: false, code, message: atStep(reason, record.current.step) };
-    } finally {
-      stopCancelling();
     }
     // Whatever is still in flight (a failed step's snapshot, lease or mounts) goes before
     // the client hears the outcome, so a client that sees the end sees nothing left.
@@ -149,31 +153,10 @@ export class BuildJobs {
     return { image: outcome.image };
   }
 
-  /**
-   * A client that goes away cancels its build: the build stops before its next step, and a
-   * RUN under way is killed (checked until the build ends, as the client may leave
-   * between the container's create and its start).
-   */
-  private cancelOnDisconnect(gone: AbortSignal, record: InFlightRecord): () => void {
-    let timer: NodeJS.Timeout | undefined;
-    const killRun = () => {
-      for (const id of record.current.inFlight.containers) {
-        if (this.backend.store.get(id)?.State.Running) this.manager.kill(id, "KILL").catch(() => undefined);
-      }
-    };
-    const onGone = () => {
-      killRun();
-      timer = setInterval(killRun, 100);
-    };
-    gone.addEventListener("abort", onGone, { once: true });
-    return () => {
-      gone.removeEventListener("abort", onGone);
-      clearInterval(timer);
-    };
-  }
-
   async close(): Promise<void> {
     for (const client of this.clients.values()) client.settle({ ok: false, code: 1, message: "build interrupted: the daemon is stopping" });
+    for (const stop of this.running.keys()) stop.abort();
+    await Promise.all(this.running.values());
     await this.worker.close(true).catch(() => undefined);
     await this.queue.close().catch(() => undefined);
   }

@@ -8,6 +8,7 @@ import { pipeline } from "node:stream/promises";
 import { badRequest } from "../http.ts";
 import { resolveContainerPath } from "../archive/copy.ts";
 import { rawPath } from "../../../core/tar/byte-fs.ts";
+import type { ContextDigests } from "./context-digests.ts";
 
 export interface Selected {
   /** Host path of the source. */
@@ -73,24 +74,34 @@ export function selectSources(root: string, source: string, what: string): Selec
 }
 
 /** Files up to this size are read in one synchronous call when hashed. */
-const smallFile = 1 << 20;
+export const smallFile = 1 << 20;
 
-/** A hash of what the sources hold: names, modes, owners, link targets and contents (never times). */
-export async function hashSources(sources: Selected[]): Promise<string> {
+/**
+ * A hash of what the sources hold: names, modes, owners, link targets and contents (never
+ * times); a large file's contents stand in it by their sha256, which the context's
+ * extraction may have taken already (`recorded`).
+ */
+export async function hashSources(sources: Selected[], recorded?: { root: string; digests: ContextDigests }): Promise<string> {
   const hash = createHash("sha256");
   const visit = async (host: string, relative: string, stat: Stats) => {
     hash.update(`${relative}\0${stat.mode}\0${stat.uid}:${stat.gid}\0`);
     if (stat.isSymbolicLink()) hash.update(readlinkSync(host));
     // A stream per small file cost more than its read: 200 small files took ~80 ms that way.
     else if (stat.isFile() && stat.size <= smallFile) hash.update(readFileSync(host));
-    else if (stat.isFile()) await pipeline(createReadStream(host, { highWaterMark: smallFile }), async (chunks: AsyncIterable<Buffer>) => {
-      for await (const chunk of chunks) hash.update(chunk);
-    });
+    else if (stat.isFile()) hash.update(recorded?.digests.digestOf(recorded.root, host, stat) ?? (await fileDigest(host)));
     else if (stat.isDirectory()) for (const name of readdirSync(host).sort()) await visit(join(host, name), `${relative}/${name}`, lstatSync(join(host, name)));
     hash.update("\0");
   };
   for (const s of sources) await visit(s.host, s.relative, s.stat);
   return hash.digest("hex");
+}
+
+async function fileDigest(host: string): Promise<Buffer> {
+  const hash = createHash("sha256");
+  await pipeline(createReadStream(host, { highWaterMark: smallFile }), async (chunks: AsyncIterable<Buffer>) => {
+    for await (const chunk of chunks) hash.update(chunk);
+  });
+  return hash.digest();
 }
 
 export interface Owner {
@@ -149,8 +160,16 @@ function clearFileTarget(target: string): void {
  */
 function writeSmallFile(source: string, target: string, uid: number, gid: number, mode: number, stat: Stats): void {
   const data = readFileSync(source);
-  clearFileTarget(target);
-  const fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+  let fd: number;
+  try {
+    fd = openSync(target, flags, mode);
+  } catch (err) {
+    // Only a path that is taken is looked at first: a lookup through every layer of the overlay per new file was the rest.
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    clearFileTarget(target);
+    fd = openSync(target, flags, mode);
+  }
   try {
     for (let offset = 0; offset < data.length; ) offset += writeSync(fd, data, offset);
     // chown first: it clears set-id bits that the mode may ask for.

@@ -183,7 +183,7 @@ async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, fetcher: Blob
 export function startPullWorkers(options: PullWorkerOptions): Worker[] {
   const { queues, services, log, cancels } = options;
   const hosts = new HostLimit(options.perHost);
-  const common = { connection: queues.connection, prefix: queues.prefix, autorun: false, ...workerLock };
+  const common = { connection: queues.client, prefix: queues.prefix, autorun: false, ...workerLock };
 
   const blobs = new Worker<BlobJobData, BlobResult>(
     queueNames.blobs,

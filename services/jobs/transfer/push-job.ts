@@ -83,6 +83,6 @@ export function startPushWorker(queues: TransferQueues, services: ServicesFor, l
         await client.close();
       }
     },
-    { connection: queues.connection, prefix: queues.prefix, autorun: false, concurrency: 2, ...workerLock },
+    { connection: queues.client, prefix: queues.prefix, autorun: false, concurrency: 2, ...workerLock },
   );
 }
