@@ -33,6 +33,12 @@ export interface SnapshotBackend {
   pathOf(id: number): string;
   /** The mounts that show snapshot `id` (of `kind`) over its parents (nearest first). */
   mounts(id: number, kind: SnapshotKind, parents: readonly number[]): Mount[];
+  /**
+   * Makes snapshot `id` (made without parents) fit on top of `parents` (nearest first)
+   * before it is committed there. Only where a snapshot's directory holds its own layer
+   * alone (overlayfs); undefined where it holds the whole tree (native).
+   */
+  rebase?(id: number, parents: readonly number[]): void;
   /** The disk usage of what snapshot `id` itself holds. */
   usage(id: number): Promise<Usage>;
   /**

@@ -67,11 +67,17 @@ export class NamespacedSnapshotter implements Snapshotter {
     return this.create(namespace, { key, parent, kind: Kind.VIEW, labels }, lease);
   }
 
-  async commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string): Promise<void> {
+  async commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string, parent = ""): Promise<void> {
     const active = this.stat(namespace, key);
+    let rebaseOnto: SnapshotRecord | undefined;
+    if (parent !== "") {
+      if (!this.backend.rebase) throw failedPrecondition(`failed to commit snapshot ${JSON.stringify(key)}: this snapshotter cannot set a parent at commit`);
+      rebaseOnto = this.store.rebaseParent(namespace, active, parent);
+    }
     const usage = await this.backend.usage(active.id);
+    if (rebaseOnto) this.backend.rebase!(active.id, [rebaseOnto.id, ...this.store.parentChain(rebaseOnto)]);
     // The store checks again inside its transaction: the snapshot may have changed meanwhile.
-    this.store.commit(namespace, key, name, labels, usage, Date.now(), lease);
+    this.store.commit(namespace, key, name, labels, usage, Date.now(), lease, parent);
   }
 
   async remove(namespace: string, key: string, lease?: string): Promise<void> {

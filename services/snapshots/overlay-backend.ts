@@ -38,6 +38,16 @@ export class OverlayBackend extends SnapshotDirs implements SnapshotBackend {
     });
   }
 
+  rebase(id: number, parents: readonly number[]): void {
+    if (parents.length === 0) return;
+    // What stage() gives an upper dir on a parent, unless the layer set its root's
+    // owner itself (a "./" entry): a layer made parentless has the staging default.
+    const below = lstatSync(join(this.parentPath(parents[0]!), "fs"));
+    const upper = this.upperPath(id);
+    const own = lstatSync(upper);
+    if (own.uid === 0 && own.gid === 0 && (below.uid !== 0 || below.gid !== 0)) lchownSync(upper, below.uid, below.gid);
+  }
+
   /** containerd's overlay mount shapes (see snapshots/overlay/overlay.go). */
   mounts(id: number, kind: SnapshotKind, parents: readonly number[]): Mount[] {
     if (parents.length === 0) {
