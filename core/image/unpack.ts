@@ -13,6 +13,7 @@ import { defaultPlatformMatcher, type PlatformMatcher } from "./platform.ts";
 import { resolveImage } from "./resolve.ts";
 import { errorMessage, isAlreadyExists, isNotFound } from "../grpc-status.ts";
 import { callOptions, type ImageServices } from "./services.ts";
+import { copyUpDirsOf } from "../tar/copy-up.ts";
 
 export const defaultSnapshotter = "overlayfs";
 
@@ -140,6 +141,8 @@ function asUpperDir(mounts: Mount[]): Mount[] {
 
 interface Extracted {
   key: string;
+  /** Directories the layer lacks that must take the parent chain's metadata at commit; "overflow": too many, extract again on the parent. */
+  copyUpDirs: Buffer[] | "overflow";
 }
 
 /** Prepare (no parent) and Apply of one layer; on failure its snapshot is gone again. */
@@ -167,7 +170,11 @@ async function extractParentless(ctx: ApplyContext, layer: Descriptor, diffId: s
     if (applied?.digest !== diffId) {
       throw new UnpackError(`wrong diff id calculated on extraction "${applied?.digest ?? ""}" (layer ${layer.digest}, expected ${diffId})`);
     }
-    return { key };
+    try {
+      return { key, copyUpDirs: copyUpDirsOf(applied.annotations) };
+    } catch (err) {
+      throw new UnpackError(`layer ${diffId}: bad Apply reply: ${errorMessage(err)}`);
+    }
   } catch (err) {
     await removeSnapshot(ctx, key);
     throw err;
@@ -237,7 +244,10 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
 /**
  * Every missing layer extracted at once into a parentless snapshot, then committed
  * bottom-up on its real parent. A layer another unpack committed first is taken as it
- * is; a failure removes every extraction snapshot still uncommitted.
+ * is; a failure removes every extraction snapshot still uncommitted. Directories a
+ * layer needs but lacks are made with default metadata by an extraction that cannot see
+ * the layers below; Apply lists them and Commit gives them the parent chain's (see
+ * core/tar/copy-up.ts), so the result is the sequential one.
  */
 async function unpackParallel(
   ctx: ApplyContext,
@@ -261,10 +271,18 @@ async function unpackParallel(
       const chainId = chain[i]!;
       const extracted = (settled[i] as PromiseFulfilledResult<Extracted | undefined>).value;
       let applied = false;
-      if (extracted) {
+      const parent = i === 0 ? "" : chain[i - 1]!;
+      // The bottom layer has nothing below to copy from: its made dirs keep the defaults.
+      const copyUpDirs = i === 0 || !extracted ? [] : extracted.copyUpDirs;
+      if (extracted && copyUpDirs === "overflow") {
+        // Too many directories to name in one Commit: this layer goes the sequential way.
+        pending.delete(extracted.key);
+        await removeSnapshot(ctx, extracted.key);
+        applied = await applyLayer(ctx, layers[i]!, diffIds[i]!, chainId, parent);
+      } else if (extracted) {
         pending.delete(extracted.key);
         try {
-          await svc.snapshots.commit({ snapshotter, name: chainId, key: extracted.key, labels: {}, parent: i === 0 ? "" : chain[i - 1]! }, callOptions(svc, lease));
+          await svc.snapshots.commit({ snapshotter, name: chainId, key: extracted.key, labels: {}, parent, copyUpDirs: copyUpDirs === "overflow" ? [] : copyUpDirs }, callOptions(svc, lease));
           applied = true;
         } catch (err) {
           await removeSnapshot(ctx, extracted.key);

@@ -20,8 +20,9 @@ export interface Snapshotter {
    * Commits the active snapshot `key` as `name`; `lease` trades the key for the name.
    * `parent` (a committed snapshot) chains a parentless active snapshot at commit;
    * FAILED_PRECONDITION where the backend cannot rebase (see SnapshotBackend.rebase).
+   * `copyUpDirs` (with `parent` only) take the parent chain's metadata (SnapshotBackend.rebase).
    */
-  commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string, parent?: string): Promise<void>;
+  commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string, parent?: string, copyUpDirs?: readonly Uint8Array[]): Promise<void>;
   /** Removes the record at once; the directory goes in the background (see removing(), settled()). */
   remove(namespace: string, key: string, lease?: string): Promise<void>;
   /** Whether directories of removed snapshots are still being deleted. */
