@@ -80,6 +80,8 @@ export interface ApplyLayerResult {
   entries: number;
   /** xattrs skipped (as the JS applier warns of them); at most 64. */
   warnings: string[];
+  /** Overlay mode: as core/tar/apply.ts's ApplyResult.copyUpDirs, each name's bytes. */
+  copyUpDirs: Buffer[];
   /**
    * Set when the layer was not applied. kind "invalid": the layer is bad or does not fit
    * the target; "system": the system refused; "unsupported": the kernel lacks openat2,

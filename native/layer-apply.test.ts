@@ -307,6 +307,46 @@ describe(sanitizerChild ? "native layer applier (ASan/UBSan build)" : "native la
     assert.equal(native.lgetxattr(join(root, "shared"), "trusted.overlay.origin"), null);
   });
 
+  test("overlay mode: made dirs are listed for a later copy-up (real paths), unless a lower gave them metadata, an entry named them, or they were replaced", async () => {
+    const layer = tar(
+      entry({ name: "a/b/file", data: "deep" }),
+      entry({ name: "named/x", data: "x" }),
+      entry({ name: "named", mode: 0o711, mtime: 1_300_000_000 }),
+      entry({ name: "link", type: "symlink", linkname: "real" }),
+      entry({ name: "link/sub/f", data: "through a dangling link" }),
+      entry({ name: "gone/x", data: "x" }),
+      entry({ name: ".wh.gone", data: "" }),
+      entry({ name: "opq/.wh..wh..opq", data: "" }),
+      entry({ name: "shared/inner/f", data: "f" }),
+    );
+    const lower = fresh("lower");
+    mkdirSync(join(lower, "shared"));
+    execFileSync("chown", ["1000:1000", join(lower, "shared")]);
+    execFileSync("touch", ["-d", "@1234567890", join(lower, "shared")]);
+    const listed = (dirs: readonly (string | Buffer)[]) => dirs.map((d) => (typeof d === "string" ? d : d.toString("latin1"))).sort();
+    for (const lowers of [[], [lower]]) {
+      const jsRoot = fresh("js");
+      const nativeRoot = fresh("native");
+      const js = await applyJs(layer, jsRoot, { whiteouts: "overlay", lowers });
+      const result = await applyNative(layer, nativeRoot, { whiteouts: "overlay", lowers });
+      assert.equal(result.error, undefined, result.error?.message);
+      const expected = lowers.length === 0 ? ["a", "a/b", "opq", "real", "real/sub", "shared", "shared/inner"] : ["a", "a/b", "opq", "real", "real/sub", "shared/inner"];
+      assert.deepEqual(listed(js.copyUpDirs), expected);
+      assert.deepEqual(listed(result.copyUpDirs), expected);
+      assert.deepEqual(snapshot(nativeRoot), snapshot(jsRoot));
+      if (lowers.length > 0) {
+        const shared = lstatSync(join(nativeRoot, "shared"));
+        assert.deepEqual([shared.uid, shared.mtimeMs], [1000, 1_234_567_890_000], "a copied-up dir keeps the lower's times though the layer wrote into it");
+      }
+    }
+  });
+
+  test("delete mode lists nothing: the target holds the whole tree", async () => {
+    const js = await applyJs(tar(entry({ name: "a/b/file", data: "deep" })), fresh("js"));
+    const result = await applyNative(tar(entry({ name: "a/b/file", data: "deep" })), fresh("native"));
+    assert.deepEqual([js.copyUpDirs, result.copyUpDirs], [[], []]);
+  });
+
   describe("escape attempts fail cleanly or stay inside the root", () => {
     test("an entry climbing out of the root", async () => {
       const root = await bothRefuse(tar(entry({ name: "ok", data: "ok" }), entry({ name: "a/../../escape", data: "out" })), /^entry "a\/\.\.\/\.\.\/escape": path escapes the root/);

@@ -318,6 +318,54 @@ function conformance(sn: SnapshotterName): void {
       await unchanged(() => snapshots().mounts({ snapshotter: sn, key: "c1" }, ns("default")), Status.FAILED_PRECONDITION, /not active or view/);
     });
 
+    test("commit with a parent (rebase): a parentless overlay layer joins the chain; refused where it cannot", async () => {
+      await snapshots().prepare({ snapshotter: sn, key: "rb-upper", labels: pinned }, ns("default"));
+      try {
+        if (sn === "native") {
+          await unchanged(
+            () => snapshots().commit({ snapshotter: sn, name: "rebased", key: "rb-upper", parent: "c3" }, ns("default")),
+            Status.FAILED_PRECONDITION,
+            /cannot set a parent at commit/,
+          );
+          return;
+        }
+        await unchanged(() => snapshots().commit({ snapshotter: sn, name: "rebased", key: "rb-upper", parent: "no-such" }, ns("default")), Status.NOT_FOUND, /parent snapshot no-such/);
+        await unchanged(() => snapshots().commit({ snapshotter: sn, name: "rebased", key: "rb-upper", parent: "v3" }, ns("default")), Status.INVALID_ARGUMENT, /not committed/);
+        sctrOk(["prepare", "rb-child", "c1"]);
+        try {
+          await unchanged(
+            () => snapshots().commit({ snapshotter: sn, name: "rebased", key: "rb-child", parent: "c2" }, ns("default")),
+            Status.FAILED_PRECONDITION,
+            /has parent "c1" already/,
+          );
+        } finally {
+          sctrOk(["rm", "rb-child"]);
+        }
+        await withMount("rb-upper", (t) => writeFileSync(join(t, "rebased.txt"), "r"));
+        await snapshots().commit({ snapshotter: sn, name: "rebased", key: "rb-upper", parent: "c3", labels: pinned }, ns("default"));
+        assert.equal((await snapshots().stat({ snapshotter: sn, key: "rebased" }, ns("default"))).info?.parent, "c3");
+        sctrOk(["view", "rb-view", "rebased"]);
+        try {
+          await withMount("rb-view", (t) =>
+            assert.deepEqual(treeOf(t), [
+              "dir/ 755 0:0",
+              "dir/b.txt 644 1000:1001 b changed",
+              "dir/sub/ 755 0:0",
+              "dir/sub/d.txt 644 0:0 d",
+              "hardlink 644 0:0 a",
+              "rebased.txt 644 0:0 r",
+              "symlink -> a.txt",
+            ]),
+          );
+        } finally {
+          sctrOk(["rm", "rb-view"]);
+        }
+        sctrOk(["rm", "rebased"]);
+      } finally {
+        if (sctr(["info", "rb-upper"]).code === 0) sctrOk(["rm", "rb-upper"]);
+      }
+    });
+
     test("a parent whose directory is gone from disk: FAILED_PRECONDITION naming the directory, nothing made", async () => {
       const { mounts } = await snapshots().prepare({ snapshotter: sn, key: "to-break", labels: pinned }, ns("default"));
       const dir = sn === "overlayfs" ? dirname(ownDir(mounts)) : ownDir(mounts);

@@ -13,6 +13,7 @@ import { defaultPlatformMatcher, type PlatformMatcher } from "./platform.ts";
 import { resolveImage } from "./resolve.ts";
 import { errorMessage, isAlreadyExists, isNotFound } from "../grpc-status.ts";
 import { callOptions, type ImageServices } from "./services.ts";
+import { copyUpDirsOf } from "../tar/copy-up.ts";
 
 export const defaultSnapshotter = "overlayfs";
 
@@ -120,6 +121,66 @@ async function applyLayer(ctx: ApplyContext, layer: Descriptor, diffId: string, 
   }
 }
 
+/**
+ * Snapshotters whose committed snapshot holds only its own layer (overlayfs: the upper
+ * dir), so a layer can be extracted with no parent and chained at Commit.
+ */
+const rebasingSnapshotters = new Set(["overlayfs"]);
+
+/**
+ * The parentless snapshot's bind mount as the overlay upper dir it will be: Apply then
+ * writes whiteouts as overlayfs does (char 0/0 devices, the opaque xattr) instead of
+ * deleting what a parent would hold.
+ */
+function asUpperDir(mounts: Mount[]): Mount[] {
+  const m = mounts[0];
+  if (mounts.length !== 1 || m?.type !== "bind") throw new UnpackError(`unexpected mounts for a parentless extraction snapshot: ${JSON.stringify(mounts)}`);
+  const work = m.source.replace(/\/fs$/, "/work");
+  return [{ type: "overlay", source: "overlay", target: "", options: [`upperdir=${m.source}`, `workdir=${work}`] }];
+}
+
+interface Extracted {
+  key: string;
+  /** Directories the layer lacks that must take the parent chain's metadata at commit; "overflow": too many, extract again on the parent. */
+  copyUpDirs: Buffer[] | "overflow";
+}
+
+/** Prepare (no parent) and Apply of one layer; on failure its snapshot is gone again. */
+async function extractParentless(ctx: ApplyContext, layer: Descriptor, diffId: string, chainId: string): Promise<Extracted> {
+  const { svc, snapshotter, lease } = ctx;
+  let key = "";
+  let mounts: Mount[] = [];
+  for (let attempt = 0; ; attempt++) {
+    key = `extract-${leaseId()} ${chainId}`;
+    try {
+      mounts = (await svc.snapshots.prepare({ snapshotter, key, parent: "", labels: {} }, callOptions(svc, lease))).mounts;
+      break;
+    } catch (err) {
+      if (isAlreadyExists(err) && attempt < 5) continue;
+      throw new UnpackError(`failed to prepare extraction snapshot "${key}": ${errorMessage(err)}`);
+    }
+  }
+  try {
+    let applied;
+    try {
+      applied = (await svc.diff.apply({ diff: protoDescriptor(layer), mounts: asUpperDir(mounts), payloads: {} }, callOptions(svc, lease))).applied;
+    } catch (err) {
+      throw new UnpackError(`failed to extract layer ${diffId}: ${errorMessage(err)}`);
+    }
+    if (applied?.digest !== diffId) {
+      throw new UnpackError(`wrong diff id calculated on extraction "${applied?.digest ?? ""}" (layer ${layer.digest}, expected ${diffId})`);
+    }
+    try {
+      return { key, copyUpDirs: copyUpDirsOf(applied.annotations) };
+    } catch (err) {
+      throw new UnpackError(`layer ${diffId}: bad Apply reply: ${errorMessage(err)}`);
+    }
+  } catch (err) {
+    await removeSnapshot(ctx, key);
+    throw err;
+  }
+}
+
 async function snapshotExists(ctx: ApplyContext, chainId: string): Promise<boolean> {
   try {
     await ctx.svc.snapshots.stat({ snapshotter: ctx.snapshotter, key: chainId }, callOptions(ctx.svc, ctx.lease));
@@ -151,7 +212,9 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
     // Label updates run while the next layer unpacks; all must succeed before we return.
     const labelling: Promise<void>[] = [];
     try {
-      for (let i = 0; i < layers.length; i++) {
+      if (rebasingSnapshotters.has(snapshotter) && process.env.BERTH_UNPACK_PARALLEL !== "0") {
+        await unpackParallel(ctx, layers, diffIds, chain, created, labelling, options.onLayer);
+      } else for (let i = 0; i < layers.length; i++) {
         const chainId = chain[i]!;
         let applied = false;
         if (!(await snapshotExists(ctx, chainId))) {
@@ -176,6 +239,67 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
     await updateBlobLabels(svc.content, resolved.configDescriptor.digest, { [`${wellKnown.gcRefSnapshotPrefix}${snapshotter}`]: top }, callOptions(svc, lease));
     return { snapshotter, chainId: top, diffIds, config: resolved.configDescriptor, created };
   });
+}
+
+/**
+ * Every missing layer extracted at once into a parentless snapshot, then committed
+ * bottom-up on its real parent. A layer another unpack committed first is taken as it
+ * is; a failure removes every extraction snapshot still uncommitted. Directories a
+ * layer needs but lacks are made with default metadata by an extraction that cannot see
+ * the layers below; Apply lists them and Commit gives them the parent chain's (see
+ * core/tar/copy-up.ts), so the result is the sequential one.
+ */
+async function unpackParallel(
+  ctx: ApplyContext,
+  layers: readonly Descriptor[],
+  diffIds: readonly string[],
+  chain: readonly string[],
+  created: string[],
+  labelling: Promise<void>[],
+  onLayer: UnpackOptions["onLayer"],
+): Promise<void> {
+  const { svc, snapshotter, lease } = ctx;
+  const missing = await Promise.all(chain.map(async (chainId) => !(await snapshotExists(ctx, chainId))));
+  const extractions = layers.map((layer, i) => (missing[i] ? extractParentless(ctx, layer, diffIds[i]!, chain[i]!) : undefined));
+  // Every extraction settles before anything is committed or rolled back.
+  const settled = await Promise.allSettled(extractions.map((e) => e ?? Promise.resolve(undefined)));
+  const pending = new Set(settled.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value.key] : [])));
+  try {
+    const failed = settled.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    for (let i = 0; i < layers.length; i++) {
+      const chainId = chain[i]!;
+      const extracted = (settled[i] as PromiseFulfilledResult<Extracted | undefined>).value;
+      let applied = false;
+      const parent = i === 0 ? "" : chain[i - 1]!;
+      // The bottom layer has nothing below to copy from: its made dirs keep the defaults.
+      const copyUpDirs = i === 0 || !extracted ? [] : extracted.copyUpDirs;
+      if (extracted && copyUpDirs === "overflow") {
+        // Too many directories to name in one Commit: this layer goes the sequential way.
+        pending.delete(extracted.key);
+        await removeSnapshot(ctx, extracted.key);
+        applied = await applyLayer(ctx, layers[i]!, diffIds[i]!, chainId, parent);
+      } else if (extracted) {
+        pending.delete(extracted.key);
+        try {
+          await svc.snapshots.commit({ snapshotter, name: chainId, key: extracted.key, labels: {}, parent, copyUpDirs: copyUpDirs === "overflow" ? [] : copyUpDirs }, callOptions(svc, lease));
+          applied = true;
+        } catch (err) {
+          await removeSnapshot(ctx, extracted.key);
+          if (!isAlreadyExists(err)) throw new UnpackError(`failed to commit snapshot ${extracted.key}: ${errorMessage(err)}`);
+        }
+      }
+      if (applied) {
+        created.push(chainId);
+        const labelled = updateBlobLabels(svc.content, layers[i]!.digest, { [wellKnown.uncompressed]: diffIds[i]! }, callOptions(svc, lease));
+        labelled.catch(() => undefined);
+        labelling.push(labelled);
+      }
+      onLayer?.({ index: i, diffId: diffIds[i]!, chainId, state: applied ? "applied" : "exists" });
+    }
+  } finally {
+    for (const key of pending) await removeSnapshot(ctx, key);
+  }
 }
 
 /** Best-effort removal, top first (an unpack's rollback when a later step fails). */

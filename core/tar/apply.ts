@@ -16,6 +16,7 @@ import type { TarEntry, TarHeader } from "./reader.ts";
 import { byteString, byteStringOf, chmod, displayPath, lchown, link, lstat, lutimes, mkdir, open, rawPath, readdir, realpath, rm, symlink } from "./byte-fs.ts";
 import { entryComponents, isWithin, resolveInRoot } from "./resolve.ts";
 import { errnoCode, overlayOpaqueXattr, overlayXattrPrefix, whiteoutMetaPrefix, whiteoutOpaque, whiteoutPrefix, type LayerSys } from "./sys.ts";
+import { copyUpDirInfo, setXattrOrSkip, type CopiedTimes } from "./copy-up.ts";
 
 export interface ApplyOptions {
   /** Existing directory the layer is extracted into; nothing outside it is written. */
@@ -32,6 +33,13 @@ export interface ApplyOptions {
 
 export interface ApplyResult {
   entries: number;
+  /**
+   * overlay mode: the directories (byte strings relative to the root) made for entries
+   * below them that the layer does not carry, and that no lower dir had metadata for.
+   * Extracted without its lowers, a layer lists here what must take the lowers' metadata
+   * once they are known (the overlay snapshotter's rebase: ./copy-up.ts).
+   */
+  copyUpDirs: string[];
 }
 
 /** Error classes of fs failures that mean "this layer does not fit its target". */
@@ -61,6 +69,13 @@ async function writeAll(path: string, body: AsyncIterable<Buffer>): Promise<void
   }
 }
 
+/** A directory this layer made without an entry for it (overlay mode). */
+interface CreatedDir {
+  ino: number;
+  /** The times copied from a lower dir: set again last, since writing inside changes them. */
+  copied: CopiedTimes | undefined;
+}
+
 interface DeferredDir {
   components: string[];
   atime: number;
@@ -73,6 +88,8 @@ class LayerApplier {
   /** Host paths this layer wrote; an opaque marker keeps them and clears the rest. */
   private readonly unpacked = new Set<string>();
   private readonly dirs: DeferredDir[] = [];
+  /** By host path; an entry for the directory itself takes it off. */
+  private readonly created = new Map<string, CreatedDir>();
   /**
    * Parent paths already resolved and known to be real directories, by entry path.
    * Only a removal can invalidate one (nothing else replaces an existing directory),
@@ -112,6 +129,7 @@ class LayerApplier {
     switch (h.type) {
       case "directory":
         if (!existing?.isDirectory()) mkdir(path, 0o700);
+        this.created.delete(path);
         break;
       case "file":
         await writeAll(path, entry.body());
@@ -214,33 +232,10 @@ class LayerApplier {
     this.ensureDir(dirname(path));
     mkdir(path, 0o755);
     chmod(path, 0o755);
-    if (this.options.whiteouts === "overlay") this.copyUpDirInfo(path);
-  }
-
-  private copyUpDirInfo(path: string): void {
-    const components = relative(this.root, path).split("/");
-    for (const lower of this.options.lowers ?? []) {
-      let source: string;
-      try {
-        source = resolveInRoot(byteStringOf(lower), components);
-      } catch {
-        return;
-      }
-      const stat = lstat(source);
-      if (!stat) continue;
-      if (!stat.isDirectory()) return;
-      lchown(path, stat.uid, stat.gid);
-      const sys = this.options.sys;
-      const raw = rawPath(source);
-      for (const name of sys.llistxattr(raw)) {
-        if (name.startsWith(overlayXattrPrefix)) continue;
-        const value = sys.lgetxattr(raw, name);
-        if (value !== null) this.trySetXattr(path, name, value, true);
-      }
-      chmod(path, stat.mode & 0o7777);
-      lutimes(path, stat.atime, stat.mtime);
-      return;
-    }
+    if (this.options.whiteouts !== "overlay") return;
+    const lowers = (this.options.lowers ?? []).map(byteStringOf);
+    const copied = copyUpDirInfo(path, relative(this.root, path).split("/"), lowers, this.options.sys, this.options.warn);
+    this.created.set(path, { ino: lstat(path)!.ino, copied });
   }
 
   private setXattrs(path: string, h: TarHeader): void {
@@ -255,27 +250,26 @@ class LayerApplier {
   }
 
   private trySetXattr(path: string, name: string, value: Buffer, regular: boolean): void {
-    try {
-      this.options.sys.lsetxattr(rawPath(path), name, value, 0);
-    } catch (err) {
-      const code = errnoCode(err);
-      // As containerd: xattrs the filesystem or the LSM refuses are skipped, not fatal.
-      const skippable =
-        code === "ENOTSUP" ||
-        code === "EOPNOTSUPP" ||
-        (code === "EPERM" && (name.startsWith("security.") || (name.startsWith("user.") && !regular)));
-      if (!skippable) throw err;
-      this.options.warn?.(`ignored xattr ${name} on ${displayPath(relative(this.root, path))}: ${code}`);
-    }
+    setXattrOrSkip(this.options.sys, path, name, value, regular, relative(this.root, path), this.options.warn);
   }
 
-  finish(): void {
+  /** Sets directory times last (writing inside a directory changes them); returns the created dirs left to copy up. */
+  finish(): string[] {
+    const copyUpDirs: string[] = [];
+    for (const [path, dir] of this.created) {
+      const stat = lstat(path);
+      // Removed or replaced by a later entry: the directory it is now is not this one.
+      if (!stat?.isDirectory() || stat.ino !== dir.ino) continue;
+      if (dir.copied) lutimes(path, dir.copied.atime, dir.copied.mtime);
+      else copyUpDirs.push(relative(this.root, path));
+    }
     for (const dir of this.dirs) {
       const parent = resolveInRoot(this.root, dir.components.slice(0, -1));
       const path = join(parent, dir.components[dir.components.length - 1]!);
       if (!isWithin(this.root, path)) continue;
       if (lstat(path)?.isDirectory()) lutimes(path, dir.atime, dir.mtime);
     }
+    return copyUpDirs;
   }
 }
 
@@ -292,6 +286,6 @@ export async function applyTar(entries: AsyncIterable<TarEntry>, options: ApplyO
     }
     count++;
   }
-  applier.finish();
-  return { entries: count };
+  const copyUpDirs = applier.finish();
+  return { entries: count, copyUpDirs };
 }

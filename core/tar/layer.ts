@@ -16,6 +16,8 @@ export interface UnpackResult {
   size: number;
   compression: Compression;
   entries: number;
+  /** See ApplyResult.copyUpDirs. */
+  copyUpDirs: string[];
 }
 
 /** Splits the first `n` bytes off a chunk source, returning them and the whole source again. */
@@ -102,10 +104,10 @@ export async function unpackLayer(
   }
   const reader = new ByteReader(hashed());
   try {
-    const { entries } = await applyTar(readTar(reader), options);
+    const { entries, copyUpDirs } = await applyTar(readTar(reader), options);
     // The diff id covers everything the decompressor yields, padding after the end marker too.
     await reader.drain();
-    return { digest: hash ? `sha256:${hash.digest("hex")}` : options.sourceDigest!, size, compression, entries };
+    return { digest: hash ? `sha256:${hash.digest("hex")}` : options.sourceDigest!, size, compression, entries, copyUpDirs };
   } finally {
     await reader.close();
   }

@@ -990,6 +990,19 @@ static napi_value apply_result_object(napi_env env, const struct layer_result *r
     }
     if (!call_ok(env, napi_set_named_property(env, object, "warnings", warnings), "napi_set_named_property"))
         return NULL;
+    /* Names are bytes (not necessarily UTF-8): Buffers, as the addon's paths elsewhere. */
+    napi_value dirs;
+    if (!call_ok(env, napi_create_array_with_length(env, r->copy_up_dir_count, &dirs), "napi_create_array_with_length"))
+        return NULL;
+    for (size_t i = 0; i < r->copy_up_dir_count; i++) {
+        napi_value buffer;
+        if (!call_ok(env, napi_create_buffer_copy(env, strlen(r->copy_up_dirs[i]), r->copy_up_dirs[i], NULL, &buffer),
+                     "napi_create_buffer_copy") ||
+            !call_ok(env, napi_set_element(env, dirs, (uint32_t)i, buffer), "napi_set_element"))
+            return NULL;
+    }
+    if (!call_ok(env, napi_set_named_property(env, object, "copyUpDirs", dirs), "napi_set_named_property"))
+        return NULL;
     if (r->error.kind != LAYER_OK) {
         static const char *const kinds[] = { "ok", "invalid", "system", "unsupported", "cancelled" };
         napi_value error;

@@ -113,10 +113,100 @@ static char *name_key(dev_t dev, ino_t ino, const char *name)
     return key;
 }
 
+/* ---- an index: "dev:ino" → the newest record made for that inode ---- */
+
+struct inode_index {
+    char **keys;
+    size_t *values;
+    size_t capacity, count;
+};
+
+static size_t *index_find(const struct inode_index *index, const char *key)
+{
+    if (index->capacity == 0)
+        return NULL;
+    for (size_t i = hash_key(key) & (index->capacity - 1);; i = (i + 1) & (index->capacity - 1)) {
+        if (index->keys[i] == NULL)
+            return NULL;
+        if (strcmp(index->keys[i], key) == 0)
+            return &index->values[i];
+    }
+}
+
+/* Takes key; a key already there gets the new value (an inode number used again). */
+static bool index_put_owned(struct inode_index *index, char *key, size_t value)
+{
+    size_t *found = index_find(index, key);
+    if (found != NULL) {
+        *found = value;
+        free(key);
+        return true;
+    }
+    if ((index->count + 1) * 2 > index->capacity) {
+        size_t capacity = index->capacity ? index->capacity * 2 : 64;
+        char **keys = calloc(capacity, sizeof *keys);
+        size_t *values = calloc(capacity, sizeof *values);
+        if (keys == NULL || values == NULL) {
+            free(keys);
+            free(values);
+            free(key);
+            return false;
+        }
+        for (size_t j = 0; j < index->capacity; j++) {
+            if (index->keys[j] == NULL)
+                continue;
+            size_t i = hash_key(index->keys[j]) & (capacity - 1);
+            while (keys[i] != NULL)
+                i = (i + 1) & (capacity - 1);
+            keys[i] = index->keys[j];
+            values[i] = index->values[j];
+        }
+        free(index->keys);
+        free(index->values);
+        index->keys = keys;
+        index->values = values;
+        index->capacity = capacity;
+    }
+    size_t i = hash_key(key) & (index->capacity - 1);
+    while (index->keys[i] != NULL)
+        i = (i + 1) & (index->capacity - 1);
+    index->keys[i] = key;
+    index->values[i] = value;
+    index->count++;
+    return true;
+}
+
+static void index_free(struct inode_index *index)
+{
+    for (size_t i = 0; i < index->capacity; i++)
+        free(index->keys[i]);
+    free(index->keys);
+    free(index->values);
+    memset(index, 0, sizeof *index);
+}
+
+static char *inode_key(dev_t dev, ino_t ino)
+{
+    char *key = NULL;
+    if (asprintf(&key, "%llx:%llx", (unsigned long long)dev, (unsigned long long)ino) < 0)
+        return NULL;
+    return key;
+}
+
 /* ---- the applier ---- */
 
 struct deferred_dir {
     char *path; /* the entry's cleaned path */
+    struct timespec times[2];
+};
+
+/* A directory made (overlay mode) for entries below it that the layer does not carry. */
+struct created_dir {
+    char *path; /* real path, relative to the root */
+    dev_t dev;
+    ino_t ino;
+    bool explicit; /* an entry for the directory itself came later and set its metadata */
+    bool copied;   /* took a lower dir's metadata: its times are set again last */
     struct timespec times[2];
 };
 
@@ -136,6 +226,9 @@ struct applier {
     struct name_set unpacked; /* delete mode only: what an opaque marker keeps */
     struct deferred_dir *dirs;
     size_t dir_count, dir_capacity;
+    struct created_dir *created;
+    size_t created_count, created_capacity;
+    struct inode_index created_index;
     char display[300]; /* the current entry, quoted */
 };
 
@@ -337,23 +430,13 @@ static int lower_fd(struct applier *a, size_t i)
     return a->lower_fds[i];
 }
 
-/* A parent dir the layer lacks takes its metadata from the topmost lower that has it. */
-static bool copy_up_dir_info(struct applier *a, int dir_fd)
+/*
+ * A parent dir the layer lacks takes its metadata from the topmost lower that has it
+ * (core/tar/copy-up.ts). rel: its real path below the root. *copied says whether it did.
+ */
+static bool copy_up_dir_info(struct applier *a, int dir_fd, const char *rel, struct created_dir *record)
 {
-    char link[64], resolved[PATH_MAX];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", dir_fd);
-    ssize_t n = readlink(link, resolved, sizeof resolved - 1);
-    if (n < 0) {
-        layer_fail_errno(a->err, errno, "readlink", link);
-        return false;
-    }
-    resolved[n] = '\0';
-    size_t root_length = strlen(a->root_path);
-    const char *rel = resolved + root_length;
-    if (strncmp(resolved, a->root_path, root_length) != 0 || (*rel != '/' && *rel != '\0'))
-        return true; /* cannot happen: the dir was made inside the root */
-    while (*rel == '/')
-        rel++;
+    record->copied = false;
     for (size_t i = 0; i < a->options->lower_count; i++) {
         int lfd = lower_fd(a, i);
         if (lfd < 0)
@@ -422,12 +505,73 @@ static bool copy_up_dir_info(struct applier *a, int dir_fd)
             layer_fail_errno(a->err, errno, "lutimes", rel);
             goto done;
         }
+        record->copied = true;
+        record->times[0] = times[0];
+        record->times[1] = times[1];
         ok = true;
     done:
         free(names);
         close(dir);
         return ok;
     }
+    return true;
+}
+
+/* Overlay mode: copies a made parent dir up from the lowers, and keeps it for finish(). */
+static bool record_created(struct applier *a, int dir_fd)
+{
+    char link[64], resolved[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", dir_fd);
+    ssize_t n = readlink(link, resolved, sizeof resolved - 1);
+    if (n < 0) {
+        layer_fail_errno(a->err, errno, "readlink", link);
+        return false;
+    }
+    resolved[n] = '\0';
+    size_t root_length = strlen(a->root_path);
+    const char *rel = resolved + root_length;
+    if (strncmp(resolved, a->root_path, root_length) != 0 || (*rel != '/' && *rel != '\0'))
+        return true; /* cannot happen: the dir was made inside the root */
+    while (*rel == '/')
+        rel++;
+    struct stat st;
+    if (fstat(dir_fd, &st) != 0) {
+        layer_fail_errno(a->err, errno, "fstat", rel);
+        return false;
+    }
+    if (a->created_count == a->created_capacity) {
+        size_t capacity = a->created_capacity ? a->created_capacity * 2 : 16;
+        struct created_dir *grown = realloc(a->created, capacity * sizeof *grown);
+        if (grown == NULL)
+            return fail_memory(a);
+        a->created = grown;
+        a->created_capacity = capacity;
+    }
+    struct created_dir *record = &a->created[a->created_count];
+    memset(record, 0, sizeof *record);
+    record->dev = st.st_dev;
+    record->ino = st.st_ino;
+    if ((record->path = strdup(rel)) == NULL)
+        return fail_memory(a);
+    a->created_count++;
+    char *key = inode_key(st.st_dev, st.st_ino);
+    if (key == NULL || !index_put_owned(&a->created_index, key, a->created_count - 1))
+        return fail_memory(a);
+    return copy_up_dir_info(a, dir_fd, rel, record);
+}
+
+/* An entry for a directory the layer made earlier without one: the entry's metadata is what counts. */
+static bool mark_explicit(struct applier *a, const struct stat *st)
+{
+    if (a->created_count == 0)
+        return true;
+    char *key = inode_key(st->st_dev, st->st_ino);
+    if (key == NULL)
+        return fail_memory(a);
+    size_t *found = index_find(&a->created_index, key);
+    free(key);
+    if (found != NULL)
+        a->created[*found].explicit = true;
     return true;
 }
 
@@ -510,7 +654,7 @@ restart:;
                 layer_fail_errno(a->err, errno, "chmod", work);
                 goto fail;
             }
-            if (a->options->overlay && !copy_up_dir_info(a, made))
+            if (a->options->overlay && !record_created(a, made))
                 goto fail;
             work[i] = saved;
             i++;
@@ -977,6 +1121,8 @@ static bool apply_entry(struct applier *a, struct tar_reader *reader, const stru
     if (exists && !(existing_dir && h->type == TAR_DIR) && !remove_at(a, pfd, name))
         goto done;
 
+    if (existing_dir && h->type == TAR_DIR && !mark_explicit(a, &existing))
+        goto done;
     switch (h->type) {
     case TAR_DIR:
         if (!existing_dir && mkdirat(pfd, name, 0700) != 0) {
@@ -1051,9 +1197,63 @@ done:
     return ok;
 }
 
+/*
+ * The made directories that are still there as made (the newest record of their inode,
+ * not replaced, no entry of their own): copied-up times set again, the rest reported.
+ */
+static bool finish_created(struct applier *a)
+{
+    for (size_t i = 0; i < a->created_count; i++) {
+        struct created_dir *record = &a->created[i];
+        if (record->explicit)
+            continue;
+        char *key = inode_key(record->dev, record->ino);
+        if (key == NULL)
+            return fail_memory(a);
+        size_t *newest = index_find(&a->created_index, key);
+        free(key);
+        if (newest == NULL || *newest != i)
+            continue;
+        int fd = open_beneath(a->root_fd, record->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        if (fd < 0) {
+            if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)
+                continue;
+            layer_fail_errno(a->err, errno, "openat2", record->path);
+            return false;
+        }
+        struct stat st;
+        bool ok = true, same = false;
+        if (fstat(fd, &st) != 0) {
+            layer_fail_errno(a->err, errno, "fstat", record->path);
+            ok = false;
+        } else {
+            same = st.st_dev == record->dev && st.st_ino == record->ino;
+        }
+        if (ok && same && record->copied && futimens(fd, record->times) != 0) {
+            layer_fail_errno(a->err, errno, "lutimes", record->path);
+            ok = false;
+        }
+        close(fd);
+        if (!ok)
+            return false;
+        if (!same || record->copied)
+            continue;
+        struct layer_result *r = a->result;
+        char **grown = realloc(r->copy_up_dirs, (r->copy_up_dir_count + 1) * sizeof *grown);
+        if (grown == NULL)
+            return fail_memory(a);
+        r->copy_up_dirs = grown;
+        r->copy_up_dirs[r->copy_up_dir_count++] = record->path;
+        record->path = NULL; /* the result owns it now */
+    }
+    return true;
+}
+
 /* Directory times last: writing inside a directory changes its mtime. */
 static bool finish(struct applier *a)
 {
+    if (!finish_created(a))
+        return false;
     for (size_t i = 0; i < a->dir_count; i++) {
         const char *parent, *base;
         split_last(a->dirs[i].path, &parent, &base);
@@ -1094,6 +1294,10 @@ static void applier_free(struct applier *a)
     for (size_t i = 0; i < a->dir_count; i++)
         free(a->dirs[i].path);
     free(a->dirs);
+    for (size_t i = 0; i < a->created_count; i++)
+        free(a->created[i].path);
+    free(a->created);
+    index_free(&a->created_index);
 }
 
 /* The kernel's openat2 (5.6+) is what makes this safe; without it the caller uses the JS applier. */
@@ -1196,4 +1400,9 @@ void layer_result_free(struct layer_result *result)
     free(result->warnings);
     result->warnings = NULL;
     result->warning_count = 0;
+    for (size_t i = 0; i < result->copy_up_dir_count; i++)
+        free(result->copy_up_dirs[i]);
+    free(result->copy_up_dirs);
+    result->copy_up_dirs = NULL;
+    result->copy_up_dir_count = 0;
 }

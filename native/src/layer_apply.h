@@ -47,6 +47,13 @@ struct layer_result {
     char **warnings;      /* malloc'd strings; layer_result_free releases them */
     size_t warning_count;
     bool warnings_dropped;
+    /*
+     * Overlay mode: the directories made for entries below them that the layer does not
+     * carry and that no lower dir had metadata for (real paths relative to the root;
+     * malloc'd, released by layer_result_free). core/tar/apply.ts says why.
+     */
+    char **copy_up_dirs;
+    size_t copy_up_dir_count;
     struct layer_error error;
 };
 

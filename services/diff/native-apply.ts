@@ -11,6 +11,7 @@ import { BerthError, type ErrorKind } from "../../core/errors.ts";
 import { parseDigest } from "../../core/digest.ts";
 import type { Logger } from "../../core/log.ts";
 import { layerCompression, resolveCompression, type Compression } from "../../core/tar/compression.ts";
+import { byteString } from "../../core/tar/byte-fs.ts";
 import type { ContentClient } from "../../core/gen/containerd/services/content/v1/content.ts";
 import type { Descriptor } from "../../core/gen/containerd/types/descriptor.ts";
 import type { ApplyLayerOptions, ApplyLayerResult } from "../../native/index.ts";
@@ -71,7 +72,7 @@ export async function applyNative(
   target: NativeTarget,
   expected: { digest: string; size: number } | undefined,
   signal: AbortSignal,
-): Promise<{ digest: string; size: number } | undefined> {
+): Promise<{ digest: string; size: number; copyUpDirs: string[] } | undefined> {
   const compression = await nativeCompression(file, desc);
   if (compression === undefined) return undefined;
   // As the JS applier, stop between entries once the caller went away.
@@ -102,7 +103,7 @@ export async function applyNative(
     const message = error.message.includes(desc.digest) ? error.message : `layer ${desc.digest}: ${error.message}`;
     throw new BerthError(kind, message);
   }
-  return { digest: result.diffId, size: result.size };
+  return { digest: result.diffId, size: result.size, copyUpDirs: result.copyUpDirs.map(byteString) };
 }
 
 /** The blob file of `digest` in the content store's directory, after the store says the caller's namespace holds it. */

@@ -20,6 +20,7 @@ import type { Mount } from "../../core/gen/containerd/types/mount.ts";
 import { compressor, diffOutputCompression, layerCompression, layerMediaTypes, mediaTypeFor } from "../../core/tar/compression.ts";
 import { changesToTar, overlayUpperChanges, treeChanges, UpperDirNotPortable, type LayerChange } from "../../core/tar/changes.ts";
 import { unpackLayer } from "../../core/tar/layer.ts";
+import { copyUpDirsAnnotations } from "../../core/tar/copy-up.ts";
 import type { LayerSys } from "../../core/tar/sys.ts";
 import type { ByteSource } from "../../core/tar/byte-reader.ts";
 import { applyTarget, overlayOptions, readOnlyMounts, viewLayers, type ApplyTarget, type TempMounts } from "./mounts.ts";
@@ -69,7 +70,7 @@ function unpackInto(deps: DiffDeps, source: ByteSource, desc: Descriptor, target
  * Applies the verified blob in `file` to the target the mounts describe (a dir or
  * overlay-upper target was checked by emptyDirectory already).
  */
-async function applyFile(deps: DiffDeps, file: string, desc: Descriptor, target: ApplyTarget, signal: AbortSignal): Promise<{ digest: string; size: number }> {
+async function applyFile(deps: DiffDeps, file: string, desc: Descriptor, target: ApplyTarget, signal: AbortSignal): Promise<Applied> {
   const read = () => createReadStream(file, { highWaterMark: 256 * 1024 });
   // The spooled file is verified already: no digest to check again.
   const extract = async (into: Exclude<ApplyTarget, { kind: "mount" }>) =>
@@ -181,6 +182,18 @@ async function withChanges<T>(deps: DiffDeps, left: Mount[], right: Mount[], con
   return withReadableView(deps, left, (lower) => withReadableView(deps, right, (upper) => consume(treeChanges(lower, upper!, deps.sys), upper!)));
 }
 
+interface Applied {
+  digest: string;
+  size: number;
+  copyUpDirs: string[];
+}
+
+function copyUpAnnotations(target: ApplyTarget, copyUpDirs: readonly string[]): Record<string, string> {
+  if (target.kind !== "overlay-upper" || target.lowers.length > 0 || copyUpDirs.length === 0) return {};
+  // Only a parentless upper dir lacks the metadata its lowers will give (Apply with lowers copied it already).
+  return copyUpDirsAnnotations(copyUpDirs);
+}
+
 export function diffService(deps: DiffDeps): DiffServiceImplementation {
   return {
     async apply(request, ctx: CallContext) {
@@ -194,7 +207,7 @@ export function diffService(deps: DiffDeps): DiffServiceImplementation {
       const started = Date.now();
       const options = { ...inNamespace(namespace), signal: ctx.signal };
       const empty = await emptyDirectory(target);
-      let applied: { digest: string; size: number };
+      let applied: Applied;
       // Which applier took a streamed layer (a spooled one may take either).
       let applier = "spooled";
       if (empty) {
@@ -215,7 +228,8 @@ export function diffService(deps: DiffDeps): DiffServiceImplementation {
         }
       }
       deps.log.debug({ layer: desc.digest, diffId: applied.digest, streamed: empty !== undefined, applier, ms: Date.now() - started }, "layer applied");
-      return { applied: { mediaType: layerMediaTypes.ociTar, digest: applied.digest, size: BigInt(applied.size), annotations: {} } };
+      const annotations = copyUpAnnotations(target, applied.copyUpDirs);
+      return { applied: { mediaType: layerMediaTypes.ociTar, digest: applied.digest, size: BigInt(applied.size), annotations } };
     },
 
     async diff(request, ctx: CallContext) {

@@ -33,6 +33,14 @@ export interface SnapshotBackend {
   pathOf(id: number): string;
   /** The mounts that show snapshot `id` (of `kind`) over its parents (nearest first). */
   mounts(id: number, kind: SnapshotKind, parents: readonly number[]): Mount[];
+  /**
+   * Makes snapshot `id` (made without parents) fit on top of `parents` (nearest first)
+   * before it is committed there: `copyUpDirs` (checked clean relative paths, bytes)
+   * take the metadata of the topmost parent that has them. Only where a snapshot's
+   * directory holds its own layer alone (overlayfs); undefined where it holds the whole
+   * tree (native).
+   */
+  rebase?(id: number, parents: readonly number[], copyUpDirs: readonly Uint8Array[]): void;
   /** The disk usage of what snapshot `id` itself holds. */
   usage(id: number): Promise<Usage>;
   /**
@@ -56,7 +64,7 @@ export class SnapshotDirs {
    * listing nor a sweep of `dir` sees them once their snapshot is gone.
    */
   private readonly removedDir: string;
-  private readonly log: Logger;
+  protected readonly log: Logger;
   private readonly staging = new Set<string>();
   /** Directories in removedDir this process is deleting now. */
   private readonly deleting = new Set<string>();

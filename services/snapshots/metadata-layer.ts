@@ -9,12 +9,22 @@
 // after. A crash at any point therefore leaves at most a directory without a row, which
 // cleanup() (run at start-up, by Cleanup and by the collector's sweep) deletes.
 import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
-import { BerthError, failedPrecondition } from "../../core/errors.ts";
+import { BerthError, failedPrecondition, invalidArgument } from "../../core/errors.ts";
 import type { Database } from "../../core/metadata-db.ts";
 import type { NewKind, SnapshotBackend } from "./backend.ts";
 import { labelsAfterUpdate } from "../../core/labels.ts";
 import type { Mount, Snapshotter } from "./snapshotter.ts";
 import { snapshotNotFound, SqliteSnapshotStore, type NewSnapshot, type SnapshotRecord, type SnapshotStore, type Usage } from "./store.ts";
+
+/** A copy-up dir must name a path below the snapshot's root: relative, clean, no NUL. */
+function checkCopyUpDir(key: string, dir: Uint8Array): void {
+  const parts = Buffer.from(dir).toString("latin1").split("/");
+  const clean = dir.length > 0 && dir.length <= 4096 && !dir.includes(0) && parts.every((part) => part !== "" && part !== "." && part !== "..");
+  if (!clean) {
+    const shown = JSON.stringify(Buffer.from(dir.subarray(0, 256)).toString("utf8"));
+    throw invalidArgument(`failed to commit snapshot ${JSON.stringify(key)}: copy-up dir ${shown} is not a clean relative path`);
+  }
+}
 
 /** Another request replaced the parent while the new snapshot was being built on it. */
 class ParentChanged extends Error {}
@@ -67,11 +77,19 @@ export class NamespacedSnapshotter implements Snapshotter {
     return this.create(namespace, { key, parent, kind: Kind.VIEW, labels }, lease);
   }
 
-  async commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string): Promise<void> {
+  async commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string, parent = "", copyUpDirs: readonly Uint8Array[] = []): Promise<void> {
+    if (copyUpDirs.length > 0 && parent === "") throw invalidArgument(`failed to commit snapshot ${JSON.stringify(key)}: copy-up dirs are given only with a parent`);
+    for (const dir of copyUpDirs) checkCopyUpDir(key, dir);
     const active = this.stat(namespace, key);
+    let rebaseOnto: SnapshotRecord | undefined;
+    if (parent !== "") {
+      if (!this.backend.rebase) throw failedPrecondition(`failed to commit snapshot ${JSON.stringify(key)}: this snapshotter cannot set a parent at commit`);
+      rebaseOnto = this.store.rebaseParent(namespace, active, parent);
+    }
     const usage = await this.backend.usage(active.id);
+    if (rebaseOnto) this.backend.rebase!(active.id, [rebaseOnto.id, ...this.store.parentChain(rebaseOnto)], copyUpDirs);
     // The store checks again inside its transaction: the snapshot may have changed meanwhile.
-    this.store.commit(namespace, key, name, labels, usage, Date.now(), lease);
+    this.store.commit(namespace, key, name, labels, usage, Date.now(), lease, parent);
   }
 
   async remove(namespace: string, key: string, lease?: string): Promise<void> {

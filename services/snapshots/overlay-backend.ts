@@ -6,8 +6,25 @@ import { join } from "node:path";
 import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
 import { SnapshotDirs, type NewKind, type SnapshotBackend } from "./backend.ts";
 import { diskUsage } from "./disk-usage.ts";
+import { byteStringOf, lstat } from "../../core/tar/byte-fs.ts";
+import { copyUpDirInfo } from "../../core/tar/copy-up.ts";
+import * as native from "../../native/index.ts";
 import type { Mount } from "../../core/gen/containerd/types/mount.ts";
 import type { SnapshotKind, Usage } from "./store.ts";
+
+/**
+ * The host path of `components` under `root` when each is a real directory (no symlink
+ * followed: the applier reports real paths, and anything else changed since is not the
+ * directory it made), else undefined.
+ */
+function realDirBelow(root: string, components: readonly string[]): string | undefined {
+  let path = root;
+  for (const component of components) {
+    path = join(path, component);
+    if (!lstat(path)?.isDirectory()) return undefined;
+  }
+  return path;
+}
 
 /** containerd adds index=off whenever the kernel's overlay module has the knob. */
 function supportsIndexOption(): boolean {
@@ -36,6 +53,26 @@ export class OverlayBackend extends SnapshotDirs implements SnapshotBackend {
         lchownSync(join(temp, "fs"), below.uid, below.gid);
       }
     });
+  }
+
+  rebase(id: number, parents: readonly number[], copyUpDirs: readonly Uint8Array[]): void {
+    if (parents.length === 0) return;
+    // What stage() gives an upper dir on a parent, unless the layer set its root's
+    // owner itself (a "./" entry): a layer made parentless has the staging default.
+    const below = lstatSync(join(this.parentPath(parents[0]!), "fs"));
+    const upper = this.upperPath(id);
+    const own = lstatSync(upper);
+    if (own.uid === 0 && own.gid === 0 && (below.uid !== 0 || below.gid !== 0)) lchownSync(upper, below.uid, below.gid);
+    if (copyUpDirs.length === 0) return;
+    // What Apply onto a mounted parent gives a directory the layer needs but lacks.
+    const root = byteStringOf(upper);
+    const lowers = parents.map((parent) => byteStringOf(this.upperPath(parent)));
+    const warn = (message: string) => this.log.warn({ snapshot: id }, `rebase: ${message}`);
+    for (const dir of copyUpDirs) {
+      const components = Buffer.from(dir).toString("latin1").split("/");
+      const path = realDirBelow(root, components);
+      if (path !== undefined) copyUpDirInfo(path, components, lowers, native, warn);
+    }
   }
 
   /** containerd's overlay mount shapes (see snapshots/overlay/overlay.go). */

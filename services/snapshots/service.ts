@@ -109,7 +109,7 @@ export function snapshotsService(
       const namespace = namespaceOf(ctx);
       const name = requireName(request.name, "snapshot name");
       const labels = validateLabels({ ...request.labels });
-      await snapshotter.commit(namespace, name, request.key, labels, leaseOf(ctx));
+      await snapshotter.commit(namespace, name, request.key, labels, leaseOf(ctx), request.parent, request.copyUpDirs);
       metadata.publish(namespace, "/snapshot/commit", "containerd.events.SnapshotCommit", SnapshotCommit, { key: request.key, name });
       return {};
     },

@@ -16,8 +16,13 @@ export interface Snapshotter {
   /** `lease`, when given, takes the new key in the same transaction (a missing lease creates nothing). */
   prepare(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Promise<Mount[]>;
   view(namespace: string, key: string, parent: string, labels: Record<string, string>, lease?: string): Promise<Mount[]>;
-  /** Commits the active snapshot `key` as `name`; `lease` trades the key for the name. */
-  commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string): Promise<void>;
+  /**
+   * Commits the active snapshot `key` as `name`; `lease` trades the key for the name.
+   * `parent` (a committed snapshot) chains a parentless active snapshot at commit;
+   * FAILED_PRECONDITION where the backend cannot rebase (see SnapshotBackend.rebase).
+   * `copyUpDirs` (with `parent` only) take the parent chain's metadata (SnapshotBackend.rebase).
+   */
+  commit(namespace: string, name: string, key: string, labels: Record<string, string>, lease?: string, parent?: string, copyUpDirs?: readonly Uint8Array[]): Promise<void>;
   /** Removes the record at once; the directory goes in the background (see removing(), settled()). */
   remove(namespace: string, key: string, lease?: string): Promise<void>;
   /** Whether directories of removed snapshots are still being deleted. */

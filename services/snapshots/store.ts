@@ -61,7 +61,14 @@ export interface SnapshotStore {
     usage: Usage,
     now: number,
     lease?: string,
+    parent?: string,
   ): SnapshotRecord;
+  /**
+   * The committed snapshot `parent` that the parentless active snapshot `active` may be
+   * committed on: FAILED_PRECONDITION when `active` has a parent already, NOT_FOUND /
+   * INVALID_ARGUMENT when `parent` is missing or not committed.
+   */
+  rebaseParent(namespace: string, active: SnapshotRecord, parent: string): SnapshotRecord;
   /** Deletes the row (and its entry on `lease`); FAILED_PRECONDITION while the snapshot has children. */
   remove(namespace: string, key: string, lease?: string): SnapshotRecord;
   /** Reads, changes and writes the labels in one transaction. */
@@ -133,6 +140,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
   private readonly insert: StatementSync;
   private readonly toCommitted: StatementSync;
   private readonly writeLabels: StatementSync;
+  private readonly setParent: StatementSync;
   private readonly deleteOne: StatementSync;
   private readonly snapshotter: string;
   private readonly leaseType: string;
@@ -157,6 +165,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
     );
     this.writeLabels = this.db.prepare(`UPDATE snapshots SET labels = ?, updated_at = ? WHERE id = ?`);
     this.deleteOne = this.db.prepare(`DELETE FROM snapshots WHERE id = ?`);
+    this.setParent = this.db.prepare(`UPDATE snapshots SET parent_id = ? WHERE id = ?`);
     for (const statement of [this.selectOne, this.selectAll, this.selectById, this.selectIds, this.selectChild]) {
       statement.setReadBigInts(true);
     }
@@ -224,6 +233,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
     usage: Usage,
     now: number,
     lease?: string,
+    parent = "",
   ): SnapshotRecord {
     return transaction(this.db, () => {
       if (lease) {
@@ -234,10 +244,23 @@ export class SqliteSnapshotStore implements SnapshotStore {
       const active = this.get(namespace, key);
       if (!active) throw snapshotNotFound(key);
       if (active.kind !== Kind.ACTIVE) throw failedPrecondition(`failed to commit snapshot: snapshot ${JSON.stringify(key)} is not active`);
+      const rebased = parent === "" ? undefined : this.rebaseParent(namespace, active, parent);
       // containerd gives the committed snapshot fresh timestamps and only the commit's labels.
       this.toCommitted.run(name, Kind.COMMITTED, JSON.stringify(labels), now, now, usage.size, usage.inodes, active.id);
-      return { ...active, key: name, kind: Kind.COMMITTED, labels, createdAt: now, updatedAt: now, size: usage.size, inodes: usage.inodes };
+      if (rebased) this.setParent.run(rebased.id, active.id);
+      const chained = rebased ? { parent, parentId: rebased.id } : {};
+      return { ...active, ...chained, key: name, kind: Kind.COMMITTED, labels, createdAt: now, updatedAt: now, size: usage.size, inodes: usage.inodes };
     });
+  }
+
+  rebaseParent(namespace: string, active: SnapshotRecord, parent: string): SnapshotRecord {
+    if (active.parentId !== undefined) {
+      throw failedPrecondition(`failed to commit snapshot ${JSON.stringify(active.key)}: it has parent ${JSON.stringify(active.parent)} already`);
+    }
+    const found = this.get(namespace, parent);
+    if (!found) throw notFound(`parent snapshot ${parent} does not exist`);
+    if (found.kind !== Kind.COMMITTED) throw invalidArgument(`failed to commit snapshot: parent ${JSON.stringify(parent)} is not committed snapshot`);
+    return found;
   }
 
   remove(namespace: string, key: string, lease?: string): SnapshotRecord {
