@@ -130,11 +130,13 @@ describe("Tasks/Get answered by berthd", () => {
       assert.ok(tasksPid, "the tasks process runs");
       process.kill(tasksPid, "SIGSTOP");
       stoppedTasksPid = tasksPid;
+      // Bounded: forwarded, the call would wait for the stopped process.
+      const bounded = { ...meta, signal: AbortSignal.timeout(20_000) };
       try {
-        const { process: answered } = await viaGateway().get({ containerId: running }, meta);
+        const { process: answered } = await viaGateway().get({ containerId: running }, bounded);
         assert.equal(answered!.status, TaskStatus.RUNNING);
         assert.equal(answered!.pid, Number(readFileSync(join(d.state, "shims", namespace, running, "pid"), "utf8")));
-        assert.equal((await grpcError(viaGateway().get({ containerId: "no-such-task" }, meta))).code, Status.NOT_FOUND);
+        assert.equal((await grpcError(viaGateway().get({ containerId: "no-such-task" }, bounded))).code, Status.NOT_FOUND);
       } finally {
         process.kill(tasksPid, "SIGCONT");
         stoppedTasksPid = undefined;
