@@ -17,6 +17,8 @@ import { runCollected } from "../native/spawn.ts";
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const runs = Number(process.env.BENCH_SPAWNS ?? 300);
 const heapMb = Number(process.env.BENCH_SPAWN_HEAP_MB ?? 10);
+// BENCH_SPAWN_COMMAND="runc --version": the start of a Go binary, as the tasks process runs it.
+const [file, ...args] = (process.env.BENCH_SPAWN_COMMAND ?? "/bin/true").split(" ");
 
 if (process.env.BENCH_SPAWN_CHILD !== "1") {
   // --lite-mode has no WebAssembly, which type stripping needs: the child runs a bundle, as the tasks process does.
@@ -44,10 +46,10 @@ for (let i = 0; i < heapMb * 1024 * 16; i++) keep.push({ i, s: String(i) });
 const churn = () => {
   for (let i = 0; i < 500; i++) keep[(Math.random() * keep.length) | 0] = { i };
 };
-const execFileOnce = () => new Promise<void>((resolve, reject) => execFile("/bin/true", (err) => (err ? reject(err) : resolve())));
+const execFileOnce = () => new Promise<void>((resolve, reject) => execFile(file!, args, (err) => (err ? reject(err) : resolve())));
 const spawnOnce = async () => {
-  const { exit } = await runCollected("/bin/true", []);
-  if (exit.code !== 0) throw new Error(`/bin/true: ${exit.code}`);
+  const { exit } = await runCollected(file!, args);
+  if (exit.code !== 0) throw new Error(`${file}: ${exit.code}`);
 };
 
 const times = { execFile: [] as number[], posixSpawn: [] as number[] };
@@ -61,7 +63,7 @@ for (let i = 0; i < runs; i++) {
   }
 }
 const rss = Math.round(process.memoryUsage().rss / 1048576);
-console.log(`start, run and reap /bin/true from a Node process of ${rss} MB RSS (tasks' V8 flags), median of ${runs}; ${cpus().length} CPUs, load ${load.toFixed(2)}`);
+console.log(`start, run and reap ${[file, ...args].join(" ")} from a Node process of ${rss} MB RSS (tasks' V8 flags), median of ${runs}; ${cpus().length} CPUs, load ${load.toFixed(2)}`);
 console.log(`child_process.execFile: ${median(times.execFile).toFixed(3)} ms`);
 console.log(`native/spawn.ts runCollected: ${median(times.posixSpawn).toFixed(3)} ms`);
 }
