@@ -1,8 +1,9 @@
-// Tasks/Get of an init, which berthd answers from the task's files
+// Tasks/Get and Wait of an init, which berthd answers from the task's files
 // (services/gateway/task-reads.ts, services/tasks/disk-state.ts): in every state the
 // answer through the gateway is the one the tasks process gives on its own socket; it
-// comes while the tasks process cannot answer (stopped with SIGSTOP); and a state only
-// the tasks process knows (a shim killed without recording an exit) is still its answer.
+// comes while the tasks process cannot answer (stopped with SIGSTOP); a state only the
+// tasks process knows (a shim killed without recording an exit) is still its answer; and
+// a Delete right after a Wait that berthd answered finds the task stopped.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -154,6 +155,51 @@ describe("Tasks/Get answered by berthd", () => {
     } finally {
       await removeTask(running);
       await removeTask(victim);
+    }
+  });
+
+  test("Wait ends with the shim's exit record while the tasks process is stopped; Delete right after takes that exit", async () => {
+    const id = "waited-alone";
+    ok(ctr(["run", "-d", image, id, "sleep", "300"]), "run -d");
+    try {
+      const initPid = Number(readFileSync(join(d.state, "shims", namespace, id, "pid"), "utf8"));
+      const tasksPid = d.servicePid("tasks");
+      assert.ok(tasksPid, "the tasks process runs");
+      process.kill(tasksPid, "SIGSTOP");
+      stoppedTasksPid = tasksPid;
+      try {
+        // Bounded: forwarded, the call would wait for the stopped process.
+        const waited = viaGateway().wait({ containerId: id }, { ...meta, signal: AbortSignal.timeout(20_000) });
+        process.kill(initPid, "SIGKILL");
+        const exit = await waited;
+        assert.equal(exit.exitStatus, 137);
+        assert.ok(exit.exitedAt, "the exit time");
+        const again = await viaGateway().wait({ containerId: id }, { ...meta, signal: AbortSignal.timeout(20_000) });
+        assert.deepEqual(again, exit, "a Wait after the exit gets the same record");
+      } finally {
+        process.kill(tasksPid, "SIGCONT");
+        stoppedTasksPid = undefined;
+      }
+      // At once: the tasks process may not have seen the exit file yet.
+      const deleted = await viaGateway().delete({ containerId: id }, meta);
+      assert.equal(deleted.exitStatus, 137);
+    } finally {
+      await removeTask(id);
+    }
+  });
+
+  test("a Wait whose shim is killed without a record ends with the tasks process's 255", async () => {
+    const id = "wait-shim-gone";
+    ok(ctr(["run", "-d", image, id, "sleep", "300"]), "run -d");
+    try {
+      const waited = viaGateway().wait({ containerId: id }, meta);
+      const owners = viaTasksProcess().wait({ containerId: id }, meta);
+      process.kill(Number(readFileSync(join(d.state, "shims", namespace, id, "shim.pid"), "utf8")), "SIGKILL");
+      const [local, owner] = await Promise.all([waited, owners]);
+      assert.equal(local.exitStatus, 255);
+      assert.deepEqual(local, owner);
+    } finally {
+      await removeTask(id);
     }
   });
 });

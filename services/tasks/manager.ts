@@ -220,7 +220,7 @@ export class TaskManager {
 
   async kill(task: Task, execId: string, signal: number, all: boolean): Promise<void> {
     const process = task.process(execId);
-    if (process.exit) throw notFound(`process already finished: ${process.id}`);
+    if (process.noticeExit()) throw notFound(`process already finished: ${process.id}`);
     if (!execId) return this.runc(task.namespace).kill(task.id, signal, all);
     if (process.phase === "created") throw failedPrecondition(`exec ${execId} is not started`);
     globalThis.process.kill(process.pid, signal);
@@ -229,6 +229,7 @@ export class TaskManager {
   /** Removes a task whose init has stopped (or never started); reports how the init ended. */
   async delete(task: Task): Promise<ProcessEntry> {
     const init = task.init;
+    init.noticeExit();
     if (!init.exit && init.phase !== "created") throw failedPrecondition(`task ${task.id} must be stopped before deletion: ${init.phase}`);
     this.drop(task);
     try {
