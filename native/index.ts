@@ -48,9 +48,19 @@ export interface NativeAddon {
   pidfdExited(fd: number): boolean;
   pidfdWait(fd: number): Promise<void>;
   setns(fd: number, nstype: number): void;
+  pipe(): [number, number];
+  spawn(file: string, argv: string[], envp: string[], fds: number[]): number;
+  reap(pid: number, block: boolean): ChildExit | null;
   namespaceTypes: Constants<(typeof NAMESPACE_TYPES)[number]>;
   pidfdFlags: Constants<(typeof PIDFD_FLAGS)[number]>;
   applyLayer(options: ApplyLayerOptions): Promise<ApplyLayerResult>;
+}
+
+/** How a child ended: its exit code, or the signal that killed it (code null). */
+export interface ChildExit {
+  code: number | null;
+  /** The signal number, or 0 when it exited. */
+  signal: number;
 }
 
 export interface ApplyLayerOptions {
@@ -212,6 +222,27 @@ export function pidfdWait(fd: number): Promise<void> {
  */
 export function setns(fd: number, nstype = 0): void {
   nativeAddon().setns(fd, nstype);
+}
+
+/** pipe2(2) with O_CLOEXEC: [read end, write end]. */
+export function pipe(): [number, number] {
+  return nativeAddon().pipe();
+}
+
+/**
+ * posix_spawn(3) (clone with CLONE_VM | CLONE_VFORK: no copy of this process's page
+ * tables, unlike child_process's fork). Child fd i is fds[i], or /dev/null for -1; it
+ * inherits no other fd, and starts with default signal dispositions and no blocked
+ * signal. argv includes argv[0]; a file without "/" is looked up in PATH. Returns the
+ * pid; collect the exit with reap() (native/spawn.ts does both).
+ */
+export function spawn(file: string, argv: string[], envp: string[], fds: number[]): number {
+  return nativeAddon().spawn(file, argv, envp, fds);
+}
+
+/** waitpid(2) for a child from spawn(): its exit, or null while it runs (block false). */
+export function reap(pid: number, block: boolean): ChildExit | null {
+  return nativeAddon().reap(pid, block);
 }
 
 /**

@@ -9,6 +9,7 @@ import { constants as osConstants, hostname, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as native from "./index.ts";
+import { describeExit, runCollected, spawnChild } from "./spawn.ts";
 import { rerunUnderSanitizers, sanitizeBuild, sanitizerChild } from "./sanitizer-rerun.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -426,6 +427,80 @@ describe(`pidfds and namespaces (${sanitizerChild ? "ASan/UBSan" : "Release"} bu
     assert.equal(hostname(), before);
     const file = track(openSync("/proc/self/status", "r"));
     assertSystemError(() => native.setns(file, 0), "EINVAL", "setns", `fd ${file}`);
+  });
+});
+
+describe(`spawning children with posix_spawn (${sanitizerChild ? "ASan/UBSan" : "Release"} build)`, () => {
+  const openFds = () => readdirSync("/proc/self/fd").length;
+
+  test("runCollected gives the exit code, stdout and stderr apart; a signal death names the signal", async () => {
+    const ran = await runCollected("/bin/sh", ["-c", "echo out; echo err >&2; exit 3"]);
+    assert.deepEqual(ran, { exit: { code: 3, signal: 0 }, stdout: "out\n", stderr: "err\n" });
+    const killed = await runCollected("/bin/sh", ["-c", "kill -KILL $$"]);
+    assert.deepEqual(killed.exit, { code: null, signal: osConstants.signals.SIGKILL });
+    assert.equal(describeExit(killed.exit), "signal SIGKILL");
+    assert.equal(describeExit(ran.exit), "exit status 3");
+    // No "/": looked up in PATH, as execFile does.
+    assert.deepEqual((await runCollected("true", [])).exit, { code: 0, signal: 0 });
+  });
+
+  test("the child has only the fds it was given, default signal dispositions and no blocked signal", async () => {
+    // This process holds more fds (the test runner's, files opened here): none is passed on.
+    const held = openSync(fileURLToPath(import.meta.url), "r");
+    try {
+      assert.equal((await runCollected("/bin/ls", ["/proc/self/fd"])).stdout, "0\n1\n2\n3\n", "0-2 and ls's own dir fd");
+      assert.equal((await runCollected("/bin/readlink", ["/proc/self/fd/0"])).stdout, "/dev/null\n", "stdin is /dev/null");
+    } finally {
+      closeSync(held);
+    }
+    // Node ignores SIGPIPE, and exec keeps an ignored signal ignored unless the child resets it.
+    // glibc's posix_spawn leaves its own two (32, 33: thread cancellation and set*id) ignored,
+    // which a program installs handlers for when it uses them; no standard signal is.
+    const status = (await runCollected("/bin/cat", ["/proc/self/status"])).stdout;
+    const ignored = BigInt(`0x${/^SigIgn:\s+([0-9a-f]+)$/m.exec(status)?.[1]}`);
+    assert.equal(ignored & ~(3n << 31n), 0n, `ignored signals: ${ignored.toString(16)}`);
+    assert.match(status, /^SigBlk:\s+0+$/m);
+    const third = spawnChild("/bin/sh", ["-c", "echo three >&3"], { stdio: ["ignore", "ignore", "ignore", "pipe"] });
+    assert.equal(third.outputs.length, 4);
+    assert.equal(third.outputs[1], undefined);
+    const text = await new Promise<string>((resolve, reject) => {
+      let out = "";
+      third.outputs[3]!.setEncoding("utf8").on("data", (chunk: string) => (out += chunk)).on("end", () => resolve(out)).on("error", reject);
+    });
+    assert.equal(text, "three\n");
+    assert.deepEqual(await third.exited, { code: 0, signal: 0 });
+  });
+
+  test("children of child_process and of spawn are each reaped by their own starter", async () => {
+    const ours = Array.from({ length: 5 }, (_, i) => runCollected("/bin/sh", ["-c", `exit ${i + 1}`]));
+    const theirs = Array.from({ length: 5 }, () => new Promise((resolve) => spawn("/bin/true").once("exit", resolve)));
+    assert.deepEqual((await Promise.all(ours)).map((r) => r.exit.code), [1, 2, 3, 4, 5]);
+    assert.deepEqual(await Promise.all(theirs), [0, 0, 0, 0, 0]);
+  });
+
+  test("output beyond maxBuffer kills the child and rejects once it is reaped", async () => {
+    await assert.rejects(runCollected("/bin/sh", ["-c", "while :; do echo flood; done"], { maxBuffer: 4096 }), /stdout exceeded 4096 bytes/);
+  });
+
+  test("a file that cannot be run throws at spawn and leaves no fd open", () => {
+    const before = openFds();
+    assertSystemError(() => spawnChild("/nonexistent/berth-tool", [], { stdio: ["ignore", "pipe", "pipe", "pipe"] }), "ENOENT", "posix_spawn", "/nonexistent/berth-tool");
+    assertSystemError(() => spawnChild(fileURLToPath(import.meta.url), [], { stdio: ["ignore", "pipe"] }), "EACCES", "posix_spawn", fileURLToPath(import.meta.url));
+    assert.equal(openFds(), before, "the pipes made for the child were closed");
+  });
+
+  test("bad arguments to spawn and reap are refused", () => {
+    const loose = native.nativeAddon() as unknown as Record<string, (...args: unknown[]) => unknown>;
+    assertArgError(() => loose.spawn!("/bin/true", [], [], []), TypeError, "ERR_INVALID_ARG_VALUE");
+    assertArgError(() => loose.spawn!("/bin/true", ["/bin/true", 7], [], []), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.spawn!("/bin/true", ["/bin/true"], "PATH=/bin", []), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.spawn!("/bin/true", ["/bin/true"], [], new Array(17).fill(-1)), TypeError, "ERR_INVALID_ARG_VALUE");
+    assertArgError(() => loose.spawn!("/bin/true", ["/bin/true"], [], [-2]), RangeError, "ERR_OUT_OF_RANGE");
+    assertArgError(() => loose.spawn!("/bin/true", ["/bin/true"], [], ["1"]), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.spawn!("/bin/tr\0ue", ["/bin/true"], [], []), TypeError, "ERR_INVALID_ARG_VALUE");
+    assertSystemError(() => native.spawn("/bin/true", ["/bin/true"], [], [987654]), "EBADF", "fcntl", "fd 987654");
+    assertArgError(() => loose.reap!(0, true), RangeError, "ERR_OUT_OF_RANGE");
+    assertSystemError(() => native.reap(process.pid, false), "ECHILD", "waitpid", `pid ${process.pid}`);
   });
 });
 

@@ -1,13 +1,12 @@
 // The starter's side of berth-shim (see shim/README.md): builds its command line, waits for
 // its verdict on the sync pipe, reads the state dir, sends control commands. The tasks
 // service drives shims through this module.
-import { spawn } from "node:child_process";
 import { closeSync, constants, openSync, readFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
 import { BerthError, invalidArgument, unavailable } from "../core/errors.ts";
 import { isRunning } from "../core/process.ts";
 import { pidfdOpen, pidfdWait } from "../native/index.ts";
+import { spawnChild, type SpawnedChild } from "../native/spawn.ts";
 
 export interface ShimOptions {
   /** The berth-shim executable. */
@@ -72,10 +71,13 @@ export function shimArgs(options: ShimOptions): string[] {
  */
 export function startShim(options: ShimOptions): Promise<ShimStarted> {
   return new Promise((resolve, reject) => {
-    const child = spawn(options.binary, [...shimArgs(options), "--sync-fd", "3"], {
-      stdio: ["ignore", "ignore", "pipe", "pipe"],
-      env: options.env ?? process.env,
-    });
+    let child: SpawnedChild;
+    try {
+      // posix_spawn, not child_process: no copy of the starter's page tables per container.
+      child = spawnChild(options.binary, [...shimArgs(options), "--sync-fd", "3"], { env: options.env, stdio: ["ignore", "ignore", "pipe", "pipe"] });
+    } catch (err) {
+      return reject(err);
+    }
     let verdict = "";
     let stderr = "";
     let exitCode: number | null = null;
@@ -93,13 +95,12 @@ export function startShim(options: ShimOptions): Promise<ShimStarted> {
         reject(unavailable(`berth-shim exited with status ${exitCode} and no verdict: ${stderr.trim() || "no output"}`));
       }
     };
-    (child.stdio[3] as Readable).setEncoding("utf8").on("data", (text: string) => (verdict += text)).on("end", settle);
-    child.stderr!.setEncoding("utf8").on("data", (text: string) => (stderr += text)).on("end", settle);
-    child.on("error", reject);
-    child.on("exit", (code) => {
-      exitCode = code;
+    child.outputs[3]!.setEncoding("utf8").on("data", (text: string) => (verdict += text)).on("end", settle).on("error", reject);
+    child.outputs[2]!.setEncoding("utf8").on("data", (text: string) => (stderr += text)).on("end", settle).on("error", reject);
+    child.exited.then((exit) => {
+      exitCode = exit.code;
       settle();
-    });
+    }, reject);
   });
 }
 

@@ -119,6 +119,8 @@ static const struct errno_name errno_names[] = {
     ERRNO(ENFILE, "file table overflow"),
     ERRNO(EMFILE, "too many open files"),
     ERRNO(ETXTBSY, "text file is busy"),
+    ERRNO(ENOEXEC, "exec format error"),
+    ERRNO(ECHILD, "no child processes"),
     ERRNO(EFBIG, "file too large"),
     ERRNO(ENOSPC, "no space left on device"),
     ERRNO(EROFS, "read-only file system"),
@@ -896,6 +898,265 @@ static napi_value js_setns(napi_env env, napi_callback_info info)
     return result;
 }
 
+/* ---- spawning children --------------------------------------------------------------- */
+/*
+ * For the tasks service, which runs runc and berth-shim several times per container:
+ * libuv starts a child with fork(), which copies the page tables of the whole Node
+ * process and write-protects its memory (every later write of the parent faults once);
+ * posix_spawn() starts it with clone(CLONE_VM | CLONE_VFORK), which copies nothing. The
+ * caller learns of the exit through a pidfd (pidfdWait) and collects it with reap().
+ */
+#include <spawn.h>
+#include <sys/wait.h>
+
+/* At most this many descriptors are handed to a child (stdio and a few more). */
+#define SPAWN_MAX_FDS 16
+
+static void free_string_array(char **array)
+{
+    if (array == NULL)
+        return;
+    for (char **item = array; *item != NULL; item++)
+        free(*item);
+    free(array);
+}
+
+/* A JS array of strings as a NULL-terminated, malloc'd C array (free_string_array). */
+static bool get_string_array(napi_env env, napi_value value, const char *fn, const char *arg, char ***out)
+{
+    *out = NULL;
+    bool is_array = false;
+    if (!call_ok(env, napi_is_array(env, value, &is_array), "napi_is_array"))
+        return false;
+    if (!is_array) {
+        throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_TYPE", "%s: argument \"%s\" must be an array of strings", fn, arg);
+        return false;
+    }
+    uint32_t length;
+    if (!call_ok(env, napi_get_array_length(env, value, &length), "napi_get_array_length"))
+        return false;
+    char **array = calloc((size_t)length + 1, sizeof *array);
+    if (array == NULL) {
+        throw_errno(env, ENOMEM, fn, arg);
+        return false;
+    }
+    for (uint32_t i = 0; i < length; i++) {
+        napi_value item;
+        if (!call_ok(env, napi_get_element(env, value, i, &item), "napi_get_element") ||
+            !get_string(env, item, fn, arg, false, &array[i])) {
+            free_string_array(array);
+            return false;
+        }
+    }
+    *out = array;
+    return true;
+}
+
+/* pipe() → [readFd, writeFd], both close-on-exec (a child gets one only through spawn's fds). */
+static napi_value js_pipe(napi_env env, napi_callback_info info)
+{
+    (void)info;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        throw_errno(env, errno, "pipe2", "");
+        return NULL;
+    }
+    napi_value result, read_end, write_end;
+    if (!call_ok(env, napi_create_array_with_length(env, 2, &result), "napi_create_array_with_length") ||
+        !call_ok(env, napi_create_int32(env, fds[0], &read_end), "napi_create_int32") ||
+        !call_ok(env, napi_create_int32(env, fds[1], &write_end), "napi_create_int32") ||
+        !call_ok(env, napi_set_element(env, result, 0, read_end), "napi_set_element") ||
+        !call_ok(env, napi_set_element(env, result, 1, write_end), "napi_set_element")) {
+        close(fds[0]);
+        close(fds[1]);
+        return NULL;
+    }
+    return result;
+}
+
+/*
+ * spawn(file, argv, envp, fds) → the child's pid. Child fd i is the caller's fds[i], or
+ * /dev/null where fds[i] is -1; the child has no other descriptor, default signal
+ * dispositions (Node ignores SIGPIPE, and an ignored signal stays ignored across exec)
+ * and an empty signal mask. Only glibc's two internal signals (32, 33) stay ignored: its
+ * posix_spawn sets them so and refuses them a default; a glibc program installs their
+ * handlers when it needs them, and Go's runtime (runc) installs its own. A file without a "/" is looked up in PATH. Exec failures
+ * (ENOENT, EACCES, ...) are thrown, since posix_spawn waits for the exec.
+ */
+static napi_value js_spawn(napi_env env, napi_callback_info info)
+{
+    napi_value argv_js[4];
+    char *file = NULL;
+    char **child_argv = NULL, **child_envp = NULL;
+    int sources[SPAWN_MAX_FDS];
+    int high[SPAWN_MAX_FDS];
+    uint32_t count = 0;
+    napi_value result = NULL;
+    bool actions_ready = false, attr_ready = false;
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    for (size_t i = 0; i < SPAWN_MAX_FDS; i++)
+        high[i] = -1;
+
+    if (!get_args(env, info, "spawn", 4, argv_js) || !get_string(env, argv_js[0], "spawn", "file", false, &file) ||
+        !get_string_array(env, argv_js[1], "spawn", "argv", &child_argv) ||
+        !get_string_array(env, argv_js[2], "spawn", "envp", &child_envp))
+        goto done;
+    if (child_argv[0] == NULL) {
+        throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_VALUE", "spawn: argument \"argv\" must hold at least argv[0]");
+        goto done;
+    }
+    bool is_array = false;
+    CHECK(napi_is_array(env, argv_js[3], &is_array));
+    if (is_array)
+        CHECK(napi_get_array_length(env, argv_js[3], &count));
+    if (!is_array || count > SPAWN_MAX_FDS) {
+        throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_VALUE", "spawn: argument \"fds\" must be an array of at most %d fds",
+                  SPAWN_MAX_FDS);
+        goto done;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        napi_value item;
+        int32_t fd;
+        napi_valuetype type;
+        CHECK(napi_get_element(env, argv_js[3], i, &item));
+        if (!get_type(env, item, &type))
+            goto done;
+        if (type != napi_number) {
+            throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_TYPE", "spawn: fds[%u] must be a number, got %s", i,
+                      type_name(type));
+            goto done;
+        }
+        CHECK(napi_get_value_int32(env, item, &fd));
+        if (fd < -1) {
+            throw_fmt(env, KIND_RANGE_ERROR, "ERR_OUT_OF_RANGE", "spawn: fds[%u] must be an fd or -1, got %d", i, fd);
+            goto done;
+        }
+        sources[i] = fd;
+    }
+    /*
+     * Each source is first copied above the child's range, so no dup2 below has the same
+     * fd on both sides (that would keep its close-on-exec flag) or overwrites a source a
+     * later one still needs.
+     */
+    for (uint32_t i = 0; i < count; i++) {
+        if (sources[i] < 0)
+            continue;
+        high[i] = fcntl(sources[i], F_DUPFD_CLOEXEC, (int)count);
+        if (high[i] < 0) {
+            throw_errno_on(env, errno, "fcntl", "fd", sources[i]);
+            goto done;
+        }
+    }
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc != 0) {
+        throw_errno(env, rc, "posix_spawn_file_actions_init", file);
+        goto done;
+    }
+    actions_ready = true;
+    for (uint32_t i = 0; i < count && rc == 0; i++)
+        rc = high[i] >= 0 ? posix_spawn_file_actions_adddup2(&actions, high[i], (int)i)
+                          : posix_spawn_file_actions_addopen(&actions, (int)i, "/dev/null", O_RDWR, 0);
+    if (rc == 0)
+        rc = posix_spawn_file_actions_addclosefrom_np(&actions, (int)count);
+    if (rc != 0) {
+        throw_errno(env, rc, "posix_spawn_file_actions", file);
+        goto done;
+    }
+    rc = posix_spawnattr_init(&attr);
+    if (rc != 0) {
+        throw_errno(env, rc, "posix_spawnattr_init", file);
+        goto done;
+    }
+    attr_ready = true;
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    sigdelset(&all, SIGKILL);
+    sigdelset(&all, SIGSTOP);
+    rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    if (rc == 0)
+        rc = posix_spawnattr_setsigmask(&attr, &none);
+    if (rc == 0)
+        rc = posix_spawnattr_setsigdefault(&attr, &all);
+    if (rc != 0) {
+        throw_errno(env, rc, "posix_spawnattr", file);
+        goto done;
+    }
+    pid_t pid;
+    rc = strchr(file, '/') != NULL ? posix_spawn(&pid, file, &actions, &attr, child_argv, child_envp)
+                                   : posix_spawnp(&pid, file, &actions, &attr, child_argv, child_envp);
+    if (rc != 0) {
+        throw_errno(env, rc, "posix_spawn", file);
+        goto done;
+    }
+    if (!call_ok(env, napi_create_int32(env, (int32_t)pid, &result), "napi_create_int32")) {
+        /* The caller never learns of it: do not leave it running or unreaped. */
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        result = NULL;
+    }
+done:
+    if (attr_ready)
+        posix_spawnattr_destroy(&attr);
+    if (actions_ready)
+        posix_spawn_file_actions_destroy(&actions);
+    for (size_t i = 0; i < SPAWN_MAX_FDS; i++)
+        if (high[i] >= 0)
+            close(high[i]);
+    free_string_array(child_envp);
+    free_string_array(child_argv);
+    free(file);
+    return result;
+}
+
+/*
+ * reap(pid, block) → { code, signal } of an exited child (code null when a signal ended
+ * it, signal 0 when it exited), or null while it runs (block false). Only for children
+ * spawned by spawn(): libuv reaps only the children it started itself.
+ */
+static napi_value js_reap(napi_env env, napi_callback_info info)
+{
+    napi_value argv[2];
+    int pid;
+    bool block;
+    if (!get_args(env, info, "reap", 2, argv) || !get_int(env, argv[0], "reap", "pid", &pid) ||
+        !call_ok(env, napi_get_value_bool(env, argv[1], &block), "napi_get_value_bool"))
+        return NULL;
+    if (pid == 0) {
+        throw_fmt(env, KIND_RANGE_ERROR, "ERR_OUT_OF_RANGE", "reap: argument \"pid\" must be a process id, got 0");
+        return NULL;
+    }
+    int status;
+    pid_t reaped;
+    do
+        reaped = waitpid((pid_t)pid, &status, block ? 0 : WNOHANG);
+    while (reaped < 0 && errno == EINTR);
+    if (reaped < 0) {
+        throw_errno_on(env, errno, "waitpid", "pid", pid);
+        return NULL;
+    }
+    napi_value result, code, signal_number;
+    if (reaped == 0)
+        return call_ok(env, napi_get_null(env, &result), "napi_get_null") ? result : NULL;
+    if (!call_ok(env, napi_create_object(env, &result), "napi_create_object"))
+        return NULL;
+    if (WIFEXITED(status)) {
+        if (!call_ok(env, napi_create_int32(env, WEXITSTATUS(status), &code), "napi_create_int32") ||
+            !call_ok(env, napi_create_int32(env, 0, &signal_number), "napi_create_int32"))
+            return NULL;
+    } else if (!call_ok(env, napi_get_null(env, &code), "napi_get_null") ||
+               !call_ok(env, napi_create_int32(env, WIFSIGNALED(status) ? WTERMSIG(status) : 0, &signal_number),
+                        "napi_create_int32")) {
+        return NULL;
+    }
+    if (!call_ok(env, napi_set_named_property(env, result, "code", code), "napi_set_named_property") ||
+        !call_ok(env, napi_set_named_property(env, result, "signal", signal_number), "napi_set_named_property"))
+        return NULL;
+    return result;
+}
+
 static const struct constant namespace_types[] = {
     CONSTANT(CLONE_NEWNS),  CONSTANT(CLONE_NEWUTS),  CONSTANT(CLONE_NEWIPC),    CONSTANT(CLONE_NEWNET),
     CONSTANT(CLONE_NEWPID), CONSTANT(CLONE_NEWUSER), CONSTANT(CLONE_NEWCGROUP), CONSTANT(CLONE_NEWTIME),
@@ -913,6 +1174,9 @@ static bool export_process_functions(napi_env env, napi_value exports)
         FUNCTION("pidfdExited", js_pidfd_exited),
         FUNCTION("pidfdWait", js_pidfd_wait),
         FUNCTION("setns", js_setns),
+        FUNCTION("pipe", js_pipe),
+        FUNCTION("spawn", js_spawn),
+        FUNCTION("reap", js_reap),
     };
     return call_ok(env, napi_define_properties(env, exports, COUNT(functions), functions), "napi_define_properties") &&
            export_constants(env, exports, "namespaceTypes", namespace_types, COUNT(namespace_types)) &&

@@ -15,6 +15,7 @@ import type { ProcessContext } from "../../core/lifecycle.ts";
 import { openMetadataDatabase } from "../../core/metadata-db.ts";
 import { addLocalMethods, type LocalMethods } from "../gateway/local-calls.ts";
 import { addStoreReads } from "../gateway/store-reads.ts";
+import { addTaskReads } from "../gateway/task-reads.ts";
 import { inProcess, snapshotterNames } from "../../core/routes.ts";
 import { introspectionService, loadServerUuid, versionService } from "../gateway/introspection.ts";
 import { RedisEventBus } from "./event-bus.ts";
@@ -64,6 +65,7 @@ export async function serveMetadata(
   addLocalMethods(local, VersionDefinition, versionService);
   addLocalMethods(local, IntrospectionDefinition, introspection);
   addStoreReads(local, ctx.root, db, ctx.log);
+  addTaskReads(local, ctx.state);
   const grpc = await startGrpcServer(ctx, inProcess, (server) => {
     server.add(NamespacesDefinition, namespaces);
     server.add(ContainersDefinition, containers);

@@ -10,10 +10,11 @@ import { mountAll, unmountAll } from "../../core/mounts.ts";
 import { makePrivateDir, writePrivateFile } from "../../core/private-files.ts";
 import { validateIdentifier } from "../../core/identifiers.ts";
 import { inspectShimState, sendShimCommand, shimGone, startShim } from "../../shim/client.ts";
-import { lostExit, ProcessEntry, type Phase, type ProcessIo } from "./process-entry.ts";
+import { lostExit, ProcessEntry, type ProcessIo } from "./process-entry.ts";
 import { Runc } from "./runc.ts";
 import { clampRlimits, hostHardLimits, type OciSpec } from "./spec.ts";
-import { detectCgroupLayout, isFrozen } from "./cgroups.ts";
+import { detectCgroupLayout } from "./cgroups.ts";
+import { initPhaseOnDisk, noSuchTask, runcRootOf, taskDirOf, type TaskRecord } from "./disk-state.ts";
 import { cgroupMetricsOf } from "./metrics.ts";
 import type { Any } from "../../core/gen/google/protobuf/any.ts";
 
@@ -22,13 +23,6 @@ export interface TaskPaths {
   state: string;
   shimBinary: string;
   runcBinary: string;
-}
-
-/** What survives a restart beside the shim's own files (task.json, exec.json). */
-interface TaskRecord {
-  namespace: string;
-  id: string;
-  io: ProcessIo;
 }
 
 export class Task {
@@ -88,16 +82,16 @@ export class TaskManager {
   }
 
   runc(namespace: string): Runc {
-    return new Runc(this.paths.runcBinary, join(this.paths.state, "runc", namespace));
+    return new Runc(this.paths.runcBinary, runcRootOf(this.paths.state, namespace));
   }
 
   private taskDir(namespace: string, id: string): string {
-    return join(this.paths.state, "shims", namespace, id);
+    return taskDirOf(this.paths.state, namespace, id);
   }
 
   get(namespace: string, id: string): Task {
     const task = this.tasks.get(namespace)?.get(id);
-    if (!task) throw notFound(`no running task found: task ${id}`);
+    if (!task) throw noSuchTask(id);
     return task;
   }
 
@@ -226,7 +220,7 @@ export class TaskManager {
 
   async kill(task: Task, execId: string, signal: number, all: boolean): Promise<void> {
     const process = task.process(execId);
-    if (process.exit) throw notFound(`process already finished: ${process.id}`);
+    if (process.noticeExit()) throw notFound(`process already finished: ${process.id}`);
     if (!execId) return this.runc(task.namespace).kill(task.id, signal, all);
     if (process.phase === "created") throw failedPrecondition(`exec ${execId} is not started`);
     globalThis.process.kill(process.pid, signal);
@@ -235,6 +229,7 @@ export class TaskManager {
   /** Removes a task whose init has stopped (or never started); reports how the init ended. */
   async delete(task: Task): Promise<ProcessEntry> {
     const init = task.init;
+    init.noticeExit();
     if (!init.exit && init.phase !== "created") throw failedPrecondition(`task ${task.id} must be stopped before deletion: ${init.phase}`);
     this.drop(task);
     try {
@@ -375,18 +370,8 @@ export class TaskManager {
     }
     process.pid = state.pid ?? 0;
     process.shimPid = state.shimPid;
-    process.phase = execId ? "running" : this.initPhase(task, process.pid);
+    process.phase = execId ? "running" : initPhaseOnDisk(this.runc(task.namespace).root, task.id, process.pid, this.cgroups);
     this.watch(task, process);
-  }
-
-  /**
-   * What `runc state` would say of a live init, read from files instead: a runc process
-   * per task made adopting 100 tasks take seconds. Created: runc's exec FIFO, which
-   * `runc start` removes, is still there. Paused: the freezer holds its cgroup.
-   */
-  private initPhase(task: Task, pid: number): Phase {
-    if (existsSync(join(this.runc(task.namespace).root, task.id, "exec.fifo"))) return "created";
-    return pid > 0 && isFrozen(this.cgroups, pid) ? "paused" : "running";
   }
 }
 

@@ -43,6 +43,8 @@ export class ProcessEntry {
   readonly exited: Promise<ShimExit>;
   private settle!: (exit: ShimExit) => void;
   private watching = false;
+  /** The watch's end (records the exit and announces it), once watchExit runs. */
+  private finishWatch: ((exit: ShimExit) => void) | undefined;
 
   constructor(id: string, dir: string, io: ProcessIo) {
     this.id = id;
@@ -79,6 +81,7 @@ export class ProcessEntry {
       this.exitWith(exit);
       onExit(this.exit!);
     };
+    this.finishWatch = finish;
     let watcher: ReturnType<typeof watch> | undefined;
     try {
       watcher = watch(this.dir, () => {
@@ -95,6 +98,21 @@ export class ProcessEntry {
       (state) => finish(state.state === "exited" ? state.exit : lostExit()),
       () => finish(readShimExit(this.dir) ?? lostExit()),
     );
+  }
+
+  /**
+   * Takes an exit the shim has recorded but the watch has not delivered yet (it comes a
+   * moment later): berthd answers Wait from the file itself (services/gateway/task-reads.ts),
+   * so a client may act on the exit before this process has seen it. Announced as the watch
+   * would, so the exit event still precedes what the caller does next. Whether it has exited.
+   */
+  noticeExit(): boolean {
+    if (this.exit) return true;
+    const exit = readShimExit(this.dir);
+    if (!exit) return false;
+    if (this.finishWatch) this.finishWatch(exit);
+    else this.exitWith(exit);
+    return true;
   }
 
   toProcess(containerId: string) {
