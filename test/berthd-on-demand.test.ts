@@ -15,7 +15,7 @@ import { ContentDefinition } from "../core/gen/containerd/services/content/v1/co
 import { ImagesDefinition } from "../core/gen/containerd/services/images/v1/images.ts";
 import { ProcessesDefinition } from "../core/gen/berth/internal/v1/processes.ts";
 import { closeChannels, grpcClient, inNamespace } from "../core/grpc-client.ts";
-import { onDemandClient } from "../core/on-demand-client.ts";
+import { onDemandClient, startProcess } from "../core/on-demand-client.ts";
 import { processName } from "../bench/proc-memory.ts";
 import { childPids, closeFreshChannels, freshClient, ok, sleep, startDaemon, type Daemon } from "./harness.ts";
 import { writeBusyboxArchive } from "./fixtures/busybox-daemon.ts";
@@ -113,6 +113,31 @@ describe("processes started on demand", () => {
     const images = onDemandClient(ImagesDefinition, d.state, "images");
     const replies = await Promise.all(Array.from({ length: 50 }, () => images.list({ filters: [] }, inNamespace("default"))));
     assert.equal(replies.filter((r) => r.images.length === 0).length, 50);
+  });
+
+  test("a process started for a caller waits for that caller's first call past the idle time (a caller slowed by load), then retires once idle", async () => {
+    await allIdle(d);
+    // What a client inside Berth does before its call (core/on-demand-client.ts).
+    await startProcess(d.state, "content");
+    const pid = d.servicePid("content");
+    assert.ok(pid, "content runs");
+    // The caller is held up (its event loop busy, its core taken) for several idle
+    // times plus the retirement's grace: the call it then makes must still find the
+    // process it had started, not a removed socket.
+    await sleep(idleExitMs * 3);
+    const socket = join(d.state, "services", "content.sock");
+    assert.ok(existsSync(socket), "content's socket is still there for the late first call");
+    const content = freshClient(ContentDefinition, socket);
+    try {
+      for await (const _ of content.list({ filters: [] }, inNamespace("default"))) {
+        // drained
+      }
+    } finally {
+      closeFreshChannels();
+    }
+    assert.equal(d.servicePid("content"), pid, "the same process answered");
+    // After its first call, the usual idle time applies.
+    await until("content exited once idle after its first call", () => d.servicePid("content") === undefined, d, idleExitMs * 10);
   });
 
   test("a call that finds content retiring waits for it to exit: never two content processes at once", async () => {
