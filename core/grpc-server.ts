@@ -232,6 +232,11 @@ export async function runService(
               // flight finish (up to retireDrainMs) and the process exits.
               rmSync(serviceSocketPath(ctx.state, name), { force: true });
               await new Promise((resolve) => setTimeout(resolve, retireGraceMs));
+              // The grace is over when this process runs again, which on a loaded machine
+              // can be long after: calls that reached its connections meanwhile are still
+              // unread. One pass of the event loop's I/O (before setImmediate's turn) takes
+              // them in, so the shutdown lets them finish instead of refusing them.
+              await new Promise((resolve) => setImmediate(resolve));
               if (inFlight() > 0) ctx.log.debug({ inFlight: inFlight() }, "retiring: letting the calls in flight finish");
               closeGraceMs = retireDrainMs;
               void stop("idle");
