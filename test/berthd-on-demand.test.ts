@@ -18,6 +18,7 @@ import { ProcessesDefinition } from "../core/gen/berth/internal/v1/processes.ts"
 import { closeChannels, grpcClient, inNamespace } from "../core/grpc-client.ts";
 import { onDemandClient, startProcess } from "../core/on-demand-client.ts";
 import { processName } from "../bench/proc-memory.ts";
+import { isRunning } from "../core/process.ts";
 import { childPids, closeFreshChannels, freshClient, ok, sleep, startDaemon, type Daemon } from "./harness.ts";
 import { writeBusyboxArchive } from "./fixtures/busybox-daemon.ts";
 import { blobFiles, snapshotDirs } from "./fixtures/daemon-files.ts";
@@ -109,6 +110,25 @@ describe("processes started on demand", () => {
       assert.ok(d.servicePid("content"), `round ${round}: content runs`);
       await allIdle(d);
     }
+  });
+
+  test("a client inside Berth whose process died, its socket file left behind, has berthd start it again instead of failing", async () => {
+    const content = onDemandClient(ContentDefinition, d.state, "content");
+    const listContent = async () => {
+      const infos = [];
+      for await (const reply of content.list({ filters: [] }, inNamespace("default"))) infos.push(...reply.info);
+      return infos;
+    };
+    assert.deepEqual(await listContent(), []);
+    const pid = d.servicePid("content");
+    assert.ok(pid, "content runs");
+    process.kill(pid, "SIGKILL");
+    await until("the killed content process is gone", () => !isRunning(pid), d);
+    assert.ok(existsSync(join(d.state, "services", "content.sock")), "its socket file is still there, refusing connections");
+    // Right away, before berthd's restart of the crashed process: connections are
+    // refused, and the client must not spend its attempts on them without berthd.
+    assert.deepEqual(await listContent(), []);
+    assert.notEqual(d.servicePid("content"), pid);
   });
 
   test("concurrent calls that find a process stopped share one start, and all are answered", async () => {
