@@ -113,13 +113,23 @@ describe("processes started on demand", () => {
   });
 
   test("a client inside Berth whose process died, its socket file left behind, has berthd start it again instead of failing", async () => {
+    await allIdle(d);
     const content = onDemandClient(ContentDefinition, d.state, "content");
     const listContent = async () => {
       const infos = [];
       for await (const reply of content.list({ filters: [] }, inNamespace("default"))) infos.push(...reply.info);
       return infos;
     };
-    assert.deepEqual(await listContent(), []);
+    // Started through the gateway: the client's own connection is not to the process
+    // killed below (a call on a connection whose peer just died fails, as with any peer).
+    const viaGateway = freshClient(ContentDefinition, d.address);
+    try {
+      for await (const _ of viaGateway.list({ filters: [] }, inNamespace("default"))) {
+        // drained
+      }
+    } finally {
+      closeFreshChannels();
+    }
     const pid = d.servicePid("content");
     assert.ok(pid, "content runs");
     process.kill(pid, "SIGKILL");
@@ -129,6 +139,27 @@ describe("processes started on demand", () => {
     // refused, and the client must not spend its attempts on them without berthd.
     assert.deepEqual(await listContent(), []);
     assert.notEqual(d.servicePid("content"), pid);
+  });
+
+  test("a call through the gateway while berthd restarts a killed process waits for the new one to listen (the old socket file proves nothing)", async () => {
+    await allIdle(d);
+    const content = freshClient(ContentDefinition, d.address);
+    const listContent = async () => {
+      const infos = [];
+      for await (const reply of content.list({ filters: [] }, inNamespace("default"))) infos.push(...reply.info);
+      return infos;
+    };
+    try {
+      assert.deepEqual(await listContent(), []);
+      const pid = d.servicePid("content");
+      assert.ok(pid, "content runs");
+      process.kill(pid, "SIGKILL");
+      // berthd restarts a crashed process: the call comes while the new one starts.
+      await until("berthd started a new content process", () => (d.servicePid("content") ?? pid) !== pid, d);
+      assert.deepEqual(await listContent(), []);
+    } finally {
+      closeFreshChannels();
+    }
   });
 
   test("concurrent calls that find a process stopped share one start, and all are answered", async () => {
