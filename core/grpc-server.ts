@@ -157,11 +157,10 @@ export async function startGrpcServer(
 /**
  * A process started on demand waits at least this long for its first call. Whoever had
  * it started is about to call it, but the start's answer travels through berthd to the
- * caller, which then connects: on a loaded machine that took longer than a short idle
- * time, so the process retired before the call arrived, and the caller, trying again,
- * found each fresh process gone in turn ("cannot connect to the content process").
+ * caller, which then connects: on a loaded machine that can take longer than a short
+ * idle time, and the process retired before the call arrived.
  */
-export const firstCallWaitMs = 5000;
+const firstCallWaitMs = 5000;
 
 /**
  * Counts calls in flight; once start()ed, calls onIdle after `ms` without any (after
