@@ -17,11 +17,18 @@ async function* traceContextMiddleware<Req, Res>(call: ClientMiddlewareCall<Req,
 const channels = new Map<string, Channel>();
 
 /** A channel of its own (unixChannel shares one per socket). */
-export function newUnixChannel(socketPath: string): Channel {
+/**
+ * A channel to a UNIX socket. `ownConnection`: its connection is its own, not taken from
+ * grpc-js' process-wide pool (shared by every channel to the same socket): after a
+ * failed connect, a pooled connection refuses every channel for its whole reconnect
+ * backoff (1 s and growing), so a new channel did not connect anew.
+ */
+export function newUnixChannel(socketPath: string, ownConnection = false): Channel {
   return createChannel(`unix://${socketPath}`, undefined, {
     "grpc.max_receive_message_length": maxMessageBytes,
     "grpc.max_send_message_length": maxMessageBytes,
     "grpc-node.flow_control_window": flowControlWindow,
+    ...(ownConnection ? { "grpc.use_local_subchannel_pool": 1 } : {}),
   });
 }
 

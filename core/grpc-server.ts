@@ -155,22 +155,35 @@ export async function startGrpcServer(
 }
 
 /**
- * Counts calls in flight; once start()ed, calls onIdle after `ms` without any, and again
- * if it declines (once it accepted, never again). Calls may arrive while onIdle runs:
- * it is given the count.
+ * A process started on demand waits at least this long for its first call. Whoever had
+ * it started is about to call it, but the start's answer travels through berthd to the
+ * caller, which then connects: on a loaded machine that can take longer than a short
+ * idle time, and the process retired before the call arrived.
+ */
+const firstCallWaitMs = 5000;
+
+/**
+ * Counts calls in flight; once start()ed, calls onIdle after `ms` without any (after
+ * at least firstCallWaitMs before the first call), and again if it declines (once it
+ * accepted, never again). Calls may arrive while onIdle runs: it is given the count.
  */
 function idleMiddleware(ms: number, onIdle: (inFlight: () => number) => Promise<boolean> | boolean) {
   let inFlight = 0;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  let called = false;
   const arm = () => {
     if (stopped) return;
-    timer = setTimeout(async () => {
-      stopped = await Promise.resolve(onIdle(() => inFlight)).catch(() => false);
-      if (!stopped && inFlight === 0) arm();
-    }, ms);
+    timer = setTimeout(
+      async () => {
+        stopped = await Promise.resolve(onIdle(() => inFlight)).catch(() => false);
+        if (!stopped && inFlight === 0) arm();
+      },
+      called ? ms : Math.max(ms, firstCallWaitMs),
+    );
   };
   async function* middleware<Req, Res>(call: ServerMiddlewareCall<Req, Res>, ctx: CallContext) {
+    called = true;
     inFlight++;
     clearTimeout(timer);
     try {
@@ -218,6 +231,11 @@ export async function runService(
               // flight finish (up to retireDrainMs) and the process exits.
               rmSync(serviceSocketPath(ctx.state, name), { force: true });
               await new Promise((resolve) => setTimeout(resolve, retireGraceMs));
+              // The grace is over when this process runs again, which on a loaded machine
+              // can be long after: calls that reached its connections meanwhile are still
+              // unread. One pass of the event loop's I/O (before setImmediate's turn) takes
+              // them in, so the shutdown lets them finish instead of refusing them.
+              await new Promise((resolve) => setImmediate(resolve));
               if (inFlight() > 0) ctx.log.debug({ inFlight: inFlight() }, "retiring: letting the calls in flight finish");
               closeGraceMs = retireDrainMs;
               void stop("idle");

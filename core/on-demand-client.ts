@@ -53,6 +53,8 @@ function connected(channel: Channel, timeoutMs: number): Promise<boolean> {
 /** One process's connection: a fresh channel each time the process had to be started. */
 class OnDemandConnection {
   private channel: Channel | undefined;
+  /** The current channel's connection failed: the next call replaces it. */
+  private failed = false;
   private readonly clients = new Map<TsProtoServiceDefinition, unknown>();
   /** The start under way, shared by the calls that found the process stopped. */
   private starting: Promise<void> | undefined;
@@ -69,20 +71,16 @@ class OnDemandConnection {
   async client<D extends TsProtoServiceDefinition>(definition: D): Promise<Client<D>> {
     for (let attempt = 1; ; attempt++) {
       if (this.starting) await this.starting;
-      const state = this.channel?.getConnectivityState(false);
-      if (!existsSync(this.socket)) {
+      if (this.needsStart()) {
         this.starting ??= this.start().finally(() => (this.starting = undefined));
         await this.starting;
-      } else if (state === undefined || state === connectivityState.TRANSIENT_FAILURE || state === connectivityState.SHUTDOWN) {
-        // A channel that failed to connect waits out a backoff before it tries again; a
-        // new one connects at once.
-        this.replaceChannel();
       }
       const channel = this.channel!;
       // Connected before the call is made: a retiring process removes its socket first
       // and still takes, for a moment, calls on the connections it has, but a connection
       // attempted after the removal fails (and then the process is started anew).
       if (await connected(channel, connectTimeoutMs)) {
+        if (channel !== this.channel) return clientOn(definition, channel);
         let client = this.clients.get(definition) as Client<D> | undefined;
         if (!client) {
           client = clientOn(definition, channel);
@@ -90,8 +88,24 @@ class OnDemandConnection {
         }
         return client;
       }
+      // The next attempt goes through berthd (which starts the process, or a fresh one
+      // once a retiring or crashed one is gone; a crashed one leaves its socket file) and
+      // a new channel: this one keeps reporting its failure until its reconnect backoff
+      // is over, to this call and to the others sharing it.
+      if (channel === this.channel) this.failed = true;
       if (attempt === connectAttempts) throw unavailable(`cannot connect to the ${this.name} process on ${this.socket}`);
     }
+  }
+
+  /**
+   * Whether berthd must first make sure the process accepts calls (starting it, or a
+   * fresh one once a retiring one exited) and a new channel be made: none yet, the
+   * socket gone, or the channel's connection failed.
+   */
+  private needsStart(): boolean {
+    if (!this.channel || this.failed || !existsSync(this.socket)) return true;
+    const state = this.channel.getConnectivityState(false);
+    return state === connectivityState.TRANSIENT_FAILURE || state === connectivityState.SHUTDOWN;
   }
 
   private async start(): Promise<void> {
@@ -101,8 +115,11 @@ class OnDemandConnection {
 
   private replaceChannel(): void {
     const old = this.channel;
+    this.failed = false;
     if (old) setTimeout(() => old.close(), replacedChannelCloseMs).unref();
-    this.channel = newUnixChannel(this.socket);
+    // Its own connection: the process it reaches may be a fresh one right after a
+    // connect to the old one failed.
+    this.channel = newUnixChannel(this.socket, true);
     this.clients.clear();
   }
 }

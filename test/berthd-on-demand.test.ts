@@ -10,13 +10,15 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { Status } from "nice-grpc";
+import { createChannel, createClient, Status } from "nice-grpc";
+import { connectivityState } from "@grpc/grpc-js";
 import { ContentDefinition } from "../core/gen/containerd/services/content/v1/content.ts";
 import { ImagesDefinition } from "../core/gen/containerd/services/images/v1/images.ts";
 import { ProcessesDefinition } from "../core/gen/berth/internal/v1/processes.ts";
 import { closeChannels, grpcClient, inNamespace } from "../core/grpc-client.ts";
-import { onDemandClient } from "../core/on-demand-client.ts";
+import { onDemandClient, startProcess } from "../core/on-demand-client.ts";
 import { processName } from "../bench/proc-memory.ts";
+import { isRunning } from "../core/process.ts";
 import { childPids, closeFreshChannels, freshClient, ok, sleep, startDaemon, type Daemon } from "./harness.ts";
 import { writeBusyboxArchive } from "./fixtures/busybox-daemon.ts";
 import { blobFiles, snapshotDirs } from "./fixtures/daemon-files.ts";
@@ -100,11 +102,63 @@ describe("processes started on demand", () => {
     };
     for (let round = 0; round < 2; round++) {
       // unary, then server-streaming
+      // Each looked up right after its own call: on a loaded machine, images may retire
+      // (idle) while content is still being started for the second call.
       assert.deepEqual((await images.list({ filters: [] }, inNamespace("default"))).images, []);
+      assert.ok(d.servicePid("images"), `round ${round}: images runs`);
       assert.deepEqual(await listContent(), []);
-      const pids = [d.servicePid("images"), d.servicePid("content")];
-      assert.ok(pids.every(Boolean), `round ${round}: images and content run`);
+      assert.ok(d.servicePid("content"), `round ${round}: content runs`);
       await allIdle(d);
+    }
+  });
+
+  test("a client inside Berth whose process died, its socket file left behind, has berthd start it again instead of failing", async () => {
+    await allIdle(d);
+    const content = onDemandClient(ContentDefinition, d.state, "content");
+    const listContent = async () => {
+      const infos = [];
+      for await (const reply of content.list({ filters: [] }, inNamespace("default"))) infos.push(...reply.info);
+      return infos;
+    };
+    // Started through the gateway: the client's own connection is not to the process
+    // killed below (a call on a connection whose peer just died fails, as with any peer).
+    const viaGateway = freshClient(ContentDefinition, d.address);
+    try {
+      for await (const _ of viaGateway.list({ filters: [] }, inNamespace("default"))) {
+        // drained
+      }
+    } finally {
+      closeFreshChannels();
+    }
+    const pid = d.servicePid("content");
+    assert.ok(pid, "content runs");
+    process.kill(pid, "SIGKILL");
+    await until("the killed content process is gone", () => !isRunning(pid), d);
+    assert.ok(existsSync(join(d.state, "services", "content.sock")), "its socket file is still there, refusing connections");
+    // Right away, before berthd's restart of the crashed process: connections are
+    // refused, and the client must not spend its attempts on them without berthd.
+    assert.deepEqual(await listContent(), []);
+    assert.notEqual(d.servicePid("content"), pid);
+  });
+
+  test("a call through the gateway while berthd restarts a killed process waits for the new one to listen (the old socket file proves nothing)", async () => {
+    await allIdle(d);
+    const content = freshClient(ContentDefinition, d.address);
+    const listContent = async () => {
+      const infos = [];
+      for await (const reply of content.list({ filters: [] }, inNamespace("default"))) infos.push(...reply.info);
+      return infos;
+    };
+    try {
+      assert.deepEqual(await listContent(), []);
+      const pid = d.servicePid("content");
+      assert.ok(pid, "content runs");
+      process.kill(pid, "SIGKILL");
+      // berthd restarts a crashed process: the call comes while the new one starts.
+      await until("berthd started a new content process", () => (d.servicePid("content") ?? pid) !== pid, d);
+      assert.deepEqual(await listContent(), []);
+    } finally {
+      closeFreshChannels();
     }
   });
 
@@ -113,6 +167,75 @@ describe("processes started on demand", () => {
     const images = onDemandClient(ImagesDefinition, d.state, "images");
     const replies = await Promise.all(Array.from({ length: 50 }, () => images.list({ filters: [] }, inNamespace("default"))));
     assert.equal(replies.filter((r) => r.images.length === 0).length, 50);
+  });
+
+  test("a process started for a caller waits for that caller's first call past the idle time (a caller slowed by load), then retires once idle", async () => {
+    await allIdle(d);
+    // What a client inside Berth does before its call (core/on-demand-client.ts).
+    await startProcess(d.state, "content");
+    const pid = d.servicePid("content");
+    assert.ok(pid, "content runs");
+    // The caller is held up (its event loop busy, its core taken) for several idle
+    // times plus the retirement's grace: the call it then makes must still find the
+    // process it had started, not a removed socket.
+    await sleep(idleExitMs * 3);
+    const socket = join(d.state, "services", "content.sock");
+    assert.ok(existsSync(socket), "content's socket is still there for the late first call");
+    const content = freshClient(ContentDefinition, socket);
+    try {
+      for await (const _ of content.list({ filters: [] }, inNamespace("default"))) {
+        // drained
+      }
+    } finally {
+      closeFreshChannels();
+    }
+    assert.equal(d.servicePid("content"), pid, "the same process answered");
+    // After its first call, the usual idle time applies.
+    await until("content exited once idle after its first call", () => d.servicePid("content") === undefined, d, idleExitMs * 10);
+  });
+
+  test("a call sent on an open connection during the retirement's grace is answered even when the process gets no CPU until the grace is over", async () => {
+    const socket = join(d.state, "services", "content.sock");
+    const listAll = async (client: ReturnType<typeof createClient<typeof ContentDefinition>>) => {
+      const infos = [];
+      for await (const reply of client.list({ filters: [] }, inNamespace("default"))) infos.push(...reply.info);
+      return infos;
+    };
+    // The window is the retirement's short grace: a round that stops the process too
+    // late (its shutdown already under way) is tried again.
+    let caught = 0;
+    for (let round = 0; round < 5 && caught === 0; round++) {
+      await allIdle(d);
+      await startProcess(d.state, "content");
+      const pid = d.servicePid("content")!;
+      const channel = createChannel(`unix://${socket}`);
+      try {
+        const client = createClient(ContentDefinition, channel);
+        await listAll(client);
+        while (existsSync(socket)) await new Promise((resolve) => setImmediate(resolve));
+        // Retiring: its grace runs. The process is held (as a loaded machine would leave
+        // it without a core) while a call goes out on the connection it still has.
+        process.kill(pid, "SIGSTOP");
+        try {
+          // A GOAWAY already sent (the shutdown began before the stop) arrives meanwhile.
+          await sleep(50);
+          if (channel.getConnectivityState(false) !== connectivityState.READY) continue;
+          const call = listAll(client).then(
+            () => "answered",
+            (err: Error) => err.message,
+          );
+          await sleep(500);
+          caught++;
+          process.kill(pid, "SIGCONT");
+          assert.equal(await call, "answered", "the call that reached the socket in the grace");
+        } finally {
+          process.kill(pid, "SIGCONT");
+        }
+      } finally {
+        channel.close();
+      }
+    }
+    assert.equal(caught, 1, "a round held the process in its grace");
   });
 
   test("a call that finds content retiring waits for it to exit: never two content processes at once", async () => {

@@ -2,7 +2,7 @@
 // wire matters): run in its forms (--rm, exit codes, -d, -i, -it under a terminal),
 // the lifecycle verbs, ps/inspect/top/logs, options that reach the OCI spec (env, user,
 // binds, tmpfs, read-only, limits, network), restart policies, log rotation, and bad input.
-import { test, describe, before, after } from "node:test";
+import { test, describe, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { request } from "node:http";
@@ -28,6 +28,14 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
+// A test that fails midway leaves its containers (its own clean-up never ran): the later
+// tests that list every container or reuse a name would fail too, showing one failure
+// as several. They start clean instead.
+afterEach(async (t) => {
+  // A test's context has `passed` at run time (@types/node declares it for suites only).
+  if (d && !("passed" in t && t.passed)) await removeEveryContainer(d);
+});
+
 /** Raw HTTP on docker.sock, a body sent as JSON (an object is serialized). */
 const http = (method: string, path: string, body?: unknown) => api(d, method, path, body);
 
@@ -36,6 +44,21 @@ const message = (r: ApiReply) => (JSON.parse(r.body) as { message: string }).mes
 function docker(args: string[], input?: string): RunResult {
   return d.docker(args, input);
 }
+
+/** Every container's full id, through docker and in the engine's containerd namespace. */
+const containerIds = () => ({
+  docker: docker(["ps", "-aq", "--no-trunc"]).stdout.split("\n").filter(Boolean).sort(),
+  containerd: d.ctr(["containers", "ls", "-q"], undefined, "moby").stdout.split("\n").filter(Boolean).sort(),
+});
+
+/** The snapshots of containers (keyed by a container id) in the engine's namespace. */
+const containerSnapshots = () =>
+  d
+    .ctr(["snapshots", "ls"], undefined, "moby")
+    .stdout.split("\n")
+    .map((line) => /^([0-9a-f]{64})\s/.exec(line)?.[1])
+    .filter(Boolean)
+    .sort();
 
 function inspect(ref: string): { Id: string; Name: string; State: { Status: string; Running: boolean; Paused: boolean; ExitCode: number; Restarting: boolean }; RestartCount: number; Config: Record<string, unknown>; HostConfig: Record<string, unknown> } {
   return JSON.parse(ok(docker(["inspect", "--type", "container", ref]), `inspect ${ref}`).stdout)[0];
@@ -458,6 +481,7 @@ describe("restart policies", () => {
 
 describe("bad input", () => {
   test("malformed JSON, unknown image, invalid reference, no command, bad names: clear errors, nothing created", async () => {
+    const before = containerIds();
     const malformed = await http("POST", "/containers/create", "{not json");
     assert.equal(malformed.status, 400);
     assert.match(message(malformed), /invalid JSON/);
@@ -480,13 +504,13 @@ describe("bad input", () => {
     assert.equal(badBind.status, 400);
     const badPolicy = await http("POST", "/containers/create", { Image: "busybox", HostConfig: { RestartPolicy: { Name: "sometimes" } } });
     assert.equal(badPolicy.status, 400);
-    assert.equal(docker(["ps", "-aq"]).stdout, "", "nothing was created");
-    assert.equal(d.ctr(["containers", "ls", "-q"], undefined, "moby").stdout, "");
+    assert.deepEqual(containerIds(), before, "nothing was created");
     const r = docker(["run", "--rm", "nosuch:1"]);
     assert.equal(r.code, 125);
   });
 
   test("every refused create option is a 400 (404 for an unknown network) naming the problem, and nothing is made", async () => {
+    const [before, snapshotsBefore] = [containerIds(), containerSnapshots()];
     const cases: [Record<string, unknown>, number, RegExp][] = [
       [{ WorkingDir: "relative" }, 400, /working directory 'relative' is invalid/],
       [{ HostConfig: { Memory: 1024 } }, 400, /Minimum memory limit allowed is 6MB/],
@@ -509,9 +533,8 @@ describe("bad input", () => {
       assert.equal(r.status, status, JSON.stringify(extra));
       assert.match(message(r), text, JSON.stringify(extra));
     }
-    assert.equal(docker(["ps", "-aq"]).stdout, "", "nothing was created");
-    assert.equal(d.ctr(["containers", "ls", "-q"], undefined, "moby").stdout, "", "no containerd container left");
-    assert.ok(!d.ctr(["snapshots", "ls"], undefined, "moby").stdout.split("\n").some((l) => /^[0-9a-f]{64}\s/.test(l)), "no container snapshot left");
+    assert.deepEqual(containerIds(), before, "nothing was created, no containerd container left");
+    assert.deepEqual(containerSnapshots(), snapshotsBefore, "no container snapshot left");
   });
 
   test("verbs on a container in the wrong state are 409s; bad parameters 400s", async () => {
@@ -542,13 +565,14 @@ describe("bad input", () => {
   });
 
   test("a taken name is Docker's 409, and the second container is not made", async () => {
+    const before = containerIds().docker;
     const id = ok(docker(["create", "--name", "taken", "busybox", "true"])).stdout.trim();
     const r = await http("POST", "/containers/create?name=taken", { Image: "busybox" });
     assert.equal(r.status, 409);
     assert.equal(message(r), `Conflict. The container name "/taken" is already in use by container "${id}". You have to remove (or rename) that container to be able to reuse that name.`);
     const rename = ok(docker(["create", "busybox", "true"])).stdout.trim();
     assert.equal((await http("POST", `/containers/${rename}/rename?name=taken`)).status, 409);
-    assert.equal(docker(["ps", "-aq"]).stdout.split("\n").filter(Boolean).length, 2);
+    assert.deepEqual(containerIds().docker, [...before, id, rename].sort(), "the two containers made, no third");
     ok(docker(["rm", id, rename]));
   });
 

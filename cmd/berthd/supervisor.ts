@@ -86,14 +86,14 @@ export class SupervisedService {
   private async startOnDemand(): Promise<void> {
     const child = this.child;
     if (child && !hasExited(child)) {
-      // Its socket file goes first when it retires (a connect test would also fail under
-      // load, with a full listen backlog, and start a second copy).
-      if (existsSync(this.spec.socket)) {
-        this.listened.add(child);
-        return;
-      }
-      // A child that never listened yet is starting (a crash restart): wait for it.
-      if (!this.listened.has(child) && (await waitForSocket(this.spec.socket, 10_000, () => hasExited(child)))) {
+      if (this.listened.has(child)) {
+        // Its socket file goes first when it retires (a connect test would also fail under
+        // load, with a full listen backlog, and start a second copy).
+        if (existsSync(this.spec.socket)) return;
+      } else if (await waitForSocket(this.spec.socket, 10_000, () => hasExited(child))) {
+        // A child that never listened yet is starting (a crash restart): wait for it. Its
+        // socket file proves nothing: a killed predecessor's is still there, refusing
+        // connections, and calls sent on its word failed until the child listened.
         this.listened.add(child);
         return;
       }

@@ -24,8 +24,16 @@ async function copyTree(from: string, to: string): Promise<void> {
     // "from/." copies the directory itself onto `to` (its mode, owner, times, xattrs) and
     // then its entries; path.join would drop the "." and copy `from` into `to` instead.
     // setpriv's parent-death signal ends the copy with this process: a copy left running
-    // after a crash would go on writing into the directory the restart sweeps away.
-    await execFileAsync("setpriv", ["--pdeathsig", "KILL", "--", "cp", "-a", "--reflink=auto", "--", `${from}/.`, to], { maxBuffer: 1024 * 1024 });
+    // after a crash would go on writing into the directory the restart sweeps away (its
+    // delete then fails, "Directory not empty", and the staging directory stays). The
+    // signal only fires for a death after setpriv set it, so the shell then checks that
+    // its parent is still this process: a kill that landed in between (as a kill -9 right
+    // when a build starts does) leaves no orphaned copy either.
+    await execFileAsync(
+      "setpriv",
+      ["--pdeathsig", "KILL", "--", "sh", "-c", 'test "$PPID" = "$1" || exit 1; exec cp -a --reflink=auto -- "$2" "$3"', "sh", String(process.pid), `${from}/.`, to],
+      { maxBuffer: 1024 * 1024 },
+    );
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr?.trim();
     throw new Error(`copying snapshot ${from} to ${to}: ${stderr || (err as Error).message}`);

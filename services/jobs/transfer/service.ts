@@ -60,11 +60,13 @@ const outcomeCheckMs = 1000;
 function checkOutcome(queue: TransferQueues["queues"]["pulls"], id: string, watch: Watch<PullResult>): NodeJS.Timeout {
   const timer = setInterval(() => {
     void (async () => {
-      const job = await Job.fromId(queue, id);
-      const state = job ? await job.getState() : "unknown";
-      if (state === "completed") watch.finish(job!.returnvalue as PullResult);
-      else if (state === "failed") watch.fail(errorFromReason(job!.failedReason || "failed"));
-      else if (state === "unknown") watch.fail(unavailable(`${id}: the job is gone without an outcome; ask again`));
+      const state = await queue.getJobState(id);
+      // The job is read after its state: one read before could predate the outcome (the
+      // job ending in between), with no result or reason yet ("berthctl: failed").
+      const job = state === "completed" || state === "failed" ? await Job.fromId(queue, id) : undefined;
+      if (state === "completed" && job) watch.finish(job.returnvalue as PullResult);
+      else if (state === "failed" && job) watch.fail(errorFromReason(job.failedReason || "failed"));
+      else if (state === "unknown" || ((state === "completed" || state === "failed") && !job)) watch.fail(unavailable(`${id}: the job is gone without an outcome; ask again`));
     })().catch(() => undefined);
   }, outcomeCheckMs);
   timer.unref();
