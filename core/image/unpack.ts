@@ -80,8 +80,13 @@ async function removeSnapshot(ctx: ApplyContext, key: string): Promise<void> {
   }
 }
 
-/** rootfs.applyLayers for one layer. Returns false when another unpack committed it first. */
-async function applyLayer(ctx: ApplyContext, layer: Descriptor, diffId: string, chainId: string, parent: string): Promise<boolean> {
+/**
+ * Prepares a fresh extraction snapshot on `parent` ("" for none) and applies the layer
+ * into it (`asApplied` turns the snapshot's mounts into what Apply writes to), checking
+ * the diff id. Returns the snapshot's key and Apply's reply; on failure the snapshot is
+ * gone again.
+ */
+async function prepareAndApply(ctx: ApplyContext, layer: Descriptor, diffId: string, chainId: string, parent: string, asApplied = (m: Mount[]) => m) {
   const { svc, snapshotter, lease } = ctx;
   let key = "";
   let mounts: Mount[] = [];
@@ -98,27 +103,32 @@ async function applyLayer(ctx: ApplyContext, layer: Descriptor, diffId: string, 
   try {
     let applied;
     try {
-      applied = (await svc.diff.apply({ diff: protoDescriptor(layer), mounts, payloads: {} }, callOptions(svc, lease))).applied;
+      applied = (await svc.diff.apply({ diff: protoDescriptor(layer), mounts: asApplied(mounts), payloads: {} }, callOptions(svc, lease))).applied;
     } catch (err) {
       throw new UnpackError(`failed to extract layer ${diffId}: ${errorMessage(err)}`);
     }
     if (applied?.digest !== diffId) {
       throw new UnpackError(`wrong diff id calculated on extraction "${applied?.digest ?? ""}" (layer ${layer.digest}, expected ${diffId})`);
     }
-    try {
-      await svc.snapshots.commit({ snapshotter, name: chainId, key, labels: {} }, callOptions(svc, lease));
-    } catch (err) {
-      if (isAlreadyExists(err)) {
-        await removeSnapshot(ctx, key);
-        return false;
-      }
-      throw new UnpackError(`failed to commit snapshot ${key}: ${errorMessage(err)}`);
-    }
-    return true;
+    return { key, applied };
   } catch (err) {
     await removeSnapshot(ctx, key);
     throw err;
   }
+}
+
+/** rootfs.applyLayers for one layer. Returns false when another unpack committed it first. */
+async function applyLayer(ctx: ApplyContext, layer: Descriptor, diffId: string, chainId: string, parent: string): Promise<boolean> {
+  const { svc, snapshotter, lease } = ctx;
+  const { key } = await prepareAndApply(ctx, layer, diffId, chainId, parent);
+  try {
+    await svc.snapshots.commit({ snapshotter, name: chainId, key, labels: {} }, callOptions(svc, lease));
+  } catch (err) {
+    await removeSnapshot(ctx, key);
+    if (isAlreadyExists(err)) return false;
+    throw new UnpackError(`failed to commit snapshot ${key}: ${errorMessage(err)}`);
+  }
+  return true;
 }
 
 /**
@@ -147,37 +157,12 @@ interface Extracted {
 
 /** Prepare (no parent) and Apply of one layer; on failure its snapshot is gone again. */
 async function extractParentless(ctx: ApplyContext, layer: Descriptor, diffId: string, chainId: string): Promise<Extracted> {
-  const { svc, snapshotter, lease } = ctx;
-  let key = "";
-  let mounts: Mount[] = [];
-  for (let attempt = 0; ; attempt++) {
-    key = `extract-${leaseId()} ${chainId}`;
-    try {
-      mounts = (await svc.snapshots.prepare({ snapshotter, key, parent: "", labels: {} }, callOptions(svc, lease))).mounts;
-      break;
-    } catch (err) {
-      if (isAlreadyExists(err) && attempt < 5) continue;
-      throw new UnpackError(`failed to prepare extraction snapshot "${key}": ${errorMessage(err)}`);
-    }
-  }
+  const { key, applied } = await prepareAndApply(ctx, layer, diffId, chainId, "", asUpperDir);
   try {
-    let applied;
-    try {
-      applied = (await svc.diff.apply({ diff: protoDescriptor(layer), mounts: asUpperDir(mounts), payloads: {} }, callOptions(svc, lease))).applied;
-    } catch (err) {
-      throw new UnpackError(`failed to extract layer ${diffId}: ${errorMessage(err)}`);
-    }
-    if (applied?.digest !== diffId) {
-      throw new UnpackError(`wrong diff id calculated on extraction "${applied?.digest ?? ""}" (layer ${layer.digest}, expected ${diffId})`);
-    }
-    try {
-      return { key, copyUpDirs: copyUpDirsOf(applied.annotations) };
-    } catch (err) {
-      throw new UnpackError(`layer ${diffId}: bad Apply reply: ${errorMessage(err)}`);
-    }
+    return { key, copyUpDirs: copyUpDirsOf(applied.annotations) };
   } catch (err) {
     await removeSnapshot(ctx, key);
-    throw err;
+    throw new UnpackError(`layer ${diffId}: bad Apply reply: ${errorMessage(err)}`);
   }
 }
 

@@ -17,6 +17,7 @@ import { createLease, deleteLease, withLease } from "../../../core/image/lease.t
 import { normalizeDockerRef } from "../../../core/image/reference.ts";
 import { mountAll, unmountAll } from "../../../core/mounts.ts";
 import { prepareRootfs } from "../../../core/rootfs.ts";
+import type { Mount } from "../../../core/gen/containerd/types/mount.ts";
 import { mergeEnv } from "../../../core/oci/spec.ts";
 import type { Backend } from "../backend.ts";
 import { badRequest, httpErrorOf, serverError } from "../http.ts";
@@ -587,6 +588,22 @@ export class Build {
   }
 
   /** A new image with `layer` on top of `parent`. */
+  /**
+   * A RUN's or COPY's result: the layer diffed from the step's snapshot, the image it
+   * makes, and the snapshot committed under the image's chain id, so the next step starts
+   * from it instead of unpacking the layer just made. `committed` is false when the commit
+   * did not take (the caller then removes the snapshot).
+   */
+  private async commitStep(parent: BuildImage, key: string, mounts: Mount[], createdBy: string, cacheKey: string, lease: string): Promise<{ image: BuildImage; committed: boolean }> {
+    const layer = await stepLayer(this.backend, snapshotter, key, mounts, lease, layerMediaType);
+    const image = await this.withLayer(parent, layer, createdBy, cacheKey, lease);
+    const committed = await this.backend.images.snapshots.commit({ snapshotter, name: chainId(image.document.rootfs!.diff_ids), key, labels: {} }, this.backend.call(lease)).then(
+      () => true,
+      () => false,
+    );
+    return { image, committed };
+  }
+
   private async withLayer(parent: BuildImage, layer: { mediaType: string; digest: string; size: number }, createdBy: string, key: string, lease: string): Promise<BuildImage> {
     // An uncompressed layer is its own diff: no round trip to read the label the diff service wrote.
     const diffId = layer.mediaType === mediaTypes.ociLayer || layer.mediaType === mediaTypes.dockerLayer ? layer.digest : (await blobInfo(this.backend.images.content, layer.digest, this.backend.call(lease)))?.labels[wellKnown.uncompressed];
@@ -655,15 +672,9 @@ export class Build {
           if (exitCode !== 0) {
             throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
           }
-          const layer = await stepLayer(this.backend, snapshotter, key, mounts, lease, layerMediaType);
-          const image = await this.withLayer(parent, layer, createdBy, this.key(parent, createdBy), lease);
-          // The snapshot is the new image's rootfs already: kept under its chain id, the next
-          // step starts from it instead of unpacking the layer.
-          committed = await this.backend.images.snapshots.commit({ snapshotter, name: chainId(image.document.rootfs!.diff_ids), key, labels: {} }, this.backend.call(lease)).then(
-            () => true,
-            () => false,
-          );
-          return image;
+          const made = await this.commitStep(parent, key, mounts, createdBy, this.key(parent, createdBy), lease);
+          committed = made.committed;
+          return made.image;
         } finally {
           if (!committed) await this.backend.images.snapshots.remove({ snapshotter, key }, this.backend.call(lease)).catch(() => undefined);
         }
@@ -736,15 +747,9 @@ export class Build {
           } finally {
             await unmountAll(target, { detachBusy: true });
           }
-          const layer = await stepLayer(this.backend, snapshotter, key, mounts, lease, layerMediaType);
-          const image = await this.withLayer(parent, layer, createdBy, this.key(parent, keyText), lease);
-          // The snapshot is the new image's rootfs already: committed under its chain id, the
-          // next step finds it instead of unpacking the layer just made.
-          committed = await this.backend.images.snapshots.commit({ snapshotter, name: chainId(image.document.rootfs!.diff_ids), key, labels: {} }, this.backend.call(lease)).then(
-            () => true,
-            () => false,
-          );
-          return image;
+          const made = await this.commitStep(parent, key, mounts, createdBy, this.key(parent, keyText), lease);
+          committed = made.committed;
+          return made.image;
         } finally {
           if (!committed) await this.backend.images.snapshots.remove({ snapshotter, key }, this.backend.call(lease)).catch(() => undefined);
           await rm(target, { recursive: true, force: true });
