@@ -587,7 +587,6 @@ export class Build {
     return this.madeHere(await this.lease(), { ...parent, document }, this.key(parent, createdBy));
   }
 
-  /** A new image with `layer` on top of `parent`. */
   /**
    * A RUN's or COPY's result: the layer diffed from the step's snapshot, the image it
    * makes, and the snapshot committed under the image's chain id, so the next step starts
@@ -604,6 +603,7 @@ export class Build {
     return { image, committed };
   }
 
+  /** A new image with `layer` on top of `parent`. */
   private async withLayer(parent: BuildImage, layer: { mediaType: string; digest: string; size: number }, createdBy: string, key: string, lease: string): Promise<BuildImage> {
     // An uncompressed layer is its own diff: no round trip to read the label the diff service wrote.
     const diffId = layer.mediaType === mediaTypes.ociLayer || layer.mediaType === mediaTypes.dockerLayer ? layer.digest : (await blobInfo(this.backend.images.content, layer.digest, this.backend.call(lease)))?.labels[wellKnown.uncompressed];
