@@ -3,13 +3,12 @@
 // parent, type, description, inuse, shared, private, unused-for; what Docker refuses.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, type Daemon } from "./harness.ts";
 import { engineHttpText, startEngineWithBusybox } from "./fixtures/engine-session.ts";
-import { writeContext, classicBuild } from "./fixtures/build.ts";
-import { removeEveryContainer } from "./engine-cleanup.ts";
+import { writeContext, classicBuild, endBuildTests } from "./fixtures/build.ts";
 
 let d: Daemon;
 let work: string;
@@ -19,11 +18,7 @@ before(async () => {
   d = await startEngineWithBusybox();
 });
 
-after(async () => {
-  if (d) await removeEveryContainer(d);
-  await d?.destroy();
-  if (work) rmSync(work, { recursive: true, force: true });
-});
+after(() => endBuildTests(d, work));
 
 interface CacheRow {
   ID: string;

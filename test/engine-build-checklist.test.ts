@@ -3,14 +3,13 @@
 // instructions and forms the list names that other files do not prove.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, type Daemon, type RunResult } from "./harness.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
-import { writeContext, classicBuild, buildLeftovers, nothingLeft, defaultRegistryArgs } from "./fixtures/build.ts";
-import { removeEveryContainer } from "./engine-cleanup.ts";
+import { writeContext, classicBuild, buildLeftovers, nothingLeft, defaultRegistryArgs, endBuildTests } from "./fixtures/build.ts";
 
 let d: Daemon;
 let work: string;
@@ -20,11 +19,7 @@ before(async () => {
   d = await startEngineWithBusybox({ args: defaultRegistryArgs(work) });
 });
 
-after(async () => {
-  if (d) await removeEveryContainer(d);
-  await d?.destroy();
-  if (work) rmSync(work, { recursive: true, force: true });
-});
+after(() => endBuildTests(d, work));
 
 const context = (name: string, files: Record<string, string | Buffer>): string => writeContext(work, name, files as Record<string, string>);
 const build = (dir: string, args: string[] = [], env?: NodeJS.ProcessEnv): RunResult => (env ? d.docker(["build", ...args, dir], undefined, { DOCKER_BUILDKIT: "0", ...env }) : classicBuild(d, dir, args));

@@ -6,14 +6,13 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
-import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, sleep, type Daemon } from "./harness.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
-import { classicBuild } from "./fixtures/build.ts";
-import { removeEveryContainer } from "./engine-cleanup.ts";
+import { classicBuild, endBuildTests } from "./fixtures/build.ts";
 import { volatileSupported } from "../services/engine/build/unsynced-mounts.ts";
 
 let d: Daemon;
@@ -40,11 +39,7 @@ before(async () => {
   });
 });
 
-after(async () => {
-  if (d) await removeEveryContainer(d);
-  await d?.destroy();
-  if (work) rmSync(work, { recursive: true, force: true });
-});
+after(() => endBuildTests(d, work));
 
 /** Contexts in memory or in the temp dir, and builds' own directories (a context moved to disk is in one). */
 const contexts = () => [

@@ -3,15 +3,14 @@
 // heredocs, the build cache in `system df` and `builder prune`, parallel stages.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { spawn } from "node:child_process";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, type Daemon, type RunResult } from "./harness.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
-import { writeContext, classicBuild, cachedSteps, runningBuildRuns } from "./fixtures/build.ts";
-import { removeEveryContainer } from "./engine-cleanup.ts";
+import { writeContext, classicBuild, cachedSteps, runningBuildRuns, endBuildTests } from "./fixtures/build.ts";
 
 let d: Daemon;
 let work: string;
@@ -21,11 +20,7 @@ before(async () => {
   d = await startEngineWithBusybox();
 });
 
-after(async () => {
-  if (d) await removeEveryContainer(d);
-  await d?.destroy();
-  if (work) rmSync(work, { recursive: true, force: true });
-});
+after(() => endBuildTests(d, work));
 
 const context = (name: string, files: Record<string, string>): string => writeContext(work, name, files);
 

@@ -4,17 +4,16 @@
 // --platform` as the default of every FROM; bad platforms refused with their name.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { ok, type Daemon, type RunResult } from "./harness.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
-import { writeContext, classicBuild, buildLeftovers, nothingLeft } from "./fixtures/build.ts";
+import { writeContext, classicBuild, buildLeftovers, nothingLeft, endBuildTests } from "./fixtures/build.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { blobOf, descriptor, imageFromLayers, layoutEntries, tarOf, twoPlatformIndex } from "./fixtures/archives.ts";
 import { sha256Digest } from "../core/digest.ts";
-import { removeEveryContainer } from "./engine-cleanup.ts";
 
 let d: Daemon;
 let work: string;
@@ -46,11 +45,7 @@ before(async () => {
   await importMultiarch();
 });
 
-after(async () => {
-  if (d) await removeEveryContainer(d);
-  await d?.destroy();
-  if (work) rmSync(work, { recursive: true, force: true });
-});
+after(() => endBuildTests(d, work));
 
 const context = (name: string, files: Record<string, string>): string => writeContext(work, name, files);
 const build = (dir: string, args: string[] = []): RunResult => classicBuild(d, dir, args);

@@ -5,13 +5,12 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { request } from "node:http";
-import { mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, type Daemon, type RunResult } from "./harness.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
-import { writeContext, classicBuild, cachedSteps, buildLeftovers, nothingLeft, runCgroupsLeft, defaultRegistryArgs } from "./fixtures/build.ts";
-import { removeEveryContainer } from "./engine-cleanup.ts";
+import { writeContext, classicBuild, cachedSteps, buildLeftovers, nothingLeft, runCgroupsLeft, defaultRegistryArgs, endBuildTests } from "./fixtures/build.ts";
 
 let d: Daemon;
 /** Small, so a test can go over it cheaply. */
@@ -23,11 +22,7 @@ before(async () => {
   d = await startEngineWithBusybox({ env: { BERTH_BUILD_CONTEXT_MAX_BYTES: String(contextLimit) }, args: defaultRegistryArgs(work) });
 });
 
-after(async () => {
-  if (d) await removeEveryContainer(d);
-  await d?.destroy();
-  if (work) rmSync(work, { recursive: true, force: true });
-});
+after(() => endBuildTests(d, work));
 
 const context = (name: string, files: Record<string, string>): string => writeContext(work, name, files);
 
