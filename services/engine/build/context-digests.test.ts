@@ -44,8 +44,8 @@ test("a large file's digest is taken at extraction, gives the same key as readin
     const recorded = digestsOf(dir);
     assert.ok(recorded, "the context has a record");
     const selected = selectSources(dir, "big.bin", "context");
-    assert.deepEqual(recorded.digests.digestOf(dir, selected[0]!.host, selected[0]!.stat), sha(big(1)));
-    assert.equal(recorded.digests.digestOf(dir, join(dir, "small.txt"), selectSources(dir, "small.txt", "context")[0]!.stat), undefined, "small files are not recorded");
+    assert.deepEqual(recorded.digestOf(selected[0]!.host, selected[0]!.stat), sha(big(1)));
+    assert.equal(recorded.digestOf(join(dir, "small.txt"), selectSources(dir, "small.txt", "context")[0]!.stat), undefined, "small files are not recorded");
     const withRecord = await hashSources(selected, recorded);
     assert.equal(withRecord, await hashSources(selected), "the key is the same whether the digest was recorded or read");
     return withRecord;
@@ -59,7 +59,7 @@ test("a file changed after extraction is hashed from disk, not by its recorded d
   await withContext([{ name: "big.bin", data: big(3) }], async (dir) => {
     writeFileSync(join(dir, "big.bin"), big(4));
     const selected = selectSources(dir, "big.bin", "context");
-    assert.equal(digestsOf(dir)!.digests.digestOf(dir, selected[0]!.host, selected[0]!.stat), undefined);
+    assert.equal(digestsOf(dir)!.digestOf(selected[0]!.host, selected[0]!.stat), undefined);
     const fresh = await withContext([{ name: "big.bin", data: big(4) }], async (other) => hashSources(selectSources(other, "big.bin", "context")));
     assert.equal(await hashSources(selected, digestsOf(dir)), fresh);
   });
@@ -68,11 +68,11 @@ test("a file changed after extraction is hashed from disk, not by its recorded d
 test("bad input: a context with a symlink or a path given twice keeps no digests (their bytes on disk may differ from those hashed)", async () => {
   await withContext([{ name: "big.bin", data: big(5) }, { name: "link", link: "big.bin" }], async (dir) => {
     const selected = selectSources(dir, "big.bin", "context");
-    assert.equal(digestsOf(dir)!.digests.digestOf(dir, selected[0]!.host, selected[0]!.stat), undefined);
+    assert.equal(digestsOf(dir)!.digestOf(selected[0]!.host, selected[0]!.stat), undefined);
   });
   await withContext([{ name: "big.bin", data: big(6) }, { name: "./big.bin", data: big(7) }], async (dir) => {
     const selected = selectSources(dir, "big.bin", "context");
-    assert.equal(digestsOf(dir)!.digests.digestOf(dir, selected[0]!.host, selected[0]!.stat), undefined);
+    assert.equal(digestsOf(dir)!.digestOf(selected[0]!.host, selected[0]!.stat), undefined);
     const fresh = await withContext([{ name: "big.bin", data: big(7) }], async (other) => hashSources(selectSources(other, "big.bin", "context")));
     assert.equal(await hashSources(selected, digestsOf(dir)), fresh, "the file on disk (the last entry) decides the key");
   });

@@ -28,6 +28,8 @@ export class ContextDigests {
   private readonly seen = new Set<string>();
   private plain = true;
   private recorded = new Map<string, Recorded>();
+  /** The directory the context was extracted to (settle's). */
+  private root = "";
 
   /** `source` with each large file's bytes hashed as they are read; the rest passes unchanged. */
   watch(source: AsyncIterator<TarEntry>): AsyncIterator<TarEntry> {
@@ -64,6 +66,7 @@ export class ContextDigests {
 
   /** Ends the recording once the context is on disk under `root` (and its .dockerignore applied). */
   settle(root: string): void {
+    this.root = root;
     if (!this.plain) return;
     for (const [name, { digest, size }] of this.taken) {
       try {
@@ -76,21 +79,21 @@ export class ContextDigests {
     this.taken.clear();
   }
 
-  /** The recorded digest of the file at `host` under `root`, if it is still the file extraction wrote. */
-  digestOf(root: string, host: string, stat: { size: number; ino: number; mtimeMs: number }): Buffer | undefined {
-    const found = this.recorded.get(relative(root, host));
+  /** The recorded digest of the file at `host` under the context's root, if it is still the file extraction wrote. */
+  digestOf(host: string, stat: { size: number; ino: number; mtimeMs: number }): Buffer | undefined {
+    const found = this.recorded.get(relative(this.root, host));
     if (!found || found.size !== stat.size || found.ino !== stat.ino || found.mtimeMs !== stat.mtimeMs) return undefined;
     return found.digest;
   }
 }
 
-const byContext = new Map<string, { root: string; digests: ContextDigests }>();
+const byContext = new Map<string, ContextDigests>();
 
 export function rememberDigests(contextDir: string, digests: ContextDigests): void {
-  byContext.set(contextDir, { root: contextDir, digests });
+  byContext.set(contextDir, digests);
 }
 
-export function digestsOf(contextDir: string): { root: string; digests: ContextDigests } | undefined {
+export function digestsOf(contextDir: string): ContextDigests | undefined {
   return byContext.get(contextDir);
 }
 
