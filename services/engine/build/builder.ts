@@ -48,6 +48,7 @@ import { digestsOf } from "./context-digests.ts";
 import { newRunId, runcRootOf, runProcess, RunStartError } from "./run-process.ts";
 import { copyTree, destinationIn, hashSources, selectSources, type Owner, type Selected } from "./sources.ts";
 import { archiveFormat, unpackArchive } from "./archives.ts";
+import type { BuildTrace } from "./trace.ts";
 
 export interface BuildOptions {
   dockerfile: string;
@@ -84,6 +85,8 @@ export interface BuildHooks {
   registryAuth?(name: string): AuthConfig;
   /** Aborted: the build is cancelled, a RUN under way is killed, a base image's pull stops. */
   cancelled?: AbortSignal;
+  /** Where the build's phases are timed (trace.ts). */
+  trace?: BuildTrace;
 }
 
 /** A build that failed after the stream started: `code` is what the CLI exits with. */
@@ -182,9 +185,11 @@ export class Build {
   private readonly targetPlatform: Platform | undefined;
   /** FROM and COPY --from images, pulled when missing (or always, with `pull`). */
   private readonly bases: BaseImages;
+  private readonly trace: BuildTrace;
 
   constructor(backend: Backend, contextDir: string, options: BuildOptions, out: BuildOutput, hooks: BuildHooks = {}) {
     this.hooks = hooks;
+    this.trace = hooks.trace ?? { mark: () => {}, end: () => {} };
     this.backend = backend;
     this.cache = new CacheIndex(backend);
     this.contextDir = contextDir;
@@ -256,8 +261,11 @@ export class Build {
     if (!result.id) throw new BuildFailure("No image was generated. Is your Dockerfile empty?");
     const unused = Object.keys(this.options.buildArgs).filter((a) => !this.usedArgs.has(a) && !predefinedArgs.has(a) && !automaticPlatformArgNames.has(a));
     if (unused.length > 0) this.say(`[Warning] One or more build-args [${unused.join(" ")}] were not consumed\n`);
+    this.trace.mark("steps");
     await Promise.all(this.writes.values());
+    this.trace.mark("writes");
     await markResult(this.backend, result);
+    this.trace.mark("marked");
     this.out.aux({ ID: result.id });
     this.say(`Successfully built ${shortId(result.id)}\n`);
     // Quiet: the id is the only text (the CLI prints the stream it buffered).
@@ -267,6 +275,7 @@ export class Build {
       if ((await this.currentTarget(name)) !== result.target!.digest) await setName(this.backend.images, name, result.target!);
       this.say(`Successfully tagged ${familiarRef(name)}\n`);
     }
+    this.trace.mark("tagged");
     return result.id;
   }
 
@@ -296,12 +305,15 @@ export class Build {
         built.length = i;
         return this.stageSinks.run(sink, async () => {
           const state = await this.from(stage, globalArgs, built, names);
+          this.trace.mark("from");
           for (const step of stage.steps) {
             this.announce(step);
             const parent = state.image;
             state.image = await this.step(step, state, built, names, globalArgs);
+            this.trace.mark(`step ${step.keyword}`);
             // A step shown as done has its parent in the cache: a build killed now reruns at most this step.
             await this.writes.get(parent.id);
+            this.trace.mark("parent written");
             this.say(` ---> ${shortId(state.image.id)}\n`);
           }
           return state.image;
@@ -595,11 +607,13 @@ export class Build {
    */
   private async commitStep(parent: BuildImage, key: string, mounts: Mount[], createdBy: string, cacheKey: string, lease: string): Promise<{ image: BuildImage; committed: boolean }> {
     const layer = await stepLayer(this.backend, snapshotter, key, mounts, lease, layerMediaType);
+    this.trace.mark("diff");
     const image = await this.withLayer(parent, layer, createdBy, cacheKey, lease);
     const committed = await this.backend.images.snapshots.commit({ snapshotter, name: chainId(image.document.rootfs!.diff_ids), key, labels: {} }, this.backend.call(lease)).then(
       () => true,
       () => false,
     );
+    this.trace.mark("commit");
     return { image, committed };
   }
 
@@ -651,7 +665,9 @@ export class Build {
         const parentChain = await this.unpacked(parent, lease);
         const key = `build-run-${id.slice(0, 24)}`;
         let committed = false;
+        this.trace.mark("run unpacked");
         const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: parentChain, lease });
+        this.trace.mark("run prepare");
         try {
           const scratch = this.hooks.scratchDir ?? tmpdir();
           let exitCode: number;
@@ -669,6 +685,7 @@ export class Build {
             if (err instanceof RunStartError) throw new BuildFailure(`The command '${command.join(" ")}' could not run: ${err.message}`, startFailureCode(err.message));
             throw err;
           }
+          this.trace.mark("run process");
           if (exitCode !== 0) {
             throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
           }
@@ -723,7 +740,9 @@ export class Build {
       const selected: Selected[] = [];
       for (const s of sourceNames) selected.push(...selectSources(root, s, what));
       for (const name of inline?.names ?? []) selected.push(...selectSources(inline!.dir, name, "heredoc"));
+      this.trace.mark("copy select");
       const hash = rootKey ?? (await hashSources(selected, digestsOf(root)));
+      this.trace.mark("copy hash");
       const flagText = [...step.flags].map(([k, v]) => `--${k}=${v}`).join(" ");
       const createdBy = `/bin/sh -c #(nop) ${step.keyword} ${flagText ? `${flagText} ` : ""}${selected.length === 1 && selected[0]!.stat.isFile() ? "file" : "dir"}:${hash} in ${dest} `;
       const keyText = `${createdBy}\n${fromFlag ? sourceNames.join("\n") : ""}`;
@@ -735,17 +754,22 @@ export class Build {
         if (parent.id) parentChain = await this.unpacked(parent, lease);
         const key = `build-copy-${randomBytes(8).toString("hex")}`;
         let committed = false;
+        this.trace.mark("copy unpacked");
         const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: parentChain, lease });
+        this.trace.mark("copy prepare");
         const target = await mkdtemp(join(this.hooks.scratchDir ?? tmpdir(), "berth-build-"));
         try {
           const owner: Owner | undefined = chown ? await userInRootfs(mounts, chown).catch((err: Error) => {
             throw new BuildFailure(`unable to convert uid/gid chown string to host mapping: ${err.message}`);
           }) : fromFlag ? undefined : { uid: 0, gid: 0 };
           await mountAll(unsynced(mounts), target);
+          this.trace.mark("copy mount");
           try {
             await this.copyInto(target, selected, dest, destIsDir, owner, mode, step.keyword === "ADD" && !fromFlag);
+            this.trace.mark("copy files");
           } finally {
             await unmountAll(target, { detachBusy: true });
+            this.trace.mark("copy unmount");
           }
           const made = await this.commitStep(parent, key, mounts, createdBy, this.key(parent, keyText), lease);
           committed = made.committed;
