@@ -30,7 +30,8 @@ import { parseSignal } from "../containers/signals.ts";
 import { resolveUser } from "../../../core/oci/user.ts";
 import type { OciUser } from "../../../core/oci/spec.ts";
 import type { ContainerConfig, HostConfig } from "../store.ts";
-import { setName } from "../images/tagging.ts";
+import { setName, storeRecord } from "../images/tagging.ts";
+import type { Descriptor } from "../../../core/image/manifest.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
 import { recordCacheUse } from "./cache.ts";
@@ -49,6 +50,7 @@ import { newRunId, runcRootOf, runProcess, RunStartError } from "./run-process.t
 import { copyTree, destinationIn, hashSources, selectSources, type Owner, type Selected } from "./sources.ts";
 import { archiveFormat, unpackArchive } from "./archives.ts";
 import type { BuildTrace } from "./trace.ts";
+import { GatedOutput } from "./gated-output.ts";
 
 export interface BuildOptions {
   dockerfile: string;
@@ -173,7 +175,7 @@ export class Build {
    * The writes of the images this build made, by image: a step's image is written while the
    * next step runs, and that step's result is not shown before its parent is stored.
    */
-  private readonly writes = new Map<string, Promise<void>>();
+  private readonly writes = new Map<string, Promise<boolean>>();
   /** The running stage's output and step numbers (stages run concurrently). */
   private readonly stageSinks = new AsyncLocalStorage<StageSink>();
   /** FROM images whose ONBUILD triggers ran (their config in memory differs from the stored one). */
@@ -264,17 +266,24 @@ export class Build {
     this.trace.mark("steps");
     await Promise.all(this.writes.values());
     this.trace.mark("writes");
-    await markResult(this.backend, result);
+    // Marking the result and moving the tags touch other names: both at once, the tags in turn.
+    const marked = markResult(this.backend, result, this.made.has(result.id) && (await this.writes.get(result.id)) === true);
+    const target = result.target!;
+    let previous: Promise<unknown> = Promise.resolve();
+    const tagged = this.options.tags.map((tag) => {
+      const name = normalizeDockerRef(tag);
+      const done = previous.then(() => this.tag(name, target)).then(() => name);
+      previous = done;
+      return done;
+    });
+    for (const t of tagged) t.catch(() => undefined); // awaited below, after the mark
+    await marked;
     this.trace.mark("marked");
     this.out.aux({ ID: result.id });
     this.say(`Successfully built ${shortId(result.id)}\n`);
     // Quiet: the id is the only text (the CLI prints the stream it buffered).
     if (this.options.quiet) this.out.stream(`${result.id}\n`);
-    for (const tag of this.options.tags) {
-      const name = normalizeDockerRef(tag);
-      if ((await this.currentTarget(name)) !== result.target!.digest) await setName(this.backend.images, name, result.target!);
-      this.say(`Successfully tagged ${familiarRef(name)}\n`);
-    }
+    for (const t of tagged) this.say(`Successfully tagged ${familiarRef(await t)}\n`);
     this.trace.mark("tagged");
     return result.id;
   }
@@ -291,7 +300,8 @@ export class Build {
     let nextStep = 1;
     for (const [k, i] of plan.order.entries()) {
       const stage = stages[i]!;
-      const sink: StageSink = { write: output.writer(k), nextStep, stopped: () => failure !== undefined };
+      const lines = new GatedOutput<OutputItem>(output.writer(k));
+      const sink: StageSink = { write: (item) => lines.push(item), nextStep, stopped: () => failure !== undefined };
       nextStep += 1 + stage.steps.length;
       const deps = plan.deps.get(i)!;
       const run = async (): Promise<BuildImage> => {
@@ -304,19 +314,28 @@ export class Build {
         }
         built.length = i;
         return this.stageSinks.run(sink, async () => {
-          const state = await this.from(stage, globalArgs, built, names);
-          this.trace.mark("from");
-          for (const step of stage.steps) {
-            this.announce(step);
-            const parent = state.image;
-            state.image = await this.step(step, state, built, names, globalArgs);
-            this.trace.mark(`step ${step.keyword}`);
-            // A step shown as done has its parent in the cache: a build killed now reruns at most this step.
-            await this.writes.get(parent.id);
-            this.trace.mark("parent written");
-            this.say(` ---> ${shortId(state.image.id)}\n`);
+          try {
+            const state = await this.from(stage, globalArgs, built, names);
+            this.trace.mark("from");
+            for (const step of stage.steps) {
+              if (lines.failed) throw lines.failed.error;
+              this.announce(step);
+              const parent = state.image;
+              state.image = await this.step(step, state, built, names, globalArgs);
+              this.trace.mark(`step ${step.keyword}`);
+              // A step shown as done has its parent in the cache: a build killed now reruns at
+              // most this step. The next steps run meanwhile; their lines wait behind this one.
+              const parentWritten = this.writes.get(parent.id);
+              if (parentWritten) lines.gate(parentWritten);
+              this.say(` ---> ${shortId(state.image.id)}\n`);
+            }
+            await lines.idle();
+            this.trace.mark("stage shown");
+            return state.image;
+          } finally {
+            // A failed step's error comes after the lines of the steps before it.
+            await lines.idle().catch(() => undefined);
           }
-          return state.image;
         });
       };
       const promise = run();
@@ -336,14 +355,10 @@ export class Build {
     return built;
   }
 
-  /** The manifest digest `name` points at now, if it exists (a rebuild that changed nothing leaves the tag alone). */
-  private async currentTarget(name: string): Promise<string | undefined> {
-    try {
-      return (await this.backend.images.images.get({ name }, this.backend.call())).image?.target?.digest;
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
+  /** Points `name` at `target`; a rebuild that changed nothing leaves the tag alone. */
+  private async tag(name: string, target: Descriptor): Promise<void> {
+    const current = await storeRecord(this.backend.images, name);
+    if (current?.target?.digest !== target.digest) await setName(this.backend.images, name, target, current ?? null);
   }
 
   /** The image's top snapshot, unpacking it unless a step (or an earlier unpack) left it there. */
