@@ -120,7 +120,11 @@ try {
     const engine = traces();
     if (engine.length > 0) {
       console.log("  engine marks (this):");
-      for (const [i, [phase]] of engine[0]!.entries()) console.log(`  ${phase.padEnd(16)} ${median(engine.map((t) => t[i]?.[1] ?? 0)).toFixed(1).padStart(7)}`);
+      for (const [i, [phase]] of engine[0]!.entries()) {
+        const values = engine.map((t) => t[i]?.[1] ?? 0);
+        const names = [...new Set(engine.map((t) => t[i]?.[0]))];
+        console.log(`  ${phase.padEnd(20)} ${median(values).toFixed(1).padStart(7)}   (${values.map((v) => v.toFixed(0)).join(" ")})${names.length > 1 ? ` ${names.join(", ")}` : ""}`);
+      }
     }
   }
   console.log(`load ${loadavg()[0]!.toFixed(2)} after`);

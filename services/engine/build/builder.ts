@@ -51,6 +51,8 @@ import { copyTree, destinationIn, hashSources, selectSources, type Owner, type S
 import { archiveFormat, unpackArchive } from "./archives.ts";
 import type { BuildTrace } from "./trace.ts";
 import { GatedOutput } from "./gated-output.ts";
+import { inodePoolOf } from "./inode-pool.ts";
+import { upperPlacer, type UpperPlacer } from "./upper-placer.ts";
 
 export interface BuildOptions {
   dockerfile: string;
@@ -224,6 +226,8 @@ export class Build {
       // The lease keeps what the writes need until they are done.
       await Promise.allSettled(this.writes.values());
       await this.leaseId?.then((id) => deleteLease(this.backend.images, id)).catch(() => undefined);
+      // Between builds: the files the next COPY steps will fill (a failure only leaves them to make theirs).
+      inodePoolOf(this.backend.options.root).refill().catch((err: Error) => this.backend.log.warn({ err: err.message }, "build inode pool: cannot make files"));
     }
   }
 
@@ -779,10 +783,13 @@ export class Build {
           }) : fromFlag ? undefined : { uid: 0, gid: 0 };
           await mountAll(unsynced(mounts), target);
           this.trace.mark("copy mount");
+          const pool = inodePoolOf(this.backend.options.root);
+          const placer = upperPlacer(target, mounts, pool);
           try {
-            await this.copyInto(target, selected, dest, destIsDir, owner, mode, step.keyword === "ADD" && !fromFlag);
-            this.trace.mark("copy files");
+            await this.copyInto(target, selected, dest, destIsDir, owner, mode, step.keyword === "ADD" && !fromFlag, placer);
+            this.trace.mark(placer ? `copy files ${placer.placed}/${placer.asked}` : "copy files");
           } finally {
+            if (placer) pool.wanted(placer.asked);
             await unmountAll(target, { detachBusy: true });
             this.trace.mark("copy unmount");
           }
@@ -797,7 +804,7 @@ export class Build {
     }).finally(() => inline?.remove());
   }
 
-  private async copyInto(root: string, selected: Selected[], dest: string, destIsDir: boolean, owner: Owner | undefined, mode: number | undefined, unpack: boolean): Promise<void> {
+  private async copyInto(root: string, selected: Selected[], dest: string, destIsDir: boolean, owner: Owner | undefined, mode: number | undefined, unpack: boolean, placer: UpperPlacer | undefined): Promise<void> {
     if (destIsDir) {
       const dir = destinationIn(root, dest);
       mkdirSync(dir, { recursive: true });
@@ -808,7 +815,7 @@ export class Build {
       if (s.stat.isDirectory()) {
         const dir = destinationIn(root, dest);
         mkdirSync(dir, { recursive: true });
-        copyTree(s.host, s.stat, dir, owner, mode);
+        copyTree(s.host, s.stat, dir, owner, mode, placer);
         continue;
       }
       const format = unpack && s.stat.isFile() ? await archiveFormat(s.host).catch((err: Error) => {
@@ -824,7 +831,7 @@ export class Build {
       }
       const into = destinationIn(root, dest);
       const isDir = destIsDir || (existsSync(into) && lstatSync(into).isDirectory());
-      copyTree(s.host, s.stat, isDir ? join(into, posix.basename(s.relative)) : into, owner, mode);
+      copyTree(s.host, s.stat, isDir ? join(into, posix.basename(s.relative)) : into, owner, mode, placer);
     }
   }
 

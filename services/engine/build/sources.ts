@@ -9,6 +9,7 @@ import { badRequest } from "../http.ts";
 import { resolveContainerPath } from "../archive/copy.ts";
 import { rawPath } from "../../../core/tar/byte-fs.ts";
 import type { ContextDigests } from "./context-digests.ts";
+import type { UpperPlacer } from "./upper-placer.ts";
 
 export interface Selected {
   /** Host path of the source. */
@@ -109,8 +110,11 @@ export interface Owner {
   gid: number;
 }
 
-/** Copies a file, link or tree to `target`, owned by `owner` (or as the source is when none), with `mode` when given. */
-export function copyTree(source: string, stat: Stats, target: string, owner: Owner | undefined, mode: number | undefined): void {
+/**
+ * Copies a file, link or tree to `target`, owned by `owner` (or as the source is when none),
+ * with `mode` when given; `placer` puts the small new files it can into the upper dir.
+ */
+export function copyTree(source: string, stat: Stats, target: string, owner: Owner | undefined, mode: number | undefined, placer?: UpperPlacer): void {
   const uid = owner?.uid ?? stat.uid;
   const gid = owner?.gid ?? stat.gid;
   if (stat.isDirectory()) {
@@ -119,11 +123,11 @@ export function copyTree(source: string, stat: Stats, target: string, owner: Own
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
-    for (const name of readdirSync(source)) copyTree(join(source, name), lstatSync(join(source, name)), join(target, name), owner, mode);
+    for (const name of readdirSync(source)) copyTree(join(source, name), lstatSync(join(source, name)), join(target, name), owner, mode, placer);
   } else if (stat.isSymbolicLink()) {
     symlinkSync(readlinkSync(source), target);
   } else if (stat.isFile() && stat.size <= smallFile) {
-    writeSmallFile(source, target, uid, gid, mode ?? stat.mode & 0o7777, stat);
+    writeSmallFile(source, target, uid, gid, mode ?? stat.mode & 0o7777, stat, placer);
     return;
   } else if (stat.isFile()) {
     clearFileTarget(target);
@@ -158,8 +162,9 @@ function clearFileTarget(target: string): void {
  * the syscalls of copyFileSync with lchown/chmod/utimes by path, each of which looks the
  * path up again through the overlay (200 small files: ~60 ms that way on an idle disk).
  */
-function writeSmallFile(source: string, target: string, uid: number, gid: number, mode: number, stat: Stats): void {
+function writeSmallFile(source: string, target: string, uid: number, gid: number, mode: number, stat: Stats, placer: UpperPlacer | undefined): void {
   const data = readFileSync(source);
+  if (placer?.place(target, data, { uid, gid, mode, atime: stat.atime, mtime: stat.mtime })) return;
   const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
   let fd: number;
   try {
