@@ -56,6 +56,8 @@ export class BaseImages {
   private readonly backend: Backend;
   private readonly options: BasePullOptions;
   private readonly pulls = new Map<string, PullRecord>();
+  /** Images the store had, by ref and platform: planning (ONBUILD triggers) and FROM read each once. */
+  private readonly stored = new Map<string, Promise<BuildImage>>();
 
   constructor(backend: Backend, options: BasePullOptions) {
     this.backend = backend;
@@ -74,7 +76,7 @@ export class BaseImages {
       return loadImage(this.backend, remote, platform);
     }
     try {
-      return await loadImage(this.backend, ref, platform);
+      return await this.loadStored(ref, platform);
     } catch (err) {
       if (!remote || !isMissing(err)) throw err;
     }
@@ -88,6 +90,18 @@ export class BaseImages {
     }
     await this.pull(remote, platform, progress);
     return loadImage(this.backend, remote, platform);
+  }
+
+  private loadStored(ref: string, platform: Platform | undefined): Promise<BuildImage> {
+    const key = pullKey(ref, platform);
+    let found = this.stored.get(key);
+    if (!found) {
+      found = loadImage(this.backend, ref, platform);
+      this.stored.set(key, found);
+      // Missing now may be pulled next: only an image found is kept.
+      found.catch(() => this.stored.get(key) === found && this.stored.delete(key));
+    }
+    return found;
   }
 
   /**
