@@ -365,6 +365,24 @@ export class Build {
     if (current?.target?.digest !== target.digest) await setName(this.backend.images, name, target, current ?? null);
   }
 
+  /**
+   * A new snapshot `key` (read-only: a view) on the image's top layer. The prepare is tried
+   * first: the layer is there unless the image was never unpacked (a step commits its own),
+   * and only a missing one costs the look and the unpack.
+   */
+  private async prepareOn(image: BuildImage, key: string, lease: string, readOnly = false): Promise<Mount[]> {
+    const prepare = (parent: string) => prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent, lease, ...(readOnly ? { readOnly } : {}) });
+    const top = chainId(image.document.rootfs?.diff_ids ?? []);
+    if (top) {
+      try {
+        return await prepare(top);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return prepare(await this.unpacked(image, lease));
+  }
+
   /** The image's top snapshot, unpacking it unless a step (or an earlier unpack) left it there. */
   private async unpacked(image: BuildImage, lease: string): Promise<string> {
     const top = chainId(image.document.rootfs?.diff_ids ?? []);
@@ -681,11 +699,9 @@ export class Build {
     this.say(` ---> Running in ${shortId(id)}\n`);
     try {
       return await withLease(this.backend.images, await this.lease(), async (lease) => {
-        const parentChain = await this.unpacked(parent, lease);
         const key = `build-run-${id.slice(0, 24)}`;
         let committed = false;
-        this.trace.mark("run unpacked");
-        const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: parentChain, lease });
+        const mounts = await this.prepareOn(parent, key, lease);
         this.trace.mark("run prepare");
         try {
           const scratch = this.hooks.scratchDir ?? tmpdir();
@@ -769,12 +785,9 @@ export class Build {
       if (hit) return hit;
       const destIsDir = dest.endsWith("/") || selected.length > 1 || sourceCount > 1;
       return withLease(this.backend.images, await this.lease(), async (lease) => {
-        let parentChain = "";
-        if (parent.id) parentChain = await this.unpacked(parent, lease);
         const key = `build-copy-${randomBytes(8).toString("hex")}`;
         let committed = false;
-        this.trace.mark("copy unpacked");
-        const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: parentChain, lease });
+        const mounts = await this.prepareOn(parent, key, lease);
         this.trace.mark("copy prepare");
         const target = await mkdtemp(join(this.hooks.scratchDir ?? tmpdir(), "berth-build-"));
         try {
@@ -857,9 +870,8 @@ export class Build {
     }
     if (!image.id) throw new BuildFailure(`COPY --from=${from}: the stage has no files (FROM scratch with no steps)`);
     return withLease(this.backend.images, await this.lease(), async (lease) => {
-      const top = await this.unpacked(image, lease);
       const key = `build-from-${randomBytes(8).toString("hex")}`;
-      const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: top, lease, readOnly: true });
+      const mounts = await this.prepareOn(image, key, lease, true);
       const root = await mkdtemp(join(this.hooks.scratchDir ?? tmpdir(), "berth-build-from-"));
       try {
         await mountAll(mounts, root);
