@@ -22,7 +22,10 @@ const initialTarget = 64;
 export class InodePool {
   private readonly dir: string;
   private readonly limit: number;
-  /** Twice the most files one step took (so a build like the last finds enough), within the limit. */
+  /**
+   * Four times the most files one step took, within the limit: builds that follow each
+   * other closely find enough while the files taken are being made again.
+   */
   private target: number;
   private readonly free: string[] = [];
   private filling: Promise<void> | undefined;
@@ -44,9 +47,9 @@ export class InodePool {
     return this.free.pop();
   }
 
-  /** A step wanted `count` files: later refills keep enough for two such steps. */
+  /** A step wanted `count` files: later refills keep enough for four such steps. */
   wanted(count: number): void {
-    this.target = Math.min(this.limit, Math.max(this.target, 2 * count));
+    this.target = Math.min(this.limit, Math.max(this.target, 4 * count));
   }
 
   /** The files of this pool cannot reach the snapshots (EXDEV): none is handed out any more. */

@@ -6,8 +6,8 @@
 // is already a real directory of the upper dir (made or copied up through the overlay).
 // Anything else (a name to replace, a directory only a lower layer has) is left to the
 // caller, which writes through the mount as before.
-import { closeSync, constants, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, realpathSync, renameSync, rmSync, writeSync } from "node:fs";
-import { dirname, isAbsolute, join, relative } from "node:path";
+import { closeSync, constants, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, readdirSync, realpathSync, renameSync, rmSync, writeSync } from "node:fs";
+import { basename, dirname, isAbsolute, join, relative } from "node:path";
 import type { Mount } from "../../../core/gen/containerd/types/mount.ts";
 import type { InodePool } from "./inode-pool.ts";
 
@@ -33,6 +33,13 @@ export class UpperPlacer {
   private readonly upper: string;
   private readonly lowers: readonly string[];
   private readonly pool: InodePool;
+  /**
+   * Upper dirs found to be real directories: a step only adds to them (a name that is a
+   * directory is never replaced by a file or a link), so each is looked at once.
+   */
+  private readonly realDirs = new Set<string>();
+  /** The names each lower layer has in a directory (by its path below the root), read once per directory. */
+  private readonly lowerNames = new Map<string, Set<string>>();
   /** Small new files the step asked to place (placed or not): what the pool should hold. */
   asked = 0;
   placed = 0;
@@ -51,13 +58,16 @@ export class UpperPlacer {
     if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) return false;
     const upperTarget = join(this.upper, rel);
     const parent = dirname(upperTarget);
-    // Every component a real directory of the upper dir: a symlink there would lead anywhere.
-    try {
-      if (realpathSync.native(parent) !== parent || !lstatSync(parent).isDirectory()) return false;
-    } catch {
-      return false;
+    if (!this.realDirs.has(parent)) {
+      // Every component a real directory of the upper dir: a symlink there would lead anywhere.
+      try {
+        if (realpathSync.native(parent) !== parent || !lstatSync(parent).isDirectory()) return false;
+      } catch {
+        return false;
+      }
+      this.realDirs.add(parent);
     }
-    if (exists(upperTarget) || this.lowers.some((lower) => exists(join(lower, rel)))) return false;
+    if (exists(upperTarget) || this.inLowers(rel)) return false;
     const file = this.pool.take();
     if (!file) return false;
     try {
@@ -82,6 +92,23 @@ export class UpperPlacer {
     }
     this.placed++;
     return true;
+  }
+
+  private inLowers(rel: string): boolean {
+    const dir = dirname(rel);
+    let names = this.lowerNames.get(dir);
+    if (!names) {
+      names = new Set();
+      for (const lower of this.lowers) {
+        try {
+          for (const name of readdirSync(join(lower, dir))) names.add(name);
+        } catch {
+          // not a directory of this layer: it has nothing there
+        }
+      }
+      this.lowerNames.set(dir, names);
+    }
+    return names.has(basename(rel));
   }
 }
 
