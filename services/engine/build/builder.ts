@@ -828,7 +828,7 @@ export class Build {
       if (s.stat.isDirectory()) {
         const dir = destinationIn(root, dest);
         mkdirSync(dir, { recursive: true });
-        copyTree(s.host, s.stat, dir, owner, mode, placer);
+        copyTree(s.host, s.stat, dir, owner, mode, root, placer);
         continue;
       }
       const format = unpack && s.stat.isFile() ? await archiveFormat(s.host).catch((err: Error) => {
@@ -844,7 +844,7 @@ export class Build {
       }
       const into = destinationIn(root, dest);
       const isDir = destIsDir || (existsSync(into) && lstatSync(into).isDirectory());
-      copyTree(s.host, s.stat, isDir ? join(into, posix.basename(s.relative)) : into, owner, mode, placer);
+      copyTree(s.host, s.stat, isDir ? join(into, posix.basename(s.relative)) : into, owner, mode, root, placer);
     }
   }
 

@@ -3,7 +3,7 @@
 // modes, ownership, link targets — not times); and the copy into a rootfs.
 import { createHash } from "node:crypto";
 import { chmodSync, closeSync, constants, copyFileSync, createReadStream, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, symlinkSync, unlinkSync, utimesSync, writeSync, type Stats } from "node:fs";
-import { basename, join, posix } from "node:path";
+import { basename, join, posix, relative } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { badRequest } from "../http.ts";
 import { resolveContainerPath } from "../archive/copy.ts";
@@ -111,19 +111,16 @@ export interface Owner {
 }
 
 /**
- * Copies a file, link or tree to `target`, owned by `owner` (or as the source is when none),
- * with `mode` when given; `placer` puts the small new files it can into the upper dir.
+ * Copies a file, link or tree to `target` (a path under the rootfs mounted at `root`), owned
+ * by `owner` (or as the source is when none), with `mode` when given; `placer` puts the
+ * small new files it can into the upper dir.
  */
-export function copyTree(source: string, stat: Stats, target: string, owner: Owner | undefined, mode: number | undefined, placer?: UpperPlacer): void {
+export function copyTree(source: string, stat: Stats, target: string, owner: Owner | undefined, mode: number | undefined, root: string, placer?: UpperPlacer): void {
   const uid = owner?.uid ?? stat.uid;
   const gid = owner?.gid ?? stat.gid;
   if (stat.isDirectory()) {
-    try {
-      mkdirSync(target);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    }
-    for (const name of readdirSync(source)) copyTree(join(source, name), lstatSync(join(source, name)), join(target, name), owner, mode, placer);
+    target = directoryAt(root, target);
+    for (const name of readdirSync(source)) copyTree(join(source, name), lstatSync(join(source, name)), join(target, name), owner, mode, root, placer);
   } else if (stat.isSymbolicLink()) {
     symlinkSync(readlinkSync(source), target);
   } else if (stat.isFile() && stat.size <= smallFile) {
@@ -140,6 +137,24 @@ export function copyTree(source: string, stat: Stats, target: string, owner: Own
     chmodSync(target, mode ?? stat.mode & 0o7777);
     utimesSync(target, stat.atime, stat.mtime);
   }
+}
+
+/**
+ * The directory a tree is copied into at `target`, made if missing. A symlink the image has
+ * there is followed inside the rootfs, as Docker does: the kernel would follow it from the
+ * host's root (an image's `/app/conf -> /etc` had the copy write the host's /etc).
+ */
+function directoryAt(root: string, target: string): string {
+  try {
+    mkdirSync(target);
+    return target;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  }
+  if (lstatSync(target).isDirectory()) return target;
+  const inRoot = destinationIn(root, `/${relative(root, target)}/`);
+  mkdirSync(inRoot, { recursive: true });
+  return inRoot;
 }
 
 /**
