@@ -3,7 +3,7 @@
 // runs (scripts/build.ts), and compiles, hashes and evaluates the parts it loads at
 // every start. Two such, each replaced by a stand-in where it is imported:
 // - bullmq's package index re-exports its PostgreSQL backend (classes, and the SQL of
-//   every command and migration inlined): 318 of dist/jobs.js's 3190 KiB, evaluated
+//   every command and migration inlined): 318 of dist/jobs.js's 3188 KiB, evaluated
 //   at every start of the jobs process. Berth's queues live in Redis. Only the index's
 //   import is replaced (by an empty module), so the Redis backend is bundled as published.
 // - @grpc/proto-loader (with protobufjs, long and its JSON descriptors, ~170 KiB in every
