@@ -1,9 +1,12 @@
 // What the process bundles leave out (scripts/unused-modules-plugin.ts): bullmq's
-// PostgreSQL backend and @grpc/proto-loader. The plugin is checked on bundles of its
+// PostgreSQL backend, @grpc/proto-loader and undici's Milo parser. The plugin is checked on bundles of its
 // own, built and run here; the shipped bundles are checked for what they hold.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { globSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -74,6 +77,38 @@ server.bindAsync(${JSON.stringify(`unix://${socket}`)}, grpc.ServerCredentials.c
   assert.equal(readFileSync(script, "utf8").includes("node_modules/protobufjs/"), false, "protobufjs is out of the bundle");
 });
 
+test("undici bundled without Milo requests with llhttp, and UNDICI_USE_MILO=1 fails naming the variable", async () => {
+  // The two undici modules core/registry/http.ts loads, against a loopback server of this process.
+  const script = await bundled(
+    `import Agent from "undici/lib/dispatcher/agent.js";
+import request from "undici/lib/api/api-request.js";
+const agent = new Agent();
+request.call(agent, { origin: process.argv[2], path: "/", method: "GET" })
+  .then(async (res) => process.stdout.write(JSON.stringify({ status: res.statusCode, body: await res.body.text() })))
+  .catch((err) => process.stdout.write(JSON.stringify({ error: err.message })))
+  .finally(() => agent.close());
+`,
+    [withoutUnusedModules],
+  );
+  assert.equal(readFileSync(script, "utf8").includes("node_modules/undici/lib/milo/"), false, "Milo is out of the bundle");
+  const server = createServer((_, res) => res.end("served"));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const run = async (env: NodeJS.ProcessEnv) => {
+      const child = spawn(process.execPath, [script, origin], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
+      let out = "";
+      child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+      await once(child, "close");
+      return JSON.parse(out) as { status?: number; body?: string; error?: string };
+    };
+    assert.deepEqual(await run({ UNDICI_USE_MILO: "" }), { status: 200, body: "served" });
+    assert.match((await run({ UNDICI_USE_MILO: "1" })).error ?? "", /Milo parser is left out of Berth's bundles.*UNDICI_USE_MILO/);
+  } finally {
+    server.close();
+  }
+});
+
 test("no Berth source imports @grpc/proto-loader or protobufjs", () => {
   const sources = globSync(["core/**/*.ts", "services/**/*.ts", "cmd/**/*.ts"], { cwd: repoRoot }).filter((f) => !f.startsWith("core/gen/"));
   assert.ok(sources.length > 50);
@@ -81,13 +116,14 @@ test("no Berth source imports @grpc/proto-loader or protobufjs", () => {
   assert.deepEqual(offenders, []);
 });
 
-test("every process bundle holds grpc-js without @grpc/proto-loader and protobufjs", () => {
+test("every process bundle holds grpc-js without @grpc/proto-loader and protobufjs, and none holds undici's Milo", () => {
   const files = globSync(["*.js", "*-chunks/*.js"], { cwd: distDir }).map((f) => join(distDir, f));
   const withGrpc = files.filter((file) => readFileSync(file, "utf8").includes("node_modules/@grpc/grpc-js/"));
   for (const name of ["tasks", "images", "snapshots", "diff", "jobs"]) assert.ok(withGrpc.includes(join(distDir, `${name}.js`)), `${name}.js bundles grpc-js`);
   for (const file of files) {
     const text = readFileSync(file, "utf8");
     assert.ok(!text.includes("node_modules/@grpc/proto-loader/") && !text.includes("node_modules/protobufjs/"), `${file} bundles neither`);
+    assert.ok(!text.includes("node_modules/undici/lib/milo/"), `${file} has no Milo`);
   }
 });
 
