@@ -174,17 +174,26 @@ export function storeImageLater(backend: Backend, lease: string, image: BuildIma
   // All three at once (the lease keeps the blobs until the name holds them): a name whose
   // content is not there yet reads as a missing image (a cache miss, left out of lists),
   // as one whose write failed does; the build fails then, with the write's error.
-  const written = Promise.all([
+  const name = `${danglingPrefix}${manifestDigest}`;
+  const blobs = Promise.all([
     writeBlob(svc.content, configBytes, { ref: `build-config-${randomBytes(8).toString("hex")}`, expected: configDigest }, call),
     writeBlob(svc.content, manifestBytes, { ref: `build-manifest-${randomBytes(8).toString("hex")}`, labels: gcLabels, expected: manifestDigest }, call),
-    svc.images.create({ image: { name: `${danglingPrefix}${manifestDigest}`, labels: { [cacheKeyLabel]: key }, target, createdAt: undefined, updatedAt: undefined } }, backend.call()).then(
-      () => true,
-      (err: unknown) => {
-        if (!isAlreadyExists(err)) throw err;
-        return false;
-      },
-    ),
-  ]).then(([, , created]) => created);
+  ]);
+  const named = svc.images.create({ image: { name, labels: { [cacheKeyLabel]: key }, target, createdAt: undefined, updatedAt: undefined } }, backend.call()).then(
+    () => true,
+    (err: unknown) => {
+      if (!isAlreadyExists(err)) throw err;
+      return false;
+    },
+  );
+  const written = Promise.all([blobs, named]).then(
+    ([, created]) => created,
+    async (err: unknown) => {
+      // A name made here for content that was not written would be a broken image: it goes again.
+      if (await named.catch(() => false)) await svc.images.delete({ name, sync: false }, backend.call()).catch(() => undefined);
+      throw err;
+    },
+  );
   return { image: { ...image, id: configDesc.digest, target: { mediaType: image.manifestType, digest: manifestDigest, size: manifestBytes.length } }, written };
 }
 
