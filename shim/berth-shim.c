@@ -615,9 +615,9 @@ static void record_oom_kills(void)
         diag("writing the oom file failed: %m");
 }
 
-static void check_oom(void)
+static void check_oom(bool woke)
 {
-    if (oom_watch_check(&shim.oom))
+    if (oom_watch_check(&shim.oom, woke))
         record_oom_kills();
 }
 
@@ -636,7 +636,7 @@ static void reap_children(void)
         if (pid == shim.main_pid && !shim.exited) {
             shim.exited = true;
             /* The kernel counts a kill before its victim can be reaped: a kill that ended the process is seen here. */
-            check_oom();
+            check_oom(false);
             oom_watch_stop(&shim.oom);
             write_exit_file(status);
             /* Nobody is left to read stdin. */
@@ -752,7 +752,7 @@ static void run(void)
         }
         /* A closing stdin with nothing buffered must look at the FIFO once more, now. */
         bool input_due = shim.in.closing && shim.in.fifo >= 0 && shim.in.pending_length == 0;
-        int timeout = input_due ? 0 : shim.exited ? DRAIN_IDLE_MS : -1;
+        int timeout = input_due ? 0 : shim.exited ? DRAIN_IDLE_MS : oom_watch_timeout(&shim.oom);
         int ready = poll(fds, (nfds_t)count, timeout);
         if (ready < 0) {
             if (errno == EINTR)
@@ -766,8 +766,9 @@ static void run(void)
             return;
         }
         /* Before reaping: an OOM kill of the process itself is recorded ahead of its exit either way. */
-        if (oom_at >= 0 && fds[oom_at].revents != 0)
-            check_oom();
+        bool oom_woke = oom_at >= 0 && fds[oom_at].revents != 0;
+        if (oom_woke || shim.oom.rechecking)
+            check_oom(oom_woke);
         if (fds[0].revents != 0)
             reap_children();
         /* Control before stdin: a resize written before some input applies before that input arrives. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "oom.h"
@@ -259,13 +260,28 @@ bool oom_watch_start(struct oom_watch *watch, pid_t pid)
     return started;
 }
 
-bool oom_watch_check(struct oom_watch *watch)
+/* How long after a wake-up a victim may take to be counted (the killer waits for locks). */
+#define RECHECK_WINDOW_MS 2000
+
+static struct timespec monotonic_now(void)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
+        now = (struct timespec){ 0, 0 };
+    return now;
+}
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+bool oom_watch_check(struct oom_watch *watch, bool woke)
 {
     if (watch->counter_fd < 0)
         return false;
-    if (watch->wake_fd != watch->counter_fd) {
+    if (woke && watch->wake_fd != watch->counter_fd) {
         uint64_t wakes;
-        /* EAGAIN: no wake-up pending (a check before recording the exit). */
         if (read(watch->wake_fd, &wakes, sizeof wakes) < 0 && errno != EAGAIN && errno != EINTR)
             diag("oom watch: reading the eventfd: %m");
     }
@@ -275,10 +291,30 @@ bool oom_watch_check(struct oom_watch *watch)
         oom_watch_stop(watch);
         return false;
     }
-    if (kills <= watch->kills)
-        return false;
-    watch->kills = kills;
-    return true;
+    if (kills > watch->kills) {
+        watch->kills = kills;
+        watch->rechecking = false;
+        return true;
+    }
+    struct timespec now = monotonic_now();
+    if (woke) {
+        watch->rechecking = true;
+        watch->recheck_until = now;
+        watch->recheck_until.tv_sec += RECHECK_WINDOW_MS / 1000;
+        watch->recheck_until.tv_nsec += (long)(RECHECK_WINDOW_MS % 1000) * 1000000L;
+        if (watch->recheck_until.tv_nsec >= 1000000000L) {
+            watch->recheck_until.tv_sec++;
+            watch->recheck_until.tv_nsec -= 1000000000L;
+        }
+    } else if (watch->rechecking && !before(&now, &watch->recheck_until)) {
+        watch->rechecking = false;
+    }
+    return false;
+}
+
+int oom_watch_timeout(const struct oom_watch *watch)
+{
+    return watch->counter_fd >= 0 && watch->rechecking ? OOM_RECHECK_MS : -1;
 }
 
 void oom_watch_stop(struct oom_watch *watch)
@@ -287,4 +323,5 @@ void oom_watch_stop(struct oom_watch *watch)
         close_quietly(watch->wake_fd);
     close_quietly(watch->counter_fd);
     watch->wake_fd = watch->counter_fd = -1;
+    watch->rechecking = false;
 }

@@ -274,6 +274,26 @@ for (const variant of ["release", "sanitize"] as const) {
       assert.deepEqual(cgroupLeftIn(c.cgroup), []);
     });
 
+    test("an OOM kill of a child is recorded while the init runs on; a later kill -9 adds none", async () => {
+      // The kernel notifies v1 watchers before it has picked a victim: the count comes later.
+      const script = "(x=$(head -c 67108864 /dev/zero | tr '\\0' a)); echo child-gone; exec sleep 1000";
+      const c = newContainer(["sh", "-c", script], { fifos: [], memoryLimit: 8 << 20 });
+      const started = await start(c.options);
+      runc("start", c.id);
+      await waitFor("the oom record", () => readShimOom(c.stateDir) !== undefined);
+      assert.equal(readShimExit(c.stateDir), undefined, "the init runs on");
+      await waitFor("the shell to carry on", () => readFileSync(c.options.log!, "utf8").includes("child-gone"));
+      const recorded = readShimOom(c.stateDir)!;
+      assert.ok(recorded.oomKills >= 1);
+      runc("kill", c.id, "KILL");
+      await waitFor("the exit file", () => readShimExit(c.stateDir) !== undefined);
+      assert.equal(readShimExit(c.stateDir)!.exitStatus, 137);
+      assert.equal(readShimOom(c.stateDir)!.oomKills, recorded.oomKills);
+      await waitForShimExit(started.shimPid);
+      assert.equal(readFileSync(join(c.stateDir, "shim.log"), "utf8"), "");
+      runc("delete", c.id);
+    });
+
     test("relays stdin until close-stdin, which ends cat", async () => {
       const c = newContainer(["cat"]);
       const out = new FifoReader(c.options.stdout!);

@@ -70,7 +70,11 @@ export class ContainerManager {
     followOomEvents(backend, this.aborter.signal, (id) => this.noteOom(id));
   }
 
-  /** A process of a running container was OOM-killed (it may run on): Docker's `oom` event, once per run. */
+  /**
+   * A process of a running container was OOM-killed (it may run on): Docker's `oom` event,
+   * once per run. An event for a run not yet recorded as running is taken up by the start
+   * itself (from the shim's record); one for a run already recorded as ended, by its exit.
+   */
   private noteOom(id: string): void {
     const record = this.store.get(id);
     const rt = this.runtimes.get(id);
@@ -264,6 +268,8 @@ export class ContainerManager {
       this.store.update(fresh);
       Object.assign(record, fresh);
       this.publish(fresh, "start");
+      // A kill right after runc start may have been announced before this run was recorded as running.
+      if (oomKilledIn(this.shimDir(id))) this.noteOom(id);
       this.watch(id);
       this.rotation.watch(fresh);
       if (rt.closeStdinAfterStart) {
