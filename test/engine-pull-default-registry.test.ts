@@ -5,19 +5,22 @@
 // build's FROM stores it; the Docker Hub name still finds it; mirrors apply.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ok, startDaemon, type Daemon } from "./harness.ts";
 import { buildBusyboxImage } from "./fixtures/busybox-image.ts";
 import { skopeo, skopeoArchives } from "./fixtures/archives.ts";
-import { TestRegistry } from "./fixtures/registry.ts";
+import { TestRegistry, writeHtpasswd } from "./fixtures/registry.ts";
+import { engineHttpText } from "./fixtures/engine-session.ts";
 import { defaultRegistryArgs } from "./fixtures/build.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 
 let d: Daemon | undefined;
 let mirrored: Daemon | undefined;
+let guardedDaemon: Daemon | undefined;
 let registry: TestRegistry | undefined;
+let guarded: TestRegistry | undefined;
 let work: string;
 let layout: string;
 
@@ -38,7 +41,9 @@ after(async () => {
   if (d) await removeEveryContainer(d);
   await d?.destroy();
   await mirrored?.destroy();
+  await guardedDaemon?.destroy();
   await registry?.stop();
+  await guarded?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -120,5 +125,28 @@ describe("docker pull of a short name follows the daemon's defaultRegistry", () 
     const r = ok(mirrored.docker(["pull", "mirrored:1"]), "pull through the mirror");
     assert.match(r.stdout, /^Status: Downloaded newer image for 127\.0\.0\.1:1\/mirrored:1$/m);
     assert.ok(imageTags(mirrored).includes("127.0.0.1:1/mirrored:1"));
+  });
+
+  test("credentials the client meant for Docker Hub are not sent to the default registry; ones for it are", async () => {
+    const htpasswd = join(work, "htpasswd");
+    writeHtpasswd(htpasswd, "alice", "s3cret");
+    guarded = await TestRegistry.start(join(work, "guarded"), { auth: { htpasswd } });
+    const r = skopeo(work, ["copy", "--dest-tls-verify=false", "--dest-creds", "alice:s3cret", `oci:${layout}:v1`, `docker://${guarded.host}/private:1`]);
+    assert.equal(r.code, 0, r.stderr);
+    mkdirSync(join(work, "guarded-config"));
+    guardedDaemon = await startDaemon({ args: defaultRegistryArgs(join(work, "guarded-config"), guarded.host) });
+    const pull = (serveraddress: string) => {
+      const auth = Buffer.from(JSON.stringify({ username: "alice", password: "s3cret", serveraddress })).toString("base64url");
+      return engineHttpText(guardedDaemon!, "POST", "/v1.41/images/create?fromImage=docker.io%2Flibrary%2Fprivate&tag=1", undefined, { "X-Registry-Auth": auth });
+    };
+    const refused = await pull("https://index.docker.io/v1/");
+    assert.notEqual(refused.status, 200, refused.body);
+    assert.match(refused.body, /unauthorized/i);
+    assert.deepEqual(imageTags(guardedDaemon), []);
+    const allowed = await pull(guarded.host);
+    assert.equal(allowed.status, 200, allowed.body);
+    assert.doesNotMatch(allowed.body, /errorDetail/);
+    assert.match(allowed.body, new RegExp(`Downloaded newer image for ${guarded.host}/private:1`));
+    assert.deepEqual(imageTags(guardedDaemon), [`${guarded.host}/private:1`]);
   });
 });
