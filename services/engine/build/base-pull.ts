@@ -1,9 +1,9 @@
 // The images a build starts from or copies from (FROM, COPY --from=<image>, an ONBUILD
 // base), pulled when the store does not have them, as Docker's classic builder does, and
 // every time with the /build `pull` query (`docker build --pull`), through the same
-// transfer jobs as `docker pull`. Each image is pulled at most once per build; its progress
-// messages are kept, so a pull that ran while the build was still planning (to read a
-// base's ONBUILD triggers) is shown at the FROM step that uses it.
+// transfer jobs as `docker pull`. Each image is pulled at most once per build, its progress
+// shown as it comes to the first caller that asks for it (the planning that reads a base's
+// ONBUILD triggers, before the steps); messages no caller took yet are kept for the next.
 import type { Platform } from "../../../core/image/platform.ts";
 import { formatPlatform } from "../../../core/image/platform.ts";
 import { normalizeDockerRef, ReferenceError } from "../../../core/image/reference.ts";

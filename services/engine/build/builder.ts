@@ -448,8 +448,8 @@ export class Build {
     for (let j = i - 1; j >= 0; j--) if (stages[j]!.name === lower) return stages[j]!.steps.filter((s) => s.keyword === "ONBUILD").map((s) => s.args);
     if (ref === "scratch") return [];
     try {
-      // A missing base is pulled here (its messages are shown at its FROM step).
-      const onBuild = (await this.bases.load(ref, this.stagePlatform(stages[i]!, globalArgs))).document.config?.OnBuild;
+      // A missing base is pulled here, its progress shown as it comes (before the steps: their count needs these triggers).
+      const onBuild = (await this.bases.load(ref, this.stagePlatform(stages[i]!, globalArgs), this.progress)).document.config?.OnBuild;
       return Array.isArray(onBuild) ? onBuild.map(String) : [];
     } catch {
       return [];
