@@ -50,6 +50,22 @@ export interface UnpackOptions {
   /** Run under this lease instead of a fresh one (images mount). */
   lease?: string;
   onLayer?: (event: LayerEvent) => void;
+  /**
+   * Layers extracted already into parentless snapshots (a pull's layer jobs, while they
+   * downloaded), by layer digest: committed instead of extracted again when their
+   * snapshotter and diff id fit; every one not used is removed.
+   */
+  extracted?: ReadonlyMap<string, PreExtracted>;
+}
+
+/** A layer extracted into a parentless snapshot of `snapshotter`, not yet committed. */
+export interface PreExtracted {
+  snapshotter: string;
+  key: string;
+  /** What Apply computed: checked against the image config's diff id. */
+  diffId: string;
+  /** Apply's reply annotations (the directories to copy up at commit). */
+  annotations: Record<string, string>;
 }
 
 export interface UnpackResult {
@@ -135,14 +151,14 @@ async function applyLayer(ctx: ApplyContext, layer: Descriptor, diffId: string, 
  * Snapshotters whose committed snapshot holds only its own layer (overlayfs: the upper
  * dir), so a layer can be extracted with no parent and chained at Commit.
  */
-const rebasingSnapshotters = new Set(["overlayfs"]);
+export const rebasingSnapshotters: ReadonlySet<string> = new Set(["overlayfs"]);
 
 /**
  * The parentless snapshot's bind mount as the overlay upper dir it will be: Apply then
  * writes whiteouts as overlayfs does (char 0/0 devices, the opaque xattr) instead of
  * deleting what a parent would hold.
  */
-function asUpperDir(mounts: Mount[]): Mount[] {
+export function asUpperDir(mounts: Mount[]): Mount[] {
   const m = mounts[0];
   if (mounts.length !== 1 || m?.type !== "bind") throw new UnpackError(`unexpected mounts for a parentless extraction snapshot: ${JSON.stringify(mounts)}`);
   const work = m.source.replace(/\/fs$/, "/work");
@@ -194,11 +210,14 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
     const ctx: ApplyContext = { svc, snapshotter, lease };
     const chain = chainIds(diffIds);
     const created: string[] = [];
+    // Taken out as they are used; what is left at the end is removed.
+    const preExtracted = new Map([...(options.extracted ?? [])].filter(([, e]) => e.snapshotter === snapshotter));
+    const unusable = [...(options.extracted?.values() ?? [])].filter((e) => e.snapshotter !== snapshotter);
     // Label updates run while the next layer unpacks; all must succeed before we return.
     const labelling: Promise<void>[] = [];
     try {
       if (rebasingSnapshotters.has(snapshotter) && process.env.BERTH_UNPACK_PARALLEL !== "0") {
-        await unpackParallel(ctx, layers, diffIds, chain, created, labelling, options.onLayer);
+        await unpackParallel(ctx, layers, diffIds, chain, created, labelling, options.onLayer, preExtracted);
       } else for (let i = 0; i < layers.length; i++) {
         const chainId = chain[i]!;
         let applied = false;
@@ -219,6 +238,8 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
       await Promise.allSettled(labelling);
       await removeSnapshots(svc, snapshotter, created, lease);
       throw err;
+    } finally {
+      for (const e of [...unusable, ...preExtracted.values()]) await removeSnapshot({ svc, snapshotter: e.snapshotter, lease }, e.key);
     }
     const top = chain.at(-1) ?? "";
     await updateBlobLabels(svc.content, resolved.configDescriptor.digest, { [`${wellKnown.gcRefSnapshotPrefix}${snapshotter}`]: top }, callOptions(svc, lease));
@@ -242,10 +263,26 @@ async function unpackParallel(
   created: string[],
   labelling: Promise<void>[],
   onLayer: UnpackOptions["onLayer"],
+  preExtracted: Map<string, PreExtracted>,
 ): Promise<void> {
   const { svc, snapshotter, lease } = ctx;
   const missing = await Promise.all(chain.map(async (chainId) => !(await snapshotExists(ctx, chainId))));
-  const extractions = layers.map((layer, i) => (missing[i] ? extractParentless(ctx, layer, diffIds[i]!, chain[i]!) : undefined));
+  const takenBefore = new Set<string>();
+  // A layer extracted while it downloaded is taken as it is when its diff id is the config's.
+  const extractedBefore = (layer: Descriptor, diffId: string): Promise<Extracted> | undefined => {
+    const before = preExtracted.get(layer.digest);
+    if (!before || before.diffId !== diffId) return undefined;
+    preExtracted.delete(layer.digest);
+    takenBefore.add(before.key);
+    try {
+      return Promise.resolve({ key: before.key, copyUpDirs: copyUpDirsOf(before.annotations) });
+    } catch (err) {
+      return removeSnapshot(ctx, before.key).then(() => {
+        throw new UnpackError(`layer ${diffId}: bad Apply reply: ${errorMessage(err)}`);
+      });
+    }
+  };
+  const extractions = layers.map((layer, i) => (missing[i] ? (extractedBefore(layer, diffIds[i]!) ?? extractParentless(ctx, layer, diffIds[i]!, chain[i]!)) : undefined));
   // Every extraction settles before anything is committed or rolled back.
   const settled = await Promise.allSettled(extractions.map((e) => e ?? Promise.resolve(undefined)));
   const pending = new Set(settled.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value.key] : [])));
@@ -271,7 +308,10 @@ async function unpackParallel(
           applied = true;
         } catch (err) {
           await removeSnapshot(ctx, extracted.key);
-          if (!isAlreadyExists(err)) throw new UnpackError(`failed to commit snapshot ${extracted.key}: ${errorMessage(err)}`);
+          if (isNotFound(err) && takenBefore.has(extracted.key)) {
+            // Extracted during the download, then gone (an earlier run of this pull, killed, used it): extract again.
+            applied = await applyLayer(ctx, layers[i]!, diffIds[i]!, chainId, parent);
+          } else if (!isAlreadyExists(err)) throw new UnpackError(`failed to commit snapshot ${extracted.key}: ${errorMessage(err)}`);
         }
       }
       if (applied) {

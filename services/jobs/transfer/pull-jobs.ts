@@ -21,6 +21,7 @@ import { addSource, distributionSourceLabel, ingestRef, parseRegistryReference, 
 import type { RegistryAccess } from "./access.ts";
 import type { PullCancellations } from "./cancel.ts";
 import { HostLimit } from "./host-limit.ts";
+import { StreamedExtraction, type StreamedLayer } from "./stream-extract.ts";
 import { blobJobId, queueNames, workerLock, type TransferQueues } from "./queues.ts";
 import type { ServicesFor } from "./services.ts";
 
@@ -33,9 +34,19 @@ export interface BlobJobData {
   descriptor: Descriptor;
 }
 
+/** A layer job's data: its blob's, and the snapshotter to extract into while it downloads (none: the unpack extracts it). */
+export interface LayerJobData extends BlobJobData {
+  extractInto?: string;
+}
+
 export type BlobProgressData = { status: "downloading" | "verifying"; done: number; total: number };
 export interface BlobResult {
   existed: boolean;
+}
+
+export interface LayerResult extends BlobResult {
+  /** The layer was extracted while it downloaded: the parent commits this snapshot. */
+  extracted?: StreamedLayer;
 }
 
 export interface PullJobData {
@@ -125,6 +136,8 @@ export interface PullWorkerOptions {
   log: Logger;
   /** Downloads at once per registry host. */
   perHost: number;
+  /** Layers extracted at once while they download (0: none; the unpack does them all). */
+  extractsWhileDownloading: number;
   cancels: PullCancellations;
 }
 
@@ -183,6 +196,7 @@ async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, fetcher: Blob
 export function startPullWorkers(options: PullWorkerOptions): Worker[] {
   const { queues, services, log, cancels } = options;
   const hosts = new HostLimit(options.perHost);
+  const extracts = new HostLimit(options.extractsWhileDownloading);
   const common = { connection: queues.client, prefix: queues.prefix, autorun: false, ...workerLock };
 
   const blobs = new Worker<BlobJobData, BlobResult>(
@@ -200,12 +214,13 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
     { ...common, concurrency: 8 },
   );
 
-  const layers = new Worker<BlobJobData, BlobResult>(
+  const layers = new Worker<LayerJobData, LayerResult>(
     queueNames.layers,
     async (job) => {
       const id = blobJobId(job.data.namespace, job.data.descriptor.digest);
       const events = await queues.eventsOf(queueNames.blobs);
       const svc = services(job.data.namespace);
+      const { extractInto, ...blobData } = job.data;
       // The blob job may have been added by another pull, under that pull's lease: ours
       // holds the blob as soon as it is there.
       const holdBlob = async (result: BlobResult) => {
@@ -221,12 +236,30 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
       });
       canceled.catch(() => undefined);
       cancels.waitFor(id, job.id!);
+      const streamed =
+        extractInto && options.extractsWhileDownloading > 0 && !signal.aborted
+          ? new StreamedExtraction({ svc, lease: job.data.lease, snapshotter: extractInto, layer: job.data.descriptor, blobJobId: id, blobEvents: events, limit: extracts, log })
+          : undefined;
       try {
+        const result = await waitForBlob();
+        const extracted = await streamed?.finish();
+        return extracted ? { ...result, extracted } : result;
+      } catch (err) {
+        await streamed?.discard();
+        throw err;
+      } finally {
+        if (cancels.stopWaiting(id, job.id!, signal.aborted)) {
+          // Not started yet: off the queue (a running one was aborted instead).
+          await queues.queues.blobs.remove(id).catch(() => undefined);
+        }
+      }
+
+      async function waitForBlob(): Promise<BlobResult> {
         // The blob job may finish and be removed between add and wait (then it reads as
         // failed with no reason that we know): the content store has the last word.
         for (let attempt = 0; ; attempt++) {
           signal.throwIfAborted();
-          const blobJob = await queues.queues.blobs.add("fetch", job.data, {
+          const blobJob = await queues.queues.blobs.add("fetch", blobData, {
             jobId: id,
             attempts: blobAttempts,
             backoff: retryBackoff,
@@ -246,11 +279,6 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
             throw new UnrecoverableError(reason);
           }
         }
-      } finally {
-        if (cancels.stopWaiting(id, job.id!, signal.aborted)) {
-          // Not started yet: off the queue (a running one was aborted instead).
-          await queues.queues.blobs.remove(id).catch(() => undefined);
-        }
       }
     },
     // They only wait: many at once cost nothing.
@@ -262,16 +290,25 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
     async (job) => {
       const svc = services(job.data.namespace);
       const final = () => job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      const extracted = new Map<string, StreamedLayer>();
       try {
         const failures = Object.values(await job.getIgnoredChildrenFailures());
-        if (failures.length > 0) throw new UnrecoverableError(failures[0]!);
-        const result = await finishPull(job, svc);
+        if (failures.length > 0) {
+          // Layers extracted while they downloaded go with the pull (unpackImage removes those it does not use).
+          for (const value of Object.values(await job.getChildrenValues<LayerResult>())) if (value?.extracted) extracted.set(value.extracted.digest, value.extracted);
+          throw new UnrecoverableError(failures[0]!);
+        }
+        // A retry does not know what its first try did with them: it extracts afresh.
+        if (job.attemptsMade === 0) for (const value of Object.values(await job.getChildrenValues<LayerResult>())) if (value?.extracted) extracted.set(value.extracted.digest, value.extracted);
+        const result = await finishPull(job, svc, extracted);
         cancels.forget(job.id!);
         return result;
       } catch (err) {
         const failure = err instanceof UnrecoverableError ? err : jobFailure(err);
         // What the pull stored goes with its lease (collected once nothing else holds it).
         if (failure instanceof UnrecoverableError || final()) {
+          // Extraction snapshots the unpack did not get to (removing one it removed or committed finds nothing).
+          for (const e of extracted.values()) await svc.snapshots.remove({ snapshotter: e.snapshotter, key: e.key }, callOptions(svc, job.data.lease)).catch(() => undefined);
           await deleteLease(svc, job.data.lease).catch(() => undefined);
           cancels.forget(job.id!);
         }
@@ -284,7 +321,7 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
   return [blobs, layers, pulls];
 }
 
-async function finishPull(job: Job<PullJobData>, svc: ImageServices): Promise<PullResult> {
+async function finishPull(job: Job<PullJobData>, svc: ImageServices, streamed: ReadonlyMap<string, StreamedLayer>): Promise<PullResult> {
   const { lease, unpack } = job.data;
   const image = remoteImage(job.data.image);
   const admin = callOptions(svc);
@@ -301,6 +338,7 @@ async function finishPull(job: Job<PullJobData>, svc: ImageServices): Promise<Pu
       lease,
       ...(job.data.snapshotter ? { snapshotter: job.data.snapshotter } : {}),
       platform: platformMatcher(job.data.platform || undefined),
+      extracted: streamed,
       onLayer: () => {
         extracted++;
         job.updateProgress({ phase: "unpacking", extracted } satisfies PullProgressData).catch(() => undefined);
