@@ -303,3 +303,36 @@ test("a download cut while extracting, then refused (404): the pull fails naming
   }
   await nothingLeft("gone");
 });
+
+for (const service of ["diff", "jobs"] as const) {
+  test(`kill -9 of the ${service} process while a layer extracts from its download: the pull completes, equal to the sequential unpack, and no extraction snapshot stays`, async () => {
+    const image = streamImage();
+    const namespace = `killed-${service}`;
+    const ref = await seed(image, `stream/killed-${service}`);
+    const held = image.layers[0]!.digest;
+    const release = holdLayer(held, "rest");
+    try {
+      const pull = berthctl(["pull", "--plain-http", ref], namespace);
+      await until("the held layer's extraction snapshot has files", async () => (await extractedSoFar(namespace, held)) > 0);
+      const pid = d.servicePid(service);
+      assert.ok(pid, `the ${service} process runs`);
+      process.kill(pid, "SIGKILL");
+      release();
+      ok(await pull, "pull across the kill");
+    } finally {
+      release();
+      proxy.rule = undefined;
+    }
+    // What a killed process left was held by the pull's lease, and goes with the next
+    // collection after it (a lease deleted with sync runs one now).
+    const svc = ns(namespace);
+    const lease = (await svc.leases.create({ id: `collect-${namespace}`, labels: {} }, callOptions(svc))).lease!.id;
+    await svc.leases.delete({ id: lease, sync: true }, callOptions(svc));
+    assert.deepEqual((await snapshotsOf(namespace)).map((r) => r.name).sort(), [image.bottom, image.top].sort());
+    assert.deepEqual(await leasesOf(namespace), []);
+    const expected = await sequentialTrees(image, `sequential-killed-${service}`);
+    const pulled = await treesOf(ns(namespace), image.top);
+    assert.deepEqual(pulled.layers, expected.layers);
+    assert.deepEqual(pulled.merged, expected.merged);
+  });
+}
