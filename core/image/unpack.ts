@@ -51,11 +51,12 @@ export interface UnpackOptions {
   lease?: string;
   onLayer?: (event: LayerEvent) => void;
   /**
-   * Layers extracted already into parentless snapshots (a pull's layer jobs, while they
-   * downloaded), by layer digest: committed instead of extracted again when their
-   * snapshotter and diff id fit; every one not used is removed.
+   * Layers extracted into parentless snapshots by someone else (a pull's layer jobs,
+   * while they downloaded), by layer digest, done or still under way: committed instead
+   * of extracted again when their snapshotter and diff id fit; every one not used is
+   * removed (once it ended).
    */
-  extracted?: ReadonlyMap<string, PreExtracted>;
+  extracted?: ReadonlyMap<string, PreExtracted | Promise<PreExtracted | undefined>>;
 }
 
 /** A layer extracted into a parentless snapshot of `snapshotter`, not yet committed. */
@@ -211,13 +212,12 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
     const chain = chainIds(diffIds);
     const created: string[] = [];
     // Taken out as they are used; what is left at the end is removed.
-    const preExtracted = new Map([...(options.extracted ?? [])].filter(([, e]) => e.snapshotter === snapshotter));
-    const unusable = [...(options.extracted?.values() ?? [])].filter((e) => e.snapshotter !== snapshotter);
+    const offered = new Map(options.extracted ?? []);
     // Label updates run while the next layer unpacks; all must succeed before we return.
     const labelling: Promise<void>[] = [];
     try {
       if (rebasingSnapshotters.has(snapshotter) && process.env.BERTH_UNPACK_PARALLEL !== "0") {
-        await unpackParallel(ctx, layers, diffIds, chain, created, labelling, options.onLayer, preExtracted);
+        await unpackParallel(ctx, layers, diffIds, chain, created, labelling, options.onLayer, offered);
       } else for (let i = 0; i < layers.length; i++) {
         const chainId = chain[i]!;
         let applied = false;
@@ -239,7 +239,10 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
       await removeSnapshots(svc, snapshotter, created, lease);
       throw err;
     } finally {
-      for (const e of [...unusable, ...preExtracted.values()]) await removeSnapshot({ svc, snapshotter: e.snapshotter, lease }, e.key);
+      for (const offer of offered.values()) {
+        const e = await Promise.resolve(offer).catch(() => undefined);
+        if (e) await removeSnapshot({ svc, snapshotter: e.snapshotter, lease }, e.key);
+      }
     }
     const top = chain.at(-1) ?? "";
     await updateBlobLabels(svc.content, resolved.configDescriptor.digest, { [`${wellKnown.gcRefSnapshotPrefix}${snapshotter}`]: top }, callOptions(svc, lease));
@@ -263,26 +266,32 @@ async function unpackParallel(
   created: string[],
   labelling: Promise<void>[],
   onLayer: UnpackOptions["onLayer"],
-  preExtracted: Map<string, PreExtracted>,
+  offered: Map<string, PreExtracted | Promise<PreExtracted | undefined>>,
 ): Promise<void> {
   const { svc, snapshotter, lease } = ctx;
   const missing = await Promise.all(chain.map(async (chainId) => !(await snapshotExists(ctx, chainId))));
   const takenBefore = new Set<string>();
-  // A layer extracted while it downloaded is taken as it is when its diff id is the config's.
-  const extractedBefore = (layer: Descriptor, diffId: string): Promise<Extracted> | undefined => {
-    const before = preExtracted.get(layer.digest);
-    if (!before || before.diffId !== diffId) return undefined;
-    preExtracted.delete(layer.digest);
-    takenBefore.add(before.key);
-    try {
-      return Promise.resolve({ key: before.key, copyUpDirs: copyUpDirsOf(before.annotations) });
-    } catch (err) {
-      return removeSnapshot(ctx, before.key).then(() => {
-        throw new UnpackError(`layer ${diffId}: bad Apply reply: ${errorMessage(err)}`);
-      });
+  // A layer extracted while it downloaded is taken as it is when its diff id is the
+  // config's (once its extraction ended); else it is extracted here.
+  const extract = async (layer: Descriptor, diffId: string, chainId: string): Promise<Extracted> => {
+    const offer = offered.get(layer.digest);
+    if (offer !== undefined) {
+      offered.delete(layer.digest);
+      const before = await Promise.resolve(offer).catch(() => undefined);
+      if (before && before.snapshotter === snapshotter && before.diffId === diffId) {
+        takenBefore.add(before.key);
+        try {
+          return { key: before.key, copyUpDirs: copyUpDirsOf(before.annotations) };
+        } catch (err) {
+          await removeSnapshot(ctx, before.key);
+          throw new UnpackError(`layer ${diffId}: bad Apply reply: ${errorMessage(err)}`);
+        }
+      }
+      if (before) await removeSnapshot({ ...ctx, snapshotter: before.snapshotter }, before.key);
     }
+    return extractParentless(ctx, layer, diffId, chainId);
   };
-  const extractions = layers.map((layer, i) => (missing[i] ? (extractedBefore(layer, diffIds[i]!) ?? extractParentless(ctx, layer, diffIds[i]!, chain[i]!)) : undefined));
+  const extractions = layers.map((layer, i) => (missing[i] ? extract(layer, diffIds[i]!, chain[i]!) : undefined));
   // Every extraction settles before anything is committed or rolled back.
   const settled = await Promise.allSettled(extractions.map((e) => e ?? Promise.resolve(undefined)));
   const pending = new Set(settled.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value.key] : [])));

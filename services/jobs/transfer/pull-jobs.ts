@@ -44,10 +44,9 @@ export interface BlobResult {
   existed: boolean;
 }
 
-export interface LayerResult extends BlobResult {
-  /** The layer was extracted while it downloaded: the parent commits this snapshot. */
-  extracted?: StreamedLayer;
-}
+/** A layer's extraction during its download, still running or done, by `<lease> <layer digest>`: its pull's parent takes it. */
+type InFlight = Map<string, Promise<StreamedLayer | undefined>>;
+const inFlightKey = (lease: string, digest: string) => `${lease} ${digest}`;
 
 export interface PullJobData {
   namespace: string;
@@ -197,6 +196,7 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
   const { queues, services, log, cancels } = options;
   const hosts = new HostLimit(options.perHost);
   const extracts = new HostLimit(options.extractsWhileDownloading);
+  const inFlight: InFlight = new Map();
   const common = { connection: queues.client, prefix: queues.prefix, autorun: false, ...workerLock };
 
   const blobs = new Worker<BlobJobData, BlobResult>(
@@ -214,7 +214,7 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
     { ...common, concurrency: 8 },
   );
 
-  const layers = new Worker<LayerJobData, LayerResult>(
+  const layers = new Worker<LayerJobData, BlobResult>(
     queueNames.layers,
     async (job) => {
       const id = blobJobId(job.data.namespace, job.data.descriptor.digest);
@@ -242,8 +242,13 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
           : undefined;
       try {
         const result = await waitForBlob();
-        const extracted = await streamed?.finish();
-        return extracted ? { ...result, extracted } : result;
+        if (streamed) {
+          // Left running, so the layer's pull can start on the other layers: its parent, in this process, waits for it.
+          const extraction = streamed.finish();
+          extraction.catch(() => undefined);
+          inFlight.set(inFlightKey(job.data.lease, job.data.descriptor.digest), extraction);
+        }
+        return result;
       } catch (err) {
         await streamed?.discard();
         throw err;
@@ -290,16 +295,18 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
     async (job) => {
       const svc = services(job.data.namespace);
       const final = () => job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      const extracted = new Map<string, StreamedLayer>();
+      // This pull's layers extracted (or being extracted) during their download; a retry finds none left.
+      const extracted = new Map<string, Promise<StreamedLayer | undefined>>();
+      for (const desc of job.data.image.manifest.manifest.layers) {
+        const key = inFlightKey(job.data.lease, desc.digest);
+        const extraction = inFlight.get(key);
+        if (!extraction) continue;
+        inFlight.delete(key);
+        extracted.set(desc.digest, extraction);
+      }
       try {
         const failures = Object.values(await job.getIgnoredChildrenFailures());
-        if (failures.length > 0) {
-          // Layers extracted while they downloaded go with the pull (unpackImage removes those it does not use).
-          for (const value of Object.values(await job.getChildrenValues<LayerResult>())) if (value?.extracted) extracted.set(value.extracted.digest, value.extracted);
-          throw new UnrecoverableError(failures[0]!);
-        }
-        // A retry does not know what its first try did with them: it extracts afresh.
-        if (job.attemptsMade === 0) for (const value of Object.values(await job.getChildrenValues<LayerResult>())) if (value?.extracted) extracted.set(value.extracted.digest, value.extracted);
+        if (failures.length > 0) throw new UnrecoverableError(failures[0]!);
         const result = await finishPull(job, svc, extracted);
         cancels.forget(job.id!);
         return result;
@@ -308,7 +315,10 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
         // What the pull stored goes with its lease (collected once nothing else holds it).
         if (failure instanceof UnrecoverableError || final()) {
           // Extraction snapshots the unpack did not get to (removing one it removed or committed finds nothing).
-          for (const e of extracted.values()) await svc.snapshots.remove({ snapshotter: e.snapshotter, key: e.key }, callOptions(svc, job.data.lease)).catch(() => undefined);
+          for (const extraction of extracted.values()) {
+            const e = await extraction.catch(() => undefined);
+            if (e) await svc.snapshots.remove({ snapshotter: e.snapshotter, key: e.key }, callOptions(svc, job.data.lease)).catch(() => undefined);
+          }
           await deleteLease(svc, job.data.lease).catch(() => undefined);
           cancels.forget(job.id!);
         }
@@ -321,7 +331,7 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
   return [blobs, layers, pulls];
 }
 
-async function finishPull(job: Job<PullJobData>, svc: ImageServices, streamed: ReadonlyMap<string, StreamedLayer>): Promise<PullResult> {
+async function finishPull(job: Job<PullJobData>, svc: ImageServices, streamed: ReadonlyMap<string, Promise<StreamedLayer | undefined>>): Promise<PullResult> {
   const { lease, unpack } = job.data;
   const image = remoteImage(job.data.image);
   const admin = callOptions(svc);
