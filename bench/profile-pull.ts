@@ -3,6 +3,7 @@
 // and the CPU all of Berth's processes spent (on a shared machine, CPU is what a pull
 // competes for). One run; options in the environment:
 //   BENCH_LAYERS_MIB=80,60,40,20  layer sizes (0.004,0.004 for the fixed costs alone)
+//   BENCH_LAYER_KIND=gzip-files  gzip layers of many files of 1-64 KiB (as bench/pull.ts)
 //   BENCH_WARM=1                  jobs and diff already running (another pull first)
 //   BENCH_CONTAINERD=1            the same pull by ctr into a fresh containerd first
 //   BENCH_CPU_PROF=<dir>          a V8 CPU profile of every Berth process
@@ -15,7 +16,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { startBerth, startContainerd } from "./daemons.ts";
-import { blobOf, imageFromLayers, tarOf, type ImageParts } from "../test/fixtures/archives.ts";
+import { blobOf, imageFromLayers, tarOf } from "../test/fixtures/archives.ts";
+import { pullBenchImage } from "./pull-image.ts";
 import { TestRegistry } from "../test/fixtures/registry.ts";
 import { distDir } from "../test/harness.ts";
 import { sha256Digest } from "../core/digest.ts";
@@ -23,12 +25,8 @@ import { RegistryClient, parseRegistryReference, pushBlob, pushManifest } from "
 
 const layerMiB = (process.env.BENCH_LAYERS_MIB ?? "80,60,40,20").split(",").map(Number);
 
-async function benchImage(): Promise<ImageParts> {
-  const tars = await Promise.all(
-    layerMiB.map((mib, i) => tarOf(Array.from({ length: 4 }, (_, f) => ({ name: `layer${i}/file${f}.bin`, data: randomBytes((mib / 4) * 1024 * 1024) })))),
-  );
-  return imageFromLayers(tars.map((t) => blobOf("application/vnd.oci.image.layer.v1.tar", t)), tars.map((t) => sha256Digest(t)));
-}
+// BENCH_LAYER_KIND=gzip-files: bench/pull.ts's gzip layers of many small files.
+const benchImage = () => pullBenchImage(layerMiB, process.env.BENCH_LAYER_KIND);
 
 /** CPU ms of this process's children that ended and were waited for (utime+stime of /proc/self/stat's cutime, cstime). */
 function childrenCpuMs(): number {

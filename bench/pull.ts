@@ -7,16 +7,14 @@
 // into its own namespace, for Berth and containerd (fresh daemons again).
 // Run: npm exec -- node bench/pull.ts; results in bench/results/pull.md.
 import { spawn, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { gzipSync } from "node:zlib";
 import { containerdInstalled, startBerth, startContainerd } from "./daemons.ts";
-import { blobOf, imageFromLayers, tarOf, type ImageParts } from "../test/fixtures/archives.ts";
+import type { ImageParts } from "../test/fixtures/archives.ts";
+import { pullBenchImage } from "./pull-image.ts";
 import { TestRegistry } from "../test/fixtures/registry.ts";
 import { distDir, repoRoot } from "../test/harness.ts";
-import { sha256Digest } from "../core/digest.ts";
 import { RegistryClient, parseRegistryReference, pushBlob, pushManifest } from "../core/registry/index.ts";
 import { median } from "./measure.ts";
 
@@ -49,32 +47,7 @@ async function timedTogether(commands: [string, string[]][]): Promise<number> {
   return Number(process.hrtime.bigint() - started) / 1e6;
 }
 
-/**
- * Layers of a few files of random bytes each (uncompressed tars: unpacking them is real
- * file writing); with BENCH_LAYER_KIND=gzip-files, gzip layers of many files of 1–64 KiB,
- * half random, half text, as real images hold (inflating and per-file work then count).
- */
-async function benchImage(): Promise<ImageParts> {
-  if (process.env.BENCH_LAYER_KIND === "gzip-files") {
-    const tars = await Promise.all(
-      layerMiB.map((mib, i) => {
-        const text = Buffer.from(`layer ${i}: configuration text, scripts and docs compress well. `.repeat(1100));
-        const files: { name: string; data: Buffer }[] = [];
-        for (let bytes = 0, f = 0; bytes < mib * 1024 * 1024; f++) {
-          const size = 1024 + ((f * 7919 + i) % (63 * 1024));
-          files.push({ name: `layer${i}/d${f % 50}/f${f}`, data: f % 2 === 0 ? randomBytes(size) : text.subarray(0, size) });
-          bytes += size;
-        }
-        return tarOf(files);
-      }),
-    );
-    return imageFromLayers(tars.map((t) => blobOf("application/vnd.oci.image.layer.v1.tar+gzip", gzipSync(t))), tars.map((t) => sha256Digest(t)));
-  }
-  const tars = await Promise.all(
-    layerMiB.map((mib, i) => tarOf(Array.from({ length: 4 }, (_, f) => ({ name: `layer${i}/file${f}.bin`, data: randomBytes((mib / 4) * 1024 * 1024) })))),
-  );
-  return imageFromLayers(tars.map((t) => blobOf("application/vnd.oci.image.layer.v1.tar", t)), tars.map((t) => sha256Digest(t)));
-}
+const benchImage = () => pullBenchImage(layerMiB, process.env.BENCH_LAYER_KIND);
 
 async function upload(registry: string, image: ImageParts): Promise<string> {
   const client = new RegistryClient({ certsDir: "/nonexistent", credentials: async () => undefined });

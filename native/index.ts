@@ -78,6 +78,13 @@ export interface ApplyLayerOptions {
    * with error kind "cancelled". Back it with a SharedArrayBuffer, which never moves.
    */
   cancel?: Int32Array;
+  /**
+   * The blob file is still being written (a download's ingest) and will hold this many
+   * bytes: the applier reads up to there, waiting at the file's end for more (woken by
+   * inotify). The file losing its last link (the download was aborted), shrinking, or
+   * `cancel` ends the wait with an error. Absent or 0: the file is complete.
+   */
+  growingSize?: number;
 }
 
 export interface ApplyLayerResult {

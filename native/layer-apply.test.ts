@@ -7,7 +7,7 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, type BigIntStats } from "node:fs";
+import { appendFileSync, closeSync, createReadStream, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, truncateSync, writeFileSync, type BigIntStats } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -483,6 +483,94 @@ describe(sanitizerChild ? "native layer applier (ASan/UBSan build)" : "native la
     assert.deepEqual(readdirSync(root), ["f"]);
     const loose = native.nativeAddon().applyLayer as unknown as (options: unknown) => Promise<unknown>;
     assert.throws(() => loose({ blob, compression: "none", root, whiteouts: "delete", lowers: [], cancel: new Uint8Array(4) }), /cancel must be an Int32Array/);
+  });
+
+  describe("a blob still being written (growingSize)", () => {
+    const manyFiles = () => tar(...Array.from({ length: 300 }, (_, j) => entry({ name: `d${j % 7}/f${j}`, data: randomBytes(1024 + j * 37) })));
+    /** Appends `blob` to `file` in pieces, letting the pool thread catch up between them; stops after `upTo` bytes. */
+    async function writeInPieces(file: string, blob: Buffer, upTo = blob.length, piece = 16 * 1024) {
+      for (let at = 0; at < upTo; at += piece) {
+        appendFileSync(file, blob.subarray(at, Math.min(at + piece, upTo)));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+
+    for (const gzip of [true, false]) {
+      test(`${gzip ? "gzip" : "plain"}: extracted as it grows, the same tree and digests as from the whole file`, async () => {
+        const layer = manyFiles();
+        const blob = gzip ? gzipSync(layer) : layer;
+        const whole = fresh("whole");
+        const expected = await native.applyLayer({ blob: blobFile(blob), compression: gzip ? "gzip" : "none", root: whole, whiteouts: "overlay", lowers: [] });
+        assert.equal(expected.error, undefined, expected.error?.message);
+        const file = join(base, `growing-${counter++}`);
+        writeFileSync(file, "");
+        const root = fresh("growing");
+        // The ingest is opened once and read through /proc/self/fd, as the diff service does.
+        const handle = openSync(file, "r");
+        try {
+          const applying = native.applyLayer({ blob: `/proc/self/fd/${handle}`, compression: gzip ? "gzip" : "none", root, whiteouts: "overlay", lowers: [], growingSize: blob.length });
+          await writeInPieces(file, blob);
+          const result = await applying;
+          assert.equal(result.error, undefined, result.error?.message);
+          assert.equal(result.blobDigest, sha256(blob));
+          assert.equal(result.blobSize, blob.length);
+          assert.equal(result.diffId, expected.diffId);
+          assert.equal(result.entries, 300);
+          assert.deepEqual(snapshot(root), snapshot(whole));
+        } finally {
+          closeSync(handle);
+        }
+      });
+    }
+
+    test("a file unlinked before it is complete (the download was aborted) fails the apply", async () => {
+      const blob = gzipSync(manyFiles());
+      const file = join(base, `aborted-${counter++}`);
+      writeFileSync(file, "");
+      const applying = native.applyLayer({ blob: file, compression: "gzip", root: fresh("aborted"), whiteouts: "overlay", lowers: [], growingSize: blob.length });
+      await writeInPieces(file, blob, blob.length >> 1);
+      rmSync(file);
+      const result = await applying;
+      assert.equal(result.error?.kind, "invalid");
+      assert.match(result.error!.message, /download was aborted at byte \d+ of \d+/);
+      assert.equal(result.blobDigest, "", "an incomplete blob has no digest to report");
+    });
+
+    test("a file that shrinks (a download started over) fails the apply", async () => {
+      const blob = manyFiles();
+      const file = join(base, `shrunk-${counter++}`);
+      writeFileSync(file, "");
+      const applying = native.applyLayer({ blob: file, compression: "none", root: fresh("shrunk"), whiteouts: "overlay", lowers: [], growingSize: blob.length });
+      await writeInPieces(file, blob, blob.length >> 1);
+      truncateSync(file, 1000);
+      const result = await applying;
+      assert.equal(result.error?.kind, "invalid");
+      assert.match(result.error!.message, /shrank from \d+ to 1000 bytes/);
+    });
+
+    test("the cancel flag ends a wait for more bytes; a bad growingSize is refused", async () => {
+      const blob = gzipSync(manyFiles());
+      const file = join(base, `stalled-${counter++}`);
+      writeFileSync(file, blob.subarray(0, 4096));
+      const cancel = new Int32Array(new SharedArrayBuffer(4));
+      const applying = native.applyLayer({ blob: file, compression: "gzip", root: fresh("stalled"), whiteouts: "overlay", lowers: [], growingSize: blob.length, cancel });
+      Atomics.store(cancel, 0, 1);
+      const result = await applying;
+      assert.equal(result.error?.kind, "cancelled");
+      const loose = native.nativeAddon().applyLayer as unknown as (options: unknown) => Promise<unknown>;
+      const options = { blob: file, compression: "gzip", root: fresh("bad"), whiteouts: "overlay", lowers: [] };
+      assert.throws(() => loose({ ...options, growingSize: "10" }), /growingSize must be a number, got string/);
+      assert.throws(() => loose({ ...options, growingSize: -1 }), /growingSize must be an integer from 0 to 2\^53-1, got -1/);
+      assert.throws(() => loose({ ...options, growingSize: 1.5 }), /growingSize must be an integer/);
+    });
+
+    test("never reads past growingSize: bytes beyond it are the writer's to refuse", async () => {
+      const layer = tar(entry({ name: "f", data: "only this" }));
+      const result = await native.applyLayer({ blob: blobFile(Buffer.concat([layer, Buffer.from("trailing junk")])), compression: "none", root: fresh("exact"), whiteouts: "delete", lowers: [], growingSize: layer.length });
+      assert.equal(result.error, undefined, result.error?.message);
+      assert.equal(result.blobSize, layer.length);
+      assert.equal(result.blobDigest, sha256(layer));
+    });
   });
 
   test("layers extract in parallel on the thread pool while the event loop keeps turning", async () => {

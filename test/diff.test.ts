@@ -32,6 +32,7 @@ import { extract, pack, type Header } from "tar-stream";
 type Headers = Partial<Header> & { name: string; pax?: Record<string, string> };
 import { Status } from "nice-grpc";
 import { grpcError, startDaemon, type Daemon } from "./harness.ts";
+import { ingestPayload, ingestPayloadKey } from "../core/image/ingest-payload.ts";
 import { grpcClient, inNamespace } from "../core/grpc-client.ts";
 import { writeBlob } from "../core/content-client.ts";
 import { ContentDefinition } from "../core/gen/containerd/services/content/v1/content.ts";
@@ -603,15 +604,20 @@ describe("Apply refuses bad layers", () => {
     assert.equal(err.code, Status.NOT_FOUND);
   });
 
-  test("bad requests: invalid digest, no mounts, read-only bind, overlay without upperdir", async () => {
+  test("bad requests: invalid digest, no mounts, read-only bind, overlay without upperdir, a bad ingest payload", async () => {
     const tar = await buildTar(simpleLayer());
     const digest = await ingest(tar);
+    const nonEmpty = freshDir("non-empty");
+    writeFileSync(join(nonEmpty, "present"), "");
     const desc = { mediaType: oci.tar, digest, size: BigInt(tar.length), annotations: {} };
     const cases: [Parameters<typeof diffClient.apply>[0], RegExp][] = [
       [{ diff: { ...desc, digest: "sha256:nothex" }, mounts: bind(freshDir("bad")), payloads: {} }, /invalid digest/],
       [{ diff: desc, mounts: [], payloads: {} }, /no mounts/],
       [{ diff: desc, mounts: [{ type: "bind", source: freshDir("ro"), target: "", options: ["ro", "rbind"] }], payloads: {} }, /read-only/],
       [{ diff: desc, mounts: [{ type: "overlay", source: "overlay", target: "", options: [`lowerdir=${freshDir("l1")}:${freshDir("l2")}`] }], payloads: {} }, /no upperdir/],
+      // Apply from a download's ingest (the pull's layer jobs): a payload of another type, and a target that is not empty.
+      [{ diff: desc, mounts: bind(freshDir("payload")), payloads: { [ingestPayloadKey]: { typeUrl: "example.com/other", value: Buffer.from("x") } } }, /payload berth.io\/apply-from-ingest must be a berth.io\/ingest-ref/],
+      [{ diff: desc, mounts: bind(nonEmpty), payloads: ingestPayload("layer-x") }, /from ingest "layer-x": the target must be an empty directory/],
     ];
     for (const [request, message] of cases) {
       const err = await grpcError(diffClient.apply(request, ns));
@@ -619,6 +625,15 @@ describe("Apply refuses bad layers", () => {
       assert.match(err.details, message);
     }
   });
+});
+
+test("Apply naming an ingest that is not there (the download was committed meanwhile) applies the stored blob", async () => {
+  const tar = await buildTar(simpleLayer());
+  const digest = await ingest(tar);
+  const dir = freshDir("from-store");
+  const { applied } = await diffClient.apply({ diff: { mediaType: oci.tar, digest, size: BigInt(tar.length), annotations: {} }, mounts: bind(dir), payloads: ingestPayload("layer-no-such-ingest") }, ns);
+  assert.equal(applied?.digest, digest);
+  assert.deepEqual(readdirSync(dir), ["file"]);
 });
 
 function simpleLayer(): TarSpec[] {

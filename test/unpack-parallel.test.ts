@@ -7,12 +7,13 @@
 // Also Commit's copy_up_dirs on its own: the copy, and the bad requests it refuses.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, utimesSync, type BigIntStats } from "node:fs";
+import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { Metadata, Status } from "nice-grpc";
 import { startDaemon, grpcError, type Daemon } from "./harness.ts";
+import { layerDirs, treeOf } from "./fixtures/trees.ts";
 import { blobOf, imageFromLayers, type ImageParts } from "./fixtures/archives.ts";
 import { encodeHeader, endOfArchive, padding, type TarWriteHeader } from "../core/tar/writer.ts";
 import { sha256Digest } from "../core/digest.ts";
@@ -72,40 +73,6 @@ const image = imageFromLayers(
   tars.map((t) => blobOf("application/vnd.oci.image.layer.v1.tar+gzip", gzipSync(t))),
   tars.map((t) => sha256Digest(t)),
 );
-
-const testStart = BigInt(Date.now() - 60_000) * 1_000_000n;
-/** Times the applier stamps itself (made dirs no layer below has, the root) show as "now". */
-const shownTime = (ns: bigint) => (ns >= testStart ? "now" : String(ns));
-
-/** Every entry of a directory tree as the kernel has it: type, mode, owner, all xattrs, mtime. */
-function treeOf(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (dir: Buffer, rel: string) => {
-    for (const name of readdirSync(dir, { encoding: "buffer" }).sort(Buffer.compare)) {
-      const path = Buffer.concat([dir, Buffer.from("/"), name]);
-      const key = rel === "" ? name.toString("latin1") : `${rel}/${name.toString("latin1")}`;
-      const st: BigIntStats = lstatSync(path, { bigint: true });
-      const type = st.isFile() ? "file" : st.isDirectory() ? "dir" : st.isSymbolicLink() ? "symlink" : st.isCharacterDevice() ? `char ${st.rdev}` : "other";
-      const xattrs = native
-        .llistxattr(path)
-        .filter((n) => !n.startsWith("security."))
-        .sort()
-        .map((n) => `${n}=${native.lgetxattr(path, n)?.toString()}`);
-      out[key] = [type, (st.mode & 0o7777n).toString(8), `${st.uid}:${st.gid}`, xattrs.join(","), `mtime=${shownTime(st.mtimeNs)}`].join(" ");
-      if (type === "symlink") out[key] += ` -> ${readlinkSync(path)}`;
-      if (type === "dir") walk(path, key);
-    }
-  };
-  walk(Buffer.from(root), "");
-  return out;
-}
-
-/** The layer dirs (topmost first) an overlayfs view shows. */
-function layerDirs(mounts: Mount[]): string[] {
-  const m = mounts[0]!;
-  if (m.type === "bind") return [m.source];
-  return m.options.find((o) => o.startsWith("lowerdir="))!.slice("lowerdir=".length).split(":");
-}
 
 const daemons: Daemon[] = [];
 let work = "";

@@ -50,6 +50,23 @@ export interface UnpackOptions {
   /** Run under this lease instead of a fresh one (images mount). */
   lease?: string;
   onLayer?: (event: LayerEvent) => void;
+  /**
+   * Layers extracted into parentless snapshots by someone else (a pull's layer jobs,
+   * while they downloaded), by layer digest, done or still under way: committed instead
+   * of extracted again when their snapshotter and diff id fit; every one not used is
+   * removed (once it ended).
+   */
+  extracted?: ReadonlyMap<string, PreExtracted | Promise<PreExtracted | undefined>>;
+}
+
+/** A layer extracted into a parentless snapshot of `snapshotter`, not yet committed. */
+export interface PreExtracted {
+  snapshotter: string;
+  key: string;
+  /** What Apply computed: checked against the image config's diff id. */
+  diffId: string;
+  /** Apply's reply annotations (the directories to copy up at commit). */
+  annotations: Record<string, string>;
 }
 
 export interface UnpackResult {
@@ -135,14 +152,14 @@ async function applyLayer(ctx: ApplyContext, layer: Descriptor, diffId: string, 
  * Snapshotters whose committed snapshot holds only its own layer (overlayfs: the upper
  * dir), so a layer can be extracted with no parent and chained at Commit.
  */
-const rebasingSnapshotters = new Set(["overlayfs"]);
+export const rebasingSnapshotters: ReadonlySet<string> = new Set(["overlayfs"]);
 
 /**
  * The parentless snapshot's bind mount as the overlay upper dir it will be: Apply then
  * writes whiteouts as overlayfs does (char 0/0 devices, the opaque xattr) instead of
  * deleting what a parent would hold.
  */
-function asUpperDir(mounts: Mount[]): Mount[] {
+export function asUpperDir(mounts: Mount[]): Mount[] {
   const m = mounts[0];
   if (mounts.length !== 1 || m?.type !== "bind") throw new UnpackError(`unexpected mounts for a parentless extraction snapshot: ${JSON.stringify(mounts)}`);
   const work = m.source.replace(/\/fs$/, "/work");
@@ -194,11 +211,13 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
     const ctx: ApplyContext = { svc, snapshotter, lease };
     const chain = chainIds(diffIds);
     const created: string[] = [];
+    // Taken out as they are used; what is left at the end is removed.
+    const offered = new Map(options.extracted ?? []);
     // Label updates run while the next layer unpacks; all must succeed before we return.
     const labelling: Promise<void>[] = [];
     try {
       if (rebasingSnapshotters.has(snapshotter) && process.env.BERTH_UNPACK_PARALLEL !== "0") {
-        await unpackParallel(ctx, layers, diffIds, chain, created, labelling, options.onLayer);
+        await unpackParallel(ctx, layers, diffIds, chain, created, labelling, options.onLayer, offered);
       } else for (let i = 0; i < layers.length; i++) {
         const chainId = chain[i]!;
         let applied = false;
@@ -219,6 +238,11 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
       await Promise.allSettled(labelling);
       await removeSnapshots(svc, snapshotter, created, lease);
       throw err;
+    } finally {
+      for (const offer of offered.values()) {
+        const e = await Promise.resolve(offer).catch(() => undefined);
+        if (e) await removeSnapshot({ svc, snapshotter: e.snapshotter, lease }, e.key);
+      }
     }
     const top = chain.at(-1) ?? "";
     await updateBlobLabels(svc.content, resolved.configDescriptor.digest, { [`${wellKnown.gcRefSnapshotPrefix}${snapshotter}`]: top }, callOptions(svc, lease));
@@ -242,10 +266,32 @@ async function unpackParallel(
   created: string[],
   labelling: Promise<void>[],
   onLayer: UnpackOptions["onLayer"],
+  offered: Map<string, PreExtracted | Promise<PreExtracted | undefined>>,
 ): Promise<void> {
   const { svc, snapshotter, lease } = ctx;
   const missing = await Promise.all(chain.map(async (chainId) => !(await snapshotExists(ctx, chainId))));
-  const extractions = layers.map((layer, i) => (missing[i] ? extractParentless(ctx, layer, diffIds[i]!, chain[i]!) : undefined));
+  const takenBefore = new Set<string>();
+  // A layer extracted while it downloaded is taken as it is when its diff id is the
+  // config's (once its extraction ended); else it is extracted here.
+  const extract = async (layer: Descriptor, diffId: string, chainId: string): Promise<Extracted> => {
+    const offer = offered.get(layer.digest);
+    if (offer !== undefined) {
+      offered.delete(layer.digest);
+      const before = await Promise.resolve(offer).catch(() => undefined);
+      if (before && before.snapshotter === snapshotter && before.diffId === diffId) {
+        takenBefore.add(before.key);
+        try {
+          return { key: before.key, copyUpDirs: copyUpDirsOf(before.annotations) };
+        } catch (err) {
+          await removeSnapshot(ctx, before.key);
+          throw new UnpackError(`layer ${diffId}: bad Apply reply: ${errorMessage(err)}`);
+        }
+      }
+      if (before) await removeSnapshot({ ...ctx, snapshotter: before.snapshotter }, before.key);
+    }
+    return extractParentless(ctx, layer, diffId, chainId);
+  };
+  const extractions = layers.map((layer, i) => (missing[i] ? extract(layer, diffIds[i]!, chain[i]!) : undefined));
   // Every extraction settles before anything is committed or rolled back.
   const settled = await Promise.allSettled(extractions.map((e) => e ?? Promise.resolve(undefined)));
   const pending = new Set(settled.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value.key] : [])));
@@ -271,7 +317,10 @@ async function unpackParallel(
           applied = true;
         } catch (err) {
           await removeSnapshot(ctx, extracted.key);
-          if (!isAlreadyExists(err)) throw new UnpackError(`failed to commit snapshot ${extracted.key}: ${errorMessage(err)}`);
+          if (isNotFound(err) && takenBefore.has(extracted.key)) {
+            // Extracted during the download, then gone (an earlier run of this pull, killed, used it): extract again.
+            applied = await applyLayer(ctx, layers[i]!, diffIds[i]!, chainId, parent);
+          } else if (!isAlreadyExists(err)) throw new UnpackError(`failed to commit snapshot ${extracted.key}: ${errorMessage(err)}`);
         }
       }
       if (applied) {

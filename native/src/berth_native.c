@@ -1321,7 +1321,7 @@ static bool get_choice(napi_env env, napi_value object, const char *key, const c
     return known;
 }
 
-/* applyLayer({ blob, compression: "gzip" | "none", root, whiteouts: "overlay" | "delete", lowers: string[], cancel?: Int32Array }) */
+/* applyLayer({ blob, compression: "gzip" | "none", root, whiteouts: "overlay" | "delete", lowers: string[], cancel?: Int32Array, growingSize?: number }) */
 static napi_value js_apply_layer(napi_env env, napi_callback_info info)
 {
     napi_value argv[1], value, promise = NULL, name;
@@ -1382,6 +1382,31 @@ static napi_value js_apply_layer(napi_env env, napi_callback_info info)
         if (!call_ok(env, napi_create_reference(env, flag, 1, &job->cancel), "napi_create_reference"))
             goto fail;
         job->options.cancel = data;
+    }
+    /* growingSize: optional, the final size of a blob file still being written (0 or absent: a complete file). */
+    bool has_growing = false;
+    if (!call_ok(env, napi_has_named_property(env, argv[0], "growingSize", &has_growing), "napi_has_named_property"))
+        goto fail;
+    if (has_growing) {
+        napi_value size_value;
+        napi_valuetype type;
+        double size = 0;
+        if (!get_property(env, argv[0], "growingSize", &size_value) || !get_type(env, size_value, &type))
+            goto fail;
+        if (type != napi_undefined) {
+            if (type != napi_number) {
+                throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_TYPE", "applyLayer: growingSize must be a number, got %s", type_name(type));
+                goto fail;
+            }
+            if (!call_ok(env, napi_get_value_double(env, size_value, &size), "napi_get_value_double"))
+                goto fail;
+            /* The range test comes first so the cast is defined (NaN fails it too); 2^53: exact in a double. */
+            if (!(size >= 0 && size <= 9007199254740991.0) || size != (double)(uint64_t)size) {
+                throw_fmt(env, KIND_RANGE_ERROR, "ERR_OUT_OF_RANGE", "applyLayer: growingSize must be an integer from 0 to 2^53-1, got %g", size);
+                goto fail;
+            }
+            job->options.growing_size = (uint64_t)size;
+        }
     }
     job->options.blob = job->blob;
     job->options.root = job->root;

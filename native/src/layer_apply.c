@@ -1327,7 +1327,7 @@ bool layer_apply(const struct layer_options *options, struct layer_result *resul
     struct applier a = { .options = options, .result = result, .err = err, .root_fd = -1, .cache_fd = -1 };
     struct layer_source src;
     struct tar_reader reader = { .src = &src };
-    bool source_ready = source_open(&src, options->blob, options->gzip, err);
+    bool source_ready = source_open(&src, options, err);
     bool ok = false;
     if (!source_ready)
         goto done;

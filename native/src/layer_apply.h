@@ -36,6 +36,13 @@ struct layer_options {
     size_t lower_count;
     /* Read between entries: non-zero stops the apply (the caller went away). May be NULL. */
     const int32_t *cancel;
+    /*
+     * Not 0: the blob file is still being written (a download's ingest) and will hold
+     * this many bytes. Reads stop there, and wait at the file's end until more arrive;
+     * the file losing its last link (the download was aborted), shrinking, or *cancel
+     * ends the wait with a failure.
+     */
+    uint64_t growing_size;
 };
 
 struct layer_result {

@@ -50,9 +50,14 @@ struct layer_source {
     EVP_MD_CTX *blob_hash;
     EVP_MD_CTX *tar_hash; /* NULL for a plain tar: the tar is the blob */
     uint64_t blob_size, tar_size;
+    /* A growing blob (layer_options.growing_size): its final size, and the inotify fd its waits use. */
+    uint64_t growing_size;
+    int notify_fd;
+    const int32_t *cancel;
 };
 
-bool source_open(struct layer_source *src, const char *path, bool gzip, struct layer_error *err);
+/* options->blob opened as options->gzip, growing_size and cancel say. */
+bool source_open(struct layer_source *src, const struct layer_options *options, struct layer_error *err);
 void source_close(struct layer_source *src);
 
 /* Exactly n bytes into buf: 1 = read, 0 = clean end before any byte, -1 = error (a partial read is one: what names it). */

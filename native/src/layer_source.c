@@ -6,9 +6,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "layer_internal.h"
@@ -16,16 +19,41 @@
 #define INPUT_CAPACITY (256 * 1024)
 #define OUTPUT_CAPACITY (256 * 1024)
 
-bool source_open(struct layer_source *src, const char *path, bool gzip, struct layer_error *err)
+/*
+ * How long a wait for more bytes sleeps at most when no inotify event comes: the
+ * cancel flag is only read between waits, so this bounds how late a cancel is seen.
+ */
+#define GROW_POLL_MS 50
+
+bool source_open(struct layer_source *src, const struct layer_options *options, struct layer_error *err)
 {
+    const char *path = options->blob;
+    bool gzip = options->gzip;
     memset(src, 0, sizeof *src);
     src->fd = -1;
+    src->notify_fd = -1;
     src->gzip = gzip;
+    src->growing_size = options->growing_size;
+    src->cancel = options->cancel;
     src->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (src->fd < 0) {
         layer_fail_errno(err, errno, "open", path);
         err->kind = LAYER_SYSTEM;
         return false;
+    }
+    if (src->growing_size > 0) {
+        /* The writer's appends wake a wait at the file's end (IN_MODIFY), and so does its unlink (IN_ATTRIB). */
+        src->notify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (src->notify_fd < 0) {
+            layer_fail_errno(err, errno, "inotify_init1", path);
+            err->kind = LAYER_SYSTEM;
+            return false;
+        }
+        if (inotify_add_watch(src->notify_fd, path, IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE) < 0) {
+            layer_fail_errno(err, errno, "inotify_add_watch", path);
+            err->kind = LAYER_SYSTEM;
+            return false;
+        }
     }
     /* One read-ahead hint: the whole blob is read once, front to back. */
     (void)posix_fadvise(src->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -59,6 +87,9 @@ void source_close(struct layer_source *src)
     if (src->fd >= 0)
         close(src->fd);
     src->fd = -1;
+    if (src->notify_fd >= 0)
+        close(src->notify_fd);
+    src->notify_fd = -1;
     if (src->z_ready)
         inflateEnd(&src->z);
     src->z_ready = false;
@@ -70,13 +101,80 @@ void source_close(struct layer_source *src)
     src->blob_hash = src->tar_hash = NULL;
 }
 
-/* Reads blob bytes into buf and hashes them: the count, 0 at the end of the file, -1 on error. */
+/*
+ * At the end of a growing blob's bytes so far: returns once the file holds more than
+ * blob_size bytes; false (err set) when it never will (unlinked, shrunk) or on cancel.
+ */
+static bool wait_for_growth(struct layer_source *src, struct layer_error *err)
+{
+    for (;;) {
+        if (src->cancel != NULL && __atomic_load_n(src->cancel, __ATOMIC_RELAXED) != 0) {
+            layer_fail(err, LAYER_CANCELLED, 0, "cancelled");
+            return false;
+        }
+        struct stat st;
+        if (fstat(src->fd, &st) < 0) {
+            layer_fail_errno(err, errno, "fstat", "layer blob");
+            err->kind = LAYER_SYSTEM;
+            return false;
+        }
+        if ((uint64_t)st.st_size > src->blob_size)
+            return true;
+        if ((uint64_t)st.st_size < src->blob_size) {
+            layer_fail(err, LAYER_INVALID, 0, "the blob being downloaded shrank from %llu to %llu bytes (its download restarted)",
+                       (unsigned long long)src->blob_size, (unsigned long long)st.st_size);
+            return false;
+        }
+        /* Committed blobs keep their link (the ingest is renamed): no link left means the download was given up. */
+        if (st.st_nlink == 0) {
+            layer_fail(err, LAYER_INVALID, 0, "the download was aborted at byte %llu of %llu (its ingest was removed)",
+                       (unsigned long long)src->blob_size, (unsigned long long)src->growing_size);
+            return false;
+        }
+        struct pollfd pfd = { .fd = src->notify_fd, .events = POLLIN };
+        int ready = poll(&pfd, 1, GROW_POLL_MS);
+        if (ready < 0 && errno != EINTR) {
+            layer_fail_errno(err, errno, "poll", "layer blob");
+            err->kind = LAYER_SYSTEM;
+            return false;
+        }
+        if (ready > 0) {
+            /* The events only wake us: the file's size says what happened. */
+            char events[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+            while (read(src->notify_fd, events, sizeof events) > 0)
+                ;
+            if (errno != EAGAIN && errno != EINTR) {
+                layer_fail_errno(err, errno, "read", "inotify");
+                err->kind = LAYER_SYSTEM;
+                return false;
+            }
+        }
+    }
+}
+
+/* Reads blob bytes into buf and hashes them: the count, 0 at the end of the blob, -1 on error. */
 static ssize_t read_blob(struct layer_source *src, unsigned char *buf, size_t size, struct layer_error *err)
 {
+    if (src->growing_size > 0) {
+        /* Never past the stated size: a longer file is the writer's error to report. */
+        uint64_t left = src->growing_size - src->blob_size;
+        if (left == 0) {
+            src->input_ended = true;
+            return 0;
+        }
+        if (size > left)
+            size = (size_t)left;
+    }
     ssize_t n;
-    do
-        n = read(src->fd, buf, size);
-    while (n < 0 && errno == EINTR);
+    for (;;) {
+        do
+            n = read(src->fd, buf, size);
+        while (n < 0 && errno == EINTR);
+        if (n != 0 || src->growing_size == 0)
+            break;
+        if (!wait_for_growth(src, err))
+            return -1;
+    }
     if (n < 0) {
         layer_fail_errno(err, errno, "read", "layer blob");
         err->kind = LAYER_SYSTEM;

@@ -8,7 +8,8 @@ import { createHash, type Hash } from "node:crypto";
 import { tempName } from "../../core/ids.ts";
 import { createReadStream, existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { mkdir, open, rename, rm, writeFile, type FileHandle } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { ingestDirOf } from "./layout.ts";
 import { failedPrecondition, notFound } from "../../core/errors.ts";
 import { makePrivateDir, privateFileMode } from "../../core/private-files.ts";
 
@@ -209,7 +210,7 @@ export class IngestStore {
   }
 
   dirOf(namespace: string, ref: string): string {
-    return join(this.root, createHash("sha256").update(`${namespace}\0${ref}`).digest("hex"));
+    return ingestDirOf(dirname(this.root), namespace, ref);
   }
 
   /**

@@ -24,6 +24,6 @@ await runService("diff", async (server, ctx) => {
   await rm(spoolDir, { recursive: true, force: true });
   server.add(
     DiffDefinition,
-    diffService({ content: onDemandClient(BulkContentDefinition, ctx.state, "content"), sys: native, mounts, spoolDir, blobDir: sharedBlobDir(contentRootOf(ctx.root)), applyLayer, log: ctx.log }),
+    diffService({ content: onDemandClient(BulkContentDefinition, ctx.state, "content"), sys: native, mounts, spoolDir, blobDir: sharedBlobDir(contentRootOf(ctx.root)), contentRoot: contentRootOf(ctx.root), applyLayer, log: ctx.log }),
   );
 });

@@ -72,8 +72,10 @@ export async function applyNative(
   target: NativeTarget,
   expected: { digest: string; size: number } | undefined,
   signal: AbortSignal,
+  growing?: { compression: Exclude<Compression, "zstd">; size: number },
 ): Promise<{ digest: string; size: number; copyUpDirs: string[] } | undefined> {
-  const compression = await nativeCompression(file, desc);
+  // A file still being written may not hold its head yet: its caller sniffed it once it did.
+  const compression = growing?.compression ?? (await nativeCompression(file, desc));
   if (compression === undefined) return undefined;
   // As the JS applier, stop between entries once the caller went away.
   const cancel = new Int32Array(new SharedArrayBuffer(4));
@@ -82,7 +84,7 @@ export async function applyNative(
   if (signal.aborted) onAbort();
   let result: ApplyLayerResult;
   try {
-    result = await deps.applyLayer({ blob: file, compression, root: target.root, whiteouts: target.whiteouts, lowers: target.lowers, cancel });
+    result = await deps.applyLayer({ blob: file, compression, root: target.root, whiteouts: target.whiteouts, lowers: target.lowers, cancel, ...(growing ? { growingSize: growing.size } : {}) });
   } finally {
     signal.removeEventListener("abort", onAbort);
   }

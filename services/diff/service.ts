@@ -29,6 +29,8 @@ import { labels as wellKnown } from "../../core/image/media-types.ts";
 import { fromContentError, spoolBlob, VerifiedBlobStream } from "./content-io.ts";
 import { tempName, uniqueRef } from "../../core/ids.ts";
 import { applyNative, storeBlobFile, type LayerApplier, type NativeTarget } from "./native-apply.ts";
+import { applyFromIngest } from "./ingest-apply.ts";
+import { ingestRefOf } from "../../core/image/ingest-payload.ts";
 
 export interface DiffDeps {
   content: ContentClient;
@@ -38,6 +40,8 @@ export interface DiffDeps {
   spoolDir: string;
   /** The content store's blob files (services/content/layout.ts), read directly when there. */
   blobDir?: string;
+  /** The content store's root: a download's ingest is read from there while it grows (ingest-apply.ts). */
+  contentRoot?: string;
   /** The native layer applier (native/index.ts applyLayer); without it every layer takes the JS path. */
   applyLayer?: LayerApplier;
   log: Logger;
@@ -141,6 +145,20 @@ async function applyNativeInto(deps: DiffDeps, desc: Descriptor, target: Exclude
   }
 }
 
+/**
+ * The layer read from its download's ingest as it grows (ingest-apply.ts); undefined
+ * when that cannot be done (nothing written: the stored blob is applied instead).
+ */
+async function applyFromIngestInto(deps: DiffDeps, namespace: string, ref: string, desc: Descriptor, target: Exclude<ApplyTarget, { kind: "mount" }>, signal: AbortSignal) {
+  if (!deps.applyLayer || !deps.contentRoot) return undefined;
+  try {
+    return await applyFromIngest({ deps: { applyLayer: deps.applyLayer, log: deps.log }, contentRoot: deps.contentRoot, namespace, ref }, desc, nativeTarget(target), signal);
+  } catch (err) {
+    await emptyAgain(deps, target.root);
+    throw naming(err, desc.digest);
+  }
+}
+
 /** Names the layer in an error that does not yet. */
 function naming(err: unknown, digest: string): unknown {
   if (err instanceof BerthError && !err.message.includes(digest)) return new BerthError(err.kind, `layer ${digest}: ${err.message}`);
@@ -207,10 +225,16 @@ export function diffService(deps: DiffDeps): DiffServiceImplementation {
       const started = Date.now();
       const options = { ...inNamespace(namespace), signal: ctx.signal };
       const empty = await emptyDirectory(target);
+      const ingest = ingestRefOf(request.payloads);
+      if (ingest !== undefined && !empty) throw invalidArgument(`apply: layer ${desc.digest} from ingest "${ingest}": the target must be an empty directory or overlay upper dir`);
       let applied: Applied;
       // Which applier took a streamed layer (a spooled one may take either).
       let applier = "spooled";
-      if (empty) {
+      const fromIngest = empty && ingest !== undefined ? await applyFromIngestInto(deps, namespace, ingest, desc, empty, ctx.signal) : undefined;
+      if (fromIngest) {
+        applier = "native, from the ingest";
+        applied = fromIngest;
+      } else if (empty) {
         const native = await applyNativeInto(deps, desc, empty, options, ctx.signal);
         applier = native ? "native" : "js";
         applied = native ?? (await applyStreaming(deps, desc, empty, options, ctx.signal));

@@ -13,11 +13,17 @@ import { blobFetcher, jobServices } from "./services.ts";
 /** Downloads at once per registry host (BERTH_PULL_PER_HOST, default 3). */
 const perHost = Number(process.env.BERTH_PULL_PER_HOST) || 3;
 
+/**
+ * Layers extracted at once while they download (BERTH_PULL_EXTRACTS, default 2; 0 turns
+ * it off): on two cores, more starve the downloads (docs/pull-jobs.md).
+ */
+const extractsWhileDownloading = process.env.BERTH_PULL_EXTRACTS === undefined || process.env.BERTH_PULL_EXTRACTS === "" ? 2 : Math.max(0, Number(process.env.BERTH_PULL_EXTRACTS) || 0);
+
 export function startTransfers(root: string, state: string, redisUrl: string | undefined, log: Logger) {
   const queues = new TransferQueues(redisUrl, root);
   const services = jobServices(state);
   const cancels = new PullCancellations();
-  const workers: Worker[] = [...startPullWorkers({ queues, services, fetcher: blobFetcher(state), log, perHost, cancels }), startPushWorker(queues, services, log)];
+  const workers: Worker[] = [...startPullWorkers({ queues, services, fetcher: blobFetcher(state), log, perHost, extractsWhileDownloading, cancels }), startPushWorker(queues, services, log)];
   for (const worker of workers) worker.on("error", (err) => log.warn({ err: err.message, queue: worker.name }, "transfer queue error"));
   const service: TransferServiceImplementation = transferService(queues, services, cancels);
   return {

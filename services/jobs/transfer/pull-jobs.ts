@@ -21,6 +21,7 @@ import { addSource, distributionSourceLabel, ingestRef, parseRegistryReference, 
 import type { RegistryAccess } from "./access.ts";
 import type { PullCancellations } from "./cancel.ts";
 import { HostLimit } from "./host-limit.ts";
+import { StreamedExtraction, type StreamedLayer } from "./stream-extract.ts";
 import { blobJobId, queueNames, workerLock, type TransferQueues } from "./queues.ts";
 import type { ServicesFor } from "./services.ts";
 
@@ -33,10 +34,19 @@ export interface BlobJobData {
   descriptor: Descriptor;
 }
 
+/** A layer job's data: its blob's, and the snapshotter to extract into while it downloads (none: the unpack extracts it). */
+export interface LayerJobData extends BlobJobData {
+  extractInto?: string;
+}
+
 export type BlobProgressData = { status: "downloading" | "verifying"; done: number; total: number };
 export interface BlobResult {
   existed: boolean;
 }
+
+/** A layer's extraction during its download, still running or done, by `<lease> <layer digest>`: its pull's parent takes it. */
+type InFlight = Map<string, Promise<StreamedLayer | undefined>>;
+const inFlightKey = (lease: string, digest: string) => `${lease} ${digest}`;
 
 export interface PullJobData {
   namespace: string;
@@ -125,6 +135,8 @@ export interface PullWorkerOptions {
   log: Logger;
   /** Downloads at once per registry host. */
   perHost: number;
+  /** Layers extracted at once while they download (0: none; the unpack does them all). */
+  extractsWhileDownloading: number;
   cancels: PullCancellations;
 }
 
@@ -183,6 +195,8 @@ async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, fetcher: Blob
 export function startPullWorkers(options: PullWorkerOptions): Worker[] {
   const { queues, services, log, cancels } = options;
   const hosts = new HostLimit(options.perHost);
+  const extracts = new HostLimit(options.extractsWhileDownloading);
+  const inFlight: InFlight = new Map();
   const common = { connection: queues.client, prefix: queues.prefix, autorun: false, ...workerLock };
 
   const blobs = new Worker<BlobJobData, BlobResult>(
@@ -200,12 +214,13 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
     { ...common, concurrency: 8 },
   );
 
-  const layers = new Worker<BlobJobData, BlobResult>(
+  const layers = new Worker<LayerJobData, BlobResult>(
     queueNames.layers,
     async (job) => {
       const id = blobJobId(job.data.namespace, job.data.descriptor.digest);
       const events = await queues.eventsOf(queueNames.blobs);
       const svc = services(job.data.namespace);
+      const { extractInto, ...blobData } = job.data;
       // The blob job may have been added by another pull, under that pull's lease: ours
       // holds the blob as soon as it is there.
       const holdBlob = async (result: BlobResult) => {
@@ -221,12 +236,35 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
       });
       canceled.catch(() => undefined);
       cancels.waitFor(id, job.id!);
+      const streamed =
+        extractInto && options.extractsWhileDownloading > 0 && !signal.aborted
+          ? new StreamedExtraction({ svc, lease: job.data.lease, snapshotter: extractInto, layer: job.data.descriptor, blobJobId: id, blobEvents: events, limit: extracts, log })
+          : undefined;
       try {
+        const result = await waitForBlob();
+        if (streamed) {
+          // Left running, so the layer's pull can start on the other layers: its parent, in this process, waits for it.
+          const extraction = streamed.finish();
+          extraction.catch(() => undefined);
+          inFlight.set(inFlightKey(job.data.lease, job.data.descriptor.digest), extraction);
+        }
+        return result;
+      } catch (err) {
+        await streamed?.discard();
+        throw err;
+      } finally {
+        if (cancels.stopWaiting(id, job.id!, signal.aborted)) {
+          // Not started yet: off the queue (a running one was aborted instead).
+          await queues.queues.blobs.remove(id).catch(() => undefined);
+        }
+      }
+
+      async function waitForBlob(): Promise<BlobResult> {
         // The blob job may finish and be removed between add and wait (then it reads as
         // failed with no reason that we know): the content store has the last word.
         for (let attempt = 0; ; attempt++) {
           signal.throwIfAborted();
-          const blobJob = await queues.queues.blobs.add("fetch", job.data, {
+          const blobJob = await queues.queues.blobs.add("fetch", blobData, {
             jobId: id,
             attempts: blobAttempts,
             backoff: retryBackoff,
@@ -246,11 +284,6 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
             throw new UnrecoverableError(reason);
           }
         }
-      } finally {
-        if (cancels.stopWaiting(id, job.id!, signal.aborted)) {
-          // Not started yet: off the queue (a running one was aborted instead).
-          await queues.queues.blobs.remove(id).catch(() => undefined);
-        }
       }
     },
     // They only wait: many at once cost nothing.
@@ -262,16 +295,30 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
     async (job) => {
       const svc = services(job.data.namespace);
       const final = () => job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      // This pull's layers extracted (or being extracted) during their download; a retry finds none left.
+      const extracted = new Map<string, Promise<StreamedLayer | undefined>>();
+      for (const desc of job.data.image.manifest.manifest.layers) {
+        const key = inFlightKey(job.data.lease, desc.digest);
+        const extraction = inFlight.get(key);
+        if (!extraction) continue;
+        inFlight.delete(key);
+        extracted.set(desc.digest, extraction);
+      }
       try {
         const failures = Object.values(await job.getIgnoredChildrenFailures());
         if (failures.length > 0) throw new UnrecoverableError(failures[0]!);
-        const result = await finishPull(job, svc);
+        const result = await finishPull(job, svc, extracted);
         cancels.forget(job.id!);
         return result;
       } catch (err) {
         const failure = err instanceof UnrecoverableError ? err : jobFailure(err);
         // What the pull stored goes with its lease (collected once nothing else holds it).
         if (failure instanceof UnrecoverableError || final()) {
+          // Extraction snapshots the unpack did not get to (removing one it removed or committed finds nothing).
+          for (const extraction of extracted.values()) {
+            const e = await extraction.catch(() => undefined);
+            if (e) await svc.snapshots.remove({ snapshotter: e.snapshotter, key: e.key }, callOptions(svc, job.data.lease)).catch(() => undefined);
+          }
           await deleteLease(svc, job.data.lease).catch(() => undefined);
           cancels.forget(job.id!);
         }
@@ -284,7 +331,7 @@ export function startPullWorkers(options: PullWorkerOptions): Worker[] {
   return [blobs, layers, pulls];
 }
 
-async function finishPull(job: Job<PullJobData>, svc: ImageServices): Promise<PullResult> {
+async function finishPull(job: Job<PullJobData>, svc: ImageServices, streamed: ReadonlyMap<string, Promise<StreamedLayer | undefined>>): Promise<PullResult> {
   const { lease, unpack } = job.data;
   const image = remoteImage(job.data.image);
   const admin = callOptions(svc);
@@ -301,6 +348,7 @@ async function finishPull(job: Job<PullJobData>, svc: ImageServices): Promise<Pu
       lease,
       ...(job.data.snapshotter ? { snapshotter: job.data.snapshotter } : {}),
       platform: platformMatcher(job.data.platform || undefined),
+      extracted: streamed,
       onLayer: () => {
         extracted++;
         job.updateProgress({ phase: "unpacking", extracted } satisfies PullProgressData).catch(() => undefined);

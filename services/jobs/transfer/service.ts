@@ -20,6 +20,7 @@ import {
 import { createLease } from "../../../core/image/lease.ts";
 import type { Descriptor } from "../../../core/image/manifest.ts";
 import { callOptions } from "../../../core/image/services.ts";
+import { rebasingSnapshotters, resolveSnapshotter } from "../../../core/image/unpack.ts";
 import { namespaceOf } from "../../../core/grpc-server.ts";
 import { parseRegistryReference, platformMatcher, referenceString, resolve } from "../../../core/registry/index.ts";
 import { snapshotterNames } from "../../../core/routes.ts";
@@ -30,6 +31,7 @@ import {
   retryBackoff,
   storedImage,
   type BlobJobData,
+  type LayerJobData,
   type BlobProgressData,
   type BlobResult,
   type PullJobData,
@@ -187,6 +189,10 @@ export function transferService(queues: TransferQueues, services: ServicesFor, c
           const lease = await createLease(svc, { id: pullId, reuse: true, labels: { "berth.io/pull": image.name } });
           const flow = `${pullId}.${randomBytes(4).toString("hex")}`;
           const blobData = (desc: Descriptor): BlobJobData => ({ namespace, lease, ref: referenceString(image.reference), access, descriptor: desc });
+          // Layers extract while they download into a snapshotter that rebases at commit (unpack.ts).
+          const extractInto = request.unpack ? await resolveSnapshotter(svc, request.snapshotter).catch(() => "") : "";
+          const streamable = new Set(rebasingSnapshotters.has(extractInto) ? image.manifest.manifest.layers.map((l) => l.digest) : []);
+          const layerData = (desc: Descriptor): LayerJobData => ({ ...blobData(desc), ...(streamable.has(desc.digest) ? { extractInto } : {}) });
           const data: PullJobData = { namespace, lease, image: storedImage(image, referenceString(image.reference)), platform: request.platform, unpack: request.unpack, snapshotter: request.snapshotter };
           await queues.flows.add({
             name: "pull",
@@ -196,7 +202,7 @@ export function transferService(queues: TransferQueues, services: ServicesFor, c
             children: [...new Map(image.blobs.map((d) => [d.digest, d])).values()].map((desc) => ({
               name: "layer",
               queueName: queueNames.layers,
-              data: blobData(desc),
+              data: layerData(desc),
               opts: { jobId: layerJobId(flow, desc.digest), attempts: blobAttempts, backoff: retryBackoff, ignoreDependencyOnFailure: true, removeOnComplete: true, removeOnFail: { age: 3600 } },
             })),
           });
