@@ -25,7 +25,7 @@ import { snapshotter } from "../containers/image.ts";
 import { unpackImage } from "../../../core/image/unpack.ts";
 import { startFailureCode } from "../containers/lifecycle.ts";
 import { buildSpec } from "../containers/config.ts";
-import { userInRootfs, writeContainerFiles } from "../containers/rootfs-files.ts";
+import { userInRootfs } from "../containers/rootfs-files.ts";
 import { parseSignal } from "../containers/signals.ts";
 import { resolveUser } from "../../../core/oci/user.ts";
 import type { OciUser } from "../../../core/oci/spec.ts";
@@ -46,6 +46,8 @@ import { stepLayer } from "./step-layer.ts";
 import { unsynced } from "./unsynced-mounts.ts";
 import { digestsOf } from "./context-digests.ts";
 import { newRunId, runcRootOf, runProcess, RunStartError } from "./run-process.ts";
+import { runNetwork, type RunNetwork } from "./run-network.ts";
+import { removeRunMountPoints } from "./run-mountpoints.ts";
 import { copyTree, destinationIn, hashSources, selectSources, type Owner, type Selected } from "./sources.ts";
 import { archiveFormat, unpackArchive } from "./archives.ts";
 
@@ -61,6 +63,8 @@ export interface BuildOptions {
   platform?: string;
   /** The /build `pull` query: pull every base image, even one the store has. */
   pull?: boolean;
+  /** The /build `networkmode` query: the RUN steps' network (absent: the default bridge; run-network.ts). */
+  networkMode?: string;
 }
 
 export interface BuildOutput {
@@ -646,6 +650,10 @@ export class Build {
     // its cgroup's name), where Docker shows the intermediate container's.
     const id = newRunId();
     this.say(` ---> Running in ${shortId(id)}\n`);
+    const scratch = this.hooks.scratchDir ?? tmpdir();
+    // Made while the step's rootfs is prepared: a veth and an address cost several plugin execs.
+    const networking = runNetwork(this.backend, this.options.networkMode || "default", id, scratch);
+    networking.catch(() => undefined); // awaited below; not an unhandled rejection if the rootfs fails first
     try {
       return await withLease(this.backend.images, await this.lease(), async (lease) => {
         const parentChain = await this.unpacked(parent, lease);
@@ -653,7 +661,8 @@ export class Build {
         let committed = false;
         const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: parentChain, lease });
         try {
-          const scratch = this.hooks.scratchDir ?? tmpdir();
+          const network = await networking;
+          let mountPoints: string[] = [];
           let exitCode: number;
           try {
             exitCode = await runProcess({
@@ -661,7 +670,11 @@ export class Build {
               bundle: join(scratch, `run-${id.slice(0, 24)}`),
               id,
               rootfs: unsynced(mounts),
-              spec: (rootfs, bundle) => this.runSpec(id, command, env, config, rootfs, bundle, binds),
+              spec: (rootfs) => {
+                const spec = this.runSpec(id, command, env, config, rootfs, network, binds);
+                mountPoints = (spec.mounts ?? []).map((m) => m.destination);
+                return spec;
+              },
               output: (text) => this.say(text),
               ...(this.hooks.cancelled ? { signal: this.hooks.cancelled } : {}),
             });
@@ -672,6 +685,7 @@ export class Build {
           if (exitCode !== 0) {
             throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
           }
+          removeRunMountPoints(mounts, mountPoints);
           const made = await this.commitStep(parent, key, mounts, createdBy, this.key(parent, createdBy), lease);
           committed = made.committed;
           return made.image;
@@ -680,12 +694,17 @@ export class Build {
         }
       });
     } finally {
+      // A network that could not be set up is the step's error, thrown above; only a made one is released.
+      await networking.then(
+        (network) => network.release().catch((err: Error) => this.backend.log.warn({ run: id, err: err.message }, "releasing a RUN's network failed")),
+        () => undefined,
+      );
       this.say(`Removing intermediate container ${shortId(id)}\n`);
     }
   }
 
-  /** The spec of a RUN's process: a container's with network "none" (loopback only), the image's env, user and workdir. */
-  private runSpec(id: string, command: string[], env: string[], config: NonNullable<ImageDocument["config"]>, rootfs: string, bundle: string, binds: string[] | undefined) {
+  /** The spec of a RUN's process: a container's on the build's network (run-network.ts), the image's env, user and workdir. */
+  private runSpec(id: string, command: string[], env: string[], config: NonNullable<ImageDocument["config"]>, rootfs: string, network: RunNetwork, binds: string[] | undefined) {
     let user: OciUser = { uid: 0, gid: 0 };
     if (config.User) {
       try {
@@ -696,8 +715,8 @@ export class Build {
     }
     const hostname = id.slice(0, 12);
     const runConfig: ContainerConfig = { Cmd: command, Entrypoint: [], Env: env, WorkingDir: config.WorkingDir ?? "", Hostname: hostname };
-    const host: HostConfig = { NetworkMode: "none", ...(binds ? { Binds: binds } : {}) };
-    return buildSpec({ namespace: this.backend.namespace, id, config: runConfig, host, user, network: { kind: "private" }, files: writeContainerFiles(join(bundle, "etc"), hostname) });
+    const host: HostConfig = { ...(binds ? { Binds: binds } : {}) };
+    return buildSpec({ namespace: this.backend.namespace, id, config: runConfig, host, user, network: network.mode, ...(network.files ? { files: network.files } : {}) });
   }
 
   private async copyStep(step: Instruction, state: StageState, vars: Map<string, string>, built: BuildImage[], names: Map<string, number>): Promise<BuildImage> {
