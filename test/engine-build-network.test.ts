@@ -13,7 +13,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ok, type Daemon, type RunResult } from "./harness.ts";
+import { childPids, ok, type Daemon, type RunResult } from "./harness.ts";
 import { engineHttpText, startEngineWithBusybox } from "./fixtures/engine-session.ts";
 import { eventually, waitUntil } from "./fixtures/poll.ts";
 import { freeSubnetPrefixes } from "./fixtures/host-network.ts";
@@ -249,5 +249,23 @@ test("a failing RUN and a cancelled RUN on the bridge leave no network behind", 
   }
   await waitUntil("the cancelled build to be undone", () => buildLeftovers(d).runcProcesses.length === 0 && buildLeftovers(d).buildDirs.length === 0);
   assert.deepEqual(networkLeftovers(["bridge"]), noNetworkLeft);
+  assert.deepEqual(buildLeftovers(d), nothingLeft);
+});
+
+test("berthd killed mid-RUN on the bridge: the restarted engine gives the RUN's network back", async () => {
+  const dir = writeContext(work, "killed", { Dockerfile: "FROM busybox\nRUN while [ ! -e /go ]; do sleep 0.1; done\n" });
+  const child = spawn("docker", ["build", dir], { env: { ...process.env, DOCKER_HOST: `unix://${d.dockerSocket}`, DOCKER_CONFIG: join(d.base, "docker-config"), DOCKER_BUILDKIT: "0" } });
+  const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  const run = await eventually("the RUN to start", () => runningBuildRuns(d)[0]);
+  await eventually("the RUN's address", () => (networkLeftovers(["bridge"]).leases.length === 1 ? true : undefined));
+  const victims = [d.pid!, ...childPids(d.pid!)];
+  for (const pid of victims) process.kill(pid, "SIGKILL");
+  await exited;
+  await waitUntil("berthd and its processes to die", () => victims.every((pid) => !existsSync(`/proc/${pid}/cmdline`) || readFileSync(`/proc/${pid}/cmdline`).length === 0));
+  // What the kill left: the run's namespace and address are still there.
+  assert.deepEqual(readdirSync(join(d.state, "netns")), [run.id]);
+  await d.start();
+  await waitUntil("the restarted engine to undo the build", () => buildLeftovers(d).buildDirs.length === 0, 60_000);
+  await waitUntil("the RUN's network to be released", () => JSON.stringify(networkLeftovers(["bridge"])) === JSON.stringify(noNetworkLeft), 30_000);
   assert.deepEqual(buildLeftovers(d), nothingLeft);
 });
