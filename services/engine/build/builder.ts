@@ -654,6 +654,13 @@ export class Build {
     // Made while the step's rootfs is prepared: a veth and an address cost several plugin execs.
     const networking = runNetwork(this.backend, this.options.networkMode || "default", id, scratch);
     networking.catch(() => undefined); // awaited below; not an unhandled rejection if the rootfs fails first
+    // A network that could not be set up is the step's error (thrown where it is awaited); only a made one is released.
+    let released: Promise<void> | undefined;
+    const releaseNetwork = () =>
+      (released ??= networking.then(
+        (network) => network.release().catch((err: Error) => this.backend.log.warn({ run: id, err: err.message }, "releasing a RUN's network failed")),
+        () => undefined,
+      ));
     try {
       return await withLease(this.backend.images, await this.lease(), async (lease) => {
         const parentChain = await this.unpacked(parent, lease);
@@ -681,6 +688,9 @@ export class Build {
           } catch (err) {
             if (err instanceof RunStartError) throw new BuildFailure(`The command '${command.join(" ")}' could not run: ${err.message}`, startFailureCode(err.message));
             throw err;
+          } finally {
+            // The run is over: its network goes while the layer is diffed.
+            void releaseNetwork();
           }
           if (exitCode !== 0) {
             throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
@@ -694,11 +704,7 @@ export class Build {
         }
       });
     } finally {
-      // A network that could not be set up is the step's error, thrown above; only a made one is released.
-      await networking.then(
-        (network) => network.release().catch((err: Error) => this.backend.log.warn({ run: id, err: err.message }, "releasing a RUN's network failed")),
-        () => undefined,
-      );
+      await releaseNetwork();
       this.say(`Removing intermediate container ${shortId(id)}\n`);
     }
   }
