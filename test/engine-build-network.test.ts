@@ -142,9 +142,15 @@ test("by default a RUN is on the bridge: it reaches a server on the gateway, and
   assert.ok(own && inSubnet(own.split("\t")[0]!, subnet), `/etc/hosts lists the RUN at its address:\n${hosts}`);
   // The bound /etc files (and runc's mount points for them, /proc, /dev, /sys) stay out of the layer.
   assert.deepEqual(lastLayerPaths("net-bridge:1"), ["etc/", "etc/mine", "got", "hosts-seen", "name-seen"]);
-  const plain = await dockerBuild(["-t", "net-bridge:2", writeContext(work, "bridge-plain", { Dockerfile: "FROM net-bridge:1\nRUN echo plain > /plain\n" })]);
-  assert.equal(plain.code, 0, `${plain.stdout}\n${plain.stderr}`);
-  assert.deepEqual(lastLayerPaths("net-bridge:2"), ["plain"]);
+  // A build's RUNs share a namespace one after the other: each has its own hostname in it.
+  const two = await dockerBuild(["-t", "net-bridge:2", writeContext(work, "bridge-two", { Dockerfile: "FROM net-bridge:1\nRUN hostname > /h1\nRUN hostname > /h2 && cat /etc/hosts > /hosts2\n" })]);
+  assert.equal(two.code, 0, `${two.stdout}\n${two.stderr}`);
+  const [run1, run2] = [...two.stdout.matchAll(/^ ---> Running in ([0-9a-f]{12})$/gm)].map((m) => m[1]!);
+  assert.equal(catIn("net-bridge:2", "/h1"), `${run1}\n`);
+  assert.equal(catIn("net-bridge:2", "/h2"), `${run2}\n`);
+  assert.match(catIn("net-bridge:2", "/hosts2"), new RegExp(`^\\d+\\.\\d+\\.\\d+\\.\\d+\\t${run2}$`, "m"));
+  assert.doesNotMatch(catIn("net-bridge:2", "/hosts2"), new RegExp(run1!));
+  assert.deepEqual(lastLayerPaths("net-bridge:2"), ["h2", "hosts2"]);
   ok(d.docker(["rm", "-f", "holder"]), "rm holder");
   assert.deepEqual(networkLeftovers(["bridge"]), noNetworkLeft);
   assert.deepEqual(buildLeftovers(d), nothingLeft);

@@ -46,7 +46,7 @@ import { stepLayer } from "./step-layer.ts";
 import { unsynced } from "./unsynced-mounts.ts";
 import { digestsOf } from "./context-digests.ts";
 import { newRunId, runcRootOf, runProcess, RunStartError } from "./run-process.ts";
-import { runNetwork, type RunNetwork } from "./run-network.ts";
+import { RunNetworks, type RunNetwork } from "./run-network.ts";
 import { removeRunMountPoints } from "./run-mountpoints.ts";
 import { copyTree, destinationIn, hashSources, selectSources, type Owner, type Selected } from "./sources.ts";
 import { archiveFormat, unpackArchive } from "./archives.ts";
@@ -186,6 +186,8 @@ export class Build {
   private readonly targetPlatform: Platform | undefined;
   /** FROM and COPY --from images, pulled when missing (or always, with `pull`). */
   private readonly bases: BaseImages;
+  /** The RUN steps' network namespaces, shared by the build's RUNs and released when it ends. */
+  private readonly runNetworks: RunNetworks;
 
   constructor(backend: Backend, contextDir: string, options: BuildOptions, out: BuildOutput, hooks: BuildHooks = {}) {
     this.hooks = hooks;
@@ -195,6 +197,7 @@ export class Build {
     this.options = options;
     this.out = out;
     this.targetPlatform = requestedPlatform(options.platform);
+    this.runNetworks = new RunNetworks(backend, options.networkMode || "default", hooks.scratchDir ?? tmpdir());
     this.bases = new BaseImages(backend, { always: options.pull ?? false, auth: hooks.registryAuth ?? (() => ({})), signal: hooks.cancelled ?? new AbortController().signal, ...(backend.options.registry?.defaultRegistry ? { defaultRegistry: backend.options.registry.defaultRegistry } : {}) });
   }
 
@@ -221,6 +224,7 @@ export class Build {
       // The lease keeps what the writes need until they are done.
       await Promise.allSettled(this.writes.values());
       await this.leaseId?.then((id) => deleteLease(this.backend.images, id)).catch(() => undefined);
+      await this.runNetworks.close().catch((err: Error) => this.backend.log.warn({ err: err.message }, "releasing the RUN steps' networks failed"));
     }
   }
 
@@ -651,8 +655,8 @@ export class Build {
     const id = newRunId();
     this.say(` ---> Running in ${shortId(id)}\n`);
     const scratch = this.hooks.scratchDir ?? tmpdir();
-    // Made while the step's rootfs is prepared: a veth and an address cost several plugin execs.
-    const networking = runNetwork(this.backend, this.options.networkMode || "default", id, scratch);
+    // Made (when no earlier RUN's is free) while the step's rootfs is prepared: a veth and an address cost several plugin execs.
+    const networking = this.runNetworks.acquire(id);
     networking.catch(() => undefined); // awaited below; not an unhandled rejection if the rootfs fails first
     // A network that could not be set up is the step's error (thrown where it is awaited); only a made one is released.
     let released: Promise<void> | undefined;
@@ -689,7 +693,7 @@ export class Build {
             if (err instanceof RunStartError) throw new BuildFailure(`The command '${command.join(" ")}' could not run: ${err.message}`, startFailureCode(err.message));
             throw err;
           } finally {
-            // The run is over: its network goes while the layer is diffed.
+            // The run is over: its namespace is free for the build's next RUN while the layer is diffed.
             void releaseNetwork();
           }
           if (exitCode !== 0) {

@@ -362,6 +362,15 @@ export class NetworkManager {
     });
   }
 
+  /** A run attached by attachRun is now run `hostname` (a build's next RUN in the same namespace): its /etc/hosts says so. */
+  renameRun(id: string, hostname: string): Promise<void> {
+    return this.serial(() => {
+      const endpoints = this.store.endpointsOfContainer(id);
+      for (const endpoint of endpoints) this.store.putEndpoint({ ...endpoint, Hostname: hostname });
+      this.refreshHosts(endpoints.map((e) => e.NetworkID));
+    });
+  }
+
   private async attach(containerId: string, endpoint: Endpoint, netns: string, ports: PortMapping[]): Promise<Endpoint> {
     const network = this.store.resolve(endpoint.NetworkID);
     if (!network) throw networkNotFound(endpoint.NetworkID);
