@@ -222,6 +222,9 @@ test("an unknown network is Docker's error at the first RUN (exit 1, HTTP 200 wi
   const container = await engineHttpText(d, "POST", "/v1.41/build?networkmode=container:abc", tar, { "Content-Type": "application/x-tar" });
   assert.equal(container.status, 400);
   assert.match(container.body, /network mode \\"container:abc\\" is not supported for builds/);
+  const slashed = await engineHttpText(d, "POST", "/v1.41/build?networkmode=a%2Fb", tar, { "Content-Type": "application/x-tar" });
+  assert.equal(slashed.status, 400);
+  assert.match(slashed.body, /invalid network mode \\"a\/b\\"/);
   const berth = d.berth(["build", "--network", "nosuchnet", dir]);
   assert.notEqual(berth.code, 0);
   assert.match(berth.stdout + berth.stderr, /network nosuchnet not found/);
