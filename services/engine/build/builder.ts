@@ -120,6 +120,8 @@ interface StageSink {
   nextStep: number;
   /** Another stage failed: stop before the next step. */
   stopped(): boolean;
+  /** A RUN comes after the step under way in this stage: a cache miss now means it will run. */
+  runAhead?: boolean;
 }
 
 const defaultShell = ["/bin/sh", "-c"];
@@ -304,7 +306,8 @@ export class Build {
         built.length = i;
         return this.stageSinks.run(sink, async () => {
           const state = await this.from(stage, globalArgs, built, names);
-          for (const step of stage.steps) {
+          for (const [index, step] of stage.steps.entries()) {
+            sink.runAhead = stage.steps.slice(index + 1).some((later) => later.keyword === "RUN");
             this.announce(step);
             const parent = state.image;
             state.image = await this.step(step, state, built, names, globalArgs);
@@ -573,11 +576,13 @@ export class Build {
 
   private async cached(parent: BuildImage, text: string): Promise<BuildImage | undefined> {
     // A parent this build just made has no cached children anywhere: no lookup to make.
-    if (this.options.noCache || this.made.has(parent.id)) return undefined;
-    const hit = await this.cache.find(this.key(parent, text));
+    const hit = this.options.noCache || this.made.has(parent.id) ? undefined : await this.cache.find(this.key(parent, text));
     if (hit) {
       this.say(" ---> Using cache\n");
       recordCacheUse(this.backend, hit);
+    } else if (this.stageSinks.getStore()?.runAhead) {
+      // Every later step of the stage misses too: its RUN's namespace is made while this step runs.
+      this.runNetworks.prepare();
     }
     return hit;
   }

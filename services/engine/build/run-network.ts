@@ -10,6 +10,7 @@
 // of their own in the build's directory, `net-<id>`, before anything is attached: a
 // daemon killed mid-RUN leaves that directory, and the build's recovery releases the
 // namespace's network by the id in its name (releaseRunNetworks).
+import { randomBytes } from "node:crypto";
 import { readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { NetworkMode } from "../../../core/oci/spec.ts";
@@ -58,13 +59,16 @@ interface Sandbox {
  * plugin execs (a veth, an address, NAT rules: ~100–300 ms on a busy 2-CPU machine), and
  * detaching as much again, so a RUN takes a namespace another RUN of the build has given
  * back, and only one that finds none free (the first, or one in a stage running beside
- * another's RUN) makes one. A RUN cannot change its namespace (no CAP_NET_ADMIN) and
+ * another's RUN) makes one, and a stage that misses the cache with a RUN ahead has one
+ * made while the steps before that RUN run (prepare). A RUN cannot change its namespace (no CAP_NET_ADMIN) and
  * leaves no process in it (its pid namespace ends with it), so what a RUN sees is what a
  * fresh one would: the same address as the build's previous RUN, its own hostname.
  * close() releases them all when the build ends.
  */
 export class RunNetworks {
   private readonly idle: Sandbox[] = [];
+  /** A namespace prepare() is making; it joins `idle` when made. */
+  private preparing: Promise<void> | undefined;
   private closed = false;
   private readonly backend: Backend;
   private readonly mode: string;
@@ -76,20 +80,46 @@ export class RunNetworks {
     this.scratchDir = scratchDir;
   }
 
+  /**
+   * Starts making a namespace if none is free or being made: a stage that missed the cache
+   * with a RUN ahead calls it, so the RUN finds one ready (made while the steps before it
+   * ran). A failure is left for the RUN's own acquire to meet and report.
+   */
+  prepare(): void {
+    if (this.closed || this.preparing || this.idle.length > 0) return;
+    const id = randomBytes(32).toString("hex");
+    this.preparing = this.make(id, id.slice(0, 12)).then(
+      (sandbox) => {
+        this.preparing = undefined;
+        if (this.closed) return this.destroy(sandbox).catch(() => undefined);
+        this.idle.push(sandbox);
+      },
+      () => {
+        this.preparing = undefined;
+      },
+    );
+  }
+
   /** A namespace for run `id` (its hostname the id's first 12 digits); release() gives it back to the build. */
   async acquire(id: string): Promise<RunNetwork> {
-    if (this.closed) throw new Error("the build has ended: no RUN can start");
     const hostname = id.slice(0, 12);
-    let sandbox = this.idle.pop();
-    if (sandbox) {
-      try {
-        await this.rename(sandbox, hostname);
-      } catch (err) {
-        await this.destroy(sandbox).catch(() => undefined);
-        throw err;
+    let sandbox: Sandbox | undefined;
+    while (!sandbox) {
+      if (this.closed) throw new Error("the build has ended: no RUN can start");
+      const free = this.idle.pop();
+      if (free) {
+        try {
+          await this.rename(free, hostname);
+        } catch (err) {
+          await this.destroy(free).catch(() => undefined);
+          throw err;
+        }
+        sandbox = free;
+      } else if (this.preparing) {
+        await this.preparing;
+      } else {
+        sandbox = await this.make(id, hostname);
       }
-    } else {
-      sandbox = await this.make(id, hostname);
     }
     const held = sandbox;
     let returned = false;
@@ -108,6 +138,7 @@ export class RunNetworks {
   /** Releases every namespace given back; one still held is released when it is given back. */
   async close(): Promise<void> {
     this.closed = true;
+    await this.preparing;
     let first: unknown;
     for (const sandbox of this.idle.splice(0)) {
       try {
