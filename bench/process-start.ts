@@ -7,9 +7,11 @@
 //   off: NODE_DISABLE_COMPILE_CACHE=1 in the daemon's environment
 // The first start of each process in the "on" daemon may write the cache; it and the
 // "off" daemon's first are dropped as warm-up. Options: BENCH_RUNS (default 9),
-// BENCH_PROCESSES (default content,images,snapshots,diff,jobs).
+// BENCH_PROCESSES (default content,images,snapshots,diff,jobs), BENCH_BASELINE_DIST=<dir>
+// (another build's dist/, inside a checkout: the second daemon runs it instead, cache
+// on, so two builds are compared). Each start also reports the process's PSS once settled.
 // Run: node bench/process-start.ts
-import { readFileSync, rmSync, mkdtempSync } from "node:fs";
+import { chmodSync, readFileSync, rmSync, mkdtempSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProcessesDefinition } from "../core/gen/berth/internal/v1/processes.ts";
@@ -18,6 +20,7 @@ import { serviceSocketPath } from "../core/config.ts";
 import { inProcess } from "../core/routes.ts";
 import { childPids, distDir, sleep, startDaemon, type Daemon } from "../test/harness.ts";
 import { median } from "./measure.ts";
+import { processMemory } from "./proc-memory.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 9);
 const names = (process.env.BENCH_PROCESSES ?? "content,images,snapshots,diff,jobs").split(",");
@@ -25,11 +28,13 @@ const names = (process.env.BENCH_PROCESSES ?? "content,images,snapshots,diff,job
 const idleExitMs = 2000;
 const ticksPerSecond = 100;
 
-/** The pid of berthd's child running dist/<name>.js, if any. */
-function pidOf(daemon: Daemon, name: string): number | undefined {
+const baselineDist = process.env.BENCH_BASELINE_DIST;
+
+/** The pid of berthd's child running <dist>/<name>.js, if any. */
+function pidOf(daemon: Daemon, name: string, dist = distDir): number | undefined {
   return childPids(daemon.pid!).find((pid) => {
     try {
-      return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").some((arg) => arg === join(distDir, `${name}.js`));
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").some((arg) => arg === join(dist, `${name}.js`));
     } catch {
       return false;
     }
@@ -41,9 +46,9 @@ function cpuMs(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
 }
 
-async function untilGone(daemon: Daemon, name: string): Promise<void> {
+async function untilGone(daemon: Daemon, name: string, dist: string): Promise<void> {
   for (let i = 0; i < 600; i++) {
-    if (pidOf(daemon, name) === undefined) return;
+    if (pidOf(daemon, name, dist) === undefined) return;
     await sleep(50);
   }
   throw new Error(`${name} did not exit once idle`);
@@ -65,10 +70,11 @@ interface Sample {
   wall: number;
   cpuAtReady: number;
   cpuSettled: number;
+  pssKiB: number;
 }
 
-async function startOnce(daemon: Daemon, name: string): Promise<Sample> {
-  await untilGone(daemon, name);
+async function startOnce(daemon: Daemon, name: string, dist: string): Promise<Sample> {
+  await untilGone(daemon, name, dist);
   const channel = createChannel(`unix://${serviceSocketPath(daemon.state, inProcess)}`);
   try {
     const processes = createClient(ProcessesDefinition, channel);
@@ -77,10 +83,11 @@ async function startOnce(daemon: Daemon, name: string): Promise<Sample> {
     const t0 = performance.now();
     await processes.ready({ name });
     const wall = performance.now() - t0;
-    const pid = pidOf(daemon, name);
+    const pid = pidOf(daemon, name, dist);
     if (pid === undefined) throw new Error(`${name} answered but runs under no pid`);
     const cpuAtReady = cpuMs(pid);
-    return { wall, cpuAtReady, cpuSettled: await settledCpuMs(pid) };
+    const cpuSettled = await settledCpuMs(pid);
+    return { wall, cpuAtReady, cpuSettled, pssKiB: processMemory(pid, name).pssKiB };
   } finally {
     channel.close();
   }
@@ -91,16 +98,28 @@ const loadBefore = loadavg()[0]!;
 const daemons: Daemon[] = [];
 try {
   const env = { BERTH_LOG_LEVEL: "warn", BERTH_IDLE_EXIT_MS: String(idleExitMs) };
-  const variants = [
-    { label: "compile cache on", daemon: await startDaemon({ base: join(base, "on"), env }) },
-    { label: "compile cache off", daemon: await startDaemon({ base: join(base, "off"), env: { ...env, NODE_DISABLE_COMPILE_CACHE: "1" } }) },
-  ];
+  let variants: { label: string; daemon: Daemon; dist: string }[];
+  if (baselineDist) {
+    // berthd started from the other build's dist/ (its processes are found by their path).
+    const launcher = join(base, "baseline-berthd");
+    writeFileSync(launcher, `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(join(baselineDist, "berthd.js"))} "$@"\n`);
+    chmodSync(launcher, 0o755);
+    variants = [
+      { label: "this build", daemon: await startDaemon({ base: join(base, "this"), env }), dist: distDir },
+      { label: "baseline", daemon: await startDaemon({ base: join(base, "baseline"), env, launcher }), dist: baselineDist },
+    ];
+  } else {
+    variants = [
+      { label: "compile cache on", daemon: await startDaemon({ base: join(base, "on"), env }), dist: distDir },
+      { label: "compile cache off", daemon: await startDaemon({ base: join(base, "off"), env: { ...env, NODE_DISABLE_COMPILE_CACHE: "1" } }), dist: distDir },
+    ];
+  }
   daemons.push(...variants.map((v) => v.daemon));
   const samples = new Map<string, Sample[]>();
   for (let run = 0; run <= runs; run++) {
     for (const name of names) {
       for (const v of run % 2 ? variants : [...variants].reverse()) {
-        const s = await startOnce(v.daemon, name);
+        const s = await startOnce(v.daemon, name, v.dist);
         if (run === 0) continue;
         const key = `${name}\0${v.label}`;
         samples.set(key, [...(samples.get(key) ?? []), s]);
@@ -112,21 +131,21 @@ try {
   out("");
   out(`${cpus().length} CPUs, 1-minute load ${loadBefore.toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after.`);
   out("");
-  out("| process | variant | Ready → listening, wall ms | CPU ms at listening | CPU ms settled |");
-  out("|---|---|---:|---:|---:|");
+  out("| process | variant | Ready → listening, wall ms | CPU ms at listening | CPU ms settled | PSS KiB settled |");
+  out("|---|---|---:|---:|---:|---:|");
   for (const name of names) {
     for (const v of variants) {
       const s = samples.get(`${name}\0${v.label}`)!;
       const col = (f: (x: Sample) => number) => median(s.map(f)).toFixed(0);
-      out(`| ${name} | ${v.label} | ${col((x) => x.wall)} | ${col((x) => x.cpuAtReady)} | ${col((x) => x.cpuSettled)} |`);
+      out(`| ${name} | ${v.label} | ${col((x) => x.wall)} | ${col((x) => x.cpuAtReady)} | ${col((x) => x.cpuSettled)} | ${col((x) => x.pssKiB)} |`);
     }
   }
   out("");
-  out("Samples (wall ms / settled CPU ms), in order:");
+  out("Samples (wall ms / settled CPU ms / PSS KiB), in order:");
   out("");
   for (const name of names) {
     for (const v of variants) {
-      out(`- ${name}, ${v.label}: ${samples.get(`${name}\0${v.label}`)!.map((x) => `${x.wall.toFixed(0)}/${x.cpuSettled}`).join(", ")}`);
+      out(`- ${name}, ${v.label}: ${samples.get(`${name}\0${v.label}`)!.map((x) => `${x.wall.toFixed(0)}/${x.cpuSettled}/${x.pssKiB}`).join(", ")}`);
     }
   }
 } finally {

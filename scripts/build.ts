@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { build, type BuildOptions } from "esbuild";
 import { buildNativeAddon } from "../native/build.ts";
 import { builtinsWithoutNamespaces } from "./builtins-plugin.ts";
+import { withoutUnusedModules } from "./unused-modules-plugin.ts";
 import { buildShim } from "../shim/build.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -57,6 +58,7 @@ const shared: BuildOptions = {
   // names stay, so stack traces still name their functions.
   minifyWhitespace: true,
   minifySyntax: true,
+  plugins: [withoutUnusedModules],
 };
 
 const { berthctl, berthd, berth, content, ...processes } = { ...entries("services"), ...entries("cmd") };
@@ -80,7 +82,7 @@ await build({ ...shared, entryPoints: { content: content! }, outdir: join(root, 
 const quickStart: BuildOptions = {
   ...shared,
   minify: true,
-  plugins: [builtinsWithoutNamespaces],
+  plugins: [withoutUnusedModules, builtinsWithoutNamespaces],
   banner: { js: "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url);" },
 };
 await build({ ...quickStart, banner: {}, entryPoints: { berthctl: berthctl! }, outdir: join(root, "dist") });

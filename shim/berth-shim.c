@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "oom.h"
 #include "options.h"
 #include "relay.h"
 #include "util.h"
@@ -60,6 +61,8 @@ struct shim {
     size_t runc_error_length;
     char control_line[256];
     size_t control_length;
+    /* The init's memory cgroup, while its process runs (an exec shares it: not watched twice). */
+    struct oom_watch oom;
 };
 
 static struct shim shim;
@@ -595,6 +598,29 @@ static void write_exit_file(int status)
         diag("writing the exit file failed: %m");
 }
 
+/*
+ * The OOM kills counted in the process's cgroup so far, recorded before the exit so that a
+ * reader that sees the exit sees them too: {"oomKills":1,"lastOomAt":"<RFC 3339 ns>"}.
+ */
+static void record_oom_kills(void)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_REALTIME, &now) != 0)
+        now = (struct timespec){ 0, 0 };
+    char when[64];
+    format_rfc3339(&now, when, sizeof when);
+    char text[160];
+    int n = snprintf(text, sizeof text, "{\"oomKills\":%llu,\"lastOomAt\":\"%s\"}\n", shim.oom.kills, when);
+    if (!write_file_atomic(shim.state_dir, "oom", text, (size_t)n, true))
+        diag("writing the oom file failed: %m");
+}
+
+static void check_oom(bool woke)
+{
+    if (oom_watch_check(&shim.oom, woke))
+        record_oom_kills();
+}
+
 static void reap_children(void)
 {
     struct signalfd_siginfo info;
@@ -609,6 +635,9 @@ static void reap_children(void)
             return; /* ECHILD: nothing left; 0: the rest still run */
         if (pid == shim.main_pid && !shim.exited) {
             shim.exited = true;
+            /* The kernel counts a kill before its victim can be reaped: a kill that ended the process is seen here. */
+            check_oom(false);
+            oom_watch_stop(&shim.oom);
             write_exit_file(status);
             /* Nobody is left to read stdin. */
             input_close(&shim.in);
@@ -702,7 +731,7 @@ static void run(void)
         int count = 0;
         fds[count++] = (struct pollfd){ .fd = shim.signal_fd, .events = POLLIN };
         fds[count++] = (struct pollfd){ .fd = shim.control_fd, .events = POLLIN };
-        int out_at = -1, err_at = -1, in_at = -1;
+        int out_at = -1, err_at = -1, in_at = -1, oom_at = -1;
         int fd;
         short events;
         if (output_interest(&shim.out, &fd, &events)) {
@@ -717,9 +746,13 @@ static void run(void)
             in_at = count;
             fds[count++] = (struct pollfd){ .fd = fd, .events = events };
         }
+        if (shim.oom.wake_fd >= 0) {
+            oom_at = count;
+            fds[count++] = (struct pollfd){ .fd = shim.oom.wake_fd, .events = shim.oom.wake_events };
+        }
         /* A closing stdin with nothing buffered must look at the FIFO once more, now. */
         bool input_due = shim.in.closing && shim.in.fifo >= 0 && shim.in.pending_length == 0;
-        int timeout = input_due ? 0 : shim.exited ? DRAIN_IDLE_MS : -1;
+        int timeout = input_due ? 0 : shim.exited ? DRAIN_IDLE_MS : oom_watch_timeout(&shim.oom);
         int ready = poll(fds, (nfds_t)count, timeout);
         if (ready < 0) {
             if (errno == EINTR)
@@ -732,6 +765,10 @@ static void run(void)
                  DRAIN_IDLE_MS);
             return;
         }
+        /* Before reaping: an OOM kill of the process itself is recorded ahead of its exit either way. */
+        bool oom_woke = oom_at >= 0 && fds[oom_at].revents != 0;
+        if (oom_woke || shim.oom.rechecking)
+            check_oom(oom_woke);
         if (fds[0].revents != 0)
             reap_children();
         /* Control before stdin: a resize written before some input applies before that input arrives. */
@@ -750,6 +787,7 @@ static void run(void)
 
 static void shut_down(void)
 {
+    oom_watch_stop(&shim.oom);
     output_close(&shim.out);
     output_close(&shim.err);
     input_close(&shim.in);
@@ -771,6 +809,7 @@ int main(int argc, char **argv)
     shim.state_dir = shim.signal_fd = shim.control_fd = shim.output_log.fd = shim.dev_null = -1;
     shim.console_listener = shim.console_conn = shim.console_master = -1;
     shim.child_stdio[0] = shim.child_stdio[1] = shim.child_stdio[2] = -1;
+    shim.oom = (struct oom_watch){ .wake_fd = -1, .counter_fd = -1 };
     shim.state_dir = open(shim.options.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (shim.state_dir < 0)
         usage_error(shim.options.sync_fd, "--state-dir %s: %s", shim.options.state_dir, strerror(errno));
@@ -796,6 +835,9 @@ int main(int argc, char **argv)
     open_control();
     setup_stdio();
     create_container();
+    /* Watching starts before runc start lets the process run, so no kill goes uncounted. */
+    if (shim.options.exec_process == NULL)
+        oom_watch_start(&shim.oom, shim.main_pid);
 
     char ready[64];
     snprintf(ready, sizeof ready, "ok %d\n", (int)shim.main_pid);

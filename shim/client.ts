@@ -121,6 +121,31 @@ export function readShimExit(stateDir: string): ShimExit | undefined {
   return parseExitRecord(text);
 }
 
+export interface ShimOomRecord {
+  /** The OOM kills the kernel counted in the init's memory cgroup while the init ran (≥ 1). */
+  oomKills: number;
+  /** RFC 3339 with nanoseconds: when the shim saw the last of them. */
+  lastOomAt: string;
+}
+
+/**
+ * The shim's `oom` record: written (atomically, before `exit`) once the kernel's OOM killer
+ * killed a process in the init's memory cgroup, rewritten with the new count at each later
+ * kill. Undefined when there was none (or the record is unreadable: a crash of the machine).
+ */
+export function readShimOom(stateDir: string): ShimOomRecord | undefined {
+  let record: unknown;
+  try {
+    record = JSON.parse(readFileSync(join(stateDir, "oom"), "utf8"));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT" || error instanceof SyntaxError) return undefined;
+    throw error;
+  }
+  const oom = record as Partial<ShimOomRecord> | null;
+  const complete = typeof oom === "object" && oom !== null && Number.isInteger(oom.oomKills) && oom.oomKills! > 0 && typeof oom.lastOomAt === "string";
+  return complete ? (oom as ShimOomRecord) : undefined;
+}
+
 function parseExitRecord(text: string): ShimExit | undefined {
   let record: unknown;
   try {

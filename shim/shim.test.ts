@@ -4,13 +4,13 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, watch, writeFileSync } from "node:fs";
 import { Socket } from "node:net";
 import { constants as os, tmpdir } from "node:os";
 import { join } from "node:path";
 import { isRunning } from "../core/process.ts";
 import * as native from "../native/index.ts";
-import { inspectShimState, readShimExit, sendShimCommand, shimGone, startShim, waitForShim, type ShimOptions, type ShimStarted } from "./client.ts";
+import { inspectShimState, readShimExit, readShimOom, sendShimCommand, shimGone, startShim, waitForShim, type ShimOptions, type ShimStarted } from "./client.ts";
 import { cgroupLeftIn, makeBusyboxRootfs, processSpec, removeCgroup, writeBundle } from "./test-bundle.ts";
 
 const distDir = new URL("../dist/", import.meta.url).pathname;
@@ -110,7 +110,7 @@ for (const variant of ["release", "sanitize"] as const) {
     });
 
     /** A fresh container: its bundle, state dir, FIFOs (those asked for) and log path. */
-    function newContainer(args: string[], { terminal = false, fifos = ["stdin", "stdout", "stderr"] } = {}) {
+    function newContainer(args: string[], { terminal = false, fifos = ["stdin", "stdout", "stderr"], memoryLimit = 0 } = {}) {
       const id = `c${++counter}-${process.pid}`;
       const cgroup = `berth-shim-test-${variant}-${id}`;
       containers.push({ id, cgroup });
@@ -118,7 +118,7 @@ for (const variant of ["release", "sanitize"] as const) {
       const bundle = join(dir, "bundle");
       const stateDir = join(dir, "state");
       mkdirSync(stateDir, { recursive: true });
-      writeBundle(bundle, { rootfs, cgroup, args, terminal });
+      writeBundle(bundle, { rootfs, cgroup, args, terminal, ...(memoryLimit ? { memoryLimit } : {}) });
       const paths: Record<string, string> = {};
       for (const name of fifos) {
         paths[name] = join(dir, name);
@@ -211,10 +211,12 @@ for (const variant of ["release", "sanitize"] as const) {
       assert.ok(isRunning(shimPid), "the shim outlives its starter");
       const shimPipes = pipeInodes(shimPid);
       assert.deepEqual(shimPipes.filter((pipe) => starterPipes.includes(pipe)), [], "the shim closed every inherited fd");
-      // All it holds: /dev/null as stdio, its state dir's files, its signalfd, the container's stderr pipe.
+      // All it holds: /dev/null as stdio, its state dir's files, its signalfd, the container's
+      // stderr pipe, and its OOM watch (the memory cgroup's counter file, an eventfd on v1).
       for (const fd of readdirSync(`/proc/${shimPid}/fd`)) {
         const link = readlinkSync(`/proc/${shimPid}/fd/${fd}`);
-        const expected = link === "/dev/null" || link === c.stateDir || link.startsWith(`${c.stateDir}/`) || link === "anon_inode:[signalfd]" || link.startsWith("pipe:");
+        const oomWatch = link === "anon_inode:[eventfd]" || (link.startsWith("/sys/fs/cgroup/") && link.endsWith(`/${c.cgroup}/memory.oom_control`)) || link.endsWith(`/${c.cgroup}/memory.events`);
+        const expected = link === "/dev/null" || link === c.stateDir || link.startsWith(`${c.stateDir}/`) || link === "anon_inode:[signalfd]" || link.startsWith("pipe:") || oomWatch;
         assert.ok(expected, `fd ${fd} -> ${link}`);
       }
       const status = readFileSync(`/proc/${shimPid}/status`, "utf8");
@@ -237,6 +239,58 @@ for (const variant of ["release", "sanitize"] as const) {
       await waitFor("the exit file", () => readShimExit(c.stateDir) !== undefined);
       assert.deepEqual({ ...readShimExit(c.stateDir), exitedAt: undefined }, { pid, exitStatus: 137, signal: 9, exitedAt: undefined });
       await waitForShimExit(shimPid);
+      assert.equal(readShimOom(c.stateDir), undefined, "a SIGKILL from outside is no OOM kill");
+      assert.ok(!existsSync(join(c.stateDir, "oom")));
+      runc("delete", c.id);
+    });
+
+    test("an OOM kill in the init's memory cgroup is recorded in `oom`, before the exit", async () => {
+      // 8 MiB (swap included) and a shell that holds 64 MiB of text: the kernel kills the shell.
+      const c = newContainer(["sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived"], { fifos: [], memoryLimit: 8 << 20 });
+      const started = await start(c.options);
+      const seen: string[] = [];
+      // Which record appears first: `oom` must already be there when `exit` is.
+      const watcher = watch(c.stateDir, () => {
+        if (!seen.includes("oom") && existsSync(join(c.stateDir, "oom"))) seen.push("oom");
+        if (!seen.includes("exit") && readShimExit(c.stateDir)) seen.push("exit");
+      });
+      try {
+        runc("start", c.id);
+        await waitFor("the exit file", () => readShimExit(c.stateDir) !== undefined);
+        if (!seen.includes("oom") && existsSync(join(c.stateDir, "oom"))) seen.push("oom");
+      } finally {
+        watcher.close();
+      }
+      const exit = readShimExit(c.stateDir)!;
+      assert.deepEqual({ pid: exit.pid, exitStatus: exit.exitStatus, signal: exit.signal }, { pid: started.pid, exitStatus: 137, signal: 9 });
+      const oom = readShimOom(c.stateDir);
+      assert.ok(oom && oom.oomKills >= 1, `an oom record: ${JSON.stringify(oom)}`);
+      assert.match(oom.lastOomAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
+      assert.equal(seen[0], "oom", `the oom record is there no later than the exit (${seen.join(", ")})`);
+      assert.doesNotMatch(readFileSync(c.options.log!, "utf8"), /survived/);
+      await waitForShimExit(started.shimPid);
+      assert.equal(readFileSync(join(c.stateDir, "shim.log"), "utf8"), "", "the shim had nothing to complain about");
+      runc("delete", c.id);
+      assert.deepEqual(cgroupLeftIn(c.cgroup), []);
+    });
+
+    test("an OOM kill of a child is recorded while the init runs on; a later kill -9 adds none", async () => {
+      // The kernel notifies v1 watchers before it has picked a victim: the count comes later.
+      const script = "(x=$(head -c 67108864 /dev/zero | tr '\\0' a)); echo child-gone; exec sleep 1000";
+      const c = newContainer(["sh", "-c", script], { fifos: [], memoryLimit: 8 << 20 });
+      const started = await start(c.options);
+      runc("start", c.id);
+      await waitFor("the oom record", () => readShimOom(c.stateDir) !== undefined);
+      assert.equal(readShimExit(c.stateDir), undefined, "the init runs on");
+      await waitFor("the shell to carry on", () => readFileSync(c.options.log!, "utf8").includes("child-gone"));
+      const recorded = readShimOom(c.stateDir)!;
+      assert.ok(recorded.oomKills >= 1);
+      runc("kill", c.id, "KILL");
+      await waitFor("the exit file", () => readShimExit(c.stateDir) !== undefined);
+      assert.equal(readShimExit(c.stateDir)!.exitStatus, 137);
+      assert.equal(readShimOom(c.stateDir)!.oomKills, recorded.oomKills);
+      await waitForShimExit(started.shimPid);
+      assert.equal(readFileSync(join(c.stateDir, "shim.log"), "utf8"), "");
       runc("delete", c.id);
     });
 

@@ -51,6 +51,8 @@ export interface BundleSpec extends ProcessSpec {
   rootfs: string;
   /** A cgroup name unique to this container, directly under each hierarchy's root. */
   cgroup: string;
+  /** A memory limit in bytes (swap included: the host's OOM killer acts at it). */
+  memoryLimit?: number;
 }
 
 export function writeBundle(bundle: string, spec: BundleSpec): void {
@@ -69,6 +71,7 @@ export function writeBundle(bundle: string, spec: BundleSpec): void {
     linux: {
       namespaces: ["pid", "mount", "ipc", "uts", "network"].map((type) => ({ type })),
       cgroupsPath: `/${spec.cgroup}`,
+      ...(spec.memoryLimit ? { resources: { memory: { limit: spec.memoryLimit, swap: spec.memoryLimit } } } : {}),
       maskedPaths: ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
       readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
     },

@@ -158,6 +158,19 @@ describe("build context in memory and on disk, unsynced step mounts", () => {
     assert.equal(runIn("ctx:symlinks", "test ! -L /data/small.txt && test ! -L /data/big.bin && cat /data/small.txt && stat -c %s /data/big.bin"), `from the context\n${big.length}\n`);
   });
 
+  test("bad input: a tree COPY onto a directory symlink the base image has follows it inside the rootfs, never on the host", () => {
+    const dir = join(work, "symlinked-dir");
+    mkdirSync(join(dir, "tree", "conf", "deeper"), { recursive: true });
+    const hostDir = join(work, "host-dir");
+    mkdirSync(hostDir);
+    writeFileSync(join(dir, "tree", "conf", "marker.txt"), "from the context\n");
+    writeFileSync(join(dir, "tree", "conf", "deeper", "more.txt"), "more\n");
+    writeFileSync(join(dir, "Dockerfile"), `FROM busybox\nRUN mkdir /app && ln -s ${hostDir} /app/conf\nCOPY tree/ /app/\n`);
+    ok(build(dir, ["-t", "ctx:dir-symlink"]), "build");
+    assert.deepEqual(readdirSync(hostDir), [], "nothing was written in the host's directory the link names");
+    assert.equal(runIn("ctx:dir-symlink", `test -L /app/conf && cat /app/conf/marker.txt ${hostDir}/deeper/more.txt`), "from the context\nmore\n");
+  });
+
   test("bad input: a body cut off after the move to disk is a 400 and leaves neither copy behind", async () => {
     const data = randomBytes(memoryBudget * 2);
     const body = Buffer.concat([fileHeader("Dockerfile", 13), Buffer.from("FROM busybox\n"), Buffer.alloc(512 - 13), fileHeader("big.bin", data.length), data, fileHeader("cut.bin", 4096), Buffer.alloc(100)]);

@@ -343,6 +343,32 @@ describe("events", () => {
       const order = topics().filter((topic) => topic.startsWith("/tasks/"));
       assert.ok(order.indexOf("/tasks/create") < order.indexOf("/tasks/start"), order.join(" "));
       assert.ok(order.lastIndexOf("/tasks/exit") < order.lastIndexOf("/tasks/delete"), order.join(" "));
+      assert.ok(!order.includes("/tasks/oom"), `a SIGKILL from outside is no OOM kill: ${order.join(" ")}`);
+    } finally {
+      events.kill("SIGKILL");
+    }
+  });
+
+  test("an OOM kill under a memory limit is published as /tasks/oom, before the task's /tasks/exit", async () => {
+    const events = spawn("ctr", ["--address", d.address, "events"], { stdio: ["ignore", "pipe", "pipe"] });
+    let seen = "";
+    events.stdout.setEncoding("utf8").on("data", (text: string) => (seen += text));
+    // ctr prints each event as: <time> <namespace> <topic> <event as JSON>.
+    const ours = () => [...seen.matchAll(new RegExp(` ${namespace} (/tasks/\\S+) (.*)$`, "gm"))].filter((m) => m[2]!.includes('"oomer"')).map((m) => m[1]);
+    try {
+      await waitUntil("the subscription delivers", () => {
+        ctr(["containers", "create", image, "probe-oom-subscription"]);
+        ctr(["containers", "rm", "probe-oom-subscription"]);
+        return seen.includes(" /containers/create ");
+      });
+      // 8 MiB, and a shell that holds 64 MiB of text: the kernel kills the shell, the init.
+      const r = ctr(["run", "--rm", "--memory-limit", String(8 << 20), image, "oomer", "sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived"]);
+      assert.equal(r.code, 137, r.stdout + r.stderr);
+      assert.doesNotMatch(r.stdout, /survived/);
+      await waitUntil("the oom and exit events", () => ours().includes("/tasks/oom") && ours().includes("/tasks/exit"));
+      const order = ours();
+      assert.ok(order.indexOf("/tasks/oom") < order.indexOf("/tasks/exit"), order.join(" "));
+      assert.match(seen, new RegExp(` ${namespace} /tasks/oom \\{"container_id":"oomer"\\}`));
     } finally {
       events.kill("SIGKILL");
     }

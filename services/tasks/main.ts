@@ -8,7 +8,7 @@ import { openMetadataDatabase } from "../../core/metadata-db.ts";
 import { TasksDefinition } from "../../core/gen/containerd/services/tasks/v1/tasks.ts";
 import { ContainerStore } from "../containers/store.ts";
 import { TaskManager } from "./manager.ts";
-import { taskExitedPublisher, tasksService } from "./service.ts";
+import { taskExitedPublisher, taskOomPublisher, tasksService } from "./service.ts";
 
 await runService("tasks", async (server, ctx) => {
   const db = openMetadataDatabase(ctx.root);
@@ -21,7 +21,7 @@ await runService("tasks", async (server, ctx) => {
       runcBinary: process.env.BERTH_RUNC ?? "runc",
     },
     ctx.log,
-    { exited: taskExitedPublisher(metadata) },
+    { exited: taskExitedPublisher(metadata), oom: taskOomPublisher(metadata) },
   );
   const restored = await manager.restore();
   if (restored > 0) ctx.log.info({ restored }, "restored tasks");

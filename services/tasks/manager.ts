@@ -48,6 +48,8 @@ export class Task {
 
 export interface TaskEvents {
   exited(task: Task, process: ProcessEntry): void;
+  /** The kernel's OOM killer killed a process in the task's memory cgroup (the init's shim watches it). */
+  oom(task: Task): void;
 }
 
 /**
@@ -110,7 +112,10 @@ export class TaskManager {
   }
 
   private watch(task: Task, process: ProcessEntry): void {
-    process.watchExit(() => this.events.exited(task, process));
+    process.watchExit(
+      () => this.events.exited(task, process),
+      () => this.events.oom(task),
+    );
   }
 
   async create(namespace: string, id: string, spec: OciSpec, rootfs: readonly Mount[], io: ProcessIo): Promise<Task> {
@@ -357,6 +362,8 @@ export class TaskManager {
     // An exec never started has no shim yet.
     if (execId && !existsSync(join(process.dir, "shim.pid")) && !existsSync(join(process.dir, "exit"))) return;
     const state = inspectShimState(process.dir);
+    // OOM kills recorded before this restore were announced by the service that ran then (or by nobody, when none ran).
+    process.adoptOomKills();
     if (state.state === "exited") {
       process.pid = state.exit.pid;
       process.phase = "running";

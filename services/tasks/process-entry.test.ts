@@ -52,3 +52,39 @@ test("noticeExit takes an exit file the watch has not delivered yet, and the exi
   assert.deepEqual(announced, [137]);
   assert.equal(JSON.parse(readFileSync(join(dir, "exit"), "utf8")).exitStatus, 137);
 });
+
+test("the shim's oom record is announced once per new count, before the exit; a restore adopts the count without announcing it", async () => {
+  const oomDir = mkdtempSync(join(tmpdir(), "berth-process-entry-oom-"));
+  const shim = spawn("/bin/sh", ["-c", "sleep 1000; :", "--state-dir", oomDir], { argv0: "berth-shim", stdio: "ignore" });
+  try {
+    writeFileSync(join(oomDir, "shim.pid"), String(shim.pid));
+    await poll("the stand-in runs as a shim of the dir", () => inspectShimState(oomDir).state === "running");
+    const writeRecord = (name: string, record: object) => {
+      writeFileSync(join(oomDir, `${name}.tmp`), JSON.stringify(record));
+      renameSync(join(oomDir, `${name}.tmp`), join(oomDir, name));
+    };
+    const entry = new ProcessEntry("init", oomDir, { stdin: "", stdout: "", stderr: "", terminal: false });
+    entry.phase = "running";
+    const announced: string[] = [];
+    entry.watchExit(() => announced.push("exit"), () => announced.push("oom"));
+    writeRecord("oom", { oomKills: 1, lastOomAt: "2026-11-30T05:26:13.164770693Z" });
+    await poll("the first oom", () => announced.length === 1);
+    // A rewrite with the same count (nothing new) is no second OOM; a higher count is.
+    writeRecord("oom", { oomKills: 1, lastOomAt: "2026-11-30T05:26:13.164770693Z" });
+    writeRecord("oom", { oomKills: 2, lastOomAt: "2026-11-30T05:26:14.000000000Z" });
+    writeRecord("exit", { pid: 4242, exitStatus: 137, signal: 9, exitedAt: "2026-11-30T05:26:14.100000000Z" });
+    await poll("the exit", () => announced.includes("exit"));
+    assert.deepEqual(announced, ["oom", "oom", "exit"]);
+
+    // A tasks service that restarts finds the record: its OOMs were announced before.
+    const restored = new ProcessEntry("init", oomDir, { stdin: "", stdout: "", stderr: "", terminal: false });
+    restored.adoptOomKills();
+    const again: string[] = [];
+    restored.watchExit(() => again.push("exit"), () => again.push("oom"));
+    await poll("the restored exit", () => again.length > 0);
+    assert.deepEqual(again, ["exit"]);
+  } finally {
+    shim.kill("SIGKILL");
+    rmSync(oomDir, { recursive: true, force: true });
+  }
+});

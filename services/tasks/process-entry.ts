@@ -1,7 +1,7 @@
 // One process of a task (its init or an exec) as the tasks service tracks it: its state
 // dir (the shim's), its stdio, its phase, and its exit once the shim recorded one.
 import { watch } from "node:fs";
-import { readShimExit, waitForShim, type ShimExit } from "../../shim/client.ts";
+import { readShimExit, readShimOom, waitForShim, type ShimExit } from "../../shim/client.ts";
 import type { Timestamp } from "../../core/gen/google/protobuf/timestamp.ts";
 import { Status } from "../../core/gen/containerd/types/task/task.ts";
 
@@ -45,6 +45,8 @@ export class ProcessEntry {
   private watching = false;
   /** The watch's end (records the exit and announces it), once watchExit runs. */
   private finishWatch: ((exit: ShimExit) => void) | undefined;
+  /** The OOM kills of the shim's `oom` record already announced (or there before a restore: announced by the service that ran then). */
+  private oomKillsSeen = 0;
 
   constructor(id: string, dir: string, io: ProcessIo) {
     this.id = id;
@@ -70,14 +72,19 @@ export class ProcessEntry {
    * is renamed into place), or the shim's own end (a pidfd, for a shim another daemon
    * started) when it died without writing one.
    */
-  watchExit(onExit: (exit: ShimExit) => void): void {
+  watchExit(onExit: (exit: ShimExit) => void, onOom: () => void = () => {}): void {
     if (this.watching) return;
     this.watching = true;
     let done = false;
+    // The shim writes `oom` before `exit`: whoever reads the exit announces the OOM kill first.
+    const announceOom = () => {
+      if (this.newOomKills()) onOom();
+    };
     const finish = (exit: ShimExit) => {
       if (done) return;
       done = true;
       watcher?.close();
+      announceOom();
       this.exitWith(exit);
       onExit(this.exit!);
     };
@@ -85,6 +92,8 @@ export class ProcessEntry {
     let watcher: ReturnType<typeof watch> | undefined;
     try {
       watcher = watch(this.dir, () => {
+        if (done) return;
+        announceOom();
         const exit = readShimExit(this.dir);
         if (exit) finish(exit);
       });
@@ -98,6 +107,24 @@ export class ProcessEntry {
       (state) => finish(state.state === "exited" ? state.exit : lostExit()),
       () => finish(readShimExit(this.dir) ?? lostExit()),
     );
+  }
+
+  /** Takes the OOM kills the shim recorded so far as seen, without announcing them (a restore). */
+  adoptOomKills(): void {
+    this.oomKillsSeen = readShimOom(this.dir)?.oomKills ?? 0;
+  }
+
+  /** Whether the shim recorded OOM kills not seen yet (each call sees them once). */
+  private newOomKills(): boolean {
+    let kills: number;
+    try {
+      kills = readShimOom(this.dir)?.oomKills ?? 0;
+    } catch {
+      return false; // the state dir went away with its task
+    }
+    if (kills <= this.oomKillsSeen) return false;
+    this.oomKillsSeen = kills;
+    return true;
   }
 
   /**

@@ -7,7 +7,7 @@ import { nowTimestamp } from "../../core/timestamp.ts";
 import { invalidArgument, notImplemented } from "../../core/errors.ts";
 import { namespaceOf } from "../../core/grpc-server.ts";
 import type { MetadataClient } from "../../core/metadata-client.ts";
-import { TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskPaused, TaskResumed, TaskStart } from "../../core/gen/containerd/events/task.ts";
+import { TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused, TaskResumed, TaskStart } from "../../core/gen/containerd/events/task.ts";
 import type { TasksServiceImplementation } from "../../core/gen/containerd/services/tasks/v1/tasks.ts";
 import type { ContainerStore } from "../containers/store.ts";
 import { timestampOfRfc3339, type ProcessEntry } from "./process-entry.ts";
@@ -24,6 +24,13 @@ export function taskExitedPublisher(metadata: MetadataClient) {
       exitStatus: exit.exitStatus,
       exitedAt: timestampOfRfc3339(exit.exitedAt),
     });
+  };
+}
+
+/** containerd's /tasks/oom: the kernel's OOM killer killed a process in the task's memory cgroup. */
+export function taskOomPublisher(metadata: MetadataClient) {
+  return (task: Task) => {
+    metadata.publish(task.namespace, "/tasks/oom", "containerd.events.TaskOOM", TaskOOM, { containerId: task.id });
   };
 }
 

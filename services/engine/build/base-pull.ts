@@ -1,9 +1,9 @@
 // The images a build starts from or copies from (FROM, COPY --from=<image>, an ONBUILD
 // base), pulled when the store does not have them, as Docker's classic builder does, and
 // every time with the /build `pull` query (`docker build --pull`), through the same
-// transfer jobs as `docker pull`. Each image is pulled at most once per build; its progress
-// messages are kept, so a pull that ran while the build was still planning (to read a
-// base's ONBUILD triggers) is shown at the FROM step that uses it.
+// transfer jobs as `docker pull`. Each image is pulled at most once per build, its progress
+// shown as it comes to the first caller that asks for it (the planning that reads a base's
+// ONBUILD triggers, before the steps); messages no caller took yet are kept for the next.
 import type { Platform } from "../../../core/image/platform.ts";
 import { formatPlatform } from "../../../core/image/platform.ts";
 import { normalizeDockerRef, ReferenceError } from "../../../core/image/reference.ts";
@@ -56,6 +56,8 @@ export class BaseImages {
   private readonly backend: Backend;
   private readonly options: BasePullOptions;
   private readonly pulls = new Map<string, PullRecord>();
+  /** Images the store had, by ref and platform: planning (ONBUILD triggers) and FROM read each once. */
+  private readonly stored = new Map<string, Promise<BuildImage>>();
 
   constructor(backend: Backend, options: BasePullOptions) {
     this.backend = backend;
@@ -74,7 +76,7 @@ export class BaseImages {
       return loadImage(this.backend, remote, platform);
     }
     try {
-      return await loadImage(this.backend, ref, platform);
+      return await this.loadStored(ref, platform);
     } catch (err) {
       if (!remote || !isMissing(err)) throw err;
     }
@@ -88,6 +90,18 @@ export class BaseImages {
     }
     await this.pull(remote, platform, progress);
     return loadImage(this.backend, remote, platform);
+  }
+
+  private loadStored(ref: string, platform: Platform | undefined): Promise<BuildImage> {
+    const key = pullKey(ref, platform);
+    let found = this.stored.get(key);
+    if (!found) {
+      found = loadImage(this.backend, ref, platform);
+      this.stored.set(key, found);
+      // Missing now may be pulled next: only an image found is kept.
+      found.catch(() => this.stored.get(key) === found && this.stored.delete(key));
+    }
+    return found;
   }
 
   /**

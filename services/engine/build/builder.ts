@@ -30,7 +30,8 @@ import { parseSignal } from "../containers/signals.ts";
 import { resolveUser } from "../../../core/oci/user.ts";
 import type { OciUser } from "../../../core/oci/spec.ts";
 import type { ContainerConfig, HostConfig } from "../store.ts";
-import { setName } from "../images/tagging.ts";
+import { setName, storeRecord } from "../images/tagging.ts";
+import type { Descriptor } from "../../../core/image/manifest.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
 import { recordCacheUse } from "./cache.ts";
@@ -50,6 +51,10 @@ import { RunNetworks, type RunNetwork } from "./run-network.ts";
 import { removeRunMountPoints } from "./run-mountpoints.ts";
 import { copyTree, destinationIn, hashSources, selectSources, type Owner, type Selected } from "./sources.ts";
 import { archiveFormat, unpackArchive } from "./archives.ts";
+import type { BuildTrace } from "./trace.ts";
+import { GatedOutput } from "./gated-output.ts";
+import { inodePoolOf } from "./inode-pool.ts";
+import { upperPlacer, type UpperPlacer } from "./upper-placer.ts";
 
 export interface BuildOptions {
   dockerfile: string;
@@ -88,6 +93,8 @@ export interface BuildHooks {
   registryAuth?(name: string): AuthConfig;
   /** Aborted: the build is cancelled, a RUN under way is killed, a base image's pull stops. */
   cancelled?: AbortSignal;
+  /** Where the build's phases are timed (trace.ts). */
+  trace?: BuildTrace;
 }
 
 /** A build that failed after the stream started: `code` is what the CLI exits with. */
@@ -176,7 +183,7 @@ export class Build {
    * The writes of the images this build made, by image: a step's image is written while the
    * next step runs, and that step's result is not shown before its parent is stored.
    */
-  private readonly writes = new Map<string, Promise<void>>();
+  private readonly writes = new Map<string, Promise<boolean>>();
   /** The running stage's output and step numbers (stages run concurrently). */
   private readonly stageSinks = new AsyncLocalStorage<StageSink>();
   /** FROM images whose ONBUILD triggers ran (their config in memory differs from the stored one). */
@@ -190,9 +197,11 @@ export class Build {
   private readonly bases: BaseImages;
   /** The RUN steps' network namespaces, shared by the build's RUNs and released when it ends. */
   private readonly runNetworks: RunNetworks;
+  private readonly trace: BuildTrace;
 
   constructor(backend: Backend, contextDir: string, options: BuildOptions, out: BuildOutput, hooks: BuildHooks = {}) {
     this.hooks = hooks;
+    this.trace = hooks.trace ?? { mark: () => {}, end: () => {} };
     this.backend = backend;
     this.cache = new CacheIndex(backend);
     this.contextDir = contextDir;
@@ -227,6 +236,8 @@ export class Build {
       await Promise.allSettled(this.writes.values());
       await this.leaseId?.then((id) => deleteLease(this.backend.images, id)).catch(() => undefined);
       await this.runNetworks.close().catch((err: Error) => this.backend.log.warn({ err: err.message }, "releasing the RUN steps' networks failed"));
+      // Between builds: the files the next COPY steps will fill (a failure only leaves them to make theirs).
+      inodePoolOf(this.backend.options.root).refill().catch((err: Error) => this.backend.log.warn({ err: err.message }, "build inode pool: cannot make files"));
     }
   }
 
@@ -266,17 +277,28 @@ export class Build {
     if (!result.id) throw new BuildFailure("No image was generated. Is your Dockerfile empty?");
     const unused = Object.keys(this.options.buildArgs).filter((a) => !this.usedArgs.has(a) && !predefinedArgs.has(a) && !automaticPlatformArgNames.has(a));
     if (unused.length > 0) this.say(`[Warning] One or more build-args [${unused.join(" ")}] were not consumed\n`);
+    this.trace.mark("steps");
     await Promise.all(this.writes.values());
-    await markResult(this.backend, result);
+    this.trace.mark("writes");
+    // Marking the result and moving the tags touch other names: both at once, the tags in turn.
+    const marked = markResult(this.backend, result, this.made.has(result.id) && (await this.writes.get(result.id)) === true);
+    const target = result.target!;
+    let previous: Promise<unknown> = Promise.resolve();
+    const tagged = this.options.tags.map((tag) => {
+      const name = normalizeDockerRef(tag);
+      const done = previous.then(() => this.tag(name, target)).then(() => name);
+      previous = done;
+      return done;
+    });
+    for (const t of tagged) t.catch(() => undefined); // awaited below, after the mark
+    await marked;
+    this.trace.mark("marked");
     this.out.aux({ ID: result.id });
     this.say(`Successfully built ${shortId(result.id)}\n`);
     // Quiet: the id is the only text (the CLI prints the stream it buffered).
     if (this.options.quiet) this.out.stream(`${result.id}\n`);
-    for (const tag of this.options.tags) {
-      const name = normalizeDockerRef(tag);
-      if ((await this.currentTarget(name)) !== result.target!.digest) await setName(this.backend.images, name, result.target!);
-      this.say(`Successfully tagged ${familiarRef(name)}\n`);
-    }
+    for (const t of tagged) this.say(`Successfully tagged ${familiarRef(await t)}\n`);
+    this.trace.mark("tagged");
     return result.id;
   }
 
@@ -292,7 +314,8 @@ export class Build {
     let nextStep = 1;
     for (const [k, i] of plan.order.entries()) {
       const stage = stages[i]!;
-      const sink: StageSink = { write: output.writer(k), nextStep, stopped: () => failure !== undefined };
+      const lines = new GatedOutput<OutputItem>(output.writer(k));
+      const sink: StageSink = { write: (item) => lines.push(item), nextStep, stopped: () => failure !== undefined };
       nextStep += 1 + stage.steps.length;
       const deps = plan.deps.get(i)!;
       const run = async (): Promise<BuildImage> => {
@@ -305,17 +328,29 @@ export class Build {
         }
         built.length = i;
         return this.stageSinks.run(sink, async () => {
-          const state = await this.from(stage, globalArgs, built, names);
-          for (const [index, step] of stage.steps.entries()) {
-            sink.runAhead = stage.steps.slice(index + 1).some((later) => later.keyword === "RUN");
-            this.announce(step);
-            const parent = state.image;
-            state.image = await this.step(step, state, built, names, globalArgs);
-            // A step shown as done has its parent in the cache: a build killed now reruns at most this step.
-            await this.writes.get(parent.id);
-            this.say(` ---> ${shortId(state.image.id)}\n`);
+          try {
+            const state = await this.from(stage, globalArgs, built, names);
+            this.trace.mark("from");
+            for (const [index, step] of stage.steps.entries()) {
+              if (lines.failed) throw lines.failed.error;
+              sink.runAhead = stage.steps.slice(index + 1).some((later) => later.keyword === "RUN");
+              this.announce(step);
+              const parent = state.image;
+              state.image = await this.step(step, state, built, names, globalArgs);
+              this.trace.mark(`step ${step.keyword}`);
+              // A step shown as done has its parent in the cache: a build killed now reruns at
+              // most this step. The next steps run meanwhile; their lines wait behind this one.
+              const parentWritten = this.writes.get(parent.id);
+              if (parentWritten) lines.gate(parentWritten);
+              this.say(` ---> ${shortId(state.image.id)}\n`);
+            }
+            await lines.idle();
+            this.trace.mark("stage shown");
+            return state.image;
+          } finally {
+            // A failed step's error comes after the lines of the steps before it.
+            await lines.idle().catch(() => undefined);
           }
-          return state.image;
         });
       };
       const promise = run();
@@ -335,14 +370,28 @@ export class Build {
     return built;
   }
 
-  /** The manifest digest `name` points at now, if it exists (a rebuild that changed nothing leaves the tag alone). */
-  private async currentTarget(name: string): Promise<string | undefined> {
-    try {
-      return (await this.backend.images.images.get({ name }, this.backend.call())).image?.target?.digest;
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
+  /** Points `name` at `target`; a rebuild that changed nothing leaves the tag alone. */
+  private async tag(name: string, target: Descriptor): Promise<void> {
+    const current = await storeRecord(this.backend.images, name);
+    if (current?.target?.digest !== target.digest) await setName(this.backend.images, name, target, current ?? null);
+  }
+
+  /**
+   * A new snapshot `key` (read-only: a view) on the image's top layer. The prepare is tried
+   * first: the layer is there unless the image was never unpacked (a step commits its own),
+   * and only a missing one costs the look and the unpack.
+   */
+  private async prepareOn(image: BuildImage, key: string, lease: string, readOnly = false): Promise<Mount[]> {
+    const prepare = (parent: string) => prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent, lease, ...(readOnly ? { readOnly } : {}) });
+    const top = chainId(image.document.rootfs?.diff_ids ?? []);
+    if (top) {
+      try {
+        return await prepare(top);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
     }
+    return prepare(await this.unpacked(image, lease));
   }
 
   /** The image's top snapshot, unpacking it unless a step (or an earlier unpack) left it there. */
@@ -410,8 +459,8 @@ export class Build {
     for (let j = i - 1; j >= 0; j--) if (stages[j]!.name === lower) return stages[j]!.steps.filter((s) => s.keyword === "ONBUILD").map((s) => s.args);
     if (ref === "scratch") return [];
     try {
-      // A missing base is pulled here (its messages are shown at its FROM step).
-      const onBuild = (await this.bases.load(ref, this.stagePlatform(stages[i]!, globalArgs))).document.config?.OnBuild;
+      // A missing base is pulled here, its progress shown as it comes (before the steps: their count needs these triggers).
+      const onBuild = (await this.bases.load(ref, this.stagePlatform(stages[i]!, globalArgs), this.progress)).document.config?.OnBuild;
       return Array.isArray(onBuild) ? onBuild.map(String) : [];
     } catch {
       return [];
@@ -608,11 +657,13 @@ export class Build {
    */
   private async commitStep(parent: BuildImage, key: string, mounts: Mount[], createdBy: string, cacheKey: string, lease: string): Promise<{ image: BuildImage; committed: boolean }> {
     const layer = await stepLayer(this.backend, snapshotter, key, mounts, lease, layerMediaType);
+    this.trace.mark("diff");
     const image = await this.withLayer(parent, layer, createdBy, cacheKey, lease);
     const committed = await this.backend.images.snapshots.commit({ snapshotter, name: chainId(image.document.rootfs!.diff_ids), key, labels: {} }, this.backend.call(lease)).then(
       () => true,
       () => false,
     );
+    this.trace.mark("commit");
     return { image, committed };
   }
 
@@ -672,10 +723,10 @@ export class Build {
       ));
     try {
       return await withLease(this.backend.images, await this.lease(), async (lease) => {
-        const parentChain = await this.unpacked(parent, lease);
         const key = `build-run-${id.slice(0, 24)}`;
         let committed = false;
-        const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: parentChain, lease });
+        const mounts = await this.prepareOn(parent, key, lease);
+        this.trace.mark("run prepare");
         try {
           const network = await networking;
           let mountPoints: string[] = [];
@@ -701,6 +752,7 @@ export class Build {
             // The run is over: its namespace is free for the build's next RUN while the layer is diffed.
             void releaseNetwork();
           }
+          this.trace.mark("run process");
           if (exitCode !== 0) {
             throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
           }
@@ -757,7 +809,9 @@ export class Build {
       const selected: Selected[] = [];
       for (const s of sourceNames) selected.push(...selectSources(root, s, what));
       for (const name of inline?.names ?? []) selected.push(...selectSources(inline!.dir, name, "heredoc"));
+      this.trace.mark("copy select");
       const hash = rootKey ?? (await hashSources(selected, digestsOf(root)));
+      this.trace.mark("copy hash");
       const flagText = [...step.flags].map(([k, v]) => `--${k}=${v}`).join(" ");
       const createdBy = `/bin/sh -c #(nop) ${step.keyword} ${flagText ? `${flagText} ` : ""}${selected.length === 1 && selected[0]!.stat.isFile() ? "file" : "dir"}:${hash} in ${dest} `;
       const keyText = `${createdBy}\n${fromFlag ? sourceNames.join("\n") : ""}`;
@@ -765,21 +819,26 @@ export class Build {
       if (hit) return hit;
       const destIsDir = dest.endsWith("/") || selected.length > 1 || sourceCount > 1;
       return withLease(this.backend.images, await this.lease(), async (lease) => {
-        let parentChain = "";
-        if (parent.id) parentChain = await this.unpacked(parent, lease);
         const key = `build-copy-${randomBytes(8).toString("hex")}`;
         let committed = false;
-        const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: parentChain, lease });
+        const mounts = await this.prepareOn(parent, key, lease);
+        this.trace.mark("copy prepare");
         const target = await mkdtemp(join(this.hooks.scratchDir ?? tmpdir(), "berth-build-"));
         try {
           const owner: Owner | undefined = chown ? await userInRootfs(mounts, chown).catch((err: Error) => {
             throw new BuildFailure(`unable to convert uid/gid chown string to host mapping: ${err.message}`);
           }) : fromFlag ? undefined : { uid: 0, gid: 0 };
           await mountAll(unsynced(mounts), target);
+          this.trace.mark("copy mount");
+          const pool = inodePoolOf(this.backend.options.root);
+          const placer = upperPlacer(target, mounts, pool);
           try {
-            await this.copyInto(target, selected, dest, destIsDir, owner, mode, step.keyword === "ADD" && !fromFlag);
+            await this.copyInto(target, selected, dest, destIsDir, owner, mode, step.keyword === "ADD" && !fromFlag, placer);
+            this.trace.mark(placer ? `copy files ${placer.placed}/${placer.asked}` : "copy files");
           } finally {
+            if (placer) pool.wanted(placer.asked);
             await unmountAll(target, { detachBusy: true });
+            this.trace.mark("copy unmount");
           }
           const made = await this.commitStep(parent, key, mounts, createdBy, this.key(parent, keyText), lease);
           committed = made.committed;
@@ -792,7 +851,7 @@ export class Build {
     }).finally(() => inline?.remove());
   }
 
-  private async copyInto(root: string, selected: Selected[], dest: string, destIsDir: boolean, owner: Owner | undefined, mode: number | undefined, unpack: boolean): Promise<void> {
+  private async copyInto(root: string, selected: Selected[], dest: string, destIsDir: boolean, owner: Owner | undefined, mode: number | undefined, unpack: boolean, placer: UpperPlacer | undefined): Promise<void> {
     if (destIsDir) {
       const dir = destinationIn(root, dest);
       mkdirSync(dir, { recursive: true });
@@ -803,7 +862,7 @@ export class Build {
       if (s.stat.isDirectory()) {
         const dir = destinationIn(root, dest);
         mkdirSync(dir, { recursive: true });
-        copyTree(s.host, s.stat, dir, owner, mode);
+        copyTree(s.host, s.stat, dir, owner, mode, root, placer);
         continue;
       }
       const format = unpack && s.stat.isFile() ? await archiveFormat(s.host).catch((err: Error) => {
@@ -819,7 +878,7 @@ export class Build {
       }
       const into = destinationIn(root, dest);
       const isDir = destIsDir || (existsSync(into) && lstatSync(into).isDirectory());
-      copyTree(s.host, s.stat, isDir ? join(into, posix.basename(s.relative)) : into, owner, mode);
+      copyTree(s.host, s.stat, isDir ? join(into, posix.basename(s.relative)) : into, owner, mode, root, placer);
     }
   }
 
@@ -845,9 +904,8 @@ export class Build {
     }
     if (!image.id) throw new BuildFailure(`COPY --from=${from}: the stage has no files (FROM scratch with no steps)`);
     return withLease(this.backend.images, await this.lease(), async (lease) => {
-      const top = await this.unpacked(image, lease);
       const key = `build-from-${randomBytes(8).toString("hex")}`;
-      const mounts = await prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent: top, lease, readOnly: true });
+      const mounts = await this.prepareOn(image, key, lease, true);
       const root = await mkdtemp(join(this.hooks.scratchDir ?? tmpdir(), "berth-build-from-"));
       try {
         await mountAll(mounts, root);

@@ -155,10 +155,11 @@ export async function storeImage(backend: Backend, lease: string, image: BuildIm
 
 /**
  * The image with its id and target, which depend only on its config and manifest, known at
- * once; `written` settles when they are stored and named. A build's next step need not
- * wait for those writes (three round trips).
+ * once; `written` settles when they are stored and named, true if this call made the name
+ * (its labels then are `{ [cacheKeyLabel]: key }`). A build's next step need not wait for
+ * those writes.
  */
-export function storeImageLater(backend: Backend, lease: string, image: BuildImage, key: string): { image: BuildImage; written: Promise<void> } {
+export function storeImageLater(backend: Backend, lease: string, image: BuildImage, key: string): { image: BuildImage; written: Promise<boolean> } {
   const svc = backend.images;
   const call = backend.call(lease);
   const configBytes = Buffer.from(goJson(image.document));
@@ -169,29 +170,49 @@ export function storeImageLater(backend: Backend, lease: string, image: BuildIma
   const manifestDigest = `sha256:${createHash("sha256").update(manifestBytes).digest("hex")}`;
   const gcLabels: Record<string, string> = { [childGcLabel(configDesc.mediaType)]: configDesc.digest };
   image.layers.forEach((l, i) => (gcLabels[`${childGcLabel(l.mediaType)}${i}`] = l.digest));
-  const written = (async () => {
-    // Both at once (the lease keeps either until the image names them): one round trip per step less.
-    await Promise.all([
-      writeBlob(svc.content, configBytes, { ref: `build-config-${randomBytes(8).toString("hex")}`, expected: configDigest }, call),
-      writeBlob(svc.content, manifestBytes, { ref: `build-manifest-${randomBytes(8).toString("hex")}`, labels: gcLabels, expected: manifestDigest }, call),
-    ]);
-    const target = { mediaType: image.manifestType, digest: manifestDigest, size: BigInt(manifestBytes.length), annotations: {} };
-    try {
-      await svc.images.create({ image: { name: `${danglingPrefix}${manifestDigest}`, labels: { [cacheKeyLabel]: key }, target, createdAt: undefined, updatedAt: undefined } }, backend.call());
-    } catch (err) {
+  const target = { mediaType: image.manifestType, digest: manifestDigest, size: BigInt(manifestBytes.length), annotations: {} };
+  // All three at once (the lease keeps the blobs until the name holds them): a name whose
+  // content is not there yet reads as a missing image (a cache miss, left out of lists),
+  // as one whose write failed does; the build fails then, with the write's error.
+  const name = `${danglingPrefix}${manifestDigest}`;
+  const blobs = Promise.all([
+    writeBlob(svc.content, configBytes, { ref: `build-config-${randomBytes(8).toString("hex")}`, expected: configDigest }, call),
+    writeBlob(svc.content, manifestBytes, { ref: `build-manifest-${randomBytes(8).toString("hex")}`, labels: gcLabels, expected: manifestDigest }, call),
+  ]);
+  const named = svc.images.create({ image: { name, labels: { [cacheKeyLabel]: key }, target, createdAt: undefined, updatedAt: undefined } }, backend.call()).then(
+    () => true,
+    (err: unknown) => {
       if (!isAlreadyExists(err)) throw err;
-    }
-  })();
+      return false;
+    },
+  );
+  const written = Promise.all([blobs, named]).then(
+    ([, created]) => created,
+    async (err: unknown) => {
+      // A name made here for content that was not written would be a broken image: it goes again.
+      if (await named.catch(() => false)) await svc.images.delete({ name, sync: false }, backend.call()).catch(() => undefined);
+      throw err;
+    },
+  );
   return { image: { ...image, id: configDesc.digest, target: { mediaType: image.manifestType, digest: manifestDigest, size: manifestBytes.length } }, written };
 }
 
 /** The label a build's result carries: it is listed by `docker images`, whereas the steps' images are not (as Docker hides intermediate images). */
 export const buildResultLabel = "berth.build.result";
 
-/** Marks the image a build produced (its step image may have been cached from a build where it was intermediate). */
-export async function markResult(backend: Backend, image: BuildImage): Promise<void> {
+/**
+ * Marks the image a build produced (its step image may have been cached from a build where
+ * it was intermediate). `named`: the caller made its name just now (storeImageLater), so it
+ * has no mark yet and the label is set without reading the record first.
+ */
+export async function markResult(backend: Backend, image: BuildImage, named = false): Promise<void> {
   if (!image.target) return;
   const name = `${danglingPrefix}${image.target.digest}`;
+  if (named) {
+    const only = { name, labels: { [buildResultLabel]: "true" }, target: undefined, createdAt: undefined, updatedAt: undefined };
+    await backend.images.images.update({ image: only, updateMask: [`labels.${buildResultLabel}`] }, backend.call());
+    return;
+  }
   let record;
   try {
     record = (await backend.images.images.get({ name }, backend.call())).image;

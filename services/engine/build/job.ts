@@ -16,6 +16,7 @@ import type { AuthConfig } from "../images/transfer-routes.ts";
 import { InFlightRecord, releaseInFlight, trackedBackend, type BuildProgress } from "./in-flight.ts";
 import { interruptedReason, progressOf, recoverBuilds } from "./recovery.ts";
 import { buildJobId } from "./work-dir.ts";
+import { traceOf } from "./trace.ts";
 
 export const buildQueueName = "engine-builds";
 
@@ -126,7 +127,10 @@ export class BuildJobs {
       progress: (message) => client.out.progress(message),
       closed: () => client.gone.aborted || client.out.closed(),
     };
+    const trace = traceOf(job.data.dir);
+    trace.mark("job started");
     const build = new Build(trackedBackend(this.backend, record, jobId), job.data.contextDir, job.data.options, out, {
+      trace,
       scratchDir: job.data.dir,
       cancelled: AbortSignal.any([client.gone, stopping]),
       registryAuth: client.registryAuth,
@@ -146,6 +150,7 @@ export class BuildJobs {
     } catch (err) {
       this.backend.log.warn({ job: jobId, err: (err as Error).message }, "cannot remove what a build left");
     }
+    trace.mark("released");
     client.settle(outcome);
     // The job ends with its last record stored (the client need not wait for that).
     await record.flush();

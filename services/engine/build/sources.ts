@@ -3,12 +3,13 @@
 // modes, ownership, link targets — not times); and the copy into a rootfs.
 import { createHash } from "node:crypto";
 import { chmodSync, closeSync, constants, copyFileSync, createReadStream, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, symlinkSync, unlinkSync, utimesSync, writeSync, type Stats } from "node:fs";
-import { basename, join, posix } from "node:path";
+import { basename, join, posix, relative } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { badRequest } from "../http.ts";
 import { resolveContainerPath } from "../archive/copy.ts";
 import { rawPath } from "../../../core/tar/byte-fs.ts";
 import type { ContextDigests } from "./context-digests.ts";
+import type { UpperPlacer } from "./upper-placer.ts";
 
 export interface Selected {
   /** Host path of the source. */
@@ -109,21 +110,21 @@ export interface Owner {
   gid: number;
 }
 
-/** Copies a file, link or tree to `target`, owned by `owner` (or as the source is when none), with `mode` when given. */
-export function copyTree(source: string, stat: Stats, target: string, owner: Owner | undefined, mode: number | undefined): void {
+/**
+ * Copies a file, link or tree to `target` (a path under the rootfs mounted at `root`), owned
+ * by `owner` (or as the source is when none), with `mode` when given; `placer` puts the
+ * small new files it can into the upper dir.
+ */
+export function copyTree(source: string, stat: Stats, target: string, owner: Owner | undefined, mode: number | undefined, root: string, placer?: UpperPlacer): void {
   const uid = owner?.uid ?? stat.uid;
   const gid = owner?.gid ?? stat.gid;
   if (stat.isDirectory()) {
-    try {
-      mkdirSync(target);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    }
-    for (const name of readdirSync(source)) copyTree(join(source, name), lstatSync(join(source, name)), join(target, name), owner, mode);
+    target = directoryAt(root, target);
+    for (const name of readdirSync(source)) copyTree(join(source, name), lstatSync(join(source, name)), join(target, name), owner, mode, root, placer);
   } else if (stat.isSymbolicLink()) {
     symlinkSync(readlinkSync(source), target);
   } else if (stat.isFile() && stat.size <= smallFile) {
-    writeSmallFile(source, target, uid, gid, mode ?? stat.mode & 0o7777, stat);
+    writeSmallFile(source, target, uid, gid, mode ?? stat.mode & 0o7777, stat, placer);
     return;
   } else if (stat.isFile()) {
     clearFileTarget(target);
@@ -136,6 +137,24 @@ export function copyTree(source: string, stat: Stats, target: string, owner: Own
     chmodSync(target, mode ?? stat.mode & 0o7777);
     utimesSync(target, stat.atime, stat.mtime);
   }
+}
+
+/**
+ * The directory a tree is copied into at `target`, made if missing. A symlink the image has
+ * there is followed inside the rootfs, as Docker does: the kernel would follow it from the
+ * host's root (an image's `/app/conf -> /etc` had the copy write the host's /etc).
+ */
+function directoryAt(root: string, target: string): string {
+  try {
+    mkdirSync(target);
+    return target;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  }
+  if (lstatSync(target).isDirectory()) return target;
+  const inRoot = destinationIn(root, `/${relative(root, target)}/`);
+  mkdirSync(inRoot, { recursive: true });
+  return inRoot;
 }
 
 /**
@@ -158,8 +177,9 @@ function clearFileTarget(target: string): void {
  * the syscalls of copyFileSync with lchown/chmod/utimes by path, each of which looks the
  * path up again through the overlay (200 small files: ~60 ms that way on an idle disk).
  */
-function writeSmallFile(source: string, target: string, uid: number, gid: number, mode: number, stat: Stats): void {
+function writeSmallFile(source: string, target: string, uid: number, gid: number, mode: number, stat: Stats, placer: UpperPlacer | undefined): void {
   const data = readFileSync(source);
+  if (placer?.place(target, data, { uid, gid, mode, atime: stat.atime, mtime: stat.mtime })) return;
   const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
   let fd: number;
   try {

@@ -8,6 +8,7 @@ import { normalizeDockerRef, ReferenceError } from "../../../core/image/referenc
 import { unpackImage } from "../../../core/image/unpack.ts";
 import type { Backend } from "../backend.ts";
 import { badRequest, notFoundError } from "../http.ts";
+import { defaultRegistryName } from "../images/default-registry.ts";
 import { imageCatalog, toDescriptor, type ImageCatalog, type ImageContent } from "../images/catalog.ts";
 
 /** The runtime part of an image config (what `docker inspect` of an image shows under Config). */
@@ -63,6 +64,9 @@ export async function findImage(backend: Backend, ref: string): Promise<RunImage
   const catalog = imageCatalog(backend);
   let found: { name: string; content: ImageContent } | undefined;
   if (normalized) found = await byName(backend, catalog, normalized);
+  // A Docker Hub name a pull from the daemon's default registry stored under that registry's name (images/default-registry.ts).
+  const fromDefault = normalized && !found ? defaultRegistryName(normalized, backend.options.registry?.defaultRegistry) : undefined;
+  if (fromDefault) found = await byName(backend, catalog, fromDefault);
   if (!found && idPattern.test(ref)) {
     const image = await catalog.lookup(ref);
     if (image) found = { name: image.names[0]!, content: image };

@@ -23,6 +23,7 @@ import { containerDir, logPathOf, shimDirOf, stdinFifoOf } from "./paths.ts";
 import { userInRootfs, writeContainerFiles } from "./rootfs-files.ts";
 import { ContainerRuntime } from "./runtime.ts";
 import { shimGone } from "./shim-exit.ts";
+import { followOomEvents, oomKilledIn } from "./oom.ts";
 import { parseSignal, SIGKILL, SIGWINCH } from "./signals.ts";
 import { checkLogConfig, LogRotation } from "./rotation.ts";
 import { hostsPathOf, networkManager } from "../networks/index.ts";
@@ -66,6 +67,22 @@ export class ContainerManager {
         rt.closeStdinWriter();
       }
     });
+    followOomEvents(backend, this.aborter.signal, (id) => this.noteOom(id));
+  }
+
+  /**
+   * A process of a running container was OOM-killed (it may run on): Docker's `oom` event,
+   * once per run. An event for a run not yet recorded as running is taken up by the start
+   * itself (from the shim's record); one for a run already recorded as ended, by its exit.
+   */
+  private noteOom(id: string): void {
+    const record = this.store.get(id);
+    const rt = this.runtimes.get(id);
+    if (!record || !rt || !record.State.Running || record.State.Restarting || rt.oomAnnounced) return;
+    rt.oomAnnounced = true;
+    record.State = { ...record.State, OOMKilled: true };
+    this.store.update(record);
+    this.publish(record, "oom");
   }
 
   private get store() {
@@ -246,10 +263,13 @@ export class ContainerManager {
         throw runtimeError(err);
       }
       const fresh = this.store.get(id) ?? record;
+      rt.oomAnnounced = false;
       fresh.State = { ...fresh.State, Status: "running", Running: true, Paused: false, Restarting: false, OOMKilled: false, Dead: false, Pid: pid, ExitCode: 0, Error: "", StartedAt: now(), FinishedAt: fresh.State.FinishedAt };
       this.store.update(fresh);
       Object.assign(record, fresh);
       this.publish(fresh, "start");
+      // A kill right after runc start may have been announced before this run was recorded as running.
+      if (oomKilledIn(this.shimDir(id))) this.noteOom(id);
       this.watch(id);
       this.rotation.watch(fresh);
       if (rt.closeStdinAfterStart) {
@@ -329,6 +349,8 @@ export class ContainerManager {
 
   private async recordExit(id: string, exitCode: number, finishedAt: string): Promise<void> {
     const rt = this.runtime(id);
+    // Read before the task's delete removes the shim's state dir, and with it the record.
+    const oomKilled = oomKilledIn(this.shimDir(id));
     this.rotation.unwatch(id);
     rt.closeStdinWriter();
     await this.backend.tasks.delete({ containerId: id }, this.backend.call()).catch((err) => {
@@ -346,9 +368,14 @@ export class ContainerManager {
       Paused: false,
       Pid: 0,
       ExitCode: exitCode,
+      OOMKilled: record.State.OOMKilled || oomKilled,
       FinishedAt: finishedAt,
     };
     this.store.update(record);
+    if (oomKilled && !rt.oomAnnounced) {
+      rt.oomAnnounced = true;
+      this.publish(record, "oom");
+    }
     this.publish(record, "die", { exitCode: String(exitCode) });
     // Before "exit" is told: a stop or wait that returns finds the network already given back.
     if (!restart && !record.HostConfig.AutoRemove && !rt.removing) {

@@ -24,6 +24,8 @@ export class ContainerRuntime {
   restartTimer: NodeJS.Timeout | undefined;
   /** The next restart's delay (doubles while runs keep failing fast). */
   restartDelayMs = 100;
+  /** This run's `oom` event is out (from containerd's /tasks/oom, or the shim's record at the exit). */
+  oomAnnounced = false;
   private stdin: Socket | undefined;
   private preparedMounts: Mount[] | undefined;
 

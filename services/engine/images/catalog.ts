@@ -13,6 +13,8 @@ import { callOptions, type ImageServices } from "../../../core/image/services.ts
 import { isNotFound } from "../../../core/grpc-status.ts";
 import type { Logger } from "../../../core/log.ts";
 import { notFoundError } from "../http.ts";
+import type { RegistrySettings } from "../../../core/registry/settings.ts";
+import { defaultRegistryName } from "./default-registry.ts";
 import { familiarRef, fullImageIdPattern, imageIdPrefix, normalizeImageRef, splitStoreName } from "../references.ts";
 
 /** Docker's image config JSON (the fields the engine shows; the rest is kept as it is). */
@@ -64,9 +66,12 @@ export class ImageCatalog {
   private readonly contents = new Map<string, Promise<ImageContent>>();
   private readonly sizes = new Map<string, Promise<number>>();
 
-  constructor(svc: ImageServices, log: Logger) {
+  private readonly defaultRegistry: string | undefined;
+
+  constructor(svc: ImageServices, log: Logger, defaultRegistry?: string) {
     this.svc = svc;
     this.log = log;
+    this.defaultRegistry = defaultRegistry;
   }
 
   get services(): ImageServices {
@@ -152,9 +157,12 @@ export class ImageCatalog {
       // Not a name; it may still be an ID prefix (sha256:966f).
       if (!prefix) throw err;
     }
-    if (name !== undefined) {
+    // A short name not in the store as Docker Hub's may be there as a default registry pull stored it.
+    const candidates = name === undefined ? [] : [name, defaultRegistryName(ref, this.defaultRegistry)];
+    for (const candidate of candidates) {
+      if (candidate === undefined) continue;
       try {
-        const { image: record } = await this.svc.images.get({ name }, callOptions(this.svc));
+        const { image: record } = await this.svc.images.get({ name: candidate }, callOptions(this.svc));
         if (record?.target) {
           const content = await this.content(toDescriptor(record));
           return (await this.list()).find((image) => image.id === content.id);
@@ -220,10 +228,10 @@ export function displayRef(ref: string): string {
 const catalogs = new WeakMap<object, ImageCatalog>();
 
 /** The one catalog of a backend (its caches shared by every route module that looks images up). */
-export function imageCatalog(backend: { images: ImageServices; log: Logger }): ImageCatalog {
+export function imageCatalog(backend: { images: ImageServices; log: Logger; options?: { registry?: RegistrySettings } }): ImageCatalog {
   let catalog = catalogs.get(backend);
   if (!catalog) {
-    catalog = new ImageCatalog(backend.images, backend.log);
+    catalog = new ImageCatalog(backend.images, backend.log, backend.options?.registry?.defaultRegistry);
     catalogs.set(backend, catalog);
   }
   return catalog;

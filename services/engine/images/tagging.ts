@@ -3,7 +3,7 @@
 // engine keeps it (`<none>` in `docker images`, removed by `docker image prune`): the
 // store would otherwise forget it and its content at once.
 import type { Image } from "../../../core/gen/containerd/services/images/v1/images.ts";
-import { isAlreadyExists } from "../../../core/grpc-status.ts";
+import { isAlreadyExists, isNotFound } from "../../../core/grpc-status.ts";
 import { callOptions, type ImageServices } from "../../../core/image/services.ts";
 import type { Descriptor } from "../../../core/image/manifest.ts";
 import { createLease, deleteLease } from "../../../core/image/lease.ts";
@@ -38,9 +38,43 @@ export async function createName(svc: ImageServices, name: string, target: Image
   }
 }
 
-/** Points `name` at `target` (a new name, or a moved one); the image a moved name left stays, untagged. */
-export async function setName(svc: ImageServices, name: string, target: Descriptor): Promise<void> {
+/** The store's record of `name`, or undefined. */
+export async function storeRecord(svc: ImageServices, name: string): Promise<Image | undefined> {
+  try {
+    return (await svc.images.get({ name }, callOptions(svc))).image;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Points `name` at `target` (a new name, or a moved one); the image a moved name left stays,
+ * untagged. `current`: the record of `name` the caller just read (null: there was none).
+ */
+export async function setName(svc: ImageServices, name: string, target: Descriptor, current?: Image | null): Promise<void> {
   const wire = { mediaType: target.mediaType, digest: target.digest, size: BigInt(target.size), annotations: target.annotations ?? {} };
+  const record = { name, labels: {}, target: wire, createdAt: undefined, updatedAt: undefined };
+  // Listing every name (which grows with the build cache) is only needed when the move may
+  // leave an image without any: a new name leaves none, and an image that has its untagged
+  // name already keeps it.
+  const before = current === undefined ? await storeRecord(svc, name) : (current ?? undefined);
+  const left = before?.target?.digest;
+  if (!left) {
+    try {
+      await svc.images.create({ image: record }, callOptions(svc));
+      return;
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err; // made meanwhile: moved below, keeping what it named
+    }
+  } else if (left === target.digest || (await storeRecord(svc, `${danglingPrefix}${left}`))) {
+    try {
+      await svc.images.update({ image: record, updateMask: ["target"] }, callOptions(svc));
+      return;
+    } catch (err) {
+      if (!isNotFound(err)) throw err; // removed meanwhile: made again below
+    }
+  }
   await preservingReplaced(svc, [name], async () => {
     try {
       await svc.images.create({ image: { name, labels: {}, target: wire, createdAt: undefined, updatedAt: undefined } }, callOptions(svc));

@@ -15,6 +15,7 @@ import type { Backend } from "../backend.ts";
 import { badRequest, httpErrorOf, notFoundError, type JsonMessageStream, type RequestContext, type Router } from "../http.ts";
 import { familiarName, familiarRef, joinRepoTag, parseImageRef, registryHost, shortId, splitStoreName } from "../references.ts";
 import { imageCatalog } from "./catalog.ts";
+import { defaultRegistryName } from "./default-registry.ts";
 import { preservingReplaced, setName } from "./tagging.ts";
 
 export interface AuthConfig {
@@ -65,6 +66,11 @@ export function registryConfigs(header: string | string[] | undefined): Map<stri
 function configHost(key: string): string {
   const host = key.replace(/^[a-z]+:\/\//i, "").replace(/\/.*$/, "").toLowerCase();
   return host === "index.docker.io" || host === "registry-1.docker.io" ? "docker.io" : host;
+}
+
+/** The registry an X-Registry-Auth's serveraddress names (Docker Hub when it names none). */
+function authHost(auth: AuthConfig): string {
+  return auth.serveraddress ? configHost(auth.serveraddress) : "docker.io";
 }
 
 /** The credentials of `configs` for the registry of a store name (none: anonymous). */
@@ -262,8 +268,12 @@ async function pull(backend: Backend, ctx: RequestContext): Promise<void> {
   if (ctx.query.get("fromSrc") !== null) throw badRequest("docker import (fromSrc) is not supported by Berth");
   const fromImage = ctx.query.get("fromImage");
   if (!fromImage) throw badRequest("fromImage is required: the repository to pull");
-  const name = joinRepoTag(fromImage, ctx.query.get("tag"));
-  const auth = registryAuth(ctx.req.headers["x-registry-auth"]);
+  const dockerName = joinRepoTag(fromImage, ctx.query.get("tag"));
+  const name = defaultRegistryName(dockerName, backend.options.registry?.defaultRegistry) ?? dockerName;
+  const sentAuth = registryAuth(ctx.req.headers["x-registry-auth"]);
+  // The client picked these credentials for the registry it thinks the name is on (Docker
+  // Hub for a short name); they go to the default registry only when they were meant for it.
+  const auth = name === dockerName || authHost(sentAuth) === registryHost(splitStoreName(name)!.repository).toLowerCase() ? sentAuth : {};
   const abort = new AbortController();
   ctx.res.on("close", () => abort.abort());
   let stream: JsonMessageStream | undefined;

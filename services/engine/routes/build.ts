@@ -17,6 +17,7 @@ import { releaseInFlight } from "../build/in-flight.ts";
 import { buildJobId, hasBuildDirs, newBuildDir } from "../build/work-dir.ts";
 import type { BuildJobs } from "../build/job.ts";
 import { authFor, registryConfigs } from "../images/transfer-routes.ts";
+import { startTrace } from "../build/trace.ts";
 
 function jsonMap(text: string | null, what: string): Record<string, string | null> {
   if (!text) return {};
@@ -75,12 +76,16 @@ export function registerBuildRoutes(router: Router, backend: Backend): void {
     requestedPlatform(options.platform);
     const queue = await buildJobs();
     const { id, dir } = newBuildDir(backend.options.root);
+    const trace = startTrace(dir);
     const removeDir = () => releaseInFlight(backend, manager, { jobId: buildJobId(id), inFlight: { containers: [], snapshots: [], leases: [] }, dir, byLabel: false });
     let contextDir: string;
     try {
       contextDir = await extractContext(ctx.req, options.dockerfile, join(dir, "context"));
+      trace.mark("context");
       planBuild(contextDir, options);
+      trace.mark("plan");
     } catch (err) {
+      trace.end();
       await removeDir();
       throw err;
     }
@@ -100,9 +105,12 @@ export function registerBuildRoutes(router: Router, backend: Backend): void {
     } catch (err) {
       // The job could not be added (Redis unreachable): nothing ran, only the directory is left.
       await removeDir().catch(() => undefined);
+      trace.end();
       stream.fail(err);
       return;
     }
     stream.end();
+    trace.mark("end");
+    trace.end();
   });
 }
