@@ -2,7 +2,8 @@
 // the docker CLI: --no-cache builds of FROM busybox + N RUNs and of FROM busybox + N ENVs,
 // interleaved; (RUNs - ENVs) / N. With AB_DIST=<a dist directory under this checkout> a
 // second daemon runs from that build (e.g. a copy of dist/ from before a change) and both
-// are measured in the same rounds. STEPS (6) and ROUNDS (5) set the sizes. Prints only.
+// are measured in the same rounds. STEPS (6) and ROUNDS (5) set the sizes; NETWORK sets the
+// builds' --network (unset: the CLI's default, the default bridge). Prints only.
 import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -41,7 +42,7 @@ try {
   const envs = ctx("envs", Array.from({ length: n }, (_, i) => `ENV V${i}=${i}`));
   const time = (d: Daemon, dir: string) => {
     const t = process.hrtime.bigint();
-    docker(d, ["build", "-q", "--no-cache", dir]);
+    docker(d, ["build", "-q", "--no-cache", ...(process.env.NETWORK ? ["--network", process.env.NETWORK] : []), dir]);
     return Number(process.hrtime.bigint() - t) / 1e6;
   };
   const results = new Map(daemons.map(([name]) => [name, { r: [] as number[], e: [] as number[] }]));

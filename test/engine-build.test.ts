@@ -139,7 +139,7 @@ describe("docker build (classic)", () => {
     assert.deepEqual(runCgroupsLeft(r.stdout), []);
   });
 
-  test("a RUN's process: pid 1 of its own pid, ipc, uts, mount and network namespaces (loopback only), with the image's env, user, workdir and SHELL", () => {
+  test("a RUN's process: pid 1 of its own pid, ipc, uts, mount and network namespaces (on the default bridge: eth0 and lo), with the image's env, user, workdir and SHELL", () => {
     const namespaces = ["pid", "ipc", "uts", "mnt", "net"];
     const dir = context("isolation", {
       Dockerfile: [
@@ -162,7 +162,7 @@ describe("docker build (classic)", () => {
     assert.equal(r.code, 0, r.stdout + r.stderr);
     const shown = [...r.stdout.matchAll(/ ---> Running in ([0-9a-f]{12})/g)].map((m) => m[1]);
     assert.equal(shown.length, 3, r.stdout);
-    assert.match(r.stdout, new RegExp(`^report pid=1 user=1234:1235 cwd=/work/dir host=${shown[2]} net=lo, foo=bar$`, "m"));
+    assert.match(r.stdout, new RegExp(`^report pid=1 user=1234:1235 cwd=/work/dir host=${shown[2]} net=eth0,lo, foo=bar$`, "m"));
     assert.match(r.stdout, /^\+ true$/m, "the RUN went through the SHELL (sh -x)");
     const inside = [...r.stdout.matchAll(/^ns (.*)$/gm)].map((m) => m[1]);
     assert.equal(inside.length, namespaces.length, r.stdout);

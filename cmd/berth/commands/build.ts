@@ -53,6 +53,7 @@ export const commands: CommandModule = {
         { name: "no-cache", kind: "bool", description: "Do not use cache when building the image" },
         { name: "label", kind: "list", description: "Set metadata for an image" },
         { name: "quiet", short: "q", kind: "bool", description: "Suppress the build output and print image ID on success" },
+        { name: "network", kind: "string", description: "Set the networking mode for the RUN instructions during build (default \"default\")" },
       ],
     },
     async run(ctx) {
@@ -77,6 +78,7 @@ export const commands: CommandModule = {
           target: ctx.flags.string("target"),
           nocache: ctx.flags.bool("no-cache") || undefined,
           q: quiet || undefined,
+          networkmode: ctx.flags.string("network") || undefined,
           rm: true,
         },
         body: Readable.from(packTar(contextEntries(dir, dockerfile))),

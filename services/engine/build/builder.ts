@@ -25,7 +25,7 @@ import { snapshotter } from "../containers/image.ts";
 import { unpackImage } from "../../../core/image/unpack.ts";
 import { startFailureCode } from "../containers/lifecycle.ts";
 import { buildSpec } from "../containers/config.ts";
-import { userInRootfs, writeContainerFiles } from "../containers/rootfs-files.ts";
+import { userInRootfs } from "../containers/rootfs-files.ts";
 import { parseSignal } from "../containers/signals.ts";
 import { resolveUser } from "../../../core/oci/user.ts";
 import type { OciUser } from "../../../core/oci/spec.ts";
@@ -47,6 +47,8 @@ import { stepLayer } from "./step-layer.ts";
 import { unsynced } from "./unsynced-mounts.ts";
 import { digestsOf } from "./context-digests.ts";
 import { newRunId, runcRootOf, runProcess, RunStartError } from "./run-process.ts";
+import { RunNetworks, type RunNetwork } from "./run-network.ts";
+import { removeRunMountPoints } from "./run-mountpoints.ts";
 import { copyTree, destinationIn, hashSources, selectSources, type Owner, type Selected } from "./sources.ts";
 import { archiveFormat, unpackArchive } from "./archives.ts";
 import type { BuildTrace } from "./trace.ts";
@@ -66,6 +68,8 @@ export interface BuildOptions {
   platform?: string;
   /** The /build `pull` query: pull every base image, even one the store has. */
   pull?: boolean;
+  /** The /build `networkmode` query: the RUN steps' network (absent: the default bridge; run-network.ts). */
+  networkMode?: string;
 }
 
 export interface BuildOutput {
@@ -123,6 +127,8 @@ interface StageSink {
   nextStep: number;
   /** Another stage failed: stop before the next step. */
   stopped(): boolean;
+  /** A RUN comes after the step under way in this stage: a cache miss now means it will run. */
+  runAhead?: boolean;
 }
 
 const defaultShell = ["/bin/sh", "-c"];
@@ -189,6 +195,8 @@ export class Build {
   private readonly targetPlatform: Platform | undefined;
   /** FROM and COPY --from images, pulled when missing (or always, with `pull`). */
   private readonly bases: BaseImages;
+  /** The RUN steps' network namespaces, shared by the build's RUNs and released when it ends. */
+  private readonly runNetworks: RunNetworks;
   private readonly trace: BuildTrace;
 
   constructor(backend: Backend, contextDir: string, options: BuildOptions, out: BuildOutput, hooks: BuildHooks = {}) {
@@ -200,6 +208,7 @@ export class Build {
     this.options = options;
     this.out = out;
     this.targetPlatform = requestedPlatform(options.platform);
+    this.runNetworks = new RunNetworks(backend, options.networkMode || "default", hooks.scratchDir ?? tmpdir());
     this.bases = new BaseImages(backend, { always: options.pull ?? false, auth: hooks.registryAuth ?? (() => ({})), signal: hooks.cancelled ?? new AbortController().signal, ...(backend.options.registry?.defaultRegistry ? { defaultRegistry: backend.options.registry.defaultRegistry } : {}) });
   }
 
@@ -226,6 +235,7 @@ export class Build {
       // The lease keeps what the writes need until they are done.
       await Promise.allSettled(this.writes.values());
       await this.leaseId?.then((id) => deleteLease(this.backend.images, id)).catch(() => undefined);
+      await this.runNetworks.close().catch((err: Error) => this.backend.log.warn({ err: err.message }, "releasing the RUN steps' networks failed"));
       // Between builds: the files the next COPY steps will fill (a failure only leaves them to make theirs).
       inodePoolOf(this.backend.options.root).refill().catch((err: Error) => this.backend.log.warn({ err: err.message }, "build inode pool: cannot make files"));
     }
@@ -321,8 +331,9 @@ export class Build {
           try {
             const state = await this.from(stage, globalArgs, built, names);
             this.trace.mark("from");
-            for (const step of stage.steps) {
+            for (const [index, step] of stage.steps.entries()) {
               if (lines.failed) throw lines.failed.error;
+              sink.runAhead = stage.steps.slice(index + 1).some((later) => later.keyword === "RUN");
               this.announce(step);
               const parent = state.image;
               state.image = await this.step(step, state, built, names, globalArgs);
@@ -614,11 +625,13 @@ export class Build {
 
   private async cached(parent: BuildImage, text: string): Promise<BuildImage | undefined> {
     // A parent this build just made has no cached children anywhere: no lookup to make.
-    if (this.options.noCache || this.made.has(parent.id)) return undefined;
-    const hit = await this.cache.find(this.key(parent, text));
+    const hit = this.options.noCache || this.made.has(parent.id) ? undefined : await this.cache.find(this.key(parent, text));
     if (hit) {
       this.say(" ---> Using cache\n");
       recordCacheUse(this.backend, hit);
+    } else if (this.stageSinks.getStore()?.runAhead) {
+      // Every later step of the stage misses too: its RUN's namespace is made while this step runs.
+      this.runNetworks.prepare();
     }
     return hit;
   }
@@ -697,6 +710,17 @@ export class Build {
     // its cgroup's name), where Docker shows the intermediate container's.
     const id = newRunId();
     this.say(` ---> Running in ${shortId(id)}\n`);
+    const scratch = this.hooks.scratchDir ?? tmpdir();
+    // Made (when no earlier RUN's is free) while the step's rootfs is prepared: a veth and an address cost several plugin execs.
+    const networking = this.runNetworks.acquire(id);
+    networking.catch(() => undefined); // awaited below; not an unhandled rejection if the rootfs fails first
+    // A network that could not be set up is the step's error (thrown where it is awaited); only a made one is released.
+    let released: Promise<void> | undefined;
+    const releaseNetwork = () =>
+      (released ??= networking.then(
+        (network) => network.release().catch((err: Error) => this.backend.log.warn({ run: id, err: err.message }, "releasing a RUN's network failed")),
+        () => undefined,
+      ));
     try {
       return await withLease(this.backend.images, await this.lease(), async (lease) => {
         const key = `build-run-${id.slice(0, 24)}`;
@@ -704,7 +728,8 @@ export class Build {
         const mounts = await this.prepareOn(parent, key, lease);
         this.trace.mark("run prepare");
         try {
-          const scratch = this.hooks.scratchDir ?? tmpdir();
+          const network = await networking;
+          let mountPoints: string[] = [];
           let exitCode: number;
           try {
             exitCode = await runProcess({
@@ -712,18 +737,26 @@ export class Build {
               bundle: join(scratch, `run-${id.slice(0, 24)}`),
               id,
               rootfs: unsynced(mounts),
-              spec: (rootfs, bundle) => this.runSpec(id, command, env, config, rootfs, bundle, binds),
+              spec: (rootfs) => {
+                const spec = this.runSpec(id, command, env, config, rootfs, network, binds);
+                mountPoints = (spec.mounts ?? []).map((m) => m.destination);
+                return spec;
+              },
               output: (text) => this.say(text),
               ...(this.hooks.cancelled ? { signal: this.hooks.cancelled } : {}),
             });
           } catch (err) {
             if (err instanceof RunStartError) throw new BuildFailure(`The command '${command.join(" ")}' could not run: ${err.message}`, startFailureCode(err.message));
             throw err;
+          } finally {
+            // The run is over: its namespace is free for the build's next RUN while the layer is diffed.
+            void releaseNetwork();
           }
           this.trace.mark("run process");
           if (exitCode !== 0) {
             throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
           }
+          removeRunMountPoints(mounts, mountPoints);
           const made = await this.commitStep(parent, key, mounts, createdBy, this.key(parent, createdBy), lease);
           committed = made.committed;
           return made.image;
@@ -732,12 +765,13 @@ export class Build {
         }
       });
     } finally {
+      await releaseNetwork();
       this.say(`Removing intermediate container ${shortId(id)}\n`);
     }
   }
 
-  /** The spec of a RUN's process: a container's with network "none" (loopback only), the image's env, user and workdir. */
-  private runSpec(id: string, command: string[], env: string[], config: NonNullable<ImageDocument["config"]>, rootfs: string, bundle: string, binds: string[] | undefined) {
+  /** The spec of a RUN's process: a container's on the build's network (run-network.ts), the image's env, user and workdir. */
+  private runSpec(id: string, command: string[], env: string[], config: NonNullable<ImageDocument["config"]>, rootfs: string, network: RunNetwork, binds: string[] | undefined) {
     let user: OciUser = { uid: 0, gid: 0 };
     if (config.User) {
       try {
@@ -748,8 +782,8 @@ export class Build {
     }
     const hostname = id.slice(0, 12);
     const runConfig: ContainerConfig = { Cmd: command, Entrypoint: [], Env: env, WorkingDir: config.WorkingDir ?? "", Hostname: hostname };
-    const host: HostConfig = { NetworkMode: "none", ...(binds ? { Binds: binds } : {}) };
-    return buildSpec({ namespace: this.backend.namespace, id, config: runConfig, host, user, network: { kind: "private" }, files: writeContainerFiles(join(bundle, "etc"), hostname) });
+    const host: HostConfig = { ...(binds ? { Binds: binds } : {}) };
+    return buildSpec({ namespace: this.backend.namespace, id, config: runConfig, host, user, network: network.mode, ...(network.files ? { files: network.files } : {}) });
   }
 
   private async copyStep(step: Instruction, state: StageState, vars: Map<string, string>, built: BuildImage[], names: Map<string, number>): Promise<BuildImage> {

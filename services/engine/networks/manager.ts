@@ -319,7 +319,7 @@ export class NetworkManager {
         for (const [index, endpoint] of endpoints.entries()) {
           if (endpoint.IPAddress) continue;
           const ports = index === 0 ? await this.portMappings(record) : [];
-          attachedNow.push(await this.attach(record, endpoint, path, ports));
+          attachedNow.push(await this.attach(record.Id, endpoint, path, ports));
         }
       } catch (err) {
         for (const endpoint of attachedNow) await this.detach(endpoint).catch(() => undefined);
@@ -330,16 +330,57 @@ export class NetworkManager {
     });
   }
 
-  private async attach(record: ContainerRecord, endpoint: Endpoint, netns: string, ports: PortMapping[]): Promise<Endpoint> {
+  /**
+   * A build's RUN step on a network, for as long as the step runs: an endpoint in the
+   * run's name (as Docker's classic builder's intermediate container has one), its own
+   * namespace, loopback and CNI ADD (nothing published). release(id) undoes it. The host
+   * and none networks need nothing made: their mode is returned as it is. An unknown
+   * network is Docker's "network X not found".
+   */
+  attachRun(id: string, networkRef: string, files: { hostsPath: string; hostname: string }): Promise<ContainerNetworkMode> {
+    return this.serial(async () => {
+      const network = this.resolve(networkRef === "default" ? "bridge" : networkRef);
+      if (network.Driver === "host") return { kind: "host" } as const;
+      if (network.Driver !== "bridge") return { kind: "private" } as const;
+      const endpoint = { ...this.newEndpoint(network, id, "", {}, files.hostsPath), Hostname: files.hostname, ExtraHosts: [] };
+      this.store.putEndpoint(endpoint);
+      let path: string | undefined;
+      try {
+        path = await createNetns(this.netnsDir, id);
+        await loopbackUp({ containerId: id, netns: path });
+        await this.attach(id, endpoint, path, []);
+      } catch (err) {
+        await this.detach(this.store.endpoint(network.Id, id) ?? endpoint).catch(() => undefined);
+        this.store.deleteEndpoint(network.Id, id);
+        if (path) removeNetns(path);
+        // The bridge the attach made for this run alone.
+        if (!this.attachedTo(network.Id)) await Promise.resolve(this.scheduleRelease(network)).catch(() => undefined);
+        throw err;
+      }
+      this.refreshHosts([network.Id]);
+      return { kind: "join", path } as const;
+    });
+  }
+
+  /** A run attached by attachRun is now run `hostname` (a build's next RUN in the same namespace): its /etc/hosts says so. */
+  renameRun(id: string, hostname: string): Promise<void> {
+    return this.serial(() => {
+      const endpoints = this.store.endpointsOfContainer(id);
+      for (const endpoint of endpoints) this.store.putEndpoint({ ...endpoint, Hostname: hostname });
+      this.refreshHosts(endpoints.map((e) => e.NetworkID));
+    });
+  }
+
+  private async attach(containerId: string, endpoint: Endpoint, netns: string, ports: PortMapping[]): Promise<Endpoint> {
     const network = this.store.resolve(endpoint.NetworkID);
     if (!network) throw networkNotFound(endpoint.NetworkID);
     clearTimeout(this.lingering.get(network.Id));
     this.lingering.delete(network.Id);
     await this.prepareDevice(network);
-    const used = this.store.endpointsOfContainer(record.Id).filter((e) => e.IfName).map((e) => e.IfName);
+    const used = this.store.endpointsOfContainer(containerId).filter((e) => e.IfName).map((e) => e.IfName);
     let ifname = "eth0";
     for (let i = 0; used.includes(ifname); i++) ifname = `eth${i}`;
-    const sandbox = { containerId: record.Id, netns, ifname };
+    const sandbox = { containerId, netns, ifname };
     const firewall = await forwardDrops();
     const add = () => this.cni(network, ports.length > 0, firewall).add(sandbox, ports.length > 0 ? { portMappings: ports } : {});
     // portmap and firewall create the shared chains (CNI-HOSTPORT-*, CNI-FORWARD) before
@@ -434,7 +475,7 @@ export class NetworkManager {
       const path = netnsPath(this.netnsDir, record.Id);
       if (record.State?.Running && isNetnsMounted(path)) {
         try {
-          await this.attach(record, endpoint, path, []);
+          await this.attach(record.Id, endpoint, path, []);
         } catch (err) {
           this.store.deleteEndpoint(network.Id, record.Id);
           throw err;

@@ -12,6 +12,7 @@ import { normalizeDockerRef, ReferenceError } from "../../../core/image/referenc
 import { planBuild, type BuildOptions } from "../build/builder.ts";
 import { extractContext } from "../build/context.ts";
 import { requestedPlatform } from "../build/platforms.ts";
+import { buildNetworkMode } from "../build/run-network.ts";
 import { releaseInFlight } from "../build/in-flight.ts";
 import { buildJobId, hasBuildDirs, newBuildDir } from "../build/work-dir.ts";
 import type { BuildJobs } from "../build/job.ts";
@@ -69,6 +70,7 @@ export function registerBuildRoutes(router: Router, backend: Backend): void {
       quiet: queryBool(q, "q"),
       platform: q.get("platform") ?? "",
       pull: queryBool(q, "pull"),
+      networkMode: buildNetworkMode(q.get("networkmode")),
     };
     const registryCredentials = registryConfigs(ctx.req.headers["x-registry-config"]);
     requestedPlatform(options.platform);
