@@ -81,10 +81,17 @@ async function removeSnapshot(ctx: ApplyContext, key: string): Promise<void> {
 }
 
 /**
+ * The Prepare label naming the chain id an extraction is for, as containerd's unpacker
+ * sets it: the snapshots service answers ALREADY_EXISTS once that chain id is in the
+ * namespace, or after sharing another namespace's unpack of it (docs/snapshotters.md).
+ */
+const snapshotRefLabel = "containerd.io/snapshot.ref";
+
+/**
  * Prepares a fresh extraction snapshot on `parent` ("" for none) and applies the layer
  * into it (`asApplied` turns the snapshot's mounts into what Apply writes to), checking
- * the diff id. Returns the snapshot's key and Apply's reply; on failure the snapshot is
- * gone again.
+ * the diff id. Returns the snapshot's key and Apply's reply, or undefined when the chain
+ * id exists (now) without extracting; on failure the snapshot is gone again.
  */
 async function prepareAndApply(ctx: ApplyContext, layer: Descriptor, diffId: string, chainId: string, parent: string, asApplied = (m: Mount[]) => m) {
   const { svc, snapshotter, lease } = ctx;
@@ -93,9 +100,10 @@ async function prepareAndApply(ctx: ApplyContext, layer: Descriptor, diffId: str
   for (let attempt = 0; ; attempt++) {
     key = `extract-${leaseId()} ${chainId}`;
     try {
-      mounts = (await svc.snapshots.prepare({ snapshotter, key, parent, labels: {} }, callOptions(svc, lease))).mounts;
+      mounts = (await svc.snapshots.prepare({ snapshotter, key, parent, labels: { [snapshotRefLabel]: chainId } }, callOptions(svc, lease))).mounts;
       break;
     } catch (err) {
+      if (isAlreadyExists(err) && (await snapshotExists(ctx, chainId))) return undefined;
       if (isAlreadyExists(err) && attempt < 5) continue;
       throw new UnpackError(`failed to prepare extraction snapshot "${key}": ${errorMessage(err)}`);
     }
@@ -120,7 +128,9 @@ async function prepareAndApply(ctx: ApplyContext, layer: Descriptor, diffId: str
 /** rootfs.applyLayers for one layer. Returns false when another unpack committed it first. */
 async function applyLayer(ctx: ApplyContext, layer: Descriptor, diffId: string, chainId: string, parent: string): Promise<boolean> {
   const { svc, snapshotter, lease } = ctx;
-  const { key } = await prepareAndApply(ctx, layer, diffId, chainId, parent);
+  const extracted = await prepareAndApply(ctx, layer, diffId, chainId, parent);
+  if (!extracted) return false;
+  const { key } = extracted;
   try {
     await svc.snapshots.commit({ snapshotter, name: chainId, key, labels: {} }, callOptions(svc, lease));
   } catch (err) {
@@ -155,9 +165,11 @@ interface Extracted {
   copyUpDirs: Buffer[] | "overflow";
 }
 
-/** Prepare (no parent) and Apply of one layer; on failure its snapshot is gone again. */
-async function extractParentless(ctx: ApplyContext, layer: Descriptor, diffId: string, chainId: string): Promise<Extracted> {
-  const { key, applied } = await prepareAndApply(ctx, layer, diffId, chainId, "", asUpperDir);
+/** Prepare (no parent) and Apply of one layer (undefined: the chain id exists now); on failure its snapshot is gone again. */
+async function extractParentless(ctx: ApplyContext, layer: Descriptor, diffId: string, chainId: string): Promise<Extracted | undefined> {
+  const extracted = await prepareAndApply(ctx, layer, diffId, chainId, "", asUpperDir);
+  if (!extracted) return undefined;
+  const { key, applied } = extracted;
   try {
     return { key, copyUpDirs: copyUpDirsOf(applied.annotations) };
   } catch (err) {
@@ -245,16 +257,25 @@ async function unpackParallel(
 ): Promise<void> {
   const { svc, snapshotter, lease } = ctx;
   const missing = await Promise.all(chain.map(async (chainId) => !(await snapshotExists(ctx, chainId))));
-  const extractions = layers.map((layer, i) => (missing[i] ? extractParentless(ctx, layer, diffIds[i]!, chain[i]!) : undefined));
-  // Every extraction settles before anything is committed or rolled back.
-  const settled = await Promise.allSettled(extractions.map((e) => e ?? Promise.resolve(undefined)));
-  const pending = new Set(settled.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value.key] : [])));
+  // Extraction snapshots made and not yet committed or removed.
+  const pending = new Set<string>();
+  const extractions = layers.map((layer, i) =>
+    missing[i]
+      ? extractParentless(ctx, layer, diffIds[i]!, chain[i]!).then((extracted) => {
+          if (extracted) pending.add(extracted.key);
+          return extracted;
+        })
+      : Promise.resolve(undefined),
+  );
+  // Awaited in layer order below; a failure is seen there.
+  for (const extraction of extractions) extraction.catch(() => undefined);
   try {
-    const failed = settled.find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
+    // Each layer is committed as soon as it and those below are: a Prepare may wait for
+    // another unpack's extraction of the same chain id, and that unpack commits bottom-up
+    // too, so neither waits on a layer the other holds back.
     for (let i = 0; i < layers.length; i++) {
       const chainId = chain[i]!;
-      const extracted = (settled[i] as PromiseFulfilledResult<Extracted | undefined>).value;
+      const extracted = await extractions[i];
       let applied = false;
       const parent = i === 0 ? "" : chain[i - 1]!;
       // The bottom layer has nothing below to copy from: its made dirs keep the defaults.
@@ -283,6 +304,8 @@ async function unpackParallel(
       onLayer?.({ index: i, diffId: diffIds[i]!, chainId, state: applied ? "applied" : "exists" });
     }
   } finally {
+    // Every extraction settles before the uncommitted ones are rolled back.
+    await Promise.allSettled(extractions);
     for (const key of pending) await removeSnapshot(ctx, key);
   }
 }
