@@ -81,6 +81,9 @@ async function unpackIn(d: Daemon, namespace: string, parts = image, namespaceLa
   return { ...result, svc, lease, namespace };
 }
 
+/** An image's diff ids, from its config. */
+const diffIdsOf = (parts: ImageParts) => (JSON.parse(parts.config.data.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+
 /** The layer dirs (topmost first) a view of the chain stacks. */
 function layerDirs(mounts: Mount[]): string[] {
   const m = mounts[0]!;
@@ -128,6 +131,19 @@ async function until(what: string, check: () => boolean, timeoutMs = 20_000): Pr
   }
 }
 
+/** Runs `call` until the restarted service answers it (the gateway may first see the dead process's socket). */
+async function whenServing<T>(call: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      return await call();
+    } catch (err) {
+      if ((err as { code?: number }).code !== Status.UNAVAILABLE || Date.now() > deadline) throw err;
+      await sleep(50);
+    }
+  }
+}
+
 const snapshotRows = (d: Daemon, ns: string) => tableRows(ok(d.ctr(["snapshots", "--snapshotter", sn, "ls"], undefined, ns), "snapshots ls").stdout);
 
 describe("layer sharing across namespaces", () => {
@@ -143,6 +159,7 @@ describe("layer sharing across namespaces", () => {
     const b = await unpackIn(d, "share-b");
     assert.equal(b.chainId, a.chainId);
     assert.deepEqual(b.created, [], "no layer extracted or committed by b's unpack");
+    assert.deepEqual(b.added, chainIds(b.diffIds), "every layer taken from a");
     assert.equal(rowsEverMade(d) - madeBefore, layerCount, "one row per layer in b, no extraction snapshot");
     const dirsA = await withView(a, (layers, merged) => (assert.deepEqual(filesOf(merged), expectedFiles), layers));
     const dirsB = await withView(b, (layers, merged) => (assert.deepEqual(filesOf(merged), expectedFiles), layers));
@@ -238,6 +255,15 @@ describe("layer sharing across namespaces", () => {
     assert.equal(err.code, Status.NOT_FOUND);
   });
 
+  test("an unpack that fails above shared layers takes them out of its namespace again, and leaves the lender's alone", async () => {
+    const good = imageOf([{ "f/1": "1" }, { "f/2": "2" }]);
+    const a = await unpackIn(d, "fail-a", good);
+    const wrongTop = imageFromLayers(good.layers, [diffIdsOf(good)[0]!, sha256Digest("not the layer")]);
+    await assert.rejects(unpackIn(d, "fail-b", wrongTop), /wrong diff id calculated on extraction/);
+    assert.deepEqual(snapshotRows(d, "fail-b"), [], "the shared bottom layer is rolled back with the failed unpack");
+    await withView(a, (_layers, merged) => assert.equal(readFileSync(join(merged, "f/1"), "utf8"), "1"));
+  });
+
   test("collecting one namespace keeps the other's layers", async () => {
     const parts = imageOf([{ "g/1": "1" }, { "g/2": "2" }]);
     const a = await unpackIn(d, "gc-a", parts);
@@ -266,6 +292,7 @@ describe("layer sharing across namespaces", () => {
     // Killed while waiting, the call fails; if the kill came before the call reached the
     // process, a fresh one (no claims) made b an extraction snapshot of its own instead.
     const outcome = await waiting.then(() => "made", () => "failed");
+    await whenServing(() => a.snapshots.usage({ snapshotter: sn, key: "extract-a" }, callOptions(a)));
     if (outcome === "made") await b.snapshots.remove({ snapshotter: sn, key: "extract-b" }, callOptions(b));
     const err = await grpcError(b.snapshots.stat({ snapshotter: sn, key: "extract-b" }, callOptions(b)));
     assert.equal(err.code, Status.NOT_FOUND, "no half-made snapshot in b");

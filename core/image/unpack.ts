@@ -14,6 +14,7 @@ import { resolveImage } from "./resolve.ts";
 import { errorMessage, isAlreadyExists, isNotFound } from "../grpc-status.ts";
 import { callOptions, type ImageServices } from "./services.ts";
 import { copyUpDirsOf } from "../tar/copy-up.ts";
+import { sharedTargetNote, snapshotRefLabel } from "./layer-share.ts";
 
 export const defaultSnapshotter = "overlayfs";
 
@@ -60,6 +61,12 @@ export interface UnpackResult {
   config: Descriptor;
   /** Chain ids this call committed, bottom first (the rest existed). */
   created: string[];
+  /**
+   * Chain ids this call put in the namespace, bottom first: those it committed and those
+   * it took from another namespace's unpack (docs/snapshotters.md; their events say
+   * "exists"). What a caller rolls back.
+   */
+  added: string[];
 }
 
 function protoDescriptor(d: Descriptor) {
@@ -70,6 +77,8 @@ interface ApplyContext {
   svc: ImageServices;
   snapshotter: string;
   lease: string;
+  /** Chain ids a Prepare of this call took from another namespace's unpack. */
+  shared?: Set<string>;
 }
 
 async function removeSnapshot(ctx: ApplyContext, key: string): Promise<void> {
@@ -79,13 +88,6 @@ async function removeSnapshot(ctx: ApplyContext, key: string): Promise<void> {
     // best effort: the caller reports the original failure
   }
 }
-
-/**
- * The Prepare label naming the chain id an extraction is for, as containerd's unpacker
- * sets it: the snapshots service answers ALREADY_EXISTS once that chain id is in the
- * namespace, or after sharing another namespace's unpack of it (docs/snapshotters.md).
- */
-const snapshotRefLabel = "containerd.io/snapshot.ref";
 
 /**
  * Prepares a fresh extraction snapshot on `parent` ("" for none) and applies the layer
@@ -103,7 +105,12 @@ async function prepareAndApply(ctx: ApplyContext, layer: Descriptor, diffId: str
       mounts = (await svc.snapshots.prepare({ snapshotter, key, parent, labels: { [snapshotRefLabel]: chainId } }, callOptions(svc, lease))).mounts;
       break;
     } catch (err) {
-      if (isAlreadyExists(err) && (await snapshotExists(ctx, chainId))) return undefined;
+      // The label makes the service answer ALREADY_EXISTS once the chain id is in the
+      // namespace, or once it took it from another namespace's unpack (docs/snapshotters.md).
+      if (isAlreadyExists(err) && (await snapshotExists(ctx, chainId))) {
+        if (errorMessage(err).includes(sharedTargetNote)) ctx.shared?.add(chainId);
+        return undefined;
+      }
       if (isAlreadyExists(err) && attempt < 5) continue;
       throw new UnpackError(`failed to prepare extraction snapshot "${key}": ${errorMessage(err)}`);
     }
@@ -203,9 +210,10 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
       throw new UnpackError(`mismatched image rootfs and manifest layers: ${layers.length} layers, ${diffIds.length} diff ids (config ${resolved.configDescriptor.digest})`);
     }
     const snapshotter = await resolveSnapshotter(svc, options.snapshotter, lease);
-    const ctx: ApplyContext = { svc, snapshotter, lease };
+    const ctx: ApplyContext = { svc, snapshotter, lease, shared: new Set() };
     const chain = chainIds(diffIds);
     const created: string[] = [];
+    const added = () => chain.filter((chainId) => created.includes(chainId) || ctx.shared!.has(chainId));
     // Label updates run while the next layer unpacks; all must succeed before we return.
     const labelling: Promise<void>[] = [];
     try {
@@ -229,12 +237,12 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
       await Promise.all(labelling);
     } catch (err) {
       await Promise.allSettled(labelling);
-      await removeSnapshots(svc, snapshotter, created, lease);
+      await removeSnapshots(svc, snapshotter, added(), lease);
       throw err;
     }
     const top = chain.at(-1) ?? "";
     await updateBlobLabels(svc.content, resolved.configDescriptor.digest, { [`${wellKnown.gcRefSnapshotPrefix}${snapshotter}`]: top }, callOptions(svc, lease));
-    return { snapshotter, chainId: top, diffIds, config: resolved.configDescriptor, created };
+    return { snapshotter, chainId: top, diffIds, config: resolved.configDescriptor, created, added: added() };
   });
 }
 

@@ -23,6 +23,7 @@ import { labelsAfterUpdate } from "../../core/labels.ts";
 import type { Mount, Snapshotter } from "./snapshotter.ts";
 import { snapshotNotFound, snapshotRefLabel, SqliteSnapshotStore, type NewSnapshot, type SnapshotRecord, type SnapshotStore, type Usage } from "./store.ts";
 import { ExtractionClaims, waitAtMost, type Claim } from "./extraction-claims.ts";
+import { sharedTargetNote } from "../../core/image/layer-share.ts";
 
 /** A copy-up dir must name a path below the snapshot's root: relative, clean, no NUL. */
 function checkCopyUpDir(key: string, dir: Uint8Array): void {
@@ -172,7 +173,7 @@ export class NamespacedSnapshotter implements Snapshotter {
     for (;;) {
       // The target here already answers ALREADY_EXISTS, as it always did.
       this.store.check(namespace, snapshot);
-      if (this.store.share(namespace, target, snapshot.parent, Date.now(), lease)) throw alreadyExists(`target snapshot ${JSON.stringify(target)}`);
+      if (this.store.share(namespace, target, snapshot.parent, Date.now(), lease)) throw alreadyExists(`target snapshot ${JSON.stringify(target)} ${sharedTargetNote}`);
       const holder = this.claims.holder(target);
       const left = deadline - Date.now();
       // Taken in the same synchronous step as the look: two waiters woken together cannot both extract.

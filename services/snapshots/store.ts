@@ -15,6 +15,7 @@ import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../core/errors.ts";
 import { addLeaseResource, NamespacedWrites, removeLeaseResource, type Database } from "../../core/metadata-db.ts";
 import { freeingTransaction, parseLabels, transaction } from "../../core/sqlite.ts";
+import { snapshotRefLabel } from "../../core/image/layer-share.ts";
 
 export type SnapshotKind = typeof Kind.VIEW | typeof Kind.ACTIVE | typeof Kind.COMMITTED;
 
@@ -151,7 +152,7 @@ function recordFromRow(row: SnapshotRow): SnapshotRecord {
 export const snapshotNotFound = (key: string) => notFound(`snapshot ${key} does not exist`);
 
 /** Label the Go client's unpacker sets to the target chain id, so a shared layer is found. */
-export const snapshotRefLabel = "containerd.io/snapshot.ref";
+export { snapshotRefLabel };
 
 /** containerd's namespace label for sharing; Berth shares unless it is "false" (see docs/snapshotters.md). */
 const shareableLabel = "containerd.io/namespace.shareable";
