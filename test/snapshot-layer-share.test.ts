@@ -13,6 +13,7 @@ import { gzipSync } from "node:zlib";
 import { Status } from "nice-grpc";
 import { startDaemon, grpcError, ok, sleep, tableRows, type Daemon } from "./harness.ts";
 import { blobOf, imageFromLayers, type ImageParts } from "./fixtures/archives.ts";
+import { writeBusyboxArchive } from "./fixtures/busybox-daemon.ts";
 import { encodeHeader, endOfArchive, padding } from "../core/tar/writer.ts";
 import { sha256Digest } from "../core/digest.ts";
 import { chainIds } from "../core/image/chain-id.ts";
@@ -69,7 +70,7 @@ interface Unpacked extends UnpackResult {
 }
 
 /** Stores the image's blobs in `namespace` under a lease of its own and unpacks it there. */
-async function unpackIn(d: Daemon, namespace: string, parts = image, namespaceLabels: Record<string, string> = {}): Promise<Unpacked> {
+async function unpackIn(d: Daemon, namespace: string, parts = image, namespaceLabels: Record<string, string> = {}, snapshotter = sn): Promise<Unpacked> {
   const svc = connectImageServices(d.address, namespace);
   if (Object.keys(namespaceLabels).length > 0) await svc.namespaces.create({ namespace: { name: namespace, labels: namespaceLabels } }, callOptions(svc));
   const lease = (await svc.leases.create({ id: `share-test-${namespace}-${++leases}`, labels: {} }, callOptions(svc))).lease!.id;
@@ -77,7 +78,7 @@ async function unpackIn(d: Daemon, namespace: string, parts = image, namespaceLa
     await writeBlob(svc.content, blob.data, { ref: `test-${blob.digest}`, expected: blob.digest, total: blob.size }, callOptions(svc, lease));
   }
   const target = { mediaType: parts.manifest.mediaType, digest: parts.manifest.digest, size: parts.manifest.size };
-  const result = await unpackImage(svc, target, { snapshotter: sn, lease });
+  const result = await unpackImage(svc, target, { snapshotter, lease });
   return { ...result, svc, lease, namespace };
 }
 
@@ -213,6 +214,22 @@ describe("layer sharing across namespaces", () => {
     assert.deepEqual(again.created, []);
   });
 
+  test("the native snapshotter (layers unpacked one on the other) shares whole trees the same way", async () => {
+    const parts = imageOf([{ "n/1": "1" }, { "n/2": "2" }]);
+    const a = await unpackIn(d, "native-a", parts, {}, "native");
+    const b = await unpackIn(d, "native-b", parts, {}, "native");
+    assert.equal(a.created.length, 2);
+    assert.deepEqual([b.created, b.added], [[], chainIds(b.diffIds)]);
+    const viewOf = async (u: Unpacked) => (await u.svc.snapshots.view({ snapshotter: "native", key: "look", parent: u.chainId, labels: {} }, callOptions(u.svc, u.lease))).mounts[0]!.source;
+    const [sourceA, sourceB] = [await viewOf(a), await viewOf(b)];
+    assert.equal(sourceB, sourceA, "the same tree");
+    assert.equal(readFileSync(join(sourceB, "n/1"), "utf8"), "1");
+    // A container's rootfs in b is a copy of that tree of b's own.
+    const { mounts } = await b.svc.snapshots.prepare({ snapshotter: "native", key: "rootfs", parent: b.chainId, labels: {} }, callOptions(b.svc, b.lease));
+    assert.notEqual(mounts[0]!.source, sourceA);
+    assert.equal(readFileSync(join(mounts[0]!.source, "n/2"), "utf8"), "2");
+  });
+
   test("five namespaces unpacking at once extract each layer once", async () => {
     const parts = imageOf([{ "z/1": "1" }, { "z/2": "2" }, { "z/3": "3" }, { "z/4": "4" }]);
     const madeBefore = rowsEverMade(d);
@@ -262,6 +279,23 @@ describe("layer sharing across namespaces", () => {
     await assert.rejects(unpackIn(d, "fail-b", wrongTop), /wrong diff id calculated on extraction/);
     assert.deepEqual(snapshotRows(d, "fail-b"), [], "the shared bottom layer is rolled back with the failed unpack");
     await withView(a, (_layers, merged) => assert.equal(readFileSync(join(merged, "f/1"), "utf8"), "1"));
+  });
+
+  test("ctr's own unpacks (images import: no snapshot.ref label) extract in each namespace as before", async () => {
+    const archive = await writeBusyboxArchive(work);
+    ok(d.ctr(["images", "import", archive], undefined, "ctr-a"), "import in ctr-a");
+    ok(d.ctr(["images", "import", archive], undefined, "ctr-b"), "import in ctr-b");
+    const [rowA] = snapshotRows(d, "ctr-a");
+    const [rowB] = snapshotRows(d, "ctr-b");
+    assert.equal(rowB![0], rowA![0]);
+    const mountsOf = (ns: string) => ok(d.ctr(["snapshots", "--snapshotter", sn, "mounts", "/target", `look-${ns}`], undefined, ns), "mounts").stdout;
+    ok(d.ctr(["snapshots", "--snapshotter", sn, "view", `look-ctr-a`, rowA![0]!], undefined, "ctr-a"), "view");
+    ok(d.ctr(["snapshots", "--snapshotter", sn, "view", `look-ctr-b`, rowB![0]!], undefined, "ctr-b"), "view");
+    assert.notEqual(mountsOf("ctr-a"), mountsOf("ctr-b"), "each namespace extracted its own");
+    // ctr's views are on its own short leases: a collection (images rm --sync) takes them.
+    for (const ns of ["ctr-a", "ctr-b"]) ok(d.ctr(["snapshots", "--snapshotter", sn, "rm", `look-${ns}`], undefined, ns), "rm view");
+    for (const ns of ["ctr-a", "ctr-b"]) ok(d.ctr(["images", "rm", "--sync", "docker.io/library/busybox:latest"], undefined, ns), "images rm");
+    assert.deepEqual(snapshotRows(d, "ctr-b"), []);
   });
 
   test("collecting one namespace keeps the other's layers", async () => {
