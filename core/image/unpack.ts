@@ -14,7 +14,7 @@ import { resolveImage } from "./resolve.ts";
 import { errorMessage, isAlreadyExists, isNotFound } from "../grpc-status.ts";
 import { callOptions, type ImageServices } from "./services.ts";
 import { copyUpDirsOf } from "../tar/copy-up.ts";
-import { sharedTargetNote, snapshotRefLabel } from "./layer-share.ts";
+import { sharedNamesOf, snapshotRefLabel } from "./layer-share.ts";
 
 export const defaultSnapshotter = "overlayfs";
 
@@ -108,7 +108,7 @@ async function prepareAndApply(ctx: ApplyContext, layer: Descriptor, diffId: str
       // The label makes the service answer ALREADY_EXISTS once the chain id is in the
       // namespace, or once it took it from another namespace's unpack (docs/snapshotters.md).
       if (isAlreadyExists(err) && (await snapshotExists(ctx, chainId))) {
-        if (errorMessage(err).includes(sharedTargetNote)) ctx.shared?.add(chainId);
+        for (const name of sharedNamesOf(errorMessage(err))) ctx.shared?.add(name);
         return undefined;
       }
       if (isAlreadyExists(err) && attempt < 5) continue;
@@ -233,6 +233,14 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
           labelling.push(labelled);
         }
         options.onLayer?.({ index: i, diffId: diffIds[i]!, chainId, state: applied ? "applied" : "exists" });
+      }
+      // A layer taken from another namespace was verified there against this diff id
+      // (the chain id); the blob is labelled as an extraction here would have.
+      for (let i = 0; i < layers.length; i++) {
+        if (!ctx.shared!.has(chain[i]!)) continue;
+        const labelled = updateBlobLabels(svc.content, layers[i]!.digest, { [wellKnown.uncompressed]: diffIds[i]! }, callOptions(svc, lease));
+        labelled.catch(() => undefined);
+        labelling.push(labelled);
       }
       await Promise.all(labelling);
     } catch (err) {

@@ -173,7 +173,8 @@ export class NamespacedSnapshotter implements Snapshotter {
     for (;;) {
       // The target here already answers ALREADY_EXISTS, as it always did.
       this.store.check(namespace, snapshot);
-      if (this.store.share(namespace, target, snapshot.parent, Date.now(), lease)) throw alreadyExists(`target snapshot ${JSON.stringify(target)} ${sharedTargetNote}`);
+      const taken = this.store.share(namespace, target, snapshot.parent, Date.now(), lease);
+      if (taken.length > 0) throw alreadyExists(`target snapshot ${JSON.stringify(target)} ${sharedTargetNote}: ${JSON.stringify(taken)}`);
       const holder = this.claims.holder(target);
       const left = deadline - Date.now();
       // Taken in the same synchronous step as the look: two waiters woken together cannot both extract.

@@ -100,9 +100,10 @@ export interface SnapshotStore {
    * Gives `namespace` the committed layer `target` (and those of its parents it lacks)
    * over the directories of another namespace's layer rows, in one transaction, on
    * `lease` when given. `parent` is the Prepare's: "" (any), else the name target's
-   * parent must have. Undefined when no other namespace shares such a chain.
+   * parent must have. Returns the names it added, bottom first (none when no other
+   * namespace shares such a chain).
    */
-  share(namespace: string, target: string, parent: string, now: number, lease?: string): SnapshotRecord | undefined;
+  share(namespace: string, target: string, parent: string, now: number, lease?: string): string[];
   /** Whether a namespace keeps its layers to itself (label containerd.io/namespace.shareable=false). */
   isolated(namespace: string): boolean;
 }
@@ -374,16 +375,16 @@ export class SqliteSnapshotStore implements SnapshotStore {
     return row !== undefined && parseLabels(row.labels)[shareableLabel] === "false";
   }
 
-  share(namespace: string, target: string, parent: string, now: number, lease?: string): SnapshotRecord | undefined {
+  share(namespace: string, target: string, parent: string, now: number, lease?: string): string[] {
     return transaction(this.db, () => {
-      if (this.isolated(namespace) || this.get(namespace, target)) return undefined;
+      if (this.isolated(namespace) || this.get(namespace, target)) return [];
       const sources = this.selectLayerSources.all(target, namespace) as { id: bigint; namespace: string }[];
       for (const source of sources) {
         if (this.isolated(source.namespace)) continue;
         const chain = this.missingChain(namespace, source.id);
         if (!chain) continue;
         // A Prepare on a parent takes the layer only where that parent is the one below it.
-        if (parent !== "" && (chain.missing.length !== 1 || chain.base?.key !== parent)) return undefined;
+        if (parent !== "" && (chain.missing.length !== 1 || chain.base?.key !== parent)) return [];
         this.writes.ensureNamespace(namespace);
         let parentId: number | bigint | null = chain.base?.id ?? null;
         for (const row of chain.missing.reverse()) {
@@ -392,9 +393,9 @@ export class SqliteSnapshotStore implements SnapshotStore {
           if (lease) addLeaseResource(this.db, namespace, lease, { type: this.leaseType, id: row.key });
           parentId = id;
         }
-        return this.get(namespace, target);
+        return chain.missing.map((row) => row.key);
       }
-      return undefined;
+      return [];
     });
   }
 
@@ -407,9 +408,11 @@ export class SqliteSnapshotStore implements SnapshotStore {
     let next: bigint | null = sourceId;
     while (next !== null) {
       const row = this.selectSourceRow.get(next) as LayerSourceRow | undefined;
-      if (!row || row.dir_id === null || Number(row.kind) !== Kind.COMMITTED) return undefined;
+      if (!row) return undefined;
+      // The namespace's own snapshot of that name is the same bytes (the chain id), layer row or not.
       const here = this.get(namespace, row.key);
       if (here) return here.kind === Kind.COMMITTED ? { missing, base: here } : undefined;
+      if (row.dir_id === null || Number(row.kind) !== Kind.COMMITTED) return undefined;
       missing.push(row);
       next = row.parent_id;
     }
