@@ -77,6 +77,14 @@ CREATE TABLE IF NOT EXISTS snapshots (
   UNIQUE (namespace, snapshotter, key)
 );
 CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots (parent_id);
+-- Committed snapshots that hold an unpacked layer chain (named by its chain id), and the
+-- snapshot directory that holds their files: their own, or one another namespace's
+-- unpack made (services/snapshots/store.ts share()). A directory lives while any row names it.
+CREATE TABLE IF NOT EXISTS snapshot_layers (
+  snapshot_id INTEGER PRIMARY KEY REFERENCES snapshots(id) ON DELETE CASCADE,
+  dir_id      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshot_layers_dir ON snapshot_layers (dir_id);
 CREATE TABLE IF NOT EXISTS containers (
   namespace   TEXT    NOT NULL REFERENCES namespaces(name),
   id          TEXT    NOT NULL,

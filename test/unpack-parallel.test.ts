@@ -21,6 +21,7 @@ import { writeBlob } from "../core/content-client.ts";
 import { connectImageServices } from "../core/image/connect.ts";
 import { callOptions, type ImageServices } from "../core/image/services.ts";
 import { unpackImage } from "../core/image/unpack.ts";
+import { isAlreadyExists } from "../core/grpc-status.ts";
 import { mountAll, unmountAll } from "../core/mounts.ts";
 import type { Mount } from "../core/gen/containerd/types/mount.ts";
 import * as native from "../native/index.ts";
@@ -89,6 +90,11 @@ after(async () => {
 /** The image's blobs in a namespace, under a new lease (the caller removes it). */
 async function stored(d: Daemon, namespace: string, parts: ImageParts, leaseId = `unpack-test-${namespace}`): Promise<{ svc: ImageServices; lease: string }> {
   const svc = connectImageServices(d.address, namespace);
+  // Each namespace extracts its own layers (they are compared), instead of sharing those
+  // another namespace unpacked (docs/snapshotters.md).
+  await svc.namespaces.create({ namespace: { name: namespace, labels: { "containerd.io/namespace.shareable": "false" } } }, callOptions(svc)).catch((err: unknown) => {
+    if (!isAlreadyExists(err)) throw err;
+  });
   const lease = (await svc.leases.create({ id: leaseId, labels: {} }, callOptions(svc))).lease!.id;
   for (const blob of parts.blobs) {
     await writeBlob(svc.content, blob.data, { ref: `test-${blob.digest}`, expected: blob.digest, total: blob.size }, callOptions(svc, lease));

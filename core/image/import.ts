@@ -452,7 +452,7 @@ export async function importArchive(caller: ImageServices, input: AsyncIterable<
           options.onProgress?.({ type: "unpack-start", image });
           // Under the import's lease, as containerd's client.WithLease reuses the lease in the context.
           const result = await unpackImage(svc, image.target, { snapshotter, platform: matchers.unpack, lease });
-          state.snapshots.push({ snapshotter, chainIds: result.created });
+          state.snapshots.push({ snapshotter, chainIds: result.added });
           unpacked.push(result);
           options.onProgress?.({ type: "unpack-done", image, result });
         }

@@ -14,6 +14,7 @@ import { resolveImage } from "./resolve.ts";
 import { errorMessage, isAlreadyExists, isNotFound } from "../grpc-status.ts";
 import { callOptions, type ImageServices } from "./services.ts";
 import { copyUpDirsOf } from "../tar/copy-up.ts";
+import { sharedNamesOf, snapshotRefLabel } from "./layer-share.ts";
 
 export const defaultSnapshotter = "overlayfs";
 
@@ -77,6 +78,12 @@ export interface UnpackResult {
   config: Descriptor;
   /** Chain ids this call committed, bottom first (the rest existed). */
   created: string[];
+  /**
+   * Chain ids this call put in the namespace, bottom first: those it committed and those
+   * it took from another namespace's unpack (docs/snapshotters.md; their events say
+   * "exists"). What a caller rolls back.
+   */
+  added: string[];
 }
 
 function protoDescriptor(d: Descriptor) {
@@ -87,6 +94,8 @@ interface ApplyContext {
   svc: ImageServices;
   snapshotter: string;
   lease: string;
+  /** Chain ids a Prepare of this call took from another namespace's unpack. */
+  shared?: Set<string>;
 }
 
 async function removeSnapshot(ctx: ApplyContext, key: string): Promise<void> {
@@ -100,8 +109,8 @@ async function removeSnapshot(ctx: ApplyContext, key: string): Promise<void> {
 /**
  * Prepares a fresh extraction snapshot on `parent` ("" for none) and applies the layer
  * into it (`asApplied` turns the snapshot's mounts into what Apply writes to), checking
- * the diff id. Returns the snapshot's key and Apply's reply; on failure the snapshot is
- * gone again.
+ * the diff id. Returns the snapshot's key and Apply's reply, or undefined when the chain
+ * id exists (now) without extracting; on failure the snapshot is gone again.
  */
 async function prepareAndApply(ctx: ApplyContext, layer: Descriptor, diffId: string, chainId: string, parent: string, asApplied = (m: Mount[]) => m) {
   const { svc, snapshotter, lease } = ctx;
@@ -110,9 +119,15 @@ async function prepareAndApply(ctx: ApplyContext, layer: Descriptor, diffId: str
   for (let attempt = 0; ; attempt++) {
     key = `extract-${leaseId()} ${chainId}`;
     try {
-      mounts = (await svc.snapshots.prepare({ snapshotter, key, parent, labels: {} }, callOptions(svc, lease))).mounts;
+      mounts = (await svc.snapshots.prepare({ snapshotter, key, parent, labels: { [snapshotRefLabel]: chainId } }, callOptions(svc, lease))).mounts;
       break;
     } catch (err) {
+      // The label makes the service answer ALREADY_EXISTS once the chain id is in the
+      // namespace, or once it took it from another namespace's unpack (docs/snapshotters.md).
+      if (isAlreadyExists(err) && (await snapshotExists(ctx, chainId))) {
+        for (const name of sharedNamesOf(errorMessage(err))) ctx.shared?.add(name);
+        return undefined;
+      }
       if (isAlreadyExists(err) && attempt < 5) continue;
       throw new UnpackError(`failed to prepare extraction snapshot "${key}": ${errorMessage(err)}`);
     }
@@ -137,7 +152,9 @@ async function prepareAndApply(ctx: ApplyContext, layer: Descriptor, diffId: str
 /** rootfs.applyLayers for one layer. Returns false when another unpack committed it first. */
 async function applyLayer(ctx: ApplyContext, layer: Descriptor, diffId: string, chainId: string, parent: string): Promise<boolean> {
   const { svc, snapshotter, lease } = ctx;
-  const { key } = await prepareAndApply(ctx, layer, diffId, chainId, parent);
+  const extracted = await prepareAndApply(ctx, layer, diffId, chainId, parent);
+  if (!extracted) return false;
+  const { key } = extracted;
   try {
     await svc.snapshots.commit({ snapshotter, name: chainId, key, labels: {} }, callOptions(svc, lease));
   } catch (err) {
@@ -172,9 +189,11 @@ interface Extracted {
   copyUpDirs: Buffer[] | "overflow";
 }
 
-/** Prepare (no parent) and Apply of one layer; on failure its snapshot is gone again. */
-async function extractParentless(ctx: ApplyContext, layer: Descriptor, diffId: string, chainId: string): Promise<Extracted> {
-  const { key, applied } = await prepareAndApply(ctx, layer, diffId, chainId, "", asUpperDir);
+/** Prepare (no parent) and Apply of one layer (undefined: the chain id exists now); on failure its snapshot is gone again. */
+async function extractParentless(ctx: ApplyContext, layer: Descriptor, diffId: string, chainId: string): Promise<Extracted | undefined> {
+  const extracted = await prepareAndApply(ctx, layer, diffId, chainId, "", asUpperDir);
+  if (!extracted) return undefined;
+  const { key, applied } = extracted;
   try {
     return { key, copyUpDirs: copyUpDirsOf(applied.annotations) };
   } catch (err) {
@@ -208,11 +227,12 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
       throw new UnpackError(`mismatched image rootfs and manifest layers: ${layers.length} layers, ${diffIds.length} diff ids (config ${resolved.configDescriptor.digest})`);
     }
     const snapshotter = await resolveSnapshotter(svc, options.snapshotter, lease);
-    const ctx: ApplyContext = { svc, snapshotter, lease };
+    const ctx: ApplyContext = { svc, snapshotter, lease, shared: new Set() };
     const chain = chainIds(diffIds);
     const created: string[] = [];
     // Taken out as they are used; what is left at the end is removed.
     const offered = new Map(options.extracted ?? []);
+    const added = () => chain.filter((chainId) => created.includes(chainId) || ctx.shared!.has(chainId));
     // Label updates run while the next layer unpacks; all must succeed before we return.
     const labelling: Promise<void>[] = [];
     try {
@@ -233,10 +253,18 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
         }
         options.onLayer?.({ index: i, diffId: diffIds[i]!, chainId, state: applied ? "applied" : "exists" });
       }
+      // A layer taken from another namespace was verified there against this diff id
+      // (the chain id); the blob is labelled as an extraction here would have.
+      for (let i = 0; i < layers.length; i++) {
+        if (!ctx.shared!.has(chain[i]!)) continue;
+        const labelled = updateBlobLabels(svc.content, layers[i]!.digest, { [wellKnown.uncompressed]: diffIds[i]! }, callOptions(svc, lease));
+        labelled.catch(() => undefined);
+        labelling.push(labelled);
+      }
       await Promise.all(labelling);
     } catch (err) {
       await Promise.allSettled(labelling);
-      await removeSnapshots(svc, snapshotter, created, lease);
+      await removeSnapshots(svc, snapshotter, added(), lease);
       throw err;
     } finally {
       for (const offer of offered.values()) {
@@ -246,7 +274,7 @@ export async function unpackImage(svc: ImageServices, target: Descriptor, option
     }
     const top = chain.at(-1) ?? "";
     await updateBlobLabels(svc.content, resolved.configDescriptor.digest, { [`${wellKnown.gcRefSnapshotPrefix}${snapshotter}`]: top }, callOptions(svc, lease));
-    return { snapshotter, chainId: top, diffIds, config: resolved.configDescriptor, created };
+    return { snapshotter, chainId: top, diffIds, config: resolved.configDescriptor, created, added: added() };
   });
 }
 
@@ -273,7 +301,7 @@ async function unpackParallel(
   const takenBefore = new Set<string>();
   // A layer extracted while it downloaded is taken as it is when its diff id is the
   // config's (once its extraction ended); else it is extracted here.
-  const extract = async (layer: Descriptor, diffId: string, chainId: string): Promise<Extracted> => {
+  const extract = async (layer: Descriptor, diffId: string, chainId: string): Promise<Extracted | undefined> => {
     const offer = offered.get(layer.digest);
     if (offer !== undefined) {
       offered.delete(layer.digest);
@@ -291,16 +319,25 @@ async function unpackParallel(
     }
     return extractParentless(ctx, layer, diffId, chainId);
   };
-  const extractions = layers.map((layer, i) => (missing[i] ? extract(layer, diffIds[i]!, chain[i]!) : undefined));
-  // Every extraction settles before anything is committed or rolled back.
-  const settled = await Promise.allSettled(extractions.map((e) => e ?? Promise.resolve(undefined)));
-  const pending = new Set(settled.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value.key] : [])));
+  // Extraction snapshots made and not yet committed or removed.
+  const pending = new Set<string>();
+  const extractions = layers.map((layer, i) =>
+    missing[i]
+      ? extract(layer, diffIds[i]!, chain[i]!).then((extracted) => {
+          if (extracted) pending.add(extracted.key);
+          return extracted;
+        })
+      : Promise.resolve(undefined),
+  );
+  // Awaited in layer order below; a failure is seen there.
+  for (const extraction of extractions) extraction.catch(() => undefined);
   try {
-    const failed = settled.find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
+    // Each layer is committed as soon as it and those below are: a Prepare may wait for
+    // another unpack's extraction of the same chain id, and that unpack commits bottom-up
+    // too, so neither waits on a layer the other holds back.
     for (let i = 0; i < layers.length; i++) {
       const chainId = chain[i]!;
-      const extracted = (settled[i] as PromiseFulfilledResult<Extracted | undefined>).value;
+      const extracted = await extractions[i];
       let applied = false;
       const parent = i === 0 ? "" : chain[i - 1]!;
       // The bottom layer has nothing below to copy from: its made dirs keep the defaults.
@@ -332,6 +369,8 @@ async function unpackParallel(
       onLayer?.({ index: i, diffId: diffIds[i]!, chainId, state: applied ? "applied" : "exists" });
     }
   } finally {
+    // Every extraction settles before the uncommitted ones are rolled back.
+    await Promise.allSettled(extractions);
     for (const key of pending) await removeSnapshot(ctx, key);
   }
 }

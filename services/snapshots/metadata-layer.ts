@@ -8,13 +8,22 @@
 // transaction that inserts its row; a removal deletes the row first and the directory
 // after. A crash at any point therefore leaves at most a directory without a row, which
 // cleanup() (run at start-up, by Cleanup and by the collector's sweep) deletes.
+//
+// Layer sharing (docs/snapshotters.md): a Prepare labelled containerd.io/snapshot.ref
+// with a chain id another namespace has committed from an unpack gets that chain as
+// rows of its own over the same directories and ALREADY_EXISTS, as when the chain id is
+// in its own namespace already; one whose chain id is being extracted elsewhere waits
+// for that first. A directory goes with the last row that names it.
+import { existsSync, writeFileSync } from "node:fs";
 import { Kind } from "../../core/gen/containerd/services/snapshots/v1/snapshots.ts";
-import { BerthError, failedPrecondition, invalidArgument } from "../../core/errors.ts";
+import { alreadyExists, BerthError, failedPrecondition, invalidArgument } from "../../core/errors.ts";
 import type { Database } from "../../core/metadata-db.ts";
 import type { NewKind, SnapshotBackend } from "./backend.ts";
 import { labelsAfterUpdate } from "../../core/labels.ts";
 import type { Mount, Snapshotter } from "./snapshotter.ts";
-import { snapshotNotFound, SqliteSnapshotStore, type NewSnapshot, type SnapshotRecord, type SnapshotStore, type Usage } from "./store.ts";
+import { snapshotNotFound, snapshotRefLabel, SqliteSnapshotStore, type NewSnapshot, type SnapshotRecord, type SnapshotStore, type Usage } from "./store.ts";
+import { ExtractionClaims, waitAtMost, type Claim } from "./extraction-claims.ts";
+import { sharedTargetNote } from "../../core/image/layer-share.ts";
 
 /** A copy-up dir must name a path below the snapshot's root: relative, clean, no NUL. */
 function checkCopyUpDir(key: string, dir: Uint8Array): void {
@@ -26,17 +35,36 @@ function checkCopyUpDir(key: string, dir: Uint8Array): void {
   }
 }
 
+/**
+ * BERTH_SNAPSHOTS_CRASH_AT=after-remove:<file> kills this process once (the file records
+ * that it did) between a removal's row delete and its directory's: the crash test in
+ * test/snapshot-layer-share.test.ts proves the next start deletes a directory no row names.
+ */
+function crashPoint(point: string): void {
+  const [at, marker] = (process.env.BERTH_SNAPSHOTS_CRASH_AT ?? "").split(":");
+  if (at !== point || !marker || existsSync(marker)) return;
+  writeFileSync(marker, point);
+  process.kill(process.pid, "SIGKILL");
+}
+
 /** Another request replaced the parent while the new snapshot was being built on it. */
 class ParentChanged extends Error {}
 
 /** How often a create is retried when its parent was replaced meanwhile. */
 const parentChangeRetries = 3;
 
+/**
+ * How long a Prepare waits for another extraction of its chain id before extracting
+ * itself: bounds the wait on a client that died with its extraction snapshot unremoved.
+ */
+const shareWaitMs = () => Number(process.env.BERTH_LAYER_SHARE_WAIT_MS) || 10 * 60_000;
+
 export class NamespacedSnapshotter implements Snapshotter {
   private readonly store: SnapshotStore;
   private readonly backend: SnapshotBackend;
   /** Directory deletions of removed snapshots still under way. */
   private readonly removals = new Set<Promise<void>>();
+  private readonly claims = new ExtractionClaims();
 
   /** The snapshots of `backend`, recorded under `name` in the shared metadata database. */
   constructor(name: string, db: Database, backend: SnapshotBackend) {
@@ -58,7 +86,7 @@ export class NamespacedSnapshotter implements Snapshotter {
     const record = this.stat(namespace, key);
     // Only an active snapshot still changes; the others keep what commit measured.
     if (record.kind !== Kind.ACTIVE) return { size: record.size, inodes: record.inodes };
-    return this.backend.usage(record.id);
+    return this.backend.usage(record.dir);
   }
 
   mounts(namespace: string, key: string): Mount[] {
@@ -86,17 +114,22 @@ export class NamespacedSnapshotter implements Snapshotter {
       if (!this.backend.rebase) throw failedPrecondition(`failed to commit snapshot ${JSON.stringify(key)}: this snapshotter cannot set a parent at commit`);
       rebaseOnto = this.store.rebaseParent(namespace, active, parent);
     }
-    const usage = await this.backend.usage(active.id);
-    if (rebaseOnto) this.backend.rebase!(active.id, [rebaseOnto.id, ...this.store.parentChain(rebaseOnto)], copyUpDirs);
+    const usage = await this.backend.usage(active.dir);
+    if (rebaseOnto) this.backend.rebase!(active.dir, [rebaseOnto.dir, ...this.store.parentChain(rebaseOnto)], copyUpDirs);
     // The store checks again inside its transaction: the snapshot may have changed meanwhile.
     this.store.commit(namespace, key, name, labels, usage, Date.now(), lease, parent);
+    this.claims.release(namespace, key);
   }
 
   async remove(namespace: string, key: string, lease?: string): Promise<void> {
     const record = this.store.remove(namespace, key, lease);
+    this.claims.release(namespace, key);
+    crashPoint("after-remove");
+    // Another namespace's row still names a shared layer's directory.
+    if (!record.dirFreed) return;
     // The backend moves the directory aside at once and deletes it after the answer
     // (see SnapshotDirs.remove); the process stays until that is done (removing()).
-    const removal: Promise<void> = this.backend.remove(record.id).finally(() => this.removals.delete(removal));
+    const removal: Promise<void> = this.backend.remove(record.dir).finally(() => this.removals.delete(removal));
     this.removals.add(removal);
   }
 
@@ -118,6 +151,40 @@ export class NamespacedSnapshotter implements Snapshotter {
   }
 
   private async create(namespace: string, snapshot: Omit<NewSnapshot, "now">, lease: string | undefined): Promise<Mount[]> {
+    const target = snapshot.kind === Kind.ACTIVE ? snapshot.labels[snapshotRefLabel] : undefined;
+    if (!target || this.store.isolated(namespace)) return this.createRetrying(namespace, snapshot, lease);
+    const claim = await this.shareOrClaim(namespace, snapshot, target, lease);
+    try {
+      return await this.createRetrying(namespace, snapshot, lease);
+    } catch (err) {
+      this.claims.end(claim);
+      throw err;
+    }
+  }
+
+  /**
+   * For a Prepare of an extraction of chain id `target`: ALREADY_EXISTS once the chain is
+   * this namespace's (there already, or shared from another's layer rows), after waiting
+   * for an extraction of it under way; else the claim this extraction now holds
+   * (undefined when the wait timed out and another still holds it).
+   */
+  private async shareOrClaim(namespace: string, snapshot: Omit<NewSnapshot, "now">, target: string, lease: string | undefined): Promise<Claim | undefined> {
+    const deadline = Date.now() + shareWaitMs();
+    for (;;) {
+      // The target here already answers ALREADY_EXISTS, as it always did.
+      this.store.check(namespace, snapshot);
+      const taken = this.store.share(namespace, target, snapshot.parent, Date.now(), lease);
+      if (taken.length > 0) throw alreadyExists(`target snapshot ${JSON.stringify(target)} ${sharedTargetNote}: ${JSON.stringify(taken)}`);
+      const holder = this.claims.holder(target);
+      const left = deadline - Date.now();
+      // Taken in the same synchronous step as the look: two waiters woken together cannot both extract.
+      if (!holder) return this.claims.take(target, namespace, snapshot.key);
+      if (left <= 0) return undefined;
+      await waitAtMost(holder, left);
+    }
+  }
+
+  private async createRetrying(namespace: string, snapshot: Omit<NewSnapshot, "now">, lease: string | undefined): Promise<Mount[]> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.createOnce(namespace, snapshot, lease);
@@ -132,7 +199,7 @@ export class NamespacedSnapshotter implements Snapshotter {
     // Refuse a bad request before building anything.
     const parent = this.store.check(namespace, snapshot);
     const kind: NewKind = snapshot.kind === Kind.ACTIVE ? "active" : "view";
-    const parents = parent ? [parent.id, ...this.store.parentChain(parent)] : [];
+    const parents = parent ? [parent.dir, ...this.store.parentChain(parent)] : [];
     let staged: string;
     try {
       staged = await this.backend.stage(kind, parents);
@@ -162,10 +229,10 @@ export class NamespacedSnapshotter implements Snapshotter {
       this.backend.discard(placed === undefined ? staged : this.backend.pathOf(placed));
       throw err;
     }
-    return this.backend.mounts(record.id, record.kind, parents);
+    return this.backend.mounts(record.dir, record.kind, parents);
   }
 
   private mountsOf(record: SnapshotRecord): Mount[] {
-    return this.backend.mounts(record.id, record.kind, this.store.parentChain(record));
+    return this.backend.mounts(record.dir, record.kind, this.store.parentChain(record));
   }
 }
