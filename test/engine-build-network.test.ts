@@ -103,6 +103,12 @@ function networkLeftovers(networks: string[]) {
 
 const noNetworkLeft = { netns: [], endpoints: [], leases: [], cniResults: [], bridges: [], rules: [] };
 
+/** A build's RUN networks are released after its client has the outcome (build/job.ts): polled, then compared for a readable failure. */
+async function networkReleased(networks: string[]): Promise<void> {
+  await waitUntil("the build's RUN networks to be released", () => JSON.stringify(networkLeftovers(networks)) === JSON.stringify(noNetworkLeft)).catch(() => undefined);
+  assert.deepEqual(networkLeftovers(networks), noNetworkLeft);
+}
+
 /** The paths in an image's last layer (from `docker save`). */
 function lastLayerPaths(image: string): string[] {
   const dir = mkdtempSync(join(work, "save-"));
@@ -152,7 +158,7 @@ test("by default a RUN is on the bridge: it reaches a server on the gateway, and
   assert.doesNotMatch(catIn("net-bridge:2", "/hosts2"), new RegExp(run1!));
   assert.deepEqual(lastLayerPaths("net-bridge:2"), ["h2", "hosts2"]);
   ok(d.docker(["rm", "-f", "holder"]), "rm holder");
-  assert.deepEqual(networkLeftovers(["bridge"]), noNetworkLeft);
+  await networkReleased(["bridge"]);
   assert.deepEqual(buildLeftovers(d), nothingLeft);
 });
 
@@ -171,7 +177,7 @@ test("--network none: loopback only, the gateway's server is not reached", async
   const interfaces = catIn("net-none:1", "/devs").split("\n").slice(2).filter(Boolean).map((line) => line.trim().split(":")[0]);
   assert.deepEqual(interfaces, ["lo"]);
   ok(d.docker(["rm", "-f", "holder-none"]), "rm holder");
-  assert.deepEqual(networkLeftovers(["bridge"]), noNetworkLeft);
+  await networkReleased(["bridge"]);
 });
 
 test("--network host: the host's network namespace and loopback", async () => {
@@ -186,7 +192,7 @@ test("--network host: the host's network namespace and loopback", async () => {
   // The namespace itself is compared: the host's interface list moves while other tests make veths.
   assert.equal(catIn("net-host:1", "/netns").trim(), readlinkSync("/proc/self/ns/net"));
   assert.deepEqual(lastLayerPaths("net-host:1"), ["got", "netns"]);
-  assert.deepEqual(networkLeftovers(["bridge"]), noNetworkLeft);
+  await networkReleased(["bridge"]);
 });
 
 test("a user-defined network: the RUN gets its address and reaches a container there by name", async () => {
@@ -201,7 +207,7 @@ test("a user-defined network: the RUN gets its address and reaches a container t
   const runId = /^ ---> Running in ([0-9a-f]{12})$/m.exec(r.stdout)![1]!;
   assert.match(catIn("net-user:1", "/hosts-seen"), new RegExp(`^${subnetPrefix.replace(/\./g, "\\.")}\\.\\d+\\t${runId}$`, "m"));
   ok(d.docker(["rm", "-f", "web"]), "rm web");
-  assert.deepEqual(networkLeftovers(["bridge", "buildnet"]), noNetworkLeft);
+  await networkReleased(["bridge", "buildnet"]);
   // No endpoint of the RUN holds the network.
   ok(d.docker(["network", "rm", "buildnet"]), "network rm");
 });
@@ -227,13 +233,13 @@ test("an unknown network is Docker's error at the first RUN (exit 1, HTTP 200 wi
   assert.notEqual(berth.code, 0);
   assert.match(berth.stdout + berth.stderr, /network nosuchnet not found/);
   assert.deepEqual(buildLeftovers(d), nothingLeft);
-  assert.deepEqual(networkLeftovers(["bridge"]), noNetworkLeft);
+  await networkReleased(["bridge"]);
 });
 
 test("a failing RUN and a cancelled RUN on the bridge leave no network behind", async () => {
   const failing = await dockerBuild([writeContext(work, "failing", { Dockerfile: "FROM busybox\nRUN exit 3\n" })]);
   assert.equal(failing.code, 3, `${failing.stdout}\n${failing.stderr}`);
-  assert.deepEqual(networkLeftovers(["bridge"]), noNetworkLeft);
+  await networkReleased(["bridge"]);
   assert.deepEqual(buildLeftovers(d), nothingLeft);
 
   const dir = writeContext(work, "cancelled", { Dockerfile: "FROM busybox\nRUN while [ ! -e /go ]; do sleep 0.1; done\n" });
@@ -255,7 +261,7 @@ test("a failing RUN and a cancelled RUN on the bridge leave no network behind", 
     await exited;
   }
   await waitUntil("the cancelled build to be undone", () => buildLeftovers(d).runcProcesses.length === 0 && buildLeftovers(d).buildDirs.length === 0);
-  assert.deepEqual(networkLeftovers(["bridge"]), noNetworkLeft);
+  await networkReleased(["bridge"]);
   assert.deepEqual(buildLeftovers(d), nothingLeft);
 });
 

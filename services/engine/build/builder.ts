@@ -48,6 +48,7 @@ import { unsynced } from "./unsynced-mounts.ts";
 import { digestsOf } from "./context-digests.ts";
 import { newRunId, runcRootOf, runProcess, RunStartError } from "./run-process.ts";
 import { RunNetworks, type RunNetwork } from "./run-network.ts";
+import { buildNetworksDir } from "./work-dir.ts";
 import { removeRunMountPoints } from "./run-mountpoints.ts";
 import { copyTree, destinationIn, hashSources, selectSources, type Owner, type Selected } from "./sources.ts";
 import { archiveFormat, unpackArchive } from "./archives.ts";
@@ -208,7 +209,7 @@ export class Build {
     this.options = options;
     this.out = out;
     this.targetPlatform = requestedPlatform(options.platform);
-    this.runNetworks = new RunNetworks(backend, options.networkMode || "default", hooks.scratchDir ?? tmpdir());
+    this.runNetworks = new RunNetworks(backend, options.networkMode || "default", buildNetworksDir(backend.options.root));
     this.bases = new BaseImages(backend, { always: options.pull ?? false, auth: hooks.registryAuth ?? (() => ({})), signal: hooks.cancelled ?? new AbortController().signal, ...(backend.options.registry?.defaultRegistry ? { defaultRegistry: backend.options.registry.defaultRegistry } : {}) });
   }
 
@@ -227,7 +228,10 @@ export class Build {
     else this.out.stream(text);
   }
 
-  /** Runs the build; returns the final image id. Every RUN's process, mount and snapshot is gone when it settles, failed or not. */
+  /** Settles once the RUN steps' networks are released, after run() has settled. */
+  networksReleased: Promise<void> = Promise.resolve();
+
+  /** Runs the build; returns the final image id. Every RUN's process, mount and snapshot is gone when it settles, failed or not; its networks go after (networksReleased). */
   async run(): Promise<string> {
     try {
       return await this.steps();
@@ -235,7 +239,9 @@ export class Build {
       // The lease keeps what the writes need until they are done.
       await Promise.allSettled(this.writes.values());
       await this.leaseId?.then((id) => deleteLease(this.backend.images, id)).catch(() => undefined);
-      await this.runNetworks.close().catch((err: Error) => this.backend.log.warn({ err: err.message }, "releasing the RUN steps' networks failed"));
+      // Not waited for: releasing a bridge endpoint costs ~100 ms, and no later step or build
+      // needs it gone; the job waits for it after its client has the outcome (job.ts).
+      this.networksReleased = this.runNetworks.close().catch((err: Error) => this.backend.log.warn({ err: err.message }, "releasing the RUN steps' networks failed"));
       // Between builds: the files the next COPY steps will fill (a failure only leaves them to make theirs).
       inodePoolOf(this.backend.options.root).refill().catch((err: Error) => this.backend.log.warn({ err: err.message }, "build inode pool: cannot make files"));
     }

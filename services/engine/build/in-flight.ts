@@ -16,7 +16,6 @@ import type { ContainerManager } from "../containers/lifecycle.ts";
 import { SIGKILL } from "../containers/signals.ts";
 import { removeContext } from "./context.ts";
 import { releaseRuns, runcRootOf } from "./run-process.ts";
-import { releaseRunNetworks } from "./run-network.ts";
 import { Status as TaskStatus } from "../../../core/gen/containerd/types/task/task.ts";
 
 /** The label a build job puts on its RUN containers and leases: the job's id. */
@@ -225,7 +224,6 @@ export async function releaseInFlight(backend: Backend, manager: ContainerManage
   if (leftovers.dir) {
     // Before the mounts: a RUN's processes keep its rootfs busy until they are gone.
     await attempt("removing the build's RUN processes", () => releaseRuns(runcRootOf(leftovers.dir!)));
-    await attempt("releasing the networks of the build's RUN steps", () => releaseRunNetworks(backend, leftovers.dir!));
     for (const point of mountsUnder(leftovers.dir)) await attempt(`unmounting ${point}`, () => unmountAll(point, { detachBusy: true }));
   }
   const call = backend.call();

@@ -152,8 +152,8 @@ export class BuildJobs {
     }
     trace.mark("released");
     client.settle(outcome);
-    // The job ends with its last record stored (the client need not wait for that).
-    await record.flush();
+    // The job ends with its last record stored and its RUN networks released (the client need not wait for either).
+    await Promise.all([record.flush(), build.networksReleased]);
     if (!outcome.ok) throw new UnrecoverableError(outcome.message);
     return { image: outcome.image };
   }

@@ -10,7 +10,8 @@ import type { Backend } from "../backend.ts";
 import type { ContainerManager } from "../containers/lifecycle.ts";
 import { emptyProgress, releaseInFlight, type BuildProgress, type Leftovers } from "./in-flight.ts";
 import type { BuildJobData } from "./job.ts";
-import { buildJobId, listBuildDirs } from "./work-dir.ts";
+import { releaseRunNetworks } from "./run-network.ts";
+import { buildJobId, buildNetworksDir, listBuildDirs } from "./work-dir.ts";
 
 export const interruptedReason = "build interrupted: daemon restarted";
 
@@ -31,6 +32,12 @@ async function release(backend: Backend, manager: ContainerManager, leftovers: L
 }
 
 export async function recoverBuilds(backend: Backend, manager: ContainerManager, queue: Queue<BuildJobData>): Promise<void> {
+  // No build runs yet: every RUN network left is a killed daemon's.
+  try {
+    await releaseRunNetworks(backend, buildNetworksDir(backend.options.root));
+  } catch (err) {
+    backend.log.error({ err: (err as Error).message }, "cannot release the networks of interrupted builds' RUN steps");
+  }
   for (const job of await queue.getJobs(["active"])) {
     const progress = progressOf(job.progress);
     await release(backend, manager, { jobId: job.id!, inFlight: progress.inFlight, dir: job.data.dir, byLabel: true });

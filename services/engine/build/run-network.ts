@@ -7,9 +7,10 @@
 // build ends, whichever way it ends (RunNetworks below: the build's RUNs share them).
 //
 // The /etc files a RUN sees (hosts, hostname, resolv.conf) are written into a directory
-// of their own in the build's directory, `net-<id>`, before anything is attached: a
-// daemon killed mid-RUN leaves that directory, and the build's recovery releases the
-// namespace's network by the id in its name (releaseRunNetworks).
+// of their own, `<root>/engine/build-networks/net-<id>`, before anything is attached: a
+// daemon killed mid-RUN (or while a finished build's networks are released, which runs
+// after its client has the outcome) leaves that directory, and the next start releases
+// the namespace's network by the id in its name (releaseRunNetworks).
 import { randomBytes } from "node:crypto";
 import { readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -72,12 +73,13 @@ export class RunNetworks {
   private closed = false;
   private readonly backend: Backend;
   private readonly mode: string;
-  private readonly scratchDir: string;
+  /** Where the namespaces' /etc files go (work-dir.ts buildNetworksDir). */
+  private readonly filesDir: string;
 
-  constructor(backend: Backend, mode: string, scratchDir: string) {
+  constructor(backend: Backend, mode: string, filesDir: string) {
     this.backend = backend;
     this.mode = mode;
-    this.scratchDir = scratchDir;
+    this.filesDir = filesDir;
   }
 
   /**
@@ -152,7 +154,7 @@ export class RunNetworks {
 
   private async make(id: string, hostname: string): Promise<Sandbox> {
     if (this.mode === "host") return { id, mode: { kind: "host" } };
-    const dir = join(this.scratchDir, `${filesPrefix}${id}`);
+    const dir = join(this.filesDir, `${filesPrefix}${id}`);
     const files = writeContainerFiles(dir, hostname);
     if (this.mode === "none") return { id, mode: { kind: "private" }, files, dir };
     const manager = networkManager(this.backend);
@@ -181,18 +183,18 @@ export class RunNetworks {
   }
 }
 
-/** Releases the networks of the runs a killed build left in `buildDir` (their `net-<id>` directories); returns their ids. */
-export async function releaseRunNetworks(backend: Backend, buildDir: string): Promise<string[]> {
+/** Releases the networks of the runs a killed daemon left in `filesDir` (their `net-<id>` directories); returns their ids. */
+export async function releaseRunNetworks(backend: Backend, filesDir: string): Promise<string[]> {
   let names: string[];
   try {
-    names = readdirSync(buildDir).filter((name) => name.startsWith(filesPrefix));
+    names = readdirSync(filesDir).filter((name) => name.startsWith(filesPrefix));
   } catch {
     return [];
   }
   const ids = names.map((name) => name.slice(filesPrefix.length));
   for (const [i, id] of ids.entries()) {
     await networkManager(backend).release(id);
-    rmSync(join(buildDir, names[i]!), { recursive: true, force: true });
+    rmSync(join(filesDir, names[i]!), { recursive: true, force: true });
   }
   return ids;
 }

@@ -14,13 +14,26 @@ export function buildsDir(root: string): string {
   return join(root, "engine", "builds");
 }
 
-/** Whether a build's directory is left: a build runs, or one was interrupted. */
-export function hasBuildDirs(root: string): boolean {
+/**
+ * The /etc files of the builds' RUN networks, `net-<id>` each (build/run-network.ts): beside
+ * the builds' directories rather than in them, since a build's networks are released after
+ * its client has the outcome and its directory is gone.
+ */
+export function buildNetworksDir(root: string): string {
+  return join(root, "engine", "build-networks");
+}
+
+function hasEntries(dir: string): boolean {
   try {
-    return readdirSync(buildsDir(root)).length > 0;
+    return readdirSync(dir).length > 0;
   } catch {
     return false;
   }
+}
+
+/** Whether a build's directory or a RUN's network is left: a build runs, or one was interrupted. */
+export function hasBuildDirs(root: string): boolean {
+  return hasEntries(buildsDir(root)) || hasEntries(buildNetworksDir(root));
 }
 
 /** A new, empty build directory (0700, as the root is). */
