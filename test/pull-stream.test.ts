@@ -167,6 +167,8 @@ async function treesOf(svc: ImageServices, chainId: string): Promise<{ layers: R
 /** The same blobs unpacked one layer after another on its parent (the reference result), in a namespace of its own. */
 async function sequentialTrees(image: ImageParts, namespace: string) {
   const svc = ns(namespace);
+  // Extracts its own layers instead of sharing the pull's (docs/snapshotters.md): they are compared.
+  await svc.namespaces.create({ namespace: { name: namespace, labels: { "containerd.io/namespace.shareable": "false" } } }, callOptions(svc));
   const lease = (await svc.leases.create({ id: `sequential-${namespace}`, labels: {} }, callOptions(svc))).lease!.id;
   for (const blob of image.blobs) await writeBlob(svc.content, blob.data, { ref: `seq-${blob.digest}`, expected: blob.digest, total: blob.size }, callOptions(svc, lease));
   const before = process.env.BERTH_UNPACK_PARALLEL;
@@ -240,6 +242,38 @@ test("a layer extracts while its blob is still downloading; the unpacked image e
   assert.equal(streamed.merged["srv"], expected.merged["srv"]);
   assert.match(streamed.merged["srv"]!, /^dir 750 7:8 /, "the upper layer's implied srv/ keeps the lower layer's owner and mode");
   assert.equal(streamed.merged["gone"], undefined, "the whiteout hides the lower file");
+});
+
+/** The layer dirs a view of `chainId` in `namespace` stacks, bottom first. */
+async function layerPathsOf(namespace: string, chainId: string): Promise<string[]> {
+  const svc = ns(namespace);
+  const key = `paths-${randomBytes(4).toString("hex")}`;
+  const { mounts } = await svc.snapshots.view({ snapshotter, key, parent: chainId, labels: {} }, callOptions(svc));
+  try {
+    return layerDirs(mounts);
+  } finally {
+    await svc.snapshots.remove({ snapshotter, key }, callOptions(svc));
+  }
+}
+
+test("layers extracted during their download are shared: the next namespace's pull of the image extracts nothing", async () => {
+  const image = streamImage();
+  const ref = await seed(image, "stream/shared");
+  const held = image.layers[0]!.digest;
+  const release = holdLayer(held, "rest");
+  try {
+    const pull = berthctl(["pull", "--plain-http", ref], "shared-a");
+    await until("the held layer's extraction snapshot has files", async () => (await extractedSoFar("shared-a", held)) > 0);
+    release();
+    ok(await pull, "pull into shared-a");
+  } finally {
+    release();
+    proxy.rule = undefined;
+  }
+  ok(await berthctl(["pull", "--plain-http", ref], "shared-b"), "pull into shared-b");
+  const a = await layerPathsOf("shared-a", image.top);
+  assert.equal(a.length, 2);
+  assert.deepEqual(await layerPathsOf("shared-b", image.top), a, "shared-b stacks shared-a's layer dirs");
 });
 
 test("a connection cut mid-blob while extracting: the download resumes with Range and the extraction carries on", async () => {

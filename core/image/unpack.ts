@@ -350,6 +350,11 @@ async function unpackParallel(
       } else if (extracted) {
         pending.delete(extracted.key);
         try {
+          if (takenBefore.has(extracted.key)) {
+            // Extracted during the download, before its chain id was known: named now, so the
+            // committed layer is one other namespaces can share (docs/snapshotters.md).
+            await svc.snapshots.update({ snapshotter, info: { name: extracted.key, labels: { [snapshotRefLabel]: chainId } }, updateMask: [`labels.${snapshotRefLabel}`] }, callOptions(svc, lease));
+          }
           await svc.snapshots.commit({ snapshotter, name: chainId, key: extracted.key, labels: {}, parent, copyUpDirs: copyUpDirs === "overflow" ? [] : copyUpDirs }, callOptions(svc, lease));
           applied = true;
         } catch (err) {
