@@ -184,7 +184,7 @@ test("--network host: the host's network namespace and loopback", async () => {
   const token = `host-${randomBytes(6).toString("hex")}`;
   const server = await tokenServer("127.0.0.1", token);
   const dir = writeContext(work, "host", {
-    Dockerfile: `FROM busybox\nRUN readlink /proc/self/ns/net > /netns && busybox wget -q -O /got http://127.0.0.1:${server.port}/\n`,
+    Dockerfile: `FROM busybox\nRUN busybox readlink /proc/self/ns/net > /netns && busybox wget -q -O /got http://127.0.0.1:${server.port}/\n`,
   });
   const r = await dockerBuild(["--network", "host", "-t", "net-host:1", dir]);
   assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);

@@ -195,7 +195,7 @@ describe("what reaches the container", () => {
     const interfaces = (text: string) => text.split("\n").slice(2).filter(Boolean).map((l) => l.trim().split(":")[0]);
     assert.deepEqual(interfaces(none), ["lo"]);
     // The namespace itself is compared: the host's interface list moves while other tests make veths.
-    const host = ok(docker(["run", "--rm", "--network", "host", "busybox", "readlink", "/proc/self/ns/net"])).stdout.trim();
+    const host = ok(docker(["run", "--rm", "--network", "host", "busybox", "busybox", "readlink", "/proc/self/ns/net"])).stdout.trim();
     assert.equal(host, readlinkSync("/proc/self/ns/net"));
   });
 });
