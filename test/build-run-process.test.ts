@@ -3,14 +3,14 @@
 // without an engine around it. Each test checks that nothing of the run is left: runc's
 // state, the bundle, a mount, a cgroup in any hierarchy, a process.
 import assert from "node:assert/strict";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { containerSpec } from "../core/oci/spec.ts";
 import { newRunId, releaseRuns, runcRootOf, runProcess, RunStartError, type RunRequest } from "../services/engine/build/run-process.ts";
-import { readdirOrEmpty } from "./fixtures/namespace-leftovers.ts";
+import { readdirOrEmpty, removeCgroupParent } from "./fixtures/namespace-leftovers.ts";
 
 // runc puts a run in the cgroup /<namespace>/<id> of every hierarchy.
 const namespace = `berth-run-test-${process.pid}`;
@@ -71,21 +71,7 @@ describe("a RUN step's process (runc run)", () => {
     // What a failed test may have left: its runs, their mounts and cgroups, the directory.
     await releaseRuns(runcRootOf(base)).catch(() => undefined);
     for (const target of mountsUnderBase().reverse()) spawnSync("umount", ["-l", target]);
-    for (const hierarchy of readdirOrEmpty("/sys/fs/cgroup")) {
-      const dir = join("/sys/fs/cgroup", hierarchy, namespace);
-      for (const child of readdirOrEmpty(dir)) {
-        try {
-          rmdirSync(join(dir, child));
-        } catch {
-          // not a cgroup, or still busy
-        }
-      }
-      try {
-        rmdirSync(dir);
-      } catch {
-        // absent
-      }
-    }
+    removeCgroupParent(namespace);
     if (base && mountsUnderBase().length === 0) rmSync(base, { recursive: true, force: true });
   });
 
