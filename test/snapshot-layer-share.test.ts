@@ -21,8 +21,7 @@ import { writeBlob } from "../core/content-client.ts";
 import { connectImageServices } from "../core/image/connect.ts";
 import { callOptions, type ImageServices } from "../core/image/services.ts";
 import { removeSnapshots, unpackImage, type UnpackResult } from "../core/image/unpack.ts";
-import { mountAll, unmountAll } from "../core/mounts.ts";
-import type { Mount } from "../core/gen/containerd/types/mount.ts";
+import { withChainView } from "./fixtures/trees.ts";
 
 const sn = "overlayfs";
 
@@ -85,30 +84,7 @@ async function unpackIn(d: Daemon, namespace: string, parts = image, namespaceLa
 /** An image's diff ids, from its config. */
 const diffIdsOf = (parts: ImageParts) => (JSON.parse(parts.config.data.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
 
-/** The layer dirs (topmost first) a view of the chain stacks. */
-function layerDirs(mounts: Mount[]): string[] {
-  const m = mounts[0]!;
-  if (m.type === "bind") return [m.source];
-  return m.options.find((o) => o.startsWith("lowerdir="))!.slice("lowerdir=".length).split(":");
-}
-
-/** Mounts a read-only view of the unpacked chain and runs `fn` on its layer dirs and merged tree. */
-async function withView<T>(u: Unpacked, fn: (layers: string[], merged: string) => T): Promise<T> {
-  const key = `view-${Math.random().toString(36).slice(2)}`;
-  const { mounts } = await u.svc.snapshots.view({ snapshotter: sn, key, parent: u.chainId, labels: {} }, callOptions(u.svc, u.lease));
-  const target = mkdtempSync(join(work, "view-"));
-  try {
-    await mountAll(mounts, target);
-    try {
-      return fn(layerDirs(mounts), target);
-    } finally {
-      await unmountAll(target, { detachBusy: true });
-    }
-  } finally {
-    await u.svc.snapshots.remove({ snapshotter: sn, key }, callOptions(u.svc, u.lease));
-    rmSync(target, { recursive: true, force: true });
-  }
-}
+const withView = <T>(u: Unpacked, fn: (layers: string[], merged: string) => T): Promise<T> => withChainView(u, sn, work, fn);
 
 /** What a container on the image sees. */
 const filesOf = (merged: string) => ["etc/base", "etc/over", "app/bin", "app/conf"].map((f) => readFileSync(join(merged, f), "utf8"));

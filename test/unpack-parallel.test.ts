@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { Metadata, Status } from "nice-grpc";
 import { startDaemon, grpcError, type Daemon } from "./harness.ts";
-import { layerDirs, treeOf } from "./fixtures/trees.ts";
+import { treeOf, withChainView } from "./fixtures/trees.ts";
 import { blobOf, imageFromLayers, type ImageParts } from "./fixtures/archives.ts";
 import { encodeHeader, endOfArchive, padding, type TarWriteHeader } from "../core/tar/writer.ts";
 import { sha256Digest } from "../core/digest.ts";
@@ -22,7 +22,6 @@ import { connectImageServices } from "../core/image/connect.ts";
 import { callOptions, type ImageServices } from "../core/image/services.ts";
 import { unpackImage } from "../core/image/unpack.ts";
 import { isAlreadyExists } from "../core/grpc-status.ts";
-import { mountAll, unmountAll } from "../core/mounts.ts";
 import type { Mount } from "../core/gen/containerd/types/mount.ts";
 import * as native from "../native/index.ts";
 
@@ -125,22 +124,7 @@ async function snapshotNames(svc: ImageServices): Promise<string[]> {
   return names.sort();
 }
 
-/** Runs fn with a read-only view of the chain and its merged tree mounted. */
-async function withView<T>(u: { svc: ImageServices; lease: string; chainId: string }, fn: (layers: string[], merged: string) => T): Promise<T> {
-  const key = `view-${u.chainId}`;
-  const { mounts } = await u.svc.snapshots.view({ snapshotter: "overlayfs", key, parent: u.chainId, labels: {} }, callOptions(u.svc, u.lease));
-  const target = mkdtempSync(join(work, "view-"));
-  try {
-    await mountAll(mounts, target);
-    try {
-      return fn(layerDirs(mounts), target);
-    } finally {
-      await unmountAll(target, { detachBusy: true });
-    }
-  } finally {
-    await u.svc.snapshots.remove({ snapshotter: "overlayfs", key }, callOptions(u.svc, u.lease));
-  }
-}
+const withView = <T>(u: { svc: ImageServices; lease: string; chainId: string }, fn: (layers: string[], merged: string) => T): Promise<T> => withChainView(u, "overlayfs", work, fn);
 
 for (const applier of ["native", "js"] as const) {
   describe(`parallel unpack with the ${applier} applier`, () => {
