@@ -265,6 +265,23 @@ test("a failing RUN and a cancelled RUN on the bridge leave no network behind", 
   assert.deepEqual(buildLeftovers(d), nothingLeft);
 });
 
+test("berthd stopped right after a build on the bridge: the build's RUN network is released before it exits", async () => {
+  const built = await dockerBuild([writeContext(work, "stopped", { Dockerfile: "FROM busybox\nRUN true\n" })]);
+  assert.equal(built.code, 0, `${built.stdout}\n${built.stderr}`);
+  const cniName = `berth-${inspectNetwork("bridge").Id.slice(0, 12)}`;
+  // At once: the release runs after the client has the outcome, and the stop must wait for it.
+  await d.stop();
+  try {
+    const dir = (path: string) => (existsSync(path) ? readdirSync(path) : []);
+    assert.deepEqual(dir(join(d.state, "netns")), [], "no RUN namespace is left");
+    assert.deepEqual(dir(join(d.root, "engine", "build-networks")), [], "no RUN's /etc files are left");
+    const rules = ["filter", "nat"].flatMap((table) => execFileSync("iptables-save", ["-t", table], { encoding: "utf8" }).split("\n"));
+    assert.deepEqual(rules.filter((line) => line.includes(cniName)), [], "no NAT rule for the RUN's address is left");
+  } finally {
+    await d.start();
+  }
+});
+
 test("berthd killed mid-RUN on the bridge: the restarted engine gives the RUN's network back", async () => {
   const dir = writeContext(work, "killed", { Dockerfile: "FROM busybox\nRUN while [ ! -e /go ]; do sleep 0.1; done\n" });
   const child = spawn("docker", ["build", dir], { env: { ...process.env, DOCKER_HOST: `unix://${d.dockerSocket}`, DOCKER_CONFIG: join(d.base, "docker-config"), DOCKER_BUILDKIT: "0" } });

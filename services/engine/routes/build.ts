@@ -18,6 +18,7 @@ import { buildJobId, hasBuildDirs, newBuildDir } from "../build/work-dir.ts";
 import type { BuildJobs } from "../build/job.ts";
 import { authFor, registryConfigs } from "../images/transfer-routes.ts";
 import { startTrace } from "../build/trace.ts";
+import { networkManager } from "../networks/index.ts";
 
 function jsonMap(text: string | null, what: string): Record<string, string | null> {
   if (!text) return {};
@@ -38,13 +39,27 @@ export function registerBuildRoutes(router: Router, backend: Backend): void {
   let jobs: Promise<BuildJobs> | undefined;
   const buildJobs = () =>
     (jobs ??= import("../build/job.ts")
-      .then((m) => m.BuildJobs.open(backend, manager, backend.options.redisUrl ?? process.env.BERTH_REDIS_URL))
+      .then((m) => {
+        // Closers run last registered first, and the jobs release their builds' RUN networks
+        // as they close (job.ts): the network manager is made (and its closer registered)
+        // before the jobs' closer, so it is still open for those releases.
+        networkManager(backend);
+        return m.BuildJobs.open(backend, manager, backend.options.redisUrl ?? process.env.BERTH_REDIS_URL);
+      })
+      .then((opened) => {
+        backend.onClose(() => closeJobs(opened));
+        return opened;
+      })
       .catch((err: Error) => {
         jobs = undefined;
         throw err;
       }));
+  let jobsClosed: Promise<void> | undefined;
+  const closeJobs = (opened: BuildJobs) => (jobsClosed ??= opened.close());
+  // For jobs still opening when the engine closes.
   backend.onClose(async () => {
-    await (await jobs?.catch(() => undefined))?.close();
+    const opened = await jobs?.catch(() => undefined);
+    if (opened) await closeJobs(opened);
   });
   if (hasBuildDirs(backend.options.root)) buildJobs().catch((err: Error) => backend.log.warn({ err: err.message }, "cannot undo interrupted builds"));
   router.post("/build", async (ctx) => {
