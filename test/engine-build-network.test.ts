@@ -13,7 +13,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { childPids, ok, type Daemon, type RunResult } from "./harness.ts";
+import { childPids, ok, runAsync, type Daemon, type RunResult } from "./harness.ts";
 import { engineHttpText, startEngineWithBusybox } from "./fixtures/engine-session.ts";
 import { eventually, waitUntil } from "./fixtures/poll.ts";
 import { freeSubnetPrefixes } from "./fixtures/host-network.ts";
@@ -42,15 +42,7 @@ after(async () => {
 
 /** `docker build` without blocking this process (its servers must answer the RUN steps meanwhile). */
 function dockerBuild(args: string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("docker", ["build", ...args], { env: { ...process.env, DOCKER_HOST: `unix://${d.dockerSocket}`, DOCKER_CONFIG: join(d.base, "docker-config"), DOCKER_BUILDKIT: "0" } });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code: code ?? 128, stdout, stderr }));
-  });
+  return runAsync("docker", ["build", ...args], { ...process.env, DOCKER_HOST: `unix://${d.dockerSocket}`, DOCKER_CONFIG: join(d.base, "docker-config"), DOCKER_BUILDKIT: "0" });
 }
 
 /** A TCP server on `host` that answers every connection with an HTTP reply carrying `body`, and records where each came from. */

@@ -186,6 +186,23 @@ export function run(cmd: string, args: string[], input?: string | Buffer, env?: 
   return { code: r.status ?? 128, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 
+/** run() without blocking the event loop (a test's proxies, servers and polling run meanwhile); killed after `timeoutMs`. */
+export function runAsync(cmd: string, args: string[], env?: NodeJS.ProcessEnv, timeoutMs = 240_000): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: env ?? process.env });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 128, stdout, stderr });
+    });
+  });
+}
+
 /** `r`, after asserting that the command succeeded. */
 export function ok(r: RunResult, what = "command"): RunResult {
   assert.equal(r.code, 0, `${what} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);

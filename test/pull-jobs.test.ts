@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { distDir, ok, sleep, startDaemon, tableRows, type Daemon, type RunResult } from "./harness.ts";
+import { distDir, ok, sleep, startDaemon, tableRows, type Daemon, type RunResult, runAsync } from "./harness.ts";
 import { closeChannels } from "../core/grpc-client.ts";
 import { blobInfo } from "../core/content-client.ts";
 import { sha256Digest } from "../core/digest.ts";
@@ -37,19 +37,7 @@ const ns = (namespace: string): ImageServices => connectImageServices(d.address,
 
 /** berthctl, without blocking the event loop (the proxy and the test's own polling run meanwhile). */
 function berthctl(args: string[], namespace = "default"): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(distDir, "berthctl.js"), "--address", d.address, "--namespace", namespace, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => (stdout += c));
-    child.stderr.on("data", (c) => (stderr += c));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 240_000);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 128, stdout, stderr });
-    });
-  });
+  return runAsync(process.execPath, [join(distDir, "berthctl.js"), "--address", d.address, "--namespace", namespace, ...args]);
 }
 
 /** berthctl killed once `until` holds (a caller that goes away mid-pull). */

@@ -8,13 +8,12 @@
 // goes on extracting where it was.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { distDir, ok, sleep, startDaemon, type Daemon, type RunResult } from "./harness.ts";
+import { distDir, ok, sleep, startDaemon, type Daemon, type RunResult, runAsync } from "./harness.ts";
 import { closeChannels } from "../core/grpc-client.ts";
 import { writeBlob } from "../core/content-client.ts";
 import { sha256Digest } from "../core/digest.ts";
@@ -38,19 +37,7 @@ const snapshotter = "overlayfs";
 const ns = (namespace: string): ImageServices => connectImageServices(d.address, namespace);
 
 function berthctl(args: string[], namespace: string): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(distDir, "berthctl.js"), "--address", d.address, "--namespace", namespace, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => (stdout += c));
-    child.stderr.on("data", (c) => (stderr += c));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 240_000);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 128, stdout, stderr });
-    });
-  });
+  return runAsync(process.execPath, [join(distDir, "berthctl.js"), "--address", d.address, "--namespace", namespace, ...args]);
 }
 
 type Spec = Partial<TarWriteHeader> & { name: string; data?: Buffer };
