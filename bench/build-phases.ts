@@ -11,13 +11,13 @@
 // trace.ts): the engine's own marks are printed too, each the median of its position.
 import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { randomBytes } from "node:crypto";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { startDaemon, type Daemon } from "../test/harness.ts";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { skopeoArchives } from "../test/fixtures/archives.ts";
 import { median } from "./measure.ts";
+import { changeOneFile, writeBenchContext } from "./build-context.ts";
 
 const rounds = Number(process.env.ROUNDS ?? 5);
 const scenarios = (process.env.SCENARIOS ?? "changed,cached,cold").split(",");
@@ -87,14 +87,8 @@ try {
     const r = d.docker(["load", "-q"], archive);
     if (r.code !== 0) throw new Error(`docker load: ${r.stderr}`);
   }
-  const context = join(base, "context");
-  mkdirSync(join(context, "small"), { recursive: true });
-  writeFileSync(join(context, "big.bin"), randomBytes(20 << 20));
-  for (let i = 0; i < 200; i++) writeFileSync(join(context, "small", `f${i}.txt`), `file ${i}\n`);
-  writeFileSync(
-    join(context, "Dockerfile"),
-    ["FROM busybox", "COPY big.bin /data/big.bin", "COPY small/ /data/small/", "RUN ls /data/small | wc -l > /count", "RUN echo built > /built", "ENV APP=bench", "WORKDIR /data", 'CMD ["cat", "/count"]', ""].join("\n"),
-  );
+  const context = writeBenchContext(base);
+
   for (const [, d] of daemons) await timedBuild(d, context, []);
   traces();
   console.log(`load ${loadavg()[0]!.toFixed(2)} before`);
@@ -104,7 +98,7 @@ try {
     const phases = new Map(daemons.map(([name]) => [name, new Map<string, number[]>()]));
     const totals = new Map(daemons.map(([name]) => [name, [] as number[]]));
     for (let i = 0; i < rounds; i++) {
-      if (scenario === "changed") writeFileSync(join(context, "small", "f7.txt"), `edit ${++edits} ${Date.now()}\n`);
+      if (scenario === "changed") changeOneFile(context, `edit ${++edits} ${Date.now()}\n`);
       for (const [name, d] of daemons) {
         const marks = await timedBuild(d, context, args);
         for (const [phase, ms] of marks) phases.get(name)!.set(phase, [...(phases.get(name)!.get(phase) ?? []), ms]);

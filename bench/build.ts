@@ -4,14 +4,14 @@
 // interleaved: cold (--no-cache), fully cached, and one of the 200 files changed.
 // Median of BENCH_RUNS (default 3). Results in bench/results/build.md.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { repoRoot } from "../test/harness.ts";
 import { dockerdInstalled } from "./daemons.ts";
 import { startBerthAndDockerd, type Engine } from "./docker-engines.ts";
 import { median } from "./measure.ts";
+import { changeOneFile, writeBenchContext } from "./build-context.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 
@@ -39,14 +39,7 @@ function buildMs(socket: string, args: string[]): number {
   return Number(process.hrtime.bigint() - start) / 1e6;
 }
 
-const context = join(base, "context");
-mkdirSync(join(context, "small"), { recursive: true });
-writeFileSync(join(context, "big.bin"), randomBytes(20 << 20));
-for (let i = 0; i < 200; i++) writeFileSync(join(context, "small", `f${i}.txt`), `file ${i}\n`);
-writeFileSync(
-  join(context, "Dockerfile"),
-  ["FROM busybox", "COPY big.bin /data/big.bin", "COPY small/ /data/small/", "RUN ls /data/small | wc -l > /count", "RUN echo built > /built", "ENV APP=bench", "WORKDIR /data", 'CMD ["cat", "/count"]', ""].join("\n"),
-);
+const context = writeBenchContext(base);
 
 let edits = 0;
 /** Each scenario's wall times per engine, interleaved run by run. */
@@ -66,7 +59,7 @@ try {
 
   const cold = scenario(() => {}, ["--no-cache"]);
   const cached = scenario(() => {}, []);
-  const changed = scenario(() => writeFileSync(join(context, "small", "f7.txt"), `edit ${++edits}\n`), []);
+  const changed = scenario(() => changeOneFile(context, `edit ${++edits}\n`), []);
   const ratio = (m: Map<string, number>) => (m.get("berth")! / m.get("dockerd")!).toFixed(2);
   const row = (label: string, m: Map<string, number>) => `| ${label} | ${m.get("berth")!.toFixed(0)} | ${m.get("dockerd")!.toFixed(0)} | **${ratio(m)}×** |`;
   const report = [
