@@ -295,15 +295,19 @@ describe("layer sharing across namespaces", () => {
     const target = `sha256:${"cd".repeat(32)}`;
     const ref = { "containerd.io/snapshot.ref": target };
     const { mounts } = await a.snapshots.prepare({ snapshotter: sn, key: "extract-a", parent: "", labels: ref }, callOptions(a));
-    const waiting = b.snapshots.prepare({ snapshotter: sn, key: "extract-b", parent: "", labels: ref }, callOptions(b));
+    // Killed while waiting, the call fails; if the kill came before the call reached the
+    // process, a fresh one (no claims) made b an extraction snapshot of its own instead.
+    // The outcome is taken at once: a failure arriving while the test still waits for the
+    // process to go would otherwise be an unhandled rejection, failing the test.
+    const outcome = b.snapshots.prepare({ snapshotter: sn, key: "extract-b", parent: "", labels: ref }, callOptions(b)).then(
+      () => "made",
+      () => "failed",
+    );
     const pid = d.servicePid("snapshots")!;
     process.kill(pid, "SIGKILL");
     await until("the snapshots process is gone", () => d.servicePid("snapshots") !== pid);
-    // Killed while waiting, the call fails; if the kill came before the call reached the
-    // process, a fresh one (no claims) made b an extraction snapshot of its own instead.
-    const outcome = await waiting.then(() => "made", () => "failed");
     await whenServing(() => a.snapshots.usage({ snapshotter: sn, key: "extract-a" }, callOptions(a)));
-    if (outcome === "made") await b.snapshots.remove({ snapshotter: sn, key: "extract-b" }, callOptions(b));
+    if ((await outcome) === "made") await b.snapshots.remove({ snapshotter: sn, key: "extract-b" }, callOptions(b));
     const err = await grpcError(b.snapshots.stat({ snapshotter: sn, key: "extract-b" }, callOptions(b)));
     assert.equal(err.code, Status.NOT_FOUND, "no half-made snapshot in b");
     // The extraction survives in a; "applied" by hand, then committed.
