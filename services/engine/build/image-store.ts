@@ -159,7 +159,7 @@ export async function storeImage(backend: Backend, lease: string, image: BuildIm
  * (its labels then are `{ [cacheKeyLabel]: key }`). A build's next step need not wait for
  * those writes.
  */
-export function storeImageLater(backend: Backend, lease: string, image: BuildImage, key: string): { image: BuildImage; written: Promise<boolean> } {
+export function storeImageLater(backend: Backend, lease: string, image: BuildImage, key: string, layerStored?: Promise<unknown>): { image: BuildImage; written: Promise<boolean> } {
   const svc = backend.images;
   const call = backend.call(lease);
   const configBytes = Buffer.from(goJson(image.document));
@@ -179,7 +179,8 @@ export function storeImageLater(backend: Backend, lease: string, image: BuildIma
     writeBlob(svc.content, configBytes, { ref: `build-config-${randomBytes(8).toString("hex")}`, expected: configDigest }, call),
     writeBlob(svc.content, manifestBytes, { ref: `build-manifest-${randomBytes(8).toString("hex")}`, labels: gcLabels, expected: manifestDigest }, call),
   ]);
-  const named = svc.images.create({ image: { name, labels: { [cacheKeyLabel]: key }, target, createdAt: undefined, updatedAt: undefined } }, backend.call()).then(
+  // A layer still being stored (`layerStored`) is waited for: no name for an image whose layer may never be there.
+  const named = (layerStored ?? Promise.resolve()).then(() => svc.images.create({ image: { name, labels: { [cacheKeyLabel]: key }, target, createdAt: undefined, updatedAt: undefined } }, backend.call())).then(
     () => true,
     (err: unknown) => {
       if (!isAlreadyExists(err)) throw err;
