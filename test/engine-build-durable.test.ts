@@ -16,6 +16,7 @@ import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
 import { buildLeftovers, cachedSteps, nothingLeft, runCgroupsLeft, runningBuildRuns, writeContext } from "./fixtures/build.ts";
 import { removeEveryContainer } from "./engine-cleanup.ts";
 import { queuePrefix } from "../services/jobs/transfer/queues.ts";
+import { ownLayerLimit } from "../services/engine/build/step-layer.ts";
 
 let d: Daemon;
 let work: string;
@@ -154,12 +155,14 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
 
   test("berthd killed mid-COPY: its active snapshot and lease are in the job's record, and gone after the restart", async () => {
     // The COPY stops in its diff (the diff process is stopped), its snapshot and lease made.
-    const warm = context("warm-diff", { Dockerfile: "FROM busybox\nCOPY w.txt /w.txt\n", "w.txt": `${Date.now()}\n` });
+    // Its layer is past what the engine reads itself (a small one never reaches the diff process).
+    const large = "x".repeat(ownLayerLimit);
+    const warm = context("warm-diff", { Dockerfile: "FROM busybox\nCOPY w.txt large.txt /w/\n", "w.txt": `${Date.now()}\n`, "large.txt": large });
     ok(d.docker(["build", "--no-cache", warm], undefined, { DOCKER_BUILDKIT: "0" }), "a build that starts the diff process");
     const diff = d.servicePid("diff");
     assert.ok(diff, "the diff process runs");
     process.kill(diff, "SIGSTOP");
-    const dir = context("interrupted-copy", { Dockerfile: "FROM busybox\nENV STAGE=two\nCOPY b.txt /b.txt\nCMD [\"true\"]\n", "b.txt": "b\n" });
+    const dir = context("interrupted-copy", { Dockerfile: "FROM busybox\nENV STAGE=two\nCOPY b.txt large.txt /\nCMD [\"true\"]\n", "b.txt": "b\n", "large.txt": large });
     const first = startBuild(dir, ["-t", "durable:2"]);
     try {
       const progress = await until("the COPY's snapshot and lease in the job's record", async () => {
