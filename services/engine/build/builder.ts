@@ -43,7 +43,7 @@ import type { AuthConfig } from "../images/transfer-routes.ts";
 import { CacheIndex, markResult, PlatformMismatch, scratchImage, storeImageLater, type BuildImage, type ImageDocument } from "./image-store.ts";
 import { automaticPlatformArgNames, automaticPlatformArgs, cannotRunHere, documentPlatform, fromPlatform, requestedPlatform } from "./platforms.ts";
 import { hostPlatform, type Platform } from "../../../core/image/platform.ts";
-import { ownLayer, stepLayer, storeOwnLayer, type LayerDescriptor, type OwnLayer } from "./step-layer.ts";
+import { ownLayer, ownLayerLimit, stepLayer, storeOwnLayer, type LayerDescriptor, type OwnLayer } from "./step-layer.ts";
 import { unsynced } from "./unsynced-mounts.ts";
 import { digestsOf } from "./context-digests.ts";
 import { newRunId, runcRootOf, runProcess, RunStartError } from "./run-process.ts";
@@ -853,6 +853,8 @@ export class Build {
       const hit = await this.cached(parent, keyText);
       if (hit) return hit;
       const destIsDir = dest.endsWith("/") || selected.length > 1 || sourceCount > 1;
+      // A file that alone fills the most the engine reads itself: the diff service makes the layer at once.
+      const readHere = !selected.some((s) => s.stat.isFile() && s.stat.size >= ownLayerLimit);
       return withLease(this.backend.images, await this.lease(), async (lease) => {
         const key = `build-copy-${randomBytes(8).toString("hex")}`;
         let committed = false;
@@ -875,7 +877,7 @@ export class Build {
             await unmountAll(target, { detachBusy: true });
             this.trace.mark("copy unmount");
           }
-          const made = await this.commitStep(parent, key, mounts, createdBy, this.key(parent, keyText), lease, true);
+          const made = await this.commitStep(parent, key, mounts, createdBy, this.key(parent, keyText), lease, readHere);
           committed = made.committed;
           return made.image;
         } finally {
