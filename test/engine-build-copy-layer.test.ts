@@ -1,9 +1,10 @@
-// A COPY's layer is read from its snapshot's upper dir in the engine (services/engine/build/
-// step-layer.ts ownLayer) instead of by the diff service. Its bytes must be the ones the
-// diff service makes of the same upper dir: each COPY layer of a real build (nested dirs,
-// --chown, --chmod, symlinks, hard links, non-ASCII and long names, a copy into a directory
-// of the base image, a file of the base image replaced) is diffed again by the real diff
-// service from its committed snapshot, and the two digests compared.
+// A COPY's or RUN's small layer is read from its snapshot's upper dir in the engine
+// (services/engine/build/step-layer.ts ownLayer) instead of by the diff service. Its bytes
+// must be the ones the diff service makes of the same upper dir: each such layer of a real
+// build (nested dirs, --chown, --chmod, symlinks, hard links, non-ASCII and long names, a
+// copy into a directory of the base image, a file of the base image replaced, a RUN's own
+// files and links) is diffed again by the real diff service from its committed snapshot,
+// and the two digests compared.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
@@ -51,7 +52,7 @@ async function diffServiceLayer(name: string): Promise<string> {
   }
 }
 
-test("each COPY layer the engine read is byte for byte the diff service's layer of the same upper dir", async () => {
+test("each COPY and RUN layer the engine read is byte for byte the diff service's layer of the same upper dir", async () => {
   const long = `${"deep-directory-name/".repeat(6)}a-file-name-past-the-ustar-limit.txt`;
   const dir = writeContext(work, "tree", {
     Dockerfile: [
@@ -61,6 +62,7 @@ test("each COPY layer the engine read is byte for byte the diff service's layer 
       "COPY --chmod=750 tree/ /modes/",
       "COPY tree/nested/ /etc/",
       "COPY tree/top.txt /etc/group",
+      "RUN mkdir -p /made/sub && echo x > /made/sub/f && ln /made/sub/f /made/sub/h && ln -s f /made/sub/l && chown 7:8 /made/sub/h && chmod 4755 /made/sub/f",
       "",
     ].join("\n"),
     "tree/top.txt": "top\n",
@@ -79,20 +81,20 @@ test("each COPY layer the engine read is byte for byte the diff service's layer 
 
   ok(classicBuild(d, dir, ["-t", "copy-layer:1"]), "build");
   const diffIds = JSON.parse(ok(d.docker(["inspect", "--format", "{{json .RootFS.Layers}}", "copy-layer:1"]), "inspect").stdout) as string[];
-  const copies = diffIds.slice(-5);
-  assert.equal(copies.length, 5);
+  const steps = diffIds.slice(-6);
+  assert.equal(steps.length, 6);
   // The trace line is appended once the build has released everything, maybe after the client's exit.
   const marks = await eventually("the build's trace", () => {
     const line = existsSync(join(work, "trace.jsonl")) ? readFileSync(join(work, "trace.jsonl"), "utf8").split("\n")[0] : "";
     return line ? (JSON.parse(line) as [string, number][]).map(([mark]) => mark) : undefined;
   });
-  assert.equal(marks.filter((m) => m === "layer read").length, 5, `every COPY's layer read in the engine: ${marks.join(", ")}`);
-  assert.ok(!marks.includes("diff"), "no COPY's layer left to the diff service");
-  for (const [i, diffId] of copies.entries()) {
-    const name = chainId(diffIds.slice(0, diffIds.length - copies.length + i + 1));
-    assert.equal(await diffServiceLayer(name), diffId, `COPY ${i + 1}: the diff service's layer of the same upper dir`);
+  assert.equal(marks.filter((m) => m === "layer read").length, 6, `every step's layer read in the engine: ${marks.join(", ")}`);
+  assert.ok(!marks.includes("diff"), "no step's layer left to the diff service");
+  for (const [i, diffId] of steps.entries()) {
+    const name = chainId(diffIds.slice(0, diffIds.length - steps.length + i + 1));
+    assert.equal(await diffServiceLayer(name), diffId, `step ${i + 2}: the diff service's layer of the same upper dir`);
   }
-  // What the layers hold, seen from a container: owners and modes as each COPY set them.
-  const seen = ok(d.docker(["run", "--rm", "copy-layer:1", "sh", "-c", "stat -c '%n %a %u:%g' /app/top.txt /owned/nested/inner /modes/top.txt /etc/inner/deeper/file.txt; readlink /app/nested/link-up; cat /etc/group"]), "run").stdout;
-  assert.equal(seen, "/app/top.txt 4755 0:0\n/owned/nested/inner 700 1000:2000\n/modes/top.txt 750 0:0\n/etc/inner/deeper/file.txt 644 0:0\n../top.txt\ntop\n");
+  // What the layers hold, seen from a container: owners and modes as each step set them.
+  const seen = ok(d.docker(["run", "--rm", "copy-layer:1", "sh", "-c", "stat -c '%n %a %u:%g' /app/top.txt /owned/nested/inner /modes/top.txt /etc/inner/deeper/file.txt; readlink /app/nested/link-up; cat /etc/group; stat -c '%n %a %u:%g %h' /made/sub/f"]), "run").stdout;
+  assert.equal(seen, "/app/top.txt 4755 0:0\n/owned/nested/inner 700 1000:2000\n/modes/top.txt 750 0:0\n/etc/inner/deeper/file.txt 644 0:0\n../top.txt\ntop\n/made/sub/f 4755 7:8 2\n");
 });

@@ -659,7 +659,8 @@ export class Build {
    * A RUN's or COPY's result: the layer diffed from the step's snapshot, the image it
    * makes, and the snapshot committed under the image's chain id, so the next step starts
    * from it instead of unpacking the layer just made. `committed` is false when the commit
-   * did not take (the caller then removes the snapshot).
+   * did not take (the caller then removes the snapshot). `readHere`: the engine reads a
+   * small layer itself (commitOwnLayer) instead of asking the diff service.
    */
   private async commitStep(parent: BuildImage, key: string, mounts: Mount[], createdBy: string, cacheKey: string, lease: string, readHere = false): Promise<{ image: BuildImage; committed: boolean }> {
     const own = readHere ? await ownLayer(mounts, layerMediaType) : undefined;
@@ -792,7 +793,7 @@ export class Build {
             throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
           }
           removeRunMountPoints(mounts, mountPoints);
-          const made = await this.commitStep(parent, key, mounts, createdBy, this.key(parent, createdBy), lease);
+          const made = await this.commitStep(parent, key, mounts, createdBy, this.key(parent, createdBy), lease, true);
           committed = made.committed;
           return made.image;
         } finally {
