@@ -55,6 +55,26 @@ describe("a COPY's layer read in the engine (ownLayer)", () => {
     assert.match(listing, /^lrwxrwxrwx 0\/0 .* app\/link -> nested\/f\.txt$/m);
   });
 
+  test("lets the event loop turn while it reads a layer of many files", async () => {
+    const many = join(upper, "many");
+    mkdirSync(many);
+    try {
+      for (let i = 0; i < 1000; i++) writeFileSync(join(many, `f${i}`), "");
+      let turns = 0;
+      const tick = setInterval(() => turns++, 0);
+      let layer;
+      try {
+        layer = await ownLayer(mounts(), mediaTypes.ociLayer);
+      } finally {
+        clearInterval(tick);
+      }
+      assert.ok(layer && layer.bytes.length > 1000 * 512);
+      assert.ok(turns > 0, "a timer ran while the layer was read");
+    } finally {
+      rmSync(many, { recursive: true });
+    }
+  });
+
   test("is left to the diff service past the size limit, for a compressed layer, without an upper dir over lower dirs, and for an upper dir with overlay redirects", async () => {
     assert.equal(await ownLayer(mounts(), mediaTypes.ociLayer, 1024), undefined);
     assert.equal(await ownLayer(mounts(), mediaTypes.ociLayerGzip), undefined);

@@ -57,6 +57,13 @@ export async function stepLayer(backend: Backend, snapshotter: string, key: stri
  */
 export const ownLayerLimit = 4 << 20;
 
+/**
+ * Tar pieces (a header, a file's bytes, its padding) read between two turns of the event
+ * loop: the walk's syscalls are synchronous, and a layer of many small files would
+ * otherwise hold the engine's API for the whole walk (~30 µs an entry).
+ */
+const piecesPerTurn = 768;
+
 /** An uncompressed layer tar read in the engine: its bytes and their digest (its diff id too). */
 export interface OwnLayer {
   mediaType: string;
@@ -82,6 +89,7 @@ export async function ownLayer(mounts: readonly Mount[], mediaType: string, limi
       if (size > limit) return undefined;
       hash.update(chunk);
       parts.push(chunk);
+      if (parts.length % piecesPerTurn === 0) await new Promise((resolve) => setImmediate(resolve));
     }
   } catch (err) {
     if (err instanceof UpperDirNotPortable) return undefined;
