@@ -185,6 +185,11 @@ export class Build {
    * next step runs, and that step's result is not shown before its parent is stored.
    */
   private readonly writes = new Map<string, Promise<boolean>>();
+  /**
+   * By image: the stores of the layers this build made for it (commitOwnLayer) still under
+   * way, its parents' included. Its name waits for them: no image names a missing layer.
+   */
+  private readonly layerStores = new Map<string, Promise<unknown>>();
   /** The running stage's output and step numbers (stages run concurrently). */
   private readonly stageSinks = new AsyncLocalStorage<StageSink>();
   /** FROM images whose ONBUILD triggers ran (their config in memory differs from the stored one). */
@@ -622,7 +627,11 @@ export class Build {
 
   /** Starts storing `image` (see writes) and returns it with its id. */
   private madeHere(lease: string, image: BuildImage, key: string, layerStored?: Promise<unknown>): BuildImage {
-    const { image: made, written } = storeImageLater(this.backend, lease, image, key, layerStored);
+    // `image` is still its parent with the new document: its id is the parent's.
+    const inherited = this.layerStores.get(image.id);
+    const stores = layerStored && inherited ? Promise.all([inherited, layerStored]) : (layerStored ?? inherited);
+    const { image: made, written } = storeImageLater(this.backend, lease, image, key, stores);
+    if (stores) this.layerStores.set(made.id, stores);
     written.catch(() => undefined); // awaited later; not an unhandled rejection meanwhile
     this.writes.set(made.id, written);
     this.made.add(made.id);
