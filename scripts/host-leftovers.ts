@@ -75,6 +75,9 @@ function cgroups(): string[] {
   return found;
 }
 
+/** "cgroup memory/moby/<id>" → "memory/moby". */
+const topCgroup = (item: string) => item.slice("cgroup ".length).split("/").slice(0, 2).join("/");
+
 /** Everything of the kinds above on the host now, one line per item. */
 export function hostInventory(): Set<string> {
   return new Set([
@@ -92,9 +95,13 @@ export function hostInventory(): Set<string> {
  * had `graceMs` (a daemon releases a build's network after its client has the outcome).
  */
 export async function leftoversSince(before: Set<string>, graceMs = 15_000): Promise<string[]> {
+  // A top-level cgroup that held cgroups before the suite is another tenant's (the
+  // machine's own process manager): what appears under it is not the tests' doing.
+  const populated = new Set([...before].filter((item) => item.startsWith("cgroup ")).map(topCgroup));
+  const ours = (item: string) => !item.startsWith("cgroup ") || !populated.has(topCgroup(item));
   const deadline = Date.now() + graceMs;
   for (;;) {
-    const added = [...hostInventory()].filter((item) => !before.has(item));
+    const added = [...hostInventory()].filter((item) => !before.has(item) && ours(item));
     if (added.length === 0 || Date.now() > deadline) return added;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
