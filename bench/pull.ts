@@ -2,16 +2,20 @@
 // side by side: `berthctl pull` (the daemon's pull jobs: fetch, store, unpack), the real
 // `ctr images pull` into a real containerd (which unpacks too), and `skopeo copy` to an
 // OCI directory (fetch only, no unpack: a floor for moving the bytes). Fresh daemons per
-// run; median wall time of BENCH_RUNS runs (default 3).
+// run; median wall time of BENCH_RUNS runs (default 3). A second Berth row has the
+// daemon's on-demand processes already running (a pull of a one-layer image first, in the
+// same fresh daemon): the content is as cold, the process starts are not paid.
 // BENCH_CONCURRENT=N (default 5, 0 = off) adds N pulls of the same image at once, each
 // into its own namespace, for Berth and containerd (fresh daemons again).
 // Run: npm exec -- node bench/pull.ts; results in bench/results/pull.md.
 import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { containerdInstalled, startBerth, startContainerd } from "./daemons.ts";
-import type { ImageParts } from "../test/fixtures/archives.ts";
+import { blobOf, imageFromLayers, tarOf, type ImageParts } from "../test/fixtures/archives.ts";
+import { sha256Digest } from "../core/digest.ts";
 import { pullBenchImage } from "./pull-image.ts";
 import { TestRegistry } from "../test/fixtures/registry.ts";
 import { distDir, repoRoot } from "../test/harness.ts";
@@ -49,13 +53,19 @@ async function timedTogether(commands: [string, string[]][]): Promise<number> {
 
 const benchImage = () => pullBenchImage(layerMiB, process.env.BENCH_LAYER_KIND);
 
-async function upload(registry: string, image: ImageParts): Promise<string> {
+async function upload(registry: string, image: ImageParts, repo = "bench/pull"): Promise<string> {
   const client = new RegistryClient({ certsDir: "/nonexistent", credentials: async () => undefined });
-  const ref = parseRegistryReference(`${registry}/bench/pull:1`);
+  const ref = parseRegistryReference(`${registry}/${repo}:1`);
   for (const b of [image.config, ...image.layers]) await pushBlob(client, ref, b, (async function* () { yield b.data; })());
   await pushManifest(client, ref, "1", image.manifest, image.manifest.data);
   await client.close();
-  return `${registry}/bench/pull:1`;
+  return `${registry}/${repo}:1`;
+}
+
+/** A one-layer image whose pull starts the on-demand processes a pull uses. */
+async function warmingImage(): Promise<ImageParts> {
+  const tar = await tarOf([{ name: "warm", data: randomBytes(100) }]);
+  return imageFromLayers([blobOf("application/vnd.oci.image.layer.v1.tar", tar)], [sha256Digest(tar)]);
 }
 
 const base = mkdtempSync(join(tmpdir(), "berth-bench-pull-"));
@@ -65,11 +75,14 @@ try {
   stops.push(() => registry.stop());
   const image = await benchImage();
   const ref = await upload(registry.host, image);
+  const warmRef = await upload(registry.host, await warmingImage(), "bench/warm");
+  const berthctl = (address: string, args: string[]): [string, string[]] => [process.execPath, [join(distDir, "berthctl.js"), "--address", address, ...args]];
   const size = image.blobs.reduce((n, b) => n + b.size, 0) / 1024 / 1024;
   const policy = join(base, "policy.json");
   writeFileSync(policy, JSON.stringify({ default: [{ type: "insecureAcceptAnything" }] }));
-  const samples: Record<"berth" | "containerd" | "skopeo" | "berthTogether" | "containerdTogether", number[]> = {
+  const samples: Record<"berth" | "berthWarm" | "containerd" | "skopeo" | "berthTogether" | "containerdTogether", number[]> = {
     berth: [],
+    berthWarm: [],
     containerd: [],
     skopeo: [],
     berthTogether: [],
@@ -82,7 +95,12 @@ try {
     try {
       const berth = await startBerth(join(runDir, "berth"));
       started.push(() => berth.stop());
-      samples.berth.push(timed(process.execPath, [join(distDir, "berthctl.js"), "--address", berth.address, "pull", "--plain-http", ref]));
+      samples.berth.push(timed(...berthctl(berth.address, ["pull", "--plain-http", ref])));
+      const berthWarm = await startBerth(join(runDir, "berth-warm"));
+      started.push(() => berthWarm.stop());
+      timed(...berthctl(berthWarm.address, ["pull", "--plain-http", warmRef]));
+      samples.berthWarm.push(timed(...berthctl(berthWarm.address, ["pull", "--plain-http", ref])));
+      for (const stop of started.splice(0).reverse()) await stop();
       if (containerdInstalled()) {
         const containerd = await startContainerd(join(runDir, "containerd"));
         started.push(() => containerd.stop());
@@ -93,7 +111,7 @@ try {
         for (const stop of started.splice(0).reverse()) await stop();
         const berthN = await startBerth(join(runDir, "berth-n"));
         started.push(() => berthN.stop());
-        samples.berthTogether.push(await timedTogether(namespaces.map((n) => [process.execPath, [join(distDir, "berthctl.js"), "--address", berthN.address, "-n", n, "pull", "--plain-http", ref]])));
+        samples.berthTogether.push(await timedTogether(namespaces.map((n) => berthctl(berthN.address, ["-n", n, "pull", "--plain-http", ref]))));
         if (containerdInstalled()) {
           const containerdN = await startContainerd(join(runDir, "containerd-n"));
           started.push(() => containerdN.stop());
@@ -107,7 +125,7 @@ try {
   }
   const berth = median(samples.berth);
   const cell = (xs: number[]) => (xs.length ? `${median(xs).toFixed(0)}` : "n/a");
-  const ratio = (xs: number[]) => (xs.length ? `${(berth / median(xs)).toFixed(2)}×` : "n/a");
+  const ratio = (xs: number[], of = berth) => (xs.length ? `${(of / median(xs)).toFixed(2)}×` : "n/a");
   const report = [
     `# Cold pull and unpack (${new Date().toISOString()}, median of ${runs} runs)`,
     "",
@@ -121,6 +139,12 @@ try {
     "|---:|---:|---:|---:|---:|",
     `| ${cell(samples.berth)} | ${cell(samples.containerd)} | ${cell(samples.skopeo)} | ${ratio(samples.containerd)} | ${ratio(samples.skopeo)} |`,
     "",
+    "The same pull with Berth's on-demand processes (jobs, content, images, snapshots, diff) already running, content as cold:",
+    "",
+    "| berthctl pull, processes running | Berth / containerd | Berth / skopeo |",
+    "|---:|---:|---:|",
+    `| ${cell(samples.berthWarm)} | ${ratio(samples.containerd, median(samples.berthWarm))} | ${ratio(samples.skopeo, median(samples.berthWarm))} |`,
+    "",
     ...(concurrent > 0
       ? [
           `${concurrent} pulls of the image at once, each into its own namespace (wall ms until the last one is done):`,
@@ -133,7 +157,7 @@ try {
           "",
         ]
       : []),
-    `Samples (ms): berth ${samples.berth.map((x) => x.toFixed(0)).join(", ")}; containerd ${samples.containerd.map((x) => x.toFixed(0)).join(", ")}; skopeo ${samples.skopeo.map((x) => x.toFixed(0)).join(", ")}. Load average at the end: ${(await import("node:os")).loadavg().map((x) => x.toFixed(1)).join(" ")} (2 cores, shared).`,
+    `Samples (ms): berth ${samples.berth.map((x) => x.toFixed(0)).join(", ")}; berth, processes running ${samples.berthWarm.map((x) => x.toFixed(0)).join(", ")}; containerd ${samples.containerd.map((x) => x.toFixed(0)).join(", ")}; skopeo ${samples.skopeo.map((x) => x.toFixed(0)).join(", ")}. Load average at the end: ${(await import("node:os")).loadavg().map((x) => x.toFixed(1)).join(" ")} (2 cores, shared).`,
     "",
   ].join("\n");
   process.stdout.write(report);

@@ -71,6 +71,10 @@ export const processTable: readonly ProcessSpec[] = [
     name: "jobs",
     services: ["berth.services.transfer.v1.Transfer"],
     onDemand: true,
+    // A pull calls all four next; their starts overlap jobs' own (cold 200 MiB pull, 4
+    // alternating runs, quiet: 1409–1532 ms without, 1236–1479 with, median −120 ms).
+    // A push needs only content and images: the other two start for nothing and retire.
+    startsAlong: ["content", "images", "snapshots", "diff"],
   },
 ];
 

@@ -7,7 +7,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Status } from "nice-grpc";
 import { closeFreshChannels, freshClient, grpcError, ok, type Daemon } from "./harness.ts";
@@ -183,6 +183,28 @@ describe("Tasks/Get answered by berthd", () => {
       // At once: the tasks process may not have seen the exit file yet.
       const deleted = await viaGateway().delete({ containerId: id }, meta);
       assert.equal(deleted.exitStatus, 137);
+    } finally {
+      await removeTask(id);
+    }
+  });
+
+  test("Waits the client cancels on a running task leave no fds behind in berthd (one pidfd wait per shim, shared)", async () => {
+    const id = "waits-cancelled";
+    ok(ctr(["run", "-d", image, id, "sleep", "300"]), "run -d");
+    try {
+      const client = viaGateway();
+      const fds = () => readdirSync(`/proc/${d.pid}/fd`).length;
+      await client.get({ containerId: id }, meta);
+      const baseline = fds();
+      const aborts = Array.from({ length: 20 }, () => new AbortController());
+      const waits = aborts.map((abort) => client.wait({ containerId: id }, { ...meta, signal: abort.signal }).then(() => "ended", () => "cancelled"));
+      // A Get after them on the same connection is answered once berthd has read them.
+      await client.get({ containerId: id }, meta);
+      await waitUntil("berthd waits on the shim", () => fds() >= baseline + 2);
+      for (const abort of aborts) abort.abort();
+      assert.deepEqual(new Set(await Promise.all(waits)), new Set(["cancelled"]));
+      // Unshared, each cancelled Wait kept a pidfd and its duplicate until the task ended.
+      await waitUntil("the cancelled Waits' fds are closed", () => fds() <= baseline + 4);
     } finally {
       await removeTask(id);
     }

@@ -36,6 +36,24 @@ function isIdentifier(id: string): boolean {
 const abortError = () => Object.assign(new Error("call canceled"), { name: "AbortError" });
 
 /**
+ * One pidfd wait per shim, shared by every Wait on it: a Wait the client cancels cannot
+ * end its pidfd wait early, so each used to hold two fds until its task ended, and clients
+ * that kept cancelling Waits on a long-running task piled them up in berthd.
+ */
+const shimWaits = new Map<string, ReturnType<typeof waitForShim>>();
+
+function sharedShimWait(dir: string): ReturnType<typeof waitForShim> {
+  let wait = shimWaits.get(dir);
+  if (!wait) {
+    wait = waitForShim(dir);
+    shimWaits.set(dir, wait);
+    const forget = () => shimWaits.delete(dir);
+    wait.then(forget, forget);
+  }
+  return wait;
+}
+
+/**
  * The exit the shim of state dir `dir` records, or "lost" when the shim ends without one.
  * Learned from a watch of the dir (the file is renamed into place) and the shim's pidfd.
  */
@@ -71,8 +89,8 @@ function exitRecordOf(dir: string, signal: AbortSignal): Promise<ShimExit | "los
     }
     const already = readShimExit(dir);
     if (already) return finish(already);
-    // Settles when the shim ends (a cancelled Wait keeps only this until then).
-    waitForShim(dir).then(
+    // Settles when the shim ends (a cancelled Wait leaves only its share of this).
+    sharedShimWait(dir).then(
       (shim) => finish(shim.state === "exited" ? shim.exit : "lost"),
       () => finish(readShimExit(dir) ?? "lost"),
     );
