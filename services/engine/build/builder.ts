@@ -50,6 +50,8 @@ import { newRunId, runcRootOf, runProcess, RunStartError } from "./run-process.t
 import { RunNetworks, type RunNetwork } from "./run-network.ts";
 import { buildNetworksDir } from "./work-dir.ts";
 import { removeRunMountPoints } from "./run-mountpoints.ts";
+import { storeEngineLayer, upperDirLayer } from "./run-layer.ts";
+import * as native from "../../../native/index.ts";
 import { copyTree, destinationIn, hashSources, selectSources, type Owner, type Selected } from "./sources.ts";
 import { archiveFormat, unpackArchive } from "./archives.ts";
 import type { BuildTrace } from "./trace.ts";
@@ -673,6 +675,30 @@ export class Build {
     return { image, committed };
   }
 
+  /**
+   * commitStep for a RUN: a small layer is read here (run-layer.ts) and its digest known at
+   * once, so the blob is stored while the snapshot is committed under the chain id, where
+   * the diff service's Diff had to finish before the commit could start.
+   */
+  private async commitRunStep(parent: BuildImage, key: string, mounts: Mount[], createdBy: string, cacheKey: string, lease: string): Promise<{ image: BuildImage; committed: boolean }> {
+    const layer = await upperDirLayer(mounts, native);
+    if (!layer) return this.commitStep(parent, key, mounts, createdBy, cacheKey, lease);
+    this.trace.mark("diff");
+    const name = chainId([...(parent.document.rootfs?.diff_ids ?? []), layer.digest]);
+    const [stored, committed] = await Promise.allSettled([
+      storeEngineLayer(this.backend.images.content, layer, this.backend.call(lease)),
+      this.backend.images.snapshots.commit({ snapshotter, name, key, labels: {} }, this.backend.call(lease)),
+    ]);
+    if (stored.status === "rejected") {
+      // Without its layer the step failed: its snapshot goes too, committed or not.
+      if (committed.status === "fulfilled") await this.backend.images.snapshots.remove({ snapshotter, key: name }, this.backend.call(lease)).catch(() => undefined);
+      throw stored.reason;
+    }
+    this.trace.mark("commit");
+    const image = await this.withLayer(parent, { mediaType: layerMediaType, digest: layer.digest, size: layer.tar.length }, createdBy, cacheKey, lease);
+    return { image, committed: committed.status === "fulfilled" };
+  }
+
   /** A new image with `layer` on top of `parent`. */
   private async withLayer(parent: BuildImage, layer: { mediaType: string; digest: string; size: number }, createdBy: string, key: string, lease: string): Promise<BuildImage> {
     // An uncompressed layer is its own diff: no round trip to read the label the diff service wrote.
@@ -735,6 +761,7 @@ export class Build {
         this.trace.mark("run prepare");
         try {
           const network = await networking;
+          this.trace.mark("run network");
           let mountPoints: string[] = [];
           let exitCode: number;
           try {
@@ -749,6 +776,7 @@ export class Build {
                 return spec;
               },
               output: (text) => this.say(text),
+              mark: (phase) => this.trace.mark(phase),
               ...(this.hooks.cancelled ? { signal: this.hooks.cancelled } : {}),
             });
           } catch (err) {
@@ -758,12 +786,12 @@ export class Build {
             // The run is over: its namespace is free for the build's next RUN while the layer is diffed.
             void releaseNetwork();
           }
-          this.trace.mark("run process");
+          this.trace.mark("run cleanup");
           if (exitCode !== 0) {
             throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
           }
           removeRunMountPoints(mounts, mountPoints);
-          const made = await this.commitStep(parent, key, mounts, createdBy, this.key(parent, createdBy), lease);
+          const made = await this.commitRunStep(parent, key, mounts, createdBy, this.key(parent, createdBy), lease);
           committed = made.committed;
           return made.image;
         } finally {

@@ -42,6 +42,8 @@ export interface RunRequest {
   output(text: string): void;
   /** Aborting kills the process (the run then ends with 137). */
   signal?: AbortSignal;
+  /** Called as each phase of the run ends (the build's trace, trace.ts). */
+  mark?(phase: string): void;
 }
 
 /** runc itself failed (the process never ran): its message, as runc logged it. */
@@ -64,7 +66,10 @@ export async function runProcess(request: RunRequest): Promise<number> {
     await mountAll(request.rootfs, rootfs);
     try {
       writeFileSync(join(request.bundle, "config.json"), JSON.stringify({ ...request.spec(rootfs, request.bundle), root: { path: rootfs, readonly: false } }));
-      return await runcRun(request);
+      request.mark?.("run bundle");
+      const exitCode = await runcRun(request);
+      request.mark?.("runc run");
+      return exitCode;
     } finally {
       // runc run removes its container when the process ends; this is for a runc that was killed or failed half-way.
       await deleteRun(request.runcRoot, request.id);
