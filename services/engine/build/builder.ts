@@ -187,6 +187,8 @@ export class Build {
    * next step runs, and that step's result is not shown before its parent is stored.
    */
   private readonly writes = new Map<string, Promise<boolean>>();
+  /** RUN snapshots being committed, by chain id (commitRunStep); they never reject. */
+  private readonly commits = new Map<string, Promise<boolean>>();
   /** The running stage's output and step numbers (stages run concurrently). */
   private readonly stageSinks = new AsyncLocalStorage<StageSink>();
   /** FROM images whose ONBUILD triggers ran (their config in memory differs from the stored one). */
@@ -238,8 +240,8 @@ export class Build {
     try {
       return await this.steps();
     } finally {
-      // The lease keeps what the writes need until they are done.
-      await Promise.allSettled(this.writes.values());
+      // The lease keeps what the writes and commits need until they are done.
+      await Promise.allSettled([...this.writes.values(), ...this.commits.values()]);
       await this.leaseId?.then((id) => deleteLease(this.backend.images, id)).catch(() => undefined);
       // Not waited for: releasing a bridge endpoint costs ~100 ms, and no later step or build
       // needs it gone; the job waits for it after its client has the outcome (job.ts).
@@ -286,7 +288,8 @@ export class Build {
     const unused = Object.keys(this.options.buildArgs).filter((a) => !this.usedArgs.has(a) && !predefinedArgs.has(a) && !automaticPlatformArgNames.has(a));
     if (unused.length > 0) this.say(`[Warning] One or more build-args [${unused.join(" ")}] were not consumed\n`);
     this.trace.mark("steps");
-    await Promise.all(this.writes.values());
+    // A build that has ended leaves its RUN snapshots committed, for the next build's steps on them.
+    await Promise.all([...this.writes.values(), ...this.commits.values()]);
     this.trace.mark("writes");
     // Marking the result and moving the tags touch other names: both at once, the tags in turn.
     const marked = markResult(this.backend, result, this.made.has(result.id) && (await this.writes.get(result.id)) === true);
@@ -392,6 +395,7 @@ export class Build {
   private async prepareOn(image: BuildImage, key: string, lease: string, readOnly = false): Promise<Mount[]> {
     const prepare = (parent: string) => prepareRootfs(this.backend.images.snapshots, { namespace: this.backend.namespace, snapshotter, key, parent, lease, ...(readOnly ? { readOnly } : {}) });
     const top = chainId(image.document.rootfs?.diff_ids ?? []);
+    await this.commits.get(top);
     if (top) {
       try {
         return await prepare(top);
@@ -678,25 +682,33 @@ export class Build {
   /**
    * commitStep for a RUN: a small layer is read here (run-layer.ts) and its digest known at
    * once, so the blob is stored while the snapshot is committed under the chain id, where
-   * the diff service's Diff had to finish before the commit could start.
+   * the diff service's Diff had to finish before the commit could start. The commit is not
+   * waited for here: the steps after the RUN that need no rootfs (ENV, CMD, ...) go on while
+   * it runs, and one that does waits for it (prepareOn). `committed` is then true: a commit
+   * that does not take removes the snapshot itself.
    */
   private async commitRunStep(parent: BuildImage, key: string, mounts: Mount[], createdBy: string, cacheKey: string, lease: string): Promise<{ image: BuildImage; committed: boolean }> {
     const layer = await upperDirLayer(mounts, native);
     if (!layer) return this.commitStep(parent, key, mounts, createdBy, cacheKey, lease);
     this.trace.mark("diff");
     const name = chainId([...(parent.document.rootfs?.diff_ids ?? []), layer.digest]);
-    const [stored, committed] = await Promise.allSettled([
-      storeEngineLayer(this.backend.images.content, layer, this.backend.call(lease)),
-      this.backend.images.snapshots.commit({ snapshotter, name, key, labels: {} }, this.backend.call(lease)),
-    ]);
-    if (stored.status === "rejected") {
+    const snapshots = this.backend.images.snapshots;
+    const committing = snapshots.commit({ snapshotter, name, key, labels: {} }, this.backend.call(lease)).then(
+      () => true,
+      // Not committed (another build committed the same chain first): the snapshot goes.
+      () => snapshots.remove({ snapshotter, key }, this.backend.call(lease)).then(() => false, () => false),
+    );
+    try {
+      await storeEngineLayer(this.backend.images.content, layer, this.backend.call(lease));
+    } catch (err) {
       // Without its layer the step failed: its snapshot goes too, committed or not.
-      if (committed.status === "fulfilled") await this.backend.images.snapshots.remove({ snapshotter, key: name }, this.backend.call(lease)).catch(() => undefined);
-      throw stored.reason;
+      if (await committing) await snapshots.remove({ snapshotter, key: name }, this.backend.call(lease)).catch(() => undefined);
+      throw err;
     }
-    this.trace.mark("commit");
+    this.commits.set(name, committing);
+    this.trace.mark("layer stored");
     const image = await this.withLayer(parent, { mediaType: layerMediaType, digest: layer.digest, size: layer.tar.length }, createdBy, cacheKey, lease);
-    return { image, committed: committed.status === "fulfilled" };
+    return { image, committed: true };
   }
 
   /** A new image with `layer` on top of `parent`. */
