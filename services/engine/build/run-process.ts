@@ -19,6 +19,7 @@ import type { Mount } from "../../../core/gen/containerd/types/mount.ts";
 import { mountAll, unmountAll } from "../../../core/mounts.ts";
 import type { OciRuntimeSpec } from "../../../core/oci/spec.ts";
 import { describeExit, runCollected, spawnChild, type SpawnedChild } from "../../../native/spawn.ts";
+import { warmCgroupLock } from "./cgroup-warm.ts";
 
 const runcBinary = () => process.env.BERTH_RUNC ?? "runc";
 
@@ -87,11 +88,14 @@ function runcRun(request: RunRequest): Promise<number> {
   // tables, on the event loop, once per RUN (spawn() took 3-5 ms of a build's RUN here).
   // stdin is /dev/null as under Docker's builder; the process writes straight into the pipes.
   let child: SpawnedChild;
+  const stopWarming = warmCgroupLock();
   try {
     child = spawnChild(runcBinary(), ["--root", request.runcRoot, "--log", log, "--log-format", "json", "run", "--bundle", request.bundle, request.id], { stdio: ["ignore", "pipe", "pipe"] });
   } catch (err) {
+    stopWarming();
     return Promise.reject(new RunStartError(`cannot run runc: ${(err as Error).message}`));
   }
+  child.exited.then(stopWarming, stopWarming);
   // runc's kill fails until the container exists: an abort keeps asking until runc ends.
   let killing: NodeJS.Timeout | undefined;
   const kill = () => {
