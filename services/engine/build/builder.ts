@@ -774,6 +774,7 @@ export class Build {
         this.trace.mark("run prepare");
         try {
           const network = await networking;
+          this.trace.mark("run network");
           let mountPoints: string[] = [];
           let exitCode: number;
           try {
@@ -788,6 +789,7 @@ export class Build {
                 return spec;
               },
               output: (text) => this.say(text),
+              mark: (phase) => this.trace.mark(phase),
               ...(this.hooks.cancelled ? { signal: this.hooks.cancelled } : {}),
             });
           } catch (err) {
@@ -797,7 +799,7 @@ export class Build {
             // The run is over: its namespace is free for the build's next RUN while the layer is diffed.
             void releaseNetwork();
           }
-          this.trace.mark("run process");
+          this.trace.mark("run cleanup");
           if (exitCode !== 0) {
             throw new BuildFailure(`The command '${command.join(" ")}' returned a non-zero code: ${exitCode}`, exitCode);
           }

@@ -19,6 +19,7 @@ import type { Mount } from "../../../core/gen/containerd/types/mount.ts";
 import { mountAll, unmountAll } from "../../../core/mounts.ts";
 import type { OciRuntimeSpec } from "../../../core/oci/spec.ts";
 import { describeExit, runCollected, spawnChild, type SpawnedChild } from "../../../native/spawn.ts";
+import { warmCgroupLock } from "./cgroup-warm.ts";
 
 const runcBinary = () => process.env.BERTH_RUNC ?? "runc";
 
@@ -42,6 +43,8 @@ export interface RunRequest {
   output(text: string): void;
   /** Aborting kills the process (the run then ends with 137). */
   signal?: AbortSignal;
+  /** Called as each phase of the run ends (the build's trace, trace.ts). */
+  mark?(phase: string): void;
 }
 
 /** runc itself failed (the process never ran): its message, as runc logged it. */
@@ -64,7 +67,10 @@ export async function runProcess(request: RunRequest): Promise<number> {
     await mountAll(request.rootfs, rootfs);
     try {
       writeFileSync(join(request.bundle, "config.json"), JSON.stringify({ ...request.spec(rootfs, request.bundle), root: { path: rootfs, readonly: false } }));
-      return await runcRun(request);
+      request.mark?.("run bundle");
+      const exitCode = await runcRun(request);
+      request.mark?.("runc run");
+      return exitCode;
     } finally {
       // runc run removes its container when the process ends; this is for a runc that was killed or failed half-way.
       await deleteRun(request.runcRoot, request.id);
@@ -82,11 +88,14 @@ function runcRun(request: RunRequest): Promise<number> {
   // tables, on the event loop, once per RUN (spawn() took 3-5 ms of a build's RUN here).
   // stdin is /dev/null as under Docker's builder; the process writes straight into the pipes.
   let child: SpawnedChild;
+  const stopWarming = warmCgroupLock();
   try {
     child = spawnChild(runcBinary(), ["--root", request.runcRoot, "--log", log, "--log-format", "json", "run", "--bundle", request.bundle, request.id], { stdio: ["ignore", "pipe", "pipe"] });
   } catch (err) {
+    stopWarming();
     return Promise.reject(new RunStartError(`cannot run runc: ${(err as Error).message}`));
   }
+  child.exited.then(stopWarming, stopWarming);
   // runc's kill fails until the container exists: an abort keeps asking until runc ends.
   let killing: NodeJS.Timeout | undefined;
   const kill = () => {
