@@ -14,7 +14,7 @@ import { mediaTypes } from "../../../core/image/media-types.ts";
 
 const read = (mounts: Mount[], limit = ownLayerLimit) => ownLayer(mounts, mediaTypes.ociLayer, limit, native);
 
-const base = mkdtempSync(join(tmpdir(), "berth-run-layer-"));
+const base = mkdtempSync(join(tmpdir(), "berth-own-layer-"));
 after(() => rmSync(base, { recursive: true, force: true }));
 
 let n = 0;
