@@ -152,8 +152,11 @@ export class BuildJobs {
     }
     trace.mark("released");
     client.settle(outcome);
+    // The route writes the reply's end in the turn the outcome reaches it; what the build
+    // leaves for later starts after that (its first plugin exec would fork on this loop first).
+    await new Promise((next) => setImmediate(next));
     // The job ends with its last record stored and its RUN networks released (the client need not wait for either).
-    await Promise.all([record.flush(), build.networksReleased]);
+    await Promise.all([record.flush(), build.afterOutcome()]);
     if (!outcome.ok) throw new UnrecoverableError(outcome.message);
     return { image: outcome.image };
   }
