@@ -32,37 +32,18 @@ export function contextLimit(): number {
 class ContextTooLarge extends Error {}
 
 /**
- * The body's bytes handed on in pieces of about this size. The docker CLI's upload arrives
- * as HTTP chunks of ~13 KB, and each piece passes several async steps (tar reader, entry
- * body, hash, write): the bench context's 1,570 chunks cost ~50 ms of CPU to extract
- * where the same bytes in 256 KiB pieces cost ~35 (/tmp scratch timing, load ~6).
- */
-const pieceBytes = 256 << 10;
-
-/**
- * The body in pieces of at least pieceBytes (the last may be shorter), ending in an error
- * once it passed `limit` bytes. The rest is read and dropped first, so the client, which
- * is still sending, gets the error reply and not a reset.
+ * The body, ending in an error once it passed `limit` bytes. The rest is read and dropped
+ * first, so the client, which is still sending, gets the error reply and not a reset.
  */
 async function* limited(body: ByteSource, limit: number): AsyncGenerator<Uint8Array> {
   let total = 0;
   let over = false;
-  let parts: Uint8Array[] = [];
-  let gathered = 0;
   for await (const chunk of body) {
     total += chunk.byteLength;
     if (total > limit) over = true;
-    if (over) continue;
-    parts.push(chunk);
-    gathered += chunk.byteLength;
-    if (gathered >= pieceBytes) {
-      yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, gathered);
-      parts = [];
-      gathered = 0;
-    }
+    if (!over) yield chunk;
   }
   if (over) throw new ContextTooLarge(`the build context is larger than the ${limit} bytes this daemon accepts (BERTH_BUILD_CONTEXT_MAX_BYTES)`);
-  if (gathered > 0) yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, gathered);
 }
 
 /** `err` or the error it was made from (an entry's error wraps the body's), if one is a `type`. */
