@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeHeader, endOfArchive, padding } from "../../../core/tar/writer.ts";
@@ -43,4 +43,39 @@ test("a context larger than half the tmpfs's free space goes to disk whole", { s
   for (const name of ["a", "b", "c"] as const) assert.deepEqual(readFileSync(join(big, name)), files[name], `${name} complete`);
   removeContext(big);
   assert.deepEqual(execFileSync("ls", ["-A", shm], { encoding: "utf8" }), "", "nothing left on the tmpfs");
+});
+
+/** `whole` cut into pieces of the given sizes in turn (the upload's HTTP chunks are small and fall anywhere). */
+function* cut(whole: Buffer, sizes: number[]): Generator<Buffer> {
+  for (let offset = 0, i = 0; offset < whole.length; i++) {
+    const size = sizes[i % sizes.length]!;
+    yield whole.subarray(offset, offset + size);
+    offset += size;
+  }
+}
+
+test("a context arriving in chunks of any size, cut across entries and headers, extracts the same files", async (t) => {
+  const base = mkdtempSync(join(tmpdir(), "berth-context-"));
+  t.after(() => rmSync(base, { recursive: true, force: true }));
+  const files = { Dockerfile: Buffer.from("FROM scratch\n"), big: Buffer.alloc((1 << 20) + 777, 5), small: Buffer.from("small\n"), other: Buffer.alloc(300 << 10, 7) };
+  const whole = Buffer.concat(tarOf(files));
+  for (const [i, sizes] of [[1, 4093], [7, 13_400, 511], [13_400], [whole.length]].entries()) {
+    const dir = await extractContext(cut(whole, sizes), "Dockerfile", join(base, `c${i}`));
+    for (const [name, data] of Object.entries(files)) assert.deepEqual(readFileSync(join(dir, name)), data, `${name} with pieces of ${sizes.join(", ")} bytes`);
+    removeContext(dir);
+  }
+});
+
+test("bad input: a context over the size limit, in small chunks, is refused with the limit named and leaves nothing", async (t) => {
+  const base = mkdtempSync(join(tmpdir(), "berth-context-"));
+  const saved = process.env.BERTH_BUILD_CONTEXT_MAX_BYTES;
+  process.env.BERTH_BUILD_CONTEXT_MAX_BYTES = String(200 << 10);
+  t.after(() => {
+    if (saved === undefined) delete process.env.BERTH_BUILD_CONTEXT_MAX_BYTES;
+    else process.env.BERTH_BUILD_CONTEXT_MAX_BYTES = saved;
+    rmSync(base, { recursive: true, force: true });
+  });
+  const whole = Buffer.concat(tarOf({ Dockerfile: Buffer.from("FROM scratch\n"), a: Buffer.alloc(150 << 10, 1), b: Buffer.alloc(150 << 10, 2) }));
+  await assert.rejects(extractContext(cut(whole, [13_400]), "Dockerfile", join(base, "over")), /larger than the 204800 bytes this daemon accepts/);
+  assert.deepEqual(readdirSync(base), [], "no context directory or link left");
 });

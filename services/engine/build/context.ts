@@ -173,16 +173,23 @@ export async function extractContext(body: ByteSource, dockerfile: string, into?
 
 /** Removes a context extractContext made: a link to one in memory takes that with it. */
 export function removeContext(path: string): void {
-  forgetDigests(path);
+  forgetContext(path);
   try {
-    if (lstatSync(path).isSymbolicLink()) {
-      forgetDigests(readlinkSync(path));
-      rmSync(readlinkSync(path), { recursive: true, force: true });
-    }
+    if (lstatSync(path).isSymbolicLink()) rmSync(readlinkSync(path), { recursive: true, force: true });
   } catch {
     // not there
   }
   rmSync(path, { recursive: true, force: true });
+}
+
+/** Drops what this process keeps of the context at `path` (its digests), for it is going. */
+export function forgetContext(path: string): void {
+  forgetDigests(path);
+  try {
+    if (lstatSync(path).isSymbolicLink()) forgetDigests(readlinkSync(path));
+  } catch {
+    // not there
+  }
 }
 
 function finish(dir: string, dockerfile: string, digests: ContextDigests): string {

@@ -14,7 +14,8 @@ import { unmountAll } from "../../../core/mounts.ts";
 import type { Backend } from "../backend.ts";
 import type { ContainerManager } from "../containers/lifecycle.ts";
 import { SIGKILL } from "../containers/signals.ts";
-import { removeContext } from "./context.ts";
+import { forgetContext, removeContext } from "./context.ts";
+import { moveToTrash } from "./work-dir.ts";
 import { releaseRuns, runcRootOf } from "./run-process.ts";
 import { Status as TaskStatus } from "../../../core/gen/containerd/types/task/task.ts";
 
@@ -201,6 +202,14 @@ export interface Leftovers {
    * create). A build that ended in this process knows all it made.
    */
   byLabel: boolean;
+  /** The daemon's root: the directory is moved to its trash (work-dir.ts) and removed by the function returned. */
+  trashIn?: string;
+}
+
+/** Removes a build's directory, with its context (in memory: a link in it). */
+export function removeBuildDir(dir: string): void {
+  removeContext(join(dir, "context"));
+  rmSync(dir, { recursive: true, force: true });
 }
 
 /**
@@ -208,8 +217,9 @@ export interface Leftovers {
  * state), RUN containers of older builds, the mounts under its directory, its active snapshots, its leases, then the
  * directory. Everything is tried; the first failure is thrown after.
  */
-export async function releaseInFlight(backend: Backend, manager: ContainerManager, leftovers: Leftovers): Promise<void> {
+export async function releaseInFlight(backend: Backend, manager: ContainerManager, leftovers: Leftovers): Promise<(() => void) | undefined> {
   const failures: Error[] = [];
+  let removal: (() => void) | undefined;
   const attempt = async (what: string, fn: () => Promise<unknown>) => {
     try {
       await fn();
@@ -240,11 +250,13 @@ export async function releaseInFlight(backend: Backend, manager: ContainerManage
     // Never recursively delete through a mount: that would empty a snapshot.
     const still = mountsUnder(leftovers.dir);
     if (still.length > 0) failures.push(new Error(`${leftovers.dir} still has mounts (${still.join(", ")}); left in place`));
-    else {
-      // A context kept in memory is a link in the directory to it.
-      removeContext(join(leftovers.dir, "context"));
-      rmSync(leftovers.dir, { recursive: true, force: true });
-    }
+    else if (leftovers.trashIn) {
+      // Its digests are kept by the context's path, which the move changes.
+      forgetContext(join(leftovers.dir, "context"));
+      const moved = moveToTrash(leftovers.trashIn, leftovers.dir);
+      removal = () => removeBuildDir(moved);
+    } else removeBuildDir(leftovers.dir);
   }
   if (failures.length > 0) throw failures[0]!;
+  return removal;
 }

@@ -145,15 +145,25 @@ export class BuildJobs {
     }
     // Whatever is still in flight (a failed step's snapshot, lease or mounts) goes before
     // the client hears the outcome, so a client that sees the end sees nothing left.
+    // Its directory only moves aside (work-dir.ts moveToTrash): removing it can wait for the reply.
+    let removeDir: (() => void) | undefined;
     try {
-      await releaseInFlight(this.backend, this.manager, { jobId, inFlight: record.current.inFlight, dir: job.data.dir, byLabel: false });
+      removeDir = await releaseInFlight(this.backend, this.manager, { jobId, inFlight: record.current.inFlight, dir: job.data.dir, byLabel: false, trashIn: this.backend.options.root });
     } catch (err) {
       this.backend.log.warn({ job: jobId, err: (err as Error).message }, "cannot remove what a build left");
     }
     trace.mark("released");
     client.settle(outcome);
+    // The route writes the reply's end in the turn the outcome reaches it; what the build
+    // leaves for later starts after that (its first plugin exec would fork on this loop first).
+    await new Promise((next) => setImmediate(next));
+    try {
+      removeDir?.();
+    } catch (err) {
+      this.backend.log.warn({ job: jobId, err: (err as Error).message }, "cannot remove a finished build's directory");
+    }
     // The job ends with its last record stored and its RUN networks released (the client need not wait for either).
-    await Promise.all([record.flush(), build.networksReleased]);
+    await Promise.all([record.flush(), build.afterOutcome()]);
     if (!outcome.ok) throw new UnrecoverableError(outcome.message);
     return { image: outcome.image };
   }

@@ -8,10 +8,10 @@
 import type { Queue } from "bullmq";
 import type { Backend } from "../backend.ts";
 import type { ContainerManager } from "../containers/lifecycle.ts";
-import { emptyProgress, releaseInFlight, type BuildProgress, type Leftovers } from "./in-flight.ts";
+import { emptyProgress, releaseInFlight, removeBuildDir, type BuildProgress, type Leftovers } from "./in-flight.ts";
 import type { BuildJobData } from "./job.ts";
 import { releaseRunNetworks } from "./run-network.ts";
-import { buildJobId, buildNetworksDir, listBuildDirs } from "./work-dir.ts";
+import { buildJobId, buildNetworksDir, listBuildDirs, listTrash } from "./work-dir.ts";
 
 export const interruptedReason = "build interrupted: daemon restarted";
 
@@ -49,5 +49,13 @@ export async function recoverBuilds(backend: Backend, manager: ContainerManager,
   for (const [id, dir] of listBuildDirs(backend.options.root)) {
     if (queued.has(dir)) continue;
     await release(backend, manager, { jobId: buildJobId(id), inFlight: emptyProgress().inFlight, dir, byLabel: true });
+  }
+  // Finished builds' directories whose removal a kill cut short (nothing is mounted under them).
+  for (const dir of listTrash(backend.options.root)) {
+    try {
+      removeBuildDir(dir);
+    } catch (err) {
+      backend.log.error({ dir, err: (err as Error).message }, "cannot remove a finished build's directory");
+    }
   }
 }
