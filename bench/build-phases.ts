@@ -7,6 +7,8 @@
 // Scenarios: cold (--no-cache), cached, one of the 200 files changed (SCENARIOS picks).
 // With AB_DIST=<a dist directory> a second daemon runs from that build (e.g. main's), and
 // both are measured in the same rounds. ROUNDS (5) sets the runs; medians are printed.
+// BUILD_ARGS adds arguments to every `docker build` (e.g. `--network=host`, to see what
+// the RUN steps' network costs).
 // The daemon of this checkout also runs with BERTH_BUILD_TRACE (services/engine/build/
 // trace.ts): the engine's own marks are printed too, each the median of its position.
 import { spawn } from "node:child_process";
@@ -94,7 +96,7 @@ try {
   console.log(`load ${loadavg()[0]!.toFixed(2)} before`);
   let edits = 0;
   for (const scenario of scenarios) {
-    const args = scenario === "cold" ? ["--no-cache"] : [];
+    const args = [...(scenario === "cold" ? ["--no-cache"] : []), ...(process.env.BUILD_ARGS ? process.env.BUILD_ARGS.split(" ") : [])];
     const phases = new Map(daemons.map(([name]) => [name, new Map<string, number[]>()]));
     const totals = new Map(daemons.map(([name]) => [name, [] as number[]]));
     for (let i = 0; i < rounds; i++) {
