@@ -6,7 +6,7 @@
 // a collection at start does the same. Idle processes exit after BERTH_IDLE_EXIT_MS.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -19,7 +19,7 @@ import { closeChannels, grpcClient, inNamespace } from "../core/grpc-client.ts";
 import { onDemandClient, startProcess } from "../core/on-demand-client.ts";
 import { processName } from "../bench/proc-memory.ts";
 import { isRunning } from "../core/process.ts";
-import { childPids, closeFreshChannels, freshClient, ok, sleep, startDaemon, type Daemon } from "./harness.ts";
+import { childPids, closeFreshChannels, Daemon, freshClient, ok, sleep, startDaemon } from "./harness.ts";
 import { writeBusyboxArchive } from "./fixtures/busybox-daemon.ts";
 import { blobFiles, snapshotDirs } from "./fixtures/daemon-files.ts";
 
@@ -304,6 +304,39 @@ describe("the collection at start", () => {
       await d.start();
       await until("the blob files and snapshot directories are unlinked", () => blobFiles(d).length === 0 && snapshotDirs(d).length === 0, d);
       await allIdle(d);
+    } finally {
+      await d.destroy();
+    }
+  });
+});
+
+describe("--keep-processes", () => {
+  test("every process starts with berthd and stays past the idle time; a crashed one is restarted", async () => {
+    const d = await startDaemon({ args: ["--keep-processes"], env: { BERTH_IDLE_EXIT_MS: String(idleExitMs) } });
+    try {
+      // berthd writes its pid file once every process it starts answers.
+      assert.deepEqual(children(d), [...onDemand, "redis-server", "tasks"].sort());
+      const pids = onDemand.map((name) => d.servicePid(name));
+      ok(d.ctr(["images", "import", archive]), "import");
+      // Three idle times after the last call: an on-demand process would have exited by now.
+      await sleep(idleExitMs * 3);
+      assert.deepEqual(onDemand.map((name) => d.servicePid(name)), pids, "the same processes still run");
+      const content = d.servicePid("content")!;
+      process.kill(content, "SIGKILL");
+      await d.waitForRestart("content", content);
+      ok(d.ctr(["images", "ls"]), "images ls after content's restart");
+    } finally {
+      await d.destroy();
+    }
+  });
+
+  test("a keepProcesses in the config file that is not a boolean: berthd refuses to start, naming it", async () => {
+    const dir = mkdtempSync(join(workdir, "keep-"));
+    const file = join(dir, "berthd.json");
+    writeFileSync(file, JSON.stringify({ keepProcesses: "yes" }));
+    const d = new Daemon({ args: ["--config", file] });
+    try {
+      await assert.rejects(d.start(), /config file .*berthd\.json: keepProcesses must be true or false, not "yes"/);
     } finally {
       await d.destroy();
     }

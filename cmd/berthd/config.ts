@@ -1,6 +1,7 @@
 // berthd's settings: flags win over the config file, which wins over the defaults.
 // The config file is JSON: {"root": "...", "state": "...", "address": "...", "redisUrl": "...",
-// "registry": {"defaultRegistry", "mirrors", "insecure", "certsDir"}} (docs/registry.md).
+// "registry": {"defaultRegistry", "mirrors", "insecure", "certsDir"}} (docs/registry.md),
+// "keepProcesses": true|false}.
 import { readFileSync, existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { defaultRoot, defaultState, gatewaySocketPath } from "../../core/config.ts";
@@ -26,6 +27,12 @@ export interface DaemonConfig {
   /** For pulls and pushes (the jobs process gets them as BERTH_REGISTRY_CONFIG). */
   registry: RegistrySettings;
   engineTcp?: EngineTcpConfig;
+  /**
+   * Start the processes that otherwise start on demand (content, images, snapshots, diff,
+   * jobs) with berthd and keep them: no call waits for a start (a cold pull's largest
+   * fixed cost), for their idle memory (docs/architecture.md).
+   */
+  keepProcesses: boolean;
 }
 
 export const defaultConfigFile = "/etc/berth/berthd.json";
@@ -39,6 +46,9 @@ every Berth service as its own process, behind one gRPC socket.
   --state DIR       runtime state: sockets, pids (default ${defaultState})
   --address SOCKET  the gRPC socket (default <state>/berth.sock)
   --config FILE     JSON settings file (default ${defaultConfigFile} when it exists)
+  --keep-processes  start every process with berthd and keep it, instead of starting
+                    content, images, snapshots, diff and jobs when a call needs them
+                    (faster first calls and pulls, ~116 MiB more memory while idle)
 
 The Engine API (docker.sock in the state dir) can also listen on TCP, with mutual TLS:
   --engine-host tcp://HOST:PORT   e.g. tcp://0.0.0.0:2376
@@ -63,6 +73,7 @@ export function loadDaemonConfig(argv: string[]): DaemonConfig {
       tlscert: { type: "string" },
       tlskey: { type: "string" },
       "engine-insecure-tcp": { type: "boolean" },
+      "keep-processes": { type: "boolean" },
     },
   });
   if (values.help) {
@@ -95,6 +106,8 @@ export function loadDaemonConfig(argv: string[]): DaemonConfig {
         insecure: values["engine-insecure-tcp"] ?? tcpFromFile?.insecure ?? false,
       })
     : undefined;
+  const keepFromFile = (fromFile as { keepProcesses?: unknown }).keepProcesses;
+  if (keepFromFile !== undefined && typeof keepFromFile !== "boolean") throw new Error(`config file ${file}: keepProcesses must be true or false, not ${JSON.stringify(keepFromFile)}`);
   const root = values.root ?? fromFile.root ?? defaultRoot;
   const state = values.state ?? fromFile.state ?? defaultState;
   return {
@@ -104,6 +117,7 @@ export function loadDaemonConfig(argv: string[]): DaemonConfig {
     redisUrl: process.env.BERTH_REDIS_URL || fromFile.redisUrl,
     registry,
     engineTcp,
+    keepProcesses: values["keep-processes"] ?? keepFromFile ?? false,
   };
 }
 

@@ -53,6 +53,8 @@ async function main(): Promise<void> {
   // Each process compiles its bundle (jobs': 4.7 MB) at every start, and the on-demand
   // ones start often: V8's code cache, shared with the CLIs, turns that into a read.
   const compileCache = compileCacheEnv();
+  // With keepProcesses, what would start on demand starts with berthd and stays.
+  const onDemand = (spec: (typeof processTable)[number]) => spec.onDemand === true && !config.keepProcesses;
   for (const spec of processTable) {
     const script = fileURLToPath(new URL(`./${spec.name}.js`, import.meta.url));
     if (!existsSync(script)) {
@@ -60,10 +62,11 @@ async function main(): Promise<void> {
       continue;
     }
     // Only on-demand processes exit when idle (an always-on one must not inherit berthd's setting).
-    const env = { ...process.env, BERTH_REDIS_URL: redisUrl, BERTH_ADDRESS: config.address, BERTH_IDLE_EXIT_MS: spec.onDemand ? String(idleExitMs) : undefined, [registrySettingsEnv]: JSON.stringify(config.registry), ...compileCache };
+    const env = { ...process.env, BERTH_REDIS_URL: redisUrl, BERTH_ADDRESS: config.address, BERTH_IDLE_EXIT_MS: onDemand(spec) ? String(idleExitMs) : undefined, [registrySettingsEnv]: JSON.stringify(config.registry), ...compileCache };
+    // The idle-tuned flags (lite mode) suit only what mostly waits: not the pull path's processes, kept or not.
     services.set(
       spec.name,
-      new SupervisedService({ name: spec.name, script, args: common, nodeFlags: spec.onDemand ? [] : idleTunedNodeFlags, env, socket: serviceSocketPath(config.state, spec.name), onDemand: spec.onDemand }, log),
+      new SupervisedService({ name: spec.name, script, args: common, nodeFlags: spec.onDemand ? [] : idleTunedNodeFlags, env, socket: serviceSocketPath(config.state, spec.name), onDemand: onDemand(spec) }, log),
     );
   }
 
@@ -98,7 +101,7 @@ async function main(): Promise<void> {
     const ready = (name: string) => services.get(name)?.ready();
     metadata = await serveMetadata(ctx, redisUrl, ready);
     await Promise.all(
-      processTable.filter((spec) => !spec.onDemand && services.has(spec.name)).map((spec) => services.get(spec.name)!.start()),
+      processTable.filter((spec) => !onDemand(spec) && services.has(spec.name)).map((spec) => services.get(spec.name)!.start()),
     );
     // A public call that starts a process starts the ones its client calls next too (ProcessSpec.startsAlong).
     const startsAlong = new Map(processTable.map((spec) => [spec.name, spec.startsAlong ?? []]));
