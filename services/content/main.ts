@@ -36,6 +36,11 @@ await runService("content", (server, ctx) => {
     },
   });
   return {
+    // Kept running (berthd --keep-processes: no idle exit), it is there to answer the next
+    // pull at once: the registry client loads now, not in the first download's time.
+    afterListen() {
+      if (!(Number(process.env.BERTH_IDLE_EXIT_MS) > 0)) void import("./fetch.ts").catch(() => undefined);
+    },
     async close() {
       await deps.metadata.flush();
       db.close();
