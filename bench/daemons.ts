@@ -17,9 +17,9 @@ export interface RunningDaemon {
 }
 
 /** berthd as users start it: through its launcher (its V8 flags included). */
-export async function startBerth(base: string, env: NodeJS.ProcessEnv = {}): Promise<RunningDaemon> {
+export async function startBerth(base: string, env: NodeJS.ProcessEnv = {}, args: string[] = []): Promise<RunningDaemon> {
   const launcher = join(repoRoot, "cmd", "berthd", "bin", "berthd");
-  const daemon = await startDaemon({ base, launcher, env: { BERTH_LOG_LEVEL: "warn", ...env } });
+  const daemon = await startDaemon({ base, launcher, args, env: { BERTH_LOG_LEVEL: "warn", ...env } });
   return { name: "berth", pid: daemon.pid!, address: daemon.address, stop: () => daemon.stop() };
 }
 

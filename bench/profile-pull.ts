@@ -5,6 +5,7 @@
 //   BENCH_LAYERS_MIB=80,60,40,20  layer sizes (0.004,0.004 for the fixed costs alone)
 //   BENCH_LAYER_KIND=gzip-files  gzip layers of many files of 1-64 KiB (as bench/pull.ts)
 //   BENCH_WARM=1                  jobs and diff already running (another pull first)
+//   BENCH_KEEP=1                  berthd --keep-processes (every process started with it, none used yet)
 //   BENCH_CONTAINERD=1            the same pull by ctr into a fresh containerd first
 //   BENCH_CPU_PROF=<dir>          a V8 CPU profile of every Berth process
 //   BENCH_NODE_OPTIONS=<flags>    Node/V8 flags for every Berth process
@@ -61,7 +62,7 @@ try {
     process.stdout.write(`containerd: ctr exit ${r.status}, ${wall.toFixed(0)} ms wall; CPU of containerd and ctr: ${(childrenCpuMs() - before).toFixed(0)} ms\n`);
   }
   const cpuBefore = childrenCpuMs();
-  const berth = await startBerth(join(base, "berth"), profile);
+  const berth = await startBerth(join(base, "berth"), profile, process.env.BENCH_KEEP ? ["--keep-processes"] : []);
   let stopped = false;
   const stopBerth = async () => {
     if (!stopped) await berth.stop();

@@ -2,20 +2,17 @@
 // side by side: `berthctl pull` (the daemon's pull jobs: fetch, store, unpack), the real
 // `ctr images pull` into a real containerd (which unpacks too), and `skopeo copy` to an
 // OCI directory (fetch only, no unpack: a floor for moving the bytes). Fresh daemons per
-// run; median wall time of BENCH_RUNS runs (default 3). A second Berth row has the
-// daemon's on-demand processes already running (a pull of a one-layer image first, in the
-// same fresh daemon): the content is as cold, the process starts are not paid.
+// run; median wall time of BENCH_RUNS runs (default 3). A second Berth row is a fresh
+// `berthd --keep-processes`: the content is as cold, the process starts are not paid.
 // BENCH_CONCURRENT=N (default 5, 0 = off) adds N pulls of the same image at once, each
 // into its own namespace, for Berth and containerd (fresh daemons again).
 // Run: npm exec -- node bench/pull.ts; results in bench/results/pull.md.
 import { spawn, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { containerdInstalled, startBerth, startContainerd } from "./daemons.ts";
-import { blobOf, imageFromLayers, tarOf, type ImageParts } from "../test/fixtures/archives.ts";
-import { sha256Digest } from "../core/digest.ts";
+import type { ImageParts } from "../test/fixtures/archives.ts";
 import { pullBenchImage } from "./pull-image.ts";
 import { TestRegistry } from "../test/fixtures/registry.ts";
 import { distDir, repoRoot } from "../test/harness.ts";
@@ -53,19 +50,13 @@ async function timedTogether(commands: [string, string[]][]): Promise<number> {
 
 const benchImage = () => pullBenchImage(layerMiB, process.env.BENCH_LAYER_KIND);
 
-async function upload(registry: string, image: ImageParts, repo = "bench/pull"): Promise<string> {
+async function upload(registry: string, image: ImageParts): Promise<string> {
   const client = new RegistryClient({ certsDir: "/nonexistent", credentials: async () => undefined });
-  const ref = parseRegistryReference(`${registry}/${repo}:1`);
+  const ref = parseRegistryReference(`${registry}/bench/pull:1`);
   for (const b of [image.config, ...image.layers]) await pushBlob(client, ref, b, (async function* () { yield b.data; })());
   await pushManifest(client, ref, "1", image.manifest, image.manifest.data);
   await client.close();
-  return `${registry}/${repo}:1`;
-}
-
-/** A one-layer image whose pull starts the on-demand processes a pull uses. */
-async function warmingImage(): Promise<ImageParts> {
-  const tar = await tarOf([{ name: "warm", data: randomBytes(100) }]);
-  return imageFromLayers([blobOf("application/vnd.oci.image.layer.v1.tar", tar)], [sha256Digest(tar)]);
+  return `${registry}/bench/pull:1`;
 }
 
 const base = mkdtempSync(join(tmpdir(), "berth-bench-pull-"));
@@ -75,7 +66,6 @@ try {
   stops.push(() => registry.stop());
   const image = await benchImage();
   const ref = await upload(registry.host, image);
-  const warmRef = await upload(registry.host, await warmingImage(), "bench/warm");
   const berthctl = (address: string, args: string[]): [string, string[]] => [process.execPath, [join(distDir, "berthctl.js"), "--address", address, ...args]];
   const size = image.blobs.reduce((n, b) => n + b.size, 0) / 1024 / 1024;
   const policy = join(base, "policy.json");
@@ -96,9 +86,8 @@ try {
       const berth = await startBerth(join(runDir, "berth"));
       started.push(() => berth.stop());
       samples.berth.push(timed(...berthctl(berth.address, ["pull", "--plain-http", ref])));
-      const berthWarm = await startBerth(join(runDir, "berth-warm"));
+      const berthWarm = await startBerth(join(runDir, "berth-kept"), {}, ["--keep-processes"]);
       started.push(() => berthWarm.stop());
-      timed(...berthctl(berthWarm.address, ["pull", "--plain-http", warmRef]));
       samples.berthWarm.push(timed(...berthctl(berthWarm.address, ["pull", "--plain-http", ref])));
       for (const stop of started.splice(0).reverse()) await stop();
       if (containerdInstalled()) {
@@ -139,9 +128,9 @@ try {
     "|---:|---:|---:|---:|---:|",
     `| ${cell(samples.berth)} | ${cell(samples.containerd)} | ${cell(samples.skopeo)} | ${ratio(samples.containerd)} | ${ratio(samples.skopeo)} |`,
     "",
-    "The same pull with Berth's on-demand processes (jobs, content, images, snapshots, diff) already running, content as cold:",
+    "The same pull from a fresh `berthd --keep-processes` (jobs, content, images, snapshots and diff started with it, not on demand), content as cold:",
     "",
-    "| berthctl pull, processes running | Berth / containerd | Berth / skopeo |",
+    "| berthctl pull, --keep-processes | Berth / containerd | Berth / skopeo |",
     "|---:|---:|---:|",
     `| ${cell(samples.berthWarm)} | ${ratio(samples.containerd, median(samples.berthWarm))} | ${ratio(samples.skopeo, median(samples.berthWarm))} |`,
     "",
@@ -157,7 +146,7 @@ try {
           "",
         ]
       : []),
-    `Samples (ms): berth ${samples.berth.map((x) => x.toFixed(0)).join(", ")}; berth, processes running ${samples.berthWarm.map((x) => x.toFixed(0)).join(", ")}; containerd ${samples.containerd.map((x) => x.toFixed(0)).join(", ")}; skopeo ${samples.skopeo.map((x) => x.toFixed(0)).join(", ")}. Load average at the end: ${(await import("node:os")).loadavg().map((x) => x.toFixed(1)).join(" ")} (2 cores, shared).`,
+    `Samples (ms): berth ${samples.berth.map((x) => x.toFixed(0)).join(", ")}; berth --keep-processes ${samples.berthWarm.map((x) => x.toFixed(0)).join(", ")}; containerd ${samples.containerd.map((x) => x.toFixed(0)).join(", ")}; skopeo ${samples.skopeo.map((x) => x.toFixed(0)).join(", ")}. Load average at the end: ${(await import("node:os")).loadavg().map((x) => x.toFixed(1)).join(" ")} (2 cores, shared).`,
     "",
   ].join("\n");
   process.stdout.write(report);
