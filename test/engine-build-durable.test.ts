@@ -220,7 +220,9 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
     requests.push(req);
     req.on("error", () => undefined);
     req.end(tar);
-    await until("the RUN to run", () => body.includes("Running in") && runningBuildRuns(d).length === 1);
+    await until("the RUN to run", () => body.includes("Running in") && runningBuildRuns(d).length === 1).catch((err: Error) => {
+      throw new Error(`${err.message}\nthe build's stream so far:\n${body}\nRUNs running: ${JSON.stringify(runningBuildRuns(d))}`);
+    });
     const { pid } = runningBuildRuns(d)[0]!;
     req.destroy();
     await until("the cancelled build to be undone", () => {
