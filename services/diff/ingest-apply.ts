@@ -15,11 +15,26 @@ import { applyNative, type NativeApplyDeps, type NativeTarget } from "./native-a
 /** Bytes the compression is told by (gzip's magic is 2, zstd's 4; xz's 6). */
 const headBytes = 6;
 
-async function readHead(handle: FileHandle, size: number): Promise<Buffer | undefined> {
+/** How long the first bytes of a download whose ingest exists are waited for. */
+const headWaitMs = 30_000;
+
+/**
+ * The blob's first bytes, once written: an extraction may start as its download does,
+ * before they are (and the stored blob it would fall back to does not exist yet). undefined
+ * when the ingest goes first (its download failed, or it was committed meanwhile), or
+ * nothing comes for headWaitMs.
+ */
+async function readHead(handle: FileHandle, size: number, signal: AbortSignal): Promise<Buffer | undefined> {
   const want = Math.min(headBytes, size);
   const buffer = Buffer.alloc(want);
-  const { bytesRead } = await handle.read(buffer, 0, want, 0);
-  return bytesRead === want ? buffer : undefined;
+  const deadline = Date.now() + headWaitMs;
+  for (;;) {
+    const { bytesRead } = await handle.read(buffer, 0, want, 0);
+    if (bytesRead === want) return buffer;
+    if ((await handle.stat()).nlink === 0 || Date.now() > deadline) return undefined;
+    signal.throwIfAborted();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 export interface IngestApply {
@@ -32,8 +47,8 @@ export interface IngestApply {
 /**
  * Extracts the blob of `desc` from the ingest `ref` as it grows. undefined when the
  * ingest is not there to read (not started, or already committed: the caller applies
- * the stored blob instead), or cannot be streamed (zstd, its first bytes not written
- * yet); nothing was written then. On failure the caller must empty the target.
+ * the stored blob instead), or cannot be streamed (zstd, or it went before its first
+ * bytes came); nothing was written then. On failure the caller must empty the target.
  */
 export async function applyFromIngest(source: IngestApply, desc: Descriptor, target: NativeTarget, signal: AbortSignal) {
   const declared = layerCompression(desc.mediaType);
@@ -47,7 +62,7 @@ export async function applyFromIngest(source: IngestApply, desc: Descriptor, tar
   });
   if (!handle) return undefined;
   try {
-    const head = await readHead(handle, size);
+    const head = await readHead(handle, size, signal);
     if (!head) return undefined;
     const compression = resolveCompression(declared, head, `layer ${desc.digest}`);
     if (compression === "zstd") return undefined;
