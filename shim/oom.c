@@ -39,6 +39,24 @@ static void copy_text(char *out, size_t size, const char *text)
     snprintf(out, size, "%s", text);
 }
 
+/*
+ * Ends a getline() loop over f: frees the line buffer and closes f. false (diagnosed,
+ * naming `what`) when the loop stopped on a read error rather than at the end.
+ */
+static bool finish_reading(FILE *f, char *line, const char *what)
+{
+    int saved = errno;
+    bool failed = ferror(f);
+    free(line);
+    fclose(f);
+    if (failed) {
+        errno = saved;
+        diag("oom watch: reading %s: %m", what);
+        return false;
+    }
+    return true;
+}
+
 /* /proc/PID/cgroup: "id:controllers:path" per hierarchy; v2's is "0::path". */
 static bool read_membership(pid_t pid, struct membership *m)
 {
@@ -68,16 +86,7 @@ static bool read_membership(pid_t pid, struct membership *m)
         else if (has_word(controllers, "memory"))
             copy_text(m->v1_memory, sizeof m->v1_memory, where);
     }
-    int saved = errno;
-    bool failed = ferror(f);
-    free(line);
-    fclose(f);
-    if (failed) {
-        errno = saved;
-        diag("oom watch: reading %s: %m", path);
-        return false;
-    }
-    return true;
+    return finish_reading(f, line, path);
 }
 
 /* mountinfo escapes space, tab, newline and backslash as \ooo. */
@@ -144,16 +153,7 @@ static bool cgroup_dir(const char *fs_type, const char *controller, const char *
         int written = snprintf(out, size, "%s%s", mount_point, path + root_length);
         found = written > 0 && (size_t)written < size;
     }
-    int saved = errno;
-    bool failed = ferror(f);
-    free(line);
-    fclose(f);
-    if (failed) {
-        errno = saved;
-        diag("oom watch: reading /proc/self/mountinfo: %m");
-        return false;
-    }
-    return found;
+    return finish_reading(f, line, "/proc/self/mountinfo") && found;
 }
 
 /* The oom_kill count in a memory.oom_control or memory.events fd; false when it cannot be read. */
