@@ -201,6 +201,15 @@ function idleMiddleware(ms: number, onIdle: (inFlight: () => number) => Promise<
 }
 
 /**
+ * How long this process may stay idle before it exits: set by berthd for a process it
+ * starts on demand; undefined for one that stays (always-on, or berthd --keep-processes).
+ */
+export function idleExitMs(): number | undefined {
+  const ms = Number(process.env.BERTH_IDLE_EXIT_MS);
+  return ms > 0 ? ms : undefined;
+}
+
+/**
  * Runs a service process: builds the server through `setup`, listens on its socket,
  * and stops cleanly (core/lifecycle.ts). A process berthd starts on demand
  * (BERTH_IDLE_EXIT_MS set) exits by itself once idle that long.
@@ -212,14 +221,14 @@ export async function runService(
   await runProcess(name, async (ctx, stop) => {
     let handle: ServiceHandle = {};
     let closeGraceMs = shutdownGraceMs;
-    const idleMs = Number(process.env.BERTH_IDLE_EXIT_MS);
+    const idleMs = idleExitMs();
     const grpc = await startGrpcServer(
       ctx,
       name,
       async (server) => {
         handle = (await setup(server, ctx)) ?? {};
       },
-      idleMs > 0
+      idleMs !== undefined
         ? {
             ms: idleMs,
             onIdle: async (inFlight) => {

@@ -1,6 +1,6 @@
 // The content service process: content-addressed blobs and ingests under <root>/content,
 // their rows in the shared metadata database.
-import { runService } from "../../core/grpc-server.ts";
+import { idleExitMs, runService } from "../../core/grpc-server.ts";
 import { MetadataClient } from "../../core/metadata-client.ts";
 import { NamespacedWrites, openMetadataDatabase } from "../../core/metadata-db.ts";
 import { BulkContentDefinition } from "../../core/content-codec.ts";
@@ -39,7 +39,7 @@ await runService("content", (server, ctx) => {
     // Kept running (berthd --keep-processes: no idle exit), it is there to answer the next
     // pull at once: the registry client loads now, not in the first download's time.
     afterListen() {
-      if (!(Number(process.env.BERTH_IDLE_EXIT_MS) > 0)) void import("./fetch.ts").catch(() => undefined);
+      if (idleExitMs() === undefined) void import("./fetch.ts").catch(() => undefined);
     },
     async close() {
       await deps.metadata.flush();
