@@ -8,8 +8,7 @@
 import { test, describe, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import http, { type IncomingMessage } from "node:http";
 import { ClientError, Status } from "nice-grpc";
@@ -25,13 +24,14 @@ import { mediaTypes } from "../core/image/media-types.ts";
 import { onDemandClient } from "../core/on-demand-client.ts";
 import { RegistryClient, ingestRef, parseRegistryReference, pushBlob } from "../core/registry/index.ts";
 import { blobOf, type Blob } from "./fixtures/archives.ts";
-import { FaultProxy, TestRegistry, freePort } from "./fixtures/registry.ts";
+import { freePort, startFaultyRegistry, type FaultProxy, type FaultyRegistry, type TestRegistry } from "./fixtures/registry.ts";
 
 let d: Daemon;
 let registry: TestRegistry;
 let proxy: FaultProxy;
 let work: string;
 let seedClient: RegistryClient;
+let faulty: FaultyRegistry | undefined;
 /** berthd's configured mirror for the registry (FaultProxy's host): it has nothing, and may ask for credentials. */
 let mirror: http.Server;
 let mirrorAsks = false;
@@ -95,9 +95,8 @@ function rejectsWith(code: Status, pattern: RegExp) {
 }
 
 before(async () => {
-  work = mkdtempSync(join(tmpdir(), "berth-blob-fetcher-"));
-  registry = await TestRegistry.start(join(work, "registry"));
-  proxy = await FaultProxy.start(registry.port);
+  faulty = await startFaultyRegistry("berth-blob-fetcher-");
+  ({ work, registry, proxy, seedClient } = faulty);
   const mirrorPort = await freePort();
   mirror = http.createServer((req, res) => {
     mirrorLog.push({ url: req.url ?? "", ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}) });
@@ -109,7 +108,6 @@ before(async () => {
   const config = join(work, "berthd.json");
   writeFileSync(config, JSON.stringify({ registry: { mirrors: { [proxy.host]: [`http://127.0.0.1:${mirrorPort}`] } } }));
   d = await startDaemon({ args: ["--config", config] });
-  seedClient = new RegistryClient({ certsDir: join(work, "no-certs"), credentials: async () => undefined });
 });
 
 beforeEach(async () => {
@@ -125,13 +123,10 @@ beforeEach(async () => {
 });
 
 after(async () => {
-  await seedClient?.close();
   closeChannels();
-  await proxy?.stop();
-  await registry?.stop();
   await d?.destroy();
   await new Promise((resolve) => (mirror ? mirror.close(resolve) : resolve(undefined)));
-  rmSync(work, { recursive: true, force: true });
+  await faulty?.close();
 });
 
 describe("BlobFetcher", () => {

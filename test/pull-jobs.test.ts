@@ -9,8 +9,6 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { distDir, ok, sleep, startDaemon, tableRows, type Daemon, type RunResult, runAsync } from "./harness.ts";
 import { closeChannels } from "../core/grpc-client.ts";
@@ -21,7 +19,7 @@ import { callOptions, type ImageServices } from "../core/image/services.ts";
 import { RegistryClient, parseRegistryReference, pushBlob, pushManifest } from "../core/registry/index.ts";
 import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
 import { blobOf, imageFromLayers, tarOf, twoPlatformIndex, type Blob, type ImageParts } from "./fixtures/archives.ts";
-import { FaultProxy, TestRegistry, storeImage, writeHtpasswd } from "./fixtures/registry.ts";
+import { startFaultyRegistry, storeImage, TestRegistry, writeHtpasswd, type FaultProxy, type FaultyRegistry } from "./fixtures/registry.ts";
 
 let d: Daemon;
 let registry: TestRegistry;
@@ -29,6 +27,7 @@ let proxy: FaultProxy;
 let work: string;
 let busybox: BuiltImage;
 let seedClient: RegistryClient;
+let faulty: FaultyRegistry | undefined;
 /** Downloads at once per registry host, for this file's daemon. */
 const perHost = 2;
 const idleExitMs = 400;
@@ -110,23 +109,18 @@ function committedSnapshots(namespace: string): string[] {
 }
 
 before(async () => {
-  work = mkdtempSync(join(tmpdir(), "berth-pull-jobs-"));
+  faulty = await startFaultyRegistry("berth-pull-jobs-");
+  ({ work, registry, proxy, seedClient } = faulty);
   busybox = await buildBusyboxImage();
   // A short idle time: the jobs process must stay for its queued work, not for its callers.
   d = await startDaemon({ env: { BERTH_PULL_PER_HOST: String(perHost), BERTH_IDLE_EXIT_MS: String(idleExitMs) } });
-  registry = await TestRegistry.start(join(work, "registry"));
-  proxy = await FaultProxy.start(registry.port);
-  seedClient = new RegistryClient({ certsDir: join(work, "no-certs"), credentials: async () => undefined });
   await storeImage(ns("default"), busybox.blobs, "docker.io/library/busybox:latest", busybox.manifest);
 });
 
 after(async () => {
-  await seedClient?.close();
   closeChannels();
-  await proxy?.stop();
-  await registry?.stop();
   await d?.destroy();
-  rmSync(work, { recursive: true, force: true });
+  await faulty?.close();
 });
 
 test("berthctl push of a local image, then pull into a fresh namespace: stored, unpacked, no lease left", async () => {

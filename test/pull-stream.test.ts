@@ -9,8 +9,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdtempSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { distDir, ok, sleep, startDaemon, type Daemon, type RunResult, runAsync } from "./harness.ts";
@@ -24,7 +23,7 @@ import { mountAll, unmountAll } from "../core/mounts.ts";
 import { encodeHeader, endOfArchive, padding, type TarWriteHeader } from "../core/tar/writer.ts";
 import { RegistryClient, parseRegistryReference, pushBlob, pushManifest } from "../core/registry/index.ts";
 import { blobOf, imageFromLayers, type ImageParts } from "./fixtures/archives.ts";
-import { FaultProxy, TestRegistry, type Fault } from "./fixtures/registry.ts";
+import { startFaultyRegistry, type FaultProxy, type FaultyRegistry, type TestRegistry, type Fault } from "./fixtures/registry.ts";
 import { layerDirs, treeOf } from "./fixtures/trees.ts";
 
 let d: Daemon;
@@ -32,6 +31,7 @@ let registry: TestRegistry;
 let proxy: FaultProxy;
 let work: string;
 let seedClient: RegistryClient;
+let faulty: FaultyRegistry | undefined;
 
 const snapshotter = "overlayfs";
 const ns = (namespace: string): ImageServices => connectImageServices(d.address, namespace);
@@ -183,21 +183,16 @@ async function nothingLeft(namespace: string): Promise<void> {
 }
 
 before(async () => {
-  work = mkdtempSync(join(tmpdir(), "berth-pull-stream-"));
+  faulty = await startFaultyRegistry("berth-pull-stream-");
+  ({ work, registry, proxy, seedClient } = faulty);
   // info: a streamed extraction that failed and was left to the unpack says so.
   d = await startDaemon({ env: { BERTH_LOG_LEVEL: "info" } });
-  registry = await TestRegistry.start(join(work, "registry"));
-  proxy = await FaultProxy.start(registry.port);
-  seedClient = new RegistryClient({ certsDir: join(work, "no-certs"), credentials: async () => undefined });
 });
 
 after(async () => {
-  await seedClient?.close();
   closeChannels();
-  await proxy?.stop();
-  await registry?.stop();
   await d?.destroy();
-  rmSync(work, { recursive: true, force: true });
+  await faulty?.close();
 });
 
 test("a layer extracts while its blob is still downloading; the unpacked image equals the sequential unpack's", async () => {
