@@ -11,6 +11,7 @@ import { BerthError, errorKind, errorKinds } from "../../../core/errors.ts";
 import { errorMessage } from "../../../core/grpc-client.ts";
 import type { Descriptor, ImageIndex, ImageManifest } from "../../../core/image/manifest.ts";
 import { deleteLease } from "../../../core/image/lease.ts";
+import { isConfigType } from "../../../core/image/media-types.ts";
 import { callOptions, type ImageServices } from "../../../core/image/services.ts";
 import { saveImage } from "../../../core/image/import.ts";
 import { unpackImage } from "../../../core/image/unpack.ts";
@@ -153,7 +154,10 @@ async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, fetcher: Blob
     await updateBlobLabels(svc.content, desc.digest, labels, call);
     return { existed: true };
   }
-  return hosts.run(ref.registry, async () => {
+  // An image's config is one small document, as its manifest (fetched without a slot):
+  // it takes no download slot, which the layers behind it would wait for.
+  const slot = <T>(download: () => Promise<T>) => (isConfigType(desc.mediaType) ? download() : hosts.run(ref.registry, download));
+  return slot(async () => {
     // Cancelled while it waited for a slot: the slot goes to the next download at once.
     signal.throwIfAborted();
     let last = 0;
