@@ -1562,6 +1562,11 @@ static void hash_execute(napi_env env, void *data)
                 job->error = errno;
                 break;
             }
+            if (n == 0) {
+                /* Bytes left and none taken: a file that cannot grow; never spin on it. */
+                job->error = EIO;
+                break;
+            }
             job->done += (size_t)n;
             /* A short write: carry on after the bytes that made it. */
             size_t rest = (size_t)n;
