@@ -312,10 +312,16 @@ describe("the collection at start", () => {
 
 describe("--keep-processes", () => {
   test("every process starts with berthd and stays past the idle time; a crashed one is restarted", async () => {
-    const d = await startDaemon({ args: ["--keep-processes"], env: { BERTH_IDLE_EXIT_MS: String(idleExitMs) } });
+    const d = await startDaemon({ args: ["--keep-processes"], env: { BERTH_IDLE_EXIT_MS: String(idleExitMs), BERTH_LOG_LEVEL: "info" } });
     try {
       // berthd writes its pid file once every process it starts answers.
       assert.deepEqual(children(d), [...onDemand, "redis-server", "tasks"].sort());
+      // content and jobs warm their pull path up from a loopback registry of their own,
+      // and leave nothing behind: no namespace (so no image, blob or lease) was made.
+      const warmedUp = () => d.log.split("\n").filter((line) => line.includes('"msg":"pull path warmed up"'));
+      await until("content and jobs warmed up", () => warmedUp().length === 2, d);
+      assert.deepEqual(warmedUp().map((line) => (JSON.parse(line) as { name: string }).name).sort(), ["content", "jobs"]);
+      assert.equal(ok(d.ctr(["namespaces", "ls", "-q"])).stdout, "");
       const pids = onDemand.map((name) => d.servicePid(name));
       ok(d.ctr(["images", "import", archive]), "import");
       // Three idle times after the last call: an on-demand process would have exited by now.

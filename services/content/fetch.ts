@@ -22,6 +22,8 @@ import { registryClient, type RegistryAccess } from "../../core/registry/access.
 import { blobStream } from "../../core/registry/blobs.ts";
 import { parseRegistryReference } from "../../core/registry/reference.ts";
 import { isRetryable } from "../../core/registry/retry.ts";
+import { withWarmUpRegistry } from "../../core/registry/warm-up.ts";
+import { sha256Create, sha256Update } from "../../native/index.ts";
 import { openWriteSession, type WriteDeps, type WriteSession } from "./write.ts";
 
 /** How often progress goes back to the caller while bytes arrive. */
@@ -130,4 +132,12 @@ export async function* fetchBlob(deps: WriteDeps, request: FetchBlobRequest, ctx
     await session?.close();
     await client.close();
   }
+}
+
+/** A download's code run once, from a loopback registry into a hash (core/registry/warm-up.ts). */
+export async function warmUpFetch(): Promise<void> {
+  await withWarmUpRegistry(async ({ client, ref, layer }) => {
+    const hash = sha256Create();
+    for await (const chunk of blobStream(client, ref, layer, { verifyDigest: false })) await sha256Update(hash, [chunk]);
+  });
 }

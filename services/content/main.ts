@@ -1,6 +1,7 @@
 // The content service process: content-addressed blobs and ingests under <root>/content,
 // their rows in the shared metadata database.
 import { idleExitMs, runService } from "../../core/grpc-server.ts";
+import { warmUp } from "../../core/warm-up.ts";
 import { MetadataClient } from "../../core/metadata-client.ts";
 import { NamespacedWrites, openMetadataDatabase } from "../../core/metadata-db.ts";
 import { BulkContentDefinition } from "../../core/content-codec.ts";
@@ -37,9 +38,10 @@ await runService("content", (server, ctx) => {
   });
   return {
     // Kept running (berthd --keep-processes: no idle exit), it is there to answer the next
-    // pull at once: the registry client loads now, not in the first download's time.
+    // pull at once: the registry client loads and runs once now (core/registry/warm-up.ts),
+    // not in the first download's time.
     afterListen() {
-      if (idleExitMs() === undefined) void import("./fetch.ts").catch(() => undefined);
+      if (idleExitMs() === undefined) void warmUp(ctx.log, async () => (await import("./fetch.ts")).warmUpFetch());
     },
     async close() {
       await deps.metadata.flush();

@@ -4,8 +4,9 @@
 // pulls and pushes (berth.services.transfer.v1.Transfer, public through the gateway).
 import { CollectorDefinition } from "../../core/gen/berth/internal/v1/gc.ts";
 import { TransferDefinition } from "../../core/gen/berth/services/transfer/v1/transfer.ts";
-import { runService } from "../../core/grpc-server.ts";
+import { idleExitMs, runService } from "../../core/grpc-server.ts";
 import { openMetadataDatabase } from "../../core/metadata-db.ts";
+import { warmUp } from "../../core/warm-up.ts";
 import { startCollector } from "./gc/service.ts";
 import { startTransfers } from "./transfer/index.ts";
 
@@ -19,6 +20,8 @@ await runService("jobs", (server, ctx) => {
     afterListen() {
       collector.scheduler.start();
       transfers.start();
+      // Kept running (berthd --keep-processes), it is there to make the first pull fast.
+      if (idleExitMs() === undefined) void warmUp(ctx.log, () => transfers.warmUp());
     },
     busy: async () => (await collector.scheduler.busy()) || (await transfers.busy()),
     stopping: () => transfers.stopping(),

@@ -9,6 +9,7 @@ import { startPushWorker } from "./push-job.ts";
 import { TransferQueues } from "./queues.ts";
 import { transferService } from "./service.ts";
 import { blobFetcher, jobServices } from "./services.ts";
+import { warmUpPull } from "./warm-up.ts";
 
 /** Downloads at once per registry host (BERTH_PULL_PER_HOST, default 3). */
 const perHost = Number(process.env.BERTH_PULL_PER_HOST) || 3;
@@ -32,6 +33,8 @@ export function startTransfers(root: string, state: string, redisUrl: string | u
     start(): void {
       for (const worker of workers) void worker.run();
     },
+    /** A kept process runs a pull's own steps once (warm-up.ts); failures only cost the first pull the time. */
+    warmUp: () => warmUpPull(services),
     busy: () => queues.busy(),
     /** Calls are about to be cut: that is no caller going away, so no pull is cancelled. */
     stopping: () => cancels.stop(),
