@@ -38,19 +38,21 @@ export interface WarmUpRegistry {
  */
 export async function withWarmUpRegistry(use: (registry: WarmUpRegistry) => Promise<void>): Promise<void> {
   const image = warmUpImage();
-  const byPath = new Map<string, { desc: Descriptor; data: Buffer }>([
-    [`/v2/${repository}/manifests/latest`, image.manifest],
-    [`/v2/${repository}/manifests/${image.manifest.desc.digest}`, image.manifest],
-    [`/v2/${repository}/blobs/${image.config.desc.digest}`, image.config],
-    [`/v2/${repository}/blobs/${image.layer.desc.digest}`, image.layer],
+  const served = (blob: { desc: Descriptor; data: Buffer }) => ({ type: blob.desc.mediaType, data: blob.data, digest: blob.desc.digest });
+  const byPath = new Map<string, { type: string; data: Buffer; digest?: string }>([
+    ["/v2/", { type: "application/json", data: Buffer.from("{}") }],
+    [`/v2/${repository}/manifests/latest`, served(image.manifest)],
+    [`/v2/${repository}/manifests/${image.manifest.desc.digest}`, served(image.manifest)],
+    [`/v2/${repository}/blobs/${image.config.desc.digest}`, served(image.config)],
+    [`/v2/${repository}/blobs/${image.layer.desc.digest}`, served(image.layer)],
   ]);
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const found = req.url === "/v2/" ? { desc: { mediaType: "application/json", digest: "", size: 2 }, data: Buffer.from("{}") } : byPath.get(req.url ?? "");
+    const found = byPath.get(req.url ?? "");
     if (!found || (req.method !== "GET" && req.method !== "HEAD")) {
       res.writeHead(404, { "content-type": "application/json" }).end('{"errors":[{"code":"NOT_FOUND"}]}');
       return;
     }
-    res.writeHead(200, { "content-type": found.desc.mediaType, "content-length": found.data.length, ...(found.desc.digest ? { "docker-content-digest": found.desc.digest } : {}) });
+    res.writeHead(200, { "content-type": found.type, "content-length": found.data.length, ...(found.digest ? { "docker-content-digest": found.digest } : {}) });
     res.end(req.method === "HEAD" ? undefined : found.data);
   });
   await new Promise<void>((resolve, reject) => {
@@ -67,4 +69,3 @@ export async function withWarmUpRegistry(use: (registry: WarmUpRegistry) => Prom
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }
-
