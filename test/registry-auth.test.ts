@@ -13,6 +13,7 @@ import { BerthError } from "../core/errors.ts";
 import { connectImageServices } from "../core/image/connect.ts";
 import type { ImageServices } from "../core/image/services.ts";
 import { RegistryClient, getCredentials, login, logout, storeCredentials, pullImage, pushImage, resolve, type RegistryClientOptions } from "../core/registry/index.ts";
+import { registryClient } from "../core/registry/access.ts";
 import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
 import { TestRegistry, TokenServer, makePki, storeImage, writeCredentialHelper, writeHtpasswd, type TestPki } from "./fixtures/registry.ts";
 
@@ -270,6 +271,15 @@ describe("TLS with certs.d", () => {
     assert.deepEqual(c.hosts.schemesFor("bare.example:443"), ["https", "http"], "a host named without a port covers every port");
     for (const loopback of ["127.0.0.1:5000", "127.1.2.3", "localhost:5000", "[::1]:5000"]) assert.deepEqual(c.hosts.schemesFor(loopback), ["https", "http"], loopback);
     assert.deepEqual(c.endpoints("docker.io", "pull").map((e) => e.host), ["registry-1.docker.io"]);
+  });
+
+  test("a plain-HTTP registry (ctr's --plain-http) is reached over HTTP at once, loopback or not", () => {
+    const c = client({ plainHttp: ["127.0.0.1:5000", "plain.example:5000"] });
+    assert.deepEqual(c.hosts.schemesFor("127.0.0.1:5000"), ["http"]);
+    assert.deepEqual(c.hosts.schemesFor("plain.example:5000"), ["http"]);
+    assert.deepEqual(c.hosts.schemesFor("127.0.0.1:5001"), ["https", "http"], "only the host named");
+    assert.deepEqual(registryClient({ plainHttp: true, insecure: false }, "127.0.0.1:5000").hosts.schemesFor("127.0.0.1:5000"), ["http"]);
+    assert.deepEqual(registryClient({ plainHttp: false, insecure: true }, "insecure.example:5000").hosts.schemesFor("insecure.example:5000"), ["https", "http"]);
   });
 
   test("a client certificate without its key is refused, naming the file", async () => {

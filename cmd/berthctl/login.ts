@@ -102,7 +102,8 @@ export function registerLogin(program: Command): void {
       const configPath = defaultDockerConfigPath();
       await login(registry, credentials, {
         configPath,
-        ...(flags.plainHttp || flags.skipVerify ? { insecure: [registry] } : {}),
+        ...(flags.skipVerify ? { insecure: [registry] } : {}),
+        ...(flags.plainHttp ? { plainHttp: [registry] } : {}),
       });
       await writeOut("Login Succeeded\n");
     });

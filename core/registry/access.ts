@@ -16,7 +16,9 @@ export function registrySettings(): RegistrySettings {
 }
 
 export interface RegistryAccess {
+  /** Plain HTTP only, as ctr's --plain-http. */
   plainHttp: boolean;
+  /** TLS without verification, and plain HTTP when TLS cannot connect (Docker's insecure registries). */
   insecure: boolean;
   credentials?: { username: string; password: string };
 }
@@ -32,7 +34,9 @@ export function registryClient(access: RegistryAccess, registry: string, retry?:
   const settings = registrySettings();
   const options: RegistryClientOptions = {
     ...settings,
-    insecure: [...(settings.insecure ?? []), ...(access.plainHttp || access.insecure ? [registry] : [])],
+    insecure: [...(settings.insecure ?? []), ...(access.insecure ? [registry] : [])],
+    // As ctr's --plain-http: HTTP at once (HTTPS first cost every blob's fresh client a failed handshake).
+    plainHttp: access.plainHttp ? [registry] : [],
     // Never the daemon's own docker config: a caller's pull uses the caller's credentials,
     // and only with the registry they were given for (a mirror is another host).
     credentials: async (name) => (creds && name === registry ? { username: creds.username, password: creds.password } : undefined),

@@ -16,6 +16,8 @@ export interface HostsOptions {
   mirrors?: Record<string, string[]>;
   /** host[:port]s that may be reached over plain HTTP or TLS that is not verified. */
   insecure?: string[];
+  /** host[:port]s reached over plain HTTP only (ctr's --plain-http): no TLS attempt first. */
+  plainHttp?: string[];
   /** Where per-host TLS material lives (default /etc/berth/certs.d). */
   certsDir?: string;
 }
@@ -77,11 +79,13 @@ export class RegistryHosts {
   private readonly agents = new Map<string, Agent>();
   private readonly certsDir: string;
   private readonly insecure: Set<string>;
+  private readonly plainHttp: Set<string>;
   private readonly mirrors: Record<string, Endpoint[]>;
 
   constructor(options: HostsOptions = {}) {
     this.certsDir = options.certsDir ?? defaultCertsDir;
     this.insecure = new Set(options.insecure ?? []);
+    this.plainHttp = new Set(options.plainHttp ?? []);
     this.mirrors = Object.fromEntries(Object.entries(options.mirrors ?? {}).map(([name, list]) => [name, list.map((m) => this.mirrorEndpoint(m))]));
   }
 
@@ -98,8 +102,9 @@ export class RegistryHosts {
     return this.insecure.has(host) || this.insecure.has(hostname(host));
   }
 
-  /** HTTPS first; plain HTTP after it for insecure and loopback hosts. */
+  /** Plain HTTP alone where asked for; else HTTPS first, plain HTTP after it for insecure and loopback hosts. */
   schemesFor(host: string): Scheme[] {
+    if (this.plainHttp.has(host)) return ["http"];
     return this.isInsecure(host) || isLoopback(host) ? ["https", "http"] : ["https"];
   }
 

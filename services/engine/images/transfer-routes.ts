@@ -81,8 +81,9 @@ export function authFor(configs: Map<string, AuthConfig>, name: string): AuthCon
 
 function registryOptions(repository: string, auth: AuthConfig): RegistryOptions {
   const credentials = auth.username || auth.password ? { username: auth.username ?? "", password: auth.password ?? "" } : undefined;
-  // Docker reaches loopback registries over plain HTTP without being told (127.0.0.0/8 is insecure by default).
-  return { plainHttp: isLoopback(registryHost(repository)), insecure: false, credentials };
+  // Docker treats loopback registries as insecure without being told (127.0.0.0/8 is by
+  // default): HTTPS without verification first, plain HTTP if that cannot connect.
+  return { plainHttp: false, insecure: isLoopback(registryHost(repository)), credentials };
 }
 
 /** The path part Docker shows in "Pulling from …": the repository without its registry (library/busybox). */
