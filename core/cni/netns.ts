@@ -2,14 +2,11 @@
 // namespace is bind-mounted onto a file (here <state>/netns/<id>), so it stays while no
 // process is in it, and a daemon started later finds it by path. runc joins it through the
 // spec's namespace path; CNI plugins enter it by the same path.
-import { execFile } from "node:child_process";
 import { closeSync, constants, mkdirSync, openSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { invalidArgument } from "../errors.ts";
 import { statfsType, umount, umountFlags } from "../../native/index.ts";
-
-const run = promisify(execFile);
+import { execChecked } from "../../native/spawn.ts";
 
 /** statfs(2) f_type of nsfs, the filesystem of /proc/<pid>/ns/* and their bind mounts. */
 const NSFS_MAGIC = 0x6e736673;
@@ -40,7 +37,7 @@ export async function createNetns(dir: string, id: string): Promise<string> {
   try {
     // unshare(1) makes the namespace and bind-mounts it onto the file in one step; Node
     // cannot unshare a namespace for a single thread of its own.
-    await run("unshare", [`--net=${path}`, "true"]);
+    await execChecked("unshare", [`--net=${path}`, "true"]);
   } catch (err) {
     rmSync(path, { force: true });
     throw new Error(`cannot create network namespace ${path}: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
