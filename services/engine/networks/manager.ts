@@ -345,10 +345,13 @@ export class NetworkManager {
       const endpoint = { ...this.newEndpoint(network, id, "", {}, files.hostsPath), Hostname: files.hostname, ExtraHosts: [] };
       this.store.putEndpoint(endpoint);
       let path: string | undefined;
+      // A read of the host's rules, independent of the namespace: it runs beside the steps before the ADD.
+      const firewall = forwardDrops();
+      firewall.catch(() => undefined); // awaited in attach, unless a step before it failed
       try {
         path = await createNetns(this.netnsDir, id);
         await loopbackUp({ containerId: id, netns: path });
-        await this.attach(id, endpoint, path, []);
+        await this.attach(id, endpoint, path, [], firewall);
       } catch (err) {
         await this.detach(this.store.endpoint(network.Id, id) ?? endpoint).catch(() => undefined);
         this.store.deleteEndpoint(network.Id, id);
@@ -371,17 +374,20 @@ export class NetworkManager {
     });
   }
 
-  private async attach(containerId: string, endpoint: Endpoint, netns: string, ports: PortMapping[]): Promise<Endpoint> {
+  /** `firewallCheck`: forwardDrops() started by the caller (else here, beside the device's check). */
+  private async attach(containerId: string, endpoint: Endpoint, netns: string, ports: PortMapping[], firewallCheck?: Promise<boolean>): Promise<Endpoint> {
     const network = this.store.resolve(endpoint.NetworkID);
     if (!network) throw networkNotFound(endpoint.NetworkID);
     clearTimeout(this.lingering.get(network.Id));
     this.lingering.delete(network.Id);
+    const drops = firewallCheck ?? forwardDrops();
+    drops.catch(() => undefined); // awaited below, unless the device fails first
     await this.prepareDevice(network);
     const used = this.store.endpointsOfContainer(containerId).filter((e) => e.IfName).map((e) => e.IfName);
     let ifname = "eth0";
     for (let i = 0; used.includes(ifname); i++) ifname = `eth${i}`;
     const sandbox = { containerId, netns, ifname };
-    const firewall = await forwardDrops();
+    const firewall = await drops;
     const add = () => this.cni(network, ports.length > 0, firewall).add(sandbox, ports.length > 0 ? { portMappings: ports } : {});
     // portmap and firewall create the shared chains (CNI-HOSTPORT-*, CNI-FORWARD) before
     // they add rules to them; removeUnusedSharedChains, by this or another engine, must not
