@@ -96,6 +96,24 @@ describe("docker build (classic)", () => {
     assert.ok(all.length > listed.length, "steps' images only with -a");
   });
 
+  test("only a build's result is marked: a new last step (named with its mark), a cached one, one under --label, a multi-stage target", () => {
+    const listed = () => ok(d.docker(["images", "-q", "--no-trunc"]), "images").stdout.split("\n").filter(Boolean);
+    const quietBuild = (name: string, dockerfile: string, args: string[] = []) => ok(build(context(name, { Dockerfile: dockerfile }), ["-q", ...args]), name).stdout.trim();
+    const before = listed();
+    const longer = quietBuild("mark-new", "FROM busybox\nENV MARK_A=1\nENV MARK_B=2\n");
+    assert.deepEqual(listed().filter((id) => !before.includes(id)), [longer], "the new result alone is listed, not its ENV MARK_A step");
+    // The first step of that build, cached here: an intermediate image becomes a result.
+    const prefix = quietBuild("mark-cached", "FROM busybox\nENV MARK_A=1\n");
+    assert.notEqual(prefix, longer);
+    assert.ok(listed().includes(prefix), "a cached step that is a build's result is marked");
+    const beforeLabel = listed();
+    const labelled = quietBuild("mark-label", "FROM busybox\nENV MARK_C=3\n", ["--label", "mark=yes"]);
+    assert.deepEqual(listed().filter((id) => !beforeLabel.includes(id)), [labelled], "the --label step's image, not the ENV under it");
+    const beforeStages = listed();
+    const target = quietBuild("mark-stages", "FROM busybox AS one\nENV MARK_D=4\nFROM one AS two\nENV MARK_E=5\nFROM busybox AS three\nENV MARK_F=6\n", ["--target", "two"]);
+    assert.deepEqual(listed().filter((id) => !beforeStages.includes(id)), [target], "the target stage's last step, not the last step of the stage it builds on");
+  });
+
   test("ADD unpacks a local tar; COPY --chown and --chmod set owner and mode", () => {
     const dir = context("add", { Dockerfile: "FROM busybox\nADD pack.tar /unpacked/\nCOPY --chown=1234:5678 --chmod=640 data.txt /owned\n", "data.txt": "d\n", "inner/a.txt": "inside\n" });
     const tar = spawnSync("tar", ["-c", "-f", join(dir, "pack.tar"), "-C", join(dir, "inner"), "a.txt"]);
