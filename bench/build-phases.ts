@@ -74,10 +74,16 @@ try {
   const archive = readFileSync(skopeoArchives(join(base, "archives"), await buildBusyboxImage()).dockerArchive);
   const traceFiles = { this: join(base, "trace-this.jsonl"), other: join(base, "trace-other.jsonl") };
   daemons.push(["this", await startDaemon({ base: join(base, "this"), env: { BERTH_BUILD_TRACE: traceFiles.this } })]);
-  /** An engine's traces of the builds since the last call. */
-  const traces = (name: "this" | "other") => {
+  /**
+   * An engine's traces of the `builds` builds since the last call. A trace is appended as
+   * the reply ends, maybe after the CLI has exited: polled for (up to 2 s) so that no
+   * build's trace is counted with the next round's.
+   */
+  const traces = async (name: "this" | "other", builds: number) => {
     const file = traceFiles[name];
-    const lines = existsSync(file) ? readFileSync(file, "utf8").split("\n").filter(Boolean) : [];
+    const read = () => (existsSync(file) ? readFileSync(file, "utf8").split("\n").filter(Boolean) : []);
+    for (let waited = 0; read().length < builds && waited < 2000; waited += 10) await new Promise((r) => setTimeout(r, 10));
+    const lines = read();
     rmSync(file, { force: true });
     return lines.map((line) => JSON.parse(line) as [string, number][]);
   };
@@ -94,8 +100,8 @@ try {
   const context = writeBenchContext(base);
 
   for (const [, d] of daemons) await timedBuild(d, context, []);
-  traces("this");
-  traces("other");
+  await traces("this", 1);
+  if (daemons.length > 1) await traces("other", 1);
   console.log(`load ${loadavg()[0]!.toFixed(2)} before`);
   let edits = 0;
   for (const scenario of scenarios) {
@@ -116,8 +122,8 @@ try {
     for (const phase of names) console.log([phase.padEnd(12), ...daemons.map(([name]) => median(phases.get(name)!.get(phase) ?? [0]).toFixed(0).padStart(8))].join(" "));
     console.log(["total".padEnd(12), ...daemons.map(([name]) => median(totals.get(name)!).toFixed(0).padStart(8))].join(" "));
     for (const [name] of daemons) console.log(`  ${name} totals: ${totals.get(name)!.map((x) => x.toFixed(0)).join(" ")}`);
-    const engine = traces("this");
-    const other = traces("other");
+    const engine = await traces("this", rounds);
+    const other = daemons.length > 1 ? await traces("other", rounds) : [];
     const phasesOf = (t: [string, number][][]) => (t[0] ?? []).map(([phase]) => phase.replace(/\d+/g, "#")).join("|");
     const lined = other.length > 0 && phasesOf(other) === phasesOf(engine);
     const show = (label: string, list: [string, number][][], beside?: [string, number][][]) => {
