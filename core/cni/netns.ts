@@ -45,6 +45,35 @@ export async function createNetns(dir: string, id: string): Promise<string> {
   return path;
 }
 
+/**
+ * createNetns with its loopback brought up (what the CNI loopback plugin does), in one exec
+ * instead of two: unshare(1) runs `ip link set lo up` inside the namespace it made. A
+ * namespace that exists already gets the same through nsenter(1). On failure nothing of
+ * it is left (the bind mount is undone).
+ */
+export async function createNetnsWithLoopback(dir: string, id: string): Promise<string> {
+  const path = netnsPath(dir, id);
+  const loopbackUp = ["ip", "link", "set", "lo", "up"];
+  if (isNetnsMounted(path)) {
+    try {
+      await execChecked("nsenter", [`--net=${path}`, ...loopbackUp]);
+    } catch (err) {
+      throw new Error(`cannot bring up the loopback of network namespace ${path}: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
+    }
+    return path;
+  }
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  closeSync(openSync(path, constants.O_RDONLY | constants.O_CREAT, 0o444));
+  try {
+    await execChecked("unshare", [`--net=${path}`, ...loopbackUp]);
+  } catch (err) {
+    // The namespace may be mounted already when only `ip` failed.
+    removeNetns(path);
+    throw new Error(`cannot create network namespace ${path} with its loopback up: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
+  }
+  return path;
+}
+
 /** Unmounts and removes the namespace file; a missing one is fine (removal is retried after crashes). */
 export function removeNetns(path: string): void {
   if (isNetnsMounted(path)) {
