@@ -70,6 +70,8 @@ describe("docker build (classic)", () => {
     const r = ok(build(dir, ["-t", "built:2"]), "rebuild");
     assert.deepEqual(cachedSteps(r.stdout), [2, 3, 4, 5]);
     assert.doesNotMatch(r.stdout, /Running in/);
+    // The build's lease is made as its steps start, before any miss: a build that wrote nothing leaves it behind neither.
+    assert.deepEqual(buildLeftovers(d), nothingLeft);
     assert.equal(ok(d.docker(["inspect", "--format", "{{.Id}}", "built:2"]), "inspect").stdout.trim(), first);
   });
 

@@ -261,8 +261,8 @@ export class Build {
   }
 
   /**
-   * The build's one lease, made when a step first writes: what the steps write stays until
-   * the images naming it exist. One lease instead of one per step saves two round trips a step.
+   * The build's one lease, made as its steps start (steps()): what the steps write stays
+   * until the images naming it exist. One lease instead of one per step saves two round trips a step.
    */
   private lease(): Promise<string> {
     this.leaseId ??= createLease(this.backend.images);
@@ -287,6 +287,9 @@ export class Build {
       plan = planStages(stages, last, fromRef, (i) => triggers.get(i) ?? []);
     }
     this.stepCount = plan.order.reduce((n, i) => n + 1 + stages[i]!.steps.length, 0);
+    // Made now, while the first steps look the cache up, rather than at the first miss,
+    // where its record and round trip (~5–10 ms) held up that step's snapshot.
+    if (this.stepCount > plan.order.length) this.lease().catch(() => undefined); // a failure is met again where a step needs it
     const labelStep = Object.keys(this.options.labels).length > 0;
     const built = await this.buildStages(stages, plan, globalArgs, labelStep ? undefined : last);
     let result = built[last]!;
