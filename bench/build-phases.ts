@@ -138,6 +138,12 @@ try {
     };
     show(lined ? "this, other" : "this", engine, lined ? other : undefined);
     if (!lined) show("other", other);
+    // The engine's own time per build from the job's start (the upload and the queue left
+    // out, both noisy at load): the median of the per-build sums, not a sum of medians.
+    const afterStart = (t: [string, number][]) => t.filter(([phase]) => !["context", "plan", "job started"].includes(phase)).reduce((n, [, ms]) => n + ms, 0);
+    for (const [label, list] of [["this", engine], ["other", other]] as const) {
+      if (list.length > 0) console.log(`  engine after job start (${label}): median ${median(list.map(afterStart)).toFixed(1)}   (${list.map((t) => afterStart(t).toFixed(0)).join(" ")})`);
+    }
   }
   console.log(`load ${loadavg()[0]!.toFixed(2)} after`);
 } finally {
