@@ -116,6 +116,28 @@ describe("docker build (classic)", () => {
     assert.deepEqual(listed().filter((id) => !beforeStages.includes(id)), [target], "the target stage's last step, not the last step of the stage it builds on");
   });
 
+  test("a tag a build moves leaves the image it pointed at in place: a build result (still listed), a committed image (kept untagged)", () => {
+    const idOf = (ref: string) => ok(d.docker(["image", "inspect", "--format", "{{.Id}}", ref]), `inspect ${ref}`).stdout.trim();
+    const dir = context("retag", { Dockerfile: "FROM busybox\nENV RETAG=1\n" });
+    ok(build(dir, ["-t", "retag:1"]), "first build");
+    const first = idOf("retag:1");
+    writeFileSync(join(dir, "Dockerfile"), "FROM busybox\nENV RETAG=2\n");
+    ok(build(dir, ["-t", "retag:1"]), "rebuild under the same tag");
+    assert.notEqual(idOf("retag:1"), first);
+    assert.equal(idOf(first), first, "the earlier result still exists");
+    assert.ok(ok(d.docker(["images", "-q", "--no-trunc"]), "images").stdout.split("\n").includes(first), "and is listed, untagged");
+    ok(d.docker(["run", "--name", "retag-source", "busybox", "true"]), "run");
+    try {
+      ok(d.docker(["commit", "retag-source", "retag:2"]), "commit");
+    } finally {
+      ok(d.docker(["rm", "retag-source"]), "rm");
+    }
+    const committed = idOf("retag:2");
+    ok(build(dir, ["-t", "retag:2"]), "build onto the committed image's tag");
+    assert.notEqual(idOf("retag:2"), committed);
+    assert.equal(idOf(committed), committed, "the committed image, which had no other name, is kept untagged");
+  });
+
   test("ADD unpacks a local tar; COPY --chown and --chmod set owner and mode", () => {
     const dir = context("add", { Dockerfile: "FROM busybox\nADD pack.tar /unpacked/\nCOPY --chown=1234:5678 --chmod=640 data.txt /owned\n", "data.txt": "d\n", "inner/a.txt": "inside\n" });
     const tar = spawnSync("tar", ["-c", "-f", join(dir, "pack.tar"), "-C", join(dir, "inner"), "a.txt"]);
