@@ -6,6 +6,7 @@
 //   BENCH_LAYER_KIND=gzip-files  gzip layers of many files of 1-64 KiB (as bench/pull.ts)
 //   BENCH_WARM=1                  jobs and diff already running (another pull first)
 //   BENCH_KEEP=1                  berthd --keep-processes (every process started with it, none used yet)
+//   BENCH_SETTLE_MS=<ms>          wait that long after berthd is ready (a kept daemon sits idle before its first pull)
 //   BENCH_CONTAINERD=1            the same pull by ctr into a fresh containerd first
 //   BENCH_CPU_PROF=<dir>          a V8 CPU profile of every Berth process
 //   BENCH_NODE_OPTIONS=<flags>    Node/V8 flags for every Berth process
@@ -80,6 +81,7 @@ try {
     await c.close();
     spawnSync(process.execPath, [join(distDir, "berthctl.js"), "--address", berth.address, "pull", "--plain-http", `${registry.host}/bench/warm:1`], { stdio: "ignore" });
   }
+  if (process.env.BENCH_SETTLE_MS) await new Promise((resolve) => setTimeout(resolve, Number(process.env.BENCH_SETTLE_MS)));
   const names = new Map(image.layers.map((l, i) => [l.digest.slice(7, 19), `layer${i} (${layerMiB[i]} MiB)`]));
   names.set(image.config.digest.slice(7, 19), "config");
   const started = performance.now();

@@ -54,7 +54,14 @@ export interface NativeAddon {
   namespaceTypes: Constants<(typeof NAMESPACE_TYPES)[number]>;
   pidfdFlags: Constants<(typeof PIDFD_FLAGS)[number]>;
   applyLayer(options: ApplyLayerOptions): Promise<ApplyLayerResult>;
+  sha256Create(): Sha256;
+  sha256Write(hash: Sha256, fd: number, chunks: readonly Uint8Array[]): Promise<number>;
+  sha256Update(hash: Sha256, chunks: readonly Uint8Array[]): Promise<number>;
+  sha256Digest(hash: Sha256): string;
 }
+
+/** A running sha256 held by the addon (an opaque handle; freed with it). */
+export type Sha256 = { readonly __sha256: unique symbol };
 
 /** How a child ended: its exit code, or the signal that killed it (code null). */
 export interface ChildExit {
@@ -261,6 +268,33 @@ export function reap(pid: number, block: boolean): ChildExit | null {
  */
 export function applyLayer(options: ApplyLayerOptions): Promise<ApplyLayerResult> {
   return nativeAddon().applyLayer(options);
+}
+
+// ---- running sha256 hashes: the content store's ingests append and hash on a pool thread.
+
+/** A sha256 of no bytes yet. */
+export function sha256Create(): Sha256 {
+  return nativeAddon().sha256Create();
+}
+
+/**
+ * Appends the chunks to fd (one writev per call, short writes carried on) and adds them
+ * to the hash, both on a libuv pool thread; resolves with the bytes appended. A failed
+ * write rejects with an fs-style error whose `bytesWritten` says how many bytes reached
+ * the file: the hash has taken exactly those. One call at a time per hash.
+ */
+export function sha256Write(hash: Sha256, fd: number, chunks: readonly Uint8Array[]): Promise<number> {
+  return nativeAddon().sha256Write(hash, fd, chunks);
+}
+
+/** Adds the chunks to the hash on a pool thread (nothing written). */
+export function sha256Update(hash: Sha256, chunks: readonly Uint8Array[]): Promise<number> {
+  return nativeAddon().sha256Update(hash, chunks);
+}
+
+/** "sha256:<hex>" of the bytes so far; the hash goes on. Not while a write or update runs. */
+export function sha256Digest(hash: Sha256): string {
+  return nativeAddon().sha256Digest(hash);
 }
 
 /** malloc_trim(0): hands glibc's free pages back to the system; true when some were. */

@@ -4,6 +4,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { constants as osConstants, hostname, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -535,6 +536,105 @@ describe(`spawning children with posix_spawn (${sanitizerChild ? "ASan/UBSan" : 
     assertSystemError(() => native.spawn("/bin/true", ["/bin/true"], [], [987654]), "EBADF", "fcntl", "fd 987654");
     assertArgError(() => loose.reap!(0, true), RangeError, "ERR_OUT_OF_RANGE");
     assertSystemError(() => native.reap(process.pid, false), "ECHILD", "waitpid", `pid ${process.pid}`);
+  });
+});
+
+describe(`running sha256 hashes (${sanitizerChild ? "ASan/UBSan" : "Release"} build)`, { skip: needsRoot }, () => {
+  let base = "";
+  before(() => {
+    base = mkdtempSync(join(process.env.BERTH_NATIVE_TEST_DIR ?? tmpdir(), "berth-native-hash-"));
+  });
+  after(() => {
+    if (base) removeTestDir(base);
+  });
+  const sha256 = (data: Uint8Array) => `sha256:${createHash("sha256").update(data).digest("hex")}`;
+
+  test("sha256Write appends every chunk to the file and hashes them; sha256Update only hashes; the digest goes on", async () => {
+    const hash = native.sha256Create();
+    assert.equal(native.sha256Digest(hash), sha256(Buffer.alloc(0)));
+    const file = join(base, "appended");
+    const fd = openSync(file, "a");
+    try {
+      // More chunks than one writev takes (IOV_MAX, 1024), of uneven sizes, an empty one among them.
+      const chunks = Array.from({ length: 1500 }, (_, i) => randomBytes(i % 7 === 0 ? 0 : (i * 37) % 4096));
+      const written = chunks.reduce((n, c) => n + c.length, 0);
+      assert.equal(await native.sha256Write(hash, fd, chunks), written);
+      assert.equal(native.sha256Digest(hash), sha256(Buffer.concat(chunks)), "asking for the digest does not end the hash");
+      const more = [Buffer.from("more bytes"), new Uint8Array([1, 2, 3])];
+      assert.equal(await native.sha256Write(hash, fd, more), 13);
+      assert.equal(await native.sha256Write(hash, fd, []), 0);
+      const onDisk = readFileSync(file);
+      assert.deepEqual(onDisk, Buffer.concat([...chunks, ...more]));
+      assert.equal(native.sha256Digest(hash), sha256(onDisk));
+      // Hashing alone: the file stays as it was.
+      const other = native.sha256Create();
+      assert.equal(await native.sha256Update(other, [onDisk.subarray(0, 1000), onDisk.subarray(1000)]), onDisk.length);
+      assert.equal(native.sha256Digest(other), sha256(onDisk));
+      assert.equal(statSync(file).size, onDisk.length);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  test("a write the filesystem cuts short is hashed as far as it reached the file, and says how far", async () => {
+    const small = join(base, "small-tmpfs");
+    mkdirSync(small);
+    native.mount("tmpfs", small, "tmpfs", 0, "size=64k");
+    try {
+      const file = join(small, "data");
+      const fd = openSync(file, "a");
+      try {
+        const hash = native.sha256Create();
+        const chunks = [randomBytes(40_000), randomBytes(40_000), randomBytes(40_000)];
+        await assert.rejects(native.sha256Write(hash, fd, chunks), (error: NodeJS.ErrnoException & { bytesWritten?: number }) => {
+          assert.equal(error.code, "ENOSPC");
+          assert.equal(error.syscall, "writev");
+          assert.ok(typeof error.bytesWritten === "number" && error.bytesWritten > 0 && error.bytesWritten < 120_000, `bytesWritten ${error.bytesWritten}`);
+          assert.equal(error.bytesWritten, statSync(file).size);
+          return true;
+        });
+        assert.equal(native.sha256Digest(hash), sha256(readFileSync(file)), "the digest covers exactly what is in the file");
+      } finally {
+        closeSync(fd);
+      }
+    } finally {
+      native.umount(small, 0);
+    }
+  });
+
+  test("a write to an fd that cannot take it rejects with the fd's error, and the hash is unchanged", async () => {
+    const file = join(base, "read-only");
+    writeFileSync(file, "");
+    const fd = openSync(file, "r");
+    try {
+      const hash = native.sha256Create();
+      await assert.rejects(native.sha256Write(hash, fd, [Buffer.from("x")]), (error: NodeJS.ErrnoException & { bytesWritten?: number }) => {
+        assert.equal(error.code, "EBADF");
+        assert.equal(error.path, `fd ${fd}`);
+        assert.equal(error.bytesWritten, 0);
+        return true;
+      });
+      assert.equal(native.sha256Digest(hash), sha256(Buffer.alloc(0)));
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  test("bad arguments are refused, and so is a second call while one runs", async () => {
+    const loose = native.nativeAddon() as unknown as Record<string, (...args: unknown[]) => unknown>;
+    const hash = native.sha256Create();
+    assertArgError(() => loose.sha256Digest!({}), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.sha256Update!("sha256", []), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.sha256Update!(hash, Buffer.from("not an array")), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.sha256Update!(hash, ["text"]), TypeError, "ERR_INVALID_ARG_TYPE");
+    assertArgError(() => loose.sha256Write!(hash, -1, []), RangeError, "ERR_OUT_OF_RANGE");
+    assertArgError(() => loose.sha256Write!(hash, 1), TypeError, "ERR_INVALID_ARG_COUNT");
+    const running = native.sha256Update(hash, [randomBytes(4 * 1024 * 1024)]);
+    assert.throws(() => native.sha256Update(hash, [Buffer.from("x")]), { code: "ERR_INVALID_STATE" });
+    assert.throws(() => native.sha256Digest(hash), { code: "ERR_INVALID_STATE" });
+    assert.equal(await running, 4 * 1024 * 1024);
+    assert.match(native.sha256Digest(hash), /^sha256:[0-9a-f]{64}$/);
+    assert.equal(await native.sha256Update(hash, []), 0, "usable again once the call has settled");
   });
 });
 

@@ -315,32 +315,41 @@ test("cancel: a pull goes on while another caller waits for it; a layer shared w
   assert.deepEqual(await leasesOf("cancel"), []);
 });
 
-test("downloads from one registry host run at most BERTH_PULL_PER_HOST at a time", async () => {
+test("layer downloads from one registry host run at most BERTH_PULL_PER_HOST at a time; the config takes no slot", async () => {
   const image = imageOf(await Promise.all([1, 2, 3, 4, 5].map((i) => randomLayer(`layer${i}.txt`, 1000 + i))));
   const ref = await seed(image, "limit/five");
-  const blobs = new Set([image.config.digest, ...image.layers.map((l) => l.digest)]);
+  const layers = new Set(image.layers.map((l) => l.digest));
   const waiting: (() => void)[] = [];
   let held = 0;
   let mostHeld = 0;
-  // Every blob GET waits at the proxy until the test lets it through, one at a time.
+  let releaseConfig = () => {};
+  const configHeld = new Promise<void>((resolve) => (releaseConfig = resolve));
+  // Every layer GET waits at the proxy until the test lets it through, one at a time; the
+  // config's waits until the layers have taken every slot (were it given a slot, only one could).
   proxy.rule = (req) => {
     const digest = req.method === "GET" ? req.url?.split("/blobs/")[1] : undefined;
-    if (!digest || !blobs.has(digest)) return undefined;
+    if (digest === image.config.digest) return { hold: configHeld };
+    if (!digest || !layers.has(digest)) return undefined;
     mostHeld = Math.max(mostHeld, ++held);
     return { hold: new Promise<void>((resolve) => waiting.push(() => (held--, resolve()))) };
   };
   try {
     const pulling = berthctl(["pull", "--plain-http", ref], "limit");
-    for (let left = blobs.size; left > 0; left--) {
+    for (let left = layers.size; left > 0; left--) {
       const expected = Math.min(perHost, left);
       for (let i = 0; i < 600 && held < expected; i++) await sleep(25);
       assert.equal(held, expected, `${expected} downloads wait at the registry`);
+      if (left === layers.size) {
+        assert.equal(blobGets(image.config.digest).length, 1, "the config is being fetched while the layers hold every slot");
+        releaseConfig();
+      }
       waiting.shift()!();
     }
     ok(await pulling, "pull");
-    assert.equal(mostHeld, perHost, "never more downloads at once than the limit");
+    assert.equal(mostHeld, perHost, "never more layer downloads at once than the limit");
   } finally {
     proxy.rule = undefined;
+    releaseConfig();
     for (const release of waiting.splice(0)) release();
   }
 });

@@ -649,6 +649,8 @@ static napi_value js_malloc_trim(napi_env env, napi_callback_info info)
 static bool export_process_functions(napi_env env, napi_value exports);
 /* Defined at the end (the native layer applier, for the diff service). */
 static bool export_layer_functions(napi_env env, napi_value exports);
+/* Defined at the end (running sha256 hashes, for the content store's ingests). */
+static bool export_hash_functions(napi_env env, napi_value exports);
 
 NAPI_MODULE_INIT()
 {
@@ -668,7 +670,8 @@ NAPI_MODULE_INIT()
         !export_constants(env, exports, "umountFlags", umount_flags, COUNT(umount_flags)) ||
         !export_constants(env, exports, "xattrFlags", xattr_flags, COUNT(xattr_flags)) ||
         !export_constants(env, exports, "fsMagic", fs_magic, COUNT(fs_magic)) ||
-        !export_process_functions(env, exports) || !export_layer_functions(env, exports))
+        !export_process_functions(env, exports) || !export_layer_functions(env, exports) ||
+        !export_hash_functions(env, exports))
         return NULL;
     return exports;
 }
@@ -1432,6 +1435,311 @@ static bool export_layer_functions(napi_env env, napi_value exports)
 {
     static const napi_property_descriptor functions[] = {
         FUNCTION("applyLayer", js_apply_layer),
+    };
+    return call_ok(env, napi_define_properties(env, exports, COUNT(functions), functions), "napi_define_properties");
+}
+
+/* ---- running sha256 hashes ------------------------------------------------------------ */
+/*
+ * For the content store's ingests: a download's chunks are appended to the ingest file
+ * and hashed on a libuv pool thread (writev, then EVP_DigestUpdate over what was
+ * written), so the content process's one JS thread only receives them. Hashing there
+ * took a quarter of that thread during a pull, and it is what bounded the downloads.
+ *
+ * A hash is an external (type-tagged, freed with it); one write or update at a time per
+ * hash (a second while one runs throws ERR_INVALID_STATE), so the digest always covers
+ * exactly the bytes appended before it.
+ */
+#include <limits.h>
+#include <openssl/evp.h>
+#include <sys/uio.h>
+
+struct sha256_hash {
+    EVP_MD_CTX *ctx;
+    bool busy;
+};
+
+static const napi_type_tag sha256_tag = { 0x6265727468736861ULL, 0x3235362d68617368ULL };
+
+static void sha256_free(napi_env env, void *data, void *hint)
+{
+    (void)env;
+    (void)hint;
+    struct sha256_hash *hash = data;
+    EVP_MD_CTX_free(hash->ctx);
+    free(hash);
+}
+
+/* sha256Create() → a new hash of no bytes. */
+static napi_value js_sha256_create(napi_env env, napi_callback_info info)
+{
+    (void)info;
+    struct sha256_hash *hash = calloc(1, sizeof *hash);
+    if (hash == NULL) {
+        throw_errno(env, ENOMEM, "sha256Create", "");
+        return NULL;
+    }
+    hash->ctx = EVP_MD_CTX_new();
+    if (hash->ctx == NULL || EVP_DigestInit_ex(hash->ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(hash->ctx);
+        free(hash);
+        throw_fmt(env, KIND_ERROR, "ERR_BERTH_NATIVE", "sha256Create: libcrypto cannot start a sha256 digest");
+        return NULL;
+    }
+    napi_value external;
+    if (!call_ok(env, napi_create_external(env, hash, sha256_free, NULL, &external), "napi_create_external")) {
+        sha256_free(env, hash, NULL);
+        return NULL;
+    }
+    if (!call_ok(env, napi_type_tag_object(env, external, &sha256_tag), "napi_type_tag_object"))
+        return NULL; /* the external owns the hash now: its finalizer frees it */
+    return external;
+}
+
+/* The hash an argument holds, refused unless it came from sha256Create or is in use. */
+static bool get_sha256(napi_env env, napi_value value, const char *fn, struct sha256_hash **out)
+{
+    napi_valuetype type;
+    bool tagged = false;
+    if (!get_type(env, value, &type))
+        return false;
+    if (type == napi_external && !call_ok(env, napi_check_object_type_tag(env, value, &sha256_tag, &tagged), "napi_check_object_type_tag"))
+        return false;
+    if (!tagged) {
+        throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_TYPE", "%s: argument \"hash\" must come from sha256Create, got %s", fn, type_name(type));
+        return false;
+    }
+    void *data;
+    if (!call_ok(env, napi_get_value_external(env, value, &data), "napi_get_value_external"))
+        return false;
+    *out = data;
+    if ((*out)->busy) {
+        throw_fmt(env, KIND_ERROR, "ERR_INVALID_STATE", "%s: the hash is still taking an earlier write", fn);
+        return false;
+    }
+    return true;
+}
+
+struct hash_job {
+    napi_async_work work;
+    napi_deferred deferred;
+    struct sha256_hash *hash;
+    napi_ref keep;        /* [hash, ...chunks]: alive, their memory in place, while the work runs */
+    int fd;               /* -1: hash only */
+    struct iovec *spans;  /* the chunks, as given: what is hashed */
+    struct iovec *unsent; /* a copy writev advances past what reached the file */
+    int count;
+    size_t total;
+    size_t done;  /* bytes written (all of them, without fd) */
+    int error;    /* errno of the failed writev; -1: libcrypto failed */
+};
+
+static void hash_job_free(napi_env env, struct hash_job *job)
+{
+    if (job->keep != NULL)
+        napi_delete_reference(env, job->keep);
+    free(job->spans);
+    free(job->unsent);
+    free(job);
+}
+
+/* Appends the chunks (the fd is O_APPEND or positioned by its owner), then hashes exactly
+ * the bytes that reached the file, so after a failed write the digest still matches it. */
+static void hash_execute(napi_env env, void *data)
+{
+    (void)env;
+    struct hash_job *job = data;
+    if (job->fd < 0) {
+        job->done = job->total;
+    } else {
+        struct iovec *next = job->unsent;
+        int left = job->count;
+        while (job->done < job->total) {
+            ssize_t n = writev(job->fd, next, left < IOV_MAX ? left : IOV_MAX);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                job->error = errno;
+                break;
+            }
+            if (n == 0) {
+                /* Bytes left and none taken: a file that cannot grow; never spin on it. */
+                job->error = EIO;
+                break;
+            }
+            job->done += (size_t)n;
+            /* A short write: carry on after the bytes that made it. */
+            size_t rest = (size_t)n;
+            while (left > 0 && rest >= next->iov_len) {
+                rest -= next->iov_len;
+                next++;
+                left--;
+            }
+            if (rest > 0) {
+                next->iov_base = (char *)next->iov_base + rest;
+                next->iov_len -= rest;
+            }
+        }
+    }
+    size_t unhashed = job->done;
+    for (int i = 0; i < job->count && unhashed > 0; i++) {
+        size_t n = job->spans[i].iov_len < unhashed ? job->spans[i].iov_len : unhashed;
+        if (EVP_DigestUpdate(job->hash->ctx, job->spans[i].iov_base, n) != 1) {
+            job->error = -1;
+            return;
+        }
+        unhashed -= n;
+    }
+}
+
+static void hash_complete(napi_env env, napi_status status, void *data)
+{
+    struct hash_job *job = data;
+    job->hash->busy = false;
+    napi_value value = NULL;
+    bool ok = false;
+    if (status != napi_ok) {
+        call_ok(env, status, "sha256Write");
+    } else if (job->error > 0) {
+        /* The fs-style error, thrown then taken back, with how far the write got. */
+        napi_value written;
+        throw_errno_on(env, job->error, "writev", "fd", job->fd);
+        if (napi_get_and_clear_last_exception(env, &value) == napi_ok && value != NULL &&
+            napi_create_double(env, (double)job->done, &written) == napi_ok)
+            napi_set_named_property(env, value, "bytesWritten", written);
+    } else if (job->error < 0) {
+        throw_fmt(env, KIND_ERROR, "ERR_BERTH_NATIVE", "sha256Write: libcrypto failed to hash the bytes (the hash is now unusable)");
+    } else {
+        ok = call_ok(env, napi_create_double(env, (double)job->done, &value), "napi_create_double");
+    }
+    if (ok) {
+        napi_resolve_deferred(env, job->deferred, value);
+    } else {
+        if (value == NULL && (napi_get_and_clear_last_exception(env, &value) != napi_ok || value == NULL))
+            napi_create_string_utf8(env, "sha256Write: failed", NAPI_AUTO_LENGTH, &value);
+        napi_reject_deferred(env, job->deferred, value);
+    }
+    napi_delete_async_work(env, job->work);
+    hash_job_free(env, job);
+}
+
+/* The shared part of sha256Write(hash, fd, chunks) and sha256Update(hash, chunks). */
+static napi_value queue_hash_job(napi_env env, const char *fn, napi_value hash_arg, int fd, napi_value chunks)
+{
+    struct sha256_hash *hash;
+    bool is_array = false;
+    uint32_t count = 0;
+    if (!get_sha256(env, hash_arg, fn, &hash) || !call_ok(env, napi_is_array(env, chunks, &is_array), "napi_is_array"))
+        return NULL;
+    if (!is_array) {
+        throw_fmt(env, KIND_TYPE_ERROR, "ERR_INVALID_ARG_TYPE", "%s: argument \"chunks\" must be an array of Buffers", fn);
+        return NULL;
+    }
+    if (!call_ok(env, napi_get_array_length(env, chunks, &count), "napi_get_array_length"))
+        return NULL;
+    if (count > INT_MAX / 2) {
+        throw_fmt(env, KIND_RANGE_ERROR, "ERR_OUT_OF_RANGE", "%s: too many chunks (%u)", fn, count);
+        return NULL;
+    }
+    struct hash_job *job = calloc(1, sizeof *job);
+    napi_value keep, promise = NULL, name;
+    if (job == NULL || (count > 0 && ((job->spans = calloc(count, sizeof *job->spans)) == NULL ||
+                                      (job->unsent = calloc(count, sizeof *job->unsent)) == NULL))) {
+        if (job != NULL)
+            hash_job_free(env, job);
+        throw_errno(env, ENOMEM, fn, "chunks");
+        return NULL;
+    }
+    job->hash = hash;
+    job->fd = fd;
+    job->count = (int)count;
+    /* A private array of its own: the caller may change theirs while the work runs. */
+    if (!call_ok(env, napi_create_array_with_length(env, count + 1, &keep), "napi_create_array_with_length") ||
+        !call_ok(env, napi_set_element(env, keep, 0, hash_arg), "napi_set_element"))
+        goto fail;
+    for (uint32_t i = 0; i < count; i++) {
+        napi_value chunk;
+        void *bytes = NULL;
+        size_t length = 0;
+        if (!call_ok(env, napi_get_element(env, chunks, i, &chunk), "napi_get_element") ||
+            !get_bytes(env, chunk, fn, "chunks[]", &bytes, &length) ||
+            !call_ok(env, napi_set_element(env, keep, i + 1, chunk), "napi_set_element"))
+            goto fail;
+        job->spans[i] = (struct iovec){ .iov_base = bytes, .iov_len = length };
+        job->total += length;
+    }
+    if (count > 0)
+        memcpy(job->unsent, job->spans, count * sizeof *job->spans);
+    if (!call_ok(env, napi_create_reference(env, keep, 1, &job->keep), "napi_create_reference") ||
+        !call_ok(env, napi_create_string_utf8(env, "berth:sha256Write", NAPI_AUTO_LENGTH, &name), "napi_create_string_utf8") ||
+        !call_ok(env, napi_create_async_work(env, NULL, name, hash_execute, hash_complete, job, &job->work), "napi_create_async_work"))
+        goto fail;
+    if (!call_ok(env, napi_create_promise(env, &job->deferred, &promise), "napi_create_promise") ||
+        !call_ok(env, napi_queue_async_work(env, job->work), "napi_queue_async_work")) {
+        /* A created promise is left pending and unreachable: nothing else to undo. */
+        napi_delete_async_work(env, job->work);
+        goto fail;
+    }
+    hash->busy = true;
+    return promise;
+fail:
+    hash_job_free(env, job);
+    return NULL;
+}
+
+/* sha256Write(hash, fd, chunks) → a promise of the bytes appended to fd (all of them) and hashed. */
+static napi_value js_sha256_write(napi_env env, napi_callback_info info)
+{
+    napi_value argv[3];
+    int fd;
+    if (!get_args(env, info, "sha256Write", 3, argv) || !get_int(env, argv[1], "sha256Write", "fd", &fd))
+        return NULL;
+    return queue_hash_job(env, "sha256Write", argv[0], fd, argv[2]);
+}
+
+/* sha256Update(hash, chunks) → a promise of the bytes hashed (nothing written). */
+static napi_value js_sha256_update(napi_env env, napi_callback_info info)
+{
+    napi_value argv[2];
+    if (!get_args(env, info, "sha256Update", 2, argv))
+        return NULL;
+    return queue_hash_job(env, "sha256Update", argv[0], -1, argv[1]);
+}
+
+/* sha256Digest(hash) → "sha256:<hex>" of the bytes so far; the hash goes on. */
+static napi_value js_sha256_digest(napi_env env, napi_callback_info info)
+{
+    napi_value argv[1], result = NULL;
+    struct sha256_hash *hash;
+    if (!get_args(env, info, "sha256Digest", 1, argv) || !get_sha256(env, argv[0], "sha256Digest", &hash))
+        return NULL;
+    EVP_MD_CTX *copy = EVP_MD_CTX_new();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    if (copy == NULL || EVP_MD_CTX_copy_ex(copy, hash->ctx) != 1 || EVP_DigestFinal_ex(copy, md, &length) != 1 || length != 32) {
+        EVP_MD_CTX_free(copy);
+        throw_fmt(env, KIND_ERROR, "ERR_BERTH_NATIVE", "sha256Digest: libcrypto cannot finish the digest");
+        return NULL;
+    }
+    EVP_MD_CTX_free(copy);
+    char text[7 + 64 + 1] = "sha256:";
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned int i = 0; i < length; i++) {
+        text[7 + 2 * i] = hex[md[i] >> 4];
+        text[7 + 2 * i + 1] = hex[md[i] & 15];
+    }
+    text[7 + 64] = '\0';
+    call_ok(env, napi_create_string_utf8(env, text, 7 + 64, &result), "napi_create_string_utf8");
+    return result;
+}
+
+static bool export_hash_functions(napi_env env, napi_value exports)
+{
+    static const napi_property_descriptor functions[] = {
+        FUNCTION("sha256Create", js_sha256_create),
+        FUNCTION("sha256Write", js_sha256_write),
+        FUNCTION("sha256Update", js_sha256_update),
+        FUNCTION("sha256Digest", js_sha256_digest),
     };
     return call_ok(env, napi_define_properties(env, exports, COUNT(functions), functions), "napi_define_properties");
 }

@@ -4,7 +4,6 @@
 // themselves. An ingest outlives its stream and the process: reopening the ref
 // resumes at the size of `data`. While a stream holds an ingest, its update time lives
 // in memory (and Status reads it from there); `ref` gets it when the stream lets go.
-import { createHash, type Hash } from "node:crypto";
 import { tempName } from "../../core/ids.ts";
 import { createReadStream, existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { mkdir, open, rename, rm, writeFile, type FileHandle } from "node:fs/promises";
@@ -12,6 +11,7 @@ import { dirname, join } from "node:path";
 import { ingestDirOf } from "./layout.ts";
 import { failedPrecondition, notFound } from "../../core/errors.ts";
 import { makePrivateDir, privateFileMode } from "../../core/private-files.ts";
+import { sha256Create, sha256Digest, sha256Update, sha256Write, type Sha256 } from "../../native/index.ts";
 
 /** The `ref` file. */
 interface IngestRecord {
@@ -72,28 +72,31 @@ function statusOf(dir: string, rec: IngestRecord, live: FileIngest | undefined):
   return live ? live.status() : recordStatus(rec, sizeOf(join(dir, "data")));
 }
 
-async function hashFile(file: string, hash: Hash): Promise<number> {
+async function hashFile(file: string, hash: Sha256): Promise<number> {
   let size = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
+  for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) size += await sha256Update(hash, [chunk as Buffer]);
   return size;
 }
 
-/** One open ingest: appends to `data` and keeps a running sha256 of it. */
+/**
+ * One open ingest: appends to `data` and keeps a running sha256 of it. Each append is
+ * written and hashed on a pool thread (native sha256Write): hashing on this process's
+ * one thread was what bounded a pull's downloads.
+ */
 export class FileIngest {
   readonly dir: string;
   readonly dataPath: string;
   private readonly record: IngestRecord;
   private handle: FileHandle;
-  private hash: Hash;
+  private hash: Sha256;
   private size: number;
+  /** The append under way: close() waits for it, so its fd is never closed under it. */
+  private appending: Promise<unknown> = Promise.resolve();
   /** updated_at changed since `ref` was written. */
   private touched = false;
   private readonly onClose: () => void;
 
-  constructor(dir: string, record: IngestRecord, handle: FileHandle, hash: Hash, size: number, onClose: () => void) {
+  constructor(dir: string, record: IngestRecord, handle: FileHandle, hash: Sha256, size: number, onClose: () => void) {
     this.dir = dir;
     this.dataPath = join(dir, "data");
     this.record = record;
@@ -125,45 +128,34 @@ export class FileIngest {
 
   /** sha256 of the bytes so far. */
   digest(): string {
-    return `sha256:${this.hash.copy().digest("hex")}`;
+    return sha256Digest(this.hash);
   }
 
   async write(data: Buffer): Promise<void> {
-    let written = 0;
-    while (written < data.length) {
-      const { bytesWritten } = await this.handle.write(data, written, data.length - written);
-      written += bytesWritten;
-    }
-    this.hash.update(data);
-    this.size += data.length;
-    this.touch();
+    await this.writeAll([data]);
   }
 
   /**
    * Appends several buffers with one writev (the blob fetcher's batches of HTTP
    * chunks: one call and one thread-pool hop where a write each cost ~90 µs of CPU).
+   * A failed write still counts the bytes that reached the file: the hash took them.
    */
   async writeAll(chunks: Buffer[]): Promise<void> {
-    let rest = chunks;
-    while (rest.length > 0) {
-      let { bytesWritten } = await this.handle.writev(rest);
-      // A short write: carry on after the bytes that made it.
-      while (rest.length > 0 && bytesWritten >= rest[0]!.length) {
-        bytesWritten -= rest[0]!.length;
-        rest = rest.slice(1);
-      }
-      if (bytesWritten > 0) rest = [rest[0]!.subarray(bytesWritten), ...rest.slice(1)];
+    const appended = sha256Write(this.hash, this.handle.fd, chunks);
+    this.appending = appended.catch(() => undefined);
+    try {
+      this.size += await appended;
+    } catch (err) {
+      this.size += (err as { bytesWritten?: number }).bytesWritten ?? 0;
+      throw err;
+    } finally {
+      this.touch();
     }
-    for (const chunk of chunks) {
-      this.hash.update(chunk);
-      this.size += chunk.length;
-    }
-    this.touch();
   }
 
   async truncate(): Promise<void> {
     await this.handle.truncate(0);
-    this.hash = createHash("sha256");
+    this.hash = sha256Create();
     this.size = 0;
     this.touch();
   }
@@ -180,6 +172,7 @@ export class FileIngest {
    */
   async close(keep = true): Promise<void> {
     this.onClose();
+    await this.appending;
     await this.handle.close().catch(() => {});
     if (keep && this.touched) {
       this.touched = false;
@@ -277,7 +270,7 @@ export class IngestStore {
     try {
       // The data file becomes the blob by rename: its mode is the blob's, whatever the umask.
       await handle.chmod(privateFileMode);
-      const hash = createHash("sha256");
+      const hash = sha256Create();
       // A new ingest's data file was just created empty: nothing to hash.
       const size = fresh ? 0 : await hashFile(join(dir, "data"), hash);
       const ingest: FileIngest = new FileIngest(dir, record, handle, hash, size, () => {

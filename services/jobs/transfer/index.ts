@@ -14,10 +14,11 @@ import { blobFetcher, jobServices } from "./services.ts";
 const perHost = Number(process.env.BERTH_PULL_PER_HOST) || 3;
 
 /**
- * Layers extracted at once while they download (BERTH_PULL_EXTRACTS, default 2; 0 turns
- * it off): on two cores, more starve the downloads (docs/pull-jobs.md).
+ * Layers extracted at once while they download (BERTH_PULL_EXTRACTS, default 3, as many
+ * as one registry's downloads; 0 turns it off): a layer left without a slot is extracted
+ * only after every download, which is what the pull then waits for (docs/pull-jobs.md).
  */
-const extractsWhileDownloading = process.env.BERTH_PULL_EXTRACTS === undefined || process.env.BERTH_PULL_EXTRACTS === "" ? 2 : Math.max(0, Number(process.env.BERTH_PULL_EXTRACTS) || 0);
+const extractsWhileDownloading = process.env.BERTH_PULL_EXTRACTS === undefined || process.env.BERTH_PULL_EXTRACTS === "" ? 3 : Math.max(0, Number(process.env.BERTH_PULL_EXTRACTS) || 0);
 
 export function startTransfers(root: string, state: string, redisUrl: string | undefined, log: Logger) {
   const queues = new TransferQueues(redisUrl, root);

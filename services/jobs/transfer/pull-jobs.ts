@@ -11,6 +11,7 @@ import { BerthError, errorKind, errorKinds } from "../../../core/errors.ts";
 import { errorMessage } from "../../../core/grpc-client.ts";
 import type { Descriptor, ImageIndex, ImageManifest } from "../../../core/image/manifest.ts";
 import { deleteLease } from "../../../core/image/lease.ts";
+import { isConfigType } from "../../../core/image/media-types.ts";
 import { callOptions, type ImageServices } from "../../../core/image/services.ts";
 import { saveImage } from "../../../core/image/import.ts";
 import { unpackImage } from "../../../core/image/unpack.ts";
@@ -153,7 +154,10 @@ async function fetchOne(job: Job<BlobJobData>, svc: ImageServices, fetcher: Blob
     await updateBlobLabels(svc.content, desc.digest, labels, call);
     return { existed: true };
   }
-  return hosts.run(ref.registry, async () => {
+  // An image's config is one small document, as its manifest (fetched without a slot):
+  // it takes no download slot, which the layers behind it would wait for.
+  const slot = <T>(download: () => Promise<T>) => (isConfigType(desc.mediaType) ? download() : hosts.run(ref.registry, download));
+  return slot(async () => {
     // Cancelled while it waited for a slot: the slot goes to the next download at once.
     signal.throwIfAborted();
     let last = 0;
@@ -336,26 +340,17 @@ async function finishPull(job: Job<PullJobData>, svc: ImageServices, streamed: R
   const image = remoteImage(job.data.image);
   const admin = callOptions(svc);
   // A blob another pull downloaded is held by that pull's lease: hold it by ours too.
-  for (const desc of image.blobs) await svc.leases.addResource({ id: lease, resource: { id: desc.digest, type: "content" } }, admin);
-  await job.updateProgress({ phase: "storing", extracted: 0 } satisfies PullProgressData);
+  await Promise.all([
+    ...image.blobs.map((desc) => svc.leases.addResource({ id: lease, resource: { id: desc.digest, type: "content" } }, admin)),
+    job.updateProgress({ phase: "storing", extracted: 0 } satisfies PullProgressData),
+  ]);
   await storePulledDocuments(svc, image, lease);
-  await saveImage(svc, { name: image.name, target: image.root }, lease);
-  let snapshotter = job.data.snapshotter;
-  if (unpack) {
-    let extracted = 0;
-    await job.updateProgress({ phase: "unpacking", extracted } satisfies PullProgressData);
-    const result = await unpackImage(svc, image.root, {
-      lease,
-      ...(job.data.snapshotter ? { snapshotter: job.data.snapshotter } : {}),
-      platform: platformMatcher(job.data.platform || undefined),
-      extracted: streamed,
-      onLayer: () => {
-        extracted++;
-        job.updateProgress({ phase: "unpacking", extracted } satisfies PullProgressData).catch(() => undefined);
-      },
-    });
-    snapshotter = result.snapshotter;
-  }
+  // Named while its layers unpack (it was named before the unpack began, so a failed
+  // unpack still fails the pull with the image named); both end before the pull does,
+  // so a failure's clean-up never runs beside the other.
+  const [named, unpacked] = await Promise.allSettled([saveImage(svc, { name: image.name, target: image.root }, lease), unpack ? unpackLayers() : undefined]);
+  if (named.status === "rejected") throw named.reason;
+  if (unpacked.status === "rejected") throw unpacked.reason;
   await deleteLease(svc, lease);
   return {
     name: image.name,
@@ -366,6 +361,21 @@ async function finishPull(job: Job<PullJobData>, svc: ImageServices, streamed: R
     blobsPresent: image.blobs.length,
     blobsTotal: image.blobs.length,
     unpacked: unpack,
-    snapshotter,
+    snapshotter: unpacked.value?.snapshotter ?? job.data.snapshotter,
   };
+
+  async function unpackLayers() {
+    let extracted = 0;
+    await job.updateProgress({ phase: "unpacking", extracted } satisfies PullProgressData);
+    return unpackImage(svc, image.root, {
+      lease,
+      ...(job.data.snapshotter ? { snapshotter: job.data.snapshotter } : {}),
+      platform: platformMatcher(job.data.platform || undefined),
+      extracted: streamed,
+      onLayer: () => {
+        extracted++;
+        job.updateProgress({ phase: "unpacking", extracted } satisfies PullProgressData).catch(() => undefined);
+      },
+    });
+  }
 }
