@@ -9,8 +9,9 @@
 // both are measured in the same rounds. ROUNDS (5) sets the runs; medians are printed.
 // BUILD_ARGS adds arguments to every `docker build` (e.g. `--network=host`, to see what
 // the RUN steps' network costs).
-// The daemon of this checkout also runs with BERTH_BUILD_TRACE (services/engine/build/
-// trace.ts): the engine's own marks are printed too, each the median of its position.
+// Both daemons run with BERTH_BUILD_TRACE (services/engine/build/trace.ts): the engines'
+// own marks are printed too, each the median of its position (the other daemon's beside
+// this one's when their marks line up; its own list when its dist marks other phases).
 import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -71,19 +72,26 @@ const daemons: [string, Daemon][] = [];
 try {
   mkdirSync(join(base, "archives"));
   const archive = readFileSync(skopeoArchives(join(base, "archives"), await buildBusyboxImage()).dockerArchive);
-  const traceFile = join(base, "trace.jsonl");
-  daemons.push(["this", await startDaemon({ base: join(base, "this"), env: { BERTH_BUILD_TRACE: traceFile } })]);
-  /** The engine's traces of the builds since the last call. */
-  const traces = () => {
-    const lines = existsSync(traceFile) ? readFileSync(traceFile, "utf8").split("\n").filter(Boolean) : [];
-    rmSync(traceFile, { force: true });
+  const traceFiles = { this: join(base, "trace-this.jsonl"), other: join(base, "trace-other.jsonl") };
+  daemons.push(["this", await startDaemon({ base: join(base, "this"), env: { BERTH_BUILD_TRACE: traceFiles.this } })]);
+  /**
+   * An engine's traces of the `builds` builds since the last call. A trace is appended as
+   * the reply ends, maybe after the CLI has exited: polled for (up to 2 s) so that no
+   * build's trace is counted with the next round's.
+   */
+  const traces = async (name: "this" | "other", builds: number) => {
+    const file = traceFiles[name];
+    const read = () => (existsSync(file) ? readFileSync(file, "utf8").split("\n").filter(Boolean) : []);
+    for (let waited = 0; read().length < builds && waited < 2000; waited += 10) await new Promise((r) => setTimeout(r, 10));
+    const lines = read();
+    rmSync(file, { force: true });
     return lines.map((line) => JSON.parse(line) as [string, number][]);
   };
   if (process.env.AB_DIST) {
     const launcher = join(base, "launch-other");
     writeFileSync(launcher, `#!/bin/sh\nexec ${process.execPath} ${join(process.env.AB_DIST, "berthd.js")} "$@"\n`);
     chmodSync(launcher, 0o755);
-    daemons.push(["other", await startDaemon({ base: join(base, "other"), launcher })]);
+    daemons.push(["other", await startDaemon({ base: join(base, "other"), launcher, env: { BERTH_BUILD_TRACE: traceFiles.other } })]);
   }
   for (const [, d] of daemons) {
     const r = d.docker(["load", "-q"], archive);
@@ -92,7 +100,8 @@ try {
   const context = writeBenchContext(base);
 
   for (const [, d] of daemons) await timedBuild(d, context, []);
-  traces();
+  await traces("this", 1);
+  if (daemons.length > 1) await traces("other", 1);
   console.log(`load ${loadavg()[0]!.toFixed(2)} before`);
   let edits = 0;
   for (const scenario of scenarios) {
@@ -113,14 +122,27 @@ try {
     for (const phase of names) console.log([phase.padEnd(12), ...daemons.map(([name]) => median(phases.get(name)!.get(phase) ?? [0]).toFixed(0).padStart(8))].join(" "));
     console.log(["total".padEnd(12), ...daemons.map(([name]) => median(totals.get(name)!).toFixed(0).padStart(8))].join(" "));
     for (const [name] of daemons) console.log(`  ${name} totals: ${totals.get(name)!.map((x) => x.toFixed(0)).join(" ")}`);
-    const engine = traces();
-    if (engine.length > 0) {
-      console.log("  engine marks (this):");
-      for (const [i, [phase]] of engine[0]!.entries()) {
-        const values = engine.map((t) => t[i]?.[1] ?? 0);
-        const names = [...new Set(engine.map((t) => t[i]?.[0]))];
-        console.log(`  ${phase.padEnd(20)} ${median(values).toFixed(1).padStart(7)}   (${values.map((v) => v.toFixed(0)).join(" ")})${names.length > 1 ? ` ${names.join(", ")}` : ""}`);
+    const engine = await traces("this", rounds);
+    const other = daemons.length > 1 ? await traces("other", rounds) : [];
+    const phasesOf = (t: [string, number][][]) => (t[0] ?? []).map(([phase]) => phase.replace(/\d+/g, "#")).join("|");
+    const lined = other.length > 0 && phasesOf(other) === phasesOf(engine);
+    const show = (label: string, list: [string, number][][], beside?: [string, number][][]) => {
+      if (list.length === 0) return;
+      console.log(`  engine marks (${label}):`);
+      for (const [i, [phase]] of list[0]!.entries()) {
+        const values = list.map((t) => t[i]?.[1] ?? 0);
+        const names = [...new Set(list.map((t) => t[i]?.[0]))];
+        const next = beside ? ` ${median(beside.map((t) => t[i]?.[1] ?? 0)).toFixed(1).padStart(7)}` : "";
+        console.log(`  ${phase.padEnd(20)} ${median(values).toFixed(1).padStart(7)}${next}   (${values.map((v) => v.toFixed(0)).join(" ")})${names.length > 1 ? ` ${names.join(", ")}` : ""}`);
       }
+    };
+    show(lined ? "this, other" : "this", engine, lined ? other : undefined);
+    if (!lined) show("other", other);
+    // The engine's own time per build from the job's start (the upload and the queue left
+    // out, both noisy at load): the median of the per-build sums, not a sum of medians.
+    const afterStart = (t: [string, number][]) => t.filter(([phase]) => !["context", "plan", "job started"].includes(phase)).reduce((n, [, ms]) => n + ms, 0);
+    for (const [label, list] of [["this", engine], ["other", other]] as const) {
+      if (list.length > 0) console.log(`  engine after job start (${label}): median ${median(list.map(afterStart)).toFixed(1)}   (${list.map((t) => afterStart(t).toFixed(0)).join(" ")})`);
     }
   }
   console.log(`load ${loadavg()[0]!.toFixed(2)} after`);

@@ -5,12 +5,12 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { constants as osConstants, hostname, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as native from "./index.ts";
-import { describeExit, runCollected, spawnChild } from "./spawn.ts";
+import { ChildFailedError, ChildTimeoutError, describeExit, execChecked, runCollected, spawnChild } from "./spawn.ts";
 import { rerunUnderSanitizers, sanitizeBuild, sanitizerChild } from "./sanitizer-rerun.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -477,6 +477,40 @@ describe(`spawning children with posix_spawn (${sanitizerChild ? "ASan/UBSan" : 
     const theirs = Array.from({ length: 5 }, () => new Promise((resolve) => spawn("/bin/true").once("exit", resolve)));
     assert.deepEqual((await Promise.all(ours)).map((r) => r.exit.code), [1, 2, 3, 4, 5]);
     assert.deepEqual(await Promise.all(theirs), [0, 0, 0, 0, 0]);
+  });
+
+  test("an input is the child's stdin, then end of file, whatever its size; a child that does not read it is not an error", async () => {
+    assert.equal((await runCollected("/bin/cat", [], { input: "config\n" })).stdout, "config\n");
+    // Past the pipe's buffer (64 KiB): written as the child reads, not all at once before it starts.
+    const big = Buffer.alloc(1 << 20, "x");
+    assert.equal((await runCollected("/bin/sh", ["-c", "wc -c"], { input: big })).stdout.trim(), String(big.length));
+    assert.deepEqual((await runCollected("/bin/true", [], { input: big })).exit, { code: 0, signal: 0 });
+    const pipes = () => readdirSync("/proc/self/fd").filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`).startsWith("pipe:");
+      } catch {
+        return false; // the directory's own fd, closed by now
+      }
+    }).length;
+    const before = pipes();
+    await runCollected("/bin/cat", [], { input: "x" });
+    assert.equal(pipes(), before, "the input's pipe was closed with the outputs'");
+  });
+
+  test("timeoutMs kills a child that runs too long and rejects once it is reaped", async () => {
+    await assert.rejects(runCollected("/bin/sleep", ["30"], { timeoutMs: 50 }), (err: Error) => err instanceof ChildTimeoutError && /still running after 50 ms/.test(err.message));
+    assert.equal((await runCollected("/bin/echo", ["quick"], { timeoutMs: 10_000 })).stdout, "quick\n");
+  });
+
+  test("execChecked gives the output of a success and rejects a failure with what it printed", async () => {
+    assert.deepEqual(await execChecked("/bin/sh", ["-c", "echo fine; echo note >&2"]), { stdout: "fine\n", stderr: "note\n" });
+    await assert.rejects(execChecked("/bin/sh", ["-c", "echo why >&2; exit 2"]), (err: Error) => {
+      assert.ok(err instanceof ChildFailedError);
+      assert.equal(err.stderr, "why\n");
+      assert.deepEqual(err.exit, { code: 2, signal: 0 });
+      assert.equal(err.message, "/bin/sh: exit status 2: why");
+      return true;
+    });
   });
 
   test("output beyond maxBuffer kills the child and rejects once it is reaped", async () => {

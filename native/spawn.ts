@@ -8,13 +8,13 @@
 import { closeSync } from "node:fs";
 import { Socket } from "node:net";
 import { constants } from "node:os";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import { pidfdOpen, pidfdWait, pipe, reap, spawn, type ChildExit } from "./index.ts";
 
 export type { ChildExit } from "./index.ts";
 
-/** Per child fd: /dev/null, or a pipe whose read end the caller gets. */
-export type StdioChoice = "ignore" | "pipe";
+/** Per child fd: /dev/null, a pipe whose read end the caller gets ("pipe"), or one whose write end it gets ("input"). */
+export type StdioChoice = "ignore" | "pipe" | "input";
 
 export interface SpawnOptions {
   /** Default: this process's environment. */
@@ -25,8 +25,10 @@ export interface SpawnOptions {
 
 export interface SpawnedChild {
   pid: number;
-  /** By child fd: the read end of a "pipe" (ends once every holder of the write end closed it), undefined for "ignore". */
+  /** By child fd: the read end of a "pipe" (ends once every holder of the write end closed it), undefined otherwise. */
   outputs: (Readable | undefined)[];
+  /** By child fd: the write end of an "input" (the child reads what is written, then end of file once it is ended), undefined otherwise. */
+  inputs: (Writable | undefined)[];
   /** Settles once the child has exited (and has been reaped). */
   exited: Promise<ChildExit>;
   /** Signals the child unless it has been reaped (its pid may then be another process's). */
@@ -48,29 +50,32 @@ export function describeExit(exit: ChildExit): string {
 
 /** Starts `file` (looked up in PATH when it has no "/") with `args`. Throws when it cannot be run (ENOENT, EACCES). */
 export function spawnChild(file: string, args: readonly string[], options: SpawnOptions): SpawnedChild {
-  const readEnds: (number | undefined)[] = [];
-  const writeEnds: number[] = [];
+  /** By child fd: the end this process keeps, and which way it goes. */
+  const kept: ({ fd: number; input: boolean } | undefined)[] = [];
+  /** The child's ends: closed here once it has its copies. */
+  const given: number[] = [];
   const childFds: number[] = [];
   let pid: number;
   try {
     for (const choice of options.stdio) {
       if (choice === "ignore") {
-        readEnds.push(undefined);
+        kept.push(undefined);
         childFds.push(-1);
         continue;
       }
       const [readEnd, writeEnd] = pipe();
-      readEnds.push(readEnd);
-      writeEnds.push(writeEnd);
-      childFds.push(writeEnd);
+      const input = choice === "input";
+      kept.push({ fd: input ? writeEnd : readEnd, input });
+      given.push(input ? readEnd : writeEnd);
+      childFds.push(input ? readEnd : writeEnd);
     }
     pid = spawn(file, [file, ...args], environment(options.env ?? process.env), childFds);
   } catch (err) {
-    for (const fd of readEnds) if (fd !== undefined) closeSync(fd);
+    for (const end of kept) if (end) closeSync(end.fd);
     throw err;
   } finally {
     // The child holds its own copies: an output ends when the child (and what it started) closes them.
-    for (const fd of writeEnds) closeSync(fd);
+    for (const fd of given) closeSync(fd);
   }
   let exited: Promise<void>;
   try {
@@ -84,13 +89,14 @@ export function spawnChild(file: string, args: readonly string[], options: Spawn
     // Nothing would ever collect it: end it here rather than leave it running unreaped.
     process.kill(pid, "SIGKILL");
     reap(pid, true);
-    for (const fd of readEnds) if (fd !== undefined) closeSync(fd);
+    for (const end of kept) if (end) closeSync(end.fd);
     throw err;
   }
   let reaped = false;
   return {
     pid,
-    outputs: readEnds.map((fd) => (fd === undefined ? undefined : new Socket({ fd, readable: true, writable: false }))),
+    outputs: kept.map((end) => (end && !end.input ? new Socket({ fd: end.fd, readable: true, writable: false }) : undefined)),
+    inputs: kept.map((end) => (end?.input ? new Socket({ fd: end.fd, readable: false, writable: true }) : undefined)),
     // The pidfd is readable once the child is a zombie: the blocking wait returns at once.
     exited: exited.then(() => {
       reaped = true;
@@ -108,15 +114,36 @@ export interface CollectedRun {
   stderr: string;
 }
 
+/** A child that ran longer than runCollected's `timeoutMs` (it was killed). */
+export class ChildTimeoutError extends Error {
+  override name = "ChildTimeoutError";
+}
+
 /**
- * Runs `file` to its end with stdin from /dev/null, and collects its stdout and stderr
- * (as child_process.execFile does: settles once it has exited and both have ended). An
- * output beyond `maxBuffer` bytes kills it and rejects.
+ * Runs `file` to its end with stdin from /dev/null (or `input`, then end of file), and
+ * collects its stdout and stderr (as child_process.execFile does: settles once it has
+ * exited and both have ended). An output beyond `maxBuffer` bytes kills it and rejects,
+ * and so does a run longer than `timeoutMs`.
  */
-export function runCollected(file: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; maxBuffer?: number } = {}): Promise<CollectedRun> {
+export function runCollected(file: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; maxBuffer?: number; input?: string | Buffer; timeoutMs?: number } = {}): Promise<CollectedRun> {
   const maxBuffer = options.maxBuffer ?? 1024 * 1024;
-  const child = spawnChild(file, args, { env: options.env, stdio: ["ignore", "pipe", "pipe"] });
-  let overflow: Error | undefined;
+  const child = spawnChild(file, args, { env: options.env, stdio: [options.input === undefined ? "ignore" : "input", "pipe", "pipe"] });
+  let failure: Error | undefined;
+  const stop = (err: Error) => {
+    if (failure) return;
+    failure = err;
+    child.kill("SIGKILL");
+  };
+  const stdin = child.inputs[0];
+  // Settled once the pipe's end here is closed too: a caller that sees the result has no fd of this run left.
+  const inputClosed = new Promise<void>((resolve) => {
+    if (!stdin) return resolve();
+    // A child that exits before reading all of it closes the pipe under us: its exit status tells.
+    stdin.on("error", () => {});
+    stdin.on("close", () => resolve());
+    stdin.end(options.input);
+  });
+  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => stop(new ChildTimeoutError(`${file}: still running after ${options.timeoutMs} ms, killed`)), options.timeoutMs);
   const collect = (stream: Readable, name: string) =>
     new Promise<string>((resolve, reject) => {
       const chunks: Buffer[] = [];
@@ -124,10 +151,7 @@ export function runCollected(file: string, args: readonly string[], options: { e
       stream.on("data", (chunk: Buffer) => {
         size += chunk.length;
         if (size > maxBuffer) {
-          if (!overflow) {
-            overflow = new RangeError(`${file}: ${name} exceeded ${maxBuffer} bytes`);
-            child.kill("SIGKILL");
-          }
+          stop(new RangeError(`${file}: ${name} exceeded ${maxBuffer} bytes`));
           stream.destroy();
           return;
         }
@@ -136,8 +160,36 @@ export function runCollected(file: string, args: readonly string[], options: { e
       stream.on("error", reject);
       stream.on("close", () => resolve(Buffer.concat(chunks).toString("utf8")));
     });
-  return Promise.all([child.exited, collect(child.outputs[1]!, "stdout"), collect(child.outputs[2]!, "stderr")]).then(([exit, stdout, stderr]) => {
-    if (overflow) throw overflow;
-    return { exit, stdout, stderr };
-  });
+  return Promise.all([child.exited, collect(child.outputs[1]!, "stdout"), collect(child.outputs[2]!, "stderr"), inputClosed])
+    .finally(() => clearTimeout(timer))
+    .then(([exit, stdout, stderr]) => {
+      if (failure) throw failure;
+      return { exit, stdout, stderr };
+    });
+}
+
+/** A child that ended other than with exit status 0: what it printed is kept for the caller's message. */
+export class ChildFailedError extends Error {
+  override name = "ChildFailedError";
+  readonly exit: ChildExit;
+  readonly stdout: string;
+  readonly stderr: string;
+  constructor(file: string, run: CollectedRun) {
+    super(`${file}: ${describeExit(run.exit)}${run.stderr.trim() ? `: ${run.stderr.trim()}` : ""}`);
+    this.exit = run.exit;
+    this.stdout = run.stdout;
+    this.stderr = run.stderr;
+  }
+}
+
+/**
+ * runCollected for a command that must succeed (as promisify(execFile) is used): its output
+ * when it exits 0, else a ChildFailedError with its `stderr`. Short commands a busy engine
+ * runs (ip, iptables, unshare, CNI plugins) go through here: a fork of the engine's
+ * process blocked its event loop 4–5 ms per exec while building.
+ */
+export async function execChecked(file: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number } = {}): Promise<{ stdout: string; stderr: string }> {
+  const run = await runCollected(file, args, options);
+  if (run.exit.code !== 0) throw new ChildFailedError(file, run);
+  return { stdout: run.stdout, stderr: run.stderr };
 }

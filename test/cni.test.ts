@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { CniNetwork, loopbackUp } from "../core/cni/conflist.ts";
 import { CniPluginError, execPlugin } from "../core/cni/plugin.ts";
 import { bridgeConflist, bridgeExists, deleteBridge, removeUnusedSharedChains } from "../core/cni/bridge.ts";
-import { createNetns, isNetnsMounted, removeNetns } from "../core/cni/netns.ts";
+import { createNetns, createNetnsWithLoopback, isNetnsMounted, removeNetns } from "../core/cni/netns.ts";
 import { withHostLock } from "../core/cni/host-lock.ts";
 import { freePort, freeSubnetPrefixes } from "./fixtures/host-network.ts";
 import { eventually as waitFor } from "./fixtures/poll.ts";
@@ -59,6 +59,28 @@ test("a new network namespace is mounted under its dir and has only a loopback, 
   assert.equal(before.trim().split("\n").length, 1);
   await loopbackUp({ containerId: sandboxes()[0]!.containerId, netns: netns[0]! });
   assert.match(inNetns(netns[0]!, ["ip", "-o", "link", "show", "lo"]).stdout, /LOOPBACK,UP/);
+});
+
+test("createNetnsWithLoopback makes a namespace whose loopback is up with its addresses, again for one that exists; a bad name makes nothing", async () => {
+  const made: string[] = [];
+  try {
+    const path = await createNetnsWithLoopback(join(dir, "netns"), `lo-${tag}`);
+    made.push(path);
+    assert.ok(isNetnsMounted(path));
+    const links = inNetns(path, ["ip", "-o", "link", "show"]).stdout.trim().split("\n");
+    assert.equal(links.length, 1, links.join("\n"));
+    assert.match(links[0]!, /1: lo: <LOOPBACK,UP,LOWER_UP>/);
+    assert.match(inNetns(path, ["ip", "-o", "addr", "show", "dev", "lo"]).stdout, /inet 127\.0\.0\.1\/8/);
+    assert.equal(inNetns(path, ["busybox", "ping", "-c", "1", "-W", "2", "127.0.0.1"]).status, 0);
+    // A daemon restarted part way through: the namespace is there, its loopback down again.
+    assert.equal(inNetns(path, ["ip", "link", "set", "lo", "down"]).status, 0);
+    assert.equal(await createNetnsWithLoopback(join(dir, "netns"), `lo-${tag}`), path);
+    assert.match(inNetns(path, ["ip", "-o", "link", "show", "lo"]).stdout, /LOOPBACK,UP/);
+    await assert.rejects(createNetnsWithLoopback(join(dir, "netns"), "../escape"), /invalid network namespace name/);
+    assert.ok(!existsSync(join(dir, "escape")));
+  } finally {
+    for (const path of made) removeNetns(path);
+  }
 });
 
 test("ADD gives each namespace an address on the bridge, and the two reach each other", async () => {

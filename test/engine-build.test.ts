@@ -70,6 +70,8 @@ describe("docker build (classic)", () => {
     const r = ok(build(dir, ["-t", "built:2"]), "rebuild");
     assert.deepEqual(cachedSteps(r.stdout), [2, 3, 4, 5]);
     assert.doesNotMatch(r.stdout, /Running in/);
+    // The build's lease is made as its steps start, before any miss: a build that wrote nothing leaves it behind neither.
+    assert.deepEqual(buildLeftovers(d), nothingLeft);
     assert.equal(ok(d.docker(["inspect", "--format", "{{.Id}}", "built:2"]), "inspect").stdout.trim(), first);
   });
 
@@ -94,6 +96,46 @@ describe("docker build (classic)", () => {
     assert.ok(listed.includes(id), "the untagged result is listed");
     const all = ok(d.docker(["images", "-a", "-q", "--no-trunc"]), "images -a").stdout.split("\n").filter(Boolean);
     assert.ok(all.length > listed.length, "steps' images only with -a");
+  });
+
+  test("only a build's result is marked: a new last step (named with its mark), a cached one, one under --label, a multi-stage target", () => {
+    const listed = () => ok(d.docker(["images", "-q", "--no-trunc"]), "images").stdout.split("\n").filter(Boolean);
+    const quietBuild = (name: string, dockerfile: string, args: string[] = []) => ok(build(context(name, { Dockerfile: dockerfile }), ["-q", ...args]), name).stdout.trim();
+    const before = listed();
+    const longer = quietBuild("mark-new", "FROM busybox\nENV MARK_A=1\nENV MARK_B=2\n");
+    assert.deepEqual(listed().filter((id) => !before.includes(id)), [longer], "the new result alone is listed, not its ENV MARK_A step");
+    // The first step of that build, cached here: an intermediate image becomes a result.
+    const prefix = quietBuild("mark-cached", "FROM busybox\nENV MARK_A=1\n");
+    assert.notEqual(prefix, longer);
+    assert.ok(listed().includes(prefix), "a cached step that is a build's result is marked");
+    const beforeLabel = listed();
+    const labelled = quietBuild("mark-label", "FROM busybox\nENV MARK_C=3\n", ["--label", "mark=yes"]);
+    assert.deepEqual(listed().filter((id) => !beforeLabel.includes(id)), [labelled], "the --label step's image, not the ENV under it");
+    const beforeStages = listed();
+    const target = quietBuild("mark-stages", "FROM busybox AS one\nENV MARK_D=4\nFROM one AS two\nENV MARK_E=5\nFROM busybox AS three\nENV MARK_F=6\n", ["--target", "two"]);
+    assert.deepEqual(listed().filter((id) => !beforeStages.includes(id)), [target], "the target stage's last step, not the last step of the stage it builds on");
+  });
+
+  test("a tag a build moves leaves the image it pointed at in place: a build result (still listed), a committed image (kept untagged)", () => {
+    const idOf = (ref: string) => ok(d.docker(["image", "inspect", "--format", "{{.Id}}", ref]), `inspect ${ref}`).stdout.trim();
+    const dir = context("retag", { Dockerfile: "FROM busybox\nENV RETAG=1\n" });
+    ok(build(dir, ["-t", "retag:1"]), "first build");
+    const first = idOf("retag:1");
+    writeFileSync(join(dir, "Dockerfile"), "FROM busybox\nENV RETAG=2\n");
+    ok(build(dir, ["-t", "retag:1"]), "rebuild under the same tag");
+    assert.notEqual(idOf("retag:1"), first);
+    assert.equal(idOf(first), first, "the earlier result still exists");
+    assert.ok(ok(d.docker(["images", "-q", "--no-trunc"]), "images").stdout.split("\n").includes(first), "and is listed, untagged");
+    ok(d.docker(["run", "--name", "retag-source", "busybox", "true"]), "run");
+    try {
+      ok(d.docker(["commit", "retag-source", "retag:2"]), "commit");
+    } finally {
+      ok(d.docker(["rm", "retag-source"]), "rm");
+    }
+    const committed = idOf("retag:2");
+    ok(build(dir, ["-t", "retag:2"]), "build onto the committed image's tag");
+    assert.notEqual(idOf("retag:2"), committed);
+    assert.equal(idOf(committed), committed, "the committed image, which had no other name, is kept untagged");
   });
 
   test("ADD unpacks a local tar; COPY --chown and --chmod set owner and mode", () => {

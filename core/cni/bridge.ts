@@ -4,12 +4,12 @@
 // network's traffic through a FORWARD chain whose policy drops). Plus what the plugins
 // leave behind on purpose, removed here when the last user has gone: the bridge device
 // and portmap's and firewall's top-level chains.
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import type { NetworkConfigList } from "./conflist.ts";
 import { withHostLock } from "./host-lock.ts";
+import { execChecked } from "../../native/spawn.ts";
 
-const run = promisify(execFile);
+/** Through posix_spawn: each of these ran while a container or a build RUN started, and a fork of the engine blocked its event loop for ms. */
+const run = execChecked;
 
 export interface BridgeNetwork {
   /** The CNI network's name: keys the cached results and the plugins' rule comments. */
@@ -113,10 +113,10 @@ async function iptablesSave(table: string): Promise<string[]> {
 
 /** Applies `ops` in one transaction (atomic with the nf_tables backend); false when it was refused. */
 async function iptablesTransaction(table: string, ops: string[]): Promise<boolean> {
-  return new Promise((resolve) => {
-    const child = execFile("iptables-restore", ["-w", "--noflush"], (err) => resolve(!err));
-    child.stdin?.end([`*${table}`, ...ops, "COMMIT", ""].join("\n"));
-  });
+  return execChecked("iptables-restore", ["-w", "--noflush"], { input: [`*${table}`, ...ops, "COMMIT", ""].join("\n") }).then(
+    () => true,
+    () => false,
+  );
 }
 
 const deleting = (rule: string) => rule.replace(/^-A /, "-D ");

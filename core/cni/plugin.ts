@@ -1,10 +1,10 @@
 // One CNI plugin call: the CNI protocol is an exec of the plugin binary with the command
 // and the sandbox in environment variables, the network config as JSON on stdin, and the
 // result (or an error object {code, msg, details}) as JSON on stdout.
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { BerthError, invalidArgument } from "../errors.ts";
+import { ChildTimeoutError, describeExit, runCollected } from "../../native/spawn.ts";
 
 export type CniCommand = "ADD" | "DEL" | "CHECK" | "VERSION";
 
@@ -67,35 +67,31 @@ export async function execPlugin(command: CniCommand, config: { type: string; [k
     env.CNI_IFNAME = sandbox.ifname;
     if (sandbox.args) env.CNI_ARGS = Object.entries(sandbox.args).map(([k, v]) => `${k}=${v}`).join(";");
   }
-  return new Promise((resolve, reject) => {
-    const child = spawn(binary, [], { env, stdio: ["pipe", "pipe", "pipe"], timeout: pluginTimeoutMs, killSignal: "SIGKILL" });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
-    child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
-    child.on("error", reject);
-    // A plugin that exits before reading all its config closes stdin under us; its exit status tells.
-    child.stdin.on("error", () => {});
-    child.on("close", (code, signal) => {
-      const stdout = Buffer.concat(out).toString("utf8").trim();
-      const stderr = Buffer.concat(err).toString("utf8").trim();
-      if (code === 0) {
-        if (!stdout) return resolve(undefined);
-        try {
-          return resolve(JSON.parse(stdout));
-        } catch {
-          return reject(new CniPluginError(config.type, command, 999, `unparsable output: ${stdout.slice(0, 200)}`));
-        }
-      }
-      let parsed: { code?: number; msg?: string; details?: string } = {};
-      try {
-        parsed = JSON.parse(stdout);
-      } catch {
-        // not the protocol's error object: fall back to what it printed
-      }
-      const msg = parsed.msg ?? (signal ? `killed by ${signal}` : stderr || stdout || `exit status ${code}`);
-      reject(new CniPluginError(config.type, command, parsed.code ?? 999, msg, parsed.details));
-    });
-    child.stdin.end(JSON.stringify(config));
-  });
+  // posix_spawn, not child_process: a fork of the engine (~150 MB while building) blocked
+  // its event loop 4–5 ms per plugin, and a RUN's or container's network takes several.
+  let run;
+  try {
+    run = await runCollected(binary, [], { env, input: JSON.stringify(config), timeoutMs: pluginTimeoutMs });
+  } catch (err) {
+    if (err instanceof ChildTimeoutError) throw new CniPluginError(config.type, command, 999, `killed by SIGKILL after ${pluginTimeoutMs} ms`);
+    throw err;
+  }
+  const stdout = run.stdout.trim();
+  const stderr = run.stderr.trim();
+  if (run.exit.code === 0) {
+    if (!stdout) return undefined;
+    try {
+      return JSON.parse(stdout);
+    } catch {
+      throw new CniPluginError(config.type, command, 999, `unparsable output: ${stdout.slice(0, 200)}`);
+    }
+  }
+  let parsed: { code?: number; msg?: string; details?: string } = {};
+  try {
+    parsed = JSON.parse(stdout);
+  } catch {
+    // not the protocol's error object: fall back to what it printed
+  }
+  const msg = parsed.msg ?? (run.exit.code === null ? `killed by ${describeExit(run.exit).replace(/^signal /, "")}` : stderr || stdout || `exit status ${run.exit.code}`);
+  throw new CniPluginError(config.type, command, parsed.code ?? 999, msg, parsed.details);
 }

@@ -31,6 +31,7 @@ import { resolveUser } from "../../../core/oci/user.ts";
 import type { OciUser } from "../../../core/oci/spec.ts";
 import type { ContainerConfig, HostConfig } from "../store.ts";
 import { setName, storeRecord } from "../images/tagging.ts";
+import { danglingPrefix } from "../images/catalog.ts";
 import type { Descriptor } from "../../../core/image/manifest.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
@@ -130,6 +131,8 @@ interface StageSink {
   stopped(): boolean;
   /** A RUN comes after the step under way in this stage: a cache miss now means it will run. */
   runAhead?: boolean;
+  /** The step under way makes the build's result (the target stage's last step, no --label step after it). */
+  resultStep?: boolean;
 }
 
 const defaultShell = ["/bin/sh", "-c"];
@@ -180,6 +183,8 @@ export class Build {
   private leaseId: Promise<string> | undefined;
   /** Ids of the images this build stored (their created times make them new). */
   private readonly made = new Set<string>();
+  /** The image made as the build's result, its mark set in the write that names it (madeHere). */
+  private madeAsResult: string | undefined;
   /**
    * The writes of the images this build made, by image: a step's image is written while the
    * next step runs, and that step's result is not shown before its parent is stored.
@@ -257,8 +262,8 @@ export class Build {
   }
 
   /**
-   * The build's one lease, made when a step first writes: what the steps write stays until
-   * the images naming it exist. One lease instead of one per step saves two round trips a step.
+   * The build's one lease, made as its steps start (steps()): what the steps write stays
+   * until the images naming it exist. One lease instead of one per step saves two round trips a step.
    */
   private lease(): Promise<string> {
     this.leaseId ??= createLease(this.backend.images);
@@ -283,9 +288,13 @@ export class Build {
       plan = planStages(stages, last, fromRef, (i) => triggers.get(i) ?? []);
     }
     this.stepCount = plan.order.reduce((n, i) => n + 1 + stages[i]!.steps.length, 0);
-    const built = await this.buildStages(stages, plan, globalArgs);
+    // Made now, while the first steps look the cache up, rather than at the first miss,
+    // where its record and round trip (~5–10 ms) held up that step's snapshot.
+    if (this.stepCount > plan.order.length) this.lease().catch(() => undefined); // a failure is met again where a step needs it
+    const labelStep = Object.keys(this.options.labels).length > 0;
+    const built = await this.buildStages(stages, plan, globalArgs, labelStep ? undefined : last);
     let result = built[last]!;
-    if (Object.keys(this.options.labels).length > 0) {
+    if (labelStep) {
       const text = `LABEL ${Object.entries(this.options.labels).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}`;
       result = await this.metadata(result, text, (config) => (config.Labels = { ...(config.Labels ?? {}), ...this.options.labels }));
     }
@@ -293,15 +302,21 @@ export class Build {
     const unused = Object.keys(this.options.buildArgs).filter((a) => !this.usedArgs.has(a) && !predefinedArgs.has(a) && !automaticPlatformArgNames.has(a));
     if (unused.length > 0) this.say(`[Warning] One or more build-args [${unused.join(" ")}] were not consumed\n`);
     this.trace.mark("steps");
+    // What each tag points at now, and whether that image keeps a name once the tag moves,
+    // are read while the last writes finish; the tag is read again just before it moves.
+    const tagNames = this.options.tags.map((tag) => normalizeDockerRef(tag));
+    const before = new Map(tagNames.map((name) => [name, this.tagState(name)]));
+    for (const state of before.values()) state.catch(() => undefined); // a failed read is only not used
     await Promise.all(this.writes.values());
     this.trace.mark("writes");
     // Marking the result and moving the tags touch other names: both at once, the tags in turn.
-    const marked = markResult(this.backend, result, this.made.has(result.id) && (await this.writes.get(result.id)) === true);
+    // A result this build named carries its mark from that write; only one it found needs it now.
+    const named = this.made.has(result.id) && (await this.writes.get(result.id)) === true;
+    const marked = named && this.madeAsResult === result.id ? Promise.resolve() : markResult(this.backend, result, named);
     const target = result.target!;
     let previous: Promise<unknown> = Promise.resolve();
-    const tagged = this.options.tags.map((tag) => {
-      const name = normalizeDockerRef(tag);
-      const done = previous.then(() => this.tag(name, target)).then(() => name);
+    const tagged = tagNames.map((name) => {
+      const done = previous.then(() => this.tag(name, target, before.get(name))).then(() => name);
       previous = done;
       return done;
     });
@@ -322,7 +337,7 @@ export class Build {
    * stages run at once; their output is written in stage order. The first failure stops
    * the other stages at their next step and is the build's error.
    */
-  private async buildStages(stages: Stage[], plan: StagePlan, globalArgs: Map<string, string>): Promise<BuildImage[]> {
+  private async buildStages(stages: Stage[], plan: StagePlan, globalArgs: Map<string, string>, resultStage: number | undefined): Promise<BuildImage[]> {
     const output = new OrderedOutput<OutputItem>(plan.order.length, (item) => (typeof item === "string" ? this.out.stream(item) : this.out.progress(item)));
     const results = new Map<number, Promise<BuildImage>>();
     let failure: { error: unknown } | undefined;
@@ -349,9 +364,11 @@ export class Build {
             for (const [index, step] of stage.steps.entries()) {
               if (lines.failed) throw lines.failed.error;
               sink.runAhead = stage.steps.slice(index + 1).some((later) => later.keyword === "RUN");
+              sink.resultStep = i === resultStage && index === stage.steps.length - 1;
               this.announce(step);
               const parent = state.image;
               state.image = await this.step(step, state, built, names, globalArgs);
+              sink.resultStep = false;
               this.trace.mark(`step ${step.keyword}`);
               // A step shown as done has its parent in the cache: a build killed now reruns at
               // most this step. The next steps run meanwhile; their lines wait behind this one.
@@ -386,9 +403,20 @@ export class Build {
   }
 
   /** Points `name` at `target`; a rebuild that changed nothing leaves the tag alone. */
-  private async tag(name: string, target: Descriptor): Promise<void> {
+  private async tag(name: string, target: Descriptor, early?: Promise<{ left: string | undefined; leftNamed: boolean }>): Promise<void> {
     const current = await storeRecord(this.backend.images, name);
-    if (current?.target?.digest !== target.digest) await setName(this.backend.images, name, target, current ?? null);
+    if (current?.target?.digest === target.digest) return;
+    // The early read holds only while the name still points where it did then.
+    const seen = await early?.catch(() => undefined);
+    const left = current?.target?.digest;
+    const leftNamed = seen && left !== undefined && seen.left === left ? seen.leftNamed : undefined;
+    await setName(this.backend.images, name, target, current ?? null, leftNamed);
+  }
+
+  /** What `name` points at, and whether that image has its untagged name (so moving the tag leaves it one). */
+  private async tagState(name: string): Promise<{ left: string | undefined; leftNamed: boolean }> {
+    const left = (await storeRecord(this.backend.images, name))?.target?.digest;
+    return { left, leftNamed: left !== undefined && (await storeRecord(this.backend.images, `${danglingPrefix}${left}`)) !== undefined };
   }
 
   /**
@@ -634,7 +662,9 @@ export class Build {
     // `image` is still its parent with the new document: its id is the parent's.
     const inherited = this.layerStores.get(image.id);
     const stores = layerStored && inherited ? Promise.all([inherited, layerStored]) : (layerStored ?? inherited);
-    const { image: made, written } = storeImageLater(this.backend, lease, image, key, stores);
+    const result = this.stageSinks.getStore()?.resultStep === true;
+    const { image: made, written } = storeImageLater(this.backend, lease, image, key, stores, result);
+    if (result) this.madeAsResult = made.id;
     if (stores) this.layerStores.set(made.id, stores);
     written.catch(() => undefined); // awaited later; not an unhandled rejection meanwhile
     this.writes.set(made.id, written);
@@ -710,8 +740,12 @@ export class Build {
       throw err;
     });
     stored.catch(() => undefined); // awaited with the image's writes; not an unhandled rejection meanwhile
+    // The image's config and manifest go to the content store while the snapshot commits:
+    // the writes a stage's end waits for start ~10 ms sooner, and fewer of them meet there.
+    const imaging = this.withLayer(parent, { mediaType: own.mediaType, digest: own.digest, size: own.bytes.length }, createdBy, cacheKey, lease, stored);
+    imaging.catch(() => undefined); // awaited below, once the commit settled
     const committed = await committing;
-    const image = await this.withLayer(parent, { mediaType: own.mediaType, digest: own.digest, size: own.bytes.length }, createdBy, cacheKey, lease, stored);
+    const image = await imaging;
     this.trace.mark("commit");
     return { image, committed };
   }

@@ -156,10 +156,10 @@ export async function storeImage(backend: Backend, lease: string, image: BuildIm
 /**
  * The image with its id and target, which depend only on its config and manifest, known at
  * once; `written` settles when they are stored and named, true if this call made the name
- * (its labels then are `{ [cacheKeyLabel]: key }`). A build's next step need not wait for
- * those writes.
+ * (its labels then are `{ [cacheKeyLabel]: key }`, and the build result's mark when `result`).
+ * A build's next step need not wait for those writes.
  */
-export function storeImageLater(backend: Backend, lease: string, image: BuildImage, key: string, layerStored?: Promise<unknown>): { image: BuildImage; written: Promise<boolean> } {
+export function storeImageLater(backend: Backend, lease: string, image: BuildImage, key: string, layerStored?: Promise<unknown>, result = false): { image: BuildImage; written: Promise<boolean> } {
   const svc = backend.images;
   const call = backend.call(lease);
   const configBytes = Buffer.from(goJson(image.document));
@@ -180,7 +180,7 @@ export function storeImageLater(backend: Backend, lease: string, image: BuildIma
     writeBlob(svc.content, manifestBytes, { ref: `build-manifest-${randomBytes(8).toString("hex")}`, labels: gcLabels, expected: manifestDigest }, call),
   ]);
   // A layer still being stored (`layerStored`) is waited for: no name for an image whose layer may never be there.
-  const named = (layerStored ?? Promise.resolve()).then(() => svc.images.create({ image: { name, labels: { [cacheKeyLabel]: key }, target, createdAt: undefined, updatedAt: undefined } }, backend.call())).then(
+  const named = (layerStored ?? Promise.resolve()).then(() => svc.images.create({ image: { name, labels: { [cacheKeyLabel]: key, ...(result ? { [buildResultLabel]: "true" } : {}) }, target, createdAt: undefined, updatedAt: undefined } }, backend.call())).then(
     () => true,
     (err: unknown) => {
       if (!isAlreadyExists(err)) throw err;

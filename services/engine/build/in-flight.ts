@@ -39,10 +39,17 @@ export function emptyProgress(): BuildProgress {
   return { step: "", inFlight: { containers: [], snapshots: [], leases: [] } };
 }
 
-/** The record of one build, written through `save` (job.updateProgress) in the order of the changes. */
+/**
+ * The record of one build, written through `save` (job.updateProgress) in the order of the
+ * changes. One write at a time; the changes made while one is under way go out together in
+ * the next, which writes the state as it is when it starts: a snapshot's record then waits
+ * behind at most the write under way, not also behind each Step line queued before it.
+ */
 export class InFlightRecord {
   private readonly state = emptyProgress();
   private writing: Promise<void> = Promise.resolve();
+  /** The write queued behind the one under way, not started yet: later changes join it. */
+  private next: Promise<void> | undefined;
   private readonly save: (progress: BuildProgress) => Promise<void>;
   private readonly log: Logger;
 
@@ -55,12 +62,17 @@ export class InFlightRecord {
     return structuredClone(this.state);
   }
 
-  /** Applies `change` and queues the write; resolves once this state is stored. */
+  /** Applies `change` and queues the write; resolves once a write holding this state (or a later one) is stored. */
   private change(change: (state: BuildProgress) => void): Promise<void> {
     change(this.state);
-    const copy = structuredClone(this.state);
-    const written = this.writing.then(() => this.save(copy));
-    // A failed write fails the caller that waits for it, not the writes after it.
+    if (this.next) return this.next;
+    const written = this.writing.then(() => {
+      // From here on a change needs a write of its own: this one takes the state now.
+      this.next = undefined;
+      return this.save(structuredClone(this.state));
+    });
+    this.next = written;
+    // A failed write fails the callers that wait for it, not the writes after it.
     this.writing = written.catch(() => undefined);
     return written;
   }

@@ -11,7 +11,7 @@
 // before it is stored, so the step's snapshot is committed under its chain id meanwhile.
 import { createHash, randomBytes } from "node:crypto";
 import type { Mount } from "../../../core/gen/containerd/types/mount.ts";
-import { updateBlobLabels, writeBlob } from "../../../core/content-client.ts";
+import { blobInfo, updateBlobLabels, writeBlob } from "../../../core/content-client.ts";
 import { labels as wellKnown } from "../../../core/image/media-types.ts";
 import { changesToTar, overlayUpperChanges, UpperDirNotPortable } from "../../../core/tar/changes.ts";
 import { diffOutputCompression, mediaTypeFor } from "../../../core/tar/compression.ts";
@@ -104,7 +104,11 @@ export async function storeOwnLayer(backend: Backend, layer: OwnLayer, lease: st
   const labels = { [wellKnown.uncompressed]: layer.digest };
   const ref = `build-layer-${randomBytes(8).toString("hex")}`;
   const written = await writeBlob(backend.images.content, layer.bytes, { ref, expected: layer.digest, labels, abortOnFailure: true }, call);
-  // A blob stored before (by another build) keeps its bytes; it must still name its diff id.
-  if (written.existed) await updateBlobLabels(backend.images.content, layer.digest, labels, call);
+  // A blob stored before keeps its bytes; it must still name its diff id. Mostly it was a
+  // build's (the same RUN output within a second), which set that label: then a read
+  // answered in berthd (store-reads.ts) spares a write to the content process.
+  if (written.existed && (await blobInfo(backend.images.content, layer.digest, call))?.labels[wellKnown.uncompressed] !== layer.digest) {
+    await updateBlobLabels(backend.images.content, layer.digest, labels, call);
+  }
   return { mediaType: layer.mediaType, digest: layer.digest, size: layer.bytes.length };
 }

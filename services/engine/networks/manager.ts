@@ -10,10 +10,10 @@ import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { CniNetwork, loopbackUp, type PortMapping } from "../../../core/cni/conflist.ts";
+import { CniNetwork, type PortMapping } from "../../../core/cni/conflist.ts";
 import { bridgeConflist, bridgeExists, createBridge, deleteBridge, forwardDrops, removeUnusedSharedChains } from "../../../core/cni/bridge.ts";
 import { withHostLock } from "../../../core/cni/host-lock.ts";
-import { createNetns, isNetnsMounted, netnsPath, removeNetns } from "../../../core/cni/netns.ts";
+import { createNetnsWithLoopback, isNetnsMounted, netnsPath, removeNetns } from "../../../core/cni/netns.ts";
 import type { Logger } from "../../../core/log.ts";
 import { badRequest, conflict, EngineError, notFoundError, serverError } from "../http.ts";
 import type { ContainerRecord } from "../store.ts";
@@ -312,8 +312,7 @@ export class NetworkManager {
         if (!["none", "host"].includes(mode) && !mode.startsWith("container:")) throw networkNotFound(mode === "default" ? "bridge" : mode);
         return;
       }
-      const path = await createNetns(this.netnsDir, record.Id);
-      await loopbackUp({ containerId: record.Id, netns: path });
+      const path = await createNetnsWithLoopback(this.netnsDir, record.Id);
       const attachedNow: Endpoint[] = [];
       try {
         for (const [index, endpoint] of endpoints.entries()) {
@@ -345,11 +344,17 @@ export class NetworkManager {
       const endpoint = { ...this.newEndpoint(network, id, "", {}, files.hostsPath), Hostname: files.hostname, ExtraHosts: [] };
       this.store.putEndpoint(endpoint);
       let path: string | undefined;
+      // The host's FORWARD rules and the bridge device do not depend on the namespace: both
+      // are looked at (execs of iptables and ip) while it is made, not after it.
+      const firewall = forwardDrops();
+      const device = this.prepareDevice(network);
+      firewall.catch(() => undefined); // awaited in attach, unless a step before it failed
+      device.catch(() => undefined);
       try {
-        path = await createNetns(this.netnsDir, id);
-        await loopbackUp({ containerId: id, netns: path });
-        await this.attach(id, endpoint, path, []);
+        path = await createNetnsWithLoopback(this.netnsDir, id);
+        await this.attach(id, endpoint, path, [], { firewall, device });
       } catch (err) {
+        await device.catch(() => undefined); // a bridge it is making is released below, not beside it
         await this.detach(this.store.endpoint(network.Id, id) ?? endpoint).catch(() => undefined);
         this.store.deleteEndpoint(network.Id, id);
         if (path) removeNetns(path);
@@ -371,17 +376,20 @@ export class NetworkManager {
     });
   }
 
-  private async attach(containerId: string, endpoint: Endpoint, netns: string, ports: PortMapping[]): Promise<Endpoint> {
+  /** `early`: forwardDrops() and prepareDevice() the caller started (else both here, side by side). */
+  private async attach(containerId: string, endpoint: Endpoint, netns: string, ports: PortMapping[], early?: { firewall: Promise<boolean>; device: Promise<void> }): Promise<Endpoint> {
     const network = this.store.resolve(endpoint.NetworkID);
     if (!network) throw networkNotFound(endpoint.NetworkID);
     clearTimeout(this.lingering.get(network.Id));
     this.lingering.delete(network.Id);
-    await this.prepareDevice(network);
+    const drops = early?.firewall ?? forwardDrops();
+    drops.catch(() => undefined); // awaited below, unless the device fails first
+    await (early?.device ?? this.prepareDevice(network));
     const used = this.store.endpointsOfContainer(containerId).filter((e) => e.IfName).map((e) => e.IfName);
     let ifname = "eth0";
     for (let i = 0; used.includes(ifname); i++) ifname = `eth${i}`;
     const sandbox = { containerId, netns, ifname };
-    const firewall = await forwardDrops();
+    const firewall = await drops;
     const add = () => this.cni(network, ports.length > 0, firewall).add(sandbox, ports.length > 0 ? { portMappings: ports } : {});
     // portmap and firewall create the shared chains (CNI-HOSTPORT-*, CNI-FORWARD) before
     // they add rules to them; removeUnusedSharedChains, by this or another engine, must not
