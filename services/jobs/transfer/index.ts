@@ -11,15 +11,19 @@ import { transferService } from "./service.ts";
 import { blobFetcher, jobServices } from "./services.ts";
 import { warmUpPull } from "./warm-up.ts";
 
-/** Downloads at once per registry host (BERTH_PULL_PER_HOST, default 3). */
-const perHost = Number(process.env.BERTH_PULL_PER_HOST) || 3;
+/**
+ * Layer downloads at once per registry host, whichever pulls they serve
+ * (BERTH_PULL_PER_HOST, default 4): a layer waiting for a slot downloads alone at the
+ * end, after the others (docs/pull-jobs.md).
+ */
+const perHost = Number(process.env.BERTH_PULL_PER_HOST) || 4;
 
 /**
- * Layers extracted at once while they download (BERTH_PULL_EXTRACTS, default 3, as many
- * as one registry's downloads; 0 turns it off): a layer left without a slot is extracted
+ * Layers extracted at once while they download (BERTH_PULL_EXTRACTS, default: as many as
+ * one registry's downloads; 0 turns it off): a layer left without a slot is extracted
  * only after every download, which is what the pull then waits for (docs/pull-jobs.md).
  */
-const extractsWhileDownloading = process.env.BERTH_PULL_EXTRACTS === undefined || process.env.BERTH_PULL_EXTRACTS === "" ? 3 : Math.max(0, Number(process.env.BERTH_PULL_EXTRACTS) || 0);
+const extractsWhileDownloading = process.env.BERTH_PULL_EXTRACTS === undefined || process.env.BERTH_PULL_EXTRACTS === "" ? perHost : Math.max(0, Number(process.env.BERTH_PULL_EXTRACTS) || 0);
 
 export function startTransfers(root: string, state: string, redisUrl: string | undefined, log: Logger) {
   const queues = new TransferQueues(redisUrl, root);
