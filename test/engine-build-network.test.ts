@@ -257,6 +257,30 @@ test("a failing RUN and a cancelled RUN on the bridge leave no network behind", 
   assert.deepEqual(buildLeftovers(d), nothingLeft);
 });
 
+test("the default bridge's subnet taken on the host before a build's first RUN: the bridge moves to another pool and the RUN runs there", async () => {
+  const before = inspectNetwork("bridge");
+  const bridge = before.Options["com.docker.network.bridge.name"]!;
+  await waitUntil("the default bridge device to be gone", () => !linkExists(bridge));
+  // Another interface takes the bridge's subnet (as another daemon's bridge would).
+  const [base] = before.IPAM.Config[0]!.Subnet.split("/") as [string];
+  const taker = `bt-${tag}`;
+  execFileSync("ip", ["link", "add", taker, "type", "bridge"]);
+  try {
+    execFileSync("ip", ["addr", "add", `${base.split(".").slice(0, 2).join(".")}.255.254/16`, "dev", taker]);
+    execFileSync("ip", ["link", "set", taker, "up"]);
+    const built = await dockerBuild([writeContext(work, "moved", { Dockerfile: "FROM busybox\nRUN ip -4 -o addr show eth0\n" })]);
+    assert.equal(built.code, 0, `${built.stdout}\n${built.stderr}`);
+    const after = inspectNetwork("bridge");
+    assert.notEqual(after.IPAM.Config[0]!.Subnet, before.IPAM.Config[0]!.Subnet, "the bridge moved to another pool");
+    const address = /inet (\d+\.\d+\.\d+\.\d+)\//.exec(built.stdout)?.[1];
+    assert.ok(address && inSubnet(address, after.IPAM.Config[0]!.Subnet), `the RUN's address ${address} is in the new subnet ${after.IPAM.Config[0]!.Subnet}`);
+  } finally {
+    execFileSync("ip", ["link", "del", taker]);
+  }
+  await networkReleased(["bridge"]);
+  assert.deepEqual(buildLeftovers(d), nothingLeft);
+});
+
 test("berthd stopped right after a build on the bridge: the build's RUN network is released before it exits", async () => {
   const built = await dockerBuild([writeContext(work, "stopped", { Dockerfile: "FROM busybox\nRUN true\n" })]);
   assert.equal(built.code, 0, `${built.stdout}\n${built.stderr}`);

@@ -378,13 +378,17 @@ export class NetworkManager {
 
   /** `early`: forwardDrops() and prepareDevice() the caller started (else both here, side by side). */
   private async attach(containerId: string, endpoint: Endpoint, netns: string, ports: PortMapping[], early?: { firewall: Promise<boolean>; device: Promise<void> }): Promise<Endpoint> {
-    const network = this.store.resolve(endpoint.NetworkID);
-    if (!network) throw networkNotFound(endpoint.NetworkID);
-    clearTimeout(this.lingering.get(network.Id));
-    this.lingering.delete(network.Id);
+    const before = this.store.resolve(endpoint.NetworkID);
+    if (!before) throw networkNotFound(endpoint.NetworkID);
+    clearTimeout(this.lingering.get(before.Id));
+    this.lingering.delete(before.Id);
     const drops = early?.firewall ?? forwardDrops();
     drops.catch(() => undefined); // awaited below, unless the device fails first
-    await (early?.device ?? this.prepareDevice(network));
+    await (early?.device ?? this.prepareDevice(before));
+    // The record as the device left it: making it may have moved the default bridge to
+    // another pool (its subnet taken on the host meanwhile), and the CNI config must
+    // carry the subnet the bridge has.
+    const network = this.store.resolve(endpoint.NetworkID) ?? before;
     const used = this.store.endpointsOfContainer(containerId).filter((e) => e.IfName).map((e) => e.IfName);
     let ifname = "eth0";
     for (let i = 0; used.includes(ifname); i++) ifname = `eth${i}`;
