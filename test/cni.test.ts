@@ -9,10 +9,10 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { CniNetwork, loopbackUp } from "../core/cni/conflist.ts";
+import { CniNetwork } from "../core/cni/conflist.ts";
 import { CniPluginError, execPlugin } from "../core/cni/plugin.ts";
 import { bridgeConflist, bridgeExists, deleteBridge, removeUnusedSharedChains } from "../core/cni/bridge.ts";
-import { createNetns, createNetnsWithLoopback, isNetnsMounted, removeNetns } from "../core/cni/netns.ts";
+import { createNetns, isNetnsMounted, removeNetns } from "../core/cni/netns.ts";
 import { withHostLock } from "../core/cni/host-lock.ts";
 import { freePort, freeSubnetPrefixes } from "./fixtures/host-network.ts";
 import { eventually as waitFor } from "./fixtures/poll.ts";
@@ -52,19 +52,10 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-test("a new network namespace is mounted under its dir and has only a loopback, brought up by the loopback plugin", async () => {
-  assert.ok(isNetnsMounted(netns[0]!));
-  const before = inNetns(netns[0]!, ["ip", "-o", "link", "show"]).stdout;
-  assert.match(before, /1: lo: <LOOPBACK>/);
-  assert.equal(before.trim().split("\n").length, 1);
-  await loopbackUp({ containerId: sandboxes()[0]!.containerId, netns: netns[0]! });
-  assert.match(inNetns(netns[0]!, ["ip", "-o", "link", "show", "lo"]).stdout, /LOOPBACK,UP/);
-});
-
-test("createNetnsWithLoopback makes a namespace whose loopback is up with its addresses, again for one that exists; a bad name makes nothing", async () => {
+test("createNetns makes a namespace, mounted under its dir, whose only link is its loopback, up with its addresses, again for one that exists; a bad name makes nothing", async () => {
   const made: string[] = [];
   try {
-    const path = await createNetnsWithLoopback(join(dir, "netns"), `lo-${tag}`);
+    const path = await createNetns(join(dir, "netns"), `lo-${tag}`);
     made.push(path);
     assert.ok(isNetnsMounted(path));
     const links = inNetns(path, ["ip", "-o", "link", "show"]).stdout.trim().split("\n");
@@ -74,9 +65,9 @@ test("createNetnsWithLoopback makes a namespace whose loopback is up with its ad
     assert.equal(inNetns(path, ["busybox", "ping", "-c", "1", "-W", "2", "127.0.0.1"]).status, 0);
     // A daemon restarted part way through: the namespace is there, its loopback down again.
     assert.equal(inNetns(path, ["ip", "link", "set", "lo", "down"]).status, 0);
-    assert.equal(await createNetnsWithLoopback(join(dir, "netns"), `lo-${tag}`), path);
+    assert.equal(await createNetns(join(dir, "netns"), `lo-${tag}`), path);
     assert.match(inNetns(path, ["ip", "-o", "link", "show", "lo"]).stdout, /LOOPBACK,UP/);
-    await assert.rejects(createNetnsWithLoopback(join(dir, "netns"), "../escape"), /invalid network namespace name/);
+    await assert.rejects(createNetns(join(dir, "netns"), "../escape"), /invalid network namespace name/);
     assert.ok(!existsSync(join(dir, "escape")));
   } finally {
     for (const path of made) removeNetns(path);
@@ -114,7 +105,6 @@ test("a second ADD of the same sandbox is refused and leaves the first attachmen
 test("a published port reaches the namespace from 127.0.0.1 and from a peer through the gateway", async () => {
   const sandbox = { containerId: `p-${tag}`, netns: await createNetns(join(dir, "netns"), `p-${tag}`), ifname: "eth0" };
   netns.push(sandbox.netns);
-  await loopbackUp(sandbox);
   const hostPort = await freePort();
   // Under the host lock, as the engine adds containers that publish ports (the shared chains).
   const result = await withHostLock(() => network.add(sandbox, { portMappings: [{ hostPort, containerPort: 80, protocol: "tcp" }] }));

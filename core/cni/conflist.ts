@@ -151,7 +151,3 @@ export class CniNetwork {
   }
 }
 
-/** Brings the sandbox's loopback up (the loopback plugin, outside any network list). */
-export async function loopbackUp(sandbox: Omit<CniSandbox, "ifname">, pluginDirs = cniPluginDirs()): Promise<void> {
-  await execPlugin("ADD", { cniVersion, name: "loopback", type: "loopback" }, { ...sandbox, ifname: "lo" }, pluginDirs);
-}

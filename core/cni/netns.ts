@@ -25,40 +25,27 @@ export function isNetnsMounted(path: string): boolean {
   }
 }
 
-/**
- * Creates the namespace `dir/id` and returns its path; one that exists already is
- * returned as it is (a daemon restarted part way through a start).
- */
-export async function createNetns(dir: string, id: string): Promise<string> {
-  const path = netnsPath(dir, id);
-  if (isNetnsMounted(path)) return path;
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  closeSync(openSync(path, constants.O_RDONLY | constants.O_CREAT, 0o444));
-  try {
-    // unshare(1) makes the namespace and bind-mounts it onto the file in one step; Node
-    // cannot unshare a namespace for a single thread of its own.
-    await execChecked("unshare", [`--net=${path}`, "true"]);
-  } catch (err) {
-    rmSync(path, { force: true });
-    throw new Error(`cannot create network namespace ${path}: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
-  }
-  return path;
+/** Why an exec failed: what it printed on stderr, else its error. */
+function failureText(err: unknown): string {
+  return (err as { stderr?: string }).stderr?.trim() || (err as Error).message;
 }
 
 /**
- * createNetns with its loopback brought up (what the CNI loopback plugin does), in one exec
- * instead of two: unshare(1) runs `ip link set lo up` inside the namespace it made. A
- * namespace that exists already gets the same through nsenter(1). On failure nothing of
- * it is left (the bind mount is undone).
+ * Creates the namespace `dir/id` with its loopback up (what the CNI loopback plugin
+ * would do) and returns its path, in one exec: unshare(1) makes the namespace, bind-
+ * mounts it onto the file (Node cannot unshare a namespace for one thread of its own)
+ * and runs `ip link set lo up` inside it. One that exists already (a daemon restarted
+ * part way through a start) gets its loopback up through nsenter(1). On failure nothing
+ * of it is left (the bind mount is undone).
  */
-export async function createNetnsWithLoopback(dir: string, id: string): Promise<string> {
+export async function createNetns(dir: string, id: string): Promise<string> {
   const path = netnsPath(dir, id);
   const loopbackUp = ["ip", "link", "set", "lo", "up"];
   if (isNetnsMounted(path)) {
     try {
       await execChecked("nsenter", [`--net=${path}`, ...loopbackUp]);
     } catch (err) {
-      throw new Error(`cannot bring up the loopback of network namespace ${path}: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
+      throw new Error(`cannot bring up the loopback of network namespace ${path}: ${failureText(err)}`);
     }
     return path;
   }
@@ -69,7 +56,7 @@ export async function createNetnsWithLoopback(dir: string, id: string): Promise<
   } catch (err) {
     // The namespace may be mounted already when only `ip` failed.
     removeNetns(path);
-    throw new Error(`cannot create network namespace ${path} with its loopback up: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
+    throw new Error(`cannot create network namespace ${path} with its loopback up: ${failureText(err)}`);
   }
   return path;
 }

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { CniNetwork, type PortMapping } from "../../../core/cni/conflist.ts";
 import { bridgeConflist, bridgeExists, createBridge, deleteBridge, forwardDrops, removeUnusedSharedChains } from "../../../core/cni/bridge.ts";
 import { withHostLock } from "../../../core/cni/host-lock.ts";
-import { createNetnsWithLoopback, isNetnsMounted, netnsPath, removeNetns } from "../../../core/cni/netns.ts";
+import { createNetns, isNetnsMounted, netnsPath, removeNetns } from "../../../core/cni/netns.ts";
 import type { Logger } from "../../../core/log.ts";
 import { badRequest, conflict, EngineError, notFoundError, serverError } from "../http.ts";
 import type { ContainerRecord } from "../store.ts";
@@ -312,7 +312,7 @@ export class NetworkManager {
         if (!["none", "host"].includes(mode) && !mode.startsWith("container:")) throw networkNotFound(mode === "default" ? "bridge" : mode);
         return;
       }
-      const path = await createNetnsWithLoopback(this.netnsDir, record.Id);
+      const path = await createNetns(this.netnsDir, record.Id);
       const attachedNow: Endpoint[] = [];
       try {
         for (const [index, endpoint] of endpoints.entries()) {
@@ -351,7 +351,7 @@ export class NetworkManager {
       firewall.catch(() => undefined); // awaited in attach, unless a step before it failed
       device.catch(() => undefined);
       try {
-        path = await createNetnsWithLoopback(this.netnsDir, id);
+        path = await createNetns(this.netnsDir, id);
         await this.attach(id, endpoint, path, [], { firewall, device });
       } catch (err) {
         await device.catch(() => undefined); // a bridge it is making is released below, not beside it
