@@ -31,7 +31,6 @@ import { resolveUser } from "../../../core/oci/user.ts";
 import type { OciUser } from "../../../core/oci/spec.ts";
 import type { ContainerConfig, HostConfig } from "../store.ts";
 import { setName, storeRecord } from "../images/tagging.ts";
-import { danglingPrefix } from "../images/catalog.ts";
 import type { Descriptor } from "../../../core/image/manifest.ts";
 import { familiarRef, shortId } from "../references.ts";
 import { expandText, keyValues, parseDockerfile, processWords, type Instruction } from "./dockerfile.ts";
@@ -302,11 +301,6 @@ export class Build {
     const unused = Object.keys(this.options.buildArgs).filter((a) => !this.usedArgs.has(a) && !predefinedArgs.has(a) && !automaticPlatformArgNames.has(a));
     if (unused.length > 0) this.say(`[Warning] One or more build-args [${unused.join(" ")}] were not consumed\n`);
     this.trace.mark("steps");
-    // What each tag points at now, and whether that image keeps a name once the tag moves,
-    // are read while the last writes finish; the tag is read again just before it moves.
-    const tagNames = this.options.tags.map((tag) => normalizeDockerRef(tag));
-    const before = new Map(tagNames.map((name) => [name, this.tagState(name)]));
-    for (const state of before.values()) state.catch(() => undefined); // a failed read is only not used
     await Promise.all(this.writes.values());
     this.trace.mark("writes");
     // Marking the result and moving the tags touch other names: both at once, the tags in turn.
@@ -315,8 +309,9 @@ export class Build {
     const marked = named && this.madeAsResult === result.id ? Promise.resolve() : markResult(this.backend, result, named);
     const target = result.target!;
     let previous: Promise<unknown> = Promise.resolve();
-    const tagged = tagNames.map((name) => {
-      const done = previous.then(() => this.tag(name, target, before.get(name))).then(() => name);
+    const tagged = this.options.tags.map((tag) => {
+      const name = normalizeDockerRef(tag);
+      const done = previous.then(() => this.tag(name, target)).then(() => name);
       previous = done;
       return done;
     });
@@ -403,20 +398,9 @@ export class Build {
   }
 
   /** Points `name` at `target`; a rebuild that changed nothing leaves the tag alone. */
-  private async tag(name: string, target: Descriptor, early?: Promise<{ left: string | undefined; leftNamed: boolean }>): Promise<void> {
+  private async tag(name: string, target: Descriptor): Promise<void> {
     const current = await storeRecord(this.backend.images, name);
-    if (current?.target?.digest === target.digest) return;
-    // The early read holds only while the name still points where it did then.
-    const seen = await early?.catch(() => undefined);
-    const left = current?.target?.digest;
-    const leftNamed = seen && left !== undefined && seen.left === left ? seen.leftNamed : undefined;
-    await setName(this.backend.images, name, target, current ?? null, leftNamed);
-  }
-
-  /** What `name` points at, and whether that image has its untagged name (so moving the tag leaves it one). */
-  private async tagState(name: string): Promise<{ left: string | undefined; leftNamed: boolean }> {
-    const left = (await storeRecord(this.backend.images, name))?.target?.digest;
-    return { left, leftNamed: left !== undefined && (await storeRecord(this.backend.images, `${danglingPrefix}${left}`)) !== undefined };
+    if (current?.target?.digest !== target.digest) await setName(this.backend.images, name, target, current ?? null);
   }
 
   /**

@@ -51,10 +51,8 @@ export async function storeRecord(svc: ImageServices, name: string): Promise<Ima
 /**
  * Points `name` at `target` (a new name, or a moved one); the image a moved name left stays,
  * untagged. `current`: the record of `name` the caller just read (null: there was none).
- * `leftNamed`: whether the image `current` points at has its untagged name, when the
- * caller knows it (undefined: read here).
  */
-export async function setName(svc: ImageServices, name: string, target: Descriptor, current?: Image | null, leftNamed?: boolean): Promise<void> {
+export async function setName(svc: ImageServices, name: string, target: Descriptor, current?: Image | null): Promise<void> {
   const wire = { mediaType: target.mediaType, digest: target.digest, size: BigInt(target.size), annotations: target.annotations ?? {} };
   const record = { name, labels: {}, target: wire, createdAt: undefined, updatedAt: undefined };
   // Listing every name (which grows with the build cache) is only needed when the move may
@@ -69,7 +67,7 @@ export async function setName(svc: ImageServices, name: string, target: Descript
     } catch (err) {
       if (!isAlreadyExists(err)) throw err; // made meanwhile: moved below, keeping what it named
     }
-  } else if (left === target.digest || (leftNamed ?? (await storeRecord(svc, `${danglingPrefix}${left}`)) !== undefined)) {
+  } else if (left === target.digest || (await storeRecord(svc, `${danglingPrefix}${left}`))) {
     try {
       await svc.images.update({ image: record, updateMask: ["target"] }, callOptions(svc));
       return;
