@@ -41,7 +41,7 @@ test("a process trims once it is idle after start-up, without any later work", a
     let stdout = "";
     proc.stdout.on("data", (d) => (stdout += d));
     proc.on("error", reject);
-    proc.on("exit", (code) => resolve({ code, stdout }));
+    proc.on("close", (code) => resolve({ code, stdout })); // after its output has ended too
   });
   assert.equal(result.code, 0, "the child never trimmed while idle after its start");
   assert.match(result.stdout, /heap trimmed/);

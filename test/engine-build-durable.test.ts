@@ -74,7 +74,8 @@ function startBuild(dir: string, args: string[] = []): { child: ChildProcess; ou
   let text = "";
   child.stdout!.on("data", (c) => (text += c));
   child.stderr!.on("data", (c) => (text += c));
-  const exit = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? 128)));
+  // "close": after the exit and the end of its output, so output() holds all of it.
+  const exit = new Promise<number>((resolve) => child.once("close", (code) => resolve(code ?? 128)));
   return { child, output: () => text, exit };
 }
 
@@ -210,7 +211,9 @@ describe("builds as durable jobs", { timeout: 180_000 }, () => {
       const chunks: Buffer[] = [];
       const t = spawn("tar", ["-c", "-C", dir, "."], { stdio: ["ignore", "pipe", "inherit"] });
       t.stdout.on("data", (c: Buffer) => chunks.push(c));
-      t.once("exit", (code) => (code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`tar exited ${code}`))));
+      // "close", not "exit": tar's output may still be unread when it exits (a short tar
+      // without the Dockerfile made this test time out: "Cannot locate specified Dockerfile").
+      t.once("close", (code) => (code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`tar exited ${code}`))));
     });
     let body = "";
     const req = request({ socketPath: d.dockerSocket, method: "POST", path: "/v1.41/build", headers: { "Content-Type": "application/x-tar" } }, (res) => {

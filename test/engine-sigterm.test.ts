@@ -54,7 +54,8 @@ function startDocker(args: string[]): { output: () => string; exit: Promise<numb
   let text = "";
   child.stdout!.on("data", (c) => (text += c));
   child.stderr!.on("data", (c) => (text += c));
-  const exit = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? 128)));
+  // "close": after the exit and the end of its output, so output() holds all of it.
+  const exit = new Promise<number>((resolve) => child.once("close", (code) => resolve(code ?? 128)));
   return { output: () => text, exit };
 }
 
