@@ -1,6 +1,6 @@
 // What the benchmarks that time commands share: a command's wall time (it must succeed),
 // the median of the runs, the busybox image imported with the real ctr, and the report.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { buildBusyboxImage } from "../test/fixtures/busybox-image.ts";
 import { skopeoArchives } from "../test/fixtures/archives.ts";
@@ -19,6 +19,49 @@ export function wallMs({ label, command, args, env }: Timed): number {
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   if (r.status !== 0) throw new Error(`${label} failed (${r.status}): ${r.stderr}`);
   return ms;
+}
+
+/** CPU ms (user+sys) of each process under `root` (itself included), keyed "pid name"; with `threads`, of each thread too ("pid name/tid thread"). */
+export function treeCpuMs(root: number, threads = false): Map<string, number> {
+  const out = new Map<string, number>();
+  const walk = (pid: number) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const name = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").find((a) => a.endsWith(".js")) ?? stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(`${pid} ${name.replace(/^.*\//, "")}`, ((Number(fields[11]) + Number(fields[12])) * 1000) / 100);
+      if (threads)
+        for (const task of readdirSync(`/proc/${pid}/task`)) {
+          const t = readFileSync(`/proc/${pid}/task/${task}/stat`, "utf8");
+          const tf = t.slice(t.lastIndexOf(")") + 2).split(" ");
+          out.set(`${pid} ${name.replace(/^.*\//, "")}/${task} ${t.slice(t.indexOf("(") + 1, t.lastIndexOf(")"))}`, ((Number(tf[11]) + Number(tf[12])) * 1000) / 100);
+        }
+      for (const task of readdirSync(`/proc/${pid}/task`)) for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").split(" ").filter(Boolean)) walk(Number(child));
+    } catch {
+      // gone meanwhile
+    }
+  };
+  walk(root);
+  return out;
+}
+
+/**
+ * Polls until the processes under `root` used at most `quietMs` of CPU in each of two
+ * 250 ms windows in a row: a daemon done with its start (warm-ups included), as one
+ * that sits idle before its first call is. Throws after `timeoutMs`.
+ */
+export async function waitUntilIdle(root: number, quietMs = 20, timeoutMs = 15_000): Promise<void> {
+  const total = () => [...treeCpuMs(root).values()].reduce((a, b) => a + b, 0);
+  const deadline = Date.now() + timeoutMs;
+  let last = total();
+  let quiet = 0;
+  while (quiet < 2) {
+    if (Date.now() > deadline) throw new Error(`processes under pid ${root} still busy after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const now = total();
+    quiet = now - last <= quietMs ? quiet + 1 : 0;
+    last = now;
+  }
 }
 
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;

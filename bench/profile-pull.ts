@@ -8,6 +8,7 @@
 //   BENCH_KEEP=1                  berthd --keep-processes (every process started with it, none used yet)
 //   BENCH_SETTLE_MS=<ms>          wait that long after berthd is ready (a kept daemon sits idle before its first pull)
 //   BENCH_CONTAINERD=1            the same pull by ctr into a fresh containerd first
+//   BENCH_THREADS=1               the CPU during the pull per thread too, not only per process
 //   BENCH_CPU_PROF=<dir>          a V8 CPU profile of every Berth process
 //   BENCH_NODE_OPTIONS=<flags>    Node/V8 flags for every Berth process
 // Run: node bench/profile-pull.ts
@@ -18,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { startBerth, startContainerd } from "./daemons.ts";
+import { treeCpuMs } from "./measure.ts";
 import { blobOf, imageFromLayers, tarOf } from "../test/fixtures/archives.ts";
 import { pullBenchImage } from "./pull-image.ts";
 import { TestRegistry } from "../test/fixtures/registry.ts";
@@ -84,6 +86,7 @@ try {
   if (process.env.BENCH_SETTLE_MS) await new Promise((resolve) => setTimeout(resolve, Number(process.env.BENCH_SETTLE_MS)));
   const names = new Map(image.layers.map((l, i) => [l.digest.slice(7, 19), `layer${i} (${layerMiB[i]} MiB)`]));
   names.set(image.config.digest.slice(7, 19), "config");
+  const cpuAtStart = treeCpuMs(berth.pid, Boolean(process.env.BENCH_THREADS));
   const started = performance.now();
   const child = spawn(process.execPath, [join(distDir, "berthctl.js"), "--address", berth.address, "pull", "--plain-http", `${registry.host}/bench/pull:1`], { stdio: ["ignore", "pipe", "inherit"] });
   let buffered = "";
@@ -99,6 +102,9 @@ try {
   });
   await new Promise((resolve) => child.on("close", resolve));
   process.stdout.write(`${(performance.now() - started).toFixed(0).padStart(6)} ms  berthctl exited\n`);
+  // The pull's own CPU per daemon process (berthctl's is in the total below).
+  const during = [...treeCpuMs(berth.pid, Boolean(process.env.BENCH_THREADS))].map(([p, ms]) => `${p.replace(/^\d+ /, "")} ${ms - (cpuAtStart.get(p) ?? 0)}`);
+  process.stdout.write(`CPU during the pull, ms: ${during.filter((d) => !d.endsWith(" 0")).join(", ")}\n`);
   await stopBerth();
   // Includes berthd's start and stop (the same in every run), berthctl, every service.
   process.stdout.write(`CPU of berthd, its processes and berthctl: ${(childrenCpuMs() - cpuBefore).toFixed(0)} ms\n`);

@@ -2,7 +2,8 @@
 // side by side: `berthctl pull` (the daemon's pull jobs: fetch, store, unpack), the real
 // `ctr images pull` into a real containerd (which unpacks too), and `skopeo copy` to an
 // OCI directory (fetch only, no unpack: a floor for moving the bytes). Fresh daemons per
-// run; median wall time of BENCH_RUNS runs (default 3). A second Berth row is a fresh
+// run, each pulling once idle after its start (as a daemon is used: not mid-start);
+// median wall time of BENCH_RUNS runs (default 3). A second Berth row is a fresh
 // `berthd --keep-processes`: the content is as cold, the process starts are not paid.
 // BENCH_CONCURRENT=N (default 5, 0 = off) adds N pulls of the same image at once, each
 // into its own namespace, for Berth and containerd (fresh daemons again).
@@ -17,7 +18,7 @@ import { pullBenchImage } from "./pull-image.ts";
 import { TestRegistry } from "../test/fixtures/registry.ts";
 import { distDir, repoRoot } from "../test/harness.ts";
 import { RegistryClient, parseRegistryReference, pushBlob, pushManifest } from "../core/registry/index.ts";
-import { median } from "./measure.ts";
+import { median, waitUntilIdle } from "./measure.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const concurrent = Number(process.env.BENCH_CONCURRENT ?? 5);
@@ -85,14 +86,17 @@ try {
     try {
       const berth = await startBerth(join(runDir, "berth"));
       started.push(() => berth.stop());
+      await waitUntilIdle(berth.pid);
       samples.berth.push(timed(...berthctl(berth.address, ["pull", "--plain-http", ref])));
       const berthWarm = await startBerth(join(runDir, "berth-kept"), {}, ["--keep-processes"]);
       started.push(() => berthWarm.stop());
+      await waitUntilIdle(berthWarm.pid);
       samples.berthWarm.push(timed(...berthctl(berthWarm.address, ["pull", "--plain-http", ref])));
       for (const stop of started.splice(0).reverse()) await stop();
       if (containerdInstalled()) {
         const containerd = await startContainerd(join(runDir, "containerd"));
         started.push(() => containerd.stop());
+        await waitUntilIdle(containerd.pid);
         samples.containerd.push(timed("ctr", ["--address", containerd.address, "images", "pull", "--plain-http", ref]));
       }
       samples.skopeo.push(timed("skopeo", ["--policy", policy, "copy", "--src-tls-verify=false", `docker://${ref}`, `oci:${join(runDir, "oci")}:1`]));
@@ -100,10 +104,12 @@ try {
         for (const stop of started.splice(0).reverse()) await stop();
         const berthN = await startBerth(join(runDir, "berth-n"));
         started.push(() => berthN.stop());
+        await waitUntilIdle(berthN.pid);
         samples.berthTogether.push(await timedTogether(namespaces.map((n) => berthctl(berthN.address, ["-n", n, "pull", "--plain-http", ref]))));
         if (containerdInstalled()) {
           const containerdN = await startContainerd(join(runDir, "containerd-n"));
           started.push(() => containerdN.stop());
+          await waitUntilIdle(containerdN.pid);
           samples.containerdTogether.push(await timedTogether(namespaces.map((n) => ["ctr", ["--address", containerdN.address, "-n", n, "images", "pull", "--plain-http", ref]])));
         }
       }
@@ -121,7 +127,7 @@ try {
     process.env.BENCH_LAYER_KIND === "gzip-files"
       ? `One image of ${layerMiB.length} gzip layers (${layerMiB.join(" + ")} MiB of files of 1–64 KiB, half random, half text; ${size.toFixed(1)} MiB of blobs in all) in a local docker-registry over plain HTTP.`
       : `One image of ${layerMiB.length} uncompressed layers (${layerMiB.join(" + ")} MiB of random files, ${size.toFixed(1)} MiB in all) in a local docker-registry over plain HTTP.`,
-    "Fresh daemons per run, so every byte moves. Berth and containerd fetch, store and unpack (overlayfs); skopeo only copies the blobs to an OCI directory.",
+    "Fresh daemons per run, so every byte moves; each pulls once idle after its start. Berth and containerd fetch, store and unpack (overlayfs); skopeo only copies the blobs to an OCI directory.",
     "Wall ms of the client command (for Berth: berthctl, with the daemon's jobs doing the work).",
     "",
     "| berthctl pull | ctr images pull (containerd 1.6) | skopeo copy → OCI dir | Berth / containerd | Berth / skopeo |",

@@ -4,7 +4,8 @@
 // dropped connection resumes with Range inside the call; a transient failure keeps the
 // ingest and the next call asks only for the rest; a cancelled call keeps it too;
 // wrong bytes, a 4xx and bad requests fail with a message naming the problem and leave
-// no blob and no ingest; the caller's credentials never reach the registry's mirror.
+// no blob and no ingest; the caller's credentials never reach the registry's mirror,
+// nor blob storage a redirect points to.
 import { test, describe, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -163,6 +164,30 @@ describe("BlobFetcher", () => {
     const resumedAt = Number(/^bytes=(\d+)-$/.exec(ranges[1] ?? "")?.[1]);
     assert.ok(resumedAt > 0 && resumedAt <= 500_000, `resumed at ${resumedAt}`);
     assert.equal(Number((await blobInfo(svc.content, blob.digest, callOptions(svc)))?.size), blob.size);
+  });
+
+  test("a redirect to blob storage elsewhere is followed without credentials, and a chunked answer is decoded", async () => {
+    // "Storage": another host that answers the blob in chunks, as a CDN may.
+    const seen: { authorization?: string }[] = [];
+    const storage = http.createServer((req, res) => {
+      seen.push({ ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}) });
+      res.writeHead(200, { "content-type": "application/octet-stream" }); // no length: chunked
+      for (let at = 0; at < blob.size; at += 777_777) res.write(blob.data.subarray(at, at + 777_777));
+      res.end();
+    });
+    const port = await freePort();
+    await new Promise<void>((resolve) => storage.listen(port, "127.0.0.1", resolve));
+    try {
+      proxy.rule = (req) => (isBlobGet(req) ? { respond: { status: 307, headers: { location: `http://127.0.0.1:${port}/store/${blob.digest}?sig=1` } } } : undefined);
+      const svc = ns("redirected");
+      const progress = await fetchAll(svc, request({ registry: { plainHttp: true, insecure: false, credentials: { username: "u", password: "p" } } }));
+      assert.equal(progress.at(-1)?.committed, true);
+      assert.equal(Number((await blobInfo(svc.content, blob.digest, callOptions(svc)))?.size), blob.size);
+      assert.deepEqual(seen, [{}], "storage was asked once, without the registry's credentials");
+    } finally {
+      storage.closeAllConnections();
+      await new Promise((resolve) => storage.close(resolve));
+    }
   });
 
   test("a transient failure keeps the ingest: the next call asks only for the missing bytes", async () => {

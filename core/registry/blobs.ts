@@ -38,11 +38,11 @@ interface OpenBlob {
   skip: number;
 }
 
-async function openBlob(client: RegistryClient, ref: RegistryReference, desc: Descriptor, offset: number, endpoint?: Endpoint): Promise<OpenBlob> {
+async function openBlob(client: RegistryClient, ref: RegistryReference, desc: Descriptor, offset: number, endpoint?: Endpoint, direct = false): Promise<OpenBlob> {
   const path = `/v2/${ref.repository}/blobs/${desc.digest}`;
   const get = async (ep: Endpoint): Promise<OpenBlob> => {
     const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
-    const res = await client.send(ep, ref.registry, { method: "GET", path, headers, scopes: [pullScope(ref.repository)] });
+    const res = await client.send(ep, ref.registry, { method: "GET", path, headers, scopes: [pullScope(ref.repository)], direct });
     if (offset === 0 || res.status === 200) return { endpoint: ep, res, skip: res.status === 200 ? offset : 0 };
     const range = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(headerValue(res, "content-range") ?? "");
     if (res.status !== 206 || !range || Number(range[1]) !== offset) {
@@ -54,14 +54,27 @@ async function openBlob(client: RegistryClient, ref: RegistryReference, desc: De
   return endpoint ? get(endpoint) : onPullEndpoints(client, ref.registry, get);
 }
 
+/** Takes each run of blob bytes; done with them when its promise settles (they may be reused). */
+export type BlobSink = (chunks: Buffer[]) => Promise<void>;
+
+/** A failure of the sink's own (a write), told apart from a lost connection: never resumed. */
+class SinkFailure {
+  readonly error: unknown;
+  constructor(error: unknown) {
+    this.error = error;
+  }
+}
+
 /**
- * The blob's bytes from `start` on, verified: resumed with Range requests where the
- * connection drops, and throwing at the end (before the consumer can commit) when the
- * size is not the descriptor's, or — for a stream from byte 0 — the digest is not.
- * (From a later start the earlier bytes are not here to hash: the content service
- * checks the digest of the whole blob at commit.)
+ * The blob's bytes from `start` on, verified, into `sink` (one call at a time):
+ * resumed with Range requests where the connection drops, and throwing at the end
+ * (before the consumer can commit) when the size is not the descriptor's, or — from
+ * byte 0 — the digest is not. (From a later start the earlier bytes are not here to
+ * hash: the content service checks the digest of the whole blob at commit.)
+ * `direct` reads the body straight off the socket (direct-get.ts): the views the sink
+ * gets are reused once its promise settles.
  */
-export async function* blobStream(client: RegistryClient, ref: RegistryReference, desc: Descriptor, options: BlobStreamOptions & { start?: number } = {}): AsyncGenerator<Buffer> {
+export async function readBlobInto(client: RegistryClient, ref: RegistryReference, desc: Descriptor, sink: BlobSink, options: BlobStreamOptions & { start?: number; direct?: boolean } = {}): Promise<void> {
   const maxResumes = options.maxResumes ?? 5;
   const start = options.start ?? 0;
   if (start > desc.size) throw invalidArgument(`blob ${desc.digest}: cannot start at byte ${start} of ${desc.size}`);
@@ -69,29 +82,43 @@ export async function* blobStream(client: RegistryClient, ref: RegistryReference
   const hash = start === 0 && options.verifyDigest !== false ? createHash("sha256") : undefined;
   let received = start;
   let resumes = 0;
-  let open = await openBlob(client, ref, desc, start);
+  let open = await openBlob(client, ref, desc, start, undefined, options.direct);
   const what = () => `blob ${desc.digest} from ${open.res.url}`;
   try {
     while (true) {
       const before = received;
       let failure: unknown;
       let skip = open.skip;
-      try {
-        for await (const raw of open.res.body) {
-          let chunk = raw as Buffer;
+      const take = async (chunks: Buffer[]) => {
+        const kept: Buffer[] = [];
+        let bytes = 0;
+        for (let chunk of chunks) {
           if (skip > 0) {
             const drop = Math.min(skip, chunk.length);
             chunk = chunk.subarray(drop);
             skip -= drop;
-            if (chunk.length === 0) continue;
           }
-          if (received + chunk.length > desc.size) throw failedPrecondition(`${what()}: more than the ${desc.size} bytes its descriptor names; nothing was committed`);
-          hash?.update(chunk);
-          received += chunk.length;
-          yield chunk;
-          options.onData?.(received);
+          if (chunk.length === 0) continue;
+          kept.push(chunk);
+          bytes += chunk.length;
         }
+        if (bytes === 0) return;
+        if (received + bytes > desc.size) throw failedPrecondition(`${what()}: more than the ${desc.size} bytes its descriptor names; nothing was committed`);
+        for (const chunk of kept) hash?.update(chunk);
+        try {
+          await sink(kept);
+        } catch (err) {
+          throw new SinkFailure(err);
+        }
+        received += bytes;
+        options.onData?.(received);
+      };
+      try {
+        const body = open.res.body;
+        if ("pipeTo" in body) await body.pipeTo(take);
+        else for await (const raw of body) await take([raw as Buffer]);
       } catch (err) {
+        if (err instanceof SinkFailure) throw err.error;
         if (err instanceof BerthError) throw err;
         failure = err;
       }
@@ -105,12 +132,61 @@ export async function* blobStream(client: RegistryClient, ref: RegistryReference
       }
       resumes++;
       options.onResume?.(received);
-      open = await openBlob(client, ref, desc, received, open.endpoint);
+      open = await openBlob(client, ref, desc, received, open.endpoint, options.direct);
     }
     const digest = hash ? `sha256:${hash.digest("hex")}` : desc.digest;
     if (digest !== desc.digest) throw failedPrecondition(`${what()}: digest mismatch: the ${received} bytes received hash to ${digest}; nothing was committed`);
   } finally {
     discardBody(open.res.body);
+  }
+}
+
+/**
+ * readBlobInto as a stream of chunks the consumer may keep: for a consumer that pulls
+ * (a gRPC write stream). A generator cannot yield from the sink, so each chunk waits
+ * in a hand-over until the consumer asks for it.
+ */
+export async function* blobStream(client: RegistryClient, ref: RegistryReference, desc: Descriptor, options: BlobStreamOptions & { start?: number } = {}): AsyncGenerator<Buffer> {
+  let handOver: { chunks: Buffer[]; taken: () => void } | undefined;
+  let wake: (() => void) | undefined;
+  let stopped = false;
+  const reading = readBlobInto(
+    client,
+    ref,
+    desc,
+    (chunks) =>
+      new Promise<void>((taken, refused) => {
+        if (stopped) return refused(new BerthError("canceled", `blob ${desc.digest}: the reader stopped`));
+        handOver = { chunks, taken };
+        wake?.();
+      }),
+    options,
+  );
+  let done = false;
+  const ended = reading.finally(() => {
+    done = true;
+    wake?.();
+  });
+  try {
+    while (true) {
+      if (handOver) {
+        const { chunks, taken } = handOver;
+        handOver = undefined;
+        yield* chunks;
+        taken();
+      } else if (done) {
+        await ended;
+        return;
+      } else await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
+    }
+  } finally {
+    if (!done) {
+      // The consumer stopped early: the reading ends at its next hand-over (or now).
+      stopped = true;
+      handOver?.taken();
+      await ended.catch(() => undefined);
+    }
   }
 }
 

@@ -3,7 +3,8 @@
 // handshake, redirects for GET/HEAD (blob storage elsewhere), retries for what may
 // pass on a second try, and failures turned into BerthErrors naming the URL.
 import { Readable } from "node:stream";
-import { request, type Dispatcher } from "./http.ts";
+import { request } from "./http.ts";
+import { directGet, type DirectBody } from "./direct-get.ts";
 import { BerthError, messageWithoutKind } from "../errors.ts";
 import { Authorizer } from "./auth.ts";
 import { getCredentials, type Credentials } from "./credentials.ts";
@@ -39,12 +40,20 @@ export interface RegistryRequest {
   accept?: number[];
   /** Retry on 5xx and connection failures (default: for every request whose body can be sent again). */
   retry?: boolean;
+  /** A GET whose body is read straight off a connection of its own (direct-get.ts): a blob download. */
+  direct?: boolean;
+}
+
+/** What the registry code reads a body through: undici's, or a direct GET's (which can also pipeTo). */
+export interface ResponseBody extends AsyncIterable<Uint8Array> {
+  on(event: "error", listener: () => void): unknown;
+  destroy(): unknown;
 }
 
 export interface RegistryResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  body: Dispatcher.ResponseData["body"];
+  body: ResponseBody | DirectBody;
   url: string;
 }
 
@@ -159,9 +168,13 @@ export class RegistryClient {
       const headers: Record<string, string> = { "user-agent": this.userAgent, ...req.headers };
       if (authorization && sameHost) headers.authorization = authorization;
       const body = req.body === undefined ? undefined : typeof req.body === "function" ? Readable.from(req.body()) : req.body;
-      let res;
+      let res: { statusCode: number; headers: RegistryResponse["headers"]; body: RegistryResponse["body"] };
       try {
-        res = await request(url, { method: req.method, headers, body, dispatcher: this.hosts.agentFor(url.host), ...(this.signal ? { signal: this.signal } : {}) });
+        const signal = this.signal ? { signal: this.signal } : {};
+        res =
+          req.direct && req.method === "GET" && body === undefined
+            ? await directGet(url, { headers, tls: this.hosts.tlsOptions(url.host), ...signal })
+            : await request(url, { method: req.method, headers, body, dispatcher: this.hosts.agentFor(url.host), ...signal });
       } catch (err) {
         const failure = transportError(err, req.method, url.href);
         // No HTTP answer at all: the next scheme may connect where this one could not.

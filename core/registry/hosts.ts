@@ -3,7 +3,7 @@
 // certs.d/<host:port>/ (Docker's layout), plain HTTP only where allowed (configured
 // insecure, or loopback as Docker allows). One connection pool per host.
 import { readdirSync, readFileSync } from "node:fs";
-import { rootCertificates } from "node:tls";
+import { rootCertificates, type ConnectionOptions } from "node:tls";
 import { join } from "node:path";
 import { Agent } from "./http.ts";
 import { invalidArgument } from "../errors.ts";
@@ -77,6 +77,7 @@ export function loadTlsMaterial(certsDir: string, host: string): TlsMaterial {
 
 export class RegistryHosts {
   private readonly agents = new Map<string, Agent>();
+  private readonly tls = new Map<string, ConnectionOptions>();
   private readonly certsDir: string;
   private readonly insecure: Set<string>;
   private readonly plainHttp: Set<string>;
@@ -115,19 +116,27 @@ export class RegistryHosts {
     return purpose === "pull" ? [...(this.mirrors[registry] ?? []), own] : [own];
   }
 
-  /** The connection pool for a host, with its TLS material (read once). */
+  /** How to reach a host over TLS: its certs.d material (read once) and whether to verify. */
+  tlsOptions(host: string): ConnectionOptions {
+    let options = this.tls.get(host);
+    if (!options) {
+      const material = loadTlsMaterial(this.certsDir, host);
+      options = {
+        // Added to the public roots, as Docker adds certs.d CAs to the system pool.
+        ...(material.ca ? { ca: [...rootCertificates, ...material.ca] } : {}),
+        ...(material.cert ? { cert: material.cert, key: material.key } : {}),
+        rejectUnauthorized: !this.isInsecure(host),
+      };
+      this.tls.set(host, options);
+    }
+    return options;
+  }
+
+  /** The connection pool for a host. */
   agentFor(host: string): Agent {
     let agent = this.agents.get(host);
     if (!agent) {
-      const material = loadTlsMaterial(this.certsDir, host);
-      agent = new Agent({
-        connect: {
-          // Added to the public roots, as Docker adds certs.d CAs to the system pool.
-          ...(material.ca ? { ca: [...rootCertificates, ...material.ca] } : {}),
-          ...(material.cert ? { cert: material.cert, key: material.key } : {}),
-          rejectUnauthorized: !this.isInsecure(host),
-        },
-      });
+      agent = new Agent({ connect: this.tlsOptions(host) });
       this.agents.set(host, agent);
     }
     return agent;

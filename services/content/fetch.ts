@@ -7,8 +7,8 @@
 //
 // The write itself is the Write protocol's own session (write.ts), driven from here:
 // leases, a blob the shared store already holds, a stale ingest to resume, size and
-// digest checked at commit are all the same code as ctr's writes. The chunks go to the
-// file in batches of about 1 MiB, one writev each. A transient failure (5xx, a dropped connection) and a cancelled call keep
+// digest checked at commit are all the same code as ctr's writes. The body goes to the
+// file a reused 1 MiB buffer at a time, one writev each. A transient failure (5xx, a dropped connection) and a cancelled call keep
 // the ingest for the next attempt, which asks the registry with Range for the rest;
 // any other failure aborts it, so nothing half-written stays.
 import type { CallContext } from "nice-grpc-common";
@@ -19,7 +19,7 @@ import { WriteAction, type WriteContentRequest } from "../../core/gen/containerd
 import { leaseOf, namespaceOf } from "../../core/grpc-server.ts";
 import type { Descriptor } from "../../core/image/manifest.ts";
 import { registryClient, type RegistryAccess } from "../../core/registry/access.ts";
-import { blobStream } from "../../core/registry/blobs.ts";
+import { blobStream, readBlobInto } from "../../core/registry/blobs.ts";
 import { parseRegistryReference } from "../../core/registry/reference.ts";
 import { isRetryable } from "../../core/registry/retry.ts";
 import { withWarmUpRegistry } from "../../core/registry/warm-up.ts";
@@ -43,9 +43,6 @@ function descriptorOf(request: FetchBlobRequest): Descriptor {
   if (request.size < 0n || request.size > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument(`blob ${digest}: size ${request.size} is out of range`);
   return { mediaType: request.mediaType, digest, size: Number(request.size) };
 }
-
-/** Bytes of HTTP chunks gathered into one writev. */
-const batchBytes = 1024 * 1024;
 
 const empty = Buffer.alloc(0);
 
@@ -77,37 +74,40 @@ export async function* fetchBlob(deps: WriteDeps, request: FetchBlobRequest, ctx
     }
     const status = (await session.step(request_(WriteAction.STAT, ingest))).reply;
     let offset = Number(status.offset ?? 0n);
-    let reported = 0;
     // offset === size: the shared store holds the bytes (another namespace's blob), or
     // an earlier attempt received them all; the commit alone is left.
     if (offset < desc.size) {
-      let batch: Buffer[] = [];
-      let batched = 0;
-      const flush = async () => {
-        await session!.append(batch);
-        offset += batched;
-        batch = [];
-        batched = 0;
-      };
+      const open = session;
+      // The body comes off the socket in views of reused buffers (direct-get.ts), each
+      // run appended with one writev before the buffer takes more reads.
+      const reading = readBlobInto(
+        client,
+        ref,
+        desc,
+        async (chunks) => {
+          await open.append(chunks);
+          for (const c of chunks) offset += c.length;
+        },
+        { start: offset, verifyDigest: false, direct: true },
+      );
+      let settled = false;
+      const done = reading.then(
+        () => void (settled = true),
+        () => void (settled = true),
+      );
       try {
-        for await (const chunk of blobStream(client, ref, desc, { start: offset, verifyDigest: false })) {
-          batch.push(chunk);
-          batched += chunk.length;
-          if (batched < batchBytes) continue;
-          await flush();
-          const now = Date.now();
-          if (now - reported >= progressEveryMs) {
-            reported = now;
-            yield { done: BigInt(offset), total };
-          }
+        while (!settled) {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([done, new Promise((resolve) => (timer = setTimeout(resolve, progressEveryMs)))]);
+          clearTimeout(timer);
+          if (!settled) yield { done: BigInt(offset), total };
         }
-      } catch (err) {
-        // What came before a lost connection is good as far as it goes: kept for the
-        // next attempt's Range (an ingest a worse failure leaves is aborted below).
-        if (batched > 0) await flush().catch(() => undefined);
-        throw err;
+      } finally {
+        // A caller gone mid-download (the generator closed at its yield): the client's
+        // signal stops the reading; the session is not closed under its last append.
+        await done;
       }
-      if (batched > 0) await flush();
+      await reading;
     }
     try {
       await session.step({ ...request_(WriteAction.COMMIT, ingest), offset: BigInt(offset), total, expected: desc.digest, labels: request.labels });
