@@ -527,10 +527,18 @@ describe(sanitizerChild ? "native layer applier (ASan/UBSan build)" : "native la
       const blob = gzipSync(manyFiles());
       const file = join(base, `aborted-${counter++}`);
       writeFileSync(file, "");
-      const applying = native.applyLayer({ blob: file, compression: "gzip", root: fresh("aborted"), whiteouts: "overlay", lowers: [], growingSize: blob.length });
-      await writeInPieces(file, blob, blob.length >> 1);
-      rmSync(file);
-      const result = await applying;
+      // Through an fd held open, as the diff service reads: the apply may open it after the
+      // unlink (a busy pool thread) and must still see the abort, not a missing file.
+      const handle = openSync(file, "r");
+      let result;
+      try {
+        const applying = native.applyLayer({ blob: `/proc/self/fd/${handle}`, compression: "gzip", root: fresh("aborted"), whiteouts: "overlay", lowers: [], growingSize: blob.length });
+        await writeInPieces(file, blob, blob.length >> 1);
+        rmSync(file);
+        result = await applying;
+      } finally {
+        closeSync(handle);
+      }
       assert.equal(result.error?.kind, "invalid");
       assert.match(result.error!.message, /download was aborted at byte \d+ of \d+/);
       assert.equal(result.blobDigest, "", "an incomplete blob has no digest to report");

@@ -74,7 +74,13 @@ class SinkFailure {
  * `direct` reads the body straight off the socket (direct-get.ts): the views the sink
  * gets are reused once its promise settles.
  */
-export async function readBlobInto(client: RegistryClient, ref: RegistryReference, desc: Descriptor, sink: BlobSink, options: BlobStreamOptions & { start?: number; direct?: boolean } = {}): Promise<void> {
+export async function readBlobInto(
+  client: RegistryClient,
+  ref: RegistryReference,
+  desc: Descriptor,
+  sink: BlobSink,
+  options: BlobStreamOptions & { start?: number; direct?: boolean; signal?: AbortSignal } = {},
+): Promise<void> {
   const maxResumes = options.maxResumes ?? 5;
   const start = options.start ?? 0;
   if (start > desc.size) throw invalidArgument(`blob ${desc.digest}: cannot start at byte ${start} of ${desc.size}`);
@@ -84,6 +90,9 @@ export async function readBlobInto(client: RegistryClient, ref: RegistryReferenc
   let resumes = 0;
   let open = await openBlob(client, ref, desc, start, undefined, options.direct);
   const what = () => `blob ${desc.digest} from ${open.res.url}`;
+  // A reader that stops (signal) drops the body under way at once, not at its next bytes.
+  const stop = () => discardBody(open.res.body);
+  options.signal?.addEventListener("abort", stop);
   try {
     while (true) {
       const before = received;
@@ -120,6 +129,7 @@ export async function readBlobInto(client: RegistryClient, ref: RegistryReferenc
       } catch (err) {
         if (err instanceof SinkFailure) throw err.error;
         if (err instanceof BerthError) throw err;
+        if (options.signal?.aborted) throw new BerthError("canceled", `${what()}: the reader stopped`);
         failure = err;
       }
       discardBody(open.res.body);
@@ -137,6 +147,7 @@ export async function readBlobInto(client: RegistryClient, ref: RegistryReferenc
     const digest = hash ? `sha256:${hash.digest("hex")}` : desc.digest;
     if (digest !== desc.digest) throw failedPrecondition(`${what()}: digest mismatch: the ${received} bytes received hash to ${digest}; nothing was committed`);
   } finally {
+    options.signal?.removeEventListener("abort", stop);
     discardBody(open.res.body);
   }
 }
@@ -149,18 +160,18 @@ export async function readBlobInto(client: RegistryClient, ref: RegistryReferenc
 export async function* blobStream(client: RegistryClient, ref: RegistryReference, desc: Descriptor, options: BlobStreamOptions & { start?: number } = {}): AsyncGenerator<Buffer> {
   let handOver: { chunks: Buffer[]; taken: () => void } | undefined;
   let wake: (() => void) | undefined;
-  let stopped = false;
+  const stopped = new AbortController();
   const reading = readBlobInto(
     client,
     ref,
     desc,
     (chunks) =>
       new Promise<void>((taken, refused) => {
-        if (stopped) return refused(new BerthError("canceled", `blob ${desc.digest}: the reader stopped`));
+        if (stopped.signal.aborted) return refused(new BerthError("canceled", `blob ${desc.digest}: the reader stopped`));
         handOver = { chunks, taken };
         wake?.();
       }),
-    options,
+    { ...options, signal: stopped.signal },
   );
   let done = false;
   const ended = reading.finally(() => {
@@ -170,9 +181,10 @@ export async function* blobStream(client: RegistryClient, ref: RegistryReference
   try {
     while (true) {
       if (handOver) {
-        const { chunks, taken } = handOver;
-        handOver = undefined;
+        const { chunks } = handOver;
         yield* chunks;
+        const { taken } = handOver;
+        handOver = undefined;
         taken();
       } else if (done) {
         await ended;
@@ -182,8 +194,8 @@ export async function* blobStream(client: RegistryClient, ref: RegistryReference
     }
   } finally {
     if (!done) {
-      // The consumer stopped early: the reading ends at its next hand-over (or now).
-      stopped = true;
+      // The consumer stopped early: the body under way is dropped, the reading ends.
+      stopped.abort();
       handOver?.taken();
       await ended.catch(() => undefined);
     }

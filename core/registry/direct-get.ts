@@ -1,8 +1,8 @@
 // A GET whose body goes from the socket to its consumer without a new Buffer per read.
 // undici (and node:http alike) read a registry blob into a fresh Buffer of up to 64 KiB
 // per socket read; page-faulting and collecting those cost four layer downloads of
-// 200 MiB in all ~200-300 ms of CPU in the content process, where reading into reused
-// buffers cost ~50-90 ms (bench/results/pull-profile.md, "Blob bodies off the socket").
+// 200 MiB in all ~225 ms of CPU in the receiving process, where reading into reused
+// buffers cost ~66 ms (`node bench/blob-body.ts`).
 // Here reads land in a few recycled slabs (the socket's `onread` buffer) and the
 // consumer gets views into them, a slab's worth at a time, which it must be done with
 // when its promise settles; then the slab takes the next reads.

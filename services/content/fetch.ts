@@ -96,11 +96,15 @@ export async function* fetchBlob(deps: WriteDeps, request: FetchBlobRequest, ctx
         () => void (settled = true),
       );
       try {
+        let reported = offset;
         while (!settled) {
           let timer: NodeJS.Timeout | undefined;
           await Promise.race([done, new Promise((resolve) => (timer = setTimeout(resolve, progressEveryMs)))]);
           clearTimeout(timer);
-          if (!settled) yield { done: BigInt(offset), total };
+          if (!settled && offset !== reported) {
+            reported = offset;
+            yield { done: BigInt(offset), total };
+          }
         }
       } finally {
         // A caller gone mid-download (the generator closed at its yield): the client's
