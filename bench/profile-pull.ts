@@ -105,6 +105,12 @@ try {
   // The pull's own CPU per daemon process (berthctl's is in the total below).
   const during = [...treeCpuMs(berth.pid, Boolean(process.env.BENCH_THREADS))].map(([p, ms]) => `${p.replace(/^\d+ /, "")} ${ms - (cpuAtStart.get(p) ?? 0)}`);
   process.stdout.write(`CPU during the pull, ms: ${during.filter((d) => !d.endsWith(" 0")).join(", ")}\n`);
+  // Peak resident memory of each process so far (its start included): what the pull's buffers cost.
+  const peaks = [...treeCpuMs(berth.pid).keys()].map((p) => {
+    const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${p.split(" ")[0]}/status`, "utf8"))?.[1];
+    return `${p.replace(/^\d+ /, "")} ${hwm ? (Number(hwm) / 1024).toFixed(1) : "?"}`;
+  });
+  process.stdout.write(`Peak RSS, MiB: ${peaks.join(", ")}\n`);
   await stopBerth();
   // Includes berthd's start and stop (the same in every run), berthctl, every service.
   process.stdout.write(`CPU of berthd, its processes and berthctl: ${(childrenCpuMs() - cpuBefore).toFixed(0)} ms\n`);
