@@ -4,17 +4,21 @@
 // login/logout, and TLS with a test CA and client certificates from certs.d.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, copyFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startDaemon, type Daemon } from "./harness.ts";
+import { distDir, runAsync, startDaemon, type Daemon } from "./harness.ts";
 import { closeChannels } from "../core/grpc-client.ts";
 import { BerthError } from "../core/errors.ts";
 import { connectImageServices } from "../core/image/connect.ts";
 import type { ImageServices } from "../core/image/services.ts";
-import { RegistryClient, getCredentials, login, logout, storeCredentials, pullImage, pushImage, resolve, type RegistryClientOptions } from "../core/registry/index.ts";
+import { RegistryClient, getCredentials, login, logout, storeCredentials, parseRegistryReference, pullImage, pushBlob, pushImage, pushManifest, resolve, type RegistryClientOptions } from "../core/registry/index.ts";
 import { registryClient } from "../core/registry/access.ts";
 import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
+import { blobOf, imageFromLayers, tarOf } from "./fixtures/archives.ts";
+import { mediaTypes } from "../core/image/media-types.ts";
+import { sha256Digest } from "../core/digest.ts";
 import { TestRegistry, TokenServer, makePki, storeImage, writeCredentialHelper, writeHtpasswd, type TestPki } from "./fixtures/registry.ts";
 
 let d: Daemon;
@@ -178,6 +182,25 @@ describe("bearer tokens (auth: token)", () => {
     const mounted = await pushImage(c, ns("tokens"), `${registry.host}/tokens/busybox:1`, `${registry.host}/tokens/copy:1`);
     assert.equal(mounted.mounted.length, 2);
     assert.ok(tokens.requests.some((r) => r.scopes.includes("repository:tokens/busybox:pull") && r.scopes.includes("repository:tokens/copy:pull,push")));
+  });
+
+  test("a daemon's pull asks for a token once in each process, not once per blob", async () => {
+    // An image whose blobs the daemon's store has never seen: each is downloaded.
+    const tars = await Promise.all([1, 2].map((i) => tarOf([{ name: `f${i}`, data: randomBytes(1000) }])));
+    const image = imageFromLayers(tars.map((t) => blobOf(mediaTypes.ociLayer, t)), tars.map((t) => sha256Digest(t)));
+    const c = client({ credentials: asBob });
+    const ref = parseRegistryReference(`${registry.host}/tokens/fresh:1`);
+    for (const b of [image.config, ...image.layers]) await pushBlob(c, ref, b, (async function* () { yield b.data; })());
+    await pushManifest(c, ref, "1", image.manifest, image.manifest.data);
+    const before = tokens.requests.length;
+    // Not d.berthctl: the token server runs in this process, which must go on serving it.
+    const r = await runAsync(process.execPath, [join(distDir, "berthctl.js"), "--address", d.address, "--namespace", "daemon-tokens", "pull", "--plain-http", "--user", "bob:hunter2", `${registry.host}/tokens/fresh:1`]);
+    assert.equal(r.code, 0, r.stderr);
+    const asked = tokens.requests.slice(before);
+    // The jobs process resolves; the content process fetches the config and the two
+    // layers, each with a client of its own, sharing one token.
+    assert.equal(asked.length, 2, JSON.stringify(asked));
+    assert.ok(asked.every((a) => a.account === "bob"), JSON.stringify(asked));
   });
 
   test("an identity token (OAuth2 refresh token) is exchanged with a form POST", async () => {

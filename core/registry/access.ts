@@ -3,6 +3,8 @@
 // the client made from them with berthd's settings. Shared by the jobs process (which
 // resolves and pushes) and the content process (which fetches blobs), so both send
 // credentials to the same hosts only.
+import { createHash } from "node:crypto";
+import { AuthCache } from "./auth.ts";
 import { RegistryClient, type RegistryClientOptions } from "./client.ts";
 import type { RetryOptions } from "./retry.ts";
 import { registrySettingsFromEnv, type RegistrySettings } from "./settings.ts";
@@ -24,6 +26,26 @@ export interface RegistryAccess {
 }
 
 /**
+ * Auth state by caller identity (registry and credentials). A pull fetches each blob
+ * with a client of its own (one call each to the content process); sharing the tokens
+ * spares each blob a 401 and a token request of its own, as one client would.
+ */
+const authCaches = new Map<string, { cache: AuthCache; usedAt: number }>();
+/** Tokens last minutes; an identity unused this long is forgotten. */
+const authCacheIdleMs = 10 * 60_000;
+
+function authCacheFor(registry: string, credentials: RegistryAccess["credentials"]): AuthCache {
+  const now = Date.now();
+  for (const [key, entry] of authCaches) if (now - entry.usedAt > authCacheIdleMs) authCaches.delete(key);
+  // Hashed: the password is not kept as a map key.
+  const key = createHash("sha256").update(JSON.stringify([registry, credentials?.username ?? "", credentials?.password ?? ""])).digest("hex");
+  const entry = authCaches.get(key) ?? { cache: new AuthCache(), usedAt: now };
+  entry.usedAt = now;
+  authCaches.set(key, entry);
+  return entry.cache;
+}
+
+/**
  * A client for one registry, with berthd's settings (mirrors, insecure hosts, certs
  * dir). The request's plain HTTP and unverified TLS are allowed for that registry
  * only. `retry` is the client's own (per request); jobs retry with backoff
@@ -42,6 +64,7 @@ export function registryClient(access: RegistryAccess, registry: string, retry?:
     credentials: async (name) => (creds && name === registry ? { username: creds.username, password: creds.password } : undefined),
     ...(retry ? { retry } : {}),
     ...(signal ? { signal } : {}),
+    authCache: authCacheFor(registry, creds),
   };
   return new RegistryClient(options);
 }

@@ -61,12 +61,23 @@ type HostScheme = { scheme: "basic" } | { scheme: "bearer"; realm: string; servi
 /** Tokens last 60 s unless the endpoint says otherwise; renew a little early. */
 const defaultTokenSeconds = 60;
 
-export class Authorizer {
-  private readonly schemes = new Map<string, HostScheme>();
-  private readonly tokens = new Map<string, CachedToken>();
-  private readonly credentials = new Map<string, Promise<Credentials | undefined>>();
+/**
+ * What Authorizers acting for the same credentials may share: each host's scheme, the
+ * tokens, and the token requests under way. (Never across credentials: a token stands
+ * for whoever asked for it.)
+ */
+export class AuthCache {
+  readonly schemes = new Map<string, HostScheme>();
+  readonly tokens = new Map<string, CachedToken>();
   /** Token requests under way, by host and scopes. */
-  private readonly inFlight = new Map<string, Promise<string>>();
+  readonly inFlight = new Map<string, Promise<string>>();
+}
+
+export class Authorizer {
+  private readonly schemes: Map<string, HostScheme>;
+  private readonly tokens: Map<string, CachedToken>;
+  private readonly inFlight: Map<string, Promise<string>>;
+  private readonly credentials = new Map<string, Promise<Credentials | undefined>>();
   /** Token requests made (tests check that tokens are reused). */
   tokenRequests = 0;
 
@@ -74,10 +85,13 @@ export class Authorizer {
   private readonly lookup: (registry: string) => Promise<Credentials | undefined>;
   private readonly userAgent: string;
 
-  constructor(hosts: RegistryHosts, lookup: (registry: string) => Promise<Credentials | undefined>, userAgent: string) {
+  constructor(hosts: RegistryHosts, lookup: (registry: string) => Promise<Credentials | undefined>, userAgent: string, cache = new AuthCache()) {
     this.hosts = hosts;
     this.lookup = lookup;
     this.userAgent = userAgent;
+    this.schemes = cache.schemes;
+    this.tokens = cache.tokens;
+    this.inFlight = cache.inFlight;
   }
 
   private credentialsFor(registry: string): Promise<Credentials | undefined> {

@@ -6,7 +6,7 @@ import { Readable } from "node:stream";
 import { request } from "./http.ts";
 import { directGet, type DirectBody } from "./direct-get.ts";
 import { BerthError, messageWithoutKind } from "../errors.ts";
-import { Authorizer } from "./auth.ts";
+import { Authorizer, type AuthCache } from "./auth.ts";
 import { getCredentials, type Credentials } from "./credentials.ts";
 import { discardBody, responseError, transportError } from "./errors.ts";
 import { RegistryHosts, type Endpoint, type HostsOptions, type Scheme } from "./hosts.ts";
@@ -24,6 +24,8 @@ export interface RegistryClientOptions extends HostsOptions {
   userAgent?: string;
   /** Cancels every request of this client, and the waits between retries (a cancelled job). */
   signal?: AbortSignal;
+  /** Schemes and tokens shared with other clients for the same credentials (access.ts). */
+  authCache?: AuthCache;
 }
 
 export type RequestBody = Buffer | string | (() => AsyncIterable<Uint8Array>);
@@ -88,7 +90,7 @@ export class RegistryClient {
     this.retryOptions = { ...options.retry, ...(options.signal ? { signal: options.signal } : {}) };
     this.userAgent = options.userAgent ?? "berth/0.1";
     const lookup = options.credentials ?? ((registry: string) => getCredentials(registry, options.dockerConfig ? { configPath: options.dockerConfig } : {}));
-    this.auth = new Authorizer(this.hosts, lookup, this.userAgent);
+    this.auth = new Authorizer(this.hosts, lookup, this.userAgent, options.authCache);
   }
 
   /** Mirrors (for pulls) then the registry itself. */
