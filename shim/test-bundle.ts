@@ -89,6 +89,15 @@ export function removeCgroup(name: string): void {
 }
 
 /** The hierarchies that still hold the cgroup (for asserting cleanup). */
+/** The kernel's own count of OOM kills in cgroup `name`: v1's memory.oom_control, else v2's memory.events. */
+export function kernelOomKills(name: string): number {
+  const v1 = join(CGROUP_ROOT, "memory", name, "memory.oom_control");
+  const file = existsSync(v1) ? v1 : join(CGROUP_ROOT, name, "memory.events");
+  const count = /^oom_kill (\d+)$/m.exec(readFileSync(file, "utf8"))?.[1];
+  if (count === undefined) throw new Error(`${file} has no oom_kill line`);
+  return Number(count);
+}
+
 export function cgroupLeftIn(name: string): string[] {
   if (!existsSync(CGROUP_ROOT)) return [];
   return readdirSync(CGROUP_ROOT).filter((hierarchy) => existsSync(join(CGROUP_ROOT, hierarchy, name)));
