@@ -151,7 +151,8 @@ test("berthctl push of a local image, then pull into a fresh namespace: stored, 
 });
 
 test("two concurrent pulls of images sharing a big layer fetch that layer once", async () => {
-  const big = await randomLayer("big.bin", 40 * 1024 * 1024);
+  // About 50 MB (48 MiB), held at the registry while both pulls look for it.
+  const big = await randomLayer("big.bin", 48 * 1024 * 1024);
   const a = imageOf([big, await randomLayer("a.txt", 1000)]);
   const b = imageOf([big, await randomLayer("b.txt", 1000)]);
   const [refA, refB] = [await seed(a, "shared/a"), await seed(b, "shared/b")];
