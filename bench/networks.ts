@@ -19,7 +19,7 @@ import { skopeoArchives } from "../test/fixtures/archives.ts";
 import { dockerdInstalled, startDockerd } from "./daemons.ts";
 import { dockerCli, dockerWallMs, stopEngines, type Engine } from "./docker-engines.ts";
 import { median } from "./measure.ts";
-import { freeSubnetPrefixes } from "../test/fixtures/host-network.ts";
+import { freeSubnetPrefixes, subnetRanges } from "../test/fixtures/host-network.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 10);
 const megabytes = Number(process.env.BENCH_NET_MB ?? 256);
@@ -45,7 +45,7 @@ function makeBridge(name: string, gatewayCidr: string): void {
 
 try {
   const load = loadavg()[0]!;
-  const [dockerDefault, berthUser, dockerUser] = freeSubnetPrefixes(3);
+  const [dockerDefault, berthUser, dockerUser] = freeSubnetPrefixes(3, subnetRanges.bench);
   mkdirSync(join(base, "archives"));
   const archive = readFileSync(skopeoArchives(join(base, "archives"), await buildBusyboxImage()).dockerArchive);
   const berth = await startDaemon({ base: join(base, "berth"), env: { BERTH_CNI_ADMIN_CHAIN: `BT-BENCH-${tag.toUpperCase()}` } });

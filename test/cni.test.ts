@@ -14,7 +14,7 @@ import { CniPluginError, execPlugin } from "../core/cni/plugin.ts";
 import { bridgeConflist, bridgeExists, deleteBridge, removeUnusedSharedChains } from "../core/cni/bridge.ts";
 import { createNetns, isNetnsMounted, removeNetns } from "../core/cni/netns.ts";
 import { withHostLock } from "../core/cni/host-lock.ts";
-import { freePort, freeSubnetPrefixes } from "./fixtures/host-network.ts";
+import { freePort, freeSubnetPrefixes, subnetRanges } from "./fixtures/host-network.ts";
 import { eventually as waitFor } from "./fixtures/poll.ts";
 import { sleep } from "./harness.ts";
 
@@ -35,7 +35,7 @@ const iptablesRules = () => sh("iptables-save", []);
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "berth-cni-"));
-  [subnetPrefix] = freeSubnetPrefixes(1, 100) as [string];
+  [subnetPrefix] = freeSubnetPrefixes(1, subnetRanges.cni) as [string];
   network = new CniNetwork(
     bridgeConflist({ name: cniName, bridge, subnet: `${subnetPrefix}.0/24`, ipamDataDir: join(dir, "ipam"), external: true, adminChain }),
     join(dir, "results"),

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { childPids, ok, runAsync, type Daemon, type RunResult } from "./harness.ts";
 import { engineHttpText, startEngineWithBusybox } from "./fixtures/engine-session.ts";
 import { eventually, waitUntil } from "./fixtures/poll.ts";
-import { freeSubnetPrefixes } from "./fixtures/host-network.ts";
+import { freeSubnetPrefixes, subnetRanges } from "./fixtures/host-network.ts";
 import { buildLeftovers, defaultRegistryArgs, endBuildTests, nothingLeft, runningBuildRuns, writeContext } from "./fixtures/build.ts";
 
 const tag = randomBytes(3).toString("hex");
@@ -28,7 +28,7 @@ const servers: Server[] = [];
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "berth-build-net-"));
-  [subnetPrefix] = freeSubnetPrefixes(1, 120);
+  [subnetPrefix] = freeSubnetPrefixes(1, subnetRanges.buildNetwork);
   // No linger: a bridge whose last user left goes at once, so the tests can see it gone.
   d = await startEngineWithBusybox({ env: { BERTH_CNI_ADMIN_CHAIN: adminChain, BERTH_NETWORK_LINGER_MS: "0" }, args: defaultRegistryArgs(work) });
 });

@@ -12,7 +12,7 @@ import { ok, type Daemon } from "./harness.ts";
 import { api, removeEveryContainer, waitFor } from "./engine-net-helpers.ts";
 import { isRunning } from "../core/process.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
-import { freePort, freeSubnetPrefixes } from "./fixtures/host-network.ts";
+import { freePort, freeSubnetPrefixes, subnetRanges } from "./fixtures/host-network.ts";
 
 const tag = randomBytes(3).toString("hex");
 const adminChain = `BT-ADMIN-${tag.toUpperCase()}`;
@@ -33,7 +33,7 @@ const fetchText = (port: number) =>
   });
 
 before(async () => {
-  [prefix] = freeSubnetPrefixes(1) as [string];
+  [prefix] = freeSubnetPrefixes(1, subnetRanges.networkLifecycle) as [string];
   work = mkdtempSync(join(tmpdir(), "berth-engine-netlife-"));
   d = await startEngineWithBusybox({ env: { BERTH_CNI_ADMIN_CHAIN: adminChain, BERTH_NETWORK_LINGER_MS: "0" } });
   ok(d.docker(["network", "create", "--subnet", `${prefix}.0/24`, "life"]));

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { ok, type Daemon } from "./harness.ts";
 import { api, removeEveryContainer, waitFor } from "./engine-net-helpers.ts";
 import { startEngineWithBusybox } from "./fixtures/engine-session.ts";
-import { freePort, freeSubnetPrefixes } from "./fixtures/host-network.ts";
+import { freePort, freeSubnetPrefixes, subnetRanges } from "./fixtures/host-network.ts";
 
 const tag = randomBytes(3).toString("hex");
 const adminChain = `BT-ADMIN-${tag.toUpperCase()}`;
@@ -23,7 +23,7 @@ const names = (...filters: string[]) =>
   ok(d.docker(["network", "ls", "--format", "{{.Name}}", ...filters.flatMap((f) => ["--filter", f])]), "network ls").stdout.trim().split("\n").filter(Boolean).sort();
 
 before(async () => {
-  prefixes = freeSubnetPrefixes(4);
+  prefixes = freeSubnetPrefixes(4, subnetRanges.engineNetworks);
   d = await startEngineWithBusybox({ env: { BERTH_CNI_ADMIN_CHAIN: adminChain } });
 });
 after(async () => {
