@@ -21,20 +21,24 @@ export function wallMs({ label, command, args, env }: Timed): number {
   return ms;
 }
 
-/** CPU ms (user+sys) of each process under `root` (itself included), keyed "pid name"; with `threads`, of each thread too ("pid name/tid thread"). */
-export function treeCpuMs(root: number, threads = false): Map<string, number> {
+/** /proc/<pid>/stat's fields after the command name: [0] is the state (field 3). */
+type StatFields = string[];
+const cpuMsOf = (f: StatFields) => ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+/** Minor page faults (field 10): on a VM whose fresh pages the host must back, each costs. */
+const minorFaultsOf = (f: StatFields) => Number(f[7]);
+
+/** A number read off /proc/<pid>/stat for each process under `root` (itself included), keyed "pid name"; with `threads`, for each thread too ("pid name/tid thread"). */
+function treeStat(root: number, pick: (fields: StatFields) => number, threads = false): Map<string, number> {
   const out = new Map<string, number>();
   const walk = (pid: number) => {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
       const name = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").find((a) => a.endsWith(".js")) ?? stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      out.set(`${pid} ${name.replace(/^.*\//, "")}`, ((Number(fields[11]) + Number(fields[12])) * 1000) / 100);
+      out.set(`${pid} ${name.replace(/^.*\//, "")}`, pick(stat.slice(stat.lastIndexOf(")") + 2).split(" ")));
       if (threads)
         for (const task of readdirSync(`/proc/${pid}/task`)) {
           const t = readFileSync(`/proc/${pid}/task/${task}/stat`, "utf8");
-          const tf = t.slice(t.lastIndexOf(")") + 2).split(" ");
-          out.set(`${pid} ${name.replace(/^.*\//, "")}/${task} ${t.slice(t.indexOf("(") + 1, t.lastIndexOf(")"))}`, ((Number(tf[11]) + Number(tf[12])) * 1000) / 100);
+          out.set(`${pid} ${name.replace(/^.*\//, "")}/${task} ${t.slice(t.indexOf("(") + 1, t.lastIndexOf(")"))}`, pick(t.slice(t.lastIndexOf(")") + 2).split(" ")));
         }
       for (const task of readdirSync(`/proc/${pid}/task`)) for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").split(" ").filter(Boolean)) walk(Number(child));
     } catch {
@@ -44,6 +48,12 @@ export function treeCpuMs(root: number, threads = false): Map<string, number> {
   walk(root);
   return out;
 }
+
+/** CPU ms (user+sys) of each process under `root` (itself included), keyed "pid name"; with `threads`, of each thread too ("pid name/tid thread"). */
+export const treeCpuMs = (root: number, threads = false) => treeStat(root, cpuMsOf, threads);
+
+/** Minor page faults of each process under `root` so far, keyed as treeCpuMs. */
+export const treeMinorFaults = (root: number) => treeStat(root, minorFaultsOf);
 
 /**
  * Polls until the processes under `root` used at most `quietMs` of CPU in each of two

@@ -19,7 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { startBerth, startContainerd } from "./daemons.ts";
-import { treeCpuMs } from "./measure.ts";
+import { treeCpuMs, treeMinorFaults } from "./measure.ts";
 import { blobOf, imageFromLayers, tarOf } from "../test/fixtures/archives.ts";
 import { pullBenchImage } from "./pull-image.ts";
 import { TestRegistry } from "../test/fixtures/registry.ts";
@@ -37,6 +37,11 @@ function childrenCpuMs(): number {
   const fields = readFileSync("/proc/self/stat", "utf8").replace(/^.*\) /, "").split(" ");
   // After the ") ": field 3 is the state; cutime and cstime are fields 16 and 17 of the whole line.
   return ((Number(fields[13]) + Number(fields[14])) * 1000) / 100;
+}
+
+/** Minor page faults of this process's children that ended and were waited for (cminflt). */
+function childrenMinorFaults(): number {
+  return Number(readFileSync("/proc/self/stat", "utf8").replace(/^.*\) /, "").split(" ")[8]);
 }
 
 const base = mkdtempSync(join(tmpdir(), "berth-profile-pull-"));
@@ -57,12 +62,13 @@ try {
   if (process.env.BENCH_CONTAINERD) {
     // The same measure for containerd: its CPU and ctr's, for the same pull.
     const before = childrenCpuMs();
+    const faultsBefore = childrenMinorFaults();
     const containerd = await startContainerd(join(base, "containerd"));
     const t0 = performance.now();
     const r = spawnSync("ctr", ["--address", containerd.address, "images", "pull", "--plain-http", `${registry.host}/bench/pull:1`], { stdio: "ignore" });
     const wall = performance.now() - t0;
     await containerd.stop();
-    process.stdout.write(`containerd: ctr exit ${r.status}, ${wall.toFixed(0)} ms wall; CPU of containerd and ctr: ${(childrenCpuMs() - before).toFixed(0)} ms\n`);
+    process.stdout.write(`containerd: ctr exit ${r.status}, ${wall.toFixed(0)} ms wall; CPU of containerd and ctr: ${(childrenCpuMs() - before).toFixed(0)} ms; their minor page faults: ${childrenMinorFaults() - faultsBefore}\n`);
   }
   const cpuBefore = childrenCpuMs();
   const berth = await startBerth(join(base, "berth"), profile, process.env.BENCH_KEEP ? ["--keep-processes"] : []);
@@ -87,6 +93,7 @@ try {
   const names = new Map(image.layers.map((l, i) => [l.digest.slice(7, 19), `layer${i} (${layerMiB[i]} MiB)`]));
   names.set(image.config.digest.slice(7, 19), "config");
   const cpuAtStart = treeCpuMs(berth.pid, Boolean(process.env.BENCH_THREADS));
+  const faultsAtStart = treeMinorFaults(berth.pid);
   const started = performance.now();
   const child = spawn(process.execPath, [join(distDir, "berthctl.js"), "--address", berth.address, "pull", "--plain-http", `${registry.host}/bench/pull:1`], { stdio: ["ignore", "pipe", "inherit"] });
   let buffered = "";
@@ -105,6 +112,8 @@ try {
   // The pull's own CPU per daemon process (berthctl's is in the total below).
   const during = [...treeCpuMs(berth.pid, Boolean(process.env.BENCH_THREADS))].map(([p, ms]) => `${p.replace(/^\d+ /, "")} ${ms - (cpuAtStart.get(p) ?? 0)}`);
   process.stdout.write(`CPU during the pull, ms: ${during.filter((d) => !d.endsWith(" 0")).join(", ")}\n`);
+  const faults = [...treeMinorFaults(berth.pid)].map(([p, n]) => `${p.replace(/^\d+ /, "")} ${n - (faultsAtStart.get(p) ?? 0)}`);
+  process.stdout.write(`Minor page faults during the pull: ${faults.filter((f) => !f.endsWith(" 0")).join(", ")}\n`);
   // Peak resident memory of each process so far (its start included): what the pull's buffers cost.
   const peaks = [...treeCpuMs(berth.pid).keys()].map((p) => {
     const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${p.split(" ")[0]}/status`, "utf8"))?.[1];
