@@ -113,8 +113,8 @@ const retireGraceMs = 250;
 const shutdownGraceMs = 500;
 
 /**
- * A process retiring on idle lets the calls that reached it in its grace finish, for
- * at most this long: berthd starts no other copy of it meanwhile (content and snapshots
+ * A process retiring on idle lets the calls that reached it in its grace finish, with
+ * the work they left, for at most this long: berthd starts no other copy of it meanwhile (content and snapshots
  * must each be the only process that links and unlinks their files), so the next call
  * waits for this one to exit.
  */
@@ -130,7 +130,7 @@ export async function startGrpcServer(
   socketName: string,
   setup: (server: Server) => Promise<void> | void,
   idle?: { ms: number; onIdle: (inFlight: () => number) => Promise<boolean> | boolean },
-): Promise<{ close(graceMs?: number): Promise<void> }> {
+): Promise<{ close(graceMs?: number, beforeForce?: () => void): Promise<void> }> {
   const base = createServer(serverOptions).use(errorMiddleware(ctx.log));
   const traced = telemetryEnabled() ? base.use(tracingMiddleware) : base;
   const idleWatch = idle ? idleMiddleware(idle.ms, idle.onIdle) : undefined;
@@ -144,9 +144,15 @@ export async function startGrpcServer(
   // large store to sweep) must not retire the process before its first call.
   idleWatch?.start();
   return {
-    /** Stops taking calls and lets the open ones end, for at most `graceMs`. */
-    async close(graceMs = shutdownGraceMs) {
-      const force = setTimeout(() => server.forceShutdown(), graceMs);
+    /**
+     * Stops taking calls and lets the open ones end, for at most `graceMs`; `beforeForce`
+     * runs just before the calls still open are cancelled.
+     */
+    async close(graceMs = shutdownGraceMs, beforeForce?: () => void) {
+      const force = setTimeout(() => {
+        beforeForce?.();
+        server.forceShutdown();
+      }, graceMs);
       force.unref();
       await server.shutdown();
       clearTimeout(force);
@@ -220,7 +226,7 @@ export async function runService(
 ): Promise<void> {
   await runProcess(name, async (ctx, stop) => {
     let handle: ServiceHandle = {};
-    let closeGraceMs = shutdownGraceMs;
+    let retiring = false;
     const idleMs = idleExitMs();
     const grpc = await startGrpcServer(
       ctx,
@@ -246,7 +252,7 @@ export async function runService(
               // them in, so the shutdown lets them finish instead of refusing them.
               await new Promise((resolve) => setImmediate(resolve));
               if (inFlight() > 0) ctx.log.debug({ inFlight: inFlight() }, "retiring: letting the calls in flight finish");
-              closeGraceMs = retireDrainMs;
+              retiring = true;
               void stop("idle");
               return true;
             },
@@ -256,10 +262,32 @@ export async function runService(
     await handle.afterListen?.();
     return {
       async close() {
-        handle.stopping?.();
-        await grpc.close(closeGraceMs);
+        if (retiring) await drainRetiring(grpc, handle);
+        else {
+          handle.stopping?.();
+          await grpc.close(shutdownGraceMs);
+        }
         await handle.close?.();
       },
     };
   });
+}
+
+/**
+ * A process retiring on idle ends once the calls that reached it in its grace ended and
+ * the work they left is done (a cancelled pull's clean-up, which a process that stays
+ * would do), for at most retireDrainMs. Until then a caller that goes away is gone as at
+ * any other time (its pull is cancelled); only what is still open at the end, or once
+ * berthd stops the process (SIGTERM), is ended by the process itself.
+ */
+async function drainRetiring(grpc: Awaited<ReturnType<typeof startGrpcServer>>, handle: ServiceHandle): Promise<void> {
+  let terminated = false;
+  process.once("SIGTERM", () => {
+    terminated = true;
+    handle.stopping?.();
+  });
+  const deadline = Date.now() + retireDrainMs;
+  await grpc.close(retireDrainMs, () => handle.stopping?.());
+  const busy = async () => Boolean(await Promise.resolve(handle.busy?.()).catch(() => false));
+  while (!terminated && Date.now() < deadline && (await busy())) await new Promise((resolve) => setTimeout(resolve, 100));
 }

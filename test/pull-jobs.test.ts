@@ -8,10 +8,14 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createChannel, createClient } from "nice-grpc";
+import { connectivityState } from "@grpc/grpc-js";
+import { TransferDefinition } from "../core/gen/berth/services/transfer/v1/transfer.ts";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { distDir, ok, sleep, startDaemon, tableRows, type Daemon, type RunResult, runAsync } from "./harness.ts";
-import { closeChannels } from "../core/grpc-client.ts";
+import { closeChannels, inNamespace } from "../core/grpc-client.ts";
 import { blobInfo } from "../core/content-client.ts";
 import { sha256Digest } from "../core/digest.ts";
 import { connectImageServices } from "../core/image/connect.ts";
@@ -50,6 +54,11 @@ async function berthctlKilledWhen(args: string[], namespace: string, until: () =
     child.kill("SIGKILL");
     await exited;
   }
+}
+
+/** Reads a call's stream to its end. */
+async function drain(stream: AsyncIterable<unknown>): Promise<void> {
+  for await (const _ of stream);
 }
 
 /** GETs of a blob through the proxy (any repository). */
@@ -270,6 +279,64 @@ test("a pull whose only caller goes away is cancelled: its download stops, nothi
   assert.equal(blobGets(layer.blob.digest).length, 1, "the cancelled download was not tried again");
   ok(await berthctl(["pull", "--plain-http", ref], "alone"), "the same pull again");
   assert.equal(ok(d.ctr(["images", "ls", "-q"], undefined, "alone")).stdout.trim(), ref);
+});
+
+test("a pull that reached the jobs process in its retirement's grace is still cancelled when its caller goes away", async () => {
+  const layer = await randomLayer("grace.txt", 900);
+  const ref = await seed(imageOf([layer]), "grace/x");
+  let release = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  proxy.rule = (req) => (req.url?.endsWith(`/blobs/${layer.blob.digest}`) ? { hold: held } : undefined);
+  const socket = join(d.state, "services", "jobs.sock");
+  const request = { ref, platform: "", registry: { plainHttp: true, insecure: false }, unpack: true, snapshotter: "" };
+  // The window is the retirement's short grace: a round whose shutdown had already sent
+  // its GOAWAY before the process was held is tried again.
+  let caught = false;
+  try {
+    for (let round = 0; round < 5 && !caught; round++) {
+      // A bad reference: jobs is started (or kept) and answers at once.
+      assert.equal((await berthctl(["pull", "--plain-http", "bad ref"], "grace")).code, 1);
+      const channel = createChannel(`unix://${socket}`);
+      try {
+        const transfer = createClient(TransferDefinition, channel);
+        await assert.rejects(drain(transfer.pull({ ...request, ref: "bad ref" }, inNamespace("grace"))), /invalid/);
+        const pid = d.servicePid("jobs")!;
+        while (existsSync(socket)) await new Promise((resolve) => setImmediate(resolve));
+        // Retiring: held (as a loaded machine would leave it without a core) while the
+        // pull goes out on the connection it still has.
+        process.kill(pid, "SIGSTOP");
+        const caller = new AbortController();
+        let pulling: Promise<unknown> | undefined;
+        let refused = false;
+        try {
+          await sleep(50);
+          if (channel.getConnectivityState(false) !== connectivityState.READY) continue;
+          pulling = drain(transfer.pull(request, { ...inNamespace("grace"), signal: caller.signal })).catch(() => (refused = true));
+          await sleep(500);
+        } finally {
+          process.kill(pid, "SIGCONT");
+        }
+        for (let i = 0; i < 400 && blobGets(layer.blob.digest).length === 0 && !refused; i++) await sleep(25);
+        // Refused: the shutdown had begun before the call came in.
+        if (refused) continue;
+        assert.ok(blobGets(layer.blob.digest).length > 0, "the pull got under way");
+        caught = true;
+        caller.abort();
+        await pulling;
+        const gone = async () => (await leasesOf("grace")).length === 0;
+        for (let i = 0; i < 400 && !(await gone()); i++) await sleep(50);
+        assert.ok(await gone(), `the cancelled pull deleted its lease:\n${d.log}`);
+        for (let i = 0; i < 400 && d.servicePid("jobs") === pid; i++) await sleep(50);
+        assert.notEqual(d.servicePid("jobs"), pid, "the retired process exited once its call ended");
+      } finally {
+        channel.close();
+      }
+    }
+  } finally {
+    proxy.rule = undefined;
+    release();
+  }
+  assert.ok(caught, "a round held the jobs process in its grace");
 });
 
 test("cancel: a pull goes on while another caller waits for it; a layer shared with a live pull keeps downloading", async () => {
