@@ -114,9 +114,9 @@ const shutdownGraceMs = 500;
 
 /**
  * A process retiring on idle lets the calls that reached it in its grace finish, with
- * the work they left, for at most this long: berthd starts no other copy of it meanwhile (content and snapshots
- * must each be the only process that links and unlinks their files), so the next call
- * waits for this one to exit.
+ * the work they left, for at most this long: berthd starts no other copy of it
+ * meanwhile (content and snapshots must each be the only process that links and
+ * unlinks their files), so the next call waits for this one to exit.
  */
 const retireDrainMs = 60_000;
 

@@ -10,7 +10,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { distDir, runAsync, startDaemon, tableRows, type Daemon, type RunResult } from "./harness.ts";
+import { distDir, ok, runAsync, startDaemon, tableRows, type Daemon } from "./harness.ts";
 import { closeChannels } from "../core/grpc-client.ts";
 import { connectImageServices } from "../core/image/connect.ts";
 import { buildBusyboxImage, type BuiltImage } from "./fixtures/busybox-image.ts";
@@ -38,15 +38,10 @@ function namespace(name: string): string {
   return ns;
 }
 
-// Asynchronous: the token server answers from this process.
-async function checked(what: string, command: Promise<RunResult>): Promise<RunResult> {
-  const r = await command;
-  assert.equal(r.code, 0, `${what} exited ${r.code}:\n${r.stderr}`);
-  return r;
-}
-const berthctl = (d: Daemon, ns: string, args: string[]) =>
-  checked(`berthctl ${args[0]}`, runAsync(process.execPath, [join(distDir, "berthctl.js"), "--address", d.address, "--namespace", ns, ...args]));
-const ctr = (d: Daemon, ns: string, args: string[]) => checked(`ctr ${args.slice(0, 2).join(" ")}`, runAsync("ctr", ["--address", d.address, "--namespace", ns, ...args]));
+// Asynchronous, and checked: the token server answers from this process.
+const berthctl = async (d: Daemon, ns: string, args: string[]) =>
+  ok(await runAsync(process.execPath, [join(distDir, "berthctl.js"), "--address", d.address, "--namespace", ns, ...args]), `berthctl ${args[0]}`);
+const ctr = async (d: Daemon, ns: string, args: string[]) => ok(await runAsync("ctr", ["--address", d.address, "--namespace", ns, ...args]), `ctr ${args.slice(0, 2).join(" ")}`);
 
 /** Pulls `ref` into a new namespace of the fresh daemon and runs it there; the pulled image's digest. */
 async function pullAndRun(name: string, ref: string, pullArgs: string[] = []): Promise<string> {
